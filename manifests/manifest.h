@@ -1,0 +1,69 @@
+/* manifest.h - loading resources from YAML/JSON files, directories and strings. */
+#ifndef MESHCA_MANIFEST_H
+#define MESHCA_MANIFEST_H
+
+#include <stddef.h>
+
+#include "manifests/diag.h"
+#include "manifests/model.h"
+
+/* S2 limits, each enforced while parsing with a clear diagnostic. */
+#define MANIFEST_MAX_FILE_BYTES (8u * 1024u * 1024u)
+#define MANIFEST_MAX_DEPTH 64
+#define MANIFEST_MAX_ALIAS_NODES 10000  /* nodes created by alias expansion, per file */
+#define MANIFEST_MAX_SCALAR_BYTES (1024u * 1024u)
+#define MANIFEST_MAX_DOCUMENTS 100000
+
+/* Error codes returned by manifest functions. */
+enum {
+    MANIFEST_OK = 0,
+    MANIFEST_EIO = -1,    /* a file or directory could not be read (exit code 2) */
+    MANIFEST_ENOMEM = -2,
+};
+
+/* A set of loaded resources. Owns the resources and the file names that marks point to. */
+typedef struct manifest_set manifest_set;
+
+manifest_set *manifest_set_new(void);
+void manifest_set_free(manifest_set *set);   /* accepts NULL */
+
+/* Loads a file, or every *.yaml / *.yml below a directory (recursive, sorted by path), or standard
+ * input when `path` is "-". Problems in the content (syntax, limits, types, unknown fields) are
+ * appended to `diags` and the valid documents are still added; returns MANIFEST_OK. Returns
+ * MANIFEST_EIO (with a diagnostic of code "unreadable") when the path cannot be read at all. */
+int manifest_load_path(manifest_set *set, const char *path, diag_list *diags);
+
+/* Loads from memory; `name` is used as the file name in marks. Same contract as above. */
+int manifest_load_buffer(manifest_set *set, const char *name, const char *data, size_t len,
+                         diag_list *diags);
+
+/* Parses one buffer into document trees without building resources (used for status files and
+ * tests). Returns MANIFEST_OK and the trees in *ret_docs (caller frees each with mnode_free()
+ * and the array with free()), with syntax problems in `diags`. `name` must outlive the trees'
+ * marks: pass a string owned by something that lives long enough (e.g. manifest_set_intern()). */
+int manifest_parse_documents(const char *name, const char *data, size_t len, mnode ***ret_docs,
+                             size_t *ret_ndocs, diag_list *diags);
+
+/* Copies `name` into the set and returns the set's copy (borrowed, valid until set is freed). */
+const char *manifest_set_intern(manifest_set *set, const char *name);
+
+/* Builds one resource from a document tree, reporting wrong types, missing required fields and
+ * unknown fields (with did-you-mean) to `diags`. Returns 0 and fills *ret_res (caller clears with
+ * resource_clear()), or -1 when the document is not a resource at all (no/unknown kind). */
+int manifest_build_resource(const mnode *doc, unsigned doc_index, resource *ret_res,
+                            diag_list *diags);
+
+/* Access to the loaded resources, in load order. Borrowed. */
+size_t manifest_set_count(const manifest_set *set);
+const resource *manifest_set_get(const manifest_set *set, size_t index);
+/* First Mesh named `name`, or NULL. */
+const mesh *manifest_set_find_mesh(const manifest_set *set, const char *name);
+
+/* Takes ownership of *res (which is zeroed). */
+void manifest_set_add(manifest_set *set, resource *res);
+
+/* Did-you-mean: the candidate closest to `word` by edit distance, or NULL when none is close
+ * (distance > max(2, strlen(word)/3)). `candidates` is NULL-terminated. */
+const char *manifest_suggest(const char *word, const char *const *candidates);
+
+#endif

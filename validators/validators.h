@@ -1,0 +1,66 @@
+/* validators.h - pure checks: static rules of one resource (S2) and rotation transitions (S4).
+ * No I/O: every function takes values and appends diagnostics. */
+#ifndef MESHCA_VALIDATORS_H
+#define MESHCA_VALIDATORS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "manifests/diag.h"
+#include "manifests/manifest.h"
+#include "manifests/model.h"
+#include "manifests/status.h"
+
+/* Static rules of S2 for one resource: names, duplicates within the resource, enabledBackend
+ * exists, backend types and modes, each type's conf (unknown conf fields with did-you-mean,
+ * datasources), durations, keyType, Dataplane service tags, Secret fields. */
+void validate_mesh(const mesh *m, diag_list *out);
+void validate_dataplane(const dataplane *dp, diag_list *out);
+void validate_secret(const secret *s, diag_list *out);
+void validate_resource(const resource *res, diag_list *out);
+
+/* Static rules over a whole set: every resource, plus cross-resource rules (duplicate resource
+ * names of one kind in one mesh). */
+void validate_set(const manifest_set *set, diag_list *out);
+
+/* Steps of a transition P -> N, in rotation order. */
+typedef enum transition_step {
+    STEP_CREATE = 1 << 0,          /* R1: no P */
+    STEP_ENABLE = 1 << 1,          /* mTLS off -> on */
+    STEP_ADD = 1 << 2,             /* R2 */
+    STEP_CHANGE = 1 << 3,          /* R5: backend changed in place */
+    STEP_SWITCH = 1 << 4,          /* R3 */
+    STEP_REMOVE = 1 << 5,          /* R4 */
+    STEP_DISABLE = 1 << 6,         /* R6 */
+} transition_step;
+
+typedef struct transition_options {
+    bool force;                    /* lets R3/R4 gating and R6 through */
+    bool have_status;              /* false: propagation/in-use checks cannot be made */
+} transition_options;
+
+#define TRANSITION_OPTIONS_INIT {false, false}
+
+typedef struct transition_result {
+    unsigned steps;                /* bitmask of transition_step */
+    bool refused;                  /* at least one error */
+    bool waiting_only;             /* refused only by R3 propagation / R4 in-use: may pass later */
+    bool forced;                   /* --force let a gating refusal through */
+} transition_result;
+
+/* Checks the transition of one mesh from `prev` (NULL: create) to `next` given the status of the
+ * dataplanes of that mesh (`status` entries of other meshes are ignored). Appends diagnostics
+ * with the codes of S4 (switch-not-added, switch-drops-old, switch-not-propagated,
+ * remove-enabled, remove-still-in-use, backend-changed-in-place, disable-mtls, multi-step,
+ * status-unknown) marked at the relevant field of `next`. `dataplanes`: the dataplanes of the
+ * mesh that exist (a dataplane in the set but absent from status never acknowledged anything).
+ * May be NULL/0 when only the status is known. */
+void validate_transition(const mesh *prev, const mesh *next, const dataplane_status *status,
+                         size_t nstatus, const dataplane *const *dataplanes, size_t ndataplanes,
+                         const transition_options *opts, diag_list *out,
+                         transition_result *ret_result);
+
+/* "add", "switch", ... for messages. */
+const char *transition_step_name(transition_step step);
+
+#endif
