@@ -1,0 +1,216 @@
+/* cmd_validate.c - `meshca validate`: static checks and, with --from, the S4 rotation rules, offline. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cli.h"
+#include "manifests/manifest.h"
+#include "manifests/status.h"
+#include "validators/validators.h"
+
+#define MAX_PATHS 256
+
+const char cmd_validate_usage[] =
+    "Usage: meshca validate -f PATH... [--from PATH...] [--status FILE] [-o text|json|github]\n"
+    "\n"
+    "Checks every Mesh, Dataplane and Secret in PATH (files, directories of *.yaml/*.yml,\n"
+    "or - for standard input) and reports every problem with file:line:column and field path.\n"
+    "With --from, also checks each Mesh's change from the manifests in --from (the state as\n"
+    "last applied) against the CA rotation rules: add a backend, switch enabledBackend, remove\n"
+    "the old backend, one step at a time. With --status (a snapshot of 'meshca inspect\n"
+    "dataplanes -o json'), also checks that every dataplane has caught up before a switch or a\n"
+    "removal; without it those checks are reported as unknown. Changes nothing.\n"
+    "\n"
+    "Flags:\n"
+    "  -f, --filename PATH   manifests to check (repeatable)\n"
+    "      --from PATH       manifests as last applied (repeatable)\n"
+    "      --status FILE     dataplane status JSON (S7 format: an array, or {\"items\": [...]})\n"
+    "      --force           check as 'apply --force' would: let propagation gating through\n"
+    "  -o, --output FORMAT   text (default), json or github (GitHub Actions annotations)\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "Exit codes: 0 valid; 1 invalid or refused; 2 usage error or unreadable file.\n";
+
+typedef struct validate_args {
+    const char *files[MAX_PATHS];
+    size_t nfiles;
+    const char *from[MAX_PATHS];
+    size_t nfrom;
+    const char *status_file;
+    int force;
+    output_format format;
+} validate_args;
+
+static int parse_args(int argc, char **argv, validate_args *args)
+{
+    enum { OPT_FROM = 256, OPT_STATUS, OPT_FORCE };
+    static const struct option options[] = {
+        {"filename", required_argument, NULL, 'f'}, {"from", required_argument, NULL, OPT_FROM},
+        {"status", required_argument, NULL, OPT_STATUS}, {"force", no_argument, NULL, OPT_FORCE},
+        {"output", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":f:o:h", options, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+        case OPT_FROM: {
+            size_t *n = c == 'f' ? &args->nfiles : &args->nfrom;
+            const char **list = c == 'f' ? args->files : args->from;
+            if (*n >= MAX_PATHS) {
+                cli_error("too many paths (at most %d)", MAX_PATHS);
+                return -1;
+            }
+            list[(*n)++] = optarg;
+            break;
+        }
+        case OPT_STATUS:
+            args->status_file = optarg;
+            break;
+        case OPT_FORCE:
+            args->force = 1;
+            break;
+        case 'o':
+            if (output_parse_format(optarg, 1u << OUTPUT_TEXT | 1u << OUTPUT_JSON |
+                                    1u << OUTPUT_GITHUB, &args->format) < 0)
+                return -1;
+            break;
+        case 'h':
+            fputs(cmd_validate_usage, stdout);
+            exit(EXIT_OK);
+        case ':':
+            cli_error("flag '%s' needs a value; run 'meshca help validate'", argv[optind - 1]);
+            return -1;
+        default:
+            cli_error("unknown flag '%s'; run 'meshca help validate'", argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        cli_error("unexpected argument '%s' (use -f PATH)", argv[optind]);
+        return -1;
+    }
+    if (args->nfiles == 0) {
+        cli_error("nothing to validate: give -f PATH; run 'meshca help validate'");
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads every path into `set`; returns -1 when any path could not be read at all. */
+static int load_paths(manifest_set *set, const char *const *paths, size_t n, diag_list *diags)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++)
+        if (manifest_load_path(set, paths[i], diags) != MANIFEST_OK)
+            rc = -1;
+    return rc;
+}
+
+/* Dataplanes of `mesh_name` in `set`, appended to a growing array. */
+static void collect_dataplanes(const manifest_set *set, const char *mesh_name,
+                               const dataplane ***list, size_t *n)
+{
+    for (size_t i = 0; i < manifest_set_count(set); i++) {
+        const resource *res = manifest_set_get(set, i);
+        if (res->kind != RESOURCE_DATAPLANE || !res->u.dataplane.mesh.value ||
+            strcmp(res->u.dataplane.mesh.value, mesh_name) != 0)
+            continue;
+        const dataplane **grown = realloc(*list, (*n + 1) * sizeof(**list));
+        if (!grown)
+            abort();
+        *list = grown;
+        (*list)[(*n)++] = &res->u.dataplane;
+    }
+}
+
+/* Applies the S4 rules to every Mesh of `next`, against its namesake in `prev`. */
+static void check_transitions(const manifest_set *prev, const manifest_set *next,
+                              const status_set *status, int force, diag_list *diags)
+{
+    transition_options opts = TRANSITION_OPTIONS_INIT;
+    opts.force = force;
+    opts.have_status = status != NULL;
+
+    for (size_t i = 0; i < manifest_set_count(next); i++) {
+        const resource *res = manifest_set_get(next, i);
+        if (res->kind != RESOURCE_MESH || !res->u.mesh.name.value)
+            continue;
+        const mesh *n = &res->u.mesh;
+        const mesh *p = manifest_set_find_mesh(prev, n->name.value);
+        const dataplane **dps = NULL;
+        size_t ndps = 0;
+        transition_result result;
+
+        /* Dataplanes named in the new manifests are the mesh's; status adds the live ones. */
+        collect_dataplanes(next, n->name.value, &dps, &ndps);
+        validate_transition(p, n, status ? status->items : NULL, status ? status->count : 0,
+                            dps, ndps, &opts, diags, &result);
+        free(dps);
+    }
+}
+
+static void print_summary(const manifest_set *set, const diag_list *diags)
+{
+    size_t counts[3] = {0, 0, 0};
+    for (size_t i = 0; i < manifest_set_count(set); i++)
+        counts[manifest_set_get(set, i)->kind]++;
+    size_t errors = diag_count(diags, DIAG_ERROR), warnings = diag_count(diags, DIAG_WARNING);
+    printf("%s: %zu resources (%zu Mesh, %zu Dataplane, %zu Secret), %zu error%s, %zu warning%s\n",
+           errors ? "invalid" : "valid", manifest_set_count(set), counts[RESOURCE_MESH],
+           counts[RESOURCE_DATAPLANE], counts[RESOURCE_SECRET], errors, errors == 1 ? "" : "s",
+           warnings, warnings == 1 ? "" : "s");
+}
+
+int cmd_validate(int argc, char **argv)
+{
+    validate_args args = {0};
+    diag_list diags = DIAG_LIST_INIT;
+    status_set status = STATUS_SET_INIT;
+    manifest_set *next = NULL, *prev = NULL;
+    int unreadable = 0, exit_code;
+
+    if (parse_args(argc, argv, &args) < 0)
+        return EXIT_TROUBLE;
+
+    next = manifest_set_new();
+    prev = manifest_set_new();
+    if (!next || !prev) {
+        cli_error("out of memory");
+        exit_code = EXIT_TROUBLE;
+        goto out;
+    }
+    if (load_paths(next, args.files, args.nfiles, &diags) < 0)
+        unreadable = 1;
+    if (load_paths(prev, args.from, args.nfrom, &diags) < 0)
+        unreadable = 1;
+    if (args.status_file) {
+        int rc = status_load_file(args.status_file, &status, &diags);
+        if (rc == -2)
+            unreadable = 1;
+    }
+
+    validate_set(next, &diags);
+    if (args.nfrom > 0 && !unreadable)
+        check_transitions(prev, next, args.status_file ? &status : NULL, args.force, &diags);
+    else if (args.status_file && args.nfrom == 0)
+        diag_warning(&diags, "status-unused", NULL, NULL,
+                     "--status is only used with --from (the state the change starts from)");
+
+    diag_list_sort(&diags);
+    int ok = !unreadable && !diag_has_errors(&diags);
+    output_diagnostics(stdout, args.format, &diags, ok);
+    if (args.format == OUTPUT_TEXT)
+        print_summary(next, &diags);
+    exit_code = unreadable ? EXIT_TROUBLE : ok ? EXIT_OK : EXIT_INVALID;
+out:
+    manifest_set_free(next);
+    manifest_set_free(prev);
+    status_set_free(&status);
+    diag_list_free(&diags);
+    return exit_code;
+}

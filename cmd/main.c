@@ -1,0 +1,92 @@
+/* main.c - the meshca program: global flags, command dispatch, help. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cli.h"
+
+static const cli_command commands[] = {
+    {"validate", "check manifests and rotation steps offline, changing nothing", cmd_validate_usage,
+     cmd_validate},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void print_usage(FILE *out)
+{
+    fputs("meshca - declarative service-mesh certificate authority reconciler\n\n"
+          "Usage: meshca [--store URL] COMMAND [FLAGS]...\n\n"
+          "Commands:\n", out);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fputs("  help       show the help of a command\n\n"
+          "Global flags:\n"
+          "  --store URL   state store (default $MESHCA_STORE or file://.meshca)\n"
+          "  -h, --help    show this help\n"
+          "  --version     print the version\n\n"
+          "Exit codes: 0 success; 1 invalid input or a refused transition;\n"
+          "            2 usage error, unreadable file, store or CA unreachable, internal error.\n"
+          "Run 'meshca help COMMAND' for the flags of a command.\n", out);
+}
+
+static const cli_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static int help(const char *name)
+{
+    if (!name) {
+        print_usage(stdout);
+        return EXIT_OK;
+    }
+    const cli_command *cmd = find_command(name);
+    if (!cmd) {
+        cli_error("unknown command '%s'; run 'meshca --help'", name);
+        return EXIT_TROUBLE;
+    }
+    fputs(cmd->usage, stdout);
+    return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    int i = 1;
+
+    /* Global flags come before the command. */
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return help(NULL);
+        if (strcmp(argv[i], "--version") == 0) {
+            puts("meshca 0.1.0");
+            return EXIT_OK;
+        }
+        if (strcmp(argv[i], "--store") == 0 && i + 1 < argc) {
+            setenv("MESHCA_STORE", argv[++i], 1);
+            continue;
+        }
+        if (strncmp(argv[i], "--store=", 8) == 0) {
+            setenv("MESHCA_STORE", argv[i] + 8, 1);
+            continue;
+        }
+        cli_error("unknown flag '%s'; run 'meshca --help'", argv[i]);
+        return EXIT_TROUBLE;
+    }
+    if (i >= argc) {
+        print_usage(stderr);
+        return EXIT_TROUBLE;
+    }
+    if (strcmp(argv[i], "help") == 0)
+        return help(i + 1 < argc ? argv[i + 1] : NULL);
+
+    const cli_command *cmd = find_command(argv[i]);
+    if (!cmd) {
+        cli_error("unknown command '%s'; run 'meshca --help'", argv[i]);
+        return EXIT_TROUBLE;
+    }
+    /* The command sees its own name as argv[0], like a program of its own. */
+    return cmd->run(argc - i, argv + i);
+}

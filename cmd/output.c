@@ -1,0 +1,127 @@
+/* output.c - printing diagnostics as text, JSON (SPEC S3) or GitHub Actions annotations. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cmd/cli.h"
+
+static const char *const format_names[] = {
+    [OUTPUT_TEXT] = "text", [OUTPUT_JSON] = "json", [OUTPUT_GITHUB] = "github",
+    [OUTPUT_YAML] = "yaml", [OUTPUT_PEM] = "pem",
+};
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("meshca: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int output_parse_format(const char *text, unsigned allowed, output_format *ret)
+{
+    char list[64] = "";
+
+    for (size_t i = 0; i < sizeof(format_names) / sizeof(format_names[0]); i++) {
+        if (!(allowed & (1u << i)))
+            continue;
+        if (strcmp(text, format_names[i]) == 0) {
+            *ret = (output_format)i;
+            return 0;
+        }
+        if (list[0])
+            strncat(list, "|", sizeof(list) - strlen(list) - 1);
+        strncat(list, format_names[i], sizeof(list) - strlen(list) - 1);
+    }
+    cli_error("unknown output format '%s' (expected %s)", text, list);
+    return -1;
+}
+
+static const char *severity_name(diag_severity severity)
+{
+    return severity == DIAG_ERROR ? "error" : "warning";
+}
+
+/* GitHub workflow commands end at a newline and treat '%' specially: escape as GitHub documents. */
+static void print_github_escaped(FILE *out, const char *text, int property)
+{
+    for (const char *p = text; *p; p++) {
+        if (*p == '%')
+            fputs("%25", out);
+        else if (*p == '\r')
+            fputs("%0D", out);
+        else if (*p == '\n')
+            fputs("%0A", out);
+        else if (property && *p == ':')
+            fputs("%3A", out);
+        else if (property && *p == ',')
+            fputs("%2C", out);
+        else
+            fputc(*p, out);
+    }
+}
+
+static void print_text(FILE *out, const diag *d)
+{
+    if (d->file && d->line)
+        fprintf(out, "%s:%u:%u: ", d->file, d->line, d->column);
+    else if (d->file)
+        fprintf(out, "%s: ", d->file);
+    else
+        fputs("meshca: ", out);
+    fprintf(out, "%s: ", severity_name(d->severity));
+    if (d->path && d->path[0])
+        fprintf(out, "%s: ", d->path);
+    fprintf(out, "%s\n", d->message);
+}
+
+static void print_github(FILE *out, const diag *d)
+{
+    fprintf(out, "::%s ", severity_name(d->severity));
+    if (d->file) {
+        fputs("file=", out);
+        print_github_escaped(out, d->file, 1);
+        if (d->line)
+            fprintf(out, ",line=%u,col=%u", d->line, d->column);
+    }
+    fputs("::", out);
+    if (d->path && d->path[0]) {
+        print_github_escaped(out, d->path, 0);
+        fputs(": ", out);
+    }
+    print_github_escaped(out, d->message, 0);
+    fputc('\n', out);
+}
+
+static json_t *diag_to_json(const diag *d)
+{
+    return json_pack("{s:s, s:s?, s:I, s:I, s:s, s:s, s:s}",
+                     "severity", severity_name(d->severity), "file", d->file,
+                     "line", (json_int_t)d->line, "column", (json_int_t)d->column,
+                     "path", d->path ? d->path : "", "code", d->code, "message", d->message);
+}
+
+void output_diagnostics(FILE *out, output_format format, const diag_list *diags, int ok)
+{
+    if (format == OUTPUT_JSON) {
+        json_t *array = json_array();
+        for (size_t i = 0; i < diags->count; i++)
+            json_array_append_new(array, diag_to_json(&diags->items[i]));
+        json_t *root = json_pack("{s:b, s:o}", "ok", ok, "diagnostics", array);
+        json_dumpf(root, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', out);
+        json_decref(root);
+        return;
+    }
+    for (size_t i = 0; i < diags->count; i++) {
+        if (format == OUTPUT_GITHUB)
+            print_github(out, &diags->items[i]);
+        else
+            print_text(out, &diags->items[i]);
+    }
+}

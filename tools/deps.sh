@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# deps.sh - installs, with apt, whatever meshca's build, tests and demo need and the machine lacks.
+set -euo pipefail
+
+packages=(
+    gcc pkg-config meson ninja-build        # build
+    libyaml-dev libssl-dev libcurl4-openssl-dev libjansson-dev   # libraries (SPEC S1)
+    check                                   # unit tests
+    openssl curl python3                    # integration tests: openssl verify, HTTP, JSON checks
+    nginx-light                             # the end-to-end data plane
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing: ${missing[*]}"
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# test.sh - the full test suite: install what is missing, build, run every test, then again
+# under AddressSanitizer and UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/deps.sh
+tools/build.sh build
+meson test -C build --print-errorlogs
+tools/build.sh build-asan -Db_sanitize=address,undefined -Db_lundef=false
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    meson test -C build-asan --print-errorlogs
