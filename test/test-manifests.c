@@ -430,6 +430,16 @@ START_TEST(random_bytes_give_diagnostics_not_crashes)
             buf[i] = alphabet[rand() % (int)(sizeof(alphabet) - 1)];
         manifest_load_buffer(set, "r.yaml", buf, n, &diags);
     }
+    /* Mutations of a valid manifest reach the resource builder with odd shapes. */
+    size_t len = strlen(MESH_KUBERNETES);
+    char *mut = malloc(len);
+    for (int round = 0; round < 3000; round++) {
+        memcpy(mut, MESH_KUBERNETES, len);
+        for (int k = 0; k < 1 + rand() % 4; k++)
+            mut[rand() % (int)len] = alphabet[rand() % (int)(sizeof(alphabet) - 1)];
+        manifest_load_buffer(set, "m.yaml", mut, len, &diags);
+    }
+    free(mut);
     ck_assert_uint_gt(diags.count, 0);
 }
 END_TEST
