@@ -82,8 +82,10 @@ static const char *did_you_mean(const char *word, const char *const *candidates,
 static void check_label(const model_string *name, const char *path, const char *what,
                         diag_list *out)
 {
-    if (is_empty(name)) {
-        diag_error(out, "missing-field", &name->mark, path, "%s is required", what);
+    if (!name->value)
+        return;   /* absent: the resource builder reports the missing field */
+    if (!*name->value) {
+        diag_error(out, "missing-field", &name->mark, path, "%s is empty", what);
         return;
     }
     if (!is_dns_label(name->value, strlen(name->value)))
@@ -96,8 +98,10 @@ static void check_label(const model_string *name, const char *path, const char *
 static void check_subdomain(const model_string *name, const char *path, const char *what,
                             diag_list *out)
 {
-    if (is_empty(name)) {
-        diag_error(out, "missing-field", &name->mark, path, "%s is required", what);
+    if (!name->value)
+        return;   /* absent: the resource builder reports the missing field */
+    if (!*name->value) {
+        diag_error(out, "missing-field", &name->mark, path, "%s is empty", what);
         return;
     }
     if (!is_dns_subdomain(name->value))
@@ -248,10 +252,8 @@ void validate_secret(const secret *s, diag_list *out)
     check_subdomain(&s->name, "name", "secret name", out);
     if (s->mesh.value)
         check_label(&s->mesh, "mesh", "mesh name", out);
-    if (!s->data.value) {
-        diag_error(out, "missing-field", &s->name.mark, "data", "secret data is required");
-        return;
-    }
+    if (!s->data.value)
+        return;   /* absent: the resource builder reports the missing field */
     if (!validate_is_base64(s->data.value, strlen(s->data.value)))
         diag_error(out, "bad-secret-data", &s->data.mark, "data",
                    "secret data is not valid base64");
