@@ -1,0 +1,401 @@
+/* status.c - dataplane status (SPEC S7) to and from JSON with jansson. */
+#include "manifests/status.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+static char *xstrdup(const char *s)
+{
+    if (!s)
+        return NULL;
+    char *copy = strdup(s);
+    if (!copy)
+        abort();   /* the status is a small, bounded input: OOM is not recoverable here */
+    return copy;
+}
+
+/* Every problem of one item is reported against "items[i].field" so a user can find it in a
+ * large snapshot; the file name is kept, line numbers are not known for JSON values. */
+static void bad(diag_list *diags, const char *name, size_t index, const char *field,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void bad(diag_list *diags, const char *name, size_t index, const char *field,
+                const char *fmt, ...)
+{
+    char path[160];
+    source_mark mark = {name, 0, 0};
+    if (field && *field)
+        snprintf(path, sizeof path, "items[%zu].%s", index, field);
+    else
+        snprintf(path, sizeof path, "items[%zu]", index);
+    va_list ap;
+    va_start(ap, fmt);
+    diag_addv(diags, DIAG_ERROR, "bad-status", &mark, path, fmt, ap);
+    va_end(ap);
+}
+
+static const char *json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "object";
+    case JSON_ARRAY: return "array";
+    case JSON_STRING: return "string";
+    case JSON_INTEGER: return "integer";
+    case JSON_REAL: return "number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "boolean";
+    case JSON_NULL: return "null";
+    }
+    return "value";
+}
+
+/* Optional string field: absent and null both mean "not set". Returns false on a wrong type. */
+static bool get_string(json_t *obj, const char *key, char **ret, bool required, diag_list *diags,
+                       const char *name, size_t index, const char *field)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        if (required) {
+            bad(diags, name, index, field, "missing required field");
+            return false;
+        }
+        return true;
+    }
+    if (!json_is_string(v)) {
+        bad(diags, name, index, field, "expected a string, got %s", json_type_name(v));
+        return false;
+    }
+    *ret = xstrdup(json_string_value(v));
+    return true;
+}
+
+static bool get_int(json_t *obj, const char *key, long long *ret, diag_list *diags, const char *name,
+                    size_t index, const char *field)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return true;
+    if (!json_is_integer(v)) {
+        bad(diags, name, index, field, "expected an integer, got %s", json_type_name(v));
+        return false;
+    }
+    if (json_integer_value(v) < 0) {
+        bad(diags, name, index, field, "must not be negative");
+        return false;
+    }
+    *ret = json_integer_value(v);
+    return true;
+}
+
+static bool parse_item(json_t *obj, size_t index, const char *name, dataplane_status *st,
+                       diag_list *diags)
+{
+    bool ok = true;
+    if (!json_is_object(obj)) {
+        bad(diags, name, index, "", "expected an object, got %s", json_type_name(obj));
+        return false;
+    }
+    ok &= get_string(obj, "mesh", &st->mesh, true, diags, name, index, "mesh");
+    ok &= get_string(obj, "name", &st->name, true, diags, name, index, "name");
+
+    json_t *tags = json_object_get(obj, "tags");
+    if (tags && !json_is_null(tags)) {
+        if (!json_is_object(tags)) {
+            bad(diags, name, index, "tags", "expected an object, got %s", json_type_name(tags));
+            ok = false;
+        } else {
+            size_t n = json_object_size(tags);
+            st->tags = calloc(n ? n : 1, sizeof *st->tags);
+            if (!st->tags)
+                abort();
+            const char *key;
+            json_t *value;
+            json_object_foreach(tags, key, value) {
+                if (!json_is_string(value)) {
+                    char field[96];
+                    snprintf(field, sizeof field, "tags.%s", key);
+                    bad(diags, name, index, field, "expected a string, got %s", json_type_name(value));
+                    ok = false;
+                    continue;
+                }
+                st->tags[st->ntags].key = xstrdup(key);
+                st->tags[st->ntags].value = xstrdup(json_string_value(value));
+                st->ntags++;
+            }
+        }
+    }
+
+    json_t *mtls = json_object_get(obj, "mtls");
+    if (!mtls || json_is_null(mtls))
+        return ok;   /* a dataplane that never acknowledged anything */
+    if (!json_is_object(mtls)) {
+        bad(diags, name, index, "mtls", "expected an object, got %s", json_type_name(mtls));
+        return false;
+    }
+    ok &= get_string(mtls, "issuedBackend", &st->issued_backend, false, diags, name, index,
+                     "mtls.issuedBackend");
+    json_t *sup = json_object_get(mtls, "supportedBackends");
+    if (sup && !json_is_null(sup)) {
+        if (!json_is_array(sup)) {
+            bad(diags, name, index, "mtls.supportedBackends", "expected an array, got %s",
+                json_type_name(sup));
+            ok = false;
+        } else {
+            size_t n = json_array_size(sup);
+            st->supported_backends = calloc(n ? n : 1, sizeof *st->supported_backends);
+            if (!st->supported_backends)
+                abort();
+            for (size_t i = 0; i < n; i++) {
+                json_t *b = json_array_get(sup, i);
+                if (!json_is_string(b)) {
+                    char field[64];
+                    snprintf(field, sizeof field, "mtls.supportedBackends[%zu]", i);
+                    bad(diags, name, index, field, "expected a string, got %s", json_type_name(b));
+                    ok = false;
+                    continue;
+                }
+                st->supported_backends[st->nsupported++] = xstrdup(json_string_value(b));
+            }
+        }
+    }
+    ok &= get_string(mtls, "certificateSerial", &st->certificate_serial, false, diags, name, index,
+                     "mtls.certificateSerial");
+    ok &= get_string(mtls, "certificateExpirationTime", &st->certificate_expiration_time, false, diags,
+                     name, index, "mtls.certificateExpirationTime");
+    ok &= get_string(mtls, "lastCertificateRegeneration", &st->last_certificate_regeneration, false,
+                     diags, name, index, "mtls.lastCertificateRegeneration");
+    ok &= get_int(mtls, "certificateRegenerations", &st->certificate_regenerations, diags, name, index,
+                  "mtls.certificateRegenerations");
+    ok &= get_int(mtls, "generation", &st->generation, diags, name, index, "mtls.generation");
+    ok &= get_int(mtls, "acknowledgedGeneration", &st->acknowledged_generation, diags, name, index,
+                  "mtls.acknowledgedGeneration");
+    ok &= get_string(mtls, "lastSeen", &st->last_seen, false, diags, name, index, "mtls.lastSeen");
+    return ok;
+}
+
+int status_parse_json(const char *name, const char *data, size_t len, status_set *ret_set,
+                      diag_list *diags)
+{
+    json_error_t err;
+    source_mark mark = {name, 0, 0};
+    if (len > STATUS_MAX_FILE_BYTES) {
+        diag_error(diags, "bad-status", &mark, "", "status file larger than %u bytes",
+                   STATUS_MAX_FILE_BYTES);
+        return -1;
+    }
+    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &err);
+    if (!root) {
+        source_mark at = {name, (unsigned)(err.line > 0 ? err.line : 0),
+                          (unsigned)(err.column > 0 ? err.column : 0)};
+        diag_error(diags, "bad-status", &at, "", "not valid JSON: %s", err.text);
+        return -1;
+    }
+    json_t *items = root;
+    if (json_is_object(root)) {
+        items = json_object_get(root, "items");
+        if (!items) {
+            diag_error(diags, "bad-status", &mark, "items",
+                       "expected a JSON array of dataplane status, or an object with \"items\"");
+            json_decref(root);
+            return -1;
+        }
+    }
+    if (!json_is_array(items)) {
+        diag_error(diags, "bad-status", &mark, json_is_object(root) ? "items" : "",
+                   "expected an array, got %s", json_type_name(items));
+        json_decref(root);
+        return -1;
+    }
+
+    status_set set = STATUS_SET_INIT;
+    bool ok = true;
+    size_t index;
+    json_t *item;
+    json_array_foreach(items, index, item) {
+        dataplane_status st;
+        memset(&st, 0, sizeof st);
+        if (parse_item(item, index, name, &st, diags))
+            status_set_append(&set, &st);
+        else {
+            dataplane_status_clear(&st);
+            ok = false;
+        }
+    }
+    json_decref(root);
+    if (!ok) {
+        status_set_free(&set);
+        return -1;
+    }
+    *ret_set = set;
+    return 0;
+}
+
+int status_load_file(const char *path, status_set *ret_set, diag_list *diags)
+{
+    source_mark mark = {path, 0, 0};
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        diag_error(diags, "unreadable", &mark, "", "cannot open status file: %s", strerror(errno));
+        return -2;
+    }
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        abort();
+    for (;;) {
+        if (len == cap) {
+            if (cap >= STATUS_MAX_FILE_BYTES + 1u)
+                break;
+            cap *= 2;
+            char *nbuf = realloc(buf, cap);
+            if (!nbuf)
+                abort();
+            buf = nbuf;
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    bool failed = ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (failed) {
+        free(buf);
+        diag_error(diags, "unreadable", &mark, "", "cannot read status file");
+        return -2;
+    }
+    int r = status_parse_json(path, buf, len, ret_set, diags);
+    free(buf);
+    return r;
+}
+
+char *status_to_json(const dataplane_status *st)
+{
+    json_t *obj = json_object();
+    json_object_set_new(obj, "mesh", json_string(st->mesh ? st->mesh : ""));
+    json_object_set_new(obj, "name", json_string(st->name ? st->name : ""));
+    json_t *tags = json_object();
+    for (size_t i = 0; i < st->ntags; i++)
+        json_object_set_new(tags, st->tags[i].key, json_string(st->tags[i].value));
+    json_object_set_new(obj, "tags", tags);
+
+    json_t *mtls = json_object();
+    json_object_set_new(mtls, "issuedBackend",
+                        st->issued_backend ? json_string(st->issued_backend) : json_null());
+    json_t *sup = json_array();
+    for (size_t i = 0; i < st->nsupported; i++)
+        json_array_append_new(sup, json_string(st->supported_backends[i]));
+    json_object_set_new(mtls, "supportedBackends", sup);
+#define OPT_STRING(key, field) \
+    json_object_set_new(mtls, key, (field) ? json_string(field) : json_null())
+    OPT_STRING("certificateSerial", st->certificate_serial);
+    OPT_STRING("certificateExpirationTime", st->certificate_expiration_time);
+    OPT_STRING("lastCertificateRegeneration", st->last_certificate_regeneration);
+    json_object_set_new(mtls, "certificateRegenerations", json_integer(st->certificate_regenerations));
+    json_object_set_new(mtls, "generation", json_integer(st->generation));
+    json_object_set_new(mtls, "acknowledgedGeneration", json_integer(st->acknowledged_generation));
+    OPT_STRING("lastSeen", st->last_seen);
+#undef OPT_STRING
+    json_object_set_new(obj, "mtls", mtls);
+
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(obj);
+    if (!text)
+        abort();
+    return text;
+}
+
+bool status_supports(const dataplane_status *st, const char *backend)
+{
+    if (!st || !backend)
+        return false;
+    for (size_t i = 0; i < st->nsupported; i++)
+        if (strcmp(st->supported_backends[i], backend) == 0)
+            return true;
+    return false;
+}
+
+void dataplane_status_clear(dataplane_status *st)
+{
+    if (!st)
+        return;
+    free(st->mesh);
+    free(st->name);
+    for (size_t i = 0; i < st->ntags; i++) {
+        free(st->tags[i].key);
+        free(st->tags[i].value);
+    }
+    free(st->tags);
+    free(st->issued_backend);
+    for (size_t i = 0; i < st->nsupported; i++)
+        free(st->supported_backends[i]);
+    free(st->supported_backends);
+    free(st->certificate_serial);
+    free(st->certificate_expiration_time);
+    free(st->last_certificate_regeneration);
+    free(st->last_seen);
+    memset(st, 0, sizeof *st);
+}
+
+void dataplane_status_copy(dataplane_status *dst, const dataplane_status *src)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->mesh = xstrdup(src->mesh);
+    dst->name = xstrdup(src->name);
+    if (src->ntags) {
+        dst->tags = calloc(src->ntags, sizeof *dst->tags);
+        if (!dst->tags)
+            abort();
+        for (size_t i = 0; i < src->ntags; i++) {
+            dst->tags[i].key = xstrdup(src->tags[i].key);
+            dst->tags[i].value = xstrdup(src->tags[i].value);
+        }
+        dst->ntags = src->ntags;
+    }
+    dst->issued_backend = xstrdup(src->issued_backend);
+    if (src->nsupported) {
+        dst->supported_backends = calloc(src->nsupported, sizeof *dst->supported_backends);
+        if (!dst->supported_backends)
+            abort();
+        for (size_t i = 0; i < src->nsupported; i++)
+            dst->supported_backends[i] = xstrdup(src->supported_backends[i]);
+        dst->nsupported = src->nsupported;
+    }
+    dst->certificate_serial = xstrdup(src->certificate_serial);
+    dst->certificate_expiration_time = xstrdup(src->certificate_expiration_time);
+    dst->last_certificate_regeneration = xstrdup(src->last_certificate_regeneration);
+    dst->certificate_regenerations = src->certificate_regenerations;
+    dst->generation = src->generation;
+    dst->acknowledged_generation = src->acknowledged_generation;
+    dst->last_seen = xstrdup(src->last_seen);
+}
+
+void status_set_append(status_set *set, dataplane_status *st)
+{
+    if (set->count == set->capacity) {
+        size_t cap = set->capacity ? set->capacity * 2 : 16;
+        dataplane_status *items = realloc(set->items, cap * sizeof *items);
+        if (!items)
+            abort();
+        set->items = items;
+        set->capacity = cap;
+    }
+    set->items[set->count++] = *st;
+    memset(st, 0, sizeof *st);
+}
+
+void status_set_free(status_set *set)
+{
+    if (!set)
+        return;
+    for (size_t i = 0; i < set->count; i++)
+        dataplane_status_clear(&set->items[i]);
+    free(set->items);
+    set->items = NULL;
+    set->count = set->capacity = 0;
+}

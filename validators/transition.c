@@ -1,0 +1,495 @@
+/* transition.c - the rotation rules R1-R7 of SPEC S4: may a mesh go from P to N given what its
+ * dataplanes have loaded?
+ *
+ * Codes: switch-not-added, switch-drops-old, switch-not-propagated, remove-enabled,
+ * remove-still-in-use, backend-changed-in-place, disable-mtls, multi-step (errors);
+ * status-unknown, forced (warnings).
+ *
+ * Precedence, chosen so that a user learns everything wrong with a change in one run but is never
+ * told to wait for something that will not help:
+ *  - R7 (multi-step) is reported whenever more than one of add / change / switch / remove happen
+ *    at once. The structural refusals of the individual steps (switch-not-added,
+ *    switch-drops-old, remove-enabled, backend-changed-in-place, disable-mtls) are still
+ *    reported beside it, because each of them would refuse that step on its own as well; the
+ *    status gates (switch-not-propagated, remove-still-in-use) are not evaluated, since the
+ *    change can never pass as it stands and waiting would not help.
+ *    So "switch ca-1 -> ca-2 and drop ca-1" gives multi-step and switch-drops-old.
+ *  - When the switch target was not added before (switch-not-added), propagation is not
+ *    checked: nobody can trust a CA that was never distributed.
+ *  - Removing the old enabled backend during a switch is reported as switch-drops-old, not
+ *    also as remove-enabled.
+ *  - While P has mTLS off, nothing has been issued, so any N that passes the static checks is
+ *    allowed (R1).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "validators/validators.h"
+
+/* Blocking dataplanes named in one message; the rest are counted. */
+#define MAX_NAMED 10
+
+const char *transition_step_name(transition_step step)
+{
+    switch (step) {
+    case STEP_CREATE: return "create";
+    case STEP_ENABLE: return "enable";
+    case STEP_ADD: return "add";
+    case STEP_CHANGE: return "change";
+    case STEP_SWITCH: return "switch";
+    case STEP_REMOVE: return "remove";
+    case STEP_DISABLE: return "disable";
+    }
+    return "unknown";
+}
+
+/* A growable string for messages; aborts on OOM like diag_add. */
+typedef struct sbuf {
+    char *data;
+    size_t len, cap;
+} sbuf;
+
+static void sb_add(sbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_add(sbuf *sb, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (sb->len + (size_t)n + 1 > sb->cap) {
+        size_t cap = sb->cap ? sb->cap : 128;
+        while (cap < sb->len + (size_t)n + 1)
+            cap *= 2;
+        char *data = realloc(sb->data, cap);
+        if (!data)
+            abort();
+        sb->data = data;
+        sb->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(sb->data + sb->len, sb->cap - sb->len, fmt, ap);
+    va_end(ap);
+    sb->len += (size_t)n;
+}
+
+static const char *sb_str(const sbuf *sb)
+{
+    return sb->data ? sb->data : "";
+}
+
+/* One dataplane of the mesh as the gates see it: its name and what it acknowledged (NULL when it
+ * never reported, or never acknowledged a generation). */
+typedef struct member {
+    const char *name;
+    const dataplane_status *st;
+} member;
+
+static int compare_status_name(const void *a, const void *b)
+{
+    const dataplane_status *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+/* The controller issued something the agent never loaded: the lists describe nothing real. */
+static bool never_acknowledged(const dataplane_status *st)
+{
+    return st->acknowledged_generation == 0 && st->generation > 0;
+}
+
+/* Builds the union of `dataplanes` and the mesh's entries of `status`, each once, in a stable
+ * order (declared dataplanes first, then status-only ones sorted by name). O(n log n) so that a
+ * 100,000-dataplane status is cheap. Caller frees the array. */
+static member *collect_members(const char *mesh_name, const dataplane_status *status,
+                               size_t nstatus, const dataplane *const *dataplanes,
+                               size_t ndataplanes, size_t *ret_count)
+{
+    const dataplane_status **sorted = calloc(nstatus ? nstatus : 1, sizeof *sorted);
+    bool *used = calloc(nstatus ? nstatus : 1, sizeof *used);
+    member *members = calloc(nstatus + ndataplanes + 1, sizeof *members);
+    if (!sorted || !used || !members)
+        abort();
+    size_t ns = 0, count = 0;
+    for (size_t i = 0; i < nstatus; i++)
+        if (status[i].name && status[i].mesh && mesh_name && strcmp(status[i].mesh, mesh_name) == 0)
+            sorted[ns++] = &status[i];
+    qsort(sorted, ns, sizeof *sorted, compare_status_name);
+
+    for (size_t i = 0; i < ndataplanes; i++) {
+        const dataplane *dp = dataplanes[i];
+        if (!dp || !dp->name.value)
+            continue;
+        if (dp->mesh.value && *dp->mesh.value && mesh_name && strcmp(dp->mesh.value, mesh_name) != 0)
+            continue;
+        dataplane_status key = {.name = dp->name.value};
+        const dataplane_status *kp = &key;
+        const dataplane_status **hit = bsearch(&kp, sorted, ns, sizeof *sorted, compare_status_name);
+        const dataplane_status *st = NULL;
+        if (hit) {
+            used[hit - sorted] = true;
+            st = *hit;
+        }
+        members[count++] = (member){dp->name.value, st && !never_acknowledged(st) ? st : NULL};
+    }
+    for (size_t i = 0; i < ns; i++) {
+        if (used[i])
+            continue;
+        /* The same name twice in a status snapshot is one dataplane. */
+        if (i > 0 && strcmp(sorted[i]->name, sorted[i - 1]->name) == 0)
+            continue;
+        members[count++] = (member){sorted[i]->name, never_acknowledged(sorted[i]) ? NULL : sorted[i]};
+    }
+    free(sorted);
+    free(used);
+    *ret_count = count;
+    return members;
+}
+
+/* "web-01, web-02 and 3 more" */
+static void list_names(sbuf *sb, const char *const *names, size_t n)
+{
+    size_t shown = n < MAX_NAMED ? n : MAX_NAMED;
+    for (size_t i = 0; i < shown; i++)
+        sb_add(sb, "%s%s", i ? ", " : "", names[i]);
+    if (n > shown)
+        sb_add(sb, " and %zu more", n - shown);
+}
+
+static bool same_name(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+static bool holds_issued(const member *m, const char *backend)
+{
+    return m->st && same_name(m->st->issued_backend, backend);
+}
+
+static bool trusts(const member *m, const char *backend)
+{
+    return m->st && status_supports(m->st, backend);
+}
+
+typedef struct ctx {
+    const mesh *prev, *next;
+    const transition_options *opts;
+    diag_list *out;
+    transition_result *res;
+    member *members;
+    size_t nmembers;
+    bool status_warned;
+} ctx;
+
+static void warn_status_unknown(ctx *c, const source_mark *mark, const char *path)
+{
+    if (c->status_warned)
+        return;
+    c->status_warned = true;
+    diag_warning(c->out, "status-unknown", mark, path,
+                 "dataplane status is unknown: cannot check that every dataplane trusts the new "
+                 "backend or that none still holds a certificate of a removed one; pass --status "
+                 "or --store to check");
+}
+
+static void check_switch(ctx *c, const char *from, const char *to, bool multi)
+{
+    const mesh *prev = c->prev, *next = c->next;
+    const source_mark *mark = &next->enabled_backend.mark;
+    const char *path = "mtls.enabledBackend";
+    const mesh_backend *before = mesh_find_backend(prev, to);
+    const mesh_backend *after = mesh_find_backend(next, to);
+    bool not_added = false;
+
+    if (!before) {
+        diag_error(c->out, "switch-not-added", mark, path,
+                   "cannot switch to '%s': it is not among the backends applied before; add it "
+                   "first, wait until every dataplane trusts it, then switch",
+                   to);
+        not_added = true;
+    } else if (after && !mesh_backend_same_ca(before, after)) {
+        diag_error(c->out, "switch-not-added", mark, path,
+                   "cannot switch to '%s': its type or conf differs from the one applied before, "
+                   "so dataplanes do not trust this CA yet; add the new CA under a new name first",
+                   to);
+        not_added = true;
+    }
+    if (!mesh_find_backend(next, from))
+        diag_error(c->out, "switch-drops-old", mark, path,
+                   "cannot switch from '%s' to '%s' while removing '%s': dataplanes still hold "
+                   "certificates it issued; keep '%s' until every dataplane has a '%s' certificate, "
+                   "then remove it",
+                   from, to, from, from, to);
+
+    if (not_added || multi)
+        return;
+    if (!c->opts->have_status) {
+        warn_status_unknown(c, mark, path);
+        return;
+    }
+    const char **blocking = calloc(c->nmembers + 1, sizeof *blocking);
+    if (!blocking)
+        abort();
+    size_t nblocking = 0;
+    for (size_t i = 0; i < c->nmembers; i++)
+        if (!trusts(&c->members[i], to))
+            blocking[nblocking++] = c->members[i].name;
+    if (nblocking > 0) {
+        sbuf sb = {0};
+        list_names(&sb, blocking, nblocking);
+        if (c->opts->force) {
+            c->res->forced = true;
+            diag_warning(c->out, "forced", mark, path,
+                         "forced switch to '%s' although %zu of %zu dataplanes do not trust it (%s)",
+                         to, nblocking, c->nmembers, sb_str(&sb));
+        } else {
+            diag_error(c->out, "switch-not-propagated", mark, path,
+                       "cannot switch to '%s' yet: %zu of %zu dataplanes do not trust it (%s); "
+                       "wait until 'meshca inspect dataplanes' shows %s in SUPPORTED for all",
+                       to, nblocking, c->nmembers, sb_str(&sb), to);
+        }
+        free(sb.data);
+    }
+    free(blocking);
+}
+
+static void check_remove(ctx *c, const char *name, const char *from, const char *to, bool multi)
+{
+    const source_mark *mark = &c->next->backends_mark;
+    const char *path = "mtls.backends";
+    bool switching = from && to && strcmp(from, to) != 0;
+
+    if (same_name(name, to) || (same_name(name, from) && !switching)) {
+        diag_error(c->out, "remove-enabled", mark, path,
+                   "cannot remove '%s': it is the enabled backend; switch to another backend "
+                   "first and remove it once no dataplane holds its certificates",
+                   name);
+        return;
+    }
+    if (same_name(name, from))
+        return;   /* switch-drops-old says it */
+    if (multi)
+        return;
+    if (!c->opts->have_status) {
+        warn_status_unknown(c, mark, path);
+        return;
+    }
+    const char **holding = calloc(c->nmembers + 1, sizeof *holding);
+    if (!holding)
+        abort();
+    size_t nholding = 0;
+    for (size_t i = 0; i < c->nmembers; i++)
+        if (holds_issued(&c->members[i], name))
+            holding[nholding++] = c->members[i].name;
+    if (nholding > 0) {
+        sbuf sb = {0};
+        list_names(&sb, holding, nholding);
+        if (c->opts->force) {
+            c->res->forced = true;
+            diag_warning(c->out, "forced", mark, path,
+                         "forced removal of '%s' although %zu of %zu dataplanes still use a "
+                         "certificate it issued (%s)",
+                         name, nholding, c->nmembers, sb_str(&sb));
+        } else {
+            diag_error(c->out, "remove-still-in-use", mark, path,
+                       "cannot remove '%s' yet: %zu of %zu dataplanes still use a certificate it "
+                       "issued (%s); wait until 'meshca inspect dataplanes' shows no CERT BACKEND "
+                       "%s",
+                       name, nholding, c->nmembers, sb_str(&sb), name);
+        }
+        free(sb.data);
+    }
+    free(holding);
+}
+
+static void check_change(ctx *c, const char *name, size_t index, const char *from, const char *to)
+{
+    const mesh_backend *b = &c->next->backends[index];
+    char path[64];
+    snprintf(path, sizeof path, "mtls.backends[%zu]", index);
+    if (same_name(name, from) || same_name(name, to)) {
+        diag_error(c->out, "backend-changed-in-place", &b->mark, path,
+                   "backend '%s' changed type or conf in place while it is the enabled backend; "
+                   "add the new CA under a new name and rotate to it",
+                   name);
+        return;
+    }
+    if (!c->opts->have_status) {
+        warn_status_unknown(c, &b->mark, path);
+        return;
+    }
+    size_t using = 0;
+    const char *first = NULL;
+    for (size_t i = 0; i < c->nmembers; i++)
+        if (trusts(&c->members[i], name) || holds_issued(&c->members[i], name)) {
+            if (!first)
+                first = c->members[i].name;
+            using++;
+        }
+    if (using > 0)
+        diag_error(c->out, "backend-changed-in-place", &b->mark, path,
+                   "backend '%s' changed type or conf in place while %zu dataplane%s trust%s it "
+                   "(first: %s); add the new CA under a new name and rotate to it",
+                   name, using, using == 1 ? "" : "s", using == 1 ? "s" : "", first);
+}
+
+/* Appends "add 'a' and 'b'" style text for the backends of one kind of step. */
+static void describe_names(sbuf *sb, const char *verb, const char *const *names, size_t n)
+{
+    sb_add(sb, "%s", verb);
+    for (size_t i = 0; i < n; i++)
+        sb_add(sb, "%s'%s'", i == 0 ? " " : (i + 1 == n ? " and " : ", "), names[i]);
+}
+
+void validate_transition(const mesh *prev, const mesh *next, const dataplane_status *status,
+                         size_t nstatus, const dataplane *const *dataplanes, size_t ndataplanes,
+                         const transition_options *opts, diag_list *out,
+                         transition_result *ret_result)
+{
+    static const transition_options defaults = TRANSITION_OPTIONS_INIT;
+    transition_result res = {0};
+    size_t first_diag = out->count;
+    if (!opts)
+        opts = &defaults;
+
+    if (!prev) {
+        res.steps = STEP_CREATE;   /* R1: the static checks are all there is */
+        goto done;
+    }
+
+    const char *from = mesh_enabled_backend(prev);
+    const char *to = mesh_enabled_backend(next);
+
+    /* Backends by name: added, removed, changed in place. Bounded by the static limit, and the
+     * static checks refuse anything larger, so the quadratic lookups stay small. */
+    const char **added = calloc(next->nbackends + 1, sizeof *added);
+    const char **removed = calloc(prev->nbackends + 1, sizeof *removed);
+    const char **changed = calloc(next->nbackends + 1, sizeof *changed);
+    size_t *changed_index = calloc(next->nbackends + 1, sizeof *changed_index);
+    if (!added || !removed || !changed || !changed_index)
+        abort();
+    size_t nadded = 0, nremoved = 0, nchanged = 0;
+    for (size_t i = 0; i < next->nbackends; i++) {
+        const mesh_backend *b = &next->backends[i];
+        if (!b->name.value)
+            continue;
+        if (mesh_find_backend(next, b->name.value) != b)
+            continue;   /* a duplicate name: static checks report it */
+        const mesh_backend *old = mesh_find_backend(prev, b->name.value);
+        if (!old) {
+            added[nadded++] = b->name.value;
+        } else if (!mesh_backend_same_ca(old, b)) {
+            changed_index[nchanged] = i;
+            changed[nchanged++] = b->name.value;
+        }
+    }
+    for (size_t i = 0; i < prev->nbackends; i++) {
+        const mesh_backend *b = &prev->backends[i];
+        if (b->name.value && mesh_find_backend(prev, b->name.value) == b &&
+            !mesh_find_backend(next, b->name.value))
+            removed[nremoved++] = b->name.value;
+    }
+
+    if (nadded)
+        res.steps |= STEP_ADD;
+    if (nremoved)
+        res.steps |= STEP_REMOVE;
+    if (nchanged)
+        res.steps |= STEP_CHANGE;
+    if (!from && to)
+        res.steps |= STEP_ENABLE;
+    else if (from && !to)
+        res.steps |= STEP_DISABLE;
+    else if (from && to && strcmp(from, to) != 0)
+        res.steps |= STEP_SWITCH;
+
+    if (!from)
+        goto free_lists;   /* mTLS was off: nothing issued yet, R1 applies */
+
+    size_t nkinds = 0;
+    static const transition_step rotation[] = {STEP_ADD, STEP_CHANGE, STEP_SWITCH, STEP_REMOVE};
+    for (size_t i = 0; i < sizeof rotation / sizeof rotation[0]; i++)
+        if (res.steps & rotation[i])
+            nkinds++;
+    bool multi = nkinds > 1;
+    if (multi) {
+        sbuf sb = {0};
+        bool any = false;
+        if (nadded) {
+            describe_names(&sb, "add", added, nadded);
+            any = true;
+        }
+        if (nchanged) {
+            sb_add(&sb, "%s", any ? ", then " : "");
+            describe_names(&sb, "change", changed, nchanged);
+            sb_add(&sb, " in place");
+            any = true;
+        }
+        if (res.steps & STEP_SWITCH) {
+            sb_add(&sb, "%sswitch to '%s'", any ? ", then " : "", to);
+            any = true;
+        }
+        if (nremoved) {
+            sb_add(&sb, "%s", any ? ", then " : "");
+            describe_names(&sb, "remove", removed, nremoved);
+        }
+        const source_mark *mark = (res.steps & STEP_SWITCH) ? &next->enabled_backend.mark
+                                                            : &next->backends_mark;
+        diag_error(out, "multi-step", mark,
+                   (res.steps & STEP_SWITCH) ? "mtls.enabledBackend" : "mtls.backends",
+                   "several rotation steps at once: %s; apply them one at a time", sb_str(&sb));
+        free(sb.data);
+    }
+
+    size_t nmembers = 0;
+    member *members = collect_members(next->name.value ? next->name.value : prev->name.value,
+                                      status, nstatus, dataplanes, ndataplanes, &nmembers);
+    ctx c = {prev, next, opts, out, &res, members, nmembers, false};
+
+    for (size_t i = 0; i < nchanged; i++)
+        check_change(&c, changed[i], changed_index[i], from, to);
+    if (res.steps & STEP_SWITCH)
+        check_switch(&c, from, to, multi);
+    for (size_t i = 0; i < nremoved; i++)
+        check_remove(&c, removed[i], from, to, multi);
+    if (res.steps & STEP_DISABLE) {
+        const source_mark *mark = next->enabled_backend.value ? &next->enabled_backend.mark
+                                                              : &next->mtls_mark;
+        if (opts->force) {
+            res.forced = true;
+            diag_warning(out, "forced", mark, "mtls.enabledBackend",
+                         "forced: mTLS disabled on mesh '%s'; dataplanes lose their certificates",
+                         next->name.value ? next->name.value : "");
+        } else {
+            diag_error(out, "disable-mtls", mark, "mtls.enabledBackend",
+                       "disabling mTLS on mesh '%s' (enabledBackend '%s' -> none) drops every "
+                       "dataplane's certificate and breaks STRICT traffic; pass --force to do it",
+                       next->name.value ? next->name.value : "", from);
+        }
+    }
+    free(members);
+
+free_lists:
+    free(added);
+    free(removed);
+    free(changed);
+    free(changed_index);
+
+done:
+    res.refused = false;
+    res.waiting_only = false;
+    bool only_waiting = true;
+    for (size_t i = first_diag; i < out->count; i++) {
+        const diag *d = &out->items[i];
+        if (d->severity != DIAG_ERROR)
+            continue;
+        res.refused = true;
+        if (strcmp(d->code, "switch-not-propagated") != 0 &&
+            strcmp(d->code, "remove-still-in-use") != 0)
+            only_waiting = false;
+    }
+    res.waiting_only = res.refused && only_waiting;
+    if (ret_result)
+        *ret_result = res;
+}
