@@ -31,11 +31,11 @@ check "9 MiB file reports too-large" json_has too-large
 
 printf 'type: Mesh\nname: default\nmtls:\n\tenabledBackend: ca-1\n' >"$WORK/tabs.yaml"
 run validate -o json -f "$WORK/tabs.yaml"
-check "tab indentation exits 1 with line 4" json_has yaml-syntax "" 4
+check "tab indentation is tab-indent at line 4" json_has tab-indent "" 4
 
 printf 'type: Mesh\nname: default\nname: other\n' >"$WORK/dupkey.yaml"
 run validate -o json -f "$WORK/dupkey.yaml"
-check "duplicate key reported at line 3" json_has duplicate-key name 3
+check "duplicate key reported at line 3" json_has duplicate-key "" 3
 
 printf 'type: Mesh\nname: [a, b]\nmtls:\n  skipValidation: maybe\n' >"$WORK/types.yaml"
 run validate -o json -f "$WORK/types.yaml"
