@@ -4,6 +4,8 @@
 # is refused with the reason. Usage: validate-walkthrough.sh [PATH-TO-MESHCA]
 set -uo pipefail
 meshca=${1:-meshca}
+# The script changes directory: make a relative path to the binary absolute first.
+case $meshca in */*) meshca=$(realpath "$meshca") ;; esac
 cd "$(dirname "$0")/../../manifests/examples/rotation"
 
 bold=$(tput bold 2>/dev/null || true); plain=$(tput sgr0 2>/dev/null || true)
