@@ -18,6 +18,7 @@ enum {
     PKI_ENOMEM = -4,
     PKI_EIO = -5,       /* file could not be read or written */
     PKI_EEXIST = -6,    /* refusing to overwrite */
+    PKI_ENOENT = -7,    /* a secret, file or datasource is absent */
 };
 
 /* Size of every errbuf parameter. errbuf may be NULL. Never holds key material. */
