@@ -1,0 +1,304 @@
+/* load.c - the manifest set, and loading it from files, directories, standard input and memory. */
+#include "manifests/manifest.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Directory symlink loops must end somewhere. */
+#define LOAD_MAX_DIR_DEPTH 32
+
+struct manifest_set {
+    resource *items;
+    size_t count, capacity;
+    char **names;        /* interned file names; marks borrow them */
+    size_t nnames, cnames;
+};
+
+manifest_set *manifest_set_new(void)
+{
+    return calloc(1, sizeof(manifest_set));
+}
+
+void manifest_set_free(manifest_set *set)
+{
+    if (!set)
+        return;
+    for (size_t i = 0; i < set->count; i++)
+        resource_clear(&set->items[i]);
+    free(set->items);
+    for (size_t i = 0; i < set->nnames; i++)
+        free(set->names[i]);
+    free(set->names);
+    free(set);
+}
+
+const char *manifest_set_intern(manifest_set *set, const char *name)
+{
+    for (size_t i = set->nnames; i-- > 0;)
+        if (!strcmp(set->names[i], name))
+            return set->names[i];
+    if (set->nnames == set->cnames) {
+        set->cnames = set->cnames ? set->cnames * 2 : 8;
+        set->names = realloc(set->names, set->cnames * sizeof(*set->names));
+        if (!set->names)
+            abort();
+    }
+    char *copy = strdup(name);
+    if (!copy)
+        abort();
+    set->names[set->nnames++] = copy;
+    return copy;
+}
+
+void manifest_set_add(manifest_set *set, resource *res)
+{
+    if (set->count == set->capacity) {
+        set->capacity = set->capacity ? set->capacity * 2 : 16;
+        set->items = realloc(set->items, set->capacity * sizeof(*set->items));
+        if (!set->items)
+            abort();
+    }
+    set->items[set->count++] = *res;
+    memset(res, 0, sizeof(*res));
+}
+
+size_t manifest_set_count(const manifest_set *set)
+{
+    return set ? set->count : 0;
+}
+
+const resource *manifest_set_get(const manifest_set *set, size_t index)
+{
+    if (!set || index >= set->count)
+        return NULL;
+    return &set->items[index];
+}
+
+const mesh *manifest_set_find_mesh(const manifest_set *set, const char *name)
+{
+    if (!set || !name)
+        return NULL;
+    for (size_t i = 0; i < set->count; i++)
+        if (set->items[i].kind == RESOURCE_MESH && set->items[i].u.mesh.name.value &&
+            !strcmp(set->items[i].u.mesh.name.value, name))
+            return &set->items[i].u.mesh;
+    return NULL;
+}
+
+int manifest_load_buffer(manifest_set *set, const char *name, const char *data, size_t len,
+                         diag_list *diags)
+{
+    const char *file = manifest_set_intern(set, name);
+    mnode **docs = NULL;
+    size_t ndocs = 0;
+    int r = manifest_parse_documents(file, data, len, &docs, &ndocs, diags);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < ndocs; i++) {
+        /* An empty document (a stray `---`) is not a resource and not a mistake. */
+        if (!mnode_is_null(docs[i])) {
+            resource res;
+            if (manifest_build_resource(docs[i], (unsigned)i, &res, diags) == 0)
+                manifest_set_add(set, &res);
+        }
+        mnode_free(docs[i]);
+    }
+    free(docs);
+    return MANIFEST_OK;
+}
+
+static int unreadable(manifest_set *set, const char *path, diag_list *diags, int err)
+{
+    source_mark m = {manifest_set_intern(set, path), 0, 0};
+    diag_error(diags, "unreadable", &m, "", "cannot read '%s': %s", path, strerror(err));
+    return MANIFEST_EIO;
+}
+
+static void too_large(manifest_set *set, const char *path, diag_list *diags, unsigned long long size)
+{
+    source_mark m = {manifest_set_intern(set, path), 0, 0};
+    diag_error(diags, "too-large", &m, "", "file of %llu bytes is larger than the limit of %u bytes", size,
+               MANIFEST_MAX_FILE_BYTES);
+}
+
+/* Reads at most the limit plus one byte, so an endless stream is cut without being stored. */
+static int read_fd(int fd, char **ret_buf, size_t *ret_len, bool *ret_too_large)
+{
+    size_t cap = 64 * 1024, len = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return MANIFEST_ENOMEM;
+    *ret_too_large = false;
+    for (;;) {
+        if (len == cap) {
+            if (cap > MANIFEST_MAX_FILE_BYTES) {
+                *ret_too_large = true;
+                break;
+            }
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                return MANIFEST_ENOMEM;
+            }
+            buf = nb;
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            free(buf);
+            errno = e;
+            return MANIFEST_EIO;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > MANIFEST_MAX_FILE_BYTES) {
+            *ret_too_large = true;
+            break;
+        }
+    }
+    *ret_buf = buf;
+    *ret_len = len;
+    return 0;
+}
+
+static int load_fd(manifest_set *set, const char *path, int fd, diag_list *diags)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    bool big = false;
+    int r = read_fd(fd, &buf, &len, &big);
+    if (r == MANIFEST_EIO)
+        return unreadable(set, path, diags, errno);
+    if (r < 0)
+        return r;
+    if (big)
+        too_large(set, path, diags, (unsigned long long)len);
+    else
+        r = manifest_load_buffer(set, path, buf, len, diags);
+    free(buf);
+    return r;
+}
+
+static int load_file(manifest_set *set, const char *path, const struct stat *st, diag_list *diags)
+{
+    /* Refuse by size before reading, so a huge file costs nothing. */
+    if ((unsigned long long)st->st_size > MANIFEST_MAX_FILE_BYTES) {
+        too_large(set, path, diags, (unsigned long long)st->st_size);
+        return MANIFEST_OK;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return unreadable(set, path, diags, errno);
+    int r = load_fd(set, path, fd, diags);
+    close(fd);
+    return r;
+}
+
+static bool has_yaml_suffix(const char *name)
+{
+    size_t n = strlen(name);
+    return (n > 5 && !strcmp(name + n - 5, ".yaml")) || (n > 4 && !strcmp(name + n - 4, ".yml"));
+}
+
+typedef struct path_list {
+    char **items;
+    size_t count, capacity;
+} path_list;
+
+static void path_list_add(path_list *l, char *p)
+{
+    if (l->count == l->capacity) {
+        l->capacity = l->capacity ? l->capacity * 2 : 16;
+        l->items = realloc(l->items, l->capacity * sizeof(*l->items));
+        if (!l->items)
+            abort();
+    }
+    l->items[l->count++] = p;
+}
+
+static int collect(manifest_set *set, const char *dir, unsigned depth, path_list *out, diag_list *diags)
+{
+    if (depth > LOAD_MAX_DIR_DEPTH)
+        return unreadable(set, dir, diags, ELOOP);
+    DIR *d = opendir(dir);
+    if (!d)
+        return unreadable(set, dir, diags, errno);
+    int ret = MANIFEST_OK;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        size_t n = strlen(dir) + 1 + strlen(e->d_name) + 1;
+        char *p = malloc(n);
+        if (!p)
+            abort();
+        int w = snprintf(p, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
+        if (w < 0 || (size_t)w >= n) {
+            free(p);
+            continue;
+        }
+        struct stat st;
+        if (stat(p, &st) < 0) {
+            /* A dangling symlink that does not look like a manifest is nothing to report. */
+            if (has_yaml_suffix(e->d_name))
+                ret = unreadable(set, p, diags, errno);
+            free(p);
+            continue;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            int r = collect(set, p, depth + 1, out, diags);
+            if (r < 0)
+                ret = r;
+            free(p);
+        } else if (S_ISREG(st.st_mode) && has_yaml_suffix(e->d_name)) {
+            path_list_add(out, p);
+        } else {
+            free(p);
+        }
+    }
+    closedir(d);
+    return ret;
+}
+
+static int cmp_path(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int manifest_load_path(manifest_set *set, const char *path, diag_list *diags)
+{
+    if (!strcmp(path, "-"))
+        return load_fd(set, "-", STDIN_FILENO, diags);
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return unreadable(set, path, diags, errno);
+    if (!S_ISDIR(st.st_mode))
+        return load_file(set, path, &st, diags);
+
+    path_list files = {0};
+    int ret = collect(set, path, 0, &files, diags);
+    qsort(files.items, files.count, sizeof(*files.items), cmp_path);
+    for (size_t i = 0; i < files.count; i++) {
+        struct stat fst;
+        int r;
+        if (stat(files.items[i], &fst) < 0)
+            r = unreadable(set, files.items[i], diags, errno);
+        else
+            r = load_file(set, files.items[i], &fst, diags);
+        if (r < 0)
+            ret = r;
+        free(files.items[i]);
+    }
+    free(files.items);
+    return ret;
+}
