@@ -1,0 +1,161 @@
+/* ca_backend.c - dispatch to the CA backend vtables and what local-key backends share. */
+#include "reconciler/ca_backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const ca_backend_ops *const all_backends[] = {
+    &ca_builtin_ops,
+    &ca_provided_ops,
+};
+
+const ca_backend_ops *ca_backend_for_type(const char *type)
+{
+    if (!type)
+        return NULL;
+    for (size_t i = 0; i < sizeof(all_backends) / sizeof(all_backends[0]); i++)
+        if (strcmp(all_backends[i]->type, type) == 0)
+            return all_backends[i];
+    return NULL;
+}
+
+static const ca_backend_ops *ops_of(const ca_context *ctx)
+{
+    return ctx && ctx->backend ? ca_backend_for_type(ctx->backend->type.value) : NULL;
+}
+
+int ca_backend_check(const ca_context *ctx, diag_list *diags)
+{
+    const ca_backend_ops *ops = ops_of(ctx);
+
+    if (!ops)
+        return PKI_EINVAL;
+    return ops->check(ctx, diags);
+}
+
+int ca_backend_open(const ca_context *ctx, ca_backend **ret, char *errbuf)
+{
+    const ca_backend_ops *ops = ops_of(ctx);
+
+    if (!ops) {
+        if (errbuf)
+            snprintf(errbuf, PKI_ERRBUF, "unsupported CA backend type '%s'",
+                     ctx && ctx->backend && ctx->backend->type.value ? ctx->backend->type.value
+                                                                     : "");
+        return PKI_EINVAL;
+    }
+    return ops->ensure_ca(ctx, ret, errbuf);
+}
+
+int ca_backend_sign_leaf(ca_backend *ca, const pki_leaf_request *req, int64_t now,
+                         X509 **ret_cert, EVP_PKEY **ret_key, char *errbuf)
+{
+    return ca->ops->sign_leaf(ca, req, now, ret_cert, ret_key, errbuf);
+}
+
+void ca_backend_free(ca_backend *ca)
+{
+    if (ca)
+        ca->ops->free(ca);
+}
+
+X509 *ca_backend_cert(ca_backend *ca)
+{
+    return ca && ca->chain && sk_X509_num(ca->chain) > 0 ? sk_X509_value(ca->chain, 0) : NULL;
+}
+
+EVP_PKEY *ca_backend_key(ca_backend *ca)
+{
+    return ca ? ca->key : NULL;
+}
+
+int ca_backend_info(ca_backend *ca, ca_info *ret)
+{
+    X509 *cert = ca_backend_cert(ca);
+    ca_info info;
+
+    if (!cert || !ret)
+        return PKI_EINVAL;
+    info.key_type = pki_key_type(X509_get0_pubkey(cert));
+    info.key_bits = pki_key_bits(X509_get0_pubkey(cert));
+    if (pki_cert_not_before(cert, &info.not_before) < 0 ||
+        pki_cert_not_after(cert, &info.not_after) < 0)
+        return PKI_EINVAL;
+    *ret = info;
+    return PKI_OK;
+}
+
+int ca_backend_chain_pem(ca_backend *ca, char **ret, char *errbuf)
+{
+    char *all = NULL;
+    size_t len = 0;
+
+    if (!ca || !ca->chain || !ret)
+        return PKI_EINVAL;
+    for (int i = 0; i < sk_X509_num(ca->chain); i++) {
+        char *pem, *grown;
+        int r = pki_cert_to_pem(sk_X509_value(ca->chain, i), &pem, errbuf);
+        size_t n;
+
+        if (r < 0) {
+            free(all);
+            return r;
+        }
+        n = strlen(pem);
+        grown = realloc(all, len + n + 1);
+        if (!grown) {
+            free(pem);
+            free(all);
+            return PKI_ENOMEM;
+        }
+        all = grown;
+        memcpy(all + len, pem, n + 1);
+        len += n;
+        free(pem);
+    }
+    if (!all)
+        return PKI_EINVAL;
+    *ret = all;
+    return PKI_OK;
+}
+
+int ca_local_new(const ca_backend_ops *ops, STACK_OF(X509) *chain, EVP_PKEY *key,
+                 ca_backend **ret)
+{
+    ca_backend *ca = calloc(1, sizeof(*ca));
+
+    if (!ca)
+        return PKI_ENOMEM;
+    ca->ops = ops;
+    ca->chain = chain;
+    ca->key = key;
+    *ret = ca;
+    return PKI_OK;
+}
+
+int ca_local_sign_leaf(ca_backend *ca, const pki_leaf_request *req, int64_t now,
+                       X509 **ret_cert, EVP_PKEY **ret_key, char *errbuf)
+{
+    if (!ca || !ca->key) {
+        if (errbuf)
+            snprintf(errbuf, PKI_ERRBUF, "CA has no signing key");
+        return PKI_EINVAL;
+    }
+    return pki_issue_leaf(req, ca_backend_cert(ca), ca->key, now, ret_cert, ret_key, errbuf);
+}
+
+void ca_local_free(ca_backend *ca)
+{
+    if (!ca)
+        return;
+    sk_X509_pop_free(ca->chain, X509_free);
+    EVP_PKEY_free(ca->key);   /* OpenSSL wipes key material when freeing */
+    free(ca);
+}
+
+void ca_conf_path(const ca_context *ctx, const char *suffix, char *buf, size_t size)
+{
+    snprintf(buf, size, "mtls.backends[%zu].conf%s", ctx ? ctx->backend_index : 0,
+             suffix ? suffix : "");
+}

@@ -1,0 +1,97 @@
+/* ca_backend.h - the CA backend interface: one vtable per backend type (builtin, provided, ...). */
+#ifndef MESHCA_CA_BACKEND_H
+#define MESHCA_CA_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "manifests/diag.h"
+#include "manifests/model.h"
+#include "reconciler/pki.h"
+
+#define CA_MAX_SECRET_NAME 300
+#define CA_EXPIRES_SOON_S (30 * 86400)       /* warning "ca-expires-soon" */
+#define CA_BUILTIN_DEFAULT_LIFETIME_S (10 * 365 * 86400LL)
+
+/* Looks up a mesh secret by name. On success returns 0 with the decoded bytes in *ret_data
+ * (malloc'd, NUL-terminated, *ret_len excludes the NUL; the caller wipes and frees it), or
+ * PKI_ENOENT when absent, or another negative PKI_* code. */
+typedef int (*ca_secret_lookup_fn)(void *userdata, const char *name, char **ret_data,
+                                   size_t *ret_len);
+/* Stores (creates or replaces) a mesh secret. Returns 0 or a negative PKI_* code. */
+typedef int (*ca_secret_store_fn)(void *userdata, const char *name, const char *data,
+                                  size_t len);
+
+/* Everything a backend may use. All borrowed for the duration of the call. */
+typedef struct ca_context {
+    const char *mesh;               /* mesh name */
+    const mesh_backend *backend;    /* the backend's manifest (conf is an mnode tree) */
+    size_t backend_index;           /* for field paths: mtls.backends[i] */
+    ca_secret_lookup_fn secret_lookup;   /* may be NULL: no secrets */
+    ca_secret_store_fn secret_store;     /* may be NULL: read-only (check, dry run) */
+    void *secret_userdata;
+    int64_t now;                    /* injected clock, seconds since the epoch */
+} ca_context;
+
+typedef struct ca_backend ca_backend;
+
+typedef struct ca_backend_ops {
+    const char *type;
+    /* Checks conf and CA material without side effects; appends diagnostics with field paths
+     * mtls.backends[i].conf... Returns 0 (problems are in diags) or a negative PKI_* code when
+     * the check itself could not run. */
+    int (*check)(const ca_context *ctx, diag_list *diags);
+    /* Loads the CA, creating it when the type does so (builtin). Caller frees with free(). */
+    int (*ensure_ca)(const ca_context *ctx, ca_backend **ret, char *errbuf);
+    /* Signs a leaf (see pki_issue_leaf). */
+    int (*sign_leaf)(ca_backend *ca, const pki_leaf_request *req, int64_t now, X509 **ret_cert,
+                     EVP_PKEY **ret_key, char *errbuf);
+    void (*free)(ca_backend *ca);
+} ca_backend_ops;
+
+/* A loaded CA. Fields are for backend implementations; others use the functions below. */
+struct ca_backend {
+    const ca_backend_ops *ops;
+    STACK_OF(X509) *chain;   /* [0] signs leaves, then intermediates (owned) */
+    EVP_PKEY *key;           /* private key of chain[0], NULL for remote backends (owned) */
+};
+
+extern const ca_backend_ops ca_builtin_ops;
+extern const ca_backend_ops ca_provided_ops;
+
+/* The ops of a backend type; NULL for an unknown (or not yet supported) type. */
+const ca_backend_ops *ca_backend_for_type(const char *type);
+
+/* Dispatch on ctx->backend->type. PKI_EINVAL (with a message) for an unknown type. */
+int ca_backend_check(const ca_context *ctx, diag_list *diags);
+int ca_backend_open(const ca_context *ctx, ca_backend **ret, char *errbuf);
+int ca_backend_sign_leaf(ca_backend *ca, const pki_leaf_request *req, int64_t now,
+                         X509 **ret_cert, EVP_PKEY **ret_key, char *errbuf);
+void ca_backend_free(ca_backend *ca);   /* accepts NULL; wipes the key */
+
+/* Descriptions of a loaded CA. */
+typedef struct ca_info {
+    const char *key_type;   /* "ec" | "rsa" (static) */
+    int key_bits;
+    int64_t not_before, not_after;   /* of chain[0] */
+} ca_info;
+int ca_backend_info(ca_backend *ca, ca_info *ret);
+/* The CA chain as PEM, chain[0] first; caller frees with free(). */
+int ca_backend_chain_pem(ca_backend *ca, char **ret, char *errbuf);
+/* Borrowed, valid until ca_backend_free(). */
+X509 *ca_backend_cert(ca_backend *ca);
+EVP_PKEY *ca_backend_key(ca_backend *ca);   /* NULL when the key is not local */
+
+/* For backend implementations: a CA with a local key (takes ownership of chain and key on
+ * success), signing with pki_issue_leaf, and the shared destructor. */
+int ca_local_new(const ca_backend_ops *ops, STACK_OF(X509) *chain, EVP_PKEY *key,
+                 ca_backend **ret);
+int ca_local_sign_leaf(ca_backend *ca, const pki_leaf_request *req, int64_t now,
+                       X509 **ret_cert, EVP_PKEY **ret_key, char *errbuf);
+void ca_local_free(ca_backend *ca);
+
+/* "mtls.backends[i].conf" + suffix into buf. */
+void ca_conf_path(const ca_context *ctx, const char *suffix, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,29 @@
+/* ca_provided.h - hygiene checks of operator-provided CA material (cert chain and key). */
+#ifndef MESHCA_CA_PROVIDED_H
+#define MESHCA_CA_PROVIDED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "manifests/diag.h"
+
+typedef struct ca_provided_material {
+    const char *cert_pem;      /* chain, intermediate first; borrowed */
+    size_t cert_len;
+    const char *key_pem;       /* NULL: key not available, key checks skipped; borrowed */
+    size_t key_len;
+    const char *cert_path;     /* field paths for diagnostics, e.g. mtls.backends[0].conf.cert */
+    const char *key_path;
+    const source_mark *cert_mark;   /* may be NULL */
+    const source_mark *key_mark;
+    int64_t now;
+    int64_t leaf_lifetime_s;   /* dpCert expiration: the CA must outlive now + this */
+} ca_provided_material;
+
+/* Appends one diagnostic per problem: ca-unparsable, ca-not-ca, ca-key-agreement,
+ * ca-key-mismatch, ca-expired, ca-not-yet-valid, ca-expires-before-leaf, ca-expires-soon
+ * (warning), ca-weak-key, ca-chain-order, ca-path-length. Messages never contain key material.
+ * Returns the number of errors added. */
+size_t ca_provided_check_material(const ca_provided_material *m, diag_list *diags);
+
+#endif

@@ -1,0 +1,138 @@
+/* datasource.c - reads CA material from a secret, a file, inline base64 or an inline string. */
+#include "reconciler/datasource.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+static int msg(char *errbuf, int code, const char *what, const char *arg)
+{
+    if (errbuf)
+        snprintf(errbuf, PKI_ERRBUF, "%s%s%s", what, arg ? ": " : "", arg ? arg : "");
+    return code;
+}
+
+void datasource_free(char *data, size_t len)
+{
+    if (!data)
+        return;
+    OPENSSL_cleanse(data, len);
+    free(data);
+}
+
+static int copy_bytes(const char *src, size_t len, char **ret_data, size_t *ret_len)
+{
+    char *d = malloc(len + 1);
+
+    if (!d)
+        return PKI_ENOMEM;
+    memcpy(d, src, len);
+    d[len] = '\0';
+    *ret_data = d;
+    *ret_len = len;
+    return PKI_OK;
+}
+
+static int decode_base64(const char *text, size_t len, char **ret_data, size_t *ret_len,
+                         char *errbuf)
+{
+    EVP_ENCODE_CTX *ectx;
+    unsigned char *out;
+    int n = 0, fin = 0, ok;
+
+    if (len > DATASOURCE_MAX_BYTES * 4 / 3 + 4)
+        return msg(errbuf, PKI_EINVAL, "inline data too large", NULL);
+    out = malloc(len + 1);
+    ectx = EVP_ENCODE_CTX_new();
+    ok = out && ectx;
+    if (ok) {
+        EVP_DecodeInit(ectx);
+        ok = EVP_DecodeUpdate(ectx, out, &n, (const unsigned char *)text, (int)len) >= 0 &&
+             EVP_DecodeFinal(ectx, out + n, &fin) == 1;
+    }
+    EVP_ENCODE_CTX_free(ectx);
+    if (!ok) {
+        if (out)
+            datasource_free((char *)out, len + 1);
+        return msg(errbuf, PKI_EINVAL, "inline is not valid base64", NULL);
+    }
+    out[n + fin] = '\0';
+    *ret_data = (char *)out;
+    *ret_len = (size_t)(n + fin);
+    return PKI_OK;
+}
+
+static int read_file(const char *path, char **ret_data, size_t *ret_len, char *errbuf)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    size_t n;
+
+    if (!f)
+        return msg(errbuf, errno == ENOENT ? PKI_ENOENT : PKI_EIO, "cannot open file",
+                   strerror(errno));
+    buf = malloc(DATASOURCE_MAX_BYTES + 1);
+    if (!buf) {
+        fclose(f);
+        return PKI_ENOMEM;
+    }
+    n = fread(buf, 1, DATASOURCE_MAX_BYTES + 1, f);
+    if (ferror(f) || n > DATASOURCE_MAX_BYTES) {
+        fclose(f);
+        datasource_free(buf, DATASOURCE_MAX_BYTES + 1);
+        return msg(errbuf, PKI_EIO, "cannot read file (error or larger than 1 MiB)", path);
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *ret_data = buf;
+    *ret_len = n;
+    return PKI_OK;
+}
+
+int datasource_read(const mnode *ds, const ca_context *ctx, char **ret_data, size_t *ret_len,
+                    char *errbuf)
+{
+    static const char *const kinds[] = {"secret", "file", "inline", "inlineString"};
+    const mnode *v = NULL;
+    const char *kind = NULL;
+
+    if (!ds || ds->kind != MNODE_MAP)
+        return msg(errbuf, PKI_EINVAL,
+                   "datasource must be a mapping with secret, file, inline or inlineString", NULL);
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        const mnode *n = mnode_get(ds, kinds[i]);
+
+        if (!n)
+            continue;
+        if (v)
+            return msg(errbuf, PKI_EINVAL, "datasource has more than one source", NULL);
+        v = n;
+        kind = kinds[i];
+    }
+    if (!v)
+        return msg(errbuf, PKI_EINVAL,
+                   "datasource needs one of secret, file, inline, inlineString", NULL);
+    if (v->kind != MNODE_SCALAR || !v->scalar)
+        return msg(errbuf, PKI_EINVAL, "datasource value must be a string", kind);
+    if (v->scalar_len > DATASOURCE_MAX_BYTES * 2)
+        return msg(errbuf, PKI_EINVAL, "datasource value too large", kind);
+
+    if (strcmp(kind, "inlineString") == 0)
+        return copy_bytes(v->scalar, v->scalar_len, ret_data, ret_len);
+    if (strcmp(kind, "inline") == 0)
+        return decode_base64(v->scalar, v->scalar_len, ret_data, ret_len, errbuf);
+    if (strcmp(kind, "file") == 0)
+        return read_file(v->scalar, ret_data, ret_len, errbuf);
+    if (!ctx || !ctx->secret_lookup)
+        return msg(errbuf, PKI_ENOENT, "no secret store to read secret", v->scalar);
+    int r = ctx->secret_lookup(ctx->secret_userdata, v->scalar, ret_data, ret_len);
+    if (r == PKI_ENOENT)
+        return msg(errbuf, r, "secret not found", v->scalar);
+    if (r < 0)
+        return msg(errbuf, r, "cannot read secret", v->scalar);
+    return PKI_OK;
+}

@@ -1,0 +1,94 @@
+/* pki.h - OpenSSL primitives for keys, CA and leaf certificates, with plain parameters only. */
+#ifndef MESHCA_PKI_H
+#define MESHCA_PKI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+/* Error codes of every pki_* function. */
+enum {
+    PKI_OK = 0,
+    PKI_EINVAL = -1,    /* bad argument or unparsable input */
+    PKI_ECRYPTO = -2,   /* OpenSSL failed; the drained error queue is in errbuf */
+    PKI_EEXPIRED = -3,  /* the signing CA is expired or not yet valid ("ca-expired") */
+    PKI_ENOMEM = -4,
+    PKI_EIO = -5,       /* file could not be read or written */
+    PKI_EEXIST = -6,    /* refusing to overwrite */
+    PKI_ENOENT = -7,    /* a secret, file or datasource is absent */
+};
+
+/* Size of every errbuf parameter. errbuf may be NULL. Never holds key material. */
+#define PKI_ERRBUF 512
+
+#define PKI_MAX_SANS 64         /* URI SANs per leaf */
+#define PKI_MAX_CHAIN 8         /* certificates in a PEM chain */
+#define PKI_MAX_PEM_BYTES (1024 * 1024)
+#define PKI_LEAF_BACKDATE_S 60  /* notBefore = now - 1 min */
+
+/* Generates an EC P-256 key (rsa false) or an RSA key of `bits` (rsa true; 0 means 2048).
+ * Caller frees *ret with EVP_PKEY_free(). */
+int pki_generate_key(bool rsa, int bits, EVP_PKEY **ret, char *errbuf);
+
+/* Self-signed CA: subject CN=cn, random 128-bit serial, URI SAN spiffe_uri (may be NULL),
+ * keyUsage keyCertSign+cRLSign (critical), basicConstraints CA:TRUE (critical), SKI/AKI,
+ * validity [now, now + lifetime_s]. Caller frees *ret with X509_free(). */
+int pki_make_root(EVP_PKEY *key, const char *cn, const char *spiffe_uri, int64_t now,
+                  int64_t lifetime_s, X509 **ret, char *errbuf);
+
+typedef struct pki_leaf_request {
+    const char *const *uris;  /* URI SANs, borrowed */
+    size_t nuris;             /* 1..PKI_MAX_SANS */
+    const char *cn;           /* subject CN; NULL: none (SANs identify the leaf) */
+    bool rsa;                 /* RSA-2048 instead of EC P-256 */
+    int64_t lifetime_s;       /* > 0 */
+} pki_leaf_request;
+
+#define PKI_LEAF_REQUEST_INIT {NULL, 0, NULL, false, 86400}
+
+/* Issues a leaf with a fresh key, signed by ca_key. notBefore = now - 60s, notAfter = now +
+ * lifetime clamped to the CA's notAfter. PKI_EEXPIRED when the CA is not valid at `now`.
+ * Caller frees *ret_cert (X509_free) and *ret_key (EVP_PKEY_free); outputs set only on success. */
+int pki_issue_leaf(const pki_leaf_request *req, X509 *ca_cert, EVP_PKEY *ca_key, int64_t now,
+                   X509 **ret_cert, EVP_PKEY **ret_key, char *errbuf);
+
+/* Re-signs new_ca's subject and public key with old_ca/old_key (Consul cross-signing). Validity
+ * [now - 60s, min(old_ca notAfter, new_ca notAfter, not_after_max)]. Extensions as a CA.
+ * PKI_EEXPIRED when old_ca is not valid at `now`. Caller frees *ret. */
+int pki_cross_sign(X509 *new_ca, X509 *old_ca, EVP_PKEY *old_key, int64_t now,
+                   int64_t not_after_max, X509 **ret, char *errbuf);
+
+/* PEM encoding. Strings are NUL-terminated; caller frees with free(). Key PEM strings hold
+ * secret material: free them with pki_free_secret(). */
+int pki_cert_to_pem(X509 *cert, char **ret, char *errbuf);
+int pki_key_to_pem(EVP_PKEY *key, char **ret, char *errbuf);
+int pki_cert_from_pem(const char *pem, size_t len, X509 **ret, char *errbuf);
+int pki_key_from_pem(const char *pem, size_t len, EVP_PKEY **ret, char *errbuf);
+/* Parses every certificate of a PEM chain, in order (1..PKI_MAX_CHAIN). Caller frees with
+ * sk_X509_pop_free(*ret, X509_free). */
+int pki_chain_from_pem(const char *pem, size_t len, STACK_OF(X509) **ret, char *errbuf);
+/* Wipes and frees a secret string. Accepts NULL. */
+void pki_free_secret(char *s);
+
+/* Descriptions. Buffers: fingerprint >= 60, serial >= 80, time >= 21 bytes. */
+int pki_fingerprint_sha1(X509 *cert, char *buf, size_t size);   /* "AB:CD:..." */
+int pki_serial_hex(X509 *cert, char *buf, size_t size);         /* lowercase, colon-free */
+int pki_ski_hex(X509 *cert, char *buf, size_t size);            /* "ab:cd:..." or "" */
+int pki_format_time(int64_t t, char *buf, size_t size);         /* RFC 3339 UTC */
+int pki_cert_not_before(X509 *cert, int64_t *ret);
+int pki_cert_not_after(X509 *cert, int64_t *ret);
+/* "ec" or "rsa" (borrowed static string, "unknown" otherwise) and the key size in bits. */
+const char *pki_key_type(EVP_PKEY *key);
+int pki_key_bits(EVP_PKEY *key);
+
+/* True when `key` is the private key of `cert`'s public key. */
+bool pki_key_matches(X509 *cert, EVP_PKEY *key);
+
+/* Renewal point of a certificate: not_before + lifetime * (0.70 + 0.15 * h), h a stable hash of
+ * stable_id in [0, 1), so a fleet renews spread over 70-85 % of its lifetime. */
+int64_t pki_renewal_point(int64_t not_before, int64_t not_after, const char *stable_id);
+
+#endif
