@@ -1,0 +1,476 @@
+/* test-store.c - Check suite for the store: CAS, transactions, name checks, file modes, crash leftovers, locking. */
+#define _GNU_SOURCE 1
+#include "reconciler/store.h"
+
+#include <check.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char tmpdir[] = "/tmp/meshca-test-store-XXXXXX";
+static char url[128];
+static char storedir[128];
+
+static void setup(void) {
+    char tmpl[] = "/tmp/meshca-test-store-XXXXXX";
+
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    memcpy(tmpdir, tmpl, sizeof(tmpl));
+    ck_assert_int_lt(snprintf(storedir, sizeof(storedir), "%s/store", tmpdir), (int) sizeof(storedir));
+    ck_assert_int_lt(snprintf(url, sizeof(url), "file://%s", storedir), (int) sizeof(url));
+}
+
+static void teardown(void) {
+    char cmd[256];
+
+    /* The path is our own mkdtemp result, so handing it to rm is safe. */
+    if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir) < (int) sizeof(cmd))
+        (void) !system(cmd);
+}
+
+static store *open_store(void) {
+    char err[256] = "";
+    store *s = NULL;
+    int r = store_open(url, &s, err, sizeof(err));
+
+    ck_assert_msg(r == STORE_OK, "store_open(%s): %d %s", url, r, err);
+    return s;
+}
+
+static uint64_t put_str(store *s, const char *kind, const char *mesh, const char *name, const char *v,
+                        uint64_t expected) {
+    store_key k = { kind, mesh, name };
+    uint64_t ver = 0;
+
+    ck_assert_int_eq(store_put(s, &k, v, strlen(v), expected, &ver), STORE_OK);
+    return ver;
+}
+
+START_TEST(put_then_get_returns_same_bytes_and_version) {
+    store *s = open_store();
+    store_key k = { "dataplanes", "default", "web-01" };
+    const char bin[] = "{\"a\":1}\0binary\n";
+    char *v = NULL;
+    size_t len = 0;
+    uint64_t ver = 0, got = 0, rev = 0;
+
+    ck_assert_int_eq(store_put(s, &k, bin, sizeof(bin), 0, &ver), STORE_OK);
+    ck_assert_uint_gt(ver, 0);
+    ck_assert_int_eq(store_get(s, &k, &v, &len, &got), STORE_OK);
+    ck_assert_uint_eq(len, sizeof(bin));
+    ck_assert_int_eq(memcmp(v, bin, len), 0);
+    ck_assert_int_eq(v[len], '\0');
+    ck_assert_uint_eq(got, ver);
+    free(v);
+
+    ck_assert_int_eq(store_revision(s, &rev), STORE_OK);
+    ck_assert_uint_eq(rev, ver);
+
+    /* A later write gets a strictly larger version, also after reopening. */
+    store_close(s);
+    s = open_store();
+    ck_assert_uint_gt(put_str(s, "dataplanes", "default", "web-01", "x", ver), ver);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(get_of_absent_object_is_notfound_and_leaves_outputs) {
+    store *s = open_store();
+    store_key k = { "secrets", "default", "nope" };
+    char *v = (char *) 0x1;
+    uint64_t ver = 42;
+
+    ck_assert_int_eq(store_get(s, &k, &v, NULL, &ver), STORE_ENOTFOUND);
+    ck_assert_ptr_eq(v, (char *) 0x1);
+    ck_assert_uint_eq(ver, 42);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(put_with_stale_version_conflicts) {
+    store *s = open_store();
+    store_key k = { "meshes", NULL, "default" };
+    uint64_t v1 = put_str(s, "meshes", NULL, "default", "one", 0);
+    uint64_t v2 = put_str(s, "meshes", "default", "default", "two", v1);
+    char *v = NULL;
+    size_t len;
+
+    ck_assert_uint_gt(v2, v1);
+    ck_assert_int_eq(store_put(s, &k, "three", 5, v1, NULL), STORE_ECONFLICT);
+    ck_assert_int_eq(store_get(s, &k, &v, &len, NULL), STORE_OK);
+    ck_assert_str_eq(v, "two");
+    free(v);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(create_when_object_exists_conflicts) {
+    store *s = open_store();
+    store_key k = { "secrets", "default", "token" };
+
+    put_str(s, "secrets", "default", "token", "a", 0);
+    ck_assert_int_eq(store_put(s, &k, "b", 1, 0, NULL), STORE_ECONFLICT);
+    /* Updating an absent object at a version also conflicts. */
+    k.name = "other";
+    ck_assert_int_eq(store_put(s, &k, "b", 1, 7, NULL), STORE_ECONFLICT);
+    /* Unconditional put always succeeds. */
+    ck_assert_int_eq(store_put(s, &k, "b", 1, STORE_ANY_VERSION, NULL), STORE_OK);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(delete_removes_object_and_checks_version) {
+    store *s = open_store();
+    store_key k = { "identities", "default", "web-01" };
+    uint64_t ver = put_str(s, "identities", "default", "web-01", "id", 0), rev0 = 0, rev1 = 0;
+    char *v = NULL;
+
+    ck_assert_int_eq(store_delete(s, &k, ver + 100), STORE_ECONFLICT);
+    ck_assert_int_eq(store_delete(s, &k, 0), STORE_EINVAL);
+    ck_assert_int_eq(store_revision(s, &rev0), STORE_OK);
+    ck_assert_int_eq(store_delete(s, &k, ver), STORE_OK);
+    ck_assert_int_eq(store_revision(s, &rev1), STORE_OK);
+    ck_assert_uint_gt(rev1, rev0);
+    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_ENOTFOUND);
+    ck_assert_int_eq(store_delete(s, &k, STORE_ANY_VERSION), STORE_ENOTFOUND);
+    /* Re-creating after delete works with "must not exist". */
+    ck_assert_uint_gt(put_str(s, "identities", "default", "web-01", "id2", 0), rev1);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(list_is_sorted_by_mesh_then_name_and_filters_by_mesh) {
+    store *s = open_store();
+    store_entry *e = NULL;
+    size_t n = 0;
+
+    put_str(s, "dataplanes", "zeta", "b", "zb", 0);
+    put_str(s, "dataplanes", "alpha", "web-2", "a2", 0);
+    put_str(s, "dataplanes", "alpha", "web-1", "a1", 0);
+    put_str(s, "dataplanes", "zeta", "a", "za", 0);
+    put_str(s, "dpstatus", "alpha", "web-1", "other kind", 0);
+
+    ck_assert_int_eq(store_list(s, "dataplanes", NULL, &e, &n), STORE_OK);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_str_eq(e[0].mesh, "alpha");
+    ck_assert_str_eq(e[0].name, "web-1");
+    ck_assert_str_eq(e[0].value, "a1");
+    ck_assert_str_eq(e[1].name, "web-2");
+    ck_assert_str_eq(e[2].mesh, "zeta");
+    ck_assert_str_eq(e[2].name, "a");
+    ck_assert_str_eq(e[3].name, "b");
+    ck_assert_str_eq(e[3].kind, "dataplanes");
+    ck_assert_uint_gt(e[3].version, 0);
+    store_entries_free(e, n);
+
+    ck_assert_int_eq(store_list(s, "dataplanes", "zeta", &e, &n), STORE_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(e[0].value, "za");
+    ck_assert_str_eq(e[1].value, "zb");
+    store_entries_free(e, n);
+
+    ck_assert_int_eq(store_list(s, "secrets", NULL, &e, &n), STORE_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_null(e);
+    ck_assert_int_eq(store_list(s, "dataplanes", "nomesh", &e, &n), STORE_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(store_list(s, "bogus", NULL, &e, &n), STORE_EINVAL);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(txn_with_one_conflicting_op_writes_nothing) {
+    store *s = open_store();
+    uint64_t v1 = put_str(s, "meshes", NULL, "default", "m1", 0), rev0 = 0, rev1 = 0, ver = 0;
+    store_op ops[3] = {
+        { STORE_OP_PUT, { "dataplanes", "default", "web-01" }, "dp", 2, 0 },
+        { STORE_OP_PUT, { "meshes", "default", "default" }, "m2", 2, v1 + 5 }, /* stale */
+        { STORE_OP_PUT, { "secrets", "default", "s" }, "sec", 3, STORE_ANY_VERSION },
+    };
+    store_key dp = { "dataplanes", "default", "web-01" }, m = { "meshes", NULL, "default" };
+    char *v = NULL;
+
+    ck_assert_int_eq(store_revision(s, &rev0), STORE_OK);
+    ck_assert_int_eq(store_txn(s, ops, 3), STORE_ECONFLICT);
+    ck_assert_int_eq(store_get(s, &dp, &v, NULL, NULL), STORE_ENOTFOUND);
+    ck_assert_int_eq(store_get(s, &m, &v, NULL, NULL), STORE_OK);
+    ck_assert_str_eq(v, "m1");
+    free(v);
+    ck_assert_int_eq(store_revision(s, &rev1), STORE_OK);
+    ck_assert_uint_eq(rev1, rev0);
+
+    /* Fixed, the same transaction applies every op at one new version. */
+    ops[1].expected_version = v1;
+    ck_assert_int_eq(store_txn(s, ops, 3), STORE_OK);
+    ck_assert_int_eq(store_get(s, &dp, &v, NULL, &ver), STORE_OK);
+    free(v);
+    ck_assert_int_eq(store_revision(s, &rev1), STORE_OK);
+    ck_assert_uint_eq(ver, rev1);
+
+    /* A delete of an absent object also aborts the whole txn, and duplicate keys are refused. */
+    store_op ops2[2] = {
+        { STORE_OP_PUT, { "secrets", "default", "s2" }, "x", 1, 0 },
+        { STORE_OP_DELETE, { "secrets", "default", "absent" }, NULL, 0, STORE_ANY_VERSION },
+    };
+    ck_assert_int_eq(store_txn(s, ops2, 2), STORE_ENOTFOUND);
+    store_key s2 = { "secrets", "default", "s2" };
+    ck_assert_int_eq(store_get(s, &s2, &v, NULL, NULL), STORE_ENOTFOUND);
+    ops2[1] = ops2[0];
+    ck_assert_int_eq(store_txn(s, ops2, 2), STORE_EINVAL);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(bad_names_are_rejected_before_touching_disk) {
+    static const char *const bad[] = {
+        "../etc", "..", "a/b", "", "Web", "a..b", "-a", "a-", ".hidden", "a b", "a\\b", "x.json/",
+    };
+    store *s = open_store();
+    char *v = NULL;
+    char longname[STORE_NAME_MAX + 2];
+    struct stat st;
+    char path[256];
+    store_entry *e = NULL;
+    size_t n = 0;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        store_key kn = { "dataplanes", "default", bad[i] }, km = { "dataplanes", bad[i], "web" };
+        ck_assert_msg(store_put(s, &kn, "x", 1, STORE_ANY_VERSION, NULL) == STORE_EINVAL, "name '%s'", bad[i]);
+        ck_assert_msg(store_put(s, &km, "x", 1, STORE_ANY_VERSION, NULL) == STORE_EINVAL, "mesh '%s'", bad[i]);
+        ck_assert_int_eq(store_get(s, &kn, &v, NULL, NULL), STORE_EINVAL);
+        ck_assert_int_eq(store_delete(s, &km, STORE_ANY_VERSION), STORE_EINVAL);
+    }
+    memset(longname, 'a', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    store_key kl = { "dataplanes", "default", longname };
+    ck_assert_int_eq(store_put(s, &kl, "x", 1, STORE_ANY_VERSION, NULL), STORE_EINVAL);
+    longname[STORE_NAME_MAX] = '\0';
+    ck_assert_int_eq(store_put(s, &kl, "x", 1, STORE_ANY_VERSION, NULL), STORE_OK);
+
+    store_key nullname = { "dataplanes", "default", NULL }, badkind = { "../x", "default", "a" },
+              meshmismatch = { "meshes", "other", "default" };
+    ck_assert_int_eq(store_put(s, &nullname, "x", 1, STORE_ANY_VERSION, NULL), STORE_EINVAL);
+    ck_assert_int_eq(store_put(s, &badkind, "x", 1, STORE_ANY_VERSION, NULL), STORE_EINVAL);
+    ck_assert_int_eq(store_put(s, &meshmismatch, "x", 1, STORE_ANY_VERSION, NULL), STORE_EINVAL);
+    ck_assert_int_eq(store_list(s, "dataplanes", "../default", &e, &n), STORE_EINVAL);
+
+    /* Nothing escaped the store directory. */
+    ck_assert_int_lt(snprintf(path, sizeof(path), "%s/etc", tmpdir), (int) sizeof(path));
+    ck_assert_int_ne(stat(path, &st), 0);
+    store_close(s);
+}
+END_TEST
+
+static void assert_mode(const char *rel, mode_t want) {
+    char path[512];
+    struct stat st;
+
+    ck_assert_int_lt(snprintf(path, sizeof(path), "%s/%s", storedir, rel), (int) sizeof(path));
+    ck_assert_msg(lstat(path, &st) == 0, "stat %s", path);
+    ck_assert_msg((st.st_mode & 07777) == want, "%s has mode %o, want %o", rel, st.st_mode & 07777, want);
+}
+
+START_TEST(files_are_0600_and_dirs_0700_whatever_the_umask) {
+    mode_t old = umask(0);
+    store *s = open_store();
+
+    put_str(s, "secrets", "default", "ca-1", "-----BEGIN PRIVATE KEY-----", 0);
+    put_str(s, "meshes", NULL, "default", "{}", 0);
+    umask(old);
+    assert_mode("", 0700);
+    assert_mode(".lock", 0600);
+    assert_mode("revision", 0600);
+    assert_mode("secrets", 0700);
+    assert_mode("secrets/default", 0700);
+    assert_mode("secrets/default/ca-1.json", 0600);
+    assert_mode("meshes/default/default.json", 0600);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(leftover_temp_file_from_crash_is_ignored_and_cleaned) {
+    store *s = open_store();
+    store_key k = { "dataplanes", "default", "web-01" };
+    char path[512], *v = NULL;
+    store_entry *e = NULL;
+    size_t n = 0;
+    int fd;
+
+    put_str(s, "dataplanes", "default", "web-01", "old", 0);
+    /* What a writer killed between write() and rename() leaves behind: a torn temp file. */
+    ck_assert_int_lt(snprintf(path, sizeof(path), "%s/dataplanes/default/.tmp-99999-0", storedir),
+                     (int) sizeof(path));
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "meshca-store v1 99 3\nne", 23), 23);
+    close(fd);
+
+    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_OK);
+    ck_assert_str_eq(v, "old");
+    free(v);
+    ck_assert_int_eq(store_list(s, "dataplanes", NULL, &e, &n), STORE_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(e[0].value, "old");
+    store_entries_free(e, n);
+    store_close(s);
+
+    /* The next open removes it. */
+    s = open_store();
+    ck_assert_int_ne(access(path, F_OK), 0);
+    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_OK);
+    ck_assert_str_eq(v, "old");
+    free(v);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(torn_object_file_is_reported_not_returned) {
+    store *s = open_store();
+    store_key k = { "dataplanes", "default", "web-01" };
+    char path[512], *v = NULL;
+    int fd;
+
+    put_str(s, "dataplanes", "default", "web-01", "hello", 0);
+    ck_assert_int_lt(snprintf(path, sizeof(path), "%s/dataplanes/default/web-01.json", storedir), (int) sizeof(path));
+    fd = open(path, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, 20), 0);
+    close(fd);
+    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_EIO);
+    store_close(s);
+}
+END_TEST
+
+#define INCREMENTS 200
+
+static int increment_many(void) {
+    store_key k = { "meshstatus", NULL, "default" };
+    store *s = NULL;
+
+    /* Each process opens its own handle: flock is per open file description. */
+    if (store_open(url, &s, NULL, 0) != STORE_OK)
+        return 1;
+    for (int i = 0; i < INCREMENTS; i++) {
+        for (;;) {
+            char *v = NULL, buf[32], *end;
+            uint64_t ver = 0;
+            unsigned long cur = 0;
+            int r = store_get(s, &k, &v, NULL, &ver), n;
+
+            if (r == STORE_OK) {
+                cur = strtoul(v, &end, 10);
+                free(v);
+            } else if (r != STORE_ENOTFOUND) {
+                store_close(s);
+                return 2;
+            }
+            n = snprintf(buf, sizeof(buf), "%lu", cur + 1);
+            r = store_put(s, &k, buf, (size_t) n, r == STORE_OK ? ver : 0, NULL);
+            if (r == STORE_OK)
+                break;
+            if (r != STORE_ECONFLICT) {
+                store_close(s);
+                return 3;
+            }
+        }
+    }
+    store_close(s);
+    return 0;
+}
+
+START_TEST(two_processes_incrementing_with_cas_lose_no_update) {
+    pid_t pids[2];
+    store *s;
+    store_key k = { "meshstatus", "default", "default" };
+    char *v = NULL;
+
+    /* Create the store first so both children open an existing directory. */
+    s = open_store();
+    store_close(s);
+    for (int i = 0; i < 2; i++) {
+        pids[i] = fork();
+        ck_assert_int_ge(pids[i], 0);
+        if (pids[i] == 0)
+            _exit(increment_many());
+    }
+    for (int i = 0; i < 2; i++) {
+        int status = 0;
+        ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d status %d", i, status);
+    }
+    s = open_store();
+    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_OK);
+    ck_assert_str_eq(v, "400");
+    free(v);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(etcd_url_is_unsupported_and_unknown_scheme_invalid) {
+    char err[256] = "";
+    store *s = (store *) 0x1;
+
+    ck_assert_int_eq(store_open("etcd://127.0.0.1:2379", &s, err, sizeof(err)), STORE_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err, "etcd"));
+    ck_assert_ptr_eq(s, (store *) 0x1);
+    ck_assert_int_eq(store_open("http://x", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "unknown scheme"));
+    ck_assert_int_eq(store_open("file://", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_str_eq(store_strerror(STORE_ECONFLICT), "version conflict");
+}
+END_TEST
+
+START_TEST(null_url_uses_meshca_store_env) {
+    store *s = NULL;
+    store_key k = { "secrets", "m", "n" };
+
+    ck_assert_int_eq(setenv("MESHCA_STORE", url, 1), 0);
+    ck_assert_int_eq(store_open(NULL, &s, NULL, 0), STORE_OK);
+    put_str(s, "secrets", "m", "n", "v", 0);
+    store_close(s);
+    unsetenv("MESHCA_STORE");
+    s = open_store();
+    char *v = NULL;
+    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_OK);
+    free(v);
+    store_close(s);
+}
+END_TEST
+
+static Suite *store_suite(void) {
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("file");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, put_then_get_returns_same_bytes_and_version);
+    tcase_add_test(tc, get_of_absent_object_is_notfound_and_leaves_outputs);
+    tcase_add_test(tc, put_with_stale_version_conflicts);
+    tcase_add_test(tc, create_when_object_exists_conflicts);
+    tcase_add_test(tc, delete_removes_object_and_checks_version);
+    tcase_add_test(tc, list_is_sorted_by_mesh_then_name_and_filters_by_mesh);
+    tcase_add_test(tc, txn_with_one_conflicting_op_writes_nothing);
+    tcase_add_test(tc, bad_names_are_rejected_before_touching_disk);
+    tcase_add_test(tc, files_are_0600_and_dirs_0700_whatever_the_umask);
+    tcase_add_test(tc, leftover_temp_file_from_crash_is_ignored_and_cleaned);
+    tcase_add_test(tc, torn_object_file_is_reported_not_returned);
+    tcase_add_test(tc, two_processes_incrementing_with_cas_lose_no_update);
+    tcase_add_test(tc, etcd_url_is_unsupported_and_unknown_scheme_invalid);
+    tcase_add_test(tc, null_url_uses_meshca_store_env);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(store_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
