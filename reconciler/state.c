@@ -1,0 +1,293 @@
+/* state.c - the store's objects as model values: resources, dataplane identities, statuses. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "manifests/encode.h"
+#include "reconciler/state.h"
+
+const char *state_kind_of(resource_kind kind)
+{
+    switch (kind) {
+    case RESOURCE_MESH:
+        return STATE_MESHES;
+    case RESOURCE_DATAPLANE:
+        return STATE_DATAPLANES;
+    case RESOURCE_SECRET:
+        return STATE_SECRETS;
+    }
+    return NULL;
+}
+
+char *state_encode_resource(const resource *res)
+{
+    json_t *obj = encode_resource(res, 1);
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(obj);
+    return text;
+}
+
+static int load_kind(store *s, const char *kind, const char *mesh_name, manifest_set *set,
+                     diag_list *diags)
+{
+    store_entry *entries = NULL;
+    size_t n = 0;
+    int rc = store_list(s, kind, mesh_name, &entries, &n);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        char name[600];
+        snprintf(name, sizeof(name), "store:%s/%s/%s", kind, entries[i].mesh, entries[i].name);
+        /* Values are JSON, which the YAML decoder reads with marks like any manifest. */
+        manifest_load_buffer(set, name, entries[i].value, entries[i].len, diags);
+        if (strcmp(kind, STATE_SECRETS) == 0)
+            OPENSSL_cleanse(entries[i].value, entries[i].len);
+    }
+    store_entries_free(entries, n);
+    return 0;
+}
+
+int state_load_resources(store *s, const char *mesh_name, manifest_set *set, diag_list *diags)
+{
+    static const char *const kinds[] = {STATE_MESHES, STATE_DATAPLANES, STATE_SECRETS};
+    for (size_t i = 0; i < 3; i++) {
+        int rc = load_kind(s, kinds[i], mesh_name, set, diags);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int state_load_status(store *s, const char *mesh_name, status_set *ret)
+{
+    store_entry *entries = NULL;
+    size_t n = 0;
+    int rc = store_list(s, STATE_DPSTATUS, mesh_name, &entries, &n);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        diag_list ignored = DIAG_LIST_INIT;
+        status_set one = STATUS_SET_INIT;
+        /* Each object is one S7 item; parse it as a one-element array. */
+        size_t len = entries[i].len + 2;
+        char *array = malloc(len + 1);
+        if (!array)
+            abort();
+        snprintf(array, len + 1, "[%s]", entries[i].value);
+        if (status_parse_json("store", array, len, &one, &ignored) == 0 && one.count == 1) {
+            status_set_append(ret, &one.items[0]);
+            one.count = 0;
+        }
+        status_set_free(&one);
+        diag_list_free(&ignored);
+        free(array);
+    }
+    store_entries_free(entries, n);
+    return 0;
+}
+
+int state_get_status(store *s, const char *mesh_name, const char *name, dataplane_status *ret,
+                     uint64_t *ret_version)
+{
+    store_key key = {STATE_DPSTATUS, mesh_name, name};
+    char *value = NULL;
+    size_t len = 0;
+    uint64_t version = 0;
+    int rc = store_get(s, &key, &value, &len, &version);
+    if (rc < 0)
+        return rc;
+    diag_list ignored = DIAG_LIST_INIT;
+    status_set one = STATUS_SET_INIT;
+    char *array = malloc(len + 3);
+    if (!array)
+        abort();
+    snprintf(array, len + 3, "[%s]", value);
+    rc = status_parse_json("store", array, len + 2, &one, &ignored) == 0 && one.count == 1
+             ? 0 : STORE_EIO;
+    if (rc == 0) {
+        *ret = one.items[0];
+        one.count = 0;
+        if (ret_version)
+            *ret_version = version;
+    }
+    status_set_free(&one);
+    diag_list_free(&ignored);
+    free(array);
+    free(value);
+    return rc;
+}
+
+int state_put_status(store *s, const dataplane_status *st, uint64_t expected_version)
+{
+    store_key key = {STATE_DPSTATUS, st->mesh, st->name};
+    char *text = status_to_json(st);
+    if (!text)
+        return STORE_ENOMEM;
+    int rc = store_put(s, &key, text, strlen(text), expected_version, NULL);
+    free(text);
+    return rc;
+}
+
+/* --- identities --- */
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static char *get_str(json_t *obj, const char *key)
+{
+    return dup_or_null(json_string_value(json_object_get(obj, key)));
+}
+
+void identity_clear(identity *id)
+{
+    if (!id)
+        return;
+    if (id->key_pem) {
+        OPENSSL_cleanse(id->key_pem, strlen(id->key_pem));
+        free(id->key_pem);
+    }
+    free(id->mesh);
+    free(id->dataplane);
+    free(id->backend);
+    free(id->cert_pem);
+    free(id->bundle_pem);
+    for (size_t i = 0; i < id->nbundle_backends; i++)
+        free(id->bundle_backends[i]);
+    free(id->bundle_backends);
+    free(id->serial);
+    free(id->ca_fingerprint);
+    free(id->tags_digest);
+    free(id->last_regeneration);
+    memset(id, 0, sizeof(*id));
+}
+
+int identity_get(store *s, const char *mesh_name, const char *name, identity *ret,
+                 uint64_t *ret_version)
+{
+    store_key key = {STATE_IDENTITIES, mesh_name, name};
+    char *value = NULL;
+    size_t len = 0;
+    uint64_t version = 0;
+    int rc = store_get(s, &key, &value, &len, &version);
+    if (rc < 0)
+        return rc;
+    json_error_t err;
+    json_t *obj = json_loadb(value, len, 0, &err);
+    OPENSSL_cleanse(value, len);
+    free(value);
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        return STORE_EIO;
+    }
+    identity id = {0};
+    id.mesh = get_str(obj, "mesh");
+    id.dataplane = get_str(obj, "dataplane");
+    id.backend = get_str(obj, "backend");
+    id.generation = json_integer_value(json_object_get(obj, "generation"));
+    id.cert_pem = get_str(obj, "certificate");
+    id.key_pem = get_str(obj, "key");
+    id.bundle_pem = get_str(obj, "bundle");
+    json_t *names = json_object_get(obj, "bundleBackends");
+    id.nbundle_backends = json_array_size(names);
+    id.bundle_backends = calloc(id.nbundle_backends + 1, sizeof(char *));
+    if (!id.bundle_backends)
+        abort();
+    for (size_t i = 0; i < id.nbundle_backends; i++)
+        id.bundle_backends[i] = dup_or_null(json_string_value(json_array_get(names, i)));
+    id.serial = get_str(obj, "serial");
+    id.not_before = json_integer_value(json_object_get(obj, "notBefore"));
+    id.not_after = json_integer_value(json_object_get(obj, "notAfter"));
+    id.renew_at = json_integer_value(json_object_get(obj, "renewAt"));
+    id.ca_fingerprint = get_str(obj, "caFingerprint");
+    id.tags_digest = get_str(obj, "tags");
+    id.rsa = json_is_true(json_object_get(obj, "rsa"));
+    id.cross_signed = json_is_true(json_object_get(obj, "crossSigned"));
+    id.regenerations = json_integer_value(json_object_get(obj, "regenerations"));
+    id.last_regeneration = get_str(obj, "lastRegeneration");
+    /* Wipe the key text inside the JSON tree before it is freed. */
+    json_t *key_json = json_object_get(obj, "key");
+    if (json_is_string(key_json))
+        OPENSSL_cleanse((char *)json_string_value(key_json), json_string_length(key_json));
+    json_decref(obj);
+    if (!id.mesh || !id.dataplane || !id.cert_pem || !id.bundle_pem) {
+        identity_clear(&id);
+        return STORE_EIO;
+    }
+    *ret = id;
+    if (ret_version)
+        *ret_version = version;
+    return 0;
+}
+
+int identity_put(store *s, const identity *id, uint64_t expected_version, uint64_t *ret_version)
+{
+    json_t *names = json_array();
+    for (size_t i = 0; i < id->nbundle_backends; i++)
+        json_array_append_new(names, json_string(id->bundle_backends[i]));
+    json_t *obj = json_pack(
+        "{s:s, s:s, s:s?, s:I, s:s, s:s?, s:s, s:o, s:s?, s:I, s:I, s:I, s:s?, s:s?, s:b, s:b,"
+        " s:I, s:s?}",
+        "mesh", id->mesh, "dataplane", id->dataplane, "backend", id->backend,
+        "generation", (json_int_t)id->generation, "certificate", id->cert_pem, "key", id->key_pem,
+        "bundle", id->bundle_pem, "bundleBackends", names, "serial", id->serial,
+        "notBefore", (json_int_t)id->not_before, "notAfter", (json_int_t)id->not_after,
+        "renewAt", (json_int_t)id->renew_at, "caFingerprint", id->ca_fingerprint,
+        "tags", id->tags_digest, "rsa", id->rsa, "crossSigned", id->cross_signed,
+        "regenerations", (json_int_t)id->regenerations, "lastRegeneration", id->last_regeneration);
+    if (!obj)
+        return STORE_EINVAL;
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(obj);
+    if (!text)
+        return STORE_ENOMEM;
+    store_key key = {STATE_IDENTITIES, id->mesh, id->dataplane};
+    int rc = store_put(s, &key, text, strlen(text), expected_version, ret_version);
+    OPENSSL_cleanse(text, strlen(text));
+    free(text);
+    return rc;
+}
+
+/* --- mesh status --- */
+
+int state_get_mesh_status(store *s, const char *mesh_name, json_t **ret, uint64_t *ret_version)
+{
+    store_key key = {STATE_MESHSTATUS, mesh_name, mesh_name};
+    char *value = NULL;
+    size_t len = 0;
+    uint64_t version = 0;
+    int rc = store_get(s, &key, &value, &len, &version);
+    if (rc == STORE_ENOTFOUND) {
+        *ret = json_object();
+        if (ret_version)
+            *ret_version = 0;
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    json_error_t err;
+    json_t *obj = json_loadb(value, len, 0, &err);
+    free(value);
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        return STORE_EIO;
+    }
+    *ret = obj;
+    if (ret_version)
+        *ret_version = version;
+    return 0;
+}
+
+int state_put_mesh_status(store *s, const char *mesh_name, json_t *status, uint64_t expected_version)
+{
+    store_key key = {STATE_MESHSTATUS, mesh_name, mesh_name};
+    char *text = json_dumps(status, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!text)
+        return STORE_ENOMEM;
+    int rc = store_put(s, &key, text, strlen(text), expected_version, NULL);
+    free(text);
+    return rc;
+}

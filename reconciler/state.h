@@ -1,0 +1,80 @@
+/* state.h - the store's objects as model values: resources, dataplane identities, statuses.
+ *
+ * Store layout (kinds of store.h), every value JSON:
+ *   meshes/<mesh>               a Mesh in the Universal form (encode_resource)
+ *   dataplanes/<mesh>/<name>    a Dataplane in the Universal form
+ *   secrets/<mesh>/<name>       a Secret in the Universal form, data included (file 0600)
+ *   identities/<mesh>/<name>    what the controller issued a dataplane (identity below)
+ *   dpstatus/<mesh>/<name>      what the agent acknowledged (SPEC S7 object)
+ *   meshstatus/<mesh>           conditions, pending change and force log of a mesh
+ */
+#ifndef MESHCA_STATE_H
+#define MESHCA_STATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "manifests/manifest.h"
+#include "manifests/status.h"
+#include "reconciler/store.h"
+
+#define STATE_MESHES "meshes"
+#define STATE_DATAPLANES "dataplanes"
+#define STATE_SECRETS "secrets"
+#define STATE_IDENTITIES "identities"
+#define STATE_DPSTATUS "dpstatus"
+#define STATE_MESHSTATUS "meshstatus"
+
+/* The store kind of a resource kind. */
+const char *state_kind_of(resource_kind kind);
+
+/* Loads every Mesh, Dataplane and Secret of the store (of one mesh when `mesh` is not NULL)
+ * into `set`. Objects that do not decode are reported in diags (file "store:<kind>/<mesh>/<name>")
+ * and skipped. Returns 0 or a STORE_* code. */
+int state_load_resources(store *s, const char *mesh_name, manifest_set *set, diag_list *diags);
+
+/* The S7 status of every dataplane of `mesh` (NULL: all meshes). */
+int state_load_status(store *s, const char *mesh_name, status_set *ret);
+int state_get_status(store *s, const char *mesh_name, const char *name, dataplane_status *ret,
+                     uint64_t *ret_version);
+int state_put_status(store *s, const dataplane_status *st, uint64_t expected_version);
+
+/* What the controller issued a dataplane: its key may be absent (a later CSR mode keeps the key
+ * with the agent). Strings owned; identity_clear() wipes the key. */
+typedef struct identity {
+    char *mesh;
+    char *dataplane;
+    char *backend;            /* the backend that signed the certificate */
+    long long generation;     /* grows with every issue; the agent acknowledges it */
+    char *cert_pem;           /* leaf, then any intermediates (e.g. a cross-signed CA) */
+    char *key_pem;            /* NULL when the key is not kept by the controller */
+    char *bundle_pem;         /* trust bundle: CA certs of all backends, enabled first */
+    char **bundle_backends;   /* backend names whose CA is in bundle_pem, in order */
+    size_t nbundle_backends;
+    char *serial;             /* hex */
+    int64_t not_before, not_after;
+    int64_t renew_at;         /* the stable renewal point in [70 %, 85 %] of the lifetime */
+    char *ca_fingerprint;     /* SHA-1 of the signing CA certificate: reissue when it changes */
+    char *tags_digest;        /* the identity's tags as issued: reissue when they change */
+    bool rsa;                 /* keyType of the leaf */
+    bool cross_signed;        /* cert_pem carries a cross-signed CA */
+    long long regenerations;
+    char *last_regeneration;  /* RFC 3339 */
+} identity;
+
+int identity_get(store *s, const char *mesh_name, const char *name, identity *ret,
+                 uint64_t *ret_version);
+int identity_put(store *s, const identity *id, uint64_t expected_version, uint64_t *ret_version);
+void identity_clear(identity *id);
+
+/* Mesh status as a JSON object ({"conditions":[...],"pending":{...},"forceLog":[...]});
+ * an empty object when absent. Caller decrefs. */
+int state_get_mesh_status(store *s, const char *mesh_name, json_t **ret, uint64_t *ret_version);
+int state_put_mesh_status(store *s, const char *mesh_name, json_t *status, uint64_t expected_version);
+
+/* Encodes a resource for the store (Secret data included). Caller frees. */
+char *state_encode_resource(const resource *res);
+
+#endif
