@@ -14,7 +14,9 @@
 
 #include "manifests/node.h"
 #include "reconciler/ca_backend.h"
+#include "reconciler/bundle.h"
 #include "reconciler/ca_create.h"
+#include "reconciler/roots.h"
 #include "reconciler/pki.h"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -1084,6 +1086,93 @@ START_TEST(provided_missing_secret_and_file_are_reported_with_paths)
 }
 END_TEST
 
+/* ---- bundle and roots ------------------------------------------------------------------- */
+
+START_TEST(bundle_puts_enabled_backend_first_and_drops_duplicates)
+{
+    int64_t now = time(NULL);
+    X509 *a, *b;
+    EVP_PKEY *ka, *kb;
+    char *pa, *pb, *bundle, err[PKI_ERRBUF];
+    STACK_OF(X509) *sk;
+
+    make_root(false, 0, "a", now, 3600, &a, &ka);
+    make_root(false, 0, "b", now, 3600, &b, &kb);
+    pa = pem_of(a), pb = pem_of(b);
+    const char *chains[] = {pa, pb, pa};
+    ck_assert_int_eq(bundle_build(chains, 3, 1, &bundle, err), PKI_OK);
+    ck_assert_int_eq(pki_chain_from_pem(bundle, strlen(bundle), &sk, NULL), PKI_OK);
+    ck_assert_int_eq(sk_X509_num(sk), 2);
+    ck_assert_int_eq(X509_cmp(sk_X509_value(sk, 0), b), 0);
+    ck_assert_int_eq(X509_cmp(sk_X509_value(sk, 1), a), 0);
+    sk_X509_pop_free(sk, X509_free);
+    free(bundle);
+    const char *bad[] = {pa, "junk"};
+    ck_assert_int_eq(bundle_build(bad, 2, 0, &bundle, err), PKI_EINVAL);
+    free(pa), free(pb), X509_free(a), X509_free(b), EVP_PKEY_free(ka), EVP_PKEY_free(kb);
+}
+END_TEST
+
+START_TEST(roots_is_consul_shaped_with_one_root_per_backend)
+{
+    int64_t now = time(NULL);
+    X509 *a, *root, *inter, *cross;
+    EVP_PKEY *ka, *rk, *ik;
+    char *pa, *pr, *pi, *pc, chain[16384], err[PKI_ERRBUF], *out, fp[64];
+    json_t *doc, *roots, *r0, *r1;
+
+    make_tmpdir();
+    make_root(false, 0, "default", now, 3650 * DAY, &a, &ka);
+    make_two_level(GOOD_BC, &root, &inter, &rk, &ik);
+    ck_assert_int_eq(pki_cross_sign(inter, a, ka, now, now + 7 * DAY, &cross, err), PKI_OK);
+    pa = pem_of(a), pr = pem_of(root), pi = pem_of(inter), pc = pem_of(cross);
+    snprintf(chain, sizeof(chain), "%s%s", pi, pr);
+    roots_entry entries[] = {
+        {"ca-1", pa, NULL, false},
+        {"ca-2", chain, pc, true},
+    };
+    ck_assert_int_eq(roots_build("default", entries, 2, &doc, err), PKI_OK);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "TrustDomain")), "default");
+    roots = json_object_get(doc, "Roots");
+    ck_assert_uint_eq(json_array_size(roots), 2);
+    r0 = json_array_get(roots, 0), r1 = json_array_get(roots, 1);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "ActiveRootID")),
+                     json_string_value(json_object_get(r1, "ID")));
+    ck_assert(json_is_false(json_object_get(r0, "Active")));
+    ck_assert(json_is_true(json_object_get(r1, "Active")));
+    ck_assert_str_eq(json_string_value(json_object_get(r0, "Backend")), "ca-1");
+    ck_assert_str_eq(json_string_value(json_object_get(r0, "Name")), "ca-1");
+    ck_assert_str_eq(json_string_value(json_object_get(r0, "PrivateKeyType")), "ec");
+    ck_assert_int_eq(json_integer_value(json_object_get(r0, "PrivateKeyBits")), 256);
+    ck_assert_str_eq(json_string_value(json_object_get(r0, "RootCert")), pa);
+    ck_assert_uint_eq(json_array_size(json_object_get(r0, "IntermediateCerts")), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(r1, "RootCert")), pr);
+    ck_assert_uint_eq(json_array_size(json_object_get(r1, "IntermediateCerts")), 2);
+    ck_assert_str_eq(json_string_value(json_array_get(json_object_get(r1, "IntermediateCerts"), 1)),
+                     pc);
+    ck_assert_ptr_nonnull(json_string_value(json_object_get(r1, "NotBefore")));
+    ck_assert_ptr_nonnull(json_string_value(json_object_get(r1, "SerialNumber")));
+    /* ID is the SHA-1 fingerprint openssl prints, in lowercase */
+    write_text("a.pem", pa);
+    ck_assert_int_eq(run(&out, "openssl x509 -in a.pem -noout -fingerprint -sha1 | cut -d= -f2 "
+                               "| tr A-F a-f | tr -d '\\n'"), 0);
+    snprintf(fp, sizeof(fp), "%s", json_string_value(json_object_get(r0, "ID")));
+    ck_assert_str_eq(fp, out);
+    free(out);
+    /* SigningKeyID is the subject key id of the signing CA */
+    write_text("a.pem", pa);
+    ck_assert_int_eq(run(&out, "openssl x509 -in a.pem -noout -ext subjectKeyIdentifier | tail -1 "
+                               "| tr -d ' \\n' | tr A-F a-f"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(r0, "SigningKeyID")), out);
+    free(out);
+    json_decref(doc);
+    free(pa), free(pr), free(pi), free(pc);
+    X509_free(a), X509_free(root), X509_free(inter), X509_free(cross);
+    EVP_PKEY_free(ka), EVP_PKEY_free(rk), EVP_PKEY_free(ik);
+    remove_tmpdir();
+}
+END_TEST
+
 static void add_backend_tests(Suite *s)
 {
     TCase *tc = tcase_create("backends");
@@ -1111,6 +1200,8 @@ static void add_backend_tests(Suite *s)
     tcase_add_test(tc, provided_chain_signs_leaves_that_verify_through_intermediate);
     tcase_add_test(tc, provided_expired_ca_is_refused_when_opened);
     tcase_add_test(tc, provided_missing_secret_and_file_are_reported_with_paths);
+    tcase_add_test(tc, bundle_puts_enabled_backend_first_and_drops_duplicates);
+    tcase_add_test(tc, roots_is_consul_shaped_with_one_root_per_backend);
     suite_add_tcase(s, tc);
 }
 
