@@ -222,8 +222,10 @@ START_TEST(mesh_name_must_be_a_dns_label)
     assert_diag(&d, "invalid-name", "name", 2);
     diag_list_free(&d);
 
-    char yaml[256];
-    snprintf(yaml, sizeof yaml, "type: Mesh\nname: %064d\n", 0);   /* 64 characters */
+    char yaml[256], name[65];
+    memset(name, 'a', 64);
+    name[64] = '\0';   /* one past the DNS label limit */
+    snprintf(yaml, sizeof yaml, "type: Mesh\nname: %s\n", name);
     check_static(yaml, &d);
     assert_diag(&d, "invalid-name", "name", 2);
     diag_list_free(&d);
@@ -336,7 +338,7 @@ START_TEST(same_resource_twice_in_a_set_refused)
 {
     diag_list d = DIAG_LIST_INIT;
     check_static(MESH_CA1 "---\n" MESH_CA1, &d);
-    const diag *x = assert_diag(&d, "duplicate-resource", "name", 9);
+    const diag *x = assert_diag(&d, "duplicate-resource", "name", 10);
     ck_assert_ptr_nonnull(strstr(x->message, "first at mesh.yaml:2"));
     diag_list_free(&d);
 
