@@ -742,6 +742,7 @@ START_TEST(trusted_backend_changed_in_place_refused)
     const diag *x = assert_diag(&t.d, "backend-changed-in-place", "mtls.backends[1]", 8);
     ck_assert_ptr_nonnull(strstr(x->message, "web-01"));
     diag_list_free(&t.d);
+    status_set_free(&s);
 }
 END_TEST
 
