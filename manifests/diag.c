@@ -33,14 +33,18 @@ static void one_line(char *s)
 void diag_addv(diag_list *list, diag_severity severity, const char *code, const source_mark *mark,
                const char *path, const char *fmt, va_list ap)
 {
+    /* Measure with a small buffer first; most messages fit and need only one pass. */
+    char small[256];
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = vsnprintf(small, sizeof(small), fmt, ap2);
     va_end(ap2);
     if (n < 0)
         n = 0;
     char *msg = xrealloc(NULL, (size_t)n + 1);
-    if (vsnprintf(msg, (size_t)n + 1, fmt, ap) < 0)
+    if ((size_t)n < sizeof(small))
+        memcpy(msg, small, (size_t)n + 1);
+    else if (vsnprintf(msg, (size_t)n + 1, fmt, ap) < 0)
         msg[0] = '\0';
     one_line(msg);
 
