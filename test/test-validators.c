@@ -908,6 +908,56 @@ START_TEST(seed_rotation_kubernetes_each_step_valid_after_catch_up)
 }
 END_TEST
 
+/* The same rotation from the files in test/data/validators, as `validate --from --status` reads them. */
+static manifest_set *load_fixture(const char *file)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/validators/%s", TEST_DATA_DIR, file);
+    manifest_set *set = manifest_set_new();
+    diag_list d = DIAG_LIST_INIT;
+    ck_assert_int_eq(manifest_load_path(set, path, &d), MANIFEST_OK);
+    validate_set(set, &d);
+    if (d.count)
+        dump(&d);
+    ck_assert_uint_eq(d.count, 0);
+    diag_list_free(&d);
+    return set;
+}
+
+static void fixture_step(const char *from, const char *to, const char *status_file, const char *refusal)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/validators/%s", TEST_DATA_DIR, status_file);
+    status_set s = STATUS_SET_INIT;
+    diag_list d = DIAG_LIST_INIT;
+    ck_assert_int_eq(status_load_file(path, &s, &d), 0);
+    manifest_set *p = load_fixture(from), *n = load_fixture(to);
+    transition_options opts = {.have_status = true};
+    transition_result r;
+    validate_transition(first_mesh(p), first_mesh(n), s.items, s.count, NULL, 0, &opts, &d, &r);
+    if (refusal) {
+        ck_assert_ptr_nonnull(find(&d, refusal));
+        ck_assert(r.waiting_only);
+    } else {
+        assert_no_errors(&d);
+        ck_assert_uint_eq(d.count, 0);
+    }
+    diag_list_free(&d);
+    status_set_free(&s);
+    manifest_set_free(p);
+    manifest_set_free(n);
+}
+
+START_TEST(rotation_fixtures_pass_step_by_step_with_status_files)
+{
+    fixture_step("0-start.yaml", "1-add.yaml", "status-trusts-ca-1.json", NULL);
+    fixture_step("1-add.yaml", "2-switch.yaml", "status-trusts-ca-1.json", "switch-not-propagated");
+    fixture_step("1-add.yaml", "2-switch.yaml", "status-trusts-both.json", NULL);
+    fixture_step("2-switch.yaml", "3-remove.yaml", "status-trusts-both.json", "remove-still-in-use");
+    fixture_step("2-switch.yaml", "3-remove.yaml", "status-issued-by-ca-2.json", NULL);
+}
+END_TEST
+
 /* ---- status JSON ---- */
 
 #define STATUS_ITEM \
@@ -1051,6 +1101,7 @@ static Suite *validators_suite(void)
     tcase_add_test(tr, add_switch_remove_at_once_lists_steps_in_order);
     tcase_add_test(tr, seed_rotation_universal_each_step_valid_after_catch_up);
     tcase_add_test(tr, seed_rotation_kubernetes_each_step_valid_after_catch_up);
+    tcase_add_test(tr, rotation_fixtures_pass_step_by_step_with_status_files);
     suite_add_tcase(s, tr);
 
     TCase *js = tcase_create("status");
