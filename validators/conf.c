@@ -40,7 +40,7 @@ static bool check_map(const mnode *node, const char *path, const char *const *al
         const char *hint = manifest_suggest(key->scalar, allowed);
         if (hint)
             diag_error(out, "unknown-field", &key->mark, sub,
-                       "unknown field '%.64s' (did you mean '%s'?)", key->scalar, hint);
+                       "unknown field '%.64s'; did you mean '%s'?", key->scalar, hint);
         else
             diag_error(out, "unknown-field", &key->mark, sub, "unknown field '%.64s'",
                        key->scalar);

@@ -17,7 +17,6 @@
  *   bad-secret-data            Secret data is not base64 (the value is never printed)
  *   conf.c adds: bad-conf, unknown-field, bad-datasource (and missing-field) for backend conf.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,8 +229,9 @@ void validate_dataplane(const dataplane *dp, diag_list *out)
         char path[64];
         if (in->port < 1 || in->port > 65535) {
             snprintf(path, sizeof path, "networking.inbound[%zu].port", i);
-            diag_error(out, "invalid-port", &in->mark, path, "port %ld is not in 1..65535",
-                       in->port);
+            /* The builder leaves 0 for a port it already refused (absent, not a number, out
+             * of range), so the value is not echoed: it may not be what the user wrote. */
+            diag_error(out, "invalid-port", &in->mark, path, "inbound port must be in 1..65535");
         }
         const model_tag *service = NULL;
         for (size_t t = 0; t < in->ntags; t++)

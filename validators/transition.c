@@ -454,8 +454,10 @@ void validate_transition(const mesh *prev, const mesh *next, const dataplane_sta
     for (size_t i = 0; i < nremoved; i++)
         check_remove(&c, removed[i], from, to, multi);
     if (res.steps & STEP_DISABLE) {
+        /* With the mtls block gone there is no field to point at: point at the mesh. */
         const source_mark *mark = next->enabled_backend.value ? &next->enabled_backend.mark
-                                                              : &next->mtls_mark;
+                                  : next->mtls_present         ? &next->mtls_mark
+                                                               : &next->name.mark;
         if (opts->force) {
             res.forced = true;
             diag_warning(out, "forced", mark, "mtls.enabledBackend",
