@@ -4,8 +4,10 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "manifests/encode.h"
+#include "reconciler/pki.h"
 #include "reconciler/state.h"
 
 const char *state_kind_of(resource_kind kind)
@@ -290,4 +292,94 @@ int state_put_mesh_status(store *s, const char *mesh_name, json_t *status, uint6
     int rc = store_put(s, &key, text, strlen(text), expected_version, NULL);
     free(text);
     return rc;
+}
+
+/* --- secrets for CA backends --- */
+
+/* Decodes base64 (whitespace allowed) into a NUL-terminated buffer. */
+static int base64_decode(const char *text, size_t len, char **ret, size_t *ret_len)
+{
+    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
+    unsigned char *out = malloc(len / 4 * 3 + 4);
+    int n = 0, tail = 0, rc = -1;
+    if (!ctx || !out)
+        goto out;
+    EVP_DecodeInit(ctx);
+    if (EVP_DecodeUpdate(ctx, out, &n, (const unsigned char *)text, (int)len) < 0)
+        goto out;
+    if (EVP_DecodeFinal(ctx, out + n, &tail) < 0)
+        goto out;
+    out[n + tail] = '\0';
+    *ret = (char *)out;
+    *ret_len = (size_t)(n + tail);
+    out = NULL;
+    rc = 0;
+out:
+    free(out);
+    EVP_ENCODE_CTX_free(ctx);
+    return rc;
+}
+
+static const secret *find_pending_secret(const manifest_set *set, const char *mesh_name,
+                                         const char *name)
+{
+    for (size_t i = 0; set && i < manifest_set_count(set); i++) {
+        const resource *res = manifest_set_get(set, i);
+        if (res->kind == RESOURCE_SECRET && res->u.secret.name.value && res->u.secret.mesh.value &&
+            strcmp(res->u.secret.name.value, name) == 0 &&
+            strcmp(res->u.secret.mesh.value, mesh_name) == 0)
+            return &res->u.secret;
+    }
+    return NULL;
+}
+
+int state_secret_lookup(void *userdata, const char *name, char **ret_data, size_t *ret_len)
+{
+    const state_secrets *ctx = userdata;
+    const secret *sec = find_pending_secret(ctx->pending, ctx->mesh, name);
+    manifest_set *loaded = NULL;
+    int rc = PKI_ENOENT;
+
+    if (!sec && ctx->store) {
+        store_key key = {STATE_SECRETS, ctx->mesh, name};
+        char *value = NULL;
+        size_t len = 0;
+        if (store_get(ctx->store, &key, &value, &len, NULL) == 0) {
+            diag_list ignored = DIAG_LIST_INIT;
+            loaded = manifest_set_new();
+            manifest_load_buffer(loaded, "store", value, len, &ignored);
+            diag_list_free(&ignored);
+            OPENSSL_cleanse(value, len);
+            free(value);
+            sec = find_pending_secret(loaded, ctx->mesh, name);
+        }
+    }
+    if (sec && sec->data.value)
+        rc = base64_decode(sec->data.value, strlen(sec->data.value), ret_data, ret_len) == 0
+                 ? 0 : PKI_EINVAL;
+    manifest_set_free(loaded);
+    return rc;
+}
+
+int state_secret_store(void *userdata, const char *name, const char *data, size_t len)
+{
+    const state_secrets *ctx = userdata;
+    size_t b64_len = 4 * ((len + 2) / 3) + 1;
+    char *b64 = malloc(b64_len);
+    if (!b64)
+        return PKI_ENOMEM;
+    EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)data, (int)len);
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:s}", "type", "Secret", "name", name, "mesh",
+                            ctx->mesh, "data", b64);
+    OPENSSL_cleanse(b64, b64_len);
+    free(b64);
+    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(obj);
+    if (!text)
+        return PKI_ENOMEM;
+    store_key key = {STATE_SECRETS, ctx->mesh, name};
+    int rc = store_put(ctx->store, &key, text, strlen(text), STORE_ANY_VERSION, NULL);
+    OPENSSL_cleanse(text, strlen(text));
+    free(text);
+    return rc == 0 ? 0 : PKI_EIO;
 }

@@ -77,4 +77,17 @@ int state_put_mesh_status(store *s, const char *mesh_name, json_t *status, uint6
 /* Encodes a resource for the store (Secret data included). Caller frees. */
 char *state_encode_resource(const resource *res);
 
+
+/* Secret access for CA backends (ca_context.secret_lookup / secret_store): userdata is a
+ * state_secrets. Lookups see `pending` first (resources about to be applied), then the store;
+ * stores write a Secret resource (base64 data) to the store. */
+typedef struct state_secrets {
+    store *store;
+    const char *mesh;
+    const manifest_set *pending;   /* may be NULL */
+} state_secrets;
+
+int state_secret_lookup(void *userdata, const char *name, char **ret_data, size_t *ret_len);
+int state_secret_store(void *userdata, const char *name, const char *data, size_t len);
+
 #endif
