@@ -41,5 +41,22 @@ typedef struct cli_command {
 
 int cmd_validate(int argc, char **argv);
 extern const char cmd_validate_usage[];
+int cmd_apply(int argc, char **argv);
+extern const char cmd_apply_usage[];
+int cmd_get(int argc, char **argv);
+extern const char cmd_get_usage[];
+int cmd_inspect(int argc, char **argv);
+extern const char cmd_inspect_usage[];
+int cmd_roots(int argc, char **argv);
+extern const char cmd_roots_usage[];
+int cmd_ca(int argc, char **argv);
+extern const char cmd_ca_usage[];
+
+/* Shared by get and inspect: "WHAT [-m MESH] [-o FORMAT]". Returns 0 or -1 (usage printed). */
+int cli_parse_listing(int argc, char **argv, const char *usage, unsigned formats,
+                      const char **ret_what, const char **ret_mesh, output_format *ret_format);
+/* Prints a JSON document as indented JSON, or as YAML with OUTPUT_YAML. */
+struct json_t;
+void cli_print_structured(const struct json_t *doc, output_format format);
 
 #endif

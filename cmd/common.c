@@ -1,0 +1,65 @@
+/* common.c - helpers shared by the store-backed commands: opening the store, loading state. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cli.h"
+#include "cmd/common.h"
+
+store *cli_open_store(void)
+{
+    char errbuf[256] = "";
+    store *s = NULL;
+    int rc = store_open(NULL, &s, errbuf, sizeof(errbuf));
+    if (rc < 0) {
+        cli_error("cannot open the store: %s", errbuf[0] ? errbuf : store_strerror(rc));
+        return NULL;
+    }
+    return s;
+}
+
+const dataplane **cli_dataplanes_of(const manifest_set *set, const char *mesh_name, size_t *ret_n)
+{
+    const dataplane **list = calloc(manifest_set_count(set) + 1, sizeof(*list));
+    size_t n = 0;
+    if (!list)
+        abort();
+    for (size_t i = 0; i < manifest_set_count(set); i++) {
+        const resource *res = manifest_set_get(set, i);
+        if (res->kind == RESOURCE_DATAPLANE && res->u.dataplane.mesh.value &&
+            strcmp(res->u.dataplane.mesh.value, mesh_name) == 0)
+            list[n++] = &res->u.dataplane;
+    }
+    *ret_n = n;
+    return list;
+}
+
+const dataplane_status *cli_find_status(const status_set *status, const char *mesh_name,
+                                        const char *name)
+{
+    for (size_t i = 0; i < status->count; i++)
+        if (status->items[i].mesh && status->items[i].name &&
+            strcmp(status->items[i].mesh, mesh_name) == 0 &&
+            strcmp(status->items[i].name, name) == 0)
+            return &status->items[i];
+    return NULL;
+}
+
+char *cli_dataplane_services(const dataplane *dp)
+{
+    size_t cap = 1;
+    for (size_t i = 0; i < dp->ninbounds; i++)
+        for (size_t t = 0; t < dp->inbounds[i].ntags; t++)
+            if (strcmp(dp->inbounds[i].tags[t].key, "kuma.io/service") == 0)
+                cap += strlen(dp->inbounds[i].tags[t].value) + 1;
+    char *out = calloc(1, cap);
+    if (!out)
+        abort();
+    for (size_t i = 0; i < dp->ninbounds; i++)
+        for (size_t t = 0; t < dp->inbounds[i].ntags; t++)
+            if (strcmp(dp->inbounds[i].tags[t].key, "kuma.io/service") == 0) {
+                if (out[0])
+                    strcat(out, ",");
+                strcat(out, dp->inbounds[i].tags[t].value);
+            }
+    return out;
+}

@@ -1,0 +1,22 @@
+/* common.h - helpers shared by the store-backed commands: opening the store, loading state. */
+#ifndef MESHCA_CMD_COMMON_H
+#define MESHCA_CMD_COMMON_H
+
+#include "manifests/manifest.h"
+#include "manifests/status.h"
+#include "reconciler/store.h"
+
+/* Opens the store of --store / $MESHCA_STORE / file://.meshca; prints the reason on failure. */
+store *cli_open_store(void);
+
+/* Dataplanes of `mesh_name` in `set`, as a malloc'd array of borrowed pointers (caller frees). */
+const dataplane **cli_dataplanes_of(const manifest_set *set, const char *mesh_name, size_t *ret_n);
+
+/* The status of `name` in `status`, or NULL. */
+const dataplane_status *cli_find_status(const status_set *status, const char *mesh_name,
+                                        const char *name);
+
+/* The tags of a dataplane, all inbounds, as "k=v,k=v" (caller frees). */
+char *cli_dataplane_services(const dataplane *dp);
+
+#endif
