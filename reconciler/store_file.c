@@ -571,13 +571,18 @@ static int vec_push(entry_vec *ev, const char *kind, const char *mesh, const cha
         ev->cap = cap;
     }
     e = &ev->v[ev->n];
-    *e = (store_entry) { strdup(kind), strdup(mesh), strdup(name), value, len, version };
+    e->kind = strdup(kind);
+    e->mesh = strdup(mesh);
+    e->name = strdup(name);
     if (!e->kind || !e->mesh || !e->name) {
         free(e->kind);
         free(e->mesh);
         free(e->name);
         return STORE_ENOMEM;
     }
+    e->value = value;
+    e->len = len;
+    e->version = version;
     ev->n++;
     return STORE_OK;
 }
