@@ -226,6 +226,21 @@ START_TEST(txn_with_one_conflicting_op_writes_nothing) {
 }
 END_TEST
 
+START_TEST(lost_revision_file_does_not_make_versions_go_backwards) {
+    store *s = open_store();
+    uint64_t v1, v2;
+    char path[512];
+
+    put_str(s, "dataplanes", "default", "a", "1", 0);
+    v1 = put_str(s, "dataplanes", "default", "a", "2", STORE_ANY_VERSION);
+    ck_assert_int_lt(snprintf(path, sizeof(path), "%s/revision", storedir), (int) sizeof(path));
+    ck_assert_int_eq(unlink(path), 0);
+    v2 = put_str(s, "dataplanes", "default", "a", "3", v1);
+    ck_assert_uint_gt(v2, v1);
+    store_close(s);
+}
+END_TEST
+
 START_TEST(bad_names_are_rejected_before_touching_disk) {
     static const char *const bad[] = {
         "../etc", "..", "a/b", "", "Web", "a..b", "-a", "a-", ".hidden", "a b", "a\\b", "x.json/",
@@ -512,6 +527,7 @@ static Suite *store_suite(void) {
     tcase_add_test(tc, delete_removes_object_and_checks_version);
     tcase_add_test(tc, list_is_sorted_by_mesh_then_name_and_filters_by_mesh);
     tcase_add_test(tc, txn_with_one_conflicting_op_writes_nothing);
+    tcase_add_test(tc, lost_revision_file_does_not_make_versions_go_backwards);
     tcase_add_test(tc, bad_names_are_rejected_before_touching_disk);
     tcase_add_test(tc, files_are_0600_and_dirs_0700_whatever_the_umask);
     tcase_add_test(tc, leftover_temp_file_from_crash_is_ignored_and_cleaned);
