@@ -442,12 +442,14 @@ static int current_version(file_store *fs, const store_key *key, uint64_t *ret) 
     return r;
 }
 
-static int check_op(file_store *fs, const store_op *op) {
+static int check_op(file_store *fs, const store_op *op, uint64_t *max_version) {
     uint64_t cur;
     int r = current_version(fs, &op->key, &cur);
 
     if (r < 0)
         return r;
+    if (cur > *max_version)
+        *max_version = cur;
     if (op->type == STORE_OP_DELETE) {
         if (cur == 0)
             return STORE_ENOTFOUND;
@@ -480,17 +482,20 @@ static int apply_op(file_store *fs, const store_op *op, uint64_t version) {
 
 /* Checks every op, then bumps the revision, then writes: see the layout comment for why in this order. */
 static int txn_locked(file_store *fs, const store_op *ops, size_t nops, uint64_t *ret_version) {
-    uint64_t rev;
+    uint64_t rev, max_version = 0;
     int r;
 
     for (size_t i = 0; i < nops; i++) {
-        r = check_op(fs, &ops[i]);
+        r = check_op(fs, &ops[i], &max_version);
         if (r < 0)
             return r;
     }
     r = read_revision(fs, &rev);
     if (r < 0)
         return r;
+    /* A lost or restored revision file must not make a version go backwards. */
+    if (max_version > rev)
+        rev = max_version;
     if (rev >= STORE_ANY_VERSION - 1)
         return STORE_EIO;
     rev++;
@@ -571,13 +576,18 @@ static int vec_push(entry_vec *ev, const char *kind, const char *mesh, const cha
         ev->cap = cap;
     }
     e = &ev->v[ev->n];
-    *e = (store_entry) { strdup(kind), strdup(mesh), strdup(name), value, len, version };
+    e->kind = strdup(kind);
+    e->mesh = strdup(mesh);
+    e->name = strdup(name);
     if (!e->kind || !e->mesh || !e->name) {
         free(e->kind);
         free(e->mesh);
         free(e->name);
         return STORE_ENOMEM;
     }
+    e->value = value;
+    e->len = len;
+    e->version = version;
     ev->n++;
     return STORE_OK;
 }

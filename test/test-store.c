@@ -3,6 +3,7 @@
 #include "reconciler/store.h"
 
 #include <check.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,6 +226,21 @@ START_TEST(txn_with_one_conflicting_op_writes_nothing) {
 }
 END_TEST
 
+START_TEST(lost_revision_file_does_not_make_versions_go_backwards) {
+    store *s = open_store();
+    uint64_t v1, v2;
+    char path[512];
+
+    put_str(s, "dataplanes", "default", "a", "1", 0);
+    v1 = put_str(s, "dataplanes", "default", "a", "2", STORE_ANY_VERSION);
+    ck_assert_int_lt(snprintf(path, sizeof(path), "%s/revision", storedir), (int) sizeof(path));
+    ck_assert_int_eq(unlink(path), 0);
+    v2 = put_str(s, "dataplanes", "default", "a", "3", v1);
+    ck_assert_uint_gt(v2, v1);
+    store_close(s);
+}
+END_TEST
+
 START_TEST(bad_names_are_rejected_before_touching_disk) {
     static const char *const bad[] = {
         "../etc", "..", "a/b", "", "Web", "a..b", "-a", "a-", ".hidden", "a b", "a\\b", "x.json/",
@@ -410,6 +426,63 @@ START_TEST(two_processes_incrementing_with_cas_lose_no_update) {
 }
 END_TEST
 
+#define KILL_OBJECTS 4
+#define KILL_VALUE_LEN (256 * 1024)
+
+static void write_forever(void) {
+    char *buf = malloc(KILL_VALUE_LEN);
+    char name[16];
+    store *s = NULL;
+
+    if (!buf || store_open(url, &s, NULL, 0) != STORE_OK)
+        _exit(1);
+    for (unsigned i = 0;; i++) {
+        store_key k = { "identities", "default", name };
+        (void) snprintf(name, sizeof(name), "dp-%u", i % KILL_OBJECTS);
+        memset(buf, 'a' + (int) (i % 26), KILL_VALUE_LEN);
+        if (store_put(s, &k, buf, KILL_VALUE_LEN, STORE_ANY_VERSION, NULL) != STORE_OK)
+            _exit(2);
+    }
+}
+
+START_TEST(kill_9_during_writes_leaves_every_object_whole) {
+    store *s = open_store();
+    uint64_t rev = 0;
+    pid_t pid;
+
+    store_close(s);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        write_forever();
+    usleep(150 * 1000);
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+
+    s = open_store();
+    ck_assert_int_eq(store_revision(s, &rev), STORE_OK);
+    for (int i = 0; i < KILL_OBJECTS; i++) {
+        char name[16], *v = NULL;
+        store_key k = { "identities", "default", name };
+        size_t len = 0;
+        uint64_t ver = 0;
+        int r;
+
+        (void) snprintf(name, sizeof(name), "dp-%d", i);
+        r = store_get(s, &k, &v, &len, &ver);
+        if (r == STORE_ENOTFOUND)
+            continue; /* killed before its first write */
+        ck_assert_int_eq(r, STORE_OK);
+        ck_assert_uint_eq(len, KILL_VALUE_LEN);
+        for (size_t j = 1; j < len; j++)
+            ck_assert_int_eq(v[j], v[0]);
+        ck_assert_uint_le(ver, rev);
+        free(v);
+    }
+    store_close(s);
+}
+END_TEST
+
 START_TEST(etcd_url_is_unsupported_and_unknown_scheme_invalid) {
     char err[256] = "";
     store *s = (store *) 0x1;
@@ -454,11 +527,13 @@ static Suite *store_suite(void) {
     tcase_add_test(tc, delete_removes_object_and_checks_version);
     tcase_add_test(tc, list_is_sorted_by_mesh_then_name_and_filters_by_mesh);
     tcase_add_test(tc, txn_with_one_conflicting_op_writes_nothing);
+    tcase_add_test(tc, lost_revision_file_does_not_make_versions_go_backwards);
     tcase_add_test(tc, bad_names_are_rejected_before_touching_disk);
     tcase_add_test(tc, files_are_0600_and_dirs_0700_whatever_the_umask);
     tcase_add_test(tc, leftover_temp_file_from_crash_is_ignored_and_cleaned);
     tcase_add_test(tc, torn_object_file_is_reported_not_returned);
     tcase_add_test(tc, two_processes_incrementing_with_cas_lose_no_update);
+    tcase_add_test(tc, kill_9_during_writes_leaves_every_object_whole);
     tcase_add_test(tc, etcd_url_is_unsupported_and_unknown_scheme_invalid);
     tcase_add_test(tc, null_url_uses_meshca_store_env);
     suite_add_tcase(s, tc);
