@@ -101,7 +101,7 @@ int roots_build(const char *mesh, const roots_entry *entries, size_t n, json_t *
     }
     for (size_t i = 0; i < n; i++) {
         char id[64];
-        json_t *root;
+        json_t *root = NULL;
         int r = one_root(&entries[i], &root, id, sizeof(id), errbuf);
 
         if (r < 0) {
