@@ -8,6 +8,12 @@
 static const cli_command commands[] = {
     {"validate", "check manifests and rotation steps offline, changing nothing", cmd_validate_usage,
      cmd_validate},
+    {"apply", "check changes against the store and the dataplanes, then store them", cmd_apply_usage,
+     cmd_apply},
+    {"get", "list meshes, dataplanes or secrets", cmd_get_usage, cmd_get},
+    {"inspect", "show CAs per mesh and certificates per dataplane", cmd_inspect_usage, cmd_inspect},
+    {"roots", "print a mesh's CA roots (Consul shape) or PEM", cmd_roots_usage, cmd_roots},
+    {"ca", "ca create: make a CA for a provided backend", cmd_ca_usage, cmd_ca},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -1,0 +1,117 @@
+/* cmd_roots.c - `meshca roots`: a mesh's CA roots in Consul's shape, or as PEM. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cmd/cli.h"
+#include "cmd/common.h"
+#include "reconciler/mesh_ca.h"
+#include "reconciler/roots.h"
+#include "reconciler/state.h"
+
+const char cmd_roots_usage[] =
+    "Usage: meshca roots -m MESH [-o json|pem]\n"
+    "\n"
+    "Prints the CA roots of MESH, one per backend, in the shape of Consul's\n"
+    "/v1/connect/ca/roots: {\"ActiveRootID\",\"TrustDomain\",\"Roots\":[...]} (default), or the\n"
+    "CA certificates as PEM, the enabled backend first (-o pem). Never prints private keys.\n";
+
+int cmd_roots(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"mesh", required_argument, NULL, 'm'}, {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+    };
+    const char *mesh_name = NULL;
+    output_format format = OUTPUT_JSON;
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":m:o:h", options, NULL)) != -1) {
+        if (c == 'm')
+            mesh_name = optarg;
+        else if (c == 'o') {
+            if (output_parse_format(optarg, 1u << OUTPUT_JSON | 1u << OUTPUT_PEM, &format) < 0)
+                return EXIT_TROUBLE;
+        } else if (c == 'h') {
+            fputs(cmd_roots_usage, stdout);
+            return EXIT_OK;
+        } else {
+            cli_error("bad flag '%s'; run 'meshca help roots'", argv[optind - 1]);
+            return EXIT_TROUBLE;
+        }
+    }
+    if (!mesh_name || optind < argc) {
+        cli_error("give the mesh with -m MESH");
+        return EXIT_TROUBLE;
+    }
+
+    store *s = cli_open_store();
+    if (!s)
+        return EXIT_TROUBLE;
+    int exit_code = EXIT_TROUBLE;
+    manifest_set *set = manifest_set_new();
+    diag_list diags = DIAG_LIST_INIT;
+    mesh_ca *cas = NULL;
+    roots_entry *entries = NULL;
+    json_t *mstatus = NULL;
+    const mesh *m = NULL;
+    if (state_load_resources(s, mesh_name, set, &diags) < 0 ||
+        !(m = manifest_set_find_mesh(set, mesh_name))) {
+        cli_error("no mesh '%s' in the store", mesh_name);
+        goto out;
+    }
+    if (mesh_cas_open(s, m, time(NULL), &cas) < 0)
+        goto out;
+    entries = calloc(m->nbackends + 1, sizeof(*entries));
+    if (!entries)
+        abort();
+    state_get_mesh_status(s, mesh_name, &mstatus, NULL);
+    json_t *cross = json_object_get(mstatus, "crossSign");
+    const char *cross_pem = json_string_value(json_object_get(cross, "certificate"));
+    const char *cross_to = json_string_value(json_object_get(cross, "to"));
+    const char *enabled = mesh_enabled_backend(m);
+    size_t n = 0;
+    for (size_t i = 0; i < m->nbackends; i++) {
+        if (!cas[i].chain_pem) {
+            fprintf(stderr, "meshca: warning: backend '%s': %s\n", cas[i].backend->name.value,
+                    cas[i].error);
+            continue;
+        }
+        const char *name = cas[i].backend->name.value;
+        entries[n++] = (roots_entry){
+            .backend = name, .chain_pem = cas[i].chain_pem,
+            .cross_signed_pem = cross_to && strcmp(cross_to, name) == 0 ? cross_pem : NULL,
+            .active = enabled && strcmp(enabled, name) == 0,
+        };
+    }
+    if (format == OUTPUT_PEM) {
+        /* Enabled backend first, as in the trust bundle. */
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t i = 0; i < n; i++)
+                if (entries[i].active == (pass == 0))
+                    fputs(entries[i].chain_pem, stdout);
+        exit_code = EXIT_OK;
+        goto out;
+    }
+    json_t *doc = NULL;
+    char errbuf[PKI_ERRBUF] = "";
+    if (roots_build(mesh_name, entries, n, &doc, errbuf) < 0) {
+        cli_error("cannot describe the roots: %s", errbuf);
+        goto out;
+    }
+    cli_print_structured(doc, OUTPUT_JSON);
+    json_decref(doc);
+    exit_code = EXIT_OK;
+out:
+    json_decref(mstatus);
+    free(entries);
+    if (m)
+        mesh_cas_free(cas, m->nbackends);
+    manifest_set_free(set);
+    diag_list_free(&diags);
+    store_close(s);
+    return exit_code;
+}
