@@ -1,5 +1,7 @@
 /* cmd_ca.c - `meshca ca create`: a fresh CA for a `provided` backend, never overwriting one. */
+#include <errno.h>
 #include <getopt.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +99,11 @@ int cmd_ca(int argc, char **argv)
     }
     if (opts.bits && !opts.rsa) {
         cli_error("--key-bits goes with --key-type rsa");
+        return EXIT_TROUBLE;
+    }
+    /* Like `mkdir`: a missing output directory is created, private to its owner. */
+    if (mkdir(opts.out_dir, 0700) < 0 && errno != EEXIST) {
+        cli_error("cannot create %s: %s", opts.out_dir, strerror(errno));
         return EXIT_TROUBLE;
     }
     opts.now = time(NULL);
