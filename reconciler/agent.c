@@ -151,9 +151,9 @@ static int run_reload(const char *cmd)
 }
 
 /* The dataplane's tags from the store, as a model_tag array (caller frees). */
-static void load_tags(store *s, const char *mesh, const char *dp, model_tag **ret, size_t *ret_n)
+static void load_tags(store *s, const char *mesh_name, const char *dp, model_tag **ret, size_t *ret_n)
 {
-    store_key key = {STATE_DATAPLANES, mesh, dp};
+    store_key key = {STATE_DATAPLANES, mesh_name, dp};
     char *value = NULL;
     size_t len = 0;
     *ret = NULL;
@@ -248,22 +248,22 @@ static void free_tags(model_tag *tags, size_t n)
 }
 
 /* Records what was loaded, retrying the compare-and-swap. */
-static int acknowledge(store *s, const char *mesh, const char *dp, const identity *id, int64_t now,
+static int acknowledge(store *s, const char *mesh_name, const char *dp, const identity *id, int64_t now,
                        char *errbuf, size_t errlen)
 {
     model_tag *tags = NULL;
     size_t ntags = 0;
     int rc = STORE_ECONFLICT;
 
-    load_tags(s, mesh, dp, &tags, &ntags);
+    load_tags(s, mesh_name, dp, &tags, &ntags);
     for (int attempt = 0; attempt < AGENT_STATUS_RETRIES && rc == STORE_ECONFLICT; attempt++) {
         dataplane_status st;
         uint64_t version = 0;
         memset(&st, 0, sizeof(st));
-        rc = state_get_status(s, mesh, dp, &st, &version);
+        rc = state_get_status(s, mesh_name, dp, &st, &version);
         if (rc == STORE_ENOTFOUND) {
             memset(&st, 0, sizeof(st));
-            st.mesh = xstrdup(mesh);
+            st.mesh = xstrdup(mesh_name);
             st.name = xstrdup(dp);
             version = 0;
         } else if (rc < 0) {
@@ -275,43 +275,43 @@ static int acknowledge(store *s, const char *mesh, const char *dp, const identit
     }
     free_tags(tags, ntags);
     if (rc < 0)
-        return fail(AGENT_ESTORE, errbuf, errlen, "cannot record the status of '%s/%s': %s", mesh,
+        return fail(AGENT_ESTORE, errbuf, errlen, "cannot record the status of '%s/%s': %s", mesh_name,
                     dp, store_strerror(rc));
     return 0;
 }
 
-int agent_sync(store *s, const char *mesh, const char *dp, const char *out_dir,
+int agent_sync(store *s, const char *mesh_name, const char *dp, const char *out_dir,
                const char *reload_cmd, int64_t now, bool *ret_changed, char *errbuf, size_t errlen)
 {
-    if (!s || !mesh || !dp || !out_dir)
+    if (!s || !mesh_name || !dp || !out_dir)
         return fail(AGENT_EINVAL, errbuf, errlen, "missing argument");
     if (!now)
         now = (int64_t)time(NULL);
 
     identity id = {0};
-    int rc = identity_get(s, mesh, dp, &id, NULL);
+    int rc = identity_get(s, mesh_name, dp, &id, NULL);
     if (rc == STORE_ENOTFOUND || rc == STORE_EINVAL)
         return fail(AGENT_ENOTISSUED, errbuf, errlen,
-                    "no certificate issued to dataplane '%s/%s' yet", mesh, dp);
+                    "no certificate issued to dataplane '%s/%s' yet", mesh_name, dp);
     if (rc < 0)
-        return fail(AGENT_ESTORE, errbuf, errlen, "cannot read the identity of '%s/%s': %s", mesh,
+        return fail(AGENT_ESTORE, errbuf, errlen, "cannot read the identity of '%s/%s': %s", mesh_name,
                     dp, store_strerror(rc));
     if (!id.key_pem) {
         identity_clear(&id);
         return fail(AGENT_EINVAL, errbuf, errlen,
-                    "identity of '%s/%s' has no key (CSR mode is not supported yet)", mesh, dp);
+                    "identity of '%s/%s' has no key (CSR mode is not supported yet)", mesh_name, dp);
     }
 
     dataplane_status st;
     memset(&st, 0, sizeof(st));
     long long acked = 0;
-    rc = state_get_status(s, mesh, dp, &st, NULL);
+    rc = state_get_status(s, mesh_name, dp, &st, NULL);
     if (rc == 0)
         acked = st.acknowledged_generation;
     dataplane_status_clear(&st);
     if (rc < 0 && rc != STORE_ENOTFOUND) {
         identity_clear(&id);
-        return fail(AGENT_ESTORE, errbuf, errlen, "cannot read the status of '%s/%s': %s", mesh,
+        return fail(AGENT_ESTORE, errbuf, errlen, "cannot read the status of '%s/%s': %s", mesh_name,
                     dp, store_strerror(rc));
     }
 
@@ -333,7 +333,7 @@ int agent_sync(store *s, const char *mesh, const char *dp, const char *out_dir,
                       status < 0 ? "did not exit, status" : "exit", status, id.generation);
     }
     if (rc == 0)
-        rc = acknowledge(s, mesh, dp, &id, now, errbuf, errlen);
+        rc = acknowledge(s, mesh_name, dp, &id, now, errbuf, errlen);
     identity_clear(&id);
     if (rc == 0 && ret_changed)
         *ret_changed = true;

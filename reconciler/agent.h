@@ -24,7 +24,7 @@ enum {
 #define AGENT_STATUS_RETRIES 8   /* compare-and-swap retries of the status write */
 
 /*
- * One sync of dataplane `dp` of `mesh`. Reads its identity; when the identity's generation is
+ * One sync of dataplane `dp` of `mesh_name`. Reads its identity; when the identity's generation is
  * not the status' acknowledgedGeneration, or a file is missing, writes cert.pem, key.pem (0600)
  * and ca-bundle.pem into out_dir (each atomically: temp file, fsync, rename, fsync of the
  * directory; the bundle is renamed first so the new CA is trusted before the new certificate is
@@ -36,7 +36,7 @@ enum {
  * were written and acknowledged. Returns 0 or an AGENT_* code with a one-line reason in errbuf
  * (may be NULL), never key material.
  */
-int agent_sync(store *s, const char *mesh, const char *dp, const char *out_dir,
+int agent_sync(store *s, const char *mesh_name, const char *dp, const char *out_dir,
                const char *reload_cmd, int64_t now, bool *ret_changed, char *errbuf, size_t errlen);
 
 #endif
