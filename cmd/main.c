@@ -8,6 +8,11 @@
 static const cli_command commands[] = {
     {"validate", "check manifests and rotation steps offline, changing nothing", cmd_validate_usage,
      cmd_validate},
+    {"reconcile", "one reconcile pass: issue, renew and rebundle dataplane certificates",
+     cmd_reconcile_usage, cmd_reconcile},
+    {"run", "the controller: reconcile on every change and renew on time", cmd_run_usage, cmd_run},
+    {"agent", "dataplane side: write cert, key and bundle, reload, acknowledge", cmd_agent_usage,
+     cmd_agent},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
