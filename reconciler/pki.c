@@ -13,6 +13,8 @@
 #include <openssl/x509v3.h>
 
 #define SERIAL_BITS 128
+/* Issuer key id when the issuer has one (provided CAs may lack an SKI), else issuer+serial. */
+#define AKI_OF_ISSUER "keyid,issuer"
 
 /* Writes `what` and the whole OpenSSL error queue into errbuf, leaving the queue empty. */
 static int fail(char *errbuf, int code, const char *what)
@@ -215,7 +217,7 @@ int pki_issue_leaf(const pki_leaf_request *req, X509 *ca_cert, EVP_PKEY *ca_key,
         !add_ext(x, ca_cert, NID_key_usage, "critical,digitalSignature,keyEncipherment") ||
         !add_ext(x, ca_cert, NID_ext_key_usage, "serverAuth,clientAuth") ||
         !add_ext(x, ca_cert, NID_subject_key_identifier, "hash") ||
-        !add_ext(x, ca_cert, NID_authority_key_identifier, "keyid:always") ||
+        !add_ext(x, ca_cert, NID_authority_key_identifier, AKI_OF_ISSUER) ||
         !add_uri_sans(x, req->uris, req->nuris) || !X509_sign(x, ca_key, EVP_sha256())) {
         X509_free(x);
         EVP_PKEY_free(key);
@@ -264,7 +266,7 @@ int pki_cross_sign(X509 *new_ca, X509 *old_ca, EVP_PKEY *old_key, int64_t now,
         if (!X509_add_ext(x, ext, -1))
             goto crypto;
     }
-    if (!add_ext(x, old_ca, NID_authority_key_identifier, "keyid:always") ||
+    if (!add_ext(x, old_ca, NID_authority_key_identifier, AKI_OF_ISSUER) ||
         !X509_sign(x, old_key, EVP_sha256()))
         goto crypto;
     *ret = x;

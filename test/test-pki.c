@@ -12,7 +12,11 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "manifests/node.h"
+#include "reconciler/ca_backend.h"
+#include "reconciler/bundle.h"
 #include "reconciler/ca_create.h"
+#include "reconciler/roots.h"
 #include "reconciler/pki.h"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -511,7 +515,696 @@ START_TEST(ca_create_rsa_with_bits_and_days)
 }
 END_TEST
 
-/* BACKEND TESTS */
+/* ---- CA backends ------------------------------------------------------------------------ */
+
+/* An in-memory secret store standing in for the mesh's secrets. */
+typedef struct mem_store {
+    char *names[8];
+    char *values[8];
+    size_t lens[8];
+    size_t count;
+    int stores;
+} mem_store;
+
+static int mem_lookup(void *userdata, const char *name, char **ret_data, size_t *ret_len)
+{
+    mem_store *st = userdata;
+
+    for (size_t i = 0; i < st->count; i++)
+        if (strcmp(st->names[i], name) == 0) {
+            *ret_data = strndup(st->values[i], st->lens[i]);
+            *ret_len = st->lens[i];
+            return PKI_OK;
+        }
+    return PKI_ENOENT;
+}
+
+static int mem_put(void *userdata, const char *name, const char *data, size_t len)
+{
+    mem_store *st = userdata;
+
+    ck_assert_uint_lt(st->count, 8);
+    st->names[st->count] = strdup(name);
+    st->values[st->count] = strndup(data, len);
+    st->lens[st->count++] = len;
+    st->stores++;
+    return PKI_OK;
+}
+
+static void mem_store_free(mem_store *st)
+{
+    for (size_t i = 0; i < st->count; i++)
+        free(st->names[i]), free(st->values[i]);
+}
+
+static mnode *scalar(const char *s)
+{
+    return mnode_new_scalar(s, strlen(s), MNODE_QUOTED, SOURCE_MARK_NONE);
+}
+
+static void put(mnode *map, const char *key, mnode *value)
+{
+    mnode_map_append(map, scalar(key), value);
+}
+
+static mnode *datasource(const char *kind, const char *value)
+{
+    mnode *m = mnode_new_map((source_mark){"mesh.yaml", 7, 9});
+    put(m, kind, scalar(value));
+    return m;
+}
+
+static mnode *provided_conf(mnode *cert_ds, mnode *key_ds)
+{
+    mnode *conf = mnode_new_map(SOURCE_MARK_NONE);
+    put(conf, "cert", cert_ds);
+    put(conf, "key", key_ds);
+    return conf;
+}
+
+static void init_ctx(ca_context *ctx, mesh_backend *b, const char *type, const char *name,
+                     mnode *conf, mem_store *st, int64_t now)
+{
+    memset(b, 0, sizeof(*b));
+    b->type.value = (char *)type;
+    b->name.value = (char *)name;
+    b->conf = conf;
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->mesh = "default";
+    ctx->backend = b;
+    ctx->backend_index = 1;
+    ctx->secret_lookup = mem_lookup;
+    ctx->secret_store = mem_put;
+    ctx->secret_userdata = st;
+    ctx->now = now;
+}
+
+static void sign_and_verify(ca_backend *ca, bool rsa, const char *cafile, const char *untrusted)
+{
+    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+    X509 *leaf;
+    EVP_PKEY *leaf_key;
+    char err[PKI_ERRBUF], *out;
+
+    req.uris = web_uris;
+    req.nuris = 3;
+    req.rsa = rsa;
+    ck_assert_msg(ca_backend_sign_leaf(ca, &req, time(NULL), &leaf, &leaf_key, err) == PKI_OK,
+                  "sign: %s", err);
+    write_cert("leaf.pem", leaf);
+    if (untrusted)
+        ck_assert_int_eq(run(&out, "openssl verify -CAfile %s -untrusted %s leaf.pem", cafile,
+                             untrusted), 0);
+    else
+        ck_assert_int_eq(run(&out, "openssl verify -CAfile %s leaf.pem", cafile), 0);
+    assert_contains(out, "leaf.pem: OK");
+    free(out);
+    X509_free(leaf), EVP_PKEY_free(leaf_key);
+}
+
+START_TEST(builtin_generates_root_once_and_reuses_its_secrets)
+{
+    mem_store st = {0};
+    mesh_backend b;
+    ca_context ctx;
+    ca_backend *ca1, *ca2;
+    char err[PKI_ERRBUF], *pem, *out;
+    ca_info info;
+
+    make_tmpdir();
+    init_ctx(&ctx, &b, "builtin", "ca-1", NULL, &st, time(NULL));
+    ck_assert_msg(ca_backend_open(&ctx, &ca1, err) == PKI_OK, "%s", err);
+    ck_assert_uint_eq(st.count, 2);
+    ck_assert_str_eq(st.names[0], "default.ca-builtin-key-ca-1");
+    ck_assert_str_eq(st.names[1], "default.ca-builtin-cert-ca-1");
+    ck_assert_msg(ca_backend_open(&ctx, &ca2, err) == PKI_OK, "%s", err);
+    ck_assert_int_eq(st.stores, 2);   /* nothing regenerated */
+    ck_assert_int_eq(X509_cmp(ca_backend_cert(ca1), ca_backend_cert(ca2)), 0);
+    ck_assert_int_eq(ca_backend_info(ca1, &info), PKI_OK);
+    ck_assert_str_eq(info.key_type, "ec");
+    ck_assert_int_eq(info.key_bits, 256);
+    ck_assert_int_eq(info.not_after - info.not_before, 10 * 365 * 86400LL);
+    ck_assert_int_eq(ca_backend_chain_pem(ca2, &pem, err), PKI_OK);
+    write_text("root.pem", pem);
+    free(pem);
+    ck_assert_int_eq(run(&out, "openssl x509 -in root.pem -noout -text"), 0);
+    assert_contains(out, "Subject: CN = default");
+    assert_contains(out, "URI:spiffe://default");
+    assert_contains(out, "CA:TRUE");
+    assert_contains(out, "Certificate Sign, CRL Sign");
+    free(out);
+    sign_and_verify(ca2, false, "root.pem", NULL);
+    sign_and_verify(ca2, true, "root.pem", NULL);
+    ca_backend_free(ca1), ca_backend_free(ca2);
+    mem_store_free(&st);
+    remove_tmpdir();
+}
+END_TEST
+
+START_TEST(builtin_rsa_root_when_rsabits_set)
+{
+    mem_store st = {0};
+    mnode *conf = mnode_new_map(SOURCE_MARK_NONE), *ca_cert = mnode_new_map(SOURCE_MARK_NONE);
+    mesh_backend b;
+    ca_context ctx;
+    ca_backend *ca;
+    char err[PKI_ERRBUF], *pem;
+    ca_info info;
+
+    make_tmpdir();
+    put(ca_cert, "RSAbits", mnode_new_scalar("3072", 4, MNODE_PLAIN, SOURCE_MARK_NONE));
+    put(ca_cert, "expiration", scalar("1y"));
+    put(conf, "caCert", ca_cert);
+    init_ctx(&ctx, &b, "builtin", "ca-2", conf, &st, time(NULL));
+    ck_assert_msg(ca_backend_open(&ctx, &ca, err) == PKI_OK, "%s", err);
+    ck_assert_int_eq(ca_backend_info(ca, &info), PKI_OK);
+    ck_assert_str_eq(info.key_type, "rsa");
+    ck_assert_int_eq(info.key_bits, 3072);
+    ck_assert_int_eq(info.not_after - info.not_before, 365 * 86400LL);
+    ck_assert_int_eq(ca_backend_chain_pem(ca, &pem, err), PKI_OK);
+    write_text("root.pem", pem);
+    free(pem);
+    sign_and_verify(ca, false, "root.pem", NULL);
+    sign_and_verify(ca, true, "root.pem", NULL);
+    ca_backend_free(ca);
+    mnode_free(conf);
+    mem_store_free(&st);
+    remove_tmpdir();
+}
+END_TEST
+
+START_TEST(builtin_bad_rsabits_is_a_conf_error_with_path)
+{
+    mem_store st = {0};
+    mnode *conf = mnode_new_map(SOURCE_MARK_NONE), *ca_cert = mnode_new_map(SOURCE_MARK_NONE);
+    mesh_backend b;
+    ca_context ctx;
+    diag_list diags = DIAG_LIST_INIT;
+
+    put(ca_cert, "RSAbits", mnode_new_scalar("1024", 4, MNODE_PLAIN, SOURCE_MARK_NONE));
+    put(conf, "caCert", ca_cert);
+    init_ctx(&ctx, &b, "builtin", "ca-1", conf, &st, time(NULL));
+    ck_assert_int_eq(ca_backend_check(&ctx, &diags), PKI_OK);
+    ck_assert_uint_eq(diags.count, 1);
+    ck_assert_str_eq(diags.items[0].code, "ca-conf");
+    ck_assert_str_eq(diags.items[0].path, "mtls.backends[1].conf.caCert.RSAbits");
+    diag_list_free(&diags);
+    mnode_free(conf);
+}
+END_TEST
+
+START_TEST(builtin_without_secret_store_does_not_generate)
+{
+    mesh_backend b;
+    ca_context ctx;
+    ca_backend *ca = NULL;
+    mem_store st = {0};
+    char err[PKI_ERRBUF];
+
+    init_ctx(&ctx, &b, "builtin", "ca-1", NULL, &st, time(NULL));
+    ctx.secret_store = NULL;
+    ck_assert_int_eq(ca_backend_open(&ctx, &ca, err), PKI_ENOENT);
+    ck_assert_ptr_null(ca);
+}
+END_TEST
+
+START_TEST(unknown_backend_type_has_no_ops)
+{
+    ck_assert_ptr_null(ca_backend_for_type("vault"));
+    ck_assert_ptr_null(ca_backend_for_type(NULL));
+    ck_assert_ptr_eq(ca_backend_for_type("builtin"), &ca_builtin_ops);
+    ck_assert_ptr_eq(ca_backend_for_type("provided"), &ca_provided_ops);
+}
+END_TEST
+
+/* Builds a CA-like certificate with chosen extensions (NULL: extension absent), signed by
+ * issuer/issuer_key or self-signed. */
+static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
+                       int64_t nb, int64_t na, const char *bc, const char *ku)
+{
+    X509 *x = X509_new();
+    X509V3_CTX v3;
+
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 42);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(issuer ? issuer : x));
+    ASN1_TIME_set(X509_getm_notBefore(x), (time_t)nb);
+    ASN1_TIME_set(X509_getm_notAfter(x), (time_t)na);
+    X509_set_pubkey(x, key);
+    X509V3_set_ctx(&v3, issuer ? issuer : x, x, NULL, NULL, 0);
+    if (bc) {
+        X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, bc);
+        X509_add_ext(x, e, -1);
+        X509_EXTENSION_free(e);
+    }
+    if (ku) {
+        X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_key_usage, ku);
+        X509_add_ext(x, e, -1);
+        X509_EXTENSION_free(e);
+    }
+    ck_assert_int_gt(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()), 0);
+    return x;
+}
+
+static char *pem_of(X509 *x)
+{
+    char *p;
+    ck_assert_int_eq(pki_cert_to_pem(x, &p, NULL), PKI_OK);
+    return p;
+}
+
+static char *key_pem_of(EVP_PKEY *k)
+{
+    char *p;
+    ck_assert_int_eq(pki_key_to_pem(k, &p, NULL), PKI_OK);
+    return p;
+}
+
+/* Runs the provided backend's check on inline cert/key and asserts exactly one diagnostic of
+ * `code` at `path` (plus no other error), and that no message leaks the key. */
+static void expect_provided_diag(const char *cert_pem, const char *key_pem, const char *code,
+                                 const char *path, diag_severity sev)
+{
+    mesh_backend b;
+    ca_context ctx;
+    mem_store st = {0};
+    diag_list diags = DIAG_LIST_INIT;
+    mnode *conf = provided_conf(datasource("inlineString", cert_pem),
+                                datasource("inlineString", key_pem));
+    bool found = false;
+    char keyline[40];
+
+    /* a line from the middle of the key's base64 must never be echoed */
+    const char *nl = strchr(key_pem, '\n');
+    snprintf(keyline, sizeof(keyline), "%.32s", nl ? nl + 1 : key_pem);
+    init_ctx(&ctx, &b, "provided", "ca-2", conf, &st, time(NULL));
+    ck_assert_int_eq(ca_backend_check(&ctx, &diags), PKI_OK);
+    for (size_t i = 0; i < diags.count; i++) {
+        const diag *d = &diags.items[i];
+        ck_assert_msg(strstr(d->message, keyline) == NULL, "key material in message");
+        ck_assert_msg(strstr(d->message, "PRIVATE KEY") == NULL, "key material in message");
+        if (strcmp(d->code, code) == 0) {
+            ck_assert_str_eq(d->path, path);
+            ck_assert_int_eq(d->severity, sev);
+            ck_assert_uint_eq(d->line, 7);   /* mark of the datasource */
+            found = true;
+        } else {
+            ck_assert_msg(d->severity != DIAG_ERROR, "unexpected %s: %s", d->code, d->message);
+        }
+    }
+    ck_assert_msg(found, "no %s diagnostic (got %zu)", code, diags.count);
+    diag_list_free(&diags);
+    mnode_free(conf);
+}
+
+#define CERT_PATH "mtls.backends[1].conf.cert"
+#define KEY_PATH "mtls.backends[1].conf.key"
+#define GOOD_BC "critical,CA:TRUE"
+#define GOOD_KU "critical,keyCertSign,cRLSign"
+#define DAY 86400LL
+
+/* One defect per test: a CA with everything right except the defect. */
+static void defect(const char *bc, const char *ku, int64_t nb_off, int64_t na_off, bool rsa,
+                   int bits, const char *code, const char *path, diag_severity sev)
+{
+    int64_t now = time(NULL);
+    EVP_PKEY *k;
+    X509 *x;
+    char *c, *kp;
+
+    ck_assert_int_eq(pki_generate_key(rsa, bits, &k, NULL), PKI_OK);
+    x = make_cert(k, "provided", NULL, NULL, now + nb_off, now + na_off, bc, ku);
+    c = pem_of(x), kp = key_pem_of(k);
+    expect_provided_diag(c, kp, code, path, sev);
+    free(c), pki_free_secret(kp), X509_free(x), EVP_PKEY_free(k);
+}
+
+START_TEST(provided_ca_without_ca_basic_constraint_is_ca_not_ca)
+{
+    defect("critical,CA:FALSE", GOOD_KU, -DAY, 365 * DAY, false, 0, "ca-not-ca", CERT_PATH,
+           DIAG_ERROR);
+}
+END_TEST
+
+START_TEST(provided_ca_without_key_cert_sign_is_ca_not_ca)
+{
+    defect(GOOD_BC, "critical,digitalSignature", -DAY, 365 * DAY, false, 0, "ca-not-ca",
+           CERT_PATH, DIAG_ERROR);
+}
+END_TEST
+
+START_TEST(provided_ca_with_key_agreement_is_refused)
+{
+    defect(GOOD_BC, "critical,keyCertSign,keyAgreement", -DAY, 365 * DAY, false, 0,
+           "ca-key-agreement", CERT_PATH, DIAG_ERROR);
+}
+END_TEST
+
+START_TEST(provided_ca_expired_is_ca_expired)
+{
+    defect(GOOD_BC, GOOD_KU, -10 * DAY, -DAY, false, 0, "ca-expired", CERT_PATH, DIAG_ERROR);
+}
+END_TEST
+
+START_TEST(provided_ca_not_yet_valid_is_reported)
+{
+    defect(GOOD_BC, GOOD_KU, DAY, 365 * DAY, false, 0, "ca-not-yet-valid", CERT_PATH, DIAG_ERROR);
+}
+END_TEST
+
+START_TEST(provided_ca_expiring_before_leaf_is_an_error)
+{
+    defect(GOOD_BC, GOOD_KU, -DAY, 3600, false, 0, "ca-expires-before-leaf", CERT_PATH,
+           DIAG_ERROR);
+}
+END_TEST
+
+START_TEST(provided_ca_expiring_within_30_days_is_a_warning)
+{
+    defect(GOOD_BC, GOOD_KU, -DAY, 10 * DAY, false, 0, "ca-expires-soon", CERT_PATH,
+           DIAG_WARNING);
+}
+END_TEST
+
+START_TEST(provided_ca_with_rsa_1024_is_ca_weak_key)
+{
+    defect(GOOD_BC, GOOD_KU, -DAY, 365 * DAY, true, 1024, "ca-weak-key", CERT_PATH, DIAG_ERROR);
+}
+END_TEST
+
+START_TEST(provided_ca_on_secp256k1_is_ca_weak_key)
+{
+    int64_t now = time(NULL);
+    EVP_PKEY *k = EVP_EC_gen("secp256k1");
+    X509 *x;
+    char *c, *kp;
+
+    ck_assert_ptr_nonnull(k);
+    x = make_cert(k, "provided", NULL, NULL, now - DAY, now + 365 * DAY, GOOD_BC, GOOD_KU);
+    c = pem_of(x), kp = key_pem_of(k);
+    expect_provided_diag(c, kp, "ca-weak-key", CERT_PATH, DIAG_ERROR);
+    free(c), pki_free_secret(kp), X509_free(x), EVP_PKEY_free(k);
+}
+END_TEST
+
+START_TEST(provided_key_not_matching_cert_is_ca_key_mismatch)
+{
+    int64_t now = time(NULL);
+    EVP_PKEY *k, *other;
+    X509 *x;
+    char *c, *kp;
+
+    pki_generate_key(false, 0, &k, NULL);
+    pki_generate_key(false, 0, &other, NULL);
+    x = make_cert(k, "provided", NULL, NULL, now - DAY, now + 365 * DAY, GOOD_BC, GOOD_KU);
+    c = pem_of(x), kp = key_pem_of(other);
+    expect_provided_diag(c, kp, "ca-key-mismatch", KEY_PATH, DIAG_ERROR);
+    free(c), pki_free_secret(kp), X509_free(x), EVP_PKEY_free(k), EVP_PKEY_free(other);
+}
+END_TEST
+
+START_TEST(provided_garbage_cert_is_ca_unparsable)
+{
+    EVP_PKEY *k;
+    char *kp;
+
+    pki_generate_key(false, 0, &k, NULL);
+    kp = key_pem_of(k);
+    expect_provided_diag("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+                         kp, "ca-unparsable", CERT_PATH, DIAG_ERROR);
+    pki_free_secret(kp), EVP_PKEY_free(k);
+}
+END_TEST
+
+START_TEST(provided_garbage_key_is_ca_unparsable_without_echoing_it)
+{
+    int64_t now = time(NULL);
+    EVP_PKEY *k;
+    X509 *x;
+    char *c;
+
+    pki_generate_key(false, 0, &k, NULL);
+    x = make_cert(k, "provided", NULL, NULL, now - DAY, now + 365 * DAY, GOOD_BC, GOOD_KU);
+    c = pem_of(x);
+    expect_provided_diag(c, "-----BEGIN PRIVATE KEY-----\nc2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\n"
+                         "-----END PRIVATE KEY-----\n", "ca-unparsable", KEY_PATH, DIAG_ERROR);
+    free(c), X509_free(x), EVP_PKEY_free(k);
+}
+END_TEST
+
+/* root -> intermediate built with make_cert; returns the PEMs of both and the intermediate key. */
+static void make_two_level(const char *root_bc, X509 **ret_root, X509 **ret_inter,
+                           EVP_PKEY **ret_root_key, EVP_PKEY **ret_inter_key)
+{
+    int64_t now = time(NULL);
+
+    pki_generate_key(false, 0, ret_root_key, NULL);
+    pki_generate_key(false, 0, ret_inter_key, NULL);
+    *ret_root = make_cert(*ret_root_key, "root", NULL, NULL, now - DAY, now + 3650 * DAY,
+                          root_bc, GOOD_KU);
+    *ret_inter = make_cert(*ret_inter_key, "inter", *ret_root, *ret_root_key, now - DAY,
+                           now + 365 * DAY, GOOD_BC, GOOD_KU);
+}
+
+START_TEST(provided_chain_root_first_is_ca_chain_order)
+{
+    X509 *root, *inter;
+    EVP_PKEY *rk, *ik;
+    char chain[16384], *r, *i, *kp;
+
+    make_two_level(GOOD_BC, &root, &inter, &rk, &ik);
+    r = pem_of(root), i = pem_of(inter), kp = key_pem_of(rk);
+    snprintf(chain, sizeof(chain), "%s%s", r, i);
+    expect_provided_diag(chain, kp, "ca-chain-order", CERT_PATH, DIAG_ERROR);
+    free(r), free(i), pki_free_secret(kp);
+    X509_free(root), X509_free(inter), EVP_PKEY_free(rk), EVP_PKEY_free(ik);
+}
+END_TEST
+
+START_TEST(provided_chain_under_pathlen_zero_root_is_ca_path_length)
+{
+    X509 *root, *inter;
+    EVP_PKEY *rk, *ik;
+    char chain[16384], *r, *i, *kp;
+
+    make_two_level("critical,CA:TRUE,pathlen:0", &root, &inter, &rk, &ik);
+    r = pem_of(root), i = pem_of(inter), kp = key_pem_of(ik);
+    snprintf(chain, sizeof(chain), "%s%s", i, r);
+    expect_provided_diag(chain, kp, "ca-path-length", CERT_PATH, DIAG_ERROR);
+    free(r), free(i), pki_free_secret(kp);
+    X509_free(root), X509_free(inter), EVP_PKEY_free(rk), EVP_PKEY_free(ik);
+}
+END_TEST
+
+START_TEST(provided_chain_signs_leaves_that_verify_through_intermediate)
+{
+    X509 *root, *inter;
+    EVP_PKEY *rk, *ik;
+    char chain[16384], *r, *i, *kp, err[PKI_ERRBUF], b64[8192];
+    mesh_backend b;
+    ca_context ctx;
+    mem_store st = {0};
+    diag_list diags = DIAG_LIST_INIT;
+    ca_backend *ca;
+    mnode *conf;
+    int n;
+
+    make_tmpdir();
+    make_two_level(GOOD_BC, &root, &inter, &rk, &ik);
+    r = pem_of(root), i = pem_of(inter), kp = key_pem_of(ik);
+    snprintf(chain, sizeof(chain), "%s%s", i, r);
+    /* cert from a file, key as inline base64 from a secret-free datasource */
+    write_text("chain.pem", chain);
+    write_text("root.pem", r);
+    write_text("inter.pem", i);
+    n = EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)kp, (int)strlen(kp));
+    ck_assert_int_gt(n, 0);
+    conf = provided_conf(datasource("file", path_in("chain.pem")), datasource("inline", b64));
+    init_ctx(&ctx, &b, "provided", "ca-2", conf, &st, time(NULL));
+    ck_assert_int_eq(ca_backend_check(&ctx, &diags), PKI_OK);
+    ck_assert_uint_eq(diags.count, 0);
+    ck_assert_msg(ca_backend_open(&ctx, &ca, err) == PKI_OK, "%s", err);
+    sign_and_verify(ca, false, "root.pem", "inter.pem");
+    sign_and_verify(ca, true, "root.pem", "inter.pem");
+    ca_backend_free(ca);
+    mnode_free(conf);
+    free(r), free(i), pki_free_secret(kp);
+    X509_free(root), X509_free(inter), EVP_PKEY_free(rk), EVP_PKEY_free(ik);
+    remove_tmpdir();
+}
+END_TEST
+
+START_TEST(provided_expired_ca_is_refused_when_opened)
+{
+    int64_t now = time(NULL);
+    EVP_PKEY *k;
+    X509 *x;
+    char *c, *kp, err[PKI_ERRBUF];
+    mesh_backend b;
+    ca_context ctx;
+    mem_store st = {0};
+    ca_backend *ca = NULL;
+    mnode *conf;
+
+    pki_generate_key(false, 0, &k, NULL);
+    x = make_cert(k, "old", NULL, NULL, now - 10 * DAY, now - DAY, GOOD_BC, GOOD_KU);
+    c = pem_of(x), kp = key_pem_of(k);
+    mem_put(&st, "old-key", kp, strlen(kp));
+    conf = provided_conf(datasource("inlineString", c), datasource("secret", "old-key"));
+    init_ctx(&ctx, &b, "provided", "ca-old", conf, &st, now);
+    ck_assert_int_eq(ca_backend_open(&ctx, &ca, err), PKI_EEXPIRED);
+    assert_contains(err, "ca-expired");
+    ck_assert_ptr_null(ca);
+    mnode_free(conf);
+    mem_store_free(&st);
+    free(c), pki_free_secret(kp), X509_free(x), EVP_PKEY_free(k);
+}
+END_TEST
+
+START_TEST(provided_missing_secret_and_file_are_reported_with_paths)
+{
+    mesh_backend b;
+    ca_context ctx;
+    mem_store st = {0};
+    diag_list diags = DIAG_LIST_INIT;
+    mnode *conf = provided_conf(datasource("file", "/nonexistent/ca.pem"),
+                                datasource("secret", "nope"));
+
+    init_ctx(&ctx, &b, "provided", "ca-2", conf, &st, time(NULL));
+    ck_assert_int_eq(ca_backend_check(&ctx, &diags), PKI_OK);
+    ck_assert_uint_eq(diags.count, 2);
+    ck_assert_str_eq(diags.items[0].code, "ca-unparsable");
+    ck_assert_str_eq(diags.items[0].path, CERT_PATH);
+    assert_contains(diags.items[0].message, "cannot open file");
+    ck_assert_str_eq(diags.items[1].code, "ca-unparsable");
+    ck_assert_str_eq(diags.items[1].path, KEY_PATH);
+    assert_contains(diags.items[1].message, "secret not found");
+    diag_list_free(&diags);
+    mnode_free(conf);
+}
+END_TEST
+
+/* ---- bundle and roots ------------------------------------------------------------------- */
+
+START_TEST(bundle_puts_enabled_backend_first_and_drops_duplicates)
+{
+    int64_t now = time(NULL);
+    X509 *a, *b;
+    EVP_PKEY *ka, *kb;
+    char *pa, *pb, *bundle, err[PKI_ERRBUF];
+    STACK_OF(X509) *sk;
+
+    make_root(false, 0, "a", now, 3600, &a, &ka);
+    make_root(false, 0, "b", now, 3600, &b, &kb);
+    pa = pem_of(a), pb = pem_of(b);
+    const char *chains[] = {pa, pb, pa};
+    ck_assert_int_eq(bundle_build(chains, 3, 1, &bundle, err), PKI_OK);
+    ck_assert_int_eq(pki_chain_from_pem(bundle, strlen(bundle), &sk, NULL), PKI_OK);
+    ck_assert_int_eq(sk_X509_num(sk), 2);
+    ck_assert_int_eq(X509_cmp(sk_X509_value(sk, 0), b), 0);
+    ck_assert_int_eq(X509_cmp(sk_X509_value(sk, 1), a), 0);
+    sk_X509_pop_free(sk, X509_free);
+    free(bundle);
+    const char *bad[] = {pa, "junk"};
+    ck_assert_int_eq(bundle_build(bad, 2, 0, &bundle, err), PKI_EINVAL);
+    free(pa), free(pb), X509_free(a), X509_free(b), EVP_PKEY_free(ka), EVP_PKEY_free(kb);
+}
+END_TEST
+
+START_TEST(roots_is_consul_shaped_with_one_root_per_backend)
+{
+    int64_t now = time(NULL);
+    X509 *a, *root, *inter, *cross;
+    EVP_PKEY *ka, *rk, *ik;
+    char *pa, *pr, *pi, *pc, chain[16384], err[PKI_ERRBUF], *out, fp[64];
+    json_t *doc, *roots, *r0, *r1;
+
+    make_tmpdir();
+    make_root(false, 0, "default", now, 3650 * DAY, &a, &ka);
+    make_two_level(GOOD_BC, &root, &inter, &rk, &ik);
+    ck_assert_int_eq(pki_cross_sign(inter, a, ka, now, now + 7 * DAY, &cross, err), PKI_OK);
+    pa = pem_of(a), pr = pem_of(root), pi = pem_of(inter), pc = pem_of(cross);
+    snprintf(chain, sizeof(chain), "%s%s", pi, pr);
+    roots_entry entries[] = {
+        {"ca-1", pa, NULL, false},
+        {"ca-2", chain, pc, true},
+    };
+    ck_assert_int_eq(roots_build("default", entries, 2, &doc, err), PKI_OK);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "TrustDomain")), "default");
+    roots = json_object_get(doc, "Roots");
+    ck_assert_uint_eq(json_array_size(roots), 2);
+    r0 = json_array_get(roots, 0), r1 = json_array_get(roots, 1);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "ActiveRootID")),
+                     json_string_value(json_object_get(r1, "ID")));
+    ck_assert(json_is_false(json_object_get(r0, "Active")));
+    ck_assert(json_is_true(json_object_get(r1, "Active")));
+    ck_assert_str_eq(json_string_value(json_object_get(r0, "Backend")), "ca-1");
+    ck_assert_str_eq(json_string_value(json_object_get(r0, "Name")), "ca-1");
+    ck_assert_str_eq(json_string_value(json_object_get(r0, "PrivateKeyType")), "ec");
+    ck_assert_int_eq(json_integer_value(json_object_get(r0, "PrivateKeyBits")), 256);
+    ck_assert_str_eq(json_string_value(json_object_get(r0, "RootCert")), pa);
+    ck_assert_uint_eq(json_array_size(json_object_get(r0, "IntermediateCerts")), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(r1, "RootCert")), pr);
+    ck_assert_uint_eq(json_array_size(json_object_get(r1, "IntermediateCerts")), 2);
+    ck_assert_str_eq(json_string_value(json_array_get(json_object_get(r1, "IntermediateCerts"), 1)),
+                     pc);
+    ck_assert_ptr_nonnull(json_string_value(json_object_get(r1, "NotBefore")));
+    ck_assert_ptr_nonnull(json_string_value(json_object_get(r1, "SerialNumber")));
+    /* ID is the SHA-1 fingerprint openssl prints, in lowercase */
+    write_text("a.pem", pa);
+    ck_assert_int_eq(run(&out, "openssl x509 -in a.pem -noout -fingerprint -sha1 | cut -d= -f2 "
+                               "| tr A-F a-f | tr -d '\\n'"), 0);
+    snprintf(fp, sizeof(fp), "%s", json_string_value(json_object_get(r0, "ID")));
+    ck_assert_str_eq(fp, out);
+    free(out);
+    /* SigningKeyID is the subject key id of the signing CA */
+    write_text("a.pem", pa);
+    ck_assert_int_eq(run(&out, "openssl x509 -in a.pem -noout -ext subjectKeyIdentifier | tail -1 "
+                               "| tr -d ' \\n' | tr A-F a-f"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(r0, "SigningKeyID")), out);
+    free(out);
+    json_decref(doc);
+    free(pa), free(pr), free(pi), free(pc);
+    X509_free(a), X509_free(root), X509_free(inter), X509_free(cross);
+    EVP_PKEY_free(ka), EVP_PKEY_free(rk), EVP_PKEY_free(ik);
+    remove_tmpdir();
+}
+END_TEST
+
+static void add_backend_tests(Suite *s)
+{
+    TCase *tc = tcase_create("backends");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, builtin_generates_root_once_and_reuses_its_secrets);
+    tcase_add_test(tc, builtin_rsa_root_when_rsabits_set);
+    tcase_add_test(tc, builtin_bad_rsabits_is_a_conf_error_with_path);
+    tcase_add_test(tc, builtin_without_secret_store_does_not_generate);
+    tcase_add_test(tc, unknown_backend_type_has_no_ops);
+    tcase_add_test(tc, provided_ca_without_ca_basic_constraint_is_ca_not_ca);
+    tcase_add_test(tc, provided_ca_without_key_cert_sign_is_ca_not_ca);
+    tcase_add_test(tc, provided_ca_with_key_agreement_is_refused);
+    tcase_add_test(tc, provided_ca_expired_is_ca_expired);
+    tcase_add_test(tc, provided_ca_not_yet_valid_is_reported);
+    tcase_add_test(tc, provided_ca_expiring_before_leaf_is_an_error);
+    tcase_add_test(tc, provided_ca_expiring_within_30_days_is_a_warning);
+    tcase_add_test(tc, provided_ca_with_rsa_1024_is_ca_weak_key);
+    tcase_add_test(tc, provided_ca_on_secp256k1_is_ca_weak_key);
+    tcase_add_test(tc, provided_key_not_matching_cert_is_ca_key_mismatch);
+    tcase_add_test(tc, provided_garbage_cert_is_ca_unparsable);
+    tcase_add_test(tc, provided_garbage_key_is_ca_unparsable_without_echoing_it);
+    tcase_add_test(tc, provided_chain_root_first_is_ca_chain_order);
+    tcase_add_test(tc, provided_chain_under_pathlen_zero_root_is_ca_path_length);
+    tcase_add_test(tc, provided_chain_signs_leaves_that_verify_through_intermediate);
+    tcase_add_test(tc, provided_expired_ca_is_refused_when_opened);
+    tcase_add_test(tc, provided_missing_secret_and_file_are_reported_with_paths);
+    tcase_add_test(tc, bundle_puts_enabled_backend_first_and_drops_duplicates);
+    tcase_add_test(tc, roots_is_consul_shaped_with_one_root_per_backend);
+    suite_add_tcase(s, tc);
+}
+
 
 static Suite *pki_suite(void)
 {
@@ -536,6 +1229,7 @@ static Suite *pki_suite(void)
     tcase_add_test(tc, ca_create_with_only_key_present_writes_nothing);
     tcase_add_test(tc, ca_create_rsa_with_bits_and_days);
     suite_add_tcase(s, tc);
+    add_backend_tests(s);
     return s;
 }
 
