@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# rotation-cli.sh - the three-step rotation on a file store, driven through the built binary:
+# apply → reconcile → agents → openssl verify; each step gated on what the agents acknowledged.
+# Runs builtin → builtin (ca-1 → ca-2) and builtin → provided (a CA from `meshca ca create`).
+source "$(dirname "$0")/lib.sh"
+export MESHCA_STORE="file://$WORK/store"
+DPS="web-01 db-01"
+
+mesh_yaml() { # mesh_yaml ENABLED BACKEND-SPEC...  (spec: name:builtin | name:provided)
+    local enabled=$1
+    shift
+    printf 'type: Mesh\nname: default\nmtls:\n  enabledBackend: %s\n  backends:\n' "$enabled"
+    for spec in "$@"; do
+        local name=${spec%%:*} type=${spec#*:}
+        printf '  - name: %s\n    type: %s\n' "$name" "$type"
+        if [ "$type" = provided ]; then
+            printf '    conf:\n      cert: {secret: %s-cert}\n      key: {secret: %s-key}\n' "$name" "$name"
+        fi
+    done
+}
+
+sync_agents() { # every agent syncs once (reload: true)
+    for dp in "$@"; do
+        mkdir -p "$WORK/dp/$dp"
+        "$MESHCA" agent -m default -d "$dp" --out "$WORK/dp/$dp" --reload true --once >/dev/null 2>&1
+    done
+}
+
+verify_all() { # verify_all ISSUER: each dataplane's cert verifies against its bundle, by ISSUER
+    for dp in $DPS; do
+        local d="$WORK/dp/$dp"
+        openssl verify -CAfile "$d/ca-bundle.pem" -untrusted "$d/cert.pem" "$d/cert.pem" >/dev/null 2>&1 || return 1
+        status=$(python3 -c '
+import json, sys
+for i in json.load(open(sys.argv[1])):
+    if i["name"] == sys.argv[2]: print(i["mtls"].get("issuedBackend") or "")' "$WORK/status.json" "$dp")
+        [ "$status" = "$1" ] || return 1
+    done
+}
+
+snapshot() { "$MESHCA" inspect dataplanes -o json >"$WORK/status.json"; }
+
+cat >"$WORK/dps.yaml" <<'YAML'
+type: Dataplane
+mesh: default
+name: web-01
+networking: {address: 127.0.0.1, inbound: [{port: 8443, tags: {kuma.io/service: web, version: v1}}]}
+---
+type: Dataplane
+mesh: default
+name: db-01
+networking: {address: 127.0.0.1, inbound: [{port: 9443, tags: {kuma.io/service: db}}]}
+YAML
+
+# --- builtin ca-1 -> builtin ca-2 ---
+mesh_yaml ca-1 ca-1:builtin >"$WORK/m0.yaml"
+mesh_yaml ca-1 ca-1:builtin ca-2:builtin >"$WORK/m1.yaml"
+mesh_yaml ca-2 ca-1:builtin ca-2:builtin >"$WORK/m2.yaml"
+mesh_yaml ca-2 ca-2:builtin >"$WORK/m3.yaml"
+
+run apply -f "$WORK/m0.yaml" -f "$WORK/dps.yaml"
+check "initial apply" exit_is 0
+run reconcile --once
+check "reconcile issues both dataplanes" out_has "default/web-01: issued"
+sync_agents $DPS
+snapshot
+check "each dataplane's certificate verifies against its bundle, issued by ca-1" verify_all ca-1
+check "the certificate carries the SPIFFE and tag SANs" \
+    bash -c "openssl x509 -in '$WORK/dp/web-01/cert.pem' -noout -ext subjectAltName | grep -q 'URI:spiffe://default/web' &&
+             openssl x509 -in '$WORK/dp/web-01/cert.pem' -noout -ext subjectAltName | grep -q 'URI:kuma://version/v1'"
+check "key.pem is 0600" test "$(stat -c %a "$WORK/dp/web-01/key.pem")" = 600
+
+run apply -f "$WORK/m1.yaml"
+check "add ca-2" exit_is 0
+run reconcile --once
+run apply -f "$WORK/m2.yaml"
+check "switch refused before the agents loaded the new bundle" exit_is 1
+check "refusal names both dataplanes" err_has "2 of 2 dataplanes do not trust it (db-01, web-01)"
+sync_agents web-01
+run apply -f "$WORK/m2.yaml"
+check "switch still refused while db-01 has not acknowledged" err_has "1 of 2 dataplanes do not trust it (db-01)"
+sync_agents db-01
+run apply -f "$WORK/m2.yaml"
+check "switch allowed once every agent acknowledged ca-2" exit_is 0
+
+run reconcile --once
+check "reconcile reissues from ca-2" out_has "ca-2"
+run apply -f "$WORK/m3.yaml"
+check "remove refused while the dataplanes still present ca-1 certificates" exit_is 1
+check "remove refusal is remove-still-in-use naming the dataplanes" err_has "cannot remove 'ca-1' yet"
+sync_agents $DPS
+snapshot
+check "after the agents loaded them, certificates verify and come from ca-2" verify_all ca-2
+run apply -f "$WORK/m3.yaml"
+check "remove allowed once no dataplane holds a ca-1 certificate" exit_is 0
+run reconcile --once
+sync_agents $DPS
+check "the bundle holds exactly one CA after removal" \
+    test "$(grep -c 'BEGIN CERTIFICATE' "$WORK/dp/web-01/ca-bundle.pem")" -eq 1
+snapshot
+check "certificates still verify after removal" verify_all ca-2
+
+# --- builtin ca-2 -> provided ca-3 (from meshca ca create) ---
+run ca create --out-dir "$WORK/ca3" --common-name "default ca-3"
+{
+    printf 'type: Secret\nmesh: default\nname: ca-3-cert\ndata: %s\n---\n' "$(base64 -w0 "$WORK/ca3/ca.pem")"
+    printf 'type: Secret\nmesh: default\nname: ca-3-key\ndata: %s\n' "$(base64 -w0 "$WORK/ca3/ca-key.pem")"
+} >"$WORK/ca3.yaml"
+mesh_yaml ca-2 ca-2:builtin ca-3:provided >"$WORK/p1.yaml"
+mesh_yaml ca-3 ca-2:builtin ca-3:provided >"$WORK/p2.yaml"
+mesh_yaml ca-3 ca-3:provided >"$WORK/p3.yaml"
+run apply -f "$WORK/ca3.yaml" -f "$WORK/p1.yaml"
+check "add provided ca-3 with its secrets" exit_is 0
+run reconcile --once
+sync_agents $DPS
+run apply -f "$WORK/p2.yaml"
+check "switch to provided ca-3 once the agents trust it" exit_is 0
+run reconcile --once
+sync_agents $DPS
+run apply -f "$WORK/p3.yaml"
+check "remove builtin ca-2" exit_is 0
+run reconcile --once
+sync_agents $DPS
+snapshot
+check "certificates come from the provided CA and verify" verify_all ca-3
+check "the bundle is exactly the provided CA" \
+    bash -c "openssl x509 -in '$WORK/dp/db-01/ca-bundle.pem' -noout -fingerprint | cmp -s - <(openssl x509 -in '$WORK/ca3/ca.pem' -noout -fingerprint)"
+run roots -m default
+check "roots lists the provided CA as active" python3 -c '
+import json, sys; d = json.load(open(sys.argv[1])); r = d["Roots"]
+assert len(r) == 1 and r[0]["Active"] and r[0]["Backend"] == "ca-3" and d["ActiveRootID"] == r[0]["ID"], d' "$WORK/out"
+finish
