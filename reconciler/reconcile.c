@@ -57,87 +57,6 @@ void reconcile_report_free(reconcile_report *report)
     memset(report, 0, sizeof(*report));
 }
 
-/* --- secrets: Secret resources of the store, data base64 --- */
-
-typedef struct secret_ctx {
-    store *s;
-    const char *mesh;
-} secret_ctx;
-
-static int secret_lookup(void *userdata, const char *name, char **ret_data, size_t *ret_len)
-{
-    secret_ctx *sc = userdata;
-    store_key key = {STATE_SECRETS, sc->mesh, name};
-    char *value = NULL;
-    size_t len = 0;
-    int rc = store_get(sc->s, &key, &value, &len, NULL);
-    if (rc == STORE_ENOTFOUND || rc == STORE_EINVAL)
-        return PKI_ENOENT;
-    if (rc < 0)
-        return PKI_EIO;
-    json_error_t err;
-    json_t *obj = json_loadb(value, len, 0, &err);
-    OPENSSL_cleanse(value, len);
-    free(value);
-    json_t *data = json_object_get(obj, "data");
-    if (!json_is_string(data)) {
-        json_decref(obj);
-        return PKI_EINVAL;
-    }
-    const char *b64 = json_string_value(data);
-    size_t b64_len = json_string_length(data);
-    char *out = malloc(b64_len / 4 * 3 + 4);
-    if (!out)
-        abort();
-    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
-    int n1 = 0, n2 = 0, r = -1;
-    if (ctx) {
-        EVP_DecodeInit(ctx);
-        r = EVP_DecodeUpdate(ctx, (unsigned char *)out, &n1, (const unsigned char *)b64, (int)b64_len);
-        if (r >= 0)
-            r = EVP_DecodeFinal(ctx, (unsigned char *)out + n1, &n2);
-        EVP_ENCODE_CTX_free(ctx);
-    }
-    OPENSSL_cleanse((char *)b64, b64_len);
-    json_decref(obj);
-    if (r < 0) {
-        OPENSSL_cleanse(out, b64_len / 4 * 3 + 4);
-        free(out);
-        return PKI_EINVAL;
-    }
-    out[n1 + n2] = '\0';
-    *ret_data = out;
-    *ret_len = (size_t)(n1 + n2);
-    return PKI_OK;
-}
-
-static int secret_store(void *userdata, const char *name, const char *data, size_t len)
-{
-    secret_ctx *sc = userdata;
-    if (len > PKI_MAX_PEM_BYTES)
-        return PKI_EINVAL;
-    size_t cap = 4 * ((len + 2) / 3) + 1;
-    char *b64 = malloc(cap);
-    if (!b64)
-        abort();
-    EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)data, (int)len);
-    resource res;
-    memset(&res, 0, sizeof(res));
-    res.kind = RESOURCE_SECRET;
-    res.u.secret.name.value = (char *)name;
-    res.u.secret.mesh.value = (char *)sc->mesh;
-    res.u.secret.data.value = b64;
-    char *text = state_encode_resource(&res);
-    OPENSSL_cleanse(b64, cap);
-    free(b64);
-    if (!text)
-        return PKI_ENOMEM;
-    store_key key = {STATE_SECRETS, sc->mesh, name};
-    int rc = store_put(sc->s, &key, text, strlen(text), STORE_ANY_VERSION, NULL);
-    OPENSSL_cleanse(text, strlen(text));
-    free(text);
-    return rc < 0 ? PKI_EIO : PKI_OK;
-}
 
 /* --- per mesh --- */
 
@@ -203,7 +122,7 @@ static int open_cas(store *s, const mesh *m, int64_t now, mesh_cas *mc, diag_lis
 {
     const char *mesh_name = m->name.value;
     const char *enabled = mesh_enabled_backend(m);
-    secret_ctx sc = {s, mesh_name};
+    state_secrets sc = {s, mesh_name, NULL};
     char path[64], errbuf[PKI_ERRBUF];
 
     mc->cas = calloc(m->nbackends + 1, sizeof(*mc->cas));
@@ -213,7 +132,7 @@ static int open_cas(store *s, const mesh *m, int64_t now, mesh_cas *mc, diag_lis
     mc->enabled = SIZE_MAX;
     for (size_t i = 0; i < m->nbackends; i++) {
         const mesh_backend *b = &m->backends[i];
-        ca_context ctx = {mesh_name, b, i, secret_lookup, secret_store, &sc, now};
+        ca_context ctx = {mesh_name, b, i, state_secret_lookup, state_secret_store, &sc, now};
         errbuf[0] = '\0';
         backend_path(i, path, sizeof(path));
         int r = ca_backend_open(&ctx, &mc->cas[i], errbuf);

@@ -344,7 +344,10 @@ int state_secret_lookup(void *userdata, const char *name, char **ret_data, size_
         store_key key = {STATE_SECRETS, ctx->mesh, name};
         char *value = NULL;
         size_t len = 0;
-        if (store_get(ctx->store, &key, &value, &len, NULL) == 0) {
+        int got = store_get(ctx->store, &key, &value, &len, NULL);
+        if (got < 0 && got != STORE_ENOTFOUND && got != STORE_EINVAL)
+            return PKI_EIO;   /* the store failed: not the same as an absent secret */
+        if (got == 0) {
             diag_list ignored = DIAG_LIST_INIT;
             loaded = manifest_set_new();
             manifest_load_buffer(loaded, "store", value, len, &ignored);
@@ -364,6 +367,8 @@ int state_secret_lookup(void *userdata, const char *name, char **ret_data, size_
 int state_secret_store(void *userdata, const char *name, const char *data, size_t len)
 {
     const state_secrets *ctx = userdata;
+    if (len > PKI_MAX_PEM_BYTES)
+        return PKI_EINVAL;
     size_t b64_len = 4 * ((len + 2) / 3) + 1;
     char *b64 = malloc(b64_len);
     if (!b64)
