@@ -1,10 +1,13 @@
 /* cmd_run.c - `meshca run`: the controller, reconciling on every store change and on a timer for renewals. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/cli.h"
+#include "cmd/manifest_sync.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/store.h"
 
@@ -12,11 +15,18 @@
 #define RUN_POLL_MS 200
 
 const char cmd_run_usage[] =
-    "Usage: meshca run [--interval D]\n"
+    "Usage: meshca run [--manifests DIR] [--interval D]\n"
     "\n"
     "The controller: runs a reconcile pass (see 'meshca help reconcile') whenever the store\n"
     "changes and at least every interval, so certificates are renewed on time. Prints what each\n"
     "pass changed. SIGTERM or SIGINT stops it after the current pass.\n"
+    "\n"
+    "With --manifests DIR it also keeps the store in line with DIR (a GitOps checkout; *.yaml\n"
+    "and *.yml, watched with inotify): valid changes are applied as 'meshca apply' would; a\n"
+    "switch or removal refused only because dataplanes have not caught up is held as pending,\n"
+    "with the reason in the mesh status ('meshca inspect meshes'), and applied as soon as they\n"
+    "have; other refusals (several steps at once, in-place changes, disabling mTLS, invalid\n"
+    "manifests) stay refused until DIR changes.\n"
     "\n"
     "Flags:\n"
     "      --interval D    longest time between passes (default 2s; e.g. 500ms, 1m)\n"
@@ -26,12 +36,16 @@ const char cmd_run_usage[] =
 
 int cmd_run(int argc, char **argv)
 {
-    enum { OPT_INTERVAL = 256 };
+    enum { OPT_INTERVAL = 256, OPT_MANIFESTS };
     static const struct option options[] = {
-        {"interval", required_argument, NULL, OPT_INTERVAL}, {"help", no_argument, NULL, 'h'},
+        {"interval", required_argument, NULL, OPT_INTERVAL},
+        {"manifests", required_argument, NULL, OPT_MANIFESTS}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int64_t interval_ms = 2000;
+    const char *manifests_dir = NULL;
+    char *last_said = NULL;
+    int watch_fd = -1;
     int c;
 
     opterr = 0;
@@ -43,6 +57,9 @@ int cmd_run(int argc, char **argv)
                 cli_error("--interval: '%s' is not a duration like 2s or 500ms (at most 24h)", optarg);
                 return EXIT_TROUBLE;
             }
+            break;
+        case OPT_MANIFESTS:
+            manifests_dir = optarg;
             break;
         case 'h':
             fputs(cmd_run_usage, stdout);
@@ -67,11 +84,18 @@ int cmd_run(int argc, char **argv)
         cli_error("cannot open the store: %s", err[0] ? err : store_strerror(rc));
         return EXIT_TROUBLE;
     }
+    if (manifests_dir && (watch_fd = manifest_watch_open(manifests_dir)) < 0) {
+        cli_error("cannot watch %s: %s", manifests_dir, strerror(errno));
+        store_close(s);
+        return EXIT_TROUBLE;
+    }
     cli_install_stop_handler();
 
     uint64_t seen = 0;
     bool first = true;
     while (!cli_stop_requested()) {
+        if (manifests_dir)
+            manifest_sync(s, manifests_dir, &last_said);
         reconcile_options opts = RECONCILE_OPTIONS_INIT;
         reconcile_report rep = RECONCILE_REPORT_INIT;
         diag_list diags = DIAG_LIST_INIT;
@@ -96,8 +120,13 @@ int cmd_run(int argc, char **argv)
             uint64_t rev = 0;
             if (store_revision(s, &rev) == 0 && rev != seen)
                 break;
+            if (manifest_watch_changed(watch_fd))
+                break;
         }
     }
+    if (watch_fd >= 0)
+        close(watch_fd);
+    free(last_said);
     store_close(s);
     return EXIT_OK;
 }
