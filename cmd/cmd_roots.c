@@ -18,6 +18,32 @@ const char cmd_roots_usage[] =
     "/v1/connect/ca/roots: {\"ActiveRootID\",\"TrustDomain\",\"Roots\":[...]} (default), or the\n"
     "CA certificates as PEM, the enabled backend first (-o pem). Never prints private keys.\n";
 
+/* During a forced switch, leaves carry the new CA cross-signed by the old one after the leaf
+ * certificate: take it from the first identity that has it. Caller frees. */
+static char *find_cross_signed(store *s, const char *mesh_name)
+{
+    store_entry *entries = NULL;
+    size_t n = 0;
+    char *found = NULL;
+    if (store_list(s, STATE_IDENTITIES, mesh_name, &entries, &n) < 0)
+        return NULL;
+    for (size_t i = 0; i < n && !found; i++) {
+        identity id;
+        if (identity_get(s, mesh_name, entries[i].name, &id, NULL) < 0)
+            continue;
+        const char *second = id.cross_signed ? strstr(id.cert_pem + 1, "-----BEGIN CERTIFICATE-----")
+                                             : NULL;
+        if (second)
+            found = strdup(second);
+        identity_clear(&id);
+    }
+    /* Entries hold private keys: wipe before free. */
+    for (size_t i = 0; i < n; i++)
+        explicit_bzero(entries[i].value, entries[i].len);
+    store_entries_free(entries, n);
+    return found;
+}
+
 int cmd_roots(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -57,6 +83,7 @@ int cmd_roots(int argc, char **argv)
     mesh_ca *cas = NULL;
     roots_entry *entries = NULL;
     json_t *mstatus = NULL;
+    char *cross_pem = NULL;
     const mesh *m = NULL;
     if (state_load_resources(s, mesh_name, set, &diags) < 0 ||
         !(m = manifest_set_find_mesh(set, mesh_name))) {
@@ -70,8 +97,8 @@ int cmd_roots(int argc, char **argv)
         abort();
     state_get_mesh_status(s, mesh_name, &mstatus, NULL);
     json_t *cross = json_object_get(mstatus, "crossSign");
-    const char *cross_pem = json_string_value(json_object_get(cross, "certificate"));
     const char *cross_to = json_string_value(json_object_get(cross, "to"));
+    cross_pem = cross_to ? find_cross_signed(s, mesh_name) : NULL;
     const char *enabled = mesh_enabled_backend(m);
     size_t n = 0;
     for (size_t i = 0; i < m->nbackends; i++) {
@@ -106,6 +133,7 @@ int cmd_roots(int argc, char **argv)
     json_decref(doc);
     exit_code = EXIT_OK;
 out:
+    free(cross_pem);
     json_decref(mstatus);
     free(entries);
     if (m)

@@ -129,4 +129,33 @@ run roots -m default
 check "roots lists the provided CA as active" python3 -c '
 import json, sys; d = json.load(open(sys.argv[1])); r = d["Roots"]
 assert len(r) == 1 and r[0]["Active"] and r[0]["Backend"] == "ca-3" and d["ActiveRootID"] == r[0]["ID"], d' "$WORK/out"
+
+# --- forced switch with cross-signing: provided ca-3 -> builtin ca-4 before db-01 trusts ca-4 ---
+mesh_yaml ca-3 ca-3:provided ca-4:builtin >"$WORK/f1.yaml"
+mesh_yaml ca-4 ca-3:provided ca-4:builtin >"$WORK/f2.yaml"
+run apply -f "$WORK/f1.yaml"
+run reconcile --once
+sync_agents web-01            # db-01 stays behind: it trusts only ca-3
+run apply -f "$WORK/f2.yaml"
+check "switch refused while db-01 does not trust ca-4" exit_is 1
+run apply -f "$WORK/f2.yaml" --force
+check "forced switch is applied" exit_is 0
+run inspect meshes
+check "inspect meshes shows the cross-signing in force" out_has "CROSS-SIGNING: ca-4 by ca-3"
+run reconcile --once
+sync_agents web-01
+check "web-01's new certificate chains to ca-3 through the cross-signed ca-4 (what db-01 trusts)" \
+    openssl verify -CAfile "$WORK/ca3/ca.pem" -untrusted "$WORK/dp/web-01/cert.pem" "$WORK/dp/web-01/cert.pem"
+run roots -m default
+check "roots lists the cross-signed CA in ca-4's IntermediateCerts" python3 -c '
+import json, sys; d = json.load(open(sys.argv[1]))
+r = [x for x in d["Roots"] if x["Backend"] == "ca-4"][0]
+assert r["Active"] and len(r["IntermediateCerts"]) == 1, r' "$WORK/out"
+sync_agents db-01
+run reconcile --once
+sync_agents $DPS
+run inspect meshes
+check "the cross-signing ends once every dataplane trusts ca-4" out_lacks "CROSS-SIGNING"
+check "leaves no longer carry the cross-signed CA" \
+    test "$(grep -c 'BEGIN CERTIFICATE' "$WORK/dp/web-01/cert.pem")" -eq 1
 finish
