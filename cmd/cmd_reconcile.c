@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cmd/cli.h"
+#include "cmd/common.h"
 #include "reconciler/pki.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/store.h"
@@ -86,13 +87,10 @@ int cmd_reconcile(int argc, char **argv)
         return EXIT_TROUBLE;
     }
 
-    char err[256] = "";
-    store *s = NULL;
-    int rc = store_open(NULL, &s, err, sizeof(err));
-    if (rc < 0) {
-        cli_error("cannot open the store: %s", err[0] ? err : store_strerror(rc));
+    store *s = cli_open_store();
+    if (!s)
         return EXIT_TROUBLE;
-    }
+    int rc;
     reconcile_report rep = RECONCILE_REPORT_INIT;
     diag_list diags = DIAG_LIST_INIT;
     rc = reconcile_once(s, &opts, &rep, &diags);

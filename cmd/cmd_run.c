@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cmd/cli.h"
+#include "cmd/common.h"
 #include "cmd/manifest_sync.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/store.h"
@@ -77,13 +78,10 @@ int cmd_run(int argc, char **argv)
         return EXIT_TROUBLE;
     }
 
-    char err[256] = "";
-    store *s = NULL;
-    int rc = store_open(NULL, &s, err, sizeof(err));
-    if (rc < 0) {
-        cli_error("cannot open the store: %s", err[0] ? err : store_strerror(rc));
+    store *s = cli_open_store();
+    if (!s)
         return EXIT_TROUBLE;
-    }
+    int rc;
     if (manifests_dir && (watch_fd = manifest_watch_open(manifests_dir)) < 0) {
         cli_error("cannot watch %s: %s", manifests_dir, strerror(errno));
         store_close(s);

@@ -62,6 +62,27 @@ int state_load_resources(store *s, const char *mesh_name, manifest_set *set, dia
     return 0;
 }
 
+/* Parses one stored S7 object (the status parser reads arrays: wrap it as one). */
+static int parse_one_status(const char *value, size_t len, dataplane_status *ret)
+{
+    diag_list ignored = DIAG_LIST_INIT;
+    status_set one = STATUS_SET_INIT;
+    char *array = malloc(len + 3);
+    int rc = -1;
+    if (!array)
+        abort();
+    snprintf(array, len + 3, "[%s]", value);
+    if (status_parse_json("store", array, len + 2, &one, &ignored) == 0 && one.count == 1) {
+        *ret = one.items[0];
+        one.count = 0;
+        rc = 0;
+    }
+    status_set_free(&one);
+    diag_list_free(&ignored);
+    free(array);
+    return rc;
+}
+
 int state_load_status(store *s, const char *mesh_name, status_set *ret)
 {
     store_entry *entries = NULL;
@@ -70,21 +91,9 @@ int state_load_status(store *s, const char *mesh_name, status_set *ret)
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
-        diag_list ignored = DIAG_LIST_INIT;
-        status_set one = STATUS_SET_INIT;
-        /* Each object is one S7 item; parse it as a one-element array. */
-        size_t len = entries[i].len + 2;
-        char *array = malloc(len + 1);
-        if (!array)
-            abort();
-        snprintf(array, len + 1, "[%s]", entries[i].value);
-        if (status_parse_json("store", array, len, &one, &ignored) == 0 && one.count == 1) {
-            status_set_append(ret, &one.items[0]);
-            one.count = 0;
-        }
-        status_set_free(&one);
-        diag_list_free(&ignored);
-        free(array);
+        dataplane_status st;
+        if (parse_one_status(entries[i].value, entries[i].len, &st) == 0)
+            status_set_append(ret, &st);
     }
     store_entries_free(entries, n);
     return 0;
@@ -100,23 +109,9 @@ int state_get_status(store *s, const char *mesh_name, const char *name, dataplan
     int rc = store_get(s, &key, &value, &len, &version);
     if (rc < 0)
         return rc;
-    diag_list ignored = DIAG_LIST_INIT;
-    status_set one = STATUS_SET_INIT;
-    char *array = malloc(len + 3);
-    if (!array)
-        abort();
-    snprintf(array, len + 3, "[%s]", value);
-    rc = status_parse_json("store", array, len + 2, &one, &ignored) == 0 && one.count == 1
-             ? 0 : STORE_EIO;
-    if (rc == 0) {
-        *ret = one.items[0];
-        one.count = 0;
-        if (ret_version)
-            *ret_version = version;
-    }
-    status_set_free(&one);
-    diag_list_free(&ignored);
-    free(array);
+    rc = parse_one_status(value, len, ret) == 0 ? 0 : STORE_EIO;
+    if (rc == 0 && ret_version)
+        *ret_version = version;
     free(value);
     return rc;
 }
