@@ -1,0 +1,86 @@
+/* reconcile.h - one reconcile pass: every mTLS mesh's dataplanes get a current leaf and trust bundle. */
+#ifndef MESHCA_RECONCILE_H
+#define MESHCA_RECONCILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "manifests/diag.h"
+#include "reconciler/store.h"
+
+/* Limits: a pass refuses more than this many dataplanes per mesh (named limit, S12). */
+#define RECONCILE_MAX_DATAPLANES_PER_MESH 1000000
+
+typedef struct reconcile_options {
+    int64_t now;   /* injected clock, seconds since the epoch; 0 = time(NULL) */
+} reconcile_options;
+
+#define RECONCILE_OPTIONS_INIT {0}
+
+/* What a pass did to one dataplane. */
+typedef enum reconcile_verb {
+    RECONCILE_ISSUED = 0,   /* first certificate */
+    RECONCILE_REISSUED,     /* new certificate: backend, CA, tags or keyType changed */
+    RECONCILE_RENEWED,      /* new certificate: past the renewal point */
+    RECONCILE_REBUNDLED,    /* same certificate, new trust bundle */
+} reconcile_verb;
+
+/* "issued", "reissued", "renewed", "rebundled" (static). */
+const char *reconcile_verb_name(reconcile_verb verb);
+
+/* One change written to the store. Strings owned by the report. */
+typedef struct reconcile_action {
+    char *mesh;
+    char *dataplane;
+    char *backend;        /* signing backend */
+    char *reason;         /* why, e.g. "tags changed"; static text copied */
+    reconcile_verb verb;
+    int64_t not_after;    /* of the certificate */
+    long long generation; /* of the identity written */
+} reconcile_action;
+
+/* Counts for one mesh. */
+typedef struct reconcile_mesh_report {
+    char *mesh;
+    bool mtls;            /* false: mTLS off, nothing done */
+    bool failed;          /* a CA could not be used: see diags (code "ca-expired", "ca-unavailable") */
+    size_t issued, reissued, renewed, rebundled, unchanged, skipped;
+} reconcile_mesh_report;
+
+typedef struct reconcile_report {
+    reconcile_mesh_report *meshes;
+    size_t nmeshes;
+    reconcile_action *actions;
+    size_t nactions;
+    /* totals over every mesh */
+    size_t issued, reissued, renewed, rebundled, unchanged, failed_meshes;
+} reconcile_report;
+
+#define RECONCILE_REPORT_INIT {NULL, 0, NULL, 0, 0, 0, 0, 0, 0, 0}
+
+/* Frees what a report holds (not the struct). Accepts NULL. */
+void reconcile_report_free(reconcile_report *report);
+
+/*
+ * One pass over every mesh of the store. For a mesh with mTLS on: opens every backend (a builtin
+ * root is generated once and kept as mesh secrets), builds the trust bundle (CA certificates of
+ * all backends, enabled first, de-duplicated by DER), and for each dataplane issues a new
+ * certificate when it has none, when its issuer is not the enabled backend, the signing CA
+ * certificate changed, its tags or keyType changed, or `now` is past its stable renewal point;
+ * when only the bundle changed it rewrites the identity with the same certificate. Identities are
+ * written with compare-and-swap; a dataplane whose identity changed meanwhile is left to the next
+ * pass (warning "conflict"). A pass with nothing to do writes nothing.
+ *
+ * A mesh whose CA cannot be used is reported in diags (error "ca-expired" or "ca-unavailable",
+ * file NULL, path "mtls.backends[i]" with the mesh named in the message), marked failed in the
+ * report, and does not stop the other meshes.
+ *
+ * Returns 0 (also when meshes failed: see report->failed_meshes) or a negative STORE_* code when
+ * the store itself could not be read; *ret is filled on 0 (caller frees with
+ * reconcile_report_free()), left untouched otherwise.
+ */
+int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *ret,
+                   diag_list *diags);
+
+#endif

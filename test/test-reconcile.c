@@ -1,0 +1,479 @@
+/* test-reconcile.c - Check suite for the reconcile pass and the agent: issue, bundle, switch, renew, ack. */
+#define _GNU_SOURCE 1
+#include <check.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "manifests/manifest.h"
+#include "reconciler/agent.h"
+#include "reconciler/reconcile.h"
+#include "reconciler/state.h"
+
+static char tmpdir[64];
+static char url[128];
+
+static const char MESH_CA1[] =
+    "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+    "  - name: ca-1\n    type: builtin\n";
+static const char MESH_ADD[] =
+    "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+    "  - name: ca-1\n    type: builtin\n  - name: ca-2\n    type: builtin\n";
+static const char MESH_SWITCH[] =
+    "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-2\n  backends:\n"
+    "  - name: ca-1\n    type: builtin\n  - name: ca-2\n    type: builtin\n";
+static const char DATAPLANES[] =
+    "type: Dataplane\nmesh: default\nname: web-01\nnetworking:\n  address: 127.0.0.1\n"
+    "  inbound:\n  - port: 8443\n    tags:\n      kuma.io/service: web\n      version: v1\n"
+    "---\n"
+    "type: Dataplane\nmesh: default\nname: db-01\nnetworking:\n  address: 127.0.0.1\n"
+    "  inbound:\n  - port: 9443\n    tags:\n      kuma.io/service: db\n";
+
+static void setup(void)
+{
+    char tmpl[] = "/tmp/meshca-test-reconcile-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    memcpy(tmpdir, tmpl, sizeof(tmpl));
+    snprintf(url, sizeof(url), "file://%s/store", tmpdir);
+}
+
+static void teardown(void)
+{
+    char cmd[256];
+    /* Our own mkdtemp result: safe to hand to rm. */
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    (void)!system(cmd);
+}
+
+static store *open_store(void)
+{
+    char err[256] = "";
+    store *s = NULL;
+    ck_assert_msg(store_open(url, &s, err, sizeof(err)) == STORE_OK, "store_open: %s", err);
+    return s;
+}
+
+/* Stores every resource of `yaml` as apply would. */
+static void seed(store *s, const char *yaml)
+{
+    manifest_set *set = manifest_set_new();
+    diag_list diags = DIAG_LIST_INIT;
+    ck_assert_int_eq(manifest_load_buffer(set, "seed.yaml", yaml, strlen(yaml), &diags), 0);
+    ck_assert_msg(!diag_has_errors(&diags), "seed: %s", diags.count ? diags.items[0].message : "");
+    for (size_t i = 0; i < manifest_set_count(set); i++) {
+        const resource *res = manifest_set_get(set, i);
+        const char *name = res->kind == RESOURCE_MESH ? res->u.mesh.name.value
+                           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.name.value
+                                                            : res->u.secret.name.value;
+        const char *mesh_name = res->kind == RESOURCE_MESH ? name
+                                : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.mesh.value
+                                                                 : res->u.secret.mesh.value;
+        store_key key = {state_kind_of(res->kind), mesh_name, name};
+        char *text = state_encode_resource(res);
+        ck_assert_int_eq(store_put(s, &key, text, strlen(text), STORE_ANY_VERSION, NULL), STORE_OK);
+        free(text);
+    }
+    diag_list_free(&diags);
+    manifest_set_free(set);
+}
+
+static reconcile_report pass(store *s, int64_t now, diag_list *diags)
+{
+    reconcile_options opts = RECONCILE_OPTIONS_INIT;
+    reconcile_report rep = RECONCILE_REPORT_INIT;
+    opts.now = now;
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, diags), 0);
+    return rep;
+}
+
+static void pass_ok(store *s, int64_t now, reconcile_report *ret)
+{
+    diag_list diags = DIAG_LIST_INIT;
+    *ret = pass(s, now, &diags);
+    ck_assert_msg(!diag_has_errors(&diags), "reconcile: %s: %s",
+                  diags.count ? diags.items[0].code : "", diags.count ? diags.items[0].message : "");
+    diag_list_free(&diags);
+}
+
+static uint64_t revision(store *s)
+{
+    uint64_t rev = 0;
+    ck_assert_int_eq(store_revision(s, &rev), STORE_OK);
+    return rev;
+}
+
+static void write_file(const char *name, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+    char cmd[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int count_certs(const char *pem)
+{
+    int n = 0;
+    for (const char *p = pem; (p = strstr(p, "BEGIN CERTIFICATE")); p++)
+        n++;
+    return n;
+}
+
+/* openssl verify of the identity's leaf against its own bundle. */
+static int verify_identity(const identity *id)
+{
+    write_file("bundle.pem", id->bundle_pem);
+    write_file("leaf.pem", id->cert_pem);
+    return sh("openssl verify -CAfile '%s/bundle.pem' '%s/leaf.pem' >/dev/null 2>&1", tmpdir, tmpdir);
+}
+
+START_TEST(builtin_mesh_issues_one_verifiable_identity_per_dataplane)
+{
+    store *s = open_store();
+    seed(s, MESH_CA1);
+    seed(s, DATAPLANES);
+    reconcile_report rep;
+    pass_ok(s, 0, &rep);
+    ck_assert_uint_eq(rep.issued, 2);
+    ck_assert_uint_eq(rep.nactions, 2);
+    ck_assert_uint_eq(rep.failed_meshes, 0);
+    reconcile_report_free(&rep);
+
+    identity id = {0};
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), 0);
+    ck_assert_str_eq(id.backend, "ca-1");
+    ck_assert_int_eq(id.generation, 1);
+    ck_assert_ptr_nonnull(id.key_pem);
+    ck_assert_uint_eq(id.nbundle_backends, 1);
+    ck_assert_str_eq(id.bundle_backends[0], "ca-1");
+    ck_assert_int_eq(count_certs(id.bundle_pem), 1);
+    ck_assert(id.renew_at > id.not_before && id.renew_at < id.not_after);
+    ck_assert_int_eq(verify_identity(&id), 0);
+    ck_assert_int_eq(sh("openssl x509 -noout -ext subjectAltName -in '%s/leaf.pem' | "
+                        "grep -q 'URI:spiffe://default/web'", tmpdir), 0);
+    ck_assert_int_eq(sh("openssl x509 -noout -ext subjectAltName -in '%s/leaf.pem' | "
+                        "grep -q 'URI:kuma://version/v1'", tmpdir), 0);
+    identity_clear(&id);
+
+    /* The builtin root is kept as mesh secrets, so `get secrets` lists it. */
+    store_key cert_key = {STATE_SECRETS, "default", "default.ca-builtin-cert-ca-1"};
+    store_key key_key = {STATE_SECRETS, "default", "default.ca-builtin-key-ca-1"};
+    char *v = NULL;
+    ck_assert_int_eq(store_get(s, &cert_key, &v, NULL, NULL), STORE_OK);
+    ck_assert_ptr_nonnull(strstr(v, "\"type\":\"Secret\""));
+    free(v);
+    ck_assert_int_eq(store_get(s, &key_key, &v, NULL, NULL), STORE_OK);
+    free(v);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(second_pass_with_nothing_to_do_writes_nothing)
+{
+    store *s = open_store();
+    seed(s, MESH_CA1);
+    seed(s, DATAPLANES);
+    reconcile_report rep;
+    pass_ok(s, 0, &rep);
+    reconcile_report_free(&rep);
+    uint64_t before = revision(s);
+    pass_ok(s, 0, &rep);
+    ck_assert_uint_eq(rep.issued + rep.reissued + rep.renewed + rep.rebundled, 0);
+    ck_assert_uint_eq(rep.unchanged, 2);
+    ck_assert_uint_eq(rep.nactions, 0);
+    reconcile_report_free(&rep);
+    ck_assert_uint_eq(revision(s), before);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(adding_backend_rebundles_both_cas_with_same_certificate)
+{
+    store *s = open_store();
+    seed(s, MESH_CA1);
+    seed(s, DATAPLANES);
+    reconcile_report rep;
+    pass_ok(s, 0, &rep);
+    reconcile_report_free(&rep);
+    identity before = {0}, after = {0};
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &before, NULL), 0);
+
+    seed(s, MESH_ADD);
+    pass_ok(s, 0, &rep);
+    ck_assert_uint_eq(rep.rebundled, 2);
+    ck_assert_uint_eq(rep.issued + rep.reissued, 0);
+    reconcile_report_free(&rep);
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &after, NULL), 0);
+    ck_assert_int_eq(after.generation, before.generation + 1);
+    ck_assert_str_eq(after.serial, before.serial);
+    ck_assert_str_eq(after.backend, "ca-1");
+    ck_assert_uint_eq(after.nbundle_backends, 2);
+    ck_assert_str_eq(after.bundle_backends[0], "ca-1");
+    ck_assert_str_eq(after.bundle_backends[1], "ca-2");
+    ck_assert_int_eq(count_certs(after.bundle_pem), 2);
+    ck_assert_int_eq(verify_identity(&after), 0);
+    identity_clear(&before);
+    identity_clear(&after);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(switch_reissues_every_leaf_from_the_new_ca)
+{
+    store *s = open_store();
+    seed(s, MESH_ADD);
+    seed(s, DATAPLANES);
+    reconcile_report rep;
+    pass_ok(s, 0, &rep);
+    reconcile_report_free(&rep);
+    identity before = {0}, after = {0};
+    ck_assert_int_eq(identity_get(s, "default", "db-01", &before, NULL), 0);
+
+    seed(s, MESH_SWITCH);
+    pass_ok(s, 0, &rep);
+    ck_assert_uint_eq(rep.reissued, 2);
+    ck_assert_uint_eq(rep.nactions, 2);
+    ck_assert_str_eq(rep.actions[0].backend, "ca-2");
+    reconcile_report_free(&rep);
+    ck_assert_int_eq(identity_get(s, "default", "db-01", &after, NULL), 0);
+    ck_assert_str_eq(after.backend, "ca-2");
+    ck_assert_str_ne(after.serial, before.serial);
+    ck_assert_str_ne(after.ca_fingerprint, before.ca_fingerprint);
+    ck_assert_str_eq(after.bundle_backends[0], "ca-2");
+    ck_assert_int_eq(after.generation, before.generation + 1);
+    ck_assert_int_eq(verify_identity(&after), 0);
+    /* ca-1's root alone no longer verifies the new leaf. */
+    identity only_old = after;
+    only_old.bundle_pem = before.bundle_pem;   /* bundle of the ca-1-first pass: ca-1 first */
+    write_file("leaf.pem", after.cert_pem);
+    char *end = strstr(before.bundle_pem, "-----END CERTIFICATE-----");
+    ck_assert_ptr_nonnull(end);
+    end[strlen("-----END CERTIFICATE-----")] = '\0';
+    write_file("ca1.pem", before.bundle_pem);
+    ck_assert_int_ne(sh("openssl verify -CAfile '%s/ca1.pem' '%s/leaf.pem' >/dev/null 2>&1", tmpdir,
+                        tmpdir), 0);
+    (void)only_old;
+    identity_clear(&before);
+    identity_clear(&after);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(renews_only_once_now_reaches_the_renewal_point)
+{
+    store *s = open_store();
+    seed(s, MESH_CA1);
+    seed(s, DATAPLANES);
+    int64_t t0 = (int64_t)time(NULL);
+    reconcile_report rep;
+    pass_ok(s, t0, &rep);
+    reconcile_report_free(&rep);
+    identity id = {0}, renewed = {0};
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), 0);
+    /* The renewal point lies in 70-85 % of the 24h lifetime. */
+    int64_t life = id.not_after - id.not_before;
+    ck_assert(id.renew_at >= id.not_before + life * 70 / 100 - 1);
+    ck_assert(id.renew_at <= id.not_before + life * 85 / 100 + 1);
+
+    identity other = {0};
+    ck_assert_int_eq(identity_get(s, "default", "db-01", &other, NULL), 0);
+    uint64_t before = revision(s);
+    pass_ok(s, id.renew_at - 1, &rep);
+    reconcile_report_free(&rep);
+    bool db_due = other.renew_at <= id.renew_at - 1;
+    if (!db_due)
+        ck_assert_uint_eq(revision(s), before);
+
+    pass_ok(s, id.renew_at, &rep);
+    ck_assert_uint_ge(rep.renewed, 1);
+    reconcile_report_free(&rep);
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &renewed, NULL), 0);
+    ck_assert_str_ne(renewed.serial, id.serial);
+    ck_assert_int_eq(renewed.generation, id.generation + 1);
+    ck_assert_int_eq(renewed.regenerations, id.regenerations + 1);
+    ck_assert(renewed.renew_at > id.renew_at);
+    identity_clear(&id);
+    identity_clear(&other);
+    identity_clear(&renewed);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(expired_ca_is_reported_and_other_meshes_still_reconcile)
+{
+    store *s = open_store();
+    seed(s, "type: Mesh\nname: short\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+            "  - name: ca-1\n    type: builtin\n    dpCert:\n      rotation: {expiration: 10m}\n"
+            "    conf:\n      caCert: {expiration: 1h}\n"
+            "---\ntype: Dataplane\nmesh: short\nname: app-01\nnetworking:\n  address: 127.0.0.1\n"
+            "  inbound:\n  - port: 80\n    tags: {kuma.io/service: app}\n");
+    seed(s, MESH_CA1);
+    seed(s, DATAPLANES);
+    int64_t t0 = (int64_t)time(NULL);
+    reconcile_report rep;
+    pass_ok(s, t0, &rep);
+    ck_assert_uint_eq(rep.issued, 3);
+    reconcile_report_free(&rep);
+
+    diag_list diags = DIAG_LIST_INIT;
+    rep = pass(s, t0 + 2 * 3600, &diags);
+    ck_assert_uint_eq(rep.failed_meshes, 1);
+    ck_assert_uint_eq(diags.count, 1);
+    ck_assert_str_eq(diags.items[0].code, "ca-expired");
+    ck_assert_str_eq(diags.items[0].path, "mtls.backends[0]");
+    ck_assert_ptr_nonnull(strstr(diags.items[0].message, "'short'"));
+    bool saw_default = false;
+    for (size_t i = 0; i < rep.nmeshes; i++)
+        if (strcmp(rep.meshes[i].mesh, "default") == 0) {
+            saw_default = true;
+            ck_assert(!rep.meshes[i].failed);
+            ck_assert_uint_eq(rep.meshes[i].unchanged, 2);
+        }
+    ck_assert(saw_default);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(rsa_key_type_issues_rsa_leaves)
+{
+    store *s = open_store();
+    seed(s, "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+            "  - name: ca-1\n    type: builtin\n    dpCert:\n      keyType: rsa\n");
+    seed(s, DATAPLANES);
+    reconcile_report rep;
+    pass_ok(s, 0, &rep);
+    reconcile_report_free(&rep);
+    identity id = {0};
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), 0);
+    ck_assert(id.rsa);
+    ck_assert_ptr_nonnull(strstr(id.key_pem, "BEGIN PRIVATE KEY"));
+    write_file("leaf.pem", id.cert_pem);
+    ck_assert_int_eq(sh("openssl x509 -noout -text -in '%s/leaf.pem' | grep -q 'rsaEncryption'",
+                        tmpdir), 0);
+    identity_clear(&id);
+    store_close(s);
+}
+END_TEST
+
+static bool file_mode_is(const char *dir, const char *name, mode_t mode)
+{
+    char path[256];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return stat(path, &st) == 0 && (st.st_mode & 0777) == mode;
+}
+
+START_TEST(agent_acknowledges_only_when_reload_exits_zero)
+{
+    store *s = open_store();
+    seed(s, MESH_CA1);
+    seed(s, DATAPLANES);
+    char out[128], err[256] = "";
+    snprintf(out, sizeof(out), "%s/out", tmpdir);
+    ck_assert_int_eq(mkdir(out, 0700), 0);
+    bool changed = true;
+
+    /* Nothing issued yet. */
+    ck_assert_int_eq(agent_sync(s, "default", "web-01", out, NULL, 0, &changed, err, sizeof(err)),
+                     AGENT_ENOTISSUED);
+    reconcile_report rep;
+    pass_ok(s, 0, &rep);
+    reconcile_report_free(&rep);
+
+    ck_assert_int_eq(agent_sync(s, "default", "web-01", out, "false", 0, &changed, err, sizeof(err)),
+                     AGENT_ERELOAD);
+    ck_assert(file_mode_is(out, "key.pem", 0600));
+    ck_assert(file_mode_is(out, "cert.pem", 0644));
+    ck_assert(file_mode_is(out, "ca-bundle.pem", 0644));
+    dataplane_status st;
+    memset(&st, 0, sizeof(st));
+    ck_assert_int_eq(state_get_status(s, "default", "web-01", &st, NULL), STORE_ENOTFOUND);
+
+    ck_assert_int_eq(agent_sync(s, "default", "web-01", out, "true", 0, &changed, err, sizeof(err)),
+                     AGENT_OK);
+    ck_assert(changed);
+    ck_assert_int_eq(state_get_status(s, "default", "web-01", &st, NULL), STORE_OK);
+    ck_assert_str_eq(st.issued_backend, "ca-1");
+    ck_assert_uint_eq(st.nsupported, 1);
+    ck_assert_str_eq(st.supported_backends[0], "ca-1");
+    ck_assert_int_eq(st.acknowledged_generation, 1);
+    ck_assert_int_eq(st.generation, 1);
+    ck_assert_ptr_nonnull(st.certificate_serial);
+    ck_assert_ptr_nonnull(st.certificate_expiration_time);
+    ck_assert_uint_eq(st.ntags, 2);
+    dataplane_status_clear(&st);
+    /* The files on disk verify together. */
+    ck_assert_int_eq(sh("openssl verify -CAfile '%s/ca-bundle.pem' '%s/cert.pem' >/dev/null 2>&1",
+                        out, out), 0);
+
+    /* Nothing new: no write, no reload. */
+    uint64_t before = revision(s);
+    ck_assert_int_eq(agent_sync(s, "default", "web-01", out, "false", 0, &changed, err, sizeof(err)),
+                     AGENT_OK);
+    ck_assert(!changed);
+    ck_assert_uint_eq(revision(s), before);
+
+    /* After ca-2 is added the agent acknowledges both backends. */
+    seed(s, MESH_ADD);
+    pass_ok(s, 0, &rep);
+    reconcile_report_free(&rep);
+    ck_assert_int_eq(agent_sync(s, "default", "web-01", out, "true", 0, &changed, err, sizeof(err)),
+                     AGENT_OK);
+    ck_assert(changed);
+    ck_assert_int_eq(state_get_status(s, "default", "web-01", &st, NULL), STORE_OK);
+    ck_assert_uint_eq(st.nsupported, 2);
+    ck_assert_str_eq(st.supported_backends[1], "ca-2");
+    ck_assert_str_eq(st.issued_backend, "ca-1");
+    ck_assert_int_eq(st.acknowledged_generation, 2);
+    dataplane_status_clear(&st);
+    store_close(s);
+}
+END_TEST
+
+static Suite *reconcile_suite(void)
+{
+    Suite *suite = suite_create("reconcile");
+    TCase *tc = tcase_create("reconcile");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, builtin_mesh_issues_one_verifiable_identity_per_dataplane);
+    tcase_add_test(tc, second_pass_with_nothing_to_do_writes_nothing);
+    tcase_add_test(tc, adding_backend_rebundles_both_cas_with_same_certificate);
+    tcase_add_test(tc, switch_reissues_every_leaf_from_the_new_ca);
+    tcase_add_test(tc, renews_only_once_now_reaches_the_renewal_point);
+    tcase_add_test(tc, expired_ca_is_reported_and_other_meshes_still_reconcile);
+    tcase_add_test(tc, rsa_key_type_issues_rsa_leaves);
+    tcase_add_test(tc, agent_acknowledges_only_when_reload_exits_zero);
+    suite_add_tcase(suite, tc);
+    return suite;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(reconcile_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
