@@ -2,6 +2,8 @@
 #ifndef MESHCA_CLI_H
 #define MESHCA_CLI_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "manifests/diag.h"
@@ -58,5 +60,27 @@ int cli_parse_listing(int argc, char **argv, const char *usage, unsigned formats
 /* Prints a JSON document as indented JSON, or as YAML with OUTPUT_YAML. */
 struct json_t;
 void cli_print_structured(const struct json_t *doc, output_format format);
+
+int cmd_reconcile(int argc, char **argv);
+extern const char cmd_reconcile_usage[];
+/* Prints a pass's changes and summary to out, its diagnostics to stderr (cmd_reconcile.c). */
+struct reconcile_report;
+void cli_print_reconcile(FILE *out, const struct reconcile_report *rep, const diag_list *diags);
+int cmd_agent(int argc, char **argv);
+extern const char cmd_agent_usage[];
+int cmd_run(int argc, char **argv);
+extern const char cmd_run_usage[];
+
+/* Long-running commands (loop.c). The longest --interval accepted. */
+#define CLI_MAX_INTERVAL_MS (24LL * 3600 * 1000)
+/* SIGTERM/SIGINT set a flag instead of killing: the current pass finishes first. */
+void cli_install_stop_handler(void);
+bool cli_stop_requested(void);
+/* Sleeps up to ms, returning early once a stop was requested. */
+void cli_sleep_ms(int64_t ms);
+/* A duration flag ("1s", "500ms"): 0, or -1 when bad or out of (0, CLI_MAX_INTERVAL_MS]. */
+int cli_parse_interval(const char *text, int64_t *ret_ms);
+/* A --now flag: RFC 3339 UTC ("2026-11-24T17:00:00Z") or seconds since the epoch. 0 or -1. */
+int cli_parse_time(const char *text, int64_t *ret);
 
 #endif

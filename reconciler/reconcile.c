@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 
 #include "manifests/manifest.h"
+#include "reconciler/bundle.h"
 #include "reconciler/ca_backend.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/state.h"
@@ -243,39 +244,27 @@ static int open_cas(store *s, const mesh *m, int64_t now, mesh_cas *mc, diag_lis
         mc->fingerprint[0] = '\0';
 
     /* Bundle: every certificate of every backend's chain, enabled backend first, each DER once. */
-    size_t blen = 0, cap = 0, n = 0;
-    unsigned char(*seen)[EVP_MAX_MD_SIZE] = NULL;
-    mc->bundle_pem = xstrdup("");
-    for (size_t k = 0; k < m->nbackends; k++) {
-        size_t i = k == 0 ? mc->enabled : (k <= mc->enabled ? k - 1 : k);
-        STACK_OF(X509) *chain = mc->cas[i]->chain;
-        for (int c = 0; c < sk_X509_num(chain); c++) {
-            X509 *cert = sk_X509_value(chain, c);
-            unsigned char md[EVP_MAX_MD_SIZE];
-            unsigned int mdlen = 0;
-            if (!X509_digest(cert, EVP_sha256(), md, &mdlen))
-                continue;
-            bool dup = false;
-            for (size_t j = 0; j < n && !dup; j++)
-                dup = memcmp(seen[j], md, mdlen) == 0;
-            if (dup)
-                continue;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 8;
-                seen = realloc(seen, cap * sizeof(*seen));
-                if (!seen)
-                    abort();
-            }
-            memcpy(seen[n++], md, mdlen);
-            char *pem = NULL;
-            if (pki_cert_to_pem(cert, &pem, NULL) < 0)
-                abort();
-            append(&mc->bundle_pem, &blen, pem);
-            free(pem);
-        }
-        mc->bundle_backends[mc->nbundle++] = m->backends[i].name.value;
+    char **chains = calloc(m->nbackends + 1, sizeof(char *));
+    if (!chains)
+        abort();
+    int r = 0;
+    for (size_t i = 0; i < m->nbackends && r == 0; i++)
+        r = ca_backend_chain_pem(mc->cas[i], &chains[i], errbuf);
+    if (r == 0)
+        r = bundle_build((const char *const *)chains, m->nbackends, mc->enabled, &mc->bundle_pem,
+                         errbuf);
+    for (size_t i = 0; i < m->nbackends; i++)
+        free(chains[i]);
+    free(chains);
+    if (r < 0) {
+        diag_error(diags, "ca-unavailable", NULL, "mtls.backends",
+                   "mesh '%s': cannot build the trust bundle: %s", mesh_name, errbuf);
+        return -1;
     }
-    free(seen);
+    mc->bundle_backends[mc->nbundle++] = m->backends[mc->enabled].name.value;
+    for (size_t i = 0; i < m->nbackends; i++)
+        if (i != mc->enabled)
+            mc->bundle_backends[mc->nbundle++] = m->backends[i].name.value;
     /* Intermediates of the enabled backend travel with each leaf: chain[0..n-2]. */
     size_t elen = 0;
     mc->chain_extra_pem = xstrdup("");

@@ -1,0 +1,111 @@
+/* cmd_reconcile.c - `meshca reconcile --once`: one reconcile pass over every mesh, printing what it issued. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cli.h"
+#include "reconciler/pki.h"
+#include "reconciler/reconcile.h"
+#include "reconciler/store.h"
+
+const char cmd_reconcile_usage[] =
+    "Usage: meshca reconcile --once [--now TIME]\n"
+    "\n"
+    "Runs one reconcile pass over every mesh of the store: generates builtin CA roots that do\n"
+    "not exist yet, builds each mesh's trust bundle (the CA certificates of all its backends,\n"
+    "enabled one first), and issues each dataplane a certificate when it has none, when it was\n"
+    "issued by another backend or CA, when its tags or keyType changed, or when it is past its\n"
+    "renewal point (70-85 % of its lifetime). Prints one line per change, then a summary.\n"
+    "A pass with nothing to do changes nothing.\n"
+    "\n"
+    "Flags:\n"
+    "      --once        one pass, then exit (the only mode; 'meshca run' loops)\n"
+    "      --now TIME    the clock, for tests: RFC 3339 UTC (2026-11-24T17:00:00Z) or epoch seconds\n"
+    "  -h, --help        show this help\n"
+    "\n"
+    "Exit codes: 0 done; 1 a mesh's CA could not be used (expired, unreadable; other meshes were\n"
+    "still reconciled); 2 usage error or store unreachable.\n";
+
+void cli_print_reconcile(FILE *out, const struct reconcile_report *rep, const diag_list *diags)
+{
+    for (size_t i = 0; i < rep->nactions; i++) {
+        const reconcile_action *a = &rep->actions[i];
+        char when[32] = "";
+        pki_format_time(a->not_after, when, sizeof(when));
+        fprintf(out, "%s/%s: %s (%s, expires %s, generation %lld: %s)\n", a->mesh, a->dataplane,
+                reconcile_verb_name(a->verb), a->backend, when, a->generation, a->reason);
+    }
+    for (size_t i = 0; i < diags->count; i++) {
+        const diag *d = &diags->items[i];
+        fprintf(stderr, "meshca: %s: %s%s%s [%s]\n", d->severity == DIAG_ERROR ? "error" : "warning",
+                d->path && d->path[0] ? d->path : "", d->path && d->path[0] ? ": " : "", d->message,
+                d->code);
+    }
+    fprintf(out, "%zu mesh%s: %zu issued, %zu reissued, %zu renewed, %zu rebundled, %zu unchanged, "
+            "%zu failed mesh%s\n",
+            rep->nmeshes, rep->nmeshes == 1 ? "" : "es", rep->issued, rep->reissued, rep->renewed,
+            rep->rebundled, rep->unchanged, rep->failed_meshes, rep->failed_meshes == 1 ? "" : "es");
+}
+
+int cmd_reconcile(int argc, char **argv)
+{
+    enum { OPT_ONCE = 256, OPT_NOW };
+    static const struct option options[] = {
+        {"once", no_argument, NULL, OPT_ONCE}, {"now", required_argument, NULL, OPT_NOW},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+    };
+    reconcile_options opts = RECONCILE_OPTIONS_INIT;
+    int c;
+
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+        switch (c) {
+        case OPT_ONCE:
+            break;
+        case OPT_NOW:
+            if (cli_parse_time(optarg, &opts.now) < 0) {
+                cli_error("--now: '%s' is not RFC 3339 UTC or epoch seconds", optarg);
+                return EXIT_TROUBLE;
+            }
+            break;
+        case 'h':
+            fputs(cmd_reconcile_usage, stdout);
+            return EXIT_OK;
+        case ':':
+            cli_error("flag '%s' needs a value; run 'meshca help reconcile'", argv[optind - 1]);
+            return EXIT_TROUBLE;
+        default:
+            cli_error("unknown flag '%s'; run 'meshca help reconcile'", argv[optind - 1]);
+            return EXIT_TROUBLE;
+        }
+    }
+    if (optind < argc) {
+        cli_error("unexpected argument '%s'; run 'meshca help reconcile'", argv[optind]);
+        return EXIT_TROUBLE;
+    }
+
+    char err[256] = "";
+    store *s = NULL;
+    int rc = store_open(NULL, &s, err, sizeof(err));
+    if (rc < 0) {
+        cli_error("cannot open the store: %s", err[0] ? err : store_strerror(rc));
+        return EXIT_TROUBLE;
+    }
+    reconcile_report rep = RECONCILE_REPORT_INIT;
+    diag_list diags = DIAG_LIST_INIT;
+    rc = reconcile_once(s, &opts, &rep, &diags);
+    int exit_code;
+    if (rc < 0) {
+        cli_error("cannot read the store: %s", store_strerror(rc));
+        exit_code = EXIT_TROUBLE;
+    } else {
+        cli_print_reconcile(stdout, &rep, &diags);
+        exit_code = rep.failed_meshes ? EXIT_INVALID : EXIT_OK;
+    }
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    store_close(s);
+    return exit_code;
+}
