@@ -72,7 +72,17 @@ cleanup() {
     stop_pid "$LOOP_PID"
     for dp in "${DPS[@]}"; do stop_pid "${AGENT_PID[$dp]:-}"; done
     stop_pid "$CONTROLLER_PID"
-    for dp in "${DPS[@]}"; do stop_nginx "$dp"; done
+    for dp in "${DPS[@]}"; do stop_nginx "$dp" & done
+    wait
+    # Nothing may be left behind: any process still naming this run's directory is a bug here.
+    local left
+    left=$(pgrep -f -- "$E2E" | grep -vx "$$" | tr '\n' ' ')
+    if [ -n "$left" ]; then
+        echo "FAIL: processes left behind: $left"
+        ps -o pid,args -p ${left// /,} 2>/dev/null
+        kill -KILL $left 2>/dev/null
+        rc=1
+    fi
     [ "$e2e_failed" -eq 0 ] || rc=1
     if [ "$rc" -ne 0 ]; then
         echo "--- logs (last lines) ---"
@@ -226,7 +236,7 @@ EOF
 }
 
 start_controller() {
-    m run --interval "${CONTROLLER_INTERVAL:-1s}" >"$E2E/controller.log" 2>&1 &
+    "$MESHCA" run --interval "${CONTROLLER_INTERVAL:-1s}" >"$E2E/controller.log" 2>&1 &
     CONTROLLER_PID=$!
     sleep 0.3
     kill -0 "$CONTROLLER_PID" 2>/dev/null || die "the controller did not start: $(tail -3 "$E2E/controller.log")"
@@ -237,7 +247,7 @@ start_agent() {
     mkdir -p "$d/certs"
     nginx_conf "$dp"
     reload_script "$dp"
-    m agent -m default -d "$dp" --out "$d/certs" --reload "$d/reload.sh" \
+    "$MESHCA" agent -m default -d "$dp" --out "$d/certs" --reload "$d/reload.sh" \
         --interval "${AGENT_INTERVAL:-1s}" >"$d/agent.log" 2>&1 &
     AGENT_PID[$dp]=$!
 }
