@@ -84,7 +84,7 @@ cleanup() {
         rc=1
     fi
     [ "$e2e_failed" -eq 0 ] || rc=1
-    if [ "$rc" -ne 0 ]; then
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
         echo "--- logs (last lines) ---"
         for f in "$E2E"/controller.log "$E2E"/dp/*/agent.log "$E2E"/dp/*/nginx/error.log; do
             [ -f "$f" ] || continue
@@ -353,7 +353,7 @@ request() {
     resp=$(printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$to" |
         timeout 5 openssl s_client -connect "127.0.0.1:${PORT[$to]}" -quiet -verify_return_error \
             -cert "$snap/cert.pem" -key "$snap/key.pem" -CAfile "$snap/ca-bundle.pem" 2>"$E2E/loop.err") ||
-        { printf '%s -> %s: %s\n' "$from" "$to" "$(grep -v '^depth=\|^verify return' "$E2E/loop.err" | head -1)" >>"$E2E/loop.errors"; return 1; }
+        { printf '%s -> %s: %s\n' "$from" "$to" "$(grep -m1 -E 'verify error|alert|error' "$E2E/loop.err" || echo "exit status, no response")" >>"$E2E/loop.errors"; return 1; }
     case $resp in
         "HTTP/1.1 200"*"$to"*) return 0 ;;
         *) printf '%s -> %s: %s\n' "$from" "$to" "$(head -1 <<<"$resp")" >>"$E2E/loop.errors"; return 1 ;;
