@@ -166,6 +166,7 @@ typedef struct mesh_cas {
     size_t nbundle;
     char fingerprint[64];      /* of the enabled backend's signing certificate */
     char *chain_extra_pem;     /* intermediates served after the leaf (may be "") */
+    char *cross_pem;           /* forced switch: the new CA signed by the old one, or NULL */
 } mesh_cas;
 
 static void mesh_cas_free(mesh_cas *mc, size_t nbackends)
@@ -177,6 +178,7 @@ static void mesh_cas_free(mesh_cas *mc, size_t nbackends)
     free(mc->bundle_pem);
     free(mc->bundle_backends);
     free(mc->chain_extra_pem);
+    free(mc->cross_pem);
     memset(mc, 0, sizeof(*mc));
 }
 
@@ -447,6 +449,8 @@ static int issue(const mesh *m, const dataplane *dp, const mesh_cas *mc, int64_t
     EVP_PKEY_free(key);
     size_t clen = strlen(cert_pem);
     append(&cert_pem, &clen, mc->chain_extra_pem);
+    if (mc->cross_pem)
+        append(&cert_pem, &clen, mc->cross_pem);
 
     free(id->backend);
     id->backend = xstrdup(b->name.value);
@@ -465,7 +469,7 @@ static int issue(const mesh *m, const dataplane *dp, const mesh_cas *mc, int64_t
     free(id->tags_digest);
     id->tags_digest = tags_digest(dp);
     id->rsa = req.rsa;
-    id->cross_signed = false;
+    id->cross_signed = mc->cross_pem != NULL;
     id->regenerations++;
     pki_format_time(now, when, sizeof(when));
     free(id->last_regeneration);
@@ -509,6 +513,9 @@ static void reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, co
         reason = "tags changed";
     } else if (id.rsa != mesh_backend_leaf_is_rsa(b)) {
         reason = "keyType changed";
+    } else if (id.cross_signed != (mc->cross_pem != NULL)) {
+        reason = id.cross_signed ? "every dataplane trusts the new CA: cross-signed CA dropped"
+                                 : "forced switch: serving the new CA cross-signed by the old";
     } else if (now >= id.renew_at || now >= id.not_after) {
         verb = RECONCILE_RENEWED;
         reason = "past the renewal point";
@@ -561,6 +568,63 @@ static void reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, co
     identity_clear(&id);
 }
 
+/* Forced switch (S5): while the mesh status holds crossSign {from, to} with `to` enabled and a
+ * dataplane does not trust `to` yet, leaves carry `to` re-signed by `from`'s key (mc->cross_pem).
+ * Returns whether the flag is set; *ret_status (caller decrefs) is the mesh status read. */
+static bool prepare_cross_sign(store *s, const manifest_set *set, const mesh *m, int64_t now,
+                               mesh_cas *mc, json_t **ret_status, uint64_t *ret_version,
+                               diag_list *diags)
+{
+    *ret_status = NULL;
+    if (state_get_mesh_status(s, m->name.value, ret_status, ret_version) < 0)
+        return false;
+    json_t *cs = json_object_get(*ret_status, "crossSign");
+    const char *from = json_string_value(json_object_get(cs, "from"));
+    const char *to = json_string_value(json_object_get(cs, "to"));
+    if (!from || !to || !str_eq(to, m->backends[mc->enabled].name.value))
+        return false;
+    size_t fi = SIZE_MAX;
+    for (size_t i = 0; i < m->nbackends; i++)
+        if (str_eq(m->backends[i].name.value, from))
+            fi = i;
+    if (fi == SIZE_MAX || fi == mc->enabled)
+        return false;
+
+    status_set st = STATUS_SET_INIT;
+    bool all_trust = state_load_status(s, m->name.value, &st) == 0;
+    for (size_t i = 0; all_trust && i < manifest_set_count(set); i++) {
+        const resource *res = manifest_set_get(set, i);
+        if (res->kind != RESOURCE_DATAPLANE || !str_eq(res->u.dataplane.mesh.value, m->name.value))
+            continue;
+        bool trusts = false;
+        for (size_t j = 0; j < st.count; j++)
+            if (str_eq(st.items[j].name, res->u.dataplane.name.value))
+                trusts = status_supports(&st.items[j], to);
+        all_trust = trusts;
+    }
+    status_set_free(&st);
+    if (all_trust)
+        return true;
+
+    EVP_PKEY *old_key = ca_backend_key(mc->cas[fi]);
+    X509 *cross = NULL;
+    char errbuf[PKI_ERRBUF] = "";
+    int64_t lifetime_s = mesh_backend_leaf_lifetime_ms(&m->backends[mc->enabled]) / 1000;
+    int r = old_key ? pki_cross_sign(ca_backend_cert(mc->cas[mc->enabled]),
+                                     ca_backend_cert(mc->cas[fi]), old_key, now,
+                                     now + lifetime_s + RECONCILE_CROSS_SIGN_SLACK_S, &cross, errbuf)
+                    : PKI_EINVAL;
+    if (r == 0)
+        r = pki_cert_to_pem(cross, &mc->cross_pem, errbuf);
+    X509_free(cross);
+    if (r < 0)
+        diag_warning(diags, "cross-sign-unavailable", NULL, "mtls.enabledBackend",
+                     "mesh '%s': cannot cross-sign '%s' with '%s' (%s); dataplanes that do not "
+                     "trust '%s' yet will reject the new certificates", m->name.value, to, from,
+                     old_key ? errbuf : "its key is not local", to);
+    return true;
+}
+
 static void reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int64_t now,
                            reconcile_report *rep, diag_list *diags)
 {
@@ -581,6 +645,9 @@ static void reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int
         mesh_cas_free(&mc, m->nbackends);
         return;
     }
+    json_t *mstatus = NULL;
+    uint64_t mstatus_version = 0;
+    bool cross_flag = prepare_cross_sign(s, set, m, now, &mc, &mstatus, &mstatus_version, diags);
     for (size_t i = 0; i < manifest_set_count(set); i++) {
         const resource *res = manifest_set_get(set, i);
         if (res->kind != RESOURCE_DATAPLANE || !str_eq(res->u.dataplane.mesh.value, m->name.value) ||
@@ -594,6 +661,15 @@ static void reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int
             break;
         }
     }
+    /* Every dataplane trusts the new CA and no leaf carries the cross-signed CA any more. */
+    if (cross_flag && !mc.cross_pem && !mr->failed && !mr->skipped) {
+        json_object_del(mstatus, "crossSign");
+        int rc = state_put_mesh_status(s, m->name.value, mstatus, mstatus_version);
+        if (rc < 0)
+            diag_warning(diags, "conflict", NULL, "", "mesh '%s': crossSign flag not cleared: %s",
+                         m->name.value, store_strerror(rc));
+    }
+    json_decref(mstatus);
     mesh_cas_free(&mc, m->nbackends);
 }
 

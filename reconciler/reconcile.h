@@ -9,8 +9,8 @@
 #include "manifests/diag.h"
 #include "reconciler/store.h"
 
-/* Limits: a pass refuses more than this many dataplanes per mesh (named limit, S12). */
-#define RECONCILE_MAX_DATAPLANES_PER_MESH 1000000
+/* A cross-signed CA expires at most this long after the last leaf it is served with (S5). */
+#define RECONCILE_CROSS_SIGN_SLACK_S (7 * 86400LL)
 
 typedef struct reconcile_options {
     int64_t now;   /* injected clock, seconds since the epoch; 0 = time(NULL) */
@@ -71,6 +71,12 @@ void reconcile_report_free(reconcile_report *report);
  * when only the bundle changed it rewrites the identity with the same certificate. Identities are
  * written with compare-and-swap; a dataplane whose identity changed meanwhile is left to the next
  * pass (warning "conflict"). A pass with nothing to do writes nothing.
+ *
+ * Forced switch (S5): while the mesh status holds {"crossSign":{"from":A,"to":B}}, B is enabled
+ * and some dataplane's status does not list B in supportedBackends, new leaves carry B's CA
+ * certificate re-signed by A's key after the leaf (identity.cross_signed), valid at most
+ * RECONCILE_CROSS_SIGN_SLACK_S past the leaf. Once every dataplane trusts B, those leaves are
+ * reissued without it and the flag is removed from the mesh status.
  *
  * A mesh whose CA cannot be used is reported in diags (error "ca-expired" or "ca-unavailable",
  * file NULL, path "mtls.backends[i]" with the mesh named in the message), marked failed in the

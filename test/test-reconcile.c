@@ -451,6 +451,78 @@ START_TEST(agent_acknowledges_only_when_reload_exits_zero)
 }
 END_TEST
 
+/* Acknowledges the current identity of dp as a successful agent would. */
+static void ack(store *s, const char *dp)
+{
+    char out[128], err[256] = "";
+    bool changed = false;
+    snprintf(out, sizeof(out), "%s/out-%s", tmpdir, dp);
+    mkdir(out, 0700);
+    ck_assert_msg(agent_sync(s, "default", dp, out, "true", 0, &changed, err, sizeof(err)) == 0,
+                  "agent_sync: %s", err);
+}
+
+START_TEST(forced_switch_cross_signs_until_every_dataplane_trusts_new_ca)
+{
+    store *s = open_store();
+    seed(s, MESH_ADD);
+    seed(s, DATAPLANES);
+    reconcile_report rep;
+    pass_ok(s, 0, &rep);
+    reconcile_report_free(&rep);
+    identity old = {0}, id = {0};
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &old, NULL), 0);
+    /* Only web-01 loaded the bundle with ca-2: db-01 does not trust ca-2. */
+    ack(s, "web-01");
+
+    /* `apply --force` switched and recorded the cross-sign request. */
+    seed(s, MESH_SWITCH);
+    json_t *ms = json_pack("{s:{s:s,s:s}}", "crossSign", "from", "ca-1", "to", "ca-2");
+    ck_assert_int_eq(state_put_mesh_status(s, "default", ms, STORE_ANY_VERSION), 0);
+    json_decref(ms);
+    pass_ok(s, 0, &rep);
+    ck_assert_uint_eq(rep.reissued, 2);
+    reconcile_report_free(&rep);
+    ck_assert_int_eq(identity_get(s, "default", "db-01", &id, NULL), 0);
+    ck_assert(id.cross_signed);
+    ck_assert_str_eq(id.backend, "ca-2");
+    ck_assert_int_eq(count_certs(id.cert_pem), 2);
+    /* A dataplane that trusts only ca-1 accepts the ca-2 leaf through the cross-signed CA. */
+    char *end = strstr(old.bundle_pem, "-----END CERTIFICATE-----");
+    end[strlen("-----END CERTIFICATE-----")] = '\0';
+    write_file("ca1.pem", old.bundle_pem);
+    write_file("leaf.pem", id.cert_pem);
+    ck_assert_int_eq(sh("openssl verify -CAfile '%s/ca1.pem' -untrusted '%s/leaf.pem' '%s/leaf.pem'"
+                        " >/dev/null 2>&1", tmpdir, tmpdir, tmpdir), 0);
+    identity_clear(&id);
+    uint64_t before = revision(s);
+    pass_ok(s, 0, &rep);
+    reconcile_report_free(&rep);
+    ck_assert_uint_eq(revision(s), before);
+
+    /* Both load the new bundle: the cross-signed CA is dropped and the flag cleared. */
+    ack(s, "web-01");
+    ack(s, "db-01");
+    pass_ok(s, 0, &rep);
+    ck_assert_uint_eq(rep.reissued, 2);
+    reconcile_report_free(&rep);
+    ck_assert_int_eq(identity_get(s, "default", "db-01", &id, NULL), 0);
+    ck_assert(!id.cross_signed);
+    ck_assert_int_eq(count_certs(id.cert_pem), 1);
+    ck_assert_int_eq(verify_identity(&id), 0);
+    identity_clear(&id);
+    ck_assert_int_eq(state_get_mesh_status(s, "default", &ms, NULL), 0);
+    ck_assert_ptr_null(json_object_get(ms, "crossSign"));
+    json_decref(ms);
+    before = revision(s);
+    pass_ok(s, 0, &rep);
+    reconcile_report_free(&rep);
+    ck_assert_uint_eq(revision(s), before);
+    identity_clear(&old);
+    store_close(s);
+}
+END_TEST
+
 static Suite *reconcile_suite(void)
 {
     Suite *suite = suite_create("reconcile");
@@ -465,6 +537,7 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, expired_ca_is_reported_and_other_meshes_still_reconcile);
     tcase_add_test(tc, rsa_key_type_issues_rsa_leaves);
     tcase_add_test(tc, agent_acknowledges_only_when_reload_exits_zero);
+    tcase_add_test(tc, forced_switch_cross_signs_until_every_dataplane_trusts_new_ca);
     suite_add_tcase(suite, tc);
     return suite;
 }
