@@ -13,6 +13,8 @@
 #   bundle, and nginx (ssl_verify_client on) answers 400 unless the client's chain verifies
 #   against the server's bundle. A request counts as good only when the answer is "HTTP/1.1 200"
 #   with the body naming the server called (which also proves it reached the right proxy).
+#   -cert_chain sends the intermediates of cert.pem too (s_client's -cert sends the leaf only),
+#   as a real proxy does: a cross-signed CA in the chain must reach the peer.
 set -uo pipefail
 : "${MESHCA:?set MESHCA to the built meshca binary}"
 : "${SOURCE_ROOT:?set SOURCE_ROOT to the source tree}"
@@ -352,7 +354,7 @@ request() {
     snap=$(readlink -f "$E2E/dp/$from/client") || return 1
     resp=$(printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$to" |
         timeout 5 openssl s_client -connect "127.0.0.1:${PORT[$to]}" -quiet -verify_return_error \
-            -cert "$snap/cert.pem" -key "$snap/key.pem" -CAfile "$snap/ca-bundle.pem" 2>"$E2E/loop.err") ||
+            -cert "$snap/cert.pem" -cert_chain "$snap/cert.pem" -key "$snap/key.pem" -CAfile "$snap/ca-bundle.pem" 2>"$E2E/loop.err") ||
         { printf '%s -> %s: %s\n' "$from" "$to" "$(grep -m1 -E 'verify error|alert|error' "$E2E/loop.err" || echo "exit status, no response")" >>"$E2E/loop.errors"; return 1; }
     case $resp in
         "HTTP/1.1 200"*"$to"*) return 0 ;;
