@@ -28,7 +28,11 @@ if [ "${1:-}" = --cross-signing ]; then
         say "SKIPPED: the forced switch did not cross-sign (web's cert.pem has no intermediate); the negative case still runs"
         exit 77
     fi
+    say "web serves a chain of $(chain_len web) certificates (leaf + ca-2 cross-signed by ca-1)"
     sleep 3
+    resume_agent db
+    wait_for "every dataplane holds a ca-2 certificate" all_issued ca-2
+    sleep 2
     stop_loop
     expect_no_failures
     exit 0
