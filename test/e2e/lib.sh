@@ -1,0 +1,413 @@
+# lib.sh - end-to-end harness: a meshca controller, three dataplanes (web, backend, db) each with
+# one real nginx terminating mTLS with the files of its own `meshca agent`, and a client loop in
+# which every dataplane calls the others with its own certificate. Everything runs on 127.0.0.1
+# inside a mktemp directory and is torn down on exit (trap), leaving no process behind.
+#
+# Sourced by test/e2e/<scenario>.sh. Expects $MESHCA (the built binary) and $SOURCE_ROOT.
+#
+# How a client request is verified (honestly, both ways):
+#   the leaves carry URI SANs only (spiffe://, kuma://), so curl's host name check cannot pass and
+#   curl cannot skip only that check (--insecure would skip the chain verification too). The
+#   client is therefore `openssl s_client -CAfile <own bundle> -verify_return_error -cert/-key
+#   <own leaf>`: the handshake aborts unless the server's chain verifies against the client's
+#   bundle, and nginx (ssl_verify_client on) answers 400 unless the client's chain verifies
+#   against the server's bundle. A request counts as good only when the answer is "HTTP/1.1 200"
+#   with the body naming the server called (which also proves it reached the right proxy).
+#   -cert_chain sends the intermediates of cert.pem too (s_client's -cert sends the leaf only),
+#   as a real proxy does: a cross-signed CA in the chain must reach the peer.
+set -uo pipefail
+: "${MESHCA:?set MESHCA to the built meshca binary}"
+: "${SOURCE_ROOT:?set SOURCE_ROOT to the source tree}"
+MESHCA=$(readlink -f "$MESHCA")
+
+DPS=(web backend db)
+E2E=$(mktemp -d "${TMPDIR:-/tmp}/meshca-e2e.XXXXXX")
+export MESHCA_STORE="file://$E2E/store"
+WAIT_MAX=${WAIT_MAX:-60}        # seconds any wait loop may take
+LOOP_SLEEP=${LOOP_SLEEP:-0.05}  # between two client requests
+LOOP_MAX=${LOOP_MAX:-6000}      # requests at most per client loop
+T0=$(date +%s)
+declare -A PORT AGENT_PID
+CONTROLLER_PID=
+LOOP_PID=
+e2e_failed=0
+
+say() { printf '[%3ds] %s\n' "$(($(date +%s) - T0))" "$*"; }
+die() {
+    say "FAIL: $*"
+    e2e_failed=1
+    exit 1
+}
+
+# --- teardown ------------------------------------------------------------------------------------
+stop_pid() { # stop_pid PID: TERM (CONT first, in case it is paused), then KILL after 5 s
+    local pid=$1 i
+    [ -n "$pid" ] || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -CONT "$pid" 2>/dev/null
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+stop_nginx() { # stop_nginx DP: nginx -s stop, then kill the master by its pid file if still there
+    local d=$E2E/dp/$1 pid i
+    [ -f "$d/nginx/nginx.pid" ] || return 0
+    pid=$(cat "$d/nginx/nginx.pid" 2>/dev/null)
+    nginx -c "$d/nginx/nginx.conf" -p "$d/nginx/" -s stop 2>/dev/null
+    for i in $(seq 50); do
+        [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+    return 0
+}
+
+cleanup() {
+    local rc=$? dp
+    trap - EXIT INT TERM
+    stop_pid "$LOOP_PID"
+    for dp in "${DPS[@]}"; do stop_pid "${AGENT_PID[$dp]:-}"; done
+    stop_pid "$CONTROLLER_PID"
+    for dp in "${DPS[@]}"; do stop_nginx "$dp" & done
+    wait
+    # Nothing may be left behind: any process still naming this run's directory is a bug here.
+    local left
+    left=$(pgrep -f -- "$E2E" | grep -vx "$$" | tr '\n' ' ')
+    if [ -n "$left" ]; then
+        echo "FAIL: processes left behind: $left"
+        ps -o pid,args -p ${left// /,} 2>/dev/null
+        kill -KILL $left 2>/dev/null
+        rc=1
+    fi
+    [ "$e2e_failed" -eq 0 ] || rc=1
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+        echo "--- logs (last lines) ---"
+        for f in "$E2E"/controller.log "$E2E"/dp/*/agent.log "$E2E"/dp/*/nginx/error.log; do
+            [ -f "$f" ] || continue
+            echo "== $f"
+            tail -n 15 "$f"
+        done
+    fi
+    if [ -n "${KEEP_E2E:-}" ]; then echo "kept $E2E"; else rm -rf "$E2E"; fi
+    say "total $(($(date +%s) - T0)) s, exit $rc"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- set-up --------------------------------------------------------------------------------------
+m() { "$MESHCA" "$@"; }
+
+# free_ports: 3 consecutive free TCP ports on 127.0.0.1 from 18443 upward, into PORT[dp].
+free_ports() {
+    local base
+    base=$(python3 - <<'PY'
+import socket
+for base in range(18443, 19443, 3):
+    ok = True
+    for p in range(base, base + 3):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            ok = False
+        finally:
+            s.close()
+    if ok:
+        print(base)
+        break
+PY
+)
+    [ -n "$base" ] || die "no free port range from 18443"
+    local i=0 dp
+    for dp in "${DPS[@]}"; do
+        PORT[$dp]=$((base + i))
+        i=$((i + 1))
+    done
+}
+
+# mesh_yaml ENABLED BACKEND... : a Mesh "default" with these backends. A backend is NAME (builtin)
+# or NAME:provided (conf from secrets NAME-cert / NAME-key). Extra dpCert block via $DPCERT.
+mesh_yaml() {
+    local enabled=$1 b name
+    shift
+    printf 'type: Mesh\nname: default\nmtls:\n  enabledBackend: %s\n  backends:\n' "$enabled"
+    for b in "$@"; do
+        name=${b%%:*}
+        printf '  - name: %s\n' "$name"
+        if [ "${b#*:}" = provided ]; then
+            printf '    type: provided\n'
+            [ -z "${DPCERT:-}" ] || printf '%s\n' "$DPCERT"
+            printf '    conf:\n      cert: {secret: %s-cert}\n      key: {secret: %s-key}\n' "$name" "$name"
+        else
+            printf '    type: builtin\n'
+            [ -z "${DPCERT:-}" ] || printf '%s\n' "$DPCERT"
+        fi
+    done
+}
+
+# write_mesh FILE ENABLED BACKEND...
+write_mesh() {
+    local f=$1
+    shift
+    mesh_yaml "$@" >"$f"
+}
+
+dataplanes_yaml() {
+    local dp sep=
+    for dp in "${DPS[@]}"; do
+        printf '%stype: Dataplane\nmesh: default\nname: %s\nnetworking:\n  address: 127.0.0.1\n' "$sep" "$dp"
+        printf '  inbound:\n  - port: %s\n    tags: {kuma.io/service: %s}\n' "${PORT[$dp]}" "$dp"
+        sep=$'---\n'
+    done
+}
+
+# provided_ca NAME: a CA made with `meshca ca create`, stored as Secret resources NAME-cert/-key.
+provided_ca() {
+    local name=$1
+    m ca create --out-dir "$E2E/$name" --common-name "$name" >/dev/null || die "ca create $name"
+    {
+        printf 'type: Secret\nmesh: default\nname: %s-cert\ndata: %s\n---\n' "$name" "$(base64 -w0 "$E2E/$name/ca.pem")"
+        printf 'type: Secret\nmesh: default\nname: %s-key\ndata: %s\n' "$name" "$(base64 -w0 "$E2E/$name/ca-key.pem")"
+    } >"$E2E/$name-secrets.yaml"
+}
+
+# nginx_conf DP: one nginx per dataplane, its own prefix, pid, logs and temp paths.
+nginx_conf() {
+    local dp=$1 d=$E2E/dp/$1
+    mkdir -p "$d/nginx/tmp"
+    cat >"$d/nginx/nginx.conf" <<EOF
+daemon on;
+pid $d/nginx/nginx.pid;
+error_log $d/nginx/error.log notice;
+worker_processes 1;
+events { worker_connections 256; }
+http {
+    access_log $d/nginx/access.log;
+    client_body_temp_path $d/nginx/tmp/body;
+    proxy_temp_path $d/nginx/tmp/proxy;
+    server {
+        listen 127.0.0.1:${PORT[$dp]} ssl;
+        ssl_certificate $d/certs/cert.pem;
+        ssl_certificate_key $d/certs/key.pem;
+        ssl_client_certificate $d/certs/ca-bundle.pem;
+        ssl_verify_client on;
+        ssl_verify_depth 4;
+        keepalive_timeout 0;
+        location / { return 200 "$dp\n"; }
+    }
+}
+EOF
+}
+
+# reload_script DP: what the agent runs after writing the files. It starts nginx the first time
+# (no live pid file), else reloads it gracefully; then waits until nginx really serves the new
+# certificate (so the agent's acknowledgement means "loaded"), and publishes a snapshot of the
+# three files for this dataplane's client side (cert and key are then always a matching pair).
+reload_script() {
+    local dp=$1 d=$E2E/dp/$1
+    cat >"$d/reload.sh" <<EOF
+#!/usr/bin/env bash
+set -u
+d=$d
+conf="-c \$d/nginx/nginx.conf -p \$d/nginx/"
+nginx \$conf -t -q 2>>"\$d/reload.log" || exit 1
+if [ -f "\$d/nginx/nginx.pid" ] && kill -0 "\$(cat "\$d/nginx/nginx.pid")" 2>/dev/null; then
+    nginx \$conf -s reload 2>>"\$d/reload.log" || exit 1
+else
+    nginx \$conf 2>>"\$d/reload.log" || exit 1
+fi
+want=\$(openssl x509 -in "\$d/certs/cert.pem" -noout -fingerprint -sha256)
+for i in \$(seq 100); do
+    got=\$(openssl s_client -connect 127.0.0.1:${PORT[$dp]} -cert "\$d/certs/cert.pem" -key "\$d/certs/key.pem" </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256 2>/dev/null)
+    [ "\$got" = "\$want" ] && break
+    sleep 0.05
+done
+[ "\$got" = "\$want" ] || { echo "nginx does not serve the new certificate" >>"\$d/reload.log"; exit 1; }
+snap=\$d/client.\$(date +%s%N)
+mkdir "\$snap" && cp "\$d/certs/cert.pem" "\$d/certs/key.pem" "\$d/certs/ca-bundle.pem" "\$snap/" || exit 1
+ln -sfn "\$snap" "\$d/client.tmp" && mv -T "\$d/client.tmp" "\$d/client"
+EOF
+    chmod +x "$d/reload.sh"
+}
+
+start_controller() {
+    "$MESHCA" run --interval "${CONTROLLER_INTERVAL:-1s}" >"$E2E/controller.log" 2>&1 &
+    CONTROLLER_PID=$!
+    sleep 0.3
+    kill -0 "$CONTROLLER_PID" 2>/dev/null || die "the controller did not start: $(tail -3 "$E2E/controller.log")"
+}
+
+start_agent() {
+    local dp=$1 d=$E2E/dp/$1
+    mkdir -p "$d/certs"
+    nginx_conf "$dp"
+    reload_script "$dp"
+    "$MESHCA" agent -m default -d "$dp" --out "$d/certs" --reload "$d/reload.sh" \
+        --interval "${AGENT_INTERVAL:-1s}" >"$d/agent.log" 2>&1 &
+    AGENT_PID[$dp]=$!
+}
+
+# setup BACKEND...: store, mesh (first backend enabled), dataplanes, controller, agents; waits
+# until every dataplane serves a certificate of the first backend.
+setup() {
+    free_ports
+    dataplanes_yaml >"$E2E/dataplanes.yaml"
+    write_mesh "$E2E/0-mesh.yaml" "${1%%:*}" "$@"
+    apply_ok "$E2E/0-mesh.yaml" "$E2E/dataplanes.yaml"
+    start_controller
+    local dp
+    for dp in "${DPS[@]}"; do start_agent "$dp"; done
+    wait_for "every dataplane holds a ${1%%:*} certificate" all_issued "${1%%:*}"
+    say "ports: web ${PORT[web]}, backend ${PORT[backend]}, db ${PORT[db]}"
+}
+
+pause_agent() { kill -STOP "${AGENT_PID[$1]}" && say "agent $1 paused (SIGSTOP)"; }
+resume_agent() { kill -CONT "${AGENT_PID[$1]}" && say "agent $1 resumed (SIGCONT)"; }
+
+# --- the store's view ----------------------------------------------------------------------------
+# dp_query PYTHON-EXPR: evaluates EXPR with `dps` = {name: mtls} from `inspect dataplanes -o json`;
+# exit 0 when true.
+dp_query() {
+    m inspect dataplanes -m default -o json 2>/dev/null | python3 -c '
+import json, sys
+try:
+    items = json.load(sys.stdin)
+except Exception:
+    sys.exit(1)
+if isinstance(items, dict):
+    items = items.get("items", [])
+dps = {i["name"]: i["mtls"] for i in items}
+sys.exit(0 if eval(sys.argv[1]) else 1)' "$1"
+}
+acked='all(v["generation"] > 0 and v["acknowledgedGeneration"] == v["generation"] for v in dps.values())'
+all_issued() { dp_query "len(dps) == 3 and all(v[\"issuedBackend\"] == \"$1\" for v in dps.values()) and $acked"; }
+all_support() { dp_query "len(dps) == 3 and all(\"$1\" in v[\"supportedBackends\"] for v in dps.values()) and $acked"; }
+all_supported_exactly() { dp_query "len(dps) == 3 and all(v[\"supportedBackends\"] == [$2] for v in dps.values()) and $acked"; }
+regenerations_at_least() { dp_query "len(dps) == 3 and all(v[\"certificateRegenerations\"] >= $1 for v in dps.values())"; }
+
+# wait_for DESCRIPTION COMMAND...: polls every 0.5 s, at most $WAIT_MAX seconds.
+wait_for() {
+    local what=$1 deadline=$(($(date +%s) + WAIT_MAX))
+    shift
+    until "$@"; do
+        [ "$(date +%s)" -lt "$deadline" ] || {
+            m inspect dataplanes -m default
+            die "timed out after ${WAIT_MAX}s waiting until $what"
+        }
+        sleep 0.5
+    done
+    say "ok: $what"
+}
+
+# --- applying ------------------------------------------------------------------------------------
+# apply_args FILE... [-- FLAG...]: "-f FILE" for each file, then the flags, into APPLY_ARGS.
+apply_args() {
+    APPLY_ARGS=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        APPLY_ARGS+=(-f "$1")
+        shift
+    done
+    [ $# -eq 0 ] || { shift; APPLY_ARGS+=("$@"); }
+}
+
+# apply_ok FILE... [-- FLAG...]: the apply must succeed.
+apply_ok() {
+    apply_args "$@"
+    if m apply "${APPLY_ARGS[@]}" >"$E2E/apply.out" 2>&1; then
+        say "applied ${*##*/}: $(tr '\n' ' ' <"$E2E/apply.out")"
+    else
+        cat "$E2E/apply.out"
+        die "apply ${*##*/} was refused"
+    fi
+}
+
+# apply_refused CODE NAME FILE... [-- FLAG...]: the apply must exit 1 with a diagnostic CODE
+# whose message names NAME (a dataplane, or any text); prints the refusal.
+apply_refused() {
+    local code=$1 name=$2 rc
+    shift 2
+    apply_args "$@"
+    m apply "${APPLY_ARGS[@]}" -o json >"$E2E/apply.json" 2>"$E2E/apply.err"
+    rc=$?
+    [ "$rc" -eq 1 ] || { cat "$E2E/apply.json" "$E2E/apply.err"; die "apply ${*##*/}: exit $rc, want 1 (refused)"; }
+    python3 - "$E2E/apply.json" "$code" "$name" <<'PY' || { cat "$E2E/apply.json"; die "apply ${*##*/}: no '$code' diagnostic naming '$name'"; }
+import json, sys
+doc = json.load(open(sys.argv[1]))
+hits = [d for d in doc["diagnostics"] if d["code"] == sys.argv[2] and sys.argv[3] in d["message"]]
+for d in hits:
+    print("  refused as expected (%s): %s" % (d["code"], d["message"]))
+sys.exit(0 if hits and not doc["ok"] else 1)
+PY
+}
+
+# --- the client loop -----------------------------------------------------------------------------
+# One request: FROM calls TO with FROM's own loaded certificate and bundle (see the top comment).
+request() {
+    local from=$1 to=$2 snap resp
+    snap=$(readlink -f "$E2E/dp/$from/client") || return 1
+    resp=$(printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$to" |
+        timeout 5 openssl s_client -connect "127.0.0.1:${PORT[$to]}" -quiet -verify_return_error \
+            -cert "$snap/cert.pem" -cert_chain "$snap/cert.pem" -key "$snap/key.pem" -CAfile "$snap/ca-bundle.pem" 2>"$E2E/loop.err") ||
+        { printf '%s -> %s: %s\n' "$from" "$to" "$(grep -m1 -E 'verify error|alert|error' "$E2E/loop.err" || echo "exit status, no response")" >>"$E2E/loop.errors"; return 1; }
+    case $resp in
+        "HTTP/1.1 200"*"$to"*) return 0 ;;
+        *) printf '%s -> %s: %s\n' "$from" "$to" "$(head -1 <<<"$resp")" >>"$E2E/loop.errors"; return 1 ;;
+    esac
+}
+
+# client_loop SECONDS: every $LOOP_SLEEP one request, cycling over the 6 (from, to) pairs, at most
+# $LOOP_MAX requests and SECONDS seconds; keeps "requests failed" in $E2E/loop.count.
+client_loop() {
+    local seconds=$1 n=0 f=0 from to pairs=() deadline
+    for from in "${DPS[@]}"; do for to in "${DPS[@]}"; do [ "$from" = "$to" ] || pairs+=("$from $to"); done; done
+    deadline=$(($(date +%s) + seconds))
+    trap 'exit 0' TERM
+    trap - EXIT
+    while [ "$n" -lt "$LOOP_MAX" ] && [ "$(date +%s)" -lt "$deadline" ]; do
+        set -- ${pairs[$((n % ${#pairs[@]}))]}
+        if ! request "$1" "$2"; then
+            f=$((f + 1))
+            echo "$(date +%T.%N | cut -c1-12) $(tail -1 "$E2E/loop.errors")" >>"$E2E/loop.failures"
+        fi
+        n=$((n + 1))
+        echo "$n $f" >"$E2E/loop.count.tmp" && mv "$E2E/loop.count.tmp" "$E2E/loop.count"
+        sleep "$LOOP_SLEEP"
+    done
+}
+
+start_loop() { # start_loop MAX-SECONDS
+    : >"$E2E/loop.errors"
+    : >"$E2E/loop.failures"
+    echo "0 0" >"$E2E/loop.count"
+    client_loop "$1" &
+    LOOP_PID=$!
+    say "client loop started (a request every ${LOOP_SLEEP}s, at most $LOOP_MAX requests / $1 s)"
+}
+
+loop_status() { read -r REQUESTS FAILED <"$E2E/loop.count"; say "requests so far: $REQUESTS, failed: $FAILED"; }
+
+# stop_loop: stops the loop, sets REQUESTS and FAILED, prints them.
+stop_loop() {
+    stop_pid "$LOOP_PID"
+    LOOP_PID=
+    read -r REQUESTS FAILED <"$E2E/loop.count"
+    say "requests: $REQUESTS, failed: $FAILED"
+    if [ "$FAILED" -gt 0 ]; then
+        echo "  first failures:"
+        head -5 "$E2E/loop.failures" | sed 's/^/    /'
+    fi
+}
+
+# expect_no_failures: the verdict of a rotation that must not break anything.
+expect_no_failures() {
+    [ "$REQUESTS" -gt 0 ] || die "the client loop made no request"
+    [ "$FAILED" -eq 0 ] || die "$FAILED of $REQUESTS requests failed"
+    say "PASS"
+}
