@@ -382,7 +382,9 @@ static int issue(const mesh *m, const dataplane *dp, const mesh_cas *mc, int64_t
     id->not_before = nb;
     id->not_after = na;
     snprintf(stable, sizeof(stable), "%s/%s", m->name.value, dp->name.value);
-    id->renew_at = pki_renewal_point(nb, na, stable);
+    /* The lifetime is what was asked for, from now: notBefore is backdated a minute for clock
+     * skew, and counting that minute would renew a short-lived certificate far too early. */
+    id->renew_at = pki_renewal_point(now < na ? now : nb, na, stable);
     free(id->ca_fingerprint);
     id->ca_fingerprint = xstrdup(mc->fingerprint);
     free(id->tags_digest);

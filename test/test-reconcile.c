@@ -289,10 +289,10 @@ START_TEST(renews_only_once_now_reaches_the_renewal_point)
     reconcile_report_free(&rep);
     identity id = {0}, renewed = {0};
     ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), 0);
-    /* The renewal point lies in 70-85 % of the 24h lifetime. */
-    int64_t life = id.not_after - id.not_before;
-    ck_assert(id.renew_at >= id.not_before + life * 70 / 100 - 1);
-    ck_assert(id.renew_at <= id.not_before + life * 85 / 100 + 1);
+    /* The renewal point lies in 70-85 % of the 24h lifetime, counted from issue. */
+    int64_t life = id.not_after - t0;
+    ck_assert(id.renew_at >= t0 + life * 70 / 100 - 1);
+    ck_assert(id.renew_at <= t0 + life * 85 / 100 + 1);
 
     identity other = {0};
     ck_assert_int_eq(identity_get(s, "default", "db-01", &other, NULL), 0);
@@ -351,6 +351,34 @@ START_TEST(expired_ca_is_reported_and_other_meshes_still_reconcile)
     ck_assert(saw_default);
     reconcile_report_free(&rep);
     diag_list_free(&diags);
+    store_close(s);
+}
+END_TEST
+
+/* Regression: the renewal point counted the minute notBefore is backdated, so a 30 s
+ * certificate renewed 10 s after issue instead of after 21-25.5 s. */
+START_TEST(short_lived_certificate_renews_no_earlier_than_70_percent_of_its_lifetime)
+{
+    store *s = open_store();
+    seed(s, "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+            "  - name: ca-1\n    type: builtin\n    dpCert:\n      rotation: {expiration: 30s}\n");
+    seed(s, DATAPLANES);
+    int64_t t0 = (int64_t)time(NULL);
+    reconcile_report rep;
+    pass_ok(s, t0, &rep);
+    reconcile_report_free(&rep);
+    identity id = {0};
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), 0);
+    ck_assert_int_eq(id.not_after, t0 + 30);
+    ck_assert_int_ge(id.renew_at, t0 + 21);
+    ck_assert_int_le(id.renew_at, t0 + 26);
+    pass_ok(s, t0 + 20, &rep);
+    ck_assert_uint_eq(rep.renewed, 0);
+    reconcile_report_free(&rep);
+    pass_ok(s, t0 + 26, &rep);
+    ck_assert_uint_eq(rep.renewed, 2);
+    reconcile_report_free(&rep);
+    identity_clear(&id);
     store_close(s);
 }
 END_TEST
@@ -534,6 +562,7 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, adding_backend_rebundles_both_cas_with_same_certificate);
     tcase_add_test(tc, switch_reissues_every_leaf_from_the_new_ca);
     tcase_add_test(tc, renews_only_once_now_reaches_the_renewal_point);
+    tcase_add_test(tc, short_lived_certificate_renews_no_earlier_than_70_percent_of_its_lifetime);
     tcase_add_test(tc, expired_ca_is_reported_and_other_meshes_still_reconcile);
     tcase_add_test(tc, rsa_key_type_issues_rsa_leaves);
     tcase_add_test(tc, agent_acknowledges_only_when_reload_exits_zero);
