@@ -12,13 +12,13 @@ static const cli_command commands[] = {
      cmd_apply},
     {"get", "list meshes, dataplanes or secrets", cmd_get_usage, cmd_get},
     {"inspect", "show CAs per mesh and certificates per dataplane", cmd_inspect_usage, cmd_inspect},
-    {"roots", "print a mesh's CA roots (Consul shape) or PEM", cmd_roots_usage, cmd_roots},
-    {"ca", "ca create: make a CA for a provided backend", cmd_ca_usage, cmd_ca},
     {"reconcile", "one reconcile pass: issue, renew and rebundle dataplane certificates",
      cmd_reconcile_usage, cmd_reconcile},
     {"run", "the controller: reconcile on every change and renew on time", cmd_run_usage, cmd_run},
     {"agent", "dataplane side: write cert, key and bundle, reload, acknowledge", cmd_agent_usage,
      cmd_agent},
+    {"roots", "print a mesh's CA roots (Consul shape) or PEM", cmd_roots_usage, cmd_roots},
+    {"ca", "ca create: make a CA for a provided backend", cmd_ca_usage, cmd_ca},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
