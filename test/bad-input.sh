@@ -11,7 +11,10 @@ source "$(dirname "$0")/lib.sh"
         echo "a$i: &a$i [*a$p,*a$p,*a$p,*a$p,*a$p,*a$p,*a$p,*a$p,*a$p,*a$p]"
     done
 } >"$WORK/bomb.yaml"
+start=$(date +%s.%N)
 run validate -o json -f "$WORK/bomb.yaml"
+# A figure for the reader, not an assertion (speed is measured by benchmarks).
+echo "# alias bomb answered in $(python3 -c "import sys; print(round($(date +%s.%N) - $start, 3))") s"
 check "alias bomb is refused with exit 1" exit_is 1
 check "alias bomb reports alias-limit" json_has alias-limit
 
