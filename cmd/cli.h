@@ -31,6 +31,10 @@ int output_parse_format(const char *text, unsigned allowed, output_format *ret);
  * {"ok","diagnostics":[...]}. `ok` is what the command decided. */
 void output_diagnostics(FILE *out, output_format format, const diag_list *diags, int ok);
 
+/* Reports a getopt_long failure `c` (':' = a flag without its value, else an unknown flag) of
+ * the command argv[0], pointing at its help. */
+void cli_flag_error(int c, int argc, char **argv);
+
 /* Prints "meshca: error: ..." to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -78,11 +78,8 @@ static int parse_args(int argc, char **argv, apply_args *args)
         case 'h':
             fputs(cmd_apply_usage, stdout);
             exit(EXIT_OK);
-        case ':':
-            cli_error("flag '%s' needs a value; run 'meshca help apply'", argv[optind - 1]);
-            return -1;
         default:
-            cli_error("unknown flag '%s'; run 'meshca help apply'", argv[optind - 1]);
+            cli_flag_error(c, argc, argv);
             return -1;
         }
     }

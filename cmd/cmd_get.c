@@ -42,11 +42,8 @@ int cli_parse_listing(int argc, char **argv, const char *usage, unsigned formats
         case 'h':
             fputs(usage, stdout);
             exit(EXIT_OK);
-        case ':':
-            cli_error("flag '%s' needs a value", argv[optind - 1]);
-            return -1;
         default:
-            cli_error("unknown flag '%s'; run 'meshca help %s'", argv[optind - 1], argv[0]);
+            cli_flag_error(c, argc, argv);
             return -1;
         }
     }

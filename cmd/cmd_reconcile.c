@@ -74,11 +74,8 @@ int cmd_reconcile(int argc, char **argv)
         case 'h':
             fputs(cmd_reconcile_usage, stdout);
             return EXIT_OK;
-        case ':':
-            cli_error("flag '%s' needs a value; run 'meshca help reconcile'", argv[optind - 1]);
-            return EXIT_TROUBLE;
         default:
-            cli_error("unknown flag '%s'; run 'meshca help reconcile'", argv[optind - 1]);
+            cli_flag_error(c, argc, argv);
             return EXIT_TROUBLE;
         }
     }

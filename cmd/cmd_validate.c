@@ -82,11 +82,8 @@ static int parse_args(int argc, char **argv, validate_args *args)
         case 'h':
             fputs(cmd_validate_usage, stdout);
             exit(EXIT_OK);
-        case ':':
-            cli_error("flag '%s' needs a value; run 'meshca help validate'", argv[optind - 1]);
-            return -1;
         default:
-            cli_error("unknown flag '%s'; run 'meshca help validate'", argv[optind - 1]);
+            cli_flag_error(c, argc, argv);
             return -1;
         }
     }

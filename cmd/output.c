@@ -1,4 +1,5 @@
 /* output.c - printing diagnostics as text, JSON (SPEC S3) or GitHub Actions annotations. */
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,16 @@ void cli_error(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+void cli_flag_error(int c, int argc, char **argv)
+{
+    /* getopt leaves optind past the offending word; the flag is the word before it. */
+    const char *flag = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+    if (c == ':')
+        cli_error("flag '%s' needs a value; run 'meshca help %s'", flag, argv[0]);
+    else
+        cli_error("unknown flag '%s'; run 'meshca help %s'", flag, argv[0]);
 }
 
 int output_parse_format(const char *text, unsigned allowed, output_format *ret)
