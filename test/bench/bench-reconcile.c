@@ -1,0 +1,395 @@
+/* bench-reconcile.c - full and no-op reconcile of N dataplanes, and validate of a 100,000-dataplane status (S11). */
+#define _GNU_SOURCE 1
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "manifests/manifest.h"
+#include "manifests/status.h"
+#include "reconciler/pki.h"
+#include "reconciler/reconcile.h"
+#include "reconciler/state.h"
+#include "validators/validators.h"
+
+/* Sizes are bounded: each reconcile size writes N identities to a temp dir. */
+#define BENCH_MAX_DATAPLANES 200000
+#define BENCH_MAX_SIZES 4
+#define BENCH_DEFAULT_DATAPLANES 10000
+#define BENCH_VALIDATE_DATAPLANES 100000
+#define BENCH_RAW_SECONDS 2.0
+#define BENCH_FRAGMENT_MAX 4096
+
+static const char MESH_CA1[] =
+    "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+    "  - name: ca-1\n    type: builtin\n";
+static const char MESH_ADD[] =
+    "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+    "  - name: ca-1\n    type: builtin\n  - name: ca-2\n    type: builtin\n";
+static const char MESH_SWITCH[] =
+    "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-2\n  backends:\n"
+    "  - name: ca-1\n    type: builtin\n  - name: ca-2\n    type: builtin\n";
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Peak resident set of this process so far, in KiB (Linux ru_maxrss unit). */
+static long maxrss_kib(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* The temp dir of the running child, removed by die() too: a failed run leaves nothing behind. */
+static char tmp_to_remove[64];
+
+static void remove_tree(const char *dir);
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fputs("bench-reconcile: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    if (tmp_to_remove[0])
+        remove_tree(tmp_to_remove);
+    exit(2);
+}
+
+/* The machine's own limit, the same loop as bench-issue: EC P-256 keygen + sign with a CA key. */
+static double raw_keygen_sign_rate(double max_s, int *ret_count)
+{
+    EVP_PKEY *ca_key = NULL;
+    X509 *ca = NULL;
+    double start, elapsed;
+    int n = 0;
+
+    if (pki_generate_key(false, 0, &ca_key, NULL) < 0 ||
+        pki_make_root(ca_key, "bench", "spiffe://bench", time(NULL) - 60, 86400 * 365, &ca,
+                      NULL) < 0)
+        die("cannot make a CA for the raw loop");
+    start = now_s();
+    do {
+        EVP_PKEY *key = EVP_EC_gen("P-256");
+        X509 *x = X509_new();
+        int ok = key && x && X509_set_pubkey(x, key) &&
+                 X509_set_issuer_name(x, X509_get_subject_name(ca)) &&
+                 X509_sign(x, ca_key, EVP_sha256()) > 0;
+
+        X509_free(x);
+        EVP_PKEY_free(key);
+        if (!ok)
+            die("raw keygen+sign failed");
+        n++;
+        elapsed = now_s() - start;
+    } while (elapsed < max_s);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    *ret_count = n;
+    return n / elapsed;
+}
+
+/* Stores every resource of `yaml` as apply would. */
+static void seed(store *s, const char *yaml, size_t len)
+{
+    manifest_set *set = manifest_set_new();
+    diag_list diags = DIAG_LIST_INIT;
+
+    if (manifest_load_buffer(set, "seed.yaml", yaml, len, &diags) != MANIFEST_OK ||
+        diag_has_errors(&diags))
+        die("seed: %s", diags.count ? diags.items[0].message : "load failed");
+    for (size_t i = 0; i < manifest_set_count(set); i++) {
+        const resource *res = manifest_set_get(set, i);
+        const char *name = res->kind == RESOURCE_MESH ? res->u.mesh.name.value
+                                                      : res->u.dataplane.name.value;
+        const char *mesh_name = res->kind == RESOURCE_MESH ? name : res->u.dataplane.mesh.value;
+        store_key key = {state_kind_of(res->kind), mesh_name, name};
+        char *text = state_encode_resource(res);
+        int r;
+
+        if (!text)
+            die("state_encode_resource failed");
+        r = store_put(s, &key, text, strlen(text), STORE_ANY_VERSION, NULL);
+        free(text);
+        if (r != STORE_OK)
+            die("store_put: %s", store_strerror(r));
+    }
+    diag_list_free(&diags);
+    manifest_set_free(set);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Our own mkdtemp result: removed depth-first without following symlinks. */
+static void remove_tree(const char *dir)
+{
+    if (nftw(dir, rm_entry, 64, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "bench-reconcile: could not remove %s\n", dir);
+}
+
+static double run_pass(store *s, int64_t now, reconcile_report *ret)
+{
+    reconcile_options opts = RECONCILE_OPTIONS_INIT;
+    diag_list diags = DIAG_LIST_INIT;
+    double start;
+    int r;
+
+    opts.now = now;
+    *ret = (reconcile_report)RECONCILE_REPORT_INIT;
+    start = now_s();
+    r = reconcile_once(s, &opts, ret, &diags);
+    start = now_s() - start;
+    if (r < 0 || diag_has_errors(&diags))
+        die("reconcile_once: %d %s", r, diags.count ? diags.items[0].message : "");
+    diag_list_free(&diags);
+    return start;
+}
+
+/* Full then no-op reconcile of n dataplanes; writes one JSON object to out. */
+static void bench_reconcile(long n, double raw_rate, char *out, size_t outlen)
+{
+    char tmpl[] = "/tmp/meshca-bench-reconcile-XXXXXX";
+    char url[128], yaml[512], err[256] = "";
+    store *s = NULL;
+    reconcile_report rep;
+    uint64_t rev_before = 0, rev_after = 0;
+    int64_t now = time(NULL);
+    double seed_s, full_s, noop_s;
+    long rss_seeded, rss_full, rss_noop;
+    size_t full_issued, noop_changed, noop_unchanged;
+
+    if (!mkdtemp(tmpl))
+        die("mkdtemp failed");
+    snprintf(tmp_to_remove, sizeof(tmp_to_remove), "%s", tmpl);
+    snprintf(url, sizeof(url), "file://%s/store", tmpl);
+    if (store_open(url, &s, err, sizeof(err)) != STORE_OK)
+        die("store_open: %s", err);
+
+    seed_s = now_s();
+    seed(s, MESH_CA1, strlen(MESH_CA1));
+    for (long i = 0; i < n; i++) {
+        int len = snprintf(yaml, sizeof(yaml),
+                           "type: Dataplane\nmesh: default\nname: dp-%06ld\nnetworking:\n"
+                           "  address: 127.0.0.1\n  inbound:\n  - port: 8443\n    tags:\n"
+                           "      kuma.io/service: svc-%03ld\n      version: v1\n",
+                           i, i % 100);
+        if (len < 0 || (size_t)len >= sizeof(yaml))
+            die("dataplane yaml truncated");
+        seed(s, yaml, (size_t)len);
+    }
+    seed_s = now_s() - seed_s;
+    rss_seeded = maxrss_kib();
+
+    full_s = run_pass(s, now, &rep);
+    full_issued = rep.issued;
+    reconcile_report_free(&rep);
+    rss_full = maxrss_kib();
+    if (full_issued != (size_t)n)
+        die("full reconcile issued %zu of %ld", full_issued, n);
+
+    store_revision(s, &rev_before);
+    noop_s = run_pass(s, now, &rep);
+    noop_changed = rep.issued + rep.reissued + rep.renewed + rep.rebundled;
+    noop_unchanged = rep.unchanged;
+    reconcile_report_free(&rep);
+    store_revision(s, &rev_after);
+    rss_noop = maxrss_kib();
+    if (noop_changed != 0 || rev_before != rev_after)
+        die("no-op reconcile changed %zu dataplanes", noop_changed);
+
+    store_close(s);
+    remove_tree(tmpl);
+    tmp_to_remove[0] = '\0';
+
+    snprintf(out, outlen,
+             "{\"dataplanes\":%ld,\"seed_s\":%.3f,"
+             "\"full\":{\"wall_s\":%.3f,\"dataplanes_per_s\":%.1f,\"issued\":%zu,"
+             "\"fraction_of_raw_keygen_sign\":%.3f,\"peak_rss_kib\":%ld,"
+             "\"rss_growth_per_dataplane_bytes\":%.0f},"
+             "\"noop\":{\"wall_s\":%.3f,\"dataplanes_per_s\":%.1f,\"unchanged\":%zu,"
+             "\"store_revision_unchanged\":true,\"peak_rss_kib\":%ld},"
+             "\"rss_before_reconcile_kib\":%ld,\"peak_rss_per_dataplane_bytes\":%.0f}",
+             n, seed_s, full_s, n / full_s, full_issued, (n / full_s) / raw_rate, rss_full,
+             (rss_full - rss_seeded) * 1024.0 / n, noop_s, n / noop_s, noop_unchanged, rss_noop,
+             rss_seeded, rss_noop * 1024.0 / n);
+}
+
+static manifest_set *load_mesh(const char *yaml, const mesh **ret)
+{
+    manifest_set *set = manifest_set_new();
+    diag_list d = DIAG_LIST_INIT;
+
+    if (manifest_load_buffer(set, "mesh.yaml", yaml, strlen(yaml), &d) != MANIFEST_OK ||
+        diag_has_errors(&d) || !(*ret = manifest_set_find_mesh(set, "default")))
+        die("mesh does not load");
+    diag_list_free(&d);
+    return set;
+}
+
+/* validate of a switch ca-1 -> ca-2 against a status where every dataplane trusts ca-2. */
+static void bench_validate(long n, char *out, size_t outlen)
+{
+    size_t cap = (size_t)n * 320 + 64, len = 0;
+    char *buf = malloc(cap);
+    const mesh *prev, *next;
+    manifest_set *pset, *nset;
+    status_set st = STATUS_SET_INIT;
+    diag_list d = DIAG_LIST_INIT;
+    transition_options opts = TRANSITION_OPTIONS_INIT;
+    transition_result res;
+    long rss_start = maxrss_kib(), rss_generated;
+    double parse_s, validate_s;
+
+    if (!buf)
+        die("out of memory");
+    len += (size_t)snprintf(buf + len, cap - len, "{\"items\":[");
+    for (long i = 0; i < n; i++) {
+        int w = snprintf(buf + len, cap - len,
+                         "%s{\"mesh\":\"default\",\"name\":\"dp-%06ld\","
+                         "\"tags\":{\"kuma.io/service\":\"svc-%03ld\"},"
+                         "\"mtls\":{\"issuedBackend\":\"ca-1\",\"supportedBackends\":[\"ca-1\",\"ca-2\"],"
+                         "\"certificateSerial\":\"%032lx\",\"certificateExpirationTime\":\"2030-01-01T00:00:00Z\","
+                         "\"generation\":2,\"acknowledgedGeneration\":2}}",
+                         i ? "," : "", i, i % 100, (unsigned long)i);
+        if (w < 0 || (size_t)w >= cap - len)
+            die("status buffer too small");
+        len += (size_t)w;
+    }
+    if (cap - len < 3)
+        die("status buffer too small");
+    len += (size_t)snprintf(buf + len, cap - len, "]}");
+    rss_generated = maxrss_kib();
+
+    pset = load_mesh(MESH_ADD, &prev);
+    nset = load_mesh(MESH_SWITCH, &next);
+    opts.have_status = true;
+
+    parse_s = now_s();
+    if (status_parse_json("status.json", buf, len, &st, &d) != 0 || st.count != (size_t)n)
+        die("status_parse_json: %s", d.count ? d.items[0].message : "wrong count");
+    parse_s = now_s() - parse_s;
+
+    validate_s = now_s();
+    validate_transition(prev, next, st.items, st.count, NULL, 0, &opts, &d, &res);
+    validate_s = now_s() - validate_s;
+    if (res.refused || diag_has_errors(&d) || res.steps != STEP_SWITCH)
+        die("switch refused: %s", d.count ? d.items[0].message : "");
+
+    snprintf(out, outlen,
+             "{\"dataplanes\":%ld,\"status_bytes\":%zu,\"parse_s\":%.3f,\"validate_transition_s\":%.4f,"
+             "\"total_s\":%.3f,\"per_dataplane_us\":%.2f,\"peak_rss_kib\":%ld,"
+             "\"rss_before_kib\":%ld,\"rss_after_generating_json_kib\":%ld,"
+             "\"peak_rss_per_dataplane_bytes\":%.0f}",
+             n, len, parse_s, validate_s, parse_s + validate_s,
+             (parse_s + validate_s) * 1e6 / n, maxrss_kib(), rss_start, rss_generated,
+             (maxrss_kib() - rss_start) * 1024.0 / n);
+
+    status_set_free(&st);
+    diag_list_free(&d);
+    manifest_set_free(pset);
+    manifest_set_free(nset);
+    free(buf);
+}
+
+/*
+ * Each measurement runs in a child forked from a small parent, so its ru_maxrss is its own and
+ * not the peak of an earlier one. The child writes its JSON object to a pipe.
+ */
+typedef void (*bench_fn)(long n, double raw_rate, char *out, size_t outlen);
+
+static void validate_adapter(long n, double raw_rate, char *out, size_t outlen)
+{
+    (void)raw_rate;
+    bench_validate(n, out, outlen);
+}
+
+static void run_child(bench_fn fn, long n, double raw_rate, char *out, size_t outlen)
+{
+    int fds[2], status;
+    size_t got = 0;
+    ssize_t r;
+    pid_t pid;
+
+    fflush(stdout);
+    if (pipe(fds) < 0 || (pid = fork()) < 0)
+        die("pipe/fork failed");
+    if (pid == 0) {
+        char frag[BENCH_FRAGMENT_MAX];
+        size_t flen, off = 0;
+
+        close(fds[0]);
+        fn(n, raw_rate, frag, sizeof(frag));
+        flen = strlen(frag);
+        while (off < flen && (r = write(fds[1], frag + off, flen - off)) > 0)
+            off += (size_t)r;
+        _exit(off == flen ? 0 : 2);
+    }
+    close(fds[1]);
+    while (got + 1 < outlen && (r = read(fds[0], out + got, outlen - 1 - got)) > 0)
+        got += (size_t)r;
+    out[got] = '\0';
+    close(fds[0]);
+    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || !got)
+        die("benchmark child failed");
+}
+
+int main(int argc, char **argv)
+{
+    long sizes[BENCH_MAX_SIZES];
+    int nsizes = 0, raw_count;
+    char frag[BENCH_FRAGMENT_MAX];
+    double raw_rate;
+
+    for (int i = 1; i < argc; i++) {
+        char *end;
+        long n = strtol(argv[i], &end, 10);
+
+        if (*end || n <= 0 || n > BENCH_MAX_DATAPLANES || nsizes == BENCH_MAX_SIZES) {
+            fprintf(stderr, "usage: bench-reconcile [N<=%d ...] (at most %d sizes; default %d)\n",
+                    BENCH_MAX_DATAPLANES, BENCH_MAX_SIZES, BENCH_DEFAULT_DATAPLANES);
+            return 2;
+        }
+        sizes[nsizes++] = n;
+    }
+    if (nsizes == 0)
+        sizes[nsizes++] = BENCH_DEFAULT_DATAPLANES;
+
+    raw_rate = raw_keygen_sign_rate(BENCH_RAW_SECONDS, &raw_count);
+    printf("{\"benchmark\":\"reconcile\",\"ca\":\"builtin ec-p256\",\"leaf_key\":\"ec-p256\","
+           "\"store\":\"file\",\"cpus_online\":%ld,"
+           "\"raw_keygen_sign_per_s\":%.1f,\"raw_count\":%d,\"parent_rss_kib\":%ld,\"reconcile\":[",
+           sysconf(_SC_NPROCESSORS_ONLN), raw_rate, raw_count, maxrss_kib());
+    for (int i = 0; i < nsizes; i++) {
+        run_child(bench_reconcile, sizes[i], raw_rate, frag, sizeof(frag));
+        printf("%s%s", i ? "," : "", frag);
+    }
+    run_child(validate_adapter, BENCH_VALIDATE_DATAPLANES, raw_rate, frag, sizeof(frag));
+    printf("],\"validate_switch\":%s}\n", frag);
+    return 0;
+}
