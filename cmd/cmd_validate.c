@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cmd/cli.h"
+#include "cmd/common.h"
 #include "manifests/manifest.h"
 #include "manifests/status.h"
 #include "validators/validators.h"
@@ -108,23 +109,6 @@ static int load_paths(manifest_set *set, const char *const *paths, size_t n, dia
     return rc;
 }
 
-/* Dataplanes of `mesh_name` in `set`, appended to a growing array. */
-static void collect_dataplanes(const manifest_set *set, const char *mesh_name,
-                               const dataplane ***list, size_t *n)
-{
-    for (size_t i = 0; i < manifest_set_count(set); i++) {
-        const resource *res = manifest_set_get(set, i);
-        if (res->kind != RESOURCE_DATAPLANE || !res->u.dataplane.mesh.value ||
-            strcmp(res->u.dataplane.mesh.value, mesh_name) != 0)
-            continue;
-        const dataplane **grown = realloc(*list, (*n + 1) * sizeof(**list));
-        if (!grown)
-            abort();
-        *list = grown;
-        (*list)[(*n)++] = &res->u.dataplane;
-    }
-}
-
 /* Applies the S4 rules to every Mesh of `next`, against its namesake in `prev`. */
 static void check_transitions(const manifest_set *prev, const manifest_set *next,
                               const status_set *status, int force, diag_list *diags)
@@ -139,12 +123,11 @@ static void check_transitions(const manifest_set *prev, const manifest_set *next
             continue;
         const mesh *n = &res->u.mesh;
         const mesh *p = manifest_set_find_mesh(prev, n->name.value);
-        const dataplane **dps = NULL;
         size_t ndps = 0;
         transition_result result;
 
         /* Dataplanes named in the new manifests are the mesh's; status adds the live ones. */
-        collect_dataplanes(next, n->name.value, &dps, &ndps);
+        const dataplane **dps = cli_dataplanes_of(next, n->name.value, &ndps);
         validate_transition(p, n, status ? status->items : NULL, status ? status->count : 0,
                             dps, ndps, &opts, diags, &result);
         free(dps);
