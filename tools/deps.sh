@@ -6,7 +6,7 @@ packages=(
     gcc pkg-config meson ninja-build        # build
     libyaml-dev libssl-dev libcurl4-openssl-dev libjansson-dev   # libraries (SPEC S1)
     check                                   # unit tests
-    openssl curl python3                    # integration tests: openssl verify, HTTP, JSON checks
+    openssl curl python3 procps             # integration tests: openssl verify, HTTP, JSON checks, pgrep
     nginx-light                             # the end-to-end data plane
 )
 
