@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "manifests/diag.h"
+#include "manifests/error.h"
 #include "manifests/model.h"
 
 /* S2 limits, each enforced while parsing with a clear diagnostic. */
@@ -17,8 +18,8 @@
 /* Error codes returned by manifest functions. */
 enum {
     MANIFEST_OK = 0,
-    MANIFEST_EIO = -1,    /* a file or directory could not be read (exit code 2) */
-    MANIFEST_ENOMEM = -2,
+    MANIFEST_EIO = MESHCA_EIO,    /* a file or directory could not be read (exit code 2) */
+    MANIFEST_ENOMEM = MESHCA_ENOMEM,
 };
 
 /* A set of loaded resources. Owns the resources and the file names that marks point to. */

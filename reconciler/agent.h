@@ -6,16 +6,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "manifests/error.h"
 #include "reconciler/store.h"
 
 /* Error codes of agent_sync (0 or negative). */
 enum {
     AGENT_OK = 0,
-    AGENT_ESTORE = -1,     /* the store could not be read or written */
-    AGENT_ENOTISSUED = -2, /* no identity issued to this dataplane yet (retry later) */
-    AGENT_EIO = -3,        /* the files could not be written */
-    AGENT_ERELOAD = -4,    /* the reload command failed: nothing acknowledged */
-    AGENT_EINVAL = -5,     /* bad argument, or an identity without a key */
+    AGENT_ESTORE = MESHCA_EIO,    /* the store could not be read or written */
+    AGENT_ENOTISSUED = MESHCA_ENOTFOUND, /* no identity issued to this dataplane yet (retry later) */
+    AGENT_EIO = MESHCA_EIO,      /* the files could not be written */
+    AGENT_ERELOAD = MESHCA_ESTATE,   /* the reload command failed: nothing acknowledged */
+    AGENT_EINVAL = MESHCA_EINVAL,    /* bad argument, or an identity without a key */
 };
 
 #define AGENT_CERT_FILE "cert.pem"

@@ -6,23 +6,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "manifests/error.h"
+
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
 /* Error codes of every pki_* function. */
 enum {
     PKI_OK = 0,
-    PKI_EINVAL = -1,    /* bad argument or unparsable input */
-    PKI_ECRYPTO = -2,   /* OpenSSL failed; the drained error queue is in errbuf */
-    PKI_EEXPIRED = -3,  /* the signing CA is expired or not yet valid ("ca-expired") */
-    PKI_ENOMEM = -4,
-    PKI_EIO = -5,       /* file could not be read or written */
-    PKI_EEXIST = -6,    /* refusing to overwrite */
-    PKI_ENOENT = -7,    /* a secret, file or datasource is absent */
+    PKI_EINVAL = MESHCA_EINVAL,   /* bad argument or unparsable input */
+    PKI_ECRYPTO = MESHCA_ECRYPTO,  /* OpenSSL failed; the drained error queue is in errbuf */
+    PKI_EEXPIRED = MESHCA_EEXPIRED,  /* the signing CA is expired or not yet valid ("ca-expired") */
+    PKI_ENOMEM = MESHCA_ENOMEM,
+    PKI_EIO = MESHCA_EIO,     /* file could not be read or written */
+    PKI_EEXIST = MESHCA_EEXIST,   /* refusing to overwrite */
+    PKI_ENOENT = MESHCA_ENOTFOUND,   /* a secret, file or datasource is absent */
 };
 
 /* Size of every errbuf parameter. errbuf may be NULL. Never holds key material. */
-#define PKI_ERRBUF 512
+#define PKI_ERRBUF MESHCA_ERRBUF
 
 #define PKI_MAX_SANS 64         /* URI SANs per leaf */
 #define PKI_MAX_CHAIN 8         /* certificates in a PEM chain */

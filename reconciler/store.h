@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "manifests/error.h"
+
 /*
  * Contract
  * --------
@@ -28,12 +30,12 @@
 /* Error codes: 0 or negative. */
 enum {
     STORE_OK = 0,
-    STORE_EINVAL = -1,       /* bad URL, kind, mesh or name, or bad argument */
-    STORE_ENOTFOUND = -2,    /* no such object */
-    STORE_ECONFLICT = -3,    /* compare-and-swap failed: version differs */
-    STORE_EIO = -4,          /* I/O failure or a corrupt object in the backend */
-    STORE_EUNSUPPORTED = -5, /* backend known but not available in this build */
-    STORE_ENOMEM = -6,
+    STORE_EINVAL = MESHCA_EINVAL,      /* bad URL, kind, mesh or name, or bad argument */
+    STORE_ENOTFOUND = MESHCA_ENOTFOUND,    /* no such object */
+    STORE_ECONFLICT = MESHCA_ECONFLICT,    /* compare-and-swap failed: version differs */
+    STORE_EIO = MESHCA_EIO,        /* I/O failure or a corrupt object in the backend */
+    STORE_EUNSUPPORTED = MESHCA_EUNSUPPORTED, /* backend known but not available in this build */
+    STORE_ENOMEM = MESHCA_ENOMEM,
 };
 
 /* expected_version for an unconditional write. */
