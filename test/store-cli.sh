@@ -3,7 +3,7 @@
 # nothing, gating from stored status, no key material in any output, key files 0600.
 source "$(dirname "$0")/lib.sh"
 ex="$SOURCE_ROOT/manifests/examples/rotation/universal"
-export MESHCA_STORE="file://$WORK/store"
+export MESHCA_STORE="sqlite://$WORK/store/meshca.db"
 
 run apply -f "$ex/0-mesh.yaml" -f "$ex/dataplanes.yaml"
 check "apply of the initial mesh and dataplanes succeeds" exit_is 0

@@ -1,4 +1,4 @@
-/* test-store.c - Check suite for the store: CAS, transactions, name checks, file modes, crash leftovers, locking. */
+/* test-store.c - Check suite for the store (sqlite://): CAS, atomic transactions across kill -9, names, modes, watch, leases, errors. */
 #define _GNU_SOURCE 1
 #include "reconciler/store.h"
 
@@ -13,8 +13,9 @@
 #include <unistd.h>
 
 static char tmpdir[] = "/tmp/meshca-test-store-XXXXXX";
-static char url[128];
+static char url[256];
 static char storedir[128];
+static char dbpath[160];
 
 static void setup(void) {
     char tmpl[] = "/tmp/meshca-test-store-XXXXXX";
@@ -22,7 +23,8 @@ static void setup(void) {
     ck_assert_ptr_nonnull(mkdtemp(tmpl));
     memcpy(tmpdir, tmpl, sizeof(tmpl));
     ck_assert_int_lt(snprintf(storedir, sizeof(storedir), "%s/store", tmpdir), (int) sizeof(storedir));
-    ck_assert_int_lt(snprintf(url, sizeof(url), "file://%s", storedir), (int) sizeof(url));
+    ck_assert_int_lt(snprintf(dbpath, sizeof(dbpath), "%s/meshca.db", storedir), (int) sizeof(dbpath));
+    ck_assert_int_lt(snprintf(url, sizeof(url), "sqlite://%s", dbpath), (int) sizeof(url));
 }
 
 static void teardown(void) {
@@ -42,9 +44,9 @@ static store *open_store(void) {
     return s;
 }
 
-static uint64_t put_str(store *s, const char *kind, const char *mesh, const char *name, const char *v,
+static uint64_t put_str(store *s, const char *kind, const char *mesh_name, const char *name, const char *v,
                         uint64_t expected) {
-    store_key k = { kind, mesh, name };
+    store_key k = { kind, mesh_name, name };
     uint64_t ver = 0;
 
     ck_assert_int_eq(store_put(s, &k, v, strlen(v), expected, &ver), STORE_OK);
@@ -155,7 +157,7 @@ START_TEST(list_is_sorted_by_mesh_then_name_and_filters_by_mesh) {
     put_str(s, "dataplanes", "zeta", "a", "za", 0);
     put_str(s, "dpstatus", "alpha", "web-1", "other kind", 0);
 
-    ck_assert_int_eq(store_list(s, "dataplanes", NULL, &e, &n), STORE_OK);
+    ck_assert_msg(store_list(s, "dataplanes", NULL, &e, &n) == STORE_OK, "%s", store_errmsg(s));
     ck_assert_uint_eq(n, 4);
     ck_assert_str_eq(e[0].mesh, "alpha");
     ck_assert_str_eq(e[0].name, "web-1");
@@ -226,21 +228,6 @@ START_TEST(txn_with_one_conflicting_op_writes_nothing) {
 }
 END_TEST
 
-START_TEST(lost_revision_file_does_not_make_versions_go_backwards) {
-    store *s = open_store();
-    uint64_t v1, v2;
-    char path[512];
-
-    put_str(s, "dataplanes", "default", "a", "1", 0);
-    v1 = put_str(s, "dataplanes", "default", "a", "2", STORE_ANY_VERSION);
-    ck_assert_int_lt(snprintf(path, sizeof(path), "%s/revision", storedir), (int) sizeof(path));
-    ck_assert_int_eq(unlink(path), 0);
-    v2 = put_str(s, "dataplanes", "default", "a", "3", v1);
-    ck_assert_uint_gt(v2, v1);
-    store_close(s);
-}
-END_TEST
-
 START_TEST(bad_names_are_rejected_before_touching_disk) {
     static const char *const bad[] = {
         "../etc", "..", "a/b", "", "Web", "a..b", "-a", "a-", ".hidden", "a b", "a\\b", "x.json/",
@@ -298,65 +285,10 @@ START_TEST(files_are_0600_and_dirs_0700_whatever_the_umask) {
     put_str(s, "meshes", NULL, "default", "{}", 0);
     umask(old);
     assert_mode("", 0700);
-    assert_mode(".lock", 0600);
-    assert_mode("revision", 0600);
-    assert_mode("secrets", 0700);
-    assert_mode("secrets/default", 0700);
-    assert_mode("secrets/default/ca-1.json", 0600);
-    assert_mode("meshes/default/default.json", 0600);
-    store_close(s);
-}
-END_TEST
-
-START_TEST(leftover_temp_file_from_crash_is_ignored_and_cleaned) {
-    store *s = open_store();
-    store_key k = { "dataplanes", "default", "web-01" };
-    char path[512], *v = NULL;
-    store_entry *e = NULL;
-    size_t n = 0;
-    int fd;
-
-    put_str(s, "dataplanes", "default", "web-01", "old", 0);
-    /* What a writer killed between write() and rename() leaves behind: a torn temp file. */
-    ck_assert_int_lt(snprintf(path, sizeof(path), "%s/dataplanes/default/.tmp-99999-0", storedir),
-                     (int) sizeof(path));
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, "meshca-store v1 99 3\nne", 23), 23);
-    close(fd);
-
-    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_OK);
-    ck_assert_str_eq(v, "old");
-    free(v);
-    ck_assert_int_eq(store_list(s, "dataplanes", NULL, &e, &n), STORE_OK);
-    ck_assert_uint_eq(n, 1);
-    ck_assert_str_eq(e[0].value, "old");
-    store_entries_free(e, n);
-    store_close(s);
-
-    /* The next open removes it. */
-    s = open_store();
-    ck_assert_int_ne(access(path, F_OK), 0);
-    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_OK);
-    ck_assert_str_eq(v, "old");
-    free(v);
-    store_close(s);
-}
-END_TEST
-
-START_TEST(torn_object_file_is_reported_not_returned) {
-    store *s = open_store();
-    store_key k = { "dataplanes", "default", "web-01" };
-    char path[512], *v = NULL;
-    int fd;
-
-    put_str(s, "dataplanes", "default", "web-01", "hello", 0);
-    ck_assert_int_lt(snprintf(path, sizeof(path), "%s/dataplanes/default/web-01.json", storedir), (int) sizeof(path));
-    fd = open(path, O_WRONLY);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(ftruncate(fd, 20), 0);
-    close(fd);
-    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_EIO);
+    assert_mode("meshca.db", 0600);
+    /* While a handle is open, WAL mode keeps these beside the database; they hold the same data. */
+    assert_mode("meshca.db-wal", 0600);
+    assert_mode("meshca.db-shm", 0600);
     store_close(s);
 }
 END_TEST
@@ -367,7 +299,7 @@ static int increment_many(void) {
     store_key k = { "meshstatus", NULL, "default" };
     store *s = NULL;
 
-    /* Each process opens its own handle: flock is per open file description. */
+    /* Each process opens its own handle: an SQLite connection must not cross fork(). */
     if (store_open(url, &s, NULL, 0) != STORE_OK)
         return 1;
     for (int i = 0; i < INCREMENTS; i++) {
@@ -483,7 +415,7 @@ START_TEST(kill_9_during_writes_leaves_every_object_whole) {
 }
 END_TEST
 
-START_TEST(etcd_url_is_unsupported_and_unknown_scheme_invalid) {
+START_TEST(file_url_is_retired_etcd_unsupported_and_unknown_scheme_invalid) {
     char err[256] = "";
     store *s = (store *) 0x1;
 
@@ -492,7 +424,11 @@ START_TEST(etcd_url_is_unsupported_and_unknown_scheme_invalid) {
     ck_assert_ptr_eq(s, (store *) 0x1);
     ck_assert_int_eq(store_open("http://x", &s, err, sizeof(err)), STORE_EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "unknown scheme"));
-    ck_assert_int_eq(store_open("file://", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_int_eq(store_open("file:///tmp/x", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_str_eq(err, "store URL 'file:///tmp/x': the file:// store was retired; use sqlite://PATH (the default)");
+    ck_assert_int_eq(store_open("sqlite://", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "missing path"));
+    ck_assert_ptr_eq(s, (store *) 0x1);
     ck_assert_str_eq(store_strerror(STORE_ECONFLICT), "version conflict");
 }
 END_TEST
@@ -516,7 +452,7 @@ END_TEST
 
 static Suite *store_suite(void) {
     Suite *s = suite_create("store");
-    TCase *tc = tcase_create("file");
+    TCase *tc = tcase_create("sqlite");
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
@@ -527,14 +463,11 @@ static Suite *store_suite(void) {
     tcase_add_test(tc, delete_removes_object_and_checks_version);
     tcase_add_test(tc, list_is_sorted_by_mesh_then_name_and_filters_by_mesh);
     tcase_add_test(tc, txn_with_one_conflicting_op_writes_nothing);
-    tcase_add_test(tc, lost_revision_file_does_not_make_versions_go_backwards);
     tcase_add_test(tc, bad_names_are_rejected_before_touching_disk);
     tcase_add_test(tc, files_are_0600_and_dirs_0700_whatever_the_umask);
-    tcase_add_test(tc, leftover_temp_file_from_crash_is_ignored_and_cleaned);
-    tcase_add_test(tc, torn_object_file_is_reported_not_returned);
     tcase_add_test(tc, two_processes_incrementing_with_cas_lose_no_update);
     tcase_add_test(tc, kill_9_during_writes_leaves_every_object_whole);
-    tcase_add_test(tc, etcd_url_is_unsupported_and_unknown_scheme_invalid);
+    tcase_add_test(tc, file_url_is_retired_etcd_unsupported_and_unknown_scheme_invalid);
     tcase_add_test(tc, null_url_uses_meshca_store_env);
     suite_add_tcase(s, tc);
     return s;
