@@ -433,6 +433,20 @@ int store_sqlite_open(const char *path, const struct store_ops **ret_ops, void *
     return STORE_OK;
 }
 
+/*
+ * In WAL mode SQLite keeps using a database file that was removed or replaced while open and
+ * reports nothing, so every call asks it (SQLITE_FCNTL_HAS_MOVED compares the inode with the
+ * path) and fails with the cause instead of writing into a file nobody will ever read.
+ */
+static int check_moved(sq_store *q, char *err, const char *what, const char *verb) {
+    int moved = 0;
+
+    if (sqlite3_file_control(q->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK || !moved)
+        return STORE_OK;
+    return meshca_fail(err, STORE_EIO, "store '%s': %s: cannot %s: %s: the database file was removed or replaced while in use",
+                       q->path, what, verb, sqlite3_errstr(SQLITE_READONLY_DBMOVED));
+}
+
 /* --- reads -------------------------------------------------------------------------------- */
 
 static int copy_value(sqlite3_stmt *s, int col, char **ret, size_t *ret_len) {
@@ -461,6 +475,9 @@ static int sq_get(void *impl, const store_key *key, char **ret_value, size_t *re
     int rc, r;
 
     key_text(key, what, sizeof(what));
+    r = check_moved(q, err, what, "read");
+    if (r < 0)
+        return r;
     rc = bind_key(s, key);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(s, 4, now_ms());
@@ -494,8 +511,10 @@ static int sq_list(void *impl, const char *kind, const char *mesh_name, store_en
     sqlite3_stmt *s = stmt(q, mesh_name ? ST_LIST_MESH : ST_LIST_ALL);
     store_entry *v = NULL;
     size_t n = 0, cap = 0;
-    int rc, r = STORE_OK;
+    int rc, r = check_moved(q, err, kind, "list");
 
+    if (r < 0)
+        return r;
     rc = sqlite3_bind_text(s, 1, kind, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(s, 2, now_ms());
@@ -548,8 +567,11 @@ static int sq_list(void *impl, const char *kind, const char *mesh_name, store_en
 static int sq_revision(void *impl, uint64_t *ret, char *err) {
     sq_store *q = impl;
     uint64_t rev;
-    int rc = meta_get(q, "revision", &rev);
+    int rc, r = check_moved(q, err, "revision", "read");
 
+    if (r < 0)
+        return r;
+    rc = meta_get(q, "revision", &rev);
     if (rc != SQLITE_OK)
         return sq_fail(q, rc, err, "cannot read the revision");
     *ret = rev;
@@ -575,8 +597,11 @@ static int finish(sq_store *q, int r, char *err, const char *what) {
 }
 
 static int begin_write(sq_store *q, char *err, const char *what) {
-    int rc = exec_simple(q, ST_BEGIN);
+    int rc, r = check_moved(q, err, what, "write");
 
+    if (r < 0)
+        return r;
+    rc = exec_simple(q, ST_BEGIN);
     if (rc == SQLITE_OK)
         return STORE_OK;
     return meshca_fail(err, code_of(rc), "store '%s': %s: cannot start a write transaction: %s", q->path, what,
@@ -849,8 +874,10 @@ static int watch_once(sq_store *q, uint64_t after, store_event **ret_events, siz
     size_t n = 0, cap = 0;
     uint64_t compacted = 0, last = 0;
     sqlite3_stmt *s;
-    int rc, r = STORE_OK;
+    int rc, r = check_moved(q, err, "change log", "read");
 
+    if (r < 0)
+        return r;
     rc = exec_simple(q, ST_BEGIN_READ);
     if (rc == SQLITE_OK)
         rc = meta_get(q, "compacted", &compacted);
