@@ -187,7 +187,7 @@ typedef struct store_event {
     uint64_t version; /* the revision of the write */
 } store_event;
 
-/* Most changes the store keeps for store_watch: older revisions are compacted away. */
+/* Most revisions the store keeps for store_watch (fewer if they hold very many changes). */
 #define STORE_WATCH_WINDOW 10000
 /* Most events one store_watch call returns (it never splits one revision's events). */
 #define STORE_WATCH_MAX_EVENTS 10000
@@ -199,8 +199,8 @@ typedef struct store_event {
  * more. Waits up to timeout_ms (0 = do not wait) for the first change; on timeout returns
  * STORE_OK with *ret_events NULL and *ret_count 0. To follow the store: list (or get), note
  * store_revision, then watch from it, and continue from the last event's version.
- * STORE_ECOMPACTED when changes after after_revision are no longer kept (the window is the
- * last STORE_WATCH_WINDOW revisions): re-list and watch from the current revision.
+ * STORE_ECOMPACTED when changes after after_revision are no longer kept (the window is at most
+ * the last STORE_WATCH_WINDOW revisions): re-list and watch from the current revision.
  * Caller frees with store_events_free().
  */
 int store_watch(store *s, uint64_t after_revision, int timeout_ms, store_event **ret_events, size_t *ret_count);

@@ -36,6 +36,13 @@
 #define SCHEMA_VERSION 1
 #define BUSY_TIMEOUT_MS 5000
 #define WATCH_POLL_MS 20
+/*
+ * The change log also keeps at most this many rows: one pass over 100,000 dataplanes is
+ * 100,000 changes at one revision, so a window of revisions alone would not bound it. Checked
+ * every CHANGES_CHECK_EVERY revisions and after every large transaction (the check is a scan).
+ */
+#define CHANGES_MAX_ROWS 1000000
+#define CHANGES_CHECK_EVERY 256
 /* "kind/mesh/name": kinds are short, mesh and name at most STORE_NAME_MAX. */
 #define KEY_TEXT_MAX (3 * STORE_NAME_MAX + 8)
 
@@ -51,6 +58,7 @@ enum {
     ST_CHANGE,
     ST_PRUNE,
     ST_WATCH,
+    ST_ROW_CUTOFF,
     ST_EXPIRED_ANY,
     ST_EXPIRED_COUNT,
     ST_EXPIRED_CHANGES,
@@ -92,6 +100,7 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_PRUNE] = "DELETE FROM changes WHERE revision <= ?1",
     [ST_WATCH] = "SELECT revision, kind, mesh, name, op FROM changes WHERE revision > ?1 "
                  "ORDER BY revision, kind, mesh, name",
+    [ST_ROW_CUTOFF] = "SELECT revision FROM changes ORDER BY revision DESC LIMIT 1 OFFSET ?1",
     [ST_EXPIRED_ANY] = "SELECT 1 FROM leases WHERE expires_ms <= ?1 LIMIT 1",
     [ST_EXPIRED_COUNT] = "SELECT count(*) FROM objects WHERE lease IN " EXPIRED_LEASES,
     [ST_EXPIRED_CHANGES] = "INSERT INTO changes (revision, kind, mesh, name, op) "
@@ -608,10 +617,51 @@ static int begin_write(sq_store *q, char *err, const char *what) {
                        sqlite3_errmsg(q->db));
 }
 
+/* Prunes every revision up to and including cutoff from the change log; watches from before it get STORE_ECOMPACTED. */
+static int compact_to(sq_store *q, uint64_t cutoff) {
+    uint64_t compacted = 0;
+    sqlite3_stmt *s;
+    int rc = meta_get(q, "compacted", &compacted);
+
+    if (rc != SQLITE_OK || cutoff <= compacted)
+        return rc;
+    s = stmt(q, ST_PRUNE);
+    rc = sqlite3_bind_int64(s, 1, (sqlite3_int64) cutoff);
+    if (rc == SQLITE_OK)
+        rc = exec_stmt(q, s);
+    return rc == SQLITE_OK ? meta_set(q, "compacted", cutoff) : rc;
+}
+
+/* Keeps the change log under CHANGES_MAX_ROWS, never dropping revision rev (just written). */
+static int compact_rows(sq_store *q, uint64_t rev, size_t written) {
+    sqlite3_stmt *s;
+    uint64_t cutoff;
+    int rc;
+
+    if (rev % CHANGES_CHECK_EVERY != 0 && written < CHANGES_CHECK_EVERY * 4)
+        return SQLITE_OK;
+    s = stmt(q, ST_ROW_CUTOFF);
+    rc = sqlite3_bind_int64(s, 1, CHANGES_MAX_ROWS);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(s);
+        return SQLITE_OK;
+    }
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return rc;
+    }
+    cutoff = (uint64_t) sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (cutoff >= rev)
+        cutoff = rev - 1;
+    return compact_to(q, cutoff);
+}
+
 /* Takes the next revision (caller is in a write txn) and prunes the change log to the window. */
 static int next_revision(sq_store *q, uint64_t *ret) {
-    uint64_t rev, compacted;
-    sqlite3_stmt *s;
+    uint64_t rev;
     int rc = meta_get(q, "revision", &rev);
 
     if (rc != SQLITE_OK)
@@ -620,18 +670,8 @@ static int next_revision(sq_store *q, uint64_t *ret) {
         return SQLITE_FULL;
     rev++;
     rc = meta_set(q, "revision", rev);
-    if (rc == SQLITE_OK && rev > STORE_WATCH_WINDOW) {
-        rc = meta_get(q, "compacted", &compacted);
-        if (rc == SQLITE_OK && compacted < rev - STORE_WATCH_WINDOW) {
-            compacted = rev - STORE_WATCH_WINDOW;
-            s = stmt(q, ST_PRUNE);
-            rc = sqlite3_bind_int64(s, 1, (sqlite3_int64) compacted);
-            if (rc == SQLITE_OK)
-                rc = exec_stmt(q, s);
-            if (rc == SQLITE_OK)
-                rc = meta_set(q, "compacted", compacted);
-        }
-    }
+    if (rc == SQLITE_OK && rev > STORE_WATCH_WINDOW)
+        rc = compact_to(q, rev - STORE_WATCH_WINDOW);
     if (rc == SQLITE_OK)
         *ret = rev;
     return rc;
@@ -730,7 +770,7 @@ static int lease_alive(sq_store *q, store_lease_id id, int64_t now, int *ret) {
 }
 
 /* Verifies one op against the state inside the write txn. */
-static int check_op(sq_store *q, const store_op *op, int64_t now, int *writes, char *err) {
+static int check_op(sq_store *q, const store_op *op, int64_t now, size_t *writes, char *err) {
     char what[KEY_TEXT_MAX];
     uint64_t cur = 0;
     int rc, alive = 1;
@@ -807,7 +847,8 @@ static int sq_txn(void *impl, const store_op *ops, size_t nops, uint64_t *ret_ve
     sq_store *q = impl;
     int64_t now = now_ms();
     uint64_t rev = 0;
-    int writes = 0, rc, r;
+    size_t writes = 0;
+    int rc, r;
 
     ops_text(ops, nops, what, sizeof(what));
     r = begin_write(q, err, what);
@@ -828,6 +869,8 @@ static int sq_txn(void *impl, const store_op *ops, size_t nops, uint64_t *ret_ve
             if (rc != SQLITE_OK)
                 ops_text(&ops[i], 1, what, sizeof(what));
         }
+        if (rc == SQLITE_OK)
+            rc = compact_rows(q, rev, writes);
         if (rc != SQLITE_OK)
             r = meshca_fail(err, code_of(rc), "store '%s': %s: cannot write: %s", q->path, what, sqlite3_errmsg(q->db));
     }
