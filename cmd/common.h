@@ -6,7 +6,7 @@
 #include "manifests/status.h"
 #include "reconciler/store.h"
 
-/* Opens the store of --store / $MESHCA_STORE / file://.meshca; prints the reason on failure. */
+/* Opens the store of --store / $MESHCA_STORE / sqlite://.meshca/meshca.db; prints the reason on failure. */
 store *cli_open_store(void);
 
 /* Dataplanes of `mesh_name` in `set`, as a malloc'd array of borrowed pointers (caller frees). */

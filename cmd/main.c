@@ -32,7 +32,7 @@ static void print_usage(FILE *out)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fputs("  help       show the help of a command\n\n"
           "Global flags:\n"
-          "  --store URL   state store (default $MESHCA_STORE or file://.meshca)\n"
+          "  --store URL   state store (default $MESHCA_STORE or sqlite://.meshca/meshca.db)\n"
           "  -h, --help    show this help\n"
           "  --version     print the version\n\n"
           "Exit codes: 0 success; 1 invalid input or a refused transition;\n"

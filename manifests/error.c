@@ -20,6 +20,8 @@ const char *meshca_strerror(int code)
     case MESHCA_EUNAVAILABLE: return "temporarily unavailable";
     case MESHCA_ECORRUPT: return "corrupt object";
     case MESHCA_ESTATE: return "refused in the current state";
+    case MESHCA_ECOMPACTED: return "revision compacted: re-list";
+    case MESHCA_EINSECURE: return "permissions too open";
     }
     return "unknown error";
 }

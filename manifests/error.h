@@ -23,6 +23,8 @@ enum meshca_code {
     MESHCA_EUNAVAILABLE = -10, /* temporarily unavailable: retry with backoff */
     MESHCA_ECORRUPT = -11,    /* a stored object or file is not what it should be */
     MESHCA_ESTATE = -12,      /* a check refused the operation in the current state */
+    MESHCA_ECOMPACTED = -13,  /* a watch asked for changes older than the store keeps: re-list */
+    MESHCA_EINSECURE = -14,   /* a file or directory others can read or write: refused (exit 2) */
 };
 
 /* Size of every message buffer (char errbuf[MESHCA_ERRBUF]). Messages never hold key material. */

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "manifests/error.h"
+#include "manifests/model.h"
 
 /*
  * Contract
@@ -15,13 +16,18 @@
  * a version is per object, strictly increasing, and comparable across objects - the same
  * meaning as etcd's mod_revision, so an etcd backend plugs in without changing callers.
  *
- * Concurrency: every call takes the store's lock itself (shared for reads, exclusive for
- * writes), so there is no separate lock/unlock API. Read-modify-write sequences are made safe
- * with compare-and-swap (expected_version), not with a long-held lock: get, compute, put
- * with the version from get, retry on STORE_ECONFLICT.
+ * Concurrency: every call is its own transaction (a writer takes the store's write lock,
+ * SQLite's BEGIN IMMEDIATE), so there is no separate lock/unlock API. Read-modify-write
+ * sequences are made safe with compare-and-swap (expected_version), not with a long-held
+ * lock: get, compute, put with the version from get, retry on STORE_ECONFLICT.
+ * STORE_EUNAVAILABLE means the store was busy (another process held the write lock past the
+ * busy timeout) or unreachable for now: retry with backoff; nothing was written.
  *
- * A store handle belongs to one process: after fork() the child opens its own handle (the
- * file backend's flock is per open file description and would be shared otherwise).
+ * Errors: every call returns 0 or a STORE_* code, and a failed call leaves a one-line message
+ * naming the object and the cause (e.g. sqlite's "attempt to write a readonly database") in
+ * store_errmsg(s). Messages never hold values.
+ *
+ * A store handle belongs to one process: after fork() the child opens its own handle.
  * A handle is not safe for concurrent use by several threads.
  *
  * Outputs (ret_*) are written only on success.
@@ -36,15 +42,23 @@ enum {
     STORE_EIO = MESHCA_EIO,        /* I/O failure or a corrupt object in the backend */
     STORE_EUNSUPPORTED = MESHCA_EUNSUPPORTED, /* backend known but not available in this build */
     STORE_ENOMEM = MESHCA_ENOMEM,
+    STORE_EUNAVAILABLE = MESHCA_EUNAVAILABLE, /* busy or unreachable for now: retry with backoff */
+    STORE_ECOMPACTED = MESHCA_ECOMPACTED, /* store_watch: revision older than the change log: re-list */
+    STORE_EINSECURE = MESHCA_EINSECURE, /* store directory or file open to other users: refused */
 };
 
 /* expected_version for an unconditional write. */
 #define STORE_ANY_VERSION UINT64_MAX
 
-/* Limits. Names are DNS-like; 250 (not 253) because "<name>.json" must fit one file name. */
-#define STORE_NAME_MAX 250
+/*
+ * Limits. Names are the resource names of the model (a DNS subdomain), so whatever validate
+ * accepts the store can hold. STORE_TXN_MAX bounds one transaction: a reconcile pass or an
+ * apply over 100,000 dataplanes is one transaction (SPEC S6). A backend with a smaller native
+ * limit (etcd's --max-txn-ops) splits a transaction into several and documents what it keeps.
+ */
+#define STORE_NAME_MAX MODEL_MAX_RESOURCE_NAME
 #define STORE_VALUE_MAX (64u * 1024u * 1024u)
-#define STORE_TXN_MAX 1024
+#define STORE_TXN_MAX (1024u * 1024u)
 
 /*
  * Kinds: "meshes", "dataplanes", "secrets", "identities", "dpstatus", "meshstatus".
@@ -71,29 +85,52 @@ typedef struct store_entry {
 typedef enum store_op_type {
     STORE_OP_PUT,
     STORE_OP_DELETE,
+    STORE_OP_CHECK, /* compare only, writes nothing: fences a txn on a key's version (leadership) */
 } store_op_type;
 
-/* One operation of a transaction; value/len only for STORE_OP_PUT. Fields borrowed. */
+/* A lease id (as etcd's); 0 = no lease. */
+typedef int64_t store_lease_id;
+
+/*
+ * One operation of a transaction; value/len/lease only for STORE_OP_PUT. Fields borrowed.
+ * expected_version: as for store_put / store_delete; for STORE_OP_CHECK 0 = must not exist,
+ * N = must be at version N (STORE_ANY_VERSION is STORE_EINVAL: it would check nothing).
+ * lease: the put object is deleted when that lease expires or is revoked; 0 = no lease. A put
+ * without a lease detaches the object from any lease it had.
+ */
 typedef struct store_op {
     store_op_type type;
     store_key key;
     const char *value;
     size_t len;
-    uint64_t expected_version; /* as for store_put / store_delete */
+    uint64_t expected_version;
+    store_lease_id lease;
 } store_op;
 
 typedef struct store store;
 
+/* The store used when neither --store nor $MESHCA_STORE names one. */
+#define STORE_DEFAULT_URL "sqlite://.meshca/meshca.db"
+
 /*
- * Open a store. url: "file://DIR" (DIR created 0700 if missing; its parent must exist),
- * "etcd://HOST:PORT[,...]" (STORE_EUNSUPPORTED for now), NULL = $MESHCA_STORE or
- * "file://.meshca". Unknown scheme: STORE_EINVAL. On failure a one-line reason is written
- * to errbuf (may be NULL). Caller frees *ret with store_close().
+ * Open a store. url: "sqlite://PATH" (the directory of PATH is created 0700 if missing, but
+ * its parent must exist; the database file is 0600), "etcd://HOST:PORT[,...]"
+ * (STORE_EUNSUPPORTED for now), NULL = $MESHCA_STORE or STORE_DEFAULT_URL. "file://" was
+ * retired: STORE_EINVAL saying so. Unknown scheme: STORE_EINVAL. An existing store directory
+ * writable by other users, or a database file open to them, is refused with STORE_EINSECURE
+ * (as ssh refuses a private key others can read). On failure a one-line reason is written to
+ * errbuf (MESHCA_ERRBUF bytes, may be NULL). Caller frees *ret with store_close().
  */
 int store_open(const char *url, store **ret, char *errbuf, size_t errlen);
 
 /* Accepts NULL. */
 void store_close(store *s);
+
+/*
+ * The message of the last failed call on s: one line naming the object and the cause, ""
+ * when there was none. Borrowed: valid until the next call on s.
+ */
+const char *store_errmsg(const store *s);
 
 /*
  * Read one object. *ret_value is malloc'ed, NUL-terminated (NUL not counted in *ret_len),
@@ -125,13 +162,66 @@ int store_list(store *s, const char *kind, const char *mesh, store_entry **ret_e
 void store_entries_free(store_entry *entries, size_t count);
 
 /*
- * Apply up to STORE_TXN_MAX puts/deletes. Every key and every version check is verified under
- * the exclusive lock before anything is written: if one fails, nothing is written and its
- * code is returned. A key may appear only once (STORE_EINVAL). All writes of one transaction
- * get the same new version. Atomic as far as the checks go: a crash in the middle of the
- * writes can leave some objects new and others old (each object is still whole).
+ * Apply up to STORE_TXN_MAX puts, deletes and checks atomically: every key and every version
+ * check is verified inside one write transaction; if one fails, nothing is written and its code
+ * is returned (STORE_ECONFLICT, or STORE_ENOTFOUND for a delete of an absent object or a put
+ * on an expired lease). A key may appear only once (STORE_EINVAL). All writes of one
+ * transaction get the same new version. All or nothing across a crash too: a kill -9 or power
+ * loss at any point leaves every object as before or every object as after. A transaction of
+ * checks only writes nothing and does not change the revision.
  */
 int store_txn(store *s, const store_op *ops, size_t nops);
+
+/* What happened to an object at event.version. */
+typedef enum store_event_op {
+    STORE_EVENT_PUT,
+    STORE_EVENT_DELETE, /* by store_delete, a txn delete, or its lease's expiry or revocation */
+} store_event_op;
+
+/* One change; pointers owned by the array, freed with store_events_free(). */
+typedef struct store_event {
+    char *kind;
+    char *mesh;
+    char *name;
+    store_event_op op;
+    uint64_t version; /* the revision of the write */
+} store_event;
+
+/* Most revisions the store keeps for store_watch (fewer if they hold very many changes). */
+#define STORE_WATCH_WINDOW 10000
+/* Most events one store_watch call returns (it never splits one revision's events). */
+#define STORE_WATCH_MAX_EVENTS 10000
+
+/*
+ * Changes after a revision, for the controller loop and blocking queries (etcd's watch):
+ * every put and delete with version > after_revision, in revision order (then kind, mesh,
+ * name), whole revisions only, at most STORE_WATCH_MAX_EVENTS unless one revision alone holds
+ * more. Waits up to timeout_ms (0 = do not wait) for the first change; on timeout returns
+ * STORE_OK with *ret_events NULL and *ret_count 0. To follow the store: list (or get), note
+ * store_revision, then watch from it, and continue from the last event's version.
+ * STORE_ECOMPACTED when changes after after_revision are no longer kept (the window is at most
+ * the last STORE_WATCH_WINDOW revisions): re-list and watch from the current revision.
+ * Caller frees with store_events_free().
+ */
+int store_watch(store *s, uint64_t after_revision, int timeout_ms, store_event **ret_events, size_t *ret_count);
+
+/* Accepts NULL. */
+void store_events_free(store_event *events, size_t count);
+
+/* Longest lease a caller may ask for, in seconds. */
+#define STORE_LEASE_TTL_MAX (24 * 3600)
+
+/*
+ * Leases (for leader election, as etcd's): grant a lease of ttl_seconds (1..STORE_LEASE_TTL_MAX)
+ * and get its id; keepalive renews it to a full ttl from now; revoke ends it at once. When a
+ * lease ends (revoked, or not kept alive within its ttl) every object put with it is deleted
+ * at one new revision, with delete events. The backend may delete expired objects lazily, but
+ * no read, list or check ever sees an object whose lease has expired. Keepalive and revoke of
+ * an expired or unknown lease: STORE_ENOTFOUND. Granting does not change the revision.
+ */
+int store_lease_grant(store *s, int64_t ttl_seconds, store_lease_id *ret_id);
+int store_lease_keepalive(store *s, store_lease_id id);
+int store_lease_revoke(store *s, store_lease_id id);
 
 /*
  * The store-wide revision: the highest version ever given out (0 for an empty store). It
@@ -139,7 +229,7 @@ int store_txn(store *s, const store_op *ops, size_t nops);
  */
 int store_revision(store *s, uint64_t *ret);
 
-/* Static message for a STORE_* code. */
+/* Static message for a STORE_* code; store_errmsg() has the details of a failed call. */
 const char *store_strerror(int code);
 
 /* 1 when kind is one of the fixed kinds, else 0. */

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# store-cli.sh - apply, get, inspect, roots and ca create on a temporary file store: all or
-# nothing, gating from stored status, no key material in any output, key files 0600.
+# store-cli.sh - apply, get, inspect, roots and ca create on a temporary SQLite store: all or
+# nothing, gating from stored status, no key material in any output, store files 0600, loose
+# store permissions refused.
 source "$(dirname "$0")/lib.sh"
 ex="$SOURCE_ROOT/manifests/examples/rotation/universal"
-export MESHCA_STORE="file://$WORK/store"
+export MESHCA_STORE="sqlite://$WORK/store/meshca.db"
 
 run apply -f "$ex/0-mesh.yaml" -f "$ex/dataplanes.yaml"
 check "apply of the initial mesh and dataplanes succeeds" exit_is 0
@@ -86,4 +87,24 @@ check "validate refuses the switch from the snapshot too" exit_is 1
 
 MESHCA_STORE="etcd://127.0.0.1:1" run get meshes
 check "an unsupported store is exit 2" exit_is 2
+MESHCA_STORE="file://$WORK/old" run get meshes
+check "the retired file:// store is exit 2" exit_is 2
+check "the retired file:// store says what to use" err_has "the file:// store was retired; use sqlite://PATH (the default)"
+
+# Issue 9 #19: a store others can write or read is refused, naming the path, the mode and the fix.
+db=${MESHCA_STORE#sqlite://}
+chmod 777 "$WORK/store"
+run get meshes
+check "a 0777 store directory is refused with exit 2" exit_is 2
+check "the refusal names the directory, its mode and the fix" \
+    err_has "store directory '$WORK/store' has mode 0777: other users can write it; refusing to use it (run: chmod 700 '$WORK/store')"
+chmod 700 "$WORK/store"
+chmod 666 "$db"
+run get meshes
+check "a 0666 store file is refused with exit 2" exit_is 2
+check "the refusal names the file, its mode and the fix" \
+    err_has "store file '$db' has mode 0666: other users can write it; refusing to use it (run: chmod 600 '$db')"
+chmod 600 "$db"
+run get meshes
+check "after chmod the store is used again" exit_is 0
 finish

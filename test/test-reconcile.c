@@ -40,7 +40,7 @@ static void setup(void)
     char tmpl[] = "/tmp/meshca-test-reconcile-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(tmpl));
     memcpy(tmpdir, tmpl, sizeof(tmpl));
-    snprintf(url, sizeof(url), "file://%s/store", tmpdir);
+    snprintf(url, sizeof(url), "sqlite://%s/store/meshca.db", tmpdir);
 }
 
 static void teardown(void)

@@ -1,10 +1,14 @@
-/* test-store.c - Check suite for the store: CAS, transactions, name checks, file modes, crash leftovers, locking. */
+/* test-store.c - Check suite for the store (sqlite://): CAS, atomic transactions across kill -9, names, modes, watch, leases, errors. */
 #define _GNU_SOURCE 1
 #include "reconciler/store.h"
 
 #include <check.h>
+#include <errno.h>
+#include <sqlite3.h>
+#include <time.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +17,9 @@
 #include <unistd.h>
 
 static char tmpdir[] = "/tmp/meshca-test-store-XXXXXX";
-static char url[128];
+static char url[256];
 static char storedir[128];
+static char dbpath[160];
 
 static void setup(void) {
     char tmpl[] = "/tmp/meshca-test-store-XXXXXX";
@@ -22,7 +27,8 @@ static void setup(void) {
     ck_assert_ptr_nonnull(mkdtemp(tmpl));
     memcpy(tmpdir, tmpl, sizeof(tmpl));
     ck_assert_int_lt(snprintf(storedir, sizeof(storedir), "%s/store", tmpdir), (int) sizeof(storedir));
-    ck_assert_int_lt(snprintf(url, sizeof(url), "file://%s", storedir), (int) sizeof(url));
+    ck_assert_int_lt(snprintf(dbpath, sizeof(dbpath), "%s/meshca.db", storedir), (int) sizeof(dbpath));
+    ck_assert_int_lt(snprintf(url, sizeof(url), "sqlite://%s", dbpath), (int) sizeof(url));
 }
 
 static void teardown(void) {
@@ -42,9 +48,9 @@ static store *open_store(void) {
     return s;
 }
 
-static uint64_t put_str(store *s, const char *kind, const char *mesh, const char *name, const char *v,
+static uint64_t put_str(store *s, const char *kind, const char *mesh_name, const char *name, const char *v,
                         uint64_t expected) {
-    store_key k = { kind, mesh, name };
+    store_key k = { kind, mesh_name, name };
     uint64_t ver = 0;
 
     ck_assert_int_eq(store_put(s, &k, v, strlen(v), expected, &ver), STORE_OK);
@@ -155,7 +161,7 @@ START_TEST(list_is_sorted_by_mesh_then_name_and_filters_by_mesh) {
     put_str(s, "dataplanes", "zeta", "a", "za", 0);
     put_str(s, "dpstatus", "alpha", "web-1", "other kind", 0);
 
-    ck_assert_int_eq(store_list(s, "dataplanes", NULL, &e, &n), STORE_OK);
+    ck_assert_msg(store_list(s, "dataplanes", NULL, &e, &n) == STORE_OK, "%s", store_errmsg(s));
     ck_assert_uint_eq(n, 4);
     ck_assert_str_eq(e[0].mesh, "alpha");
     ck_assert_str_eq(e[0].name, "web-1");
@@ -226,21 +232,6 @@ START_TEST(txn_with_one_conflicting_op_writes_nothing) {
 }
 END_TEST
 
-START_TEST(lost_revision_file_does_not_make_versions_go_backwards) {
-    store *s = open_store();
-    uint64_t v1, v2;
-    char path[512];
-
-    put_str(s, "dataplanes", "default", "a", "1", 0);
-    v1 = put_str(s, "dataplanes", "default", "a", "2", STORE_ANY_VERSION);
-    ck_assert_int_lt(snprintf(path, sizeof(path), "%s/revision", storedir), (int) sizeof(path));
-    ck_assert_int_eq(unlink(path), 0);
-    v2 = put_str(s, "dataplanes", "default", "a", "3", v1);
-    ck_assert_uint_gt(v2, v1);
-    store_close(s);
-}
-END_TEST
-
 START_TEST(bad_names_are_rejected_before_touching_disk) {
     static const char *const bad[] = {
         "../etc", "..", "a/b", "", "Web", "a..b", "-a", "a-", ".hidden", "a b", "a\\b", "x.json/",
@@ -298,65 +289,10 @@ START_TEST(files_are_0600_and_dirs_0700_whatever_the_umask) {
     put_str(s, "meshes", NULL, "default", "{}", 0);
     umask(old);
     assert_mode("", 0700);
-    assert_mode(".lock", 0600);
-    assert_mode("revision", 0600);
-    assert_mode("secrets", 0700);
-    assert_mode("secrets/default", 0700);
-    assert_mode("secrets/default/ca-1.json", 0600);
-    assert_mode("meshes/default/default.json", 0600);
-    store_close(s);
-}
-END_TEST
-
-START_TEST(leftover_temp_file_from_crash_is_ignored_and_cleaned) {
-    store *s = open_store();
-    store_key k = { "dataplanes", "default", "web-01" };
-    char path[512], *v = NULL;
-    store_entry *e = NULL;
-    size_t n = 0;
-    int fd;
-
-    put_str(s, "dataplanes", "default", "web-01", "old", 0);
-    /* What a writer killed between write() and rename() leaves behind: a torn temp file. */
-    ck_assert_int_lt(snprintf(path, sizeof(path), "%s/dataplanes/default/.tmp-99999-0", storedir),
-                     (int) sizeof(path));
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, "meshca-store v1 99 3\nne", 23), 23);
-    close(fd);
-
-    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_OK);
-    ck_assert_str_eq(v, "old");
-    free(v);
-    ck_assert_int_eq(store_list(s, "dataplanes", NULL, &e, &n), STORE_OK);
-    ck_assert_uint_eq(n, 1);
-    ck_assert_str_eq(e[0].value, "old");
-    store_entries_free(e, n);
-    store_close(s);
-
-    /* The next open removes it. */
-    s = open_store();
-    ck_assert_int_ne(access(path, F_OK), 0);
-    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_OK);
-    ck_assert_str_eq(v, "old");
-    free(v);
-    store_close(s);
-}
-END_TEST
-
-START_TEST(torn_object_file_is_reported_not_returned) {
-    store *s = open_store();
-    store_key k = { "dataplanes", "default", "web-01" };
-    char path[512], *v = NULL;
-    int fd;
-
-    put_str(s, "dataplanes", "default", "web-01", "hello", 0);
-    ck_assert_int_lt(snprintf(path, sizeof(path), "%s/dataplanes/default/web-01.json", storedir), (int) sizeof(path));
-    fd = open(path, O_WRONLY);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(ftruncate(fd, 20), 0);
-    close(fd);
-    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_EIO);
+    assert_mode("meshca.db", 0600);
+    /* While a handle is open, WAL mode keeps these beside the database; they hold the same data. */
+    assert_mode("meshca.db-wal", 0600);
+    assert_mode("meshca.db-shm", 0600);
     store_close(s);
 }
 END_TEST
@@ -367,7 +303,7 @@ static int increment_many(void) {
     store_key k = { "meshstatus", NULL, "default" };
     store *s = NULL;
 
-    /* Each process opens its own handle: flock is per open file description. */
+    /* Each process opens its own handle: an SQLite connection must not cross fork(). */
     if (store_open(url, &s, NULL, 0) != STORE_OK)
         return 1;
     for (int i = 0; i < INCREMENTS; i++) {
@@ -483,7 +419,7 @@ START_TEST(kill_9_during_writes_leaves_every_object_whole) {
 }
 END_TEST
 
-START_TEST(etcd_url_is_unsupported_and_unknown_scheme_invalid) {
+START_TEST(file_url_is_retired_etcd_unsupported_and_unknown_scheme_invalid) {
     char err[256] = "";
     store *s = (store *) 0x1;
 
@@ -492,7 +428,11 @@ START_TEST(etcd_url_is_unsupported_and_unknown_scheme_invalid) {
     ck_assert_ptr_eq(s, (store *) 0x1);
     ck_assert_int_eq(store_open("http://x", &s, err, sizeof(err)), STORE_EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "unknown scheme"));
-    ck_assert_int_eq(store_open("file://", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_int_eq(store_open("file:///tmp/x", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_str_eq(err, "store URL 'file:///tmp/x': the file:// store was retired; use sqlite://PATH (the default)");
+    ck_assert_int_eq(store_open("sqlite://", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "missing path"));
+    ck_assert_ptr_eq(s, (store *) 0x1);
     ck_assert_str_eq(store_strerror(STORE_ECONFLICT), "version conflict");
 }
 END_TEST
@@ -514,9 +454,454 @@ START_TEST(null_url_uses_meshca_store_env) {
 }
 END_TEST
 
+static void assert_err_has(store *s, const char *want) {
+    ck_assert_msg(strstr(store_errmsg(s), want) != NULL, "store_errmsg '%s' lacks '%s'", store_errmsg(s), want);
+}
+
+START_TEST(errors_name_the_object_and_the_cause) {
+    store *s = open_store();
+    store_key k = { "dataplanes", "default", "web-01" };
+    char *v = NULL;
+
+    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_ENOTFOUND);
+    assert_err_has(s, "dataplanes/default/web-01: not found");
+    put_str(s, "dataplanes", "default", "web-01", "x", 0);
+    ck_assert_int_eq(store_put(s, &k, "y", 1, 0, NULL), STORE_ECONFLICT);
+    assert_err_has(s, "dataplanes/default/web-01: version conflict");
+    /* A later success clears the message. */
+    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_OK);
+    free(v);
+    ck_assert_str_eq(store_errmsg(s), "");
+    store_close(s);
+}
+END_TEST
+
+/* Issue 9 item 17: a store whose directory was removed must fail writes with sqlite's cause and the object. */
+START_TEST(removed_store_directory_fails_writes_naming_cause_and_object) {
+    store *s = open_store();
+    store_key k = { "identities", "default", "web-01" };
+    char cmd[300];
+
+    put_str(s, "identities", "default", "web-01", "gen-1", 0);
+    ck_assert_int_lt(snprintf(cmd, sizeof(cmd), "rm -rf '%s'", storedir), (int) sizeof(cmd));
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(store_put(s, &k, "gen-2", 5, STORE_ANY_VERSION, NULL), STORE_EIO);
+    assert_err_has(s, "identities/default/web-01");
+    assert_err_has(s, "attempt to write a readonly database");
+    assert_err_has(s, dbpath);
+    store_close(s);
+}
+END_TEST
+
+/*
+ * Issue 9 item 17: the read-only case. Root ignores file modes, so when run as root the store is
+ * handed to an unprivileged uid and a child with that uid does the writing.
+ */
+#define NOBODY 65534
+
+START_TEST(read_only_store_fails_writes_naming_cause_and_object) {
+    store *s = open_store();
+    int pipefd[2], status = 0;
+    char msg[MESHCA_ERRBUF] = "", cmd[300];
+    ssize_t got;
+    pid_t pid;
+
+    put_str(s, "identities", "default", "web-01", "gen-1", 0);
+    store_close(s);
+    if (geteuid() == 0) {
+        ck_assert_int_eq(chmod(tmpdir, 0711), 0);
+        ck_assert_int_lt(snprintf(cmd, sizeof(cmd), "chown -R %d:%d '%s'", NOBODY, NOBODY, storedir), (int) sizeof(cmd));
+        ck_assert_int_eq(system(cmd), 0);
+    }
+    ck_assert_int_eq(chmod(dbpath, 0400), 0);
+    ck_assert_int_eq(pipe(pipefd), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        store_key k = { "identities", "default", "web-01" };
+        store *c = NULL;
+        char err[MESHCA_ERRBUF] = "";
+        int r;
+
+        if (geteuid() == 0 && (setgid(NOBODY) < 0 || setuid(NOBODY) < 0))
+            _exit(10);
+        if (store_open(url, &c, err, sizeof(err)) != STORE_OK) {
+            (void) !write(pipefd[1], err, strlen(err));
+            _exit(11);
+        }
+        r = store_put(c, &k, "gen-2", 5, STORE_ANY_VERSION, NULL);
+        (void) !write(pipefd[1], store_errmsg(c), strlen(store_errmsg(c)));
+        _exit(r == STORE_EIO ? 0 : 12);
+    }
+    close(pipefd[1]);
+    got = read(pipefd[0], msg, sizeof(msg) - 1);
+    msg[got > 0 ? got : 0] = '\0';
+    close(pipefd[0]);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child exit %d: %s", WEXITSTATUS(status), msg);
+    ck_assert_msg(strstr(msg, "identities/default/web-01") && strstr(msg, "attempt to write a readonly database"),
+                  "message: %s", msg);
+    ck_assert_int_eq(chmod(dbpath, 0600), 0);
+}
+END_TEST
+
+START_TEST(missing_parent_directory_is_named_at_open) {
+    char u[300], err[MESHCA_ERRBUF] = "", want[300];
+    store *s = NULL;
+
+    ck_assert_int_lt(snprintf(u, sizeof(u), "sqlite://%s/no-such/sub/meshca.db", tmpdir), (int) sizeof(u));
+    ck_assert_int_eq(store_open(u, &s, err, sizeof(err)), STORE_EIO);
+    ck_assert_int_lt(snprintf(want, sizeof(want), "store directory '%s/no-such/sub' cannot be created: its parent directory '%s/no-such' does not exist", tmpdir, tmpdir), (int) sizeof(want));
+    ck_assert_str_eq(err, want);
+    ck_assert_ptr_null(s);
+}
+END_TEST
+
+/* Issue 9 item 19: loose permissions on an existing store are refused, as ssh refuses an open key. */
+START_TEST(loose_permissions_on_existing_store_are_refused) {
+    char err[MESHCA_ERRBUF] = "", want[400];
+    store *s = open_store();
+
+    put_str(s, "secrets", "default", "ca-1-key", "-----BEGIN PRIVATE KEY-----", 0);
+    store_close(s);
+
+    ck_assert_int_eq(chmod(storedir, 0777), 0);
+    s = NULL;
+    ck_assert_int_eq(store_open(url, &s, err, sizeof(err)), STORE_EINSECURE);
+    ck_assert_ptr_null(s);
+    ck_assert_int_lt(snprintf(want, sizeof(want), "store directory '%s' has mode 0777: other users can write it; refusing to use it (run: chmod 700 '%s')", storedir, storedir), (int) sizeof(want));
+    ck_assert_str_eq(err, want);
+    ck_assert_int_eq(chmod(storedir, 0700), 0);
+
+    ck_assert_int_eq(chmod(dbpath, 0666), 0);
+    ck_assert_int_eq(store_open(url, &s, err, sizeof(err)), STORE_EINSECURE);
+    ck_assert_int_lt(snprintf(want, sizeof(want), "store file '%s' has mode 0666: other users can write it; refusing to use it (run: chmod 600 '%s')", dbpath, dbpath), (int) sizeof(want));
+    ck_assert_str_eq(err, want);
+    ck_assert_int_eq(chmod(dbpath, 0640), 0);
+    ck_assert_int_eq(store_open(url, &s, err, sizeof(err)), STORE_EINSECURE);
+    ck_assert_ptr_nonnull(strstr(err, "has mode 0640: other users can read it"));
+    ck_assert_int_eq(chmod(dbpath, 0600), 0);
+    s = open_store();
+    store_close(s);
+}
+END_TEST
+
+START_TEST(check_op_fences_a_txn_and_writes_nothing) {
+    store *s = open_store();
+    uint64_t leader = put_str(s, "meshstatus", NULL, "leader", "me", 0), rev0 = 0, rev1 = 0;
+    store_op ops[2] = {
+        { .type = STORE_OP_CHECK, .key = { "meshstatus", NULL, "leader" }, .expected_version = leader },
+        { .type = STORE_OP_PUT, .key = { "identities", "default", "web-01" }, .value = "c", .len = 1,
+          .expected_version = STORE_ANY_VERSION },
+    };
+    store_key id = { "identities", "default", "web-01" };
+    char *v = NULL;
+    uint64_t ver = 0;
+
+    ck_assert_int_eq(store_txn(s, ops, 2), STORE_OK);
+    ck_assert_int_eq(store_get(s, &id, &v, NULL, &ver), STORE_OK);
+    free(v);
+    /* The leader key moved on: a fenced write is refused whole. */
+    put_str(s, "meshstatus", NULL, "leader", "other", leader);
+    ops[1].value = "d";
+    ck_assert_int_eq(store_revision(s, &rev0), STORE_OK);
+    ck_assert_int_eq(store_txn(s, ops, 2), STORE_ECONFLICT);
+    assert_err_has(s, "meshstatus/leader/leader: version conflict");
+    ck_assert_int_eq(store_get(s, &id, &v, NULL, NULL), STORE_OK);
+    ck_assert_str_eq(v, "c");
+    free(v);
+    /* A txn of checks only changes nothing, and "any version" is not a check. */
+    ck_assert_int_eq(store_txn(s, ops, 1), STORE_ECONFLICT);
+    ops[0].expected_version = 0;
+    ops[0].key.name = "absent";
+    ck_assert_int_eq(store_txn(s, ops, 1), STORE_OK);
+    ck_assert_int_eq(store_revision(s, &rev1), STORE_OK);
+    ck_assert_uint_eq(rev1, rev0);
+    ops[0].expected_version = STORE_ANY_VERSION;
+    ck_assert_int_eq(store_txn(s, ops, 1), STORE_EINVAL);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(watch_returns_changes_after_a_revision_in_order) {
+    store *s = open_store();
+    store_event *ev = NULL;
+    size_t n = 0;
+    uint64_t rev0 = 0, v1, v2;
+    store_op ops[2] = {
+        { .type = STORE_OP_PUT, .key = { "dataplanes", "default", "b" }, .value = "b", .len = 1,
+          .expected_version = STORE_ANY_VERSION },
+        { .type = STORE_OP_DELETE, .key = { "dataplanes", "default", "a" }, .expected_version = STORE_ANY_VERSION },
+    };
+
+    ck_assert_int_eq(store_revision(s, &rev0), STORE_OK);
+    ck_assert_int_eq(store_watch(s, rev0, 0, &ev, &n), STORE_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_null(ev);
+    v1 = put_str(s, "dataplanes", "default", "a", "a", 0);
+    ck_assert_int_eq(store_txn(s, ops, 2), STORE_OK);
+    ck_assert_int_eq(store_revision(s, &v2), STORE_OK);
+
+    ck_assert_int_eq(store_watch(s, rev0, 0, &ev, &n), STORE_OK);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_str_eq(ev[0].name, "a");
+    ck_assert_int_eq(ev[0].op, STORE_EVENT_PUT);
+    ck_assert_uint_eq(ev[0].version, v1);
+    /* One txn: one revision, events sorted by key. */
+    ck_assert_str_eq(ev[1].name, "a");
+    ck_assert_int_eq(ev[1].op, STORE_EVENT_DELETE);
+    ck_assert_uint_eq(ev[1].version, v2);
+    ck_assert_str_eq(ev[2].kind, "dataplanes");
+    ck_assert_str_eq(ev[2].mesh, "default");
+    ck_assert_str_eq(ev[2].name, "b");
+    ck_assert_int_eq(ev[2].op, STORE_EVENT_PUT);
+    ck_assert_uint_eq(ev[2].version, v2);
+    store_events_free(ev, n);
+
+    ck_assert_int_eq(store_watch(s, v1, 0, &ev, &n), STORE_OK);
+    ck_assert_uint_eq(n, 2);
+    store_events_free(ev, n);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(watch_waits_for_a_write_by_another_process) {
+    store *s = open_store();
+    store_event *ev = NULL;
+    size_t n = 0;
+    uint64_t rev = 0;
+    struct timespec t0, t1;
+    pid_t pid;
+
+    ck_assert_int_eq(store_revision(s, &rev), STORE_OK);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        store *c = NULL;
+        store_key k = { "dpstatus", "default", "web-01" };
+        usleep(300 * 1000);
+        if (store_open(url, &c, NULL, 0) != STORE_OK || store_put(c, &k, "ack", 3, 0, NULL) != STORE_OK)
+            _exit(1);
+        store_close(c);
+        _exit(0);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ck_assert_int_eq(store_watch(s, rev, 5000, &ev, &n), STORE_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(ev[0].kind, "dpstatus");
+    ck_assert_str_eq(ev[0].name, "web-01");
+    store_events_free(ev, n);
+    ck_assert_int_lt((t1.tv_sec - t0.tv_sec), 3);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+
+    /* Nothing new: the watch times out empty. */
+    ck_assert_int_eq(store_revision(s, &rev), STORE_OK);
+    ck_assert_int_eq(store_watch(s, rev, 100, &ev, &n), STORE_OK);
+    ck_assert_uint_eq(n, 0);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(watch_older_than_the_window_is_compacted) {
+    store *s = open_store();
+    store_event *ev = NULL;
+    size_t n = 0;
+    uint64_t first = put_str(s, "dpstatus", "default", "a", "0", 0), last = first, rev = 0;
+    char buf[16];
+
+    for (int i = 1; i <= STORE_WATCH_WINDOW; i++) {
+        (void) snprintf(buf, sizeof(buf), "%d", i);
+        last = put_str(s, "dpstatus", "default", "a", buf, last);
+    }
+    ck_assert_int_eq(store_watch(s, first - 1, 0, &ev, &n), STORE_ECOMPACTED);
+    assert_err_has(s, "re-list");
+    ck_assert_int_eq(store_watch(s, first, 0, &ev, &n), STORE_OK);
+    ck_assert_uint_eq(n, STORE_WATCH_WINDOW);
+    ck_assert_uint_eq(ev[n - 1].version, last);
+    store_events_free(ev, n);
+    ck_assert_int_eq(store_revision(s, &rev), STORE_OK);
+    ck_assert_uint_eq(rev, last);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(leased_object_vanishes_when_the_lease_expires_with_a_delete_event) {
+    store *s = open_store();
+    store_lease_id lease = 0;
+    store_key k = { "meshstatus", NULL, "leader" };
+    store_op put = { .type = STORE_OP_PUT, .key = k, .value = "ctl-1", .len = 5, .expected_version = 0 };
+    store_event *ev = NULL;
+    size_t n = 0;
+    uint64_t rev = 0;
+    char *v = NULL;
+
+    ck_assert_int_eq(store_lease_grant(s, 0, &lease), STORE_EINVAL);
+    ck_assert_int_eq(store_lease_grant(s, 1, &lease), STORE_OK);
+    ck_assert_int_gt(lease, 0);
+    put.lease = lease;
+    ck_assert_int_eq(store_txn(s, &put, 1), STORE_OK);
+    ck_assert_int_eq(store_revision(s, &rev), STORE_OK);
+    /* Kept alive past its first ttl, it stays. */
+    usleep(600 * 1000);
+    ck_assert_int_eq(store_lease_keepalive(s, lease), STORE_OK);
+    usleep(600 * 1000);
+    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_OK);
+    free(v);
+    /* Not kept alive, it expires: reads hide it at once, the next watch records its deletion. */
+    usleep(1100 * 1000);
+    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_ENOTFOUND);
+    ck_assert_int_eq(store_watch(s, rev, 0, &ev, &n), STORE_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(ev[0].op, STORE_EVENT_DELETE);
+    ck_assert_str_eq(ev[0].name, "leader");
+    store_events_free(ev, n);
+    ck_assert_int_eq(store_lease_keepalive(s, lease), STORE_ENOTFOUND);
+    /* A put on an expired lease is refused; another controller may now take the key. */
+    ck_assert_int_eq(store_txn(s, &put, 1), STORE_ENOTFOUND);
+    assert_err_has(s, "expired or was revoked");
+    put.lease = 0;
+    ck_assert_int_eq(store_txn(s, &put, 1), STORE_OK);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(revoked_lease_deletes_its_objects_at_once) {
+    store *s = open_store();
+    store_lease_id lease = 0;
+    store_op ops[2] = {
+        { .type = STORE_OP_PUT, .key = { "meshstatus", NULL, "leader" }, .value = "x", .len = 1,
+          .expected_version = STORE_ANY_VERSION },
+        { .type = STORE_OP_PUT, .key = { "dpstatus", "default", "held" }, .value = "y", .len = 1,
+          .expected_version = STORE_ANY_VERSION },
+    };
+    store_key k0 = { "meshstatus", NULL, "leader" }, k1 = { "dpstatus", "default", "held" },
+              k2 = { "dpstatus", "default", "kept" };
+    uint64_t rev0 = 0, rev1 = 0;
+    char *v = NULL;
+
+    ck_assert_int_eq(store_lease_grant(s, 60, &lease), STORE_OK);
+    ops[0].lease = ops[1].lease = lease;
+    ck_assert_int_eq(store_txn(s, ops, 2), STORE_OK);
+    put_str(s, "dpstatus", "default", "kept", "z", 0);
+    ck_assert_int_eq(store_revision(s, &rev0), STORE_OK);
+    ck_assert_int_eq(store_lease_revoke(s, lease), STORE_OK);
+    ck_assert_int_eq(store_revision(s, &rev1), STORE_OK);
+    ck_assert_uint_eq(rev1, rev0 + 1);
+    ck_assert_int_eq(store_get(s, &k0, &v, NULL, NULL), STORE_ENOTFOUND);
+    ck_assert_int_eq(store_get(s, &k1, &v, NULL, NULL), STORE_ENOTFOUND);
+    ck_assert_int_eq(store_get(s, &k2, &v, NULL, NULL), STORE_OK);
+    free(v);
+    ck_assert_int_eq(store_lease_revoke(s, lease), STORE_ENOTFOUND);
+    store_close(s);
+}
+END_TEST
+
+/* Another process holding the write lock past the busy timeout: STORE_EUNAVAILABLE, retry later. */
+START_TEST(write_lock_held_past_busy_timeout_is_unavailable) {
+    store *s = open_store();
+    store_key k = { "dpstatus", "default", "web-01" };
+    int pipefd[2];
+    char c;
+    pid_t pid;
+
+    store_close(s);
+    ck_assert_int_eq(pipe(pipefd), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        sqlite3 *db = NULL;
+        if (sqlite3_open(dbpath, &db) != SQLITE_OK || sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+            _exit(1);
+        (void) !write(pipefd[1], "x", 1);
+        sleep(30);
+        _exit(0);
+    }
+    ck_assert_int_eq(read(pipefd[0], &c, 1), 1);
+    s = open_store();
+    ck_assert_int_eq(store_put(s, &k, "ack", 3, STORE_ANY_VERSION, NULL), STORE_EUNAVAILABLE);
+    assert_err_has(s, "dpstatus/default/web-01");
+    assert_err_has(s, "database is locked");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    /* The lock died with its holder: the retry succeeds. */
+    ck_assert_int_eq(store_put(s, &k, "ack", 3, STORE_ANY_VERSION, NULL), STORE_OK);
+    store_close(s);
+    close(pipefd[0]);
+    close(pipefd[1]);
+}
+END_TEST
+
+#define TXN_OBJECTS 2000
+#define TXN_KILLS 200
+
+/* Writes generation after generation of TXN_OBJECTS objects, each generation one txn. */
+static void txn_forever(unsigned start) {
+    static store_op ops[TXN_OBJECTS];
+    static char names[TXN_OBJECTS][16];
+    char value[32];
+    store *s = NULL;
+
+    if (store_open(url, &s, NULL, 0) != STORE_OK)
+        _exit(1);
+    for (unsigned gen = start;; gen++) {
+        int len = snprintf(value, sizeof(value), "generation-%u", gen);
+        for (int i = 0; i < TXN_OBJECTS; i++) {
+            (void) snprintf(names[i], sizeof(names[i]), "dp-%04d", i);
+            ops[i] = (store_op) { .type = STORE_OP_PUT, .key = { "identities", "default", names[i] }, .value = value,
+                                  .len = (size_t) len, .expected_version = STORE_ANY_VERSION };
+        }
+        if (store_txn(s, ops, TXN_OBJECTS) != STORE_OK)
+            _exit(2);
+    }
+}
+
+/* Issue 11: a kill -9 at any point of a large txn leaves all of it or none of it. */
+START_TEST(kill_9_in_a_2000_put_txn_at_200_random_points_leaves_all_or_nothing) {
+    store *s = open_store();
+    unsigned seed = (unsigned) time(NULL), mid = 0;
+    uint64_t last_rev = 0;
+
+    store_close(s);
+    srand(seed);
+    for (int k = 0; k < TXN_KILLS; k++) {
+        pid_t pid = fork();
+        store_entry *e = NULL;
+        size_t n = 0;
+        uint64_t rev = 0;
+
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+            txn_forever((unsigned) k * 1000u);
+        /* 0..60 ms: before the first txn, inside one, or between two. */
+        usleep((useconds_t) (rand() % 60000));
+        ck_assert_int_eq(kill(pid, SIGKILL), 0);
+        ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+
+        s = open_store();
+        ck_assert_int_eq(store_list(s, "identities", "default", &e, &n), STORE_OK);
+        ck_assert_msg(n == 0 || n == TXN_OBJECTS, "kill %d (seed %u): %zu of %d objects", k, seed, n, TXN_OBJECTS);
+        for (size_t i = 1; i < n; i++) {
+            ck_assert_msg(strcmp(e[i].value, e[0].value) == 0 && e[i].version == e[0].version,
+                          "kill %d (seed %u): %s has %s@%" PRIu64 ", %s has %s@%" PRIu64, k, seed, e[i].name, e[i].value,
+                          e[i].version, e[0].name, e[0].value, e[0].version);
+        }
+        ck_assert_int_eq(store_revision(s, &rev), STORE_OK);
+        ck_assert_uint_ge(rev, last_rev);
+        if (n > 0 && e[0].version > last_rev)
+            mid++;
+        last_rev = rev;
+        store_entries_free(e, n);
+        store_close(s);
+    }
+    fprintf(stderr, "kill_9_in_a_2000_put_txn: %d kills (seed %u), %u of them after new txns landed; always all or nothing\n",
+            TXN_KILLS, seed, mid);
+}
+END_TEST
+
 static Suite *store_suite(void) {
     Suite *s = suite_create("store");
-    TCase *tc = tcase_create("file");
+    TCase *tc = tcase_create("sqlite");
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
@@ -527,15 +912,25 @@ static Suite *store_suite(void) {
     tcase_add_test(tc, delete_removes_object_and_checks_version);
     tcase_add_test(tc, list_is_sorted_by_mesh_then_name_and_filters_by_mesh);
     tcase_add_test(tc, txn_with_one_conflicting_op_writes_nothing);
-    tcase_add_test(tc, lost_revision_file_does_not_make_versions_go_backwards);
     tcase_add_test(tc, bad_names_are_rejected_before_touching_disk);
     tcase_add_test(tc, files_are_0600_and_dirs_0700_whatever_the_umask);
-    tcase_add_test(tc, leftover_temp_file_from_crash_is_ignored_and_cleaned);
-    tcase_add_test(tc, torn_object_file_is_reported_not_returned);
     tcase_add_test(tc, two_processes_incrementing_with_cas_lose_no_update);
     tcase_add_test(tc, kill_9_during_writes_leaves_every_object_whole);
-    tcase_add_test(tc, etcd_url_is_unsupported_and_unknown_scheme_invalid);
+    tcase_add_test(tc, file_url_is_retired_etcd_unsupported_and_unknown_scheme_invalid);
     tcase_add_test(tc, null_url_uses_meshca_store_env);
+    tcase_add_test(tc, errors_name_the_object_and_the_cause);
+    tcase_add_test(tc, removed_store_directory_fails_writes_naming_cause_and_object);
+    tcase_add_test(tc, read_only_store_fails_writes_naming_cause_and_object);
+    tcase_add_test(tc, missing_parent_directory_is_named_at_open);
+    tcase_add_test(tc, loose_permissions_on_existing_store_are_refused);
+    tcase_add_test(tc, check_op_fences_a_txn_and_writes_nothing);
+    tcase_add_test(tc, watch_returns_changes_after_a_revision_in_order);
+    tcase_add_test(tc, watch_waits_for_a_write_by_another_process);
+    tcase_add_test(tc, watch_older_than_the_window_is_compacted);
+    tcase_add_test(tc, leased_object_vanishes_when_the_lease_expires_with_a_delete_event);
+    tcase_add_test(tc, revoked_lease_deletes_its_objects_at_once);
+    tcase_add_test(tc, write_lock_held_past_busy_timeout_is_unavailable);
+    tcase_add_test(tc, kill_9_in_a_2000_put_txn_at_200_random_points_leaves_all_or_nothing);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -22,7 +22,7 @@ MESHCA=$(readlink -f "$MESHCA")
 
 DPS=(web backend db)
 E2E=$(mktemp -d "${TMPDIR:-/tmp}/meshca-e2e.XXXXXX")
-export MESHCA_STORE="file://$E2E/store"
+export MESHCA_STORE="sqlite://$E2E/store/meshca.db"
 WAIT_MAX=${WAIT_MAX:-60}        # seconds any wait loop may take
 LOOP_SLEEP=${LOOP_SLEEP:-0.05}  # between two client requests
 LOOP_MAX=${LOOP_MAX:-6000}      # requests at most per client loop

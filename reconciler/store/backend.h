@@ -1,0 +1,38 @@
+/* backend.h - the vtable a store backend implements; only the store front (store.c) and backends include it. */
+#ifndef MESHCA_STORE_BACKEND_H
+#define MESHCA_STORE_BACKEND_H
+
+#include "reconciler/store.h"
+
+/*
+ * store.c validates every URL, key, kind, mesh and argument before calling a backend, passes
+ * canonical keys (mesh == name for "meshes"/"meshstatus"), and gives each call a message buffer
+ * of MESHCA_ERRBUF bytes (err) for the cause of a failure, which store_errmsg() returns.
+ * Backends return STORE_* codes and write their outputs only on success, like the public API.
+ */
+struct store_ops {
+    const char *name;
+    int (*get)(void *impl, const store_key *key, char **ret_value, size_t *ret_len, uint64_t *ret_version,
+               char *err);
+    int (*list)(void *impl, const char *kind, const char *mesh, store_entry **ret_entries, size_t *ret_count,
+                char *err);
+    /* Every write (put, delete) reaches the backend as a txn. */
+    int (*txn)(void *impl, const store_op *ops, size_t nops, uint64_t *ret_version, char *err);
+    int (*revision)(void *impl, uint64_t *ret, char *err);
+    int (*watch)(void *impl, uint64_t after, int timeout_ms, store_event **ret_events, size_t *ret_count, char *err);
+    int (*lease_grant)(void *impl, int64_t ttl_seconds, store_lease_id *ret_id, char *err);
+    int (*lease_keepalive)(void *impl, store_lease_id id, char *err);
+    int (*lease_revoke)(void *impl, store_lease_id id, char *err);
+    void (*close)(void *impl);
+};
+
+/*
+ * Opens a backend from the rest of the URL after "scheme://" (borrowed). Writes the reason to
+ * err (MESHCA_ERRBUF bytes) on failure.
+ */
+typedef int (*store_open_fn)(const char *rest, const struct store_ops **ret_ops, void **ret_impl, char *err);
+
+/* sqlite://PATH (store_sqlite.c). */
+int store_sqlite_open(const char *path, const struct store_ops **ret_ops, void **ret_impl, char *err);
+
+#endif

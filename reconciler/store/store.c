@@ -1,0 +1,435 @@
+/* store.c - store front end: URL scheme table, name checks shared by every backend, vtable calls, messages. */
+#include "reconciler/store.h"
+#include "reconciler/store/backend.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct store {
+    const struct store_ops *ops;
+    void *impl;
+    char err[MESHCA_ERRBUF]; /* the last failed call's message (store_errmsg) */
+};
+
+static const char *const kinds[] = {
+    "meshes", "dataplanes", "secrets", "identities", "dpstatus", "meshstatus",
+};
+
+/*
+ * URL schemes. A scheme with no open function is known but not available: its code and
+ * message say why, so a user of a retired or future scheme is told what to use instead.
+ */
+static const struct scheme {
+    const char *name;
+    store_open_fn open;
+    int code;
+    const char *why;
+} schemes[] = {
+    { "sqlite", store_sqlite_open, 0, NULL },
+    { "etcd", NULL, STORE_EUNSUPPORTED,
+      "the etcd store is not implemented in this build yet; use sqlite://PATH (the default)" },
+    { "etcds", NULL, STORE_EUNSUPPORTED,
+      "the etcd store is not implemented in this build yet; use sqlite://PATH (the default)" },
+    { "file", NULL, STORE_EINVAL, "the file:// store was retired; use sqlite://PATH (the default)" },
+};
+
+const char *store_strerror(int code) {
+    switch (code) {
+    case STORE_OK: return "success";
+    case STORE_EINVAL: return "invalid argument";
+    case STORE_ENOTFOUND: return "object not found";
+    case STORE_ECONFLICT: return "version conflict";
+    case STORE_EIO: return "store I/O error";
+    case STORE_EUNSUPPORTED: return "store backend not supported";
+    case STORE_ENOMEM: return "out of memory";
+    case STORE_EUNAVAILABLE: return "store temporarily unavailable";
+    case STORE_ECOMPACTED: return "revision compacted";
+    case STORE_EINSECURE: return "store permissions too open";
+    default: return "unknown store error";
+    }
+}
+
+int store_kind_valid(const char *kind) {
+    if (!kind)
+        return 0;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (strcmp(kind, kinds[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int is_alnum_lower(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+/* Checked here, before any backend turns a name into a path or key, so "../" never gets far. */
+int store_name_valid(const char *name) {
+    size_t n;
+
+    if (!name)
+        return 0;
+    n = strnlen(name, STORE_NAME_MAX + 1);
+    if (n == 0 || n > STORE_NAME_MAX)
+        return 0;
+    if (!is_alnum_lower(name[0]) || !is_alnum_lower(name[n - 1]))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!is_alnum_lower(c) && c != '-' && c != '.')
+            return 0;
+        if (c == '.' && name[i + 1] == '.')
+            return 0;
+    }
+    return 1;
+}
+
+/* A refused name may hold anything: show at most 64 printable bytes of it. */
+static const char *printable(const char *in, char *buf, size_t buflen) {
+    size_t j = 0;
+
+    if (!in)
+        return "(null)";
+    for (size_t i = 0; in[i] && j + 4 < buflen && i < 64; i++)
+        buf[j++] = (in[i] >= 0x20 && in[i] < 0x7f) ? in[i] : '?';
+    if (in[0] && strnlen(in, 65) > 64 && j + 4 < buflen) {
+        memcpy(buf + j, "...", 3);
+        j += 3;
+    }
+    buf[j] = '\0';
+    return buf;
+}
+
+static int mesh_is_object(const char *kind) {
+    return strcmp(kind, "meshes") == 0 || strcmp(kind, "meshstatus") == 0;
+}
+
+/* Validates key and fills *out with the canonical form (mesh == name for mesh-level kinds). */
+static int key_check(const store_key *key, store_key *out, char *err) {
+    char a[80], b[80], c[80];
+
+    if (!key)
+        return meshca_fail(err, STORE_EINVAL, "store: no key");
+    if (!store_kind_valid(key->kind))
+        return meshca_fail(err, STORE_EINVAL, "store: unknown kind '%s'", printable(key->kind, a, sizeof(a)));
+    if (!store_name_valid(key->name))
+        return meshca_fail(err, STORE_EINVAL,
+                           "store: %s: invalid name '%s' (want [a-z0-9]([-a-z0-9.]*[a-z0-9])?, at most %d characters)",
+                           key->kind, printable(key->name, a, sizeof(a)), STORE_NAME_MAX);
+    if (mesh_is_object(key->kind)) {
+        if (key->mesh && strcmp(key->mesh, key->name) != 0)
+            return meshca_fail(err, STORE_EINVAL, "store: %s/%s: mesh '%s' differs from the name", key->kind,
+                               key->name, printable(key->mesh, b, sizeof(b)));
+        *out = (store_key) { key->kind, key->name, key->name };
+        return STORE_OK;
+    }
+    if (!store_name_valid(key->mesh))
+        return meshca_fail(err, STORE_EINVAL, "store: %s/?/%s: invalid mesh name '%s'", key->kind,
+                           printable(key->name, c, sizeof(c)), printable(key->mesh, b, sizeof(b)));
+    *out = *key;
+    return STORE_OK;
+}
+
+int store_open(const char *url, store **ret, char *errbuf, size_t errlen) {
+    char err[MESHCA_ERRBUF] = "", shown[80];
+    const struct store_ops *ops = NULL;
+    const struct scheme *sc = NULL;
+    const char *sep;
+    void *impl = NULL;
+    store *s;
+    size_t n;
+    int r;
+
+    if (!ret) {
+        r = meshca_fail(err, STORE_EINVAL, "store_open: no output handle");
+        goto fail;
+    }
+    if (!url || !*url)
+        url = getenv("MESHCA_STORE");
+    if (!url || !*url)
+        url = STORE_DEFAULT_URL;
+
+    sep = strstr(url, "://");
+    n = sep ? (size_t) (sep - url) : 0;
+    for (size_t i = 0; sep && i < sizeof(schemes) / sizeof(schemes[0]); i++)
+        if (strlen(schemes[i].name) == n && strncmp(url, schemes[i].name, n) == 0)
+            sc = &schemes[i];
+    if (!sc) {
+        r = meshca_fail(err, STORE_EINVAL,
+                        "store URL '%s': unknown scheme (expected sqlite://PATH or etcd://HOST:PORT)",
+                        printable(url, shown, sizeof(shown)));
+        goto fail;
+    }
+    if (!sc->open) {
+        r = meshca_fail(err, sc->code, "store URL '%s': %s", printable(url, shown, sizeof(shown)), sc->why);
+        goto fail;
+    }
+    if (!sep[3]) {
+        r = meshca_fail(err, STORE_EINVAL, "store URL '%s': missing path after %s://", url, sc->name);
+        goto fail;
+    }
+    r = sc->open(sep + 3, &ops, &impl, err);
+    if (r < 0)
+        goto fail;
+
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        ops->close(impl);
+        r = meshca_fail(err, STORE_ENOMEM, "store_open: out of memory");
+        goto fail;
+    }
+    s->ops = ops;
+    s->impl = impl;
+    *ret = s;
+    return STORE_OK;
+fail:
+    /* Truncation of a message is acceptable: it is only ever shown to a human. */
+    if (errbuf && errlen > 0)
+        (void) snprintf(errbuf, errlen, "%s", err);
+    return r;
+}
+
+void store_close(store *s) {
+    if (!s)
+        return;
+    s->ops->close(s->impl);
+    free(s);
+}
+
+const char *store_errmsg(const store *s) {
+    return s ? s->err : "";
+}
+
+/* Every call starts with a clean message, so store_errmsg never shows an older failure. */
+static void begin(store *s) {
+    s->err[0] = '\0';
+}
+
+/* A failure with no message from below still gets one: the code's text. */
+static int done(store *s, int r) {
+    if (r < 0 && !s->err[0])
+        (void) snprintf(s->err, sizeof(s->err), "store: %s", store_strerror(r));
+    return r;
+}
+
+int store_get(store *s, const store_key *key, char **ret_value, size_t *ret_len, uint64_t *ret_version) {
+    store_key k;
+    int r;
+
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if (!ret_value)
+        return done(s, STORE_EINVAL);
+    r = key_check(key, &k, s->err);
+    if (r < 0)
+        return done(s, r);
+    return done(s, s->ops->get(s->impl, &k, ret_value, ret_len, ret_version, s->err));
+}
+
+int store_put(store *s, const store_key *key, const char *value, size_t len, uint64_t expected_version,
+              uint64_t *ret_version) {
+    store_op op = { .type = STORE_OP_PUT, .value = value, .len = len, .expected_version = expected_version };
+    int r;
+
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if ((!value && len > 0) || len > STORE_VALUE_MAX)
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: value missing or larger than %u bytes",
+                                   STORE_VALUE_MAX));
+    r = key_check(key, &op.key, s->err);
+    if (r < 0)
+        return done(s, r);
+    if (!op.value)
+        op.value = "";
+    return done(s, s->ops->txn(s->impl, &op, 1, ret_version, s->err));
+}
+
+int store_delete(store *s, const store_key *key, uint64_t expected_version) {
+    store_op op = { .type = STORE_OP_DELETE, .expected_version = expected_version };
+    int r;
+
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if (expected_version == 0)
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: delete with expected version 0"));
+    r = key_check(key, &op.key, s->err);
+    if (r < 0)
+        return done(s, r);
+    return done(s, s->ops->txn(s->impl, &op, 1, NULL, s->err));
+}
+
+int store_list(store *s, const char *kind, const char *mesh_name, store_entry **ret_entries, size_t *ret_count) {
+    char a[80];
+
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if (!ret_entries || !ret_count)
+        return done(s, STORE_EINVAL);
+    if (!store_kind_valid(kind))
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: unknown kind '%s'", printable(kind, a, sizeof(a))));
+    if (mesh_name && !store_name_valid(mesh_name))
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: %s: invalid mesh name '%s'", kind,
+                                   printable(mesh_name, a, sizeof(a))));
+    return done(s, s->ops->list(s->impl, kind, mesh_name, ret_entries, ret_count, s->err));
+}
+
+void store_entries_free(store_entry *entries, size_t count) {
+    if (!entries)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        free(entries[i].kind);
+        free(entries[i].mesh);
+        free(entries[i].name);
+        free(entries[i].value);
+    }
+    free(entries);
+}
+
+static int key_cmp(const store_key *a, const store_key *b) {
+    int c = strcmp(a->kind, b->kind);
+
+    if (!c)
+        c = strcmp(a->mesh, b->mesh);
+    return c ? c : strcmp(a->name, b->name);
+}
+
+static int op_ptr_cmp(const void *a, const void *b) {
+    const store_op *const *x = a, *const *y = b;
+
+    return key_cmp(&(*x)->key, &(*y)->key);
+}
+
+/* One op per key, as etcd refuses duplicate keys in a txn: sorted, since a txn may hold 10^5 ops. */
+static int check_unique(const store_op *ops, size_t nops, char *err) {
+    const store_op **sorted = malloc(nops * sizeof(*sorted));
+    int r = STORE_OK;
+
+    if (!sorted)
+        return meshca_fail(err, STORE_ENOMEM, "store: out of memory");
+    for (size_t i = 0; i < nops; i++)
+        sorted[i] = &ops[i];
+    qsort(sorted, nops, sizeof(*sorted), op_ptr_cmp);
+    for (size_t i = 1; i < nops; i++)
+        if (key_cmp(&sorted[i - 1]->key, &sorted[i]->key) == 0) {
+            r = meshca_fail(err, STORE_EINVAL, "store: txn: %s/%s/%s appears more than once", sorted[i]->key.kind,
+                            sorted[i]->key.mesh, sorted[i]->key.name);
+            break;
+        }
+    free(sorted);
+    return r;
+}
+
+int store_txn(store *s, const store_op *ops, size_t nops) {
+    store_op *canon;
+    int r = STORE_OK;
+
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if ((!ops && nops > 0) || nops > STORE_TXN_MAX)
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: txn of %zu ops (at most %u)", nops, STORE_TXN_MAX));
+    if (nops == 0)
+        return STORE_OK;
+
+    /* Backends get canonical keys, so validate and copy before anything reaches them. */
+    canon = calloc(nops, sizeof(*canon));
+    if (!canon)
+        return done(s, meshca_fail(s->err, STORE_ENOMEM, "store: out of memory"));
+    for (size_t i = 0; i < nops && r == STORE_OK; i++) {
+        canon[i] = ops[i];
+        r = key_check(&ops[i].key, &canon[i].key, s->err);
+        if (r < 0)
+            break;
+        switch (ops[i].type) {
+        case STORE_OP_PUT:
+            if ((!ops[i].value && ops[i].len > 0) || ops[i].len > STORE_VALUE_MAX || ops[i].lease < 0)
+                r = meshca_fail(s->err, STORE_EINVAL, "store: txn: %s/%s/%s: value missing, too large, or bad lease",
+                                canon[i].key.kind, canon[i].key.mesh, canon[i].key.name);
+            if (!ops[i].value)
+                canon[i].value = "";
+            break;
+        case STORE_OP_DELETE:
+        case STORE_OP_CHECK:
+            /* A check against "any version" would check nothing, so it is a caller's mistake. */
+            if (ops[i].expected_version == (ops[i].type == STORE_OP_DELETE ? 0 : STORE_ANY_VERSION))
+                r = meshca_fail(s->err, STORE_EINVAL, "store: txn: %s/%s/%s: %s with expected version %s",
+                                canon[i].key.kind, canon[i].key.mesh, canon[i].key.name,
+                                ops[i].type == STORE_OP_DELETE ? "delete" : "check",
+                                ops[i].type == STORE_OP_DELETE ? "0" : "any");
+            canon[i].value = NULL;
+            canon[i].len = 0;
+            canon[i].lease = 0;
+            break;
+        default:
+            r = meshca_fail(s->err, STORE_EINVAL, "store: txn: unknown op type %d", (int) ops[i].type);
+        }
+    }
+    if (r == STORE_OK)
+        r = check_unique(canon, nops, s->err);
+    if (r == STORE_OK)
+        r = s->ops->txn(s->impl, canon, nops, NULL, s->err);
+    free(canon);
+    return done(s, r);
+}
+
+int store_revision(store *s, uint64_t *ret) {
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if (!ret)
+        return done(s, STORE_EINVAL);
+    return done(s, s->ops->revision(s->impl, ret, s->err));
+}
+
+int store_watch(store *s, uint64_t after_revision, int timeout_ms, store_event **ret_events, size_t *ret_count) {
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if (!ret_events || !ret_count || timeout_ms < 0)
+        return done(s, STORE_EINVAL);
+    return done(s, s->ops->watch(s->impl, after_revision, timeout_ms, ret_events, ret_count, s->err));
+}
+
+void store_events_free(store_event *events, size_t count) {
+    if (!events)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        free(events[i].kind);
+        free(events[i].mesh);
+        free(events[i].name);
+    }
+    free(events);
+}
+
+int store_lease_grant(store *s, int64_t ttl_seconds, store_lease_id *ret_id) {
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if (!ret_id || ttl_seconds < 1 || ttl_seconds > STORE_LEASE_TTL_MAX)
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: lease ttl must be 1..%d seconds",
+                                   STORE_LEASE_TTL_MAX));
+    return done(s, s->ops->lease_grant(s->impl, ttl_seconds, ret_id, s->err));
+}
+
+int store_lease_keepalive(store *s, store_lease_id id) {
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if (id <= 0)
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: lease id %lld is not a lease", (long long) id));
+    return done(s, s->ops->lease_keepalive(s->impl, id, s->err));
+}
+
+int store_lease_revoke(store *s, store_lease_id id) {
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if (id <= 0)
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: lease id %lld is not a lease", (long long) id));
+    return done(s, s->ops->lease_revoke(s->impl, id, s->err));
+}
