@@ -130,7 +130,10 @@ int cmd_apply(int argc, char **argv)
     opts.cross_sign = !args.no_cross_sign;
     int rc = apply_set(s, next, &opts, &diags, &result);
     if (rc == STORE_ECONFLICT) {
-        cli_error("the store changed while applying; nothing applied, run apply again");
+        /* Someone else changed what this apply read: refused like any check, exit 1. */
+        diag_list_sort(&diags);
+        output_diagnostics(args.format == OUTPUT_JSON ? stdout : stderr, args.format, &diags, 0);
+        exit_code = EXIT_INVALID;
         goto out;
     }
     if (rc < 0) {
