@@ -602,7 +602,7 @@ static size_t report_conflicts(store *s, const manifest_set *next, const seen *b
 /* One read-check-write. *ret_retry: the write lost a race only on objects this apply does
  * not change (status), so checking again may pass. */
 static int apply_once(store *s, manifest_set *next, const apply_options *opts, int64_t now,
-                      diag_list *diags, apply_result *result, bool *ret_retry)
+                      bool prior_errors, diag_list *diags, apply_result *result, bool *ret_retry)
 {
     attempt a = {0};
     a.n = manifest_set_count(next);
@@ -690,9 +690,9 @@ static int apply_once(store *s, manifest_set *next, const apply_options *opts, i
     if (rc < 0)
         goto out;
 
-    result->refused = diag_has_errors(diags);
+    result->refused = prior_errors || diag_has_errors(diags);
     /* Waiting only when every error is one the dataplanes will clear by catching up. */
-    result->waiting_only = result->refused;
+    result->waiting_only = result->refused && !prior_errors;
     for (size_t d = 0; d < diags->count; d++)
         if (diags->items[d].severity == DIAG_ERROR && !is_waiting_code(diags->items[d].code))
             result->waiting_only = false;
@@ -749,12 +749,14 @@ int apply_set(store *s, manifest_set *next, const apply_options *opts, diag_list
               apply_result *ret)
 {
     int64_t now = opts->now ? opts->now : (int64_t)time(NULL);
+    /* Problems the caller found already (a document that did not load) refuse the set too. */
+    bool prior_errors = diag_has_errors(diags);
     int rc = 0;
     for (int round = 1; round <= APPLY_MAX_ATTEMPTS; round++) {
         apply_result result = {0};
         diag_list these = DIAG_LIST_INIT;
         bool retry = false;
-        rc = apply_once(s, next, opts, now, &these, &result, &retry);
+        rc = apply_once(s, next, opts, now, prior_errors, &these, &result, &retry);
         if (retry && round < APPLY_MAX_ATTEMPTS) {
             diag_list_free(&these);
             apply_result_free(&result);

@@ -15,7 +15,7 @@ run get meshes
 check "get meshes shows MTLS as type/backend" out_has "builtin/ca-1"
 run get dataplanes -o json
 check "get dataplanes -o json lists both dataplanes" python3 -c '
-import json, sys; d = json.load(open(sys.argv[1])); assert sorted(i["name"] for i in d["items"]) == ["db-01", "web-01"], d' "$WORK/out"
+import json, sys; d = json.load(open(sys.argv[1])); assert sorted(i["name"] for i in d) == ["db-01", "web-01"], d' "$WORK/out"
 
 # All or nothing: one valid and one invalid document change nothing.
 cat >"$WORK/mixed.yaml" <<'YAML'
