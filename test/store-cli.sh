@@ -257,7 +257,8 @@ for t in $(seq 1 30); do
     wait $p3
     r3=$?
     stored=$("$MESHCA" get meshes -m "race$t" -o json | python3 -c '
-import json, sys; print(",".join(b["name"] for b in json.load(sys.stdin)[0]["mtls"]["backends"]))')
+import json, sys; d = json.load(sys.stdin); d = d["items"] if isinstance(d, dict) else d
+print(",".join(b["name"] for b in d[0]["mtls"]["backends"]))')
     # Exactly one wins and the store holds what it applied; the other exits 1.
     if ! { [ "$r2" = 0 ] && [ "$r3" = 1 ] && [ "$stored" = "ca-1,ca-2" ]; } &&
        ! { [ "$r3" = 0 ] && [ "$r2" = 1 ] && [ "$stored" = "ca-1,ca-3" ]; }; then
