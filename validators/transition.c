@@ -182,17 +182,22 @@ typedef struct ctx {
     bool status_warned;
 } ctx;
 
-/* Records a step that --force let through, and the dataplanes it went past. */
-static void record_forced(ctx *c, transition_step step, const char *const *names, size_t n)
+/* Counts a dataplane that a forced step went past; the first ones are named. */
+static void add_bypassed(transition_result *r, const char *name)
 {
-    transition_result *r = c->res;
+    if (r->nbypassed < TRANSITION_MAX_BYPASSED)
+        r->bypassed[r->nbypassed++] = name;
+    r->nbypassed_total++;
+}
+
+/* Records a step that --force let through, and the dataplanes it went past. */
+static void record_forced(transition_result *r, transition_step step, const char *const *names,
+                          size_t n)
+{
     r->forced = true;
     r->forced_steps |= step;
-    for (size_t i = 0; i < n; i++) {
-        if (r->nbypassed < TRANSITION_MAX_BYPASSED)
-            r->bypassed[r->nbypassed++] = names[i];
-        r->nbypassed_total++;
-    }
+    for (size_t i = 0; i < n; i++)
+        add_bypassed(r, names[i]);
 }
 
 /* The mark of a field that may be absent: the first of the given marks that has a position,
@@ -263,7 +268,7 @@ static void check_switch(ctx *c, const char *from, const char *to, bool multi)
         sbuf sb = {0};
         list_names(&sb, blocking, nblocking);
         if (c->opts->force) {
-            record_forced(c, STEP_SWITCH, blocking, nblocking);
+            record_forced(c->res, STEP_SWITCH, blocking, nblocking);
             diag_warning(c->out, "forced", mark, path,
                          "forced switch to '%s' although %zu of %zu dataplanes do not trust it (%s)",
                          to, nblocking, c->nmembers, sb_str(&sb));
@@ -310,7 +315,7 @@ static void check_remove(ctx *c, const char *name, const char *from, const char 
         sbuf sb = {0};
         list_names(&sb, holding, nholding);
         if (c->opts->force) {
-            record_forced(c, STEP_REMOVE, holding, nholding);
+            record_forced(c->res, STEP_REMOVE, holding, nholding);
             diag_warning(c->out, "forced", mark, path,
                          "forced removal of '%s' although %zu of %zu dataplanes still use a "
                          "certificate it issued (%s)",
@@ -495,17 +500,13 @@ void validate_transition(const mesh *prev, const mesh *next, const dataplane_sta
     if (res.steps & STEP_DISABLE) {
         const source_mark *mark = mark_or_mesh(next, &next->enabled_backend.mark, &next->mtls_mark);
         sbuf also = {0};
-        if (nremoved) {
+        if (nremoved)
             describe_names(&also, ", removing", removed, nremoved);
-        }
         if (opts->force) {
-            const char **names = calloc(nmembers + 1, sizeof *names);
-            if (!names)
-                abort();
+            /* every dataplane of the mesh loses its certificate */
+            record_forced(&res, STEP_DISABLE, NULL, 0);
             for (size_t i = 0; i < nmembers; i++)
-                names[i] = members[i].name;
-            record_forced(&c, STEP_DISABLE, names, nmembers);
-            free(names);
+                add_bypassed(&res, members[i].name);
             diag_warning(out, "forced", mark, "mtls.enabledBackend",
                          "forced: mTLS disabled on mesh '%s'%s; %zu dataplane%s lose%s "
                          "%s certificates",
