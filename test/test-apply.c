@@ -104,6 +104,15 @@ static void apply_ok(store *s, const char *yaml, bool force, int64_t now)
     diag_list_free(&diags);
 }
 
+/* A store holding MESH_ADD (ca-1 enabled, ca-2 added) and the dataplanes web-01 and db-01. */
+static store *open_seeded_store(void)
+{
+    store *s = open_store();
+    apply_ok(s, MESH_ADD, false, NOW0);
+    apply_ok(s, DATAPLANES, false, NOW0);
+    return s;
+}
+
 /* Stores dataplane status objects given as an S7 JSON array. */
 static void put_status(store *s, const char *json)
 {
@@ -165,9 +174,7 @@ static bool has_string(json_t *array, const char *s)
  * they carry the same version (one store-wide revision per transaction). */
 START_TEST(forced_switch_is_one_transaction_with_its_force_log)
 {
-    store *s = open_store();
-    apply_ok(s, MESH_ADD, false, NOW0);
-    apply_ok(s, DATAPLANES, false, NOW0);
+    store *s = open_seeded_store();
     generate_cas(s, NOW0);
     put_status(s, "[{\"mesh\":\"default\",\"name\":\"web-01\",\"mtls\":{\"issuedBackend\":\"ca-1\","
                   "\"supportedBackends\":[\"ca-1\"],\"generation\":1,\"acknowledgedGeneration\":1}}]");
@@ -197,9 +204,7 @@ END_TEST
  * was switched, then the record failed and apply said "nothing applied"). */
 START_TEST(forced_switch_stores_nothing_when_its_force_log_cannot_be_written)
 {
-    store *s = open_store();
-    apply_ok(s, MESH_ADD, false, NOW0);
-    apply_ok(s, DATAPLANES, false, NOW0);
+    store *s = open_seeded_store();
     store_key key = {STATE_MESHSTATUS, "default", "default"};
     ck_assert_int_eq(store_put(s, &key, "not json", 8, STORE_ANY_VERSION, NULL), 0);
 
@@ -216,9 +221,7 @@ END_TEST
 /* Before: logged as a switch "ca-2 -> ca-2" with crossSigning true. */
 START_TEST(force_log_of_a_forced_removal_says_remove_and_who_was_bypassed)
 {
-    store *s = open_store();
-    apply_ok(s, MESH_ADD, false, NOW0);
-    apply_ok(s, DATAPLANES, false, NOW0);
+    store *s = open_seeded_store();
     put_status(s, "[{\"mesh\":\"default\",\"name\":\"web-01\",\"mtls\":{\"issuedBackend\":\"ca-1\","
                   "\"supportedBackends\":[\"ca-1\",\"ca-2\"],\"generation\":1,"
                   "\"acknowledgedGeneration\":1}},"
@@ -247,9 +250,7 @@ END_TEST
 /* Before: logged as crossSigning true. Removing the whole mtls block is that one step. */
 START_TEST(force_log_of_a_forced_disable_says_disable_without_cross_signing)
 {
-    store *s = open_store();
-    apply_ok(s, MESH_ADD, false, NOW0);
-    apply_ok(s, DATAPLANES, false, NOW0);
+    store *s = open_seeded_store();
     apply_ok(s, MESH_NO_MTLS, true, NOW0);
 
     json_t *st = mesh_status(s, NULL);
@@ -267,9 +268,7 @@ END_TEST
 /* Before: logged as cross-signed although the expired CA cannot sign anything. */
 START_TEST(forced_switch_away_from_an_expired_ca_logs_cross_signing_unavailable)
 {
-    store *s = open_store();
-    apply_ok(s, MESH_ADD, false, NOW0);
-    apply_ok(s, DATAPLANES, false, NOW0);
+    store *s = open_seeded_store();
     generate_cas(s, NOW0);   /* ca-1 lives one hour */
     diag_list diags = DIAG_LIST_INIT;
     bool refused = true;
