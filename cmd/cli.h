@@ -35,6 +35,10 @@ void output_diagnostics(FILE *out, output_format format, const diag_list *diags,
  * the command argv[0], pointing at its help. */
 void cli_flag_error(int c, int argc, char **argv);
 
+/* The global --store URL as given before the command (main.c), NULL when absent: `validate`
+ * reads the store only when asked to, never because MESHCA_STORE happens to be set. */
+extern const char *cli_store_flag;
+
 /* Prints "meshca: error: ..." to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

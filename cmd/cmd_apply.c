@@ -29,7 +29,12 @@ const char cmd_apply_usage[] =
     "                                   do not trust the new CA yet will fail their connections\n"
     "  -o, --output FORMAT              text (default) or json\n"
     "\n"
-    "Exit codes: 0 applied; 1 invalid or refused (nothing stored); 2 usage, file or store error.\n";
+    "A value printed as <redacted> by 'meshca get' keeps the stored value. Everything is stored\n"
+    "in one transaction, compare-and-swap on what was read before checking: when someone else\n"
+    "changed a resource meanwhile, nothing is stored and apply says which (re-run it).\n"
+    "\n"
+    "Exit codes: 0 applied; 1 invalid, refused or changed meanwhile (nothing stored);\n"
+    "            2 usage, file or store error.\n";
 
 typedef struct apply_args {
     const char *files[MAX_PATHS];
@@ -130,7 +135,10 @@ int cmd_apply(int argc, char **argv)
     opts.cross_sign = !args.no_cross_sign;
     int rc = apply_set(s, next, &opts, &diags, &result);
     if (rc == STORE_ECONFLICT) {
-        cli_error("the store changed while applying; nothing applied, run apply again");
+        /* Someone else changed what this apply read: refused like any check, exit 1. */
+        diag_list_sort(&diags);
+        output_diagnostics(args.format == OUTPUT_JSON ? stdout : stderr, args.format, &diags, 0);
+        exit_code = EXIT_INVALID;
         goto out;
     }
     if (rc < 0) {

@@ -13,7 +13,9 @@ const char cmd_get_usage[] =
     "Usage: meshca get meshes|dataplanes|secrets [-m MESH] [-o text|json|yaml]\n"
     "\n"
     "Lists the resources in the store. Meshes show MTLS (the enabled backend as TYPE/NAME, or\n"
-    "off) and BACKENDS; secret values are never shown.\n"
+    "off) and BACKENDS. Secret data and inline keys, tokens and certificates of a backend's conf\n"
+    "are never shown: they print as <redacted>. -o yaml (a stream of documents) and -o json (one\n"
+    "array) apply back unchanged: 'apply' keeps the stored value of a <redacted> field.\n"
     "\n"
     "Flags:\n"
     "  -m, --mesh MESH       only this mesh\n"
@@ -185,13 +187,18 @@ int cmd_get(int argc, char **argv)
             printf("%-16s %s\n", res->u.secret.mesh.value, res->u.secret.name.value);
         }
     }
-    if (format != OUTPUT_TEXT) {
-        json_t *doc = json_pack("{s:o}", "items", items);
-        cli_print_structured(doc, format);
-        json_decref(doc);
-    } else {
-        json_decref(items);
+    /* Both apply back unchanged: YAML as a stream of documents, JSON as one array. */
+    if (format == OUTPUT_YAML) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(items, i, item) {
+            fputs("---\n", stdout);
+            cli_print_structured(item, format);
+        }
+    } else if (format == OUTPUT_JSON) {
+        cli_print_structured(items, format);
     }
+    json_decref(items);
     manifest_set_free(set);
     diag_list_free(&diags);
     store_close(s);

@@ -1,4 +1,5 @@
-/* cmd_validate.c - `meshca validate`: static checks and, with --from, the S4 rotation rules, offline. */
+/* cmd_validate.c - `meshca validate`: static checks and, with --from, the S4 rotation rules, offline;
+ * with --store, every check of `apply --dry-run` against the store. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,12 +9,14 @@
 #include "cmd/common.h"
 #include "manifests/manifest.h"
 #include "manifests/status.h"
+#include "reconciler/apply.h"
 #include "validators/validators.h"
 
 #define MAX_PATHS 256
 
 const char cmd_validate_usage[] =
-    "Usage: meshca validate -f PATH... [--from PATH...] [--status FILE] [-o text|json|github]\n"
+    "Usage: meshca validate -f PATH... [--from PATH...] [--status FILE] [--store URL]\n"
+    "                       [--force] [-o text|json|github]\n"
     "\n"
     "Checks every Mesh, Dataplane and Secret in PATH (files, directories of *.yaml/*.yml,\n"
     "or - for standard input) and reports every problem with file:line:column and field path.\n"
@@ -21,17 +24,21 @@ const char cmd_validate_usage[] =
     "last applied) against the CA rotation rules: add a backend, switch enabledBackend, remove\n"
     "the old backend, one step at a time. With --status (a snapshot of 'meshca inspect\n"
     "dataplanes -o json'), also checks that every dataplane has caught up before a switch or a\n"
-    "removal; without it those checks are reported as unknown. Changes nothing.\n"
+    "removal; without it those checks are reported as unknown. With --store (or the global\n"
+    "'meshca --store URL validate'), every check 'apply --dry-run' makes: each Mesh's change\n"
+    "from the store's Mesh (or from --from), gated on the store's dataplane status (or\n"
+    "--status), and the CA backends. Changes nothing.\n"
     "\n"
     "Flags:\n"
     "  -f, --filename PATH   manifests to check (repeatable)\n"
     "      --from PATH       manifests as last applied (repeatable)\n"
     "      --status FILE     dataplane status JSON (S7 format: an array, or {\"items\": [...]})\n"
+    "      --store URL       check against this store, as 'apply --dry-run' does\n"
     "      --force           check as 'apply --force' would: let propagation gating through\n"
     "  -o, --output FORMAT   text (default), json or github (GitHub Actions annotations)\n"
     "  -h, --help            show this help\n"
     "\n"
-    "Exit codes: 0 valid; 1 invalid or refused; 2 usage error or unreadable file.\n";
+    "Exit codes: 0 valid; 1 invalid or refused; 2 usage error, unreadable file or store.\n";
 
 typedef struct validate_args {
     const char *files[MAX_PATHS];
@@ -39,16 +46,18 @@ typedef struct validate_args {
     const char *from[MAX_PATHS];
     size_t nfrom;
     const char *status_file;
+    const char *store_url;
     int force;
     output_format format;
 } validate_args;
 
 static int parse_args(int argc, char **argv, validate_args *args)
 {
-    enum { OPT_FROM = 256, OPT_STATUS, OPT_FORCE };
+    enum { OPT_FROM = 256, OPT_STATUS, OPT_FORCE, OPT_STORE };
     static const struct option options[] = {
         {"filename", required_argument, NULL, 'f'}, {"from", required_argument, NULL, OPT_FROM},
         {"status", required_argument, NULL, OPT_STATUS}, {"force", no_argument, NULL, OPT_FORCE},
+        {"store", required_argument, NULL, OPT_STORE},
         {"output", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -74,6 +83,9 @@ static int parse_args(int argc, char **argv, validate_args *args)
             break;
         case OPT_FORCE:
             args->force = 1;
+            break;
+        case OPT_STORE:
+            args->store_url = optarg;
             break;
         case 'o':
             if (output_parse_format(optarg, 1u << OUTPUT_TEXT | 1u << OUTPUT_JSON |
@@ -134,6 +146,36 @@ static void check_transitions(const manifest_set *prev, const manifest_set *next
     }
 }
 
+/* --store: exactly the checks of `apply --dry-run` (one function, apply_set), with --from and
+ * --status standing in for the store's Meshes and status when given. Returns 0, or -1 when the
+ * store could not be used (reported). */
+static int check_against_store(const validate_args *args, manifest_set *next,
+                               const manifest_set *prev, const status_set *status,
+                               diag_list *diags)
+{
+    char errbuf[256] = "";
+    store *s = NULL;
+    int rc = store_open(args->store_url, &s, errbuf, sizeof(errbuf));
+    if (rc < 0) {
+        cli_error("cannot open the store: %s", errbuf[0] ? errbuf : store_strerror(rc));
+        return -1;
+    }
+    apply_options opts = APPLY_OPTIONS_INIT;
+    apply_result result = {0};
+    opts.dry_run = true;
+    opts.force = args->force;
+    opts.prev = args->nfrom > 0 ? prev : NULL;
+    opts.status = args->status_file ? status : NULL;
+    rc = apply_set(s, next, &opts, diags, &result);
+    apply_result_free(&result);
+    store_close(s);
+    if (rc < 0 && rc != STORE_ECONFLICT) {
+        cli_error("cannot use the store: %s", store_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 static void print_summary(const manifest_set *set, const diag_list *diags)
 {
     size_t counts[3] = {0, 0, 0};
@@ -156,6 +198,8 @@ int cmd_validate(int argc, char **argv)
 
     if (parse_args(argc, argv, &args) < 0)
         return EXIT_TROUBLE;
+    if (!args.store_url)
+        args.store_url = cli_store_flag;
 
     next = manifest_set_new();
     prev = manifest_set_new();
@@ -174,12 +218,20 @@ int cmd_validate(int argc, char **argv)
             unreadable = 1;
     }
 
-    validate_set(next, &diags);
-    if (args.nfrom > 0 && !unreadable)
-        check_transitions(prev, next, args.status_file ? &status : NULL, args.force, &diags);
-    else if (args.status_file && args.nfrom == 0)
-        diag_warning(&diags, "status-unused", NULL, NULL,
-                     "--status is only used with --from (the state the change starts from)");
+    if (args.store_url && !unreadable) {
+        /* apply_set runs the static checks too */
+        if (check_against_store(&args, next, prev, &status, &diags) < 0) {
+            exit_code = EXIT_TROUBLE;
+            goto out;
+        }
+    } else {
+        validate_set(next, &diags);
+        if (args.nfrom > 0 && !unreadable)
+            check_transitions(prev, next, args.status_file ? &status : NULL, args.force, &diags);
+        else if (args.status_file && args.nfrom == 0)
+            diag_warning(&diags, "status-unused", NULL, NULL,
+                         "--status is only used with --from (the state the change starts from)");
+    }
 
     diag_list_sort(&diags);
     int ok = !unreadable && !diag_has_errors(&diags);

@@ -23,6 +23,8 @@ static const cli_command commands[] = {
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
+const char *cli_store_flag;
+
 static void print_usage(FILE *out)
 {
     fputs("meshca - declarative service-mesh certificate authority reconciler\n\n"
@@ -77,10 +79,12 @@ int main(int argc, char **argv)
         }
         if (strcmp(argv[i], "--store") == 0 && i + 1 < argc) {
             setenv("MESHCA_STORE", argv[++i], 1);
+            cli_store_flag = argv[i];
             continue;
         }
         if (strncmp(argv[i], "--store=", 8) == 0) {
             setenv("MESHCA_STORE", argv[i] + 8, 1);
+            cli_store_flag = argv[i] + 8;
             continue;
         }
         cli_error("unknown flag '%s'; run 'meshca --help'", argv[i]);

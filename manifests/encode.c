@@ -3,6 +3,42 @@
 
 #include "manifests/encode.h"
 
+bool encode_is_inline_key(const char *key)
+{
+    return key && (strcmp(key, "inline") == 0 || strcmp(key, "inlineString") == 0);
+}
+
+/* encode_node, with every inline datasource value replaced when `redact`: any mapping key
+ * inline/inlineString in a conf tree is a datasource (provided cert and key, vault token and
+ * TLS material, cfssl authKey, and whatever datasource a backend adds later). */
+static json_t *encode_tree(const mnode *node, bool redact)
+{
+    if (!node)
+        return json_null();
+    switch (node->kind) {
+    case MNODE_MAP: {
+        json_t *obj = json_object();
+        for (size_t i = 0; i < node->npairs; i++) {
+            const char *key = node->pairs[i].key->scalar;
+            json_object_set_new(obj, key,
+                                redact && encode_is_inline_key(key)
+                                    ? json_string(ENCODE_REDACTED)
+                                    : encode_tree(node->pairs[i].value, redact));
+        }
+        return obj;
+    }
+    case MNODE_SEQ: {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < node->nitems; i++)
+            json_array_append_new(arr, encode_tree(node->items[i], redact));
+        return arr;
+    }
+    case MNODE_SCALAR:
+        break;
+    }
+    return encode_node(node);
+}
+
 json_t *encode_node(const mnode *node)
 {
     if (!node)
@@ -50,7 +86,7 @@ static void set_duration(json_t *obj, const char *key, const model_duration *d)
     json_object_set_new(obj, key, json_string(buf));
 }
 
-static json_t *encode_backend(const mesh_backend *b)
+static json_t *encode_backend(const mesh_backend *b, bool with_secret_data)
 {
     json_t *obj = json_object();
     json_t *dp = json_object();
@@ -69,11 +105,11 @@ static json_t *encode_backend(const mesh_backend *b)
     else
         json_decref(dp);
     if (b->conf)
-        json_object_set_new(obj, "conf", encode_node(b->conf));
+        json_object_set_new(obj, "conf", encode_tree(b->conf, !with_secret_data));
     return obj;
 }
 
-static json_t *encode_mesh(const mesh *m)
+static json_t *encode_mesh(const mesh *m, bool with_secret_data)
 {
     json_t *obj = json_pack("{s:s}", "type", "Mesh");
     set_string(obj, "name", &m->name);
@@ -82,7 +118,7 @@ static json_t *encode_mesh(const mesh *m)
         json_t *backends = json_array();
         set_string(mtls, "enabledBackend", &m->enabled_backend);
         for (size_t i = 0; i < m->nbackends; i++)
-            json_array_append_new(backends, encode_backend(&m->backends[i]));
+            json_array_append_new(backends, encode_backend(&m->backends[i], with_secret_data));
         json_object_set_new(mtls, "backends", backends);
         if (m->skip_validation)
             json_object_set_new(mtls, "skipValidation", json_true());
@@ -123,6 +159,8 @@ static json_t *encode_secret(const secret *s, int with_data)
     set_string(obj, "mesh", &s->mesh);
     if (with_data)
         set_string(obj, "data", &s->data);
+    else if (s->data.value)
+        json_object_set_new(obj, "data", json_string(ENCODE_REDACTED));
     return obj;
 }
 
@@ -130,7 +168,7 @@ json_t *encode_resource(const resource *res, int with_secret_data)
 {
     switch (res->kind) {
     case RESOURCE_MESH:
-        return encode_mesh(&res->u.mesh);
+        return encode_mesh(&res->u.mesh, with_secret_data);
     case RESOURCE_DATAPLANE:
         return encode_dataplane(&res->u.dataplane);
     case RESOURCE_SECRET:

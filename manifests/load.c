@@ -102,7 +102,14 @@ int manifest_load_buffer(manifest_set *set, const char *name, const char *data, 
         return r;
     for (size_t i = 0; i < ndocs; i++) {
         /* An empty document (a stray `---`) is not a resource and not a mistake. */
-        if (!mnode_is_null(docs[i])) {
+        if (docs[i]->kind == MNODE_SEQ) {
+            /* One JSON array of resources, as `meshca get -o json` prints: each item is one. */
+            for (size_t j = 0; j < docs[i]->nitems; j++) {
+                resource res;
+                if (manifest_build_resource(docs[i]->items[j], (unsigned)i, &res, diags) == 0)
+                    manifest_set_add(set, &res);
+            }
+        } else if (!mnode_is_null(docs[i])) {
             resource res;
             if (manifest_build_resource(docs[i], (unsigned)i, &res, diags) == 0)
                 manifest_set_add(set, &res);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "manifests/manifest.h"
+#include "manifests/status.h"
 #include "reconciler/store.h"
 
 typedef struct apply_options {
@@ -14,9 +15,18 @@ typedef struct apply_options {
     bool force;         /* lets R3/R4 gating and R6 through, recorded in the mesh status */
     bool cross_sign;    /* with force: a forced switch cross-signs (the default) */
     int64_t now;        /* clock, seconds; 0 = time(NULL) */
+    /* `validate --store`: the Meshes as last applied come from these manifests (--from)
+     * instead of the store, and the dataplane status from this snapshot (--status) instead of
+     * the store. Borrowed; NULL = the store's. Only with dry_run. */
+    const manifest_set *prev;
+    const status_set *status;
 } apply_options;
 
-#define APPLY_OPTIONS_INIT {false, false, true, 0}
+#define APPLY_OPTIONS_INIT {false, false, true, 0, NULL, NULL}
+
+/* How often apply re-reads and re-checks everything when only what it does not write (the
+ * dataplane status, the mesh status) changed under it. */
+#define APPLY_MAX_ATTEMPTS 5
 
 /* What happened to one resource: "created", "configured" or "unchanged". */
 typedef struct apply_change {
@@ -42,11 +52,16 @@ typedef struct apply_result {
     size_t nmeshes;
 } apply_result;
 
-/* Checks `next` (every resource: static rules, transitions against the store with the stored
- * dataplane status, CA backends) and stores it in one transaction with compare-and-swap on
- * what was read, unless refused or dry_run. Diagnostics go to `diags`. Returns 0 (see
- * ret->refused) or a negative STORE_* code (STORE_ECONFLICT: the store changed meanwhile). */
-int apply_set(store *s, const manifest_set *next, const apply_options *opts, diag_list *diags,
+/* Checks `next` (every resource: static rules, a Dataplane's mesh exists, transitions against
+ * the store with the stored dataplane status, CA backends and what they can sign, every backend
+ * whose CA a changed Secret replaces) and stores it, with the force log of a forced step, in one
+ * transaction, unless refused or dry_run. The transaction is compare-and-swap on the versions
+ * read before checking, so a change made meanwhile by someone else is never overwritten.
+ * A value that `get` printed as ENCODE_REDACTED is replaced in `next` by the stored value (or
+ * refused with "redacted-value" when there is none). Diagnostics go to `diags`.
+ * Returns 0 (see ret->refused) or a negative code: STORE_ECONFLICT (a resource of `next` was
+ * changed meanwhile; a "conflict" diagnostic names it; nothing stored), or a store error. */
+int apply_set(store *s, manifest_set *next, const apply_options *opts, diag_list *diags,
               apply_result *ret);
 void apply_result_free(apply_result *result);
 

@@ -5,9 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const ca_backend_ops *const all_backends[] = {
-    &ca_builtin_ops,
-    &ca_provided_ops,
+/* Every backend type of S2 and its implementation in this build; NULL: not yet, so the type
+ * validates offline but `apply` refuses it (nothing would sign its leaves). */
+static const struct {
+    const char *type;
+    const ca_backend_ops *ops;
+} all_backends[] = {
+    {"builtin", &ca_builtin_ops},
+    {"provided", &ca_provided_ops},
+    {"vault", NULL},
+    {"cfssl", NULL},
 };
 
 const ca_backend_ops *ca_backend_for_type(const char *type)
@@ -15,9 +22,17 @@ const ca_backend_ops *ca_backend_for_type(const char *type)
     if (!type)
         return NULL;
     for (size_t i = 0; i < sizeof(all_backends) / sizeof(all_backends[0]); i++)
-        if (strcmp(all_backends[i]->type, type) == 0)
-            return all_backends[i];
+        if (strcmp(all_backends[i].type, type) == 0)
+            return all_backends[i].ops;
     return NULL;
+}
+
+ca_type_support ca_backend_support(const char *type)
+{
+    for (size_t i = 0; type && i < sizeof(all_backends) / sizeof(all_backends[0]); i++)
+        if (strcmp(all_backends[i].type, type) == 0)
+            return all_backends[i].ops ? CA_TYPE_SIGNS : CA_TYPE_CANNOT_SIGN;
+    return CA_TYPE_UNKNOWN;
 }
 
 static const ca_backend_ops *ops_of(const ca_context *ctx)

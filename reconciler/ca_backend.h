@@ -63,6 +63,14 @@ extern const ca_backend_ops ca_provided_ops;
 /* The ops of a backend type; NULL for an unknown (or not yet supported) type. */
 const ca_backend_ops *ca_backend_for_type(const char *type);
 
+/* Whether this build can sign with a backend type (a property of the backend table). */
+typedef enum ca_type_support {
+    CA_TYPE_UNKNOWN = 0,     /* not a backend type at all: the static checks report it */
+    CA_TYPE_CANNOT_SIGN,     /* a type of S2 this build does not implement yet (vault, cfssl) */
+    CA_TYPE_SIGNS,
+} ca_type_support;
+ca_type_support ca_backend_support(const char *type);
+
 /* Dispatch on ctx->backend->type. PKI_EINVAL (with a message) for an unknown type. */
 int ca_backend_check(const ca_context *ctx, diag_list *diags);
 int ca_backend_open(const ca_context *ctx, ca_backend **ret, char *errbuf);

@@ -140,6 +140,12 @@ run apply -f "$WORK/f2.yaml"
 check "switch refused while db-01 does not trust ca-4" exit_is 1
 run apply -f "$WORK/f2.yaml" --force
 check "forced switch is applied" exit_is 0
+run inspect meshes -o json
+check "the force log says a switch was forced, cross-signed, past db-01 (issue 9 #6)" python3 -c '
+import json, sys
+e = json.load(open(sys.argv[1]))[0]["status"]["forceLog"][-1]
+assert (e["step"], e["from"], e["to"], e["crossSigning"]) == ("switch", "ca-3", "ca-4", "enabled"), e
+assert e["bypassed"] == ["db-01"] and e["bypassedCount"] == 1, e' "$WORK/out"
 run inspect meshes
 check "inspect meshes shows the cross-signing in force" out_has "CROSS-SIGNING: ca-4 by ca-3"
 run reconcile --once

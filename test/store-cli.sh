@@ -16,7 +16,7 @@ run get meshes
 check "get meshes shows MTLS as type/backend" out_has "builtin/ca-1"
 run get dataplanes -o json
 check "get dataplanes -o json lists both dataplanes" python3 -c '
-import json, sys; d = json.load(open(sys.argv[1])); assert sorted(i["name"] for i in d["items"]) == ["db-01", "web-01"], d' "$WORK/out"
+import json, sys; d = json.load(open(sys.argv[1])); assert sorted(i["name"] for i in d) == ["db-01", "web-01"], d' "$WORK/out"
 
 # All or nothing: one valid and one invalid document change nothing.
 cat >"$WORK/mixed.yaml" <<'YAML'
@@ -84,6 +84,193 @@ import json, sys; d = json.load(open(sys.argv[1])); assert len(d) == 2 and all("
 cp "$WORK/out" "$WORK/status.json"
 run validate -f "$ex/2-switch.yaml" --from "$ex/1-add.yaml" --status "$WORK/status.json"
 check "validate refuses the switch from the snapshot too" exit_is 1
+
+# --- issue 9 #2: validate --store gates exactly as apply --dry-run does ---
+# The store holds ca-1 enabled and ca-2 added, and no dataplane acknowledged ca-2.
+run --store "$MESHCA_STORE" validate -f "$ex/2-switch.yaml"
+check "validate with the global --store refuses the premature switch (exit 1)" exit_is 1
+check "validate --store names the blocking dataplanes like apply" \
+    out_has "cannot switch to 'ca-2' yet: 2 of 2 dataplanes do not trust it (db-01, web-01)"
+run validate --store "$MESHCA_STORE" -f "$ex/2-switch.yaml" -o json
+check "validate --store URL refuses with switch-not-propagated at enabledBackend" \
+    json_has switch-not-propagated mtls.enabledBackend 5
+cp "$WORK/out" "$WORK/validate-store.json"
+run apply --dry-run -f "$ex/2-switch.yaml" -o json
+check "apply --dry-run and validate --store give the same diagnostics" python3 -c '
+import json, sys
+a, b = (json.load(open(p))["diagnostics"] for p in sys.argv[1:])
+assert a == b, (a, b)' "$WORK/out" "$WORK/validate-store.json"
+run validate --store "$MESHCA_STORE" -f "$ex/2-switch.yaml" --from "$ex/1-add.yaml"
+check "validate --store --from refuses too" exit_is 1
+check "validate --store --from does not ask for --status or --store" out_lacks "pass --status or --store"
+run validate --store "$MESHCA_STORE" -f "$ex/2-switch.yaml" --force
+check "validate --store --force lets the switch through" exit_is 0
+run get meshes
+check "validate --store stored nothing" out_has "builtin/ca-1"
+run validate -f "$ex/2-switch.yaml"
+check "without --store, validate stays offline although MESHCA_STORE is set" exit_is 0
+
+# --- issue 9 #21: a Dataplane needs its Mesh ---
+cat >"$WORK/orphan.yaml" <<'YAML'
+type: Dataplane
+mesh: nowhere
+name: orphan-01
+networking: {address: 127.0.0.1, inbound: [{port: 7000, tags: {kuma.io/service: orphan}}]}
+YAML
+run apply -f "$WORK/orphan.yaml" -o json
+check "a Dataplane in a mesh that does not exist is refused (exit 1)" exit_is 1
+check "the refusal is mesh-not-found at the dataplane's mesh field" json_has mesh-not-found mesh 2
+printf 'type: Mesh\nname: nowhere\n---\n' | cat - "$WORK/orphan.yaml" >"$WORK/orphan-with-mesh.yaml"
+run apply -f "$WORK/orphan-with-mesh.yaml"
+check "the same Dataplane with its Mesh in the same apply is accepted" exit_is 0
+
+# --- issue 9 #8: vault and cfssl cannot sign yet: refused at apply, accepted offline ---
+cat >"$WORK/vault.yaml" <<'YAML'
+type: Mesh
+name: vm
+mtls:
+  enabledBackend: v1
+  backends:
+  - name: v1
+    type: vault
+    conf:
+      fromCp:
+        address: https://vault.example:8200
+        pki: pki
+        role: mesh
+        auth: {token: {inlineString: s.VAULTTOKENSECRET42}}
+YAML
+cat >"$WORK/cfssl.yaml" <<'YAML'
+type: Mesh
+name: cm
+mtls:
+  enabledBackend: b1
+  backends:
+  - name: b1
+    type: builtin
+  - name: c1
+    type: cfssl
+    conf: {url: "http://127.0.0.1:8888", authKey: {inlineString: CFSSLAUTHKEY0123456789}}
+YAML
+run validate -f "$WORK/vault.yaml" -f "$WORK/cfssl.yaml"
+check "offline validate still accepts vault and cfssl meshes" exit_is 0
+run apply -f "$WORK/vault.yaml" -o json
+check "apply refuses a vault mesh (exit 1)" exit_is 1
+check "the refusal is backend-unsupported at the backend's type" json_has backend-unsupported "mtls.backends[0].type" 7
+check "the refusal names the backend and its type" out_has "backend 'v1' is of type 'vault'"
+check "the refusal does not print the vault token" out_lacks "VAULTTOKENSECRET42"
+run apply --dry-run -f "$WORK/cfssl.yaml" -o json
+check "apply --dry-run refuses a cfssl backend, even one not enabled" json_has backend-unsupported "mtls.backends[1].type" 9
+run --store "$MESHCA_STORE" validate -f "$WORK/cfssl.yaml"
+check "validate --store refuses it too" exit_is 1
+check "nothing prints the cfssl authKey" out_lacks "CFSSLAUTHKEY0123456789"
+run get meshes
+check "no vault or cfssl mesh was stored" out_lacks "vm "
+
+# --- issue 9 #1: inline keys and tokens are never printed; get output applies back ---
+run ca create --out-dir "$WORK/ca9" --common-name "inline ca"
+key_b64=$(base64 -w0 "$WORK/ca9/ca-key.pem")
+key_body=$(sed -n 2p "$WORK/ca9/ca-key.pem")
+{
+    printf 'type: Mesh\nname: inl\nmtls:\n  enabledBackend: ca-s\n  backends:\n'
+    printf '  - name: ca-s\n    type: provided\n    conf:\n      cert:\n        inlineString: |\n'
+    sed 's/^/          /' "$WORK/ca9/ca.pem"
+    printf '      key:\n        inlineString: |\n'
+    sed 's/^/          /' "$WORK/ca9/ca-key.pem"
+    printf '  - name: ca-b\n    type: provided\n    conf:\n'
+    printf '      cert: {inline: %s}\n      key: {inline: %s}\n' "$(base64 -w0 "$WORK/ca9/ca.pem")" "$key_b64"
+} >"$WORK/inline.yaml"
+run apply -f "$WORK/inline.yaml"
+check "a mesh with inline keys (inlineString and inline) is applied" exit_is 0
+for cmd in "get meshes" "get meshes -o json" "get meshes -o yaml" "get meshes -m inl -o yaml" \
+           "get secrets -o yaml" "inspect meshes" "inspect meshes -o json" "roots -m inl"; do
+    run $cmd
+    check "'$cmd' prints no inline key (PEM form)" out_lacks "$key_body"
+    check "'$cmd' prints no inline key (base64 form)" out_lacks "${key_b64:20:40}"
+    check "'$cmd' prints no private key header" out_lacks "PRIVATE KEY"
+done
+run get meshes -m inl -o yaml
+check "inline values print as <redacted>" test "$(grep -c '<redacted>' "$WORK/out")" -eq 4
+cp "$WORK/out" "$WORK/inl-get.yaml"
+run apply -f "$WORK/inl-get.yaml"
+check "get -o yaml applies back unchanged: apply keeps the stored keys" out_has "mesh/inl unchanged"
+run get meshes -m inl -o json
+cp "$WORK/out" "$WORK/inl-get.json"
+run apply -f "$WORK/inl-get.json"
+check "get -o json applies back unchanged" out_has "mesh/inl unchanged"
+run get secrets -o yaml
+cp "$WORK/out" "$WORK/secrets-get.yaml"
+run apply -f "$WORK/secrets-get.yaml"
+check "get secrets -o yaml applies back unchanged" out_has "secret/default/ca-2-key unchanged"
+sed 's/name: "ca-b"/name: "ca-c"/' "$WORK/inl-get.yaml" >"$WORK/inl-renamed.yaml"
+line=$(grep -n '<redacted>' "$WORK/inl-renamed.yaml" | sed -n 3p | cut -d: -f1)
+run apply -f "$WORK/inl-renamed.yaml" -o json
+check "a <redacted> value with no stored value to keep is refused (exit 1)" exit_is 1
+check "the refusal is redacted-value at the field and its line" \
+    json_has redacted-value "mtls.backends[1].conf.cert.inline" "$line"
+check "the refusal prints no key" out_lacks "$key_body"
+
+# --- issue 9 #3: a Secret change re-checks the backends that read it ---
+{
+    printf 'type: Secret\nmesh: sx\nname: sx-cert\ndata: %s\n---\n' "$(base64 -w0 "$WORK/ca2/ca.pem")"
+    printf 'type: Secret\nmesh: sx\nname: sx-key\ndata: %s\n---\n' "$(base64 -w0 "$WORK/ca2/ca-key.pem")"
+    printf 'type: Mesh\nname: sx\nmtls:\n  enabledBackend: px\n  backends:\n'
+    printf '  - name: px\n    type: provided\n    conf:\n      cert: {secret: sx-cert}\n      key: {secret: sx-key}\n'
+} >"$WORK/sx-mesh.yaml"
+run apply -f "$WORK/sx-mesh.yaml"
+check "a mesh whose enabled provided backend reads two Secrets is applied" exit_is 0
+{
+    printf 'type: Secret\nmesh: sx\nname: sx-cert\ndata: %s\n---\n' "$(base64 -w0 "$WORK/ca9/ca.pem")"
+    printf 'type: Secret\nmesh: sx\nname: sx-key\ndata: %s\n' "$(base64 -w0 "$WORK/ca9/ca-key.pem")"
+} >"$WORK/sx-swap.yaml"
+run apply -f "$WORK/sx-swap.yaml" -o json
+check "replacing the CA of the enabled backend through its Secrets is refused (exit 1)" exit_is 1
+check "as backend-changed-in-place (R5), at the Secret's data" json_has backend-changed-in-place data 4
+check "the refusal names the mesh and backend" out_has "used by mesh 'sx'"
+printf 'type: Secret\nmesh: sx\nname: sx-cert\ndata: %s\n' "$(printf 'garbage, not a certificate' | base64 -w0)" >"$WORK/sx-garbage.yaml"
+run apply -f "$WORK/sx-garbage.yaml" -o json
+check "garbage in a Secret a backend reads is refused (exit 1)" exit_is 1
+check "the garbage is reported as ca-unparsable at the Secret's data" json_has ca-unparsable data 4
+run apply -f "$WORK/sx-garbage.yaml" --force
+check "--force does not let an unparsable CA through" exit_is 1
+{
+    printf 'type: Secret\nmesh: default\nname: ca-2-cert\ndata: %s\n---\n' "$(base64 -w0 "$WORK/ca9/ca.pem")"
+    printf 'type: Secret\nmesh: default\nname: ca-2-key\ndata: %s\n' "$(base64 -w0 "$WORK/ca9/ca-key.pem")"
+} >"$WORK/ca2-swap.yaml"
+run apply -f "$WORK/ca2-swap.yaml"
+check "replacing the CA of a backend no dataplane trusts and not enabled is allowed (R5)" exit_is 0
+
+# --- issue 9 #11: concurrent applies never lose an update ---
+lost=0
+conflicts=0
+for t in $(seq 1 30); do
+    printf 'type: Mesh\nname: race%s\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - {name: ca-1, type: builtin}\n' "$t" >"$WORK/race0.yaml"
+    "$MESHCA" apply -f "$WORK/race0.yaml" >/dev/null 2>&1
+    for b in 2 3; do
+        printf 'type: Mesh\nname: race%s\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - {name: ca-1, type: builtin}\n  - {name: ca-%s, type: builtin}\n' "$t" "$b" >"$WORK/race$b.yaml"
+    done
+    "$MESHCA" apply -f "$WORK/race2.yaml" >"$WORK/race2.out" 2>&1 &
+    p2=$!
+    "$MESHCA" apply -f "$WORK/race3.yaml" >"$WORK/race3.out" 2>&1 &
+    p3=$!
+    wait $p2
+    r2=$?
+    wait $p3
+    r3=$?
+    stored=$("$MESHCA" get meshes -m "race$t" -o json | python3 -c '
+import json, sys; d = json.load(sys.stdin); d = d["items"] if isinstance(d, dict) else d
+print(",".join(b["name"] for b in d[0]["mtls"]["backends"]))')
+    # Exactly one wins and the store holds what it applied; the other exits 1.
+    if ! { [ "$r2" = 0 ] && [ "$r3" = 1 ] && [ "$stored" = "ca-1,ca-2" ]; } &&
+       ! { [ "$r3" = 0 ] && [ "$r2" = 1 ] && [ "$stored" = "ca-1,ca-3" ]; }; then
+        lost=$((lost + 1))
+        echo "  trial $t: exits $r2 $r3, stored $stored"
+    fi
+    grep -qF "was changed by someone else since this apply read it" "$WORK/race2.out" "$WORK/race3.out" &&
+        conflicts=$((conflicts + 1))
+done
+echo "  concurrent applies: 30 pairs, $conflicts lost the compare-and-swap"
+check "30 pairs of concurrent applies: exactly one of each pair wins, no update lost" test "$lost" -eq 0
 
 MESHCA_STORE="etcd://127.0.0.1:1" run get meshes
 check "an unsupported store is exit 2" exit_is 2

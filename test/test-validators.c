@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "manifests/encode.h"
 #include "manifests/manifest.h"
 #include "manifests/status.h"
 #include "validators/validators.h"
@@ -797,6 +798,112 @@ START_TEST(disabling_mtls_refused_without_force)
 }
 END_TEST
 
+/* ---- issue 9: apply's items ---- */
+
+/* Before: remove-enabled with no file, line or column, and --force could not pass it. */
+START_TEST(removing_the_mtls_block_is_one_disable_step_with_a_position)
+{
+    const char *next = "type: Mesh\nname: default\n";
+    trans t;
+    transition(MESH_CA1, next, NULL, false, false, NULL, 0, &t);
+    ck_assert_uint_eq(count_code(&t.d, "remove-enabled"), 0);
+    const diag *x = assert_diag(&t.d, "disable-mtls", "mtls.enabledBackend", 2);
+    ck_assert_ptr_nonnull(strstr(x->message, "removing 'ca-1'"));
+    for (size_t i = 0; i < t.d.count; i++)
+        ck_assert_msg(t.d.items[i].file && t.d.items[i].line > 0 && t.d.items[i].column > 0,
+                      "%s has no position", t.d.items[i].code);
+    diag_list_free(&t.d);
+
+    transition(MESH_CA1, next, NULL, false, true, NULL, 0, &t);
+    assert_no_errors(&t.d);
+    assert_diag(&t.d, "forced", "mtls.enabledBackend", 2);
+    ck_assert(t.r.forced);
+    ck_assert_uint_eq(t.r.forced_steps, STEP_DISABLE);
+    diag_list_free(&t.d);
+}
+END_TEST
+
+/* A backend whose Secret now holds another CA is an in-place change (R5), conf unchanged. */
+START_TEST(backend_whose_secret_holds_another_ca_is_changed_in_place)
+{
+    manifest_set *p = load(MESH_ADDED);
+    status_set s = STATUS_SET_INIT;
+    add_status(&s, "web-01", "ca-1", "ca-1", "ca-2", NULL);
+    const char *changed[] = {"ca-2"};
+    transition_options opts = TRANSITION_OPTIONS_INIT;
+    opts.have_status = true;
+    opts.ca_changed = changed;
+    opts.nca_changed = 1;
+    diag_list d = DIAG_LIST_INIT;
+    transition_result r;
+    validate_transition(first_mesh(p), first_mesh(p), s.items, s.count, NULL, 0, &opts, &d, &r);
+    const diag *x = assert_diag(&d, "backend-changed-in-place", "mtls.backends[1]", 8);
+    ck_assert_ptr_nonnull(strstr(x->message, "a Secret it reads holds another CA"));
+    ck_assert_ptr_nonnull(strstr(x->message, "web-01"));
+    ck_assert_uint_eq(r.steps, STEP_CHANGE);
+    diag_list_free(&d);
+
+    /* Nobody trusts it and it is not enabled: allowed, as a conf change would be. */
+    status_set_free(&s);
+    add_status(&s, "web-01", "ca-1", "ca-1", NULL);
+    validate_transition(first_mesh(p), first_mesh(p), s.items, s.count, NULL, 0, &opts, &d, &r);
+    ck_assert_uint_eq(d.count, 0);
+    diag_list_free(&d);
+    status_set_free(&s);
+    manifest_set_free(p);
+}
+END_TEST
+
+/* What the force log records: the forced step and the dataplanes it went past. */
+START_TEST(forced_switch_reports_the_step_and_the_bypassed_dataplanes)
+{
+    status_set s = STATUS_SET_INIT;
+    add_status(&s, "web-01", "ca-1", "ca-1", "ca-2", NULL);
+    add_status(&s, "db-01", "ca-1", "ca-1", NULL);
+    trans t;
+    transition(MESH_ADDED, MESH_SWITCHED, &s, true, true, NULL, 0, &t);
+    ck_assert_uint_eq(t.r.forced_steps, STEP_SWITCH);
+    ck_assert_uint_eq(t.r.nbypassed_total, 1);
+    ck_assert_uint_eq(t.r.nbypassed, 1);
+    ck_assert_str_eq(t.r.bypassed[0], "db-01");
+    diag_list_free(&t.d);
+    status_set_free(&s);
+}
+END_TEST
+
+/* Printing never shows inline datasource values (vault token, provided key); stores keep them. */
+START_TEST(encoded_for_printing_every_inline_datasource_value_is_redacted)
+{
+    const char *yaml =
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: v1\n  backends:\n"
+        "  - name: v1\n    type: vault\n    conf:\n      fromCp:\n"
+        "        address: https://vault:8200\n        pki: pki\n        role: r\n"
+        "        tls: {caCert: {inline: Q0FDRVJUU0VDUkVU}}\n"
+        "        auth: {token: {inlineString: s.TOKENSECRET}}\n"
+        "  - name: p1\n    type: provided\n    conf:\n"
+        "      cert: {secret: p1-cert}\n      key: {inlineString: KEYSECRET}\n"
+        "---\ntype: Secret\nname: s1\nmesh: default\ndata: U0VDUkVUREFUQQ==\n";
+    manifest_set *set = load(yaml);
+    for (size_t i = 0; i < manifest_set_count(set); i++) {
+        json_t *printed = encode_resource(manifest_set_get(set, i), 0);
+        json_t *stored = encode_resource(manifest_set_get(set, i), 1);
+        char *p = json_dumps(printed, JSON_COMPACT), *st = json_dumps(stored, JSON_COMPACT);
+        ck_assert_ptr_null(strstr(p, "TOKENSECRET"));
+        ck_assert_ptr_null(strstr(p, "KEYSECRET"));
+        ck_assert_ptr_null(strstr(p, "Q0FDRVJUU0VDUkVU"));
+        ck_assert_ptr_null(strstr(p, "U0VDUkVUREFUQQ"));
+        ck_assert_ptr_nonnull(strstr(p, ENCODE_REDACTED));
+        ck_assert_ptr_nonnull(strstr(p, i == 0 ? "p1-cert" : "s1"));   /* names stay */
+        ck_assert_ptr_nonnull(strstr(st, i == 0 ? "TOKENSECRET" : "U0VDUkVUREFUQQ"));
+        free(p);
+        free(st);
+        json_decref(printed);
+        json_decref(stored);
+    }
+    manifest_set_free(set);
+}
+END_TEST
+
 /* ---- force and missing status ---- */
 
 START_TEST(force_lets_an_unpropagated_switch_through)
@@ -1103,6 +1210,13 @@ static Suite *validators_suite(void)
     tcase_add_test(tr, seed_rotation_kubernetes_each_step_valid_after_catch_up);
     tcase_add_test(tr, rotation_fixtures_pass_step_by_step_with_status_files);
     suite_add_tcase(s, tr);
+
+    TCase *ap = tcase_create("apply");
+    tcase_add_test(ap, removing_the_mtls_block_is_one_disable_step_with_a_position);
+    tcase_add_test(ap, backend_whose_secret_holds_another_ca_is_changed_in_place);
+    tcase_add_test(ap, forced_switch_reports_the_step_and_the_bypassed_dataplanes);
+    tcase_add_test(ap, encoded_for_printing_every_inline_datasource_value_is_redacted);
+    suite_add_tcase(s, ap);
 
     TCase *js = tcase_create("status");
     tcase_add_test(js, status_parses_array_form);

@@ -81,6 +81,15 @@ check "unknown field reported with its path" json_has unknown-field mtls.enabled
 check "did-you-mean suggests enabledBackend" out_has "did you mean 'enabledBackend'"
 check "unknown backend type reported" json_has unknown-backend-type "mtls.backends[0].type" 7
 
+# Issue 9 #7: removing the whole mtls block is the disable step, reported where it happens.
+printf 'type: Mesh\nname: default\n' >"$WORK/no-mtls.yaml"
+run validate -o github -f "$WORK/no-mtls.yaml" --from "$ex/0-mesh.yaml"
+check "removing the mtls block is refused as disable-mtls" exit_is 1
+check "every annotation has a file, line and column" out_lacks "::error ::"
+check "the annotation points at the mesh" out_has "::error file=$WORK/no-mtls.yaml,line=2,col=7::mtls.enabledBackend: disabling mTLS"
+run validate -f "$WORK/no-mtls.yaml" --from "$ex/0-mesh.yaml" --force
+check "--force lets the removal of the mtls block through (disable-mtls covers it)" exit_is 0
+
 # A secret's value never appears in output.
 printf 'type: Secret\nname: s1\nmesh: default\ndata: "not base64 SECRETVALUE!!"\n' >"$WORK/secret.yaml"
 run validate -f "$WORK/secret.yaml"

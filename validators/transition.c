@@ -182,6 +182,35 @@ typedef struct ctx {
     bool status_warned;
 } ctx;
 
+/* Counts a dataplane that a forced step went past; the first ones are named. */
+static void add_bypassed(transition_result *r, const char *name)
+{
+    if (r->nbypassed < TRANSITION_MAX_BYPASSED)
+        r->bypassed[r->nbypassed++] = name;
+    r->nbypassed_total++;
+}
+
+/* Records a step that --force let through, and the dataplanes it went past. */
+static void record_forced(transition_result *r, transition_step step, const char *const *names,
+                          size_t n)
+{
+    r->forced = true;
+    r->forced_steps |= step;
+    for (size_t i = 0; i < n; i++)
+        add_bypassed(r, names[i]);
+}
+
+/* The mark of a field that may be absent: the first of the given marks that has a position,
+ * else the mesh's name (with the mtls block gone there is no field left to point at). */
+static const source_mark *mark_or_mesh(const mesh *m, const source_mark *a, const source_mark *b)
+{
+    if (a && a->line)
+        return a;
+    if (b && b->line)
+        return b;
+    return &m->name.mark;
+}
+
 static void warn_status_unknown(ctx *c, const source_mark *mark, const char *path)
 {
     if (c->status_warned)
@@ -239,7 +268,7 @@ static void check_switch(ctx *c, const char *from, const char *to, bool multi)
         sbuf sb = {0};
         list_names(&sb, blocking, nblocking);
         if (c->opts->force) {
-            c->res->forced = true;
+            record_forced(c->res, STEP_SWITCH, blocking, nblocking);
             diag_warning(c->out, "forced", mark, path,
                          "forced switch to '%s' although %zu of %zu dataplanes do not trust it (%s)",
                          to, nblocking, c->nmembers, sb_str(&sb));
@@ -256,7 +285,7 @@ static void check_switch(ctx *c, const char *from, const char *to, bool multi)
 
 static void check_remove(ctx *c, const char *name, const char *from, const char *to, bool multi)
 {
-    const source_mark *mark = &c->next->backends_mark;
+    const source_mark *mark = mark_or_mesh(c->next, &c->next->backends_mark, &c->next->mtls_mark);
     const char *path = "mtls.backends";
     bool switching = from && to && strcmp(from, to) != 0;
 
@@ -286,7 +315,7 @@ static void check_remove(ctx *c, const char *name, const char *from, const char 
         sbuf sb = {0};
         list_names(&sb, holding, nholding);
         if (c->opts->force) {
-            c->res->forced = true;
+            record_forced(c->res, STEP_REMOVE, holding, nholding);
             diag_warning(c->out, "forced", mark, path,
                          "forced removal of '%s' although %zu of %zu dataplanes still use a "
                          "certificate it issued (%s)",
@@ -306,13 +335,17 @@ static void check_remove(ctx *c, const char *name, const char *from, const char 
 static void check_change(ctx *c, const char *name, size_t index, const char *from, const char *to)
 {
     const mesh_backend *b = &c->next->backends[index];
+    /* Same type and conf: the CA changed through a Secret the backend reads. */
+    const char *what = mesh_backend_same_ca(mesh_find_backend(c->prev, name), b)
+                           ? "its CA (a Secret it reads holds another CA now)"
+                           : "type or conf";
     char path[64];
     snprintf(path, sizeof path, "mtls.backends[%zu]", index);
     if (same_name(name, from) || same_name(name, to)) {
         diag_error(c->out, "backend-changed-in-place", &b->mark, path,
-                   "backend '%s' changed type or conf in place while it is the enabled backend; "
+                   "backend '%s' changed %s in place while it is the enabled backend; "
                    "add the new CA under a new name and rotate to it",
-                   name);
+                   name, what);
         return;
     }
     if (!c->opts->have_status) {
@@ -329,9 +362,17 @@ static void check_change(ctx *c, const char *name, size_t index, const char *fro
         }
     if (using > 0)
         diag_error(c->out, "backend-changed-in-place", &b->mark, path,
-                   "backend '%s' changed type or conf in place while %zu dataplane%s trust%s it "
+                   "backend '%s' changed %s in place while %zu dataplane%s trust%s it "
                    "(first: %s); add the new CA under a new name and rotate to it",
-                   name, using, using == 1 ? "" : "s", using == 1 ? "s" : "", first);
+                   name, what, using, using == 1 ? "" : "s", using == 1 ? "s" : "", first);
+}
+
+static bool ca_changed(const transition_options *opts, const char *name)
+{
+    for (size_t i = 0; i < opts->nca_changed; i++)
+        if (same_name(opts->ca_changed[i], name))
+            return true;
+    return false;
 }
 
 /* Appends "add 'a' and 'b'" style text for the backends of one kind of step. */
@@ -379,7 +420,7 @@ void validate_transition(const mesh *prev, const mesh *next, const dataplane_sta
         const mesh_backend *old = mesh_find_backend(prev, b->name.value);
         if (!old) {
             added[nadded++] = b->name.value;
-        } else if (!mesh_backend_same_ca(old, b)) {
+        } else if (!mesh_backend_same_ca(old, b) || ca_changed(opts, b->name.value)) {
             changed_index[nchanged] = i;
             changed[nchanged++] = b->name.value;
         }
@@ -434,8 +475,9 @@ void validate_transition(const mesh *prev, const mesh *next, const dataplane_sta
             sb_add(&sb, "%s", any ? ", then " : "");
             describe_names(&sb, "remove", removed, nremoved);
         }
-        const source_mark *mark = (res.steps & STEP_SWITCH) ? &next->enabled_backend.mark
-                                                            : &next->backends_mark;
+        const source_mark *mark = (res.steps & STEP_SWITCH)
+                                      ? &next->enabled_backend.mark
+                                      : mark_or_mesh(next, &next->backends_mark, &next->mtls_mark);
         diag_error(out, "multi-step", mark,
                    (res.steps & STEP_SWITCH) ? "mtls.enabledBackend" : "mtls.backends",
                    "several rotation steps at once: %s; apply them one at a time", sb_str(&sb));
@@ -451,24 +493,33 @@ void validate_transition(const mesh *prev, const mesh *next, const dataplane_sta
         check_change(&c, changed[i], changed_index[i], from, to);
     if (res.steps & STEP_SWITCH)
         check_switch(&c, from, to, multi);
-    for (size_t i = 0; i < nremoved; i++)
+    /* Disabling mTLS drops every certificate: backends removed with it (the whole mtls block
+     * gone) are part of that one step, which R6 and --force cover, not removals to gate. */
+    for (size_t i = 0; i < nremoved && !(res.steps & STEP_DISABLE); i++)
         check_remove(&c, removed[i], from, to, multi);
     if (res.steps & STEP_DISABLE) {
-        /* With the mtls block gone there is no field to point at: point at the mesh. */
-        const source_mark *mark = next->enabled_backend.value ? &next->enabled_backend.mark
-                                  : next->mtls_present         ? &next->mtls_mark
-                                                               : &next->name.mark;
+        const source_mark *mark = mark_or_mesh(next, &next->enabled_backend.mark, &next->mtls_mark);
+        sbuf also = {0};
+        if (nremoved)
+            describe_names(&also, ", removing", removed, nremoved);
         if (opts->force) {
-            res.forced = true;
+            /* every dataplane of the mesh loses its certificate */
+            record_forced(&res, STEP_DISABLE, NULL, 0);
+            for (size_t i = 0; i < nmembers; i++)
+                add_bypassed(&res, members[i].name);
             diag_warning(out, "forced", mark, "mtls.enabledBackend",
-                         "forced: mTLS disabled on mesh '%s'; dataplanes lose their certificates",
-                         next->name.value ? next->name.value : "");
+                         "forced: mTLS disabled on mesh '%s'%s; %zu dataplane%s lose%s "
+                         "%s certificates",
+                         next->name.value ? next->name.value : "", sb_str(&also), nmembers,
+                         nmembers == 1 ? "" : "s", nmembers == 1 ? "s" : "",
+                         nmembers == 1 ? "its" : "their");
         } else {
             diag_error(out, "disable-mtls", mark, "mtls.enabledBackend",
-                       "disabling mTLS on mesh '%s' (enabledBackend '%s' -> none) drops every "
+                       "disabling mTLS on mesh '%s' (enabledBackend '%s' -> none%s) drops every "
                        "dataplane's certificate and breaks STRICT traffic; pass --force to do it",
-                       next->name.value ? next->name.value : "", from);
+                       next->name.value ? next->name.value : "", from, sb_str(&also));
         }
+        free(also.data);
     }
     free(members);
 

@@ -37,15 +37,29 @@ typedef enum transition_step {
 typedef struct transition_options {
     bool force;                    /* lets R3/R4 gating and R6 through */
     bool have_status;              /* false: propagation/in-use checks cannot be made */
+    /* Backends whose CA changed although type and conf did not (a Secret they read now holds
+     * another CA): checked as an in-place change (R5) like a conf change. Borrowed; may be NULL. */
+    const char *const *ca_changed;
+    size_t nca_changed;
 } transition_options;
 
-#define TRANSITION_OPTIONS_INIT {false, false}
+#define TRANSITION_OPTIONS_INIT {false, false, NULL, 0}
+
+/* Dataplanes named in transition_result.bypassed; the rest are only counted. */
+#define TRANSITION_MAX_BYPASSED 32
 
 typedef struct transition_result {
     unsigned steps;                /* bitmask of transition_step */
     bool refused;                  /* at least one error */
     bool waiting_only;             /* refused only by R3 propagation / R4 in-use: may pass later */
     bool forced;                   /* --force let a gating refusal through */
+    unsigned forced_steps;         /* which: STEP_SWITCH, STEP_REMOVE or STEP_DISABLE */
+    /* The dataplanes the force went past: a forced switch, those not trusting the new backend;
+     * a forced removal, those holding its certificates; a forced disable, every dataplane of the
+     * mesh. Names borrowed from the `status` and `dataplanes` arguments. */
+    const char *bypassed[TRANSITION_MAX_BYPASSED];
+    size_t nbypassed;              /* entries of bypassed */
+    size_t nbypassed_total;        /* all of them, named or not */
 } transition_result;
 
 /* Checks the transition of one mesh from `prev` (NULL: create) to `next` given the status of the
