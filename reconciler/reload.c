@@ -1,7 +1,9 @@
 /* reload.c - runs a proxy's reload command in its own process group, bounded by a timeout. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -60,8 +62,41 @@ static int reap(pid_t pid, int *status)
     }
 }
 
-/* SIGTERM to the group, SIGKILL after the grace period, until the shell is reaped and the
- * group is empty. The group id stays the shell's pid while any member lives. */
+/* Whether a process of group pgid still runs. kill(-pgid, 0) alone also counts zombies, and
+ * an orphaned member's zombie waits for init, which may reap it late: read /proc instead. */
+static bool group_alive(pid_t pgid)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return kill(-pgid, 0) == 0;
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        /* "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses. */
+        const char *p = strrchr(buf, ')');
+        char state = 0;
+        long ppid = 0, pgrp = 0;
+        if (p && sscanf(p + 1, " %c %ld %ld", &state, &ppid, &pgrp) == 3)
+            found = pgrp == (long)pgid && state != 'Z' && state != 'X';
+    }
+    closedir(d);
+    return found;
+}
+
+/* SIGTERM to the group, SIGKILL after the grace period, until the shell is reaped and no
+ * member of the group runs. The group id stays the shell's pid while any member lives. */
 static void kill_group(pid_t pid, bool *reaped, int *status)
 {
     kill(-pid, SIGTERM);
@@ -70,7 +105,7 @@ static void kill_group(pid_t pid, bool *reaped, int *status)
     for (;;) {
         if (!*reaped)
             *reaped = reap(pid, status) == 1;
-        if (*reaped && kill(-pid, 0) < 0 && errno == ESRCH)
+        if (*reaped && !group_alive(pid))
             return;
         if (!killed && now_ms() >= deadline) {
             kill(-pid, SIGKILL);
