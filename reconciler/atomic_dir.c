@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -192,6 +193,14 @@ int atomic_dir_write(const char *dir, const atomic_dir_file *files, size_t n, in
     int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dir_fd < 0)
         return meshca_fail(errbuf, MESHCA_EIO, "cannot open %s: %s", dir, strerror(errno));
+    /* Two writers on one directory (two agents given the same --out) would share ..data_tmp
+     * and sweep each other's generations: one at a time. Released by close(). */
+    while (flock(dir_fd, LOCK_EX) < 0)
+        if (errno != EINTR) {
+            int err = errno;
+            close(dir_fd);
+            return meshca_fail(errbuf, MESHCA_EIO, "cannot lock %s: %s", dir, strerror(err));
+        }
 
     /* 1. A fresh generation directory, named after the time so an operator can read its age. */
     char gen[PATH_MAX], stamp[GEN_PREFIX_LEN + 1];
