@@ -41,8 +41,14 @@ items = items.get("items", items) if isinstance(items, dict) else items
 acked = [i["mtls"].get("acknowledgedGeneration", 0) for i in items if i["name"] == "web-01"]
 sys.exit(0 if acked and acked[0] == int(sys.argv[1]) else 1)' "$1"
 }
-# gone PIDFILE: the process whose pid is in PIDFILE no longer exists.
-gone() { [ -s "$1" ] && ! kill -0 "$(cat "$1")" 2>/dev/null; }
+# gone PIDFILE: the process whose pid is in PIDFILE no longer runs (a zombie waiting for init
+# to reap it counts as gone).
+gone() {
+    local pid
+    [ -s "$1" ] || return 1
+    pid=$(cat "$1")
+    ! kill -0 "$pid" 2>/dev/null || [ "$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1)" = Z ]
+}
 # exits_within SECONDS PID: PID ends within SECONDS; its exit code in $rc.
 exits_within() {
     local i
