@@ -189,14 +189,22 @@ run agent -m default -d web-01 --out "$OUT" --reload true --reload-timeout soon 
 check "agent_reload_timeout_bad_value: usage error" exit_is 2
 check "agent_reload_timeout_bad_value: names the flag" err_has "--reload-timeout: 'soon' is not a duration"
 
+# agent_in_reload PIDFILE FLAG...: starts an agent in the background whose reload never ends,
+# and waits (at most 10 s) until that command runs; the agent's pid in $agent.
+agent_in_reload() {
+    local pidfile=$1 i
+    shift
+    "$MESHCA" agent -m default -d web-01 --out "$OUT" --reload "$WORK/slow.sh $pidfile" "$@" \
+        >"$WORK/out" 2>"$WORK/err" &
+    agent=$!
+    PIDS+=("$agent")
+    for i in $(seq 100); do [ -s "$pidfile" ] && break; sleep 0.1; done
+    [ -s "$pidfile" ] && PIDS+=("$(cat "$pidfile")")
+}
+
 # SIGTERM while the reload runs (loop mode, default 30 s timeout): the agent ends at once and
 # takes the command's group with it.
-"$MESHCA" agent -m default -d web-01 --out "$OUT" --reload "$WORK/slow.sh $WORK/term.pid" \
-    --interval 100ms >"$WORK/out" 2>"$WORK/err" &
-agent=$!
-PIDS+=("$agent")
-for i in $(seq 100); do [ -s "$WORK/term.pid" ] && break; sleep 0.1; done
-[ -s "$WORK/term.pid" ] && PIDS+=("$(cat "$WORK/term.pid")")
+agent_in_reload "$WORK/term.pid" --interval 100ms
 check "agent_sigterm_during_reload_ends_agent: the reload command is running" test -s "$WORK/term.pid"
 kill -TERM "$agent"
 exits_within 5 "$agent"
@@ -205,12 +213,7 @@ check "agent_sigterm_during_reload_ends_agent: the command's group was killed" g
 check "agent_sigterm_during_reload_ends_agent: not acknowledged" acked "$gen_before"
 
 # SIGINT with --once while the reload runs: a failed (interrupted) reload, exit 1.
-"$MESHCA" agent -m default -d web-01 --out "$OUT" --reload "$WORK/slow.sh $WORK/int.pid" \
-    --once >"$WORK/out" 2>"$WORK/err" &
-agent=$!
-PIDS+=("$agent")
-for i in $(seq 100); do [ -s "$WORK/int.pid" ] && break; sleep 0.1; done
-[ -s "$WORK/int.pid" ] && PIDS+=("$(cat "$WORK/int.pid")")
+agent_in_reload "$WORK/int.pid" --once
 check "agent_sigint_during_reload_once: the reload command is running" test -s "$WORK/int.pid"
 kill -INT "$agent"
 exits_within 5 "$agent"

@@ -63,6 +63,16 @@ static bool alive(pid_t pid)
     return state != 0 && state != 'Z';
 }
 
+/* The background sleep the command started is gone (reaped by init, not by us: poll). */
+static void assert_child_gone(void)
+{
+    pid_t sleeper = child_pid();
+    ck_assert_int_gt(sleeper, 0);
+    for (int i = 0; i < 100 && alive(sleeper); i++)
+        usleep(10000);
+    ck_assert_msg(!alive(sleeper), "the command's child %ld outlived it", (long)sleeper);
+}
+
 /* A command that never ends by itself: a background sleep (its pid in pidfile), then wait. */
 static const char *forever(const char *prefix)
 {
@@ -114,11 +124,7 @@ START_TEST(reload_timeout_kills_the_whole_process_group)
     ck_assert_int_eq(res.outcome, RELOAD_TIMED_OUT);
     ck_assert_str_eq(err, "reload command timed out after 300 ms and was killed");
     ck_assert_msg(took >= 300 && took < 1500, "took %lld ms", (long long)took);
-    pid_t sleeper = child_pid();
-    ck_assert_int_gt(sleeper, 0);
-    for (int i = 0; i < 100 && alive(sleeper); i++)   /* reaped by init, not by us */
-        usleep(10000);
-    ck_assert_msg(!alive(sleeper), "the command's child %ld outlived the timeout", (long)sleeper);
+    assert_child_gone();
 }
 END_TEST
 
@@ -132,11 +138,7 @@ START_TEST(command_ignoring_sigterm_gets_sigkill_after_the_grace_period)
     ck_assert_int_eq(res.outcome, RELOAD_TIMED_OUT);
     ck_assert_msg(took >= 200 + RELOAD_KILL_GRACE_MS && took < 200 + RELOAD_KILL_GRACE_MS + 1500,
                   "took %lld ms", (long long)took);
-    pid_t sleeper = child_pid();
-    ck_assert_int_gt(sleeper, 0);
-    for (int i = 0; i < 100 && alive(sleeper); i++)
-        usleep(10000);
-    ck_assert(!alive(sleeper));
+    assert_child_gone();
 }
 END_TEST
 
@@ -158,11 +160,7 @@ START_TEST(stop_request_ends_a_running_command_and_its_group)
     ck_assert_int_eq(res.outcome, RELOAD_STOPPED);
     ck_assert_str_eq(err, "reload command interrupted: the agent is stopping");
     ck_assert_msg(took >= 300 && took < 1500, "took %lld ms", (long long)took);
-    pid_t sleeper = child_pid();
-    ck_assert_int_gt(sleeper, 0);
-    for (int i = 0; i < 100 && alive(sleeper); i++)
-        usleep(10000);
-    ck_assert(!alive(sleeper));
+    assert_child_gone();
 }
 END_TEST
 
