@@ -1,96 +1,29 @@
 /* agent.c - the dataplane side: writes the issued identity to files, reloads, acknowledges. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "manifests/manifest.h"
 #include "reconciler/agent.h"
+#include "reconciler/atomic_dir.h"
 #include "reconciler/pki.h"
+#include "reconciler/reload.h"
 #include "reconciler/state.h"
 
-static int fail(int code, char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(int code, char *errbuf, size_t errlen, const char *fmt, ...)
+/* strdup that tells a missing source (NULL, fine) from a failed copy (*failed = true). */
+static char *dup_or_flag(const char *src, bool *failed)
 {
-    if (errbuf && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-static char *xstrdup(const char *s)
-{
-    if (!s)
+    if (!src)
         return NULL;
-    char *d = strdup(s);
+    char *d = strdup(src);
     if (!d)
-        abort();
+        *failed = true;
     return d;
-}
-
-/* A written-but-not-yet-renamed file. */
-typedef struct pending_file {
-    char tmp[PATH_MAX];
-    char final[PATH_MAX];
-} pending_file;
-
-/* Writes data to a fresh temp file in dir and fsyncs it. Returns 0 or -1 (errno kept). */
-static int write_temp(const char *dir, const char *name, const char *data, mode_t mode,
-                      pending_file *pf)
-{
-    if ((size_t)snprintf(pf->final, sizeof(pf->final), "%s/%s", dir, name) >= sizeof(pf->final) ||
-        (size_t)snprintf(pf->tmp, sizeof(pf->tmp), "%s/.%s.XXXXXX", dir, name) >= sizeof(pf->tmp)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    int fd = mkstemp(pf->tmp);
-    if (fd < 0)
-        return -1;
-    size_t len = strlen(data), off = 0;
-    int err = 0;
-    if (fchmod(fd, mode) < 0)
-        err = errno;
-    while (!err && off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            err = errno;
-        else
-            off += (size_t)w;
-    }
-    if (!err && fsync(fd) < 0)
-        err = errno;
-    if (close(fd) < 0 && !err)
-        err = errno;
-    if (err) {
-        unlink(pf->tmp);
-        errno = err;
-        return -1;
-    }
-    return 0;
-}
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
 }
 
 static bool file_exists(const char *dir, const char *name)
@@ -102,142 +35,20 @@ static bool file_exists(const char *dir, const char *name)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* Bundle first (trusting the new CA is always safe), then key and cert back to back, so the
- * window where key and cert do not match is two renames long. */
-static int write_files(const char *out_dir, const identity *id, char *errbuf, size_t errlen)
+/* The three files as one generation of out_dir (atomic_dir.h): a proxy never sees the key of
+ * one generation beside the certificate of another. */
+static int write_files(const char *out_dir, const identity *id, int64_t now, char *errbuf)
 {
-    static const char *const names[3] = {AGENT_BUNDLE_FILE, AGENT_KEY_FILE, AGENT_CERT_FILE};
-    const char *data[3] = {id->bundle_pem, id->key_pem, id->cert_pem};
-    const mode_t modes[3] = {0644, 0600, 0644};
-    pending_file pf[3];
-    int n = 0;
-
-    for (; n < 3; n++)
-        if (write_temp(out_dir, names[n], data[n], modes[n], &pf[n]) < 0) {
-            int err = errno;
-            for (int j = 0; j < n; j++)
-                unlink(pf[j].tmp);
-            return fail(AGENT_EIO, errbuf, errlen, "cannot write %s/%s: %s", out_dir, names[n],
-                        strerror(err));
-        }
-    for (int i = 0; i < 3; i++)
-        if (rename(pf[i].tmp, pf[i].final) < 0) {
-            int err = errno;
-            for (int j = i; j < 3; j++)
-                unlink(pf[j].tmp);
-            return fail(AGENT_EIO, errbuf, errlen, "cannot rename into %s: %s", pf[i].final,
-                        strerror(err));
-        }
-    if (fsync_dir(out_dir) < 0)
-        return fail(AGENT_EIO, errbuf, errlen, "cannot sync %s: %s", out_dir, strerror(errno));
-    return 0;
+    const atomic_dir_file files[3] = {
+        {AGENT_BUNDLE_FILE, id->bundle_pem, strlen(id->bundle_pem), 0644},
+        {AGENT_KEY_FILE, id->key_pem, strlen(id->key_pem), 0600},
+        {AGENT_CERT_FILE, id->cert_pem, strlen(id->cert_pem), 0644},
+    };
+    return atomic_dir_write(out_dir, files, 3, now, errbuf);
 }
 
-/* Runs cmd with /bin/sh -c; returns its exit status, or -1 when it did not exit normally. */
-static int run_reload(const char *cmd)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* The dataplane's tags from the store, as a model_tag array (caller frees). */
-static void load_tags(store *s, const char *mesh_name, const char *dp, model_tag **ret, size_t *ret_n)
-{
-    store_key key = {STATE_DATAPLANES, mesh_name, dp};
-    char *value = NULL;
-    size_t len = 0;
-    *ret = NULL;
-    *ret_n = 0;
-    if (store_get(s, &key, &value, &len, NULL) < 0)
-        return;
-    manifest_set *set = manifest_set_new();
-    diag_list ignored = DIAG_LIST_INIT;
-    if (set && manifest_load_buffer(set, "store", value, len, &ignored) == 0 &&
-        manifest_set_count(set) == 1 && manifest_set_get(set, 0)->kind == RESOURCE_DATAPLANE) {
-        const dataplane *d = &manifest_set_get(set, 0)->u.dataplane;
-        size_t n = 0;
-        for (size_t i = 0; i < d->ninbounds; i++)
-            n += d->inbounds[i].ntags;
-        model_tag *tags = calloc(n + 1, sizeof(*tags));
-        if (!tags)
-            abort();
-        size_t k = 0;
-        for (size_t i = 0; i < d->ninbounds; i++)
-            for (size_t t = 0; t < d->inbounds[i].ntags; t++) {
-                const model_tag *src = &d->inbounds[i].tags[t];
-                bool dup = false;
-                for (size_t j = 0; j < k && !dup; j++)
-                    dup = strcmp(tags[j].key, src->key) == 0;
-                if (dup)   /* one value per key in the status object */
-                    continue;
-                tags[k].key = xstrdup(src->key);
-                tags[k].value = xstrdup(src->value);
-                k++;
-            }
-        *ret = tags;
-        *ret_n = k;
-    }
-    diag_list_free(&ignored);
-    manifest_set_free(set);
-    free(value);
-}
-
-static void fill_status(dataplane_status *st, const identity *id, int64_t now, model_tag *tags,
-                        size_t ntags)
-{
-    char when[32];
-
-    free(st->issued_backend);
-    st->issued_backend = xstrdup(id->backend);
-    for (size_t i = 0; i < st->nsupported; i++)
-        free(st->supported_backends[i]);
-    free(st->supported_backends);
-    st->supported_backends = calloc(id->nbundle_backends + 1, sizeof(char *));
-    if (!st->supported_backends)
-        abort();
-    for (size_t i = 0; i < id->nbundle_backends; i++)
-        st->supported_backends[i] = xstrdup(id->bundle_backends[i]);
-    st->nsupported = id->nbundle_backends;
-    free(st->certificate_serial);
-    st->certificate_serial = xstrdup(id->serial);
-    pki_format_time(id->not_after, when, sizeof(when));
-    free(st->certificate_expiration_time);
-    st->certificate_expiration_time = xstrdup(when);
-    free(st->last_certificate_regeneration);
-    st->last_certificate_regeneration = xstrdup(id->last_regeneration);
-    st->certificate_regenerations = id->regenerations;
-    st->generation = id->generation;
-    st->acknowledged_generation = id->generation;
-    pki_format_time(now, when, sizeof(when));
-    free(st->last_seen);
-    st->last_seen = xstrdup(when);
-    if (tags) {
-        for (size_t i = 0; i < st->ntags; i++) {
-            free(st->tags[i].key);
-            free(st->tags[i].value);
-        }
-        free(st->tags);
-        st->tags = calloc(ntags + 1, sizeof(*st->tags));
-        if (!st->tags)
-            abort();
-        for (size_t i = 0; i < ntags; i++) {
-            st->tags[i].key = xstrdup(tags[i].key);
-            st->tags[i].value = xstrdup(tags[i].value);
-        }
-        st->ntags = ntags;
-    }
-}
-
+/* The dataplane's tags from the store, as a model_tag array (caller frees with free_tags).
+ * A dataplane that cannot be read leaves the tags out (0, *ret NULL); only memory fails. */
 static void free_tags(model_tag *tags, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -247,59 +58,175 @@ static void free_tags(model_tag *tags, size_t n)
     free(tags);
 }
 
+static int load_tags(store *s, const char *mesh_name, const char *dp, model_tag **ret, size_t *ret_n)
+{
+    store_key key = {STATE_DATAPLANES, mesh_name, dp};
+    char *value = NULL;
+    size_t len = 0;
+    int rc = 0;
+    *ret = NULL;
+    *ret_n = 0;
+    if (store_get(s, &key, &value, &len, NULL) < 0)
+        return 0;
+    manifest_set *set = manifest_set_new();
+    diag_list ignored = DIAG_LIST_INIT;
+    if (!set) {
+        rc = MESHCA_ENOMEM;
+    } else if (manifest_load_buffer(set, "store", value, len, &ignored) == 0 &&
+               manifest_set_count(set) == 1 &&
+               manifest_set_get(set, 0)->kind == RESOURCE_DATAPLANE) {
+        const dataplane *d = &manifest_set_get(set, 0)->u.dataplane;
+        size_t n = 0;
+        for (size_t i = 0; i < d->ninbounds; i++)
+            n += d->inbounds[i].ntags;
+        model_tag *tags = calloc(n + 1, sizeof(*tags));
+        size_t k = 0;
+        bool oom = !tags;
+        for (size_t i = 0; i < d->ninbounds && !oom; i++)
+            for (size_t t = 0; t < d->inbounds[i].ntags && !oom; t++) {
+                const model_tag *src = &d->inbounds[i].tags[t];
+                bool dup = false;
+                for (size_t j = 0; j < k && !dup; j++)
+                    dup = strcmp(tags[j].key, src->key) == 0;
+                if (dup)   /* one value per key in the status object */
+                    continue;
+                tags[k].key = dup_or_flag(src->key, &oom);
+                tags[k].value = dup_or_flag(src->value, &oom);
+                k++;
+            }
+        if (oom) {
+            free_tags(tags, k);
+            rc = MESHCA_ENOMEM;
+        } else {
+            *ret = tags;
+            *ret_n = k;
+        }
+    }
+    diag_list_free(&ignored);
+    manifest_set_free(set);
+    free(value);
+    return rc;
+}
+
+/* Replaces *field by a copy of value; *oom set when the copy failed. */
+static void set_field(char **field, const char *value, bool *oom)
+{
+    free(*field);
+    *field = dup_or_flag(value, oom);
+}
+
+/* Writes what the agent loaded into st. MESHCA_ENOMEM leaves st half-filled, for the caller's
+ * dataplane_status_clear. */
+static int fill_status(dataplane_status *st, const identity *id, int64_t now, model_tag *tags,
+                       size_t ntags)
+{
+    char when[32];
+    bool oom = false;
+
+    set_field(&st->issued_backend, id->backend, &oom);
+    for (size_t i = 0; i < st->nsupported; i++)
+        free(st->supported_backends[i]);
+    free(st->supported_backends);
+    st->nsupported = 0;
+    st->supported_backends = calloc(id->nbundle_backends + 1, sizeof(char *));
+    if (!st->supported_backends)
+        return MESHCA_ENOMEM;
+    for (size_t i = 0; i < id->nbundle_backends && !oom; i++) {
+        st->supported_backends[i] = dup_or_flag(id->bundle_backends[i], &oom);
+        st->nsupported = i + 1;
+    }
+    set_field(&st->certificate_serial, id->serial, &oom);
+    pki_format_time(id->not_after, when, sizeof(when));
+    set_field(&st->certificate_expiration_time, when, &oom);
+    set_field(&st->last_certificate_regeneration, id->last_regeneration, &oom);
+    st->certificate_regenerations = id->regenerations;
+    st->generation = id->generation;
+    st->acknowledged_generation = id->generation;
+    pki_format_time(now, when, sizeof(when));
+    set_field(&st->last_seen, when, &oom);
+    if (tags && !oom) {
+        for (size_t i = 0; i < st->ntags; i++) {
+            free(st->tags[i].key);
+            free(st->tags[i].value);
+        }
+        free(st->tags);
+        st->ntags = 0;
+        st->tags = calloc(ntags + 1, sizeof(*st->tags));
+        if (!st->tags)
+            return MESHCA_ENOMEM;
+        for (size_t i = 0; i < ntags && !oom; i++) {
+            st->tags[i].key = dup_or_flag(tags[i].key, &oom);
+            st->tags[i].value = dup_or_flag(tags[i].value, &oom);
+            st->ntags = i + 1;
+        }
+    }
+    return oom ? MESHCA_ENOMEM : 0;
+}
+
 /* Records what was loaded, retrying the compare-and-swap. */
-static int acknowledge(store *s, const char *mesh_name, const char *dp, const identity *id, int64_t now,
-                       char *errbuf, size_t errlen)
+static int acknowledge(store *s, const char *mesh_name, const char *dp, const identity *id,
+                       int64_t now, char *errbuf)
 {
     model_tag *tags = NULL;
     size_t ntags = 0;
-    int rc = STORE_ECONFLICT;
+    int rc = load_tags(s, mesh_name, dp, &tags, &ntags);
+    if (rc < 0)
+        return meshca_fail(errbuf, rc, "cannot record the status of '%s/%s': %s", mesh_name, dp,
+                           meshca_strerror(rc));
 
-    load_tags(s, mesh_name, dp, &tags, &ntags);
+    rc = STORE_ECONFLICT;
     for (int attempt = 0; attempt < AGENT_STATUS_RETRIES && rc == STORE_ECONFLICT; attempt++) {
         dataplane_status st;
         uint64_t version = 0;
         memset(&st, 0, sizeof(st));
         rc = state_get_status(s, mesh_name, dp, &st, &version);
         if (rc == STORE_ENOTFOUND) {
+            bool oom = false;
             memset(&st, 0, sizeof(st));
-            st.mesh = xstrdup(mesh_name);
-            st.name = xstrdup(dp);
+            st.mesh = dup_or_flag(mesh_name, &oom);
+            st.name = dup_or_flag(dp, &oom);
             version = 0;
-        } else if (rc < 0) {
-            break;
+            rc = oom ? MESHCA_ENOMEM : 0;
         }
-        fill_status(&st, id, now, tags, ntags);
-        rc = state_put_status(s, &st, version);
+        if (rc == 0)
+            rc = fill_status(&st, id, now, tags, ntags);
+        if (rc == 0)
+            rc = state_put_status(s, &st, version);
         dataplane_status_clear(&st);
     }
     free_tags(tags, ntags);
+    if (rc == MESHCA_ENOMEM)
+        return meshca_fail(errbuf, rc, "cannot record the status of '%s/%s': %s", mesh_name, dp,
+                           meshca_strerror(rc));
     if (rc < 0)
-        return fail(AGENT_ESTORE, errbuf, errlen, "cannot record the status of '%s/%s': %s", mesh_name,
-                    dp, store_strerror(rc));
+        return meshca_fail(errbuf, AGENT_ESTORE, "cannot record the status of '%s/%s': %s",
+                           mesh_name, dp, store_strerror(rc));
     return 0;
 }
 
-int agent_sync(store *s, const char *mesh_name, const char *dp, const char *out_dir,
-               const char *reload_cmd, int64_t now, bool *ret_changed, char *errbuf, size_t errlen)
+int agent_sync_with(store *s, const char *mesh_name, const char *dp, const agent_options *opts,
+                    bool *ret_changed, char *errbuf)
 {
-    if (!s || !mesh_name || !dp || !out_dir)
-        return fail(AGENT_EINVAL, errbuf, errlen, "missing argument");
-    if (!now)
-        now = (int64_t)time(NULL);
+    if (!s || !mesh_name || !dp || !opts || !opts->out_dir)
+        return meshca_fail(errbuf, AGENT_EINVAL, "missing argument");
+    const char *out_dir = opts->out_dir;
+    int64_t now = opts->now ? opts->now : (int64_t)time(NULL);
+    int64_t timeout_ms = opts->reload_timeout_ms > 0 ? opts->reload_timeout_ms
+                                                      : RELOAD_DEFAULT_TIMEOUT_MS;
 
     identity id = {0};
     int rc = identity_get(s, mesh_name, dp, &id, NULL);
     if (rc == STORE_ENOTFOUND || rc == STORE_EINVAL)
-        return fail(AGENT_ENOTISSUED, errbuf, errlen,
-                    "no certificate issued to dataplane '%s/%s' yet", mesh_name, dp);
+        return meshca_fail(errbuf, AGENT_ENOTISSUED,
+                           "no certificate issued to dataplane '%s/%s' yet", mesh_name, dp);
     if (rc < 0)
-        return fail(AGENT_ESTORE, errbuf, errlen, "cannot read the identity of '%s/%s': %s", mesh_name,
-                    dp, store_strerror(rc));
-    if (!id.key_pem) {
+        return meshca_fail(errbuf, AGENT_ESTORE, "cannot read the identity of '%s/%s': %s",
+                           mesh_name, dp, store_strerror(rc));
+    if (!id.key_pem || !id.cert_pem || !id.bundle_pem) {
         identity_clear(&id);
-        return fail(AGENT_EINVAL, errbuf, errlen,
-                    "identity of '%s/%s' has no key (CSR mode is not supported yet)", mesh_name, dp);
+        return meshca_fail(errbuf, AGENT_EINVAL,
+                           "identity of '%s/%s' has no key (CSR mode is not supported yet)",
+                           mesh_name, dp);
     }
 
     dataplane_status st;
@@ -311,8 +238,8 @@ int agent_sync(store *s, const char *mesh_name, const char *dp, const char *out_
     dataplane_status_clear(&st);
     if (rc < 0 && rc != STORE_ENOTFOUND) {
         identity_clear(&id);
-        return fail(AGENT_ESTORE, errbuf, errlen, "cannot read the status of '%s/%s': %s", mesh_name,
-                    dp, store_strerror(rc));
+        return meshca_fail(errbuf, AGENT_ESTORE, "cannot read the status of '%s/%s': %s",
+                           mesh_name, dp, store_strerror(rc));
     }
 
     bool files = file_exists(out_dir, AGENT_CERT_FILE) && file_exists(out_dir, AGENT_KEY_FILE) &&
@@ -324,18 +251,31 @@ int agent_sync(store *s, const char *mesh_name, const char *dp, const char *out_
         return 0;
     }
 
-    rc = write_files(out_dir, &id, errbuf, errlen);
-    if (rc == 0 && reload_cmd) {
-        int status = run_reload(reload_cmd);
-        if (status != 0)
-            rc = fail(AGENT_ERELOAD, errbuf, errlen,
-                      "reload command failed (%s %d); generation %lld not acknowledged",
-                      status < 0 ? "did not exit, status" : "exit", status, id.generation);
+    rc = write_files(out_dir, &id, now, errbuf);
+    if (rc == 0 && opts->reload_cmd) {
+        char why[MESHCA_ERRBUF];
+        if (reload_run(opts->reload_cmd, timeout_ms, opts->stop_requested, NULL, why) < 0)
+            rc = meshca_fail(errbuf, AGENT_ERELOAD, "%s; generation %lld not acknowledged", why,
+                             id.generation);
     }
     if (rc == 0)
-        rc = acknowledge(s, mesh_name, dp, &id, now, errbuf, errlen);
+        rc = acknowledge(s, mesh_name, dp, &id, now, errbuf);
     identity_clear(&id);
     if (rc == 0 && ret_changed)
         *ret_changed = true;
+    return rc;
+}
+
+int agent_sync(store *s, const char *mesh_name, const char *dp, const char *out_dir,
+               const char *reload_cmd, int64_t now, bool *ret_changed, char *errbuf, size_t errlen)
+{
+    agent_options opts = AGENT_OPTIONS_INIT;
+    char why[MESHCA_ERRBUF] = "";
+    opts.out_dir = out_dir;
+    opts.reload_cmd = reload_cmd;
+    opts.now = now;
+    int rc = agent_sync_with(s, mesh_name, dp, &opts, ret_changed, why);
+    if (errbuf && errlen)
+        snprintf(errbuf, errlen, "%s", why);
     return rc;
 }

@@ -57,7 +57,7 @@ check "agent says nothing was acknowledged" err_has "not acknowledged"
 run agent -m default -d web-01 --out "$OUT" --reload true --once
 check "agent loads and acknowledges when reload exits 0" exit_is 0
 check "agent reports the load" out_has "default/web-01: loaded new certificate and bundle"
-check "key.pem is 0600" test "$(stat -c %a "$OUT/key.pem")" = 600
+check "key.pem is 0600" test "$(stat -L -c %a "$OUT/key.pem")" = 600
 check "cert verifies against the bundle" openssl verify -CAfile "$OUT/ca-bundle.pem" "$OUT/cert.pem"
 check "status file records the acknowledgement" \
     grep -q '"acknowledgedGeneration":1' <(sql "SELECT CAST(value AS TEXT) FROM objects WHERE kind = 'dpstatus' AND mesh = 'default' AND name = 'web-01'")

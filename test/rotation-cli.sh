@@ -68,7 +68,7 @@ check "each dataplane's certificate verifies against its bundle, issued by ca-1"
 check "the certificate carries the SPIFFE and tag SANs" \
     bash -c "openssl x509 -in '$WORK/dp/web-01/cert.pem' -noout -ext subjectAltName | grep -q 'URI:spiffe://default/web' &&
              openssl x509 -in '$WORK/dp/web-01/cert.pem' -noout -ext subjectAltName | grep -q 'URI:kuma://version/v1'"
-check "key.pem is 0600" test "$(stat -c %a "$WORK/dp/web-01/key.pem")" = 600
+check "key.pem is 0600" test "$(stat -L -c %a "$WORK/dp/web-01/key.pem")" = 600
 
 run apply -f "$WORK/m1.yaml"
 check "add ca-2" exit_is 0

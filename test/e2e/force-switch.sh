@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Scenario 5: a forced switch while one agent is paused.
 #  - with cross-signing (`apply --force`): S5 says B-issued leaves then carry B's CA cross-signed
-#    by A, so a dataplane that trusts only A still accepts them. Run only when the controller
-#    cross-signs (the leaf chain carries a second certificate); otherwise reported as SKIPPED.
+#    by A, so a dataplane that trusts only A still accepts them. A leaf chain without that second
+#    certificate is a cross-signing regression: the scenario FAILS (never a skip).
 #  - NEGATIVE, `--force-without-cross-signing`: the paused dataplane (db) does not trust ca-2, so
 #    the client loop must see failed requests. This proves the loop can see a broken rotation.
 source "$(dirname "$0")/lib.sh"
@@ -25,8 +25,7 @@ if [ "${1:-}" = --cross-signing ]; then
     wait_for "web and backend hold ca-2 certificates" two_issued
     if [ "$(chain_len web)" -lt 2 ]; then
         stop_loop
-        say "SKIPPED: the forced switch did not cross-sign (web's cert.pem has no intermediate); the negative case still runs"
-        exit 77
+        die "the forced switch did not cross-sign: web's cert.pem holds $(chain_len web) certificate(s), want leaf + ca-2 cross-signed by ca-1 (S5)"
     fi
     say "web serves a chain of $(chain_len web) certificates (leaf + ca-2 cross-signed by ca-1)"
     sleep 3

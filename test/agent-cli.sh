@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# agent-cli.sh - `meshca agent` against the built binary: the --out directory (created 0700,
+# symlinks and files refused), the three files changing together (..data swap, checked by a
+# concurrent reader), and the reload command's timeout and signals (nothing left behind).
+source "$(dirname "$0")/lib.sh"
+# The default store of the build, relative to the working directory (no URL written here).
+cd "$WORK" || exit 2
+MESHCA=$(readlink -f "$MESHCA")
+PIDS=()   # processes this script started that must not outlive it
+trap 'for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$WORK"' EXIT
+
+cat >"$WORK/mesh.yaml" <<'YAML'
+type: Mesh
+name: default
+mtls:
+  enabledBackend: ca-1
+  backends:
+  - name: ca-1
+    type: builtin
+---
+type: Dataplane
+mesh: default
+name: web-01
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: 8443
+    tags: {kuma.io/service: web}
+YAML
+run apply -f "$WORK/mesh.yaml"
+check "set-up: apply" exit_is 0
+run reconcile --once
+check "set-up: first certificate issued" exit_is 0
+
+# acked GEN: the dataplane status says generation GEN was acknowledged.
+acked() {
+    "$MESHCA" inspect dataplanes -m default -o json 2>/dev/null | python3 -c '
+import json, sys
+items = json.load(sys.stdin)
+items = items.get("items", items) if isinstance(items, dict) else items
+acked = [i["mtls"].get("acknowledgedGeneration", 0) for i in items if i["name"] == "web-01"]
+sys.exit(0 if acked and acked[0] == int(sys.argv[1]) else 1)' "$1"
+}
+# gone PIDFILE: the process whose pid is in PIDFILE no longer runs (a zombie waiting for init
+# to reap it counts as gone).
+gone() {
+    local pid
+    [ -s "$1" ] || return 1
+    pid=$(cat "$1")
+    ! kill -0 "$pid" 2>/dev/null || [ "$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1)" = Z ]
+}
+# exits_within SECONDS PID: PID ends within SECONDS; its exit code in $rc.
+exits_within() {
+    local i
+    for i in $(seq $(($1 * 10))); do
+        kill -0 "$2" 2>/dev/null || { wait "$2"; rc=$?; return 0; }
+        sleep 0.1
+    done
+    rc=124
+    return 1
+}
+
+# --- issue 9 #12: --out DIR is created 0700; symlinks and non-directories are refused --------
+run agent -m default -d web-01 --out "$WORK/new-out" --reload true --once
+check "agent_out_missing_dir_is_created: exit 0" exit_is 0
+check "agent_out_missing_dir_is_created: mode 0700" test "$(stat -c %a "$WORK/new-out")" = 700
+check "agent_out_missing_dir_is_created: says so" out_has "created $WORK/new-out (mode 0700)"
+check "agent_out_missing_dir_is_created: key.pem is 0600" test "$(stat -L -c %a "$WORK/new-out/key.pem")" = 600
+
+run agent -m default -d web-01 --out "$WORK/no-such-parent/out" --reload true --once
+check "agent_out_missing_parent_is_refused: exit 2" exit_is 2
+check "agent_out_missing_parent_is_refused: names the cause" err_has "--out: cannot create $WORK/no-such-parent/out: its parent directory does not exist"
+check "agent_out_missing_parent_is_refused: nothing created" test ! -e "$WORK/no-such-parent"
+
+mkdir -p "$WORK/elsewhere"
+ln -s "$WORK/elsewhere" "$WORK/link-out"
+run agent -m default -d web-01 --out "$WORK/link-out" --reload true --once
+check "agent_out_symlink_is_refused: exit 2" exit_is 2
+check "agent_out_symlink_is_refused: names the link and its target" err_has "--out: $WORK/link-out is a symbolic link (to '$WORK/elsewhere'), refused"
+check "agent_out_symlink_is_refused: nothing written through it" test -z "$(ls -A "$WORK/elsewhere")"
+
+: >"$WORK/a-file"
+run agent -m default -d web-01 --out "$WORK/a-file" --reload true --once
+check "agent_out_file_is_refused: exit 2" exit_is 2
+check "agent_out_file_is_refused: says what is wrong" err_has "--out: $WORK/a-file exists and is not a directory"
+
+mkdir -m 0755 "$WORK/loose-out"
+run agent -m default -d web-01 --out "$WORK/loose-out" --reload true --once
+check "agent_out_loose_permissions_warn: still works" exit_is 0
+check "agent_out_loose_permissions_warn: warns with the mode" err_has "warning: --out: $WORK/loose-out is open to group or others (mode 0755)"
+
+# --- issue 9 #13: the three files change together ------------------------------------------------
+OUT="$WORK/certs"
+mkdir -m 0700 "$OUT"   # an existing directory, as before the fix of #12
+run agent -m default -d web-01 --out "$OUT" --reload true --once
+check "agent_files_layout: first sync exit 0" exit_is 0
+gen1=$(readlink "$OUT/..data")
+layout_ok() {
+    [[ $(readlink "$OUT/..data") =~ ^\.\.[0-9]{4}_[0-9]{2}_[0-9]{2}_[0-9]{2}_[0-9]{2}_[0-9]{2}\.[A-Za-z0-9]{6}$ ]] &&
+        [ "$(readlink "$OUT/key.pem")" = ..data/key.pem ] &&
+        [ "$(readlink "$OUT/cert.pem")" = ..data/cert.pem ] &&
+        [ "$(readlink "$OUT/ca-bundle.pem")" = ..data/ca-bundle.pem ] &&
+        [ "$(stat -L -c %a "$OUT/key.pem")" = 600 ] &&
+        [ -f "$OUT/$(readlink "$OUT/..data")/cert.pem" ]
+}
+check "agent_files_layout: ..data -> ..YYYY_MM_DD_HH_MM_SS.xxxxxx, stable symlinks into ..data" layout_ok
+check "agent_files_layout: cert verifies against the bundle" openssl verify -CAfile "$OUT/ca-bundle.pem" "$OUT/cert.pem"
+run reconcile --once --now "$(($(date +%s) + 86400))"
+run agent -m default -d web-01 --out "$OUT" --reload true --once
+check "agent_files_layout: a renewal is written" exit_is 0
+check "agent_files_layout: ..data now names another generation" test "$(readlink "$OUT/..data")" != "$gen1"
+check "agent_files_layout: the old generation is removed" test -n "$gen1" -a ! -e "$OUT/$gen1"
+check "agent_files_layout: just ..data and one generation, no temporary link" \
+    test "$(find "$OUT" -mindepth 1 -maxdepth 1 -name '..*' | wc -l)" -eq 2 -a ! -e "$OUT/..data_tmp"
+
+# A reader that does what a proxy does on reload: resolves the files once, reads cert then key,
+# keeping every distinct (cert, key) pair it saw, while the controller renews the certificate
+# (a fresh key each time) and the agent rewrites the files, 60 times. Afterwards every pair must
+# match. Before the fix key.pem was renamed before cert.pem, and this reader saw mixed pairs.
+cat >"$WORK/reader.py" <<'PY'
+import hashlib, os, sys, time
+out, stop, pairs_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+seen, reads, deadline = set(), 0, time.time() + 120
+while not os.path.exists(stop) and time.time() < deadline:
+    try:
+        d = os.path.dirname(os.path.realpath(os.path.join(out, "cert.pem")))
+        cert = open(os.path.join(d, "cert.pem"), "rb").read()
+        key = open(os.path.join(d, "key.pem"), "rb").read()
+    except OSError:
+        continue   # a generation removed under us: read again, as a proxy retries
+    reads += 1
+    h = hashlib.sha256(cert + b"\0" + key).hexdigest()
+    if h not in seen:
+        seen.add(h)
+        os.makedirs(os.path.join(pairs_dir, h))
+        open(os.path.join(pairs_dir, h, "cert.pem"), "wb").write(cert)
+        open(os.path.join(pairs_dir, h, "key.pem"), "wb").write(key)
+print(reads)
+PY
+mkdir "$WORK/pairs"
+python3 "$WORK/reader.py" "$OUT" "$WORK/stop-reader" "$WORK/pairs" >"$WORK/reads" &
+reader=$!
+PIDS+=("$reader")
+t=$(date +%s)
+for i in $(seq 2 61); do
+    "$MESHCA" reconcile --once --now "$((t + i * 86400))" >/dev/null 2>&1
+    "$MESHCA" agent -m default -d web-01 --out "$OUT" --reload true --once >/dev/null 2>&1
+done
+touch "$WORK/stop-reader"
+exits_within 30 "$reader"
+mismatched=0
+pairs=0
+for p in "$WORK"/pairs/*/; do
+    pairs=$((pairs + 1))
+    a=$(openssl x509 -in "$p/cert.pem" -noout -pubkey 2>/dev/null)
+    b=$(openssl pkey -in "$p/key.pem" -pubout 2>/dev/null)
+    [ -n "$a" ] && [ "$a" = "$b" ] || mismatched=$((mismatched + 1))
+done
+echo "# reader: $(cat "$WORK/reads") reads, $pairs distinct pairs, $mismatched mismatched"
+check "agent_rewrite_never_shows_key_of_other_cert: the reader saw many generations" test "$pairs" -ge 30
+check "agent_rewrite_never_shows_key_of_other_cert: no mismatched pair" test "$mismatched" -eq 0
+check "agent_rewrite_never_shows_key_of_other_cert: one generation left" \
+    test "$(find "$OUT" -mindepth 1 -maxdepth 1 -type d -name '..*' | wc -l)" -eq 1
+
+# --- issue 9 #14: the reload command is bounded and killed with its process group ----------------
+# slow.sh: a reload that never ends; its child's pid is kept to prove the group was killed.
+cat >"$WORK/slow.sh" <<'EOF'
+#!/bin/sh
+sleep 1000 &
+echo $! >"$1"
+wait
+EOF
+chmod +x "$WORK/slow.sh"
+run reconcile --once --now "$((t + 70 * 86400))"
+gen_before=$("$MESHCA" inspect dataplanes -m default -o json | python3 -c 'import json,sys; i=json.load(sys.stdin); i=i.get("items",i) if isinstance(i,dict) else i; print(i[0]["mtls"]["acknowledgedGeneration"])')
+
+start=$(date +%s)
+timeout 30 "$MESHCA" agent -m default -d web-01 --out "$OUT" --reload "$WORK/slow.sh $WORK/t.pid" \
+    --reload-timeout 1s --once >"$WORK/out" 2>"$WORK/err"
+rc=$?
+[ -s "$WORK/t.pid" ] && PIDS+=("$(cat "$WORK/t.pid")")
+check "agent_reload_timeout_is_a_failed_reload: exit 1" exit_is 1
+check "agent_reload_timeout_is_a_failed_reload: within a few seconds" test $(($(date +%s) - start)) -le 6
+check "agent_reload_timeout_is_a_failed_reload: says so" err_has "reload command timed out after 1000 ms and was killed; generation"
+check "agent_reload_timeout_is_a_failed_reload: not acknowledged" acked "$gen_before"
+check "agent_reload_timeout_is_a_failed_reload: the command's group was killed" gone "$WORK/t.pid"
+
+run agent -m default -d web-01 --out "$OUT" --reload true --reload-timeout soon --once
+check "agent_reload_timeout_bad_value: usage error" exit_is 2
+check "agent_reload_timeout_bad_value: names the flag" err_has "--reload-timeout: 'soon' is not a duration"
+
+# agent_in_reload PIDFILE FLAG...: starts an agent in the background whose reload never ends,
+# and waits (at most 10 s) until that command runs; the agent's pid in $agent.
+agent_in_reload() {
+    local pidfile=$1 i
+    shift
+    "$MESHCA" agent -m default -d web-01 --out "$OUT" --reload "$WORK/slow.sh $pidfile" "$@" \
+        >"$WORK/out" 2>"$WORK/err" &
+    agent=$!
+    PIDS+=("$agent")
+    for i in $(seq 100); do [ -s "$pidfile" ] && break; sleep 0.1; done
+    [ -s "$pidfile" ] && PIDS+=("$(cat "$pidfile")")
+}
+
+# SIGTERM while the reload runs (loop mode, default 30 s timeout): the agent ends at once and
+# takes the command's group with it.
+agent_in_reload "$WORK/term.pid" --interval 100ms
+check "agent_sigterm_during_reload_ends_agent: the reload command is running" test -s "$WORK/term.pid"
+kill -TERM "$agent"
+exits_within 5 "$agent"
+check "agent_sigterm_during_reload_ends_agent: exits within 5 s with 0" exit_is 0
+check "agent_sigterm_during_reload_ends_agent: the command's group was killed" gone "$WORK/term.pid"
+check "agent_sigterm_during_reload_ends_agent: not acknowledged" acked "$gen_before"
+
+# SIGINT with --once while the reload runs: a failed (interrupted) reload, exit 1.
+agent_in_reload "$WORK/int.pid" --once
+check "agent_sigint_during_reload_once: the reload command is running" test -s "$WORK/int.pid"
+kill -INT "$agent"
+exits_within 5 "$agent"
+check "agent_sigint_during_reload_once: exits within 5 s with 1" exit_is 1
+check "agent_sigint_during_reload_once: says why" err_has "reload command interrupted: the agent is stopping"
+check "agent_sigint_during_reload_once: the command's group was killed" gone "$WORK/int.pid"
+
+run agent -m default -d web-01 --out "$OUT" --reload true --once
+check "after all that, a good reload acknowledges" exit_is 0
+
+run help agent
+check "help agent documents --reload-timeout" out_has "--reload-timeout D  how long CMD may run (default 30s)"
+
+finish
