@@ -199,8 +199,8 @@ static void build_backend(builder *b, const mnode *item, const char *path, mesh_
 
     const mnode *conf = mnode_get(item, "conf");
     path_key(p, path, "conf");
-    if (given(conf) && expect_map(b, conf, p))
-        be->conf = mnode_clone(conf);
+    if (given(conf) && expect_map(b, conf, p) && !(be->conf = mnode_clone(conf)))
+        diag_error(b->diags, "out-of-memory", &conf->mark, p, "out of memory while copying the backend's conf");
 }
 
 static void build_mesh_body(builder *b, const mnode *body, mesh *m)

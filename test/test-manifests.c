@@ -141,7 +141,7 @@ START_TEST(mesh_universal_and_kubernetes_forms_build_the_same_model)
     ck_assert_ptr_eq(mesh_find_backend(&k->u.mesh, "ca-2"), &k->u.mesh.backends[1]);
 
     mesh copy;
-    mesh_copy(&copy, &u->u.mesh);
+    ck_assert_int_eq(mesh_copy(&copy, &u->u.mesh), 0);
     assert_same_mesh(&copy, &u->u.mesh);
     resource r = {.kind = RESOURCE_MESH};
     r.u.mesh = copy;
@@ -296,6 +296,66 @@ START_TEST(undefined_alias_and_complex_key_and_merge_key_are_reported)
     ck_assert_uint_eq(expect("complex-key")->line, 1);
     load("x: &x {a: 1}\ny:\n  <<: *x\n");
     ck_assert_uint_eq(expect("merge-key")->line, 3);
+}
+END_TEST
+
+/* Parses `y` into trees, asserts exactly one undefined-alias at line:column and frees the trees. */
+static void expect_dropped_alias_at(const char *y, unsigned line, unsigned column)
+{
+    mnode **docs = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(manifest_parse_documents("t.yaml", y, strlen(y), &docs, &n, &diags), 0);
+    const diag *d = expect("undefined-alias");
+    ck_assert_uint_eq(d->line, line);
+    ck_assert_uint_eq(d->column, column);
+    ck_assert_ptr_nonnull(strstr(d->message, "refused"));
+    for (size_t i = 0; i < n; i++)
+        mnode_free(docs[i]);
+    free(docs);
+    diag_list_free(&diags);
+}
+
+/* Issue 9 #24: the fuzz target's 10-byte input. The anchored key (a mapping) is refused and
+ * freed; the alias after it used to deep-copy the freed node (heap-use-after-free in
+ * mnode_clone via parse_alias). */
+START_TEST(alias_to_anchored_refused_key_is_undefined_alias_not_use_after_free)
+{
+    load("? &8:\n? *8\n");
+    ck_assert_uint_eq(expect("complex-key")->line, 1);
+    const diag *d = expect("undefined-alias");
+    ck_assert_uint_eq(d->line, 2);
+    ck_assert_uint_eq(d->column, 3);
+    ck_assert_uint_eq(manifest_set_count(set), 0);
+}
+END_TEST
+
+/* Every node freed while parsing (a refused complex or merge key, and its value) takes the
+ * anchors inside it out of reach: nested anchors, an anchor on the value, a merge key, a later
+ * anchor that shadows an earlier one of the same name. */
+START_TEST(anchors_inside_a_refused_key_or_its_value_are_dropped)
+{
+    expect_dropped_alias_at("? &k [1]\n: &v {a: b}\nx: *v\ny: *k\n", 3, 4);
+    expect_dropped_alias_at("? {a: &n1 [1, &n2 {b: c}]}\n: 1\nx: *n1\n", 3, 4);
+    expect_dropped_alias_at("? {a: &n1 [1, &n2 {b: c}]}\n: 1\ny: *n2\n", 3, 4);
+    expect_dropped_alias_at("a: &d 1\n? &d [2]\n: 3\nb: *d\n", 4, 4);
+    expect_dropped_alias_at("&m <<: &v {a: 1}\nb: *m\n", 2, 4);
+    expect_dropped_alias_at("&m <<: &v {a: 1}\nc: *v\n", 2, 4);
+    expect_dropped_alias_at("- &s {? &i [1]: 2}\n- *s\n- *i\n", 3, 3);
+}
+END_TEST
+
+START_TEST(anchors_outside_a_refused_key_still_expand)
+{
+    mnode **docs = NULL;
+    size_t n = 0;
+    const char *y = "a: &ok {k: v}\n? [x]\n: &v2 2\nb: *ok\n";
+    ck_assert_int_eq(manifest_parse_documents("t.yaml", y, strlen(y), &docs, &n, &diags), 0);
+    expect("complex-key");
+    ck_assert_ptr_null(find("undefined-alias"));
+    ck_assert_uint_eq(n, 1);
+    ck_assert(mnode_equal(mnode_get(docs[0], "a"), mnode_get(docs[0], "b")));
+    mnode_free(docs[0]);
+    free(docs);
 }
 END_TEST
 
@@ -667,6 +727,9 @@ static Suite *manifests_suite(void)
     tcase_add_test(tc, alias_bomb_is_refused_before_expansion_with_alias_limit);
     tcase_add_test(tc, small_aliases_are_expanded);
     tcase_add_test(tc, undefined_alias_and_complex_key_and_merge_key_are_reported);
+    tcase_add_test(tc, alias_to_anchored_refused_key_is_undefined_alias_not_use_after_free);
+    tcase_add_test(tc, anchors_inside_a_refused_key_or_its_value_are_dropped);
+    tcase_add_test(tc, anchors_outside_a_refused_key_still_expand);
     tcase_add_test(tc, buffer_over_8mib_is_too_large);
     tcase_add_test(tc, file_over_8mib_is_too_large_without_reading);
     tcase_add_test(tc, nesting_of_65_is_too_deep_and_64_is_fine);
