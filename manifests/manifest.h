@@ -3,6 +3,7 @@
 #define MESHCA_MANIFEST_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 
 #include "manifests/diag.h"
 #include "manifests/error.h"
@@ -44,6 +45,13 @@ int manifest_load_buffer(manifest_set *set, const char *name, const char *data, 
  * marks: pass a string owned by something that lives long enough (e.g. manifest_set_intern()). */
 int manifest_parse_documents(const char *name, const char *data, size_t len, mnode ***ret_docs,
                              size_t *ret_ndocs, diag_list *diags);
+
+/* Opens `path` for reading without blocking (a FIFO with no writer would wait forever) and
+ * refuses what is not a regular file. Returns the descriptor (caller closes), or MESHCA_ENOTFOUND
+ * (absent) / MESHCA_EIO (unreadable, or not a regular file) with the reason (e.g. "a FIFO, not a
+ * regular file") in errbuf (MESHCA_ERRBUF bytes), for the caller to put after the path;
+ * *ret_st gets the file's fstat. */
+int manifest_open_regular(const char *path, struct stat *ret_st, char *errbuf);
 
 /* Copies `name` into the set and returns the set's copy (borrowed, valid until set is freed). */
 const char *manifest_set_intern(manifest_set *set, const char *name);

@@ -1,11 +1,15 @@
 /* status.c - dataplane status (SPEC S7) to and from JSON with jansson. */
 #include "manifests/status.h"
 
+#include "manifests/manifest.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -237,15 +241,25 @@ int status_parse_json(const char *name, const char *data, size_t len, status_set
 int status_load_file(const char *path, status_set *ret_set, diag_list *diags)
 {
     source_mark mark = {path, 0, 0};
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f) {
-        diag_error(diags, "unreadable", &mark, "", "cannot open status file: %s", strerror(errno));
-        return -2;
+    FILE *f = stdin;
+    if (strcmp(path, "-") != 0) {
+        /* Not fopen(): a FIFO given as the status file would block the open forever. */
+        struct stat st;
+        char err[MESHCA_ERRBUF];
+        int fd = manifest_open_regular(path, &st, err);
+        if (fd < 0 || !(f = fdopen(fd, "rb"))) {
+            if (fd >= 0) {
+                snprintf(err, sizeof(err), "%s", strerror(errno));
+                close(fd);
+            }
+            diag_error(diags, "unreadable", &mark, "", "cannot read status file '%s': %s", path, err);
+            return -2;
+        }
     }
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap);
     if (!buf)
-        abort();
+        goto oom;
     for (;;) {
         if (len == cap) {
             if (cap >= STATUS_MAX_FILE_BYTES + 1u)
@@ -253,7 +267,7 @@ int status_load_file(const char *path, status_set *ret_set, diag_list *diags)
             cap *= 2;
             char *nbuf = realloc(buf, cap);
             if (!nbuf)
-                abort();
+                goto oom;
             buf = nbuf;
         }
         size_t n = fread(buf + len, 1, cap - len, f);
@@ -272,6 +286,12 @@ int status_load_file(const char *path, status_set *ret_set, diag_list *diags)
     int r = status_parse_json(path, buf, len, ret_set, diags);
     free(buf);
     return r;
+oom:
+    free(buf);
+    if (f != stdin)
+        fclose(f);
+    diag_error(diags, "out-of-memory", &mark, "", "out of memory while reading the status file");
+    return -2;
 }
 
 char *status_to_json(const dataplane_status *st)

@@ -1,10 +1,14 @@
 /* datasource.c - reads CA material from a secret, a file, inline base64 or an inline string. */
 #include "reconciler/datasource.h"
 
+#include "manifests/manifest.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -68,13 +72,23 @@ static int decode_base64(const char *text, size_t len, char **ret_data, size_t *
 
 static int read_file(const char *path, char **ret_data, size_t *ret_len, char *errbuf)
 {
-    FILE *f = fopen(path, "rb");
+    struct stat st;
+    char why[MESHCA_ERRBUF];
+    FILE *f = NULL;
     char *buf;
     size_t n;
 
-    if (!f)
-        return msg(errbuf, errno == ENOENT ? PKI_ENOENT : PKI_EIO, "cannot open file",
-                   strerror(errno));
+    /* Opened without blocking and refused unless regular: `file: FIFO` would hang apply and
+     * every reconcile pass. */
+    int fd = manifest_open_regular(path, &st, why);
+    if (fd < 0)
+        return meshca_fail(errbuf, fd == MESHCA_ENOTFOUND ? PKI_ENOENT : PKI_EIO,
+                           "cannot open file '%s': %s", path, why);
+    if (!(f = fdopen(fd, "rb"))) {
+        int e = errno;
+        close(fd);
+        return meshca_fail(errbuf, PKI_EIO, "cannot open file '%s': %s", path, strerror(e));
+    }
     buf = malloc(DATASOURCE_MAX_BYTES + 1);
     if (!buf) {
         fclose(f);

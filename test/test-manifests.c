@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -242,6 +243,56 @@ START_TEST(directory_load_is_recursive_sorted_and_only_yaml)
     ck_assert_str_eq(manifest_set_get(set, 2)->u.mesh.name.value, "az2");
     ck_assert_str_eq(manifest_set_get(set, 3)->u.mesh.name.value, "b");
     ck_assert_ptr_nonnull(strstr(manifest_set_get(set, 3)->u.mesh.name.mark.file, "tree/b.yaml"));
+}
+END_TEST
+
+/* Issue 9 #22: an empty directory gave qsort() a NULL array (UBSan: "null pointer passed as
+ * argument 1"); the unit suite runs with halt_on_error under the sanitizer setup. */
+START_TEST(empty_directory_loads_nothing_without_undefined_behaviour)
+{
+    char dir[] = "/tmp/meshca-empty-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    int r = manifest_load_path(set, dir, &diags);
+    rmdir(dir);
+    ck_assert_int_eq(r, MANIFEST_OK);
+    expect_clean();
+    ck_assert_uint_eq(manifest_set_count(set), 0);
+}
+END_TEST
+
+/* Issue 9 #20: two symlinks to the directory itself and one to its parent were walked
+ * exponentially; each directory is now walked once (by device and inode). */
+START_TEST(directory_symlink_loops_are_walked_once)
+{
+    char dir[] = "/tmp/meshca-loop-XXXXXX", p[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(p, sizeof(p), "%s/m.yaml", dir);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("type: Mesh\nname: once\n", f);
+    fclose(f);
+    const char *links[] = {"a", "b"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, links[i]);
+        ck_assert_int_eq(symlink(".", p), 0);
+    }
+    snprintf(p, sizeof(p), "%s/sub", dir);
+    ck_assert_int_eq(mkdir(p, 0700), 0);
+    snprintf(p, sizeof(p), "%s/sub/up", dir);
+    ck_assert_int_eq(symlink("..", p), 0);
+    time_t start = time(NULL);
+    int r = manifest_load_path(set, dir, &diags);
+    time_t took = time(NULL) - start;
+    const char *cleanup[] = {"sub/up", "sub", "a", "b", "m.yaml"};
+    for (size_t i = 0; i < 5; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, cleanup[i]);
+        remove(p);
+    }
+    rmdir(dir);
+    ck_assert_int_eq(r, MANIFEST_OK);
+    expect_clean();
+    ck_assert_uint_eq(manifest_set_count(set), 1);
+    ck_assert_int_le(took, 2);
 }
 END_TEST
 
@@ -724,6 +775,8 @@ static Suite *manifests_suite(void)
     tcase_add_test(tc, multiple_documents_become_resources_in_order_and_empty_ones_are_skipped);
     tcase_add_test(tc, directory_load_is_recursive_sorted_and_only_yaml);
     tcase_add_test(tc, missing_file_is_eio_with_unreadable);
+    tcase_add_test(tc, empty_directory_loads_nothing_without_undefined_behaviour);
+    tcase_add_test(tc, directory_symlink_loops_are_walked_once);
     tcase_add_test(tc, alias_bomb_is_refused_before_expansion_with_alias_limit);
     tcase_add_test(tc, small_aliases_are_expanded);
     tcase_add_test(tc, undefined_alias_and_complex_key_and_merge_key_are_reported);
