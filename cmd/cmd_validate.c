@@ -3,11 +3,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cmd/cli.h"
 #include "cmd/common.h"
 #include "manifests/manifest.h"
 #include "manifests/status.h"
+#include "reconciler/ca_provided.h"
 #include "validators/validators.h"
 
 #define MAX_PATHS 256
@@ -175,6 +177,10 @@ int cmd_validate(int argc, char **argv)
     }
 
     validate_set(next, &diags);
+    /* Inline CA material is in the manifest: check it offline with apply's own rules. */
+    for (size_t i = 0; i < manifest_set_count(next); i++)
+        if (manifest_set_get(next, i)->kind == RESOURCE_MESH)
+            ca_provided_check_inline(&manifest_set_get(next, i)->u.mesh, time(NULL), &diags);
     if (args.nfrom > 0 && !unreadable)
         check_transitions(prev, next, args.status_file ? &status : NULL, args.force, &diags);
     else if (args.status_file && args.nfrom == 0)

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "manifests/diag.h"
+#include "manifests/model.h"
 
 typedef struct ca_provided_material {
     const char *cert_pem;      /* chain, intermediate first; borrowed */
@@ -25,5 +26,14 @@ typedef struct ca_provided_material {
  * (warning), ca-weak-key, ca-chain-order, ca-path-length. Messages never contain key material.
  * Returns the number of errors added. */
 size_t ca_provided_check_material(const ca_provided_material *m, diag_list *diags);
+
+/* The same checks, offline, for the CA material a Mesh's manifest holds itself: every `provided`
+ * backend whose conf.cert is `inline` or `inlineString` (conf.key too when it is inline; a key
+ * from a secret or file is not read). Nothing outside the manifest is opened, so `validate`
+ * without a store refuses what `apply` would. Skipped for a mesh with skipValidation, as apply
+ * skips it; a datasource that does not decode is left to the static validators. Diagnostics
+ * carry the datasource's mark and path mtls.backends[i].conf.cert|key. Returns the number of
+ * errors added. */
+size_t ca_provided_check_inline(const mesh *msh, int64_t now, diag_list *diags);
 
 #endif

@@ -107,6 +107,13 @@ static int read_file(const char *path, char **ret_data, size_t *ret_len, char *e
     return PKI_OK;
 }
 
+bool datasource_is_inline(const mnode *ds)
+{
+    if (!ds || ds->kind != MNODE_MAP || ds->npairs != 1)
+        return false;
+    return mnode_get(ds, "inline") || mnode_get(ds, "inlineString");
+}
+
 int datasource_read(const mnode *ds, const ca_context *ctx, char **ret_data, size_t *ret_len,
                     char *errbuf)
 {
