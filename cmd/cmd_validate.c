@@ -9,7 +9,7 @@
 #include "cmd/common.h"
 #include "manifests/manifest.h"
 #include "manifests/status.h"
-#include "reconciler/ca_provided.h"
+#include "reconciler/ca_offline.h"
 #include "validators/validators.h"
 
 #define MAX_PATHS 256
@@ -177,10 +177,10 @@ int cmd_validate(int argc, char **argv)
     }
 
     validate_set(next, &diags);
-    /* Inline CA material is in the manifest: check it offline with apply's own rules. */
+    /* CA material in the manifest (builtin conf, inline certs and keys): apply's own checks. */
     for (size_t i = 0; i < manifest_set_count(next); i++)
         if (manifest_set_get(next, i)->kind == RESOURCE_MESH)
-            ca_provided_check_inline(&manifest_set_get(next, i)->u.mesh, time(NULL), &diags);
+            ca_check_offline(&manifest_set_get(next, i)->u.mesh, time(NULL), &diags);
     if (args.nfrom > 0 && !unreadable)
         check_transitions(prev, next, args.status_file ? &status : NULL, args.force, &diags);
     else if (args.status_file && args.nfrom == 0)

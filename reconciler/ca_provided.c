@@ -269,30 +269,20 @@ out:
     return r;
 }
 
-size_t ca_provided_check_inline(const mesh *msh, int64_t now, diag_list *diags)
+size_t ca_provided_check_inline(const mesh_backend *b, const ca_context *ctx, diag_list *diags)
 {
     size_t before = diag_count(diags, DIAG_ERROR);
+    char *cert = NULL, *key = NULL, cert_path[128], key_path[128];
+    size_t cert_len = 0, key_len = 0;
+    ca_provided_material m;
 
-    /* apply skips backend checks for skipValidation meshes; the offline check agrees. */
-    if (!msh || msh->skip_validation)
+    if (!b->conf || b->conf->kind != MNODE_MAP)
         return 0;
-    for (size_t i = 0; i < msh->nbackends; i++) {
-        const mesh_backend *b = &msh->backends[i];
-        char *cert = NULL, *key = NULL, cert_path[128], key_path[128];
-        size_t cert_len = 0, key_len = 0;
-        ca_provided_material m;
-
-        if (!b->type.value || strcmp(b->type.value, ca_provided_ops.type) != 0 || !b->conf ||
-            b->conf->kind != MNODE_MAP)
-            continue;
-        /* No secret lookup: only what the manifest itself holds is read. */
-        ca_context ctx = {.mesh = msh->name.value, .backend = b, .backend_index = i, .now = now};
-        read_material(&ctx, true, &cert, &cert_len, &key, &key_len, &m, cert_path, key_path, diags);
-        if (cert)
-            ca_provided_check_material(&m, diags);   /* key_pem NULL: key checks skipped */
-        datasource_free(cert, cert_len);
-        datasource_free(key, key_len);
-    }
+    read_material(ctx, true, &cert, &cert_len, &key, &key_len, &m, cert_path, key_path, diags);
+    if (cert)
+        ca_provided_check_material(&m, diags);   /* key_pem NULL: key checks skipped */
+    datasource_free(cert, cert_len);
+    datasource_free(key, key_len);
     return diag_count(diags, DIAG_ERROR) - before;
 }
 

@@ -7,6 +7,7 @@
 
 #include "manifests/diag.h"
 #include "manifests/model.h"
+#include "reconciler/ca_backend.h"
 
 typedef struct ca_provided_material {
     const char *cert_pem;      /* chain, intermediate first; borrowed */
@@ -27,13 +28,11 @@ typedef struct ca_provided_material {
  * Returns the number of errors added. */
 size_t ca_provided_check_material(const ca_provided_material *m, diag_list *diags);
 
-/* The same checks, offline, for the CA material a Mesh's manifest holds itself: every `provided`
- * backend whose conf.cert is `inline` or `inlineString` (conf.key too when it is inline; a key
- * from a secret or file is not read). Nothing outside the manifest is opened, so `validate`
- * without a store refuses what `apply` would. Skipped for a mesh with skipValidation, as apply
- * skips it; a datasource that does not decode is left to the static validators. Diagnostics
- * carry the datasource's mark and path mtls.backends[i].conf.cert|key. Returns the number of
- * errors added. */
-size_t ca_provided_check_inline(const mesh *msh, int64_t now, diag_list *diags);
+/* The same checks, offline, on the CA material the backend's manifest holds itself: conf.cert
+ * when it is `inline` or `inlineString` (conf.key too when it is inline; a key from a secret or
+ * file is not read, and no secret lookup is made). A datasource that does not decode is left to
+ * the static validators. `ctx` gives the backend, its index (for paths) and the clock. Returns
+ * the number of errors added. Used through ca_check_offline(). */
+size_t ca_provided_check_inline(const mesh_backend *b, const ca_context *ctx, diag_list *diags);
 
 #endif

@@ -181,4 +181,18 @@ inline_mesh skip "$ca/expired.cert.pem" "$ca/expired.key.pem"
 sed -i 's/^mtls:$/mtls:\n  skipValidation: true/' "$WORK/inline-skip.yaml"
 run validate -f "$WORK/inline-skip.yaml"
 check "skipValidation: the inline CA is not checked offline either" exit_is 0
+# Issue 9 #23: a bad RSAbits was reported twice by apply (static bad-conf and the CA check's
+# ca-conf); a 500ms caCert.expiration passed validate and failed apply. One rule, one report.
+printf 'type: Mesh\nname: rsa\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n    conf:\n      caCert: {RSAbits: 1024, expiration: 500ms}\n' >"$WORK/rsabits.yaml"
+run validate -o json -f "$WORK/rsabits.yaml"
+check "validate reports RSAbits once, as ca-conf at its path and line" python3 -c '
+import json, sys
+d = [x for x in json.load(open(sys.argv[1]))["diagnostics"] if x["path"].endswith("RSAbits")]
+assert [(x["code"], x["path"], x["line"], x["column"]) for x in d] == [("ca-conf", "mtls.backends[0].conf.caCert.RSAbits", 9, 25)], d' "$WORK/out"
+check "validate refuses the 500ms caCert.expiration that apply refuses" json_has ca-conf "mtls.backends[0].conf.caCert.expiration" 9
+dry_run "$WORK/rsabits.yaml"
+check "apply --dry-run reports RSAbits once too" python3 -c '
+import json, sys
+d = [x for x in json.load(open(sys.argv[1]))["diagnostics"] if x["path"].endswith("RSAbits")]
+assert len(d) == 1 and d[0]["code"] == "ca-conf", d' "$WORK/out"
 finish
