@@ -118,6 +118,15 @@ run_bounded "$WORK" validate -f "$WORK/empty"
 check "validate -f EMPTYDIR exits 0 without a sanitizer report" exit_is 0
 check "validate -f EMPTYDIR prints no runtime error" out_lacks "runtime error"
 
+# Issue 9 #23: `get -m ../x` said "cannot read the store: invalid argument", naming nothing.
+mkdir -p "$WORK/getdir"
+for cmd in get inspect; do
+    run_bounded "$WORK/getdir" $cmd dataplanes -m ../x
+    check "$cmd -m ../x is refused (exit 2)" exit_is 2
+    check "$cmd -m ../x names the mesh and why" err_has "invalid mesh name '../x': a mesh name is a DNS label"
+    check "$cmd -m ../x does not blame the store" out_lacks "cannot read the store"
+done
+
 for f in bomb random truncated big tabs dupkey types deep; do
     run validate -f "$WORK/$f.yaml"
     check "$f: no crash (exit 1, not a signal)" exit_is 1

@@ -61,6 +61,17 @@ static bool is_dns_subdomain(const char *s)
     }
 }
 
+const char *validate_mesh_name_problem(const char *name)
+{
+    if (!name || !*name)
+        return "it is empty";
+    if (strlen(name) > MODEL_MAX_NAME_LEN)
+        return "it is longer than 63 characters";
+    if (!is_dns_label(name, strlen(name)))
+        return "a mesh name is a DNS label: a-z, 0-9 and '-', starting and ending with a letter or digit";
+    return NULL;
+}
+
 static bool is_empty(const model_string *s)
 {
     return !s->value || !*s->value;
