@@ -232,6 +232,51 @@ START_TEST(mesh_name_must_be_a_dns_label)
 }
 END_TEST
 
+/* A dotted name of `len` characters: 62-character labels joined by dots, the last one shorter. */
+static void dotted_name(char *buf, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (i % 63 == 62) ? '.' : 'a';
+    if (buf[len - 1] == '.')
+        buf[len - 1] = 'b';
+    buf[len] = '\0';
+}
+
+/* Issue 9 #21: one limit for resource names, MODEL_MAX_RESOURCE_NAME (253), which the store uses
+ * too (STORE_NAME_MAX), so what validate passes apply can store; one past it is invalid-name at
+ * the name's path and line, for a Dataplane and a Secret in both forms. */
+START_TEST(resource_names_up_to_253_pass_and_254_is_invalid_name_with_path)
+{
+    ck_assert_int_eq(MODEL_MAX_RESOURCE_NAME, 253);
+    diag_list d = DIAG_LIST_INIT;
+    char name[MODEL_MAX_RESOURCE_NAME + 2], yaml[1024];
+
+    dotted_name(name, MODEL_MAX_RESOURCE_NAME);
+    snprintf(yaml, sizeof yaml, "type: Secret\nmesh: default\nname: %s\ndata: YWJj\n", name);
+    check_static(yaml, &d);
+    ck_assert_uint_eq(d.count, 0);
+    snprintf(yaml, sizeof yaml,
+             "type: Dataplane\nmesh: default\nname: %s\nnetworking:\n  address: 127.0.0.1\n"
+             "  inbound: [{port: 8443, tags: {kuma.io/service: web}}]\n", name);
+    check_static(yaml, &d);
+    ck_assert_uint_eq(d.count, 0);
+
+    dotted_name(name, MODEL_MAX_RESOURCE_NAME + 1);
+    snprintf(yaml, sizeof yaml, "type: Secret\nmesh: default\nname: %s\ndata: YWJj\n", name);
+    check_static(yaml, &d);
+    const diag *x = assert_diag(&d, "invalid-name", "name", 3);
+    ck_assert_ptr_nonnull(strstr(x->message, "at most 253 characters"));
+    diag_list_free(&d);
+    snprintf(yaml, sizeof yaml,
+             "apiVersion: kuma.io/v1alpha1\nkind: Dataplane\nmesh: default\nmetadata:\n  name: %s\n"
+             "spec:\n  networking:\n    address: 127.0.0.1\n"
+             "    inbound: [{port: 8443, tags: {kuma.io/service: web}}]\n", name);
+    check_static(yaml, &d);
+    assert_diag(&d, "invalid-name", "name", 5);
+    diag_list_free(&d);
+}
+END_TEST
+
 START_TEST(backend_name_must_be_a_dns_label)
 {
     diag_list d = DIAG_LIST_INIT;
@@ -1061,6 +1106,7 @@ static Suite *validators_suite(void)
     tcase_add_test(st, seed_manifests_pass_static_checks);
     tcase_add_test(st, mesh_name_must_be_a_dns_label);
     tcase_add_test(st, backend_name_must_be_a_dns_label);
+    tcase_add_test(st, resource_names_up_to_253_pass_and_254_is_invalid_name_with_path);
     tcase_add_test(st, duplicate_backend_reported_at_second_with_first_line);
     tcase_add_test(st, more_than_sixteen_backends_refused);
     tcase_add_test(st, enabled_backend_must_exist_and_suggests_closest);
