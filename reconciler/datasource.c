@@ -1,6 +1,7 @@
 /* datasource.c - reads CA material from a secret, a file, inline base64 or an inline string. */
 #include "reconciler/datasource.h"
 
+#include "manifests/base64.h"
 #include "manifests/manifest.h"
 
 #include <errno.h>
@@ -11,7 +12,6 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 static int msg(char *errbuf, int code, const char *what, const char *arg)
 {
@@ -44,29 +44,14 @@ static int copy_bytes(const char *src, size_t len, char **ret_data, size_t *ret_
 static int decode_base64(const char *text, size_t len, char **ret_data, size_t *ret_len,
                          char *errbuf)
 {
-    EVP_ENCODE_CTX *ectx;
-    unsigned char *out;
-    int n = 0, fin = 0, ok;
-
     if (len > DATASOURCE_MAX_BYTES * 4 / 3 + 4)
         return msg(errbuf, PKI_EINVAL, "inline data too large", NULL);
-    out = malloc(len + 1);
-    ectx = EVP_ENCODE_CTX_new();
-    ok = out && ectx;
-    if (ok) {
-        EVP_DecodeInit(ectx);
-        ok = EVP_DecodeUpdate(ectx, out, &n, (const unsigned char *)text, (int)len) >= 0 &&
-             EVP_DecodeFinal(ectx, out + n, &fin) == 1;
-    }
-    EVP_ENCODE_CTX_free(ectx);
-    if (!ok) {
-        if (out)
-            datasource_free((char *)out, len + 1);
+    /* The same decoder the validators use, so what validate accepts apply reads. */
+    int r = base64_decode(text, len, ret_data, ret_len);
+    if (r == MESHCA_ENOMEM)
+        return PKI_ENOMEM;
+    if (r < 0)
         return msg(errbuf, PKI_EINVAL, "inline is not valid base64", NULL);
-    }
-    out[n + fin] = '\0';
-    *ret_data = (char *)out;
-    *ret_len = (size_t)(n + fin);
     return PKI_OK;
 }
 

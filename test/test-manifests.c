@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "manifests/base64.h"
 #include "manifests/manifest.h"
 
 static manifest_set *set;
@@ -731,6 +732,36 @@ START_TEST(plain_scalars_follow_the_yaml_core_schema)
 }
 END_TEST
 
+/* One decoder for Secret data and inline datasources (it was written twice, with different
+ * checks: validate accepted unpadded base64 that apply's decoder refused). */
+START_TEST(base64_decodes_with_optional_padding_and_whitespace_and_refuses_the_rest)
+{
+    static const struct {
+        const char *in, *out;
+    } good[] = {
+        {"", ""}, {"YQ==", "a"}, {"YQ", "a"}, {"YWI=", "ab"}, {"YWI", "ab"}, {"YWJj", "abc"},
+        {"YW\nJj\r\n ZGVm\t", "abcdef"}, {"/+8=", "\xff\xef"},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char *out = NULL;
+        size_t n = 99;
+        ck_assert_msg(base64_decode(good[i].in, strlen(good[i].in), &out, &n) == 0, "%s", good[i].in);
+        ck_assert_uint_eq(n, strlen(good[i].out));
+        ck_assert_mem_eq(out, good[i].out, n);
+        ck_assert_int_eq(out[n], '\0');
+        ck_assert(base64_valid(good[i].in, strlen(good[i].in)));
+        free(out);
+    }
+    static const char *const bad[] = {"Y", "YWJjZ", "YQ=x", "YQ===", "Y===", "YW-j", "YWJj!", "YQ=\nYQ=="};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *out = (char *)"untouched";
+        ck_assert_msg(base64_decode(bad[i], strlen(bad[i]), &out, NULL) == MESHCA_EINVAL, "%s", bad[i]);
+        ck_assert_str_eq(out, "untouched");
+        ck_assert(!base64_valid(bad[i], strlen(bad[i])));
+    }
+}
+END_TEST
+
 START_TEST(suggest_finds_close_names_only)
 {
     const char *const c[] = {"enabledBackend", "backends", "skipValidation", NULL};
@@ -803,6 +834,7 @@ static Suite *manifests_suite(void)
     tcase_add_test(tc, bad_duration_is_reported_at_its_path);
     tcase_add_test(tc, durations_parse_and_format);
     tcase_add_test(tc, plain_scalars_follow_the_yaml_core_schema);
+    tcase_add_test(tc, base64_decodes_with_optional_padding_and_whitespace_and_refuses_the_rest);
     tcase_add_test(tc, suggest_finds_close_names_only);
     tcase_add_test(tc, diagnostic_messages_are_one_line_and_sortable);
     suite_add_tcase(s, tc);

@@ -195,4 +195,12 @@ check "apply --dry-run reports RSAbits once too" python3 -c '
 import json, sys
 d = [x for x in json.load(open(sys.argv[1]))["diagnostics"] if x["path"].endswith("RSAbits")]
 assert len(d) == 1 and d[0]["code"] == "ca-conf", d' "$WORK/out"
+# Base64 was decoded by two functions with different checks: unpadded inline data passed validate
+# and failed apply ("inline is not valid base64"). One decoder now: both accept it.
+printf 'type: Mesh\nname: inline\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: provided\n    conf:\n      cert:\n        inline: %s\n      key:\n        inline: %s\n' \
+    "$(base64 -w0 "$ca/good.cert.pem")" "$(base64 -w0 "$ca/good.key.pem" | tr -d =)" >"$WORK/inline-unpadded.yaml"
+run validate -f "$WORK/inline-unpadded.yaml"
+check "unpadded inline base64 validates" exit_is 0
+dry_run "$WORK/inline-unpadded.yaml"
+check "apply --dry-run reads the same unpadded inline base64" exit_is 0
 finish

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "manifests/base64.h"
 #include "manifests/manifest.h"
 #include "validators/internal.h"
 
@@ -119,7 +120,7 @@ static void check_datasource(const mnode *node, const char *path, diag_list *out
             diag_error(out, "bad-datasource", &v->mark, sub, "expected a non-empty string, got %s",
                        mnode_type_name(v));
         } else if (strcmp(datasource_keys[i], "inline") == 0 &&
-                   !validate_is_base64(v->scalar, v->scalar_len)) {
+                   !base64_valid(v->scalar, v->scalar_len)) {
             diag_error(out, "bad-datasource", &v->mark, sub, "inline data is not valid base64");
         }
     }
@@ -272,28 +273,4 @@ void validate_backend_conf(const mesh_backend *b, size_t index, diag_list *out)
         schemas[i].check(b->conf, path, out);
         return;
     }
-}
-
-bool validate_is_base64(const char *text, size_t len)
-{
-    size_t symbols = 0, pad = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
-            continue;
-        if (c == '=') {
-            pad++;
-            continue;
-        }
-        bool alphabet = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                        c == '+' || c == '/';
-        if (!alphabet || pad > 0)   /* nothing may follow padding */
-            return false;
-        symbols++;
-    }
-    if (pad > 2)
-        return false;
-    if (pad > 0)
-        return (symbols + pad) % 4 == 0;
-    return symbols % 4 != 1;   /* unpadded: a lone trailing symbol cannot encode a byte */
 }

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "manifests/base64.h"
 #include "validators/internal.h"
 #include "validators/validators.h"
 
@@ -265,7 +266,7 @@ void validate_secret(const secret *s, diag_list *out)
         check_label(&s->mesh, "mesh", "mesh name", out);
     if (!s->data.value)
         return;   /* absent: the resource builder reports the missing field */
-    if (!validate_is_base64(s->data.value, strlen(s->data.value)))
+    if (!base64_valid(s->data.value, strlen(s->data.value)))
         diag_error(out, "bad-secret-data", &s->data.mark, "data",
                    "secret data is not valid base64");
 }
