@@ -44,28 +44,35 @@ const char *manifest_set_intern(manifest_set *set, const char *name)
         if (!strcmp(set->names[i], name))
             return set->names[i];
     if (set->nnames == set->cnames) {
-        set->cnames = set->cnames ? set->cnames * 2 : 8;
-        set->names = realloc(set->names, set->cnames * sizeof(*set->names));
-        if (!set->names)
-            abort();
+        size_t n = set->cnames ? set->cnames * 2 : 8;
+        char **names = realloc(set->names, n * sizeof(*names));
+        if (!names)
+            return NULL;
+        set->names = names;
+        set->cnames = n;
     }
     char *copy = strdup(name);
     if (!copy)
-        abort();
+        return NULL;
     set->names[set->nnames++] = copy;
     return copy;
 }
 
-void manifest_set_add(manifest_set *set, resource *res)
+int manifest_set_add(manifest_set *set, resource *res)
 {
     if (set->count == set->capacity) {
-        set->capacity = set->capacity ? set->capacity * 2 : 16;
-        set->items = realloc(set->items, set->capacity * sizeof(*set->items));
-        if (!set->items)
-            abort();
+        size_t n = set->capacity ? set->capacity * 2 : 16;
+        resource *items = realloc(set->items, n * sizeof(*items));
+        if (!items) {
+            resource_clear(res);
+            return MANIFEST_ENOMEM;
+        }
+        set->items = items;
+        set->capacity = n;
     }
     set->items[set->count++] = *res;
     memset(res, 0, sizeof(*res));
+    return 0;
 }
 
 size_t manifest_set_count(const manifest_set *set)
@@ -97,22 +104,26 @@ int manifest_load_buffer(manifest_set *set, const char *name, const char *data, 
     const char *file = manifest_set_intern(set, name);
     mnode **docs = NULL;
     size_t ndocs = 0;
+    if (!file)
+        return MANIFEST_ENOMEM;
     int r = manifest_parse_documents(file, data, len, &docs, &ndocs, diags);
     if (r < 0)
         return r;
     for (size_t i = 0; i < ndocs; i++) {
         /* An empty document (a stray `---`) is not a resource and not a mistake. */
-        if (!mnode_is_null(docs[i])) {
+        if (r == 0 && !mnode_is_null(docs[i])) {
             resource res;
             if (manifest_build_resource(docs[i], (unsigned)i, &res, diags) == 0)
-                manifest_set_add(set, &res);
+                r = manifest_set_add(set, &res);
         }
         mnode_free(docs[i]);
     }
     free(docs);
-    return MANIFEST_OK;
+    return r;
 }
 
+/* Marks borrow the set's copy of the path; without one (out of memory) the diagnostic has no file
+ * but the message still names the path. */
 static int unreadable(manifest_set *set, const char *path, diag_list *diags, int err)
 {
     source_mark m = {manifest_set_intern(set, path), 0, 0};
