@@ -8,6 +8,7 @@
 #include "cmd/common.h"
 #include "manifests/encode.h"
 #include "reconciler/state.h"
+#include "validators/validators.h"
 
 const char cmd_get_usage[] =
     "Usage: meshca get meshes|dataplanes|secrets [-m MESH] [-o text|json|yaml]\n"
@@ -34,9 +35,16 @@ int cli_parse_listing(int argc, char **argv, const char *usage, unsigned formats
     optind = 1;
     while ((c = getopt_long(argc, argv, ":m:o:h", options, NULL)) != -1) {
         switch (c) {
-        case 'm':
+        case 'm': {
+            /* Checked here so the refusal names the mesh and why, not the store. */
+            const char *why = validate_mesh_name_problem(optarg);
+            if (why) {
+                cli_error("invalid mesh name '%.80s': %s", optarg, why);
+                return -1;
+            }
             *ret_mesh = optarg;
             break;
+        }
         case 'o':
             if (output_parse_format(optarg, formats, ret_format) < 0)
                 return -1;

@@ -4,12 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cmd/cli.h"
 #include "cmd/common.h"
 #include "manifests/manifest.h"
 #include "manifests/status.h"
 #include "reconciler/apply.h"
+#include "reconciler/ca_offline.h"
 #include "validators/validators.h"
 
 #define MAX_PATHS 256
@@ -219,13 +221,17 @@ int cmd_validate(int argc, char **argv)
     }
 
     if (args.store_url && !unreadable) {
-        /* apply_set runs the static checks too */
+        /* apply_set runs the static checks and the CA checks too */
         if (check_against_store(&args, next, prev, &status, &diags) < 0) {
             exit_code = EXIT_TROUBLE;
             goto out;
         }
     } else {
         validate_set(next, &diags);
+        /* CA material in the manifest (builtin conf, inline certs and keys): apply's own checks. */
+        for (size_t i = 0; i < manifest_set_count(next); i++)
+            if (manifest_set_get(next, i)->kind == RESOURCE_MESH)
+                ca_check_offline(&manifest_set_get(next, i)->u.mesh, time(NULL), &diags);
         if (args.nfrom > 0 && !unreadable)
             check_transitions(prev, next, args.status_file ? &status : NULL, args.force, &diags);
         else if (args.status_file && args.nfrom == 0)

@@ -12,7 +12,17 @@
 
 typedef struct builder {
     diag_list *diags;
+    bool oom;   /* an allocation failed: the resource is incomplete and is dropped */
 } builder;
+
+/* Out of memory is reported once, as a diagnostic, and the resource is not returned. */
+static void *oom(builder *b, const source_mark *m)
+{
+    if (!b->oom)
+        diag_error(b->diags, "out-of-memory", m, "", "out of memory while building the resource");
+    b->oom = true;
+    return NULL;
+}
 
 /* Paths longer than the buffer are cut and end in "..." so a truncated path is visible. */
 static void path_fmt(char *out, const char *parent, const char *sep, const char *key)
@@ -37,13 +47,13 @@ static void path_index(char *out, const char *parent, size_t i)
     path_fmt(out, parent, "", idx);
 }
 
-static char *xstrndup(const char *s, size_t n)
+static char *copy_scalar(builder *b, const mnode *v)
 {
-    char *d = malloc(n + 1);
+    char *d = malloc(v->scalar_len + 1);
     if (!d)
-        abort();
-    memcpy(d, s, n);
-    d[n] = '\0';
+        return oom(b, &v->mark);
+    memcpy(d, v->scalar, v->scalar_len);
+    d[v->scalar_len] = '\0';
     return d;
 }
 
@@ -123,7 +133,7 @@ static void get_string(builder *b, const mnode *map, const char *key, const char
         return;
     }
     free(out->value);
-    out->value = xstrndup(v->scalar, v->scalar_len);
+    out->value = copy_scalar(b, v);
     out->mark = v->mark;
 }
 
@@ -199,8 +209,8 @@ static void build_backend(builder *b, const mnode *item, const char *path, mesh_
 
     const mnode *conf = mnode_get(item, "conf");
     path_key(p, path, "conf");
-    if (given(conf) && expect_map(b, conf, p))
-        be->conf = mnode_clone(conf);
+    if (given(conf) && expect_map(b, conf, p) && !(be->conf = mnode_clone(conf)))
+        oom(b, &conf->mark);
 }
 
 static void build_mesh_body(builder *b, const mnode *body, mesh *m)
@@ -231,8 +241,10 @@ static void build_mesh_body(builder *b, const mnode *body, mesh *m)
     if (backends->nitems == 0)
         return;
     m->backends = calloc(backends->nitems, sizeof(*m->backends));
-    if (!m->backends)
-        abort();
+    if (!m->backends) {
+        oom(b, &backends->mark);
+        return;
+    }
     /* The count limit (MODEL_MAX_BACKENDS) is a semantic check left to validators. */
     for (size_t i = 0; i < backends->nitems; i++) {
         char p[FIELD_PATH_MAX];
@@ -276,8 +288,10 @@ static void build_inbound(builder *b, const mnode *item, const char *path, datap
     if (tags->npairs == 0)
         return;
     in->tags = calloc(tags->npairs, sizeof(*in->tags));
-    if (!in->tags)
-        abort();
+    if (!in->tags) {
+        oom(b, &tags->mark);
+        return;
+    }
     for (size_t i = 0; i < tags->npairs; i++) {
         const mnode *k = tags->pairs[i].key, *val = tags->pairs[i].value;
         char tp[FIELD_PATH_MAX];
@@ -288,8 +302,8 @@ static void build_inbound(builder *b, const mnode *item, const char *path, datap
             continue;
         }
         model_tag *t = &in->tags[in->ntags++];
-        t->key = xstrndup(k->scalar, k->scalar_len);
-        t->value = xstrndup(val->scalar, val->scalar_len);
+        t->key = copy_scalar(b, k);
+        t->value = copy_scalar(b, val);
         t->mark = val->mark;
     }
 }
@@ -309,8 +323,10 @@ static void build_dataplane_body(builder *b, const mnode *body, dataplane *dp)
     if (!given(inb) || !expect_seq(b, inb, "networking.inbound") || inb->nitems == 0)
         return;
     dp->inbounds = calloc(inb->nitems, sizeof(*dp->inbounds));
-    if (!dp->inbounds)
-        abort();
+    if (!dp->inbounds) {
+        oom(b, &inb->mark);
+        return;
+    }
     for (size_t i = 0; i < inb->nitems; i++) {
         char p[FIELD_PATH_MAX];
         path_index(p, "networking.inbound", i);
@@ -499,7 +515,7 @@ static void build_kubernetes(builder *b, const mnode *doc, resource *res)
 
 int manifest_build_resource(const mnode *doc, unsigned doc_index, resource *ret_res, diag_list *diags)
 {
-    builder b = {diags};
+    builder b = {diags, false};
     if (!doc || doc->kind != MNODE_MAP) {
         if (doc)
             diag_error(diags, "not-a-resource", &doc->mark, "", "a manifest document must be a mapping, got %s %s",
@@ -531,6 +547,10 @@ int manifest_build_resource(const mnode *doc, unsigned doc_index, resource *ret_
         build_universal(&b, doc, &res);
     else
         build_kubernetes(&b, doc, &res);
+    if (b.oom) {
+        resource_clear(&res);
+        return -1;
+    }
     *ret_res = res;
     return 0;
 }

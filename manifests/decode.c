@@ -7,7 +7,10 @@
 
 typedef struct anchor {
     char *name;
-    const mnode *node;   /* borrowed: lives in the current document's tree */
+    /* Borrowed: lives in the current document's tree. NULL once that node was dropped (a refused
+     * key and its value, or a half-built node on failure): the entry stays so that it still
+     * shadows an earlier anchor of the same name, and an alias to it is an error. */
+    const mnode *node;
     size_t count;        /* nodes in the subtree, so an alias costs O(1) to price */
 } anchor;
 
@@ -22,6 +25,13 @@ typedef struct decoder {
     size_t alias_nodes;  /* nodes created by alias expansion so far in this file */
     bool failed;         /* a fatal problem was reported: stop parsing this file */
 } decoder;
+
+static void report_oom(decoder *d)
+{
+    if (!d->failed)
+        diag_error(d->diags, "out-of-memory", NULL, "", "out of memory while parsing YAML");
+    d->failed = true;
+}
 
 static source_mark to_mark(const decoder *d, yaml_mark_t m)
 {
@@ -92,18 +102,29 @@ static void anchors_reset(decoder *d)
     d->nanchors = 0;
 }
 
-static void anchor_add(decoder *d, const char *name, const mnode *node, size_t count)
+static int anchor_add(decoder *d, const char *name, const mnode *node, size_t count)
 {
     if (d->nanchors == d->canchors) {
-        d->canchors = d->canchors ? d->canchors * 2 : 16;
-        d->anchors = realloc(d->anchors, d->canchors * sizeof(*d->anchors));
-        if (!d->anchors)
-            abort();
+        size_t n = d->canchors ? d->canchors * 2 : 16;
+        anchor *a = realloc(d->anchors, n * sizeof(*a));
+        if (!a)
+            return MANIFEST_ENOMEM;
+        d->anchors = a;
+        d->canchors = n;
     }
     char *copy = strdup(name);
     if (!copy)
-        abort();
+        return MANIFEST_ENOMEM;
     d->anchors[d->nanchors++] = (anchor){copy, node, count};
+    return 0;
+}
+
+/* Anchors are appended in document order, so every anchor defined inside a subtree was added
+ * after the subtree started: the entries from `first` on name nodes that are about to be freed. */
+static void anchors_drop_from(decoder *d, size_t first)
+{
+    for (size_t i = first; i < d->nanchors; i++)
+        d->anchors[i].node = NULL;
 }
 
 static const anchor *anchor_find(const decoder *d, const char *name)
@@ -132,13 +153,13 @@ static int key_ref_cmp(const void *pa, const void *pb)
 }
 
 /* Sorting keeps this O(n log n): one mapping may hold hundreds of thousands of keys. */
-static void check_duplicate_keys(decoder *d, const mnode *map)
+static int check_duplicate_keys(decoder *d, const mnode *map)
 {
     if (map->npairs < 2)
-        return;
+        return 0;
     key_ref *refs = calloc(map->npairs, sizeof(*refs));
     if (!refs)
-        abort();
+        return MANIFEST_ENOMEM;
     for (size_t i = 0; i < map->npairs; i++)
         refs[i] = (key_ref){map->pairs[i].key, i};
     qsort(refs, map->npairs, sizeof(*refs), key_ref_cmp);
@@ -153,6 +174,7 @@ static void check_duplicate_keys(decoder *d, const mnode *map)
         }
     }
     free(refs);
+    return 0;
 }
 
 static mnode *parse_node(decoder *d, yaml_event_t *ev, unsigned depth, size_t *ret_count);
@@ -174,7 +196,20 @@ static mnode *parse_alias(decoder *d, yaml_event_t *ev, size_t *ret_count)
     if (!a) {
         diag_error(d->diags, "undefined-alias", &m, "", "alias '*%s' refers to no anchor defined before it", name);
         *ret_count = 1;
-        return mnode_new_scalar("", 0, MNODE_PLAIN, m);
+        mnode *n = mnode_new_scalar("", 0, MNODE_PLAIN, m);
+        if (!n)
+            report_oom(d);
+        return n;
+    }
+    if (!a->node) {
+        /* The anchored node was inside a key the decoder refused and freed. */
+        diag_error(d->diags, "undefined-alias", &m, "",
+                   "alias '*%s' refers to an anchor inside a mapping key that was refused", name);
+        *ret_count = 1;
+        mnode *n = mnode_new_scalar("", 0, MNODE_PLAIN, m);
+        if (!n)
+            report_oom(d);
+        return n;
     }
     /* Price the expansion before building it, so an alias bomb is refused in constant time. */
     if (a->count > MANIFEST_MAX_ALIAS_NODES - d->alias_nodes) {
@@ -186,7 +221,10 @@ static mnode *parse_alias(decoder *d, yaml_event_t *ev, size_t *ret_count)
     }
     d->alias_nodes += a->count;
     *ret_count = a->count;
-    return mnode_clone(a->node);
+    mnode *c = mnode_clone(a->node);
+    if (!c)
+        report_oom(d);
+    return c;
 }
 
 static mnode *parse_node(decoder *d, yaml_event_t *ev, unsigned depth, size_t *ret_count)
@@ -195,6 +233,7 @@ static mnode *parse_node(decoder *d, yaml_event_t *ev, unsigned depth, size_t *r
     size_t count = 1;
     source_mark m = to_mark(d, ev->start_mark);
     const char *anchor_name = NULL;
+    size_t first_anchor = d->nanchors;   /* anchors from here on name nodes of this subtree */
 
     switch (ev->type) {
     case YAML_ALIAS_EVENT:
@@ -213,6 +252,10 @@ static mnode *parse_node(decoder *d, yaml_event_t *ev, unsigned depth, size_t *r
         if (ev->data.scalar.tag && !strcmp((const char *)ev->data.scalar.tag, YAML_STR_TAG))
             style = MNODE_QUOTED;
         node = mnode_new_scalar((const char *)ev->data.scalar.value, ev->data.scalar.length, style, m);
+        if (!node) {
+            report_oom(d);
+            break;
+        }
         anchor_name = (const char *)ev->data.scalar.anchor;
         break;
     }
@@ -225,6 +268,10 @@ static mnode *parse_node(decoder *d, yaml_event_t *ev, unsigned depth, size_t *r
             break;
         }
         node = is_map ? mnode_new_map(m) : mnode_new_seq(m);
+        if (!node) {
+            report_oom(d);
+            break;
+        }
         for (;;) {
             yaml_event_t child;
             if (next_event(d, &child) < 0)
@@ -234,12 +281,16 @@ static mnode *parse_node(decoder *d, yaml_event_t *ev, unsigned depth, size_t *r
                 break;
             }
             size_t n = 0;
+            size_t key_anchors = d->nanchors;
             mnode *item = parse_node(d, &child, depth + 1, &n);
             if (!item)
                 goto fail;
             count += n;
             if (!is_map) {
-                mnode_seq_append(node, item);
+                if (mnode_seq_append(node, item) < 0) {
+                    report_oom(d);
+                    goto fail;
+                }
                 continue;
             }
             mnode *value = parse_next(d, depth + 1, &n);
@@ -251,18 +302,23 @@ static mnode *parse_node(decoder *d, yaml_event_t *ev, unsigned depth, size_t *r
             if (item->kind != MNODE_SCALAR) {
                 diag_error(d->diags, "complex-key", &item->mark, "", "a mapping key must be a scalar, not a %s",
                            mnode_type_name(item));
+                anchors_drop_from(d, key_anchors);   /* an alias must not reach the freed pair */
                 mnode_free(item);
                 mnode_free(value);
             } else if (item->style == MNODE_PLAIN && !strcmp(item->scalar, "<<")) {
                 diag_error(d->diags, "merge-key", &item->mark, "", "merge keys ('<<') are not supported; write the fields out");
+                anchors_drop_from(d, key_anchors);
                 mnode_free(item);
                 mnode_free(value);
-            } else {
-                mnode_map_append(node, item, value);
+            } else if (mnode_map_append(node, item, value) < 0) {
+                report_oom(d);
+                goto fail;
             }
         }
-        if (is_map)
-            check_duplicate_keys(d, node);
+        if (is_map && check_duplicate_keys(d, node) < 0) {
+            report_oom(d);
+            goto fail;
+        }
         anchor_name = is_map ? (const char *)ev->data.mapping_start.anchor
                              : (const char *)ev->data.sequence_start.anchor;
         break;
@@ -272,12 +328,15 @@ static mnode *parse_node(decoder *d, yaml_event_t *ev, unsigned depth, size_t *r
         d->failed = true;
         break;
     }
-    if (node && anchor_name)
-        anchor_add(d, anchor_name, node, count);
+    if (node && anchor_name && anchor_add(d, anchor_name, node, count) < 0) {
+        report_oom(d);
+        goto fail;
+    }
     yaml_event_delete(ev);
     *ret_count = count;
     return node;
 fail:
+    anchors_drop_from(d, first_anchor);
     mnode_free(node);
     yaml_event_delete(ev);
     return NULL;
@@ -323,10 +382,15 @@ int manifest_parse_documents(const char *name, const char *data, size_t len, mno
         if (!root)
             break;
         if (ndocs == cdocs) {
-            cdocs = cdocs ? cdocs * 2 : 8;
-            docs = realloc(docs, cdocs * sizeof(*docs));
-            if (!docs)
-                abort();
+            size_t n = cdocs ? cdocs * 2 : 8;
+            mnode **nd = realloc(docs, n * sizeof(*nd));
+            if (!nd) {
+                mnode_free(root);
+                report_oom(&d);
+                break;
+            }
+            docs = nd;
+            cdocs = n;
         }
         docs[ndocs++] = root;
     }

@@ -46,7 +46,7 @@ typedef struct diag_list {
 void diag_add(diag_list *list, diag_severity severity, const char *code, const source_mark *mark,
               const char *path, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 void diag_addv(diag_list *list, diag_severity severity, const char *code, const source_mark *mark,
-               const char *path, const char *fmt, va_list ap);
+               const char *path, const char *fmt, va_list ap) __attribute__((format(printf, 6, 0)));
 
 /* Shorthands. */
 #define diag_error(list, code, mark, path, ...) diag_add((list), DIAG_ERROR, (code), (mark), (path), __VA_ARGS__)

@@ -44,28 +44,35 @@ const char *manifest_set_intern(manifest_set *set, const char *name)
         if (!strcmp(set->names[i], name))
             return set->names[i];
     if (set->nnames == set->cnames) {
-        set->cnames = set->cnames ? set->cnames * 2 : 8;
-        set->names = realloc(set->names, set->cnames * sizeof(*set->names));
-        if (!set->names)
-            abort();
+        size_t n = set->cnames ? set->cnames * 2 : 8;
+        char **names = realloc(set->names, n * sizeof(*names));
+        if (!names)
+            return NULL;
+        set->names = names;
+        set->cnames = n;
     }
     char *copy = strdup(name);
     if (!copy)
-        abort();
+        return NULL;
     set->names[set->nnames++] = copy;
     return copy;
 }
 
-void manifest_set_add(manifest_set *set, resource *res)
+int manifest_set_add(manifest_set *set, resource *res)
 {
     if (set->count == set->capacity) {
-        set->capacity = set->capacity ? set->capacity * 2 : 16;
-        set->items = realloc(set->items, set->capacity * sizeof(*set->items));
-        if (!set->items)
-            abort();
+        size_t n = set->capacity ? set->capacity * 2 : 16;
+        resource *items = realloc(set->items, n * sizeof(*items));
+        if (!items) {
+            resource_clear(res);
+            return MANIFEST_ENOMEM;
+        }
+        set->items = items;
+        set->capacity = n;
     }
     set->items[set->count++] = *res;
     memset(res, 0, sizeof(*res));
+    return 0;
 }
 
 size_t manifest_set_count(const manifest_set *set)
@@ -97,34 +104,74 @@ int manifest_load_buffer(manifest_set *set, const char *name, const char *data, 
     const char *file = manifest_set_intern(set, name);
     mnode **docs = NULL;
     size_t ndocs = 0;
+    if (!file)
+        return MANIFEST_ENOMEM;
     int r = manifest_parse_documents(file, data, len, &docs, &ndocs, diags);
     if (r < 0)
         return r;
     for (size_t i = 0; i < ndocs; i++) {
         /* An empty document (a stray `---`) is not a resource and not a mistake. */
-        if (docs[i]->kind == MNODE_SEQ) {
+        if (r == 0 && docs[i]->kind == MNODE_SEQ) {
             /* One JSON array of resources, as `meshca get -o json` prints: each item is one. */
-            for (size_t j = 0; j < docs[i]->nitems; j++) {
+            for (size_t j = 0; r == 0 && j < docs[i]->nitems; j++) {
                 resource res;
                 if (manifest_build_resource(docs[i]->items[j], (unsigned)i, &res, diags) == 0)
-                    manifest_set_add(set, &res);
+                    r = manifest_set_add(set, &res);
             }
-        } else if (!mnode_is_null(docs[i])) {
+        } else if (r == 0 && !mnode_is_null(docs[i])) {
             resource res;
             if (manifest_build_resource(docs[i], (unsigned)i, &res, diags) == 0)
-                manifest_set_add(set, &res);
+                r = manifest_set_add(set, &res);
         }
         mnode_free(docs[i]);
     }
     free(docs);
-    return MANIFEST_OK;
+    return r;
 }
 
+/* Marks borrow the set's copy of the path; without one (out of memory) the diagnostic has no file
+ * but the message still names the path. */
 static int unreadable(manifest_set *set, const char *path, diag_list *diags, int err)
 {
     source_mark m = {manifest_set_intern(set, path), 0, 0};
     diag_error(diags, "unreadable", &m, "", "cannot read '%s': %s", path, strerror(err));
     return MANIFEST_EIO;
+}
+
+static const char *file_type_name(mode_t mode)
+{
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISDIR(mode))
+        return "a directory";
+    return "not a regular file";
+}
+
+int manifest_open_regular(const char *path, struct stat *ret_st, char *errbuf)
+{
+    /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever. Reads of a regular
+     * file never block, so the flag changes nothing for what is accepted. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        return meshca_fail(errbuf, e == ENOENT ? MESHCA_ENOTFOUND : MESHCA_EIO, "%s", strerror(e));
+    }
+    if (fstat(fd, ret_st) < 0) {
+        int e = errno;
+        close(fd);
+        return meshca_fail(errbuf, MESHCA_EIO, "%s", strerror(e));
+    }
+    if (!S_ISREG(ret_st->st_mode)) {
+        close(fd);
+        return meshca_fail(errbuf, MESHCA_EIO, "%s, not a regular file", file_type_name(ret_st->st_mode));
+    }
+    return fd;
 }
 
 static void too_large(manifest_set *set, const char *path, diag_list *diags, unsigned long long size)
@@ -196,16 +243,22 @@ static int load_fd(manifest_set *set, const char *path, int fd, diag_list *diags
     return r;
 }
 
-static int load_file(manifest_set *set, const char *path, const struct stat *st, diag_list *diags)
+static int load_file(manifest_set *set, const char *path, diag_list *diags)
 {
+    struct stat st;
+    char err[MESHCA_ERRBUF];
+    int fd = manifest_open_regular(path, &st, err);
+    if (fd < 0) {
+        source_mark m = {manifest_set_intern(set, path), 0, 0};
+        diag_error(diags, "unreadable", &m, "", "cannot read '%s': %s", path, err);
+        return MANIFEST_EIO;
+    }
     /* Refuse by size before reading, so a huge file costs nothing. */
-    if ((unsigned long long)st->st_size > MANIFEST_MAX_FILE_BYTES) {
-        too_large(set, path, diags, (unsigned long long)st->st_size);
+    if ((unsigned long long)st.st_size > MANIFEST_MAX_FILE_BYTES) {
+        close(fd);
+        too_large(set, path, diags, (unsigned long long)st.st_size);
         return MANIFEST_OK;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return unreadable(set, path, diags, errno);
     int r = load_fd(set, path, fd, diags);
     close(fd);
     return r;
@@ -222,18 +275,72 @@ typedef struct path_list {
     size_t count, capacity;
 } path_list;
 
-static void path_list_add(path_list *l, char *p)
+static int path_list_add(path_list *l, char *p)
 {
     if (l->count == l->capacity) {
-        l->capacity = l->capacity ? l->capacity * 2 : 16;
-        l->items = realloc(l->items, l->capacity * sizeof(*l->items));
-        if (!l->items)
-            abort();
+        size_t n = l->capacity ? l->capacity * 2 : 16;
+        char **items = realloc(l->items, n * sizeof(*items));
+        if (!items) {
+            free(p);
+            return MANIFEST_ENOMEM;
+        }
+        l->items = items;
+        l->capacity = n;
     }
     l->items[l->count++] = p;
+    return 0;
 }
 
-static int collect(manifest_set *set, const char *dir, unsigned depth, path_list *out, diag_list *diags)
+/* Directories already walked, by device and inode, sorted: a symlink back to an ancestor (or two
+ * symlinks to the same directory) would otherwise walk the tree again for every path to it,
+ * exponentially many. */
+typedef struct dir_set {
+    struct dir_id {
+        dev_t dev;
+        ino_t ino;
+    } *items;
+    size_t count, capacity;
+} dir_set;
+
+static int dir_id_cmp(const struct dir_id *a, dev_t dev, ino_t ino)
+{
+    if (a->dev != dev)
+        return a->dev < dev ? -1 : 1;
+    if (a->ino != ino)
+        return a->ino < ino ? -1 : 1;
+    return 0;
+}
+
+/* Returns 1 when added, 0 when already present, MANIFEST_ENOMEM. */
+static int dir_set_add(dir_set *set, dev_t dev, ino_t ino)
+{
+    size_t lo = 0, hi = set->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = dir_id_cmp(&set->items[mid], dev, ino);
+        if (c == 0)
+            return 0;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (set->count == set->capacity) {
+        size_t n = set->capacity ? set->capacity * 2 : 16;
+        struct dir_id *items = realloc(set->items, n * sizeof(*items));
+        if (!items)
+            return MANIFEST_ENOMEM;
+        set->items = items;
+        set->capacity = n;
+    }
+    memmove(&set->items[lo + 1], &set->items[lo], (set->count - lo) * sizeof(*set->items));
+    set->items[lo] = (struct dir_id){dev, ino};
+    set->count++;
+    return 1;
+}
+
+static int collect(manifest_set *set, const char *dir, unsigned depth, dir_set *seen, path_list *out,
+                   diag_list *diags)
 {
     if (depth > LOAD_MAX_DIR_DEPTH)
         return unreadable(set, dir, diags, ELOOP);
@@ -241,14 +348,27 @@ static int collect(manifest_set *set, const char *dir, unsigned depth, path_list
     if (!d)
         return unreadable(set, dir, diags, errno);
     int ret = MANIFEST_OK;
+    struct stat dst;
+    if (fstat(dirfd(d), &dst) < 0) {
+        ret = unreadable(set, dir, diags, errno);
+        closedir(d);
+        return ret;
+    }
+    int added = dir_set_add(seen, dst.st_dev, dst.st_ino);
+    if (added <= 0) {
+        closedir(d);
+        return added;   /* 0: walked already, through another path */
+    }
     struct dirent *e;
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         size_t n = strlen(dir) + 1 + strlen(e->d_name) + 1;
         char *p = malloc(n);
-        if (!p)
-            abort();
+        if (!p) {
+            ret = MANIFEST_ENOMEM;
+            break;
+        }
         int w = snprintf(p, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
         if (w < 0 || (size_t)w >= n) {
             free(p);
@@ -263,12 +383,18 @@ static int collect(manifest_set *set, const char *dir, unsigned depth, path_list
             continue;
         }
         if (S_ISDIR(st.st_mode)) {
-            int r = collect(set, p, depth + 1, out, diags);
+            int r = collect(set, p, depth + 1, seen, out, diags);
             if (r < 0)
                 ret = r;
             free(p);
-        } else if (S_ISREG(st.st_mode) && has_yaml_suffix(e->d_name)) {
-            path_list_add(out, p);
+            if (r == MANIFEST_ENOMEM)
+                break;
+        } else if (has_yaml_suffix(e->d_name)) {
+            /* Named like a manifest: a FIFO or device here is refused when opened, by name. */
+            if (path_list_add(out, p) < 0) {
+                ret = MANIFEST_ENOMEM;
+                break;
+            }
         } else {
             free(p);
         }
@@ -290,18 +416,17 @@ int manifest_load_path(manifest_set *set, const char *path, diag_list *diags)
     if (stat(path, &st) < 0)
         return unreadable(set, path, diags, errno);
     if (!S_ISDIR(st.st_mode))
-        return load_file(set, path, &st, diags);
+        return load_file(set, path, diags);
 
     path_list files = {0};
-    int ret = collect(set, path, 0, &files, diags);
-    qsort(files.items, files.count, sizeof(*files.items), cmp_path);
+    dir_set seen = {0};
+    int ret = collect(set, path, 0, &seen, &files, diags);
+    free(seen.items);
+    /* qsort(NULL, 0, ...) is undefined behaviour: an empty directory has no list at all. */
+    if (files.count)
+        qsort(files.items, files.count, sizeof(*files.items), cmp_path);
     for (size_t i = 0; i < files.count; i++) {
-        struct stat fst;
-        int r;
-        if (stat(files.items[i], &fst) < 0)
-            r = unreadable(set, files.items[i], diags, errno);
-        else
-            r = load_file(set, files.items[i], &fst, diags);
+        int r = ret == MANIFEST_ENOMEM ? ret : load_file(set, files.items[i], diags);
         if (r < 0)
             ret = r;
         free(files.items[i]);

@@ -3,6 +3,7 @@
 #define MESHCA_MANIFEST_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 
 #include "manifests/diag.h"
 #include "manifests/error.h"
@@ -45,12 +46,21 @@ int manifest_load_buffer(manifest_set *set, const char *name, const char *data, 
 int manifest_parse_documents(const char *name, const char *data, size_t len, mnode ***ret_docs,
                              size_t *ret_ndocs, diag_list *diags);
 
-/* Copies `name` into the set and returns the set's copy (borrowed, valid until set is freed). */
+/* Opens `path` for reading without blocking (a FIFO with no writer would wait forever) and
+ * refuses what is not a regular file. Returns the descriptor (caller closes), or MESHCA_ENOTFOUND
+ * (absent) / MESHCA_EIO (unreadable, or not a regular file) with the reason (e.g. "a FIFO, not a
+ * regular file") in errbuf (MESHCA_ERRBUF bytes), for the caller to put after the path;
+ * *ret_st gets the file's fstat. */
+int manifest_open_regular(const char *path, struct stat *ret_st, char *errbuf);
+
+/* Copies `name` into the set and returns the set's copy (borrowed, valid until set is freed);
+ * NULL on out-of-memory. */
 const char *manifest_set_intern(manifest_set *set, const char *name);
 
 /* Builds one resource from a document tree, reporting wrong types, missing required fields and
  * unknown fields (with did-you-mean) to `diags`. Returns 0 and fills *ret_res (caller clears with
- * resource_clear()), or -1 when the document is not a resource at all (no/unknown kind). */
+ * resource_clear()), or -1 when the document is not a resource at all (no/unknown kind) or
+ * memory ran out (diagnostic "out-of-memory"). */
 int manifest_build_resource(const mnode *doc, unsigned doc_index, resource *ret_res,
                             diag_list *diags);
 
@@ -60,8 +70,9 @@ const resource *manifest_set_get(const manifest_set *set, size_t index);
 /* First Mesh named `name`, or NULL. */
 const mesh *manifest_set_find_mesh(const manifest_set *set, const char *name);
 
-/* Takes ownership of *res (which is zeroed). */
-void manifest_set_add(manifest_set *set, resource *res);
+/* Takes ownership of *res (which is zeroed), also on failure (it is cleared then). Returns 0 or
+ * MANIFEST_ENOMEM. */
+int manifest_set_add(manifest_set *set, resource *res);
 
 /* Did-you-mean: the candidate closest to `word` by edit distance, or NULL when none is close
  * (distance > max(2, strlen(word)/3)). `candidates` is NULL-terminated. */

@@ -101,45 +101,44 @@ void resource_clear(resource *res)
     }
 }
 
-static char *dup_or_null(const char *s)
+/* Copies src->value; false on out-of-memory. */
+static bool string_copy(model_string *dst, const model_string *src)
 {
-    if (!s)
-        return NULL;
-    size_t n = strlen(s);
-    char *d = malloc(n + 1);
-    if (!d)
-        abort();
-    memcpy(d, s, n + 1);
-    return d;
-}
-
-static void string_copy(model_string *dst, const model_string *src)
-{
-    dst->value = dup_or_null(src->value);
     dst->mark = src->mark;
+    dst->value = src->value ? strdup(src->value) : NULL;
+    return !src->value || dst->value;
 }
 
-void mesh_copy(mesh *dst, const mesh *src)
+int mesh_copy(mesh *dst, const mesh *src)
 {
     *dst = *src;
-    string_copy(&dst->name, &src->name);
-    string_copy(&dst->enabled_backend, &src->enabled_backend);
+    dst->name.value = dst->enabled_backend.value = NULL;
     dst->backends = NULL;
+    dst->nbackends = 0;
+    if (!string_copy(&dst->name, &src->name) || !string_copy(&dst->enabled_backend, &src->enabled_backend))
+        goto oom;
     if (src->nbackends) {
         dst->backends = calloc(src->nbackends, sizeof(*dst->backends));
         if (!dst->backends)
-            abort();
+            goto oom;
     }
     for (size_t i = 0; i < src->nbackends; i++) {
         const mesh_backend *s = &src->backends[i];
         mesh_backend *d = &dst->backends[i];
-        *d = *s;
-        string_copy(&d->name, &s->name);
-        string_copy(&d->type, &s->type);
-        string_copy(&d->mode, &s->mode);
-        string_copy(&d->dp_cert.key_type, &s->dp_cert.key_type);
+        dst->nbackends = i + 1;   /* so that a failure below frees what was copied so far */
+        bool ok = string_copy(&d->name, &s->name) && string_copy(&d->type, &s->type) &&
+                  string_copy(&d->mode, &s->mode) && string_copy(&d->dp_cert.key_type, &s->dp_cert.key_type);
+        d->mark = s->mark;
+        d->dp_cert.rotation_expiration = s->dp_cert.rotation_expiration;
+        d->dp_cert.request_timeout = s->dp_cert.request_timeout;
         d->conf = mnode_clone(s->conf);
+        if (!ok || (s->conf && !d->conf))
+            goto oom;
     }
+    return 0;
+oom:
+    mesh_clear(dst);
+    return MESHCA_ENOMEM;
 }
 
 const mesh_backend *mesh_find_backend(const mesh *m, const char *name)

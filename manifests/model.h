@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "manifests/diag.h"
+#include "manifests/error.h"
 #include "manifests/node.h"
 
 /* S2 limits on the model itself. */
@@ -111,8 +112,9 @@ const char *resource_kind_name(resource_kind kind);
 /* Frees the resource's fields (not the struct itself). Accepts NULL. */
 void resource_clear(resource *res);
 
-/* Deep copies. `dst` is overwritten. Marks' file pointers are copied as-is (borrowed). */
-void mesh_copy(mesh *dst, const mesh *src);
+/* Deep copies. `dst` is overwritten. Marks' file pointers are copied as-is (borrowed). Returns 0,
+ * or MESHCA_ENOMEM with `dst` left empty. */
+int mesh_copy(mesh *dst, const mesh *src);
 
 /* Lookups; NULL when absent. Borrowed. */
 const mesh_backend *mesh_find_backend(const mesh *m, const char *name);

@@ -1,33 +1,25 @@
 /* node.c - the generic document tree (mnode) and YAML 1.2 core-schema scalar interpretation. */
 #include "manifests/node.h"
 
+#include "manifests/error.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p)
-        abort();
-    return p;
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (!q)
-        abort();
-    return q;
-}
-
 mnode *mnode_new_scalar(const char *text, size_t len, mnode_style style, source_mark mark)
 {
-    mnode *n = xcalloc(1, sizeof(*n));
+    mnode *n = calloc(1, sizeof(*n));
+    if (!n)
+        return NULL;
     n->kind = MNODE_SCALAR;
     n->mark = mark;
     n->style = style;
-    n->scalar = xrealloc(NULL, len + 1);
+    n->scalar = malloc(len + 1);
+    if (!n->scalar) {
+        free(n);
+        return NULL;
+    }
     if (len)
         memcpy(n->scalar, text, len);
     n->scalar[len] = '\0';
@@ -37,7 +29,9 @@ mnode *mnode_new_scalar(const char *text, size_t len, mnode_style style, source_
 
 mnode *mnode_new_map(source_mark mark)
 {
-    mnode *n = xcalloc(1, sizeof(*n));
+    mnode *n = calloc(1, sizeof(*n));
+    if (!n)
+        return NULL;
     n->kind = MNODE_MAP;
     n->mark = mark;
     return n;
@@ -45,7 +39,9 @@ mnode *mnode_new_map(source_mark mark)
 
 mnode *mnode_new_seq(source_mark mark)
 {
-    mnode *n = xcalloc(1, sizeof(*n));
+    mnode *n = calloc(1, sizeof(*n));
+    if (!n)
+        return NULL;
     n->kind = MNODE_SEQ;
     n->mark = mark;
     return n;
@@ -57,20 +53,37 @@ static int is_full(size_t count)
     return count == 0 || (count & (count - 1)) == 0;
 }
 
-void mnode_map_append(mnode *map, mnode *key, mnode *value)
+int mnode_map_append(mnode *map, mnode *key, mnode *value)
 {
-    if (is_full(map->npairs))
-        map->pairs = xrealloc(map->pairs, (map->npairs ? map->npairs * 2 : 1) * sizeof(*map->pairs));
+    if (is_full(map->npairs)) {
+        size_t n = map->npairs ? map->npairs * 2 : 1;
+        mnode_pair *p = realloc(map->pairs, n * sizeof(*p));
+        if (!p) {
+            mnode_free(key);
+            mnode_free(value);
+            return MESHCA_ENOMEM;
+        }
+        map->pairs = p;
+    }
     map->pairs[map->npairs].key = key;
     map->pairs[map->npairs].value = value;
     map->npairs++;
+    return 0;
 }
 
-void mnode_seq_append(mnode *seq, mnode *item)
+int mnode_seq_append(mnode *seq, mnode *item)
 {
-    if (is_full(seq->nitems))
-        seq->items = xrealloc(seq->items, (seq->nitems ? seq->nitems * 2 : 1) * sizeof(*seq->items));
+    if (is_full(seq->nitems)) {
+        size_t n = seq->nitems ? seq->nitems * 2 : 1;
+        mnode **p = realloc(seq->items, n * sizeof(*p));
+        if (!p) {
+            mnode_free(item);
+            return MESHCA_ENOMEM;
+        }
+        seq->items = p;
+    }
     seq->items[seq->nitems++] = item;
+    return 0;
 }
 
 mnode *mnode_clone(const mnode *node)
@@ -83,14 +96,33 @@ mnode *mnode_clone(const mnode *node)
         return mnode_new_scalar(node->scalar, node->scalar_len, node->style, node->mark);
     case MNODE_MAP:
         c = mnode_new_map(node->mark);
-        for (size_t i = 0; i < node->npairs; i++)
-            mnode_map_append(c, mnode_clone(node->pairs[i].key), mnode_clone(node->pairs[i].value));
+        if (!c)
+            return NULL;
+        for (size_t i = 0; i < node->npairs; i++) {
+            mnode *k = mnode_clone(node->pairs[i].key), *v = mnode_clone(node->pairs[i].value);
+            if (!k || (!v && node->pairs[i].value) || mnode_map_append(c, k, v) < 0) {
+                /* map_append frees what it was given only when it fails; free the rest here. */
+                if (!k || (!v && node->pairs[i].value)) {
+                    mnode_free(k);
+                    mnode_free(v);
+                }
+                mnode_free(c);
+                return NULL;
+            }
+        }
         return c;
     case MNODE_SEQ:
     default:
         c = mnode_new_seq(node->mark);
-        for (size_t i = 0; i < node->nitems; i++)
-            mnode_seq_append(c, mnode_clone(node->items[i]));
+        if (!c)
+            return NULL;
+        for (size_t i = 0; i < node->nitems; i++) {
+            mnode *item = mnode_clone(node->items[i]);
+            if (!item || mnode_seq_append(c, item) < 0) {
+                mnode_free(c);
+                return NULL;
+            }
+        }
         return c;
     }
 }

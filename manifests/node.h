@@ -42,14 +42,15 @@ struct mnode {
     size_t nitems;
 };
 
-/* Constructors (abort on out-of-memory). The mark is copied. */
+/* Constructors; NULL on out-of-memory. The mark is copied. */
 mnode *mnode_new_scalar(const char *text, size_t len, mnode_style style, source_mark mark);
 mnode *mnode_new_map(source_mark mark);
 mnode *mnode_new_seq(source_mark mark);
-/* Takes ownership of key and value / item. */
-void mnode_map_append(mnode *map, mnode *key, mnode *value);
-void mnode_seq_append(mnode *seq, mnode *item);
-/* Deep copy (used for alias expansion). */
+/* Take ownership of key and value / item, also on failure (they are freed then). Return 0 or
+ * MESHCA_ENOMEM. */
+int mnode_map_append(mnode *map, mnode *key, mnode *value);
+int mnode_seq_append(mnode *seq, mnode *item);
+/* Deep copy (used for alias expansion); NULL when `node` is NULL or on out-of-memory. */
 mnode *mnode_clone(const mnode *node);
 /* Accepts NULL. */
 void mnode_free(mnode *node);

@@ -1,22 +1,30 @@
 /* status.c - dataplane status (SPEC S7) to and from JSON with jansson. */
 #include "manifests/status.h"
 
+#include "manifests/manifest.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
-static char *xstrdup(const char *s)
+/* Copies `s` (NULL stays NULL) into *ret; false on out-of-memory. */
+static bool copy_string(char **ret, const char *s)
 {
-    if (!s)
-        return NULL;
-    char *copy = strdup(s);
-    if (!copy)
-        abort();   /* the status is a small, bounded input: OOM is not recoverable here */
-    return copy;
+    *ret = s ? strdup(s) : NULL;
+    return !s || *ret;
+}
+
+static bool out_of_memory(diag_list *diags, const char *name)
+{
+    source_mark mark = {name, 0, 0};
+    diag_error(diags, "out-of-memory", &mark, "", "out of memory while reading the status");
+    return false;
 }
 
 /* Every problem of one item is reported against "items[i].field" so a user can find it in a
@@ -69,7 +77,8 @@ static bool get_string(json_t *obj, const char *key, char **ret, bool required, 
         bad(diags, name, index, field, "expected a string, got %s", json_type_name(v));
         return false;
     }
-    *ret = xstrdup(json_string_value(v));
+    if (!copy_string(ret, json_string_value(v)))
+        return out_of_memory(diags, name);
     return true;
 }
 
@@ -111,7 +120,7 @@ static bool parse_item(json_t *obj, size_t index, const char *name, dataplane_st
             size_t n = json_object_size(tags);
             st->tags = calloc(n ? n : 1, sizeof *st->tags);
             if (!st->tags)
-                abort();
+                return out_of_memory(diags, name);
             const char *key;
             json_t *value;
             json_object_foreach(tags, key, value) {
@@ -122,9 +131,9 @@ static bool parse_item(json_t *obj, size_t index, const char *name, dataplane_st
                     ok = false;
                     continue;
                 }
-                st->tags[st->ntags].key = xstrdup(key);
-                st->tags[st->ntags].value = xstrdup(json_string_value(value));
-                st->ntags++;
+                model_tag *t = &st->tags[st->ntags++];
+                if (!copy_string(&t->key, key) || !copy_string(&t->value, json_string_value(value)))
+                    return out_of_memory(diags, name);
             }
         }
     }
@@ -148,7 +157,7 @@ static bool parse_item(json_t *obj, size_t index, const char *name, dataplane_st
             size_t n = json_array_size(sup);
             st->supported_backends = calloc(n ? n : 1, sizeof *st->supported_backends);
             if (!st->supported_backends)
-                abort();
+                return out_of_memory(diags, name);
             for (size_t i = 0; i < n; i++) {
                 json_t *b = json_array_get(sup, i);
                 if (!json_is_string(b)) {
@@ -158,7 +167,8 @@ static bool parse_item(json_t *obj, size_t index, const char *name, dataplane_st
                     ok = false;
                     continue;
                 }
-                st->supported_backends[st->nsupported++] = xstrdup(json_string_value(b));
+                if (!copy_string(&st->supported_backends[st->nsupported++], json_string_value(b)))
+                    return out_of_memory(diags, name);
             }
         }
     }
@@ -218,9 +228,10 @@ int status_parse_json(const char *name, const char *data, size_t len, status_set
     json_array_foreach(items, index, item) {
         dataplane_status st;
         memset(&st, 0, sizeof st);
-        if (parse_item(item, index, name, &st, diags))
-            status_set_append(&set, &st);
-        else {
+        if (parse_item(item, index, name, &st, diags)) {
+            if (status_set_append(&set, &st) < 0)
+                ok = out_of_memory(diags, name);
+        } else {
             dataplane_status_clear(&st);
             ok = false;
         }
@@ -237,15 +248,25 @@ int status_parse_json(const char *name, const char *data, size_t len, status_set
 int status_load_file(const char *path, status_set *ret_set, diag_list *diags)
 {
     source_mark mark = {path, 0, 0};
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f) {
-        diag_error(diags, "unreadable", &mark, "", "cannot open status file: %s", strerror(errno));
-        return -2;
+    FILE *f = stdin;
+    if (strcmp(path, "-") != 0) {
+        /* Not fopen(): a FIFO given as the status file would block the open forever. */
+        struct stat st;
+        char err[MESHCA_ERRBUF];
+        int fd = manifest_open_regular(path, &st, err);
+        if (fd < 0 || !(f = fdopen(fd, "rb"))) {
+            if (fd >= 0) {
+                snprintf(err, sizeof(err), "%s", strerror(errno));
+                close(fd);
+            }
+            diag_error(diags, "unreadable", &mark, "", "cannot read status file '%s': %s", path, err);
+            return -2;
+        }
     }
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap);
     if (!buf)
-        abort();
+        goto oom;
     for (;;) {
         if (len == cap) {
             if (cap >= STATUS_MAX_FILE_BYTES + 1u)
@@ -253,7 +274,7 @@ int status_load_file(const char *path, status_set *ret_set, diag_list *diags)
             cap *= 2;
             char *nbuf = realloc(buf, cap);
             if (!nbuf)
-                abort();
+                goto oom;
             buf = nbuf;
         }
         size_t n = fread(buf + len, 1, cap - len, f);
@@ -272,6 +293,12 @@ int status_load_file(const char *path, status_set *ret_set, diag_list *diags)
     int r = status_parse_json(path, buf, len, ret_set, diags);
     free(buf);
     return r;
+oom:
+    free(buf);
+    if (f != stdin)
+        fclose(f);
+    diag_error(diags, "out-of-memory", &mark, "", "out of memory while reading the status file");
+    return -2;
 }
 
 char *status_to_json(const dataplane_status *st)
@@ -303,10 +330,9 @@ char *status_to_json(const dataplane_status *st)
 #undef OPT_STRING
     json_object_set_new(obj, "mtls", mtls);
 
+    /* jansson refuses a NULL value, so an allocation that failed above makes this NULL too. */
     char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(obj);
-    if (!text)
-        abort();
     return text;
 }
 
@@ -342,51 +368,59 @@ void dataplane_status_clear(dataplane_status *st)
     memset(st, 0, sizeof *st);
 }
 
-void dataplane_status_copy(dataplane_status *dst, const dataplane_status *src)
+int dataplane_status_copy(dataplane_status *dst, const dataplane_status *src)
 {
+    bool ok = true;
     memset(dst, 0, sizeof *dst);
-    dst->mesh = xstrdup(src->mesh);
-    dst->name = xstrdup(src->name);
-    if (src->ntags) {
+    ok &= copy_string(&dst->mesh, src->mesh);
+    ok &= copy_string(&dst->name, src->name);
+    if (ok && src->ntags) {
         dst->tags = calloc(src->ntags, sizeof *dst->tags);
-        if (!dst->tags)
-            abort();
-        for (size_t i = 0; i < src->ntags; i++) {
-            dst->tags[i].key = xstrdup(src->tags[i].key);
-            dst->tags[i].value = xstrdup(src->tags[i].value);
+        ok = dst->tags != NULL;
+        for (size_t i = 0; ok && i < src->ntags; i++) {
+            dst->ntags = i + 1;   /* so that clearing frees what was copied */
+            ok = copy_string(&dst->tags[i].key, src->tags[i].key) &&
+                 copy_string(&dst->tags[i].value, src->tags[i].value);
         }
-        dst->ntags = src->ntags;
     }
-    dst->issued_backend = xstrdup(src->issued_backend);
-    if (src->nsupported) {
+    ok = ok && copy_string(&dst->issued_backend, src->issued_backend);
+    if (ok && src->nsupported) {
         dst->supported_backends = calloc(src->nsupported, sizeof *dst->supported_backends);
-        if (!dst->supported_backends)
-            abort();
-        for (size_t i = 0; i < src->nsupported; i++)
-            dst->supported_backends[i] = xstrdup(src->supported_backends[i]);
-        dst->nsupported = src->nsupported;
+        ok = dst->supported_backends != NULL;
+        for (size_t i = 0; ok && i < src->nsupported; i++) {
+            dst->nsupported = i + 1;
+            ok = copy_string(&dst->supported_backends[i], src->supported_backends[i]);
+        }
     }
-    dst->certificate_serial = xstrdup(src->certificate_serial);
-    dst->certificate_expiration_time = xstrdup(src->certificate_expiration_time);
-    dst->last_certificate_regeneration = xstrdup(src->last_certificate_regeneration);
+    ok = ok && copy_string(&dst->certificate_serial, src->certificate_serial) &&
+         copy_string(&dst->certificate_expiration_time, src->certificate_expiration_time) &&
+         copy_string(&dst->last_certificate_regeneration, src->last_certificate_regeneration) &&
+         copy_string(&dst->last_seen, src->last_seen);
     dst->certificate_regenerations = src->certificate_regenerations;
     dst->generation = src->generation;
     dst->acknowledged_generation = src->acknowledged_generation;
-    dst->last_seen = xstrdup(src->last_seen);
+    if (!ok) {
+        dataplane_status_clear(dst);
+        return MESHCA_ENOMEM;
+    }
+    return 0;
 }
 
-void status_set_append(status_set *set, dataplane_status *st)
+int status_set_append(status_set *set, dataplane_status *st)
 {
     if (set->count == set->capacity) {
         size_t cap = set->capacity ? set->capacity * 2 : 16;
         dataplane_status *items = realloc(set->items, cap * sizeof *items);
-        if (!items)
-            abort();
+        if (!items) {
+            dataplane_status_clear(st);
+            return MESHCA_ENOMEM;
+        }
         set->items = items;
         set->capacity = cap;
     }
     set->items[set->count++] = *st;
     memset(st, 0, sizeof *st);
+    return 0;
 }
 
 void status_set_free(status_set *set)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "manifests/diag.h"
+#include "manifests/error.h"
 #include "manifests/model.h"
 
 #define STATUS_MAX_FILE_BYTES (256u * 1024u * 1024u)
@@ -44,13 +45,15 @@ int status_parse_json(const char *name, const char *data, size_t len, status_set
 /* Reads a file; returns -2 when it cannot be read (diagnostic code "unreadable"). */
 int status_load_file(const char *path, status_set *ret_set, diag_list *diags);
 
-/* Encodes one status as a compact JSON object (caller frees). */
+/* Encodes one status as a compact JSON object (caller frees); NULL on out-of-memory. */
 char *status_to_json(const dataplane_status *st);
 
 bool status_supports(const dataplane_status *st, const char *backend);
 void dataplane_status_clear(dataplane_status *st);
-void dataplane_status_copy(dataplane_status *dst, const dataplane_status *src);
-void status_set_append(status_set *set, dataplane_status *st);  /* takes ownership; zeroes *st */
+/* Deep copy; 0, or MESHCA_ENOMEM with *dst left empty. */
+int dataplane_status_copy(dataplane_status *dst, const dataplane_status *src);
+/* Takes ownership and zeroes *st (clears it on failure); 0 or MESHCA_ENOMEM. */
+int status_set_append(status_set *set, dataplane_status *st);
 void status_set_free(status_set *set);
 
 #endif

@@ -1,6 +1,7 @@
 /* ca_provided.c - the provided CA backend: operator-supplied cert chain and key, checked for hygiene. */
 #include "reconciler/ca_provided.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,13 +89,50 @@ static void check_cert(const ca_provided_material *m, X509 *x, int i, diag_list 
                    subject, pathlen, i);
 }
 
+/* OpenSSL's PEM reader stops at the last block and ignores what follows, so a file with a
+ * truncated or pasted-over tail would be accepted. Returns the 1-based line of the first
+ * non-blank text after the last "-----END ...-----" line, or 0 when there is none. The text
+ * itself is never reported: it may be key material. */
+static unsigned trailing_text_line(const char *pem, size_t len)
+{
+    static const char end_marker[] = "-----END ";
+    size_t after = 0;
+    bool found = false;
+
+    for (size_t i = 0; i + sizeof(end_marker) - 1 <= len; i++)
+        if (memcmp(pem + i, end_marker, sizeof(end_marker) - 1) == 0) {
+            found = true;
+            after = i;
+        }
+    if (!found)
+        return 0;   /* no block at all: the parser reports that */
+    while (after < len && pem[after] != '\n')
+        after++;    /* the END line itself */
+    for (size_t i = after; i < len; i++) {
+        if (pem[i] == ' ' || pem[i] == '\t' || pem[i] == '\r' || pem[i] == '\n')
+            continue;
+        unsigned line = 1;
+        for (size_t j = 0; j < i; j++)
+            line += pem[j] == '\n';
+        return line;
+    }
+    return 0;
+}
+
 size_t ca_provided_check_material(const ca_provided_material *m, diag_list *diags)
 {
     size_t before = diag_count(diags, DIAG_ERROR);
     STACK_OF(X509) *chain = NULL;
     EVP_PKEY *key = NULL;
     char err[PKI_ERRBUF];
+    unsigned line;
 
+    if ((line = trailing_text_line(m->cert_pem, m->cert_len)) != 0)
+        diag_error(diags, "ca-unparsable", m->cert_mark, m->cert_path,
+                   "the CA certificate has text after its last PEM block (line %u); remove it", line);
+    if (m->key_pem && (line = trailing_text_line(m->key_pem, m->key_len)) != 0)
+        diag_error(diags, "ca-unparsable", m->key_mark, m->key_path,
+                   "the CA private key has text after its last PEM block (line %u); remove it", line);
     if (pki_chain_from_pem(m->cert_pem, m->cert_len, &chain, err) < 0) {
         diag_error(diags, "ca-unparsable", m->cert_mark, m->cert_path,
                    "cannot parse the CA certificate: %s", err);
@@ -128,29 +166,41 @@ out:
     return diag_count(diags, DIAG_ERROR) - before;
 }
 
+/* Reads one datasource. With `inline_only`, a source that is not in the manifest (secret, file)
+ * is skipped, and one that does not decode is left to the static validators (bad-datasource),
+ * which report it already: *ret stays NULL and nothing is reported. */
+static int read_source(const ca_context *ctx, const mnode *ds, bool inline_only, const char *what,
+                       const char *path, char **ret, size_t *ret_len, diag_list *diags)
+{
+    char err[PKI_ERRBUF];
+
+    *ret = NULL;
+    *ret_len = 0;
+    if (inline_only && !datasource_is_inline(ds))
+        return 0;
+    if (datasource_read(ds, ctx, ret, ret_len, err) < 0) {
+        if (inline_only)
+            return 0;
+        diag_error(diags, "ca-unparsable", ds ? &ds->mark : NULL, path, "cannot read the CA %s: %s",
+                   what, err);
+        return 1;
+    }
+    return 0;
+}
+
 /* Reads conf.cert and conf.key; a source that cannot be read is reported as ca-unparsable. */
-static int read_material(const ca_context *ctx, char **cert, size_t *cert_len, char **key,
-                         size_t *key_len, ca_provided_material *m, char *cert_path,
+static int read_material(const ca_context *ctx, bool inline_only, char **cert, size_t *cert_len,
+                         char **key, size_t *key_len, ca_provided_material *m, char *cert_path,
                          char *key_path, diag_list *diags)
 {
     const mnode *cert_ds = mnode_get(ctx->backend->conf, "cert");
     const mnode *key_ds = mnode_get(ctx->backend->conf, "key");
-    char err[PKI_ERRBUF];
     int bad = 0;
 
     ca_conf_path(ctx, ".cert", cert_path, 128);
     ca_conf_path(ctx, ".key", key_path, 128);
-    *cert = *key = NULL;
-    if (datasource_read(cert_ds, ctx, cert, cert_len, err) < 0) {
-        diag_error(diags, "ca-unparsable", cert_ds ? &cert_ds->mark : NULL, cert_path,
-                   "cannot read the CA certificate: %s", err);
-        bad = 1;
-    }
-    if (datasource_read(key_ds, ctx, key, key_len, err) < 0) {
-        diag_error(diags, "ca-unparsable", key_ds ? &key_ds->mark : NULL, key_path,
-                   "cannot read the CA private key: %s", err);
-        bad = 1;
-    }
+    bad |= read_source(ctx, cert_ds, inline_only, "certificate", cert_path, cert, cert_len, diags);
+    bad |= read_source(ctx, key_ds, inline_only, "private key", key_path, key, key_len, diags);
     memset(m, 0, sizeof(*m));
     m->cert_pem = *cert;
     m->cert_len = *cert_len;
@@ -172,7 +222,7 @@ static int provided_check(const ca_context *ctx, diag_list *diags)
     ca_provided_material m;
 
     /* a readable cert is checked even when the key is not */
-    read_material(ctx, &cert, &cert_len, &key, &key_len, &m, cert_path, key_path, diags);
+    read_material(ctx, false, &cert, &cert_len, &key, &key_len, &m, cert_path, key_path, diags);
     if (cert)
         ca_provided_check_material(&m, diags);
     datasource_free(cert, cert_len);
@@ -190,7 +240,7 @@ static int provided_ensure_ca(const ca_context *ctx, ca_backend **ret, char *err
     ca_provided_material m;
     int r = PKI_OK;
 
-    if (read_material(ctx, &cert, &cert_len, &key, &key_len, &m, cert_path, key_path, &diags) == 0)
+    if (read_material(ctx, false, &cert, &cert_len, &key, &key_len, &m, cert_path, key_path, &diags) == 0)
         ca_provided_check_material(&m, &diags);
     for (size_t i = 0; i < diags.count; i++) {
         const diag *d = &diags.items[i];
@@ -217,6 +267,23 @@ out:
     datasource_free(key, key_len);
     diag_list_free(&diags);
     return r;
+}
+
+size_t ca_provided_check_inline(const mesh_backend *b, const ca_context *ctx, diag_list *diags)
+{
+    size_t before = diag_count(diags, DIAG_ERROR);
+    char *cert = NULL, *key = NULL, cert_path[128], key_path[128];
+    size_t cert_len = 0, key_len = 0;
+    ca_provided_material m;
+
+    if (!b->conf || b->conf->kind != MNODE_MAP)
+        return 0;
+    read_material(ctx, true, &cert, &cert_len, &key, &key_len, &m, cert_path, key_path, diags);
+    if (cert)
+        ca_provided_check_material(&m, diags);   /* key_pem NULL: key checks skipped */
+    datasource_free(cert, cert_len);
+    datasource_free(key, key_len);
+    return diag_count(diags, DIAG_ERROR) - before;
 }
 
 const ca_backend_ops ca_provided_ops = {

@@ -6,6 +6,8 @@
 #include <stdint.h>
 
 #include "manifests/diag.h"
+#include "manifests/model.h"
+#include "reconciler/ca_backend.h"
 
 typedef struct ca_provided_material {
     const char *cert_pem;      /* chain, intermediate first; borrowed */
@@ -25,5 +27,12 @@ typedef struct ca_provided_material {
  * (warning), ca-weak-key, ca-chain-order, ca-path-length. Messages never contain key material.
  * Returns the number of errors added. */
 size_t ca_provided_check_material(const ca_provided_material *m, diag_list *diags);
+
+/* The same checks, offline, on the CA material the backend's manifest holds itself: conf.cert
+ * when it is `inline` or `inlineString` (conf.key too when it is inline; a key from a secret or
+ * file is not read, and no secret lookup is made). A datasource that does not decode is left to
+ * the static validators. `ctx` gives the backend, its index (for paths) and the clock. Returns
+ * the number of errors added. Used through ca_check_offline(). */
+size_t ca_provided_check_inline(const mesh_backend *b, const ca_context *ctx, diag_list *diags);
 
 #endif

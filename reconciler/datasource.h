@@ -2,6 +2,7 @@
 #ifndef MESHCA_DATASOURCE_H
 #define MESHCA_DATASOURCE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "manifests/node.h"
@@ -16,6 +17,9 @@
  * never contains the data. */
 int datasource_read(const mnode *ds, const ca_context *ctx, char **ret_data, size_t *ret_len,
                     char *errbuf);
+
+/* True when `ds` is a datasource whose one source is in the manifest: inline or inlineString. */
+bool datasource_is_inline(const mnode *ds);
 
 /* Wipes and frees. Accepts NULL. */
 void datasource_free(char *data, size_t len);

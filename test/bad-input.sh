@@ -49,6 +49,84 @@ python3 -c 'print("a: " + "[" * 100 + "]" * 100)' >"$WORK/deep.yaml"
 run validate -o json -f "$WORK/deep.yaml"
 check "nesting deeper than 64 reports too-deep" json_has too-deep
 
+# Issue 9 #20: what is not a regular file must be refused at once, never waited on. Each run is
+# bounded by `timeout 10` (exit 124), so a hang fails the check instead of the whole suite.
+# run_bounded [DIR] ARGS...: like run, in DIR (the default store of a command that needs one
+# lands there, away from the source tree).
+run_bounded() {
+    local dir=$1
+    shift
+    (cd "$dir" && unset MESHCA_STORE && exec timeout 10 "$MESHCA" "$@") >"$WORK/out" 2>"$WORK/err"
+    rc=$?
+}
+mkfifo "$WORK/fifo.yaml"
+run_bounded "$WORK" validate -f "$WORK/fifo.yaml"
+check "validate -f FIFO does not hang and exits 2 (unreadable)" exit_is 2
+check "validate -f FIFO names the path and says it is a FIFO" \
+    grep -qF "cannot read '$WORK/fifo.yaml': a FIFO, not a regular file" "$WORK/out" "$WORK/err"
+mkdir -p "$WORK/applydir"
+run_bounded "$WORK/applydir" apply -f "$WORK/fifo.yaml"
+check "apply -f FIFO does not hang and exits 2 (unreadable)" exit_is 2
+check "apply -f FIFO names the path" grep -qF "'$WORK/fifo.yaml': a FIFO" "$WORK/out" "$WORK/err"
+run_bounded "$WORK" validate -f "$SOURCE_ROOT/manifests/examples/rotation/universal/0-mesh.yaml" \
+    --from "$SOURCE_ROOT/manifests/examples/rotation/universal/0-mesh.yaml" --status "$WORK/fifo.yaml"
+check "validate --status FIFO does not hang and exits 2" exit_is 2
+check "validate --status FIFO names the path" grep -qF "'$WORK/fifo.yaml': a FIFO" "$WORK/out" "$WORK/err"
+
+# A directory holding a manifest named like YAML that is a FIFO: refused by name, not skipped.
+mkdir -p "$WORK/fifodir"
+cp "$SOURCE_ROOT/manifests/examples/rotation/universal/0-mesh.yaml" "$WORK/fifodir/"
+mkfifo "$WORK/fifodir/pipe.yaml"
+run_bounded "$WORK" validate -o json -f "$WORK/fifodir"
+check "a FIFO named *.yaml in a directory is refused (exit 2), not waited on" exit_is 2
+check "the FIFO in the directory is named" grep -qF "fifodir/pipe.yaml': a FIFO" "$WORK/out"
+
+# A provided CA whose cert is `file: FIFO`: apply (which reads CA material) must not hang.
+cat >"$WORK/fifo-ca.yaml" <<YAML
+type: Mesh
+name: fifo
+mtls:
+  enabledBackend: ca-1
+  backends:
+  - name: ca-1
+    type: provided
+    conf:
+      cert: {file: "$WORK/fifo.yaml"}
+      key: {file: "$WORK/fifo.yaml"}
+YAML
+mkdir -p "$WORK/applyca"
+run_bounded "$WORK/applyca" apply -f "$WORK/fifo-ca.yaml"
+check "apply with a provided cert from a FIFO does not hang, and refuses (exit 1)" exit_is 1
+check "the FIFO datasource is named with its file:line:col and field path" \
+    grep -qE "fifo-ca.yaml:9:13: error: mtls.backends\[0\]\.conf\.cert: .*cannot open file '$WORK/fifo.yaml': a FIFO, not a regular file" "$WORK/err"
+
+# Two symlinks to the directory itself: walked once (it used to be walked 2^32 times).
+mkdir -p "$WORK/loop"
+cp "$SOURCE_ROOT/manifests/examples/rotation/universal/0-mesh.yaml" "$WORK/loop/mesh.yaml"
+ln -s . "$WORK/loop/a"
+ln -s . "$WORK/loop/b"
+mkdir -p "$WORK/loop/sub"
+ln -s .. "$WORK/loop/sub/up"
+run_bounded "$WORK" validate -o json -f "$WORK/loop"
+check "a directory with symlinks to itself is walked once, promptly (exit 0)" exit_is 0
+check "the mesh in the looping directory is loaded once (no duplicate)" python3 -c '
+import json, sys; d = json.load(open(sys.argv[1])); assert d["ok"] and not d["diagnostics"], d' "$WORK/out"
+
+# Issue 9 #22: an empty directory (qsort on NULL was undefined behaviour).
+mkdir -p "$WORK/empty"
+run_bounded "$WORK" validate -f "$WORK/empty"
+check "validate -f EMPTYDIR exits 0 without a sanitizer report" exit_is 0
+check "validate -f EMPTYDIR prints no runtime error" out_lacks "runtime error"
+
+# Issue 9 #23: `get -m ../x` said "cannot read the store: invalid argument", naming nothing.
+mkdir -p "$WORK/getdir"
+for cmd in get inspect; do
+    run_bounded "$WORK/getdir" $cmd dataplanes -m ../x
+    check "$cmd -m ../x is refused (exit 2)" exit_is 2
+    check "$cmd -m ../x names the mesh and why" err_has "invalid mesh name '../x': a mesh name is a DNS label"
+    check "$cmd -m ../x does not blame the store" out_lacks "cannot read the store"
+done
+
 for f in bomb random truncated big tabs dupkey types deep; do
     run validate -f "$WORK/$f.yaml"
     check "$f: no crash (exit 1, not a signal)" exit_is 1

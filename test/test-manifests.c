@@ -3,9 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "manifests/base64.h"
 #include "manifests/manifest.h"
 
 static manifest_set *set;
@@ -141,7 +143,7 @@ START_TEST(mesh_universal_and_kubernetes_forms_build_the_same_model)
     ck_assert_ptr_eq(mesh_find_backend(&k->u.mesh, "ca-2"), &k->u.mesh.backends[1]);
 
     mesh copy;
-    mesh_copy(&copy, &u->u.mesh);
+    ck_assert_int_eq(mesh_copy(&copy, &u->u.mesh), 0);
     assert_same_mesh(&copy, &u->u.mesh);
     resource r = {.kind = RESOURCE_MESH};
     r.u.mesh = copy;
@@ -245,6 +247,56 @@ START_TEST(directory_load_is_recursive_sorted_and_only_yaml)
 }
 END_TEST
 
+/* Issue 9 #22: an empty directory gave qsort() a NULL array (UBSan: "null pointer passed as
+ * argument 1"); the unit suite runs with halt_on_error under the sanitizer setup. */
+START_TEST(empty_directory_loads_nothing_without_undefined_behaviour)
+{
+    char dir[] = "/tmp/meshca-empty-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    int r = manifest_load_path(set, dir, &diags);
+    rmdir(dir);
+    ck_assert_int_eq(r, MANIFEST_OK);
+    expect_clean();
+    ck_assert_uint_eq(manifest_set_count(set), 0);
+}
+END_TEST
+
+/* Issue 9 #20: two symlinks to the directory itself and one to its parent were walked
+ * exponentially; each directory is now walked once (by device and inode). */
+START_TEST(directory_symlink_loops_are_walked_once)
+{
+    char dir[] = "/tmp/meshca-loop-XXXXXX", p[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(p, sizeof(p), "%s/m.yaml", dir);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("type: Mesh\nname: once\n", f);
+    fclose(f);
+    const char *links[] = {"a", "b"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, links[i]);
+        ck_assert_int_eq(symlink(".", p), 0);
+    }
+    snprintf(p, sizeof(p), "%s/sub", dir);
+    ck_assert_int_eq(mkdir(p, 0700), 0);
+    snprintf(p, sizeof(p), "%s/sub/up", dir);
+    ck_assert_int_eq(symlink("..", p), 0);
+    time_t start = time(NULL);
+    int r = manifest_load_path(set, dir, &diags);
+    time_t took = time(NULL) - start;
+    const char *cleanup[] = {"sub/up", "sub", "a", "b", "m.yaml"};
+    for (size_t i = 0; i < 5; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, cleanup[i]);
+        remove(p);
+    }
+    rmdir(dir);
+    ck_assert_int_eq(r, MANIFEST_OK);
+    expect_clean();
+    ck_assert_uint_eq(manifest_set_count(set), 1);
+    ck_assert_int_le(took, 2);
+}
+END_TEST
+
 START_TEST(missing_file_is_eio_with_unreadable)
 {
     ck_assert_int_eq(manifest_load_path(set, TEST_DATA_DIR "/manifests/no-such.yaml", &diags), MANIFEST_EIO);
@@ -296,6 +348,66 @@ START_TEST(undefined_alias_and_complex_key_and_merge_key_are_reported)
     ck_assert_uint_eq(expect("complex-key")->line, 1);
     load("x: &x {a: 1}\ny:\n  <<: *x\n");
     ck_assert_uint_eq(expect("merge-key")->line, 3);
+}
+END_TEST
+
+/* Parses `y` into trees, asserts exactly one undefined-alias at line:column and frees the trees. */
+static void expect_dropped_alias_at(const char *y, unsigned line, unsigned column)
+{
+    mnode **docs = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(manifest_parse_documents("t.yaml", y, strlen(y), &docs, &n, &diags), 0);
+    const diag *d = expect("undefined-alias");
+    ck_assert_uint_eq(d->line, line);
+    ck_assert_uint_eq(d->column, column);
+    ck_assert_ptr_nonnull(strstr(d->message, "refused"));
+    for (size_t i = 0; i < n; i++)
+        mnode_free(docs[i]);
+    free(docs);
+    diag_list_free(&diags);
+}
+
+/* Issue 9 #24: the fuzz target's 10-byte input. The anchored key (a mapping) is refused and
+ * freed; the alias after it used to deep-copy the freed node (heap-use-after-free in
+ * mnode_clone via parse_alias). */
+START_TEST(alias_to_anchored_refused_key_is_undefined_alias_not_use_after_free)
+{
+    load("? &8:\n? *8\n");
+    ck_assert_uint_eq(expect("complex-key")->line, 1);
+    const diag *d = expect("undefined-alias");
+    ck_assert_uint_eq(d->line, 2);
+    ck_assert_uint_eq(d->column, 3);
+    ck_assert_uint_eq(manifest_set_count(set), 0);
+}
+END_TEST
+
+/* Every node freed while parsing (a refused complex or merge key, and its value) takes the
+ * anchors inside it out of reach: nested anchors, an anchor on the value, a merge key, a later
+ * anchor that shadows an earlier one of the same name. */
+START_TEST(anchors_inside_a_refused_key_or_its_value_are_dropped)
+{
+    expect_dropped_alias_at("? &k [1]\n: &v {a: b}\nx: *v\ny: *k\n", 3, 4);
+    expect_dropped_alias_at("? {a: &n1 [1, &n2 {b: c}]}\n: 1\nx: *n1\n", 3, 4);
+    expect_dropped_alias_at("? {a: &n1 [1, &n2 {b: c}]}\n: 1\ny: *n2\n", 3, 4);
+    expect_dropped_alias_at("a: &d 1\n? &d [2]\n: 3\nb: *d\n", 4, 4);
+    expect_dropped_alias_at("&m <<: &v {a: 1}\nb: *m\n", 2, 4);
+    expect_dropped_alias_at("&m <<: &v {a: 1}\nc: *v\n", 2, 4);
+    expect_dropped_alias_at("- &s {? &i [1]: 2}\n- *s\n- *i\n", 3, 3);
+}
+END_TEST
+
+START_TEST(anchors_outside_a_refused_key_still_expand)
+{
+    mnode **docs = NULL;
+    size_t n = 0;
+    const char *y = "a: &ok {k: v}\n? [x]\n: &v2 2\nb: *ok\n";
+    ck_assert_int_eq(manifest_parse_documents("t.yaml", y, strlen(y), &docs, &n, &diags), 0);
+    expect("complex-key");
+    ck_assert_ptr_null(find("undefined-alias"));
+    ck_assert_uint_eq(n, 1);
+    ck_assert(mnode_equal(mnode_get(docs[0], "a"), mnode_get(docs[0], "b")));
+    mnode_free(docs[0]);
+    free(docs);
 }
 END_TEST
 
@@ -620,6 +732,36 @@ START_TEST(plain_scalars_follow_the_yaml_core_schema)
 }
 END_TEST
 
+/* One decoder for Secret data and inline datasources (it was written twice, with different
+ * checks: validate accepted unpadded base64 that apply's decoder refused). */
+START_TEST(base64_decodes_with_optional_padding_and_whitespace_and_refuses_the_rest)
+{
+    static const struct {
+        const char *in, *out;
+    } good[] = {
+        {"", ""}, {"YQ==", "a"}, {"YQ", "a"}, {"YWI=", "ab"}, {"YWI", "ab"}, {"YWJj", "abc"},
+        {"YW\nJj\r\n ZGVm\t", "abcdef"}, {"/+8=", "\xff\xef"},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char *out = NULL;
+        size_t n = 99;
+        ck_assert_msg(base64_decode(good[i].in, strlen(good[i].in), &out, &n) == 0, "%s", good[i].in);
+        ck_assert_uint_eq(n, strlen(good[i].out));
+        ck_assert_mem_eq(out, good[i].out, n);
+        ck_assert_int_eq(out[n], '\0');
+        ck_assert(base64_valid(good[i].in, strlen(good[i].in)));
+        free(out);
+    }
+    static const char *const bad[] = {"Y", "YWJjZ", "YQ=x", "YQ===", "Y===", "YW-j", "YWJj!", "YQ=\nYQ=="};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *out = (char *)"untouched";
+        ck_assert_msg(base64_decode(bad[i], strlen(bad[i]), &out, NULL) == MESHCA_EINVAL, "%s", bad[i]);
+        ck_assert_str_eq(out, "untouched");
+        ck_assert(!base64_valid(bad[i], strlen(bad[i])));
+    }
+}
+END_TEST
+
 START_TEST(suggest_finds_close_names_only)
 {
     const char *const c[] = {"enabledBackend", "backends", "skipValidation", NULL};
@@ -664,9 +806,14 @@ static Suite *manifests_suite(void)
     tcase_add_test(tc, multiple_documents_become_resources_in_order_and_empty_ones_are_skipped);
     tcase_add_test(tc, directory_load_is_recursive_sorted_and_only_yaml);
     tcase_add_test(tc, missing_file_is_eio_with_unreadable);
+    tcase_add_test(tc, empty_directory_loads_nothing_without_undefined_behaviour);
+    tcase_add_test(tc, directory_symlink_loops_are_walked_once);
     tcase_add_test(tc, alias_bomb_is_refused_before_expansion_with_alias_limit);
     tcase_add_test(tc, small_aliases_are_expanded);
     tcase_add_test(tc, undefined_alias_and_complex_key_and_merge_key_are_reported);
+    tcase_add_test(tc, alias_to_anchored_refused_key_is_undefined_alias_not_use_after_free);
+    tcase_add_test(tc, anchors_inside_a_refused_key_or_its_value_are_dropped);
+    tcase_add_test(tc, anchors_outside_a_refused_key_still_expand);
     tcase_add_test(tc, buffer_over_8mib_is_too_large);
     tcase_add_test(tc, file_over_8mib_is_too_large_without_reading);
     tcase_add_test(tc, nesting_of_65_is_too_deep_and_64_is_fine);
@@ -687,6 +834,7 @@ static Suite *manifests_suite(void)
     tcase_add_test(tc, bad_duration_is_reported_at_its_path);
     tcase_add_test(tc, durations_parse_and_format);
     tcase_add_test(tc, plain_scalars_follow_the_yaml_core_schema);
+    tcase_add_test(tc, base64_decodes_with_optional_padding_and_whitespace_and_refuses_the_rest);
     tcase_add_test(tc, suggest_finds_close_names_only);
     tcase_add_test(tc, diagnostic_messages_are_one_line_and_sortable);
     suite_add_tcase(s, tc);

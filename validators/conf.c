@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "manifests/base64.h"
 #include "manifests/manifest.h"
 #include "validators/internal.h"
 
@@ -119,7 +120,7 @@ static void check_datasource(const mnode *node, const char *path, diag_list *out
             diag_error(out, "bad-datasource", &v->mark, sub, "expected a non-empty string, got %s",
                        mnode_type_name(v));
         } else if (strcmp(datasource_keys[i], "inline") == 0 &&
-                   !validate_is_base64(v->scalar, v->scalar_len)) {
+                   !base64_valid(v->scalar, v->scalar_len)) {
             diag_error(out, "bad-datasource", &v->mark, sub, "inline data is not valid base64");
         }
     }
@@ -140,6 +141,9 @@ static void datasource_field(const mnode *map, const char *key, bool must, const
     check_datasource(v, sub, out);
 }
 
+/* Only the shape: the values of caCert.expiration and caCert.RSAbits are the builtin CA check's
+ * (reconciler/ca_builtin.c, code ca-conf), which validate runs offline and apply runs again, so
+ * each problem is reported once and by one rule. */
 static void check_builtin(const mnode *conf, const char *path, diag_list *out)
 {
     static const char *const keys[] = {"caCert", NULL};
@@ -151,28 +155,7 @@ static void check_builtin(const mnode *conf, const char *path, diag_list *out)
         return;
     char ca_path[PATH_MAX_LEN];
     join(ca_path, path, "caCert");
-    if (!check_map(ca, ca_path, ca_keys, out))
-        return;
-
-    const mnode *exp = mnode_get(ca, "expiration");
-    if (exp && !mnode_is_null(exp)) {
-        char sub[PATH_MAX_LEN];
-        int64_t ms;
-        join(sub, ca_path, "expiration");
-        if (exp->kind != MNODE_SCALAR || model_parse_duration(exp->scalar, &ms) != 0)
-            diag_error(out, "bad-conf", &exp->mark, sub,
-                       "expected a duration such as 10y, 52w, 365d or 8760h");
-        else if (ms <= 0)
-            diag_error(out, "bad-conf", &exp->mark, sub, "CA expiration must be greater than zero");
-    }
-    const mnode *bits = mnode_get(ca, "RSAbits");
-    if (bits && !mnode_is_null(bits)) {
-        char sub[PATH_MAX_LEN];
-        long long n;
-        join(sub, ca_path, "RSAbits");
-        if (!mnode_as_int(bits, &n) || (n != 2048 && n != 3072 && n != 4096))
-            diag_error(out, "bad-conf", &bits->mark, sub, "RSAbits must be 2048, 3072 or 4096");
-    }
+    check_map(ca, ca_path, ca_keys, out);
 }
 
 static void check_provided(const mnode *conf, const char *path, diag_list *out)
@@ -290,28 +273,4 @@ void validate_backend_conf(const mesh_backend *b, size_t index, diag_list *out)
         schemas[i].check(b->conf, path, out);
         return;
     }
-}
-
-bool validate_is_base64(const char *text, size_t len)
-{
-    size_t symbols = 0, pad = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
-            continue;
-        if (c == '=') {
-            pad++;
-            continue;
-        }
-        bool alphabet = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                        c == '+' || c == '/';
-        if (!alphabet || pad > 0)   /* nothing may follow padding */
-            return false;
-        symbols++;
-    }
-    if (pad > 2)
-        return false;
-    if (pad > 0)
-        return (symbols + pad) % 4 == 0;
-    return symbols % 4 != 1;   /* unpadded: a lone trailing symbol cannot encode a byte */
 }

@@ -12,8 +12,4 @@
  * Does nothing for an unknown type: static.c reports that. */
 void validate_backend_conf(const mesh_backend *b, size_t index, diag_list *out);
 
-/* True when `text` is standard base64 (RFC 4648, padding optional, whitespace allowed between
- * groups, as Kubernetes and YAML block scalars produce). */
-bool validate_is_base64(const char *text, size_t len);
-
 #endif

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "manifests/base64.h"
 #include "validators/internal.h"
 #include "validators/validators.h"
 
@@ -59,6 +60,17 @@ static bool is_dns_subdomain(const char *s)
             return true;
         p = dot + 1;
     }
+}
+
+const char *validate_mesh_name_problem(const char *name)
+{
+    if (!name || !*name)
+        return "it is empty";
+    if (strlen(name) > MODEL_MAX_NAME_LEN)
+        return "it is longer than 63 characters";
+    if (!is_dns_label(name, strlen(name)))
+        return "a mesh name is a DNS label: a-z, 0-9 and '-', starting and ending with a letter or digit";
+    return NULL;
 }
 
 static bool is_empty(const model_string *s)
@@ -192,14 +204,16 @@ void validate_mesh(const mesh *m, diag_list *out)
     if (enabled && *enabled && !mesh_find_backend(m, enabled)) {
         size_t n = m->nbackends < 4 * MODEL_MAX_BACKENDS ? m->nbackends : 4 * MODEL_MAX_BACKENDS;
         const char **names = calloc(n + 1, sizeof *names);
-        if (!names)
-            abort();
         size_t k = 0;
-        for (size_t i = 0; i < n; i++)
+        char hint[96] = "";
+        /* Out of memory only costs the did-you-mean hint; the error is still reported. */
+        for (size_t i = 0; names && i < n; i++)
             if (m->backends[i].name.value)
                 names[k++] = m->backends[i].name.value;
-        char hint[96];
-        did_you_mean(enabled, names, hint, sizeof hint);
+        if (names)
+            did_you_mean(enabled, names, hint, sizeof hint);
+        else
+            k = m->nbackends;
         if (k == 0)
             diag_error(out, "enabled-backend-not-found", &m->enabled_backend.mark,
                        "mtls.enabledBackend",
@@ -254,7 +268,7 @@ void validate_secret(const secret *s, diag_list *out)
         check_label(&s->mesh, "mesh", "mesh name", out);
     if (!s->data.value)
         return;   /* absent: the resource builder reports the missing field */
-    if (!validate_is_base64(s->data.value, strlen(s->data.value)))
+    if (!base64_valid(s->data.value, strlen(s->data.value)))
         diag_error(out, "bad-secret-data", &s->data.mark, "data",
                    "secret data is not valid base64");
 }
@@ -324,18 +338,20 @@ void validate_set(const manifest_set *set, diag_list *out)
     size_t n = manifest_set_count(set);
     res_key *keys = calloc(n ? n : 1, sizeof *keys);
     if (!keys)
-        abort();
+        diag_error(out, "out-of-memory", NULL, "", "out of memory: duplicate resources were not checked");
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const resource *res = manifest_set_get(set, i);
         validate_resource(res, out);
         const model_string *name = resource_name(res);
-        if (!name || is_empty(name))
+        if (!keys || !name || is_empty(name))
             continue;
         keys[k++] = (res_key){res->kind, resource_mesh(res), name->value, i, res};
     }
-    /* Sorting keeps this linear-logarithmic for sets of 100,000 dataplanes. */
-    qsort(keys, k, sizeof *keys, compare_keys);
+    /* Sorting keeps this linear-logarithmic for sets of 100,000 dataplanes. qsort(NULL, 0) is
+     * undefined behaviour, hence the guard. */
+    if (k)
+        qsort(keys, k, sizeof *keys, compare_keys);
     size_t first = 0;
     for (size_t i = 1; i < k; i++) {
         if (keys[i].kind == keys[first].kind && strcmp(keys[i].mesh, keys[first].mesh) == 0 &&

@@ -23,6 +23,10 @@ void validate_resource(const resource *res, diag_list *out);
  * names of one kind in one mesh). */
 void validate_set(const manifest_set *set, diag_list *out);
 
+/* For a mesh name given on a command line (-m): NULL when it is a valid Mesh name (a DNS label
+ * of at most MODEL_MAX_NAME_LEN characters), else a static one-line reason to show after it. */
+const char *validate_mesh_name_problem(const char *name);
+
 /* Steps of a transition P -> N, in rotation order. */
 typedef enum transition_step {
     STEP_CREATE = 1 << 0,          /* R1: no P */
