@@ -294,4 +294,26 @@ check "the refusal names the file, its mode and the fix" \
 chmod 600 "$db"
 run get meshes
 check "after chmod the store is used again" exit_is 0
+# Issue 9 #21: one name limit (253) for validate and apply alike.
+l63=$(printf 'a%.0s' $(seq 1 63))   # a DNS name is dot-separated labels of at most 63
+long252="$l63.$l63.$l63.$(printf 'b%.0s' $(seq 1 60))"; long254="$l63.$l63.$l63.$(printf 'b%.0s' $(seq 1 62))"
+for n in 252 254; do
+    name=$([ $n = 252 ] && echo "$long252" || echo "$long254")
+    cat >"$WORK/long-$n.yaml" <<YAML
+type: Dataplane
+mesh: default
+name: $name
+networking:
+  address: 127.0.0.1
+  inbound: [{port: 7002, tags: {kuma.io/service: long}}]
+YAML
+done
+run validate -f "$WORK/long-252.yaml"
+check "validate accepts a 252-character dataplane name" exit_is 0
+run apply -f "$WORK/long-252.yaml"
+check "apply accepts the same 252-character name validate accepted" exit_is 0
+run get dataplanes "$long252" -m default
+run apply -f "$WORK/long-254.yaml"
+check "apply refuses a 254-character name with invalid-name at its path" err_has "long-254.yaml:3:7: error: name:"
+
 finish
