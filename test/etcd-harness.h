@@ -1,0 +1,43 @@
+/* etcd-harness.h - starts real etcd members (Debian etcd-server) on 127.0.0.1 with free ports for the C tests. */
+#ifndef MESHCA_TEST_ETCD_HARNESS_H
+#define MESHCA_TEST_ETCD_HARNESS_H
+
+#include <sys/types.h>
+
+#define ETCD_BIN "/usr/bin/etcd"
+#define HARNESS_MEMBERS_MAX 3
+
+typedef struct harness_member {
+    pid_t pid; /* 0 when stopped */
+    int client_port;
+    int peer_port;
+} harness_member;
+
+typedef struct harness {
+    int n;
+    harness_member m[HARNESS_MEMBERS_MAX];
+    char dir[64];        /* temporary: one data dir and one log per member */
+    char endpoints[256]; /* "127.0.0.1:C1,127.0.0.1:C2,..." */
+    char token[32];
+} harness;
+
+/* 1 when the etcd binary is installed. */
+int harness_available(void);
+
+/* Start n (1..3) members as one new cluster and wait (bounded) until each answers and sees a
+ * leader. 0 or -1 (and the members started so far are stopped). */
+int harness_start(harness *h, int n);
+
+/* The endpoint "127.0.0.1:PORT" of member i, in a static buffer. */
+const char *harness_endpoint(const harness *h, int i);
+
+/* SIGKILL member i and reap it. */
+void harness_kill(harness *h, int i);
+
+/* Start member i again on its data dir and ports; waits until it answers with a leader. */
+int harness_restart(harness *h, int i);
+
+/* Kill every member and remove the temporary directory. Accepts a never-started harness. */
+void harness_stop(harness *h);
+
+#endif
