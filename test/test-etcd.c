@@ -61,7 +61,7 @@ static etcd_client *client_for(const char *endpoints, size_t page_limit)
     o.endpoints = endpoints;
     o.page_limit = page_limit;
     o.connect_timeout_ms = 500;
-    o.request_timeout_ms = 3000;
+    o.request_timeout_ms = 10000; /* an election on a loaded machine can take seconds */
     o.rounds = 2;
     o.backoff_initial_ms = 50;
     o.backoff_max_ms = 200;
@@ -488,6 +488,17 @@ START_TEST(with_one_of_three_members_killed_ops_and_watch_go_through_another)
     ck_assert_int_eq(etcd_watch_next(w, 500, &none, &n, NULL, err), 0);
     ck_assert_uint_eq(n, 0);
     harness_kill(&own, 0);
+    /* If member 0 led, the others elect a new leader first; a write sent in between may time
+     * out inside etcd (outcome unknown), which callers retry. Wait for that through a second
+     * client, so c itself still starts at the dead member and must fail over. */
+    {
+        etcd_client *probe = client_for(own.endpoints, 100);
+        int64_t deadline = now_ms() + 20000;
+
+        while (etcd_health(probe, err) != 0 && now_ms() < deadline)
+            usleep(100 * 1000);
+        etcd_client_free(probe);
+    }
     t0 = now_ms();
     ck_assert_int_eq(etcd_keys_expect("/t/fo/a", 7, (uint64_t) r0, 0, &cmp), 1);
     ck_assert_msg(etcd_txn(c, &t, NULL, err) == 0, "txn after a member died: %s", err);
