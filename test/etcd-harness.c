@@ -17,6 +17,13 @@
 #include <time.h>
 #include <unistd.h>
 
+static const char *root;
+
+void harness_set_root(const char *dir)
+{
+    root = dir;
+}
+
 int harness_available(void)
 {
     return access(ETCD_BIN, X_OK) == 0;
@@ -58,7 +65,7 @@ const char *harness_endpoint(const harness *h, int i)
 
 static int spawn(harness *h, int i)
 {
-    char name[8], datadir[96], log[96], client[48], peer[48], cluster[256] = "";
+    char name[8], datadir[160], log[160], client[48], peer[48], cluster[256] = "";
     size_t used = 0;
     pid_t pid;
 
@@ -132,13 +139,14 @@ static int wait_healthy(harness *h, int i)
 int harness_start(harness *h, int n)
 {
     int ports[2 * HARNESS_MEMBERS_MAX];
-    char tmpl[] = "/tmp/meshca-etcd-XXXXXX";
     size_t used = 0;
 
     memset(h, 0, sizeof(*h));
-    if (n < 1 || n > HARNESS_MEMBERS_MAX || !mkdtemp(tmpl))
+    if (snprintf(h->dir, sizeof(h->dir), "%s/meshca-etcd-XXXXXX", root ? root : "/tmp") >= (int) sizeof(h->dir) ||
+        n < 1 || n > HARNESS_MEMBERS_MAX || !mkdtemp(h->dir)) {
+        h->dir[0] = '\0';
         return -1;
-    snprintf(h->dir, sizeof(h->dir), "%s", tmpl);
+    }
     snprintf(h->token, sizeof(h->token), "t-%ld-%d", (long) time(NULL), (int) getpid());
     h->n = n;
     if (free_ports(ports, 2 * n) < 0)
@@ -180,7 +188,7 @@ int harness_restart(harness *h, int i)
 
 void harness_stop(harness *h)
 {
-    char cmd[128];
+    char cmd[192];
 
     for (int i = 0; i < h->n; i++)
         harness_kill(h, i);

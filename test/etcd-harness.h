@@ -16,10 +16,15 @@ typedef struct harness_member {
 typedef struct harness {
     int n;
     harness_member m[HARNESS_MEMBERS_MAX];
-    char dir[64];        /* temporary: one data dir and one log per member */
+    char dir[128];       /* temporary: one data dir and one log per member */
     char endpoints[256]; /* "127.0.0.1:C1,127.0.0.1:C2,..." */
     char token[32];
 } harness;
+
+/* Make every later harness's temporary directory under root (borrowed, must outlive them):
+ * a failed Check assertion ends a test process without its teardown, so the test program
+ * removes root itself at its end. NULL: directly under /tmp. */
+void harness_set_root(const char *root);
 
 /* 1 when the etcd binary is installed. */
 int harness_available(void);

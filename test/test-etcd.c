@@ -595,6 +595,7 @@ static Suite *etcd_suite(void)
 
 int main(void)
 {
+    char root[] = "/tmp/meshca-test-etcd-XXXXXX", cmd[64];
     SRunner *sr;
     int failed;
 
@@ -602,9 +603,18 @@ int main(void)
         printf("SKIP: %s is not installed (Debian package etcd-server; tools/deps.sh installs it)\n", ETCD_BIN);
         return 77;
     }
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return EXIT_FAILURE;
+    }
+    harness_set_root(root);
     sr = srunner_create(etcd_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    /* Also the data dirs of failed tests, whose teardown did not run (their members died
+     * with them: PR_SET_PDEATHSIG). The path is our own mkdtemp result. */
+    if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root) < (int) sizeof(cmd))
+        (void) !system(cmd);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
