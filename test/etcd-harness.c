@@ -63,6 +63,45 @@ const char *harness_endpoint(const harness *h, int i)
     return buf;
 }
 
+const char *harness_file(const harness *h, const char *file)
+{
+    static char buf[192];
+
+    snprintf(buf, sizeof(buf), "%s/%s", h->dir, file);
+    return buf;
+}
+
+/* A CA, a member certificate for IP 127.0.0.1 and a client certificate, with the openssl CLI.
+ * The member certificate is also a client one: etcd's gateway dials its own gRPC port with it. */
+static int make_certs(harness *h)
+{
+    char script[512];
+    FILE *f;
+    int r;
+
+    snprintf(script, sizeof(script), "%s/certs.sh", h->dir);
+    f = fopen(script, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "set -e\ncd '%s'\n"
+               "printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' >server.ext\n"
+               "printf 'extendedKeyUsage=clientAuth\\n' >client.ext\n"
+               "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key"
+               " -out ca.pem -days 2 -subj /CN=meshca-test-etcd-ca\n"
+               "for n in server client; do\n"
+               "  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key -out $n.csr"
+               " -subj /CN=$n\n"
+               "  openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2"
+               " -extfile $n.ext -out $n.pem\n"
+               "done\n",
+            h->dir);
+    if (fclose(f) != 0)
+        return -1;
+    snprintf(script, sizeof(script), "sh '%s/certs.sh' >'%s/certs.log' 2>&1", h->dir, h->dir);
+    r = system(script);
+    return r == 0 ? 0 : -1;
+}
+
 static int spawn(harness *h, int i)
 {
     char name[8], datadir[160], log[160], client[48], peer[48], cluster[256] = "";
@@ -72,7 +111,7 @@ static int spawn(harness *h, int i)
     snprintf(name, sizeof(name), "m%d", i);
     snprintf(datadir, sizeof(datadir), "%s/m%d", h->dir, i);
     snprintf(log, sizeof(log), "%s/m%d.log", h->dir, i);
-    snprintf(client, sizeof(client), "http://127.0.0.1:%d", h->m[i].client_port);
+    snprintf(client, sizeof(client), "%s://127.0.0.1:%d", h->tls ? "https" : "http", h->m[i].client_port);
     snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", h->m[i].peer_port);
     for (int j = 0; j < h->n; j++)
         used += (size_t) snprintf(cluster + used, sizeof(cluster) - used, "%sm%d=http://127.0.0.1:%d",
@@ -89,6 +128,20 @@ static int spawn(harness *h, int i)
         if (fd >= 0) {
             dup2(fd, 1);
             dup2(fd, 2);
+        }
+        if (h->tls) {
+            char ca[192], cert[192], key[192];
+
+            snprintf(ca, sizeof(ca), "%s/ca.pem", h->dir);
+            snprintf(cert, sizeof(cert), "%s/server.pem", h->dir);
+            snprintf(key, sizeof(key), "%s/server.key", h->dir);
+            execl(ETCD_BIN, ETCD_BIN, "--name", name, "--data-dir", datadir, "--listen-client-urls", client,
+                  "--advertise-client-urls", client, "--listen-peer-urls", peer, "--initial-advertise-peer-urls",
+                  peer, "--initial-cluster", cluster, "--initial-cluster-state", "new", "--initial-cluster-token",
+                  h->token, "--heartbeat-interval", "50", "--election-timeout", "500", "--logger", "zap",
+                  "--log-level", "warn", "--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca,
+                  "--client-cert-auth", (char *) NULL);
+            _exit(127);
         }
         /* Short heartbeat and election: failover tests then take about a second, not ten. */
         execl(ETCD_BIN, ETCD_BIN, "--name", name, "--data-dir", datadir, "--listen-client-urls", client,
@@ -107,10 +160,19 @@ static int wait_healthy(harness *h, int i)
 {
     etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
     etcd_client *c = NULL;
-    char err[MESHCA_ERRBUF];
+    char err[MESHCA_ERRBUF], ca[192], cert[192], key[192];
     int r = -1;
 
     o.endpoints = harness_endpoint(h, i);
+    if (h->tls) {
+        snprintf(ca, sizeof(ca), "%s", harness_file(h, HARNESS_CA));
+        snprintf(cert, sizeof(cert), "%s", harness_file(h, HARNESS_CLIENT_CERT));
+        snprintf(key, sizeof(key), "%s", harness_file(h, HARNESS_CLIENT_KEY));
+        o.tls = 1;
+        o.cacert = ca;
+        o.cert = cert;
+        o.key = key;
+    }
     o.connect_timeout_ms = 200;
     o.request_timeout_ms = 1000;
     o.rounds = 1;
@@ -136,7 +198,7 @@ static int wait_healthy(harness *h, int i)
     return r;
 }
 
-int harness_start(harness *h, int n)
+static int start(harness *h, int n, int tls)
 {
     int ports[2 * HARNESS_MEMBERS_MAX];
     size_t used = 0;
@@ -149,6 +211,11 @@ int harness_start(harness *h, int n)
     }
     snprintf(h->token, sizeof(h->token), "t-%ld-%d", (long) time(NULL), (int) getpid());
     h->n = n;
+    h->tls = tls;
+    if (tls && make_certs(h) < 0) {
+        fprintf(stderr, "cannot make test certificates with the openssl CLI\n");
+        goto fail;
+    }
     if (free_ports(ports, 2 * n) < 0)
         goto fail;
     for (int i = 0; i < n; i++) {
@@ -167,6 +234,16 @@ int harness_start(harness *h, int n)
 fail:
     harness_stop(h);
     return -1;
+}
+
+int harness_start(harness *h, int n)
+{
+    return start(h, n, 0);
+}
+
+int harness_start_tls(harness *h, int n)
+{
+    return start(h, n, 1);
 }
 
 void harness_kill(harness *h, int i)

@@ -487,16 +487,27 @@ START_TEST(with_one_of_three_members_killed_ops_and_watch_go_through_another)
     ck_assert_int_eq(etcd_watch_new(c, "/t/fo/", 6, NULL, 0, r0 + 1, &w, err), 0);
     ck_assert_int_eq(etcd_watch_next(w, 500, &none, &n, NULL, err), 0);
     ck_assert_uint_eq(n, 0);
-    harness_kill(&own, 0);
-    /* If member 0 led, the others elect a new leader first; a write sent in between may time
-     * out inside etcd (outcome unknown), which callers retry. Wait for that through a second
-     * client, so c itself still starts at the dead member and must fail over. */
+    /* If member 0 led, the others elect a new leader first; a write sent in between goes to
+     * the dead leader and times out inside etcd (outcome unknown), which callers retry. Wait
+     * until both survivors name a leader other than member 0, through a second client, so
+     * that c itself still starts at the dead member and must fail over. */
     {
         etcd_client *probe = client_for(own.endpoints, 100);
+        etcd_member_status st0, st;
         int64_t deadline = now_ms() + 20000;
+        int settled = 0;
 
-        while (etcd_health(probe, err) != 0 && now_ms() < deadline)
-            usleep(100 * 1000);
+        ck_assert_int_eq(etcd_member_status_get(probe, 0, &st0, err), 0);
+        harness_kill(&own, 0);
+        while (!settled && now_ms() < deadline) {
+            settled = 1;
+            for (size_t i = 1; i < 3; i++)
+                if (etcd_member_status_get(probe, i, &st, err) != 0 || st.leader_id == st0.member_id)
+                    settled = 0;
+            if (!settled)
+                usleep(100 * 1000);
+        }
+        ck_assert_msg(settled, "no new leader after member 0 died: %s", err);
         etcd_client_free(probe);
     }
     t0 = now_ms();
@@ -561,11 +572,74 @@ START_TEST(with_every_member_killed_no_member_answered_names_them_in_bounded_tim
 }
 END_TEST
 
+static void tls_up(void)
+{
+    ck_assert_int_eq(harness_start_tls(&own, 1), 0);
+}
+
+/* A TLS client for own's member; which of CA, certificate and key it gets is up to the test. */
+static int tls_client(int with_ca, int with_cert, etcd_client **ret, char *err)
+{
+    static char ca[192], cert[192], key[192];
+    etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
+
+    snprintf(ca, sizeof(ca), "%s", harness_file(&own, HARNESS_CA));
+    snprintf(cert, sizeof(cert), "%s", harness_file(&own, HARNESS_CLIENT_CERT));
+    snprintf(key, sizeof(key), "%s", harness_file(&own, HARNESS_CLIENT_KEY));
+    o.endpoints = own.endpoints;
+    o.tls = 1;
+    o.cacert = with_ca ? ca : NULL;
+    o.cert = with_cert ? cert : NULL;
+    o.key = with_cert ? key : NULL;
+    o.rounds = 1;
+    return etcd_client_new(&o, ret, err);
+}
+
+START_TEST(etcds_needs_the_ca_and_a_client_certificate_and_never_skips_verification)
+{
+    etcd_client *c = NULL;
+    char err[MESHCA_ERRBUF] = "";
+    etcd_kv *kv = NULL;
+    etcd_watch *w = NULL;
+    etcd_event ev[1];
+    int64_t rev = 0;
+
+    /* CA and client certificate: everything works, the watch stream too. */
+    ck_assert_msg(tls_client(1, 1, &c, err) == 0, "%s", err);
+    ck_assert_msg(etcd_put(c, "/t/tls/k", 8, "v", 1, 0, &rev, err) == 0, "put over TLS: %s", err);
+    ck_assert_int_eq(etcd_get(c, "/t/tls/k", 8, &kv, NULL, err), 0);
+    ck_assert_str_eq(kv->value, "v");
+    etcd_kvs_free(kv, 1);
+    ck_assert_int_eq(etcd_watch_new(c, "/t/tls/", 7, NULL, 0, rev, &w, err), 0);
+    ck_assert_uint_eq(collect(w, ev, 1), 1);
+    ck_assert_str_eq(ev[0].kv.key, "/t/tls/k");
+    free_events(ev, 1);
+    etcd_watch_free(w);
+    etcd_client_free(c);
+
+    /* Without the CA, the member's certificate is not trusted: refused, not ignored. */
+    ck_assert_int_eq(tls_client(0, 1, &c, err), 0);
+    ck_assert_int_eq(etcd_put(c, "/t/tls/k", 8, "v", 1, 0, NULL, err), ETCD_EUNAVAILABLE);
+    ck_assert_msg(strstr(err, "no etcd member answered (") && strstr(err, "certificate"), "%s", err);
+    ck_assert_ptr_nonnull(strstr(err, own.endpoints));
+    etcd_client_free(c);
+
+    /* Without a client certificate, the member refuses us. */
+    ck_assert_int_eq(tls_client(1, 0, &c, err), 0);
+    ck_assert_int_eq(etcd_put(c, "/t/tls/k", 8, "v", 1, 0, NULL, err), ETCD_EUNAVAILABLE);
+    ck_assert_ptr_nonnull(strstr(err, own.endpoints));
+    /* Whatever the failure, key material never shows. */
+    ck_assert_ptr_null(strstr(err, "PRIVATE KEY"));
+    etcd_client_free(c);
+}
+END_TEST
+
 static Suite *etcd_suite(void)
 {
     Suite *s = suite_create("etcd");
     TCase *one = tcase_create("one-member");
     TCase *restart = tcase_create("restart");
+    TCase *tls = tcase_create("tls");
     TCase *cluster = tcase_create("three-members");
 
     tcase_add_unchecked_fixture(one, shared_up, shared_down);
@@ -584,6 +658,11 @@ static Suite *etcd_suite(void)
     tcase_set_timeout(restart, 60);
     tcase_add_test(restart, watch_resumes_after_a_dropped_connection_without_loss_or_repeat);
     suite_add_tcase(s, restart);
+
+    tcase_add_checked_fixture(tls, tls_up, own_down);
+    tcase_set_timeout(tls, 60);
+    tcase_add_test(tls, etcds_needs_the_ca_and_a_client_certificate_and_never_skips_verification);
+    suite_add_tcase(s, tls);
 
     tcase_add_checked_fixture(cluster, three_up, own_down);
     tcase_set_timeout(cluster, 90);
