@@ -1,15 +1,18 @@
-/* test-etcd-keys.c - Check suite for the etcd key layout, compares, fencing, txn splitting and the client's checks made without a server. */
+/* test-etcd-keys.c - Check suite for the etcd key layout, compares, fencing, txn splitting, and the client against fake members (no etcd). */
 #define _GNU_SOURCE 1
 #include "reconciler/store/etcd_client.h"
 #include "reconciler/store/etcd_keys.h"
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 START_TEST(prefix_end_increments_the_last_byte_and_drops_trailing_ff)
@@ -310,6 +313,194 @@ START_TEST(txn_over_the_limits_is_refused_before_sending)
 }
 END_TEST
 
+/*
+ * A fake member: answers every request on 127.0.0.1 with one canned HTTP answer (body
+ * repeated `repeat` times) and writes one byte to a pipe per request, so a test sees which
+ * member got what. Serves at most 20 connections; the test kills it.
+ */
+typedef struct fake {
+    pid_t pid;
+    int port;
+    int count_fd; /* read end: one byte per request served */
+} fake;
+
+static void fake_serve(int lfd, int wfd, const char *status, const char *body, size_t repeat)
+{
+    for (int conns = 0; conns < 20; conns++) {
+        char req[8192];
+        size_t got = 0;
+        int fd = accept(lfd, NULL, NULL);
+        char *hdr_end = NULL, *cl;
+        size_t need;
+
+        if (fd < 0)
+            _exit(1);
+        while (!hdr_end && got < sizeof(req) - 1) {
+            ssize_t n = read(fd, req + got, sizeof(req) - 1 - got);
+            if (n <= 0)
+                break;
+            got += (size_t) n;
+            req[got] = '\0';
+            hdr_end = strstr(req, "\r\n\r\n");
+        }
+        cl = hdr_end ? strcasestr(req, "content-length:") : NULL;
+        need = cl ? (size_t) strtoul(cl + 15, NULL, 10) + (size_t) (hdr_end + 4 - req) : got;
+        while (got < need && got < sizeof(req) - 1) {
+            ssize_t n = read(fd, req + got, sizeof(req) - 1 - got);
+            if (n <= 0)
+                break;
+            got += (size_t) n;
+        }
+        if (write(wfd, "r", 1) != 1)
+            _exit(1);
+        dprintf(fd, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                    "Content-Length: %zu\r\n\r\n", status, strlen(body) * repeat);
+        for (size_t i = 0; i < repeat; i++)
+            if (write(fd, body, strlen(body)) < 0)
+                break;
+        close(fd);
+    }
+    _exit(0);
+}
+
+static fake fake_start(const char *status, const char *body, size_t repeat)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    socklen_t len = sizeof(a);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), p[2];
+    fake f = { 0 };
+
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_ge(lfd, 0);
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *) &a, sizeof(a)), 0);
+    ck_assert_int_eq(listen(lfd, 16), 0);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *) &a, &len), 0);
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    f.port = ntohs(a.sin_port);
+    f.pid = fork();
+    ck_assert_int_ge(f.pid, 0);
+    if (f.pid == 0) {
+        close(p[0]);
+        fake_serve(lfd, p[1], status, body, repeat);
+    }
+    close(lfd);
+    close(p[1]);
+    f.count_fd = p[0];
+    ck_assert_int_eq(fcntl(f.count_fd, F_SETFL, O_NONBLOCK), 0);
+    return f;
+}
+
+/* Requests served so far (the fake writes before it answers, so none is missed). */
+static int fake_count(fake *f)
+{
+    char b[64];
+    static int counts[65536];
+    ssize_t n;
+
+    while ((n = read(f->count_fd, b, sizeof(b))) > 0)
+        counts[f->port] += (int) n;
+    return counts[f->port];
+}
+
+static void fake_stop(fake *f)
+{
+    kill(f->pid, SIGKILL);
+    waitpid(f->pid, NULL, 0);
+    close(f->count_fd);
+}
+
+static etcd_client *client_of(const fake *a, const fake *b)
+{
+    etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
+    etcd_client *c = NULL;
+    char eps[64], err[MESHCA_ERRBUF] = "";
+
+    snprintf(eps, sizeof(eps), "127.0.0.1:%d,127.0.0.1:%d", a->port, b->port);
+    o.endpoints = eps;
+    o.rounds = 1;
+    o.sleep_ms = record_sleep;
+    ck_assert_msg(etcd_client_new(&o, &c, err) == 0, "%s", err);
+    return c;
+}
+
+#define TIMED_OUT "{\"error\":\"etcdserver: request timed out\",\"message\":\"etcdserver: request timed out\",\"code\":14}"
+#define NO_LEADER "{\"error\":\"etcdserver: no leader\",\"message\":\"etcdserver: no leader\",\"code\":14}"
+#define TXN_OK "{\"header\":{\"revision\":\"7\"},\"succeeded\":true}"
+
+START_TEST(txn_whose_outcome_is_unknown_is_not_replayed_on_another_member)
+{
+    fake a = fake_start("503 Service Unavailable", TIMED_OUT, 1), b = fake_start("200 OK", TXN_OK, 1);
+    etcd_client *c = client_of(&a, &b);
+    etcd_op op = { .type = ETCD_OP_PUT, .key = "k", .key_len = 1, .value = "v", .value_len = 1 };
+    etcd_txn_request t = { NULL, 0, &op, 1, NULL, 0 };
+    etcd_txn_result res;
+    char err[MESHCA_ERRBUF] = "";
+
+    /* Member a may have applied it: sending it to b as well could apply it twice. */
+    ck_assert_int_eq(etcd_txn(c, &t, &res, err), ETCD_EUNAVAILABLE);
+    ck_assert_msg(strstr(err, "outcome unknown") && strstr(err, "etcdserver: request timed out"), "%s", err);
+    ck_assert_int_eq(fake_count(&a), 1);
+    ck_assert_int_eq(fake_count(&b), 0);
+    /* The caller's retry starts at the next member, which answers. */
+    ck_assert_int_eq(etcd_txn(c, &t, &res, err), 0);
+    ck_assert_int_eq(res.succeeded, 1);
+    ck_assert_int_eq(res.revision, 7);
+    etcd_txn_result_free(&res);
+    ck_assert_int_eq(fake_count(&b), 1);
+    etcd_client_free(c);
+    fake_stop(&a);
+    fake_stop(&b);
+}
+END_TEST
+
+START_TEST(txn_refused_for_no_leader_and_idempotent_ops_fail_over_at_once)
+{
+    fake a = fake_start("503 Service Unavailable", NO_LEADER, 1), b = fake_start("200 OK", TXN_OK, 1);
+    fake a2 = fake_start("503 Service Unavailable", TIMED_OUT, 1);
+    etcd_client *c = client_of(&a, &b);
+    etcd_op op = { .type = ETCD_OP_PUT, .key = "k", .key_len = 1, .value = "v", .value_len = 1 };
+    etcd_txn_request t = { NULL, 0, &op, 1, NULL, 0 };
+    char err[MESHCA_ERRBUF] = "";
+    int64_t rev = 0;
+
+    /* "no leader": refused before it was proposed, so the txn safely moves on to b. */
+    ck_assert_msg(etcd_txn(c, &t, NULL, err) == 0, "%s", err);
+    ck_assert_int_eq(fake_count(&a), 1);
+    ck_assert_int_eq(fake_count(&b), 1);
+    etcd_client_free(c);
+    /* A plain put may be replayed whatever happened: a2 times out, b takes it. */
+    c = client_of(&a2, &b);
+    ck_assert_msg(etcd_put(c, "k", 1, "v", 1, 0, &rev, err) == 0, "%s", err);
+    ck_assert_int_eq(rev, 7);
+    ck_assert_int_eq(fake_count(&a2), 1);
+    ck_assert_int_eq(fake_count(&b), 2);
+    etcd_client_free(c);
+    fake_stop(&a);
+    fake_stop(&a2);
+    fake_stop(&b);
+}
+END_TEST
+
+START_TEST(answer_above_the_response_limit_is_cut_off_not_buffered)
+{
+    fake a = fake_start("200 OK", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 64 * 1024);
+    etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
+    etcd_client *c = NULL;
+    char eps[32], err[MESHCA_ERRBUF] = "";
+    etcd_kv *kv = NULL;
+
+    snprintf(eps, sizeof(eps), "127.0.0.1:%d", a.port);
+    o.endpoints = eps;
+    o.max_response = 1024 * 1024; /* the fake sends 4 MiB */
+    o.rounds = 1;
+    ck_assert_int_eq(etcd_client_new(&o, &c, err), 0);
+    ck_assert_int_eq(etcd_get(c, "k", 1, &kv, NULL, err), ETCD_EIO);
+    ck_assert_msg(strstr(err, "answer larger than 1048576 bytes") && strstr(err, eps), "%s", err);
+    etcd_client_free(c);
+    fake_stop(&a);
+}
+END_TEST
+
 static Suite *etcd_keys_suite(void)
 {
     Suite *s = suite_create("etcd-keys");
@@ -325,6 +516,9 @@ static Suite *etcd_keys_suite(void)
     tcase_add_test(tc, bad_endpoint_lists_and_tls_options_are_refused_with_a_reason);
     tcase_add_test(tc, unreachable_members_give_no_member_answered_after_bounded_rounds_with_backoff);
     tcase_add_test(tc, txn_over_the_limits_is_refused_before_sending);
+    tcase_add_test(tc, txn_whose_outcome_is_unknown_is_not_replayed_on_another_member);
+    tcase_add_test(tc, txn_refused_for_no_leader_and_idempotent_ops_fail_over_at_once);
+    tcase_add_test(tc, answer_above_the_response_limit_is_cut_off_not_buffered);
     suite_add_tcase(s, tc);
     return s;
 }
