@@ -392,7 +392,9 @@ int etcd_client_new(const etcd_client_options *opts, etcd_client **ret, char *er
     c->opts.cert = c->cert;
     c->opts.key = c->key;
     c->headers = curl_slist_append(NULL, "Content-Type: application/json");
-    if (!c->headers)
+    /* No "Expect: 100-continue" round trip before a large txn body. On failure the list is
+     * unchanged, and freed with the client. */
+    if (!c->headers || !curl_slist_append(c->headers, "Expect:"))
         goto fail;
     for (size_t i = 0; i < c->n; i++) {
         c->ep[i].h = curl_easy_init();
@@ -694,23 +696,15 @@ static int check_key(const char *key, size_t len, char *errbuf)
     return 0;
 }
 
-/* A range request body: key, range_end (computed for a prefix when NULL and prefix=1). */
-static json_t *range_body(const char *key, size_t key_len, const char *range_end, size_t range_end_len,
-                          int prefix)
+/* The body of a range, deleterange or watch: key, and range_end unless NULL (one key). */
+static json_t *range_body(const char *key, size_t key_len, const char *range_end, size_t range_end_len)
 {
     json_t *o = json_object();
-    char end[ETCD_KEY_MAX];
 
     if (!o || set_b64(o, "key", key, key_len) < 0)
         goto fail;
-    if (range_end) {
-        if (set_b64(o, "range_end", range_end, range_end_len) < 0)
-            goto fail;
-    } else if (prefix) {
-        size_t n = etcd_prefix_end(key, key_len, end);
-        if (set_b64(o, "range_end", end, n) < 0)
-            goto fail;
-    }
+    if (range_end && set_b64(o, "range_end", range_end, range_end_len) < 0)
+        goto fail;
     return o;
 fail:
     json_decref(o);
@@ -728,7 +722,7 @@ int etcd_get(etcd_client *c, const char *key, size_t key_len, etcd_kv **ret_kv, 
 
     if (r < 0)
         return r;
-    r = request(c, "/v3/kv/range", range_body(key, key_len, NULL, 0, 0), 1, 0, &resp, errbuf);
+    r = request(c, "/v3/kv/range", range_body(key, key_len, NULL, 0), 1, 0, &resp, errbuf);
     if (r < 0)
         return r;
     if (parse_kvs(json_object_get(resp, "kvs"), &kvs, &n) < 0 || header_revision(resp, &rev) < 0) {
@@ -777,7 +771,7 @@ int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *rang
 
     /* Bounded: each page moves "from" past at least one key, and the total is capped. */
     for (;;) {
-        json_t *req = range_body(from, from_len, end, end_len, 0), *resp = NULL, *more;
+        json_t *req = range_body(from, from_len, end, end_len), *resp = NULL, *more;
         size_t before = n;
         int64_t page_rev = 0;
 
@@ -875,7 +869,7 @@ int etcd_delete_range(etcd_client *c, const char *key, size_t key_len, const cha
 
     if (r < 0)
         return r;
-    r = request(c, "/v3/kv/deleterange", range_body(key, key_len, range_end, range_end_len, 0), 1, 0, &resp,
+    r = request(c, "/v3/kv/deleterange", range_body(key, key_len, range_end, range_end_len), 1, 0, &resp,
                 errbuf);
     if (r < 0)
         return r;
@@ -958,11 +952,11 @@ static json_t *op_json(const etcd_op *op)
         break;
     case ETCD_OP_DELETE:
         name = "request_delete_range";
-        inner = range_body(op->key, op->key_len, op->range_end, op->range_end_len, 0);
+        inner = range_body(op->key, op->key_len, op->range_end, op->range_end_len);
         break;
     case ETCD_OP_GET:
         name = "request_range";
-        inner = range_body(op->key, op->key_len, op->range_end, op->range_end_len, 0);
+        inner = range_body(op->key, op->key_len, op->range_end, op->range_end_len);
         break;
     default:
         name = NULL;
@@ -1454,7 +1448,7 @@ static int watch_start(etcd_watch *w)
 {
     etcd_client *c = w->c;
     char url[ETCD_ENDPOINT_LEN_MAX + 64];
-    json_t *create = range_body(w->key, w->key_len, w->end, w->end_len, 0), *req = json_object();
+    json_t *create = range_body(w->key, w->key_len, w->end, w->end_len), *req = json_object();
     int bad = 0;
 
     if (!create || !req || (w->next_rev && set_i64(create, "start_revision", w->next_rev) < 0) ||
