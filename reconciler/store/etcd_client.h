@@ -19,11 +19,12 @@
  * stays open (keep-alive). A request goes to the endpoint that answered last; when it cannot be
  * reached (connect failure, timeout, 5xx, an etcd "unavailable"), the next endpoint is tried,
  * and after a round over every endpoint the client sleeps (exponential backoff) and tries
- * again, at most opts.rounds rounds. A write (put, delete, txn, lease grant/revoke) is moved to
- * another endpoint only when the first one surely never received it (the connection could not
- * be made); once a write may have reached etcd, a failure is returned as ETCD_EUNAVAILABLE with
- * "outcome unknown", because replaying it could apply it twice. Callers retry writes with
- * compare-and-swap, which makes a replay harmless and visible.
+ * again, at most opts.rounds rounds. Reads, single puts and deletes and lease calls may be
+ * replayed on another member whatever happened (a replay changes nothing a caller relies on).
+ * A txn is moved to another member only when the first surely never received it (no
+ * connection, or etcd's "no leader"); once it may have been applied, the failure is returned
+ * as ETCD_EUNAVAILABLE with "outcome unknown", because a replay would fail its compares against
+ * its own first write. Callers re-read and retry with compare-and-swap.
  *
  * Errors, one code per class (values from manifests/error.h):
  *   ETCD_EUNAVAILABLE  no member answered, or a write's outcome is unknown: retry with backoff.
