@@ -324,9 +324,13 @@ typedef struct fake {
     int count_fd; /* read end: one byte per request served */
 } fake;
 
-static void fake_serve(int lfd, int wfd, const char *status, const char *body, size_t repeat)
+/* Connection k gets answer min(k, nanswers - 1); each request body is appended to logfd (>= 0). */
+static void fake_serve(int lfd, int wfd, const char *const *statuses, const char *const *bodies, int nanswers,
+                       size_t repeat, int logfd)
 {
     for (int conns = 0; conns < 20; conns++) {
+        int k = conns < nanswers ? conns : nanswers - 1;
+        const char *status = statuses[k], *body = bodies[k];
         char req[8192];
         size_t got = 0;
         int fd = accept(lfd, NULL, NULL);
@@ -351,6 +355,8 @@ static void fake_serve(int lfd, int wfd, const char *status, const char *body, s
                 break;
             got += (size_t) n;
         }
+        if (logfd >= 0 && hdr_end)
+            dprintf(logfd, "%.*s\n", (int) (got - (size_t) (hdr_end + 4 - req)), hdr_end + 4);
         if (write(wfd, "r", 1) != 1)
             _exit(1);
         dprintf(fd, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
@@ -363,7 +369,8 @@ static void fake_serve(int lfd, int wfd, const char *status, const char *body, s
     _exit(0);
 }
 
-static fake fake_start(const char *status, const char *body, size_t repeat)
+static fake fake_start_seq(const char *const *statuses, const char *const *bodies, int nanswers, size_t repeat,
+                           int logfd)
 {
     struct sockaddr_in a = { .sin_family = AF_INET };
     socklen_t len = sizeof(a);
@@ -381,13 +388,18 @@ static fake fake_start(const char *status, const char *body, size_t repeat)
     ck_assert_int_ge(f.pid, 0);
     if (f.pid == 0) {
         close(p[0]);
-        fake_serve(lfd, p[1], status, body, repeat);
+        fake_serve(lfd, p[1], statuses, bodies, nanswers, repeat, logfd);
     }
     close(lfd);
     close(p[1]);
     f.count_fd = p[0];
     ck_assert_int_eq(fcntl(f.count_fd, F_SETFL, O_NONBLOCK), 0);
     return f;
+}
+
+static fake fake_start(const char *status, const char *body, size_t repeat)
+{
+    return fake_start_seq(&status, &body, 1, repeat, -1);
 }
 
 /* Requests served so far (the fake writes before it answers, so none is missed). */
@@ -501,6 +513,54 @@ START_TEST(answer_above_the_response_limit_is_cut_off_not_buffered)
 }
 END_TEST
 
+START_TEST(range_pages_read_the_first_pages_revision_and_report_its_compaction)
+{
+    /* Page 1: key "/p/a" at revision 42, more to come; page 2: etcd says 42 is compacted. */
+    const char *statuses[] = { "200 OK", "400 Bad Request" };
+    const char *bodies[] = {
+        "{\"header\":{\"revision\":\"42\"},\"kvs\":[{\"key\":\"L3AvYQ==\",\"mod_revision\":\"40\","
+        "\"value\":\"eA==\"}],\"more\":true,\"count\":\"2\"}",
+        "{\"error\":\"etcdserver: mvcc: required revision has been compacted\",\"message\":\"etcdserver: mvcc: "
+        "required revision has been compacted\",\"code\":11}",
+    };
+    char logpath[] = "/tmp/meshca-test-etcd-log-XXXXXX", eps[32], err[MESHCA_ERRBUF] = "", line[512];
+    int logfd = mkstemp(logpath);
+    fake a;
+    etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
+    etcd_client *c = NULL;
+    etcd_kv *kvs = NULL;
+    size_t n = 0;
+    FILE *f;
+
+    ck_assert_int_ge(logfd, 0);
+    a = fake_start_seq(statuses, bodies, 2, 1, logfd);
+    snprintf(eps, sizeof(eps), "127.0.0.1:%d", a.port);
+    o.endpoints = eps;
+    o.page_limit = 1;
+    o.rounds = 1;
+    ck_assert_int_eq(etcd_client_new(&o, &c, err), 0);
+    ck_assert_int_eq(etcd_range(c, "/p/", 3, NULL, 0, &kvs, &n, NULL, err), ETCD_ECOMPACTED);
+    ck_assert_msg(strstr(err, "required revision has been compacted") && strstr(err, eps), "%s", err);
+    ck_assert_ptr_null(kvs);
+    etcd_client_free(c);
+    fake_stop(&a);
+
+    /* The second page asked for revision 42 and started just after "/p/a" ("/p/a\0"). */
+    f = fdopen(logfd, "r");
+    ck_assert_ptr_nonnull(f);
+    rewind(f);
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+    ck_assert_ptr_null(strstr(line, "\"revision\""));
+    ck_assert_ptr_nonnull(strstr(line, "\"limit\":1"));
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+    ck_assert_msg(strstr(line, "\"revision\":\"42\""), "%s", line);
+    ck_assert_msg(strstr(line, "\"key\":\"L3AvYQA=\""), "%s", line);
+    ck_assert_msg(strstr(line, "\"range_end\":\"L3Aw\""), "%s", line); /* "/p0" */
+    fclose(f);
+    unlink(logpath);
+}
+END_TEST
+
 static Suite *etcd_keys_suite(void)
 {
     Suite *s = suite_create("etcd-keys");
@@ -519,6 +579,7 @@ static Suite *etcd_keys_suite(void)
     tcase_add_test(tc, txn_whose_outcome_is_unknown_is_not_replayed_on_another_member);
     tcase_add_test(tc, txn_refused_for_no_leader_and_idempotent_ops_fail_over_at_once);
     tcase_add_test(tc, answer_above_the_response_limit_is_cut_off_not_buffered);
+    tcase_add_test(tc, range_pages_read_the_first_pages_revision_and_report_its_compaction);
     suite_add_tcase(s, tc);
     return s;
 }
