@@ -14,6 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Bytes kept of one member's last failure, for "no etcd member answered (...)". */
+#define WHY_LEN 160
+
 struct endpoint {
     char hostport[ETCD_ENDPOINT_LEN_MAX + 1];
     CURL *h; /* reused for every request, so its connection is kept alive */
@@ -199,7 +202,8 @@ static int get_u64(const json_t *obj, const char *name, uint64_t *ret)
         *ret = 0;
         return 0;
     }
-    if (!json_is_string(v))
+    /* strtoull would take "-1" as a huge id. */
+    if (!json_is_string(v) || json_string_value(v)[0] == '-')
         return -1;
     errno = 0;
     x = strtoull(json_string_value(v), &end, 10);
@@ -621,6 +625,18 @@ out:
     return a;
 }
 
+/* "no etcd member answered (HOST:PORT: why; ...)": every endpoint with its last failure. */
+static int none_answered(const etcd_client *c, char (*why)[WHY_LEN], char *errbuf)
+{
+    char msg[MESHCA_ERRBUF];
+    size_t used = (size_t) snprintf(msg, sizeof(msg), "no etcd member answered (");
+
+    for (size_t i = 0; i < c->n && used < sizeof(msg); i++)
+        used += (size_t) snprintf(msg + used, sizeof(msg) - used, "%s%s: %s", i ? "; " : "", c->ep[i].hostport,
+                                  why[i]);
+    return meshca_fail(errbuf, ETCD_EUNAVAILABLE, "%s)", msg);
+}
+
 /*
  * POST req to path with failover: every endpoint in turn starting with the last good one,
  * opts.rounds rounds with backoff between. idempotent: may be replayed on another member
@@ -629,7 +645,7 @@ out:
 static int request(etcd_client *c, const char *path, json_t *req, int idempotent, int stream, json_t **ret_resp,
                    char *errbuf)
 {
-    char why[ETCD_ENDPOINTS_MAX][160];
+    char why[ETCD_ENDPOINTS_MAX][WHY_LEN];
     char *body;
     size_t body_len;
     long backoff = c->opts.backoff_initial_ms;
@@ -669,16 +685,7 @@ static int request(etcd_client *c, const char *path, json_t *req, int idempotent
             }
         }
     }
-    {
-        /* Every member failed in the last round: name each with its reason. */
-        char msg[MESHCA_ERRBUF];
-        size_t used = (size_t) snprintf(msg, sizeof(msg), "no etcd member answered (");
-
-        for (size_t i = 0; i < c->n && used < sizeof(msg); i++)
-            used += (size_t) snprintf(msg + used, sizeof(msg) - used, "%s%s: %s", i ? "; " : "",
-                                      c->ep[i].hostport, why[i]);
-        code = meshca_fail(errbuf, ETCD_EUNAVAILABLE, "%s)", msg);
-    }
+    code = none_answered(c, why, errbuf);
 out:
     OPENSSL_cleanse(body, body_len); /* it may carry CA keys */
     free(body);
@@ -1175,7 +1182,7 @@ static int parse_status(const json_t *resp, etcd_member_status *st)
 
 int etcd_member_status_get(etcd_client *c, size_t endpoint, etcd_member_status *ret, char *errbuf)
 {
-    char why[160] = "";
+    char why[WHY_LEN] = "";
     json_t *req = json_object(), *resp = NULL;
     char *body;
     etcd_member_status st;
@@ -1240,7 +1247,7 @@ struct etcd_watch {
     long backoff;
     unsigned failed_in_row; /* streams that ended without delivering: a full round = unavailable */
     char curlerr[CURL_ERROR_SIZE];
-    char why[ETCD_ENDPOINTS_MAX][160];
+    char why[ETCD_ENDPOINTS_MAX][WHY_LEN];
     char *body;
     struct curl_slist *headers;
     struct buf in; /* bytes of the stream not yet split into lines */
@@ -1541,15 +1548,8 @@ int etcd_watch_next(etcd_watch *w, long timeout_ms, etcd_event **ret_events, siz
         }
         now = now_ms();
         if (now >= deadline) {
-            if (w->failed_in_row >= w->c->n) {
-                char msg[MESHCA_ERRBUF];
-                size_t used = (size_t) snprintf(msg, sizeof(msg), "no etcd member answered (");
-
-                for (size_t i = 0; i < w->c->n && used < sizeof(msg); i++)
-                    used += (size_t) snprintf(msg + used, sizeof(msg) - used, "%s%s: %s", i ? "; " : "",
-                                              w->c->ep[i].hostport, w->why[i]);
-                return meshca_fail(errbuf, ETCD_EUNAVAILABLE, "%s)", msg);
-            }
+            if (w->failed_in_row >= w->c->n)
+                return none_answered(w->c, w->why, errbuf);
             *ret_events = NULL;
             *ret_n = 0;
             return 0;
