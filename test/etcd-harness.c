@@ -1,4 +1,5 @@
-/* etcd-harness.c - starts, kills and restarts real etcd members for the C tests: random free ports, temp data dirs. */
+/* etcd-harness.c - starts, kills and restarts real etcd members for the C tests: random free ports,
+ * temp data dirs. */
 #define _GNU_SOURCE 1
 #include "etcd-harness.h"
 
@@ -38,13 +39,13 @@ static int free_ports(int *ports, int n)
     for (int i = 0; i < n; i++)
         fds[i] = -1;
     for (int i = 0; i < n && r == 0; i++) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = 0 };
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
         socklen_t len = sizeof(a);
 
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *) &a, sizeof(a)) < 0 ||
-            getsockname(fds[i], (struct sockaddr *) &a, &len) < 0)
+        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&a, sizeof(a)) < 0 ||
+            getsockname(fds[i], (struct sockaddr *)&a, &len) < 0)
             r = -1;
         else
             ports[i] = ntohs(a.sin_port);
@@ -83,17 +84,20 @@ static int make_certs(harness *h)
     f = fopen(script, "w");
     if (!f)
         return -1;
-    fprintf(f, "set -e\ncd '%s'\n"
-               "printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' >server.ext\n"
-               "printf 'extendedKeyUsage=clientAuth\\n' >client.ext\n"
-               "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key"
-               " -out ca.pem -days 2 -subj /CN=meshca-test-etcd-ca\n"
-               "for n in server client; do\n"
-               "  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key -out $n.csr"
-               " -subj /CN=$n\n"
-               "  openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2"
-               " -extfile $n.ext -out $n.pem\n"
-               "done\n",
+    fprintf(f,
+            "set -e\ncd '%s'\n"
+            "printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' "
+            ">server.ext\n"
+            "printf 'extendedKeyUsage=clientAuth\\n' >client.ext\n"
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key"
+            " -out ca.pem -days 2 -subj /CN=meshca-test-etcd-ca\n"
+            "for n in server client; do\n"
+            "  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key -out "
+            "$n.csr"
+            " -subj /CN=$n\n"
+            "  openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2"
+            " -extfile $n.ext -out $n.pem\n"
+            "done\n",
             h->dir);
     if (fclose(f) != 0)
         return -1;
@@ -111,11 +115,12 @@ static int spawn(harness *h, int i)
     snprintf(name, sizeof(name), "m%d", i);
     snprintf(datadir, sizeof(datadir), "%s/m%d", h->dir, i);
     snprintf(log, sizeof(log), "%s/m%d.log", h->dir, i);
-    snprintf(client, sizeof(client), "%s://127.0.0.1:%d", h->tls ? "https" : "http", h->m[i].client_port);
+    snprintf(client, sizeof(client), "%s://127.0.0.1:%d", h->tls ? "https" : "http",
+             h->m[i].client_port);
     snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", h->m[i].peer_port);
     for (int j = 0; j < h->n; j++)
-        used += (size_t) snprintf(cluster + used, sizeof(cluster) - used, "%sm%d=http://127.0.0.1:%d",
-                                  j ? "," : "", j, h->m[j].peer_port);
+        used += (size_t)snprintf(cluster + used, sizeof(cluster) - used,
+                                 "%sm%d=http://127.0.0.1:%d", j ? "," : "", j, h->m[j].peer_port);
 
     pid = fork();
     if (pid < 0)
@@ -135,20 +140,22 @@ static int spawn(harness *h, int i)
             snprintf(ca, sizeof(ca), "%s/ca.pem", h->dir);
             snprintf(cert, sizeof(cert), "%s/server.pem", h->dir);
             snprintf(key, sizeof(key), "%s/server.key", h->dir);
-            execl(ETCD_BIN, ETCD_BIN, "--name", name, "--data-dir", datadir, "--listen-client-urls", client,
-                  "--advertise-client-urls", client, "--listen-peer-urls", peer, "--initial-advertise-peer-urls",
-                  peer, "--initial-cluster", cluster, "--initial-cluster-state", "new", "--initial-cluster-token",
-                  h->token, "--heartbeat-interval", "50", "--election-timeout", "500", "--logger", "zap",
-                  "--log-level", "warn", "--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca,
-                  "--client-cert-auth", (char *) NULL);
+            execl(ETCD_BIN, ETCD_BIN, "--name", name, "--data-dir", datadir, "--listen-client-urls",
+                  client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
+                  "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
+                  "--initial-cluster-state", "new", "--initial-cluster-token", h->token,
+                  "--heartbeat-interval", "50", "--election-timeout", "500", "--logger", "zap",
+                  "--log-level", "warn", "--cert-file", cert, "--key-file", key,
+                  "--trusted-ca-file", ca, "--client-cert-auth", (char *)NULL);
             _exit(127);
         }
         /* Short heartbeat and election: failover tests then take about a second, not ten. */
-        execl(ETCD_BIN, ETCD_BIN, "--name", name, "--data-dir", datadir, "--listen-client-urls", client,
-              "--advertise-client-urls", client, "--listen-peer-urls", peer, "--initial-advertise-peer-urls",
-              peer, "--initial-cluster", cluster, "--initial-cluster-state", "new", "--initial-cluster-token",
-              h->token, "--heartbeat-interval", "50", "--election-timeout", "500", "--logger", "zap",
-              "--log-level", "warn", (char *) NULL);
+        execl(ETCD_BIN, ETCD_BIN, "--name", name, "--data-dir", datadir, "--listen-client-urls",
+              client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
+              "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
+              "--initial-cluster-state", "new", "--initial-cluster-token", h->token,
+              "--heartbeat-interval", "50", "--election-timeout", "500", "--logger", "zap",
+              "--log-level", "warn", (char *)NULL);
         _exit(127);
     }
     h->m[i].pid = pid;
@@ -204,12 +211,13 @@ static int start(harness *h, int n, int tls)
     size_t used = 0;
 
     memset(h, 0, sizeof(*h));
-    if (snprintf(h->dir, sizeof(h->dir), "%s/meshca-etcd-XXXXXX", root ? root : "/tmp") >= (int) sizeof(h->dir) ||
+    if (snprintf(h->dir, sizeof(h->dir), "%s/meshca-etcd-XXXXXX", root ? root : "/tmp") >=
+            (int)sizeof(h->dir) ||
         n < 1 || n > HARNESS_MEMBERS_MAX || !mkdtemp(h->dir)) {
         h->dir[0] = '\0';
         return -1;
     }
-    snprintf(h->token, sizeof(h->token), "t-%ld-%d", (long) time(NULL), (int) getpid());
+    snprintf(h->token, sizeof(h->token), "t-%ld-%d", (long)time(NULL), (int)getpid());
     h->n = n;
     h->tls = tls;
     if (tls && make_certs(h) < 0) {
@@ -221,8 +229,8 @@ static int start(harness *h, int n, int tls)
     for (int i = 0; i < n; i++) {
         h->m[i].client_port = ports[2 * i];
         h->m[i].peer_port = ports[2 * i + 1];
-        used += (size_t) snprintf(h->endpoints + used, sizeof(h->endpoints) - used, "%s%s", i ? "," : "",
-                                  harness_endpoint(h, i));
+        used += (size_t)snprintf(h->endpoints + used, sizeof(h->endpoints) - used, "%s%s",
+                                 i ? "," : "", harness_endpoint(h, i));
     }
     for (int i = 0; i < n; i++)
         if (spawn(h, i) < 0)
@@ -270,7 +278,7 @@ void harness_stop(harness *h)
     for (int i = 0; i < h->n; i++)
         harness_kill(h, i);
     /* The path is our own mkdtemp result, so handing it to rm is safe. */
-    if (h->dir[0] && snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h->dir) < (int) sizeof(cmd))
-        (void) !system(cmd);
+    if (h->dir[0] && snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h->dir) < (int)sizeof(cmd))
+        (void)!system(cmd);
     h->dir[0] = '\0';
 }

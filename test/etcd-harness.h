@@ -1,4 +1,5 @@
-/* etcd-harness.h - starts real etcd members (Debian etcd-server) on 127.0.0.1 with free ports for the C tests. */
+/* etcd-harness.h - starts real etcd members (Debian etcd-server) on 127.0.0.1 with free ports for
+ * the C tests. */
 #ifndef MESHCA_TEST_ETCD_HARNESS_H
 #define MESHCA_TEST_ETCD_HARNESS_H
 

@@ -1,4 +1,5 @@
-/* test-etcd-keys.c - Check suite for the etcd key layout, compares, fencing, txn splitting, and the client against fake members (no etcd). */
+/* test-etcd-keys.c - Check suite for the etcd key layout, compares, fencing, txn splitting, and the
+ * client against fake members (no etcd). */
 #define _GNU_SOURCE 1
 #include "reconciler/store/etcd_client.h"
 #include "reconciler/store/etcd_keys.h"
@@ -27,7 +28,7 @@ START_TEST(prefix_end_increments_the_last_byte_and_drops_trailing_ff)
     ck_assert_uint_eq(etcd_prefix_end("\xff\xff", 2, out), 1);
     ck_assert_int_eq(out[0], '\0');
     ck_assert_uint_eq(etcd_prefix_end("x\xfe", 2, out), 2);
-    ck_assert_int_eq((unsigned char) out[1], 0xff);
+    ck_assert_int_eq((unsigned char)out[1], 0xff);
 }
 END_TEST
 
@@ -67,11 +68,13 @@ START_TEST(names_that_could_escape_their_key_are_refused)
 {
     char key[ETCD_KEYS_KEY_MAX];
     etcd_keys_parsed p;
-    const char *bad[] = { "", "a/b", "..", "a..b", "A", "a b", "a\n" };
+    const char *bad[] = {"", "a/b", "..", "a..b", "A", "a b", "a\n"};
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        ck_assert_msg(etcd_keys_object("secrets", bad[i], "n", key, NULL) == ETCD_EINVAL, "mesh '%s'", bad[i]);
-        ck_assert_msg(etcd_keys_object("secrets", "m", bad[i], key, NULL) == ETCD_EINVAL, "name '%s'", bad[i]);
+        ck_assert_msg(etcd_keys_object("secrets", bad[i], "n", key, NULL) == ETCD_EINVAL,
+                      "mesh '%s'", bad[i]);
+        ck_assert_msg(etcd_keys_object("secrets", "m", bad[i], key, NULL) == ETCD_EINVAL,
+                      "name '%s'", bad[i]);
     }
     ck_assert_int_eq(etcd_keys_object("se/crets", "m", "n", key, NULL), ETCD_EINVAL);
     ck_assert_int_eq(etcd_keys_object("secrets", NULL, "n", key, NULL), ETCD_EINVAL);
@@ -106,7 +109,7 @@ START_TEST(expected_versions_map_to_create_and_mod_revision_compares)
     ck_assert_int_eq(c.result, ETCD_CMP_GREATER);
     ck_assert_int_eq(c.number, 0);
     ck_assert_int_eq(etcd_keys_expect("k", 1, 0, 1, &c), ETCD_EINVAL);
-    ck_assert_int_eq(etcd_keys_expect("k", 1, (uint64_t) INT64_MAX + 1, 0, &c), ETCD_EINVAL);
+    ck_assert_int_eq(etcd_keys_expect("k", 1, (uint64_t)INT64_MAX + 1, 0, &c), ETCD_EINVAL);
 }
 END_TEST
 
@@ -132,9 +135,9 @@ END_TEST
 
 START_TEST(failure_reads_name_the_op_and_its_class)
 {
-    etcd_kv leader = { .lease = 5 }, other_leader = { .lease = 6 }, obj = { .mod_revision = 10 };
-    etcd_txn_get gets[3] = { { &leader, 1 }, { &obj, 1 }, { NULL, 0 } };
-    etcd_keys_check checks[2] = { { 10, 0 }, { ETCD_KEYS_ANY_VERSION, 1 } };
+    etcd_kv leader = {.lease = 5}, other_leader = {.lease = 6}, obj = {.mod_revision = 10};
+    etcd_txn_get gets[3] = {{&leader, 1}, {&obj, 1}, {NULL, 0}};
+    etcd_keys_check checks[2] = {{10, 0}, {ETCD_KEYS_ANY_VERSION, 1}};
     size_t idx = 0;
 
     /* op 0 holds (version 10), op 1 deletes an absent object: not found, at index 1. */
@@ -168,27 +171,33 @@ START_TEST(plan_splits_a_pass_within_max_txn_ops_and_request_bytes)
     for (size_t i = 0; i < 300; i++)
         bytes[i] = etcd_keys_op_bytes(40, 100);
     /* Fenced: the fence takes one of the 128 compares, so 127 ops per txn. */
-    ck_assert_int_eq(etcd_keys_plan(bytes, 300, 128, ETCD_DEFAULT_MAX_REQUEST_BYTES, 1, ends, &nb, &idx), 0);
+    ck_assert_int_eq(
+        etcd_keys_plan(bytes, 300, 128, ETCD_DEFAULT_MAX_REQUEST_BYTES, 1, ends, &nb, &idx), 0);
     ck_assert_uint_eq(nb, 3);
     ck_assert_uint_eq(ends[0], 127);
     ck_assert_uint_eq(ends[1], 254);
     ck_assert_uint_eq(ends[2], 300);
-    ck_assert_int_eq(etcd_keys_plan(bytes, 300, 128, ETCD_DEFAULT_MAX_REQUEST_BYTES, 0, ends, &nb, &idx), 0);
+    ck_assert_int_eq(
+        etcd_keys_plan(bytes, 300, 128, ETCD_DEFAULT_MAX_REQUEST_BYTES, 0, ends, &nb, &idx), 0);
     ck_assert_uint_eq(ends[0], 128);
     /* Large values: cut by bytes. Each 600 KiB op: two fit 1.5 MiB, a third does not. */
     for (size_t i = 0; i < 5; i++)
         bytes[i] = etcd_keys_op_bytes(40, 600 * 1024);
-    ck_assert_int_eq(etcd_keys_plan(bytes, 5, 128, ETCD_DEFAULT_MAX_REQUEST_BYTES, 1, ends, &nb, &idx), 0);
+    ck_assert_int_eq(
+        etcd_keys_plan(bytes, 5, 128, ETCD_DEFAULT_MAX_REQUEST_BYTES, 1, ends, &nb, &idx), 0);
     ck_assert_uint_eq(nb, 3);
     ck_assert_uint_eq(ends[0], 2);
     ck_assert_uint_eq(ends[1], 4);
     ck_assert_uint_eq(ends[2], 5);
     /* One op above the limit on its own: refused, naming it. */
     bytes[3] = etcd_keys_op_bytes(40, 2 * 1024 * 1024);
-    ck_assert_int_eq(etcd_keys_plan(bytes, 5, 128, ETCD_DEFAULT_MAX_REQUEST_BYTES, 1, ends, &nb, &idx), ETCD_EINVAL);
+    ck_assert_int_eq(
+        etcd_keys_plan(bytes, 5, 128, ETCD_DEFAULT_MAX_REQUEST_BYTES, 1, ends, &nb, &idx),
+        ETCD_EINVAL);
     ck_assert_uint_eq(idx, 3);
     /* Nothing to do: no batch. */
-    ck_assert_int_eq(etcd_keys_plan(bytes, 0, 128, ETCD_DEFAULT_MAX_REQUEST_BYTES, 1, ends, &nb, &idx), 0);
+    ck_assert_int_eq(
+        etcd_keys_plan(bytes, 0, 128, ETCD_DEFAULT_MAX_REQUEST_BYTES, 1, ends, &nb, &idx), 0);
     ck_assert_uint_eq(nb, 0);
 }
 END_TEST
@@ -198,8 +207,9 @@ START_TEST(bad_endpoint_lists_and_tls_options_are_refused_with_a_reason)
     etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
     etcd_client *c = NULL;
     char err[MESHCA_ERRBUF];
-    const char *bad[] = { "", "host", "host:", "host:0", "host:65536", "http://h:1", "user:pw@h:1", "h:1,",
-                          ",h:1", "h:1,,h:2", ":1" };
+    const char *bad[] = {"",           "host",       "host:",       "host:0",
+                         "host:65536", "http://h:1", "user:pw@h:1", "h:1,",
+                         ",h:1",       "h:1,,h:2",   ":1"};
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         o.endpoints = bad[i];
@@ -231,14 +241,14 @@ END_TEST
 /* A port on 127.0.0.1 that refuses connections: bound, then closed. */
 static int closed_port(void)
 {
-    struct sockaddr_in a = { .sin_family = AF_INET };
+    struct sockaddr_in a = {.sin_family = AF_INET};
     socklen_t len = sizeof(a);
     int fd = socket(AF_INET, SOCK_STREAM, 0), port;
 
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
     port = ntohs(a.sin_port);
     close(fd);
     return port;
@@ -249,7 +259,7 @@ static int nslept;
 
 static void record_sleep(void *ud, long ms)
 {
-    (void) ud;
+    (void)ud;
     if (nslept < 16)
         slept[nslept++] = ms;
 }
@@ -289,7 +299,7 @@ START_TEST(txn_over_the_limits_is_refused_before_sending)
     etcd_client *c = NULL;
     char eps[32], err[MESHCA_ERRBUF] = "";
     etcd_op ops[129];
-    etcd_txn_request t = { NULL, 0, ops, 129, NULL, 0 };
+    etcd_txn_request t = {NULL, 0, ops, 129, NULL, 0};
     static char big[ETCD_DEFAULT_MAX_REQUEST_BYTES];
 
     /* Nothing listens there: a request that got sent would fail as unavailable instead. */
@@ -300,10 +310,11 @@ START_TEST(txn_over_the_limits_is_refused_before_sending)
     ck_assert_uint_eq(etcd_client_max_txn_ops(c), 128);
     ck_assert_uint_eq(etcd_client_max_request_bytes(c), 1536 * 1024);
     for (int i = 0; i < 129; i++)
-        ops[i] = (etcd_op) { .type = ETCD_OP_DELETE, .key = "k", .key_len = 1 };
+        ops[i] = (etcd_op){.type = ETCD_OP_DELETE, .key = "k", .key_len = 1};
     ck_assert_int_eq(etcd_txn(c, &t, NULL, err), ETCD_EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "max-txn-ops 128"));
-    ops[0] = (etcd_op) { .type = ETCD_OP_PUT, .key = "k", .key_len = 1, .value = big, .value_len = sizeof(big) };
+    ops[0] = (etcd_op){
+        .type = ETCD_OP_PUT, .key = "k", .key_len = 1, .value = big, .value_len = sizeof(big)};
     t.nsuccess = 1;
     ck_assert_int_eq(etcd_txn_request_size(&t) > sizeof(big), 1);
     ck_assert_int_eq(etcd_txn(c, &t, NULL, err), ETCD_EINVAL);
@@ -325,8 +336,8 @@ typedef struct fake {
 } fake;
 
 /* Connection k gets answer min(k, nanswers - 1); each request body is appended to logfd (>= 0). */
-static void fake_serve(int lfd, int wfd, const char *const *statuses, const char *const *bodies, int nanswers,
-                       size_t repeat, int logfd)
+static void fake_serve(int lfd, int wfd, const char *const *statuses, const char *const *bodies,
+                       int nanswers, size_t repeat, int logfd)
 {
     for (int conns = 0; conns < 20; conns++) {
         int k = conns < nanswers ? conns : nanswers - 1;
@@ -343,24 +354,26 @@ static void fake_serve(int lfd, int wfd, const char *const *statuses, const char
             ssize_t n = read(fd, req + got, sizeof(req) - 1 - got);
             if (n <= 0)
                 break;
-            got += (size_t) n;
+            got += (size_t)n;
             req[got] = '\0';
             hdr_end = strstr(req, "\r\n\r\n");
         }
         cl = hdr_end ? strcasestr(req, "content-length:") : NULL;
-        need = cl ? (size_t) strtoul(cl + 15, NULL, 10) + (size_t) (hdr_end + 4 - req) : got;
+        need = cl ? (size_t)strtoul(cl + 15, NULL, 10) + (size_t)(hdr_end + 4 - req) : got;
         while (got < need && got < sizeof(req) - 1) {
             ssize_t n = read(fd, req + got, sizeof(req) - 1 - got);
             if (n <= 0)
                 break;
-            got += (size_t) n;
+            got += (size_t)n;
         }
         if (logfd >= 0 && hdr_end)
-            dprintf(logfd, "%.*s\n", (int) (got - (size_t) (hdr_end + 4 - req)), hdr_end + 4);
+            dprintf(logfd, "%.*s\n", (int)(got - (size_t)(hdr_end + 4 - req)), hdr_end + 4);
         if (write(wfd, "r", 1) != 1)
             _exit(1);
-        dprintf(fd, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                    "Content-Length: %zu\r\n\r\n", status, strlen(body) * repeat);
+        dprintf(fd,
+                "HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                "Content-Length: %zu\r\n\r\n",
+                status, strlen(body) * repeat);
         for (size_t i = 0; i < repeat; i++)
             if (write(fd, body, strlen(body)) < 0)
                 break;
@@ -369,19 +382,19 @@ static void fake_serve(int lfd, int wfd, const char *const *statuses, const char
     _exit(0);
 }
 
-static fake fake_start_seq(const char *const *statuses, const char *const *bodies, int nanswers, size_t repeat,
-                           int logfd)
+static fake fake_start_seq(const char *const *statuses, const char *const *bodies, int nanswers,
+                           size_t repeat, int logfd)
 {
-    struct sockaddr_in a = { .sin_family = AF_INET };
+    struct sockaddr_in a = {.sin_family = AF_INET};
     socklen_t len = sizeof(a);
     int lfd = socket(AF_INET, SOCK_STREAM, 0), p[2];
-    fake f = { 0 };
+    fake f = {0};
 
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ck_assert_int_ge(lfd, 0);
-    ck_assert_int_eq(bind(lfd, (struct sockaddr *) &a, sizeof(a)), 0);
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
     ck_assert_int_eq(listen(lfd, 16), 0);
-    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *) &a, &len), 0);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
     ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
     f.port = ntohs(a.sin_port);
     f.pid = fork();
@@ -410,7 +423,7 @@ static int fake_count(fake *f)
     ssize_t n;
 
     while ((n = read(f->count_fd, b, sizeof(b))) > 0)
-        counts[f->port] += (int) n;
+        counts[f->port] += (int)n;
     return counts[f->port];
 }
 
@@ -435,22 +448,27 @@ static etcd_client *client_of(const fake *a, const fake *b)
     return c;
 }
 
-#define TIMED_OUT "{\"error\":\"etcdserver: request timed out\",\"message\":\"etcdserver: request timed out\",\"code\":14}"
-#define NO_LEADER "{\"error\":\"etcdserver: no leader\",\"message\":\"etcdserver: no leader\",\"code\":14}"
+#define TIMED_OUT                                                                                  \
+    "{\"error\":\"etcdserver: request timed out\",\"message\":\"etcdserver: request timed "        \
+    "out\",\"code\":14}"
+#define NO_LEADER                                                                                  \
+    "{\"error\":\"etcdserver: no leader\",\"message\":\"etcdserver: no leader\",\"code\":14}"
 #define TXN_OK "{\"header\":{\"revision\":\"7\"},\"succeeded\":true}"
 
 START_TEST(txn_whose_outcome_is_unknown_is_not_replayed_on_another_member)
 {
-    fake a = fake_start("503 Service Unavailable", TIMED_OUT, 1), b = fake_start("200 OK", TXN_OK, 1);
+    fake a = fake_start("503 Service Unavailable", TIMED_OUT, 1),
+         b = fake_start("200 OK", TXN_OK, 1);
     etcd_client *c = client_of(&a, &b);
-    etcd_op op = { .type = ETCD_OP_PUT, .key = "k", .key_len = 1, .value = "v", .value_len = 1 };
-    etcd_txn_request t = { NULL, 0, &op, 1, NULL, 0 };
+    etcd_op op = {.type = ETCD_OP_PUT, .key = "k", .key_len = 1, .value = "v", .value_len = 1};
+    etcd_txn_request t = {NULL, 0, &op, 1, NULL, 0};
     etcd_txn_result res;
     char err[MESHCA_ERRBUF] = "";
 
     /* Member a may have applied it: sending it to b as well could apply it twice. */
     ck_assert_int_eq(etcd_txn(c, &t, &res, err), ETCD_EUNAVAILABLE);
-    ck_assert_msg(strstr(err, "outcome unknown") && strstr(err, "etcdserver: request timed out"), "%s", err);
+    ck_assert_msg(strstr(err, "outcome unknown") && strstr(err, "etcdserver: request timed out"),
+                  "%s", err);
     ck_assert_int_eq(fake_count(&a), 1);
     ck_assert_int_eq(fake_count(&b), 0);
     /* The caller's retry starts at the next member, which answers. */
@@ -467,11 +485,12 @@ END_TEST
 
 START_TEST(txn_refused_for_no_leader_and_idempotent_ops_fail_over_at_once)
 {
-    fake a = fake_start("503 Service Unavailable", NO_LEADER, 1), b = fake_start("200 OK", TXN_OK, 1);
+    fake a = fake_start("503 Service Unavailable", NO_LEADER, 1),
+         b = fake_start("200 OK", TXN_OK, 1);
     fake a2 = fake_start("503 Service Unavailable", TIMED_OUT, 1);
     etcd_client *c = client_of(&a, &b);
-    etcd_op op = { .type = ETCD_OP_PUT, .key = "k", .key_len = 1, .value = "v", .value_len = 1 };
-    etcd_txn_request t = { NULL, 0, &op, 1, NULL, 0 };
+    etcd_op op = {.type = ETCD_OP_PUT, .key = "k", .key_len = 1, .value = "v", .value_len = 1};
+    etcd_txn_request t = {NULL, 0, &op, 1, NULL, 0};
     char err[MESHCA_ERRBUF] = "";
     int64_t rev = 0;
 
@@ -495,7 +514,8 @@ END_TEST
 
 START_TEST(answer_above_the_response_limit_is_cut_off_not_buffered)
 {
-    fake a = fake_start("200 OK", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 64 * 1024);
+    fake a = fake_start("200 OK", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+                        64 * 1024);
     etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
     etcd_client *c = NULL;
     char eps[32], err[MESHCA_ERRBUF] = "";
@@ -516,14 +536,16 @@ END_TEST
 START_TEST(range_pages_read_the_first_pages_revision_and_report_its_compaction)
 {
     /* Page 1: key "/p/a" at revision 42, more to come; page 2: etcd says 42 is compacted. */
-    const char *statuses[] = { "200 OK", "400 Bad Request" };
+    const char *statuses[] = {"200 OK", "400 Bad Request"};
     const char *bodies[] = {
         "{\"header\":{\"revision\":\"42\"},\"kvs\":[{\"key\":\"L3AvYQ==\",\"mod_revision\":\"40\","
         "\"value\":\"eA==\"}],\"more\":true,\"count\":\"2\"}",
-        "{\"error\":\"etcdserver: mvcc: required revision has been compacted\",\"message\":\"etcdserver: mvcc: "
+        "{\"error\":\"etcdserver: mvcc: required revision has been "
+        "compacted\",\"message\":\"etcdserver: mvcc: "
         "required revision has been compacted\",\"code\":11}",
     };
-    char logpath[] = "/tmp/meshca-test-etcd-log-XXXXXX", eps[32], err[MESHCA_ERRBUF] = "", line[512];
+    char logpath[] = "/tmp/meshca-test-etcd-log-XXXXXX", eps[32], err[MESHCA_ERRBUF] = "",
+         line[512];
     int logfd = mkstemp(logpath);
     fake a;
     etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
@@ -540,7 +562,8 @@ START_TEST(range_pages_read_the_first_pages_revision_and_report_its_compaction)
     o.rounds = 1;
     ck_assert_int_eq(etcd_client_new(&o, &c, err), 0);
     ck_assert_int_eq(etcd_range(c, "/p/", 3, NULL, 0, &kvs, &n, NULL, err), ETCD_ECOMPACTED);
-    ck_assert_msg(strstr(err, "required revision has been compacted") && strstr(err, eps), "%s", err);
+    ck_assert_msg(strstr(err, "required revision has been compacted") && strstr(err, eps), "%s",
+                  err);
     ck_assert_ptr_null(kvs);
     etcd_client_free(c);
     fake_stop(&a);
@@ -574,7 +597,8 @@ static Suite *etcd_keys_suite(void)
     tcase_add_test(tc, failure_reads_name_the_op_and_its_class);
     tcase_add_test(tc, plan_splits_a_pass_within_max_txn_ops_and_request_bytes);
     tcase_add_test(tc, bad_endpoint_lists_and_tls_options_are_refused_with_a_reason);
-    tcase_add_test(tc, unreachable_members_give_no_member_answered_after_bounded_rounds_with_backoff);
+    tcase_add_test(tc,
+                   unreachable_members_give_no_member_answered_after_bounded_rounds_with_backoff);
     tcase_add_test(tc, txn_over_the_limits_is_refused_before_sending);
     tcase_add_test(tc, txn_whose_outcome_is_unknown_is_not_replayed_on_another_member);
     tcase_add_test(tc, txn_refused_for_no_leader_and_idempotent_ops_fail_over_at_once);

@@ -1,4 +1,5 @@
-/* test-etcd.c - Check suite for the etcd client against a real etcd: kv, pagination, txn, watch, leases, failover. */
+/* test-etcd.c - Check suite for the etcd client against a real etcd: kv, pagination, txn, watch,
+ * leases, failover. */
 #define _GNU_SOURCE 1
 #include "reconciler/store/etcd_client.h"
 #include "reconciler/store/etcd_keys.h"
@@ -49,7 +50,7 @@ static int64_t now_ms(void)
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static etcd_client *client_for(const char *endpoints, size_t page_limit)
@@ -106,8 +107,8 @@ static size_t collect(etcd_watch *w, etcd_event *out, size_t want)
 
         ck_assert_msg(r == 0 || r == ETCD_EUNAVAILABLE, "watch: %d %s", r, err);
         for (size_t i = 0; i < n; i++) {
-            ck_assert_msg(got < want, "more events than expected: extra %.*s", (int) ev[i].kv.key_len,
-                          ev[i].kv.key);
+            ck_assert_msg(got < want, "more events than expected: extra %.*s",
+                          (int)ev[i].kv.key_len, ev[i].kv.key);
             out[got] = ev[i];
             memset(&ev[i].kv, 0, sizeof(ev[i].kv)); /* moved to out */
             got++;
@@ -175,17 +176,20 @@ END_TEST
 
 /* A store txn as the etcd backend will send it: one compare per op from etcd_keys_expect,
  * failure branch reading every key so etcd_keys_explain_failure can say which op failed. */
-static int store_txn(etcd_client *c, const char *key, const char *value, uint64_t expected, int is_delete,
-                     size_t *ret_index, int64_t *ret_rev)
+static int store_txn(etcd_client *c, const char *key, const char *value, uint64_t expected,
+                     int is_delete, size_t *ret_index, int64_t *ret_rev)
 {
     etcd_compare cmp;
-    etcd_op op = { .type = is_delete ? ETCD_OP_DELETE : ETCD_OP_PUT, .key = key, .key_len = strlen(key),
-                   .value = value, .value_len = value ? strlen(value) : 0 };
-    etcd_op get = { .type = ETCD_OP_GET, .key = key, .key_len = strlen(key) };
-    etcd_keys_check check = { expected, is_delete };
+    etcd_op op = {.type = is_delete ? ETCD_OP_DELETE : ETCD_OP_PUT,
+                  .key = key,
+                  .key_len = strlen(key),
+                  .value = value,
+                  .value_len = value ? strlen(value) : 0};
+    etcd_op get = {.type = ETCD_OP_GET, .key = key, .key_len = strlen(key)};
+    etcd_keys_check check = {expected, is_delete};
     int ncmp = etcd_keys_expect(key, strlen(key), expected, is_delete, &cmp);
-    etcd_txn_request t = { &cmp, (size_t) ncmp, &op, 1, &get, 1 };
-    etcd_txn_result res = { 0 };
+    etcd_txn_request t = {&cmp, (size_t)ncmp, &op, 1, &get, 1};
+    etcd_txn_result res = {0};
     char err[MESHCA_ERRBUF] = "";
     int r;
 
@@ -217,20 +221,21 @@ START_TEST(txn_cas_on_mod_revision_succeeds_then_conflicts_when_stale)
     ck_assert_int_eq(store_txn(c, k, "again", 0, 0, &idx, &unused), ETCD_ECONFLICT);
     ck_assert_uint_eq(idx, 0);
     /* expected = the current mod_revision: the write goes through, with a new revision. */
-    ck_assert_int_eq(store_txn(c, k, "two", (uint64_t) v1, 0, &idx, &v2), 0);
+    ck_assert_int_eq(store_txn(c, k, "two", (uint64_t)v1, 0, &idx, &v2), 0);
     ck_assert_int_gt(v2, v1);
     /* The version read before someone else wrote: conflict, nothing written. */
     idx = 99;
-    ck_assert_int_eq(store_txn(c, k, "lost", (uint64_t) v1, 0, &idx, &unused), ETCD_ECONFLICT);
+    ck_assert_int_eq(store_txn(c, k, "lost", (uint64_t)v1, 0, &idx, &unused), ETCD_ECONFLICT);
     ck_assert_uint_eq(idx, 0);
     ck_assert_int_eq(etcd_get(c, k, strlen(k), &kv, NULL, err), 0);
     ck_assert_str_eq(kv->value, "two");
     ck_assert_int_eq(kv->mod_revision, v2);
     etcd_kvs_free(kv, 1);
     /* Delete with a stale version conflicts; with the right one it deletes; then not found. */
-    ck_assert_int_eq(store_txn(c, k, NULL, (uint64_t) v1, 1, &idx, &unused), ETCD_ECONFLICT);
-    ck_assert_int_eq(store_txn(c, k, NULL, (uint64_t) v2, 1, &idx, &unused), 0);
-    ck_assert_int_eq(store_txn(c, k, NULL, ETCD_KEYS_ANY_VERSION, 1, &idx, &unused), ETCD_ENOTFOUND);
+    ck_assert_int_eq(store_txn(c, k, NULL, (uint64_t)v1, 1, &idx, &unused), ETCD_ECONFLICT);
+    ck_assert_int_eq(store_txn(c, k, NULL, (uint64_t)v2, 1, &idx, &unused), 0);
+    ck_assert_int_eq(store_txn(c, k, NULL, ETCD_KEYS_ANY_VERSION, 1, &idx, &unused),
+                     ETCD_ENOTFOUND);
     ck_assert_int_eq(exists(c, k), 0);
     etcd_client_free(c);
 }
@@ -243,12 +248,12 @@ START_TEST(fenced_write_is_refused_once_the_leader_key_is_not_on_our_lease)
     int64_t lease = 0, other = 0;
     etcd_compare cmp[2];
     etcd_op put, get, gets[2];
-    etcd_txn_request campaign = { cmp, 1, &put, 1, &get, 1 };
-    etcd_txn_result res = { 0 };
+    etcd_txn_request campaign = {cmp, 1, &put, 1, &get, 1};
+    etcd_txn_result res = {0};
     const char *k = "/meshca/secrets/default/s1";
-    etcd_op w = { .type = ETCD_OP_PUT, .key = k, .key_len = strlen(k), .value = "x", .value_len = 1 };
-    etcd_keys_check check = { ETCD_KEYS_ANY_VERSION, 0 };
-    etcd_txn_request write = { cmp, 1, &w, 1, gets, 2 };
+    etcd_op w = {.type = ETCD_OP_PUT, .key = k, .key_len = strlen(k), .value = "x", .value_len = 1};
+    etcd_keys_check check = {ETCD_KEYS_ANY_VERSION, 0};
+    etcd_txn_request write = {cmp, 1, &w, 1, gets, 2};
     size_t idx = 0;
 
     ck_assert_int_eq(etcd_lease_grant(c, 30, &lease, NULL, err), 0);
@@ -264,13 +269,14 @@ START_TEST(fenced_write_is_refused_once_the_leader_key_is_not_on_our_lease)
 
     /* The leader's write carries the fence and goes through. */
     gets[0] = get;
-    gets[1] = (etcd_op) { .type = ETCD_OP_GET, .key = k, .key_len = strlen(k) };
+    gets[1] = (etcd_op){.type = ETCD_OP_GET, .key = k, .key_len = strlen(k)};
     etcd_keys_fence(lease, &cmp[0]);
     ck_assert_int_eq(etcd_txn(c, &write, NULL, err), 0);
     /* Its lease gone (revoked here, expired in life), the same write is refused at once. */
     ck_assert_int_eq(etcd_lease_revoke(c, lease, err), 0);
     ck_assert_int_eq(etcd_txn(c, &write, &res, err), ETCD_ECONFLICT);
-    ck_assert_int_eq(etcd_keys_explain_failure(&check, 1, res.gets, res.ngets, 1, lease, &idx), MESHCA_ESTATE);
+    ck_assert_int_eq(etcd_keys_explain_failure(&check, 1, res.gets, res.ngets, 1, lease, &idx),
+                     MESHCA_ESTATE);
     ck_assert_uint_eq(idx, SIZE_MAX);
     etcd_txn_result_free(&res);
     ck_assert_int_eq(etcd_lease_revoke(c, other, err), 0);
@@ -409,20 +415,23 @@ START_TEST(etcd_refusals_keep_their_class_and_etcds_message)
     etcd_client *c = NULL;
     char err[MESHCA_ERRBUF] = "", key[32][16];
     etcd_op ops[130];
-    etcd_txn_request t = { NULL, 0, ops, 129, NULL, 0 };
+    etcd_txn_request t = {NULL, 0, ops, 129, NULL, 0};
 
     for (int i = 0; i < 129; i++) {
         snprintf(key[i % 32], sizeof(key[0]), "/t/ops/%d", i % 32);
-        ops[i] = (etcd_op) { .type = ETCD_OP_GET, .key = key[i % 32], .key_len = strlen(key[i % 32]) };
+        ops[i] = (etcd_op){.type = ETCD_OP_GET, .key = key[i % 32], .key_len = strlen(key[i % 32])};
     }
     /* A client told the cluster allows more ops than it does: etcd's own refusal comes back. */
     o.endpoints = shared.endpoints;
     o.max_txn_ops = 1000;
     ck_assert_int_eq(etcd_client_new(&o, &c, err), 0);
     ck_assert_int_eq(etcd_txn(c, &t, NULL, err), ETCD_EINVAL);
-    ck_assert_msg(strstr(err, "too many operations in txn request") && strstr(err, shared.endpoints), "%s", err);
+    ck_assert_msg(strstr(err, "too many operations in txn request") &&
+                      strstr(err, shared.endpoints),
+                  "%s", err);
     /* Duplicate keys among puts: etcd refuses, same class. */
-    ops[0] = (etcd_op) { .type = ETCD_OP_PUT, .key = "/t/dup", .key_len = 6, .value = "a", .value_len = 1 };
+    ops[0] =
+        (etcd_op){.type = ETCD_OP_PUT, .key = "/t/dup", .key_len = 6, .value = "a", .value_len = 1};
     ops[1] = ops[0];
     t.nsuccess = 2;
     ck_assert_int_eq(etcd_txn(c, &t, NULL, err), ETCD_EINVAL);
@@ -480,8 +489,9 @@ START_TEST(with_one_of_three_members_killed_ops_and_watch_go_through_another)
     size_t n = 0;
     int64_t r0 = put_s(c, "/t/fo/a", "1"), r1, t0;
     etcd_compare cmp;
-    etcd_op op = { .type = ETCD_OP_PUT, .key = "/t/fo/a", .key_len = 7, .value = "2", .value_len = 1 };
-    etcd_txn_request t = { &cmp, 1, &op, 1, NULL, 0 };
+    etcd_op op = {
+        .type = ETCD_OP_PUT, .key = "/t/fo/a", .key_len = 7, .value = "2", .value_len = 1};
+    etcd_txn_request t = {&cmp, 1, &op, 1, NULL, 0};
 
     /* The watch streams from member 0 (the first endpoint), which then dies. */
     ck_assert_int_eq(etcd_watch_new(c, "/t/fo/", 6, NULL, 0, r0 + 1, &w, err), 0);
@@ -502,7 +512,8 @@ START_TEST(with_one_of_three_members_killed_ops_and_watch_go_through_another)
         while (!settled && now_ms() < deadline) {
             settled = 1;
             for (size_t i = 1; i < 3; i++)
-                if (etcd_member_status_get(probe, i, &st, err) != 0 || st.leader_id == st0.member_id)
+                if (etcd_member_status_get(probe, i, &st, err) != 0 ||
+                    st.leader_id == st0.member_id)
                     settled = 0;
             if (!settled)
                 usleep(100 * 1000);
@@ -511,7 +522,7 @@ START_TEST(with_one_of_three_members_killed_ops_and_watch_go_through_another)
         etcd_client_free(probe);
     }
     t0 = now_ms();
-    ck_assert_int_eq(etcd_keys_expect("/t/fo/a", 7, (uint64_t) r0, 0, &cmp), 1);
+    ck_assert_int_eq(etcd_keys_expect("/t/fo/a", 7, (uint64_t)r0, 0, &cmp), 1);
     ck_assert_msg(etcd_txn(c, &t, NULL, err) == 0, "txn after a member died: %s", err);
     r1 = put_s(c, "/t/fo/b", "3");
     put_s(c, "/t/fo/c", "4");
@@ -556,8 +567,9 @@ START_TEST(with_every_member_killed_no_member_answered_names_them_in_bounded_tim
         ck_assert_msg(strstr(err, harness_endpoint(&own, i)), "endpoint %d missing: %s", i, err);
     /* A txn (never replayed blindly), a health check and a watch say the same. */
     {
-        etcd_op op = { .type = ETCD_OP_PUT, .key = "/t/down/c", .key_len = 9, .value = "3", .value_len = 1 };
-        etcd_txn_request t = { NULL, 0, &op, 1, NULL, 0 };
+        etcd_op op = {
+            .type = ETCD_OP_PUT, .key = "/t/down/c", .key_len = 9, .value = "3", .value_len = 1};
+        etcd_txn_request t = {NULL, 0, &op, 1, NULL, 0};
         ck_assert_int_eq(etcd_txn(c, &t, NULL, err), ETCD_EUNAVAILABLE);
         ck_assert_msg(strncmp(err, "no etcd member answered (", 25) == 0, "%s", err);
     }
@@ -620,7 +632,8 @@ START_TEST(etcds_needs_the_ca_and_a_client_certificate_and_never_skips_verificat
     /* Without the CA, the member's certificate is not trusted: refused, not ignored. */
     ck_assert_int_eq(tls_client(0, 1, &c, err), 0);
     ck_assert_int_eq(etcd_put(c, "/t/tls/k", 8, "v", 1, 0, NULL, err), ETCD_EUNAVAILABLE);
-    ck_assert_msg(strstr(err, "no etcd member answered (") && strstr(err, "certificate"), "%s", err);
+    ck_assert_msg(strstr(err, "no etcd member answered (") && strstr(err, "certificate"), "%s",
+                  err);
     ck_assert_ptr_nonnull(strstr(err, own.endpoints));
     etcd_client_free(c);
 
@@ -679,7 +692,9 @@ int main(void)
     int failed;
 
     if (!harness_available()) {
-        printf("SKIP: %s is not installed (Debian package etcd-server; tools/deps.sh installs it)\n", ETCD_BIN);
+        printf(
+            "SKIP: %s is not installed (Debian package etcd-server; tools/deps.sh installs it)\n",
+            ETCD_BIN);
         return 77;
     }
     if (!mkdtemp(root)) {
@@ -693,7 +708,7 @@ int main(void)
     srunner_free(sr);
     /* Also the data dirs of failed tests, whose teardown did not run (their members died
      * with them: PR_SET_PDEATHSIG). The path is our own mkdtemp result. */
-    if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root) < (int) sizeof(cmd))
-        (void) !system(cmd);
+    if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root) < (int)sizeof(cmd))
+        (void)!system(cmd);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

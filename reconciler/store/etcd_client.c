@@ -1,4 +1,5 @@
-/* etcd_client.c - etcd v3 JSON-gateway client: requests with failover and backoff, kv, txn, leases, watch streams. */
+/* etcd_client.c - etcd v3 JSON-gateway client: requests with failover and backoff, kv, txn, leases,
+ * watch streams. */
 #define _GNU_SOURCE 1
 #include "reconciler/store/etcd_client.h"
 
@@ -90,14 +91,14 @@ static int64_t now_ms(void)
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void default_sleep(void *userdata, long ms)
 {
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
-    (void) userdata;
+    (void)userdata;
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
         ;
 }
@@ -129,13 +130,13 @@ static char *b64_encode(const char *data, size_t len)
     size_t outlen;
     char *out;
 
-    if (len > (size_t) INT32_MAX / 2)
+    if (len > (size_t)INT32_MAX / 2)
         return NULL;
     outlen = 4 * ((len + 2) / 3) + 1;
     out = malloc(outlen);
     if (!out)
         return NULL;
-    EVP_EncodeBlock((unsigned char *) out, (const unsigned char *) data, (int) len);
+    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)data, (int)len);
     return out;
 }
 
@@ -146,20 +147,20 @@ static int b64_decode(const char *s, char **ret, size_t *ret_len)
     char *out;
     int got;
 
-    if (n % 4 != 0 || n > (size_t) INT32_MAX)
+    if (n % 4 != 0 || n > (size_t)INT32_MAX)
         return -1;
     out = malloc(n / 4 * 3 + 1);
     if (!out)
         return -1;
     if (n > 0) {
-        got = EVP_DecodeBlock((unsigned char *) out, (const unsigned char *) s, (int) n);
+        got = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
         if (got < 0) {
             free(out);
             return -1;
         }
         /* EVP_DecodeBlock counts the zero bytes the padding stands for: take them off. */
         pad = (s[n - 1] == '=') + (s[n - 2] == '=');
-        n = (size_t) got - pad;
+        n = (size_t)got - pad;
     }
     out[n] = '\0';
     *ret = out;
@@ -248,8 +249,8 @@ static int parse_kv(const json_t *o, etcd_kv *kv)
     if (b64_decode(v ? json_string_value(v) : "", &kv->value, &kv->value_len) < 0)
         goto fail;
     if (get_i64(o, "create_revision", &kv->create_revision) < 0 ||
-        get_i64(o, "mod_revision", &kv->mod_revision) < 0 || get_i64(o, "version", &kv->version) < 0 ||
-        get_i64(o, "lease", &kv->lease) < 0)
+        get_i64(o, "mod_revision", &kv->mod_revision) < 0 ||
+        get_i64(o, "version", &kv->version) < 0 || get_i64(o, "lease", &kv->lease) < 0)
         goto fail;
     return 0;
 fail:
@@ -311,33 +312,39 @@ static int parse_endpoints(etcd_client *c, const char *list, char *errbuf)
     const char *p = list;
 
     if (!list || !*list)
-        return meshca_fail(errbuf, ETCD_EINVAL, "etcd: no endpoint given (expected HOST:PORT[,HOST:PORT...])");
+        return meshca_fail(errbuf, ETCD_EINVAL,
+                           "etcd: no endpoint given (expected HOST:PORT[,HOST:PORT...])");
     while (*p) {
         const char *comma = strchr(p, ','), *colon;
-        size_t len = comma ? (size_t) (comma - p) : strlen(p);
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
         char *end;
         long port;
         struct endpoint *e;
 
         if (c->n == ETCD_ENDPOINTS_MAX)
-            return meshca_fail(errbuf, ETCD_EINVAL, "etcd: more than %d endpoints", ETCD_ENDPOINTS_MAX);
+            return meshca_fail(errbuf, ETCD_EINVAL, "etcd: more than %d endpoints",
+                               ETCD_ENDPOINTS_MAX);
         if (len == 0 || len > ETCD_ENDPOINT_LEN_MAX)
-            return meshca_fail(errbuf, ETCD_EINVAL, "etcd: endpoint %zu is empty or longer than %d bytes",
-                               c->n + 1, ETCD_ENDPOINT_LEN_MAX);
+            return meshca_fail(errbuf, ETCD_EINVAL,
+                               "etcd: endpoint %zu is empty or longer than %d bytes", c->n + 1,
+                               ETCD_ENDPOINT_LEN_MAX);
         e = &c->ep[c->n];
         memcpy(e->hostport, p, len);
         e->hostport[len] = '\0';
         /* No scheme, path or user info: the scheme comes from etcd:// or etcds://, and
          * credentials travel only as TLS client certificates. */
         if (strpbrk(e->hostport, "/@?# \t"))
-            return meshca_fail(errbuf, ETCD_EINVAL, "etcd: endpoint %zu is not HOST:PORT", c->n + 1);
+            return meshca_fail(errbuf, ETCD_EINVAL, "etcd: endpoint %zu is not HOST:PORT",
+                               c->n + 1);
         colon = strrchr(e->hostport, ':');
         if (!colon || colon == e->hostport)
-            return meshca_fail(errbuf, ETCD_EINVAL, "etcd: endpoint '%s' has no HOST:PORT", e->hostport);
+            return meshca_fail(errbuf, ETCD_EINVAL, "etcd: endpoint '%s' has no HOST:PORT",
+                               e->hostport);
         errno = 0;
         port = strtol(colon + 1, &end, 10);
         if (errno || end == colon + 1 || *end || port < 1 || port > 65535)
-            return meshca_fail(errbuf, ETCD_EINVAL, "etcd: endpoint '%s' has a bad port", e->hostport);
+            return meshca_fail(errbuf, ETCD_EINVAL, "etcd: endpoint '%s' has a bad port",
+                               e->hostport);
         c->n++;
         if (!comma)
             break;
@@ -364,20 +371,23 @@ int etcd_client_new(const etcd_client_options *opts, etcd_client **ret, char *er
 
     if (!opts || !ret)
         return meshca_fail(errbuf, ETCD_EINVAL, "etcd: no options");
-    if (opts->rounds < 1 || opts->page_limit < 1 || opts->max_txn_ops < 1 || opts->max_response < 1024 ||
-        opts->max_request_bytes < 1024 || opts->connect_timeout_ms < 1 || opts->request_timeout_ms < 1)
+    if (opts->rounds < 1 || opts->page_limit < 1 || opts->max_txn_ops < 1 ||
+        opts->max_response < 1024 || opts->max_request_bytes < 1024 ||
+        opts->connect_timeout_ms < 1 || opts->request_timeout_ms < 1)
         return meshca_fail(errbuf, ETCD_EINVAL, "etcd: a client limit is out of range");
     if (!opts->tls && (opts->cacert || opts->cert || opts->key))
         return meshca_fail(errbuf, ETCD_EINVAL,
                            "etcd: CA file, client certificate and key need etcds:// (TLS)");
     if (!opts->cert != !opts->key)
-        return meshca_fail(errbuf, ETCD_EINVAL, "etcd: a client certificate needs its key, and a key its certificate");
+        return meshca_fail(errbuf, ETCD_EINVAL,
+                           "etcd: a client certificate needs its key, and a key its certificate");
     {
-        const char *files[] = { opts->cacert, opts->cert, opts->key };
+        const char *files[] = {opts->cacert, opts->cert, opts->key};
 
         for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
             if (files[i] && access(files[i], R_OK) != 0)
-                return meshca_fail(errbuf, ETCD_EINVAL, "etcd: cannot read %s: %s", files[i], strerror(errno));
+                return meshca_fail(errbuf, ETCD_EINVAL, "etcd: cannot read %s: %s", files[i],
+                                   strerror(errno));
     }
 
     c = calloc(1, sizeof(*c));
@@ -450,14 +460,14 @@ size_t etcd_client_max_request_bytes(const etcd_client *c)
 
 size_t etcd_prefix_end(const char *prefix, size_t len, char *out)
 {
-    while (len > 0 && (unsigned char) prefix[len - 1] == 0xff)
+    while (len > 0 && (unsigned char)prefix[len - 1] == 0xff)
         len--;
     if (len == 0) {
         out[0] = '\0';
         return 1;
     }
     memcpy(out, prefix, len);
-    out[len - 1] = (char) ((unsigned char) out[len - 1] + 1);
+    out[len - 1] = (char)((unsigned char)out[len - 1] + 1);
     return len;
 }
 
@@ -535,12 +545,12 @@ enum attempt {
  * One POST to one endpoint. On ATTEMPT_DONE *ret_resp (success) or *ret_code + errbuf (a
  * final etcd error) are set; otherwise why[] says what went wrong with this member.
  */
-static enum attempt attempt(etcd_client *c, size_t i, const char *path, const char *body, size_t body_len,
-                            int stream, json_t **ret_resp, int *ret_code, char *why, size_t whylen,
-                            char *errbuf)
+static enum attempt attempt(etcd_client *c, size_t i, const char *path, const char *body,
+                            size_t body_len, int stream, json_t **ret_resp, int *ret_code,
+                            char *why, size_t whylen, char *errbuf)
 {
     char url[ETCD_ENDPOINT_LEN_MAX + 64], curlerr[CURL_ERROR_SIZE] = "";
-    struct buf b = { .max = c->opts.max_response };
+    struct buf b = {.max = c->opts.max_response};
     CURL *h = c->ep[i].h;
     CURLcode cr;
     long status = 0;
@@ -550,11 +560,13 @@ static enum attempt attempt(etcd_client *c, size_t i, const char *path, const ch
     enum attempt a = ATTEMPT_DONE;
 
     make_url(c, i, path, url, sizeof(url));
-    if (set_common(c, h, url, curlerr) < 0 || curl_easy_setopt(h, CURLOPT_WRITEDATA, &b) != CURLE_OK ||
+    if (set_common(c, h, url, curlerr) < 0 ||
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &b) != CURLE_OK ||
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->opts.request_timeout_ms) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len) != CURLE_OK ||
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body) != CURLE_OK) {
-        *ret_code = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: cannot set up a request to %s", c->ep[i].hostport);
+        *ret_code = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: cannot set up a request to %s",
+                                c->ep[i].hostport);
         return ATTEMPT_DONE;
     }
     cr = curl_easy_perform(h);
@@ -587,8 +599,9 @@ static enum attempt attempt(etcd_client *c, size_t i, const char *path, const ch
             a = ATTEMPT_AMBIGUOUS;
             goto out;
         }
-        *ret_code = meshca_fail(errbuf, ETCD_EIO, "etcd: %s%s: HTTP %ld with an answer that is not JSON",
-                                c->ep[i].hostport, path, status);
+        *ret_code =
+            meshca_fail(errbuf, ETCD_EIO, "etcd: %s%s: HTTP %ld with an answer that is not JSON",
+                        c->ep[i].hostport, path, status);
         goto out;
     }
     if (stream && json_is_object(json_object_get(resp, "result"))) {
@@ -603,7 +616,7 @@ static enum attempt attempt(etcd_client *c, size_t i, const char *path, const ch
         json_t *src = json_is_object(err) ? err : resp;
         const char *msg = json_string_value(json_object_get(src, "message"));
         json_t *jc = json_object_get(src, json_is_object(err) ? "grpc_code" : "code");
-        long code = json_is_integer(jc) ? (long) json_integer_value(jc) : 2;
+        long code = json_is_integer(jc) ? (long)json_integer_value(jc) : 2;
         int cls = grpc_code_class(code, msg);
 
         if (!msg)
@@ -629,11 +642,11 @@ out:
 static int none_answered(const etcd_client *c, char (*why)[WHY_LEN], char *errbuf)
 {
     char msg[MESHCA_ERRBUF];
-    size_t used = (size_t) snprintf(msg, sizeof(msg), "no etcd member answered (");
+    size_t used = (size_t)snprintf(msg, sizeof(msg), "no etcd member answered (");
 
     for (size_t i = 0; i < c->n && used < sizeof(msg); i++)
-        used += (size_t) snprintf(msg + used, sizeof(msg) - used, "%s%s: %s", i ? "; " : "", c->ep[i].hostport,
-                                  why[i]);
+        used += (size_t)snprintf(msg + used, sizeof(msg) - used, "%s%s: %s", i ? "; " : "",
+                                 c->ep[i].hostport, why[i]);
     return meshca_fail(errbuf, ETCD_EUNAVAILABLE, "%s)", msg);
 }
 
@@ -642,8 +655,8 @@ static int none_answered(const etcd_client *c, char (*why)[WHY_LEN], char *errbu
  * opts.rounds rounds with backoff between. idempotent: may be replayed on another member
  * after a failure that leaves its outcome unknown. Takes ownership of req.
  */
-static int request(etcd_client *c, const char *path, json_t *req, int idempotent, int stream, json_t **ret_resp,
-                   char *errbuf)
+static int request(etcd_client *c, const char *path, json_t *req, int idempotent, int stream,
+                   json_t **ret_resp, char *errbuf)
 {
     char why[ETCD_ENDPOINTS_MAX][WHY_LEN];
     char *body;
@@ -669,7 +682,8 @@ static int request(etcd_client *c, const char *path, json_t *req, int idempotent
             enum attempt a;
 
             why[i][0] = '\0';
-            a = attempt(c, i, path, body, body_len, stream, ret_resp, &code, why[i], sizeof(why[i]), errbuf);
+            a = attempt(c, i, path, body, body_len, stream, ret_resp, &code, why[i], sizeof(why[i]),
+                        errbuf);
             if (a == ATTEMPT_DONE) {
                 /* An etcd error is an answer too: this member is reachable. */
                 c->current = i;
@@ -678,9 +692,10 @@ static int request(etcd_client *c, const char *path, json_t *req, int idempotent
             if (a == ATTEMPT_AMBIGUOUS && !idempotent) {
                 /* The next attempt, by our caller, starts elsewhere. */
                 c->current = (i + 1) % c->n;
-                code = meshca_fail(errbuf, ETCD_EUNAVAILABLE,
-                                   "etcd: %s: %s (outcome unknown: the request may have been applied)",
-                                   c->ep[i].hostport, why[i]);
+                code =
+                    meshca_fail(errbuf, ETCD_EUNAVAILABLE,
+                                "etcd: %s: %s (outcome unknown: the request may have been applied)",
+                                c->ep[i].hostport, why[i]);
                 goto out;
             }
         }
@@ -704,7 +719,8 @@ static int check_key(const char *key, size_t len, char *errbuf)
 }
 
 /* The body of a range, deleterange or watch: key, and range_end unless NULL (one key). */
-static json_t *range_body(const char *key, size_t key_len, const char *range_end, size_t range_end_len)
+static json_t *range_body(const char *key, size_t key_len, const char *range_end,
+                          size_t range_end_len)
 {
     json_t *o = json_object();
 
@@ -718,8 +734,8 @@ fail:
     return NULL;
 }
 
-int etcd_get(etcd_client *c, const char *key, size_t key_len, etcd_kv **ret_kv, int64_t *ret_revision,
-             char *errbuf)
+int etcd_get(etcd_client *c, const char *key, size_t key_len, etcd_kv **ret_kv,
+             int64_t *ret_revision, char *errbuf)
 {
     json_t *resp = NULL;
     etcd_kv *kvs = NULL;
@@ -733,7 +749,8 @@ int etcd_get(etcd_client *c, const char *key, size_t key_len, etcd_kv **ret_kv, 
     if (r < 0)
         return r;
     if (parse_kvs(json_object_get(resp, "kvs"), &kvs, &n) < 0 || header_revision(resp, &rev) < 0) {
-        r = meshca_fail(errbuf, ETCD_EIO, "etcd: malformed range answer from %s", c->ep[c->current].hostport);
+        r = meshca_fail(errbuf, ETCD_EIO, "etcd: malformed range answer from %s",
+                        c->ep[c->current].hostport);
         goto out;
     }
     if (n == 0) {
@@ -751,8 +768,9 @@ out:
     return r;
 }
 
-int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *range_end, size_t range_end_len,
-               etcd_kv **ret_kvs, size_t *ret_n, int64_t *ret_revision, char *errbuf)
+int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *range_end,
+               size_t range_end_len, etcd_kv **ret_kvs, size_t *ret_n, int64_t *ret_revision,
+               char *errbuf)
 {
     char end[ETCD_KEY_MAX], *from = NULL;
     size_t end_len, from_len = key_len;
@@ -782,8 +800,9 @@ int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *rang
         size_t before = n;
         int64_t page_rev = 0;
 
-        if (req && (json_object_set_new(req, "limit", json_integer((json_int_t) c->opts.page_limit)) < 0 ||
-                    (rev && set_i64(req, "revision", rev) < 0))) {
+        if (req &&
+            (json_object_set_new(req, "limit", json_integer((json_int_t)c->opts.page_limit)) < 0 ||
+             (rev && set_i64(req, "revision", rev) < 0))) {
             json_decref(req);
             req = NULL;
         }
@@ -791,9 +810,11 @@ int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *rang
         if (r < 0)
             goto out;
         more = json_object_get(resp, "more");
-        if (parse_kvs(json_object_get(resp, "kvs"), &kvs, &n) < 0 || header_revision(resp, &page_rev) < 0) {
+        if (parse_kvs(json_object_get(resp, "kvs"), &kvs, &n) < 0 ||
+            header_revision(resp, &page_rev) < 0) {
             json_decref(resp);
-            r = meshca_fail(errbuf, ETCD_EIO, "etcd: malformed range answer from %s", c->ep[c->current].hostport);
+            r = meshca_fail(errbuf, ETCD_EIO, "etcd: malformed range answer from %s",
+                            c->ep[c->current].hostport);
             goto out;
         }
         json_decref(resp);
@@ -806,7 +827,8 @@ int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *rang
             goto out;
         }
         if (n > ETCD_RANGE_MAX_KEYS) {
-            r = meshca_fail(errbuf, ETCD_EINVAL, "etcd: range holds more than %d keys", ETCD_RANGE_MAX_KEYS);
+            r = meshca_fail(errbuf, ETCD_EINVAL, "etcd: range holds more than %d keys",
+                            ETCD_RANGE_MAX_KEYS);
             goto out;
         }
         /* Continue just after the last key: last key + "\0" is the next possible key. */
@@ -847,10 +869,12 @@ int etcd_put(etcd_client *c, const char *key, size_t key_len, const char *value,
     if (r < 0)
         return r;
     if (value_len > c->opts.max_request_bytes)
-        return meshca_fail(errbuf, ETCD_EINVAL, "etcd: value of %zu bytes exceeds the request limit (%zu)",
-                           value_len, c->opts.max_request_bytes);
+        return meshca_fail(errbuf, ETCD_EINVAL,
+                           "etcd: value of %zu bytes exceeds the request limit (%zu)", value_len,
+                           c->opts.max_request_bytes);
     req = json_object();
-    if (req && (set_b64(req, "key", key, key_len) < 0 || set_b64(req, "value", value ? value : "", value_len) < 0 ||
+    if (req && (set_b64(req, "key", key, key_len) < 0 ||
+                set_b64(req, "value", value ? value : "", value_len) < 0 ||
                 (lease && set_i64(req, "lease", lease) < 0))) {
         json_decref(req);
         req = NULL;
@@ -868,7 +892,8 @@ int etcd_put(etcd_client *c, const char *key, size_t key_len, const char *value,
 }
 
 int etcd_delete_range(etcd_client *c, const char *key, size_t key_len, const char *range_end,
-                      size_t range_end_len, int64_t *ret_deleted, int64_t *ret_revision, char *errbuf)
+                      size_t range_end_len, int64_t *ret_deleted, int64_t *ret_revision,
+                      char *errbuf)
 {
     json_t *resp = NULL;
     int64_t rev = 0, deleted = 0;
@@ -876,8 +901,8 @@ int etcd_delete_range(etcd_client *c, const char *key, size_t key_len, const cha
 
     if (r < 0)
         return r;
-    r = request(c, "/v3/kv/deleterange", range_body(key, key_len, range_end, range_end_len), 1, 0, &resp,
-                errbuf);
+    r = request(c, "/v3/kv/deleterange", range_body(key, key_len, range_end, range_end_len), 1, 0,
+                &resp, errbuf);
     if (r < 0)
         return r;
     if (header_revision(resp, &rev) < 0 || get_i64(resp, "deleted", &deleted) < 0) {
@@ -901,8 +926,8 @@ int etcd_delete_range(etcd_client *c, const char *key, size_t key_len, const cha
 size_t etcd_txn_request_size(const etcd_txn_request *txn)
 {
     size_t total = TXN_ENTRY_OVERHEAD;
-    const etcd_op *branches[2] = { txn->success, txn->failure };
-    size_t counts[2] = { txn->nsuccess, txn->nfailure };
+    const etcd_op *branches[2] = {txn->success, txn->failure};
+    size_t counts[2] = {txn->nsuccess, txn->nfailure};
 
     for (size_t i = 0; i < txn->ncompares; i++)
         total += TXN_ENTRY_OVERHEAD + txn->compares[i].key_len +
@@ -916,13 +941,15 @@ size_t etcd_txn_request_size(const etcd_txn_request *txn)
 
 static json_t *compare_json(const etcd_compare *cmp)
 {
-    static const char *const results[] = { "EQUAL", "GREATER", "LESS", "NOT_EQUAL" };
-    static const char *const targets[] = { "VERSION", "CREATE", "MOD", "VALUE", "LEASE" };
-    static const char *const fields[] = { "version", "create_revision", "mod_revision", "value", "lease" };
+    static const char *const results[] = {"EQUAL", "GREATER", "LESS", "NOT_EQUAL"};
+    static const char *const targets[] = {"VERSION", "CREATE", "MOD", "VALUE", "LEASE"};
+    static const char *const fields[] = {"version", "create_revision", "mod_revision", "value",
+                                         "lease"};
     json_t *o = json_object();
     int bad;
 
-    if (!o || (unsigned) cmp->target > ETCD_CMP_LEASE || (unsigned) cmp->result > ETCD_CMP_NOT_EQUAL) {
+    if (!o || (unsigned)cmp->target > ETCD_CMP_LEASE ||
+        (unsigned)cmp->result > ETCD_CMP_NOT_EQUAL) {
         json_decref(o);
         return NULL;
     }
@@ -930,8 +957,9 @@ static json_t *compare_json(const etcd_compare *cmp)
           json_object_set_new(o, "target", json_string(targets[cmp->target])) < 0 ||
           set_b64(o, "key", cmp->key, cmp->key_len) < 0;
     if (!bad)
-        bad = cmp->target == ETCD_CMP_VALUE ? set_b64(o, "value", cmp->value ? cmp->value : "", cmp->value_len) < 0
-                                            : set_i64(o, fields[cmp->target], cmp->number) < 0;
+        bad = cmp->target == ETCD_CMP_VALUE
+                  ? set_b64(o, "value", cmp->value ? cmp->value : "", cmp->value_len) < 0
+                  : set_i64(o, fields[cmp->target], cmp->number) < 0;
     if (bad) {
         json_decref(o);
         return NULL;
@@ -1003,16 +1031,18 @@ int etcd_txn(etcd_client *c, const etcd_txn_request *txn, etcd_txn_result *ret, 
 {
     size_t max = c->opts.max_txn_ops, size;
     json_t *req, *cmps, *resp = NULL, *responses;
-    etcd_txn_result res = { 0 };
+    etcd_txn_result res = {0};
     int r;
 
     if (txn->ncompares > max || txn->nsuccess > max || txn->nfailure > max)
-        return meshca_fail(errbuf, ETCD_EINVAL,
-                           "etcd: txn with %zu compares, %zu success and %zu failure ops exceeds max-txn-ops %zu",
-                           txn->ncompares, txn->nsuccess, txn->nfailure, max);
+        return meshca_fail(
+            errbuf, ETCD_EINVAL,
+            "etcd: txn with %zu compares, %zu success and %zu failure ops exceeds max-txn-ops %zu",
+            txn->ncompares, txn->nsuccess, txn->nfailure, max);
     size = etcd_txn_request_size(txn);
     if (size > c->opts.max_request_bytes)
-        return meshca_fail(errbuf, ETCD_EINVAL, "etcd: txn of about %zu bytes exceeds the request limit (%zu)", size,
+        return meshca_fail(errbuf, ETCD_EINVAL,
+                           "etcd: txn of about %zu bytes exceeds the request limit (%zu)", size,
                            c->opts.max_request_bytes);
     for (size_t i = 0; i < txn->ncompares; i++)
         if (check_key(txn->compares[i].key, txn->compares[i].key_len, errbuf) < 0)
@@ -1074,7 +1104,8 @@ int etcd_txn(etcd_client *c, const etcd_txn_request *txn, etcd_txn_result *ret, 
 malformed:
     etcd_txn_result_free(&res);
     json_decref(resp);
-    return meshca_fail(errbuf, ETCD_EIO, "etcd: malformed txn answer from %s", c->ep[c->current].hostport);
+    return meshca_fail(errbuf, ETCD_EIO, "etcd: malformed txn answer from %s",
+                       c->ep[c->current].hostport);
 }
 
 int etcd_compact(etcd_client *c, int64_t revision, int physical, char *errbuf)
@@ -1112,7 +1143,8 @@ int etcd_lease_grant(etcd_client *c, int64_t ttl_s, int64_t *ret_id, int64_t *re
     r = request(c, "/v3/lease/grant", req, 1, 0, &resp, errbuf);
     if (r < 0)
         return r;
-    if (json_is_string(json_object_get(resp, "error")) && *json_string_value(json_object_get(resp, "error")))
+    if (json_is_string(json_object_get(resp, "error")) &&
+        *json_string_value(json_object_get(resp, "error")))
         r = meshca_fail(errbuf, ETCD_EIO, "etcd: lease grant refused: %s",
                         json_string_value(json_object_get(resp, "error")));
     else if (get_i64(resp, "ID", &id) < 0 || get_i64(resp, "TTL", &ttl) < 0 || id == 0)
@@ -1144,7 +1176,8 @@ int etcd_lease_keepalive(etcd_client *c, int64_t id, int64_t *ret_ttl, char *err
         r = meshca_fail(errbuf, ETCD_EIO, "etcd: malformed lease keepalive answer");
     else if (ttl <= 0)
         /* etcd answers TTL 0 (omitted) for a lease it no longer has. */
-        r = meshca_fail(errbuf, ETCD_ENOTFOUND, "etcd: lease %" PRId64 " has expired or was revoked", id);
+        r = meshca_fail(errbuf, ETCD_ENOTFOUND,
+                        "etcd: lease %" PRId64 " has expired or was revoked", id);
     else if (ret_ttl)
         *ret_ttl = ttl;
     json_decref(resp);
@@ -1197,8 +1230,8 @@ int etcd_member_status_get(etcd_client *c, size_t endpoint, etcd_member_status *
     json_decref(req);
     if (!body)
         return meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
-    a = attempt(c, endpoint, "/v3/maintenance/status", body, strlen(body), 0, &resp, &code, why, sizeof(why),
-                errbuf);
+    a = attempt(c, endpoint, "/v3/maintenance/status", body, strlen(body), 0, &resp, &code, why,
+                sizeof(why), errbuf);
     free(body);
     if (a != ATTEMPT_DONE)
         return meshca_fail(errbuf, ETCD_EUNAVAILABLE, "etcd member %s did not answer: %s",
@@ -1206,9 +1239,11 @@ int etcd_member_status_get(etcd_client *c, size_t endpoint, etcd_member_status *
     if (code < 0)
         return code;
     code = parse_status(resp, &st) < 0
-               ? meshca_fail(errbuf, ETCD_EIO, "etcd: malformed status answer from %s", c->ep[endpoint].hostport)
+               ? meshca_fail(errbuf, ETCD_EIO, "etcd: malformed status answer from %s",
+                             c->ep[endpoint].hostport)
            : st.leader_id == 0
-               ? meshca_fail(errbuf, ETCD_EUNAVAILABLE, "etcd member %s sees no leader", c->ep[endpoint].hostport)
+               ? meshca_fail(errbuf, ETCD_EUNAVAILABLE, "etcd member %s sees no leader",
+                             c->ep[endpoint].hostport)
                : 0;
     json_decref(resp);
     if (code == 0 && ret)
@@ -1225,9 +1260,10 @@ int etcd_health(etcd_client *c, char *errbuf)
     if (r < 0)
         return r;
     r = parse_status(resp, &st) < 0 ? meshca_fail(errbuf, ETCD_EIO, "etcd: malformed status answer")
-        : st.leader_id == 0         ? meshca_fail(errbuf, ETCD_EUNAVAILABLE, "etcd member %s sees no leader",
-                                                  c->ep[c->current].hostport)
-                                    : 0;
+        : st.leader_id == 0
+            ? meshca_fail(errbuf, ETCD_EUNAVAILABLE, "etcd member %s sees no leader",
+                          c->ep[c->current].hostport)
+            : 0;
     json_decref(resp);
     return r;
 }
@@ -1405,7 +1441,8 @@ static void watch_message(etcd_watch *w, const char *line, size_t len)
     if (json_is_true(json_object_get(res, "canceled"))) {
         const char *m = json_string_value(json_object_get(res, "cancel_reason"));
         w->bad = 1;
-        snprintf(w->why[w->ep], sizeof(w->why[w->ep]), "watch canceled: %s", m ? m : "no reason given");
+        snprintf(w->why[w->ep], sizeof(w->why[w->ep]), "watch canceled: %s",
+                 m ? m : "no reason given");
         goto out;
     }
     if (json_is_true(json_object_get(res, "created"))) {
@@ -1421,7 +1458,8 @@ static void watch_message(etcd_watch *w, const char *line, size_t len)
     for (size_t i = 0; i < json_array_size(events); i++)
         if (watch_push(w, json_array_get(events, i)) < 0) {
             w->bad = 1;
-            snprintf(w->why[w->ep], sizeof(w->why[w->ep]), "malformed watch event or out of memory");
+            snprintf(w->why[w->ep], sizeof(w->why[w->ep]),
+                     "malformed watch event or out of memory");
             break;
         }
 out:
@@ -1434,7 +1472,8 @@ static size_t watch_write_cb(char *ptr, size_t size, size_t nmemb, void *userdat
     size_t n = size * nmemb, start = 0;
 
     if (buf_append(&w->in, ptr, n) < 0) {
-        snprintf(w->why[w->ep], sizeof(w->why[w->ep]), "watch message larger than %zu bytes", w->in.max);
+        snprintf(w->why[w->ep], sizeof(w->why[w->ep]), "watch message larger than %zu bytes",
+                 w->in.max);
         return 0;
     }
     for (size_t i = 0; i < w->in.len && !w->bad && !w->compact; i++) {
@@ -1496,17 +1535,18 @@ static void watch_ended(etcd_watch *w, CURLcode cr)
     curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &status);
     if (!w->why[w->ep][0])
         set_why(w->why[w->ep], sizeof(w->why[w->ep]),
-                 w->curlerr[0]                        ? w->curlerr
-                 : cr != CURLE_OK                     ? curl_easy_strerror(cr)
-                 : status != 200 && status != 0       ? "HTTP error"
-                                                      : "watch stream closed");
+                w->curlerr[0]                  ? w->curlerr
+                : cr != CURLE_OK               ? curl_easy_strerror(cr)
+                : status != 200 && status != 0 ? "HTTP error"
+                                               : "watch stream closed");
     watch_stop(w);
     w->failed_in_row++;
     w->ep = (w->ep + 1) % w->c->n;
     /* Back off only after a whole round failed: one dead member should not delay the next. */
     if (w->failed_in_row % w->c->n == 0) {
         w->retry_at = now_ms() + w->backoff;
-        w->backoff = w->backoff * 2 > w->c->opts.backoff_max_ms ? w->c->opts.backoff_max_ms : w->backoff * 2;
+        w->backoff =
+            w->backoff * 2 > w->c->opts.backoff_max_ms ? w->c->opts.backoff_max_ms : w->backoff * 2;
     }
 }
 
@@ -1532,7 +1572,8 @@ int etcd_watch_next(etcd_watch *w, long timeout_ms, etcd_event **ret_events, siz
             if (ret_compact)
                 *ret_compact = w->compact;
             return meshca_fail(errbuf, ETCD_ECOMPACTED,
-                               "etcd: watch revision %" PRId64 " is compacted (compact revision %" PRId64 ")",
+                               "etcd: watch revision %" PRId64
+                               " is compacted (compact revision %" PRId64 ")",
                                w->next_rev, w->compact);
         }
         now = now_ms();
@@ -1558,6 +1599,6 @@ int etcd_watch_next(etcd_watch *w, long timeout_ms, etcd_event **ret_events, siz
         if (!w->active && w->retry_at - now < wait)
             wait = w->retry_at - now;
         if (wait > 0)
-            curl_multi_poll(w->multi, NULL, 0, (int) (wait > 1000 ? 1000 : wait), NULL);
+            curl_multi_poll(w->multi, NULL, 0, (int)(wait > 1000 ? 1000 : wait), NULL);
     }
 }

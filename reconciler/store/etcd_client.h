@@ -1,4 +1,5 @@
-/* etcd_client.h - an etcd v3 client over its JSON gateway (libcurl + jansson): kv, txn, watch, leases, failover. */
+/* etcd_client.h - an etcd v3 client over its JSON gateway (libcurl + jansson): kv, txn, watch,
+ * leases, failover. */
 #ifndef MESHCA_ETCD_CLIENT_H
 #define MESHCA_ETCD_CLIENT_H
 
@@ -62,28 +63,28 @@ enum {
 #define ETCD_DEFAULT_MAX_TXN_OPS 128
 #define ETCD_DEFAULT_MAX_REQUEST_BYTES (1536u * 1024u)
 /* Client limits. */
-#define ETCD_ENDPOINTS_MAX 16           /* endpoints in one list */
-#define ETCD_ENDPOINT_LEN_MAX 255       /* one HOST:PORT */
-#define ETCD_KEY_MAX 4096               /* bytes in one key: ours are far shorter */
+#define ETCD_ENDPOINTS_MAX 16     /* endpoints in one list */
+#define ETCD_ENDPOINT_LEN_MAX 255 /* one HOST:PORT */
+#define ETCD_KEY_MAX 4096         /* bytes in one key: ours are far shorter */
 #define ETCD_DEFAULT_MAX_RESPONSE (64u * 1024u * 1024u)
-#define ETCD_DEFAULT_PAGE_LIMIT 256     /* keys per range request */
-#define ETCD_RANGE_MAX_KEYS 10000000    /* keys in one paginated range */
+#define ETCD_DEFAULT_PAGE_LIMIT 256  /* keys per range request */
+#define ETCD_RANGE_MAX_KEYS 10000000 /* keys in one paginated range */
 
 typedef struct etcd_client_options {
-    const char *endpoints;        /* "HOST:PORT[,HOST:PORT...]", borrowed for etcd_client_new */
-    int tls;                      /* 0: http:// (etcd://), 1: https:// (etcds://) */
-    const char *cacert;           /* PEM file of the CA that signed the members (tls; NULL = system) */
-    const char *cert;             /* client certificate PEM file (tls, optional) */
-    const char *key;              /* its private key PEM file (tls, with cert) */
-    long connect_timeout_ms;      /* per connection attempt */
-    long request_timeout_ms;      /* per request (not for a watch stream) */
-    unsigned rounds;              /* rounds over all endpoints before giving up, >= 1 */
-    long backoff_initial_ms;      /* sleep after the first failed round, doubled each round */
+    const char *endpoints;   /* "HOST:PORT[,HOST:PORT...]", borrowed for etcd_client_new */
+    int tls;                 /* 0: http:// (etcd://), 1: https:// (etcds://) */
+    const char *cacert;      /* PEM file of the CA that signed the members (tls; NULL = system) */
+    const char *cert;        /* client certificate PEM file (tls, optional) */
+    const char *key;         /* its private key PEM file (tls, with cert) */
+    long connect_timeout_ms; /* per connection attempt */
+    long request_timeout_ms; /* per request (not for a watch stream) */
+    unsigned rounds;         /* rounds over all endpoints before giving up, >= 1 */
+    long backoff_initial_ms; /* sleep after the first failed round, doubled each round */
     long backoff_max_ms;
-    size_t max_response;          /* bytes in one answer (or one watch message) */
-    unsigned max_txn_ops;         /* the cluster's --max-txn-ops */
-    size_t max_request_bytes;     /* the cluster's --max-request-bytes */
-    size_t page_limit;            /* keys per range request when paginating */
+    size_t max_response;      /* bytes in one answer (or one watch message) */
+    unsigned max_txn_ops;     /* the cluster's --max-txn-ops */
+    size_t max_request_bytes; /* the cluster's --max-request-bytes */
+    size_t page_limit;        /* keys per range request when paginating */
     /* Injected sleep, so backoff is testable; NULL = nanosleep. */
     void (*sleep_ms)(void *userdata, long ms);
     void *sleep_userdata;
@@ -95,8 +96,8 @@ typedef struct etcd_client_options {
         .connect_timeout_ms = 2000, .request_timeout_ms = 10000, .rounds = 3,                      \
         .backoff_initial_ms = 100, .backoff_max_ms = 2000,                                         \
         .max_response = ETCD_DEFAULT_MAX_RESPONSE, .max_txn_ops = ETCD_DEFAULT_MAX_TXN_OPS,        \
-        .max_request_bytes = ETCD_DEFAULT_MAX_REQUEST_BYTES, .page_limit = ETCD_DEFAULT_PAGE_LIMIT,\
-        .sleep_ms = NULL, .sleep_userdata = NULL,                                                  \
+        .max_request_bytes = ETCD_DEFAULT_MAX_REQUEST_BYTES,                                       \
+        .page_limit = ETCD_DEFAULT_PAGE_LIMIT, .sleep_ms = NULL, .sleep_userdata = NULL,           \
     }
 
 typedef struct etcd_client etcd_client;
@@ -143,8 +144,8 @@ size_t etcd_prefix_end(const char *prefix, size_t len, char *out);
 
 /* Read one key: ETCD_ENOTFOUND when absent. *ret_kv: caller frees with etcd_kvs_free(kv, 1).
  * ret_revision (may be NULL): the store revision of the read. */
-int etcd_get(etcd_client *c, const char *key, size_t key_len, etcd_kv **ret_kv, int64_t *ret_revision,
-             char *errbuf);
+int etcd_get(etcd_client *c, const char *key, size_t key_len, etcd_kv **ret_kv,
+             int64_t *ret_revision, char *errbuf);
 
 /*
  * Read every key in [key, range_end) (range_end NULL: the keys starting with key), sorted by
@@ -152,8 +153,9 @@ int etcd_get(etcd_client *c, const char *key, size_t key_len, etcd_kv **ret_kv, 
  * result is one consistent snapshot. ETCD_ECOMPACTED if that revision is compacted between
  * pages (start again). Empty: *ret_kvs NULL, *ret_n 0. Caller frees with etcd_kvs_free().
  */
-int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *range_end, size_t range_end_len,
-               etcd_kv **ret_kvs, size_t *ret_n, int64_t *ret_revision, char *errbuf);
+int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *range_end,
+               size_t range_end_len, etcd_kv **ret_kvs, size_t *ret_n, int64_t *ret_revision,
+               char *errbuf);
 
 /* Write one key, attached to lease (0: none). ret_revision (may be NULL): the new revision. */
 int etcd_put(etcd_client *c, const char *key, size_t key_len, const char *value, size_t value_len,
@@ -161,7 +163,8 @@ int etcd_put(etcd_client *c, const char *key, size_t key_len, const char *value,
 
 /* Delete [key, range_end) (range_end NULL: only key). ret_deleted, ret_revision may be NULL. */
 int etcd_delete_range(etcd_client *c, const char *key, size_t key_len, const char *range_end,
-                      size_t range_end_len, int64_t *ret_deleted, int64_t *ret_revision, char *errbuf);
+                      size_t range_end_len, int64_t *ret_deleted, int64_t *ret_revision,
+                      char *errbuf);
 
 typedef enum etcd_cmp_target {
     ETCD_CMP_VERSION,
@@ -254,7 +257,8 @@ int etcd_compact(etcd_client *c, int64_t revision, int physical, char *errbuf);
 /* Leases. grant: ttl_s seconds (etcd may raise it to its minimum), *ret_id the lease, *ret_ttl
  * (may be NULL) the TTL granted. keepalive: one refresh; *ret_ttl the new TTL; ETCD_ENOTFOUND
  * when the lease has expired or was revoked. revoke: deletes every key attached. */
-int etcd_lease_grant(etcd_client *c, int64_t ttl_s, int64_t *ret_id, int64_t *ret_ttl, char *errbuf);
+int etcd_lease_grant(etcd_client *c, int64_t ttl_s, int64_t *ret_id, int64_t *ret_ttl,
+                     char *errbuf);
 int etcd_lease_keepalive(etcd_client *c, int64_t id, int64_t *ret_ttl, char *errbuf);
 int etcd_lease_revoke(etcd_client *c, int64_t id, char *errbuf);
 

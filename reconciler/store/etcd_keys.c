@@ -1,4 +1,5 @@
-/* etcd_keys.c - the store's key layout, version compares, leader fencing and txn splitting on etcd (pure functions). */
+/* etcd_keys.c - the store's key layout, version compares, leader fencing and txn splitting on etcd
+ * (pure functions). */
 #include "reconciler/store/etcd_keys.h"
 
 #include <stdio.h>
@@ -39,14 +40,15 @@ static int put_key(char *buf, size_t *ret_len, const char *kind, const char *mes
                      mesh ? "/" : "", name ? name : "");
 
     /* Cannot truncate with checked components; checked anyway, as every snprintf is. */
-    if (n < 0 || (size_t) n >= ETCD_KEYS_KEY_MAX)
+    if (n < 0 || (size_t)n >= ETCD_KEYS_KEY_MAX)
         return ETCD_EINVAL;
     if (ret_len)
-        *ret_len = (size_t) n;
+        *ret_len = (size_t)n;
     return 0;
 }
 
-int etcd_keys_object(const char *kind, const char *mesh, const char *name, char *buf, size_t *ret_len)
+int etcd_keys_object(const char *kind, const char *mesh, const char *name, char *buf,
+                     size_t *ret_len)
 {
     if (!kind_ok(kind) || !name_ok(mesh) || !name_ok(name))
         return ETCD_EINVAL;
@@ -79,15 +81,15 @@ int etcd_keys_parse(const char *key, size_t key_len, etcd_keys_parsed *ret)
     if (key_len <= plen || memcmp(key, ETCD_KEYS_PREFIX, plen) != 0 || memchr(key, '\0', key_len))
         return ETCD_EINVAL;
     p = key + plen;
-    s1 = memchr(p, '/', (size_t) (end - p));
+    s1 = memchr(p, '/', (size_t)(end - p));
     if (!s1)
         return ETCD_EINVAL;
-    s2 = memchr(s1 + 1, '/', (size_t) (end - s1 - 1));
-    if (!s2 || memchr(s2 + 1, '/', (size_t) (end - s2 - 1)))
+    s2 = memchr(s1 + 1, '/', (size_t)(end - s1 - 1));
+    if (!s2 || memchr(s2 + 1, '/', (size_t)(end - s2 - 1)))
         return ETCD_EINVAL;
-    if (take(p, (size_t) (s1 - p), out.kind, sizeof(out.kind), kind_ok) < 0 ||
-        take(s1 + 1, (size_t) (s2 - s1 - 1), out.mesh, sizeof(out.mesh), name_ok) < 0 ||
-        take(s2 + 1, (size_t) (end - s2 - 1), out.name, sizeof(out.name), name_ok) < 0)
+    if (take(p, (size_t)(s1 - p), out.kind, sizeof(out.kind), kind_ok) < 0 ||
+        take(s1 + 1, (size_t)(s2 - s1 - 1), out.mesh, sizeof(out.mesh), name_ok) < 0 ||
+        take(s2 + 1, (size_t)(end - s2 - 1), out.name, sizeof(out.name), name_ok) < 0)
         return ETCD_EINVAL;
     *ret = out;
     return 0;
@@ -96,7 +98,7 @@ int etcd_keys_parse(const char *key, size_t key_len, etcd_keys_parsed *ret)
 int etcd_keys_expect(const char *key, size_t key_len, uint64_t expected_version, int is_delete,
                      etcd_compare *ret)
 {
-    etcd_compare c = { .key = key, .key_len = key_len, .result = ETCD_CMP_EQUAL };
+    etcd_compare c = {.key = key, .key_len = key_len, .result = ETCD_CMP_EQUAL};
 
     if (expected_version == ETCD_KEYS_ANY_VERSION) {
         if (!is_delete)
@@ -105,14 +107,14 @@ int etcd_keys_expect(const char *key, size_t key_len, uint64_t expected_version,
         c.target = ETCD_CMP_CREATE_REVISION;
         c.result = ETCD_CMP_GREATER;
         c.number = 0;
-    } else if (expected_version > (uint64_t) INT64_MAX || (expected_version == 0 && is_delete)) {
+    } else if (expected_version > (uint64_t)INT64_MAX || (expected_version == 0 && is_delete)) {
         return ETCD_EINVAL;
     } else if (expected_version == 0) {
         c.target = ETCD_CMP_CREATE_REVISION;
         c.number = 0;
     } else {
         c.target = ETCD_CMP_MOD_REVISION;
-        c.number = (int64_t) expected_version;
+        c.number = (int64_t)expected_version;
     }
     *ret = c;
     return 1;
@@ -131,8 +133,8 @@ void etcd_keys_fence(int64_t lease, etcd_compare *ret)
     *ret = c;
 }
 
-void etcd_keys_campaign(const char *id, size_t id_len, int64_t lease, etcd_compare *ret_cmp, etcd_op *ret_put,
-                        etcd_op *ret_get)
+void etcd_keys_campaign(const char *id, size_t id_len, int64_t lease, etcd_compare *ret_cmp,
+                        etcd_op *ret_put, etcd_op *ret_get)
 {
     etcd_compare c = {
         .target = ETCD_CMP_CREATE_REVISION,
@@ -160,8 +162,8 @@ void etcd_keys_campaign(const char *id, size_t id_len, int64_t lease, etcd_compa
     *ret_get = get;
 }
 
-int etcd_keys_explain_failure(const etcd_keys_check *checks, size_t n, const etcd_txn_get *gets, size_t ngets,
-                              int fenced, int64_t lease, size_t *ret_index)
+int etcd_keys_explain_failure(const etcd_keys_check *checks, size_t n, const etcd_txn_get *gets,
+                              size_t ngets, int fenced, int64_t lease, size_t *ret_index)
 {
     size_t off = fenced ? 1 : 0;
 
@@ -174,7 +176,7 @@ int etcd_keys_explain_failure(const etcd_keys_check *checks, size_t n, const etc
     for (size_t i = 0; i < n; i++) {
         const etcd_txn_get *g = &gets[off + i];
         int exists = g->n > 0;
-        uint64_t have = exists ? (uint64_t) g->kvs[0].mod_revision : 0;
+        uint64_t have = exists ? (uint64_t)g->kvs[0].mod_revision : 0;
         uint64_t want = checks[i].expected_version;
 
         if (checks[i].is_delete && !exists) {
@@ -201,12 +203,13 @@ size_t etcd_keys_op_bytes(size_t key_len, size_t value_len)
     return 3 * (32 + key_len) + value_len;
 }
 
-int etcd_keys_plan(const size_t *op_bytes, size_t n, unsigned max_txn_ops, size_t max_request_bytes, int fenced,
-                   size_t *ret_ends, size_t *ret_batches, size_t *ret_index)
+int etcd_keys_plan(const size_t *op_bytes, size_t n, unsigned max_txn_ops, size_t max_request_bytes,
+                   int fenced, size_t *ret_ends, size_t *ret_batches, size_t *ret_index)
 {
     /* The fence costs a compare and a failure read, and the txn itself a little framing. */
     size_t fixed = 32 + (fenced ? etcd_keys_op_bytes(sizeof(ETCD_KEYS_LEADER) - 1, 0) : 0);
-    size_t per_txn = max_txn_ops > (unsigned) (fenced ? 1 : 0) ? max_txn_ops - (fenced ? 1u : 0u) : 0;
+    size_t per_txn =
+        max_txn_ops > (unsigned)(fenced ? 1 : 0) ? max_txn_ops - (fenced ? 1u : 0u) : 0;
     size_t batches = 0, count = 0, bytes = fixed;
 
     if (per_txn == 0 || max_request_bytes <= fixed)

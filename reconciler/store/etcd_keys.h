@@ -1,4 +1,5 @@
-/* etcd_keys.h - how the store maps onto etcd: key layout, versions as compares, leader fencing, txn splitting (pure). */
+/* etcd_keys.h - how the store maps onto etcd: key layout, versions as compares, leader fencing, txn
+ * splitting (pure). */
 #ifndef MESHCA_ETCD_KEYS_H
 #define MESHCA_ETCD_KEYS_H
 
@@ -24,14 +25,16 @@
 #define ETCD_KEYS_NAME_MAX 253
 #define ETCD_KEYS_KIND_MAX 31
 /* Room for the longest key, with its NUL. */
-#define ETCD_KEYS_KEY_MAX (sizeof(ETCD_KEYS_PREFIX) + ETCD_KEYS_KIND_MAX + 2 * ETCD_KEYS_NAME_MAX + 3)
+#define ETCD_KEYS_KEY_MAX                                                                          \
+    (sizeof(ETCD_KEYS_PREFIX) + ETCD_KEYS_KIND_MAX + 2 * ETCD_KEYS_NAME_MAX + 3)
 
 /* The store's expected_version for "no check" (STORE_ANY_VERSION). */
 #define ETCD_KEYS_ANY_VERSION UINT64_MAX
 
 /* ETCD_EINVAL for a bad kind, mesh or name; else 0 and buf holds the NUL-terminated key,
  * *ret_len (may be NULL) its length. buf: ETCD_KEYS_KEY_MAX bytes. */
-int etcd_keys_object(const char *kind, const char *mesh, const char *name, char *buf, size_t *ret_len);
+int etcd_keys_object(const char *kind, const char *mesh, const char *name, char *buf,
+                     size_t *ret_len);
 
 /* The prefix of a listing: every object of kind (mesh NULL) or of kind in one mesh. */
 int etcd_keys_list_prefix(const char *kind, const char *mesh, char *buf, size_t *ret_len);
@@ -68,8 +71,8 @@ void etcd_keys_fence(int64_t lease, etcd_compare *ret);
  * put it = id, attached to lease; else read it (who leads). Fills one compare, one success op
  * and one failure op; id is borrowed.
  */
-void etcd_keys_campaign(const char *id, size_t id_len, int64_t lease, etcd_compare *ret_cmp, etcd_op *ret_put,
-                        etcd_op *ret_get);
+void etcd_keys_campaign(const char *id, size_t id_len, int64_t lease, etcd_compare *ret_cmp,
+                        etcd_op *ret_put, etcd_op *ret_get);
 
 /*
  * Why a store txn's etcd txn failed, from its failure branch, which reads the leader key
@@ -85,8 +88,8 @@ typedef struct etcd_keys_check {
     int is_delete;
 } etcd_keys_check;
 
-int etcd_keys_explain_failure(const etcd_keys_check *checks, size_t n, const etcd_txn_get *gets, size_t ngets,
-                              int fenced, int64_t lease, size_t *ret_index);
+int etcd_keys_explain_failure(const etcd_keys_check *checks, size_t n, const etcd_txn_get *gets,
+                              size_t ngets, int fenced, int64_t lease, size_t *ret_index);
 
 /* What one store op costs in a txn (compare + put or delete + failure-branch read), in the
  * units of etcd_txn_request_size. */
@@ -100,7 +103,7 @@ size_t etcd_keys_op_bytes(size_t key_len, size_t value_len);
  * op alone exceeds the size limit. Each txn is atomic; a pass split in several is not, so the
  * store applies batches in order and a reconcile pass converges on a retry.
  */
-int etcd_keys_plan(const size_t *op_bytes, size_t n, unsigned max_txn_ops, size_t max_request_bytes, int fenced,
-                   size_t *ret_ends, size_t *ret_batches, size_t *ret_index);
+int etcd_keys_plan(const size_t *op_bytes, size_t n, unsigned max_txn_ops, size_t max_request_bytes,
+                   int fenced, size_t *ret_ends, size_t *ret_batches, size_t *ret_index);
 
 #endif
