@@ -8,6 +8,7 @@
 
 #include <check.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,6 +344,62 @@ START_TEST(watch_from_a_revision_receives_every_event_after_it_in_order)
 }
 END_TEST
 
+START_TEST(watch_in_an_event_loop_waits_on_its_sockets_without_blocking)
+{
+    etcd_client *c = client_for(shared.endpoints, 100);
+    char err[MESHCA_ERRBUF] = "";
+    etcd_watch *w = NULL;
+    etcd_event *ev = NULL;
+    size_t n = 0, got = 0;
+    int64_t start = put_s(c, "/t/loop/x", "0"), deadline;
+    struct pollfd fds[4];
+    long timeout = 0;
+    int idle_polls = 0, readable = 0;
+
+    ck_assert_int_eq(etcd_watch_new(c, "/t/loop/", 8, NULL, 0, start + 1, &w, err), 0);
+    /* No stream yet: the loop is told to call at once. */
+    ck_assert_uint_eq(etcd_watch_pollfds(w, fds, 4, &timeout), 0);
+    ck_assert_int_eq(timeout, 0);
+    /* Connect; then, with nothing written, the stream's socket stays quiet. */
+    deadline = now_ms() + 10000;
+    while (now_ms() < deadline && idle_polls < 3) {
+        size_t nf = etcd_watch_pollfds(w, fds, 4, &timeout);
+        int r = poll(fds, nf, timeout < 0 || timeout > 300 ? 300 : (int)timeout);
+
+        ck_assert_int_ge(r, 0);
+        if (nf > 0 && r == 0)
+            idle_polls++;
+        ck_assert_int_eq(etcd_watch_next(w, 0, &ev, &n, NULL, err), 0);
+        ck_assert_uint_eq(n, 0);
+    }
+    ck_assert_int_eq(idle_polls, 3);
+    /* A write makes the socket readable, and the non-blocking call delivers it. */
+    put_s(c, "/t/loop/y", "1");
+    deadline = now_ms() + 10000;
+    while (got == 0 && now_ms() < deadline) {
+        size_t nf = etcd_watch_pollfds(w, fds, 4, &timeout);
+        int r = poll(fds, nf, timeout < 0 || timeout > 1000 ? 1000 : (int)timeout);
+        int64_t t0 = now_ms();
+
+        ck_assert_int_ge(r, 0);
+        if (r > 0 && (fds[0].revents & POLLIN))
+            readable = 1;
+        ck_assert_int_eq(etcd_watch_next(w, 0, &ev, &n, NULL, err), 0);
+        ck_assert_int_lt(now_ms() - t0, 200); /* the loop's call never waits */
+        if (n > 0) {
+            ck_assert_uint_eq(n, 1);
+            ck_assert_str_eq(ev[0].kv.key, "/t/loop/y");
+            got = n;
+        }
+        etcd_events_free(ev, n);
+    }
+    ck_assert_uint_eq(got, 1);
+    ck_assert_msg(readable, "the event came without its socket turning readable");
+    etcd_watch_free(w);
+    etcd_client_free(c);
+}
+END_TEST
+
 START_TEST(watch_from_a_compacted_revision_reports_compacted)
 {
     etcd_client *c = client_for(shared.endpoints, 100);
@@ -662,6 +719,7 @@ static Suite *etcd_suite(void)
     tcase_add_test(one, fenced_write_is_refused_once_the_leader_key_is_not_on_our_lease);
     tcase_add_test(one, deleterange_removes_exactly_the_prefix);
     tcase_add_test(one, watch_from_a_revision_receives_every_event_after_it_in_order);
+    tcase_add_test(one, watch_in_an_event_loop_waits_on_its_sockets_without_blocking);
     tcase_add_test(one, watch_from_a_compacted_revision_reports_compacted);
     tcase_add_test(one, lease_keepalive_keeps_keys_and_expiry_removes_them);
     tcase_add_test(one, etcd_refusals_keep_their_class_and_etcds_message);

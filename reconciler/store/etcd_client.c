@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1289,9 +1290,33 @@ struct etcd_watch {
     struct buf in; /* bytes of the stream not yet split into lines */
     etcd_event *ev;
     size_t nev, cap;
-    int64_t compact; /* > 0: etcd said the resume revision is compacted */
-    int bad;         /* the stream sent something we could not take: drop it */
+    int64_t compact;    /* > 0: etcd said the resume revision is compacted */
+    int bad;            /* the stream sent something we could not take: drop it */
+    int created;        /* etcd confirmed the current stream: it is set up and idle until events */
+    curl_socket_t sock; /* the stream's connection, for an event loop; CURL_SOCKET_BAD if none */
 };
+
+/* The stream's socket is opened and closed here, so an event loop can wait on it. */
+static curl_socket_t watch_open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    etcd_watch *w = clientp;
+    curl_socket_t fd;
+
+    (void)purpose;
+    fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd >= 0)
+        w->sock = fd;
+    return fd >= 0 ? fd : CURL_SOCKET_BAD;
+}
+
+static int watch_close_cb(void *clientp, curl_socket_t fd)
+{
+    etcd_watch *w = clientp;
+
+    if (fd == w->sock)
+        w->sock = CURL_SOCKET_BAD;
+    return close(fd);
+}
 
 void etcd_events_free(etcd_event *ev, size_t n)
 {
@@ -1317,6 +1342,7 @@ int etcd_watch_new(etcd_client *c, const char *key, size_t key_len, const char *
         return meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
     w->c = c;
     w->next_rev = start_revision;
+    w->sock = CURL_SOCKET_BAD;
     w->ep = c->current;
     w->backoff = c->opts.backoff_initial_ms;
     w->in.max = c->opts.max_response;
@@ -1448,6 +1474,7 @@ static void watch_message(etcd_watch *w, const char *line, size_t len)
     if (json_is_true(json_object_get(res, "created"))) {
         /* The stream is up: this member works. "From now" becomes a definite revision, so a
          * later resume neither misses nor repeats anything. */
+        w->created = 1;
         w->failed_in_row = 0;
         w->backoff = w->c->opts.backoff_initial_ms;
         w->c->current = w->ep;
@@ -1510,10 +1537,15 @@ static int watch_start(etcd_watch *w)
     w->curlerr[0] = '\0';
     w->why[w->ep][0] = '\0';
     w->bad = 0;
+    w->created = 0;
     make_url(c, w->ep, "/v3/watch", url, sizeof(url));
     curl_easy_reset(w->h);
     bad |= set_common(c, w->h, url, w->curlerr) < 0;
     bad |= curl_easy_setopt(w->h, CURLOPT_HTTPHEADER, w->headers) != CURLE_OK;
+    bad |= curl_easy_setopt(w->h, CURLOPT_OPENSOCKETFUNCTION, watch_open_cb) != CURLE_OK;
+    bad |= curl_easy_setopt(w->h, CURLOPT_OPENSOCKETDATA, w) != CURLE_OK;
+    bad |= curl_easy_setopt(w->h, CURLOPT_CLOSESOCKETFUNCTION, watch_close_cb) != CURLE_OK;
+    bad |= curl_easy_setopt(w->h, CURLOPT_CLOSESOCKETDATA, w) != CURLE_OK;
     bad |= curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, watch_write_cb) != CURLE_OK;
     bad |= curl_easy_setopt(w->h, CURLOPT_WRITEDATA, w) != CURLE_OK;
     bad |= curl_easy_setopt(w->h, CURLOPT_POSTFIELDS, w->body) != CURLE_OK;
@@ -1601,4 +1633,32 @@ int etcd_watch_next(etcd_watch *w, long timeout_ms, etcd_event **ret_events, siz
         if (wait > 0)
             curl_multi_poll(w->multi, NULL, 0, (int)(wait > 1000 ? 1000 : wait), NULL);
     }
+}
+
+/* While a stream is being set up (connect, TLS, request), curl also needs to write: the loop
+ * calls back at least this often until etcd confirms the stream, then waits on reads only. */
+#define WATCH_SETUP_TICK_MS 20
+
+size_t etcd_watch_pollfds(etcd_watch *w, struct pollfd *fds, size_t max, long *ret_timeout_ms)
+{
+    long t = -1;
+
+    if (w->nev > 0 || w->compact > 0 || !w->active) {
+        /* Something to hand out, or a stream to (re)start: call now, or when backoff ends. */
+        int64_t left = w->nev > 0 || w->compact > 0 ? 0 : w->retry_at - now_ms();
+
+        *ret_timeout_ms = left > 0 ? (long)left : 0;
+        return 0;
+    }
+    if (curl_multi_timeout(w->multi, &t) != CURLM_OK)
+        t = 0;
+    if (!w->created && (t < 0 || t > WATCH_SETUP_TICK_MS))
+        t = WATCH_SETUP_TICK_MS;
+    *ret_timeout_ms = t;
+    if (w->sock == CURL_SOCKET_BAD || max == 0)
+        return 0;
+    fds[0].fd = w->sock;
+    fds[0].events = POLLIN;
+    fds[0].revents = 0;
+    return 1;
 }

@@ -3,6 +3,7 @@
 #ifndef MESHCA_ETCD_CLIENT_H
 #define MESHCA_ETCD_CLIENT_H
 
+#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -312,5 +313,14 @@ int etcd_watch_next(etcd_watch *w, long timeout_ms, etcd_event **ret_events, siz
 int64_t etcd_watch_next_revision(const etcd_watch *w);
 
 void etcd_events_free(etcd_event *ev, size_t n);
+
+/*
+ * For one event loop with many sources: fills fds (at most max) with the sockets the watch
+ * waits on, and *ret_timeout_ms with the longest the loop may wait (-1: only for the sockets).
+ * When a socket is ready or the time has passed, the loop calls etcd_watch_next(w, 0, ...),
+ * which never blocks. Returns how many fds were filled; 0 with timeout 0 means "call
+ * etcd_watch_next now". Valid until the next etcd_watch_next.
+ */
+size_t etcd_watch_pollfds(etcd_watch *w, struct pollfd *fds, size_t max, long *ret_timeout_ms);
 
 #endif
