@@ -14,6 +14,7 @@ struct store {
 
 static const char *const kinds[] = {
     "meshes", "dataplanes", "secrets", "identities", "dpstatus", "meshstatus",
+    "tokens", "controlplane", /* dataplane token hashes; the control-plane CA (reconciler/api) */
 };
 
 static void set_err(char *errbuf, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
