@@ -35,6 +35,7 @@ typedef struct waiter {
     struct waiter_group *group;
     struct evhttp_request *req;     /* owned by evhttp; valid until answered or closed */
     struct event *timer;
+    struct event *peer;             /* the socket turned readable: closed (or pipelining) */
     uint64_t index;
 } waiter;
 
@@ -226,6 +227,8 @@ static void waiter_remove(waiter *w)
     g->count--;
     srv->nwaiters--;
     event_free(w->timer);
+    if (w->peer)
+        event_free(w->peer);
     free(w);
     if (g->count == 0) {
         waiter_group **pp = &srv->buckets[g->bucket];
@@ -267,6 +270,17 @@ static int answer_identity(api_server *srv, struct evhttp_request *req, const ch
 }
 
 static void on_waiter_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    waiter *w = arg;
+    waiter_group *g = w->group;
+    answer_identity(g->srv, w->req, g->mesh, g->dataplane, w->index, 1);
+    waiter_remove(w);
+}
+
+/* evhttp does not read while a request awaits its reply, so it would notice an agent that hung
+ * up only when the wait ends; a parked query would hold its memory that long. Anything the agent
+ * sends meanwhile (TLS close_notify, FIN, or a pipelined request) ends the wait: answer now. */
+static void on_peer_activity(evutil_socket_t fd, short what, void *arg)
 {
     waiter *w = arg;
     waiter_group *g = w->group;
@@ -318,6 +332,15 @@ static void park(api_server *srv, struct evhttp_request *req, const char *mesh_n
             free(g);
         send_error(req, 503, "unavailable", "out of memory");
         return;
+    }
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evhttp_request_get_connection(req));
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd >= 0) {
+        w->peer = event_new(srv->base, fd, EV_READ, on_peer_activity, w);
+        if (w->peer && event_add(w->peer, NULL) < 0) {
+            event_free(w->peer);
+            w->peer = NULL; /* the timer still ends the wait */
+        }
     }
     if (fresh_group) {
         g->next = srv->buckets[g->bucket];

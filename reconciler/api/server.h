@@ -84,8 +84,9 @@ typedef struct api_server api_server;
 
 /*
  * Binds and starts serving on `base` (borrowed, outlives the server). Caller frees *ret with
- * api_server_free(). MESHCA_EIO when the address cannot be bound; MESHCA_EINVAL for missing
- * options.
+ * api_server_free(). The process must ignore SIGPIPE (cmd/ does, process-wide): an answer
+ * written to an agent that hung up must fail with EPIPE, not end the controller. MESHCA_EIO
+ * when the address cannot be bound; MESHCA_EINVAL for missing options.
  */
 int api_server_new(struct event_base *base, const api_server_options *opts, api_server **ret,
                    char *errbuf);
