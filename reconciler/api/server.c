@@ -817,7 +817,7 @@ int api_server_new(struct event_base *base, const api_server_options *opts, api_
     }
     evhttp_set_bevcb(srv->http, make_tls_bufferevent, srv);
     evhttp_set_gencb(srv->http, on_request, srv);
-    evhttp_set_max_body_size(srv->http, API_MAX_BODY_BYTES);
+    evhttp_set_max_body_size(srv->http, API_HARD_BODY_BYTES);
     evhttp_set_max_headers_size(srv->http, API_MAX_HEADER_BYTES);
     evhttp_set_timeout(srv->http, opts->timeout_s > 0 ? opts->timeout_s : API_DEFAULT_TIMEOUT_S);
     evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |

@@ -16,6 +16,9 @@ struct event_base;
 
 /* Limits (S13). */
 #define API_MAX_BODY_BYTES (64 * 1024)      /* larger request bodies get 413 */
+/* evhttp's own limit: it refuses larger bodies while reading, with its own HTML 413, as libevent
+ * 2.1 has no hook for that answer. Bodies between the two limits get our JSON 413. */
+#define API_HARD_BODY_BYTES (2 * API_MAX_BODY_BYTES)
 #define API_MAX_HEADER_BYTES (16 * 1024)    /* all request headers together */
 #define API_DEFAULT_TIMEOUT_S 30            /* read/idle timeout of a connection */
 #define API_DEFAULT_WAIT_S 300              /* a blocking query without ?wait= */
