@@ -1,4 +1,4 @@
-/* server.c - the dp_name API on libevent's evhttp over bufferevent_openssl: auth, routes, waiters. */
+/* server.c - the dataplane API on libevent's evhttp over bufferevent_openssl: auth, routes, waiters. */
 #include "reconciler/api/server.h"
 
 #include <errno.h>
@@ -29,7 +29,7 @@
 #define WAITER_BUCKETS 4096
 #define DP_URN_PREFIX "urn:meshca:dataplane:"
 
-/* A blocking query parked until its dp_name's identity changes or its wait passes. */
+/* A blocking query parked until its dataplane's identity changes or its wait passes. */
 typedef struct waiter {
     struct waiter *prev, *next;
     struct waiter_group *group;
@@ -39,7 +39,7 @@ typedef struct waiter {
     uint64_t index;
 } waiter;
 
-/* The waiters of one (mesh_name, dp_name), in a hash bucket chain. */
+/* The waiters of one (mesh, dataplane), in a hash bucket chain. */
 typedef struct waiter_group {
     struct waiter_group *next;
     api_server *srv;
@@ -528,8 +528,8 @@ static void route_roots(request_ctx *rc)
 
 typedef enum route_auth {
     AUTH_NONE,          /* anyone */
-    AUTH_MESH,          /* any dp_name of the URL's mesh_name */
-    AUTH_DATAPLANE,     /* only the URL's dp_name */
+    AUTH_MESH,          /* any dataplane of the URL's mesh */
+    AUTH_DATAPLANE,     /* only the URL's dataplane */
 } route_auth;
 
 typedef struct route {
@@ -575,7 +575,7 @@ static int match(const char *pattern, const char *path, route_params *p)
     return *pattern == '\0' && *path == '\0';
 }
 
-/* The dp_name named by a verified client certificate: its URI SANs hold
+/* The dataplane named by a verified client certificate: its URI SANs hold
  * "urn:meshca:dataplane:<mesh>:<dp>" and "spiffe://<mesh>/...". 0, or -1 with a reason. */
 static int cert_names(X509 *leaf, char *mesh_name, char *dp_name, char *errbuf)
 {
@@ -632,7 +632,7 @@ static int cert_names(X509 *leaf, char *mesh_name, char *dp_name, char *errbuf)
     return 0;
 }
 
-/* Verifies the peer's chain against the bundle of the mesh_name it names. 0 or -1 with a reason. */
+/* Verifies the peer's chain against the bundle of the mesh it names. 0 or -1 with a reason. */
 static int authenticate_cert(api_server *srv, SSL *ssl, char *mesh_name, char *dp_name,
                              char *errbuf)
 {
@@ -768,7 +768,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (found->auth != AUTH_NONE) {
         if (authenticate(srv, req, ssl, &params, mesh_name, dp_name, &who) < 0)
             return;
-        /* Every request acts for the mesh_name (and dp_name) of its URL, and only its own. */
+        /* Every request acts for the mesh (and dataplane) of its URL, and only its own. */
         if (strcmp(who.mesh, params.mesh) != 0 ||
             (found->auth == AUTH_DATAPLANE && strcmp(who.dataplane, params.dataplane) != 0)) {
             send_error(req, 403, "forbidden",
