@@ -239,42 +239,73 @@ static void waiter_remove(waiter *w)
     }
 }
 
-/* Answers with the identity; final says the wait is over (answer whatever there is). Returns 1
- * when answered. */
-static int answer_identity(api_server *srv, struct evhttp_request *req, const char *mesh_name,
-                           const char *dp_name, uint64_t index, int final)
+/* The handler's view of an identity, fetched before deciding whether to answer. */
+typedef struct identity_answer {
+    int rc;
+    uint64_t generation;
+    json_t *body;
+    char errbuf[MESHCA_ERRBUF];
+} identity_answer;
+
+/* Fetches the identity; 1 when it should be answered now (final: the wait is over, answer
+ * whatever there is), 0 when the query should wait on (and a->body is released). */
+static int fetch_identity(api_server *srv, const char *mesh_name, const char *dp_name,
+                          uint64_t index, int final, identity_answer *a)
 {
-    char errbuf[MESHCA_ERRBUF] = "";
-    uint64_t generation = 0;
-    json_t *body = NULL;
-    int rc = srv->opts.handlers->get_identity(srv->opts.handlers->ctx, mesh_name, dp_name,
-                                              &generation, &body, errbuf);
-    if (rc < 0) {
-        send_code(req, rc, errbuf);
-        return 1;
-    }
-    if (!final && (generation <= index || !body)) {
-        json_decref(body);
+    a->errbuf[0] = '\0';
+    a->generation = 0;
+    a->body = NULL;
+    a->rc = srv->opts.handlers->get_identity(srv->opts.handlers->ctx, mesh_name, dp_name,
+                                             &a->generation, &a->body, a->errbuf);
+    if (a->rc == 0 && !final && (a->generation <= index || !a->body)) {
+        json_decref(a->body);
+        a->body = NULL;
         return 0;
     }
-    if (!body) {
-        send_error(req, 404, "not-issued", "no certificate has been issued to %s/%s yet", mesh_name,
-                   dp_name);
-        return 1;
+    return 1;
+}
+
+/* Sends a fetched identity (takes a->body). */
+static void send_identity(struct evhttp_request *req, const char *mesh_name, const char *dp_name,
+                          identity_answer *a)
+{
+    if (a->rc < 0) {
+        send_code(req, a->rc, a->errbuf);
+        return;
+    }
+    if (!a->body) {
+        send_error(req, 404, "not-issued", "no certificate has been issued to %s/%s yet",
+                   mesh_name, dp_name);
+        return;
     }
     char idx[24];
-    snprintf(idx, sizeof(idx), "%" PRIu64, generation);
+    snprintf(idx, sizeof(idx), "%" PRIu64, a->generation);
     evhttp_add_header(evhttp_request_get_output_headers(req), "X-Meshca-Index", idx);
-    send_json(req, 200, body);
+    send_json(req, 200, a->body);
+    a->body = NULL;
+}
+
+/* Answers a parked query when its identity is ready (or final); 1 when answered. The waiter is
+ * removed before the reply is sent: a reply can fail at once and free the request with its
+ * connection, so nothing may touch w->req after it. */
+static int waiter_answer(waiter *w, int final)
+{
+    waiter_group *g = w->group;
+    identity_answer a;
+    if (!fetch_identity(g->srv, g->mesh, g->dataplane, w->index, final, &a))
+        return 0;
+    char mesh_name[NAME_BUF], dp_name[NAME_BUF];
+    memcpy(mesh_name, g->mesh, sizeof(mesh_name));
+    memcpy(dp_name, g->dataplane, sizeof(dp_name));
+    struct evhttp_request *req = w->req;
+    waiter_remove(w); /* may free g */
+    send_identity(req, mesh_name, dp_name, &a);
     return 1;
 }
 
 static void on_waiter_timeout(evutil_socket_t fd, short what, void *arg)
 {
-    waiter *w = arg;
-    waiter_group *g = w->group;
-    answer_identity(g->srv, w->req, g->mesh, g->dataplane, w->index, 1);
-    waiter_remove(w);
+    waiter_answer(arg, 1);
 }
 
 /* evhttp does not read while a request awaits its reply, so it would notice an agent that hung
@@ -282,10 +313,7 @@ static void on_waiter_timeout(evutil_socket_t fd, short what, void *arg)
  * sends meanwhile (TLS close_notify, FIN, or a pipelined request) ends the wait: answer now. */
 static void on_peer_activity(evutil_socket_t fd, short what, void *arg)
 {
-    waiter *w = arg;
-    waiter_group *g = w->group;
-    answer_identity(g->srv, w->req, g->mesh, g->dataplane, w->index, 1);
-    waiter_remove(w);
+    waiter_answer(arg, 1);
 }
 
 static void on_waiter_closed(struct evhttp_connection *evcon, void *arg)
@@ -373,11 +401,8 @@ void api_server_notify(api_server *srv, const char *mesh_name, const char *dp_na
     size_t k = 0;
     for (waiter *w = g->head; w && k < n; w = w->next)
         list[k++] = w;
-    for (size_t i = 0; i < k; i++) {
-        waiter *w = list[i];
-        if (answer_identity(srv, w->req, mesh_name, dp_name, w->index, 0))
-            waiter_remove(w);
-    }
+    for (size_t i = 0; i < k; i++)
+        waiter_answer(list[i], 0);
     free(list);
 }
 
@@ -484,9 +509,11 @@ static void route_identity(request_ctx *rc)
         return;
     const route_params *p = rc->params;
     /* Without ?index the query does not block: Consul's convention. */
-    if (answer_identity(rc->srv, rc->req, p->mesh, p->dataplane, index, wait_s == 0))
-        return;
-    park(rc->srv, rc->req, p->mesh, p->dataplane, index, wait_s);
+    identity_answer a;
+    if (fetch_identity(rc->srv, p->mesh, p->dataplane, index, wait_s == 0, &a))
+        send_identity(rc->req, p->mesh, p->dataplane, &a);
+    else
+        park(rc->srv, rc->req, p->mesh, p->dataplane, index, wait_s);
 }
 
 static void route_ack(request_ctx *rc)
@@ -855,8 +882,9 @@ void api_server_free(api_server *srv)
     for (unsigned b = 0; b < WAITER_BUCKETS; b++)
         while (srv->buckets[b]) {
             waiter *w = srv->buckets[b]->head;
-            send_error(w->req, 503, "unavailable", "the controller is shutting down");
+            struct evhttp_request *req = w->req;
             waiter_remove(w);
+            send_error(req, 503, "unavailable", "the controller is shutting down");
         }
     evhttp_free(srv->http);
     free(srv);
