@@ -204,6 +204,8 @@ static void teardown(void)
     event_base_once(base, -1, EV_TIMEOUT, stop_loop, NULL, &zero);
     pthread_join(loop_thread, NULL);
     api_server_free(server);
+    /* bufferevent_openssl frees connections in deferred callbacks: let them run (server.h). */
+    event_base_loop(base, EVLOOP_NONBLOCK);
     event_base_free(base);
     SSL_CTX_free(server_ctx);
     store_close(st);

@@ -106,7 +106,8 @@ void api_server_notify(api_server *srv, const char *mesh, const char *dataplane)
 /* Parked blocking queries right now. */
 size_t api_server_waiters(const api_server *srv);
 
-/* Closes the listener and answers every parked query with 503. Accepts NULL. */
+/* Closes the listener and answers every parked query with 503. Accepts NULL. Connections are
+ * freed in deferred callbacks: run the loop once more (EVLOOP_NONBLOCK) before event_base_free(). */
 void api_server_free(api_server *srv);
 
 #endif
