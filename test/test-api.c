@@ -65,9 +65,13 @@ static int double_key_type(void *ctx, const char *mesh, const char *dp, csr_key_
 }
 
 static int double_submit_csr(void *ctx, const api_principal *who, const char *mesh,
-                             const char *dp, const unsigned char *spki, size_t len, char *errbuf)
+                             const char *dp, const unsigned char *spki, size_t len,
+                             const char *csr_pem, char *errbuf)
 {
     test_double_controller *t = ctx;
+    if (!strstr(csr_pem, "-----BEGIN CERTIFICATE REQUEST-----") || who->method != API_AUTH_TOKEN ||
+        strcmp(who->dataplane, dp) != 0)
+        return meshca_fail(errbuf, MESHCA_ESTATE, "test double: unexpected CSR submission");
     if (len > sizeof(t->spki))
         return meshca_fail(errbuf, MESHCA_EINVAL, "too long");
     memcpy(t->spki, spki, len);
@@ -828,6 +832,89 @@ START_TEST(control_plane_ca_is_created_once_and_kept)
 }
 END_TEST
 
+START_TEST(connections_are_kept_alive)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%u/healthz", api_server_port(server));
+    CURL *h = curl_easy_init();
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    reply r = {0};
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
+    long connects = -1;
+    ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
+    ck_assert_int_eq(connects, 1);
+    ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
+    ck_assert_int_eq(connects, 0); /* the second request reused the connection */
+    curl_easy_cleanup(h);
+}
+END_TEST
+
+/* GET /healthz over a raw OpenSSL connection made with ctx; returns the status line's code, or
+ * -1 when the handshake fails. */
+static int healthz_with(SSL_CTX *ctx)
+{
+    char hostport[64], buf[256] = "";
+    snprintf(hostport, sizeof(hostport), "127.0.0.1:%u", api_server_port(server));
+    BIO *conn = BIO_new_connect(hostport);
+    ck_assert_ptr_nonnull(conn);
+    SSL *ssl = SSL_new(ctx);
+    ck_assert_ptr_nonnull(ssl);
+    ck_assert_int_eq(SSL_set1_host(ssl, "127.0.0.1"), 1);
+    SSL_set_bio(ssl, conn, conn);
+    int status = -1;
+    if (SSL_connect(ssl) == 1) {
+        static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        ck_assert_int_eq(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+        int n = SSL_read(ssl, buf, sizeof(buf) - 1);
+        ck_assert_int_gt(n, 12);
+        buf[n] = '\0';
+        ck_assert_int_eq(sscanf(buf, "HTTP/1.1 %d", &status), 1);
+    }
+    ERR_clear_error();
+    SSL_free(ssl);
+    return status;
+}
+
+START_TEST(client_context_trusts_the_control_plane_ca_only)
+{
+    char err[MESHCA_ERRBUF] = "";
+    cpca ca = {NULL, NULL};
+    ck_assert_int_eq(cpca_load(st, 0, time(NULL), &ca, err), 0);
+    SSL_CTX *ctx = NULL;
+    ck_assert_msg(cpca_client_ctx(ca.cert_pem, NULL, NULL, &ctx, err) == 0, "%s", err);
+    ck_assert_int_eq(healthz_with(ctx), 200);
+    SSL_CTX_free(ctx);
+    /* Another CA: the server's certificate must not verify. */
+    ck_assert_int_eq(cpca_client_ctx(double_ctl.bundle_pem, NULL, NULL, &ctx, err), 0);
+    ck_assert_int_eq(healthz_with(ctx), -1);
+    SSL_CTX_free(ctx);
+    ck_assert_int_eq(cpca_client_ctx(ca.cert_pem, ca.cert_pem, NULL, &ctx, err), MESHCA_EINVAL);
+    cpca_free(&ca);
+}
+END_TEST
+
+START_TEST(server_context_from_the_users_files)
+{
+    char err[MESHCA_ERRBUF] = "", cert[256], key[256];
+    make_client_cert(mesh_ca, mesh_ca_key, "default", "web-01", "user", cert, key);
+    SSL_CTX *ctx = NULL;
+    ck_assert_msg(cpca_server_ctx_from_files(cert, key, &ctx, err) == 0, "%s", err);
+    SSL_CTX_free(ctx);
+    ck_assert_int_eq(cpca_server_ctx_from_files("/nonexistent/cert.pem", key, &ctx, err),
+                     MESHCA_EIO);
+    ck_assert_ptr_nonnull(strstr(err, "--tls-cert: cannot open /nonexistent/cert.pem"));
+    /* A key that is not the certificate's. */
+    char cert2[256], key2[256];
+    make_client_cert(mesh_ca, mesh_ca_key, "default", "web-02", "user2", cert2, key2);
+    ck_assert_int_eq(cpca_server_ctx_from_files(cert, key2, &ctx, err), MESHCA_ECRYPTO);
+    ck_assert_ptr_nonnull(strstr(err, "certificate and key do not go together"));
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
@@ -851,6 +938,9 @@ static Suite *api_suite(void)
     tcase_add_test(tc, client_fails_over_to_the_next_server_and_acks);
     tcase_add_test(tc, tokens_are_stored_as_hashes_only);
     tcase_add_test(tc, control_plane_ca_is_created_once_and_kept);
+    tcase_add_test(tc, connections_are_kept_alive);
+    tcase_add_test(tc, client_context_trusts_the_control_plane_ca_only);
+    tcase_add_test(tc, server_context_from_the_users_files);
     suite_add_tcase(s, tc);
     return s;
 }

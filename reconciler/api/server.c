@@ -443,16 +443,19 @@ static void route_csr(request_ctx *rc)
     size_t spki_len = 0;
     code = csr_check(json_string_value(csr), json_string_length(csr), want, &spki, &spki_len,
                      errbuf);
-    json_decref(doc);
     if (code == MESHCA_EINVAL) {
+        json_decref(doc);
         send_error(rc->req, 400, "invalid-csr", "%s", errbuf);
         return;
     }
     if (code < 0) {
+        json_decref(doc);
         send_code(rc->req, code, errbuf);
         return;
     }
-    code = h->submit_csr(h->ctx, rc->who, p->mesh, p->dataplane, spki, spki_len, errbuf);
+    code = h->submit_csr(h->ctx, rc->who, p->mesh, p->dataplane, spki, spki_len,
+                         json_string_value(csr), errbuf);
+    json_decref(doc);
     free(spki);
     if (code < 0) {
         send_code(rc->req, code, errbuf);

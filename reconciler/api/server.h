@@ -51,10 +51,12 @@ typedef struct api_handlers {
     int (*key_type)(void *ctx, const char *mesh, const char *dataplane, csr_key_type *ret,
                     char *errbuf);
     /* A checked public key (SubjectPublicKeyInfo DER, borrowed) to be signed for the dataplane
-     * on the controller's next pass; 0 means accepted (202). */
+     * on the controller's next pass; 0 means accepted (202). csr_pem (borrowed) is the checked
+     * request itself, for backends that sign CSRs (Vault keeps it in the identity record, S5);
+     * nothing else may be taken from it. */
     int (*submit_csr)(void *ctx, const api_principal *who, const char *mesh,
                       const char *dataplane, const unsigned char *spki, size_t spki_len,
-                      char *errbuf);
+                      const char *csr_pem, char *errbuf);
     /* The dataplane's current identity: *ret_generation (0 = none issued yet, then *ret_body
      * stays NULL) and the S13 body {"generation","backend","certificate","chain","caBundle",
      * "notAfter","renewAt"}. ENOTFOUND for an unknown dataplane. */
