@@ -162,6 +162,14 @@ static void setup(void)
     ck_assert_int_eq(chdir(tmpdir), 0);
     unsetenv("MESHCA_STORE");
     ck_assert_msg(store_open(NULL, &st, err, sizeof(err)) == 0, "store_open: %s", err);
+    /* The meshes the test double serves: token_verify looks tokens up mesh by mesh. */
+    static const char *const meshes[] = {"default", "other", "rsa"};
+    for (size_t i = 0; i < 3; i++) {
+        char value[96];
+        snprintf(value, sizeof(value), "{\"type\":\"Mesh\",\"name\":\"%s\"}", meshes[i]);
+        const store_key key = {"meshes", meshes[i], meshes[i]};
+        ck_assert_int_eq(store_put(st, &key, value, strlen(value), 0, NULL), 0);
+    }
 
     cpca ca = {NULL, NULL};
     char *chain = NULL, *key = NULL;

@@ -168,6 +168,14 @@ static void sleep_ms(long ms)
         ;
 }
 
+/* The list holds a copy of the bearer token: wipe it before it is freed. */
+static void free_headers(struct curl_slist *headers)
+{
+    for (struct curl_slist *h = headers; h; h = h->next)
+        OPENSSL_cleanse(h->data, strlen(h->data));
+    curl_slist_free_all(headers);
+}
+
 /* One request with failover over every server and backoff between rounds. */
 static int request(api_client *c, const char *method, const char *path, const char *body,
                    long extra_timeout_ms, response *ret, char *errbuf)
@@ -199,7 +207,7 @@ static int request(api_client *c, const char *method, const char *path, const ch
             }
             if (!h || !headers) {
                 curl_easy_cleanup(h);
-                curl_slist_free_all(headers);
+                free_headers(headers);
                 return meshca_fail(errbuf, MESHCA_ENOMEM, "api client: out of memory");
             }
             response r = {0};
@@ -233,7 +241,7 @@ static int request(api_client *c, const char *method, const char *path, const ch
             long status = 0;
             curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
             curl_easy_cleanup(h);
-            curl_slist_free_all(headers);
+            free_headers(headers);
             if (cc != CURLE_OK || status == 429 || status == 503 || status >= 500) {
                 if (cc != CURLE_OK)
                     meshca_fail(errbuf, MESHCA_EUNAVAILABLE, "%s: %s", server,

@@ -172,6 +172,21 @@ static int matches(const char *value, size_t len, const char *hex, token_info *r
     return ok;
 }
 
+/* Looks the hash up in one mesh: *found 1 and *ret filled on a match; 0 or a store code. */
+static int lookup(store *s, const char *mesh, const char *hex, token_info *ret, int *found,
+                  char *errbuf)
+{
+    char *value = NULL;
+    size_t len = 0;
+    const store_key key = {TOKEN_KIND, mesh, hex};
+    int rc = store_get(s, &key, &value, &len, NULL);
+    if (rc < 0 && rc != STORE_ENOTFOUND)
+        return meshca_fail(errbuf, rc, "token: store: %s", store_strerror(rc));
+    *found = rc == 0 && matches(value, len, hex, ret);
+    free(value);
+    return 0;
+}
+
 int token_verify(store *s, const char *token, const char *mesh_hint, int64_t now, token_info *ret,
                  char *errbuf)
 {
@@ -185,25 +200,24 @@ int token_verify(store *s, const char *token, const char *mesh_hint, int64_t now
     token_info info;
     int found = 0;
     if (mesh_hint && store_name_valid(mesh_hint)) {
-        char *value = NULL;
-        size_t len = 0;
-        const store_key key = {TOKEN_KIND, mesh_hint, hex};
-        rc = store_get(s, &key, &value, &len, NULL);
-        if (rc < 0 && rc != STORE_ENOTFOUND)
-            return meshca_fail(errbuf, rc, "token: store: %s", store_strerror(rc));
-        found = rc == 0 && matches(value, len, hex, &info);
-        free(value);
+        rc = lookup(s, mesh_hint, hex, &info, &found, errbuf);
+        if (rc < 0)
+            return rc;
     }
     if (!found) {
-        /* A token of another mesh: recognise it so that the caller answers 403, not 401. */
-        store_entry *entries = NULL;
+        /* A token of another mesh: recognise it so that the caller answers 403, not 401. One
+         * lookup per mesh (few), not a scan of every token: an unknown token costs little. */
+        store_entry *meshes = NULL;
         size_t n = 0;
-        rc = store_list(s, TOKEN_KIND, NULL, &entries, &n);
+        rc = store_list(s, "meshes", NULL, &meshes, &n);
         if (rc < 0)
             return meshca_fail(errbuf, rc, "token: store: %s", store_strerror(rc));
-        for (size_t i = 0; i < n && !found; i++)
-            found = matches(entries[i].value, entries[i].len, hex, &info);
-        store_entries_free(entries, n);
+        for (size_t i = 0; i < n && !found && rc == 0; i++)
+            if (!mesh_hint || strcmp(meshes[i].name, mesh_hint) != 0)
+                rc = lookup(s, meshes[i].name, hex, &info, &found, errbuf);
+        store_entries_free(meshes, n);
+        if (rc < 0)
+            return rc;
     }
     OPENSSL_cleanse(hex, sizeof(hex));
     if (!found)

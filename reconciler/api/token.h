@@ -41,8 +41,8 @@ int token_issue(store *s, const char *mesh, const char *dataplane, int64_t now, 
 
 /*
  * Looks a presented token up. mesh_hint is the mesh the caller expects (the URL's): looked at
- * first, then every mesh, so a token of another mesh is still recognised (and refused by the
- * caller's authorisation with 403, not 401). The stored hash is compared in constant time.
+ * first, then every other mesh in the store (one lookup each), so a token of another mesh is
+ * still recognised (and refused by the caller's authorisation with 403, not 401). The stored hash is compared in constant time.
  * Returns 0 and *ret (who it belongs to), or MESHCA_EINVAL (malformed), MESHCA_ENOTFOUND
  * (unknown or revoked), MESHCA_EEXPIRED (past its expiry); store codes passed up.
  */
