@@ -27,7 +27,8 @@ const char cmd_cpca_usage[] =
 int cmd_cpca(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"output", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'},
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     output_format format = OUTPUT_PEM;
@@ -77,9 +78,9 @@ int cmd_cpca(int argc, char **argv)
         goto out;
     }
     X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s}", "certificate", ca.cert_pem, "subject",
-                            subject, "notBefore", not_before, "notAfter", not_after,
-                            "fingerprintSHA1", fp);
+    json_t *doc =
+        json_pack("{s:s, s:s, s:s, s:s, s:s}", "certificate", ca.cert_pem, "subject", subject,
+                  "notBefore", not_before, "notAfter", not_after, "fingerprintSHA1", fp);
     if (!doc) {
         cli_error("out of memory");
         goto out;

@@ -96,8 +96,7 @@ static int list(store *s, const char *mesh_name, output_format format)
     int64_t now = (int64_t)time(NULL);
     json_t *doc = format == OUTPUT_JSON ? json_array() : NULL;
     if (format == OUTPUT_TEXT)
-        printf("%-20s %-30s %-21s %-21s %s\n", "MESH", "DATAPLANE", "ISSUED", "EXPIRES",
-               "STATUS");
+        printf("%-20s %-30s %-21s %-21s %s\n", "MESH", "DATAPLANE", "ISSUED", "EXPIRES", "STATUS");
     for (size_t i = 0; i < n; i++) {
         char issued[32], expires[32];
         struct tm tm;
@@ -107,9 +106,9 @@ static int list(store *s, const char *mesh_name, output_format format)
         strftime(expires, sizeof(expires), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
         const char *status = now >= items[i].expires_at ? "expired" : "valid";
         if (doc) {
-            json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "mesh", items[i].mesh,
-                                  "dataplane", items[i].dataplane, "issuedAt", issued,
-                                  "expiresAt", expires, "status", status);
+            json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "mesh", items[i].mesh, "dataplane",
+                                  items[i].dataplane, "issuedAt", issued, "expiresAt", expires,
+                                  "status", status);
             if (!o || json_array_append_new(doc, o) < 0) {
                 json_decref(doc);
                 free(items);
@@ -133,8 +132,8 @@ int cmd_token(int argc, char **argv)
 {
     static const struct option options[] = {
         {"mesh", required_argument, NULL, 'm'}, {"dataplane", required_argument, NULL, 'd'},
-        {"ttl", required_argument, NULL, 't'}, {"output", required_argument, NULL, 'o'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+        {"ttl", required_argument, NULL, 't'},  {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
     const char *mesh_name = NULL, *dp_name = NULL, *ttl = NULL;
     output_format format = OUTPUT_TEXT;
@@ -183,8 +182,9 @@ int cmd_token(int argc, char **argv)
         return EXIT_TROUBLE;
     }
     if ((mesh_name && !store_name_valid(mesh_name)) || (dp_name && !store_name_valid(dp_name))) {
-        cli_error("invalid %s name '%s'", mesh_name && !store_name_valid(mesh_name) ? "mesh"
-                  : "dataplane", mesh_name && !store_name_valid(mesh_name) ? mesh_name : dp_name);
+        cli_error("invalid %s name '%s'",
+                  mesh_name && !store_name_valid(mesh_name) ? "mesh" : "dataplane",
+                  mesh_name && !store_name_valid(mesh_name) ? mesh_name : dp_name);
         return EXIT_INVALID;
     }
     int64_t ttl_s = TOKEN_DEFAULT_TTL_S;
@@ -200,7 +200,7 @@ int cmd_token(int argc, char **argv)
     store *s = cli_open_store();
     if (!s)
         return EXIT_TROUBLE;
-    int code = is_list ? list(s, mesh_name, format)
+    int code = is_list                      ? list(s, mesh_name, format)
                : strcmp(what, "issue") == 0 ? issue(s, mesh_name, dp_name, ttl_s)
                                             : revoke(s, mesh_name, dp_name);
     store_close(s);

@@ -1,4 +1,5 @@
-/* test-api.c - Check suite for the dataplane API: auth, authorisation, CSR checks, limits, blocking queries. */
+/* test-api.c - Check suite for the dataplane API: auth, authorisation, CSR checks, limits, blocking
+ * queries. */
 #define _GNU_SOURCE 1
 #include <check.h>
 #include <dirent.h>
@@ -37,34 +38,34 @@
  */
 typedef struct test_double_controller {
     uint64_t generation[3];
-    char *bundle_pem;           /* the CA of mesh "default" (client certificates) */
+    char *bundle_pem; /* the CA of mesh "default" (client certificates) */
     int csr_count;
     unsigned char spki[1024];
     size_t spki_len;
     uint64_t acked;
 } test_double_controller;
 
-static int dp_index(const char *mesh, const char *dp)
+static int dp_index(const char *mesh_name, const char *dp)
 {
-    if (strcmp(mesh, "default") == 0 && strcmp(dp, "web-01") == 0)
+    if (strcmp(mesh_name, "default") == 0 && strcmp(dp, "web-01") == 0)
         return 0;
-    if (strcmp(mesh, "default") == 0 && strcmp(dp, "web-02") == 0)
+    if (strcmp(mesh_name, "default") == 0 && strcmp(dp, "web-02") == 0)
         return 1;
-    if (strcmp(mesh, "other") == 0 && strcmp(dp, "web-01") == 0)
+    if (strcmp(mesh_name, "other") == 0 && strcmp(dp, "web-01") == 0)
         return 2;
-    if (strcmp(mesh, "rsa") == 0 && strcmp(dp, "web-01") == 0)
+    if (strcmp(mesh_name, "rsa") == 0 && strcmp(dp, "web-01") == 0)
         return 2;
     return -1;
 }
 
-static int double_key_type(void *ctx, const char *mesh, const char *dp, csr_key_type *ret,
+static int double_key_type(void *ctx, const char *mesh_name, const char *dp, csr_key_type *ret,
                            char *errbuf)
 {
-    *ret = strcmp(mesh, "rsa") == 0 ? CSR_KEY_RSA_2048 : CSR_KEY_EC_P256;
+    *ret = strcmp(mesh_name, "rsa") == 0 ? CSR_KEY_RSA_2048 : CSR_KEY_EC_P256;
     return 0;
 }
 
-static int double_submit_csr(void *ctx, const api_principal *who, const char *mesh,
+static int double_submit_csr(void *ctx, const api_principal *who, const char *mesh_name,
                              const char *dp, const unsigned char *spki, size_t len,
                              const char *csr_pem, char *errbuf)
 {
@@ -80,23 +81,24 @@ static int double_submit_csr(void *ctx, const api_principal *who, const char *me
     return 0;
 }
 
-static int double_get_identity(void *ctx, const char *mesh, const char *dp, uint64_t *ret_gen,
+static int double_get_identity(void *ctx, const char *mesh_name, const char *dp, uint64_t *ret_gen,
                                json_t **ret_body, char *errbuf)
 {
     test_double_controller *t = ctx;
-    int i = dp_index(mesh, dp);
+    int i = dp_index(mesh_name, dp);
     if (i < 0)
-        return meshca_fail(errbuf, MESHCA_ENOTFOUND, "no dataplane %s/%s", mesh, dp);
+        return meshca_fail(errbuf, MESHCA_ENOTFOUND, "no dataplane %s/%s", mesh_name, dp);
     *ret_gen = t->generation[i];
-    *ret_body = t->generation[i] == 0 ? NULL
-                : json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "generation",
-                            (json_int_t)t->generation[i], "backend", "ca-1", "certificate",
-                            "CERT", "chain", "", "caBundle", "BUNDLE", "notAfter",
-                            "2030-01-01T00:00:00Z", "renewAt", "2029-12-01T00:00:00Z");
+    *ret_body = t->generation[i] == 0
+                    ? NULL
+                    : json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "generation",
+                                (json_int_t)t->generation[i], "backend", "ca-1", "certificate",
+                                "CERT", "chain", "", "caBundle", "BUNDLE", "notAfter",
+                                "2030-01-01T00:00:00Z", "renewAt", "2029-12-01T00:00:00Z");
     return 0;
 }
 
-static int double_ack(void *ctx, const char *mesh, const char *dp, uint64_t generation,
+static int double_ack(void *ctx, const char *mesh_name, const char *dp, uint64_t generation,
                       char *errbuf)
 {
     test_double_controller *t = ctx;
@@ -104,17 +106,17 @@ static int double_ack(void *ctx, const char *mesh, const char *dp, uint64_t gene
     return 0;
 }
 
-static int double_roots(void *ctx, const char *mesh, json_t **ret, char *errbuf)
+static int double_roots(void *ctx, const char *mesh_name, json_t **ret, char *errbuf)
 {
-    *ret = json_pack("{s:s, s:s, s:[]}", "ActiveRootID", "", "TrustDomain", mesh, "Roots");
+    *ret = json_pack("{s:s, s:s, s:[]}", "ActiveRootID", "", "TrustDomain", mesh_name, "Roots");
     return 0;
 }
 
-static int double_trust_bundle(void *ctx, const char *mesh, char **ret_pem, char *errbuf)
+static int double_trust_bundle(void *ctx, const char *mesh_name, char **ret_pem, char *errbuf)
 {
     test_double_controller *t = ctx;
-    if (strcmp(mesh, "default") != 0 || !t->bundle_pem)
-        return meshca_fail(errbuf, MESHCA_ENOTFOUND, "no bundle for %s", mesh);
+    if (strcmp(mesh_name, "default") != 0 || !t->bundle_pem)
+        return meshca_fail(errbuf, MESHCA_ENOTFOUND, "no bundle for %s", mesh_name);
     *ret_pem = strdup(t->bundle_pem);
     return *ret_pem ? 0 : MESHCA_ENOMEM;
 }
@@ -130,8 +132,8 @@ static SSL_CTX *server_ctx;
 static pthread_t loop_thread;
 static test_double_controller double_ctl;
 static api_handlers double_handlers = {
-    &double_ctl, double_key_type, double_submit_csr, double_get_identity, double_ack,
-    double_roots, double_trust_bundle,
+    &double_ctl, double_key_type, double_submit_csr,   double_get_identity,
+    double_ack,  double_roots,    double_trust_bundle,
 };
 /* The mesh CA of "default" and its key, for client certificates. */
 static X509 *mesh_ca;
@@ -175,8 +177,9 @@ static void setup(void)
     char *chain = NULL, *key = NULL;
     int64_t now = time(NULL);
     ck_assert_msg(cpca_load(st, 1, now, &ca, err) == 0, "cpca_load: %s", err);
-    ck_assert_msg(cpca_server_cert(&ca, "127.0.0.1", (const char *[]){"localhost"}, 1, now,
-                                   &chain, &key, err) == 0, "server cert: %s", err);
+    ck_assert_msg(cpca_server_cert(&ca, "127.0.0.1", (const char *[]){"localhost"}, 1, now, &chain,
+                                   &key, err) == 0,
+                  "server cert: %s", err);
     ck_assert_msg(cpca_server_ctx(chain, key, &server_ctx, err) == 0, "ctx: %s", err);
     write_file(ca_file, ca.cert_pem);
     free(chain);
@@ -188,8 +191,9 @@ static void setup(void)
     double_ctl.generation[1] = 1;
     double_ctl.generation[2] = 1;
     ck_assert_int_eq(pki_generate_key(false, 0, &mesh_ca_key, err), 0);
-    ck_assert_int_eq(pki_make_root(mesh_ca_key, "default", "spiffe://default", now - 60,
-                                   86400, &mesh_ca, err), 0);
+    ck_assert_int_eq(
+        pki_make_root(mesh_ca_key, "default", "spiffe://default", now - 60, 86400, &mesh_ca, err),
+        0);
     ck_assert_int_eq(pki_cert_to_pem(mesh_ca, &double_ctl.bundle_pem, err), 0);
 
     base = event_base_new();
@@ -261,8 +265,8 @@ static size_t header(char *p, size_t size, size_t n, void *arg)
 typedef struct call {
     const char *method;
     const char *path;
-    const char *token;      /* bearer token or NULL */
-    const char *cert_file;  /* client certificate or NULL */
+    const char *token;     /* bearer token or NULL */
+    const char *cert_file; /* client certificate or NULL */
     const char *key_file;
     const char *body;
     size_t body_len;
@@ -295,7 +299,8 @@ static reply http(call c)
     }
     if (c.body) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, c.body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)(c.body_len ? c.body_len : strlen(c.body)));
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE,
+                         (long)(c.body_len ? c.body_len : strlen(c.body)));
     }
     CURLcode cc = curl_easy_perform(h);
     ck_assert_msg(cc == CURLE_OK, "%s %s: %s", c.method, c.path, curl_easy_strerror(cc));
@@ -312,33 +317,33 @@ static const char *error_code(const reply *r, json_t **keep)
     ck_assert_msg(doc != NULL, "not JSON: %s", r->body);
     const char *code = json_string_value(json_object_get(json_object_get(doc, "error"), "code"));
     ck_assert_msg(code != NULL, "no error.code in %s", r->body);
-    ck_assert_ptr_nonnull(json_string_value(json_object_get(json_object_get(doc, "error"),
-                                                            "message")));
+    ck_assert_ptr_nonnull(
+        json_string_value(json_object_get(json_object_get(doc, "error"), "message")));
     *keep = doc;
     return code;
 }
 
-#define assert_error(r, want_status, want_code, want_text)                                   \
-    do {                                                                                     \
-        json_t *keep_ = NULL;                                                                \
-        ck_assert_msg((r).status == (want_status), "status %ld, want %d: %s", (r).status,    \
-                      (want_status), (r).body);                                              \
-        ck_assert_str_eq(error_code(&(r), &keep_), (want_code));                             \
-        ck_assert_msg(strstr((r).body, (want_text)) != NULL, "'%s' not in %s", (want_text),  \
-                      (r).body);                                                             \
-        json_decref(keep_);                                                                  \
+#define assert_error(r, want_status, want_code, want_text)                                         \
+    do {                                                                                           \
+        json_t *keep_ = NULL;                                                                      \
+        ck_assert_msg((r).status == (want_status), "status %ld, want %d: %s", (r).status,          \
+                      (want_status), (r).body);                                                    \
+        ck_assert_str_eq(error_code(&(r), &keep_), (want_code));                                   \
+        ck_assert_msg(strstr((r).body, (want_text)) != NULL, "'%s' not in %s", (want_text),        \
+                      (r).body);                                                                   \
+        json_decref(keep_);                                                                        \
     } while (0)
 
-static char *issue(const char *mesh, const char *dp, int64_t now, int64_t ttl)
+static char *issue(const char *mesh_name, const char *dp, int64_t now, int64_t ttl)
 {
     char *token = NULL;
     char err[MESHCA_ERRBUF] = "";
-    ck_assert_msg(token_issue(st, mesh, dp, now, ttl, &token, err) == 0, "issue: %s", err);
+    ck_assert_msg(token_issue(st, mesh_name, dp, now, ttl, &token, err) == 0, "issue: %s", err);
     ck_assert_uint_eq(strlen(token), TOKEN_TEXT_LEN);
     return token;
 }
 
-#define IDENTITY(mesh, dp) "/v1/meshes/" mesh "/dataplanes/" dp "/identity"
+#define IDENTITY(mesh_name, dp) "/v1/meshes/" mesh_name "/dataplanes/" dp "/identity"
 
 /* ---- authentication and authorisation ------------------------------------------------------ */
 
@@ -354,7 +359,8 @@ START_TEST(token_of_one_dataplane_gets_403_for_another_dataplane_and_mesh)
     assert_error(r, 403, "forbidden", "dataplane default/web-01 may not act for default/web-02");
     r = http((call){"GET", IDENTITY("other", "web-01"), token});
     assert_error(r, 403, "forbidden", "may not act for other/web-01");
-    r = http((call){"PUT", "/v1/meshes/default/dataplanes/web-02/ack", token, .body = "{\"generation\":1}"});
+    r = http((call){"PUT", "/v1/meshes/default/dataplanes/web-02/ack", token,
+                    .body = "{\"generation\":1}"});
     assert_error(r, 403, "forbidden", "default/web-02");
     r = http((call){"GET", "/v1/meshes/other/roots", token});
     assert_error(r, 403, "forbidden", "may not act for other");
@@ -416,12 +422,12 @@ START_TEST(healthz_needs_no_credentials_and_unknown_paths_get_json_404)
 END_TEST
 
 /* Writes a leaf for (mesh, dp) signed by ca/ca_key into tmpdir/<prefix>.pem and -key.pem. */
-static void make_client_cert(X509 *ca, EVP_PKEY *ca_key, const char *mesh, const char *dp,
+static void make_client_cert(X509 *ca, EVP_PKEY *ca_key, const char *mesh_name, const char *dp,
                              const char *prefix, char *cert_path, char *key_path)
 {
     char err[MESHCA_ERRBUF] = "", spiffe[128], urn[128];
-    snprintf(spiffe, sizeof(spiffe), "spiffe://%s/web", mesh);
-    snprintf(urn, sizeof(urn), "urn:meshca:dataplane:%s:%s", mesh, dp);
+    snprintf(spiffe, sizeof(spiffe), "spiffe://%s/web", mesh_name);
+    snprintf(urn, sizeof(urn), "urn:meshca:dataplane:%s:%s", mesh_name, dp);
     const char *uris[] = {spiffe, urn};
     pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
     req.uris = uris;
@@ -446,11 +452,13 @@ START_TEST(mtls_certificate_of_dataplane_a_gets_403_on_dataplane_b)
 {
     char cert[256], key[256];
     make_client_cert(mesh_ca, mesh_ca_key, "default", "web-01", "web-01", cert, key);
-    reply r = http((call){"GET", IDENTITY("default", "web-01"), .cert_file = cert, .key_file = key});
+    reply r =
+        http((call){"GET", IDENTITY("default", "web-01"), .cert_file = cert, .key_file = key});
     ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
     r = http((call){"GET", IDENTITY("default", "web-02"), .cert_file = cert, .key_file = key});
-    assert_error(r, 403, "forbidden", "the certificate of dataplane default/web-01 may not act "
-                                      "for default/web-02");
+    assert_error(r, 403, "forbidden",
+                 "the certificate of dataplane default/web-01 may not act "
+                 "for default/web-02");
     r = http((call){"GET", IDENTITY("other", "web-01"), .cert_file = cert, .key_file = key});
     assert_error(r, 403, "forbidden", "may not act for other/web-01");
 }
@@ -462,10 +470,12 @@ START_TEST(mtls_certificate_of_another_ca_gets_401)
     EVP_PKEY *rogue_key = NULL;
     X509 *rogue = NULL;
     ck_assert_int_eq(pki_generate_key(false, 0, &rogue_key, err), 0);
-    ck_assert_int_eq(pki_make_root(rogue_key, "default", "spiffe://default", time(NULL) - 60,
-                                   86400, &rogue, err), 0);
+    ck_assert_int_eq(pki_make_root(rogue_key, "default", "spiffe://default", time(NULL) - 60, 86400,
+                                   &rogue, err),
+                     0);
     make_client_cert(rogue, rogue_key, "default", "web-01", "rogue", cert, key);
-    reply r = http((call){"GET", IDENTITY("default", "web-01"), .cert_file = cert, .key_file = key});
+    reply r =
+        http((call){"GET", IDENTITY("default", "web-01"), .cert_file = cert, .key_file = key});
     assert_error(r, 401, "unauthenticated", "does not verify against mesh 'default'");
     X509_free(rogue);
     EVP_PKEY_free(rogue_key);
@@ -557,14 +567,16 @@ START_TEST(csr_with_wrong_key_type_gets_400_naming_both_types)
     free(pem);
 
     char *token = issue("default", "web-01", time(NULL), 3600);
-    reply r = http((call){"POST", "/v1/meshes/default/dataplanes/web-01/csr", token, .body = rsa_body});
+    reply r =
+        http((call){"POST", "/v1/meshes/default/dataplanes/web-01/csr", token, .body = rsa_body});
     assert_error(r, 400, "invalid-csr",
                  "csr: key is rsa 2048, but the mesh's dpCert.keyType asks for ecdsa P-256");
     token_free(token);
     token = issue("rsa", "web-01", time(NULL), 3600);
     r = http((call){"POST", "/v1/meshes/rsa/dataplanes/web-01/csr", token, .body = ec_body});
-    assert_error(r, 400, "invalid-csr", "key is ecdsa P-256, but the mesh's dpCert.keyType asks "
-                                        "for rsa 2048");
+    assert_error(r, 400, "invalid-csr",
+                 "key is ecdsa P-256, but the mesh's dpCert.keyType asks "
+                 "for rsa 2048");
     r = http((call){"POST", "/v1/meshes/rsa/dataplanes/web-01/csr", token, .body = rsa_body});
     ck_assert_int_eq(r.status, 202);
     token_free(token);
@@ -605,7 +617,8 @@ START_TEST(csr_body_over_64k_gets_413_and_csr_over_16k_gets_400)
     free(pem);
     free(body);
 
-    r = http((call){"POST", "/v1/meshes/default/dataplanes/web-01/csr", token, .body = "{\"csr\":\"hello\"}"});
+    r = http((call){"POST", "/v1/meshes/default/dataplanes/web-01/csr", token,
+                    .body = "{\"csr\":\"hello\"}"});
     assert_error(r, 400, "invalid-csr", "not a PEM certificate request");
     r = http((call){"POST", "/v1/meshes/default/dataplanes/web-01/csr", token, .body = "[1]"});
     assert_error(r, 400, "invalid", "not a JSON object");
@@ -676,8 +689,9 @@ START_TEST(blocking_query_of_a_closed_connection_is_forgotten)
 {
     char *token = issue("default", "web-01", time(NULL), 3600);
     char url[256], auth[128];
-    snprintf(url, sizeof(url), "https://127.0.0.1:%u" IDENTITY("default", "web-01")
-             "?index=1&wait=30s", api_server_port(server));
+    snprintf(url, sizeof(url),
+             "https://127.0.0.1:%u" IDENTITY("default", "web-01") "?index=1&wait=30s",
+             api_server_port(server));
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
     CURL *h = curl_easy_init();
     struct curl_slist *hdrs = curl_slist_append(NULL, auth);
@@ -823,10 +837,13 @@ START_TEST(control_plane_ca_is_created_once_and_kept)
     cpca_free(&b);
     char *chain = NULL, *key = NULL;
     ck_assert_int_eq(cpca_server_cert(&a, "0.0.0.0:5690", (const char *[]){"a,DNS:evil"}, 1,
-                                      time(NULL), &chain, &key, err), MESHCA_EINVAL);
+                                      time(NULL), &chain, &key, err),
+                     MESHCA_EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "--tls-san: 'a,DNS:evil'"));
-    ck_assert_int_eq(cpca_server_cert(&a, "[::1]:5690", (const char *[]){"cp.example.com",
-                                      "10.0.0.1"}, 2, time(NULL), &chain, &key, err), 0);
+    ck_assert_int_eq(cpca_server_cert(&a, "[::1]:5690",
+                                      (const char *[]){"cp.example.com", "10.0.0.1"}, 2, time(NULL),
+                                      &chain, &key, err),
+                     0);
     X509 *leaf = NULL;
     ck_assert_int_eq(pki_cert_from_pem(chain, strlen(chain), &leaf, err), 0);
     ck_assert_int_eq(X509_check_ip_asc(leaf, "::1", 0), 1);

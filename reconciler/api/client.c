@@ -1,4 +1,5 @@
-/* client.c - libcurl client of the dataplane API: TLS to the control-plane CA, failover, backoff. */
+/* client.c - libcurl client of the dataplane API: TLS to the control-plane CA, failover, backoff.
+ */
 #include "reconciler/api/client.h"
 
 #include <inttypes.h>
@@ -16,9 +17,9 @@
 struct api_client {
     char **servers;
     size_t nservers;
-    size_t preferred;       /* the server that answered last */
+    size_t preferred; /* the server that answered last */
     char *ca_file, *cert_file, *key_file;
-    char *auth_header;      /* "Authorization: Bearer ..." (secret) */
+    char *auth_header; /* "Authorization: Bearer ..." (secret) */
     long connect_timeout_ms, timeout_ms, backoff_initial_ms, backoff_max_ms;
     int rounds;
 };
@@ -154,8 +155,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *arg)
 static void error_message(const response *r, long status, const char *server, char *errbuf)
 {
     json_t *doc = r->data ? json_loadb(r->data, r->len, 0, NULL) : NULL;
-    const char *msg = json_string_value(json_object_get(json_object_get(doc, "error"),
-                                                        "message"));
+    const char *msg = json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
     meshca_fail(errbuf, MESHCA_EINVAL, "%s: HTTP %ld: %s", server, status,
                 msg ? msg : "no error message");
     json_decref(doc);
@@ -256,8 +256,9 @@ static int request(api_client *c, const char *method, const char *path, const ch
             if (status >= 400) {
                 error_message(&r, status, server, errbuf);
                 free(r.data);
-                return status == 404 ? MESHCA_ENOTFOUND
-                       : status == 409 ? MESHCA_ECONFLICT : MESHCA_EINVAL;
+                return status == 404   ? MESHCA_ENOTFOUND
+                       : status == 409 ? MESHCA_ECONFLICT
+                                       : MESHCA_EINVAL;
             }
             *ret = r;
             return 0;
@@ -267,21 +268,22 @@ static int request(api_client *c, const char *method, const char *path, const ch
     return MESHCA_EUNAVAILABLE;
 }
 
-static int dp_path(char *buf, size_t size, const char *mesh, const char *dataplane,
+static int dp_path(char *buf, size_t size, const char *mesh_name, const char *dp_name,
                    const char *tail, char *errbuf)
 {
-    if (!store_name_valid(mesh) || !store_name_valid(dataplane))
+    if (!store_name_valid(mesh_name) || !store_name_valid(dp_name))
         return meshca_fail(errbuf, MESHCA_EINVAL, "api client: invalid mesh or dataplane name");
-    if (snprintf(buf, size, "/v1/meshes/%s/dataplanes/%s/%s", mesh, dataplane, tail) >= (int)size)
+    if (snprintf(buf, size, "/v1/meshes/%s/dataplanes/%s/%s", mesh_name, dp_name, tail) >=
+        (int)size)
         return meshca_fail(errbuf, MESHCA_EINVAL, "api client: names too long");
     return 0;
 }
 
-int api_client_post_csr(api_client *c, const char *mesh, const char *dataplane,
+int api_client_post_csr(api_client *c, const char *mesh_name, const char *dp_name,
                         const char *csr_pem, char *errbuf)
 {
     char path[API_CLIENT_MAX_URL / 2];
-    int rc = dp_path(path, sizeof(path), mesh, dataplane, "csr", errbuf);
+    int rc = dp_path(path, sizeof(path), mesh_name, dp_name, "csr", errbuf);
     if (rc < 0)
         return rc;
     json_t *doc = json_pack("{s:s}", "csr", csr_pem ? csr_pem : "");
@@ -296,7 +298,7 @@ int api_client_post_csr(api_client *c, const char *mesh, const char *dataplane,
     return rc;
 }
 
-int api_client_get_identity(api_client *c, const char *mesh, const char *dataplane,
+int api_client_get_identity(api_client *c, const char *mesh_name, const char *dp_name,
                             uint64_t index, int wait_s, json_t **ret_body, uint64_t *ret_index,
                             char *errbuf)
 {
@@ -304,7 +306,7 @@ int api_client_get_identity(api_client *c, const char *mesh, const char *datapla
     if (wait_s < 0)
         wait_s = 0;
     snprintf(tail, sizeof(tail), "identity?index=%" PRIu64 "&wait=%ds", index, wait_s);
-    int rc = dp_path(path, sizeof(path), mesh, dataplane, tail, errbuf);
+    int rc = dp_path(path, sizeof(path), mesh_name, dp_name, tail, errbuf);
     if (rc < 0)
         return rc;
     response r = {0};
@@ -316,7 +318,8 @@ int api_client_get_identity(api_client *c, const char *mesh, const char *datapla
     free(r.data);
     if (!json_is_object(doc) || !r.has_index) {
         json_decref(doc);
-        return meshca_fail(errbuf, MESHCA_EINVAL, "api client: identity answer without a body "
+        return meshca_fail(errbuf, MESHCA_EINVAL,
+                           "api client: identity answer without a body "
                            "or X-Meshca-Index");
     }
     *ret_body = doc;
@@ -325,11 +328,11 @@ int api_client_get_identity(api_client *c, const char *mesh, const char *datapla
     return 0;
 }
 
-int api_client_put_ack(api_client *c, const char *mesh, const char *dataplane,
+int api_client_put_ack(api_client *c, const char *mesh_name, const char *dp_name,
                        uint64_t generation, char *errbuf)
 {
     char path[API_CLIENT_MAX_URL / 2], body[64];
-    int rc = dp_path(path, sizeof(path), mesh, dataplane, "ack", errbuf);
+    int rc = dp_path(path, sizeof(path), mesh_name, dp_name, "ack", errbuf);
     if (rc < 0)
         return rc;
     snprintf(body, sizeof(body), "{\"generation\":%" PRIu64 "}", generation);

@@ -47,8 +47,10 @@ static int decode_ca(const char *value, size_t len, cpca *ret, char *errbuf)
     const char *key = json_string_value(json_object_get(doc, "key"));
     int rc = 0;
     if (!cert || !key) {
-        rc = meshca_fail(errbuf, MESHCA_ECORRUPT, "cp-ca: the stored control-plane CA (%s/%s/%s) "
-                         "is not {\"cert\",\"key\"}", CPCA_KIND, CPCA_MESH, CPCA_NAME);
+        rc = meshca_fail(errbuf, MESHCA_ECORRUPT,
+                         "cp-ca: the stored control-plane CA (%s/%s/%s) "
+                         "is not {\"cert\",\"key\"}",
+                         CPCA_KIND, CPCA_MESH, CPCA_NAME);
     } else {
         ret->cert_pem = strdup(cert);
         ret->key_pem = strdup(key);
@@ -72,8 +74,8 @@ static int create_ca(store *s, int64_t now, char *errbuf)
     json_t *doc = NULL;
     int rc = pki_generate_key(false, 0, &key, errbuf);
     if (rc == 0)
-        rc = pki_make_root(key, "meshca control plane CA", NULL, now,
-                           (int64_t)CPCA_CA_DAYS * 86400, &cert, errbuf);
+        rc = pki_make_root(key, "meshca control plane CA", NULL, now, (int64_t)CPCA_CA_DAYS * 86400,
+                           &cert, errbuf);
     if (rc == 0)
         rc = pki_cert_to_pem(cert, &cert_pem, errbuf);
     if (rc == 0)
@@ -176,8 +178,7 @@ static int append_san(char *text, size_t size, const char *name)
                 return -1;
     }
     size_t used = strlen(text);
-    int n = snprintf(text + used, size - used, "%s%s:%s", used ? "," : "", ip ? "IP" : "DNS",
-                     host);
+    int n = snprintf(text + used, size - used, "%s%s:%s", used ? "," : "", ip ? "IP" : "DNS", host);
     return n < 0 || (size_t)n >= size - used ? -1 : 0;
 }
 
@@ -283,8 +284,7 @@ static int accept_any_client_cert(int preverify_ok, X509_STORE_CTX *ctx)
 }
 
 /* Loads a PEM chain (leaf first) and key into ctx. */
-static int use_chain_and_key(SSL_CTX *ctx, const char *chain_pem, const char *key_pem,
-                             char *errbuf)
+static int use_chain_and_key(SSL_CTX *ctx, const char *chain_pem, const char *key_pem, char *errbuf)
 {
     STACK_OF(X509) *chain = NULL;
     EVP_PKEY *key = NULL;

@@ -35,8 +35,8 @@ static int key_type_of(EVP_PKEY *key, csr_key_type *ret, char *desc, size_t size
     if (id == EVP_PKEY_EC) {
         char group[64] = "";
         size_t glen = 0;
-        if (!EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group,
-                                            sizeof(group), &glen))
+        if (!EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                            &glen))
             snprintf(group, sizeof(group), "unknown curve");
         snprintf(desc, size, "ecdsa %s", group);
         if (strcmp(group, "prime256v1") != 0 && strcmp(group, "P-256") != 0)

@@ -11,8 +11,8 @@
 
 /* The key type a mesh's dpCert.keyType asks for. */
 typedef enum csr_key_type {
-    CSR_KEY_EC_P256 = 0,  /* keyType: ecdsa (default) */
-    CSR_KEY_RSA_2048,     /* keyType: rsa */
+    CSR_KEY_EC_P256 = 0, /* keyType: ecdsa (default) */
+    CSR_KEY_RSA_2048,    /* keyType: rsa */
 } csr_key_type;
 
 /* "ecdsa P-256" or "rsa 2048" (static). */

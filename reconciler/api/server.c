@@ -1,4 +1,5 @@
-/* server.c - the dataplane API on libevent's evhttp over bufferevent_openssl: auth, routes, waiters. */
+/* server.c - the dataplane API on libevent's evhttp over bufferevent_openssl: auth, routes,
+ * waiters. */
 #include "reconciler/api/server.h"
 
 #include <errno.h>
@@ -33,9 +34,9 @@
 typedef struct waiter {
     struct waiter *prev, *next;
     struct waiter_group *group;
-    struct evhttp_request *req;     /* owned by evhttp; valid until answered or closed */
+    struct evhttp_request *req; /* owned by evhttp; valid until answered or closed */
     struct event *timer;
-    struct event *peer;             /* the socket turned readable: closed (or pipelining) */
+    struct event *peer; /* the socket turned readable: closed (or pipelining) */
     uint64_t index;
 } waiter;
 
@@ -81,17 +82,28 @@ typedef void (*route_fn)(request_ctx *rc);
 static const char *status_reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 202: return "Accepted";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    default: return "Service Unavailable";
+    case 200:
+        return "OK";
+    case 202:
+        return "Accepted";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
+    default:
+        return "Service Unavailable";
     }
 }
 
@@ -165,8 +177,8 @@ static json_t *read_json_body(struct evhttp_request *req)
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     if (len > API_MAX_BODY_BYTES) {
-        send_error(req, 413, "too-large", "request body of %zu bytes is larger than %d bytes",
-                   len, API_MAX_BODY_BYTES);
+        send_error(req, 413, "too-large", "request body of %zu bytes is larger than %d bytes", len,
+                   API_MAX_BODY_BYTES);
         return NULL;
     }
     char *text = malloc(len + 1);
@@ -274,8 +286,8 @@ static void send_identity(struct evhttp_request *req, const char *mesh_name, con
         return;
     }
     if (!a->body) {
-        send_error(req, 404, "not-issued", "no certificate has been issued to %s/%s yet",
-                   mesh_name, dp_name);
+        send_error(req, 404, "not-issued", "no certificate has been issued to %s/%s yet", mesh_name,
+                   dp_name);
         return;
     }
     char idx[24];
@@ -328,14 +340,15 @@ static void park(api_server *srv, struct evhttp_request *req, const char *mesh_n
 {
     waiter_group *g = find_group(srv, mesh_name, dp_name);
     if (srv->nwaiters >= srv->max_waiters) {
-        send_error(req, 429, "too-many-waiters", "the controller holds %zu blocking queries; "
-                   "retry later", srv->nwaiters);
+        send_error(req, 429, "too-many-waiters",
+                   "the controller holds %zu blocking queries; "
+                   "retry later",
+                   srv->nwaiters);
         return;
     }
     if (g && g->count >= API_MAX_WAITERS_PER_DATAPLANE) {
-        send_error(req, 429, "too-many-waiters",
-                   "%s/%s already has %d blocking queries open", mesh_name, dp_name,
-                   API_MAX_WAITERS_PER_DATAPLANE);
+        send_error(req, 429, "too-many-waiters", "%s/%s already has %d blocking queries open",
+                   mesh_name, dp_name, API_MAX_WAITERS_PER_DATAPLANE);
         return;
     }
     waiter *w = calloc(1, sizeof(*w));
@@ -441,8 +454,8 @@ static void route_csr(request_ctx *rc)
     }
     unsigned char *spki = NULL;
     size_t spki_len = 0;
-    code = csr_check(json_string_value(csr), json_string_length(csr), want, &spki, &spki_len,
-                     errbuf);
+    code =
+        csr_check(json_string_value(csr), json_string_length(csr), want, &spki, &spki_len, errbuf);
     if (code == MESHCA_EINVAL) {
         json_decref(doc);
         send_error(rc->req, 400, "invalid-csr", "%s", errbuf);
@@ -557,14 +570,14 @@ static void route_roots(request_ctx *rc)
 /* ---- routing ------------------------------------------------------------------------------ */
 
 typedef enum route_auth {
-    AUTH_NONE,          /* anyone */
-    AUTH_MESH,          /* any dataplane of the URL's mesh */
-    AUTH_DATAPLANE,     /* only the URL's dataplane */
+    AUTH_NONE,      /* anyone */
+    AUTH_MESH,      /* any dataplane of the URL's mesh */
+    AUTH_DATAPLANE, /* only the URL's dataplane */
 } route_auth;
 
 typedef struct route {
     enum evhttp_cmd_type method;
-    const char *pattern;    /* segments; "{mesh}" and "{dp}" capture a name */
+    const char *pattern; /* segments; "{mesh}" and "{dp}" capture a name */
     route_auth auth;
     route_fn fn;
 } route;
@@ -572,8 +585,7 @@ typedef struct route {
 static const route routes[] = {
     {EVHTTP_REQ_GET, "/healthz", AUTH_NONE, route_healthz},
     {EVHTTP_REQ_POST, "/v1/meshes/{mesh}/dataplanes/{dp}/csr", AUTH_DATAPLANE, route_csr},
-    {EVHTTP_REQ_GET, "/v1/meshes/{mesh}/dataplanes/{dp}/identity", AUTH_DATAPLANE,
-     route_identity},
+    {EVHTTP_REQ_GET, "/v1/meshes/{mesh}/dataplanes/{dp}/identity", AUTH_DATAPLANE, route_identity},
     {EVHTTP_REQ_PUT, "/v1/meshes/{mesh}/dataplanes/{dp}/ack", AUTH_DATAPLANE, route_ack},
     {EVHTTP_REQ_GET, "/v1/meshes/{mesh}/roots", AUTH_MESH, route_roots},
 };
@@ -654,11 +666,14 @@ static int cert_names(X509 *leaf, char *mesh_name, char *dp_name, char *errbuf)
     }
     GENERAL_NAMES_free(sans);
     if (!found)
-        return meshca_fail(errbuf, -1, "client certificate names no dataplane (no URI SAN "
-                           DP_URN_PREFIX "<mesh>:<dataplane>)");
+        return meshca_fail(errbuf, -1,
+                           "client certificate names no dataplane (no URI SAN " DP_URN_PREFIX
+                           "<mesh>:<dataplane>)");
     if (!spiffe_ok || spiffe_other)
-        return meshca_fail(errbuf, -1, "client certificate's spiffe:// SANs do not all belong "
-                           "to mesh '%s'", mesh_name);
+        return meshca_fail(errbuf, -1,
+                           "client certificate's spiffe:// SANs do not all belong "
+                           "to mesh '%s'",
+                           mesh_name);
     return 0;
 }
 
@@ -668,7 +683,8 @@ static int authenticate_cert(api_server *srv, SSL *ssl, char *mesh_name, char *d
 {
     X509 *leaf = SSL_get0_peer_certificate(ssl);
     if (!leaf)
-        return meshca_fail(errbuf, -1, "authentication required: send a dataplane token "
+        return meshca_fail(errbuf, -1,
+                           "authentication required: send a dataplane token "
                            "(Authorization: Bearer) or the dataplane's client certificate");
     if (cert_names(leaf, mesh_name, dp_name, errbuf) < 0)
         return -1;
@@ -706,8 +722,8 @@ static int authenticate_cert(api_server *srv, SSL *ssl, char *mesh_name, char *d
     X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
     X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), (time_t)server_now(srv));
     if (X509_verify_cert(ctx) != 1) {
-        meshca_fail(errbuf, -1, "client certificate does not verify against mesh '%s': %s", mesh_name,
-                    X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+        meshca_fail(errbuf, -1, "client certificate does not verify against mesh '%s': %s",
+                    mesh_name, X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
         goto out;
     }
     rc = 0;
@@ -725,16 +741,14 @@ static int authenticate(api_server *srv, struct evhttp_request *req, SSL *ssl,
                         const route_params *p, char *mesh_name, char *dp_name, api_principal *who)
 {
     char errbuf[MESHCA_ERRBUF] = "";
-    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req),
-                                          "Authorization");
+    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     if (auth) {
         if (strncasecmp(auth, "Bearer ", 7) != 0) {
             send_error(req, 401, "unauthenticated", "Authorization must be 'Bearer <token>'");
             return -1;
         }
         token_info info;
-        int rc = token_verify(srv->opts.tokens, auth + 7, p->mesh, server_now(srv), &info,
-                              errbuf);
+        int rc = token_verify(srv->opts.tokens, auth + 7, p->mesh, server_now(srv), &info, errbuf);
         if (rc == MESHCA_EINVAL || rc == MESHCA_ENOTFOUND || rc == MESHCA_EEXPIRED) {
             send_error(req, 401, "unauthenticated", "%s", errbuf);
             return -1;
@@ -801,8 +815,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         /* Every request acts for the mesh (and dataplane) of its URL, and only its own. */
         if (strcmp(who.mesh, params.mesh) != 0 ||
             (found->auth == AUTH_DATAPLANE && strcmp(who.dataplane, params.dataplane) != 0)) {
-            send_error(req, 403, "forbidden",
-                       "the %s of dataplane %s/%s may not act for %s%s%s",
+            send_error(req, 403, "forbidden", "the %s of dataplane %s/%s may not act for %s%s%s",
                        who.method == API_AUTH_TOKEN ? "token" : "certificate", who.mesh,
                        who.dataplane, params.mesh, found->auth == AUTH_DATAPLANE ? "/" : "",
                        found->auth == AUTH_DATAPLANE ? params.dataplane : "");

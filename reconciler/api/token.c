@@ -1,4 +1,5 @@
-/* token.c - dataplane tokens: issue (random, shown once), verify (hash, constant time), revoke, list. */
+/* token.c - dataplane tokens: issue (random, shown once), verify (hash, constant time), revoke,
+ * list. */
 #define _GNU_SOURCE
 #include "reconciler/api/token.h"
 
@@ -74,8 +75,10 @@ static int parse_time(const char *text, int64_t *ret)
 {
     struct tm tm = {0};
     char tail = 0;
-    if (!text || sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                        &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &tail) != 7 || tail != 'Z')
+    if (!text ||
+        sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &tail) != 7 ||
+        tail != 'Z')
         return -1;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
@@ -88,12 +91,12 @@ static int decode(const char *value, size_t len, token_info *ret, const char **r
                   json_t **ret_doc)
 {
     json_t *doc = json_loadb(value, len, 0, NULL);
-    const char *mesh = json_string_value(json_object_get(doc, "mesh"));
+    const char *mesh_name = json_string_value(json_object_get(doc, "mesh"));
     const char *dp = json_string_value(json_object_get(doc, "dataplane"));
     const char *hash = json_string_value(json_object_get(doc, "sha256"));
     token_info info = {0};
-    if (!mesh || !dp || !hash || strlen(hash) != HASH_HEX_LEN ||
-        snprintf(info.mesh, sizeof(info.mesh), "%s", mesh) >= (int)sizeof(info.mesh) ||
+    if (!mesh_name || !dp || !hash || strlen(hash) != HASH_HEX_LEN ||
+        snprintf(info.mesh, sizeof(info.mesh), "%s", mesh_name) >= (int)sizeof(info.mesh) ||
         snprintf(info.dataplane, sizeof(info.dataplane), "%s", dp) >= (int)sizeof(info.dataplane) ||
         parse_time(json_string_value(json_object_get(doc, "issuedAt")), &info.issued_at) < 0 ||
         parse_time(json_string_value(json_object_get(doc, "expiresAt")), &info.expires_at) < 0) {
@@ -106,10 +109,10 @@ static int decode(const char *value, size_t len, token_info *ret, const char **r
     return 0;
 }
 
-int token_issue(store *s, const char *mesh, const char *dataplane, int64_t now, int64_t ttl_s,
+int token_issue(store *s, const char *mesh_name, const char *dp_name, int64_t now, int64_t ttl_s,
                 char **ret_token, char *errbuf)
 {
-    if (!s || !ret_token || !store_name_valid(mesh) || !store_name_valid(dataplane))
+    if (!s || !ret_token || !store_name_valid(mesh_name) || !store_name_valid(dp_name))
         return meshca_fail(errbuf, MESHCA_EINVAL, "token: invalid mesh or dataplane name");
     if (ttl_s <= 0 || ttl_s > TOKEN_MAX_TTL_S)
         return meshca_fail(errbuf, MESHCA_EINVAL, "token: ttl must be between 1s and 366d");
@@ -136,22 +139,22 @@ int token_issue(store *s, const char *mesh, const char *dataplane, int64_t now, 
     char issued[32], expires[32];
     format_time(now, issued, sizeof(issued));
     format_time(now + ttl_s, expires, sizeof(expires));
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s}", "sha256", hex, "mesh", mesh,
-                            "dataplane", dataplane, "issuedAt", issued, "expiresAt", expires);
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s}", "sha256", hex, "mesh", mesh_name,
+                            "dataplane", dp_name, "issuedAt", issued, "expiresAt", expires);
     char *value = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(doc);
     if (!value) {
         token_free(text);
         return meshca_fail(errbuf, MESHCA_ENOMEM, "token: out of memory");
     }
-    const store_key key = {TOKEN_KIND, mesh, hex};
+    const store_key key = {TOKEN_KIND, mesh_name, hex};
     /* Version 0: a collision of 256 random bits means a broken RNG; refuse rather than share. */
     rc = store_put(s, &key, value, strlen(value), 0, NULL);
     free(value);
     if (rc < 0) {
         token_free(text);
-        return meshca_fail(errbuf, rc, "token: cannot store the token of %s/%s: %s", mesh,
-                           dataplane, store_strerror(rc));
+        return meshca_fail(errbuf, rc, "token: cannot store the token of %s/%s: %s", mesh_name,
+                           dp_name, store_strerror(rc));
     }
     *ret_token = text;
     return 0;
@@ -173,12 +176,12 @@ static int matches(const char *value, size_t len, const char *hex, token_info *r
 }
 
 /* Looks the hash up in one mesh: *found 1 and *ret filled on a match; 0 or a store code. */
-static int lookup(store *s, const char *mesh, const char *hex, token_info *ret, int *found,
+static int lookup(store *s, const char *mesh_name, const char *hex, token_info *ret, int *found,
                   char *errbuf)
 {
     char *value = NULL;
     size_t len = 0;
-    const store_key key = {TOKEN_KIND, mesh, hex};
+    const store_key key = {TOKEN_KIND, mesh_name, hex};
     int rc = store_get(s, &key, &value, &len, NULL);
     if (rc < 0 && rc != STORE_ENOTFOUND)
         return meshca_fail(errbuf, rc, "token: store: %s", store_strerror(rc));
@@ -223,20 +226,20 @@ int token_verify(store *s, const char *token, const char *mesh_hint, int64_t now
     if (!found)
         return meshca_fail(errbuf, MESHCA_ENOTFOUND, "token: unknown or revoked token");
     if (now >= info.expires_at)
-        return meshca_fail(errbuf, MESHCA_EEXPIRED, "token: expired (dataplane %s/%s)",
-                           info.mesh, info.dataplane);
+        return meshca_fail(errbuf, MESHCA_EEXPIRED, "token: expired (dataplane %s/%s)", info.mesh,
+                           info.dataplane);
     *ret = info;
     return 0;
 }
 
-int token_revoke(store *s, const char *mesh, const char *dataplane, size_t *ret_count,
+int token_revoke(store *s, const char *mesh_name, const char *dp_name, size_t *ret_count,
                  char *errbuf)
 {
-    if (!s || !store_name_valid(mesh) || !store_name_valid(dataplane))
+    if (!s || !store_name_valid(mesh_name) || !store_name_valid(dp_name))
         return meshca_fail(errbuf, MESHCA_EINVAL, "token: invalid mesh or dataplane name");
     store_entry *entries = NULL;
     size_t n = 0, count = 0;
-    int rc = store_list(s, TOKEN_KIND, mesh, &entries, &n);
+    int rc = store_list(s, TOKEN_KIND, mesh_name, &entries, &n);
     if (rc < 0)
         return meshca_fail(errbuf, rc, "token: store: %s", store_strerror(rc));
     for (size_t i = 0; i < n; i++) {
@@ -246,14 +249,14 @@ int token_revoke(store *s, const char *mesh, const char *dataplane, size_t *ret_
         if (decode(entries[i].value, entries[i].len, &info, &hash, &doc) < 0)
             continue;
         json_decref(doc);
-        if (strcmp(info.dataplane, dataplane) != 0)
+        if (strcmp(info.dataplane, dp_name) != 0)
             continue;
         const store_key key = {TOKEN_KIND, entries[i].mesh, entries[i].name};
         rc = store_delete(s, &key, STORE_ANY_VERSION);
         if (rc < 0 && rc != STORE_ENOTFOUND) {
             store_entries_free(entries, n);
-            return meshca_fail(errbuf, rc, "token: cannot revoke a token of %s/%s: %s", mesh,
-                               dataplane, store_strerror(rc));
+            return meshca_fail(errbuf, rc, "token: cannot revoke a token of %s/%s: %s", mesh_name,
+                               dp_name, store_strerror(rc));
         }
         count++;
     }
@@ -274,13 +277,13 @@ static int compare_info(const void *a, const void *b)
     return c;
 }
 
-int token_list(store *s, const char *mesh, token_info **ret, size_t *ret_n, char *errbuf)
+int token_list(store *s, const char *mesh_name, token_info **ret, size_t *ret_n, char *errbuf)
 {
-    if (!s || !ret || !ret_n || (mesh && !store_name_valid(mesh)))
+    if (!s || !ret || !ret_n || (mesh_name && !store_name_valid(mesh_name)))
         return meshca_fail(errbuf, MESHCA_EINVAL, "token: invalid mesh name");
     store_entry *entries = NULL;
     size_t n = 0, count = 0;
-    int rc = store_list(s, TOKEN_KIND, mesh, &entries, &n);
+    int rc = store_list(s, TOKEN_KIND, mesh_name, &entries, &n);
     if (rc < 0)
         return meshca_fail(errbuf, rc, "token: store: %s", store_strerror(rc));
     token_info *list = n ? calloc(n, sizeof(*list)) : NULL;

@@ -1,4 +1,5 @@
-/* token.h - dataplane tokens: random bearer secrets for an agent's first contact, stored as hashes. */
+/* token.h - dataplane tokens: random bearer secrets for an agent's first contact, stored as hashes.
+ */
 #ifndef MESHCA_API_TOKEN_H
 #define MESHCA_API_TOKEN_H
 
@@ -19,7 +20,7 @@
  */
 #define TOKEN_KIND "tokens"
 #define TOKEN_RANDOM_BYTES 32
-#define TOKEN_TEXT_LEN 43          /* base64url of 32 bytes, no padding */
+#define TOKEN_TEXT_LEN 43 /* base64url of 32 bytes, no padding */
 #define TOKEN_MAX_TTL_S (366LL * 24 * 3600)
 #define TOKEN_DEFAULT_TTL_S (24LL * 3600)
 
@@ -36,28 +37,29 @@ typedef struct token_info {
  * *ret_token is the token text, NUL-terminated; the caller prints it once and frees it with
  * token_free(). MESHCA_EINVAL for a bad name or ttl; store codes passed up.
  */
-int token_issue(store *s, const char *mesh, const char *dataplane, int64_t now, int64_t ttl_s,
+int token_issue(store *s, const char *mesh_name, const char *dp_name, int64_t now, int64_t ttl_s,
                 char **ret_token, char *errbuf);
 
 /*
  * Looks a presented token up. mesh_hint is the mesh the caller expects (the URL's): looked at
  * first, then every other mesh in the store (one lookup each), so a token of another mesh is
- * still recognised (and refused by the caller's authorisation with 403, not 401). The stored hash is compared in constant time.
- * Returns 0 and *ret (who it belongs to), or MESHCA_EINVAL (malformed), MESHCA_ENOTFOUND
- * (unknown or revoked), MESHCA_EEXPIRED (past its expiry); store codes passed up.
+ * still recognised (and refused by the caller's authorisation with 403, not 401). The stored hash
+ * is compared in constant time. Returns 0 and *ret (who it belongs to), or MESHCA_EINVAL
+ * (malformed), MESHCA_ENOTFOUND (unknown or revoked), MESHCA_EEXPIRED (past its expiry); store
+ * codes passed up.
  */
 int token_verify(store *s, const char *token, const char *mesh_hint, int64_t now, token_info *ret,
                  char *errbuf);
 
 /* Revokes every token of (mesh, dataplane). *ret_count (may be NULL) = how many; 0 is success. */
-int token_revoke(store *s, const char *mesh, const char *dataplane, size_t *ret_count,
+int token_revoke(store *s, const char *mesh_name, const char *dp_name, size_t *ret_count,
                  char *errbuf);
 
 /*
  * Lists tokens (mesh NULL: every mesh), sorted by mesh then dataplane, without token or hash.
  * Caller frees *ret with free(); *ret NULL and *ret_n 0 when none.
  */
-int token_list(store *s, const char *mesh, token_info **ret, size_t *ret_n, char *errbuf);
+int token_list(store *s, const char *mesh_name, token_info **ret, size_t *ret_n, char *errbuf);
 
 /* Wipes and frees a token text. Accepts NULL. */
 void token_free(char *token);
