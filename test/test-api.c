@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -203,7 +204,7 @@ static void setup(void)
     opts.port = 0;
     opts.tokens = st;
     opts.handlers = &double_handlers;
-    opts.timeout_s = 5;
+    opts.timeout_s = 2; /* short, so the slow-client test is quick */
     ck_assert_msg(api_server_new(base, &opts, &server, err) == 0, "server: %s", err);
     ck_assert_int_ne(api_server_port(server), 0);
     ck_assert_int_eq(pthread_create(&loop_thread, NULL, run_loop, NULL), 0);
@@ -669,12 +670,13 @@ START_TEST(blocking_query_returns_at_wait_without_a_change)
     char *token = issue("default", "web-01", time(NULL), 3600);
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    reply r = http((call){"GET", IDENTITY("default", "web-01") "?index=1&wait=1s", token});
+    /* 3 s: longer than the 2 s connection timeout, which must not cut a parked query. */
+    reply r = http((call){"GET", IDENTITY("default", "web-01") "?index=1&wait=3s", token});
     clock_gettime(CLOCK_MONOTONIC, &b);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.index, "1");
     double elapsed = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
-    ck_assert_msg(elapsed >= 0.9, "answered after %.2fs, before the 1s wait", elapsed);
+    ck_assert_msg(elapsed >= 2.9, "answered after %.2fs, before the 3s wait", elapsed);
     /* Above the index: answered at once. */
     r = http((call){"GET", IDENTITY("default", "web-01") "?index=0&wait=30s", token});
     ck_assert_int_eq(r.status, 200);
@@ -967,6 +969,39 @@ START_TEST(headers_over_16k_are_refused)
 }
 END_TEST
 
+START_TEST(slow_client_is_disconnected_at_the_timeout)
+{
+    char err[MESHCA_ERRBUF] = "", hostport[64], buf[512];
+    cpca ca = {NULL, NULL};
+    ck_assert_int_eq(cpca_load(st, 0, time(NULL), &ca, err), 0);
+    SSL_CTX *ctx = NULL;
+    ck_assert_int_eq(cpca_client_ctx(ca.cert_pem, NULL, NULL, &ctx, err), 0);
+    cpca_free(&ca);
+    snprintf(hostport, sizeof(hostport), "127.0.0.1:%u", api_server_port(server));
+    BIO *conn = BIO_new_connect(hostport);
+    ck_assert_int_eq(BIO_do_connect(conn), 1);
+    /* Bound the test: the server must close long before this. */
+    struct timeval tv = {15, 0};
+    ck_assert_int_eq(
+        setsockopt((int)BIO_get_fd(conn, NULL), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_bio(ssl, conn, conn);
+    ck_assert_int_eq(SSL_connect(ssl), 1);
+    /* Half a request line, then nothing: a slow (or malicious) client. */
+    ck_assert_int_gt(SSL_write(ssl, "GET /healthz HTTP/1.1\r\n", 23), 0);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    int n = SSL_read(ssl, buf, sizeof(buf));
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    /* Closed by the server (0 or an error), not by our 15 s receive timeout. */
+    ck_assert_int_le(n, 0);
+    ck_assert_int_lt(b.tv_sec - a.tv_sec, 14);
+    ERR_clear_error();
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
@@ -992,6 +1027,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, control_plane_ca_is_created_once_and_kept);
     tcase_add_test(tc, connections_are_kept_alive);
     tcase_add_test(tc, headers_over_16k_are_refused);
+    tcase_add_test(tc, slow_client_is_disconnected_at_the_timeout);
     tcase_add_test(tc, client_context_trusts_the_control_plane_ca_only);
     tcase_add_test(tc, server_context_from_the_users_files);
     suite_add_tcase(s, tc);
