@@ -732,6 +732,71 @@ START_TEST(blocking_query_of_a_closed_connection_is_forgotten)
 }
 END_TEST
 
+START_TEST(blocking_queries_over_the_per_dataplane_limit_get_429)
+{
+    char *token = issue("default", "web-01", time(NULL), 3600);
+    char url[256], auth[128];
+    snprintf(url, sizeof(url),
+             "https://127.0.0.1:%u" IDENTITY("default", "web-01") "?index=1&wait=30s",
+             api_server_port(server));
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    struct curl_slist *hdrs = curl_slist_append(NULL, auth);
+    enum { N = API_MAX_WAITERS_PER_DATAPLANE + 1 };
+    CURLM *multi = curl_multi_init();
+    CURL *h[N];
+    reply r[N];
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++) {
+        h[i] = curl_easy_init();
+        curl_easy_setopt(h[i], CURLOPT_URL, url);
+        curl_easy_setopt(h[i], CURLOPT_CAINFO, ca_file);
+        curl_easy_setopt(h[i], CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(h[i], CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(h[i], CURLOPT_WRITEDATA, &r[i]);
+        curl_easy_setopt(h[i], CURLOPT_TIMEOUT, 60L);
+        curl_multi_add_handle(multi, h[i]);
+    }
+    /* Run until one query is answered: the one over the limit, at once. */
+    int running = N, done = 0, notified = 0;
+    while (running > 0) {
+        curl_multi_perform(multi, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(multi, &left)))
+            if (msg->msg == CURLMSG_DONE)
+                done++;
+        if (done == 1 && !notified && api_server_waiters(server) == API_MAX_WAITERS_PER_DATAPLANE) {
+            /* Release the parked ones. */
+            struct timeval zero = {0, 0};
+            event_base_once(base, -1, EV_TIMEOUT, bump_generation, NULL, &zero);
+            notified = 1;
+        }
+        curl_multi_poll(multi, NULL, 0, 100, NULL);
+    }
+    int too_many = 0, answered = 0;
+    for (int i = 0; i < N; i++) {
+        long status = 0;
+        curl_easy_getinfo(h[i], CURLINFO_RESPONSE_CODE, &status);
+        if (status == 429) {
+            too_many++;
+            ck_assert_ptr_nonnull(strstr(r[i].body, "\"too-many-waiters\""));
+            ck_assert_ptr_nonnull(
+                strstr(r[i].body, "default/web-01 already has 8 blocking queries"));
+        } else if (status == 200) {
+            answered++;
+        }
+        curl_multi_remove_handle(multi, h[i]);
+        curl_easy_cleanup(h[i]);
+    }
+    ck_assert_int_eq(notified, 1);
+    ck_assert_int_eq(too_many, 1);
+    ck_assert_int_eq(answered, API_MAX_WAITERS_PER_DATAPLANE);
+    curl_multi_cleanup(multi);
+    curl_slist_free_all(hdrs);
+    token_free(token);
+}
+END_TEST
+
 /* ---- ack and the client module ------------------------------------------------------------- */
 
 START_TEST(client_fails_over_to_the_next_server_and_acks)
@@ -1039,6 +1104,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, blocking_query_returns_because_of_notify);
     tcase_add_test(tc, blocking_query_returns_at_wait_without_a_change);
     tcase_add_test(tc, blocking_query_of_a_closed_connection_is_forgotten);
+    tcase_add_test(tc, blocking_queries_over_the_per_dataplane_limit_get_429);
     tcase_add_test(tc, client_fails_over_to_the_next_server_and_acks);
     tcase_add_test(tc, tokens_are_stored_as_hashes_only);
     tcase_add_test(tc, control_plane_ca_is_created_once_and_kept);
