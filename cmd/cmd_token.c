@@ -11,6 +11,7 @@
 #include "cmd/common.h"
 #include "manifests/model.h"
 #include "reconciler/api/token.h"
+#include "reconciler/pki.h"
 #include "reconciler/state.h"
 #include "reconciler/store.h"
 
@@ -98,12 +99,9 @@ static int list(store *s, const char *mesh_name, output_format format)
     if (format == OUTPUT_TEXT)
         printf("%-20s %-30s %-21s %-21s %s\n", "MESH", "DATAPLANE", "ISSUED", "EXPIRES", "STATUS");
     for (size_t i = 0; i < n; i++) {
-        char issued[32], expires[32];
-        struct tm tm;
-        time_t t = (time_t)items[i].issued_at;
-        strftime(issued, sizeof(issued), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-        t = (time_t)items[i].expires_at;
-        strftime(expires, sizeof(expires), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+        char issued[32] = "", expires[32] = "";
+        pki_format_time(items[i].issued_at, issued, sizeof(issued));
+        pki_format_time(items[i].expires_at, expires, sizeof(expires));
         const char *status = now >= items[i].expires_at ? "expired" : "valid";
         if (doc) {
             json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "mesh", items[i].mesh, "dataplane",

@@ -2,6 +2,7 @@
  * list. */
 #define _GNU_SOURCE
 #include "reconciler/api/token.h"
+#include "reconciler/pki.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,14 +62,6 @@ static int hash_hex(const char *token, char *hex, char *errbuf)
     for (unsigned i = 0; i < mdlen; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     return 0;
-}
-
-static void format_time(int64_t t, char *buf, size_t size)
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (!gmtime_r(&tt, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(buf, size, "1970-01-01T00:00:00Z");
 }
 
 static int parse_time(const char *text, int64_t *ret)
@@ -137,8 +130,11 @@ int token_issue(store *s, const char *mesh_name, const char *dp_name, int64_t no
     }
 
     char issued[32], expires[32];
-    format_time(now, issued, sizeof(issued));
-    format_time(now + ttl_s, expires, sizeof(expires));
+    if (pki_format_time(now, issued, sizeof(issued)) < 0 ||
+        pki_format_time(now + ttl_s, expires, sizeof(expires)) < 0) {
+        token_free(text);
+        return meshca_fail(errbuf, MESHCA_EINVAL, "token: time out of range");
+    }
     json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s}", "sha256", hex, "mesh", mesh_name,
                             "dataplane", dp_name, "issuedAt", issued, "expiresAt", expires);
     char *value = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
