@@ -422,9 +422,10 @@ START_TEST(healthz_needs_no_credentials_and_unknown_paths_get_json_404)
 }
 END_TEST
 
-/* Writes a leaf for (mesh, dp) signed by ca/ca_key into tmpdir/<prefix>.pem and -key.pem. */
+/* Writes a leaf for (mesh, dp) signed by ca/ca_key into tmpdir/<prefix>.pem and -key.pem; the
+ * paths go to cert_path and key_path (256 bytes each). */
 static void make_client_cert(X509 *ca, EVP_PKEY *ca_key, const char *mesh_name, const char *dp,
-                             const char *prefix, char *cert_path, char *key_path)
+                             const char *prefix, char cert_path[256], char key_path[256])
 {
     char err[MESHCA_ERRBUF] = "", spiffe[128], urn[128];
     snprintf(spiffe, sizeof(spiffe), "spiffe://%s/web", mesh_name);
@@ -439,8 +440,8 @@ static void make_client_cert(X509 *ca, EVP_PKEY *ca_key, const char *mesh_name, 
     char *cert_pem = NULL, *key_pem = NULL;
     ck_assert_int_eq(pki_cert_to_pem(leaf, &cert_pem, err), 0);
     ck_assert_int_eq(pki_key_to_pem(key, &key_pem, err), 0);
-    sprintf(cert_path, "%s/%s.pem", tmpdir, prefix);
-    sprintf(key_path, "%s/%s-key.pem", tmpdir, prefix);
+    snprintf(cert_path, 256, "%s/%s.pem", tmpdir, prefix);
+    snprintf(key_path, 256, "%s/%s-key.pem", tmpdir, prefix);
     write_file(cert_path, cert_pem);
     write_file(key_path, key_pem);
     free(cert_pem);
