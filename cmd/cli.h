@@ -78,6 +78,10 @@ int cmd_agent(int argc, char **argv);
 extern const char cmd_agent_usage[];
 int cmd_run(int argc, char **argv);
 extern const char cmd_run_usage[];
+int cmd_token(int argc, char **argv);
+extern const char cmd_token_usage[];
+int cmd_cpca(int argc, char **argv);
+extern const char cmd_cpca_usage[];
 
 /* Long-running commands (loop.c). The longest --interval accepted. */
 #define CLI_MAX_INTERVAL_MS (24LL * 3600 * 1000)

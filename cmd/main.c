@@ -19,6 +19,8 @@ static const cli_command commands[] = {
      cmd_agent},
     {"roots", "print a mesh's CA roots (Consul shape) or PEM", cmd_roots_usage, cmd_roots},
     {"ca", "ca create: make a CA for a provided backend", cmd_ca_usage, cmd_ca},
+    {"token", "issue, revoke or list dataplane tokens for the API", cmd_token_usage, cmd_token},
+    {"cp-ca", "print the control-plane CA certificate agents trust", cmd_cpca_usage, cmd_cpca},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

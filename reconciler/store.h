@@ -61,7 +61,8 @@ enum {
 #define STORE_TXN_MAX (1024u * 1024u)
 
 /*
- * Kinds: "meshes", "dataplanes", "secrets", "identities", "dpstatus", "meshstatus".
+ * Kinds: "meshes", "dataplanes", "secrets", "identities", "dpstatus", "meshstatus", "tokens"
+ * (dataplane tokens, hashes only), "controlplane" (the control-plane CA).
  * mesh and name: [a-z0-9]([-a-z0-9.]*[a-z0-9])?, at most STORE_NAME_MAX, no "..".
  * For "meshes" and "meshstatus" the object is the mesh itself: mesh may be NULL or must equal
  * name. All strings are borrowed for the duration of the call.

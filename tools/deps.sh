@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
     gcc pkg-config meson ninja-build        # build
     libyaml-dev libssl-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev   # libraries (SPEC S1)
+    libevent-dev                            # the dataplane API's HTTPS server (evhttp, SPEC S13)
     check                                   # unit tests
     openssl curl python3 procps             # integration tests: openssl verify, HTTP, JSON checks, pgrep
     nginx-light                             # the end-to-end data plane

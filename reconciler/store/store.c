@@ -14,7 +14,7 @@ struct store {
 };
 
 static const char *const kinds[] = {
-    "meshes", "dataplanes", "secrets", "identities", "dpstatus", "meshstatus",
+    "meshes", "dataplanes", "secrets", "identities", "dpstatus", "meshstatus", "tokens", "controlplane",
 };
 
 /*
