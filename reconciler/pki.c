@@ -91,8 +91,10 @@ static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
     return ok;
 }
 
-/* URI SANs are built as GENERAL_NAMEs, not config text, so commas in tag values stay literal. */
-static int add_uri_sans(X509 *x, const char *const *uris, size_t n)
+/* URI SANs are built as GENERAL_NAMEs, not config text, so commas in tag values stay literal.
+ * `critical` when the subject is empty: then the SANs are the only name (RFC 5280 4.2.1.6), and
+ * `openssl verify -x509_strict` rejects such a certificate with a non-critical SAN. */
+static int add_uri_sans(X509 *x, const char *const *uris, size_t n, bool critical)
 {
     GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
     int ok = 0;
@@ -114,7 +116,7 @@ static int add_uri_sans(X509 *x, const char *const *uris, size_t n)
             goto out;
         }
     }
-    ok = X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) == 1;
+    ok = X509_add1_ext_i2d(x, NID_subject_alt_name, gens, critical ? 1 : 0, X509V3_ADD_DEFAULT) == 1;
 out:
     GENERAL_NAMES_free(gens);
     return ok;
@@ -178,7 +180,7 @@ int pki_make_root(EVP_PKEY *key, const char *cn, const char *spiffe_uri, int64_t
         !add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign") ||
         !add_ext(x, x, NID_subject_key_identifier, "hash") ||
         !add_ext(x, x, NID_authority_key_identifier, "keyid:always") ||
-        (spiffe_uri && !add_uri_sans(x, &spiffe_uri, 1)) ||
+        (spiffe_uri && !add_uri_sans(x, &spiffe_uri, 1, false)) ||
         !X509_sign(x, key, EVP_sha256())) {
         X509_free(x);
         return fail(errbuf, PKI_ECRYPTO, "cannot build root certificate");
@@ -218,7 +220,7 @@ int pki_issue_leaf(const pki_leaf_request *req, X509 *ca_cert, EVP_PKEY *ca_key,
         !add_ext(x, ca_cert, NID_ext_key_usage, "serverAuth,clientAuth") ||
         !add_ext(x, ca_cert, NID_subject_key_identifier, "hash") ||
         !add_ext(x, ca_cert, NID_authority_key_identifier, AKI_OF_ISSUER) ||
-        !add_uri_sans(x, req->uris, req->nuris) || !X509_sign(x, ca_key, EVP_sha256())) {
+        !add_uri_sans(x, req->uris, req->nuris, req->cn == NULL) || !X509_sign(x, ca_key, EVP_sha256())) {
         X509_free(x);
         EVP_PKEY_free(key);
         return fail(errbuf, PKI_ECRYPTO, "cannot issue leaf certificate");

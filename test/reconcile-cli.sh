@@ -52,6 +52,9 @@ check "agent loads and acknowledges when reload exits 0" exit_is 0
 check "agent reports the load" out_has "default/web-01: loaded new certificate and bundle"
 check "key.pem is 0600" test "$(stat -c %a "$OUT/key.pem")" = 600
 check "cert verifies against the bundle" openssl verify -CAfile "$OUT/ca-bundle.pem" "$OUT/cert.pem"
+# Regression (issue 9 #5): leaves have an empty subject, so their SAN must be critical.
+check "builtin leaf passes openssl verify -x509_strict" \
+    openssl verify -x509_strict -CAfile "$OUT/ca-bundle.pem" "$OUT/cert.pem"
 check "status file records the acknowledgement" grep -q '"acknowledgedGeneration":1' "$ST/dpstatus/default/web-01.json"
 
 run agent -m default -d web-01 --out "$OUT" --reload false --once
@@ -66,6 +69,97 @@ check "an expired CA is reported as ca-expired" err_has "[ca-expired]"
 
 run reconcile --bogus
 check "unknown flag is a usage error" exit_is 2
+
+# strict_ok DIR [CAFILE]: the agent's cert.pem (leaf + chain) passes `openssl verify -x509_strict`
+# against CAFILE (default: the agent's own bundle), the chain given as untrusted intermediates.
+strict_ok() {
+    openssl verify -x509_strict -CAfile "${2:-$1/ca-bundle.pem}" -untrusted "$1/cert.pem" \
+        "$1/cert.pem" >"$WORK/verify.out" 2>&1
+}
+
+# A provided CA with an intermediate chain (intermediate first), made with the openssl CLI.
+PKI="$WORK/pki"
+mkdir -p "$PKI"
+(
+    cd "$PKI" || exit 1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout root-key.pem \
+        -out root.pem -subj /CN=prov-root -days 3650 \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout inter-key.pem \
+        -out inter.csr -subj /CN=prov-inter
+    printf 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n' >inter.ext
+    openssl x509 -req -in inter.csr -CA root.pem -CAkey root-key.pem -CAcreateserial \
+        -days 1000 -extfile inter.ext -out inter.pem
+    cat inter.pem root.pem >chain.pem
+) >"$WORK/openssl.log" 2>&1
+check "openssl CLI made a two-level provided CA" test -s "$PKI/chain.pem"
+put meshes prov prov "type: Mesh
+name: prov
+mtls:
+  enabledBackend: ca-p
+  backends:
+  - name: ca-p
+    type: provided
+    conf:
+      cert: {file: $PKI/chain.pem}
+      key: {file: $PKI/inter-key.pem}"
+put dataplanes prov app-01 'type: Dataplane
+mesh: prov
+name: app-01
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: 8080
+    tags: {kuma.io/service: app}'
+
+# A forced switch ca-1 -> ca-2 that db-01 never acknowledged: its leaf carries ca-2 cross-signed.
+put meshes cross cross 'type: Mesh
+name: cross
+mtls:
+  enabledBackend: ca-1
+  backends:
+  - name: ca-1
+    type: builtin
+  - name: ca-2
+    type: builtin'
+put dataplanes cross db-01 'type: Dataplane
+mesh: cross
+name: db-01
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: 5432
+    tags: {kuma.io/service: db}'
+run reconcile --once
+check "provided and cross meshes reconcile" exit_is 0
+OUT_CROSS1="$WORK/out-cross1"
+mkdir -p "$OUT_CROSS1"
+run agent -m cross -d db-01 --out "$OUT_CROSS1" --reload false --once
+sed '/-----END CERTIFICATE-----/q' "$OUT_CROSS1/ca-bundle.pem" >"$WORK/ca-1.pem"
+put meshes cross cross 'type: Mesh
+name: cross
+mtls:
+  enabledBackend: ca-2
+  backends:
+  - name: ca-1
+    type: builtin
+  - name: ca-2
+    type: builtin'
+put meshstatus cross cross '{"crossSign":{"from":"ca-1","to":"ca-2"}}'
+run reconcile --once
+check "forced switch reissues db-01 from ca-2" out_has "cross/db-01: reissued (ca-2"
+
+OUT_PROV="$WORK/out-prov"
+mkdir -p "$OUT_PROV"
+run agent -m prov -d app-01 --out "$OUT_PROV" --reload true --once
+check "agent loads the provided-CA identity" exit_is 0
+check "provided leaf + intermediate pass openssl verify -x509_strict" strict_ok "$OUT_PROV" "$PKI/root.pem"
+OUT_CROSS="$WORK/out-cross"
+mkdir -p "$OUT_CROSS"
+run agent -m cross -d db-01 --out "$OUT_CROSS" --reload true --once
+check "cross-signed leaf carries two certificates" test "$(grep -c 'BEGIN CERTIFICATE' "$OUT_CROSS/cert.pem")" -eq 2
+check "cross-signed chain passes -x509_strict against ca-1 alone" strict_ok "$OUT_CROSS" "$WORK/ca-1.pem"
+check "cross-signed leaf passes -x509_strict against its bundle" strict_ok "$OUT_CROSS"
 
 "$MESHCA" run --interval 200ms >"$WORK/run.out" 2>&1 &
 pid=$!

@@ -158,7 +158,7 @@ static void check_leaf_with_cli(bool root_rsa, bool leaf_rsa)
     write_cert("root.pem", root);
     write_cert("leaf.pem", leaf);
 
-    ck_assert_int_eq(run(&out, "openssl verify -CAfile root.pem leaf.pem"), 0);
+    ck_assert_int_eq(run(&out, "openssl verify -x509_strict -CAfile root.pem leaf.pem"), 0);
     assert_contains(out, "leaf.pem: OK");
     free(out);
 
@@ -300,7 +300,8 @@ START_TEST(leaf_from_intermediate_verifies_through_chain)
     write_cert("root.pem", root);
     write_cert("inter.pem", inter);
     write_cert("leaf.pem", leaf);
-    ck_assert_int_eq(run(&out, "openssl verify -CAfile root.pem -untrusted inter.pem leaf.pem"), 0);
+    ck_assert_int_eq(
+        run(&out, "openssl verify -x509_strict -CAfile root.pem -untrusted inter.pem leaf.pem"), 0);
     assert_contains(out, "leaf.pem: OK");
     free(out);
     ck_assert_int_ne(run(NULL, "openssl verify -CAfile root.pem leaf.pem"), 0);
@@ -332,7 +333,8 @@ START_TEST(cross_signed_new_ca_is_trusted_by_old_ca_store)
     write_cert("crosssigned.pem", cross);
     write_cert("leaf.pem", leaf);
     ck_assert_int_eq(
-        run(&out, "openssl verify -CAfile old.pem -untrusted crosssigned.pem leaf.pem"), 0);
+        run(&out, "openssl verify -x509_strict -CAfile old.pem -untrusted crosssigned.pem leaf.pem"),
+        0);
     assert_contains(out, "leaf.pem: OK");
     free(out);
     ck_assert_int_ne(run(NULL, "openssl verify -CAfile old.pem leaf.pem"), 0);
@@ -340,6 +342,78 @@ START_TEST(cross_signed_new_ca_is_trusted_by_old_ca_store)
     X509_free(old_ca), X509_free(new_ca), X509_free(cross), X509_free(leaf);
     EVP_PKEY_free(old_key), EVP_PKEY_free(new_key), EVP_PKEY_free(leaf_key);
     remove_tmpdir();
+}
+END_TEST
+
+/* Verifies leaf against `trusted` with optional intermediates under X509_V_FLAG_X509_STRICT, as
+ * `openssl verify -x509_strict` does; returns the X509_V_* result. */
+static int strict_verify(X509 *trusted, X509 *untrusted, X509 *leaf)
+{
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    int result;
+
+    ck_assert_ptr_nonnull(store);
+    ck_assert_ptr_nonnull(ctx);
+    ck_assert_ptr_nonnull(chain);
+    ck_assert_int_eq(X509_STORE_add_cert(store, trusted), 1);
+    if (untrusted)
+        ck_assert_int_ne(sk_X509_push(chain, untrusted), 0);
+    ck_assert_int_eq(X509_STORE_CTX_init(ctx, store, leaf, chain), 1);
+    X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_X509_STRICT);
+    X509_verify_cert(ctx);
+    result = X509_STORE_CTX_get_error(ctx);
+    X509_STORE_CTX_free(ctx);
+    sk_X509_free(chain);
+    X509_STORE_free(store);
+    ERR_clear_error();
+    return result;
+}
+
+static bool san_is_critical(X509 *x)
+{
+    int i = X509_get_ext_by_NID(x, NID_subject_alt_name, -1);
+
+    return i >= 0 && X509_EXTENSION_get_critical(X509_get_ext(x, i)) == 1;
+}
+
+/* Regression (issue 9 #5): leaves have an empty subject but their subjectAltName was not
+ * critical, so strict verifiers (openssl verify -x509_strict) rejected every leaf meshca issued:
+ * from a root, through an intermediate, and through a cross-signed CA. */
+START_TEST(leaf_with_empty_subject_has_critical_san_and_passes_x509_strict)
+{
+    int64_t now = time(NULL);
+    X509 *root, *inter_self, *inter, *old_ca, *cross, *leaf;
+    EVP_PKEY *root_key, *inter_key, *old_key, *leaf_key;
+    char err[PKI_ERRBUF];
+
+    make_root(false, 0, "default", now, 10 * 86400, &root, &root_key);
+    issue(root, root_key, false, now, 86400, &leaf, &leaf_key);
+    ck_assert_int_eq(X509_NAME_entry_count(X509_get_subject_name(leaf)), 0);
+    ck_assert(san_is_critical(leaf));
+    ck_assert_int_eq(strict_verify(root, NULL, leaf), X509_V_OK);
+    X509_free(leaf), EVP_PKEY_free(leaf_key);
+
+    /* provided with an intermediate chain */
+    make_root(false, 0, "inter", now, 5 * 86400, &inter_self, &inter_key);
+    ck_assert_int_eq(pki_cross_sign(inter_self, root, root_key, now, now + 5 * 86400, &inter, err),
+                     PKI_OK);
+    issue(inter, inter_key, true, now, 86400, &leaf, &leaf_key);
+    ck_assert(san_is_critical(leaf));
+    ck_assert_int_eq(strict_verify(root, inter, leaf), X509_V_OK);
+    X509_free(leaf), EVP_PKEY_free(leaf_key);
+
+    /* forced switch: a root-issued leaf trusted by the old CA through the cross-signed root */
+    make_root(false, 0, "old", now, 365 * 86400LL, &old_ca, &old_key);
+    ck_assert_int_eq(pki_cross_sign(root, old_ca, old_key, now, now + 7 * 86400, &cross, err),
+                     PKI_OK);
+    issue(root, root_key, false, now, 86400, &leaf, &leaf_key);
+    ck_assert_int_eq(strict_verify(old_ca, cross, leaf), X509_V_OK);
+    X509_free(leaf), EVP_PKEY_free(leaf_key);
+
+    X509_free(root), X509_free(inter_self), X509_free(inter), X509_free(old_ca), X509_free(cross);
+    EVP_PKEY_free(root_key), EVP_PKEY_free(inter_key), EVP_PKEY_free(old_key);
 }
 END_TEST
 
@@ -613,10 +687,10 @@ static void sign_and_verify(ca_backend *ca, bool rsa, const char *cafile, const 
                   "sign: %s", err);
     write_cert("leaf.pem", leaf);
     if (untrusted)
-        ck_assert_int_eq(run(&out, "openssl verify -CAfile %s -untrusted %s leaf.pem", cafile,
-                             untrusted), 0);
+        ck_assert_msg(run(&out, "openssl verify -x509_strict -CAfile %s -untrusted %s leaf.pem",
+                             cafile, untrusted) == 0, "%s", out);
     else
-        ck_assert_int_eq(run(&out, "openssl verify -CAfile %s leaf.pem", cafile), 0);
+        ck_assert_int_eq(run(&out, "openssl verify -x509_strict -CAfile %s leaf.pem", cafile), 0);
     assert_contains(out, "leaf.pem: OK");
     free(out);
     X509_free(leaf), EVP_PKEY_free(leaf_key);
@@ -764,6 +838,13 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
         X509_add_ext(x, e, -1);
         X509_EXTENSION_free(e);
     }
+    /* Key identifiers as every real CA has them: strict verification (-x509_strict) needs them. */
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_key_identifier, "hash");
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    e = X509V3_EXT_conf_nid(NULL, &v3, NID_authority_key_identifier, "keyid:always");
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
     ck_assert_int_gt(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()), 0);
     return x;
 }
@@ -1222,6 +1303,7 @@ static Suite *pki_suite(void)
     tcase_add_test(tc, leaf_from_intermediate_verifies_through_chain);
     tcase_add_test(tc, cross_signed_new_ca_is_trusted_by_old_ca_store);
     tcase_add_test(tc, cross_sign_validity_never_exceeds_old_ca);
+    tcase_add_test(tc, leaf_with_empty_subject_has_critical_san_and_passes_x509_strict);
     tcase_add_test(tc, pem_round_trip_and_chain_parse);
     tcase_add_test(tc, renewal_point_is_stable_and_within_70_to_85_percent);
     tcase_add_test(tc, time_and_serial_descriptions);
