@@ -175,7 +175,9 @@ int pki_make_root(EVP_PKEY *key, const char *cn, const char *spiffe_uri, int64_t
     if (!x || !X509_set_version(x, 2) || !set_random_serial(x) ||
         !set_cn(X509_get_subject_name(x), cn) ||
         !X509_set_issuer_name(x, X509_get_subject_name(x)) ||
-        !set_validity(x, now, now + lifetime_s) || !X509_set_pubkey(x, key) ||
+        /* Backdated as leaves are: a pass of another process (or host) whose clock, or whose
+         * pass start, is a little behind must not find a fresh root "not yet valid". */
+        !set_validity(x, now - PKI_LEAF_BACKDATE_S, now + lifetime_s) || !X509_set_pubkey(x, key) ||
         !add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE") ||
         !add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign") ||
         !add_ext(x, x, NID_subject_key_identifier, "hash") ||

@@ -359,27 +359,69 @@ int state_secret_lookup(void *userdata, const char *name, char **ret_data, size_
     return rc;
 }
 
-int state_secret_store(void *userdata, const char *name, const char *data, size_t len)
+/* One stored Secret resource holding `data` base64-encoded; caller wipes and frees. */
+static char *encode_secret(const char *mesh_name, const char *name, const char *data, size_t len)
 {
-    const state_secrets *ctx = userdata;
-    if (len > PKI_MAX_PEM_BYTES)
-        return PKI_EINVAL;
     size_t b64_len = 4 * ((len + 2) / 3) + 1;
     char *b64 = malloc(b64_len);
     if (!b64)
-        return PKI_ENOMEM;
+        return NULL;
     EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)data, (int)len);
     json_t *obj = json_pack("{s:s, s:s, s:s, s:s}", "type", "Secret", "name", name, "mesh",
-                            ctx->mesh, "data", b64);
+                            mesh_name, "data", b64);
     OPENSSL_cleanse(b64, b64_len);
     free(b64);
     char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_t *d = json_object_get(obj, "data");
+    if (json_is_string(d))
+        OPENSSL_cleanse((char *)json_string_value(d), json_string_length(d));
     json_decref(obj);
-    if (!text)
-        return PKI_ENOMEM;
-    store_key key = {STATE_SECRETS, ctx->mesh, name};
-    int rc = store_put(ctx->store, &key, text, strlen(text), STORE_ANY_VERSION, NULL);
-    OPENSSL_cleanse(text, strlen(text));
-    free(text);
-    return rc == 0 ? 0 : PKI_EIO;
+    return text;
+}
+
+int state_secret_store(void *userdata, const ca_secret *secrets, size_t n)
+{
+    const state_secrets *ctx = userdata;
+    store_op ops[STATE_MAX_SECRET_SET];
+    char *texts[STATE_MAX_SECRET_SET] = {NULL};
+    int rc = 0;
+
+    if (n == 0 || n > STATE_MAX_SECRET_SET)
+        return MESHCA_EINVAL;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (secrets[i].len > PKI_MAX_PEM_BYTES) {
+            rc = MESHCA_EINVAL;
+            break;
+        }
+        texts[i] = encode_secret(ctx->mesh, secrets[i].name, secrets[i].data, secrets[i].len);
+        if (!texts[i]) {
+            rc = MESHCA_ENOMEM;
+            break;
+        }
+        ops[i] = (store_op){STORE_OP_PUT, {STATE_SECRETS, ctx->mesh, secrets[i].name}, texts[i],
+                            strlen(texts[i]), 0};
+        /* The last secret is create-only: it decides which of concurrent creators wins. The
+         * others replace only what is there now (a leftover of an interrupted creation). */
+        if (i + 1 < n) {
+            char *old = NULL;
+            size_t old_len = 0;
+            int got = store_get(ctx->store, &ops[i].key, &old, &old_len, &ops[i].expected_version);
+            if (old) {
+                OPENSSL_cleanse(old, old_len);
+                free(old);
+            }
+            if (got == STORE_ENOTFOUND)
+                ops[i].expected_version = 0;
+            else if (got < 0)
+                rc = got;
+        }
+    }
+    if (rc == 0)
+        rc = store_txn(ctx->store, ops, n);
+    for (size_t i = 0; i < n; i++)
+        if (texts[i]) {
+            OPENSSL_cleanse(texts[i], strlen(texts[i]));
+            free(texts[i]);
+        }
+    return rc;
 }

@@ -18,6 +18,7 @@
 
 #include "manifests/manifest.h"
 #include "manifests/status.h"
+#include "reconciler/ca_backend.h"
 #include "reconciler/store.h"
 
 #define STATE_MESHES "meshes"
@@ -88,6 +89,9 @@ typedef struct state_secrets {
 } state_secrets;
 
 int state_secret_lookup(void *userdata, const char *name, char **ret_data, size_t *ret_len);
-int state_secret_store(void *userdata, const char *name, const char *data, size_t len);
+/* ca_secret_store_fn: the secrets in one store transaction, the last one create-only
+ * (MESHCA_ECONFLICT when it exists). At most STATE_MAX_SECRET_SET secrets. */
+#define STATE_MAX_SECRET_SET 8
+int state_secret_store(void *userdata, const ca_secret *secrets, size_t n);
 
 #endif

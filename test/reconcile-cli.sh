@@ -161,6 +161,57 @@ check "cross-signed leaf carries two certificates" test "$(grep -c 'BEGIN CERTIF
 check "cross-signed chain passes -x509_strict against ca-1 alone" strict_ok "$OUT_CROSS" "$WORK/ca-1.pem"
 check "cross-signed leaf passes -x509_strict against its bundle" strict_ok "$OUT_CROSS"
 
+# Regression (issue 9 #10): concurrent passes on a fresh mesh each generated the builtin root and
+# wrote key and cert as two unconditional puts, leaving a key and a cert of different
+# generations (the mesh then failed for good) or replacing a root after leaves were issued.
+for round in 1 2 3; do
+    mesh="race-$round"
+    put meshes "$mesh" "$mesh" "type: Mesh
+name: $mesh
+mtls:
+  enabledBackend: ca-1
+  backends:
+  - name: ca-1
+    type: builtin"
+    for dp in a b c; do
+        put dataplanes "$mesh" "$dp" "type: Dataplane
+mesh: $mesh
+name: $dp
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: 8080
+    tags: {kuma.io/service: $dp}"
+    done
+    pids=()
+    for i in $(seq 20); do
+        timeout 60 "$MESHCA" reconcile --once >"$WORK/race-$i.out" 2>&1 &
+        pids+=($!)
+    done
+    bad=0
+    : >"$WORK/err"
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}"
+        st=$?
+        # A pass that lost a race re-reads the winner's root: every one succeeds.
+        [ "$st" -eq 0 ] || { bad=$((bad + 1)); cat "$WORK/race-$((i + 1)).out" >>"$WORK/err"; }
+    done
+    rc=$bad
+    check "round $round: 20 concurrent passes all exit 0 (no hang, no failed mesh)" exit_is 0
+    run reconcile --once
+    check "round $round: the builtin CA's key and cert match afterwards" exit_is 0
+    check "round $round: no mesh failed" out_has "0 failed meshes"
+    run roots -m "$mesh" -o pem
+    cp "$WORK/out" "$WORK/root-$mesh.pem"
+    for dp in a b c; do
+        d="$WORK/out-$mesh-$dp"
+        mkdir -p "$d"
+        run agent -m "$mesh" -d "$dp" --out "$d" --reload true --once
+        check "round $round: $dp's leaf verifies against the mesh's one root" \
+            openssl verify -x509_strict -CAfile "$WORK/root-$mesh.pem" "$d/cert.pem"
+    done
+done
+
 "$MESHCA" run --interval 200ms >"$WORK/run.out" 2>&1 &
 pid=$!
 sleep 1

@@ -613,16 +613,50 @@ static int mem_lookup(void *userdata, const char *name, char **ret_data, size_t 
     return PKI_ENOENT;
 }
 
-static int mem_put(void *userdata, const char *name, const char *data, size_t len)
+static void mem_add(mem_store *st, const char *name, const char *data, size_t len)
 {
-    mem_store *st = userdata;
-
     ck_assert_uint_lt(st->count, 8);
     st->names[st->count] = strdup(name);
     st->values[st->count] = strndup(data, len);
     st->lens[st->count++] = len;
     st->stores++;
+}
+
+/* ca_secret_store_fn: all or nothing, the last secret create-only. */
+static int mem_put(void *userdata, const ca_secret *secrets, size_t n)
+{
+    mem_store *st = userdata;
+    char *v = NULL;
+    size_t len;
+
+    if (mem_lookup(st, secrets[n - 1].name, &v, &len) == PKI_OK) {
+        free(v);
+        return MESHCA_ECONFLICT;
+    }
+    for (size_t i = 0; i < n; i++)
+        mem_add(st, secrets[i].name, secrets[i].data, secrets[i].len);
     return PKI_OK;
+}
+
+/* A store where another pass creates the builtin root just before our own write. */
+static int mem_put_after_winner(void *userdata, const ca_secret *secrets, size_t n)
+{
+    mem_store *st = userdata;
+    EVP_PKEY *key;
+    X509 *cert;
+    char *cert_pem, *key_pem;
+
+    if (st->count == 0) {
+        ck_assert_int_eq(pki_generate_key(false, 0, &key, NULL), PKI_OK);
+        ck_assert_int_eq(pki_make_root(key, "winner", NULL, time(NULL), 86400, &cert, NULL),
+                         PKI_OK);
+        ck_assert_int_eq(pki_cert_to_pem(cert, &cert_pem, NULL), PKI_OK);
+        ck_assert_int_eq(pki_key_to_pem(key, &key_pem, NULL), PKI_OK);
+        mem_add(st, "default.ca-builtin-key-ca-1", key_pem, strlen(key_pem));
+        mem_add(st, "default.ca-builtin-cert-ca-1", cert_pem, strlen(cert_pem));
+        free(cert_pem), pki_free_secret(key_pem), X509_free(cert), EVP_PKEY_free(key);
+    }
+    return mem_put(userdata, secrets, n);
 }
 
 static void mem_store_free(mem_store *st)
@@ -717,7 +751,8 @@ START_TEST(builtin_generates_root_once_and_reuses_its_secrets)
     ck_assert_int_eq(ca_backend_info(ca1, &info), PKI_OK);
     ck_assert_str_eq(info.key_type, "ec");
     ck_assert_int_eq(info.key_bits, 256);
-    ck_assert_int_eq(info.not_after - info.not_before, 10 * 365 * 86400LL);
+    ck_assert_int_eq(info.not_after - info.not_before, 10 * 365 * 86400LL + PKI_LEAF_BACKDATE_S);
+    ck_assert_int_eq(info.not_before, ctx.now - PKI_LEAF_BACKDATE_S);   /* passes a bit behind accept it */
     ck_assert_int_eq(ca_backend_chain_pem(ca2, &pem, err), PKI_OK);
     write_text("root.pem", pem);
     free(pem);
@@ -754,7 +789,7 @@ START_TEST(builtin_rsa_root_when_rsabits_set)
     ck_assert_int_eq(ca_backend_info(ca, &info), PKI_OK);
     ck_assert_str_eq(info.key_type, "rsa");
     ck_assert_int_eq(info.key_bits, 3072);
-    ck_assert_int_eq(info.not_after - info.not_before, 365 * 86400LL);
+    ck_assert_int_eq(info.not_after - info.not_before, 365 * 86400LL + PKI_LEAF_BACKDATE_S);
     ck_assert_int_eq(ca_backend_chain_pem(ca, &pem, err), PKI_OK);
     write_text("root.pem", pem);
     free(pem);
@@ -799,6 +834,28 @@ START_TEST(builtin_without_secret_store_does_not_generate)
     ctx.secret_store = NULL;
     ck_assert_int_eq(ca_backend_open(&ctx, &ca, err), PKI_ENOENT);
     ck_assert_ptr_null(ca);
+}
+END_TEST
+
+/* Regression (issue 9 #10): concurrent passes each generated a root and wrote key and cert as two
+ * unconditional puts. Now the pair is created together, create-only; the loser re-reads. */
+START_TEST(builtin_creation_that_loses_a_race_uses_the_winners_root)
+{
+    mem_store st = {0};
+    mesh_backend b;
+    ca_context ctx;
+    ca_backend *ca;
+    char err[PKI_ERRBUF] = "", subject[256];
+
+    init_ctx(&ctx, &b, "builtin", "ca-1", NULL, &st, time(NULL));
+    ctx.secret_store = mem_put_after_winner;
+    ck_assert_msg(ca_backend_open(&ctx, &ca, err) == PKI_OK, "%s", err);
+    ck_assert_uint_eq(st.count, 2);   /* the winner's pair, nothing of ours */
+    X509_NAME_oneline(X509_get_subject_name(ca_backend_cert(ca)), subject, sizeof(subject));
+    ck_assert_str_eq(subject, "/CN=winner");
+    ck_assert(pki_key_matches(ca_backend_cert(ca), ca_backend_key(ca)));
+    ca_backend_free(ca);
+    mem_store_free(&st);
 }
 END_TEST
 
@@ -1132,7 +1189,7 @@ START_TEST(provided_expired_ca_is_refused_when_opened)
     pki_generate_key(false, 0, &k, NULL);
     x = make_cert(k, "old", NULL, NULL, now - 10 * DAY, now - DAY, GOOD_BC, GOOD_KU);
     c = pem_of(x), kp = key_pem_of(k);
-    mem_put(&st, "old-key", kp, strlen(kp));
+    mem_add(&st, "old-key", kp, strlen(kp));
     conf = provided_conf(datasource("inlineString", c), datasource("secret", "old-key"));
     init_ctx(&ctx, &b, "provided", "ca-old", conf, &st, now);
     ck_assert_int_eq(ca_backend_open(&ctx, &ca, err), PKI_EEXPIRED);
@@ -1263,6 +1320,7 @@ static void add_backend_tests(Suite *s)
     tcase_add_test(tc, builtin_rsa_root_when_rsabits_set);
     tcase_add_test(tc, builtin_bad_rsabits_is_a_conf_error_with_path);
     tcase_add_test(tc, builtin_without_secret_store_does_not_generate);
+    tcase_add_test(tc, builtin_creation_that_loses_a_race_uses_the_winners_root);
     tcase_add_test(tc, unknown_backend_type_has_no_ops);
     tcase_add_test(tc, provided_ca_without_ca_basic_constraint_is_ca_not_ca);
     tcase_add_test(tc, provided_ca_without_key_cert_sign_is_ca_not_ca);
