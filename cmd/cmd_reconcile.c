@@ -26,7 +26,8 @@ const char cmd_reconcile_usage[] =
     "  -h, --help        show this help\n"
     "\n"
     "Exit codes: 0 done; 1 a mesh's CA could not be used (expired, unreadable; other meshes were\n"
-    "still reconciled); 2 usage error or store unreachable.\n";
+    "still reconciled); 2 usage error, or the store could not be read or written (read-only,\n"
+    "vanished: the error names the object and the cause).\n";
 
 void cli_print_reconcile(FILE *out, const struct reconcile_report *rep, const diag_list *diags)
 {
@@ -93,11 +94,12 @@ int cmd_reconcile(int argc, char **argv)
     rc = reconcile_once(s, &opts, &rep, &diags);
     int exit_code;
     if (rc < 0) {
-        cli_error("cannot read the store: %s", store_strerror(rc));
+        cli_error("cannot read the store: %s", meshca_strerror(rc));
         exit_code = EXIT_TROUBLE;
     } else {
         cli_print_reconcile(stdout, &rep, &diags);
-        exit_code = rep.failed_meshes ? EXIT_INVALID : EXIT_OK;
+        /* A pass whose store writes failed did not do its job: that is trouble, not input. */
+        exit_code = rep.store_failures ? EXIT_TROUBLE : rep.failed_meshes ? EXIT_INVALID : EXIT_OK;
     }
     reconcile_report_free(&rep);
     diag_list_free(&diags);
