@@ -212,6 +212,48 @@ networking:
     done
 done
 
+# Regression (issue 9 #17): with a store whose writes fail, `reconcile --once` exited 0 with every
+# write failed and `run` printed a warning per dataplane per pass, without cause or backoff.
+# The identities folder becomes a plain file, so every identity read and write fails (ENOTDIR)
+# while the rest of the store still reads (file store layout, as put() above).
+nmeshes=$(ls "$ST/meshes" | wc -l)
+put dataplanes default web-02 'type: Dataplane
+mesh: default
+name: web-02
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: 8443
+    tags: {kuma.io/service: web}'
+mv "$ST/identities" "$WORK/identities.saved"
+printf 'not a folder\n' >"$ST/identities"
+run reconcile --once
+check "a pass whose store reads and writes fail exits 2" exit_is 2
+check "the store error names the object and the cause" \
+    err_has "mesh 'default': cannot read identities/default/web-01: store I/O error"
+check "one store error per mesh, not one per dataplane" \
+    test "$(grep -c '\[store-error\]' "$WORK/err")" -eq "$nmeshes"
+check "nothing is reported as issued" out_lacks ": issued ("
+
+"$MESHCA" run --interval 100ms >"$WORK/run-ro.out" 2>"$WORK/run-ro.err" &
+pid=$!
+sleep 3
+rm "$ST/identities"
+mv "$WORK/identities.saved" "$ST/identities"
+for _ in $(seq 50); do grep -q 'works again' "$WORK/run-ro.err" && break; sleep 0.2; done
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+cp "$WORK/run-ro.err" "$WORK/err"
+cp "$WORK/run-ro.out" "$WORK/out"
+check "run stops with exit 0 after a store failure" exit_is 0
+check "run logs the failing cause once, not once per pass" \
+    test "$(grep -c 'retrying with backoff' "$WORK/err")" -eq 1
+check "run logs the store errors of one pass only (once per mesh)" \
+    test "$(grep -c '\[store-error\]' "$WORK/err")" -eq "$nmeshes"
+check "run says when the store works again" err_has "meshca: the store works again"
+check "run reconciles once the store works again" out_has "default/web-02: issued (ca-1"
+
 "$MESHCA" run --interval 200ms >"$WORK/run.out" 2>&1 &
 pid=$!
 sleep 1

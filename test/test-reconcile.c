@@ -704,9 +704,9 @@ START_TEST(corrupt_mesh_status_skips_that_mesh_and_reconciles_the_others)
 }
 END_TEST
 
-/* Regression (issue 9 #8): a stored status holding a NUL byte was wrapped with snprintf and
- * parsed len + 2 bytes, past what snprintf wrote (uninitialised memory). It is corrupt. */
-START_TEST(stored_status_with_a_nul_byte_is_corrupt)
+/* Issue 9 #8: a stored status holding a NUL byte was wrapped with snprintf and parsed len + 2
+ * bytes, past what snprintf wrote. Now it is copied by length; such a value is corrupt, named. */
+START_TEST(stored_status_holding_a_nul_byte_is_named_corrupt)
 {
     static const char value[] = "{\"mesh\":\"default\",\"name\":\"web-01\"}\0{\"x\":1}";
     store *s = open_store();
@@ -804,7 +804,7 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, shortened_expiration_reissues_certificates_that_outlive_it);
     tcase_add_test(tc, corrupt_identity_is_named_and_reissued_once);
     tcase_add_test(tc, corrupt_mesh_status_skips_that_mesh_and_reconciles_the_others);
-    tcase_add_test(tc, stored_status_with_a_nul_byte_is_corrupt);
+    tcase_add_test(tc, stored_status_holding_a_nul_byte_is_named_corrupt);
     tcase_add_test(tc, broken_backend_that_is_not_enabled_does_not_stop_the_mesh);
     suite_add_tcase(suite, tc);
     return suite;
