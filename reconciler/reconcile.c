@@ -467,8 +467,12 @@ static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t
     }
     clen = strlen(cert_pem);
     r = MESHCA_ENOMEM;
-    if (append(&cert_pem, &clen, pc->chain_extra_pem) < 0 ||
-        (pc->cross_pem && append(&cert_pem, &clen, pc->cross_pem) < 0) ||
+    /* The cross-signed CA goes before the backend's own intermediates: it has the same subject
+     * as the first of them, and OpenSSL takes the first matching issuer from the chain it is
+     * sent, so a dataplane that trusts only the old CA must meet the cross-signed one first.
+     * A dataplane with the new bundle finds the intermediate among its trusted certificates. */
+    if ((pc->cross_pem && append(&cert_pem, &clen, pc->cross_pem) < 0) ||
+        append(&cert_pem, &clen, pc->chain_extra_pem) < 0 ||
         !(digest = tags_digest(dp)) || set_str(&id->backend, b->name.value) < 0 ||
         set_str(&id->serial, serial) < 0 ||
         set_str(&id->ca_fingerprint, pc->cas[pc->enabled].fingerprint) < 0)

@@ -63,7 +63,7 @@ typedef struct identity {
     char *dataplane;
     char *backend;            /* the backend that signed the certificate */
     long long generation;     /* grows with every issue; the agent acknowledges it */
-    char *cert_pem;           /* leaf, then any intermediates (e.g. a cross-signed CA) */
+    char *cert_pem;           /* leaf, then the cross-signed CA if any, then intermediates */
     char *key_pem;            /* NULL when the key is not kept by the controller */
     char *bundle_pem;         /* trust bundle: CA certs of all backends, enabled first */
     char **bundle_backends;   /* backend names whose CA is in bundle_pem, in order */

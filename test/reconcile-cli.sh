@@ -73,8 +73,9 @@ check "unknown flag is a usage error" exit_is 2
 # strict_ok DIR [CAFILE]: the agent's cert.pem (leaf + chain) passes `openssl verify -x509_strict`
 # against CAFILE (default: the agent's own bundle), the chain given as untrusted intermediates.
 strict_ok() {
+    # On failure openssl's reason becomes the check's "err:" lines.
     openssl verify -x509_strict -CAfile "${2:-$1/ca-bundle.pem}" -untrusted "$1/cert.pem" \
-        "$1/cert.pem" >"$WORK/verify.out" 2>&1
+        "$1/cert.pem" >"$WORK/verify.out" 2>&1 || { cp "$WORK/verify.out" "$WORK/err"; false; }
 }
 
 # A provided CA with an intermediate chain (intermediate first), made with the openssl CLI.
@@ -160,6 +161,67 @@ run agent -m cross -d db-01 --out "$OUT_CROSS" --reload true --once
 check "cross-signed leaf carries two certificates" test "$(grep -c 'BEGIN CERTIFICATE' "$OUT_CROSS/cert.pem")" -eq 2
 check "cross-signed chain passes -x509_strict against ca-1 alone" strict_ok "$OUT_CROSS" "$WORK/ca-1.pem"
 check "cross-signed leaf passes -x509_strict against its bundle" strict_ok "$OUT_CROSS"
+
+# Regression (issue 9 #16): `roots` took the second PEM block of a leaf's chain as the
+# cross-signed CA, so a provided chain's intermediate was listed twice in IntermediateCerts.
+# A forced switch from builtin ca-1 to the two-level provided ca-p, db-01 not trusting ca-p yet.
+put meshes xprov xprov "type: Mesh
+name: xprov
+mtls:
+  enabledBackend: ca-1
+  backends:
+  - name: ca-1
+    type: builtin
+  - name: ca-p
+    type: provided
+    conf:
+      cert: {file: $PKI/chain.pem}
+      key: {file: $PKI/inter-key.pem}"
+put dataplanes xprov db-01 'type: Dataplane
+mesh: xprov
+name: db-01
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: 5432
+    tags: {kuma.io/service: db}'
+run reconcile --once
+OUT_X1="$WORK/out-xprov1"
+mkdir -p "$OUT_X1"
+run agent -m xprov -d db-01 --out "$OUT_X1" --reload false --once
+sed '/-----END CERTIFICATE-----/q' "$OUT_X1/ca-bundle.pem" >"$WORK/xprov-ca-1.pem"
+put meshes xprov xprov "type: Mesh
+name: xprov
+mtls:
+  enabledBackend: ca-p
+  backends:
+  - name: ca-1
+    type: builtin
+  - name: ca-p
+    type: provided
+    conf:
+      cert: {file: $PKI/chain.pem}
+      key: {file: $PKI/inter-key.pem}"
+put meshstatus xprov xprov '{"crossSign":{"from":"ca-1","to":"ca-p"}}'
+run reconcile --once
+check "forced switch to the provided chain reissues db-01" out_has "xprov/db-01: reissued (ca-p"
+OUT_X="$WORK/out-xprov"
+mkdir -p "$OUT_X"
+run agent -m xprov -d db-01 --out "$OUT_X" --reload false --once
+check "leaf, intermediate and cross-signed CA are served" \
+    test "$(grep -c 'BEGIN CERTIFICATE' "$OUT_X/cert.pem")" -eq 3
+check "leaf + intermediate + cross-signed pass -x509_strict against ca-1 alone" \
+    strict_ok "$OUT_X" "$WORK/xprov-ca-1.pem"
+run roots -m xprov
+check "roots of a cross-signed provided chain" exit_is 0
+check "IntermediateCerts holds the intermediate once and the cross-signed CA" python3 - "$WORK/out" "$PKI/inter.pem" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+inter = open(sys.argv[2]).read().strip()
+root = [r for r in doc["Roots"] if r["Name"] == "ca-p"][0]
+certs = [c.strip() for c in root["IntermediateCerts"]]
+sys.exit(0 if len(certs) == 2 and len(set(certs)) == 2 and certs.count(inter) == 1 else 1)
+PY
 
 # Regression (issue 9 #10): concurrent passes on a fresh mesh each generated the builtin root and
 # wrote key and cert as two unconditional puts, leaving a key and a cert of different

@@ -417,6 +417,54 @@ START_TEST(leaf_with_empty_subject_has_critical_san_and_passes_x509_strict)
 }
 END_TEST
 
+/* Regression (issue 9 #16): roots took the second PEM block of a leaf's chain as the
+ * cross-signed CA; with a provided chain that block is the intermediate. */
+START_TEST(roots_finds_the_cross_signed_ca_by_subject_and_key_not_position)
+{
+    int64_t now = time(NULL);
+    X509 *root, *inter_self, *inter, *old_ca, *cross, *leaf;
+    EVP_PKEY *root_key, *inter_key, *old_key, *leaf_key;
+    char err[PKI_ERRBUF], ca_chain[16384], served[16384], *found = NULL;
+    char *p_root, *p_inter, *p_cross, *p_leaf;
+
+    make_root(false, 0, "root", now, 10 * 86400, &root, &root_key);
+    make_root(false, 0, "inter", now, 5 * 86400, &inter_self, &inter_key);
+    ck_assert_int_eq(pki_cross_sign(inter_self, root, root_key, now, now + 5 * 86400, &inter, err),
+                     PKI_OK);
+    make_root(false, 0, "old", now, 10 * 86400, &old_ca, &old_key);
+    ck_assert_int_eq(pki_cross_sign(inter, old_ca, old_key, now, now + 7 * 86400, &cross, err),
+                     PKI_OK);
+    issue(inter, inter_key, false, now, 86400, &leaf, &leaf_key);
+    ck_assert_int_eq(pki_cert_to_pem(root, &p_root, NULL), PKI_OK);
+    ck_assert_int_eq(pki_cert_to_pem(inter, &p_inter, NULL), PKI_OK);
+    ck_assert_int_eq(pki_cert_to_pem(cross, &p_cross, NULL), PKI_OK);
+    ck_assert_int_eq(pki_cert_to_pem(leaf, &p_leaf, NULL), PKI_OK);
+    snprintf(ca_chain, sizeof(ca_chain), "%s%s", p_inter, p_root);
+
+    /* Either order of cross-signed CA and intermediate: the cross-signed one is found. */
+    snprintf(served, sizeof(served), "%s%s%s", p_leaf, p_inter, p_cross);
+    ck_assert_int_eq(roots_find_cross_signed(served, ca_chain, &found, err), PKI_OK);
+    ck_assert_ptr_nonnull(found);
+    ck_assert_str_eq(found, p_cross);
+    free(found);
+    snprintf(served, sizeof(served), "%s%s%s", p_leaf, p_cross, p_inter);
+    ck_assert_int_eq(roots_find_cross_signed(served, ca_chain, &found, err), PKI_OK);
+    ck_assert_str_eq(found, p_cross);
+    free(found);
+    /* Without cross-signing the intermediate is not taken for it. */
+    snprintf(served, sizeof(served), "%s%s", p_leaf, p_inter);
+    ck_assert_int_eq(roots_find_cross_signed(served, ca_chain, &found, err), PKI_OK);
+    ck_assert_ptr_null(found);
+    ck_assert_int_eq(ERR_peek_error(), 0);
+
+    free(p_root), free(p_inter), free(p_cross), free(p_leaf);
+    X509_free(root), X509_free(inter_self), X509_free(inter), X509_free(old_ca);
+    X509_free(cross), X509_free(leaf);
+    EVP_PKEY_free(root_key), EVP_PKEY_free(inter_key), EVP_PKEY_free(old_key);
+    EVP_PKEY_free(leaf_key);
+}
+END_TEST
+
 START_TEST(cross_sign_validity_never_exceeds_old_ca)
 {
     int64_t now = time(NULL), na_old, na;
@@ -1362,6 +1410,7 @@ static Suite *pki_suite(void)
     tcase_add_test(tc, cross_signed_new_ca_is_trusted_by_old_ca_store);
     tcase_add_test(tc, cross_sign_validity_never_exceeds_old_ca);
     tcase_add_test(tc, leaf_with_empty_subject_has_critical_san_and_passes_x509_strict);
+    tcase_add_test(tc, roots_finds_the_cross_signed_ca_by_subject_and_key_not_position);
     tcase_add_test(tc, pem_round_trip_and_chain_parse);
     tcase_add_test(tc, renewal_point_is_stable_and_within_70_to_85_percent);
     tcase_add_test(tc, time_and_serial_descriptions);

@@ -785,6 +785,33 @@ START_TEST(broken_backend_that_is_not_enabled_does_not_stop_the_mesh)
 }
 END_TEST
 
+/* Issue 9 #15: the cross-sign trust check compared every dataplane with every status; it now
+ * uses the validators' sorted index. Lookups by name, per mesh, the first of duplicates. */
+START_TEST(status_index_finds_each_dataplane_of_one_mesh_by_name)
+{
+    dataplane_status st[5];
+    memset(st, 0, sizeof(st));
+    const char *names[] = {"web-02", "db-01", "web-01", "web-01", "web-01"};
+    const char *meshes[] = {"default", "default", "default", "default", "other"};
+    for (int i = 0; i < 5; i++) {
+        st[i].name = (char *)names[i];
+        st[i].mesh = (char *)meshes[i];
+        st[i].generation = i;
+    }
+    status_index idx = STATUS_INDEX_INIT;
+    ck_assert_int_eq(status_index_build(st, 5, "default", &idx), 0);
+    ck_assert_uint_eq(idx.count, 4);
+    const dataplane_status *const *hit = status_index_find(&idx, "web-01");
+    ck_assert_ptr_nonnull(hit);
+    ck_assert_str_eq((*hit)->mesh, "default");
+    ck_assert(hit == idx.items || strcmp(hit[-1]->name, "web-01") != 0);
+    ck_assert_int_eq((*status_index_find(&idx, "db-01"))->generation, 1);
+    ck_assert_ptr_null(status_index_find(&idx, "web-03"));
+    status_index_free(&idx);
+    ck_assert_ptr_null(idx.items);
+}
+END_TEST
+
 static Suite *reconcile_suite(void)
 {
     Suite *suite = suite_create("reconcile");
@@ -806,6 +833,7 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, corrupt_mesh_status_skips_that_mesh_and_reconciles_the_others);
     tcase_add_test(tc, stored_status_holding_a_nul_byte_is_named_corrupt);
     tcase_add_test(tc, broken_backend_that_is_not_enabled_does_not_stop_the_mesh);
+    tcase_add_test(tc, status_index_finds_each_dataplane_of_one_mesh_by_name);
     suite_add_tcase(suite, tc);
     return suite;
 }
