@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "manifests/node.h"
@@ -462,6 +463,31 @@ START_TEST(roots_finds_the_cross_signed_ca_by_subject_and_key_not_position)
     X509_free(cross), X509_free(leaf);
     EVP_PKEY_free(root_key), EVP_PKEY_free(inter_key), EVP_PKEY_free(old_key);
     EVP_PKEY_free(leaf_key);
+}
+END_TEST
+
+/* Regression (issue 9, code health): fail() ran before ERR_clear_error(), so an OpenSSL error
+ * left by an earlier, unrelated call was appended to the next message. */
+START_TEST(stale_openssl_error_does_not_reach_the_next_message)
+{
+    char err[PKI_ERRBUF];
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+
+    ERR_raise(ERR_LIB_PEM, PEM_R_NO_START_LINE);
+    ck_assert_int_eq(pki_make_root(NULL, "default", NULL, 0, 1, &x, err), PKI_EINVAL);
+    ck_assert_str_eq(err, "invalid root parameters");
+    ck_assert_int_eq(ERR_peek_error(), 0);
+
+    ERR_raise(ERR_LIB_PEM, PEM_R_NO_START_LINE);
+    ck_assert_int_eq(pki_cert_from_pem("", 0, &x, err), PKI_EINVAL);
+    ck_assert_str_eq(err, "empty or oversized certificate PEM");
+    ck_assert_int_eq(ERR_peek_error(), 0);
+
+    ERR_raise(ERR_LIB_PEM, PEM_R_NO_START_LINE);
+    ck_assert_int_eq(pki_generate_key(true, 512, &k, err), PKI_EINVAL);
+    ck_assert_str_eq(err, "invalid key parameters");
+    ck_assert_int_eq(ERR_peek_error(), 0);
 }
 END_TEST
 
@@ -1411,6 +1437,7 @@ static Suite *pki_suite(void)
     tcase_add_test(tc, cross_sign_validity_never_exceeds_old_ca);
     tcase_add_test(tc, leaf_with_empty_subject_has_critical_san_and_passes_x509_strict);
     tcase_add_test(tc, roots_finds_the_cross_signed_ca_by_subject_and_key_not_position);
+    tcase_add_test(tc, stale_openssl_error_does_not_reach_the_next_message);
     tcase_add_test(tc, pem_round_trip_and_chain_parse);
     tcase_add_test(tc, renewal_point_is_stable_and_within_70_to_85_percent);
     tcase_add_test(tc, time_and_serial_descriptions);
