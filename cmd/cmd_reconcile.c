@@ -94,7 +94,7 @@ int cmd_reconcile(int argc, char **argv)
     rc = reconcile_once(s, &opts, &rep, &diags);
     int exit_code;
     if (rc < 0) {
-        cli_error("cannot read the store: %s", meshca_strerror(rc));
+        cli_error("cannot read the store: %s", store_strerror(rc));
         exit_code = EXIT_TROUBLE;
     } else {
         cli_print_reconcile(stdout, &rep, &diags);

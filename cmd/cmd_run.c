@@ -107,7 +107,7 @@ int cmd_run(int argc, char **argv)
         rc = reconcile_once(s, &opts, &rep, &diags);
         /* One store failure fails every pass (and every dataplane) the same way: log it once
          * per cause, then back off, instead of a warning per dataplane per pass. */
-        const char *cause = rc < 0 ? meshca_strerror(rc) : rep.store_failures ? rep.store_cause : "";
+        const char *cause = rc < 0 ? store_strerror(rc) : rep.store_failures ? rep.store_cause : "";
         bool repeated = cause[0] && strcmp(cause, failing) == 0;
         if (rc < 0) {
             if (!repeated)

@@ -72,7 +72,7 @@ static void store_failed(reconcile_report *rep, reconcile_mesh_report *mr, int r
     mr->store_failed = true;
     if (!rep->store_error) {
         rep->store_error = rc;
-        snprintf(rep->store_cause, sizeof(rep->store_cause), "%s", meshca_strerror(rc));
+        snprintf(rep->store_cause, sizeof(rep->store_cause), "%s", store_strerror(rc));
     }
     diag_error(diags, "store-error", NULL, "", "mesh '%s': %s; the rest of this mesh waits for "
                "the next pass", mesh_name, what);
@@ -571,7 +571,7 @@ static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, con
         }
         if (got < 0) {
             snprintf(errbuf, MESHCA_ERRBUF, "cannot read %s/%s/%s: %s", key.kind, key.mesh,
-                     key.name, meshca_strerror(got));
+                     key.name, store_strerror(got));
             return got;
         }
         diag_warning(diags, "corrupt-object", NULL, "", "%s; issuing a new identity", errbuf);
@@ -624,7 +624,7 @@ static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, con
     }
     if (rc < 0) {
         snprintf(errbuf, MESHCA_ERRBUF, "cannot write %s/%s/%s: %s", STATE_IDENTITIES, mesh_name,
-                 dp->name.value, meshca_strerror(rc));
+                 dp->name.value, store_strerror(rc));
         identity_clear(&id);
         return rc;
     }
@@ -760,7 +760,7 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
     }
     if (rc < 0) {
         if (rc != MESHCA_ENOMEM) {
-            snprintf(errbuf, sizeof(errbuf), "cannot open its CAs: %s", meshca_strerror(rc));
+            snprintf(errbuf, sizeof(errbuf), "cannot open its CAs: %s", store_strerror(rc));
             store_failed(rep, mr, rc, mesh_name, errbuf, diags);
             rc = 0;
         }
@@ -805,7 +805,7 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
                          "worked on it; left to the next pass", mesh_name);
         else if (w < 0) {
             snprintf(errbuf, sizeof(errbuf), "cannot write %s/%s/%s: %s", STATE_MESHSTATUS,
-                     mesh_name, mesh_name, meshca_strerror(w));
+                     mesh_name, mesh_name, store_strerror(w));
             store_failed(rep, mr, w, mesh_name, errbuf, diags);
         }
     }
