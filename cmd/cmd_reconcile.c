@@ -40,7 +40,12 @@ void cli_print_reconcile(FILE *out, const struct reconcile_report *rep, const di
     }
     for (size_t i = 0; i < diags->count; i++) {
         const diag *d = &diags->items[i];
-        fprintf(stderr, "meshca: %s: %s%s%s [%s]\n", d->severity == DIAG_ERROR ? "error" : "warning",
+        char where[700] = "";
+        /* A stored object that does not decode is named by its file, store:<kind>/<mesh>/<name>. */
+        if (d->file)
+            snprintf(where, sizeof(where), "%s:%u:%u: ", d->file, d->line, d->column);
+        fprintf(stderr, "meshca: %s: %s%s%s%s [%s]\n",
+                d->severity == DIAG_ERROR ? "error" : "warning", where,
                 d->path && d->path[0] ? d->path : "", d->path && d->path[0] ? ": " : "", d->message,
                 d->code);
     }

@@ -274,6 +274,16 @@ networking:
     done
 done
 
+# Regression (issue 9 #18): a Mesh object in the store that does not decode is named (kind, mesh,
+# name, line, column) with code corrupt-object, and skipped; the other meshes are reconciled.
+put meshes broken broken '{"type": "Mesh", "name": '
+run reconcile --once
+check "a corrupt stored mesh does not stop the pass" exit_is 0
+check "the corrupt mesh is named with its place and code" err_has "meshca: warning: store:meshes/broken/broken:2:1: did not find expected node content"
+check "the corrupt mesh has code corrupt-object" err_has "[corrupt-object]"
+check "the other meshes are still reconciled" out_has "0 failed meshes"
+rm -r "$ST/meshes/broken"
+
 # Regression (issue 9 #17): with a store whose writes fail, `reconcile --once` exited 0 with every
 # write failed and `run` printed a warning per dataplane per pass, without cause or backoff.
 # The identities folder becomes a plain file, so every identity read and write fails (ENOTDIR)
