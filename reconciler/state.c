@@ -104,20 +104,6 @@ static int parse_one_status(const char *value, size_t len, dataplane_status *ret
     return rc;
 }
 
-static const char *json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_ARRAY: return "array";
-    case JSON_STRING: return "string";
-    case JSON_INTEGER: return "integer";
-    case JSON_REAL: return "number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "boolean";
-    case JSON_NULL: return "null";
-    default: return "object";
-    }
-}
-
 /* "<kind>/<mesh>/<name>: <what>" into errbuf for a corrupt object; returns MESHCA_ECORRUPT. */
 static int corrupt(char *errbuf, const store_key *key, const char *what)
 {
@@ -130,6 +116,28 @@ static int read_failed(char *errbuf, const store_key *key, int rc)
 {
     return meshca_fail(errbuf, rc, "cannot read %s/%s/%s: %s", key->kind, key->mesh, key->name,
                        store_strerror(rc));
+}
+
+/* Parses a stored value that must be a JSON object, then wipes and frees the value (it may hold
+ * a key). Returns 0 with *ret (caller decrefs) or MESHCA_ECORRUPT naming the object. */
+static int load_object(const store_key *key, char *value, size_t len, json_t **ret, char *errbuf)
+{
+    json_error_t err;
+    json_t *obj = json_loadb(value, len, 0, &err);
+    OPENSSL_cleanse(value, len);
+    free(value);
+    if (json_is_object(obj)) {
+        *ret = obj;
+        return 0;
+    }
+    char what[MESHCA_ERRBUF];
+    if (obj)
+        snprintf(what, sizeof(what), "JSON, but not an object");
+    else
+        snprintf(what, sizeof(what), "not JSON: %s at line %d column %d", err.text, err.line,
+                 err.column);
+    json_decref(obj);
+    return corrupt(errbuf, key, what);
 }
 
 int state_load_status(store *s, const char *mesh_name, status_set *ret)
@@ -231,20 +239,9 @@ int identity_read(store *s, const char *mesh_name, const char *name, identity *r
     int rc = store_get(s, &key, &value, &len, &version);
     if (rc < 0)
         return read_failed(errbuf, &key, rc);
-    json_error_t err;
-    json_t *obj = json_loadb(value, len, 0, &err);
-    OPENSSL_cleanse(value, len);
-    free(value);
-    if (!json_is_object(obj)) {
-        char what[MESHCA_ERRBUF];
-        if (obj)
-            snprintf(what, sizeof(what), "a JSON %s, not an object", json_kind(obj));
-        else
-            snprintf(what, sizeof(what), "not JSON: %s at line %d column %d", err.text, err.line,
-                     err.column);
-        json_decref(obj);
-        return corrupt(errbuf, &key, what);
-    }
+    json_t *obj = NULL;
+    if ((rc = load_object(&key, value, len, &obj, errbuf)) < 0)
+        return rc;
     identity id = {0};
     id.mesh = get_str(obj, "mesh");
     id.dataplane = get_str(obj, "dataplane");
@@ -351,19 +348,9 @@ int state_read_mesh_status(store *s, const char *mesh_name, json_t **ret, uint64
     }
     if (rc < 0)
         return read_failed(errbuf, &key, rc);
-    json_error_t err;
-    json_t *obj = json_loadb(value, len, 0, &err);
-    free(value);
-    if (!json_is_object(obj)) {
-        char what[MESHCA_ERRBUF];
-        if (obj)
-            snprintf(what, sizeof(what), "a JSON %s, not an object", json_kind(obj));
-        else
-            snprintf(what, sizeof(what), "not JSON: %s at line %d column %d", err.text, err.line,
-                     err.column);
-        json_decref(obj);
-        return corrupt(errbuf, &key, what);
-    }
+    json_t *obj = NULL;
+    if ((rc = load_object(&key, value, len, &obj, errbuf)) < 0)
+        return rc;
     *ret = obj;
     if (ret_version)
         *ret_version = version;

@@ -94,116 +94,76 @@ mkdir -p "$PKI"
     cat inter.pem root.pem >chain.pem
 ) >"$WORK/openssl.log" 2>&1
 check "openssl CLI made a two-level provided CA" test -s "$PKI/chain.pem"
-put meshes prov prov "type: Mesh
-name: prov
-mtls:
-  enabledBackend: ca-p
-  backends:
-  - name: ca-p
-    type: provided
-    conf:
-      cert: {file: $PKI/chain.pem}
-      key: {file: $PKI/inter-key.pem}"
-put dataplanes prov app-01 'type: Dataplane
-mesh: prov
-name: app-01
+# put_dp MESH NAME SERVICE: a Dataplane with one inbound of SERVICE.
+put_dp() {
+    put dataplanes "$1" "$2" "type: Dataplane
+mesh: $1
+name: $2
 networking:
   address: 127.0.0.1
   inbound:
   - port: 8080
-    tags: {kuma.io/service: app}'
-
-# A forced switch ca-1 -> ca-2 that db-01 never acknowledged: its leaf carries ca-2 cross-signed.
-put meshes cross cross 'type: Mesh
-name: cross
+    tags: {kuma.io/service: $3}"
+}
+# put_mesh MESH ENABLED BACKENDS: a Mesh; BACKENDS is the YAML list under mtls.backends.
+put_mesh() {
+    put meshes "$1" "$1" "type: Mesh
+name: $1
 mtls:
-  enabledBackend: ca-1
+  enabledBackend: $2
   backends:
-  - name: ca-1
-    type: builtin
-  - name: ca-2
-    type: builtin'
-put dataplanes cross db-01 'type: Dataplane
-mesh: cross
-name: db-01
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: 5432
-    tags: {kuma.io/service: db}'
-run reconcile --once
-check "provided and cross meshes reconcile" exit_is 0
-OUT_CROSS1="$WORK/out-cross1"
-mkdir -p "$OUT_CROSS1"
-run agent -m cross -d db-01 --out "$OUT_CROSS1" --reload false --once
-sed '/-----END CERTIFICATE-----/q' "$OUT_CROSS1/ca-bundle.pem" >"$WORK/ca-1.pem"
-put meshes cross cross 'type: Mesh
-name: cross
-mtls:
-  enabledBackend: ca-2
-  backends:
-  - name: ca-1
-    type: builtin
-  - name: ca-2
-    type: builtin'
-put meshstatus cross cross '{"crossSign":{"from":"ca-1","to":"ca-2"}}'
-run reconcile --once
-check "forced switch reissues db-01 from ca-2" out_has "cross/db-01: reissued (ca-2"
+$3"
+}
+PROVIDED_P="  - name: ca-p
+    type: provided
+    conf:
+      cert: {file: $PKI/chain.pem}
+      key: {file: $PKI/inter-key.pem}"
+BUILTIN_1="  - name: ca-1
+    type: builtin"
 
+# forced_switch MESH BACKENDS FROM TO: db-01 gets a FROM leaf, then `apply --force` switched the
+# mesh to TO (crossSign recorded) before db-01 trusted TO, and a pass ran. FROM's CA alone is
+# left in $WORK/MESH-from.pem.
+forced_switch() {
+    put_mesh "$1" "$3" "$2"
+    put_dp "$1" db-01 db
+    run reconcile --once
+    mkdir -p "$WORK/out-$1-before"
+    run agent -m "$1" -d db-01 --out "$WORK/out-$1-before" --reload false --once
+    sed '/-----END CERTIFICATE-----/q' "$WORK/out-$1-before/ca-bundle.pem" >"$WORK/$1-from.pem"
+    put_mesh "$1" "$4" "$2"
+    put meshstatus "$1" "$1" "{\"crossSign\":{\"from\":\"$3\",\"to\":\"$4\"}}"
+    run reconcile --once
+}
+
+put_mesh prov ca-p "$PROVIDED_P"
+put_dp prov app-01 app
+run reconcile --once
+check "the provided mesh reconciles" exit_is 0
 OUT_PROV="$WORK/out-prov"
 mkdir -p "$OUT_PROV"
 run agent -m prov -d app-01 --out "$OUT_PROV" --reload true --once
 check "agent loads the provided-CA identity" exit_is 0
 check "provided leaf + intermediate pass openssl verify -x509_strict" strict_ok "$OUT_PROV" "$PKI/root.pem"
+
+# A forced switch ca-1 -> ca-2: db-01's leaf carries ca-2 cross-signed by ca-1.
+forced_switch cross "$BUILTIN_1
+  - name: ca-2
+    type: builtin" ca-1 ca-2
+check "forced switch reissues db-01 from ca-2" out_has "cross/db-01: reissued (ca-2"
 OUT_CROSS="$WORK/out-cross"
 mkdir -p "$OUT_CROSS"
 run agent -m cross -d db-01 --out "$OUT_CROSS" --reload true --once
 check "cross-signed leaf carries two certificates" test "$(grep -c 'BEGIN CERTIFICATE' "$OUT_CROSS/cert.pem")" -eq 2
-check "cross-signed chain passes -x509_strict against ca-1 alone" strict_ok "$OUT_CROSS" "$WORK/ca-1.pem"
+check "cross-signed chain passes -x509_strict against ca-1 alone" strict_ok "$OUT_CROSS" "$WORK/cross-from.pem"
 check "cross-signed leaf passes -x509_strict against its bundle" strict_ok "$OUT_CROSS"
 
 # Regression (issue 9 #16): `roots` took the second PEM block of a leaf's chain as the
 # cross-signed CA, so a provided chain's intermediate was listed twice in IntermediateCerts.
 # A forced switch from builtin ca-1 to the two-level provided ca-p, db-01 not trusting ca-p yet.
-put meshes xprov xprov "type: Mesh
-name: xprov
-mtls:
-  enabledBackend: ca-1
-  backends:
-  - name: ca-1
-    type: builtin
-  - name: ca-p
-    type: provided
-    conf:
-      cert: {file: $PKI/chain.pem}
-      key: {file: $PKI/inter-key.pem}"
-put dataplanes xprov db-01 'type: Dataplane
-mesh: xprov
-name: db-01
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: 5432
-    tags: {kuma.io/service: db}'
-run reconcile --once
-OUT_X1="$WORK/out-xprov1"
-mkdir -p "$OUT_X1"
-run agent -m xprov -d db-01 --out "$OUT_X1" --reload false --once
-sed '/-----END CERTIFICATE-----/q' "$OUT_X1/ca-bundle.pem" >"$WORK/xprov-ca-1.pem"
-put meshes xprov xprov "type: Mesh
-name: xprov
-mtls:
-  enabledBackend: ca-p
-  backends:
-  - name: ca-1
-    type: builtin
-  - name: ca-p
-    type: provided
-    conf:
-      cert: {file: $PKI/chain.pem}
-      key: {file: $PKI/inter-key.pem}"
-put meshstatus xprov xprov '{"crossSign":{"from":"ca-1","to":"ca-p"}}'
-run reconcile --once
+forced_switch xprov "$BUILTIN_1
+$PROVIDED_P" ca-1 ca-p
 check "forced switch to the provided chain reissues db-01" out_has "xprov/db-01: reissued (ca-p"
 OUT_X="$WORK/out-xprov"
 mkdir -p "$OUT_X"
@@ -211,7 +171,7 @@ run agent -m xprov -d db-01 --out "$OUT_X" --reload false --once
 check "leaf, intermediate and cross-signed CA are served" \
     test "$(grep -c 'BEGIN CERTIFICATE' "$OUT_X/cert.pem")" -eq 3
 check "leaf + intermediate + cross-signed pass -x509_strict against ca-1 alone" \
-    strict_ok "$OUT_X" "$WORK/xprov-ca-1.pem"
+    strict_ok "$OUT_X" "$WORK/xprov-from.pem"
 run roots -m xprov
 check "roots of a cross-signed provided chain" exit_is 0
 check "IntermediateCerts holds the intermediate once and the cross-signed CA" python3 - "$WORK/out" "$PKI/inter.pem" <<'PY'
@@ -228,22 +188,9 @@ PY
 # generations (the mesh then failed for good) or replacing a root after leaves were issued.
 for round in 1 2 3; do
     mesh="race-$round"
-    put meshes "$mesh" "$mesh" "type: Mesh
-name: $mesh
-mtls:
-  enabledBackend: ca-1
-  backends:
-  - name: ca-1
-    type: builtin"
+    put_mesh "$mesh" ca-1 "$BUILTIN_1"
     for dp in a b c; do
-        put dataplanes "$mesh" "$dp" "type: Dataplane
-mesh: $mesh
-name: $dp
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: 8080
-    tags: {kuma.io/service: $dp}"
+        put_dp "$mesh" "$dp" "$dp"
     done
     pids=()
     for i in $(seq 20); do
@@ -289,14 +236,7 @@ rm -r "$ST/meshes/broken"
 # The identities folder becomes a plain file, so every identity read and write fails (ENOTDIR)
 # while the rest of the store still reads (file store layout, as put() above).
 nmeshes=$(ls "$ST/meshes" | wc -l)
-put dataplanes default web-02 'type: Dataplane
-mesh: default
-name: web-02
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: 8443
-    tags: {kuma.io/service: web}'
+put_dp default web-02 web
 mv "$ST/identities" "$WORK/identities.saved"
 printf 'not a folder\n' >"$ST/identities"
 run reconcile --once

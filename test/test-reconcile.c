@@ -678,7 +678,7 @@ START_TEST(corrupt_mesh_status_skips_that_mesh_and_reconciles_the_others)
     json_t *ms = NULL;
     char err[MESHCA_ERRBUF] = "";
     ck_assert_int_eq(state_read_mesh_status(s, "default", &ms, NULL, err), MESHCA_ECORRUPT);
-    ck_assert_str_eq(err, "meshstatus/default/default: corrupt object: a JSON array, not an object");
+    ck_assert_str_eq(err, "meshstatus/default/default: corrupt object: JSON, but not an object");
     ck_assert_int_eq(state_get_mesh_status(s, "default", &ms, NULL), MESHCA_ECORRUPT);
 
     diag_list diags = DIAG_LIST_INIT;
@@ -690,7 +690,7 @@ START_TEST(corrupt_mesh_status_skips_that_mesh_and_reconciles_the_others)
     const diag *d = find_diag(&diags, "corrupt-object");
     ck_assert_int_eq(d->severity, DIAG_ERROR);
     ck_assert_str_eq(d->message, "mesh 'default' skipped: meshstatus/default/default: corrupt "
-                                 "object: a JSON array, not an object");
+                                 "object: JSON, but not an object");
     reconcile_report_free(&rep);
     diag_list_free(&diags);
 
