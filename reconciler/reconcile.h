@@ -75,7 +75,8 @@ void reconcile_report_free(reconcile_report *report);
  * root is generated once and kept as mesh secrets), builds the trust bundle (CA certificates of
  * all backends, enabled first, de-duplicated by DER), and for each dataplane issues a new
  * certificate when it has none, when its issuer is not the enabled backend, the signing CA
- * certificate changed, its tags or keyType changed, or `now` is past its stable renewal point;
+ * certificate changed, its tags or keyType changed, dpCert.rotation.expiration was shortened so
+ * that it outlives now + the new lifetime, or `now` is past its stable renewal point;
  * when only the bundle changed it rewrites the identity with the same certificate. Identities are
  * written with compare-and-swap; a dataplane whose identity changed meanwhile is left to the next
  * pass (warning "conflict"). A pass with nothing to do writes nothing.
