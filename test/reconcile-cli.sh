@@ -239,9 +239,14 @@ name: broken'
 # identities folder becomes a plain file (ENOTDIR).
 break_identities() {
     if [ -f "$ST/meshca.db" ]; then
-        python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript("""
-CREATE TRIGGER ro_insert BEFORE INSERT ON objects WHEN NEW.kind = 'identities' BEGIN SELECT RAISE(ABORT, 'read-only'); END;
-CREATE TRIGGER ro_update BEFORE UPDATE ON objects WHEN NEW.kind = 'identities' BEGIN SELECT RAISE(ABORT, 'read-only'); END;""")' "$ST/meshca.db"
+        python3 - "$ST/meshca.db" <<'PY'
+import sqlite3, sys
+sqlite3.connect(sys.argv[1]).executescript("""
+CREATE TRIGGER ro_insert BEFORE INSERT ON objects WHEN NEW.kind = 'identities'
+    BEGIN SELECT RAISE(ABORT, 'attempt to write a readonly database'); END;
+CREATE TRIGGER ro_update BEFORE UPDATE ON objects WHEN NEW.kind = 'identities'
+    BEGIN SELECT RAISE(ABORT, 'attempt to write a readonly database'); END;""")
+PY
     else
         mv "$ST/identities" "$WORK/identities.saved"
         printf 'not a folder\n' >"$ST/identities"
@@ -249,7 +254,10 @@ CREATE TRIGGER ro_update BEFORE UPDATE ON objects WHEN NEW.kind = 'identities' B
 }
 mend_identities() {
     if [ -f "$ST/meshca.db" ]; then
-        python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript("DROP TRIGGER ro_insert; DROP TRIGGER ro_update;")' "$ST/meshca.db"
+        python3 - "$ST/meshca.db" <<'PY'
+import sqlite3, sys
+sqlite3.connect(sys.argv[1]).executescript("DROP TRIGGER ro_insert; DROP TRIGGER ro_update;")
+PY
     else
         rm "$ST/identities"
         mv "$WORK/identities.saved" "$ST/identities"
