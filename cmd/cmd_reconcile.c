@@ -16,7 +16,8 @@ const char cmd_reconcile_usage[] =
     "Runs one reconcile pass over every mesh of the store: generates builtin CA roots that do\n"
     "not exist yet, builds each mesh's trust bundle (the CA certificates of all its backends,\n"
     "enabled one first), and issues each dataplane a certificate when it has none, when it was\n"
-    "issued by another backend or CA, when its tags or keyType changed, or when it is past its\n"
+    "issued by another backend or CA, when its tags or keyType changed, when a shortened\n"
+    "dpCert.rotation.expiration leaves it outliving the new lifetime, or when it is past its\n"
     "renewal point (70-85 % of its lifetime). Prints one line per change, then a summary.\n"
     "A pass with nothing to do changes nothing.\n"
     "\n"
@@ -26,7 +27,8 @@ const char cmd_reconcile_usage[] =
     "  -h, --help        show this help\n"
     "\n"
     "Exit codes: 0 done; 1 a mesh's CA could not be used (expired, unreadable; other meshes were\n"
-    "still reconciled); 2 usage error or store unreachable.\n";
+    "still reconciled); 2 usage error, or the store could not be read or written (read-only,\n"
+    "vanished: the error names the object and the cause).\n";
 
 void cli_print_reconcile(FILE *out, const struct reconcile_report *rep, const diag_list *diags)
 {
@@ -39,7 +41,12 @@ void cli_print_reconcile(FILE *out, const struct reconcile_report *rep, const di
     }
     for (size_t i = 0; i < diags->count; i++) {
         const diag *d = &diags->items[i];
-        fprintf(stderr, "meshca: %s: %s%s%s [%s]\n", d->severity == DIAG_ERROR ? "error" : "warning",
+        char where[700] = "";
+        /* A stored object that does not decode is named by its file, store:<kind>/<mesh>/<name>. */
+        if (d->file)
+            snprintf(where, sizeof(where), "%s:%u:%u: ", d->file, d->line, d->column);
+        fprintf(stderr, "meshca: %s: %s%s%s%s [%s]\n",
+                d->severity == DIAG_ERROR ? "error" : "warning", where,
                 d->path && d->path[0] ? d->path : "", d->path && d->path[0] ? ": " : "", d->message,
                 d->code);
     }
@@ -97,7 +104,8 @@ int cmd_reconcile(int argc, char **argv)
         exit_code = EXIT_TROUBLE;
     } else {
         cli_print_reconcile(stdout, &rep, &diags);
-        exit_code = rep.failed_meshes ? EXIT_INVALID : EXIT_OK;
+        /* A pass whose store writes failed did not do its job: that is trouble, not input. */
+        exit_code = rep.store_failures ? EXIT_TROUBLE : rep.failed_meshes ? EXIT_INVALID : EXIT_OK;
     }
     reconcile_report_free(&rep);
     diag_list_free(&diags);

@@ -19,22 +19,21 @@ const char cmd_roots_usage[] =
     "CA certificates as PEM, the enabled backend first (-o pem). Never prints private keys.\n";
 
 /* During a forced switch, leaves carry the new CA cross-signed by the old one after the leaf
- * certificate: take it from the first identity that has it. Caller frees. */
-static char *find_cross_signed(store *s, const char *mesh_name)
+ * and the new backend's intermediates: take it from the first identity that has it. Caller
+ * frees; NULL when none has it. */
+static char *find_cross_signed(store *s, const char *mesh_name, const char *to_chain_pem)
 {
     store_entry *entries = NULL;
     size_t n = 0;
     char *found = NULL;
-    if (store_list(s, STATE_IDENTITIES, mesh_name, &entries, &n) < 0)
+    if (!to_chain_pem || store_list(s, STATE_IDENTITIES, mesh_name, &entries, &n) < 0)
         return NULL;
     for (size_t i = 0; i < n && !found; i++) {
         identity id;
         if (identity_get(s, mesh_name, entries[i].name, &id, NULL) < 0)
             continue;
-        const char *second = id.cross_signed ? strstr(id.cert_pem + 1, "-----BEGIN CERTIFICATE-----")
-                                             : NULL;
-        if (second)
-            found = strdup(second);
+        if (id.cross_signed && roots_find_cross_signed(id.cert_pem, to_chain_pem, &found, NULL) < 0)
+            found = NULL;
         identity_clear(&id);
     }
     /* Entries hold private keys: wipe before free. */
@@ -93,12 +92,16 @@ int cmd_roots(int argc, char **argv)
     if (mesh_cas_open(s, m, time(NULL), &cas) < 0)
         goto out;
     entries = calloc(m->nbackends + 1, sizeof(*entries));
-    if (!entries)
-        abort();
+    if (!entries) {
+        cli_error("out of memory");
+        goto out;
+    }
     state_get_mesh_status(s, mesh_name, &mstatus, NULL);
     json_t *cross = json_object_get(mstatus, "crossSign");
     const char *cross_to = json_string_value(json_object_get(cross, "to"));
-    cross_pem = cross_to ? find_cross_signed(s, mesh_name) : NULL;
+    for (size_t i = 0; cross_to && i < m->nbackends && !cross_pem; i++)
+        if (cas[i].chain_pem && strcmp(cas[i].backend->name.value, cross_to) == 0)
+            cross_pem = find_cross_signed(s, mesh_name, cas[i].chain_pem);
     const char *enabled = mesh_enabled_backend(m);
     size_t n = 0;
     for (size_t i = 0; i < m->nbackends; i++) {

@@ -14,6 +14,10 @@
 
 /* How often the store revision is polled between full passes. */
 #define RUN_POLL_MS 200
+/* While the store fails, passes are retried after a delay that doubles from the first to the
+ * cap: a read-only or vanished store is not hammered, and recovers within the cap. */
+#define RUN_BACKOFF_FIRST_MS 500
+#define RUN_BACKOFF_MAX_MS 30000
 
 const char cmd_run_usage[] =
     "Usage: meshca run [--manifests DIR] [--interval D]\n"
@@ -32,6 +36,10 @@ const char cmd_run_usage[] =
     "Flags:\n"
     "      --interval D    longest time between passes (default 2s; e.g. 500ms, 1m)\n"
     "  -h, --help          show this help\n"
+    "\n"
+    "While the store cannot be read or written (read-only, vanished), the error is printed once\n"
+    "per cause (naming the object) and passes are retried with a backoff that doubles from\n"
+    "500ms to 30s; a line says when the store works again.\n"
     "\n"
     "Exit codes: 0 stopped by a signal; 2 usage error or store unreachable at start.\n";
 
@@ -88,6 +96,8 @@ int cmd_run(int argc, char **argv)
 
     uint64_t seen = 0;
     bool first = true;
+    char failing[MESHCA_ERRBUF] = "";   /* the store failure last logged; "" while it works */
+    int64_t backoff_ms = 0;
     while (!cli_stop_requested()) {
         if (manifests_dir)
             manifest_sync(s, manifests_dir, &last_said);
@@ -95,16 +105,32 @@ int cmd_run(int argc, char **argv)
         reconcile_report rep = RECONCILE_REPORT_INIT;
         diag_list diags = DIAG_LIST_INIT;
         rc = reconcile_once(s, &opts, &rep, &diags);
+        /* One store failure fails every pass (and every dataplane) the same way: log it once
+         * per cause, then back off, instead of a warning per dataplane per pass. */
+        const char *cause = rc < 0 ? store_strerror(rc) : rep.store_failures ? rep.store_cause : "";
+        bool repeated = cause[0] && strcmp(cause, failing) == 0;
         if (rc < 0) {
-            /* Transient store trouble is reported and retried, not fatal. */
-            cli_error("reconcile: cannot read the store: %s", store_strerror(rc));
-        } else if (first || rep.nactions || diags.count) {
+            if (!repeated)
+                cli_error("reconcile: cannot read the store: %s; retrying with backoff", cause);
+        } else if (!repeated && (first || rep.nactions || diags.count)) {
             cli_print_reconcile(stdout, &rep, &diags);
+            if (cause[0])
+                cli_error("reconcile: the store failed (%s); retrying with backoff", cause);
         }
+        if (!cause[0] && failing[0])
+            fprintf(stderr, "meshca: the store works again\n");
+        snprintf(failing, sizeof(failing), "%s", cause);
+        backoff_ms = !cause[0] ? 0 : !backoff_ms ? RUN_BACKOFF_FIRST_MS
+                     : backoff_ms * 2 > RUN_BACKOFF_MAX_MS ? RUN_BACKOFF_MAX_MS : backoff_ms * 2;
         fflush(stdout);
         first = false;
         reconcile_report_free(&rep);
         diag_list_free(&diags);
+        if (backoff_ms) {
+            /* The revision cannot be trusted to move (or to be read) while the store fails. */
+            cli_sleep_ms(backoff_ms);
+            continue;
+        }
         /* Our own writes move the revision too: take it after the pass. */
         if (store_revision(s, &seen) < 0)
             seen = 0;

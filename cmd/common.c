@@ -19,17 +19,9 @@ store *cli_open_store(void)
 
 const dataplane **cli_dataplanes_of(const manifest_set *set, const char *mesh_name, size_t *ret_n)
 {
-    const dataplane **list = calloc(manifest_set_count(set) + 1, sizeof(*list));
-    size_t n = 0;
-    if (!list)
+    const dataplane **list = NULL;
+    if (manifest_set_dataplanes_of(set, mesh_name, &list, ret_n) < 0)
         abort();
-    for (size_t i = 0; i < manifest_set_count(set); i++) {
-        const resource *res = manifest_set_get(set, i);
-        if (res->kind == RESOURCE_DATAPLANE && res->u.dataplane.mesh.value &&
-            strcmp(res->u.dataplane.mesh.value, mesh_name) == 0)
-            list[n++] = &res->u.dataplane;
-    }
-    *ret_n = n;
     return list;
 }
 

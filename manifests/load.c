@@ -98,6 +98,24 @@ const mesh *manifest_set_find_mesh(const manifest_set *set, const char *name)
     return NULL;
 }
 
+int manifest_set_dataplanes_of(const manifest_set *set, const char *mesh_name,
+                               const dataplane ***ret, size_t *ret_n)
+{
+    const dataplane **list = calloc(manifest_set_count(set) + 1, sizeof(*list));
+    size_t n = 0;
+    if (!list)
+        return MESHCA_ENOMEM;
+    for (size_t i = 0; i < manifest_set_count(set) && mesh_name; i++) {
+        const resource *res = &set->items[i];
+        if (res->kind == RESOURCE_DATAPLANE && res->u.dataplane.mesh.value &&
+            strcmp(res->u.dataplane.mesh.value, mesh_name) == 0)
+            list[n++] = &res->u.dataplane;
+    }
+    *ret = list;
+    *ret_n = n;
+    return 0;
+}
+
 int manifest_load_buffer(manifest_set *set, const char *name, const char *data, size_t len,
                          diag_list *diags)
 {

@@ -69,6 +69,11 @@ size_t manifest_set_count(const manifest_set *set);
 const resource *manifest_set_get(const manifest_set *set, size_t index);
 /* First Mesh named `name`, or NULL. */
 const mesh *manifest_set_find_mesh(const manifest_set *set, const char *name);
+/* The Dataplanes of mesh `mesh_name`, in load order: the one walk every
+ * command and the controller share. *ret is a NULL-terminated array the caller frees with free()
+ * (the dataplanes are borrowed from the set). Returns 0 or MESHCA_ENOMEM. */
+int manifest_set_dataplanes_of(const manifest_set *set, const char *mesh_name,
+                               const dataplane ***ret, size_t *ret_n);
 
 /* Takes ownership of *res (which is zeroed), also on failure (it is cleared then). Returns 0 or
  * MANIFEST_ENOMEM. */

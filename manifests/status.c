@@ -433,3 +433,48 @@ void status_set_free(status_set *set)
     set->items = NULL;
     set->count = set->capacity = 0;
 }
+
+static int compare_status_name(const void *a, const void *b)
+{
+    const dataplane_status *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+int status_index_build(const dataplane_status *status, size_t n, const char *mesh_name,
+                       status_index *ret)
+{
+    const dataplane_status **items = calloc(n ? n : 1, sizeof(*items));
+    size_t count = 0;
+    if (!items)
+        return MESHCA_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (status[i].name && status[i].mesh && mesh_name && strcmp(status[i].mesh, mesh_name) == 0)
+            items[count++] = &status[i];
+    /* Stable order for equal names is not needed: find returns the first of a run. */
+    qsort(items, count, sizeof(*items), compare_status_name);
+    ret->items = items;
+    ret->count = count;
+    return 0;
+}
+
+const dataplane_status *const *status_index_find(const status_index *idx, const char *name)
+{
+    dataplane_status key = {.name = (char *)name};
+    const dataplane_status *kp = &key;
+    const dataplane_status **hit;
+    if (!idx || !name || idx->count == 0)
+        return NULL;
+    hit = bsearch(&kp, idx->items, idx->count, sizeof(*idx->items), compare_status_name);
+    while (hit && hit > idx->items && strcmp(hit[-1]->name, name) == 0)
+        hit--;
+    return hit;
+}
+
+void status_index_free(status_index *idx)
+{
+    if (!idx)
+        return;
+    free(idx->items);
+    idx->items = NULL;
+    idx->count = 0;
+}

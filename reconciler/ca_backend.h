@@ -19,9 +19,19 @@
  * PKI_ENOENT when absent, or another negative PKI_* code. */
 typedef int (*ca_secret_lookup_fn)(void *userdata, const char *name, char **ret_data,
                                    size_t *ret_len);
-/* Stores (creates or replaces) a mesh secret. Returns 0 or a negative PKI_* code. */
-typedef int (*ca_secret_store_fn)(void *userdata, const char *name, const char *data,
-                                  size_t len);
+/* One secret to create: all borrowed. */
+typedef struct ca_secret {
+    const char *name;
+    const char *data;
+    size_t len;
+} ca_secret;
+
+/* Creates mesh secrets together, in one transaction: all of them or none. The last one must not
+ * exist yet (create-only): when it does, another writer created the set first and the code is
+ * MESHCA_ECONFLICT (re-read it instead). The ones before it replace whatever they hold now (a
+ * leftover of an interrupted creation), only if unchanged between the read and the write.
+ * Returns 0 or a negative MESHCA_* code. */
+typedef int (*ca_secret_store_fn)(void *userdata, const ca_secret *secrets, size_t n);
 
 /* Everything a backend may use. All borrowed for the duration of the call. */
 typedef struct ca_context {

@@ -7,6 +7,9 @@
 
 #include "reconciler/ca_backend.h"
 
+/* Reads of the secrets when concurrent creators keep conflicting (each retry sees a winner). */
+#define BUILTIN_CREATE_ATTEMPTS 3
+
 typedef struct builtin_conf {
     int64_t lifetime_s;
     int rsa_bits;   /* 0: EC P-256 */
@@ -124,12 +127,17 @@ static int generate(const ca_context *ctx, const builtin_conf *conf, const char 
         (r = pki_cert_to_pem(cert, &cert_pem, errbuf)) < 0 ||
         (r = pki_key_to_pem(key, &key_pem, errbuf)) < 0)
         goto out;
-    /* Key first: a cert secret without its key would be a CA nobody can use. */
-    if ((r = ctx->secret_store(ctx->secret_userdata, key_name, key_pem, strlen(key_pem))) < 0 ||
-        (r = ctx->secret_store(ctx->secret_userdata, cert_name, cert_pem, strlen(cert_pem))) < 0) {
-        if (errbuf)
-            snprintf(errbuf, PKI_ERRBUF, "cannot store builtin CA secrets of '%s'",
-                     ctx->backend->name.value);
+    /* Key and cert in one create-only transaction, the cert last: concurrent passes on a fresh
+     * mesh each generate a root, and only the first pair written may stand (the others re-read
+     * it), so a key never meets another generation's cert and a root in use is never replaced. */
+    const ca_secret pair[] = {
+        {key_name, key_pem, strlen(key_pem)},
+        {cert_name, cert_pem, strlen(cert_pem)},
+    };
+    if ((r = ctx->secret_store(ctx->secret_userdata, pair, 2)) < 0) {
+        if (r != MESHCA_ECONFLICT)
+            meshca_fail(errbuf, r, "cannot store builtin CA secrets %s and %s: %s", key_name,
+                        cert_name, meshca_strerror(r));
         goto out;
     }
     chain = sk_X509_new_null();
@@ -151,20 +159,15 @@ out:
     return r;
 }
 
-static int builtin_ensure_ca(const ca_context *ctx, ca_backend **ret, char *errbuf)
+/* One read of the secrets: loads the root, or generates it when there is none. */
+static int open_once(const ca_context *ctx, const builtin_conf *conf, const char *cert_name,
+                     const char *key_name, ca_backend **ret, char *errbuf)
 {
-    char cert_name[CA_MAX_SECRET_NAME], key_name[CA_MAX_SECRET_NAME];
     char *cert_pem = NULL, *key_pem = NULL;
     size_t cert_len = 0, key_len = 0;
-    builtin_conf conf;
     int rc, rk, r;
 
-    if (!ctx || !ctx->mesh || !ctx->backend || !ret)
-        return PKI_EINVAL;
-    if ((r = read_conf(ctx, &conf, NULL, errbuf)) < 0)
-        return r;
-    if ((r = secret_names(ctx, cert_name, key_name, sizeof(cert_name))) < 0)
-        return r;
+    /* The cert is read first: it is written last, so a cert seen means its key is there. */
     rc = lookup(ctx, cert_name, &cert_pem, &cert_len);
     rk = lookup(ctx, key_name, &key_pem, &key_len);
     if (rc == PKI_OK && rk == PKI_OK) {
@@ -183,7 +186,7 @@ static int builtin_ensure_ca(const ca_context *ctx, ca_backend **ret, char *errb
         r = PKI_ENOENT;
     } else {
         /* No cert: a key left alone by an interrupted generation was never used; replace it. */
-        r = generate(ctx, &conf, cert_name, key_name, ret, errbuf);
+        r = generate(ctx, conf, cert_name, key_name, ret, errbuf);
     }
     free(cert_pem);
     if (key_pem) {
@@ -191,6 +194,27 @@ static int builtin_ensure_ca(const ca_context *ctx, ca_backend **ret, char *errb
         free(key_pem);
     }
     return r;
+}
+
+static int builtin_ensure_ca(const ca_context *ctx, ca_backend **ret, char *errbuf)
+{
+    char cert_name[CA_MAX_SECRET_NAME], key_name[CA_MAX_SECRET_NAME];
+    builtin_conf conf;
+    int r;
+
+    if (!ctx || !ctx->mesh || !ctx->backend || !ret)
+        return PKI_EINVAL;
+    if ((r = read_conf(ctx, &conf, NULL, errbuf)) < 0)
+        return r;
+    if ((r = secret_names(ctx, cert_name, key_name, sizeof(cert_name))) < 0)
+        return r;
+    /* A conflict means another pass created the root between our read and our write: the
+     * loser re-reads and uses the winner's root. */
+    for (int attempt = 0; attempt < BUILTIN_CREATE_ATTEMPTS; attempt++)
+        if ((r = open_once(ctx, &conf, cert_name, key_name, ret, errbuf)) != MESHCA_ECONFLICT)
+            return r;
+    return meshca_fail(errbuf, r, "builtin CA '%s' changed under every attempt to read it",
+                       ctx->backend->name.value);
 }
 
 const ca_backend_ops ca_builtin_ops = {

@@ -18,7 +18,7 @@ static void describe(mesh_ca *mc)
     pki_cert_not_after(cert, &mc->not_after);
 }
 
-int mesh_cas_open(store *s, const mesh *m, int64_t now, mesh_ca **ret)
+static int open_all(store *s, const mesh *m, int64_t now, bool create, mesh_ca **ret)
 {
     mesh_ca *cas = calloc(m->nbackends + 1, sizeof(*cas));
     if (!cas)
@@ -28,11 +28,12 @@ int mesh_cas_open(store *s, const mesh *m, int64_t now, mesh_ca **ret)
         mesh_ca *mc = &cas[i];
         ca_context ctx = {
             .mesh = m->name.value, .backend = &m->backends[i], .backend_index = i,
-            .secret_lookup = state_secret_lookup, .secret_store = NULL,
+            .secret_lookup = state_secret_lookup,
+            .secret_store = create ? state_secret_store : NULL,
             .secret_userdata = &secrets, .now = now,
         };
         mc->backend = &m->backends[i];
-        if (ca_backend_open(&ctx, &mc->ca, mc->error) < 0) {
+        if ((mc->code = ca_backend_open(&ctx, &mc->ca, mc->error)) < 0) {
             mc->ca = NULL;
             continue;
         }
@@ -42,6 +43,16 @@ int mesh_cas_open(store *s, const mesh *m, int64_t now, mesh_ca **ret)
     }
     *ret = cas;
     return 0;
+}
+
+int mesh_cas_open(store *s, const mesh *m, int64_t now, mesh_ca **ret)
+{
+    return open_all(s, m, now, false, ret);
+}
+
+int mesh_cas_open_creating(store *s, const mesh *m, int64_t now, mesh_ca **ret)
+{
+    return open_all(s, m, now, true, ret);
 }
 
 void mesh_cas_free(mesh_ca *cas, size_t n)

@@ -17,12 +17,16 @@ typedef struct mesh_ca {
     char fingerprint[64];
     int64_t not_after;
     char error[PKI_ERRBUF];        /* why ca is NULL, e.g. "not created yet" */
+    int code;                      /* why ca is NULL, a MESHCA_* code; 0 when it is open */
 } mesh_ca;
 
 /* Opens every backend of `m` without creating anything (a builtin CA the controller has not
  * generated yet is reported in `error`). Returns 0 and an array of m->nbackends entries
  * (caller frees with mesh_cas_free) or a negative PKI_* code. */
 int mesh_cas_open(store *s, const mesh *m, int64_t now, mesh_ca **ret);
+/* The same for the controller's reconcile pass: also creates what a backend creates on first
+ * use (a builtin root, kept as mesh secrets). */
+int mesh_cas_open_creating(store *s, const mesh *m, int64_t now, mesh_ca **ret);
 void mesh_cas_free(mesh_ca *cas, size_t n);
 
 #endif

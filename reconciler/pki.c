@@ -42,9 +42,10 @@ int pki_generate_key(bool rsa, int bits, EVP_PKEY **ret, char *errbuf)
 {
     EVP_PKEY *key;
 
+    /* First: a stale error of an earlier call must not reach this one's message. */
+    ERR_clear_error();
     if (!ret || (rsa && bits != 0 && (bits < 1024 || bits > 16384)))
         return fail(errbuf, PKI_EINVAL, "invalid key parameters");
-    ERR_clear_error();
     key = rsa ? EVP_RSA_gen((unsigned)(bits ? bits : 2048)) : EVP_EC_gen("P-256");
     if (!key)
         return fail(errbuf, PKI_ECRYPTO, "key generation failed");
@@ -91,8 +92,10 @@ static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
     return ok;
 }
 
-/* URI SANs are built as GENERAL_NAMEs, not config text, so commas in tag values stay literal. */
-static int add_uri_sans(X509 *x, const char *const *uris, size_t n)
+/* URI SANs are built as GENERAL_NAMEs, not config text, so commas in tag values stay literal.
+ * `critical` when the subject is empty: then the SANs are the only name (RFC 5280 4.2.1.6), and
+ * `openssl verify -x509_strict` rejects such a certificate with a non-critical SAN. */
+static int add_uri_sans(X509 *x, const char *const *uris, size_t n, bool critical)
 {
     GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
     int ok = 0;
@@ -114,7 +117,7 @@ static int add_uri_sans(X509 *x, const char *const *uris, size_t n)
             goto out;
         }
     }
-    ok = X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) == 1;
+    ok = X509_add1_ext_i2d(x, NID_subject_alt_name, gens, critical ? 1 : 0, X509V3_ADD_DEFAULT) == 1;
 out:
     GENERAL_NAMES_free(gens);
     return ok;
@@ -166,19 +169,21 @@ int pki_make_root(EVP_PKEY *key, const char *cn, const char *spiffe_uri, int64_t
 {
     X509 *x = NULL;
 
+    ERR_clear_error();
     if (!key || !cn || !*cn || lifetime_s <= 0 || !ret)
         return fail(errbuf, PKI_EINVAL, "invalid root parameters");
-    ERR_clear_error();
     x = X509_new();
     if (!x || !X509_set_version(x, 2) || !set_random_serial(x) ||
         !set_cn(X509_get_subject_name(x), cn) ||
         !X509_set_issuer_name(x, X509_get_subject_name(x)) ||
-        !set_validity(x, now, now + lifetime_s) || !X509_set_pubkey(x, key) ||
+        /* Backdated as leaves are: a pass of another process (or host) whose clock, or whose
+         * pass start, is a little behind must not find a fresh root "not yet valid". */
+        !set_validity(x, now - PKI_LEAF_BACKDATE_S, now + lifetime_s) || !X509_set_pubkey(x, key) ||
         !add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE") ||
         !add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign") ||
         !add_ext(x, x, NID_subject_key_identifier, "hash") ||
         !add_ext(x, x, NID_authority_key_identifier, "keyid:always") ||
-        (spiffe_uri && !add_uri_sans(x, &spiffe_uri, 1)) ||
+        (spiffe_uri && !add_uri_sans(x, &spiffe_uri, 1, false)) ||
         !X509_sign(x, key, EVP_sha256())) {
         X509_free(x);
         return fail(errbuf, PKI_ECRYPTO, "cannot build root certificate");
@@ -195,10 +200,10 @@ int pki_issue_leaf(const pki_leaf_request *req, X509 *ca_cert, EVP_PKEY *ca_key,
     int64_t ca_not_after, not_after;
     int r;
 
+    ERR_clear_error();
     if (!req || !ca_cert || !ca_key || !ret_cert || !ret_key || !req->uris || req->nuris == 0 ||
         req->nuris > PKI_MAX_SANS || req->lifetime_s <= 0)
         return fail(errbuf, PKI_EINVAL, "invalid leaf request");
-    ERR_clear_error();
     r = check_ca_valid(ca_cert, now, &ca_not_after, errbuf);
     if (r < 0)
         return r;
@@ -218,7 +223,7 @@ int pki_issue_leaf(const pki_leaf_request *req, X509 *ca_cert, EVP_PKEY *ca_key,
         !add_ext(x, ca_cert, NID_ext_key_usage, "serverAuth,clientAuth") ||
         !add_ext(x, ca_cert, NID_subject_key_identifier, "hash") ||
         !add_ext(x, ca_cert, NID_authority_key_identifier, AKI_OF_ISSUER) ||
-        !add_uri_sans(x, req->uris, req->nuris) || !X509_sign(x, ca_key, EVP_sha256())) {
+        !add_uri_sans(x, req->uris, req->nuris, req->cn == NULL) || !X509_sign(x, ca_key, EVP_sha256())) {
         X509_free(x);
         EVP_PKEY_free(key);
         return fail(errbuf, PKI_ECRYPTO, "cannot issue leaf certificate");
@@ -235,9 +240,9 @@ int pki_cross_sign(X509 *new_ca, X509 *old_ca, EVP_PKEY *old_key, int64_t now,
     int64_t old_na, new_na, not_after;
     int r;
 
+    ERR_clear_error();
     if (!new_ca || !old_ca || !old_key || !ret)
         return fail(errbuf, PKI_EINVAL, "invalid cross-sign parameters");
-    ERR_clear_error();
     r = check_ca_valid(old_ca, now, &old_na, errbuf);
     if (r < 0)
         return r;
@@ -295,15 +300,16 @@ int pki_cert_to_pem(X509 *cert, char **ret, char *errbuf)
     BIO *bio;
     char *s = NULL;
 
+    ERR_clear_error();
     if (!cert || !ret)
         return fail(errbuf, PKI_EINVAL, "invalid argument");
-    ERR_clear_error();
     bio = BIO_new(BIO_s_mem());
-    if (bio && PEM_write_bio_X509(bio, cert))
+    bool encoded = bio && PEM_write_bio_X509(bio, cert);
+    if (encoded)
         s = bio_to_string(bio);
     BIO_free(bio);
     if (!s)
-        return fail(errbuf, PKI_ECRYPTO, "cannot encode certificate");
+        return fail(errbuf, encoded ? PKI_ENOMEM : PKI_ECRYPTO, "cannot encode certificate");
     *ret = s;
     return PKI_OK;
 }
@@ -313,16 +319,17 @@ int pki_key_to_pem(EVP_PKEY *key, char **ret, char *errbuf)
     BIO *bio;
     char *s = NULL;
 
+    ERR_clear_error();
     if (!key || !ret)
         return fail(errbuf, PKI_EINVAL, "invalid argument");
-    ERR_clear_error();
     /* secmem BIO: its buffer is wiped when freed */
     bio = BIO_new(BIO_s_secmem());
-    if (bio && PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL))
+    bool encoded = bio && PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL);
+    if (encoded)
         s = bio_to_string(bio);
     BIO_free(bio);
     if (!s)
-        return fail(errbuf, PKI_ECRYPTO, "cannot encode private key");
+        return fail(errbuf, encoded ? PKI_ENOMEM : PKI_ECRYPTO, "cannot encode private key");
     *ret = s;
     return PKI_OK;
 }
@@ -347,9 +354,9 @@ int pki_cert_from_pem(const char *pem, size_t len, X509 **ret, char *errbuf)
     BIO *bio;
     X509 *x;
 
+    ERR_clear_error();
     if (!ret)
         return fail(errbuf, PKI_EINVAL, "invalid argument");
-    ERR_clear_error();
     bio = mem_bio(pem, len);
     if (!bio)
         return fail(errbuf, PKI_EINVAL, "empty or oversized certificate PEM");
@@ -373,9 +380,9 @@ int pki_key_from_pem(const char *pem, size_t len, EVP_PKEY **ret, char *errbuf)
     BIO *bio;
     EVP_PKEY *key;
 
+    ERR_clear_error();
     if (!ret)
         return fail(errbuf, PKI_EINVAL, "invalid argument");
-    ERR_clear_error();
     bio = mem_bio(pem, len);
     if (!bio)
         return fail(errbuf, PKI_EINVAL, "empty or oversized key PEM");
@@ -394,9 +401,9 @@ int pki_chain_from_pem(const char *pem, size_t len, STACK_OF(X509) **ret, char *
     X509 *x;
     unsigned long e;
 
+    ERR_clear_error();
     if (!ret)
         return fail(errbuf, PKI_EINVAL, "invalid argument");
-    ERR_clear_error();
     bio = mem_bio(pem, len);
     if (!bio)
         return fail(errbuf, PKI_EINVAL, "empty or oversized certificate PEM");

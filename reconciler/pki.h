@@ -37,7 +37,7 @@ int pki_generate_key(bool rsa, int bits, EVP_PKEY **ret, char *errbuf);
 
 /* Self-signed CA: subject CN=cn, random 128-bit serial, URI SAN spiffe_uri (may be NULL),
  * keyUsage keyCertSign+cRLSign (critical), basicConstraints CA:TRUE (critical), SKI/AKI,
- * validity [now, now + lifetime_s]. Caller frees *ret with X509_free(). */
+ * validity [now - PKI_LEAF_BACKDATE_S, now + lifetime_s]. Caller frees *ret with X509_free(). */
 int pki_make_root(EVP_PKEY *key, const char *cn, const char *spiffe_uri, int64_t now,
                   int64_t lifetime_s, X509 **ret, char *errbuf);
 

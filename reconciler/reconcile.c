@@ -12,10 +12,13 @@
 #include "manifests/manifest.h"
 #include "reconciler/bundle.h"
 #include "reconciler/ca_backend.h"
+#include "reconciler/mesh_ca.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/state.h"
 
 #define SERVICE_TAG "kuma.io/service"
+/* Mesh status condition for a backend left out of the pass (reported, not fatal to the mesh). */
+#define CONDITION_BACKEND_UNAVAILABLE "BackendUnavailable"
 
 const char *reconcile_verb_name(reconcile_verb verb)
 {
@@ -32,12 +35,15 @@ const char *reconcile_verb_name(reconcile_verb verb)
     return "?";
 }
 
-static char *xstrdup(const char *s)
+/* Replaces *dst with a copy of s ("" for NULL). Returns 0 or MESHCA_ENOMEM (*dst unchanged). */
+static int set_str(char **dst, const char *s)
 {
     char *d = strdup(s ? s : "");
     if (!d)
-        abort();
-    return d;
+        return MESHCA_ENOMEM;
+    free(*dst);
+    *dst = d;
+    return 0;
 }
 
 void reconcile_report_free(reconcile_report *report)
@@ -57,59 +63,67 @@ void reconcile_report_free(reconcile_report *report)
     memset(report, 0, sizeof(*report));
 }
 
+/* A store operation failed (not a conflict): the mesh's pass stops, the pass exits 2. The first
+ * failure's cause is kept apart from its object so that `run` can log each cause once. */
+static void store_failed(reconcile_report *rep, reconcile_mesh_report *mr, int rc,
+                         const char *mesh_name, const char *what, diag_list *diags)
+{
+    mr->failed = true;
+    mr->store_failed = true;
+    if (!rep->store_error) {
+        rep->store_error = rc;
+        snprintf(rep->store_cause, sizeof(rep->store_cause), "%s", store_strerror(rc));
+    }
+    diag_error(diags, "store-error", NULL, "", "mesh '%s': %s; the rest of this mesh waits for "
+               "the next pass", mesh_name, what);
+}
+
+/* Store trouble rather than a problem of the CA itself. */
+static bool is_store_code(int rc)
+{
+    return rc == MESHCA_EIO || rc == MESHCA_EUNAVAILABLE || rc == MESHCA_ENOMEM;
+}
 
 /* --- per mesh --- */
 
-static const char *pki_code_text(int code)
-{
-    switch (code) {
-    case PKI_EEXPIRED:
-        return "CA expired or not yet valid";
-    case PKI_ENOENT:
-        return "CA material absent";
-    case PKI_EIO:
-        return "I/O error";
-    case PKI_ECRYPTO:
-        return "cryptographic error";
-    default:
-        return "invalid CA configuration";
-    }
-}
+/* Outcomes besides 0 and negative (store, memory) codes. */
+enum {
+    ISSUE_SKIPPED = 1,   /* issue(): no certificate for this dataplane (warned), the mesh goes on */
+    ISSUE_REFUSED = 2,   /* the CA could not sign, or cannot be used (reported): the mesh stops */
+};
 
-/* The loaded CAs and the bundle of one mesh. */
-typedef struct mesh_cas {
-    ca_backend **cas;          /* per backend, manifest order */
+/* The CAs and the bundle one pass of a mesh signs with. */
+typedef struct pass_cas {
+    mesh_ca *cas;              /* per backend, manifest order (mesh_ca.h); ca NULL: unavailable */
+    size_t ncas;
     size_t enabled;            /* index of the enabled backend */
     char *bundle_pem;
-    char **bundle_backends;    /* borrowed names, enabled first */
+    const char **bundle_backends;   /* borrowed names, enabled first */
     size_t nbundle;
-    char fingerprint[64];      /* of the enabled backend's signing certificate */
     char *chain_extra_pem;     /* intermediates served after the leaf (may be "") */
     char *cross_pem;           /* forced switch: the new CA signed by the old one, or NULL */
-} mesh_cas;
+} pass_cas;
 
-static void mesh_cas_free(mesh_cas *mc, size_t nbackends)
+static void pass_cas_free(pass_cas *pc)
 {
-    if (mc->cas)
-        for (size_t i = 0; i < nbackends; i++)
-            ca_backend_free(mc->cas[i]);
-    free(mc->cas);
-    free(mc->bundle_pem);
-    free(mc->bundle_backends);
-    free(mc->chain_extra_pem);
-    free(mc->cross_pem);
-    memset(mc, 0, sizeof(*mc));
+    mesh_cas_free(pc->cas, pc->ncas);
+    free(pc->bundle_pem);
+    free(pc->bundle_backends);
+    free(pc->chain_extra_pem);
+    free(pc->cross_pem);
+    memset(pc, 0, sizeof(*pc));
 }
 
-static void append(char **buf, size_t *len, const char *text)
+static int append(char **buf, size_t *len, const char *text)
 {
     size_t n = strlen(text);
     char *p = realloc(*buf, *len + n + 1);
     if (!p)
-        abort();
+        return MESHCA_ENOMEM;
     memcpy(p + *len, text, n + 1);
     *buf = p;
     *len += n;
+    return 0;
 }
 
 static void backend_path(size_t i, char *buf, size_t size)
@@ -117,85 +131,139 @@ static void backend_path(size_t i, char *buf, size_t size)
     snprintf(buf, size, "mtls.backends[%zu]", i);
 }
 
-/* Opens every backend and builds the bundle. Returns 0 or -1 with a diagnostic. */
-static int open_cas(store *s, const mesh *m, int64_t now, mesh_cas *mc, diag_list *diags)
+/* Records (or clears, reason NULL) the BackendUnavailable condition of `backend` in `conditions`
+ * (a JSON array of {"type","backend","reason"}). Returns whether it changed. */
+static bool set_condition(json_t *conditions, const char *backend, const char *reason)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(conditions, i, c) {
+        if (strcmp(json_string_value(json_object_get(c, "type")) ?: "",
+                   CONDITION_BACKEND_UNAVAILABLE) != 0 ||
+            strcmp(json_string_value(json_object_get(c, "backend")) ?: "", backend) != 0)
+            continue;
+        if (!reason) {
+            json_array_remove(conditions, i);
+            return true;
+        }
+        if (strcmp(json_string_value(json_object_get(c, "reason")) ?: "", reason) == 0)
+            return false;
+        json_object_set_new(c, "reason", json_string(reason));
+        return true;
+    }
+    if (!reason)
+        return false;
+    json_array_append_new(conditions, json_pack("{s:s, s:s, s:s}", "type",
+                                                CONDITION_BACKEND_UNAVAILABLE, "backend", backend,
+                                                "reason", reason));
+    return true;
+}
+
+/*
+ * Opens every backend (creating a builtin root once) and builds the bundle. The enabled backend
+ * must work; another one that does not (corrupt secrets, a bad provided CA) is left out of the
+ * bundle, reported as a warning and as a BackendUnavailable condition in `conditions`, and the
+ * mesh goes on with the enabled one. Store trouble stops the mesh instead: a backend that is
+ * merely unreachable must not be dropped from every dataplane's bundle.
+ * Returns 0, ISSUE_REFUSED (reported in diags; the mesh fails), or a store or memory code (the
+ * caller reports it).
+ */
+static int open_cas(store *s, const mesh *m, int64_t now, pass_cas *pc, json_t *conditions,
+                    bool *ret_conditions_changed, diag_list *diags)
 {
     const char *mesh_name = m->name.value;
     const char *enabled = mesh_enabled_backend(m);
-    state_secrets sc = {s, mesh_name, NULL};
-    char path[64], errbuf[PKI_ERRBUF];
+    char path[64], errbuf[PKI_ERRBUF] = "";
+    int r;
 
-    mc->cas = calloc(m->nbackends + 1, sizeof(*mc->cas));
-    mc->bundle_backends = calloc(m->nbackends + 1, sizeof(char *));
-    if (!mc->cas || !mc->bundle_backends)
-        abort();
-    mc->enabled = SIZE_MAX;
-    for (size_t i = 0; i < m->nbackends; i++) {
-        const mesh_backend *b = &m->backends[i];
-        ca_context ctx = {mesh_name, b, i, state_secret_lookup, state_secret_store, &sc, now};
-        errbuf[0] = '\0';
-        backend_path(i, path, sizeof(path));
-        int r = ca_backend_open(&ctx, &mc->cas[i], errbuf);
-        if (r < 0) {
-            diag_error(diags, r == PKI_EEXPIRED ? "ca-expired" : "ca-unavailable", NULL, path,
-                       "mesh '%s': backend '%s' cannot be used: %s", mesh_name, b->name.value,
-                       errbuf[0] ? errbuf : pki_code_text(r));
-            return -1;
-        }
-        if (enabled && b->name.value && strcmp(b->name.value, enabled) == 0)
-            mc->enabled = i;
-    }
-    if (mc->enabled == SIZE_MAX) {
+    pc->ncas = m->nbackends;
+    if ((r = mesh_cas_open_creating(s, m, now, &pc->cas)) < 0)
+        return r;
+    pc->bundle_backends = calloc(m->nbackends + 1, sizeof(char *));
+    if (!pc->bundle_backends)
+        return MESHCA_ENOMEM;
+    pc->enabled = SIZE_MAX;
+    for (size_t i = 0; i < m->nbackends; i++)
+        if (enabled && m->backends[i].name.value && strcmp(m->backends[i].name.value, enabled) == 0)
+            pc->enabled = i;
+    if (pc->enabled == SIZE_MAX) {
         diag_error(diags, "ca-unavailable", NULL, "mtls.enabledBackend",
                    "mesh '%s': enabled backend '%s' is not among the backends", mesh_name, enabled);
-        return -1;
+        return ISSUE_REFUSED;
+    }
+    for (size_t i = 0; i < m->nbackends; i++) {
+        const mesh_ca *mc = &pc->cas[i];
+        const char *name = m->backends[i].name.value;
+        if (mc->ca && mc->chain_pem) {
+            *ret_conditions_changed |= set_condition(conditions, name, NULL);
+            continue;
+        }
+        int code = mc->code < 0 ? mc->code : MESHCA_ECRYPTO;
+        if (is_store_code(code))
+            return code;
+        backend_path(i, path, sizeof(path));
+        if (i == pc->enabled) {
+            diag_error(diags, code == PKI_EEXPIRED ? "ca-expired" : "ca-unavailable", NULL, path,
+                       "mesh '%s': backend '%s' cannot be used: %s", mesh_name, name,
+                       mc->error[0] ? mc->error : meshca_strerror(code));
+            return ISSUE_REFUSED;
+        }
+        diag_warning(diags, code == PKI_EEXPIRED ? "ca-expired" : "ca-unavailable", NULL, path,
+                     "mesh '%s': backend '%s' cannot be used and is left out of the trust bundle: "
+                     "%s; enabled backend '%s' keeps signing", mesh_name, name,
+                     mc->error[0] ? mc->error : meshca_strerror(code), enabled);
+        *ret_conditions_changed |= set_condition(conditions, name,
+                                                 mc->error[0] ? mc->error : meshca_strerror(code));
     }
     /* Never sign with an expired or not-yet-valid CA. */
     ca_info info;
-    if (ca_backend_info(mc->cas[mc->enabled], &info) < 0 || now < info.not_before ||
+    if (ca_backend_info(pc->cas[pc->enabled].ca, &info) < 0 || now < info.not_before ||
         now >= info.not_after) {
-        backend_path(mc->enabled, path, sizeof(path));
+        backend_path(pc->enabled, path, sizeof(path));
         diag_error(diags, "ca-expired", NULL, path,
                    "mesh '%s': CA of enabled backend '%s' is expired or not yet valid", mesh_name,
-                   m->backends[mc->enabled].name.value);
-        return -1;
+                   m->backends[pc->enabled].name.value);
+        return ISSUE_REFUSED;
     }
-    X509 *signer = ca_backend_cert(mc->cas[mc->enabled]);
-    if (pki_fingerprint_sha1(signer, mc->fingerprint, sizeof(mc->fingerprint)) < 0)
-        mc->fingerprint[0] = '\0';
 
-    /* Bundle: every certificate of every backend's chain, enabled backend first, each DER once. */
-    char **chains = calloc(m->nbackends + 1, sizeof(char *));
+    /* Bundle: every certificate of every usable backend's chain, enabled first, each DER once. */
+    const char **chains = calloc(m->nbackends + 1, sizeof(char *));
     if (!chains)
-        abort();
-    int r = 0;
-    for (size_t i = 0; i < m->nbackends && r == 0; i++)
-        r = ca_backend_chain_pem(mc->cas[i], &chains[i], errbuf);
-    if (r == 0)
-        r = bundle_build((const char *const *)chains, m->nbackends, mc->enabled, &mc->bundle_pem,
-                         errbuf);
+        return MESHCA_ENOMEM;
+    pc->bundle_backends[pc->nbundle] = m->backends[pc->enabled].name.value;
+    chains[pc->nbundle++] = pc->cas[pc->enabled].chain_pem;
     for (size_t i = 0; i < m->nbackends; i++)
-        free(chains[i]);
+        if (i != pc->enabled && pc->cas[i].ca && pc->cas[i].chain_pem) {
+            pc->bundle_backends[pc->nbundle] = m->backends[i].name.value;
+            chains[pc->nbundle++] = pc->cas[i].chain_pem;
+        }
+    r = bundle_build(chains, pc->nbundle, 0, &pc->bundle_pem, errbuf);
     free(chains);
     if (r < 0) {
+        if (r == MESHCA_ENOMEM)
+            return r;
         diag_error(diags, "ca-unavailable", NULL, "mtls.backends",
                    "mesh '%s': cannot build the trust bundle: %s", mesh_name, errbuf);
-        return -1;
+        return ISSUE_REFUSED;
     }
-    mc->bundle_backends[mc->nbundle++] = m->backends[mc->enabled].name.value;
-    for (size_t i = 0; i < m->nbackends; i++)
-        if (i != mc->enabled)
-            mc->bundle_backends[mc->nbundle++] = m->backends[i].name.value;
     /* Intermediates of the enabled backend travel with each leaf: chain[0..n-2]. */
     size_t elen = 0;
-    mc->chain_extra_pem = xstrdup("");
-    STACK_OF(X509) *chain = mc->cas[mc->enabled]->chain;
+    if (!(pc->chain_extra_pem = strdup("")))
+        return MESHCA_ENOMEM;
+    STACK_OF(X509) *chain = pc->cas[pc->enabled].ca->chain;
     for (int c = 0; c + 1 < sk_X509_num(chain); c++) {
         char *pem = NULL;
-        if (pki_cert_to_pem(sk_X509_value(chain, c), &pem, NULL) < 0)
-            abort();
-        append(&mc->chain_extra_pem, &elen, pem);
+        if ((r = pki_cert_to_pem(sk_X509_value(chain, c), &pem, errbuf)) < 0) {
+            if (r == MESHCA_ENOMEM)
+                return r;
+            diag_error(diags, "ca-unavailable", NULL, "", "mesh '%s': cannot encode the "
+                       "intermediates of '%s': %s", mesh_name, enabled, errbuf);
+            return ISSUE_REFUSED;
+        }
+        r = append(&pc->chain_extra_pem, &elen, pem);
         free(pem);
+        if (r < 0)
+            return r;
     }
     return 0;
 }
@@ -206,45 +274,49 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Returns the digest (caller frees) or NULL when out of memory. */
 static char *tags_digest(const dataplane *dp)
 {
-    size_t n = 0;
+    size_t n = 0, k = 0, olen = 0;
     for (size_t i = 0; i < dp->ninbounds; i++)
         n += dp->inbounds[i].ntags;
     char **items = calloc(n + 1, sizeof(char *));
-    if (!items)
-        abort();
-    size_t k = 0;
+    char *out = strdup("");
+    if (!items || !out)
+        goto fail;
     for (size_t i = 0; i < dp->ninbounds; i++)
         for (size_t t = 0; t < dp->inbounds[i].ntags; t++) {
             const model_tag *tag = &dp->inbounds[i].tags[t];
             size_t len = strlen(tag->key) + strlen(tag->value) + 2;
-            items[k] = malloc(len);
-            if (!items[k])
-                abort();
+            if (!(items[k] = malloc(len)))
+                goto fail;
             snprintf(items[k++], len, "%s=%s", tag->key, tag->value);
         }
     qsort(items, k, sizeof(char *), cmp_str);
-    char *out = xstrdup("");
-    size_t olen = 0;
     for (size_t i = 0; i < k; i++) {
         if (i > 0 && strcmp(items[i], items[i - 1]) == 0)
             continue;
-        if (olen)
-            append(&out, &olen, "\n");
-        append(&out, &olen, items[i]);
+        if ((olen && append(&out, &olen, "\n") < 0) || append(&out, &olen, items[i]) < 0)
+            goto fail;
     }
     for (size_t i = 0; i < k; i++)
         free(items[i]);
     free(items);
     return out;
+fail:
+    for (size_t i = 0; items && i < k; i++)
+        free(items[i]);
+    free(items);
+    free(out);
+    return NULL;
 }
 
 /* URI SANs: spiffe://<mesh>/<service> per kuma.io/service value, kuma://<tag>/<value> per tag.
- * Returns the count, or -1 when over PKI_MAX_SANS. Caller frees each string. */
+ * Returns the count, -1 when over PKI_MAX_SANS or MESHCA_ENOMEM. Caller frees each string. */
 static int leaf_sans(const char *mesh_name, const dataplane *dp, char **uris)
 {
     size_t n = 0;
+    int rc = -1;
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < dp->ninbounds; i++)
             for (size_t t = 0; t < dp->inbounds[i].ntags; t++) {
@@ -263,21 +335,25 @@ static int leaf_sans(const char *mesh_name, const dataplane *dp, char **uris)
                     continue;
                 if (n >= PKI_MAX_SANS)
                     goto fail;
-                uris[n++] = xstrdup(buf);
+                if (!(uris[n] = strdup(buf))) {
+                    rc = MESHCA_ENOMEM;
+                    goto fail;
+                }
+                n++;
             }
     return (int)n;
 fail:
     for (size_t j = 0; j < n; j++)
         free(uris[j]);
-    return -1;
+    return rc;
 }
 
-static bool same_backends(const identity *id, const mesh_cas *mc)
+static bool same_backends(const identity *id, const pass_cas *pc)
 {
-    if (id->nbundle_backends != mc->nbundle)
+    if (id->nbundle_backends != pc->nbundle)
         return false;
-    for (size_t i = 0; i < mc->nbundle; i++)
-        if (!id->bundle_backends[i] || strcmp(id->bundle_backends[i], mc->bundle_backends[i]) != 0)
+    for (size_t i = 0; i < pc->nbundle; i++)
+        if (!id->bundle_backends[i] || strcmp(id->bundle_backends[i], pc->bundle_backends[i]) != 0)
             return false;
     return true;
 }
@@ -287,191 +363,275 @@ static bool str_eq(const char *a, const char *b)
     return a && b && strcmp(a, b) == 0;
 }
 
-static void add_action(reconcile_report *rep, const char *mesh_name, const identity *id,
-                       reconcile_verb verb, const char *reason)
+static int add_action(reconcile_report *rep, const char *mesh_name, const identity *id,
+                      reconcile_verb verb, const char *reason)
 {
     reconcile_action *a = realloc(rep->actions, (rep->nactions + 1) * sizeof(*a));
     if (!a)
-        abort();
+        return MESHCA_ENOMEM;
     rep->actions = a;
-    a = &rep->actions[rep->nactions++];
-    a->mesh = xstrdup(mesh_name);
-    a->dataplane = xstrdup(id->dataplane);
-    a->backend = xstrdup(id->backend);
-    a->reason = xstrdup(reason);
+    a = &rep->actions[rep->nactions];
+    memset(a, 0, sizeof(*a));
+    if (set_str(&a->mesh, mesh_name) < 0 || set_str(&a->dataplane, id->dataplane) < 0 ||
+        set_str(&a->backend, id->backend) < 0 || set_str(&a->reason, reason) < 0) {
+        free(a->mesh), free(a->dataplane), free(a->backend), free(a->reason);
+        return MESHCA_ENOMEM;
+    }
     a->verb = verb;
     a->not_after = id->not_after;
     a->generation = id->generation;
+    rep->nactions++;
+    return 0;
 }
 
-static void set_bundle(identity *id, const mesh_cas *mc)
+static int set_bundle(identity *id, const pass_cas *pc)
 {
+    char **names = calloc(pc->nbundle + 1, sizeof(char *));
+    char *pem = strdup(pc->bundle_pem);
+    bool ok = names && pem;
+    for (size_t i = 0; ok && i < pc->nbundle; i++)
+        ok = (names[i] = strdup(pc->bundle_backends[i])) != NULL;
+    if (!ok) {
+        for (size_t i = 0; names && i < pc->nbundle; i++)
+            free(names[i]);
+        free(names);
+        free(pem);
+        return MESHCA_ENOMEM;
+    }
     free(id->bundle_pem);
     for (size_t i = 0; i < id->nbundle_backends; i++)
         free(id->bundle_backends[i]);
     free(id->bundle_backends);
-    id->bundle_pem = xstrdup(mc->bundle_pem);
-    id->bundle_backends = calloc(mc->nbundle + 1, sizeof(char *));
-    if (!id->bundle_backends)
-        abort();
-    for (size_t i = 0; i < mc->nbundle; i++)
-        id->bundle_backends[i] = xstrdup(mc->bundle_backends[i]);
-    id->nbundle_backends = mc->nbundle;
+    id->bundle_pem = pem;
+    id->bundle_backends = names;
+    id->nbundle_backends = pc->nbundle;
+    return 0;
 }
 
-/* Issues a new certificate into *id (keeping generation/regeneration counters). */
-static int issue(const mesh *m, const dataplane *dp, const mesh_cas *mc, int64_t now, identity *id,
+/* The leaf lifetime the backend asks for, in seconds (at least 1). */
+static int64_t leaf_lifetime_s(const mesh_backend *b)
+{
+    int64_t s = mesh_backend_leaf_lifetime_ms(b) / 1000;
+    return s > 0 ? s : 1;
+}
+
+/* Issues a new certificate into *id (keeping generation/regeneration counters). Returns 0,
+ * ISSUE_SKIPPED, ISSUE_REFUSED or MESHCA_ENOMEM. */
+static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now, identity *id,
                  diag_list *diags)
 {
-    const mesh_backend *b = &m->backends[mc->enabled];
+    const mesh_backend *b = &m->backends[pc->enabled];
     char *uris[PKI_MAX_SANS];
     int nuris = leaf_sans(m->name.value, dp, uris);
+    if (nuris == MESHCA_ENOMEM)
+        return nuris;
     if (nuris <= 0) {
         diag_warning(diags, nuris < 0 ? "too-many-sans" : "no-service", NULL, "networking.inbound",
                      "dataplane '%s/%s': %s; no certificate issued", m->name.value, dp->name.value,
                      nuris < 0 ? "too many tags for one certificate" : "no kuma.io/service tag");
-        return -1;
+        return ISSUE_SKIPPED;
     }
     pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
     req.uris = (const char *const *)uris;
     req.nuris = (size_t)nuris;
     req.rsa = mesh_backend_leaf_is_rsa(b);
-    req.lifetime_s = mesh_backend_leaf_lifetime_ms(b) / 1000;
-    if (req.lifetime_s <= 0)
-        req.lifetime_s = 1;
+    req.lifetime_s = leaf_lifetime_s(b);
     X509 *cert = NULL;
     EVP_PKEY *key = NULL;
-    char errbuf[PKI_ERRBUF] = "", *cert_pem = NULL, *key_pem = NULL;
+    char errbuf[PKI_ERRBUF] = "", *cert_pem = NULL, *key_pem = NULL, *digest = NULL;
     char serial[80], when[32], stable[600];
-    int r = ca_backend_sign_leaf(mc->cas[mc->enabled], &req, now, &cert, &key, errbuf);
+    int r = ca_backend_sign_leaf(pc->cas[pc->enabled].ca, &req, now, &cert, &key, errbuf);
     for (int i = 0; i < nuris; i++)
         free(uris[i]);
     if (r < 0) {
         char path[64];
-        backend_path(mc->enabled, path, sizeof(path));
+        backend_path(pc->enabled, path, sizeof(path));
         diag_error(diags, r == PKI_EEXPIRED ? "ca-expired" : "ca-unavailable", NULL, path,
                    "mesh '%s': backend '%s' could not sign for '%s': %s", m->name.value,
                    b->name.value, dp->name.value, errbuf);
-        return r;
+        return ISSUE_REFUSED;
     }
     int64_t nb = 0, na = 0;
-    if (pki_cert_to_pem(cert, &cert_pem, errbuf) < 0 || pki_key_to_pem(key, &key_pem, errbuf) < 0 ||
-        pki_serial_hex(cert, serial, sizeof(serial)) < 0 || pki_cert_not_before(cert, &nb) < 0 ||
-        pki_cert_not_after(cert, &na) < 0) {
-        X509_free(cert);
-        EVP_PKEY_free(key);
-        free(cert_pem);
-        pki_free_secret(key_pem);
-        return PKI_ECRYPTO;
+    size_t clen = 0;
+    if ((r = pki_cert_to_pem(cert, &cert_pem, errbuf)) < 0 ||
+        (r = pki_key_to_pem(key, &key_pem, errbuf)) < 0 ||
+        (r = pki_serial_hex(cert, serial, sizeof(serial))) < 0 ||
+        (r = pki_cert_not_before(cert, &nb)) < 0 || (r = pki_cert_not_after(cert, &na)) < 0) {
+        if (r != MESHCA_ENOMEM) {
+            diag_error(diags, "ca-unavailable", NULL, "", "mesh '%s': the certificate signed for "
+                       "'%s' cannot be encoded: %s", m->name.value, dp->name.value,
+                       errbuf[0] ? errbuf : meshca_strerror(r));
+            r = ISSUE_REFUSED;
+        }
+        goto out;
     }
-    X509_free(cert);
-    EVP_PKEY_free(key);
-    size_t clen = strlen(cert_pem);
-    append(&cert_pem, &clen, mc->chain_extra_pem);
-    if (mc->cross_pem)
-        append(&cert_pem, &clen, mc->cross_pem);
-
-    free(id->backend);
-    id->backend = xstrdup(b->name.value);
+    clen = strlen(cert_pem);
+    r = MESHCA_ENOMEM;
+    /* The cross-signed CA goes before the backend's own intermediates: it has the same subject
+     * as the first of them, and OpenSSL takes the first matching issuer from the chain it is
+     * sent, so a dataplane that trusts only the old CA must meet the cross-signed one first.
+     * A dataplane with the new bundle finds the intermediate among its trusted certificates. */
+    if ((pc->cross_pem && append(&cert_pem, &clen, pc->cross_pem) < 0) ||
+        append(&cert_pem, &clen, pc->chain_extra_pem) < 0 ||
+        !(digest = tags_digest(dp)) || set_str(&id->backend, b->name.value) < 0 ||
+        set_str(&id->serial, serial) < 0 ||
+        set_str(&id->ca_fingerprint, pc->cas[pc->enabled].fingerprint) < 0)
+        goto out;
+    pki_format_time(now, when, sizeof(when));
+    if (set_str(&id->last_regeneration, when) < 0)
+        goto out;
+    r = 0;
     free(id->cert_pem);
     id->cert_pem = cert_pem;
+    cert_pem = NULL;
     pki_free_secret(id->key_pem);
     id->key_pem = key_pem;
-    free(id->serial);
-    id->serial = xstrdup(serial);
+    key_pem = NULL;
+    free(id->tags_digest);
+    id->tags_digest = digest;
+    digest = NULL;
     id->not_before = nb;
     id->not_after = na;
     snprintf(stable, sizeof(stable), "%s/%s", m->name.value, dp->name.value);
     /* The lifetime is what was asked for, from now: notBefore is backdated a minute for clock
      * skew, and counting that minute would renew a short-lived certificate far too early. */
     id->renew_at = pki_renewal_point(now < na ? now : nb, na, stable);
-    free(id->ca_fingerprint);
-    id->ca_fingerprint = xstrdup(mc->fingerprint);
-    free(id->tags_digest);
-    id->tags_digest = tags_digest(dp);
     id->rsa = req.rsa;
-    id->cross_signed = mc->cross_pem != NULL;
+    id->cross_signed = pc->cross_pem != NULL;
     id->regenerations++;
-    pki_format_time(now, when, sizeof(when));
-    free(id->last_regeneration);
-    id->last_regeneration = xstrdup(when);
-    return 0;
+out:
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    free(cert_pem);
+    pki_free_secret(key_pem);
+    free(digest);
+    return r;
 }
 
-static void reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, const mesh_cas *mc,
-                                int64_t now, reconcile_report *rep, reconcile_mesh_report *mr,
-                                diag_list *diags)
+/* Why a dataplane's identity must change, or NULL. *ret_verb says how. */
+static const char *why_change(const mesh *m, const pass_cas *pc, const identity *id, bool have,
+                              const char *digest, int64_t now, reconcile_verb *ret_verb)
+{
+    const mesh_backend *b = &m->backends[pc->enabled];
+    *ret_verb = RECONCILE_REISSUED;
+    if (!have) {
+        *ret_verb = RECONCILE_ISSUED;
+        return "no certificate";
+    }
+    if (!str_eq(id->backend, b->name.value))
+        return "issuer is not the enabled backend";
+    if (!str_eq(id->ca_fingerprint, pc->cas[pc->enabled].fingerprint))
+        return "signing CA certificate changed";
+    if (!str_eq(id->tags_digest, digest))
+        return "tags changed";
+    if (id->rsa != mesh_backend_leaf_is_rsa(b))
+        return "keyType changed";
+    if (id->cross_signed != (pc->cross_pem != NULL))
+        return id->cross_signed ? "every dataplane trusts the new CA: cross-signed CA dropped"
+                                : "forced switch: serving the new CA cross-signed by the old";
+    /* dpCert.rotation.expiration was shortened: the certificate would outlive the new lifetime
+     * (and its renewal point, taken from the old one, would come too late). The minute of slack
+     * keeps controllers whose clocks differ a little from reissuing each other's leaves. */
+    if (id->not_after > now + leaf_lifetime_s(b) + PKI_LEAF_BACKDATE_S)
+        return "dpCert expiration shortened: the certificate outlives the new lifetime";
+    if (now >= id->renew_at || now >= id->not_after) {
+        *ret_verb = RECONCILE_RENEWED;
+        return "past the renewal point";
+    }
+    if (!str_eq(id->bundle_pem, pc->bundle_pem) || !same_backends(id, pc)) {
+        *ret_verb = RECONCILE_REBUNDLED;
+        return "trust bundle changed";
+    }
+    return NULL;
+}
+
+/* Returns 0 (done, skipped or warned), ISSUE_REFUSED (reported; the mesh stops), or a store or
+ * memory code with errbuf naming the object and the cause (the caller reports it; the mesh
+ * stops). */
+static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, const pass_cas *pc,
+                               int64_t now, reconcile_report *rep, reconcile_mesh_report *mr,
+                               diag_list *diags, char *errbuf)
 {
     const char *mesh_name = m->name.value;
-    const mesh_backend *b = &m->backends[mc->enabled];
     identity id = {0};
     uint64_t version = 0;
-    int rc = identity_get(s, mesh_name, dp->name.value, &id, &version);
+    const char *corrupt_reason = NULL;
+    int rc = identity_read(s, mesh_name, dp->name.value, &id, &version, errbuf);
     bool have = rc == 0;
-    if (rc < 0 && rc != STORE_ENOTFOUND) {
-        /* A corrupt record is replaced by a fresh issue; the CAS still protects writers. */
+    if (rc == MESHCA_ECORRUPT) {
+        /* A corrupt record is replaced by a fresh issue (compare-and-swap on its version, so a
+         * concurrent writer still wins); said once, since the next pass finds a good one. */
         store_key key = {STATE_IDENTITIES, mesh_name, dp->name.value};
         char *v = NULL;
-        if (store_get(s, &key, &v, NULL, &version) < 0)
-            version = 0;
+        size_t vlen = 0;
+        int got = store_get(s, &key, &v, &vlen, &version);
         if (v) {
-            OPENSSL_cleanse(v, strlen(v));
+            OPENSSL_cleanse(v, vlen);
             free(v);
         }
+        if (got < 0) {
+            snprintf(errbuf, MESHCA_ERRBUF, "cannot read %s/%s/%s: %s", key.kind, key.mesh,
+                     key.name, store_strerror(got));
+            return got;
+        }
+        diag_warning(diags, "corrupt-object", NULL, "", "%s; issuing a new identity", errbuf);
+        corrupt_reason = "stored identity was corrupt";
+    } else if (rc < 0 && rc != STORE_ENOTFOUND) {
+        return rc;   /* errbuf names the object and the cause */
     }
 
-    reconcile_verb verb = RECONCILE_REISSUED;
-    const char *reason = NULL;
+    reconcile_verb verb;
     char *digest = tags_digest(dp);
-    if (!have) {
-        verb = RECONCILE_ISSUED;
-        reason = "no certificate";
-    } else if (!str_eq(id.backend, b->name.value)) {
-        reason = "issuer is not the enabled backend";
-    } else if (!str_eq(id.ca_fingerprint, mc->fingerprint)) {
-        reason = "signing CA certificate changed";
-    } else if (!str_eq(id.tags_digest, digest)) {
-        reason = "tags changed";
-    } else if (id.rsa != mesh_backend_leaf_is_rsa(b)) {
-        reason = "keyType changed";
-    } else if (id.cross_signed != (mc->cross_pem != NULL)) {
-        reason = id.cross_signed ? "every dataplane trusts the new CA: cross-signed CA dropped"
-                                 : "forced switch: serving the new CA cross-signed by the old";
-    } else if (now >= id.renew_at || now >= id.not_after) {
-        verb = RECONCILE_RENEWED;
-        reason = "past the renewal point";
-    } else if (!str_eq(id.bundle_pem, mc->bundle_pem) || !same_backends(&id, mc)) {
-        verb = RECONCILE_REBUNDLED;
-        reason = "trust bundle changed";
+    if (!digest) {
+        identity_clear(&id);
+        return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
     }
+    const char *reason = why_change(m, pc, &id, have, digest, now, &verb);
     free(digest);
+    if (corrupt_reason)
+        reason = corrupt_reason;
     if (!reason) {
         mr->unchanged++;
         identity_clear(&id);
-        return;
+        return 0;
     }
     if (!have) {
         identity_clear(&id);
-        id.mesh = xstrdup(mesh_name);
-        id.dataplane = xstrdup(dp->name.value);
+        if (set_str(&id.mesh, mesh_name) < 0 || set_str(&id.dataplane, dp->name.value) < 0) {
+            identity_clear(&id);
+            return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
+        }
     }
-    if (verb != RECONCILE_REBUNDLED && issue(m, dp, mc, now, &id, diags) < 0) {
-        mr->skipped++;
+    rc = verb == RECONCILE_REBUNDLED ? 0 : issue(m, dp, pc, now, &id, diags);
+    if (rc == 0)
+        rc = set_bundle(&id, pc);
+    if (rc != 0) {
         identity_clear(&id);
-        return;
+        if (rc < 0)
+            return meshca_fail(errbuf, rc, "out of memory");
+        mr->skipped++;
+        return rc == ISSUE_SKIPPED ? 0 : rc;
     }
-    set_bundle(&id, mc);
     id.generation++;
     rc = identity_put(s, &id, version, NULL);
-    if (rc < 0) {
-        diag_warning(diags, rc == STORE_ECONFLICT ? "conflict" : "store-error", NULL, "",
-                     "dataplane '%s/%s': identity not written: %s", mesh_name, dp->name.value,
-                     store_strerror(rc));
+    if (rc == STORE_ECONFLICT) {
+        /* Someone else (another pass) wrote it first: theirs stands, the next pass rechecks. */
+        diag_warning(diags, "conflict", NULL, "", "dataplane '%s/%s': identity changed while this "
+                     "pass worked on it; left to the next pass", mesh_name, dp->name.value);
         mr->skipped++;
         identity_clear(&id);
-        return;
+        return 0;
     }
-    add_action(rep, mesh_name, &id, verb, reason);
+    if (rc < 0) {
+        snprintf(errbuf, MESHCA_ERRBUF, "cannot write %s/%s/%s: %s", STATE_IDENTITIES, mesh_name,
+                 dp->name.value, store_strerror(rc));
+        identity_clear(&id);
+        return rc;
+    }
+    rc = add_action(rep, mesh_name, &id, verb, reason);
+    identity_clear(&id);
+    if (rc < 0)
+        return meshca_fail(errbuf, rc, "out of memory");
     switch (verb) {
     case RECONCILE_ISSUED:
         mr->issued++;
@@ -486,112 +646,175 @@ static void reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, co
         mr->rebundled++;
         break;
     }
-    identity_clear(&id);
+    return 0;
 }
 
 /* Forced switch (S5): while the mesh status holds crossSign {from, to} with `to` enabled and a
- * dataplane does not trust `to` yet, leaves carry `to` re-signed by `from`'s key (mc->cross_pem).
- * Returns whether the flag is set; *ret_status (caller decrefs) is the mesh status read. */
-static bool prepare_cross_sign(store *s, const manifest_set *set, const mesh *m, int64_t now,
-                               mesh_cas *mc, json_t **ret_status, uint64_t *ret_version,
-                               diag_list *diags)
+ * dataplane does not trust `to` yet, leaves carry `to` re-signed by `from`'s key (pc->cross_pem).
+ * Returns whether the flag is set (1), 0, or MESHCA_ENOMEM. */
+static int prepare_cross_sign(store *s, const mesh *m, const dataplane *const *dps, size_t ndps,
+                              json_t *mstatus, int64_t now, pass_cas *pc, diag_list *diags)
 {
-    *ret_status = NULL;
-    if (state_get_mesh_status(s, m->name.value, ret_status, ret_version) < 0)
-        return false;
-    json_t *cs = json_object_get(*ret_status, "crossSign");
+    json_t *cs = json_object_get(mstatus, "crossSign");
     const char *from = json_string_value(json_object_get(cs, "from"));
     const char *to = json_string_value(json_object_get(cs, "to"));
-    if (!from || !to || !str_eq(to, m->backends[mc->enabled].name.value))
-        return false;
+    if (!from || !to || !str_eq(to, m->backends[pc->enabled].name.value))
+        return 0;
     size_t fi = SIZE_MAX;
     for (size_t i = 0; i < m->nbackends; i++)
         if (str_eq(m->backends[i].name.value, from))
             fi = i;
-    if (fi == SIZE_MAX || fi == mc->enabled)
-        return false;
+    if (fi == SIZE_MAX || fi == pc->enabled)
+        return 0;
 
+    /* Does every dataplane trust `to`? One sorted index of the statuses (shared with the
+     * validators' gates), one lookup per dataplane. */
     status_set st = STATUS_SET_INIT;
+    status_index idx = STATUS_INDEX_INIT;
     bool all_trust = state_load_status(s, m->name.value, &st) == 0;
-    for (size_t i = 0; all_trust && i < manifest_set_count(set); i++) {
-        const resource *res = manifest_set_get(set, i);
-        if (res->kind != RESOURCE_DATAPLANE || !str_eq(res->u.dataplane.mesh.value, m->name.value))
-            continue;
-        bool trusts = false;
-        for (size_t j = 0; j < st.count; j++)
-            if (str_eq(st.items[j].name, res->u.dataplane.name.value))
-                trusts = status_supports(&st.items[j], to);
-        all_trust = trusts;
+    if (all_trust && status_index_build(st.items, st.count, m->name.value, &idx) < 0) {
+        status_set_free(&st);
+        return MESHCA_ENOMEM;
     }
+    for (size_t i = 0; all_trust && i < ndps; i++) {
+        const dataplane_status *const *hit = status_index_find(&idx, dps[i]->name.value);
+        all_trust = hit && status_supports(*hit, to);
+    }
+    status_index_free(&idx);
     status_set_free(&st);
     if (all_trust)
-        return true;
+        return 1;
 
-    EVP_PKEY *old_key = ca_backend_key(mc->cas[fi]);
+    EVP_PKEY *old_key = pc->cas[fi].ca ? ca_backend_key(pc->cas[fi].ca) : NULL;
     X509 *cross = NULL;
     char errbuf[PKI_ERRBUF] = "";
-    int64_t lifetime_s = mesh_backend_leaf_lifetime_ms(&m->backends[mc->enabled]) / 1000;
-    int r = old_key ? pki_cross_sign(ca_backend_cert(mc->cas[mc->enabled]),
-                                     ca_backend_cert(mc->cas[fi]), old_key, now,
+    int64_t lifetime_s = leaf_lifetime_s(&m->backends[pc->enabled]);
+    int r = old_key ? pki_cross_sign(ca_backend_cert(pc->cas[pc->enabled].ca),
+                                     ca_backend_cert(pc->cas[fi].ca), old_key, now,
                                      now + lifetime_s + RECONCILE_CROSS_SIGN_SLACK_S, &cross, errbuf)
                     : PKI_EINVAL;
     if (r == 0)
-        r = pki_cert_to_pem(cross, &mc->cross_pem, errbuf);
+        r = pki_cert_to_pem(cross, &pc->cross_pem, errbuf);
     X509_free(cross);
     if (r < 0)
         diag_warning(diags, "cross-sign-unavailable", NULL, "mtls.enabledBackend",
                      "mesh '%s': cannot cross-sign '%s' with '%s' (%s); dataplanes that do not "
                      "trust '%s' yet will reject the new certificates", m->name.value, to, from,
-                     old_key ? errbuf : "its key is not local", to);
-    return true;
+                     old_key ? errbuf : pc->cas[fi].ca ? "its key is not local"
+                                                       : "it cannot be used", to);
+    return 1;
 }
 
-static void reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int64_t now,
-                           reconcile_report *rep, diag_list *diags)
+/* Returns 0 or MESHCA_ENOMEM; everything else is in the report and diags. */
+static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int64_t now,
+                          reconcile_report *rep, diag_list *diags)
 {
+    const char *mesh_name = m->name.value;
     reconcile_mesh_report *mr = realloc(rep->meshes, (rep->nmeshes + 1) * sizeof(*mr));
     if (!mr)
-        abort();
+        return MESHCA_ENOMEM;
     rep->meshes = mr;
-    mr = &rep->meshes[rep->nmeshes++];
+    mr = &rep->meshes[rep->nmeshes];
     memset(mr, 0, sizeof(*mr));
-    mr->mesh = xstrdup(m->name.value);
+    if (set_str(&mr->mesh, mesh_name) < 0)
+        return MESHCA_ENOMEM;
+    rep->nmeshes++;
     if (!mesh_enabled_backend(m))
-        return;
+        return 0;
     mr->mtls = true;
 
-    mesh_cas mc = {0};
-    if (open_cas(s, m, now, &mc, diags) < 0) {
-        mr->failed = true;
-        mesh_cas_free(&mc, m->nbackends);
-        return;
-    }
+    pass_cas pc = {0};
     json_t *mstatus = NULL;
     uint64_t mstatus_version = 0;
-    bool cross_flag = prepare_cross_sign(s, set, m, now, &mc, &mstatus, &mstatus_version, diags);
-    for (size_t i = 0; i < manifest_set_count(set); i++) {
-        const resource *res = manifest_set_get(set, i);
-        if (res->kind != RESOURCE_DATAPLANE || !str_eq(res->u.dataplane.mesh.value, m->name.value) ||
-            !res->u.dataplane.name.value)
+    const dataplane **dps = NULL;
+    size_t ndps = 0;
+    char errbuf[MESHCA_ERRBUF] = "";
+    int rc = state_read_mesh_status(s, mesh_name, &mstatus, &mstatus_version, errbuf);
+    if (rc == MESHCA_ECORRUPT) {
+        /* It may hold a forced switch's cross-signing request: going on without it could issue
+         * leaves that dataplanes reject. Skip the mesh until it is repaired. */
+        diag_error(diags, "corrupt-object", NULL, "", "mesh '%s' skipped: %s", mesh_name, errbuf);
+        mr->failed = true;
+        return 0;
+    }
+    if (rc < 0) {
+        if (rc == MESHCA_ENOMEM)
+            return rc;
+        store_failed(rep, mr, rc, mesh_name, errbuf, diags);
+        return 0;
+    }
+    json_t *conditions = json_object_get(mstatus, "conditions");
+    if (!json_is_array(conditions)) {
+        conditions = json_array();
+        if (!conditions || json_object_set_new(mstatus, "conditions", conditions) < 0) {
+            json_decref(mstatus);
+            return MESHCA_ENOMEM;
+        }
+    }
+    bool status_changed = false;
+    rc = open_cas(s, m, now, &pc, conditions, &status_changed, diags);
+    if (rc == ISSUE_REFUSED) {
+        mr->failed = true;
+        rc = 0;
+        goto out;
+    }
+    if (rc < 0) {
+        if (rc != MESHCA_ENOMEM) {
+            snprintf(errbuf, sizeof(errbuf), "cannot open its CAs: %s", store_strerror(rc));
+            store_failed(rep, mr, rc, mesh_name, errbuf, diags);
+            rc = 0;
+        }
+        goto out;
+    }
+    if ((rc = manifest_set_dataplanes_of(set, mesh_name, &dps, &ndps)) < 0)
+        goto out;
+    int cross_flag = prepare_cross_sign(s, m, dps, ndps, mstatus, now, &pc, diags);
+    if ((rc = cross_flag) < 0)
+        goto out;
+    for (size_t i = 0; i < ndps; i++) {
+        if (!dps[i]->name.value)
             continue;
-        size_t before = diag_count(diags, DIAG_ERROR);
-        reconcile_dataplane(s, m, &res->u.dataplane, &mc, now, rep, mr, diags);
-        if (diag_count(diags, DIAG_ERROR) > before) {
+        rc = reconcile_dataplane(s, m, dps[i], &pc, now, rep, mr, diags, errbuf);
+        if (rc == ISSUE_REFUSED) {
             /* The CA refused to sign (e.g. expired meanwhile): stop this mesh. */
             mr->failed = true;
+            rc = 0;
+            break;
+        }
+        if (rc == MESHCA_ENOMEM)
+            goto out;
+        if (rc < 0) {
+            /* One failure per mesh, not one per dataplane: a read-only or lost store fails
+             * every write the same way. */
+            store_failed(rep, mr, rc, mesh_name, errbuf, diags);
+            rc = 0;
             break;
         }
     }
     /* Every dataplane trusts the new CA and no leaf carries the cross-signed CA any more. */
-    if (cross_flag && !mc.cross_pem && !mr->failed && !mr->skipped) {
+    if (cross_flag && !pc.cross_pem && !mr->failed && !mr->skipped) {
         json_object_del(mstatus, "crossSign");
-        int rc = state_put_mesh_status(s, m->name.value, mstatus, mstatus_version);
-        if (rc < 0)
-            diag_warning(diags, "conflict", NULL, "", "mesh '%s': crossSign flag not cleared: %s",
-                         m->name.value, store_strerror(rc));
+        status_changed = true;
     }
+    if (json_array_size(conditions) == 0)
+        json_object_del(mstatus, "conditions");
+    if (status_changed && !mr->store_failed) {
+        int w = state_put_mesh_status(s, mesh_name, mstatus, mstatus_version);
+        if (w == STORE_ECONFLICT)
+            diag_warning(diags, "conflict", NULL, "", "mesh '%s': status changed while this pass "
+                         "worked on it; left to the next pass", mesh_name);
+        else if (w < 0) {
+            snprintf(errbuf, sizeof(errbuf), "cannot write %s/%s/%s: %s", STATE_MESHSTATUS,
+                     mesh_name, mesh_name, store_strerror(w));
+            store_failed(rep, mr, w, mesh_name, errbuf, diags);
+        }
+    }
+    rc = 0;
+out:
+    free(dps);
     json_decref(mstatus);
-    mesh_cas_free(&mc, m->nbackends);
+    pass_cas_free(&pc);
+    return rc;
 }
 
 int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *ret,
@@ -612,11 +835,16 @@ int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *re
         return rc;
     }
     reconcile_report rep = RECONCILE_REPORT_INIT;
-    for (size_t i = 0; i < manifest_set_count(set); i++) {
+    for (size_t i = 0; i < manifest_set_count(set) && rc == 0; i++) {
         const resource *res = manifest_set_get(set, i);
         if (res->kind != RESOURCE_MESH || !res->u.mesh.name.value)
             continue;
-        reconcile_mesh(s, set, &res->u.mesh, now, &rep, diags);
+        rc = reconcile_mesh(s, set, &res->u.mesh, now, &rep, diags);
+    }
+    manifest_set_free(set);
+    if (rc < 0) {
+        reconcile_report_free(&rep);
+        return rc;
     }
     for (size_t i = 0; i < rep.nmeshes; i++) {
         const reconcile_mesh_report *mr = &rep.meshes[i];
@@ -626,8 +854,8 @@ int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *re
         rep.rebundled += mr->rebundled;
         rep.unchanged += mr->unchanged;
         rep.failed_meshes += mr->failed;
+        rep.store_failures += mr->store_failed;
     }
-    manifest_set_free(set);
     *ret = rep;
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "manifests/diag.h"
+#include "manifests/error.h"
 #include "reconciler/store.h"
 
 /* A cross-signed CA expires at most this long after the last leaf it is served with (S5). */
@@ -45,6 +46,7 @@ typedef struct reconcile_mesh_report {
     char *mesh;
     bool mtls;            /* false: mTLS off, nothing done */
     bool failed;          /* a CA could not be used: see diags (code "ca-expired", "ca-unavailable") */
+    bool store_failed;    /* the store failed under this mesh's pass (diag "store-error") */
     size_t issued, reissued, renewed, rebundled, unchanged, skipped;
 } reconcile_mesh_report;
 
@@ -55,9 +57,15 @@ typedef struct reconcile_report {
     size_t nactions;
     /* totals over every mesh */
     size_t issued, reissued, renewed, rebundled, unchanged, failed_meshes;
+    /* Meshes whose pass stopped because the store failed (read-only, vanished, I/O): the pass
+     * did not do its job (`reconcile --once` exits 2). store_error is the first failure's code,
+     * store_cause its cause without the object ("I/O error"), for logging each cause once. */
+    size_t store_failures;
+    int store_error;
+    char store_cause[MESHCA_ERRBUF];
 } reconcile_report;
 
-#define RECONCILE_REPORT_INIT {NULL, 0, NULL, 0, 0, 0, 0, 0, 0, 0}
+#define RECONCILE_REPORT_INIT {NULL, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, ""}
 
 /* Frees what a report holds (not the struct). Accepts NULL. */
 void reconcile_report_free(reconcile_report *report);
@@ -67,7 +75,8 @@ void reconcile_report_free(reconcile_report *report);
  * root is generated once and kept as mesh secrets), builds the trust bundle (CA certificates of
  * all backends, enabled first, de-duplicated by DER), and for each dataplane issues a new
  * certificate when it has none, when its issuer is not the enabled backend, the signing CA
- * certificate changed, its tags or keyType changed, or `now` is past its stable renewal point;
+ * certificate changed, its tags or keyType changed, dpCert.rotation.expiration was shortened so
+ * that it outlives now + the new lifetime, or `now` is past its stable renewal point;
  * when only the bundle changed it rewrites the identity with the same certificate. Identities are
  * written with compare-and-swap; a dataplane whose identity changed meanwhile is left to the next
  * pass (warning "conflict"). A pass with nothing to do writes nothing.
@@ -78,13 +87,24 @@ void reconcile_report_free(reconcile_report *report);
  * RECONCILE_CROSS_SIGN_SLACK_S past the leaf. Once every dataplane trusts B, those leaves are
  * reissued without it and the flag is removed from the mesh status.
  *
- * A mesh whose CA cannot be used is reported in diags (error "ca-expired" or "ca-unavailable",
- * file NULL, path "mtls.backends[i]" with the mesh named in the message), marked failed in the
- * report, and does not stop the other meshes.
+ * A mesh whose enabled CA cannot be used is reported in diags (error "ca-expired" or
+ * "ca-unavailable", file NULL, path "mtls.backends[i]" with the mesh named in the message),
+ * marked failed in the report, and does not stop the other meshes. Another backend of the mesh
+ * that cannot be used is left out of the bundle, reported as a warning with the same codes and
+ * as a condition {"type":"BackendUnavailable","backend","reason"} in the mesh status
+ * ("conditions"), removed once it works again; the enabled backend keeps signing.
  *
- * Returns 0 (also when meshes failed: see report->failed_meshes) or a negative STORE_* code when
- * the store itself could not be read; *ret is filled on 0 (caller frees with
- * reconcile_report_free()), left untouched otherwise.
+ * Corrupt objects (MESHCA_ECORRUPT, state.h): a dataplane's identity is replaced by a fresh
+ * issue (warning "corrupt-object" naming identities/<mesh>/<name>); a corrupt mesh status skips
+ * that mesh (error "corrupt-object", the mesh failed). A Mesh that does not decode is reported
+ * by state_load_resources (as a warning here) and skipped.
+ *
+ * Store failures during the pass (not conflicts): the mesh stops at the first one, reported once
+ * as error "store-error" naming the object and the cause; see store_failures.
+ *
+ * Returns 0 (also when meshes failed: see report->failed_meshes and store_failures), a negative
+ * STORE_* code when the store itself could not be read, or MESHCA_ENOMEM; *ret is filled on 0
+ * (caller frees with reconcile_report_free()), left untouched otherwise.
  */
 int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *ret,
                    diag_list *diags);

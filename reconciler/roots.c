@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
+
 #include "reconciler/pki.h"
 
 static json_t *pem_string(X509 *x)
@@ -122,4 +124,35 @@ int roots_build(const char *mesh, const roots_entry *entries, size_t n, json_t *
     }
     *ret = doc;
     return PKI_OK;
+}
+
+int roots_find_cross_signed(const char *leaf_chain_pem, const char *ca_chain_pem, char **ret,
+                            char *errbuf)
+{
+    STACK_OF(X509) *leaf_chain = NULL, *ca_chain = NULL;
+    char *found = NULL;
+    int r;
+
+    if (!leaf_chain_pem || !ca_chain_pem || !ret)
+        return meshca_fail(errbuf, PKI_EINVAL, "invalid argument");
+    if ((r = pki_chain_from_pem(leaf_chain_pem, strlen(leaf_chain_pem), &leaf_chain, errbuf)) < 0 ||
+        (r = pki_chain_from_pem(ca_chain_pem, strlen(ca_chain_pem), &ca_chain, errbuf)) < 0)
+        goto out;
+    X509 *signing = sk_X509_value(ca_chain, 0);
+    /* [0] is the leaf itself. */
+    for (int i = 1; i < sk_X509_num(leaf_chain) && !found; i++) {
+        X509 *c = sk_X509_value(leaf_chain, i);
+        if (X509_NAME_cmp(X509_get_subject_name(c), X509_get_subject_name(signing)) != 0 ||
+            EVP_PKEY_eq(X509_get0_pubkey(c), X509_get0_pubkey(signing)) != 1 ||
+            X509_cmp(c, signing) == 0)
+            continue;
+        if ((r = pki_cert_to_pem(c, &found, errbuf)) < 0)
+            goto out;
+    }
+    ERR_clear_error();   /* EVP_PKEY_eq may queue "different key types" */
+    *ret = found;
+out:
+    sk_X509_pop_free(leaf_chain, X509_free);
+    sk_X509_pop_free(ca_chain, X509_free);
+    return r;
 }

@@ -7,6 +7,8 @@
 
 #include <jansson.h>
 
+#include "reconciler/pki.h"
+
 typedef struct roots_entry {
     const char *backend;        /* backend name */
     const char *chain_pem;      /* signing CA first, its issuers after, root last; borrowed */
@@ -21,5 +23,14 @@ typedef struct roots_entry {
  * new reference in *ret (json_decref), or PKI_EINVAL for an unparsable chain. */
 int roots_build(const char *mesh, const roots_entry *entries, size_t n, json_t **ret,
                 char *errbuf);
+
+/* During a forced switch, the certificate chain served with a leaf (leaf_chain_pem: the leaf,
+ * then the cross-signed CA and the backend's intermediates) carries the backend's signing CA
+ * re-signed by the old one. Finds it by what it is - the signing CA's subject and key (first
+ * certificate of ca_chain_pem) under another issuer - not by its position, so a provided
+ * chain's intermediates are never taken for it. *ret: its PEM (caller frees), or NULL when the
+ * chain holds none. Returns PKI_OK, PKI_EINVAL for an unparsable chain, or PKI_ENOMEM. */
+int roots_find_cross_signed(const char *leaf_chain_pem, const char *ca_chain_pem, char **ret,
+                            char *errbuf);
 
 #endif

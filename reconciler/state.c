@@ -10,6 +10,9 @@
 #include "reconciler/pki.h"
 #include "reconciler/state.h"
 
+/* Diagnostic code of a stored object that does not decode (doc/diagnostics.md). */
+#define STATE_CORRUPT_CODE "corrupt-object"
+
 const char *state_kind_of(resource_kind kind)
 {
     switch (kind) {
@@ -42,10 +45,21 @@ static int load_kind(store *s, const char *kind, const char *mesh_name, manifest
     for (size_t i = 0; i < n; i++) {
         char name[600];
         snprintf(name, sizeof(name), "store:%s/%s/%s", kind, entries[i].mesh, entries[i].name);
+        size_t first = diags->count;
         /* Values are JSON, which the YAML decoder reads with marks like any manifest. */
         manifest_load_buffer(set, name, entries[i].value, entries[i].len, diags);
         if (strcmp(kind, STATE_SECRETS) == 0)
             OPENSSL_cleanse(entries[i].value, entries[i].len);
+        /* A stored object that does not decode is corrupt, whatever the decoder called it: one
+         * code lets callers tell it from bad input (apply may overwrite it). The file
+         * "store:<kind>/<mesh>/<name>" and the message say which object and what is wrong. */
+        for (size_t d = first; d < diags->count; d++) {
+            char *code = diags->items[d].severity == DIAG_ERROR ? strdup(STATE_CORRUPT_CODE) : NULL;
+            if (code) {
+                free(diags->items[d].code);
+                diags->items[d].code = code;
+            }
+        }
     }
     store_entries_free(entries, n);
     return 0;
@@ -62,25 +76,68 @@ int state_load_resources(store *s, const char *mesh_name, manifest_set *set, dia
     return 0;
 }
 
-/* Parses one stored S7 object (the status parser reads arrays: wrap it as one). */
-static int parse_one_status(const char *value, size_t len, dataplane_status *ret)
+/* Parses one stored S7 object (the status parser reads arrays: wrap it as one). The value is
+ * copied by length, not as a string: a NUL inside it must not leave bytes unwritten. On failure
+ * errbuf (may be NULL) gets what is wrong; returns 0 or MESHCA_ECORRUPT / MESHCA_ENOMEM. */
+static int parse_one_status(const char *value, size_t len, dataplane_status *ret, char *errbuf)
 {
-    diag_list ignored = DIAG_LIST_INIT;
+    diag_list diags = DIAG_LIST_INIT;
     status_set one = STATUS_SET_INIT;
-    char *array = malloc(len + 3);
-    int rc = -1;
+    char *array = malloc(len + 2);
+    int rc = MESHCA_ECORRUPT;
     if (!array)
-        abort();
-    snprintf(array, len + 3, "[%s]", value);
-    if (status_parse_json("store", array, len + 2, &one, &ignored) == 0 && one.count == 1) {
+        return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
+    array[0] = '[';
+    memcpy(array + 1, value, len);
+    array[len + 1] = ']';
+    if (status_parse_json("store", array, len + 2, &one, &diags) == 0 && one.count == 1) {
         *ret = one.items[0];
         one.count = 0;
         rc = 0;
+    } else {
+        meshca_fail(errbuf, rc, "%s", diags.count ? diags.items[0].message
+                                                 : "not exactly one status object");
     }
     status_set_free(&one);
-    diag_list_free(&ignored);
+    diag_list_free(&diags);
     free(array);
     return rc;
+}
+
+/* "<kind>/<mesh>/<name>: <what>" into errbuf for a corrupt object; returns MESHCA_ECORRUPT. */
+static int corrupt(char *errbuf, const store_key *key, const char *what)
+{
+    return meshca_fail(errbuf, MESHCA_ECORRUPT, "%s/%s/%s: corrupt object: %s", key->kind,
+                       key->mesh, key->name, what);
+}
+
+/* "cannot read <kind>/<mesh>/<name>: <cause>" for a store failure; returns rc. */
+static int read_failed(char *errbuf, const store_key *key, int rc)
+{
+    return meshca_fail(errbuf, rc, "cannot read %s/%s/%s: %s", key->kind, key->mesh, key->name,
+                       store_strerror(rc));
+}
+
+/* Parses a stored value that must be a JSON object, then wipes and frees the value (it may hold
+ * a key). Returns 0 with *ret (caller decrefs) or MESHCA_ECORRUPT naming the object. */
+static int load_object(const store_key *key, char *value, size_t len, json_t **ret, char *errbuf)
+{
+    json_error_t err;
+    json_t *obj = json_loadb(value, len, 0, &err);
+    OPENSSL_cleanse(value, len);
+    free(value);
+    if (json_is_object(obj)) {
+        *ret = obj;
+        return 0;
+    }
+    char what[MESHCA_ERRBUF];
+    if (obj)
+        snprintf(what, sizeof(what), "JSON, but not an object");
+    else
+        snprintf(what, sizeof(what), "not JSON: %s at line %d column %d", err.text, err.line,
+                 err.column);
+    json_decref(obj);
+    return corrupt(errbuf, key, what);
 }
 
 int state_load_status(store *s, const char *mesh_name, status_set *ret)
@@ -92,28 +149,38 @@ int state_load_status(store *s, const char *mesh_name, status_set *ret)
         return rc;
     for (size_t i = 0; i < n; i++) {
         dataplane_status st;
-        if (parse_one_status(entries[i].value, entries[i].len, &st) == 0)
+        /* A corrupt status is left out: that dataplane counts as having acknowledged nothing,
+         * which is the safe reading for every gate. */
+        if (parse_one_status(entries[i].value, entries[i].len, &st, NULL) == 0)
             status_set_append(ret, &st);
     }
     store_entries_free(entries, n);
     return 0;
 }
 
-int state_get_status(store *s, const char *mesh_name, const char *name, dataplane_status *ret,
-                     uint64_t *ret_version)
+int state_read_status(store *s, const char *mesh_name, const char *name, dataplane_status *ret,
+                      uint64_t *ret_version, char *errbuf)
 {
     store_key key = {STATE_DPSTATUS, mesh_name, name};
-    char *value = NULL;
+    char *value = NULL, what[MESHCA_ERRBUF];
     size_t len = 0;
     uint64_t version = 0;
     int rc = store_get(s, &key, &value, &len, &version);
     if (rc < 0)
-        return rc;
-    rc = parse_one_status(value, len, ret) == 0 ? 0 : STORE_EIO;
-    if (rc == 0 && ret_version)
-        *ret_version = version;
+        return read_failed(errbuf, &key, rc);
+    rc = parse_one_status(value, len, ret, what);
     free(value);
-    return rc;
+    if (rc < 0)
+        return rc == MESHCA_ECORRUPT ? corrupt(errbuf, &key, what) : meshca_fail(errbuf, rc, "%s", what);
+    if (ret_version)
+        *ret_version = version;
+    return 0;
+}
+
+int state_get_status(store *s, const char *mesh_name, const char *name, dataplane_status *ret,
+                     uint64_t *ret_version)
+{
+    return state_read_status(s, mesh_name, name, ret, ret_version, NULL);
 }
 
 int state_put_status(store *s, const dataplane_status *st, uint64_t expected_version)
@@ -162,8 +229,8 @@ void identity_clear(identity *id)
     memset(id, 0, sizeof(*id));
 }
 
-int identity_get(store *s, const char *mesh_name, const char *name, identity *ret,
-                 uint64_t *ret_version)
+int identity_read(store *s, const char *mesh_name, const char *name, identity *ret,
+                  uint64_t *ret_version, char *errbuf)
 {
     store_key key = {STATE_IDENTITIES, mesh_name, name};
     char *value = NULL;
@@ -171,15 +238,10 @@ int identity_get(store *s, const char *mesh_name, const char *name, identity *re
     uint64_t version = 0;
     int rc = store_get(s, &key, &value, &len, &version);
     if (rc < 0)
+        return read_failed(errbuf, &key, rc);
+    json_t *obj = NULL;
+    if ((rc = load_object(&key, value, len, &obj, errbuf)) < 0)
         return rc;
-    json_error_t err;
-    json_t *obj = json_loadb(value, len, 0, &err);
-    OPENSSL_cleanse(value, len);
-    free(value);
-    if (!json_is_object(obj)) {
-        json_decref(obj);
-        return STORE_EIO;
-    }
     identity id = {0};
     id.mesh = get_str(obj, "mesh");
     id.dataplane = get_str(obj, "dataplane");
@@ -191,9 +253,7 @@ int identity_get(store *s, const char *mesh_name, const char *name, identity *re
     json_t *names = json_object_get(obj, "bundleBackends");
     id.nbundle_backends = json_array_size(names);
     id.bundle_backends = calloc(id.nbundle_backends + 1, sizeof(char *));
-    if (!id.bundle_backends)
-        abort();
-    for (size_t i = 0; i < id.nbundle_backends; i++)
+    for (size_t i = 0; id.bundle_backends && i < id.nbundle_backends; i++)
         id.bundle_backends[i] = dup_or_null(json_string_value(json_array_get(names, i)));
     id.serial = get_str(obj, "serial");
     id.not_before = json_integer_value(json_object_get(obj, "notBefore"));
@@ -209,15 +269,34 @@ int identity_get(store *s, const char *mesh_name, const char *name, identity *re
     json_t *key_json = json_object_get(obj, "key");
     if (json_is_string(key_json))
         OPENSSL_cleanse((char *)json_string_value(key_json), json_string_length(key_json));
+    /* Which required field is missing (or not a string): that is what is wrong. */
+    const char *missing = !json_is_string(json_object_get(obj, "mesh")) ? "mesh"
+                          : !json_is_string(json_object_get(obj, "dataplane")) ? "dataplane"
+                          : !json_is_string(json_object_get(obj, "certificate")) ? "certificate"
+                          : !json_is_string(json_object_get(obj, "bundle")) ? "bundle"
+                                                                            : NULL;
     json_decref(obj);
-    if (!id.mesh || !id.dataplane || !id.cert_pem || !id.bundle_pem) {
+    if (missing) {
+        char what[128];
         identity_clear(&id);
-        return STORE_EIO;
+        snprintf(what, sizeof(what), "field '%s' is missing or not a string", missing);
+        return corrupt(errbuf, &key, what);
+    }
+    /* Any other NULL is an allocation that failed (the JSON had the field or it is optional). */
+    if (!id.mesh || !id.dataplane || !id.cert_pem || !id.bundle_pem || !id.bundle_backends) {
+        identity_clear(&id);
+        return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
     }
     *ret = id;
     if (ret_version)
         *ret_version = version;
     return 0;
+}
+
+int identity_get(store *s, const char *mesh_name, const char *name, identity *ret,
+                 uint64_t *ret_version)
+{
+    return identity_read(s, mesh_name, name, ret, ret_version, NULL);
 }
 
 int identity_put(store *s, const identity *id, uint64_t expected_version, uint64_t *ret_version)
@@ -250,7 +329,8 @@ int identity_put(store *s, const identity *id, uint64_t expected_version, uint64
 
 /* --- mesh status --- */
 
-int state_get_mesh_status(store *s, const char *mesh_name, json_t **ret, uint64_t *ret_version)
+int state_read_mesh_status(store *s, const char *mesh_name, json_t **ret, uint64_t *ret_version,
+                           char *errbuf)
 {
     store_key key = {STATE_MESHSTATUS, mesh_name, mesh_name};
     char *value = NULL;
@@ -258,24 +338,28 @@ int state_get_mesh_status(store *s, const char *mesh_name, json_t **ret, uint64_
     uint64_t version = 0;
     int rc = store_get(s, &key, &value, &len, &version);
     if (rc == STORE_ENOTFOUND) {
-        *ret = json_object();
+        json_t *empty = json_object();
+        if (!empty)
+            return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
+        *ret = empty;
         if (ret_version)
             *ret_version = 0;
         return 0;
     }
     if (rc < 0)
+        return read_failed(errbuf, &key, rc);
+    json_t *obj = NULL;
+    if ((rc = load_object(&key, value, len, &obj, errbuf)) < 0)
         return rc;
-    json_error_t err;
-    json_t *obj = json_loadb(value, len, 0, &err);
-    free(value);
-    if (!json_is_object(obj)) {
-        json_decref(obj);
-        return STORE_EIO;
-    }
     *ret = obj;
     if (ret_version)
         *ret_version = version;
     return 0;
+}
+
+int state_get_mesh_status(store *s, const char *mesh_name, json_t **ret, uint64_t *ret_version)
+{
+    return state_read_mesh_status(s, mesh_name, ret, ret_version, NULL);
 }
 
 int state_put_mesh_status(store *s, const char *mesh_name, json_t *status, uint64_t expected_version)
@@ -310,7 +394,11 @@ static int base64_decode(const char *text, size_t len, char **ret, size_t *ret_l
     out = NULL;
     rc = 0;
 out:
-    free(out);
+    if (out) {
+        /* A half-decoded key is still key material. */
+        OPENSSL_cleanse(out, len / 4 * 3 + 4);
+        free(out);
+    }
     EVP_ENCODE_CTX_free(ctx);
     return rc;
 }
@@ -328,58 +416,113 @@ static const secret *find_pending_secret(const manifest_set *set, const char *me
     return NULL;
 }
 
+/* The base64 data of a stored Secret, decoded. The stored value is the JSON state_encode_resource
+ * and state_secret_store write, so jansson reads it: the YAML loader would copy the key into a
+ * whole resource tree that is freed without being wiped. Every copy is wiped here. */
+static int decode_stored_secret(char *value, size_t len, char **ret_data, size_t *ret_len)
+{
+    json_error_t err;
+    json_t *obj = json_loadb(value, len, 0, &err);
+    OPENSSL_cleanse(value, len);
+    json_t *data = json_object_get(obj, "data");
+    int rc = MESHCA_ECORRUPT;
+    if (json_is_string(data)) {
+        char *text = (char *)json_string_value(data);
+        size_t n = json_string_length(data);
+        rc = base64_decode(text, n, ret_data, ret_len) == 0 ? 0 : MESHCA_ECORRUPT;
+        OPENSSL_cleanse(text, n);
+    }
+    json_decref(obj);
+    return rc;
+}
+
 int state_secret_lookup(void *userdata, const char *name, char **ret_data, size_t *ret_len)
 {
     const state_secrets *ctx = userdata;
     const secret *sec = find_pending_secret(ctx->pending, ctx->mesh, name);
-    manifest_set *loaded = NULL;
-    int rc = PKI_ENOENT;
 
-    if (!sec && ctx->store) {
-        store_key key = {STATE_SECRETS, ctx->mesh, name};
-        char *value = NULL;
-        size_t len = 0;
-        int got = store_get(ctx->store, &key, &value, &len, NULL);
-        if (got < 0 && got != STORE_ENOTFOUND && got != STORE_EINVAL)
-            return PKI_EIO;   /* the store failed: not the same as an absent secret */
-        if (got == 0) {
-            diag_list ignored = DIAG_LIST_INIT;
-            loaded = manifest_set_new();
-            manifest_load_buffer(loaded, "store", value, len, &ignored);
-            diag_list_free(&ignored);
-            OPENSSL_cleanse(value, len);
-            free(value);
-            sec = find_pending_secret(loaded, ctx->mesh, name);
-        }
-    }
-    if (sec && sec->data.value)
-        rc = base64_decode(sec->data.value, strlen(sec->data.value), ret_data, ret_len) == 0
-                 ? 0 : PKI_EINVAL;
-    manifest_set_free(loaded);
+    if (sec)
+        return sec->data.value && base64_decode(sec->data.value, strlen(sec->data.value),
+                                                ret_data, ret_len) == 0
+                   ? 0 : PKI_EINVAL;
+    if (!ctx->store)
+        return PKI_ENOENT;
+    store_key key = {STATE_SECRETS, ctx->mesh, name};
+    char *value = NULL;
+    size_t len = 0;
+    int got = store_get(ctx->store, &key, &value, &len, NULL);
+    if (got == STORE_ENOTFOUND || got == STORE_EINVAL)
+        return PKI_ENOENT;
+    if (got < 0)
+        return got;   /* the store failed: not the same as an absent secret */
+    int rc = decode_stored_secret(value, len, ret_data, ret_len);
+    free(value);
     return rc;
 }
 
-int state_secret_store(void *userdata, const char *name, const char *data, size_t len)
+/* One stored Secret resource holding `data` base64-encoded; caller wipes and frees. */
+static char *encode_secret(const char *mesh_name, const char *name, const char *data, size_t len)
 {
-    const state_secrets *ctx = userdata;
-    if (len > PKI_MAX_PEM_BYTES)
-        return PKI_EINVAL;
     size_t b64_len = 4 * ((len + 2) / 3) + 1;
     char *b64 = malloc(b64_len);
     if (!b64)
-        return PKI_ENOMEM;
+        return NULL;
     EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)data, (int)len);
     json_t *obj = json_pack("{s:s, s:s, s:s, s:s}", "type", "Secret", "name", name, "mesh",
-                            ctx->mesh, "data", b64);
+                            mesh_name, "data", b64);
     OPENSSL_cleanse(b64, b64_len);
     free(b64);
     char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_t *d = json_object_get(obj, "data");
+    if (json_is_string(d))
+        OPENSSL_cleanse((char *)json_string_value(d), json_string_length(d));
     json_decref(obj);
-    if (!text)
-        return PKI_ENOMEM;
-    store_key key = {STATE_SECRETS, ctx->mesh, name};
-    int rc = store_put(ctx->store, &key, text, strlen(text), STORE_ANY_VERSION, NULL);
-    OPENSSL_cleanse(text, strlen(text));
-    free(text);
-    return rc == 0 ? 0 : PKI_EIO;
+    return text;
+}
+
+int state_secret_store(void *userdata, const ca_secret *secrets, size_t n)
+{
+    const state_secrets *ctx = userdata;
+    store_op ops[STATE_MAX_SECRET_SET];
+    char *texts[STATE_MAX_SECRET_SET] = {NULL};
+    int rc = 0;
+
+    if (n == 0 || n > STATE_MAX_SECRET_SET)
+        return MESHCA_EINVAL;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (secrets[i].len > PKI_MAX_PEM_BYTES) {
+            rc = MESHCA_EINVAL;
+            break;
+        }
+        texts[i] = encode_secret(ctx->mesh, secrets[i].name, secrets[i].data, secrets[i].len);
+        if (!texts[i]) {
+            rc = MESHCA_ENOMEM;
+            break;
+        }
+        ops[i] = (store_op){STORE_OP_PUT, {STATE_SECRETS, ctx->mesh, secrets[i].name}, texts[i],
+                            strlen(texts[i]), 0};
+        /* The last secret is create-only: it decides which of concurrent creators wins. The
+         * others replace only what is there now (a leftover of an interrupted creation). */
+        if (i + 1 < n) {
+            char *old = NULL;
+            size_t old_len = 0;
+            int got = store_get(ctx->store, &ops[i].key, &old, &old_len, &ops[i].expected_version);
+            if (old) {
+                OPENSSL_cleanse(old, old_len);
+                free(old);
+            }
+            if (got == STORE_ENOTFOUND)
+                ops[i].expected_version = 0;
+            else if (got < 0)
+                rc = got;
+        }
+    }
+    if (rc == 0)
+        rc = store_txn(ctx->store, ops, n);
+    for (size_t i = 0; i < n; i++)
+        if (texts[i]) {
+            OPENSSL_cleanse(texts[i], strlen(texts[i]));
+            free(texts[i]);
+        }
+    return rc;
 }

@@ -18,6 +18,7 @@
 
 #include "manifests/manifest.h"
 #include "manifests/status.h"
+#include "reconciler/ca_backend.h"
 #include "reconciler/store.h"
 
 #define STATE_MESHES "meshes"
@@ -31,12 +32,26 @@
 const char *state_kind_of(resource_kind kind);
 
 /* Loads every Mesh, Dataplane and Secret of the store (of one mesh when `mesh` is not NULL)
- * into `set`. Objects that do not decode are reported in diags (file "store:<kind>/<mesh>/<name>")
+ * into `set`. Objects that do not decode are reported in diags as errors with code
+ * "corrupt-object", file "store:<kind>/<mesh>/<name>" and the decoder's line, column and message,
  * and skipped. Returns 0 or a STORE_* code. */
 int state_load_resources(store *s, const char *mesh_name, manifest_set *set, diag_list *diags);
 
-/* The S7 status of every dataplane of `mesh` (NULL: all meshes). */
+/*
+ * Reading one object. A value that does not decode is MESHCA_ECORRUPT (not MESHCA_EIO, which
+ * means the store itself failed), so a caller can tell a corrupt object it may replace from a
+ * store it cannot use. The *_read forms also write a one-line message into errbuf
+ * (MESHCA_ERRBUF bytes, may be NULL) naming the object as <kind>/<mesh>/<name> and what is wrong
+ * ("identities/default/web-01: corrupt object: field 'certificate' is missing or not a string",
+ * "cannot read meshstatus/default/default: store I/O error"); the *_get forms are the same
+ * without a message.
+ */
+
+/* The S7 status of every dataplane of `mesh` (NULL: all meshes). A corrupt entry is left out
+ * (that dataplane counts as having acknowledged nothing). */
 int state_load_status(store *s, const char *mesh_name, status_set *ret);
+int state_read_status(store *s, const char *mesh_name, const char *name, dataplane_status *ret,
+                      uint64_t *ret_version, char *errbuf);
 int state_get_status(store *s, const char *mesh_name, const char *name, dataplane_status *ret,
                      uint64_t *ret_version);
 int state_put_status(store *s, const dataplane_status *st, uint64_t expected_version);
@@ -48,7 +63,7 @@ typedef struct identity {
     char *dataplane;
     char *backend;            /* the backend that signed the certificate */
     long long generation;     /* grows with every issue; the agent acknowledges it */
-    char *cert_pem;           /* leaf, then any intermediates (e.g. a cross-signed CA) */
+    char *cert_pem;           /* leaf, then the cross-signed CA if any, then intermediates */
     char *key_pem;            /* NULL when the key is not kept by the controller */
     char *bundle_pem;         /* trust bundle: CA certs of all backends, enabled first */
     char **bundle_backends;   /* backend names whose CA is in bundle_pem, in order */
@@ -64,6 +79,8 @@ typedef struct identity {
     char *last_regeneration;  /* RFC 3339 */
 } identity;
 
+int identity_read(store *s, const char *mesh_name, const char *name, identity *ret,
+                  uint64_t *ret_version, char *errbuf);
 int identity_get(store *s, const char *mesh_name, const char *name, identity *ret,
                  uint64_t *ret_version);
 int identity_put(store *s, const identity *id, uint64_t expected_version, uint64_t *ret_version);
@@ -71,6 +88,8 @@ void identity_clear(identity *id);
 
 /* Mesh status as a JSON object ({"conditions":[...],"pending":{...},"forceLog":[...]});
  * an empty object when absent. Caller decrefs. */
+int state_read_mesh_status(store *s, const char *mesh_name, json_t **ret, uint64_t *ret_version,
+                           char *errbuf);
 int state_get_mesh_status(store *s, const char *mesh_name, json_t **ret, uint64_t *ret_version);
 int state_put_mesh_status(store *s, const char *mesh_name, json_t *status, uint64_t expected_version);
 
@@ -88,6 +107,9 @@ typedef struct state_secrets {
 } state_secrets;
 
 int state_secret_lookup(void *userdata, const char *name, char **ret_data, size_t *ret_len);
-int state_secret_store(void *userdata, const char *name, const char *data, size_t len);
+/* ca_secret_store_fn: the secrets in one store transaction, the last one create-only
+ * (MESHCA_ECONFLICT when it exists). At most STATE_MAX_SECRET_SET secrets. */
+#define STATE_MAX_SECRET_SET 8
+int state_secret_store(void *userdata, const ca_secret *secrets, size_t n);
 
 #endif

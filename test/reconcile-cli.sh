@@ -59,6 +59,9 @@ check "agent loads and acknowledges when reload exits 0" exit_is 0
 check "agent reports the load" out_has "default/web-01: loaded new certificate and bundle"
 check "key.pem is 0600" test "$(stat -L -c %a "$OUT/key.pem")" = 600
 check "cert verifies against the bundle" openssl verify -CAfile "$OUT/ca-bundle.pem" "$OUT/cert.pem"
+# Regression (issue 9 #5): leaves have an empty subject, so their SAN must be critical.
+check "builtin leaf passes openssl verify -x509_strict" \
+    openssl verify -x509_strict -CAfile "$OUT/ca-bundle.pem" "$OUT/cert.pem"
 check "status file records the acknowledgement" \
     grep -q '"acknowledgedGeneration":1' <(sql "SELECT CAST(value AS TEXT) FROM objects WHERE kind = 'dpstatus' AND mesh = 'default' AND name = 'web-01'")
 
@@ -74,6 +77,217 @@ check "an expired CA is reported as ca-expired" err_has "[ca-expired]"
 
 run reconcile --bogus
 check "unknown flag is a usage error" exit_is 2
+
+# strict_ok DIR [CAFILE]: the agent's cert.pem (leaf + chain) passes `openssl verify -x509_strict`
+# against CAFILE (default: the agent's own bundle), the chain given as untrusted intermediates.
+strict_ok() {
+    # On failure openssl's reason becomes the check's "err:" lines.
+    openssl verify -x509_strict -CAfile "${2:-$1/ca-bundle.pem}" -untrusted "$1/cert.pem" \
+        "$1/cert.pem" >"$WORK/verify.out" 2>&1 || { cp "$WORK/verify.out" "$WORK/err"; false; }
+}
+
+# A provided CA with an intermediate chain (intermediate first), made with the openssl CLI.
+PKI="$WORK/pki"
+mkdir -p "$PKI"
+(
+    cd "$PKI" || exit 1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout root-key.pem \
+        -out root.pem -subj /CN=prov-root -days 3650 \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout inter-key.pem \
+        -out inter.csr -subj /CN=prov-inter
+    printf 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n' >inter.ext
+    openssl x509 -req -in inter.csr -CA root.pem -CAkey root-key.pem -CAcreateserial \
+        -days 1000 -extfile inter.ext -out inter.pem
+    cat inter.pem root.pem >chain.pem
+) >"$WORK/openssl.log" 2>&1
+check "openssl CLI made a two-level provided CA" test -s "$PKI/chain.pem"
+# put_dp MESH NAME SERVICE: a Dataplane with one inbound of SERVICE.
+put_dp() {
+    put dataplanes "$1" "$2" "type: Dataplane
+mesh: $1
+name: $2
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: 8080
+    tags: {kuma.io/service: $3}"
+}
+# put_mesh MESH ENABLED BACKENDS: a Mesh; BACKENDS is the YAML list under mtls.backends.
+put_mesh() {
+    put meshes "$1" "$1" "type: Mesh
+name: $1
+mtls:
+  enabledBackend: $2
+  backends:
+$3"
+}
+PROVIDED_P="  - name: ca-p
+    type: provided
+    conf:
+      cert: {file: $PKI/chain.pem}
+      key: {file: $PKI/inter-key.pem}"
+BUILTIN_1="  - name: ca-1
+    type: builtin"
+
+# forced_switch MESH BACKENDS FROM TO: db-01 gets a FROM leaf, then `apply --force` switched the
+# mesh to TO (crossSign recorded) before db-01 trusted TO, and a pass ran. FROM's CA alone is
+# left in $WORK/MESH-from.pem.
+forced_switch() {
+    put_mesh "$1" "$3" "$2"
+    put_dp "$1" db-01 db
+    run reconcile --once
+    mkdir -p "$WORK/out-$1-before"
+    run agent -m "$1" -d db-01 --out "$WORK/out-$1-before" --reload false --once
+    sed '/-----END CERTIFICATE-----/q' "$WORK/out-$1-before/ca-bundle.pem" >"$WORK/$1-from.pem"
+    put_mesh "$1" "$4" "$2"
+    put meshstatus "$1" "$1" "{\"crossSign\":{\"from\":\"$3\",\"to\":\"$4\"}}"
+    run reconcile --once
+}
+
+put_mesh prov ca-p "$PROVIDED_P"
+put_dp prov app-01 app
+run reconcile --once
+check "the provided mesh reconciles" exit_is 0
+OUT_PROV="$WORK/out-prov"
+mkdir -p "$OUT_PROV"
+run agent -m prov -d app-01 --out "$OUT_PROV" --reload true --once
+check "agent loads the provided-CA identity" exit_is 0
+check "provided leaf + intermediate pass openssl verify -x509_strict" strict_ok "$OUT_PROV" "$PKI/root.pem"
+
+# A forced switch ca-1 -> ca-2: db-01's leaf carries ca-2 cross-signed by ca-1.
+forced_switch cross "$BUILTIN_1
+  - name: ca-2
+    type: builtin" ca-1 ca-2
+check "forced switch reissues db-01 from ca-2" out_has "cross/db-01: reissued (ca-2"
+OUT_CROSS="$WORK/out-cross"
+mkdir -p "$OUT_CROSS"
+run agent -m cross -d db-01 --out "$OUT_CROSS" --reload true --once
+check "cross-signed leaf carries two certificates" test "$(grep -c 'BEGIN CERTIFICATE' "$OUT_CROSS/cert.pem")" -eq 2
+check "cross-signed chain passes -x509_strict against ca-1 alone" strict_ok "$OUT_CROSS" "$WORK/cross-from.pem"
+check "cross-signed leaf passes -x509_strict against its bundle" strict_ok "$OUT_CROSS"
+
+# Regression (issue 9 #16): `roots` took the second PEM block of a leaf's chain as the
+# cross-signed CA, so a provided chain's intermediate was listed twice in IntermediateCerts.
+# A forced switch from builtin ca-1 to the two-level provided ca-p, db-01 not trusting ca-p yet.
+forced_switch xprov "$BUILTIN_1
+$PROVIDED_P" ca-1 ca-p
+check "forced switch to the provided chain reissues db-01" out_has "xprov/db-01: reissued (ca-p"
+OUT_X="$WORK/out-xprov"
+mkdir -p "$OUT_X"
+run agent -m xprov -d db-01 --out "$OUT_X" --reload false --once
+check "leaf, intermediate and cross-signed CA are served" \
+    test "$(grep -c 'BEGIN CERTIFICATE' "$OUT_X/cert.pem")" -eq 3
+check "leaf + intermediate + cross-signed pass -x509_strict against ca-1 alone" \
+    strict_ok "$OUT_X" "$WORK/xprov-from.pem"
+run roots -m xprov
+check "roots of a cross-signed provided chain" exit_is 0
+check "IntermediateCerts holds the intermediate once and the cross-signed CA" python3 - "$WORK/out" "$PKI/inter.pem" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+inter = open(sys.argv[2]).read().strip()
+root = [r for r in doc["Roots"] if r["Name"] == "ca-p"][0]
+certs = [c.strip() for c in root["IntermediateCerts"]]
+sys.exit(0 if len(certs) == 2 and len(set(certs)) == 2 and certs.count(inter) == 1 else 1)
+PY
+
+# Regression (issue 9 #10): concurrent passes on a fresh mesh each generated the builtin root and
+# wrote key and cert as two unconditional puts, leaving a key and a cert of different
+# generations (the mesh then failed for good) or replacing a root after leaves were issued.
+for round in 1 2 3; do
+    mesh="race-$round"
+    put_mesh "$mesh" ca-1 "$BUILTIN_1"
+    for dp in a b c; do
+        put_dp "$mesh" "$dp" "$dp"
+    done
+    pids=()
+    for i in $(seq 20); do
+        timeout 60 "$MESHCA" reconcile --once >"$WORK/race-$i.out" 2>&1 &
+        pids+=($!)
+    done
+    bad=0
+    : >"$WORK/err"
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}"
+        st=$?
+        # A pass that lost a race re-reads the winner's root: every one succeeds.
+        [ "$st" -eq 0 ] || { bad=$((bad + 1)); cat "$WORK/race-$((i + 1)).out" >>"$WORK/err"; }
+    done
+    rc=$bad
+    check "round $round: 20 concurrent passes all exit 0 (no hang, no failed mesh)" exit_is 0
+    run reconcile --once
+    check "round $round: the builtin CA's key and cert match afterwards" exit_is 0
+    check "round $round: no mesh failed" out_has "0 failed meshes"
+    run roots -m "$mesh" -o pem
+    cp "$WORK/out" "$WORK/root-$mesh.pem"
+    for dp in a b c; do
+        d="$WORK/out-$mesh-$dp"
+        mkdir -p "$d"
+        run agent -m "$mesh" -d "$dp" --out "$d" --reload true --once
+        check "round $round: $dp's leaf verifies against the mesh's one root" \
+            openssl verify -x509_strict -CAfile "$WORK/root-$mesh.pem" "$d/cert.pem"
+    done
+done
+
+# Regression (issue 9 #18): a Mesh object in the store that does not decode is named (kind, mesh,
+# name, line, column) with code corrupt-object, and skipped; the other meshes are reconciled.
+put meshes broken broken '{"type": "Mesh", "name": '
+run reconcile --once
+check "a corrupt stored mesh does not stop the pass" exit_is 0
+check "the corrupt mesh is named with its place and code" err_has "meshca: warning: store:meshes/broken/broken:2:1: did not find expected node content"
+check "the corrupt mesh has code corrupt-object" err_has "[corrupt-object]"
+check "the other meshes are still reconciled" out_has "0 failed meshes"
+put meshes broken broken 'type: Mesh
+name: broken'
+
+# Regression (issue 9 #17): with a store whose writes fail, `reconcile --once` exited 0 with every
+# write failed and `run` printed a warning per dataplane per pass, without cause or backoff.
+# break_identities / mend_identities make every identity write fail: a trigger refuses writes
+# as a read-only database would.
+break_identities() {
+    python3 - "$ST/meshca.db" <<'PY'
+import sqlite3, sys
+sqlite3.connect(sys.argv[1]).executescript("""
+CREATE TRIGGER ro_insert BEFORE INSERT ON objects WHEN NEW.kind = 'identities'
+    BEGIN SELECT RAISE(ABORT, 'attempt to write a readonly database'); END;
+CREATE TRIGGER ro_update BEFORE UPDATE ON objects WHEN NEW.kind = 'identities'
+    BEGIN SELECT RAISE(ABORT, 'attempt to write a readonly database'); END;""")
+PY
+}
+mend_identities() {
+    python3 - "$ST/meshca.db" <<'PY'
+import sqlite3, sys
+sqlite3.connect(sys.argv[1]).executescript("DROP TRIGGER ro_insert; DROP TRIGGER ro_update;")
+PY
+}
+nmeshes=$(run get meshes; tail -n +2 "$WORK/out" | wc -l)
+put_dp default web-02 web
+break_identities
+run reconcile --once
+check "a pass whose store reads or writes fail exits 2" exit_is 2
+check "the store error names the object and the cause" \
+    grep -Eq "mesh 'default': cannot (read|write) identities/default/web-0[12]: store I/O error" "$WORK/err"
+check "one store error per mesh, not one per dataplane" \
+    test "$(grep -c '\[store-error\]' "$WORK/err")" -le "$nmeshes"
+check "nothing is reported as issued" out_lacks ": issued ("
+
+"$MESHCA" run --interval 100ms >"$WORK/run-ro.out" 2>"$WORK/run-ro.err" &
+pid=$!
+sleep 3
+mend_identities
+for _ in $(seq 50); do grep -q 'works again' "$WORK/run-ro.err" && break; sleep 0.2; done
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+cp "$WORK/run-ro.err" "$WORK/err"
+cp "$WORK/run-ro.out" "$WORK/out"
+check "run stops with exit 0 after a store failure" exit_is 0
+check "run logs the failing cause once, not once per pass" \
+    test "$(grep -c 'retrying with backoff' "$WORK/err")" -eq 1
+check "run logs the store errors of one pass only (at most once per mesh)" \
+    test "$(grep -c '\[store-error\]' "$WORK/err")" -le "$nmeshes"
+check "run says when the store works again" err_has "meshca: the store works again"
+check "run reconciles once the store works again" out_has "default/web-02: issued (ca-1"
 
 "$MESHCA" run --interval 200ms >"$WORK/run.out" 2>&1 &
 pid=$!

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "manifests/node.h"
@@ -158,7 +159,7 @@ static void check_leaf_with_cli(bool root_rsa, bool leaf_rsa)
     write_cert("root.pem", root);
     write_cert("leaf.pem", leaf);
 
-    ck_assert_int_eq(run(&out, "openssl verify -CAfile root.pem leaf.pem"), 0);
+    ck_assert_int_eq(run(&out, "openssl verify -x509_strict -CAfile root.pem leaf.pem"), 0);
     assert_contains(out, "leaf.pem: OK");
     free(out);
 
@@ -300,7 +301,8 @@ START_TEST(leaf_from_intermediate_verifies_through_chain)
     write_cert("root.pem", root);
     write_cert("inter.pem", inter);
     write_cert("leaf.pem", leaf);
-    ck_assert_int_eq(run(&out, "openssl verify -CAfile root.pem -untrusted inter.pem leaf.pem"), 0);
+    ck_assert_int_eq(
+        run(&out, "openssl verify -x509_strict -CAfile root.pem -untrusted inter.pem leaf.pem"), 0);
     assert_contains(out, "leaf.pem: OK");
     free(out);
     ck_assert_int_ne(run(NULL, "openssl verify -CAfile root.pem leaf.pem"), 0);
@@ -332,7 +334,8 @@ START_TEST(cross_signed_new_ca_is_trusted_by_old_ca_store)
     write_cert("crosssigned.pem", cross);
     write_cert("leaf.pem", leaf);
     ck_assert_int_eq(
-        run(&out, "openssl verify -CAfile old.pem -untrusted crosssigned.pem leaf.pem"), 0);
+        run(&out, "openssl verify -x509_strict -CAfile old.pem -untrusted crosssigned.pem leaf.pem"),
+        0);
     assert_contains(out, "leaf.pem: OK");
     free(out);
     ck_assert_int_ne(run(NULL, "openssl verify -CAfile old.pem leaf.pem"), 0);
@@ -340,6 +343,151 @@ START_TEST(cross_signed_new_ca_is_trusted_by_old_ca_store)
     X509_free(old_ca), X509_free(new_ca), X509_free(cross), X509_free(leaf);
     EVP_PKEY_free(old_key), EVP_PKEY_free(new_key), EVP_PKEY_free(leaf_key);
     remove_tmpdir();
+}
+END_TEST
+
+/* Verifies leaf against `trusted` with optional intermediates under X509_V_FLAG_X509_STRICT, as
+ * `openssl verify -x509_strict` does; returns the X509_V_* result. */
+static int strict_verify(X509 *trusted, X509 *untrusted, X509 *leaf)
+{
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    int result;
+
+    ck_assert_ptr_nonnull(store);
+    ck_assert_ptr_nonnull(ctx);
+    ck_assert_ptr_nonnull(chain);
+    ck_assert_int_eq(X509_STORE_add_cert(store, trusted), 1);
+    if (untrusted)
+        ck_assert_int_ne(sk_X509_push(chain, untrusted), 0);
+    ck_assert_int_eq(X509_STORE_CTX_init(ctx, store, leaf, chain), 1);
+    X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_X509_STRICT);
+    X509_verify_cert(ctx);
+    result = X509_STORE_CTX_get_error(ctx);
+    X509_STORE_CTX_free(ctx);
+    sk_X509_free(chain);
+    X509_STORE_free(store);
+    ERR_clear_error();
+    return result;
+}
+
+static bool san_is_critical(X509 *x)
+{
+    int i = X509_get_ext_by_NID(x, NID_subject_alt_name, -1);
+
+    return i >= 0 && X509_EXTENSION_get_critical(X509_get_ext(x, i)) == 1;
+}
+
+/* Regression (issue 9 #5): leaves have an empty subject but their subjectAltName was not
+ * critical, so strict verifiers (openssl verify -x509_strict) rejected every leaf meshca issued:
+ * from a root, through an intermediate, and through a cross-signed CA. */
+START_TEST(leaf_with_empty_subject_has_critical_san_and_passes_x509_strict)
+{
+    int64_t now = time(NULL);
+    X509 *root, *inter_self, *inter, *old_ca, *cross, *leaf;
+    EVP_PKEY *root_key, *inter_key, *old_key, *leaf_key;
+    char err[PKI_ERRBUF];
+
+    make_root(false, 0, "default", now, 10 * 86400, &root, &root_key);
+    issue(root, root_key, false, now, 86400, &leaf, &leaf_key);
+    ck_assert_int_eq(X509_NAME_entry_count(X509_get_subject_name(leaf)), 0);
+    ck_assert(san_is_critical(leaf));
+    ck_assert_int_eq(strict_verify(root, NULL, leaf), X509_V_OK);
+    X509_free(leaf), EVP_PKEY_free(leaf_key);
+
+    /* provided with an intermediate chain */
+    make_root(false, 0, "inter", now, 5 * 86400, &inter_self, &inter_key);
+    ck_assert_int_eq(pki_cross_sign(inter_self, root, root_key, now, now + 5 * 86400, &inter, err),
+                     PKI_OK);
+    issue(inter, inter_key, true, now, 86400, &leaf, &leaf_key);
+    ck_assert(san_is_critical(leaf));
+    ck_assert_int_eq(strict_verify(root, inter, leaf), X509_V_OK);
+    X509_free(leaf), EVP_PKEY_free(leaf_key);
+
+    /* forced switch: a root-issued leaf trusted by the old CA through the cross-signed root */
+    make_root(false, 0, "old", now, 365 * 86400LL, &old_ca, &old_key);
+    ck_assert_int_eq(pki_cross_sign(root, old_ca, old_key, now, now + 7 * 86400, &cross, err),
+                     PKI_OK);
+    issue(root, root_key, false, now, 86400, &leaf, &leaf_key);
+    ck_assert_int_eq(strict_verify(old_ca, cross, leaf), X509_V_OK);
+    X509_free(leaf), EVP_PKEY_free(leaf_key);
+
+    X509_free(root), X509_free(inter_self), X509_free(inter), X509_free(old_ca), X509_free(cross);
+    EVP_PKEY_free(root_key), EVP_PKEY_free(inter_key), EVP_PKEY_free(old_key);
+}
+END_TEST
+
+/* Regression (issue 9 #16): roots took the second PEM block of a leaf's chain as the
+ * cross-signed CA; with a provided chain that block is the intermediate. */
+START_TEST(roots_finds_the_cross_signed_ca_by_subject_and_key_not_position)
+{
+    int64_t now = time(NULL);
+    X509 *root, *inter_self, *inter, *old_ca, *cross, *leaf;
+    EVP_PKEY *root_key, *inter_key, *old_key, *leaf_key;
+    char err[PKI_ERRBUF], ca_chain[16384], served[16384], *found = NULL;
+    char *p_root, *p_inter, *p_cross, *p_leaf;
+
+    make_root(false, 0, "root", now, 10 * 86400, &root, &root_key);
+    make_root(false, 0, "inter", now, 5 * 86400, &inter_self, &inter_key);
+    ck_assert_int_eq(pki_cross_sign(inter_self, root, root_key, now, now + 5 * 86400, &inter, err),
+                     PKI_OK);
+    make_root(false, 0, "old", now, 10 * 86400, &old_ca, &old_key);
+    ck_assert_int_eq(pki_cross_sign(inter, old_ca, old_key, now, now + 7 * 86400, &cross, err),
+                     PKI_OK);
+    issue(inter, inter_key, false, now, 86400, &leaf, &leaf_key);
+    ck_assert_int_eq(pki_cert_to_pem(root, &p_root, NULL), PKI_OK);
+    ck_assert_int_eq(pki_cert_to_pem(inter, &p_inter, NULL), PKI_OK);
+    ck_assert_int_eq(pki_cert_to_pem(cross, &p_cross, NULL), PKI_OK);
+    ck_assert_int_eq(pki_cert_to_pem(leaf, &p_leaf, NULL), PKI_OK);
+    snprintf(ca_chain, sizeof(ca_chain), "%s%s", p_inter, p_root);
+
+    /* Either order of cross-signed CA and intermediate: the cross-signed one is found. */
+    snprintf(served, sizeof(served), "%s%s%s", p_leaf, p_inter, p_cross);
+    ck_assert_int_eq(roots_find_cross_signed(served, ca_chain, &found, err), PKI_OK);
+    ck_assert_ptr_nonnull(found);
+    ck_assert_str_eq(found, p_cross);
+    free(found);
+    snprintf(served, sizeof(served), "%s%s%s", p_leaf, p_cross, p_inter);
+    ck_assert_int_eq(roots_find_cross_signed(served, ca_chain, &found, err), PKI_OK);
+    ck_assert_str_eq(found, p_cross);
+    free(found);
+    /* Without cross-signing the intermediate is not taken for it. */
+    snprintf(served, sizeof(served), "%s%s", p_leaf, p_inter);
+    ck_assert_int_eq(roots_find_cross_signed(served, ca_chain, &found, err), PKI_OK);
+    ck_assert_ptr_null(found);
+    ck_assert_int_eq(ERR_peek_error(), 0);
+
+    free(p_root), free(p_inter), free(p_cross), free(p_leaf);
+    X509_free(root), X509_free(inter_self), X509_free(inter), X509_free(old_ca);
+    X509_free(cross), X509_free(leaf);
+    EVP_PKEY_free(root_key), EVP_PKEY_free(inter_key), EVP_PKEY_free(old_key);
+    EVP_PKEY_free(leaf_key);
+}
+END_TEST
+
+/* Regression (issue 9, code health): fail() ran before ERR_clear_error(), so an OpenSSL error
+ * left by an earlier, unrelated call was appended to the next message. */
+START_TEST(stale_openssl_error_does_not_reach_the_next_message)
+{
+    char err[PKI_ERRBUF];
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+
+    ERR_raise(ERR_LIB_PEM, PEM_R_NO_START_LINE);
+    ck_assert_int_eq(pki_make_root(NULL, "default", NULL, 0, 1, &x, err), PKI_EINVAL);
+    ck_assert_str_eq(err, "invalid root parameters");
+    ck_assert_int_eq(ERR_peek_error(), 0);
+
+    ERR_raise(ERR_LIB_PEM, PEM_R_NO_START_LINE);
+    ck_assert_int_eq(pki_cert_from_pem("", 0, &x, err), PKI_EINVAL);
+    ck_assert_str_eq(err, "empty or oversized certificate PEM");
+    ck_assert_int_eq(ERR_peek_error(), 0);
+
+    ERR_raise(ERR_LIB_PEM, PEM_R_NO_START_LINE);
+    ck_assert_int_eq(pki_generate_key(true, 512, &k, err), PKI_EINVAL);
+    ck_assert_str_eq(err, "invalid key parameters");
+    ck_assert_int_eq(ERR_peek_error(), 0);
 }
 END_TEST
 
@@ -539,16 +687,50 @@ static int mem_lookup(void *userdata, const char *name, char **ret_data, size_t 
     return PKI_ENOENT;
 }
 
-static int mem_put(void *userdata, const char *name, const char *data, size_t len)
+static void mem_add(mem_store *st, const char *name, const char *data, size_t len)
 {
-    mem_store *st = userdata;
-
     ck_assert_uint_lt(st->count, 8);
     st->names[st->count] = strdup(name);
     st->values[st->count] = strndup(data, len);
     st->lens[st->count++] = len;
     st->stores++;
+}
+
+/* ca_secret_store_fn: all or nothing, the last secret create-only. */
+static int mem_put(void *userdata, const ca_secret *secrets, size_t n)
+{
+    mem_store *st = userdata;
+    char *v = NULL;
+    size_t len;
+
+    if (mem_lookup(st, secrets[n - 1].name, &v, &len) == PKI_OK) {
+        free(v);
+        return MESHCA_ECONFLICT;
+    }
+    for (size_t i = 0; i < n; i++)
+        mem_add(st, secrets[i].name, secrets[i].data, secrets[i].len);
     return PKI_OK;
+}
+
+/* A store where another pass creates the builtin root just before our own write. */
+static int mem_put_after_winner(void *userdata, const ca_secret *secrets, size_t n)
+{
+    mem_store *st = userdata;
+    EVP_PKEY *key;
+    X509 *cert;
+    char *cert_pem, *key_pem;
+
+    if (st->count == 0) {
+        ck_assert_int_eq(pki_generate_key(false, 0, &key, NULL), PKI_OK);
+        ck_assert_int_eq(pki_make_root(key, "winner", NULL, time(NULL), 86400, &cert, NULL),
+                         PKI_OK);
+        ck_assert_int_eq(pki_cert_to_pem(cert, &cert_pem, NULL), PKI_OK);
+        ck_assert_int_eq(pki_key_to_pem(key, &key_pem, NULL), PKI_OK);
+        mem_add(st, "default.ca-builtin-key-ca-1", key_pem, strlen(key_pem));
+        mem_add(st, "default.ca-builtin-cert-ca-1", cert_pem, strlen(cert_pem));
+        free(cert_pem), pki_free_secret(key_pem), X509_free(cert), EVP_PKEY_free(key);
+    }
+    return mem_put(userdata, secrets, n);
 }
 
 static void mem_store_free(mem_store *st)
@@ -613,10 +795,10 @@ static void sign_and_verify(ca_backend *ca, bool rsa, const char *cafile, const 
                   "sign: %s", err);
     write_cert("leaf.pem", leaf);
     if (untrusted)
-        ck_assert_int_eq(run(&out, "openssl verify -CAfile %s -untrusted %s leaf.pem", cafile,
-                             untrusted), 0);
+        ck_assert_msg(run(&out, "openssl verify -x509_strict -CAfile %s -untrusted %s leaf.pem",
+                             cafile, untrusted) == 0, "%s", out);
     else
-        ck_assert_int_eq(run(&out, "openssl verify -CAfile %s leaf.pem", cafile), 0);
+        ck_assert_int_eq(run(&out, "openssl verify -x509_strict -CAfile %s leaf.pem", cafile), 0);
     assert_contains(out, "leaf.pem: OK");
     free(out);
     X509_free(leaf), EVP_PKEY_free(leaf_key);
@@ -643,7 +825,8 @@ START_TEST(builtin_generates_root_once_and_reuses_its_secrets)
     ck_assert_int_eq(ca_backend_info(ca1, &info), PKI_OK);
     ck_assert_str_eq(info.key_type, "ec");
     ck_assert_int_eq(info.key_bits, 256);
-    ck_assert_int_eq(info.not_after - info.not_before, 10 * 365 * 86400LL);
+    ck_assert_int_eq(info.not_after - info.not_before, 10 * 365 * 86400LL + PKI_LEAF_BACKDATE_S);
+    ck_assert_int_eq(info.not_before, ctx.now - PKI_LEAF_BACKDATE_S);   /* passes a bit behind accept it */
     ck_assert_int_eq(ca_backend_chain_pem(ca2, &pem, err), PKI_OK);
     write_text("root.pem", pem);
     free(pem);
@@ -680,7 +863,7 @@ START_TEST(builtin_rsa_root_when_rsabits_set)
     ck_assert_int_eq(ca_backend_info(ca, &info), PKI_OK);
     ck_assert_str_eq(info.key_type, "rsa");
     ck_assert_int_eq(info.key_bits, 3072);
-    ck_assert_int_eq(info.not_after - info.not_before, 365 * 86400LL);
+    ck_assert_int_eq(info.not_after - info.not_before, 365 * 86400LL + PKI_LEAF_BACKDATE_S);
     ck_assert_int_eq(ca_backend_chain_pem(ca, &pem, err), PKI_OK);
     write_text("root.pem", pem);
     free(pem);
@@ -728,6 +911,28 @@ START_TEST(builtin_without_secret_store_does_not_generate)
 }
 END_TEST
 
+/* Regression (issue 9 #10): concurrent passes each generated a root and wrote key and cert as two
+ * unconditional puts. Now the pair is created together, create-only; the loser re-reads. */
+START_TEST(builtin_creation_that_loses_a_race_uses_the_winners_root)
+{
+    mem_store st = {0};
+    mesh_backend b;
+    ca_context ctx;
+    ca_backend *ca;
+    char err[PKI_ERRBUF] = "", subject[256];
+
+    init_ctx(&ctx, &b, "builtin", "ca-1", NULL, &st, time(NULL));
+    ctx.secret_store = mem_put_after_winner;
+    ck_assert_msg(ca_backend_open(&ctx, &ca, err) == PKI_OK, "%s", err);
+    ck_assert_uint_eq(st.count, 2);   /* the winner's pair, nothing of ours */
+    X509_NAME_oneline(X509_get_subject_name(ca_backend_cert(ca)), subject, sizeof(subject));
+    ck_assert_str_eq(subject, "/CN=winner");
+    ck_assert(pki_key_matches(ca_backend_cert(ca), ca_backend_key(ca)));
+    ca_backend_free(ca);
+    mem_store_free(&st);
+}
+END_TEST
+
 START_TEST(unknown_backend_type_has_no_ops)
 {
     ck_assert_ptr_null(ca_backend_for_type("vault"));
@@ -764,6 +969,13 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
         X509_add_ext(x, e, -1);
         X509_EXTENSION_free(e);
     }
+    /* Key identifiers as every real CA has them: strict verification (-x509_strict) needs them. */
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_key_identifier, "hash");
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    e = X509V3_EXT_conf_nid(NULL, &v3, NID_authority_key_identifier, "keyid:always");
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
     ck_assert_int_gt(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()), 0);
     return x;
 }
@@ -1051,7 +1263,7 @@ START_TEST(provided_expired_ca_is_refused_when_opened)
     pki_generate_key(false, 0, &k, NULL);
     x = make_cert(k, "old", NULL, NULL, now - 10 * DAY, now - DAY, GOOD_BC, GOOD_KU);
     c = pem_of(x), kp = key_pem_of(k);
-    mem_put(&st, "old-key", kp, strlen(kp));
+    mem_add(&st, "old-key", kp, strlen(kp));
     conf = provided_conf(datasource("inlineString", c), datasource("secret", "old-key"));
     init_ctx(&ctx, &b, "provided", "ca-old", conf, &st, now);
     ck_assert_int_eq(ca_backend_open(&ctx, &ca, err), PKI_EEXPIRED);
@@ -1182,6 +1394,7 @@ static void add_backend_tests(Suite *s)
     tcase_add_test(tc, builtin_rsa_root_when_rsabits_set);
     tcase_add_test(tc, builtin_bad_rsabits_is_a_conf_error_with_path);
     tcase_add_test(tc, builtin_without_secret_store_does_not_generate);
+    tcase_add_test(tc, builtin_creation_that_loses_a_race_uses_the_winners_root);
     tcase_add_test(tc, unknown_backend_type_has_no_ops);
     tcase_add_test(tc, provided_ca_without_ca_basic_constraint_is_ca_not_ca);
     tcase_add_test(tc, provided_ca_without_key_cert_sign_is_ca_not_ca);
@@ -1222,6 +1435,9 @@ static Suite *pki_suite(void)
     tcase_add_test(tc, leaf_from_intermediate_verifies_through_chain);
     tcase_add_test(tc, cross_signed_new_ca_is_trusted_by_old_ca_store);
     tcase_add_test(tc, cross_sign_validity_never_exceeds_old_ca);
+    tcase_add_test(tc, leaf_with_empty_subject_has_critical_san_and_passes_x509_strict);
+    tcase_add_test(tc, roots_finds_the_cross_signed_ca_by_subject_and_key_not_position);
+    tcase_add_test(tc, stale_openssl_error_does_not_reach_the_next_message);
     tcase_add_test(tc, pem_round_trip_and_chain_parse);
     tcase_add_test(tc, renewal_point_is_stable_and_within_70_to_85_percent);
     tcase_add_test(tc, time_and_serial_descriptions);

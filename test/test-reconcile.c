@@ -16,6 +16,8 @@
 #include "reconciler/reconcile.h"
 #include "reconciler/state.h"
 
+#include <openssl/crypto.h>
+
 static char tmpdir[64];
 static char url[128];
 
@@ -551,6 +553,265 @@ START_TEST(forced_switch_cross_signs_until_every_dataplane_trusts_new_ca)
 }
 END_TEST
 
+/* Finds the first diagnostic with `code`, or fails the test. */
+static const diag *find_diag(const diag_list *diags, const char *code)
+{
+    for (size_t i = 0; i < diags->count; i++)
+        if (strcmp(diags->items[i].code, code) == 0)
+            return &diags->items[i];
+    ck_abort_msg("no diagnostic with code '%s' among %zu", code, diags->count);
+    return NULL;
+}
+
+static void put_raw(store *s, const char *kind, const char *mesh_name, const char *name,
+                    const char *value)
+{
+    store_key key = {kind, mesh_name, name};
+    ck_assert_int_eq(store_put(s, &key, value, strlen(value), STORE_ANY_VERSION, NULL), STORE_OK);
+}
+
+/* Regression (issue 9 #9): shortening dpCert.rotation.expiration (2h -> 10m) reissued nothing;
+ * certificates lived to their old renewal point. */
+START_TEST(shortened_expiration_reissues_certificates_that_outlive_it)
+{
+    static const char two_hours[] =
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+        "  - name: ca-1\n    type: builtin\n    dpCert:\n      rotation: {expiration: 2h}\n";
+    static const char ten_minutes[] =
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+        "  - name: ca-1\n    type: builtin\n    dpCert:\n      rotation: {expiration: 10m}\n";
+    store *s = open_store();
+    seed(s, two_hours);
+    seed(s, DATAPLANES);
+    int64_t t0 = (int64_t)time(NULL);
+    reconcile_report rep;
+    pass_ok(s, t0, &rep);
+    reconcile_report_free(&rep);
+    identity before = {0}, after = {0};
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &before, NULL), 0);
+    ck_assert_int_eq(before.not_after, t0 + 2 * 3600);
+
+    seed(s, ten_minutes);
+    pass_ok(s, t0 + 60, &rep);
+    ck_assert_uint_eq(rep.reissued, 2);
+    ck_assert_uint_eq(rep.nactions, 2);
+    ck_assert_ptr_nonnull(strstr(rep.actions[0].reason, "expiration shortened"));
+    reconcile_report_free(&rep);
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &after, NULL), 0);
+    ck_assert_int_eq(after.not_after, t0 + 60 + 600);
+    ck_assert_str_ne(after.serial, before.serial);
+    ck_assert_int_eq(verify_identity(&after), 0);
+
+    /* The new certificates fit the new lifetime: nothing more to do. */
+    uint64_t rev = revision(s);
+    pass_ok(s, t0 + 120, &rep);
+    ck_assert_uint_eq(rep.unchanged, 2);
+    reconcile_report_free(&rep);
+    ck_assert_uint_eq(revision(s), rev);
+    identity_clear(&before);
+    identity_clear(&after);
+    store_close(s);
+}
+END_TEST
+
+/* Regression (issue 9 #18): a corrupt identity was never replaced (warned on every pass) and
+ * reads of corrupt objects said "store I/O error" naming nothing. */
+START_TEST(corrupt_identity_is_named_and_reissued_once)
+{
+    store *s = open_store();
+    seed(s, MESH_CA1);
+    seed(s, DATAPLANES);
+    reconcile_report rep;
+    pass_ok(s, 0, &rep);
+    reconcile_report_free(&rep);
+    put_raw(s, STATE_IDENTITIES, "default", "web-01", "garbage{");
+
+    identity id = {0};
+    char err[MESHCA_ERRBUF] = "";
+    ck_assert_int_eq(identity_read(s, "default", "web-01", &id, NULL, err), MESHCA_ECORRUPT);
+    ck_assert_ptr_nonnull(strstr(err, "identities/default/web-01: corrupt object: not JSON"));
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), MESHCA_ECORRUPT);
+    put_raw(s, STATE_IDENTITIES, "default", "web-01", "{\"mesh\":\"default\"}");
+    ck_assert_int_eq(identity_read(s, "default", "web-01", &id, NULL, err), MESHCA_ECORRUPT);
+    ck_assert_ptr_nonnull(strstr(err, "identities/default/web-01: corrupt object: field "
+                                      "'dataplane' is missing"));
+
+    diag_list diags = DIAG_LIST_INIT;
+    rep = pass(s, 0, &diags);
+    ck_assert_uint_eq(rep.issued, 1);
+    ck_assert_uint_eq(rep.unchanged, 1);
+    ck_assert_uint_eq(rep.failed_meshes, 0);
+    ck_assert_str_eq(rep.actions[0].dataplane, "web-01");
+    ck_assert_str_eq(rep.actions[0].reason, "stored identity was corrupt");
+    const diag *d = find_diag(&diags, "corrupt-object");
+    ck_assert_int_eq(d->severity, DIAG_WARNING);
+    ck_assert_ptr_nonnull(strstr(d->message, "identities/default/web-01"));
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), 0);
+    ck_assert_int_eq(verify_identity(&id), 0);
+    identity_clear(&id);
+
+    /* Replaced for good: the next pass is quiet. */
+    rep = pass(s, 0, &diags);
+    ck_assert_uint_eq(diags.count, 0);
+    ck_assert_uint_eq(rep.unchanged, 2);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    store_close(s);
+}
+END_TEST
+
+/* Regression (issue 9 #18): a corrupt mesh status failed every command with "store I/O error"
+ * naming nothing. Now it has its own code and name, and only that mesh is skipped. */
+START_TEST(corrupt_mesh_status_skips_that_mesh_and_reconciles_the_others)
+{
+    store *s = open_store();
+    seed(s, MESH_CA1);
+    seed(s, DATAPLANES);
+    seed(s, "type: Mesh\nname: other\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+            "  - name: ca-1\n    type: builtin\n"
+            "---\ntype: Dataplane\nmesh: other\nname: app-01\nnetworking:\n  address: 127.0.0.1\n"
+            "  inbound:\n  - port: 80\n    tags: {kuma.io/service: app}\n");
+    put_raw(s, STATE_MESHSTATUS, "default", "default", "[1, 2]");
+
+    json_t *ms = NULL;
+    char err[MESHCA_ERRBUF] = "";
+    ck_assert_int_eq(state_read_mesh_status(s, "default", &ms, NULL, err), MESHCA_ECORRUPT);
+    ck_assert_str_eq(err, "meshstatus/default/default: corrupt object: JSON, but not an object");
+    ck_assert_int_eq(state_get_mesh_status(s, "default", &ms, NULL), MESHCA_ECORRUPT);
+
+    diag_list diags = DIAG_LIST_INIT;
+    reconcile_report rep = pass(s, 0, &diags);
+    ck_assert_uint_eq(rep.failed_meshes, 1);
+    ck_assert_uint_eq(rep.store_failures, 0);
+    ck_assert_uint_eq(rep.issued, 1);   /* other/app-01 */
+    ck_assert_str_eq(rep.actions[0].mesh, "other");
+    const diag *d = find_diag(&diags, "corrupt-object");
+    ck_assert_int_eq(d->severity, DIAG_ERROR);
+    ck_assert_str_eq(d->message, "mesh 'default' skipped: meshstatus/default/default: corrupt "
+                                 "object: JSON, but not an object");
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+
+    /* A corrupt dataplane status has the same code and names its object. */
+    put_raw(s, STATE_DPSTATUS, "default", "web-01", "{\"mesh\": 7}");
+    dataplane_status st;
+    memset(&st, 0, sizeof(st));
+    ck_assert_int_eq(state_read_status(s, "default", "web-01", &st, NULL, err), MESHCA_ECORRUPT);
+    ck_assert_ptr_nonnull(strstr(err, "dpstatus/default/web-01: corrupt object: "));
+    store_close(s);
+}
+END_TEST
+
+/* Issue 9 #8: a stored status holding a NUL byte was wrapped with snprintf and parsed len + 2
+ * bytes, past what snprintf wrote. Now it is copied by length; such a value is corrupt, named. */
+START_TEST(stored_status_holding_a_nul_byte_is_named_corrupt)
+{
+    static const char value[] = "{\"mesh\":\"default\",\"name\":\"web-01\"}\0{\"x\":1}";
+    store *s = open_store();
+    store_key key = {STATE_DPSTATUS, "default", "web-01"};
+    ck_assert_int_eq(store_put(s, &key, value, sizeof(value) - 1, STORE_ANY_VERSION, NULL),
+                     STORE_OK);
+    dataplane_status st;
+    memset(&st, 0, sizeof(st));
+    char err[MESHCA_ERRBUF] = "";
+    ck_assert_int_eq(state_read_status(s, "default", "web-01", &st, NULL, err), MESHCA_ECORRUPT);
+    ck_assert_ptr_nonnull(strstr(err, "dpstatus/default/web-01: corrupt object"));
+    store_close(s);
+}
+END_TEST
+
+/* Regression (issue 9 #10): one broken backend that is not enabled failed the whole mesh. It is
+ * left out of the bundle and reported (warning and mesh status); the enabled one keeps signing. */
+START_TEST(broken_backend_that_is_not_enabled_does_not_stop_the_mesh)
+{
+    store *s = open_store();
+    seed(s, MESH_ADD);
+    seed(s, DATAPLANES);
+    reconcile_report rep;
+    pass_ok(s, 0, &rep);
+    reconcile_report_free(&rep);
+    /* ca-2's key secret now holds ca-1's key: key and cert do not match. */
+    store_key k1 = {STATE_SECRETS, "default", "default.ca-builtin-key-ca-1"};
+    char *key1 = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(store_get(s, &k1, &key1, &len, NULL), STORE_OK);
+    char *p = strstr(key1, "ca-builtin-key-ca-1");
+    ck_assert_ptr_nonnull(p);
+    p[strlen("ca-builtin-key-ca")+1] = '2';
+    put_raw(s, STATE_SECRETS, "default", "default.ca-builtin-key-ca-2", key1);
+    OPENSSL_cleanse(key1, len);
+    free(key1);
+
+    diag_list diags = DIAG_LIST_INIT;
+    rep = pass(s, 0, &diags);
+    ck_assert_uint_eq(rep.failed_meshes, 0);
+    ck_assert_uint_eq(rep.rebundled, 2);
+    const diag *d = find_diag(&diags, "ca-unavailable");
+    ck_assert_int_eq(d->severity, DIAG_WARNING);
+    ck_assert_str_eq(d->path, "mtls.backends[1]");
+    ck_assert_ptr_nonnull(strstr(d->message, "backend 'ca-2' cannot be used and is left out of "
+                                             "the trust bundle"));
+    ck_assert_ptr_nonnull(strstr(d->message, "key does not match cert"));
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    identity id = {0};
+    ck_assert_int_eq(identity_get(s, "default", "db-01", &id, NULL), 0);
+    ck_assert_uint_eq(id.nbundle_backends, 1);
+    ck_assert_str_eq(id.bundle_backends[0], "ca-1");
+    ck_assert_int_eq(verify_identity(&id), 0);
+    identity_clear(&id);
+    json_t *ms = NULL;
+    ck_assert_int_eq(state_get_mesh_status(s, "default", &ms, NULL), 0);
+    json_t *c = json_array_get(json_object_get(ms, "conditions"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(c, "type")), "BackendUnavailable");
+    ck_assert_str_eq(json_string_value(json_object_get(c, "backend")), "ca-2");
+    json_decref(ms);
+
+    /* Repaired (the secrets removed: the root is generated again): back in the bundle, and the
+     * condition is cleared. */
+    store_key k2 = {STATE_SECRETS, "default", "default.ca-builtin-key-ca-2"};
+    store_key c2 = {STATE_SECRETS, "default", "default.ca-builtin-cert-ca-2"};
+    ck_assert_int_eq(store_delete(s, &k2, STORE_ANY_VERSION), STORE_OK);
+    ck_assert_int_eq(store_delete(s, &c2, STORE_ANY_VERSION), STORE_OK);
+    pass_ok(s, 0, &rep);
+    ck_assert_uint_eq(rep.rebundled, 2);
+    reconcile_report_free(&rep);
+    ck_assert_int_eq(state_get_mesh_status(s, "default", &ms, NULL), 0);
+    ck_assert_ptr_null(json_object_get(ms, "conditions"));
+    json_decref(ms);
+    store_close(s);
+}
+END_TEST
+
+/* Issue 9 #15: the cross-sign trust check compared every dataplane with every status; it now
+ * uses the validators' sorted index. Lookups by name, per mesh, the first of duplicates. */
+START_TEST(status_index_finds_each_dataplane_of_one_mesh_by_name)
+{
+    dataplane_status st[5];
+    memset(st, 0, sizeof(st));
+    const char *names[] = {"web-02", "db-01", "web-01", "web-01", "web-01"};
+    const char *meshes[] = {"default", "default", "default", "default", "other"};
+    for (int i = 0; i < 5; i++) {
+        st[i].name = (char *)names[i];
+        st[i].mesh = (char *)meshes[i];
+        st[i].generation = i;
+    }
+    status_index idx = STATUS_INDEX_INIT;
+    ck_assert_int_eq(status_index_build(st, 5, "default", &idx), 0);
+    ck_assert_uint_eq(idx.count, 4);
+    const dataplane_status *const *hit = status_index_find(&idx, "web-01");
+    ck_assert_ptr_nonnull(hit);
+    ck_assert_str_eq((*hit)->mesh, "default");
+    ck_assert(hit == idx.items || strcmp(hit[-1]->name, "web-01") != 0);
+    ck_assert_int_eq((*status_index_find(&idx, "db-01"))->generation, 1);
+    ck_assert_ptr_null(status_index_find(&idx, "web-03"));
+    status_index_free(&idx);
+    ck_assert_ptr_null(idx.items);
+}
+END_TEST
+
 static Suite *reconcile_suite(void)
 {
     Suite *suite = suite_create("reconcile");
@@ -567,6 +828,12 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, rsa_key_type_issues_rsa_leaves);
     tcase_add_test(tc, agent_acknowledges_only_when_reload_exits_zero);
     tcase_add_test(tc, forced_switch_cross_signs_until_every_dataplane_trusts_new_ca);
+    tcase_add_test(tc, shortened_expiration_reissues_certificates_that_outlive_it);
+    tcase_add_test(tc, corrupt_identity_is_named_and_reissued_once);
+    tcase_add_test(tc, corrupt_mesh_status_skips_that_mesh_and_reconciles_the_others);
+    tcase_add_test(tc, stored_status_holding_a_nul_byte_is_named_corrupt);
+    tcase_add_test(tc, broken_backend_that_is_not_enabled_does_not_stop_the_mesh);
+    tcase_add_test(tc, status_index_finds_each_dataplane_of_one_mesh_by_name);
     suite_add_tcase(suite, tc);
     return suite;
 }

@@ -87,12 +87,6 @@ typedef struct member {
     const dataplane_status *st;
 } member;
 
-static int compare_status_name(const void *a, const void *b)
-{
-    const dataplane_status *const *x = a, *const *y = b;
-    return strcmp((*x)->name, (*y)->name);
-}
-
 /* The controller issued something the agent never loaded: the lists describe nothing real. */
 static bool never_acknowledged(const dataplane_status *st)
 {
@@ -106,16 +100,13 @@ static member *collect_members(const char *mesh_name, const dataplane_status *st
                                size_t nstatus, const dataplane *const *dataplanes,
                                size_t ndataplanes, size_t *ret_count)
 {
-    const dataplane_status **sorted = calloc(nstatus ? nstatus : 1, sizeof *sorted);
+    status_index idx = STATUS_INDEX_INIT;
     bool *used = calloc(nstatus ? nstatus : 1, sizeof *used);
     member *members = calloc(nstatus + ndataplanes + 1, sizeof *members);
-    if (!sorted || !used || !members)
+    if (status_index_build(status, nstatus, mesh_name, &idx) < 0 || !used || !members)
         abort();
-    size_t ns = 0, count = 0;
-    for (size_t i = 0; i < nstatus; i++)
-        if (status[i].name && status[i].mesh && mesh_name && strcmp(status[i].mesh, mesh_name) == 0)
-            sorted[ns++] = &status[i];
-    qsort(sorted, ns, sizeof *sorted, compare_status_name);
+    const dataplane_status **sorted = idx.items;
+    size_t ns = idx.count, count = 0;
 
     for (size_t i = 0; i < ndataplanes; i++) {
         const dataplane *dp = dataplanes[i];
@@ -123,9 +114,7 @@ static member *collect_members(const char *mesh_name, const dataplane_status *st
             continue;
         if (dp->mesh.value && *dp->mesh.value && mesh_name && strcmp(dp->mesh.value, mesh_name) != 0)
             continue;
-        dataplane_status key = {.name = dp->name.value};
-        const dataplane_status *kp = &key;
-        const dataplane_status **hit = bsearch(&kp, sorted, ns, sizeof *sorted, compare_status_name);
+        const dataplane_status *const *hit = status_index_find(&idx, dp->name.value);
         const dataplane_status *st = NULL;
         if (hit) {
             used[hit - sorted] = true;
@@ -141,7 +130,7 @@ static member *collect_members(const char *mesh_name, const dataplane_status *st
             continue;
         members[count++] = (member){sorted[i]->name, never_acknowledged(sorted[i]) ? NULL : sorted[i]};
     }
-    free(sorted);
+    status_index_free(&idx);
     free(used);
     *ret_count = count;
     return members;
