@@ -749,6 +749,7 @@ START_TEST(cfssl_authsign_with_the_auth_key_signs)
     ck_assert_msg(cfssl_make_intermediate(c, time(NULL), &im, err) == 0, "%s", err);
     verify_intermediate(&im);
     cfssl_intermediate_clear(&im);
+    ck_assert_msg(cfssl_check(c, time(NULL), err) == 0, "%s", err);
     cfssl_client_free(c);
     mnode_free(conf);
     run("rm -rf '%s'", work_dir);
@@ -771,6 +772,10 @@ START_TEST(cfssl_wrong_auth_key_is_refused_without_printing_it)
     assert_no_secret(err, bad);
     assert_no_secret(err, good);
     ck_assert_ptr_null(cert);
+    /* The apply-time check fails the same way. */
+    ck_assert_int_eq(cfssl_check(c, time(NULL), err), MESHCA_EINVAL);
+    ck_assert_msg(strstr(err, "cfssl: invalid token (code 400)"), "%s", err);
+    assert_no_secret(err, bad);
     free(good);
     free(csr);
     cfssl_client_free(c);

@@ -8,6 +8,7 @@ packages=(
     check                                   # unit tests
     openssl curl python3 procps             # integration tests: openssl verify, HTTP, JSON checks, pgrep
     nginx-light                             # the end-to-end data plane
+    golang-cfssl                            # the cfssl backend's tests run a real `cfssl serve`
 )
 
 missing=()

@@ -397,3 +397,12 @@ out:
     free(cert_pem);
     return rc;
 }
+
+int cfssl_check(cfssl_client *c, int64_t now, char *errbuf)
+{
+    cfssl_intermediate im = {0};
+    int rc = cfssl_make_intermediate(c, now, &im, errbuf);
+
+    cfssl_intermediate_clear(&im);
+    return rc;
+}

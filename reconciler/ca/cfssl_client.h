@@ -71,6 +71,10 @@ typedef struct cfssl_intermediate {
  */
 int cfssl_make_intermediate(cfssl_client *c, int64_t now, cfssl_intermediate *ret, char *errbuf);
 
+/* Apply-time check: makes an intermediate as above and throws it away (reachable, authenticated,
+ * the profile signs a proper CA). Errors as cfssl_make_intermediate(). */
+int cfssl_check(cfssl_client *c, int64_t now, char *errbuf);
+
 /* Whether the intermediate is due for renewal at `now`. */
 bool cfssl_intermediate_due(const cfssl_intermediate *im, int64_t now);
 

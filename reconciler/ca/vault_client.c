@@ -632,6 +632,10 @@ int vault_sign_csr(vault_client *c, const char *csr_pem, const char *common_name
         goto out;
     }
     if (resp.status < 200 || resp.status > 299) {
+        /* A cert-auth token Vault no longer honours (revoked, expired early): log in again on
+         * the next attempt instead of failing until the renewal point. */
+        if (c->cert_auth && (resp.status == 401 || resp.status == 403))
+            c->token_renew_at = 0;
         rc = refuse(c, op, resp.status, resp.body, ttl_s, errbuf);
         goto out;
     }
