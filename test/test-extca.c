@@ -471,6 +471,26 @@ START_TEST(vault_verifies_the_server_name_unless_skip_verify_is_asked)
 }
 END_TEST
 
+START_TEST(vault_response_over_the_size_limit_is_refused)
+{
+    vault_client_options o = VAULT_CLIENT_OPTIONS_INIT;
+    backend_fixture f;
+    mnode *conf = vault_conf("pki", "mesh", NULL, NULL);
+    vault_client *c = NULL;
+    char err[MESHCA_ERRBUF], *pem = NULL;
+
+    o.max_response = 100;   /* the double's CA PEM is several hundred bytes */
+    init_backend(&f, "vault", "ca-vault", conf);
+    ck_assert_msg(vault_client_open(&f.ctx, &o, &c, err) == 0, "%s", err);
+    ck_assert_int_eq(vault_ca_chain(c, &pem, err), MESHCA_EIO);
+    ck_assert_msg(strstr(err, "vault backend 'ca-vault'") &&
+                  strstr(err, "response larger than 100 bytes"), "%s", err);
+    ck_assert_ptr_null(pem);
+    vault_client_free(c);
+    mnode_free(conf);
+}
+END_TEST
+
 static int64_t fake_now;
 static int64_t fake_clock(void *userdata)
 {
@@ -942,6 +962,7 @@ static Suite *extca_suite(void)
     tcase_add_test(vault, vault_ttl_above_role_max_ttl_is_refused_as_such);
     tcase_add_test(vault, vault_down_is_unreachable_in_bounded_time);
     tcase_add_test(vault, vault_verifies_the_server_name_unless_skip_verify_is_asked);
+    tcase_add_test(vault, vault_response_over_the_size_limit_is_refused);
     tcase_add_test(vault, vault_cert_login_token_is_renewed_before_it_expires);
     tcase_add_test(vault, vault_check_signs_a_throwaway_csr);
     suite_add_tcase(s, vault);
