@@ -277,11 +277,13 @@ START_TEST(vault_reuses_one_connection_across_requests)
         ck_assert_msg(vault_ca_chain(c, &pem, err) == 0, "%s", err);
         free(pem);
     }
-    /* One TLS connection for all three (keep-alive): the double logs the client port. */
-    ck_assert_int_eq(run("tail -n 3 %s/requests.log | grep -c 'GET /v1/pki/ca_chain 200' | "
-                         "grep -qx 3", vault_dir), 0);
-    ck_assert_int_eq(run("tail -n 3 %s/requests.log | awk '{print $4}' | sort -u | wc -l | "
-                         "grep -qx 1", vault_dir), 0);
+    /* One TLS connection for all three (keep-alive): the double logs the client port. This is
+     * the first test of the tcase to read /v1/pki/ca_chain, so its requests are the first three
+     * (a later line of the slow mount's thread cannot interleave). */
+    ck_assert_int_eq(run("grep 'GET /v1/pki/ca_chain 200' %s/requests.log | head -n 3 | "
+                         "awk '{print $4}' | sort -u | wc -l | grep -qx 1", vault_dir), 0);
+    ck_assert_int_eq(run("test $(grep -c 'GET /v1/pki/ca_chain 200' %s/requests.log) -ge 3",
+                         vault_dir), 0);
     vault_client_free(c);
     mnode_free(conf);
 }
