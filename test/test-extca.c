@@ -427,6 +427,22 @@ START_TEST(vault_ttl_above_role_max_ttl_is_refused_as_such)
 }
 END_TEST
 
+START_TEST(vault_unknown_role_is_refused_with_vaults_message)
+{
+    backend_fixture f;
+    mnode *conf = vault_conf("pki", "mseh", NULL, NULL);
+    vault_client *c = open_vault(&f, conf, 10000);
+    char err[MESHCA_ERRBUF], *cert = NULL, *chain = NULL;
+
+    ck_assert_int_eq(sign_web(c, 3600, &cert, &chain, err), MESHCA_EINVAL);
+    ck_assert_msg(strstr(err, "vault backend 'ca-vault' (mesh default): sign (POST "
+                              "/v1/pki/sign/mseh): refused (HTTP 400): Vault: unknown role: mseh"),
+                  "%s", err);
+    vault_client_free(c);
+    mnode_free(conf);
+}
+END_TEST
+
 START_TEST(vault_down_is_unreachable_in_bounded_time)
 {
     backend_fixture f;
@@ -962,6 +978,7 @@ static Suite *extca_suite(void)
     tcase_add_test(vault, vault_answer_slower_than_timeout_is_unavailable_in_bounded_time);
     tcase_add_test(vault, vault_malformed_body_is_an_io_error);
     tcase_add_test(vault, vault_ttl_above_role_max_ttl_is_refused_as_such);
+    tcase_add_test(vault, vault_unknown_role_is_refused_with_vaults_message);
     tcase_add_test(vault, vault_down_is_unreachable_in_bounded_time);
     tcase_add_test(vault, vault_verifies_the_server_name_unless_skip_verify_is_asked);
     tcase_add_test(vault, vault_response_over_the_size_limit_is_refused);
