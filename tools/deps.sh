@@ -10,6 +10,7 @@ packages=(
     openssl curl python3 procps             # integration tests: openssl verify, HTTP, JSON checks, pgrep
     nginx-light                             # the end-to-end data plane
     etcd-server                             # the etcd store's tests run a real etcd (/usr/bin/etcd)
+    golang-cfssl                            # the cfssl backend's tests run a real `cfssl serve`
 )
 
 missing=()
