@@ -10,20 +10,26 @@
 #include "reconciler/state.h"
 
 const char cmd_get_usage[] =
-    "Usage: meshca get meshes|dataplanes|secrets [-m MESH] [-o text|json|yaml]\n"
+    "Usage: meshca get meshes|dataplanes|secrets [NAME...] [-m MESH] [-o text|json|yaml|name]\n"
     "\n"
-    "Lists the resources in the store. Meshes show MTLS (the enabled backend as TYPE/NAME, or\n"
-    "off) and BACKENDS. Secret data and inline keys, tokens and certificates of a backend's conf\n"
-    "are never shown: they print as <redacted>. -o yaml (a stream of documents) and -o json (one\n"
-    "array) apply back unchanged: 'apply' keeps the stored value of a <redacted> field.\n"
+    "Lists the resources in the store, or only those named. Meshes show MTLS (the enabled\n"
+    "backend as TYPE/NAME, or off) and BACKENDS. Secret data and inline keys, tokens and\n"
+    "certificates of a backend's conf are never shown: they print as <redacted>. -o yaml (a\n"
+    "stream of documents) and -o json (one array; one object for one NAME) apply back\n"
+    "unchanged: 'apply' keeps the stored value of a <redacted> field. -o name prints KIND/NAME\n"
+    "per line.\n"
+    "\n"
+    "A NAME of a dataplane or secret is looked up in MESH, or without -m in the one mesh that\n"
+    "has it. A NAME that does not exist is an error (exit 1) after the others are printed.\n"
     "\n"
     "Flags:\n"
     "  -m, --mesh MESH       only this mesh\n"
-    "  -o, --output FORMAT   text (default), json or yaml\n";
+    "  -o, --output FORMAT   text (default), json, yaml or name\n";
 
 /* Parses the flags shared by get and inspect: the resource word, -m and -o. */
 int cli_parse_listing(int argc, char **argv, const char *usage, unsigned formats,
-                      const char **ret_what, const char **ret_mesh, output_format *ret_format)
+                      const char **ret_what, const char **ret_mesh, output_format *ret_format,
+                      char ***ret_names, size_t *ret_nnames)
 {
     static const struct option options[] = {
         {"mesh", required_argument, NULL, 'm'}, {"output", required_argument, NULL, 'o'},
@@ -49,12 +55,16 @@ int cli_parse_listing(int argc, char **argv, const char *usage, unsigned formats
             return -1;
         }
     }
-    if (optind != argc - 1) {
+    if (optind >= argc || (!ret_names && optind != argc - 1)) {
         cli_error("%s", optind >= argc ? "say what to list" : "too many arguments");
         fputs(usage, stderr);
         return -1;
     }
     *ret_what = argv[optind];
+    if (ret_names) {
+        *ret_names = argv + optind + 1;
+        *ret_nnames = (size_t)(argc - optind - 1);
+    }
     return 0;
 }
 
@@ -126,14 +136,62 @@ static void print_mesh_row(const mesh *m)
     printf("%-24s %-24s %s\n", m->name.value, mtls, m->nbackends ? backends : "-");
 }
 
+static const char *resource_name(const resource *res)
+{
+    return res->kind == RESOURCE_MESH        ? res->u.mesh.name.value
+           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.name.value
+                                             : res->u.secret.name.value;
+}
+
+static const char *resource_mesh(const resource *res)
+{
+    return res->kind == RESOURCE_MESH        ? res->u.mesh.name.value
+           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.mesh.value
+                                             : res->u.secret.mesh.value;
+}
+
+/* The resource of `kind` called `name` (in `mesh_name` when given), or NULL with the reason
+ * printed: not found, or (no -m) in several meshes. */
+static const resource *find_named(const manifest_set *set, resource_kind kind, const char *name,
+                                  const char *mesh_name)
+{
+    static const char *const words[] = {"mesh", "dataplane", "secret"};
+    const resource *found = NULL;
+    size_t count = 0;
+    char meshes[256] = "";
+    for (size_t i = 0; i < manifest_set_count(set); i++) {
+        const resource *res = manifest_set_get(set, i);
+        if (res->kind != kind || !resource_name(res) || strcmp(resource_name(res), name) != 0)
+            continue;
+        size_t used = strlen(meshes);
+        snprintf(meshes + used, sizeof(meshes) - used, "%s'%s'", count ? ", " : "",
+                 resource_mesh(res));
+        found = res;
+        count++;
+    }
+    if (count == 1)
+        return found;
+    if (count > 1)
+        cli_error("%s '%s' exists in %zu meshes (%s): say which with -m MESH", words[kind], name,
+                  count, meshes);
+    else if (kind == RESOURCE_MESH || !mesh_name)
+        cli_error("%s '%s' not found", words[kind], name);
+    else
+        cli_error("%s '%s' not found in mesh '%s'", words[kind], name, mesh_name);
+    return NULL;
+}
+
 int cmd_get(int argc, char **argv)
 {
     const char *what = NULL, *mesh_name = NULL;
     output_format format = OUTPUT_TEXT;
     resource_kind kind;
+    char **names = NULL;
+    size_t nnames = 0;
     if (cli_parse_listing(argc, argv, cmd_get_usage,
-                          1u << OUTPUT_TEXT | 1u << OUTPUT_JSON | 1u << OUTPUT_YAML, &what,
-                          &mesh_name, &format) < 0)
+                          1u << OUTPUT_TEXT | 1u << OUTPUT_JSON | 1u << OUTPUT_YAML |
+                              1u << OUTPUT_NAME,
+                          &what, &mesh_name, &format, &names, &nnames) < 0)
         return EXIT_TROUBLE;
     if (strcmp(what, "meshes") == 0 || strcmp(what, "mesh") == 0)
         kind = RESOURCE_MESH;
@@ -151,15 +209,38 @@ int cmd_get(int argc, char **argv)
         return EXIT_TROUBLE;
     manifest_set *set = manifest_set_new();
     diag_list diags = DIAG_LIST_INIT;
-    int rc = state_load_resources(s, mesh_name, set, &diags);
+    /* A mesh is named by itself: -m does not narrow a mesh looked up by name. */
+    int rc = state_load_resources(s, kind == RESOURCE_MESH && nnames ? NULL : mesh_name, set,
+                                  &diags);
     if (rc < 0) {
         cli_error("cannot read the store: %s", store_strerror(rc));
         manifest_set_free(set);
         store_close(s);
         return EXIT_TROUBLE;
     }
+    /* What to print: every resource of the kind, or the named ones in the order named. */
+    size_t nshown = 0, missing = 0;
+    const resource **shown = calloc(manifest_set_count(set) + nnames + 1, sizeof(*shown));
+    if (!shown) {
+        cli_error("out of memory");
+        manifest_set_free(set);
+        diag_list_free(&diags);
+        store_close(s);
+        return EXIT_TROUBLE;
+    }
+    for (size_t i = 0; i < nnames; i++) {
+        const resource *res = find_named(set, kind, names[i], mesh_name);
+        if (res)
+            shown[nshown++] = res;
+        else
+            missing++;
+    }
+    for (size_t i = 0; nnames == 0 && i < manifest_set_count(set); i++)
+        if (manifest_set_get(set, i)->kind == kind)
+            shown[nshown++] = manifest_set_get(set, i);
+
     json_t *items = json_array();
-    if (format == OUTPUT_TEXT) {
+    if (format == OUTPUT_TEXT && (nshown > 0 || nnames == 0)) {
         if (kind == RESOURCE_MESH)
             printf("%-24s %-24s %s\n", "NAME", "MTLS", "BACKENDS");
         else if (kind == RESOURCE_DATAPLANE)
@@ -167,10 +248,14 @@ int cmd_get(int argc, char **argv)
         else
             printf("%-16s %s\n", "MESH", "NAME");
     }
-    for (size_t i = 0; i < manifest_set_count(set); i++) {
-        const resource *res = manifest_set_get(set, i);
-        if (res->kind != kind)
+    for (size_t i = 0; i < nshown; i++) {
+        const resource *res = shown[i];
+        if (format == OUTPUT_NAME) {
+            printf("%s/%s\n", kind == RESOURCE_MESH ? "mesh" : kind == RESOURCE_DATAPLANE
+                                                                  ? "dataplane" : "secret",
+                   resource_name(res));
             continue;
+        }
         if (format != OUTPUT_TEXT) {
             json_array_append_new(items, encode_resource(res, 0));
             continue;
@@ -187,7 +272,8 @@ int cmd_get(int argc, char **argv)
             printf("%-16s %s\n", res->u.secret.mesh.value, res->u.secret.name.value);
         }
     }
-    /* Both apply back unchanged: YAML as a stream of documents, JSON as one array. */
+    /* Both apply back unchanged: YAML as a stream of documents, JSON as one array (one object
+     * for one NAME, as kubectl prints it). */
     if (format == OUTPUT_YAML) {
         size_t i;
         json_t *item;
@@ -195,12 +281,16 @@ int cmd_get(int argc, char **argv)
             fputs("---\n", stdout);
             cli_print_structured(item, format);
         }
+    } else if (format == OUTPUT_JSON && nnames == 1) {
+        if (nshown == 1)
+            cli_print_structured(json_array_get(items, 0), format);
     } else if (format == OUTPUT_JSON) {
         cli_print_structured(items, format);
     }
     json_decref(items);
+    free(shown);
     manifest_set_free(set);
     diag_list_free(&diags);
     store_close(s);
-    return EXIT_OK;
+    return missing ? EXIT_INVALID : EXIT_OK;
 }
