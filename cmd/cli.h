@@ -73,6 +73,10 @@ int cli_parse_listing(int argc, char **argv, const char *usage, unsigned formats
 /* Prints a JSON document as indented JSON, or as YAML with OUTPUT_YAML. */
 struct json_t;
 void cli_print_structured(const struct json_t *doc, output_format format);
+/* Writes JSON documents as one YAML stream through libyaml's emitter (block style; a string is
+ * quoted only where plain would read back as something else), each document after "---" when
+ * `markers`. Returns 0 or -1 (out of memory or write error). */
+int cli_write_yaml(FILE *out, const struct json_t *const *docs, size_t ndocs, bool markers);
 
 int cmd_reconcile(int argc, char **argv);
 extern const char cmd_reconcile_usage[];

@@ -6,6 +6,8 @@
 
 #include "cmd/cli.h"
 #include "cmd/common.h"
+#include <yaml.h>
+
 #include "manifests/encode.h"
 #include "reconciler/state.h"
 
@@ -68,52 +70,114 @@ int cli_parse_listing(int argc, char **argv, const char *usage, unsigned formats
     return 0;
 }
 
-/* A minimal YAML emitter for JSON values: block style, strings always double-quoted (JSON
- * string escapes are valid YAML), so the output reads back to the same values. */
-static void print_yaml(const json_t *v, int indent, int in_seq)
+/* --- YAML through libyaml's emitter --- */
+
+/* Whether a string must be quoted to read back as a string: what meshca's decoder would take
+ * for a null, boolean or number when plain (YAML 1.2 core schema), and YAML 1.1's yes/no/on/off
+ * words, so other YAML readers get a string too. The emitter quotes whatever else plain cannot
+ * hold (": ", a leading "-", ...) by itself. */
+static bool needs_quotes(const char *text, size_t len)
 {
+    static const char *const yaml11[] = {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No",
+                                         "NO", "on", "On", "ON", "off", "Off", "OFF", NULL};
+    mnode plain = {.kind = MNODE_SCALAR, .scalar = (char *)text, .scalar_len = len,
+                   .style = MNODE_PLAIN};
+    if (len == 0 || !mnode_is_string(&plain))
+        return true;
+    for (size_t i = 0; yaml11[i]; i++)
+        if (strcmp(text, yaml11[i]) == 0)
+            return true;
+    return false;
+}
+
+static int emit_scalar(yaml_emitter_t *e, const char *text, bool quoted)
+{
+    yaml_event_t ev;
+    size_t len = strlen(text);
+    /* plain_implicit 0 with no tag makes the emitter quote instead of tagging. */
+    if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)text, (int)len, !quoted, 1,
+                                      YAML_ANY_SCALAR_STYLE))
+        return -1;
+    return yaml_emitter_emit(e, &ev) ? 0 : -1;
+}
+
+static int emit_value(yaml_emitter_t *e, const json_t *v)
+{
+    yaml_event_t ev;
     const char *key;
     json_t *item;
     size_t i;
-    if (json_is_object(v) && json_object_size(v) > 0) {
-        int first = 1;
+    if (json_is_object(v)) {
+        if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) ||
+            !yaml_emitter_emit(e, &ev))
+            return -1;
         json_object_foreach((json_t *)v, key, item) {
-            if (!(first && in_seq))
-                printf("%*s", indent, "");
-            first = 0;
-            printf("%s:", key);
-            if ((json_is_object(item) && json_object_size(item)) ||
-                (json_is_array(item) && json_array_size(item))) {
-                putchar('\n');
-                print_yaml(item, indent + 2, 0);
-            } else {
-                putchar(' ');
-                print_yaml(item, 0, 0);
-            }
+            if (emit_scalar(e, key, needs_quotes(key, strlen(key))) < 0 || emit_value(e, item) < 0)
+                return -1;
         }
-        return;
+        return yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(e, &ev) ? 0 : -1;
     }
-    if (json_is_array(v) && json_array_size(v) > 0) {
+    if (json_is_array(v)) {
+        if (!yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE) ||
+            !yaml_emitter_emit(e, &ev))
+            return -1;
         json_array_foreach(v, i, item) {
-            printf("%*s- ", indent, "");
-            if ((json_is_object(item) && json_object_size(item)) ||
-                (json_is_array(item) && json_array_size(item)))
-                print_yaml(item, indent + 2, 1);
-            else {
-                print_yaml(item, 0, 0);
-            }
+            if (emit_value(e, item) < 0)
+                return -1;
         }
-        return;
+        return yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(e, &ev) ? 0 : -1;
     }
+    if (json_is_string(v))
+        return emit_scalar(e, json_string_value(v), needs_quotes(json_string_value(v),
+                                                                 json_string_length(v)));
+    /* null, true, false and numbers: their JSON text is the same YAML plain scalar. */
     char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    printf("%s\n", text ? text : "null");
+    if (!text)
+        return -1;
+    int rc = emit_scalar(e, text, false);
     free(text);
+    return rc;
+}
+
+int cli_write_yaml(FILE *out, const json_t *const *docs, size_t ndocs, bool markers)
+{
+    yaml_emitter_t e;
+    yaml_event_t ev;
+    int rc = -1;
+    if (!yaml_emitter_initialize(&e))
+        return -1;
+    yaml_emitter_set_output_file(&e, out);
+    yaml_emitter_set_unicode(&e, 1);
+    yaml_emitter_set_width(&e, -1);   /* never fold a long value (a PEM, base64) */
+    yaml_emitter_set_indent(&e, 2);
+    if (!yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) || !yaml_emitter_emit(&e, &ev))
+        goto out;
+    for (size_t i = 0; i < ndocs; i++) {
+        if (!yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, !markers) ||
+            !yaml_emitter_emit(&e, &ev) || emit_value(&e, docs[i]) < 0 ||
+            !yaml_document_end_event_initialize(&ev, 1) || !yaml_emitter_emit(&e, &ev))
+            goto out;
+    }
+    if (!yaml_stream_end_event_initialize(&ev) || !yaml_emitter_emit(&e, &ev) ||
+        !yaml_emitter_flush(&e))
+        goto out;
+    rc = 0;
+out:
+    yaml_emitter_delete(&e);
+    return rc;
 }
 
 void cli_print_structured(const json_t *doc, output_format format)
 {
     if (format == OUTPUT_YAML) {
-        print_yaml(doc, 0, 0);
+        /* libyaml ends an empty flow collection at the root without a newline. */
+        if ((json_is_array(doc) || json_is_object(doc)) &&
+            (json_is_array(doc) ? json_array_size(doc) : json_object_size(doc)) == 0) {
+            puts(json_is_array(doc) ? "[]" : "{}");
+            return;
+        }
+        if (cli_write_yaml(stdout, &doc, 1, false) < 0)
+            cli_error("cannot write YAML (out of memory)");
         return;
     }
     json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -220,6 +284,7 @@ int cmd_get(int argc, char **argv)
     }
     /* What to print: every resource of the kind, or the named ones in the order named. */
     size_t nshown = 0, missing = 0;
+    int trouble = 0;
     const resource **shown = calloc(manifest_set_count(set) + nnames + 1, sizeof(*shown));
     if (!shown) {
         cli_error("out of memory");
@@ -275,12 +340,14 @@ int cmd_get(int argc, char **argv)
     /* Both apply back unchanged: YAML as a stream of documents, JSON as one array (one object
      * for one NAME, as kubectl prints it). */
     if (format == OUTPUT_YAML) {
-        size_t i;
-        json_t *item;
-        json_array_foreach(items, i, item) {
-            fputs("---\n", stdout);
-            cli_print_structured(item, format);
+        const json_t **docs = calloc(json_array_size(items) + 1, sizeof(*docs));
+        for (size_t i = 0; docs && i < json_array_size(items); i++)
+            docs[i] = json_array_get(items, i);
+        if (!docs || cli_write_yaml(stdout, docs, json_array_size(items), true) < 0) {
+            cli_error("cannot write YAML (out of memory)");
+            trouble = 1;
         }
+        free(docs);
     } else if (format == OUTPUT_JSON && nnames == 1) {
         if (nshown == 1)
             cli_print_structured(json_array_get(items, 0), format);
@@ -292,5 +359,5 @@ int cmd_get(int argc, char **argv)
     manifest_set_free(set);
     diag_list_free(&diags);
     store_close(s);
-    return missing ? EXIT_INVALID : EXIT_OK;
+    return trouble ? EXIT_TROUBLE : missing ? EXIT_INVALID : EXIT_OK;
 }

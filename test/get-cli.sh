@@ -55,7 +55,7 @@ y = open(sys.argv[1]).read()
 # The YAML prints JSON scalars, so a JSON-aware reading of the block structure is enough.
 j = json.loads(subprocess.run([sys.argv[2], "inspect", "meshes", "-m", "default", "-o", "json"],
                               capture_output=True, text=True, check=True).stdout)
-assert "enabledBackend: \"ca-1\"" in y and j[0]["enabledBackend"] == "ca-1", y
+assert "enabledBackend: ca-1" in y and j[0]["enabledBackend"] == "ca-1", y
 assert y.count("- name:") == len(j) + sum(len(m["backends"]) for m in j), y' "$WORK/out" "$MESHCA"
 run inspect dataplanes -o yaml
 check "inspect dataplanes -o yaml exits 0" exit_is 0
