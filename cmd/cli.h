@@ -56,6 +56,8 @@ int cmd_apply(int argc, char **argv);
 extern const char cmd_apply_usage[];
 int cmd_get(int argc, char **argv);
 extern const char cmd_get_usage[];
+int cmd_diff(int argc, char **argv);
+extern const char cmd_diff_usage[];
 int cmd_delete(int argc, char **argv);
 extern const char cmd_delete_usage[];
 int cmd_inspect(int argc, char **argv);

@@ -11,6 +11,7 @@ static const cli_command commands[] = {
     {"apply", "check changes against the store and the dataplanes, then store them", cmd_apply_usage,
      cmd_apply},
     {"get", "list meshes, dataplanes or secrets", cmd_get_usage, cmd_get},
+    {"diff", "show what apply would change: a diff, each mesh's step and its verdict", cmd_diff_usage, cmd_diff},
     {"delete", "delete meshes, dataplanes or secrets, refused while needed", cmd_delete_usage, cmd_delete},
     {"inspect", "show CAs per mesh and certificates per dataplane", cmd_inspect_usage, cmd_inspect},
     {"reconcile", "one reconcile pass: issue, renew and rebundle dataplane certificates",
