@@ -37,10 +37,9 @@ typedef struct listing {
 
 static void listing_free(listing *l)
 {
-    /* Secret values are key material: wipe before freeing. */
+    /* Secrets, and a Mesh's inline datasources, are key material: wipe before freeing. */
     for (size_t i = 0; l->entries && i < l->n; i++)
-        if (strcmp(l->kind, STATE_SECRETS) == 0)
-            OPENSSL_cleanse(l->entries[i].value, l->entries[i].len);
+        OPENSSL_cleanse(l->entries[i].value, l->entries[i].len);
     store_entries_free(l->entries, l->n);
     free(l->doomed);
 }
@@ -144,6 +143,10 @@ static long resolve(const delete_target *t, const listing *l, const delete_optio
 {
     const char *word = delete_kind_word(t->kind);
     const char *mesh_name = t->kind == RESOURCE_MESH ? t->name : t->mesh;
+    if (!t->name) {
+        diag_error(diags, "not-found", &t->mark, "", "this %s has no name to delete", word);
+        return -1;
+    }
     if (mesh_name) {
         long i = listing_find(l, mesh_name, t->name);
         if (i < 0 && !opts->ignore_not_found) {
