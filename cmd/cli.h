@@ -21,6 +21,7 @@ typedef enum output_format {
     OUTPUT_GITHUB,
     OUTPUT_YAML,
     OUTPUT_PEM,
+    OUTPUT_NAME,    /* KIND/NAME per line, as kubectl -o name (shell completion) */
 } output_format;
 
 /* Parses "text", "json", ... among the formats allowed by `allowed` (bitmask of 1 << format).
@@ -55,6 +56,10 @@ int cmd_apply(int argc, char **argv);
 extern const char cmd_apply_usage[];
 int cmd_get(int argc, char **argv);
 extern const char cmd_get_usage[];
+int cmd_diff(int argc, char **argv);
+extern const char cmd_diff_usage[];
+int cmd_delete(int argc, char **argv);
+extern const char cmd_delete_usage[];
 int cmd_inspect(int argc, char **argv);
 extern const char cmd_inspect_usage[];
 int cmd_roots(int argc, char **argv);
@@ -62,12 +67,18 @@ extern const char cmd_roots_usage[];
 int cmd_ca(int argc, char **argv);
 extern const char cmd_ca_usage[];
 
-/* Shared by get and inspect: "WHAT [-m MESH] [-o FORMAT]". Returns 0 or -1 (usage printed). */
+/* Shared by get and inspect: "WHAT [NAME...] [-m MESH] [-o FORMAT]". NAMEs are allowed only
+ * when ret_names is not NULL (*ret_names points into argv). Returns 0 or -1 (usage printed). */
 int cli_parse_listing(int argc, char **argv, const char *usage, unsigned formats,
-                      const char **ret_what, const char **ret_mesh, output_format *ret_format);
+                      const char **ret_what, const char **ret_mesh, output_format *ret_format,
+                      char ***ret_names, size_t *ret_nnames);
 /* Prints a JSON document as indented JSON, or as YAML with OUTPUT_YAML. */
 struct json_t;
 void cli_print_structured(const struct json_t *doc, output_format format);
+/* Writes JSON documents as one YAML stream through libyaml's emitter (block style; a string is
+ * quoted only where plain would read back as something else), each document after "---" when
+ * `markers`. Returns 0 or -1 (out of memory or write error). */
+int cli_write_yaml(FILE *out, const struct json_t *const *docs, size_t ndocs, bool markers);
 
 int cmd_reconcile(int argc, char **argv);
 extern const char cmd_reconcile_usage[];

@@ -10,7 +10,7 @@
 #include "reconciler/state.h"
 
 const char cmd_inspect_usage[] =
-    "Usage: meshca inspect meshes|dataplanes [-m MESH] [-o text|json]\n"
+    "Usage: meshca inspect meshes|dataplanes [-m MESH] [-o text|json|yaml]\n"
     "\n"
     "meshes: per mesh, each backend's CA subject and expiry, how many dataplanes trust it\n"
     "(have it in the bundle they loaded) and hold its certificates, and any pending change\n"
@@ -18,7 +18,11 @@ const char cmd_inspect_usage[] =
     "dataplanes: per dataplane, what its agent acknowledged: CERT BACKEND (issuer of the\n"
     "loaded certificate), SUPPORTED (CAs in the loaded bundle), EXPIRES, REGENERATIONS and\n"
     "ACKED (acknowledged/issued generation). -o json prints the status format that\n"
-    "'meshca validate --status' reads.\n";
+    "'meshca validate --status' reads; -o yaml the same as YAML.\n"
+    "\n"
+    "Flags:\n"
+    "  -m, --mesh MESH       only this mesh\n"
+    "  -o, --output FORMAT   text (default), json or yaml\n";
 
 /* The S7 object of a dataplane: its acknowledged status, with the generation issued. */
 static json_t *dataplane_json(store *s, const dataplane *dp, const dataplane_status *st)
@@ -81,7 +85,7 @@ static int inspect_dataplanes(store *s, const manifest_set *set, const status_se
         if (obj)
             json_array_append_new(items, obj);
     }
-    if (format == OUTPUT_JSON) {
+    if (format == OUTPUT_JSON || format == OUTPUT_YAML) {
         cli_print_structured(items, format);
     } else {
         printf("%-12s %-16s %-13s %-20s %-21s %-13s %s\n", "MESH", "NAME", "CERT BACKEND",
@@ -150,7 +154,7 @@ static int inspect_meshes(store *s, const manifest_set *set, const status_set *s
                                                "status", mstatus));
         json_decref(mstatus);
     }
-    if (format == OUTPUT_JSON) {
+    if (format == OUTPUT_JSON || format == OUTPUT_YAML) {
         cli_print_structured(items, format);
         json_decref(items);
         return EXIT_OK;
@@ -205,8 +209,9 @@ int cmd_inspect(int argc, char **argv)
 {
     const char *what = NULL, *mesh_name = NULL;
     output_format format = OUTPUT_TEXT;
-    if (cli_parse_listing(argc, argv, cmd_inspect_usage, 1u << OUTPUT_TEXT | 1u << OUTPUT_JSON,
-                          &what, &mesh_name, &format) < 0)
+    if (cli_parse_listing(argc, argv, cmd_inspect_usage,
+                          1u << OUTPUT_TEXT | 1u << OUTPUT_JSON | 1u << OUTPUT_YAML, &what,
+                          &mesh_name, &format, NULL, NULL) < 0)
         return EXIT_TROUBLE;
     int meshes = strcmp(what, "meshes") == 0 || strcmp(what, "mesh") == 0;
     if (!meshes && strcmp(what, "dataplanes") != 0 && strcmp(what, "dataplane") != 0) {

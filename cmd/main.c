@@ -11,6 +11,8 @@ static const cli_command commands[] = {
     {"apply", "check changes against the store and the dataplanes, then store them", cmd_apply_usage,
      cmd_apply},
     {"get", "list meshes, dataplanes or secrets", cmd_get_usage, cmd_get},
+    {"diff", "show what apply would change: a diff, each mesh's step and its verdict", cmd_diff_usage, cmd_diff},
+    {"delete", "delete meshes, dataplanes or secrets, refused while needed", cmd_delete_usage, cmd_delete},
     {"inspect", "show CAs per mesh and certificates per dataplane", cmd_inspect_usage, cmd_inspect},
     {"reconcile", "one reconcile pass: issue, renew and rebundle dataplane certificates",
      cmd_reconcile_usage, cmd_reconcile},
@@ -35,7 +37,7 @@ static void print_usage(FILE *out)
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fputs("  help       show the help of a command\n\n"
-          "Global flags:\n"
+          "Global flags (before or after the command):\n"
           "  --store URL   state store (default $MESHCA_STORE or sqlite://.meshca/meshca.db)\n"
           "  -h, --help    show this help\n"
           "  --version     print the version\n\n"
@@ -65,6 +67,33 @@ static int help(const char *name)
     }
     fputs(cmd->usage, stdout);
     return EXIT_OK;
+}
+
+/* Takes the global --store out of a command's arguments (kubectl takes its global flags
+ * anywhere): argv[from..] up to a "--" is compacted in place. Returns the new argc, or -1 when
+ * --store lacks its URL. */
+static int take_global_flags(int argc, char **argv, int from)
+{
+    int out = from, i = from;
+    for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--store") == 0) {
+            if (i + 1 >= argc) {
+                cli_error("flag '--store' needs a value; run 'meshca --help'");
+                return -1;
+            }
+            setenv("MESHCA_STORE", argv[++i], 1);
+            cli_store_flag = argv[i];
+        } else if (strncmp(argv[i], "--store=", 8) == 0) {
+            setenv("MESHCA_STORE", argv[i] + 8, 1);
+            cli_store_flag = argv[i] + 8;
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    while (i < argc)
+        argv[out++] = argv[i++];
+    argv[out] = NULL;
+    return out;
 }
 
 int main(int argc, char **argv)
@@ -104,6 +133,8 @@ int main(int argc, char **argv)
         cli_error("unknown command '%s'; run 'meshca --help'", argv[i]);
         return EXIT_TROUBLE;
     }
+    if ((argc = take_global_flags(argc, argv, i + 1)) < 0)
+        return EXIT_TROUBLE;
     /* The command sees its own name as argv[0], like a program of its own. */
     return cmd->run(argc - i, argv + i);
 }

@@ -10,7 +10,7 @@
 
 static const char *const format_names[] = {
     [OUTPUT_TEXT] = "text", [OUTPUT_JSON] = "json", [OUTPUT_GITHUB] = "github",
-    [OUTPUT_YAML] = "yaml", [OUTPUT_PEM] = "pem",
+    [OUTPUT_YAML] = "yaml", [OUTPUT_PEM] = "pem", [OUTPUT_NAME] = "name",
 };
 
 void cli_error(const char *fmt, ...)

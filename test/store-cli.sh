@@ -202,7 +202,7 @@ run get secrets -o yaml
 cp "$WORK/out" "$WORK/secrets-get.yaml"
 run apply -f "$WORK/secrets-get.yaml"
 check "get secrets -o yaml applies back unchanged" out_has "secret/default/ca-2-key unchanged"
-sed 's/name: "ca-b"/name: "ca-c"/' "$WORK/inl-get.yaml" >"$WORK/inl-renamed.yaml"
+sed 's/name: ca-b$/name: ca-c/' "$WORK/inl-get.yaml" >"$WORK/inl-renamed.yaml"
 line=$(grep -n '<redacted>' "$WORK/inl-renamed.yaml" | sed -n 3p | cut -d: -f1)
 run apply -f "$WORK/inl-renamed.yaml" -o json
 check "a <redacted> value with no stored value to keep is refused (exit 1)" exit_is 1
