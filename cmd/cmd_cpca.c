@@ -19,8 +19,9 @@ const char cmd_cpca_usage[] =
     "controller's dataplane API. The CA is created in the store the first time a controller\n"
     "or this command needs it, and kept; its private key is never printed.\n"
     "\n"
-    "  -o pem    the certificate as PEM (default)\n"
-    "  -o json   {\"certificate\",\"subject\",\"notBefore\",\"notAfter\",\"fingerprintSHA1\"}\n"
+    "Flags:\n"
+    "  -o, --output FORMAT    pem (default): the certificate as PEM; json:\n"
+    "                         {\"certificate\",\"subject\",\"notBefore\",\"notAfter\",\"fingerprintSHA1\"}\n"
     "\n"
     "Exit codes: 0 ok; 2 usage error, store unreachable or internal error.\n";
 

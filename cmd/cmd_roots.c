@@ -16,7 +16,13 @@ const char cmd_roots_usage[] =
     "\n"
     "Prints the CA roots of MESH, one per backend, in the shape of Consul's\n"
     "/v1/connect/ca/roots: {\"ActiveRootID\",\"TrustDomain\",\"Roots\":[...]} (default), or the\n"
-    "CA certificates as PEM, the enabled backend first (-o pem). Never prints private keys.\n";
+    "CA certificates as PEM, the enabled backend first (-o pem). Never prints private keys.\n"
+    "\n"
+    "Flags:\n"
+    "  -m, --mesh MESH        the mesh (required)\n"
+    "  -o, --output FORMAT    json (default) or pem\n"
+    "\n"
+    "Exit codes: 0 ok; 1 no such mesh; 2 usage error, store unreachable or internal error.\n";
 
 /* During a forced switch, leaves carry the new CA cross-signed by the old one after the leaf
  * and the new backend's intermediates: take it from the first identity that has it. Caller
@@ -84,9 +90,14 @@ int cmd_roots(int argc, char **argv)
     json_t *mstatus = NULL;
     char *cross_pem = NULL;
     const mesh *m = NULL;
-    if (state_load_resources(s, mesh_name, set, &diags) < 0 ||
-        !(m = manifest_set_find_mesh(set, mesh_name))) {
+    if (state_load_resources(s, mesh_name, set, &diags) < 0) {
+        cli_error("cannot read mesh '%s' from the store", mesh_name);
+        goto out;
+    }
+    if (!(m = manifest_set_find_mesh(set, mesh_name))) {
+        /* Not found is a wrong name, as kubectl's NotFound: exit 1, not a store failure. */
         cli_error("no mesh '%s' in the store", mesh_name);
+        exit_code = EXIT_INVALID;
         goto out;
     }
     if (mesh_cas_open(s, m, time(NULL), &cas) < 0)

@@ -128,9 +128,10 @@ static int list(store *s, const char *mesh_name, output_format format)
 
 int cmd_token(int argc, char **argv)
 {
+    enum { OPT_TTL = 256 }; /* long only: no -t */
     static const struct option options[] = {
         {"mesh", required_argument, NULL, 'm'}, {"dataplane", required_argument, NULL, 'd'},
-        {"ttl", required_argument, NULL, 't'},  {"output", required_argument, NULL, 'o'},
+        {"ttl", required_argument, NULL, OPT_TTL},  {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
     const char *mesh_name = NULL, *dp_name = NULL, *ttl = NULL;
@@ -146,7 +147,7 @@ int cmd_token(int argc, char **argv)
         case 'd':
             dp_name = optarg;
             break;
-        case 't':
+        case OPT_TTL:
             ttl = optarg;
             break;
         case 'o':

@@ -316,4 +316,8 @@ run get dataplanes "$long252" -m default
 run apply -f "$WORK/long-254.yaml"
 check "apply refuses a 254-character name with invalid-name at its path" err_has "long-254.yaml:3:7: error: name:"
 
+run roots -m nosuch
+check "roots of a mesh that does not exist exits 1 naming it" exit_is 1
+check "roots names the missing mesh" err_has "no mesh 'nosuch' in the store"
+
 finish
