@@ -66,4 +66,16 @@ check "cp-ca -o json prints no private key" out_lacks "PRIVATE KEY"
 run cp-ca -o yaml
 check "cp-ca -o yaml is a usage error (exit 2)" exit_is 2
 
+# S8: deleting a Dataplane revokes its tokens.
+run token issue -m default -d web-01
+check "a fresh token for web-01 is issued" exit_is 0
+run token issue -m default -d db-01
+check "a token for db-01 is issued" exit_is 0
+run delete dataplane web-01 -m default
+check "web-01 is deleted" exit_is 0
+run token list -m default -o json
+check "deleting the dataplane revoked its tokens" python3 -c '
+import json, sys; names = [t["dataplane"] for t in json.load(open(sys.argv[1]))]
+assert names == ["db-01"], names' "$WORK/out"
+
 finish
