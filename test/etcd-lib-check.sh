@@ -12,6 +12,8 @@ get() { curl -s -m 5 -X POST "http://$1/v3/kv/range" -d "{\"key\":\"$2\"}" | pyt
 import json, sys
 kvs = json.load(sys.stdin).get("kvs", [])
 print(kvs[0]["value"] if kvs else "")'; }
+# eventually SECONDS CMD...: CMD succeeds within SECONDS (a killed leader means an election first).
+eventually() { local end=$((SECONDS + $1)); shift; until "$@"; do [ "$SECONDS" -lt "$end" ] || return 1; sleep 0.2; done; }
 put() { curl -s -m 5 -X POST "http://$1/v3/kv/put" -d "{\"key\":\"$2\",\"value\":\"$3\"}" >/dev/null; }
 
 check "one member starts and answers" etcd_start 1
@@ -25,9 +27,11 @@ check "the one-member cluster was stopped and removed first" test ! -e "$dir1"
 check "three distinct endpoints" test "$(tr ',' '\n' <<<"$ETCD_ENDPOINTS" | sort -u | wc -l)" -eq 3
 put "$(etcd_endpoint 0)" Yg== Mg==
 etcd_kill 0
-check "with member 0 killed, member 1 serves its write" test "$(get "$(etcd_endpoint 1)" Yg==)" = Mg==
+member1_has_write() { test "$(get "$(etcd_endpoint 1)" Yg==)" = Mg==; }
+check "with member 0 killed, member 1 serves its write (after electing a leader)" eventually 15 member1_has_write
 check "member 0 restarts on its data dir" etcd_restart 0
-check "and has the write" test "$(get "$(etcd_endpoint 0)" Yg==)" = Mg==
+member0_has_write() { test "$(get "$(etcd_endpoint 0)" Yg==)" = Mg==; }
+check "and has the write" eventually 15 member0_has_write
 pids=$(for i in 0 1 2; do echo "${_etcd_pids[$i]}"; done)
 dir3=$ETCD_DIR
 etcd_stop
