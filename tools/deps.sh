@@ -10,6 +10,7 @@ packages=(
     openssl curl python3 procps             # integration tests: openssl verify, HTTP, JSON checks, pgrep
     nginx-light                             # the end-to-end data plane
     etcd-server                             # the etcd store's tests run a real etcd (/usr/bin/etcd)
+    clang libclang-rt-dev sqlite3           # fuzz targets (libFuzzer, build-fuzz); secret scan's store dump
 )
 
 missing=()
