@@ -41,7 +41,9 @@ reconcile | run)
     if [ "$mode" = reconcile ]; then
         cmd=(reconcile --once)
     else
+        # The API on a free port once run serves it (today's run has no --listen).
         cmd=(run --listen 127.0.0.1:0)
+        "$MESHCA" help run 2>&1 | grep -q -- --listen || cmd=(run)
     fi
     ;;
 *)
