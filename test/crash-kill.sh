@@ -70,17 +70,25 @@ if [ "$mode" = run ]; then
     done
     kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null
     ref_rc=0
+    dur_us=$((($(date +%s%N) - t0) / 1000))
 else
-    MESHCA_STORE="sqlite://$WORK/ref/meshca.db" "$MESHCA" "${cmd[@]}" >"$WORK/ref.out" 2>&1
-    ref_rc=$?
+    # The longest of three runs, so the kill points cover a slow run too (a cold cache).
+    dur_us=0
+    for r in 1 2 3; do
+        rm -rf "$WORK/ref" && cp -a "$WORK/before" "$WORK/ref"
+        t0=$(date +%s%N)
+        MESHCA_STORE="sqlite://$WORK/ref/meshca.db" "$MESHCA" "${cmd[@]}" >"$WORK/ref.out" 2>&1
+        ref_rc=$?
+        t=$((($(date +%s%N) - t0) / 1000))
+        [ $t -gt $dur_us ] && dur_us=$t
+    done
 fi
-dur_us=$((($(date +%s%N) - t0) / 1000))
 MESHCA_STORE="sqlite://$WORK/ref/meshca.db" "$STORE_DUMP" >"$WORK/after.dump"
 rc=$ref_rc
 check "the uninterrupted $mode succeeds" exit_is 0
 differs() { ! cmp -s "$1" "$2"; }
 check "the uninterrupted $mode changes the store" differs "$WORK/before.dump" "$WORK/after.dump"
-echo "  $mode of 1 mesh + $ndp dataplanes takes $((dur_us / 1000)) ms uninterrupted"
+echo "  $mode of 1 mesh + $ndp dataplanes takes up to $((dur_us / 1000)) ms uninterrupted: kill points spread over that"
 
 # Later checks are about the trials, not about the last command run through lib.sh's run.
 : >"$WORK/out"
