@@ -139,8 +139,6 @@ for fmt in text json yaml pem github; do
         scan_run get $kind -o $fmt
         scan_run get $kind -m default -o $fmt
     done
-    scan_run get secrets ca-sec-key -m default -o $fmt
-    scan_run get meshes default -o $fmt
     scan_run inspect meshes -o $fmt
     scan_run inspect dataplanes -m default -o $fmt
     scan_run roots -m default -o $fmt
