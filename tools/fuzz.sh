@@ -14,7 +14,6 @@ tools/deps.sh
 if [ ! -d build-fuzz ]; then
     CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 fi
-ninja -C build-fuzz >/dev/null
 mkdir -p build-fuzz/corpus
 tests=()
 for t in "$@"; do tests+=("fuzz-$t"); done
