@@ -19,5 +19,5 @@ tests=()
 for t in "$@"; do tests+=("fuzz-$t"); done
 # meson's per-test timeout is 180 s: scale it to the run asked for.
 MESHCA_FUZZ_SECONDS=$seconds MESHCA_FUZZ_KEEP=$PWD/build-fuzz/corpus \
-    meson test -C build-fuzz --suite fuzz --no-rebuild --print-errorlogs -v \
+    meson test -C build-fuzz --suite fuzz --print-errorlogs -v \
     --timeout-multiplier $((seconds / 120 + 2)) "${tests[@]}"
