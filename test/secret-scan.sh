@@ -17,6 +17,7 @@ for c in inl str fil sec; do
     check "ca create for the $c backend" exit_is 0
 done
 check "ca create writes its key 0600 under umask 000" test "$(stat -c %a "$WORK/ca/fil/ca-key.pem")" = 600
+check "ca create makes its directory 0700 under umask 000" test "$(stat -c %a "$WORK/ca/fil")" = 700
 check "ca create writes its certificate without write access for others under umask 000" \
     test "$(( 0$(stat -c %a "$WORK/ca/fil/ca.pem") & 022 ))" -eq 0
 b64() { base64 -w0 "$1"; }
