@@ -11,6 +11,9 @@
 #             suite 'crash'. For them "after" is the set of objects (not their values: keys and
 #             certificates are fresh on each run) that a completed pass leaves; the mesh's CA
 #             exists before, so the pass's own writes are what is checked.
+#             When the pass signs only CSRs agents submitted (SPEC S13), the before store must
+#             hold a submitted CSR per dataplane: "the uninterrupted reconcile changes the store"
+#             says so if it does not.
 # MESHCA_CRASH_KILLS (default 200) kills that must land while the command runs.
 source "$(dirname "$0")/lib.sh"
 : "${STORE_DUMP:?set STORE_DUMP to the built store-dump}"
