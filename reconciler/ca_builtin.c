@@ -9,6 +9,9 @@
 
 /* Reads of the secrets when concurrent creators keep conflicting (each retry sees a winner). */
 #define BUILTIN_CREATE_ATTEMPTS 3
+/* Longest root lifetime: an X.509 time ends at 9999-12-31, and the root is created only once,
+ * so a notAfter past it would be stored broken for good (found by the hostile corpus). */
+#define BUILTIN_MAX_LIFETIME_MS (1000LL * 365 * 86400 * 1000)
 
 typedef struct builtin_conf {
     int64_t lifetime_s;
@@ -28,11 +31,12 @@ static int read_conf(const ca_context *ctx, builtin_conf *ret, diag_list *diags,
     if (exp) {
         int64_t ms;
 
-        if (!mnode_is_string(exp) || model_parse_duration(exp->scalar, &ms) < 0 || ms < 1000) {
+        if (!mnode_is_string(exp) || model_parse_duration(exp->scalar, &ms) < 0 || ms < 1000 ||
+            ms > BUILTIN_MAX_LIFETIME_MS) {
             ca_conf_path(ctx, ".caCert.expiration", path, sizeof(path));
             if (diags)
                 diag_error(diags, "ca-conf", &exp->mark, path,
-                           "caCert.expiration must be a duration such as 10y");
+                           "caCert.expiration must be a duration such as 10y, at most 1000y");
             if (errbuf)
                 snprintf(errbuf, PKI_ERRBUF, "%s: invalid caCert.expiration", path);
             r = PKI_EINVAL;

@@ -664,6 +664,40 @@ static void *bump_later(void *arg)
     return NULL;
 }
 
+/* The hostile corpus's API cases (issue 14): bodies that are not what a handler expects get a
+ * 400 with the code that names it, and reach the controller neither as a CSR nor as an ack. */
+START_TEST(hostile_api_bodies_get_400_with_their_code_and_reach_nothing)
+{
+    static const struct {
+        const char *method, *what, *body, *code, *text;
+    } cases[] = {
+        {"POST", "csr", "not json at all", "invalid", "request body is not a JSON object"},
+        {"POST", "csr", "[\"csr\"]", "invalid", "request body is not a JSON object"},
+        {"POST", "csr", "{\"csr\": 7}", "invalid-csr", "field 'csr' (a PEM string) is missing"},
+        {"POST", "csr", "{\"csr\": \"-----BEGIN CERTIFICATE REQUEST-----\\nbm90IGEgQ1NS\\n"
+                       "-----END CERTIFICATE REQUEST-----\\n\"}", "invalid-csr", "csr"},
+        {"POST", "csr", "{\"csr\": \"\\u0000\"}", "invalid", "not a JSON object"},
+        {"PUT", "ack", "{\"generation\": \"1\"}", "invalid", "'generation' must be a positive integer"},
+        {"PUT", "ack", "{\"generation\": -1}", "invalid", "'generation' must be a positive integer"},
+        {"PUT", "ack", "{\"generation\": 1e400}", "invalid", "not a JSON object"},
+        {"PUT", "ack", "{\"generation\": 99999999999999999999999}", "invalid", "not a JSON object"},
+        {"PUT", "ack", "{}", "invalid", "'generation' must be a positive integer"},
+    };
+    char *token = issue("default", "web-01", time(NULL), 3600);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/meshes/default/dataplanes/web-01/%s", cases[i].what);
+        double_ctl.csr_count = 0;
+        double_ctl.acked = 0;
+        reply r = http((call){cases[i].method, path, token, .body = cases[i].body});
+        assert_error(r, 400, cases[i].code, cases[i].text);
+        ck_assert_msg(double_ctl.csr_count == 0 && double_ctl.acked == 0,
+                      "case %zu (%s) reached the controller", i, cases[i].body);
+    }
+    token_free(token);
+}
+END_TEST
+
 START_TEST(blocking_query_returns_because_of_notify)
 {
     char *token = issue("default", "web-01", time(NULL), 3600);
@@ -1102,6 +1136,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, csr_with_bad_signature_gets_400_naming_proof_of_possession);
     tcase_add_test(tc, csr_with_wrong_key_type_gets_400_naming_both_types);
     tcase_add_test(tc, csr_body_over_64k_gets_413_and_csr_over_16k_gets_400);
+    tcase_add_test(tc, hostile_api_bodies_get_400_with_their_code_and_reach_nothing);
     tcase_add_test(tc, blocking_query_returns_because_of_notify);
     tcase_add_test(tc, blocking_query_returns_at_wait_without_a_change);
     tcase_add_test(tc, blocking_query_of_a_closed_connection_is_forgotten);

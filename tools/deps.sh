@@ -11,6 +11,7 @@ packages=(
     nginx-light                             # the end-to-end data plane
     etcd-server                             # the etcd store's tests run a real etcd (/usr/bin/etcd)
     golang-cfssl                            # the cfssl backend's tests run a real `cfssl serve`
+    clang libclang-rt-dev sqlite3           # fuzz targets (libFuzzer, build-fuzz); secret scan's store dump
 )
 
 missing=()
