@@ -126,7 +126,8 @@ state_of() {
 
 kills=0 landed_before=0 landed_after=0 torn=0 finished=0 trials=0 converged=0 not_converged=0
 # Kill points spread uniformly over the measured duration (process start included).
-while [ $kills -lt "$want_kills" ] && [ $trials -lt $((want_kills * 2)) ]; do
+# Up to 5 trials per wanted kill: under a loaded machine many applies finish before their kill point.
+while [ $kills -lt "$want_kills" ] && [ $trials -lt $((want_kills * 5)) ]; do
     trials=$((trials + 1))
     rm -rf "$WORK/trial" && cp -a "$WORK/before" "$WORK/trial"
     export MESHCA_STORE="sqlite://$WORK/trial/meshca.db"
