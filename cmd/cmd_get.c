@@ -161,7 +161,7 @@ int cmd_get(int argc, char **argv)
     diag_list diags = DIAG_LIST_INIT;
     int rc = state_load_resources(s, mesh_name, set, &diags);
     if (rc < 0) {
-        cli_error("cannot read the store: %s", store_strerror(rc));
+        cli_error("cannot read the store: %s", store_errmsg(s)[0] ? store_errmsg(s) : store_strerror(rc));
         manifest_set_free(set);
         store_close(s);
         return EXIT_TROUBLE;
