@@ -25,6 +25,9 @@ if [ "${MESHCA_TEST_STORE:-sqlite}" = etcd ]; then
         while kill -0 $$ 2>/dev/null; do sleep 1; done
         etcd_stop
     ) >/dev/null 2>&1 &
+    # Neither the member nor the watchdog is one of the script's jobs: a script's cleanup that
+    # runs `wait` for its own children must not wait for them.
+    disown -a
     export MESHCA_STORE=$TEST_STORE_URL
 elif [ -n "${MESHCA_TEST_STORE:-}" ] && [ "$MESHCA_TEST_STORE" != sqlite ]; then
     echo "MESHCA_TEST_STORE must be sqlite or etcd, not '$MESHCA_TEST_STORE'" >&2

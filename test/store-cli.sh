@@ -279,6 +279,14 @@ check "an etcd store with no member answering is exit 2 (issue 11)" exit_is 2
 check "the unreachable etcd's message names every endpoint (issue 11)" \
     err_has "no etcd member answered (127.0.0.1:1: "
 check "... the second endpoint too" err_has "; 127.0.0.1:2: "
+# Issue 11: the global etcd TLS flags reach the store (files are checked when it opens).
+run --store "etcds://127.0.0.1:1" --etcd-cacert "$WORK/no-such-ca.pem" get meshes
+check "--etcd-cacert names a file that is not there: exit 2" exit_is 2
+check "... and the message names the file" err_has "cannot read $WORK/no-such-ca.pem"
+run --store "etcds://127.0.0.1:1" --etcd-cert="$WORK/client.pem" get meshes
+check "--etcd-cert without --etcd-key is refused" err_has "a client certificate needs its key"
+run --etcd-key
+check "--etcd-key without a file is a usage error" exit_is 2
 MESHCA_STORE="file://$WORK/old" run get meshes
 check "the retired file:// store is exit 2" exit_is 2
 check "the retired file:// store says what to use" err_has "the file:// store was retired; use sqlite://PATH (the default)"

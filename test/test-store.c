@@ -1071,6 +1071,57 @@ START_TEST(etcd_list_over_several_pages_is_whole_and_sorted_by_mesh_then_name) {
 }
 END_TEST
 
+/* Issue 11: etcds:// takes the CA and client certificate from the open options, or from
+ * $MESHCA_ETCD_* when they are not given; without them the member refuses us. */
+START_TEST(etcds_store_takes_its_tls_files_from_options_or_environment) {
+    static harness tls;
+    store_open_options o = STORE_OPEN_OPTIONS_INIT;
+    char u[300], ca[256], cert[256], key[256], err[MESHCA_ERRBUF] = "";
+    store_key k = { "secrets", "default", "ca-1-key" };
+    store *s = NULL;
+    char *v = NULL;
+
+    ck_assert_int_eq(harness_start_tls(&tls, 1), 0);
+    ck_assert_int_lt(snprintf(u, sizeof(u), "etcds://%s", tls.endpoints), (int) sizeof(u));
+    (void) snprintf(ca, sizeof(ca), "%s", harness_file(&tls, HARNESS_CA));
+    (void) snprintf(cert, sizeof(cert), "%s", harness_file(&tls, HARNESS_CLIENT_CERT));
+    (void) snprintf(key, sizeof(key), "%s", harness_file(&tls, HARNESS_CLIENT_KEY));
+    unsetenv("MESHCA_ETCD_CACERT");
+    unsetenv("MESHCA_ETCD_CERT");
+    unsetenv("MESHCA_ETCD_KEY");
+
+    o.etcd_cacert = ca;
+    o.etcd_cert = cert;
+    o.etcd_key = key;
+    ck_assert_msg(store_open_with(u, &o, &s, err, sizeof(err)) == STORE_OK, "%s", err);
+    ck_assert_msg(store_put(s, &k, "pem", 3, 0, NULL) == STORE_OK, "%s", store_errmsg(s));
+    store_close(s);
+
+    /* No files: the member's certificate is not trusted, and nothing is written or read. */
+    ck_assert_int_eq(store_open(u, &s, err, sizeof(err)), STORE_OK);
+    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_EUNAVAILABLE);
+    assert_err_has(s, "no etcd member answered (");
+    store_close(s);
+
+    /* The environment (what --etcd-cacert, --etcd-cert, --etcd-key set) stands in for options. */
+    ck_assert_int_eq(setenv("MESHCA_ETCD_CACERT", ca, 1), 0);
+    ck_assert_int_eq(setenv("MESHCA_ETCD_CERT", cert, 1), 0);
+    ck_assert_int_eq(setenv("MESHCA_ETCD_KEY", key, 1), 0);
+    ck_assert_int_eq(store_open(u, &s, err, sizeof(err)), STORE_OK);
+    ck_assert_msg(store_get(s, &k, &v, NULL, NULL) == STORE_OK, "%s", store_errmsg(s));
+    ck_assert_str_eq(v, "pem");
+    free(v);
+    store_close(s);
+    /* A certificate without its key is refused at open, naming neither's content. */
+    unsetenv("MESHCA_ETCD_KEY");
+    ck_assert_int_eq(store_open(u, &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "a client certificate needs its key"));
+    unsetenv("MESHCA_ETCD_CACERT");
+    unsetenv("MESHCA_ETCD_CERT");
+    harness_stop(&tls);
+}
+END_TEST
+
 static Suite *store_suite(void) {
     Suite *s = suite_create("store");
     TCase *tc = tcase_create("contract"), *own;
@@ -1105,6 +1156,7 @@ static Suite *store_suite(void) {
         tcase_add_test(own, etcd_with_no_member_answering_is_unavailable_naming_every_endpoint);
         tcase_add_test(own, etcd_watch_from_a_compacted_revision_is_store_compacted);
         tcase_add_test(own, etcd_list_over_several_pages_is_whole_and_sorted_by_mesh_then_name);
+        tcase_add_test(own, etcds_store_takes_its_tls_files_from_options_or_environment);
     } else {
         tcase_add_test(own, files_are_0600_and_dirs_0700_whatever_the_umask);
         tcase_add_test(own, file_url_is_retired_etcd_url_checked_and_unknown_scheme_invalid);
