@@ -236,7 +236,9 @@ typedef struct store_event {
  * store_revision, then watch from it, and continue from the last event's version.
  * STORE_ECOMPACTED when changes after after_revision are no longer kept (the window is at most
  * the last STORE_WATCH_WINDOW revisions): re-list and watch from the current revision.
- * Caller frees with store_events_free().
+ * On etcd the window is what the cluster keeps until its compaction, and a call with
+ * timeout_ms 0 may wait up to 3 s for its stream to connect when the store revision is past
+ * after_revision (so changes that are there are returned). Caller frees with store_events_free().
  */
 int store_watch(store *s, uint64_t after_revision, int timeout_ms, store_event **ret_events, size_t *ret_count);
 

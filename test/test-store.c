@@ -1071,6 +1071,48 @@ START_TEST(etcd_list_over_several_pages_is_whole_and_sorted_by_mesh_then_name) {
 }
 END_TEST
 
+static int64_t mono_ms(void) {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Issue 11: writes outside the store's prefix move etcd's revision but are no store events: a
+ * "do not wait" watch may wait once for its stream, not on every call (a controller loop). */
+START_TEST(etcd_watch_with_only_foreign_writes_waits_once_not_on_every_call) {
+    store *s = open_store();
+    etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
+    etcd_client *c = NULL;
+    char err[MESHCA_ERRBUF] = "";
+    store_event *ev = NULL;
+    size_t n = 0;
+    uint64_t rev = 0;
+    int64_t t0;
+
+    ck_assert_int_eq(store_revision(s, &rev), STORE_OK);
+    o.endpoints = member.endpoints;
+    ck_assert_int_eq(etcd_client_new(&o, &c, err), 0);
+    ck_assert_msg(etcd_put(c, "/other-app/x", 12, "y", 1, 0, NULL, err) == 0, "%s", err);
+    etcd_client_free(c);
+    ck_assert_int_eq(store_watch(s, rev, 0, &ev, &n), STORE_OK);
+    ck_assert_uint_eq(n, 0);
+    t0 = mono_ms();
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(store_watch(s, rev, 0, &ev, &n), STORE_OK);
+        ck_assert_uint_eq(n, 0);
+    }
+    ck_assert_int_lt(mono_ms() - t0, 1000);
+    /* And a store write after that is still seen without waiting for it. */
+    put_str(s, "dpstatus", "default", "web-01", "ack", 0);
+    ck_assert_int_eq(store_watch(s, rev, 0, &ev, &n), STORE_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(ev[0].name, "web-01");
+    store_events_free(ev, n);
+    store_close(s);
+}
+END_TEST
+
 /* Issue 11: etcds:// takes the CA and client certificate from the open options, or from
  * $MESHCA_ETCD_* when they are not given; without them the member refuses us. */
 START_TEST(etcds_store_takes_its_tls_files_from_options_or_environment) {
@@ -1157,6 +1199,7 @@ static Suite *store_suite(void) {
         tcase_add_test(own, etcd_watch_from_a_compacted_revision_is_store_compacted);
         tcase_add_test(own, etcd_list_over_several_pages_is_whole_and_sorted_by_mesh_then_name);
         tcase_add_test(own, etcds_store_takes_its_tls_files_from_options_or_environment);
+        tcase_add_test(own, etcd_watch_with_only_foreign_writes_waits_once_not_on_every_call);
     } else {
         tcase_add_test(own, files_are_0600_and_dirs_0700_whatever_the_umask);
         tcase_add_test(own, file_url_is_retired_etcd_url_checked_and_unknown_scheme_invalid);

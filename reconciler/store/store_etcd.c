@@ -37,6 +37,8 @@ typedef struct etcd_store {
     uint64_t given;       /* the caller was given every event of w up to this revision */
     store_event *pending; /* converted events of w not handed out yet (after the per-call cap) */
     size_t npending;
+    uint64_t quiet; /* w was waited on (catch-up) up to this store revision and had no object
+                     * event: other prefixes' writes do not make every later call wait */
 } etcd_store;
 
 static int64_t now_ms(void)
@@ -429,6 +431,7 @@ static void watch_reset(etcd_store *e)
     store_events_free(e->pending, e->npending);
     e->pending = NULL;
     e->npending = 0;
+    e->quiet = 0;
 }
 
 /* Appends the object events of ev to e->pending (the leader key and foreign keys are not objects).
@@ -494,7 +497,8 @@ static int ed_watch(void *impl, uint64_t after, int timeout_ms, store_event **re
     etcd_store *e = impl;
     char cause[MESHCA_ERRBUF], why[160];
     int64_t deadline, compact = 0;
-    int r;
+    uint64_t current = 0;
+    int r, catch_up = 0;
 
     if (after >= (uint64_t)INT64_MAX)
         return fail_call(e, STORE_EINVAL, "watch", "revision out of etcd's range", err);
@@ -509,14 +513,14 @@ static int ed_watch(void *impl, uint64_t after, int timeout_ms, store_event **re
         e->given = after;
     }
     if (e->npending == 0 && timeout_ms == 0) {
-        uint64_t rev = 0;
-
         /* A new stream connects on its first wait: if the store moved on, give it time. */
-        r = ed_revision(e, &rev, err);
+        r = ed_revision(e, &current, err);
         if (r < 0)
             return r;
-        if (rev > after)
+        if (current > after && current > e->quiet) {
             timeout_ms = WATCH_CATCH_UP_MS;
+            catch_up = 1;
+        }
     }
     deadline = now_ms() + timeout_ms;
     while (e->npending == 0) {
@@ -545,6 +549,8 @@ static int ed_watch(void *impl, uint64_t after, int timeout_ms, store_event **re
         }
     }
     if (e->npending == 0) {
+        if (catch_up)
+            e->quiet = current;
         *ret_events = NULL;
         *ret_count = 0;
         return STORE_OK;
