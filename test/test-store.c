@@ -998,6 +998,58 @@ START_TEST(etcd_txn_over_max_txn_ops_is_split_and_every_part_carries_the_checks)
 }
 END_TEST
 
+/* Issue 11: when leadership moves in the middle of a split write, no later part lands: every
+ * part carries the fence (the check), not only the first. */
+START_TEST(etcd_split_write_stops_at_the_first_part_after_the_fence_moved) {
+    store *s = open_etcd_with("?max-txn-ops=2");
+    uint64_t fence = put_str(s, "meshstatus", NULL, "leader", "me", 0), moved = 0;
+    static store_op ops[201];
+    static char names[200][16];
+    store_key leader = { "meshstatus", NULL, "leader" };
+    store_entry *e = NULL;
+    char *v = NULL;
+    size_t n = 0;
+    pid_t pid;
+    int status = 0, r;
+
+    ops[0] = (store_op) { .type = STORE_OP_CHECK, .key = leader, .expected_version = fence };
+    for (int i = 0; i < 200; i++) {
+        (void) snprintf(names[i], sizeof(names[i]), "dp-%03d", i);
+        ops[i + 1] = (store_op) { .type = STORE_OP_PUT, .key = { "identities", "default", names[i] }, .value = "c",
+                                  .len = 1, .expected_version = 0 };
+    }
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* Another replica takes over as soon as the first part has landed. */
+        store_key first = { "identities", "default", "dp-000" };
+        store *c = NULL;
+        if (store_open(url, &c, NULL, 0) != STORE_OK)
+            _exit(1);
+        for (int i = 0; i < 10000 && store_get(c, &first, &v, NULL, NULL) == STORE_ENOTFOUND; i++)
+            usleep(1000);
+        if (store_put(c, &leader, "other", 5, STORE_ANY_VERSION, NULL) != STORE_OK)
+            _exit(2);
+        _exit(0);
+    }
+    r = store_txn(s, ops, 201);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    ck_assert_msg(r == STORE_ECONFLICT, "the split write went through the moved fence: %d %s", r, store_errmsg(s));
+    assert_err_has(s, "meshstatus/leader/leader: version conflict");
+    ck_assert_int_eq(store_get(s, &leader, &v, NULL, &moved), STORE_OK);
+    free(v);
+    ck_assert_int_eq(store_list(s, "identities", "default", &e, &n), STORE_OK);
+    ck_assert_uint_gt(n, 0);
+    ck_assert_uint_lt(n, 200);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(e[i].version < moved, "%s written at %" PRIu64 ", after the fence moved at %" PRIu64, e[i].name,
+                      e[i].version, moved);
+    store_entries_free(e, n);
+    store_close(s);
+}
+END_TEST
+
 /* Issue 11: no member answering is "unavailable" (retry), naming every endpoint. */
 START_TEST(etcd_with_no_member_answering_is_unavailable_naming_every_endpoint) {
     char err[MESHCA_ERRBUF] = "";
@@ -1195,6 +1247,7 @@ static Suite *store_suite(void) {
     tcase_set_timeout(own, 120);
     if (on_etcd) {
         tcase_add_test(own, etcd_txn_over_max_txn_ops_is_split_and_every_part_carries_the_checks);
+        tcase_add_test(own, etcd_split_write_stops_at_the_first_part_after_the_fence_moved);
         tcase_add_test(own, etcd_with_no_member_answering_is_unavailable_naming_every_endpoint);
         tcase_add_test(own, etcd_watch_from_a_compacted_revision_is_store_compacted);
         tcase_add_test(own, etcd_list_over_several_pages_is_whole_and_sorted_by_mesh_then_name);
