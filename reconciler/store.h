@@ -255,6 +255,9 @@ void store_events_free(store_event *events, size_t count);
  * at one new revision, with delete events. The backend may delete expired objects lazily, but
  * no read, list or check ever sees an object whose lease has expired. Keepalive and revoke of
  * an expired or unknown lease: STORE_ENOTFOUND. Granting does not change the revision.
+ * On etcd the cluster ends leases itself: its leader notices an expired lease within about half
+ * a second and deletes its keys at one revision (etcd may also raise a short ttl to its minimum,
+ * about 1.5 election timeouts).
  */
 int store_lease_grant(store *s, int64_t ttl_seconds, store_lease_id *ret_id);
 int store_lease_keepalive(store *s, store_lease_id id);
