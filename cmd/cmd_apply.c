@@ -142,7 +142,7 @@ int cmd_apply(int argc, char **argv)
         goto out;
     }
     if (rc < 0) {
-        cli_error("cannot use the store: %s", store_strerror(rc));
+        cli_error("cannot use the store: %s", store_errmsg(s)[0] ? store_errmsg(s) : store_strerror(rc));
         goto out;
     }
     diag_list_sort(&diags);

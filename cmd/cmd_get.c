@@ -285,7 +285,7 @@ int cmd_get(int argc, char **argv)
     int rc = state_load_resources(s, kind == RESOURCE_MESH && nnames ? NULL : mesh_name, set,
                                   &diags);
     if (rc < 0) {
-        cli_error("cannot read the store: %s", store_strerror(rc));
+        cli_error("cannot read the store: %s", store_errmsg(s)[0] ? store_errmsg(s) : store_strerror(rc));
         manifest_set_free(set);
         store_close(s);
         return EXIT_TROUBLE;

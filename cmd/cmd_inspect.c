@@ -229,7 +229,7 @@ int cmd_inspect(int argc, char **argv)
         rc = state_load_status(s, mesh_name, &status);
     int exit_code = EXIT_TROUBLE;
     if (rc < 0)
-        cli_error("cannot read the store: %s", store_strerror(rc));
+        cli_error("cannot read the store: %s", store_errmsg(s)[0] ? store_errmsg(s) : store_strerror(rc));
     else
         exit_code = meshes ? inspect_meshes(s, set, &status, format)
                            : inspect_dataplanes(s, set, &status, format);

@@ -38,7 +38,11 @@ static void print_usage(FILE *out)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fputs("  help       show the help of a command\n\n"
           "Global flags (before or after the command):\n"
-          "  --store URL   state store (default $MESHCA_STORE or sqlite://.meshca/meshca.db)\n"
+          "  --store URL   state store (default $MESHCA_STORE or sqlite://.meshca/meshca.db);\n"
+          "                etcd://HOST:PORT[,HOST:PORT...][?max-txn-ops=N], etcds:// for TLS\n"
+          "  --etcd-cacert FILE  CA of the etcd members (etcds://; $MESHCA_ETCD_CACERT)\n"
+          "  --etcd-cert FILE    client certificate for etcd (etcds://; $MESHCA_ETCD_CERT)\n"
+          "  --etcd-key FILE     its private key (etcds://; $MESHCA_ETCD_KEY)\n"
           "  -h, --help    show this help\n"
           "  --version     print the version\n\n"
           "Exit codes: 0 success; 1 invalid input or a refused transition;\n"
@@ -69,9 +73,36 @@ static int help(const char *name)
     return EXIT_OK;
 }
 
-/* Takes the global --store out of a command's arguments (kubectl takes its global flags
- * anywhere): argv[from..] up to a "--" is compacted in place. Returns the new argc, or -1 when
- * --store lacks its URL. */
+/* --etcd-cacert/--etcd-cert/--etcd-key FILE (or =FILE): 1 taken, 0 not one, -1 no value. */
+static int etcd_flag(int argc, char **argv, int *i)
+{
+    static const char *const flags[][2] = {{"--etcd-cacert", "MESHCA_ETCD_CACERT"},
+                                           {"--etcd-cert", "MESHCA_ETCD_CERT"},
+                                           {"--etcd-key", "MESHCA_ETCD_KEY"}};
+
+    for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]); f++) {
+        size_t n = strlen(flags[f][0]);
+        if (strncmp(argv[*i], flags[f][0], n) != 0)
+            continue;
+        if (argv[*i][n] == '=') {
+            setenv(flags[f][1], argv[*i] + n + 1, 1);
+            return 1;
+        }
+        if (argv[*i][n] != '\0')
+            continue;
+        if (*i + 1 >= argc) {
+            cli_error("%s needs a file; run 'meshca --help'", flags[f][0]);
+            return -1;
+        }
+        setenv(flags[f][1], argv[++*i], 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* Takes the global --store and --etcd-* flags out of a command's arguments (kubectl takes
+ * its global flags anywhere): argv[from..] up to a "--" is compacted in place. Returns the new argc, or -1 when
+ * a flag lacks its value. */
 static int take_global_flags(int argc, char **argv, int from)
 {
     int out = from, i = from;
@@ -87,7 +118,11 @@ static int take_global_flags(int argc, char **argv, int from)
             setenv("MESHCA_STORE", argv[i] + 8, 1);
             cli_store_flag = argv[i] + 8;
         } else {
-            argv[out++] = argv[i];
+            int taken = etcd_flag(argc, argv, &i);
+            if (taken < 0)
+                return -1;
+            if (!taken)
+                argv[out++] = argv[i];
         }
     }
     while (i < argc)
@@ -118,6 +153,12 @@ int main(int argc, char **argv)
             cli_store_flag = argv[i] + 8;
             continue;
         }
+        /* The etcd TLS files reach the store through the environment, as --store does. */
+        int taken = etcd_flag(argc, argv, &i);
+        if (taken < 0)
+            return EXIT_TROUBLE;
+        if (taken)
+            continue;
         cli_error("unknown flag '%s'; run 'meshca --help'", argv[i]);
         return EXIT_TROUBLE;
     }

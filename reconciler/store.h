@@ -115,14 +115,35 @@ typedef struct store store;
 
 /*
  * Open a store. url: "sqlite://PATH" (the directory of PATH is created 0700 if missing, but
- * its parent must exist; the database file is 0600), "etcd://HOST:PORT[,...]"
- * (STORE_EUNSUPPORTED for now), NULL = $MESHCA_STORE or STORE_DEFAULT_URL. "file://" was
+ * its parent must exist; the database file is 0600), "etcd://HOST:PORT[,HOST:PORT...]"
+ * (plain HTTP) or "etcds://..." (TLS), optionally followed by "?max-txn-ops=N" (the cluster's
+ * --max-txn-ops, default 128), NULL = $MESHCA_STORE or STORE_DEFAULT_URL. Opening an etcd
+ * store connects to nothing: an unreachable cluster shows at the first call. "file://" was
  * retired: STORE_EINVAL saying so. Unknown scheme: STORE_EINVAL. An existing store directory
  * writable by other users, or a database file open to them, is refused with STORE_EINSECURE
  * (as ssh refuses a private key others can read). On failure a one-line reason is written to
  * errbuf (MESHCA_ERRBUF bytes, may be NULL). Caller frees *ret with store_close().
+ * store_open(url, ...) is store_open_with(url, NULL, ...).
  */
 int store_open(const char *url, store **ret, char *errbuf, size_t errlen);
+
+/*
+ * Options of store_open_with; strings borrowed for the call. A NULL string (or 0) takes the
+ * environment: $MESHCA_ETCD_CACERT, $MESHCA_ETCD_CERT, $MESHCA_ETCD_KEY (the CLI's
+ * --etcd-cacert, --etcd-cert, --etcd-key set them). The TLS files are used by etcds:// only.
+ * etcd_max_txn_ops: ops in one etcd txn (2..100000), 0 = the URL's max-txn-ops or 128.
+ */
+typedef struct store_open_options {
+    const char *etcd_cacert; /* PEM CA that signed the members (NULL: the system's CAs) */
+    const char *etcd_cert;   /* client certificate PEM (with etcd_key) */
+    const char *etcd_key;    /* its private key PEM */
+    unsigned etcd_max_txn_ops;
+} store_open_options;
+
+#define STORE_OPEN_OPTIONS_INIT { NULL, NULL, NULL, 0 }
+
+/* store_open with options (NULL = STORE_OPEN_OPTIONS_INIT). */
+int store_open_with(const char *url, const store_open_options *opts, store **ret, char *errbuf, size_t errlen);
 
 /* Accepts NULL. */
 void store_close(store *s);
@@ -170,8 +191,22 @@ void store_entries_free(store_entry *entries, size_t count);
  * transaction get the same new version. All or nothing across a crash too: a kill -9 or power
  * loss at any point leaves every object as before or every object as after. A transaction of
  * checks only writes nothing and does not change the revision.
+ *
+ * Atomic only up to store_txn_limit(s) ops. On etcd a larger transaction (or one larger than
+ * the cluster's request size) is applied as several consecutive transactions, each atomic and
+ * each carrying every STORE_OP_CHECK of the call (so a fenced write stays fenced); when one
+ * fails, the ones before it stay applied (the message says how many) and the writes get
+ * several versions. A caller that needs all or nothing stays within store_txn_limit(s); a
+ * reconcile pass may exceed it because it recomputes from the store and converges.
  */
 int store_txn(store *s, const store_op *ops, size_t nops);
+
+/*
+ * Most ops (puts, deletes and checks) one store_txn applies atomically: STORE_TXN_MAX on
+ * sqlite://, the cluster's --max-txn-ops (the URL's max-txn-ops, default 128) on etcd, minus
+ * nothing: etcd's request size (1.5 MiB by default) bounds the values too.
+ */
+size_t store_txn_limit(const store *s);
 
 /* What happened to an object at event.version. */
 typedef enum store_event_op {
@@ -202,7 +237,9 @@ typedef struct store_event {
  * store_revision, then watch from it, and continue from the last event's version.
  * STORE_ECOMPACTED when changes after after_revision are no longer kept (the window is at most
  * the last STORE_WATCH_WINDOW revisions): re-list and watch from the current revision.
- * Caller frees with store_events_free().
+ * On etcd the window is what the cluster keeps until its compaction, and a call with
+ * timeout_ms 0 may wait up to 3 s for its stream to connect when the store revision is past
+ * after_revision (so changes that are there are returned). Caller frees with store_events_free().
  */
 int store_watch(store *s, uint64_t after_revision, int timeout_ms, store_event **ret_events, size_t *ret_count);
 
@@ -219,6 +256,9 @@ void store_events_free(store_event *events, size_t count);
  * at one new revision, with delete events. The backend may delete expired objects lazily, but
  * no read, list or check ever sees an object whose lease has expired. Keepalive and revoke of
  * an expired or unknown lease: STORE_ENOTFOUND. Granting does not change the revision.
+ * On etcd the cluster ends leases itself: its leader notices an expired lease within about half
+ * a second and deletes its keys at one revision (etcd may also raise a short ttl to its minimum,
+ * about 1.5 election timeouts).
  */
 int store_lease_grant(store *s, int64_t ttl_seconds, store_lease_id *ret_id);
 int store_lease_keepalive(store *s, store_lease_id id);

@@ -3,7 +3,7 @@
 # apply → reconcile → agents → openssl verify; each step gated on what the agents acknowledged.
 # Runs builtin → builtin (ca-1 → ca-2) and builtin → provided (a CA from `meshca ca create`).
 source "$(dirname "$0")/lib.sh"
-export MESHCA_STORE="sqlite://$WORK/store/meshca.db"
+export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
 DPS="web-01 db-01"
 
 mesh_yaml() { # mesh_yaml ENABLED BACKEND-SPEC...  (spec: name:builtin | name:provided)

@@ -3,7 +3,7 @@
 # the add is held as pending (reason in `inspect meshes`) until the agents acknowledge, then
 # applied by the controller on its own; an add+switch written in one go stays refused.
 source "$(dirname "$0")/lib.sh"
-export MESHCA_STORE="sqlite://$WORK/store/meshca.db"
+export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
 mkdir -p "$WORK/manifests" "$WORK/dp/web-01" "$WORK/dp/db-01"
 pids=()
 cleanup() {

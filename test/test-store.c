@@ -1,6 +1,9 @@
-/* test-store.c - Check suite for the store (sqlite://): CAS, atomic transactions across kill -9, names, modes, watch, leases, errors. */
+/* test-store.c - Check suite for the store contract on every backend (sqlite://, and etcd:// with "etcd" as argument), plus each backend's own cases. */
 #define _GNU_SOURCE 1
 #include "reconciler/store.h"
+#include "reconciler/store/etcd_client.h"
+
+#include "etcd-harness.h"
 
 #include <check.h>
 #include <errno.h>
@@ -16,10 +19,32 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/*
+ * One set of contract tests (tcase "contract") runs on the backend chosen by the argument:
+ * none = sqlite:// in a temporary directory (suite unit), "etcd" = one real etcd member shared
+ * by the tests, its "/meshca/" keys wiped before each test (suite etcd).
+ */
+static int on_etcd;
+static harness member;
+
 static char tmpdir[] = "/tmp/meshca-test-store-XXXXXX";
-static char url[256];
+static char url[512];
 static char storedir[128];
 static char dbpath[160];
+
+/* Every test starts from an empty store: on etcd the revision keeps growing, which the
+ * contract allows (versions only compare). */
+static void wipe_etcd(void) {
+    etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
+    etcd_client *c = NULL;
+    char err[MESHCA_ERRBUF] = "", end[8];
+    size_t end_len = etcd_prefix_end("/meshca/", 8, end);
+
+    o.endpoints = member.endpoints;
+    ck_assert_msg(etcd_client_new(&o, &c, err) == 0, "etcd client: %s", err);
+    ck_assert_msg(etcd_delete_range(c, "/meshca/", 8, end, end_len, NULL, NULL, err) == 0, "wipe: %s", err);
+    etcd_client_free(c);
+}
 
 static void setup(void) {
     char tmpl[] = "/tmp/meshca-test-store-XXXXXX";
@@ -28,7 +53,12 @@ static void setup(void) {
     memcpy(tmpdir, tmpl, sizeof(tmpl));
     ck_assert_int_lt(snprintf(storedir, sizeof(storedir), "%s/store", tmpdir), (int) sizeof(storedir));
     ck_assert_int_lt(snprintf(dbpath, sizeof(dbpath), "%s/meshca.db", storedir), (int) sizeof(dbpath));
-    ck_assert_int_lt(snprintf(url, sizeof(url), "sqlite://%s", dbpath), (int) sizeof(url));
+    if (on_etcd) {
+        ck_assert_int_lt(snprintf(url, sizeof(url), "etcd://%s", member.endpoints), (int) sizeof(url));
+        wipe_etcd();
+    } else {
+        ck_assert_int_lt(snprintf(url, sizeof(url), "sqlite://%s", dbpath), (int) sizeof(url));
+    }
 }
 
 static void teardown(void) {
@@ -419,13 +449,22 @@ START_TEST(kill_9_during_writes_leaves_every_object_whole) {
 }
 END_TEST
 
-START_TEST(file_url_is_retired_etcd_unsupported_and_unknown_scheme_invalid) {
+/* Issue 11: etcd:// and etcds:// are schemes of the table now; their URL is checked at open. */
+START_TEST(file_url_is_retired_etcd_url_checked_and_unknown_scheme_invalid) {
     char err[256] = "";
     store *s = (store *) 0x1;
 
-    ck_assert_int_eq(store_open("etcd://127.0.0.1:2379", &s, err, sizeof(err)), STORE_EUNSUPPORTED);
-    ck_assert_ptr_nonnull(strstr(err, "etcd"));
+    ck_assert_int_eq(store_open("etcd://127.0.0.1:2379?max-txn-ops=1", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "max-txn-ops must be 2..100000"));
+    ck_assert_int_eq(store_open("etcd://127.0.0.1:2379?page=3", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "unknown parameter 'page=3'"));
+    ck_assert_int_eq(store_open("etcds://", &s, err, sizeof(err)), STORE_EINVAL);
     ck_assert_ptr_eq(s, (store *) 0x1);
+    /* Opening connects to nothing: a member that is not there shows at the first call. */
+    ck_assert_int_eq(store_open("etcd://127.0.0.1:1", &s, err, sizeof(err)), STORE_OK);
+    ck_assert_uint_eq(store_txn_limit(s), 128);
+    store_close(s);
+    s = (store *) 0x1;
     ck_assert_int_eq(store_open("http://x", &s, err, sizeof(err)), STORE_EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "unknown scheme"));
     ck_assert_int_eq(store_open("file:///tmp/x", &s, err, sizeof(err)), STORE_EINVAL);
@@ -434,6 +473,7 @@ START_TEST(file_url_is_retired_etcd_unsupported_and_unknown_scheme_invalid) {
     ck_assert_ptr_nonnull(strstr(err, "missing path"));
     ck_assert_ptr_eq(s, (store *) 0x1);
     ck_assert_str_eq(store_strerror(STORE_ECONFLICT), "version conflict");
+    ck_assert_uint_eq(store_txn_limit(NULL), STORE_TXN_MAX);
 }
 END_TEST
 
@@ -899,10 +939,288 @@ START_TEST(kill_9_in_a_2000_put_txn_at_200_random_points_leaves_all_or_nothing) 
 }
 END_TEST
 
+/* --- etcd's own cases ---------------------------------------------------------------------- */
+
+static store *open_etcd_with(const char *query) {
+    char u[600], err[MESHCA_ERRBUF] = "";
+    store *s = NULL;
+
+    ck_assert_int_lt(snprintf(u, sizeof(u), "%s%s", url, query), (int) sizeof(u));
+    ck_assert_msg(store_open(u, &s, err, sizeof(err)) == STORE_OK, "store_open(%s): %s", u, err);
+    return s;
+}
+
+/* Issue 11: a txn over --max-txn-ops is several etcd txns, each atomic and each fenced by the checks. */
+START_TEST(etcd_txn_over_max_txn_ops_is_split_and_every_part_carries_the_checks) {
+    store *s = open_etcd_with("?max-txn-ops=4");
+    uint64_t fence = put_str(s, "meshstatus", NULL, "leader", "me", 0), rev0 = 0, rev1 = 0;
+    store_op ops[10];
+    char names[9][8];
+    store_entry *e = NULL;
+    size_t n = 0, versions = 0;
+
+    ck_assert_uint_eq(store_txn_limit(s), 4);
+    ops[0] = (store_op) { .type = STORE_OP_CHECK, .key = { "meshstatus", NULL, "leader" }, .expected_version = fence };
+    for (int i = 0; i < 9; i++) {
+        (void) snprintf(names[i], sizeof(names[i]), "dp-%d", i);
+        ops[i + 1] = (store_op) { .type = STORE_OP_PUT, .key = { "identities", "default", names[i] }, .value = "v1",
+                                  .len = 2, .expected_version = 0 };
+    }
+    /* 1 check + 9 puts with 4 ops per etcd txn: the check and 3 puts, three times. */
+    ck_assert_msg(store_txn(s, ops, 10) == STORE_OK, "%s", store_errmsg(s));
+    ck_assert_int_eq(store_list(s, "identities", "default", &e, &n), STORE_OK);
+    ck_assert_uint_eq(n, 9);
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || e[i].version != e[i - 1].version)
+            versions++;
+    ck_assert_uint_eq(versions, 3);
+    store_entries_free(e, n);
+
+    /* The fence moved: no part writes, not even the first. */
+    put_str(s, "meshstatus", NULL, "leader", "other", fence);
+    for (int i = 1; i < 10; i++)
+        ops[i].expected_version = STORE_ANY_VERSION, ops[i].value = "v2";
+    ck_assert_int_eq(store_revision(s, &rev0), STORE_OK);
+    ck_assert_int_eq(store_txn(s, ops, 10), STORE_ECONFLICT);
+    assert_err_has(s, "meshstatus/leader/leader: version conflict");
+    ck_assert_int_eq(store_revision(s, &rev1), STORE_OK);
+    ck_assert_uint_eq(rev1, rev0);
+
+    /* A conflict in the second part leaves the first applied, and says so. */
+    ops[0].expected_version = fence + 1; /* the leader's current version: the put above */
+    ck_assert_int_eq(store_revision(s, &rev0), STORE_OK);
+    ops[0].expected_version = rev0;
+    ops[5].expected_version = 1; /* dp-4: stale */
+    ck_assert_int_eq(store_txn(s, ops, 10), STORE_ECONFLICT);
+    assert_err_has(s, "identities/default/dp-4: version conflict");
+    assert_err_has(s, "1 of 3 etcd txns of this 10-op write were applied");
+    store_close(s);
+}
+END_TEST
+
+/* Issue 11: when leadership moves in the middle of a split write, no later part lands: every
+ * part carries the fence (the check), not only the first. */
+START_TEST(etcd_split_write_stops_at_the_first_part_after_the_fence_moved) {
+    store *s = open_etcd_with("?max-txn-ops=2");
+    uint64_t fence = put_str(s, "meshstatus", NULL, "leader", "me", 0), moved = 0;
+    static store_op ops[201];
+    static char names[200][16];
+    store_key leader = { "meshstatus", NULL, "leader" };
+    store_entry *e = NULL;
+    char *v = NULL;
+    size_t n = 0;
+    pid_t pid;
+    int status = 0, r;
+
+    ops[0] = (store_op) { .type = STORE_OP_CHECK, .key = leader, .expected_version = fence };
+    for (int i = 0; i < 200; i++) {
+        (void) snprintf(names[i], sizeof(names[i]), "dp-%03d", i);
+        ops[i + 1] = (store_op) { .type = STORE_OP_PUT, .key = { "identities", "default", names[i] }, .value = "c",
+                                  .len = 1, .expected_version = 0 };
+    }
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* Another replica takes over as soon as the first part has landed. */
+        store_key first = { "identities", "default", "dp-000" };
+        store *c = NULL;
+        if (store_open(url, &c, NULL, 0) != STORE_OK)
+            _exit(1);
+        for (int i = 0; i < 10000 && store_get(c, &first, &v, NULL, NULL) == STORE_ENOTFOUND; i++)
+            usleep(1000);
+        if (store_put(c, &leader, "other", 5, STORE_ANY_VERSION, NULL) != STORE_OK)
+            _exit(2);
+        _exit(0);
+    }
+    r = store_txn(s, ops, 201);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    ck_assert_msg(r == STORE_ECONFLICT, "the split write went through the moved fence: %d %s", r, store_errmsg(s));
+    assert_err_has(s, "meshstatus/leader/leader: version conflict");
+    ck_assert_int_eq(store_get(s, &leader, &v, NULL, &moved), STORE_OK);
+    free(v);
+    ck_assert_int_eq(store_list(s, "identities", "default", &e, &n), STORE_OK);
+    ck_assert_uint_gt(n, 0);
+    ck_assert_uint_lt(n, 200);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(e[i].version < moved, "%s written at %" PRIu64 ", after the fence moved at %" PRIu64, e[i].name,
+                      e[i].version, moved);
+    store_entries_free(e, n);
+    store_close(s);
+}
+END_TEST
+
+/* Issue 11: no member answering is "unavailable" (retry), naming every endpoint. */
+START_TEST(etcd_with_no_member_answering_is_unavailable_naming_every_endpoint) {
+    char err[MESHCA_ERRBUF] = "";
+    store_key k = { "dataplanes", "default", "web-01" };
+    store *s = NULL;
+    char *v = NULL;
+
+    ck_assert_int_eq(store_open("etcd://127.0.0.1:1,127.0.0.1:2", &s, err, sizeof(err)), STORE_OK);
+    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_EUNAVAILABLE);
+    assert_err_has(s, "store 'etcd://127.0.0.1:1,127.0.0.1:2': dataplanes/default/web-01: no etcd member answered");
+    assert_err_has(s, "127.0.0.1:1: ");
+    assert_err_has(s, "127.0.0.1:2: ");
+    ck_assert_int_eq(store_put(s, &k, "x", 1, STORE_ANY_VERSION, NULL), STORE_EUNAVAILABLE);
+    store_close(s);
+}
+END_TEST
+
+/* Issue 11: etcd's compaction is the store's STORE_ECOMPACTED (not the client's old ESTATE). */
+START_TEST(etcd_watch_from_a_compacted_revision_is_store_compacted) {
+    store *s = open_store();
+    etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
+    etcd_client *c = NULL;
+    char err[MESHCA_ERRBUF] = "";
+    store_event *ev = NULL;
+    size_t n = 0;
+    uint64_t v1 = put_str(s, "dpstatus", "default", "a", "1", 0), v2 = put_str(s, "dpstatus", "default", "a", "2", v1);
+
+    ck_assert_int_eq(STORE_ECOMPACTED, MESHCA_ECOMPACTED);
+    ck_assert_int_eq(ETCD_ECOMPACTED, MESHCA_ECOMPACTED);
+    o.endpoints = member.endpoints;
+    ck_assert_int_eq(etcd_client_new(&o, &c, err), 0);
+    ck_assert_msg(etcd_compact(c, (int64_t) v2, 1, err) == 0, "compact: %s", err);
+    etcd_client_free(c);
+    ck_assert_int_eq(store_watch(s, v1 - 1, 1000, &ev, &n), STORE_ECOMPACTED);
+    assert_err_has(s, "re-list");
+    /* From the compacted revision on, the watch works again. */
+    put_str(s, "dpstatus", "default", "a", "3", v2);
+    ck_assert_int_eq(store_watch(s, v2, 5000, &ev, &n), STORE_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(ev[0].name, "a");
+    store_events_free(ev, n);
+    store_close(s);
+}
+END_TEST
+
+/* Issue 11: a listing longer than one range page is whole and sorted by (mesh, name), not
+ * etcd's key order (which puts mesh "a-b" before "a", since '-' < '/'). */
+START_TEST(etcd_list_over_several_pages_is_whole_and_sorted_by_mesh_then_name) {
+    store *s = open_store();
+    static store_op ops[300];
+    static char names[300][16];
+    store_entry *e = NULL;
+    size_t n = 0;
+
+    for (int i = 0; i < 300; i++) {
+        (void) snprintf(names[i], sizeof(names[i]), "dp-%03d", i);
+        ops[i] = (store_op) { .type = STORE_OP_PUT, .key = { "dataplanes", i % 2 ? "a-b" : "a", names[i] },
+                              .value = "x", .len = 1, .expected_version = 0 };
+    }
+    ck_assert_msg(store_txn(s, ops, 300) == STORE_OK, "%s", store_errmsg(s));
+    ck_assert_int_eq(store_list(s, "dataplanes", NULL, &e, &n), STORE_OK);
+    ck_assert_uint_eq(n, 300);
+    ck_assert_str_eq(e[0].mesh, "a");
+    ck_assert_str_eq(e[0].name, "dp-000");
+    ck_assert_str_eq(e[149].mesh, "a");
+    ck_assert_str_eq(e[150].mesh, "a-b");
+    ck_assert_str_eq(e[150].name, "dp-001");
+    ck_assert_str_eq(e[299].name, "dp-299");
+    store_entries_free(e, n);
+    store_close(s);
+}
+END_TEST
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Issue 11: writes outside the store's prefix move etcd's revision but are no store events: a
+ * "do not wait" watch may wait once for its stream, not on every call (a controller loop). */
+START_TEST(etcd_watch_with_only_foreign_writes_waits_once_not_on_every_call) {
+    store *s = open_store();
+    etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
+    etcd_client *c = NULL;
+    char err[MESHCA_ERRBUF] = "";
+    store_event *ev = NULL;
+    size_t n = 0;
+    uint64_t rev = 0;
+    int64_t t0;
+
+    ck_assert_int_eq(store_revision(s, &rev), STORE_OK);
+    o.endpoints = member.endpoints;
+    ck_assert_int_eq(etcd_client_new(&o, &c, err), 0);
+    ck_assert_msg(etcd_put(c, "/other-app/x", 12, "y", 1, 0, NULL, err) == 0, "%s", err);
+    etcd_client_free(c);
+    ck_assert_int_eq(store_watch(s, rev, 0, &ev, &n), STORE_OK);
+    ck_assert_uint_eq(n, 0);
+    t0 = mono_ms();
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(store_watch(s, rev, 0, &ev, &n), STORE_OK);
+        ck_assert_uint_eq(n, 0);
+    }
+    ck_assert_int_lt(mono_ms() - t0, 1000);
+    /* And a store write after that is still seen without waiting for it. */
+    put_str(s, "dpstatus", "default", "web-01", "ack", 0);
+    ck_assert_int_eq(store_watch(s, rev, 0, &ev, &n), STORE_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(ev[0].name, "web-01");
+    store_events_free(ev, n);
+    store_close(s);
+}
+END_TEST
+
+/* Issue 11: etcds:// takes the CA and client certificate from the open options, or from
+ * $MESHCA_ETCD_* when they are not given; without them the member refuses us. */
+START_TEST(etcds_store_takes_its_tls_files_from_options_or_environment) {
+    static harness tls;
+    store_open_options o = STORE_OPEN_OPTIONS_INIT;
+    char u[300], ca[256], cert[256], key[256], err[MESHCA_ERRBUF] = "";
+    store_key k = { "secrets", "default", "ca-1-key" };
+    store *s = NULL;
+    char *v = NULL;
+
+    ck_assert_int_eq(harness_start_tls(&tls, 1), 0);
+    ck_assert_int_lt(snprintf(u, sizeof(u), "etcds://%s", tls.endpoints), (int) sizeof(u));
+    (void) snprintf(ca, sizeof(ca), "%s", harness_file(&tls, HARNESS_CA));
+    (void) snprintf(cert, sizeof(cert), "%s", harness_file(&tls, HARNESS_CLIENT_CERT));
+    (void) snprintf(key, sizeof(key), "%s", harness_file(&tls, HARNESS_CLIENT_KEY));
+    unsetenv("MESHCA_ETCD_CACERT");
+    unsetenv("MESHCA_ETCD_CERT");
+    unsetenv("MESHCA_ETCD_KEY");
+
+    o.etcd_cacert = ca;
+    o.etcd_cert = cert;
+    o.etcd_key = key;
+    ck_assert_msg(store_open_with(u, &o, &s, err, sizeof(err)) == STORE_OK, "%s", err);
+    ck_assert_msg(store_put(s, &k, "pem", 3, 0, NULL) == STORE_OK, "%s", store_errmsg(s));
+    store_close(s);
+
+    /* No files: the member's certificate is not trusted, and nothing is written or read. */
+    ck_assert_int_eq(store_open(u, &s, err, sizeof(err)), STORE_OK);
+    ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_EUNAVAILABLE);
+    assert_err_has(s, "no etcd member answered (");
+    store_close(s);
+
+    /* The environment (what --etcd-cacert, --etcd-cert, --etcd-key set) stands in for options. */
+    ck_assert_int_eq(setenv("MESHCA_ETCD_CACERT", ca, 1), 0);
+    ck_assert_int_eq(setenv("MESHCA_ETCD_CERT", cert, 1), 0);
+    ck_assert_int_eq(setenv("MESHCA_ETCD_KEY", key, 1), 0);
+    ck_assert_int_eq(store_open(u, &s, err, sizeof(err)), STORE_OK);
+    ck_assert_msg(store_get(s, &k, &v, NULL, NULL) == STORE_OK, "%s", store_errmsg(s));
+    ck_assert_str_eq(v, "pem");
+    free(v);
+    store_close(s);
+    /* A certificate without its key is refused at open, naming neither's content. */
+    unsetenv("MESHCA_ETCD_KEY");
+    ck_assert_int_eq(store_open(u, &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "a client certificate needs its key"));
+    unsetenv("MESHCA_ETCD_CACERT");
+    unsetenv("MESHCA_ETCD_CERT");
+    harness_stop(&tls);
+}
+END_TEST
+
 static Suite *store_suite(void) {
     Suite *s = suite_create("store");
-    TCase *tc = tcase_create("sqlite");
+    TCase *tc = tcase_create("contract"), *own;
 
+    /* The contract: every backend passes these. */
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, put_then_get_returns_same_bytes_and_version);
@@ -913,34 +1231,73 @@ static Suite *store_suite(void) {
     tcase_add_test(tc, list_is_sorted_by_mesh_then_name_and_filters_by_mesh);
     tcase_add_test(tc, txn_with_one_conflicting_op_writes_nothing);
     tcase_add_test(tc, bad_names_are_rejected_before_touching_disk);
-    tcase_add_test(tc, files_are_0600_and_dirs_0700_whatever_the_umask);
     tcase_add_test(tc, two_processes_incrementing_with_cas_lose_no_update);
     tcase_add_test(tc, kill_9_during_writes_leaves_every_object_whole);
-    tcase_add_test(tc, file_url_is_retired_etcd_unsupported_and_unknown_scheme_invalid);
     tcase_add_test(tc, null_url_uses_meshca_store_env);
     tcase_add_test(tc, errors_name_the_object_and_the_cause);
-    tcase_add_test(tc, removed_store_directory_fails_writes_naming_cause_and_object);
-    tcase_add_test(tc, read_only_store_fails_writes_naming_cause_and_object);
-    tcase_add_test(tc, missing_parent_directory_is_named_at_open);
-    tcase_add_test(tc, loose_permissions_on_existing_store_are_refused);
     tcase_add_test(tc, check_op_fences_a_txn_and_writes_nothing);
     tcase_add_test(tc, watch_returns_changes_after_a_revision_in_order);
     tcase_add_test(tc, watch_waits_for_a_write_by_another_process);
-    tcase_add_test(tc, watch_older_than_the_window_is_compacted);
     tcase_add_test(tc, leased_object_vanishes_when_the_lease_expires_with_a_delete_event);
     tcase_add_test(tc, revoked_lease_deletes_its_objects_at_once);
-    tcase_add_test(tc, write_lock_held_past_busy_timeout_is_unavailable);
-    tcase_add_test(tc, kill_9_in_a_2000_put_txn_at_200_random_points_leaves_all_or_nothing);
     suite_add_tcase(s, tc);
+
+    own = tcase_create(on_etcd ? "etcd" : "sqlite");
+    tcase_add_checked_fixture(own, setup, teardown);
+    tcase_set_timeout(own, 120);
+    if (on_etcd) {
+        tcase_add_test(own, etcd_txn_over_max_txn_ops_is_split_and_every_part_carries_the_checks);
+        tcase_add_test(own, etcd_split_write_stops_at_the_first_part_after_the_fence_moved);
+        tcase_add_test(own, etcd_with_no_member_answering_is_unavailable_naming_every_endpoint);
+        tcase_add_test(own, etcd_watch_from_a_compacted_revision_is_store_compacted);
+        tcase_add_test(own, etcd_list_over_several_pages_is_whole_and_sorted_by_mesh_then_name);
+        tcase_add_test(own, etcds_store_takes_its_tls_files_from_options_or_environment);
+        tcase_add_test(own, etcd_watch_with_only_foreign_writes_waits_once_not_on_every_call);
+    } else {
+        tcase_add_test(own, files_are_0600_and_dirs_0700_whatever_the_umask);
+        tcase_add_test(own, file_url_is_retired_etcd_url_checked_and_unknown_scheme_invalid);
+        tcase_add_test(own, removed_store_directory_fails_writes_naming_cause_and_object);
+        tcase_add_test(own, read_only_store_fails_writes_naming_cause_and_object);
+        tcase_add_test(own, missing_parent_directory_is_named_at_open);
+        tcase_add_test(own, loose_permissions_on_existing_store_are_refused);
+        tcase_add_test(own, watch_older_than_the_window_is_compacted);
+        tcase_add_test(own, write_lock_held_past_busy_timeout_is_unavailable);
+        tcase_add_test(own, kill_9_in_a_2000_put_txn_at_200_random_points_leaves_all_or_nothing);
+    }
+    suite_add_tcase(s, own);
     return s;
 }
 
-int main(void) {
-    SRunner *sr = srunner_create(store_suite());
+int main(int argc, char **argv) {
+    char root[] = "/tmp/meshca-test-store-etcd-XXXXXX", cmd[96];
+    SRunner *sr;
     int failed;
 
+    on_etcd = argc > 1 && strcmp(argv[1], "etcd") == 0;
+    if (on_etcd) {
+        if (!harness_available()) {
+            printf("SKIP: %s is not installed (Debian package etcd-server; tools/deps.sh installs it)\n", ETCD_BIN);
+            return 77;
+        }
+        if (!mkdtemp(root)) {
+            perror("mkdtemp");
+            return EXIT_FAILURE;
+        }
+        harness_set_root(root);
+        if (harness_start(&member, 1) < 0) {
+            fprintf(stderr, "cannot start etcd\n");
+            return EXIT_FAILURE;
+        }
+    }
+    sr = srunner_create(store_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    if (on_etcd) {
+        harness_stop(&member);
+        /* The path is our own mkdtemp result. */
+        if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root) < (int) sizeof(cmd))
+            (void) !system(cmd);
+    }
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -23,16 +23,24 @@ struct store_ops {
     int (*lease_grant)(void *impl, int64_t ttl_seconds, store_lease_id *ret_id, char *err);
     int (*lease_keepalive)(void *impl, store_lease_id id, char *err);
     int (*lease_revoke)(void *impl, store_lease_id id, char *err);
+    /* Most ops one atomic transaction holds (store_txn_limit); NULL = STORE_TXN_MAX. */
+    size_t (*txn_limit)(void *impl);
     void (*close)(void *impl);
 };
 
 /*
- * Opens a backend from the rest of the URL after "scheme://" (borrowed). Writes the reason to
- * err (MESHCA_ERRBUF bytes) on failure.
+ * Opens a backend from the rest of the URL after "scheme://" (borrowed) and the open options
+ * (borrowed, never NULL: the front fills them from the environment). Writes the reason to err
+ * (MESHCA_ERRBUF bytes) on failure.
  */
-typedef int (*store_open_fn)(const char *rest, const struct store_ops **ret_ops, void **ret_impl, char *err);
+typedef int (*store_open_fn)(const char *rest, const store_open_options *opts, const struct store_ops **ret_ops,
+                             void **ret_impl, char *err);
 
 /* sqlite://PATH (store_sqlite.c). */
 int store_sqlite_open(const char *path, const struct store_ops **ret_ops, void **ret_impl, char *err);
+
+/* etcd://HOST:PORT[,...][?max-txn-ops=N] (tls 0) and etcds:// (tls 1) (store_etcd.c). */
+int store_etcd_open(const char *rest, int tls, const store_open_options *opts, const struct store_ops **ret_ops,
+                    void **ret_impl, char *err);
 
 #endif

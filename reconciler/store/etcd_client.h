@@ -54,9 +54,8 @@ enum {
     ETCD_ENOTFOUND = MESHCA_ENOTFOUND,
     ETCD_ECONFLICT = MESHCA_ECONFLICT,
     ETCD_EUNAVAILABLE = MESHCA_EUNAVAILABLE,
-    /* error.h has no "compacted" code yet: ESTATE ("refused in the current state") is the
-     * nearest and no other etcd failure uses it, so the class stays distinct. */
-    ETCD_ECOMPACTED = MESHCA_ESTATE,
+    /* The store's own code, so the store passes a compacted watch up unchanged. */
+    ETCD_ECOMPACTED = MESHCA_ECOMPACTED,
 };
 
 /* etcd's own limits at their defaults (etcd --max-txn-ops, --max-request-bytes). A txn may

@@ -17,6 +17,22 @@ static const char *const kinds[] = {
     "meshes", "dataplanes", "secrets", "identities", "dpstatus", "meshstatus", "tokens", "controlplane",
 };
 
+static int open_sqlite(const char *rest, const store_open_options *opts, const struct store_ops **ret_ops,
+                       void **ret_impl, char *err) {
+    (void) opts;
+    return store_sqlite_open(rest, ret_ops, ret_impl, err);
+}
+
+static int open_etcd(const char *rest, const store_open_options *opts, const struct store_ops **ret_ops,
+                     void **ret_impl, char *err) {
+    return store_etcd_open(rest, 0, opts, ret_ops, ret_impl, err);
+}
+
+static int open_etcds(const char *rest, const store_open_options *opts, const struct store_ops **ret_ops,
+                      void **ret_impl, char *err) {
+    return store_etcd_open(rest, 1, opts, ret_ops, ret_impl, err);
+}
+
 /*
  * URL schemes. A scheme with no open function is known but not available: its code and
  * message say why, so a user of a retired or future scheme is told what to use instead.
@@ -27,11 +43,9 @@ static const struct scheme {
     int code;
     const char *why;
 } schemes[] = {
-    { "sqlite", store_sqlite_open, 0, NULL },
-    { "etcd", NULL, STORE_EUNSUPPORTED,
-      "the etcd store is not implemented in this build yet; use sqlite://PATH (the default)" },
-    { "etcds", NULL, STORE_EUNSUPPORTED,
-      "the etcd store is not implemented in this build yet; use sqlite://PATH (the default)" },
+    { "sqlite", open_sqlite, 0, NULL },
+    { "etcd", open_etcd, 0, NULL },
+    { "etcds", open_etcds, 0, NULL },
     { "file", NULL, STORE_EINVAL, "the file:// store was retired; use sqlite://PATH (the default)" },
 };
 
@@ -131,7 +145,19 @@ static int key_check(const store_key *key, store_key *out, char *err) {
     return STORE_OK;
 }
 
+/* An option not given takes its environment variable; empty counts as not given. */
+static const char *option_or_env(const char *given, const char *env) {
+    const char *v = given && *given ? given : getenv(env);
+
+    return v && *v ? v : NULL;
+}
+
 int store_open(const char *url, store **ret, char *errbuf, size_t errlen) {
+    return store_open_with(url, NULL, ret, errbuf, errlen);
+}
+
+int store_open_with(const char *url, const store_open_options *given, store **ret, char *errbuf, size_t errlen) {
+    store_open_options opts = STORE_OPEN_OPTIONS_INIT;
     char err[MESHCA_ERRBUF] = "", shown[80];
     const struct store_ops *ops = NULL;
     const struct scheme *sc = NULL;
@@ -169,7 +195,12 @@ int store_open(const char *url, store **ret, char *errbuf, size_t errlen) {
         r = meshca_fail(err, STORE_EINVAL, "store URL '%s': missing path after %s://", url, sc->name);
         goto fail;
     }
-    r = sc->open(sep + 3, &ops, &impl, err);
+    if (given)
+        opts = *given;
+    opts.etcd_cacert = option_or_env(opts.etcd_cacert, "MESHCA_ETCD_CACERT");
+    opts.etcd_cert = option_or_env(opts.etcd_cert, "MESHCA_ETCD_CERT");
+    opts.etcd_key = option_or_env(opts.etcd_key, "MESHCA_ETCD_KEY");
+    r = sc->open(sep + 3, &opts, &ops, &impl, err);
     if (r < 0)
         goto fail;
 
@@ -375,6 +406,12 @@ int store_txn(store *s, const store_op *ops, size_t nops) {
         r = s->ops->txn(s->impl, canon, nops, NULL, s->err);
     free(canon);
     return done(s, r);
+}
+
+size_t store_txn_limit(const store *s) {
+    if (!s || !s->ops->txn_limit)
+        return STORE_TXN_MAX;
+    return s->ops->txn_limit(s->impl);
 }
 
 int store_revision(store *s, uint64_t *ret) {
