@@ -247,34 +247,38 @@ import sqlite3, sys
 sqlite3.connect(sys.argv[1]).executescript("DROP TRIGGER ro_insert; DROP TRIGGER ro_update;")
 PY
 }
-nmeshes=$(run get meshes; tail -n +2 "$WORK/out" | wc -l)
-put_dp default web-02 web
-break_identities
-run reconcile --once
-check "a pass whose store reads or writes fail exits 2" exit_is 2
-check "the store error names the object and the cause" \
-    grep -Eq "mesh 'default': cannot (read|write) identities/default/web-0[12]: store I/O error" "$WORK/err"
-check "one store error per mesh, not one per dataplane" \
-    test "$(grep -c '\[store-error\]' "$WORK/err")" -le "$nmeshes"
-check "nothing is reported as issued" out_lacks ": issued ("
+# The failure is made with an SQLite trigger: on etcd this part is skipped (the etcd suite
+# kills members instead, test/test-etcd.c).
+if on_sqlite; then
+    nmeshes=$(run get meshes; tail -n +2 "$WORK/out" | wc -l)
+    put_dp default web-02 web
+    break_identities
+    run reconcile --once
+    check "a pass whose store reads or writes fail exits 2" exit_is 2
+    check "the store error names the object and the cause" \
+        grep -Eq "mesh 'default': cannot (read|write) identities/default/web-0[12]: store I/O error" "$WORK/err"
+    check "one store error per mesh, not one per dataplane" \
+        test "$(grep -c '\[store-error\]' "$WORK/err")" -le "$nmeshes"
+    check "nothing is reported as issued" out_lacks ": issued ("
 
-"$MESHCA" run --interval 100ms >"$WORK/run-ro.out" 2>"$WORK/run-ro.err" &
-pid=$!
-sleep 3
-mend_identities
-for _ in $(seq 50); do grep -q 'works again' "$WORK/run-ro.err" && break; sleep 0.2; done
-kill -TERM "$pid"
-wait "$pid"
-rc=$?
-cp "$WORK/run-ro.err" "$WORK/err"
-cp "$WORK/run-ro.out" "$WORK/out"
-check "run stops with exit 0 after a store failure" exit_is 0
-check "run logs the failing cause once, not once per pass" \
-    test "$(grep -c 'retrying with backoff' "$WORK/err")" -eq 1
-check "run logs the store errors of one pass only (at most once per mesh)" \
-    test "$(grep -c '\[store-error\]' "$WORK/err")" -le "$nmeshes"
-check "run says when the store works again" err_has "meshca: the store works again"
-check "run reconciles once the store works again" out_has "default/web-02: issued (ca-1"
+    "$MESHCA" run --interval 100ms >"$WORK/run-ro.out" 2>"$WORK/run-ro.err" &
+    pid=$!
+    sleep 3
+    mend_identities
+    for _ in $(seq 50); do grep -q 'works again' "$WORK/run-ro.err" && break; sleep 0.2; done
+    kill -TERM "$pid"
+    wait "$pid"
+    rc=$?
+    cp "$WORK/run-ro.err" "$WORK/err"
+    cp "$WORK/run-ro.out" "$WORK/out"
+    check "run stops with exit 0 after a store failure" exit_is 0
+    check "run logs the failing cause once, not once per pass" \
+        test "$(grep -c 'retrying with backoff' "$WORK/err")" -eq 1
+    check "run logs the store errors of one pass only (at most once per mesh)" \
+        test "$(grep -c '\[store-error\]' "$WORK/err")" -le "$nmeshes"
+    check "run says when the store works again" err_has "meshca: the store works again"
+    check "run reconciles once the store works again" out_has "default/web-02: issued (ca-1"
+fi
 
 "$MESHCA" run --interval 200ms >"$WORK/run.out" 2>&1 &
 pid=$!
