@@ -32,6 +32,11 @@ int output_parse_format(const char *text, unsigned allowed, output_format *ret);
  * {"ok","diagnostics":[...]}. `ok` is what the command decided. */
 void output_diagnostics(FILE *out, output_format format, const diag_list *diags, int ok);
 
+/* True (after printing "meshca: error: out of memory") when `diags` lost a diagnostic or a check
+ * could not finish for want of memory: the command must then exit EXIT_TROUBLE, never report
+ * a clean result. */
+bool cli_diagnostics_out_of_memory(const diag_list *diags);
+
 /* Reports a getopt_long failure `c` (':' = a flag without its value, else an unknown flag) of
  * the command argv[0], pointing at its help. */
 void cli_flag_error(int c, int argc, char **argv);

@@ -127,6 +127,7 @@ int cmd_apply(int argc, char **argv)
             unreadable = 1;
     if (unreadable) {
         output_diagnostics(args.format == OUTPUT_JSON ? stdout : stderr, args.format, &diags, 0);
+        cli_diagnostics_out_of_memory(&diags);
         goto out;
     }
     apply_options opts = APPLY_OPTIONS_INIT;
@@ -141,6 +142,8 @@ int cmd_apply(int argc, char **argv)
         exit_code = EXIT_INVALID;
         goto out;
     }
+    if (cli_diagnostics_out_of_memory(&diags))
+        goto out;
     if (rc < 0) {
         cli_error("cannot use the store: %s", store_strerror(rc));
         goto out;

@@ -144,6 +144,8 @@ int cmd_delete(int argc, char **argv)
         for (size_t i = 0; i < args.nfiles; i++)
             if (manifest_load_path(set, args.files[i], &diags) != MANIFEST_OK)
                 unreadable = 1;
+        if (cli_diagnostics_out_of_memory(&diags))
+            goto out;
         if (unreadable || diag_has_errors(&diags)) {
             diag_list_sort(&diags);
             output_diagnostics(stderr, OUTPUT_TEXT, &diags, 0);
@@ -211,6 +213,8 @@ int cmd_delete(int argc, char **argv)
     }
     exit_code = EXIT_OK;
 out:
+    if (cli_diagnostics_out_of_memory(&diags))
+        exit_code = EXIT_TROUBLE;
     delete_result_free(&result);
     free(targets);
     manifest_set_free(set);

@@ -364,6 +364,8 @@ int cmd_get(int argc, char **argv)
     }
     json_decref(items);
     free(shown);
+    if (cli_diagnostics_out_of_memory(&diags))
+        trouble = 1;   /* the listing may lack resources */
     manifest_set_free(set);
     diag_list_free(&diags);
     store_close(s);

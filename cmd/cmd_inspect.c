@@ -233,6 +233,8 @@ int cmd_inspect(int argc, char **argv)
     else
         exit_code = meshes ? inspect_meshes(s, set, &status, format)
                            : inspect_dataplanes(s, set, &status, format);
+    if (cli_diagnostics_out_of_memory(&diags))
+        exit_code = EXIT_TROUBLE;   /* the listing may lack resources */
     manifest_set_free(set);
     status_set_free(&status);
     diag_list_free(&diags);

@@ -106,6 +106,8 @@ int cmd_reconcile(int argc, char **argv)
         cli_print_reconcile(stdout, &rep, &diags);
         /* A pass whose store writes failed did not do its job: that is trouble, not input. */
         exit_code = rep.store_failures ? EXIT_TROUBLE : rep.failed_meshes ? EXIT_INVALID : EXIT_OK;
+        if (cli_diagnostics_out_of_memory(&diags))
+            exit_code = EXIT_TROUBLE;
     }
     reconcile_report_free(&rep);
     diag_list_free(&diags);

@@ -245,6 +245,8 @@ int cmd_validate(int argc, char **argv)
     if (args.format == OUTPUT_TEXT)
         print_summary(next, &diags);
     exit_code = unreadable ? EXIT_TROUBLE : ok ? EXIT_OK : EXIT_INVALID;
+    if (cli_diagnostics_out_of_memory(&diags))
+        exit_code = EXIT_TROUBLE;
 out:
     manifest_set_free(next);
     manifest_set_free(prev);

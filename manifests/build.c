@@ -20,6 +20,7 @@ static void *oom(builder *b, const source_mark *m)
 {
     if (!b->oom)
         diag_error(b->diags, "out-of-memory", m, "", "out of memory while building the resource");
+    b->diags->out_of_memory = true;
     b->oom = true;
     return NULL;
 }

@@ -414,6 +414,8 @@ static void move_to_secret(diag_list *to, diag_list *from, const secret *sec, co
                  "Secret '%s' is used by mesh '%s' (%s): %s", sec->name.value, mesh_name,
                  d->path, d->message);
     }
+    if (from->out_of_memory)
+        to->out_of_memory = true;
     diag_list_free(from);
 }
 
@@ -687,6 +689,9 @@ static int apply_once(store *s, manifest_set *next, const apply_options *opts, i
         rc = check_mesh(s, &mc, &mesh_diags, &tr);
         move_to_secret(diags, &mesh_diags, sec, res->u.mesh.name.value);
     }
+    /* A check that could not allocate is unfinished: nothing is stored on its word. */
+    if (rc == 0 && diags->out_of_memory)
+        rc = STORE_ENOMEM;
     if (rc < 0)
         goto out;
 
@@ -750,7 +755,7 @@ int apply_set(store *s, manifest_set *next, const apply_options *opts, diag_list
 {
     int64_t now = opts->now ? opts->now : (int64_t)time(NULL);
     /* Problems the caller found already (a document that did not load) refuse the set too. */
-    bool prior_errors = diag_has_errors(diags);
+    bool prior_errors = diag_has_errors(diags) || diags->out_of_memory;
     int rc = 0;
     for (int round = 1; round <= APPLY_MAX_ATTEMPTS; round++) {
         apply_result result = {0};

@@ -10,6 +10,45 @@
 #include "manifests/status.h"
 #include "validators/validators.h"
 
+/* ---- a failing allocator: this suite links with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+ * (test/meson.build), so the libraries' allocations come here. Check forks per test, so a budget
+ * set in one test never leaks into another. ---- */
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+
+/* Allocations that still succeed; from then on every one fails. -1: no limit. */
+static long alloc_budget = -1;
+
+static int alloc_fails(void)
+{
+    if (alloc_budget < 0)
+        return 0;
+    if (alloc_budget == 0)
+        return 1;
+    alloc_budget--;
+    return 0;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    return alloc_fails() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    return alloc_fails() ? NULL : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    return alloc_fails() ? NULL : __real_realloc(p, n);
+}
+
 /* ---- helpers ---- */
 
 static void dump(const diag_list *d)
@@ -1280,9 +1319,124 @@ static Suite *validators_suite(void)
     return s;
 }
 
+/* ---- out of memory: diagnostics and validators return it, never abort() ---- */
+
+START_TEST(diag_add_out_of_memory_sets_the_flag_instead_of_aborting)
+{
+    diag_list d = DIAG_LIST_INIT;
+    source_mark mark = {"mesh.yaml", 3, 5};
+    diag_error(&d, "first", &mark, "name", "stored");
+    ck_assert_uint_eq(d.count, 1);
+    /* message, code, file, path: each one failing drops the diagnostic and marks the list */
+    for (long budget = 0; budget < 4; budget++) {
+        alloc_budget = budget;
+        diag_error(&d, "lost", &mark, "mtls.backends[0]", "never stored %d", 1);
+        alloc_budget = -1;
+        ck_assert_msg(d.out_of_memory, "budget %ld: flag not set", budget);
+        ck_assert_uint_eq(d.count, 1);
+        d.out_of_memory = false;
+    }
+    /* growing the array fails too: 8 fit in the first block, the 9th needs more */
+    for (int i = 1; i < 8; i++)
+        diag_error(&d, "more", NULL, NULL, "filler");
+    alloc_budget = 4;
+    diag_error(&d, "lost", &mark, "p", "no room");
+    alloc_budget = -1;
+    ck_assert(d.out_of_memory);
+    ck_assert_uint_eq(d.count, 8);
+    ck_assert_str_eq(d.items[0].code, "first");
+    /* sticky: a later success does not clear it */
+    diag_error(&d, "after", NULL, NULL, "ok");
+    ck_assert(d.out_of_memory);
+    ck_assert_uint_eq(d.count, 9);
+    diag_list_free(&d);
+}
+END_TEST
+
+START_TEST(diag_list_move_keeps_out_of_memory)
+{
+    diag_list to = DIAG_LIST_INIT, from = DIAG_LIST_INIT;
+    from.out_of_memory = true;
+    diag_list_move(&to, &from);
+    ck_assert(to.out_of_memory);
+    ck_assert(!from.out_of_memory);
+
+    diag_list to2 = DIAG_LIST_INIT;
+    diag_error(&from, "x", NULL, NULL, "moved");
+    alloc_budget = 0;   /* growing `to2` fails: the moved diagnostics are dropped, not leaked */
+    diag_list_move(&to2, &from);
+    alloc_budget = -1;
+    ck_assert(to2.out_of_memory);
+    ck_assert_uint_eq(to2.count, 0);
+    ck_assert_uint_eq(from.count, 0);
+    diag_list_free(&to);
+    diag_list_free(&to2);
+}
+END_TEST
+
+START_TEST(validate_set_out_of_memory_sets_the_flag_instead_of_aborting)
+{
+    manifest_set *set = load(MESH_CA1);
+    diag_list d = DIAG_LIST_INIT;
+    alloc_budget = 0;
+    validate_set(set, &d);
+    alloc_budget = -1;
+    ck_assert(d.out_of_memory);
+    diag_list_free(&d);
+    manifest_set_free(set);
+}
+END_TEST
+
+/* validators/transition.c aborted on 5 allocation failures; now each one fails the check. Every
+ * allocation of a gated switch is made to fail in turn, until one run needs no more. */
+START_TEST(transition_out_of_memory_refuses_instead_of_aborting)
+{
+    status_set s = STATUS_SET_INIT;
+    add_status(&s, "web-01", "ca-1", "ca-1", NULL);
+    add_status(&s, "web-02", "ca-1", "ca-1", "ca-2", NULL);
+    manifest_set *p = load(MESH_ADDED), *n = load(MESH_SWITCHED);
+    transition_options opts = TRANSITION_OPTIONS_INIT;
+    opts.have_status = true;
+    long failures = 0;
+    for (long budget = 0;; budget++) {
+        diag_list d = DIAG_LIST_INIT;
+        transition_result r;
+        alloc_budget = budget;
+        validate_transition(first_mesh(p), first_mesh(n), s.items, s.count, NULL, 0, &opts, &d, &r);
+        alloc_budget = -1;
+        if (!d.out_of_memory) {
+            assert_diag(&d, "switch-not-propagated", "mtls.enabledBackend", 4);
+            ck_assert(r.refused && r.waiting_only);
+            diag_list_free(&d);
+            break;
+        }
+        /* an unfinished check never passes, and is not something waiting will clear */
+        ck_assert_msg(r.refused && !r.waiting_only, "budget %ld: passed although unfinished", budget);
+        failures++;
+        diag_list_free(&d);
+        ck_assert_int_lt(budget, 100);
+    }
+    ck_assert_int_ge(failures, 6);   /* 4 lists, the members, the index, the blocking list... */
+    manifest_set_free(p);
+    manifest_set_free(n);
+    status_set_free(&s);
+}
+END_TEST
+
+static Suite *oom_suite_cases(Suite *s)
+{
+    TCase *om = tcase_create("out-of-memory");
+    tcase_add_test(om, diag_add_out_of_memory_sets_the_flag_instead_of_aborting);
+    tcase_add_test(om, diag_list_move_keeps_out_of_memory);
+    tcase_add_test(om, validate_set_out_of_memory_sets_the_flag_instead_of_aborting);
+    tcase_add_test(om, transition_out_of_memory_refuses_instead_of_aborting);
+    suite_add_tcase(s, om);
+    return s;
+}
+
 int main(void)
 {
-    SRunner *sr = srunner_create(validators_suite());
+    SRunner *sr = srunner_create(oom_suite_cases(validators_suite()));
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
