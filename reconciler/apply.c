@@ -9,6 +9,7 @@
 #include "manifests/encode.h"
 #include "reconciler/apply.h"
 #include "reconciler/ca_backend.h"
+#include "reconciler/lifetime.h"
 #include "reconciler/state.h"
 #include "validators/validators.h"
 
@@ -352,6 +353,15 @@ static int check_backends(store *s, const mesh_check *mc, diag_list *diags,
         int rc = ca_backend_check(&ctx, diags);
         if (rc == STORE_ENOMEM)
             return rc;
+        /* Lifetime lint: a builtin root already in the store has a known expiry. */
+        int64_t not_after = 0;
+        if (mc->in_set && strcmp(nb->type.value, ca_builtin_ops.type) == 0) {
+            rc = lifetime_builtin_not_after(&ctx, &not_after);
+            if (rc == STORE_ENOMEM)
+                return rc;
+            if (rc == 0)
+                validate_ca_lifetime(m, b, not_after, mc->now, diags);
+        }
         /* A builtin CA's Secrets replaced by something unusable: its check reads no Secret. */
         if (old_ok && !new_ok && diag_count(diags, DIAG_ERROR) == errors) {
             char path[64];

@@ -1319,6 +1319,86 @@ static Suite *validators_suite(void)
     return s;
 }
 
+/* ---- lifetime lint (warnings) ---- */
+
+#define LIFETIME_MESH(ca, leaf) \
+    "type: Mesh\n"                           /* 1 */ \
+    "name: default\n"                        /* 2 */ \
+    "mtls:\n"                                /* 3 */ \
+    "  enabledBackend: ca-1\n"               /* 4 */ \
+    "  backends:\n"                          /* 5 */ \
+    "  - name: ca-1\n"                       /* 6 */ \
+    "    type: builtin\n"                    /* 7 */ \
+    "    dpCert: {rotation: {expiration: " leaf "}}\n"   /* 8 */ \
+    "    conf: {caCert: {expiration: " ca "}}\n"         /* 9 */
+
+START_TEST(builtin_ca_shorter_than_its_leaves_is_warned)
+{
+    diag_list d = DIAG_LIST_INIT;
+    check_static(LIFETIME_MESH("12h", "24h"), &d);
+    const diag *x = assert_diag(&d, "ca-shorter-than-leaf",
+                                "mtls.backends[0].conf.caCert.expiration", 9);
+    ck_assert_int_eq(x->severity, DIAG_WARNING);
+    ck_assert_uint_eq(x->column, 33);
+    ck_assert_ptr_nonnull(strstr(x->message, "caCert.expiration 12h is shorter than "
+                                             "dpCert.rotation.expiration"));
+    ck_assert_uint_eq(d.count, 1);
+    diag_list_free(&d);
+    /* equal or longer, or the defaults (10y vs 24h): nothing */
+    check_static(LIFETIME_MESH("24h", "24h"), &d);
+    check_static(MESH_CA1, &d);
+    ck_assert_uint_eq(d.count, 0);
+    /* the default caCert (10y) against a leaf longer than that */
+    check_static("type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+                 "  - name: ca-1\n    type: builtin\n    dpCert: {rotation: {expiration: 11y}}\n",
+                 &d);
+    assert_diag(&d, "ca-shorter-than-leaf", "mtls.backends[0]", 6);
+    diag_list_free(&d);
+}
+END_TEST
+
+START_TEST(known_ca_expiry_is_linted_against_now_and_the_renewal_point)
+{
+    manifest_set *set = load(LIFETIME_MESH("10y", "48h"));
+    const mesh *m = first_mesh(set);
+    const int64_t now = 1800000000, day = 86400;
+    struct { int64_t not_after; const char *code; } cases[] = {
+        {now - 1, "ca-expired"},
+        {now, "ca-expired"},
+        {now + day, "renewal-after-ca-expiry"},              /* 48h leaf renews at >= 33.6h */
+        {now + 33 * 3600, "renewal-after-ca-expiry"},
+        {now + 34 * 3600, "ca-expires-soon"},
+        {now + 29 * day, "ca-expires-soon"},
+        {now + 30 * day, NULL},
+        {now + 3650 * day, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        diag_list d = DIAG_LIST_INIT;
+        validate_ca_lifetime(m, 0, cases[i].not_after, now, &d);
+        if (!cases[i].code) {
+            ck_assert_msg(d.count == 0, "case %zu: unexpected %s", i, d.count ? d.items[0].code : "");
+        } else {
+            ck_assert_msg(d.count == 1, "case %zu: %zu diagnostics", i, d.count);
+            ck_assert_str_eq(d.items[0].code, cases[i].code);
+            ck_assert_int_eq(d.items[0].severity, DIAG_WARNING);
+            ck_assert_str_eq(d.items[0].path, "mtls.backends[0]");
+            ck_assert_uint_eq(d.items[0].line, 6);
+        }
+        diag_list_free(&d);
+    }
+    diag_list d = DIAG_LIST_INIT;
+    validate_ca_lifetime(m, 0, now - day, now, &d);
+    ck_assert_str_eq(d.items[0].message,
+                     "the CA of backend 'ca-1' expired at 2027-01-14T08:00:00Z: dataplanes cannot "
+                     "get certificates from it; add a new backend and rotate to it (see 'meshca "
+                     "help apply')");
+    diag_list_free(&d);
+    validate_ca_lifetime(m, 7, now - day, now, &d);   /* no such backend: nothing */
+    ck_assert_uint_eq(d.count, 0);
+    manifest_set_free(set);
+}
+END_TEST
+
 /* ---- out of memory: diagnostics and validators return it, never abort() ---- */
 
 START_TEST(diag_add_out_of_memory_sets_the_flag_instead_of_aborting)
@@ -1430,6 +1510,10 @@ static Suite *oom_suite_cases(Suite *s)
     tcase_add_test(om, diag_list_move_keeps_out_of_memory);
     tcase_add_test(om, validate_set_out_of_memory_sets_the_flag_instead_of_aborting);
     tcase_add_test(om, transition_out_of_memory_refuses_instead_of_aborting);
+    TCase *lt = tcase_create("lifetime");
+    tcase_add_test(lt, builtin_ca_shorter_than_its_leaves_is_warned);
+    tcase_add_test(lt, known_ca_expiry_is_linted_against_now_and_the_renewal_point);
+    suite_add_tcase(s, lt);
     suite_add_tcase(s, om);
     return s;
 }

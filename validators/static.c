@@ -226,6 +226,7 @@ void validate_mesh(const mesh *m, diag_list *out)
                        "enabledBackend '%.80s' is not one of the backends%s", enabled, hint);
         free(names);
     }
+    validate_lifetime_conf(m, out);
 }
 
 void validate_dataplane(const dataplane *dp, diag_list *out)

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# lint-cli.sh - issue 15's lint and output items driven through the built meshca: lifetime
+# warnings in validate/apply and EXPIRED in inspect.
+source "$(dirname "$0")/lib.sh"
+export MESHCA_STORE="sqlite://$WORK/store/meshca.db"
+
+mesh_with() { # mesh_with FILE CA_EXPIRATION LEAF_EXPIRATION
+    printf 'type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n    dpCert:\n      rotation: {expiration: %s}\n    conf:\n      caCert: {expiration: %s}\n' \
+        "$3" "$2" >"$1"
+}
+
+# --- lifetime lint: builtin caCert shorter than the leaves (from the manifest alone) ---
+mesh_with "$WORK/short.yaml" 12h 24h
+run validate -f "$WORK/short.yaml" -o json
+check "validate: a builtin CA shorter than its leaves is only a warning (exit 0)" exit_is 0
+check "validate: ca-shorter-than-leaf at conf.caCert.expiration, line 11" \
+    json_has ca-shorter-than-leaf "mtls.backends[0].conf.caCert.expiration" 11
+run apply -f "$WORK/short.yaml"
+check "apply: the same warning, and the mesh is stored" exit_is 0
+check "apply: the warning has its file:line and code text" \
+    err_has "short.yaml:11:28: warning: mtls.backends[0].conf.caCert.expiration: backend 'ca-1': caCert.expiration 12h is shorter than dpCert.rotation.expiration"
+check "apply: and the mesh was created" out_has "mesh/default created"
+
+# --- lifetime lint from the root in the store: the controller made it, apply reads its expiry ---
+now=$(date +%s)
+export MESHCA_STORE="sqlite://$WORK/store1/meshca.db"
+mesh_with "$WORK/soon.yaml" 20d 24h
+run apply -f "$WORK/soon.yaml"
+run reconcile --once
+check "setup: reconcile generates the 20-day root" exit_is 0
+run apply -f "$WORK/soon.yaml" -o json
+check "apply: a root expiring within 30 days is ca-expires-soon (exit 0)" exit_is 0
+check "apply: ca-expires-soon at mtls.backends[0]" json_has ca-expires-soon "mtls.backends[0]" 6
+
+# A root generated 9 days ago that lives 10 days expires in a day; a 48h leaf renews at 70 %
+# of its life (33.6h) at the earliest, after the root's expiry.
+export MESHCA_STORE="sqlite://$WORK/store2/meshca.db"
+mesh_with "$WORK/renew.yaml" 10d 48h
+run apply -f "$WORK/renew.yaml"
+run reconcile --once --now $((now - 9 * 86400))
+check "setup: reconcile (9 days ago) generates a 10-day root" exit_is 0
+run apply -f "$WORK/renew.yaml" -o json
+check "apply: the leaves' renewal point after the root's expiry is renewal-after-ca-expiry" \
+    json_has renewal-after-ca-expiry "mtls.backends[0]" 6
+check "apply: renewal-after-ca-expiry is a warning (exit 0)" exit_is 0
+
+export MESHCA_STORE="sqlite://$WORK/store3/meshca.db"
+mesh_with "$WORK/old.yaml" 10d 24h
+run apply -f "$WORK/old.yaml"
+run reconcile --once --now $((now - 11 * 86400))
+check "setup: reconcile (11 days ago) generates a 10-day root, expired yesterday" exit_is 0
+run apply -f "$WORK/old.yaml" -o json
+check "apply: an expired builtin root is ca-expired, a warning (a rotation away must apply)" \
+    json_has ca-expired "mtls.backends[0]" 6
+check "apply: ca-expired does not refuse the apply" exit_is 0
+run validate -f "$WORK/old.yaml" --store "$MESHCA_STORE" -o json
+check "validate --store: the same ca-expired warning" json_has ca-expired "mtls.backends[0]" 6
+run inspect meshes
+check "inspect meshes shows EXPIRED for that CA" out_has "EXPIRED"
+run inspect meshes -o json
+check "inspect meshes -o json: caExpired and the root's date" python3 -c '
+import json, sys, time
+b = json.load(open(sys.argv[1]))[0]["backends"][0]
+assert b["caExpired"] is True, b
+t = time.mktime(time.strptime(b["caExpirationTime"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+assert abs(t - (int(sys.argv[2]) - 86400)) < 120, (t, b)' "$WORK/out" "$now"
+
+finish
