@@ -159,6 +159,9 @@ static void get_duration(builder *b, const mnode *map, const char *key, const ch
     out->set = true;
     out->ms = ms;
     out->mark = v->mark;
+    out->text[0] = '\0';
+    if (v->scalar_len < sizeof(out->text))
+        memcpy(out->text, v->scalar, v->scalar_len + 1);
 }
 
 static void missing(builder *b, const source_mark *mark, const char *path)

@@ -18,7 +18,7 @@ check "validate: ca-shorter-than-leaf at conf.caCert.expiration, line 11" \
 run apply -f "$WORK/short.yaml"
 check "apply: the same warning, and the mesh is stored" exit_is 0
 check "apply: the warning has its file:line and code text" \
-    err_has "short.yaml:11:28: warning: mtls.backends[0].conf.caCert.expiration: backend 'ca-1': caCert.expiration 12h is shorter than dpCert.rotation.expiration"
+    err_has "short.yaml:11:28: warning: mtls.backends[0].conf.caCert.expiration: backend 'ca-1': caCert.expiration 12h is shorter than dpCert.rotation.expiration 24h"
 check "apply: and the mesh was created" out_has "mesh/default created"
 
 # --- lifetime lint from the root in the store: the controller made it, apply reads its expiry ---
@@ -64,5 +64,30 @@ b = json.load(open(sys.argv[1]))[0]["backends"][0]
 assert b["caExpired"] is True, b
 t = time.mktime(time.strptime(b["caExpirationTime"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
 assert abs(t - (int(sys.argv[2]) - 86400)) < 120, (t, b)' "$WORK/out" "$now"
+
+# --- durations kept as written: get -o yaml|json print what was applied, apply reads it back ---
+export MESHCA_STORE="sqlite://$WORK/store4/meshca.db"
+printf 'type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n    dpCert:\n      rotation: {expiration: 1440m}\n      requestTimeout: 120s\n    conf:\n      caCert: {expiration: 520w}\n' >"$WORK/written.yaml"
+run apply -f "$WORK/written.yaml"
+check "setup: apply of a mesh with durations 1440m, 120s, 520w" exit_is 0
+run get meshes default -o yaml
+check "get -o yaml prints dpCert.rotation.expiration as written (1440m, not 1d)" out_has "expiration: 1440m"
+check "get -o yaml prints requestTimeout as written (120s, not 2m)" out_has "requestTimeout: 120s"
+check "get -o yaml keeps conf's caCert.expiration as written" out_has "expiration: 520w"
+check "no normalised form anywhere" out_lacks "expiration: 1d"
+cp "$WORK/out" "$WORK/roundtrip.yaml"
+run get meshes default -o json
+check "get -o json prints the durations as written" python3 -c '
+import json, sys; b = json.load(open(sys.argv[1]))["mtls"]["backends"][0]["dpCert"]
+assert b == {"rotation": {"expiration": "1440m"}, "requestTimeout": "120s"}, b' "$WORK/out"
+cp "$WORK/out" "$WORK/roundtrip.json"
+run apply -f "$WORK/roundtrip.yaml"
+check "apply of get -o yaml's output: unchanged" out_has "mesh/default unchanged"
+run apply -f "$WORK/roundtrip.json"
+check "apply of get -o json's output: unchanged" out_has "mesh/default unchanged"
+run diff -f "$WORK/roundtrip.yaml"
+check "diff of get -o yaml's output against the store: no change (exit 0)" exit_is 0
+run get meshes default -o yaml
+check "a second get -o yaml prints the same stream" cmp -s "$WORK/out" "$WORK/roundtrip.yaml"
 
 finish

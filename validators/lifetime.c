@@ -32,9 +32,17 @@ void validate_lifetime_conf(const mesh *m, diag_list *out)
         int64_t leaf_ms = mesh_backend_leaf_lifetime_ms(b);
         if (ca_ms >= leaf_ms)
             continue;
+        /* Both as the user wrote them, so the message quotes the manifest. */
         char ca_text[32], leaf_text[32], path[96];
-        model_format_duration(ca_ms, ca_text, sizeof ca_text);
-        model_format_duration(leaf_ms, leaf_text, sizeof leaf_text);
+        const model_duration *leaf = &b->dp_cert.rotation_expiration;
+        if (exp && strlen(exp->scalar) < sizeof ca_text)
+            snprintf(ca_text, sizeof ca_text, "%s", exp->scalar);
+        else
+            model_format_duration(ca_ms, ca_text, sizeof ca_text);
+        if (leaf->set && leaf->text[0])
+            snprintf(leaf_text, sizeof leaf_text, "%s", leaf->text);
+        else
+            model_format_duration(leaf_ms, leaf_text, sizeof leaf_text);
         snprintf(path, sizeof path, exp ? "mtls.backends[%zu].conf.caCert.expiration"
                                         : "mtls.backends[%zu]", i);
         diag_warning(out, "ca-shorter-than-leaf", exp ? &exp->mark : &b->mark,
