@@ -79,8 +79,9 @@ int manifest_set_dataplanes_of(const manifest_set *set, const char *mesh_name,
  * MANIFEST_ENOMEM. */
 int manifest_set_add(manifest_set *set, resource *res);
 
-/* Did-you-mean: the candidate closest to `word` by edit distance, or NULL when none is close
- * (distance > max(2, strlen(word)/3)). `candidates` is NULL-terminated. */
+/* Did-you-mean: the candidate closest to `word` by edit distance, ignoring ASCII case (so
+ * "BUILTIN" finds "builtin"), or NULL when none is close (distance > max(2, strlen(word)/3)).
+ * The first of equally close candidates wins. `candidates` is NULL-terminated. */
 const char *manifest_suggest(const char *word, const char *const *candidates);
 
 #endif

@@ -395,6 +395,33 @@ START_TEST(unknown_mode_and_key_type_refused)
 }
 END_TEST
 
+/* Kuma's enum values are case-sensitive, so these stay errors; the suggestion ignores case. */
+START_TEST(wrong_case_enum_values_are_errors_with_the_right_spelling_suggested)
+{
+    diag_list d = DIAG_LIST_INIT;
+    check_static("type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+                 "  - name: ca-1\n    type: BUILTIN\n    mode: strict\n    dpCert:\n"
+                 "      keyType: RSA\n", &d);
+    const diag *x = assert_diag(&d, "unknown-backend-type", "mtls.backends[0].type", 7);
+    ck_assert_str_eq(x->message, "unknown backend type 'BUILTIN' (did you mean 'builtin'?); "
+                                 "expected builtin, provided, vault or cfssl");
+    x = assert_diag(&d, "unknown-mode", "mtls.backends[0].mode", 8);
+    ck_assert_str_eq(x->message,
+                     "unknown mode 'strict' (did you mean 'STRICT'?); expected STRICT or PERMISSIVE");
+    x = assert_diag(&d, "unknown-key-type", "mtls.backends[0].dpCert.keyType", 10);
+    ck_assert_str_eq(x->message,
+                     "unknown key type 'RSA' (did you mean 'rsa'?); expected ecdsa or rsa");
+    ck_assert_int_eq(x->severity, DIAG_ERROR);
+    diag_list_free(&d);
+    /* mixed case and a typo together */
+    check_static("type: Mesh\nname: default\nmtls:\n  backends:\n  - name: ca-1\n"
+                 "    type: Provded\n", &d);
+    x = assert_diag(&d, "unknown-backend-type", "mtls.backends[0].type", 6);
+    ck_assert_ptr_nonnull(strstr(x->message, "(did you mean 'provided'?)"));
+    diag_list_free(&d);
+}
+END_TEST
+
 #define DP_HEAD "type: Dataplane\nmesh: default\nname: web-01\nnetworking:\n  address: 127.0.0.1\n  inbound:\n"
 
 START_TEST(every_inbound_needs_a_service_tag)
@@ -1259,6 +1286,7 @@ static Suite *validators_suite(void)
     tcase_add_test(st, unknown_backend_type_suggests_closest);
     tcase_add_test(st, missing_backend_type_reported);
     tcase_add_test(st, unknown_mode_and_key_type_refused);
+    tcase_add_test(st, wrong_case_enum_values_are_errors_with_the_right_spelling_suggested);
     tcase_add_test(st, every_inbound_needs_a_service_tag);
     tcase_add_test(st, inbound_port_zero_is_invalid);
     tcase_add_test(st, same_resource_twice_in_a_set_refused);
