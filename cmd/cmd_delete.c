@@ -204,12 +204,12 @@ int cmd_delete(int argc, char **argv)
     for (size_t i = 0; i < result.nremoved; i++) {
         const delete_removed *d = &result.removed[i];
         if (d->kind == RESOURCE_MESH)
-            printf("mesh/%s deleted", d->name);
+            cli_info("mesh/%s deleted", d->name);
         else
-            printf("%s/%s/%s deleted", delete_kind_word(d->kind), d->mesh, d->name);
+            cli_info("%s/%s/%s deleted", delete_kind_word(d->kind), d->mesh, d->name);
         if (d->owner)
-            printf(" (with %s)", d->owner);
-        puts(args.dry_run ? " (dry run)" : "");
+            cli_info(" (with %s)", d->owner);
+        cli_info("%s\n", args.dry_run ? " (dry run)" : "");
     }
     exit_code = EXIT_OK;
 out:

@@ -242,8 +242,12 @@ int cmd_validate(int argc, char **argv)
     diag_list_sort(&diags);
     int ok = !unreadable && !diag_has_errors(&diags);
     output_diagnostics(stdout, args.format, &diags, ok);
-    if (args.format == OUTPUT_TEXT)
+    if (args.format == OUTPUT_TEXT && cli_verbosity >= 0)
         print_summary(next, &diags);
+    cli_detail("%zu path%s read, %zu resource%s checked%s%s", args.nfiles, args.nfiles == 1 ? "" : "s",
+               manifest_set_count(next), manifest_set_count(next) == 1 ? "" : "s",
+               args.nfrom ? ", transitions from --from" : "",
+               args.store_url ? ", against the store" : "");
     exit_code = unreadable ? EXIT_TROUBLE : ok ? EXIT_OK : EXIT_INVALID;
     if (cli_diagnostics_out_of_memory(&diags))
         exit_code = EXIT_TROUBLE;

@@ -1,4 +1,5 @@
 /* main.c - the meshca program: global flags, command dispatch, help. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,9 +39,12 @@ static void print_usage(FILE *out)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fputs("  help       show the help of a command\n\n"
           "Global flags (before or after the command):\n"
-          "  --store URL   state store (default $MESHCA_STORE or sqlite://.meshca/meshca.db)\n"
-          "  -h, --help    show this help\n"
-          "  --version     print the version\n\n"
+          "  --store URL     state store (default $MESHCA_STORE or sqlite://.meshca/meshca.db)\n"
+          "  -q, --quiet     no informational lines (created/configured, summaries, progress)\n"
+          "  -v, --verbose   more detail on standard error\n"
+          "  -h, --help      show this help\n"
+          "  --version       print the version\n"
+          "With --quiet, errors, warnings and the output asked for (get, roots, ...) are still printed.\n\n"
           "Exit codes: 0 success; 1 invalid input or a refused transition;\n"
           "            2 usage error, unreadable file, store or CA unreachable, internal error.\n"
           "Run 'meshca help COMMAND' for the flags of a command.\n", out);
@@ -69,7 +73,19 @@ static int help(const char *name)
     return EXIT_OK;
 }
 
-/* Takes the global --store out of a command's arguments (kubectl takes its global flags
+/* --quiet / -v: true when `arg` is one of them (and records it). The last one given wins. */
+static bool verbosity_flag(const char *arg)
+{
+    if (strcmp(arg, "-q") == 0 || strcmp(arg, "--quiet") == 0)
+        cli_verbosity = -1;
+    else if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0)
+        cli_verbosity = 1;
+    else
+        return false;
+    return true;
+}
+
+/* Takes the global --store, --quiet and -v out of a command's arguments (kubectl takes its global flags
  * anywhere): argv[from..] up to a "--" is compacted in place. Returns the new argc, or -1 when
  * --store lacks its URL. */
 static int take_global_flags(int argc, char **argv, int from)
@@ -86,6 +102,8 @@ static int take_global_flags(int argc, char **argv, int from)
         } else if (strncmp(argv[i], "--store=", 8) == 0) {
             setenv("MESHCA_STORE", argv[i] + 8, 1);
             cli_store_flag = argv[i] + 8;
+        } else if (verbosity_flag(argv[i])) {
+            continue;
         } else {
             argv[out++] = argv[i];
         }
@@ -118,6 +136,8 @@ int main(int argc, char **argv)
             cli_store_flag = argv[i] + 8;
             continue;
         }
+        if (verbosity_flag(argv[i]))
+            continue;
         cli_error("unknown flag '%s'; run 'meshca --help'", argv[i]);
         return EXIT_TROUBLE;
     }

@@ -643,9 +643,12 @@ static int apply_once(store *s, manifest_set *next, const apply_options *opts, i
     if (rc == 0 && (!a.values || !a.trs || !a.prevs || !a.status_texts || !a.ops ||
                     !result->meshes || !result->changes))
         rc = STORE_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < a.n; i++)
+    for (size_t i = 0; rc == 0 && i < a.n; i++) {
         if (!(a.values[i] = state_encode_resource(manifest_set_get(next, i))))
             rc = STORE_ENOMEM;
+        if (opts->progress)
+            opts->progress(opts->progress_userdata, i + 1, a.n);
+    }
     if (rc < 0)
         goto out;
     const status_set *status = opts->status ? opts->status : &a.status;
