@@ -240,7 +240,8 @@ int cmd_validate(int argc, char **argv)
     }
 
     diag_list_sort(&diags);
-    int ok = !unreadable && !diag_has_errors(&diags);
+    /* A check that ran out of memory is unfinished: never "ok". */
+    int ok = !unreadable && !diag_has_errors(&diags) && !diags.out_of_memory;
     output_diagnostics(stdout, args.format, &diags, ok);
     if (args.format == OUTPUT_TEXT && cli_verbosity >= 0)
         print_summary(next, &diags);
