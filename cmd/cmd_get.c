@@ -341,6 +341,11 @@ int cmd_get(int argc, char **argv)
             print_mesh_row(&res->u.mesh);
         } else if (kind == RESOURCE_DATAPLANE) {
             char *services = cli_dataplane_services(&res->u.dataplane);
+            if (!services) {
+                cli_error("out of memory");
+                trouble = 1;
+                break;
+            }
             printf("%-16s %-24s %-16s %s\n", res->u.dataplane.mesh.value,
                    res->u.dataplane.name.value,
                    res->u.dataplane.address.value ? res->u.dataplane.address.value : "-", services);

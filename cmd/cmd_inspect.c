@@ -155,7 +155,13 @@ static int inspect_meshes(store *s, const manifest_set *set, const status_set *s
             continue;
         const mesh *m = &res->u.mesh;
         size_t ndps = 0;
-        free(cli_dataplanes_of(set, m->name.value, &ndps));
+        const dataplane **dps = cli_dataplanes_of(set, m->name.value, &ndps);
+        if (!dps) {
+            cli_error("out of memory");
+            json_decref(items);
+            return EXIT_TROUBLE;
+        }
+        free(dps);
         mesh_ca *cas = NULL;
         json_t *backends = json_array();
         if (mesh_cas_open(s, m, time(NULL), &cas) == 0) {

@@ -142,6 +142,10 @@ static void check_transitions(const manifest_set *prev, const manifest_set *next
 
         /* Dataplanes named in the new manifests are the mesh's; status adds the live ones. */
         const dataplane **dps = cli_dataplanes_of(next, n->name.value, &ndps);
+        if (!dps) {
+            diags->out_of_memory = true;   /* the transition is left unchecked: exit 2 */
+            return;
+        }
         validate_transition(p, n, status ? status->items : NULL, status ? status->count : 0,
                             dps, ndps, &opts, diags, &result);
         free(dps);

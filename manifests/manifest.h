@@ -32,7 +32,8 @@ void manifest_set_free(manifest_set *set);   /* accepts NULL */
 /* Loads a file, or every *.yaml / *.yml below a directory (recursive, sorted by path), or standard
  * input when `path` is "-". Problems in the content (syntax, limits, types, unknown fields) are
  * appended to `diags` and the valid documents are still added; returns MANIFEST_OK. Returns
- * MANIFEST_EIO (with a diagnostic of code "unreadable") when the path cannot be read at all. */
+ * MANIFEST_EIO (with a diagnostic of code "unreadable") when the path cannot be read at all, and
+ * MANIFEST_ENOMEM with diags->out_of_memory set when memory ran out. */
 int manifest_load_path(manifest_set *set, const char *path, diag_list *diags);
 
 /* Loads from memory; `name` is used as the file name in marks. Same contract as above. */

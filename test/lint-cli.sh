@@ -194,7 +194,8 @@ gh = next(yaml.safe_load(b) for b in blocks if "jobs:" in b)
 gl = next(yaml.safe_load(b) for b in blocks if "meshca-validate:" in b)["meshca-validate"]
 step = next(s for s in gh["jobs"]["validate"]["steps"] if s.get("name") == "meshca validate")
 open(work + "/gh-step.sh", "w").write(step["run"])
-open(work + "/gl-script.sh", "w").write("\n".join(gl["script"]) + "\n")
+# The job's scratch checkout of the target branch goes under this test's directory, not /tmp.
+open(work + "/gl-script.sh", "w").write("\n".join(gl["script"]).replace("/tmp/base", work + "/gl-base") + "\n")
 PY
 check "doc/ci.md: both workflow files parse as YAML" test -s "$WORK/gl-script.sh" -a -s "$WORK/gh-step.sh"
 bindir=$(dirname "$MESHCA")
