@@ -144,8 +144,8 @@ int cmd_delete(int argc, char **argv)
         for (size_t i = 0; i < args.nfiles; i++)
             if (manifest_load_path(set, args.files[i], &diags) != MANIFEST_OK)
                 unreadable = 1;
-        if (cli_diagnostics_out_of_memory(&diags))
-            goto out;
+        if (diags.out_of_memory)
+            goto out;   /* reported at out: nothing is deleted on a partial load */
         if (unreadable || diag_has_errors(&diags)) {
             diag_list_sort(&diags);
             output_diagnostics(stderr, OUTPUT_TEXT, &diags, 0);

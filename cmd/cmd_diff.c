@@ -453,8 +453,8 @@ int cmd_diff(int argc, char **argv)
     if (!(s = cli_open_store()))
         goto out;
     int rc = state_load_resources(s, NULL, current, &checks);
-    if (cli_diagnostics_out_of_memory(&checks))
-        goto out;
+    if (checks.out_of_memory)
+        goto out;   /* reported at out */
     diag_list_free(&checks);
     if (rc < 0) {
         cli_error("cannot read the store: %s", store_strerror(rc));
