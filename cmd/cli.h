@@ -32,6 +32,11 @@ int output_parse_format(const char *text, unsigned allowed, output_format *ret);
  * {"ok","diagnostics":[...]}. `ok` is what the command decided. */
 void output_diagnostics(FILE *out, output_format format, const diag_list *diags, int ok);
 
+/* True (after printing "meshca: error: out of memory") when `diags` lost a diagnostic or a check
+ * could not finish for want of memory: the command must then exit EXIT_TROUBLE, never report
+ * a clean result. */
+bool cli_diagnostics_out_of_memory(const diag_list *diags);
+
 /* Reports a getopt_long failure `c` (':' = a flag without its value, else an unknown flag) of
  * the command argv[0], pointing at its help. */
 void cli_flag_error(int c, int argc, char **argv);
@@ -39,6 +44,32 @@ void cli_flag_error(int c, int argc, char **argv);
 /* The global --store URL as given before the command (main.c), NULL when absent: `validate`
  * reads the store only when asked to, never because MESHCA_STORE happens to be set. */
 extern const char *cli_store_flag;
+
+/* Verbosity from the global flags (main.c): -1 --quiet, 0 normal, 1 -v. */
+extern int cli_verbosity;
+/* An informational line on stdout ("mesh/default created", a summary): not with --quiet.
+ * Errors, warnings and the output a command was asked for are never informational. */
+void cli_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Detail on stderr ("meshca: ..." and a newline), only with -v. */
+void cli_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Progress of long work as a single line on stderr that updates in place, shown only when
+ * stderr is a terminal, without --quiet, for at least CLI_PROGRESS_MIN_ITEMS items; redrawn at
+ * most every CLI_PROGRESS_INTERVAL_MS; erased by cli_progress_end. Nothing at all otherwise. */
+#define CLI_PROGRESS_MIN_ITEMS 100
+#define CLI_PROGRESS_INTERVAL_MS 100
+typedef struct cli_progress {
+    const char *what;   /* e.g. "applying", borrowed */
+    size_t done, total;
+    bool active;
+    int64_t last_ms;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *what, size_t total);
+void cli_progress_update(cli_progress *p, size_t done);
+void cli_progress_end(cli_progress *p);
+/* cli_progress_update as a callback (userdata: the cli_progress), for library options such as
+ * apply_options.progress. */
+void cli_progress_callback(void *userdata, size_t done, size_t total);
 
 /* Prints "meshca: error: ..." to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -127,13 +127,20 @@ int cmd_apply(int argc, char **argv)
             unreadable = 1;
     if (unreadable) {
         output_diagnostics(args.format == OUTPUT_JSON ? stdout : stderr, args.format, &diags, 0);
+        cli_diagnostics_out_of_memory(&diags);
         goto out;
     }
     apply_options opts = APPLY_OPTIONS_INIT;
     opts.dry_run = args.dry_run;
     opts.force = args.force;
     opts.cross_sign = !args.no_cross_sign;
+    /* Thousands of resources take a while: a progress line when someone watches a terminal. */
+    cli_progress progress;
+    cli_progress_start(&progress, args.dry_run ? "checking" : "applying", manifest_set_count(next));
+    opts.progress = cli_progress_callback;
+    opts.progress_userdata = &progress;
     int rc = apply_set(s, next, &opts, &diags, &result);
+    cli_progress_end(&progress);
     if (rc == STORE_ECONFLICT) {
         /* Someone else changed what this apply read: refused like any check, exit 1. */
         diag_list_sort(&diags);
@@ -141,6 +148,8 @@ int cmd_apply(int argc, char **argv)
         exit_code = EXIT_INVALID;
         goto out;
     }
+    if (cli_diagnostics_out_of_memory(&diags))
+        goto out;
     if (rc < 0) {
         cli_error("cannot use the store: %s", store_errmsg(s)[0] ? store_errmsg(s) : store_strerror(rc));
         goto out;
@@ -155,11 +164,23 @@ int cmd_apply(int argc, char **argv)
         exit_code = EXIT_INVALID;
         goto out;
     }
-    for (size_t i = 0; i < result.nchanges && args.format == OUTPUT_TEXT; i++) {
+    size_t created = 0, configured = 0;
+    for (size_t i = 0; i < result.nchanges; i++) {
         char label[600];
-        printf("%s %s%s\n", resource_label(result.changes[i].res, label, sizeof(label)),
-               result.changes[i].what, args.dry_run ? " (dry run)" : "");
+        const char *what = result.changes[i].what;
+        created += strcmp(what, "created") == 0;
+        configured += strcmp(what, "configured") == 0;
+        if (args.format == OUTPUT_TEXT)
+            cli_info("%s %s%s\n", resource_label(result.changes[i].res, label, sizeof(label)), what,
+                     args.dry_run ? " (dry run)" : "");
     }
+    /* Not the store URL: one may carry credentials. */
+    cli_detail("%zu resource%s checked against the store: %zu created, %zu configured, "
+               "%zu unchanged%s, %zu warning%s",
+               result.nchanges, result.nchanges == 1 ? "" : "s", created, configured,
+               result.nchanges - created - configured,
+               args.dry_run ? " (dry run: nothing stored)" : "", diag_count(&diags, DIAG_WARNING),
+               diag_count(&diags, DIAG_WARNING) == 1 ? "" : "s");
     exit_code = EXIT_OK;
 out:
     apply_result_free(&result);

@@ -144,6 +144,8 @@ int cmd_delete(int argc, char **argv)
         for (size_t i = 0; i < args.nfiles; i++)
             if (manifest_load_path(set, args.files[i], &diags) != MANIFEST_OK)
                 unreadable = 1;
+        if (diags.out_of_memory)
+            goto out;   /* reported at out: nothing is deleted on a partial load */
         if (unreadable || diag_has_errors(&diags)) {
             diag_list_sort(&diags);
             output_diagnostics(stderr, OUTPUT_TEXT, &diags, 0);
@@ -202,15 +204,17 @@ int cmd_delete(int argc, char **argv)
     for (size_t i = 0; i < result.nremoved; i++) {
         const delete_removed *d = &result.removed[i];
         if (d->kind == RESOURCE_MESH)
-            printf("mesh/%s deleted", d->name);
+            cli_info("mesh/%s deleted", d->name);
         else
-            printf("%s/%s/%s deleted", delete_kind_word(d->kind), d->mesh, d->name);
+            cli_info("%s/%s/%s deleted", delete_kind_word(d->kind), d->mesh, d->name);
         if (d->owner)
-            printf(" (with %s)", d->owner);
-        puts(args.dry_run ? " (dry run)" : "");
+            cli_info(" (with %s)", d->owner);
+        cli_info("%s\n", args.dry_run ? " (dry run)" : "");
     }
     exit_code = EXIT_OK;
 out:
+    if (cli_diagnostics_out_of_memory(&diags))
+        exit_code = EXIT_TROUBLE;
     delete_result_free(&result);
     free(targets);
     manifest_set_free(set);

@@ -453,6 +453,8 @@ int cmd_diff(int argc, char **argv)
     if (!(s = cli_open_store()))
         goto out;
     int rc = state_load_resources(s, NULL, current, &checks);
+    if (checks.out_of_memory)
+        goto out;   /* reported at out */
     diag_list_free(&checks);
     if (rc < 0) {
         cli_error("cannot read the store: %s", store_strerror(rc));
@@ -529,6 +531,8 @@ int cmd_diff(int argc, char **argv)
     }
     exit_code = changed || result.refused ? EXIT_INVALID : EXIT_OK;
 out:
+    if (cli_diagnostics_out_of_memory(&diags) || cli_diagnostics_out_of_memory(&checks))
+        exit_code = EXIT_TROUBLE;
     apply_result_free(&result);
     manifest_set_free(next);
     manifest_set_free(current);

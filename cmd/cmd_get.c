@@ -102,9 +102,13 @@ static int emit_scalar(yaml_emitter_t *e, const char *text, bool quoted)
 {
     yaml_event_t ev;
     size_t len = strlen(text);
-    /* plain_implicit 0 with no tag makes the emitter quote instead of tagging. */
+    /* plain_implicit 0 with no tag makes the emitter quote instead of tagging. Text of several
+     * lines (PEM in roots) reads best as a literal block; the emitter falls back to quoting
+     * where a literal block could not hold it (e.g. trailing spaces). */
+    yaml_scalar_style_t style = memchr(text, '\n', len) ? YAML_LITERAL_SCALAR_STYLE
+                                                         : YAML_ANY_SCALAR_STYLE;
     if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)text, (int)len, !quoted, 1,
-                                      YAML_ANY_SCALAR_STYLE))
+                                      style))
         return -1;
     return yaml_emitter_emit(e, &ev) ? 0 : -1;
 }
@@ -337,6 +341,11 @@ int cmd_get(int argc, char **argv)
             print_mesh_row(&res->u.mesh);
         } else if (kind == RESOURCE_DATAPLANE) {
             char *services = cli_dataplane_services(&res->u.dataplane);
+            if (!services) {
+                cli_error("out of memory");
+                trouble = 1;
+                break;
+            }
             printf("%-16s %-24s %-16s %s\n", res->u.dataplane.mesh.value,
                    res->u.dataplane.name.value,
                    res->u.dataplane.address.value ? res->u.dataplane.address.value : "-", services);
@@ -364,6 +373,8 @@ int cmd_get(int argc, char **argv)
     }
     json_decref(items);
     free(shown);
+    if (cli_diagnostics_out_of_memory(&diags))
+        trouble = 1;   /* the listing may lack resources */
     manifest_set_free(set);
     diag_list_free(&diags);
     store_close(s);

@@ -6,6 +6,7 @@
 
 #include "cmd/cli.h"
 #include "cmd/common.h"
+#include "reconciler/lifetime.h"
 #include "reconciler/mesh_ca.h"
 #include "reconciler/state.h"
 
@@ -100,8 +101,8 @@ static int inspect_dataplanes(store *s, const manifest_set *set, const status_se
 }
 
 /* Per backend: how many dataplanes trust it and how many hold its certificates. */
-static json_t *backend_json(const mesh *m, const mesh_ca *mc, const status_set *status,
-                            size_t ndataplanes)
+static json_t *backend_json(store *s, const mesh *m, const mesh_ca *mc,
+                            const status_set *status, size_t ndataplanes)
 {
     size_t trusting = 0, holding = 0;
     const char *name = mc->backend->name.value;
@@ -114,13 +115,30 @@ static json_t *backend_json(const mesh *m, const mesh_ca *mc, const status_set *
     }
     const char *enabled = mesh_enabled_backend(m);
     char expires[32] = "";
-    if (mc->ca)
-        pki_format_time(mc->not_after, expires, sizeof(expires));
-    return json_pack("{s:s, s:s, s:b, s:s?, s:s?, s:s?, s:I, s:I, s:I, s:s?}",
+    bool have_expiry = mc->ca != NULL;
+    int64_t not_after = mc->not_after, now = time(NULL);
+    bool expired = have_expiry && not_after <= now;
+    /* A CA that refuses to open as expired: a builtin root's date is still in its secret. */
+    if (mc->code == PKI_EEXPIRED) {
+        expired = true;
+        state_secrets secrets = {s, m->name.value, NULL};
+        ca_context ctx = {.mesh = m->name.value, .backend = mc->backend,
+                          .secret_lookup = state_secret_lookup, .secret_userdata = &secrets,
+                          .now = now};
+        if (mc->backend->type.value && strcmp(mc->backend->type.value, "builtin") == 0 &&
+            lifetime_builtin_not_after(&ctx, &not_after) == 0) {
+            have_expiry = true;
+            expired = not_after <= now;   /* the same code says "not yet valid" too */
+        }
+    }
+    if (have_expiry)
+        pki_format_time(not_after, expires, sizeof(expires));
+    return json_pack("{s:s, s:s, s:b, s:s?, s:s?, s:b, s:s?, s:I, s:I, s:I, s:s?}",
                      "name", name, "type", mc->backend->type.value,
                      "enabled", enabled && strcmp(enabled, name) == 0,
                      "caSubject", mc->ca ? mc->subject : NULL,
-                     "caExpirationTime", mc->ca ? expires : NULL,
+                     "caExpirationTime", have_expiry ? expires : NULL,
+                     "caExpired", expired,
                      "caFingerprint", mc->ca ? mc->fingerprint : NULL,
                      "dataplanes", (json_int_t)ndataplanes, "trustedBy", (json_int_t)trusting,
                      "certificatesHeld", (json_int_t)holding,
@@ -137,12 +155,18 @@ static int inspect_meshes(store *s, const manifest_set *set, const status_set *s
             continue;
         const mesh *m = &res->u.mesh;
         size_t ndps = 0;
-        free(cli_dataplanes_of(set, m->name.value, &ndps));
+        const dataplane **dps = cli_dataplanes_of(set, m->name.value, &ndps);
+        if (!dps) {
+            cli_error("out of memory");
+            json_decref(items);
+            return EXIT_TROUBLE;
+        }
+        free(dps);
         mesh_ca *cas = NULL;
         json_t *backends = json_array();
         if (mesh_cas_open(s, m, time(NULL), &cas) == 0) {
             for (size_t b = 0; b < m->nbackends; b++)
-                json_array_append_new(backends, backend_json(m, &cas[b], status, ndps));
+                json_array_append_new(backends, backend_json(s, m, &cas[b], status, ndps));
             mesh_cas_free(cas, m->nbackends);
         }
         json_t *mstatus = NULL;
@@ -173,6 +197,8 @@ static int inspect_meshes(store *s, const manifest_set *set, const status_set *s
             char trusted[32];
             const char *subject = json_string_value(json_object_get(bj, "caSubject"));
             const char *expires = json_string_value(json_object_get(bj, "caExpirationTime"));
+            if (json_is_true(json_object_get(bj, "caExpired")))
+                expires = "EXPIRED";
             snprintf(trusted, sizeof(trusted), "%lld/%lld",
                      (long long)json_integer_value(json_object_get(bj, "trustedBy")),
                      (long long)json_integer_value(json_object_get(bj, "dataplanes")));
@@ -233,6 +259,8 @@ int cmd_inspect(int argc, char **argv)
     else
         exit_code = meshes ? inspect_meshes(s, set, &status, format)
                            : inspect_dataplanes(s, set, &status, format);
+    if (cli_diagnostics_out_of_memory(&diags))
+        exit_code = EXIT_TROUBLE;   /* the listing may lack resources */
     manifest_set_free(set);
     status_set_free(&status);
     diag_list_free(&diags);

@@ -32,7 +32,8 @@ const char cmd_reconcile_usage[] =
 
 void cli_print_reconcile(FILE *out, const struct reconcile_report *rep, const diag_list *diags)
 {
-    for (size_t i = 0; i < rep->nactions; i++) {
+    /* What was issued is informational (--quiet drops it); problems never are. */
+    for (size_t i = 0; i < rep->nactions && cli_verbosity >= 0; i++) {
         const reconcile_action *a = &rep->actions[i];
         char when[32] = "";
         pki_format_time(a->not_after, when, sizeof(when));
@@ -50,6 +51,8 @@ void cli_print_reconcile(FILE *out, const struct reconcile_report *rep, const di
                 d->path && d->path[0] ? d->path : "", d->path && d->path[0] ? ": " : "", d->message,
                 d->code);
     }
+    if (cli_verbosity < 0)
+        return;
     fprintf(out, "%zu mesh%s: %zu issued, %zu reissued, %zu renewed, %zu rebundled, %zu unchanged, "
             "%zu failed mesh%s\n",
             rep->nmeshes, rep->nmeshes == 1 ? "" : "es", rep->issued, rep->reissued, rep->renewed,
@@ -106,6 +109,8 @@ int cmd_reconcile(int argc, char **argv)
         cli_print_reconcile(stdout, &rep, &diags);
         /* A pass whose store writes failed did not do its job: that is trouble, not input. */
         exit_code = rep.store_failures ? EXIT_TROUBLE : rep.failed_meshes ? EXIT_INVALID : EXIT_OK;
+        if (cli_diagnostics_out_of_memory(&diags))
+            exit_code = EXIT_TROUBLE;
     }
     reconcile_report_free(&rep);
     diag_list_free(&diags);

@@ -12,15 +12,16 @@
 #include "reconciler/state.h"
 
 const char cmd_roots_usage[] =
-    "Usage: meshca roots -m MESH [-o json|pem]\n"
+    "Usage: meshca roots -m MESH [-o json|yaml|pem]\n"
     "\n"
     "Prints the CA roots of MESH, one per backend, in the shape of Consul's\n"
-    "/v1/connect/ca/roots: {\"ActiveRootID\",\"TrustDomain\",\"Roots\":[...]} (default), or the\n"
-    "CA certificates as PEM, the enabled backend first (-o pem). Never prints private keys.\n"
+    "/v1/connect/ca/roots: {\"ActiveRootID\",\"TrustDomain\",\"Roots\":[...]} (default), the\n"
+    "same document as YAML (-o yaml), or the CA certificates as PEM, the enabled backend first\n"
+    "(-o pem). Never prints private keys.\n"
     "\n"
     "Flags:\n"
     "  -m, --mesh MESH        the mesh (required)\n"
-    "  -o, --output FORMAT    json (default) or pem\n"
+    "  -o, --output FORMAT    json (default), yaml or pem\n"
     "\n"
     "Exit codes: 0 ok; 1 no such mesh; 2 usage error, store unreachable or internal error.\n";
 
@@ -64,7 +65,8 @@ int cmd_roots(int argc, char **argv)
         if (c == 'm')
             mesh_name = optarg;
         else if (c == 'o') {
-            if (output_parse_format(optarg, 1u << OUTPUT_JSON | 1u << OUTPUT_PEM, &format) < 0)
+            if (output_parse_format(optarg, 1u << OUTPUT_JSON | 1u << OUTPUT_YAML | 1u << OUTPUT_PEM,
+                                    &format) < 0)
                 return EXIT_TROUBLE;
         } else if (c == 'h') {
             fputs(cmd_roots_usage, stdout);
@@ -143,7 +145,14 @@ int cmd_roots(int argc, char **argv)
         cli_error("cannot describe the roots: %s", errbuf);
         goto out;
     }
-    cli_print_structured(doc, OUTPUT_JSON);
+    /* YAML through the libyaml emitter get and inspect use; a failed write is not success. */
+    if (format == OUTPUT_YAML && cli_write_yaml(stdout, (const json_t *const *)&doc, 1, false) < 0) {
+        cli_error("cannot write YAML (out of memory or write error)");
+        json_decref(doc);
+        goto out;
+    }
+    if (format == OUTPUT_JSON)
+        cli_print_structured(doc, OUTPUT_JSON);
     json_decref(doc);
     exit_code = EXIT_OK;
 out:

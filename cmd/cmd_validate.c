@@ -142,6 +142,10 @@ static void check_transitions(const manifest_set *prev, const manifest_set *next
 
         /* Dataplanes named in the new manifests are the mesh's; status adds the live ones. */
         const dataplane **dps = cli_dataplanes_of(next, n->name.value, &ndps);
+        if (!dps) {
+            diags->out_of_memory = true;   /* the transition is left unchecked: exit 2 */
+            return;
+        }
         validate_transition(p, n, status ? status->items : NULL, status ? status->count : 0,
                             dps, ndps, &opts, diags, &result);
         free(dps);
@@ -240,11 +244,18 @@ int cmd_validate(int argc, char **argv)
     }
 
     diag_list_sort(&diags);
-    int ok = !unreadable && !diag_has_errors(&diags);
+    /* A check that ran out of memory is unfinished: never "ok". */
+    int ok = !unreadable && !diag_has_errors(&diags) && !diags.out_of_memory;
     output_diagnostics(stdout, args.format, &diags, ok);
-    if (args.format == OUTPUT_TEXT)
+    if (args.format == OUTPUT_TEXT && cli_verbosity >= 0)
         print_summary(next, &diags);
+    cli_detail("%zu path%s read, %zu resource%s checked%s%s", args.nfiles, args.nfiles == 1 ? "" : "s",
+               manifest_set_count(next), manifest_set_count(next) == 1 ? "" : "s",
+               args.nfrom ? ", transitions from --from" : "",
+               args.store_url ? ", against the store" : "");
     exit_code = unreadable ? EXIT_TROUBLE : ok ? EXIT_OK : EXIT_INVALID;
+    if (cli_diagnostics_out_of_memory(&diags))
+        exit_code = EXIT_TROUBLE;
 out:
     manifest_set_free(next);
     manifest_set_free(prev);

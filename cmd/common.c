@@ -20,8 +20,9 @@ store *cli_open_store(void)
 const dataplane **cli_dataplanes_of(const manifest_set *set, const char *mesh_name, size_t *ret_n)
 {
     const dataplane **list = NULL;
+    *ret_n = 0;
     if (manifest_set_dataplanes_of(set, mesh_name, &list, ret_n) < 0)
-        abort();
+        return NULL;   /* out of memory: the caller reports it */
     return list;
 }
 
@@ -45,7 +46,7 @@ char *cli_dataplane_services(const dataplane *dp)
                 cap += strlen(dp->inbounds[i].tags[t].value) + 1;
     char *out = calloc(1, cap);
     if (!out)
-        abort();
+        return NULL;
     for (size_t i = 0; i < dp->ninbounds; i++)
         for (size_t t = 0; t < dp->inbounds[i].ntags; t++)
             if (strcmp(dp->inbounds[i].tags[t].key, "kuma.io/service") == 0) {

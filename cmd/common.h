@@ -9,14 +9,16 @@
 /* Opens the store of --store / $MESHCA_STORE / sqlite://.meshca/meshca.db; prints the reason on failure. */
 store *cli_open_store(void);
 
-/* Dataplanes of `mesh_name` in `set`, as a malloc'd array of borrowed pointers (caller frees). */
+/* Dataplanes of `mesh_name` in `set`, as a malloc'd array of borrowed pointers (caller frees);
+ * NULL (and *ret_n 0) when out of memory. */
 const dataplane **cli_dataplanes_of(const manifest_set *set, const char *mesh_name, size_t *ret_n);
 
 /* The status of `name` in `status`, or NULL. */
 const dataplane_status *cli_find_status(const status_set *status, const char *mesh_name,
                                         const char *name);
 
-/* The tags of a dataplane, all inbounds, as "k=v,k=v" (caller frees). */
+/* The kuma.io/service values of a dataplane, all inbounds, as "a,b" (caller frees); NULL when
+ * out of memory. */
 char *cli_dataplane_services(const dataplane *dp);
 
 #endif

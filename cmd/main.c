@@ -1,4 +1,5 @@
 /* main.c - the meshca program: global flags, command dispatch, help. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,13 +39,16 @@ static void print_usage(FILE *out)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fputs("  help       show the help of a command\n\n"
           "Global flags (before or after the command):\n"
-          "  --store URL   state store (default $MESHCA_STORE or sqlite://.meshca/meshca.db);\n"
-          "                etcd://HOST:PORT[,HOST:PORT...][?max-txn-ops=N], etcds:// for TLS\n"
+          "  --store URL     state store (default $MESHCA_STORE or sqlite://.meshca/meshca.db);\n"
+          "                  etcd://HOST:PORT[,HOST:PORT...][?max-txn-ops=N], etcds:// for TLS\n"
           "  --etcd-cacert FILE  CA of the etcd members (etcds://; $MESHCA_ETCD_CACERT)\n"
           "  --etcd-cert FILE    client certificate for etcd (etcds://; $MESHCA_ETCD_CERT)\n"
           "  --etcd-key FILE     its private key (etcds://; $MESHCA_ETCD_KEY)\n"
-          "  -h, --help    show this help\n"
-          "  --version     print the version\n\n"
+          "  -q, --quiet     no informational lines (created/configured, summaries, progress)\n"
+          "  -v, --verbose   more detail on standard error\n"
+          "  -h, --help      show this help\n"
+          "  --version       print the version\n"
+          "With --quiet, errors, warnings and the output asked for (get, roots, ...) are still printed.\n\n"
           "Exit codes: 0 success; 1 invalid input or a refused transition;\n"
           "            2 usage error, unreadable file, store or CA unreachable, internal error.\n"
           "Run 'meshca help COMMAND' for the flags of a command.\n", out);
@@ -100,9 +104,21 @@ static int etcd_flag(int argc, char **argv, int *i)
     return 0;
 }
 
-/* Takes the global --store and --etcd-* flags out of a command's arguments (kubectl takes
- * its global flags anywhere): argv[from..] up to a "--" is compacted in place. Returns the new argc, or -1 when
- * a flag lacks its value. */
+/* --quiet / -v: true when `arg` is one of them (and records it). The last one given wins. */
+static bool verbosity_flag(const char *arg)
+{
+    if (strcmp(arg, "-q") == 0 || strcmp(arg, "--quiet") == 0)
+        cli_verbosity = -1;
+    else if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0)
+        cli_verbosity = 1;
+    else
+        return false;
+    return true;
+}
+
+/* Takes the global --store, --etcd-*, --quiet and -v out of a command's arguments (kubectl
+ * takes its global flags anywhere): argv[from..] up to a "--" is compacted in place. Returns the
+ * new argc, or -1 when a flag lacks its value. */
 static int take_global_flags(int argc, char **argv, int from)
 {
     int out = from, i = from;
@@ -117,6 +133,8 @@ static int take_global_flags(int argc, char **argv, int from)
         } else if (strncmp(argv[i], "--store=", 8) == 0) {
             setenv("MESHCA_STORE", argv[i] + 8, 1);
             cli_store_flag = argv[i] + 8;
+        } else if (verbosity_flag(argv[i])) {
+            continue;
         } else {
             int taken = etcd_flag(argc, argv, &i);
             if (taken < 0)
@@ -153,6 +171,8 @@ int main(int argc, char **argv)
             cli_store_flag = argv[i] + 8;
             continue;
         }
+        if (verbosity_flag(argv[i]))
+            continue;
         /* The etcd TLS files reach the store through the environment, as --store does. */
         int taken = etcd_flag(argc, argv, &i);
         if (taken < 0)

@@ -34,6 +34,14 @@ void cli_flag_error(int c, int argc, char **argv)
         cli_error("unknown flag '%s'; run 'meshca help %s'", flag, argv[0]);
 }
 
+bool cli_diagnostics_out_of_memory(const diag_list *diags)
+{
+    if (!diags->out_of_memory)
+        return false;
+    cli_error("out of memory: some checks did not finish and their diagnostics are lost");
+    return true;
+}
+
 int output_parse_format(const char *text, unsigned allowed, output_format *ret)
 {
     char list[64] = "";

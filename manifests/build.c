@@ -20,6 +20,7 @@ static void *oom(builder *b, const source_mark *m)
 {
     if (!b->oom)
         diag_error(b->diags, "out-of-memory", m, "", "out of memory while building the resource");
+    b->diags->out_of_memory = true;
     b->oom = true;
     return NULL;
 }
@@ -158,6 +159,9 @@ static void get_duration(builder *b, const mnode *map, const char *key, const ch
     out->set = true;
     out->ms = ms;
     out->mark = v->mark;
+    out->text[0] = '\0';
+    if (v->scalar_len < sizeof(out->text))
+        memcpy(out->text, v->scalar, v->scalar_len + 1);
 }
 
 static void missing(builder *b, const source_mark *mark, const char *path)

@@ -30,6 +30,7 @@ static void report_oom(decoder *d)
 {
     if (!d->failed)
         diag_error(d->diags, "out-of-memory", NULL, "", "out of memory while parsing YAML");
+    d->diags->out_of_memory = true;
     d->failed = true;
 }
 
@@ -61,6 +62,7 @@ static void report_parser_error(decoder *d)
     d->failed = true;
     if (p->error == YAML_MEMORY_ERROR) {
         diag_error(d->diags, "out-of-memory", NULL, "", "out of memory while parsing YAML");
+        d->diags->out_of_memory = true;
         return;
     }
     if (p->error == YAML_READER_ERROR) {

@@ -5,20 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Diagnostics must never be lost, so out-of-memory here is fatal rather than an error code. */
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (!q)
-        abort();
-    return q;
-}
-
-static char *xstrdup(const char *s)
+/* A library never aborts: a diagnostic that cannot be stored is dropped and the list marked
+ * out_of_memory, which every command that prints diagnostics turns into exit 2. */
+static char *dup_str(const char *s)
 {
     size_t n = strlen(s);
-    char *d = xrealloc(NULL, n + 1);
-    memcpy(d, s, n + 1);
+    char *d = malloc(n + 1);
+    if (d)
+        memcpy(d, s, n + 1);
     return d;
 }
 
@@ -41,25 +35,46 @@ void diag_addv(diag_list *list, diag_severity severity, const char *code, const 
     va_end(ap2);
     if (n < 0)
         n = 0;
-    char *msg = xrealloc(NULL, (size_t)n + 1);
+    char *msg = malloc((size_t)n + 1);
+    if (!msg) {
+        list->out_of_memory = true;
+        return;
+    }
     if ((size_t)n < sizeof(small))
         memcpy(msg, small, (size_t)n + 1);
     else if (vsnprintf(msg, (size_t)n + 1, fmt, ap) < 0)
         msg[0] = '\0';
     one_line(msg);
 
+    char *code_copy = dup_str(code ? code : "");
+    char *file_copy = (mark && mark->file) ? dup_str(mark->file) : NULL;
+    char *path_copy = dup_str(path ? path : "");
+    if (!code_copy || (mark && mark->file && !file_copy) || !path_copy)
+        goto oom;
     if (list->count == list->capacity) {
-        list->capacity = list->capacity ? list->capacity * 2 : 8;
-        list->items = xrealloc(list->items, list->capacity * sizeof(*list->items));
+        size_t capacity = list->capacity ? list->capacity * 2 : 8;
+        diag *items = realloc(list->items, capacity * sizeof(*list->items));
+        if (!items)
+            goto oom;
+        list->items = items;
+        list->capacity = capacity;
     }
     diag *d = &list->items[list->count++];
     d->severity = severity;
-    d->code = xstrdup(code ? code : "");
-    d->file = (mark && mark->file) ? xstrdup(mark->file) : NULL;
+    d->code = code_copy;
+    d->file = file_copy;
     d->line = mark ? mark->line : 0;
     d->column = mark ? mark->column : 0;
-    d->path = xstrdup(path ? path : "");
+    d->path = path_copy;
     d->message = msg;
+    return;
+
+oom:
+    free(code_copy);
+    free(file_copy);
+    free(path_copy);
+    free(msg);
+    list->out_of_memory = true;
 }
 
 void diag_add(diag_list *list, diag_severity severity, const char *code, const source_mark *mark,
@@ -87,11 +102,21 @@ int diag_has_errors(const diag_list *list)
 
 void diag_list_move(diag_list *to, diag_list *from)
 {
+    if (from->out_of_memory)
+        to->out_of_memory = true;
+    from->out_of_memory = false;
     if (from->count == 0)
         return;
     if (to->count + from->count > to->capacity) {
-        to->capacity = to->count + from->count;
-        to->items = xrealloc(to->items, to->capacity * sizeof(*to->items));
+        size_t capacity = to->count + from->count;
+        diag *items = realloc(to->items, capacity * sizeof(*to->items));
+        if (!items) {
+            to->out_of_memory = true;
+            diag_list_free(from);
+            return;
+        }
+        to->items = items;
+        to->capacity = capacity;
     }
     memcpy(to->items + to->count, from->items, from->count * sizeof(*from->items));
     to->count += from->count;
@@ -144,4 +169,5 @@ void diag_list_free(diag_list *list)
     free(list->items);
     list->items = NULL;
     list->count = list->capacity = 0;
+    list->out_of_memory = false;
 }

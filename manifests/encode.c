@@ -82,6 +82,11 @@ static void set_duration(json_t *obj, const char *key, const model_duration *d)
     char buf[32];
     if (!d->set)
         return;
+    /* As written: get -o yaml must give back what apply read, not a normalised form. */
+    if (d->text[0]) {
+        json_object_set_new(obj, key, json_string(d->text));
+        return;
+    }
     model_format_duration(d->ms, buf, sizeof(buf));
     json_object_set_new(obj, key, json_string(buf));
 }

@@ -116,8 +116,8 @@ int manifest_set_dataplanes_of(const manifest_set *set, const char *mesh_name,
     return 0;
 }
 
-int manifest_load_buffer(manifest_set *set, const char *name, const char *data, size_t len,
-                         diag_list *diags)
+static int load_buffer(manifest_set *set, const char *name, const char *data, size_t len,
+                       diag_list *diags)
 {
     const char *file = manifest_set_intern(set, name);
     mnode **docs = NULL;
@@ -145,6 +145,21 @@ int manifest_load_buffer(manifest_set *set, const char *name, const char *data, 
     }
     free(docs);
     return r;
+}
+
+/* Out of memory anywhere below marks the diagnostics too, so that every command that prints
+ * them learns the load is incomplete (and exits 2) even where no diagnostic was added. */
+static int mark_oom(int r, diag_list *diags)
+{
+    if (r == MANIFEST_ENOMEM)
+        diags->out_of_memory = true;
+    return r;
+}
+
+int manifest_load_buffer(manifest_set *set, const char *name, const char *data, size_t len,
+                         diag_list *diags)
+{
+    return mark_oom(load_buffer(set, name, data, len, diags), diags);
 }
 
 /* Marks borrow the set's copy of the path; without one (out of memory) the diagnostic has no file
@@ -426,7 +441,7 @@ static int cmp_path(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int manifest_load_path(manifest_set *set, const char *path, diag_list *diags)
+static int load_path(manifest_set *set, const char *path, diag_list *diags)
 {
     if (!strcmp(path, "-"))
         return load_fd(set, "-", STDIN_FILENO, diags);
@@ -451,4 +466,9 @@ int manifest_load_path(manifest_set *set, const char *path, diag_list *diags)
     }
     free(files.items);
     return ret;
+}
+
+int manifest_load_path(manifest_set *set, const char *path, diag_list *diags)
+{
+    return mark_oom(load_path(set, path, diags), diags);
 }

@@ -32,7 +32,8 @@ void manifest_set_free(manifest_set *set);   /* accepts NULL */
 /* Loads a file, or every *.yaml / *.yml below a directory (recursive, sorted by path), or standard
  * input when `path` is "-". Problems in the content (syntax, limits, types, unknown fields) are
  * appended to `diags` and the valid documents are still added; returns MANIFEST_OK. Returns
- * MANIFEST_EIO (with a diagnostic of code "unreadable") when the path cannot be read at all. */
+ * MANIFEST_EIO (with a diagnostic of code "unreadable") when the path cannot be read at all, and
+ * MANIFEST_ENOMEM with diags->out_of_memory set when memory ran out. */
 int manifest_load_path(manifest_set *set, const char *path, diag_list *diags);
 
 /* Loads from memory; `name` is used as the file name in marks. Same contract as above. */
@@ -79,8 +80,9 @@ int manifest_set_dataplanes_of(const manifest_set *set, const char *mesh_name,
  * MANIFEST_ENOMEM. */
 int manifest_set_add(manifest_set *set, resource *res);
 
-/* Did-you-mean: the candidate closest to `word` by edit distance, or NULL when none is close
- * (distance > max(2, strlen(word)/3)). `candidates` is NULL-terminated. */
+/* Did-you-mean: the candidate closest to `word` by edit distance, ignoring ASCII case (so
+ * "BUILTIN" finds "builtin"), or NULL when none is close (distance > max(2, strlen(word)/3)).
+ * The first of equally close candidates wins. `candidates` is NULL-terminated. */
 const char *manifest_suggest(const char *word, const char *const *candidates);
 
 #endif

@@ -15,11 +15,18 @@
 #define MODEL_MAX_NAME_LEN 63        /* DNS label */
 #define MODEL_MAX_RESOURCE_NAME 253  /* dataplane / secret names: DNS subdomain */
 
+/* Longest duration text kept as written (model_duration.text); longer ones print normalised. */
+#define MODEL_DURATION_TEXT_MAX 24
+
 /* A duration as written, e.g. "24h". */
 typedef struct model_duration {
     bool set;           /* false: absent, the default applies */
     int64_t ms;         /* value in milliseconds (valid when set) */
     source_mark mark;
+    /* The text as written ("1440m" stays "1440m", not "1d"), so `get -o yaml` gives back what
+     * was applied; "" when not known or too long: print model_format_duration(ms) then. A plain
+     * array, so copying the struct copies it. */
+    char text[MODEL_DURATION_TEXT_MAX];
 } model_duration;
 
 /* A string field with where it was written. `value` NULL = absent. Owned by the resource. */

@@ -24,6 +24,7 @@ static bool out_of_memory(diag_list *diags, const char *name)
 {
     source_mark mark = {name, 0, 0};
     diag_error(diags, "out-of-memory", &mark, "", "out of memory while reading the status");
+    diags->out_of_memory = true;
     return false;
 }
 
@@ -298,6 +299,7 @@ oom:
     if (f != stdin)
         fclose(f);
     diag_error(diags, "out-of-memory", &mark, "", "out of memory while reading the status file");
+    diags->out_of_memory = true;
     return -2;
 }
 

@@ -7,6 +7,12 @@
 /* Names compared here are field names, so a small bound keeps the row on the stack. */
 #define SUGGEST_MAX_LEN 128
 
+/* ASCII only, unlike tolower(): independent of the locale. */
+static char ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
 static size_t distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
@@ -18,7 +24,9 @@ static size_t distance(const char *a, const char *b)
         row[0] = i;
         for (size_t j = 1; j <= lb; j++) {
             size_t up = row[j];
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            /* Case is ignored: `type: BUILTIN` is still an error (Kuma's values are
+             * case-sensitive), but 'builtin' is plainly what was meant. */
+            size_t cost = ascii_lower(a[i - 1]) == ascii_lower(b[j - 1]) ? 0 : 1;
             size_t best = corner + cost;
             if (up + 1 < best)
                 best = up + 1;

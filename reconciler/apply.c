@@ -9,6 +9,7 @@
 #include "manifests/encode.h"
 #include "reconciler/apply.h"
 #include "reconciler/ca_backend.h"
+#include "reconciler/lifetime.h"
 #include "reconciler/state.h"
 #include "validators/validators.h"
 
@@ -352,6 +353,15 @@ static int check_backends(store *s, const mesh_check *mc, diag_list *diags,
         int rc = ca_backend_check(&ctx, diags);
         if (rc == STORE_ENOMEM)
             return rc;
+        /* Lifetime lint: a builtin root already in the store has a known expiry. */
+        int64_t not_after = 0;
+        if (mc->in_set && strcmp(nb->type.value, ca_builtin_ops.type) == 0) {
+            rc = lifetime_builtin_not_after(&ctx, &not_after);
+            if (rc == STORE_ENOMEM)
+                return rc;
+            if (rc == 0)
+                validate_ca_lifetime(m, b, not_after, mc->now, diags);
+        }
         /* A builtin CA's Secrets replaced by something unusable: its check reads no Secret. */
         if (old_ok && !new_ok && diag_count(diags, DIAG_ERROR) == errors) {
             char path[64];
@@ -414,6 +424,8 @@ static void move_to_secret(diag_list *to, diag_list *from, const secret *sec, co
                  "Secret '%s' is used by mesh '%s' (%s): %s", sec->name.value, mesh_name,
                  d->path, d->message);
     }
+    if (from->out_of_memory)
+        to->out_of_memory = true;
     diag_list_free(from);
 }
 
@@ -631,9 +643,12 @@ static int apply_once(store *s, manifest_set *next, const apply_options *opts, i
     if (rc == 0 && (!a.values || !a.trs || !a.prevs || !a.status_texts || !a.ops ||
                     !result->meshes || !result->changes))
         rc = STORE_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < a.n; i++)
+    for (size_t i = 0; rc == 0 && i < a.n; i++) {
         if (!(a.values[i] = state_encode_resource(manifest_set_get(next, i))))
             rc = STORE_ENOMEM;
+        if (opts->progress)
+            opts->progress(opts->progress_userdata, i + 1, a.n);
+    }
     if (rc < 0)
         goto out;
     const status_set *status = opts->status ? opts->status : &a.status;
@@ -687,6 +702,9 @@ static int apply_once(store *s, manifest_set *next, const apply_options *opts, i
         rc = check_mesh(s, &mc, &mesh_diags, &tr);
         move_to_secret(diags, &mesh_diags, sec, res->u.mesh.name.value);
     }
+    /* A check that could not allocate is unfinished: nothing is stored on its word. */
+    if (rc == 0 && diags->out_of_memory)
+        rc = STORE_ENOMEM;
     if (rc < 0)
         goto out;
 
@@ -750,7 +768,7 @@ int apply_set(store *s, manifest_set *next, const apply_options *opts, diag_list
 {
     int64_t now = opts->now ? opts->now : (int64_t)time(NULL);
     /* Problems the caller found already (a document that did not load) refuse the set too. */
-    bool prior_errors = diag_has_errors(diags);
+    bool prior_errors = diag_has_errors(diags) || diags->out_of_memory;
     int rc = 0;
     for (int round = 1; round <= APPLY_MAX_ATTEMPTS; round++) {
         apply_result result = {0};

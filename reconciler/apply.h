@@ -20,9 +20,13 @@ typedef struct apply_options {
      * the store. Borrowed; NULL = the store's. Only with dry_run. */
     const manifest_set *prev;
     const status_set *status;
+    /* Called once per resource as apply prepares it (done of total), for a progress display;
+     * may be NULL. Never called with a store transaction open. */
+    void (*progress)(void *userdata, size_t done, size_t total);
+    void *progress_userdata;
 } apply_options;
 
-#define APPLY_OPTIONS_INIT {false, false, true, 0, NULL, NULL}
+#define APPLY_OPTIONS_INIT {false, false, true, 0, NULL, NULL, NULL, NULL}
 
 /* How often apply re-reads and re-checks everything when only what it does not write (the
  * dataplane status, the mesh status) changed under it. */

@@ -771,6 +771,21 @@ START_TEST(suggest_finds_close_names_only)
 }
 END_TEST
 
+START_TEST(suggest_ignores_case)
+{
+    const char *const types[] = {"builtin", "provided", "vault", "cfssl", NULL};
+    const char *const modes[] = {"STRICT", "PERMISSIVE", NULL};
+    const char *const fields[] = {"enabledBackend", "backends", "skipValidation", NULL};
+    ck_assert_str_eq(manifest_suggest("BUILTIN", types), "builtin");
+    ck_assert_str_eq(manifest_suggest("Vault", types), "vault");
+    ck_assert_str_eq(manifest_suggest("strict", modes), "STRICT");
+    ck_assert_str_eq(manifest_suggest("Permisive", modes), "PERMISSIVE");
+    ck_assert_str_eq(manifest_suggest("enabledbackend", fields), "enabledBackend");
+    ck_assert_str_eq(manifest_suggest("SKIPVALIDATION", fields), "skipValidation");
+    ck_assert_ptr_null(manifest_suggest("ZZZ", types));
+}
+END_TEST
+
 START_TEST(diagnostic_messages_are_one_line_and_sortable)
 {
     diag_list l = DIAG_LIST_INIT;
@@ -836,6 +851,7 @@ static Suite *manifests_suite(void)
     tcase_add_test(tc, plain_scalars_follow_the_yaml_core_schema);
     tcase_add_test(tc, base64_decodes_with_optional_padding_and_whitespace_and_refuses_the_rest);
     tcase_add_test(tc, suggest_finds_close_names_only);
+    tcase_add_test(tc, suggest_ignores_case);
     tcase_add_test(tc, diagnostic_messages_are_one_line_and_sortable);
     suite_add_tcase(s, tc);
     return s;

@@ -10,6 +10,45 @@
 #include "manifests/status.h"
 #include "validators/validators.h"
 
+/* ---- a failing allocator: this suite links with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+ * (test/meson.build), so the libraries' allocations come here. Check forks per test, so a budget
+ * set in one test never leaks into another. ---- */
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+
+/* Allocations that still succeed; from then on every one fails. -1: no limit. */
+static long alloc_budget = -1;
+
+static int alloc_fails(void)
+{
+    if (alloc_budget < 0)
+        return 0;
+    if (alloc_budget == 0)
+        return 1;
+    alloc_budget--;
+    return 0;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    return alloc_fails() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    return alloc_fails() ? NULL : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    return alloc_fails() ? NULL : __real_realloc(p, n);
+}
+
 /* ---- helpers ---- */
 
 static void dump(const diag_list *d)
@@ -352,6 +391,33 @@ START_TEST(unknown_mode_and_key_type_refused)
 
     check_static(MESH_CA1 "    mode: PERMISSIVE\n    dpCert:\n      keyType: rsa\n", &d);
     ck_assert_uint_eq(d.count, 0);
+    diag_list_free(&d);
+}
+END_TEST
+
+/* Kuma's enum values are case-sensitive, so these stay errors; the suggestion ignores case. */
+START_TEST(wrong_case_enum_values_are_errors_with_the_right_spelling_suggested)
+{
+    diag_list d = DIAG_LIST_INIT;
+    check_static("type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+                 "  - name: ca-1\n    type: BUILTIN\n    mode: strict\n    dpCert:\n"
+                 "      keyType: RSA\n", &d);
+    const diag *x = assert_diag(&d, "unknown-backend-type", "mtls.backends[0].type", 7);
+    ck_assert_str_eq(x->message, "unknown backend type 'BUILTIN' (did you mean 'builtin'?); "
+                                 "expected builtin, provided, vault or cfssl");
+    x = assert_diag(&d, "unknown-mode", "mtls.backends[0].mode", 8);
+    ck_assert_str_eq(x->message,
+                     "unknown mode 'strict' (did you mean 'STRICT'?); expected STRICT or PERMISSIVE");
+    x = assert_diag(&d, "unknown-key-type", "mtls.backends[0].dpCert.keyType", 10);
+    ck_assert_str_eq(x->message,
+                     "unknown key type 'RSA' (did you mean 'rsa'?); expected ecdsa or rsa");
+    ck_assert_int_eq(x->severity, DIAG_ERROR);
+    diag_list_free(&d);
+    /* mixed case and a typo together */
+    check_static("type: Mesh\nname: default\nmtls:\n  backends:\n  - name: ca-1\n"
+                 "    type: Provded\n", &d);
+    x = assert_diag(&d, "unknown-backend-type", "mtls.backends[0].type", 6);
+    ck_assert_ptr_nonnull(strstr(x->message, "(did you mean 'provided'?)"));
     diag_list_free(&d);
 }
 END_TEST
@@ -1220,6 +1286,7 @@ static Suite *validators_suite(void)
     tcase_add_test(st, unknown_backend_type_suggests_closest);
     tcase_add_test(st, missing_backend_type_reported);
     tcase_add_test(st, unknown_mode_and_key_type_refused);
+    tcase_add_test(st, wrong_case_enum_values_are_errors_with_the_right_spelling_suggested);
     tcase_add_test(st, every_inbound_needs_a_service_tag);
     tcase_add_test(st, inbound_port_zero_is_invalid);
     tcase_add_test(st, same_resource_twice_in_a_set_refused);
@@ -1280,9 +1347,208 @@ static Suite *validators_suite(void)
     return s;
 }
 
+/* ---- lifetime lint (warnings) ---- */
+
+#define LIFETIME_MESH(ca, leaf) \
+    "type: Mesh\n"                           /* 1 */ \
+    "name: default\n"                        /* 2 */ \
+    "mtls:\n"                                /* 3 */ \
+    "  enabledBackend: ca-1\n"               /* 4 */ \
+    "  backends:\n"                          /* 5 */ \
+    "  - name: ca-1\n"                       /* 6 */ \
+    "    type: builtin\n"                    /* 7 */ \
+    "    dpCert: {rotation: {expiration: " leaf "}}\n"   /* 8 */ \
+    "    conf: {caCert: {expiration: " ca "}}\n"         /* 9 */
+
+START_TEST(builtin_ca_shorter_than_its_leaves_is_warned)
+{
+    diag_list d = DIAG_LIST_INIT;
+    check_static(LIFETIME_MESH("12h", "24h"), &d);
+    const diag *x = assert_diag(&d, "ca-shorter-than-leaf",
+                                "mtls.backends[0].conf.caCert.expiration", 9);
+    ck_assert_int_eq(x->severity, DIAG_WARNING);
+    ck_assert_uint_eq(x->column, 33);
+    ck_assert_ptr_nonnull(strstr(x->message, "caCert.expiration 12h is shorter than "
+                                             "dpCert.rotation.expiration"));
+    ck_assert_uint_eq(d.count, 1);
+    diag_list_free(&d);
+    /* equal or longer, or the defaults (10y vs 24h): nothing */
+    check_static(LIFETIME_MESH("24h", "24h"), &d);
+    check_static(MESH_CA1, &d);
+    ck_assert_uint_eq(d.count, 0);
+    /* the default caCert (10y) against a leaf longer than that */
+    check_static("type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+                 "  - name: ca-1\n    type: builtin\n    dpCert: {rotation: {expiration: 11y}}\n",
+                 &d);
+    assert_diag(&d, "ca-shorter-than-leaf", "mtls.backends[0]", 6);
+    diag_list_free(&d);
+}
+END_TEST
+
+START_TEST(known_ca_expiry_is_linted_against_now_and_the_renewal_point)
+{
+    manifest_set *set = load(LIFETIME_MESH("10y", "48h"));
+    const mesh *m = first_mesh(set);
+    const int64_t now = 1800000000, day = 86400;
+    struct { int64_t not_after; const char *code; } cases[] = {
+        {now - 1, "ca-expired"},
+        {now, "ca-expired"},
+        {now + day, "renewal-after-ca-expiry"},              /* 48h leaf renews at >= 33.6h */
+        {now + 33 * 3600, "renewal-after-ca-expiry"},
+        {now + 34 * 3600, "ca-expires-soon"},
+        {now + 29 * day, "ca-expires-soon"},
+        {now + 30 * day, NULL},
+        {now + 3650 * day, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        diag_list d = DIAG_LIST_INIT;
+        validate_ca_lifetime(m, 0, cases[i].not_after, now, &d);
+        if (!cases[i].code) {
+            ck_assert_msg(d.count == 0, "case %zu: unexpected %s", i, d.count ? d.items[0].code : "");
+        } else {
+            ck_assert_msg(d.count == 1, "case %zu: %zu diagnostics", i, d.count);
+            ck_assert_str_eq(d.items[0].code, cases[i].code);
+            ck_assert_int_eq(d.items[0].severity, DIAG_WARNING);
+            ck_assert_str_eq(d.items[0].path, "mtls.backends[0]");
+            ck_assert_uint_eq(d.items[0].line, 6);
+        }
+        diag_list_free(&d);
+    }
+    diag_list d = DIAG_LIST_INIT;
+    validate_ca_lifetime(m, 0, now - day, now, &d);
+    ck_assert_str_eq(d.items[0].message,
+                     "the CA of backend 'ca-1' expired at 2027-01-14T08:00:00Z: dataplanes cannot "
+                     "get certificates from it; add a new backend and rotate to it (see 'meshca "
+                     "help apply')");
+    diag_list_free(&d);
+    validate_ca_lifetime(m, 7, now - day, now, &d);   /* no such backend: nothing */
+    ck_assert_uint_eq(d.count, 0);
+    manifest_set_free(set);
+}
+END_TEST
+
+/* ---- out of memory: diagnostics and validators return it, never abort() ---- */
+
+START_TEST(diag_add_out_of_memory_sets_the_flag_instead_of_aborting)
+{
+    diag_list d = DIAG_LIST_INIT;
+    source_mark mark = {"mesh.yaml", 3, 5};
+    diag_error(&d, "first", &mark, "name", "stored");
+    ck_assert_uint_eq(d.count, 1);
+    /* message, code, file, path: each one failing drops the diagnostic and marks the list */
+    for (long budget = 0; budget < 4; budget++) {
+        alloc_budget = budget;
+        diag_error(&d, "lost", &mark, "mtls.backends[0]", "never stored %d", 1);
+        alloc_budget = -1;
+        ck_assert_msg(d.out_of_memory, "budget %ld: flag not set", budget);
+        ck_assert_uint_eq(d.count, 1);
+        d.out_of_memory = false;
+    }
+    /* growing the array fails too: 8 fit in the first block, the 9th needs more */
+    for (int i = 1; i < 8; i++)
+        diag_error(&d, "more", NULL, NULL, "filler");
+    alloc_budget = 4;
+    diag_error(&d, "lost", &mark, "p", "no room");
+    alloc_budget = -1;
+    ck_assert(d.out_of_memory);
+    ck_assert_uint_eq(d.count, 8);
+    ck_assert_str_eq(d.items[0].code, "first");
+    /* sticky: a later success does not clear it */
+    diag_error(&d, "after", NULL, NULL, "ok");
+    ck_assert(d.out_of_memory);
+    ck_assert_uint_eq(d.count, 9);
+    diag_list_free(&d);
+}
+END_TEST
+
+START_TEST(diag_list_move_keeps_out_of_memory)
+{
+    diag_list to = DIAG_LIST_INIT, from = DIAG_LIST_INIT;
+    from.out_of_memory = true;
+    diag_list_move(&to, &from);
+    ck_assert(to.out_of_memory);
+    ck_assert(!from.out_of_memory);
+
+    diag_list to2 = DIAG_LIST_INIT;
+    diag_error(&from, "x", NULL, NULL, "moved");
+    alloc_budget = 0;   /* growing `to2` fails: the moved diagnostics are dropped, not leaked */
+    diag_list_move(&to2, &from);
+    alloc_budget = -1;
+    ck_assert(to2.out_of_memory);
+    ck_assert_uint_eq(to2.count, 0);
+    ck_assert_uint_eq(from.count, 0);
+    diag_list_free(&to);
+    diag_list_free(&to2);
+}
+END_TEST
+
+START_TEST(validate_set_out_of_memory_sets_the_flag_instead_of_aborting)
+{
+    manifest_set *set = load(MESH_CA1);
+    diag_list d = DIAG_LIST_INIT;
+    alloc_budget = 0;
+    validate_set(set, &d);
+    alloc_budget = -1;
+    ck_assert(d.out_of_memory);
+    diag_list_free(&d);
+    manifest_set_free(set);
+}
+END_TEST
+
+/* validators/transition.c aborted on 5 allocation failures; now each one fails the check. Every
+ * allocation of a gated switch is made to fail in turn, until one run needs no more. */
+START_TEST(transition_out_of_memory_refuses_instead_of_aborting)
+{
+    status_set s = STATUS_SET_INIT;
+    add_status(&s, "web-01", "ca-1", "ca-1", NULL);
+    add_status(&s, "web-02", "ca-1", "ca-1", "ca-2", NULL);
+    manifest_set *p = load(MESH_ADDED), *n = load(MESH_SWITCHED);
+    transition_options opts = TRANSITION_OPTIONS_INIT;
+    opts.have_status = true;
+    long failures = 0;
+    for (long budget = 0;; budget++) {
+        diag_list d = DIAG_LIST_INIT;
+        transition_result r;
+        alloc_budget = budget;
+        validate_transition(first_mesh(p), first_mesh(n), s.items, s.count, NULL, 0, &opts, &d, &r);
+        alloc_budget = -1;
+        if (!d.out_of_memory) {
+            assert_diag(&d, "switch-not-propagated", "mtls.enabledBackend", 4);
+            ck_assert(r.refused && r.waiting_only);
+            diag_list_free(&d);
+            break;
+        }
+        /* an unfinished check never passes, and is not something waiting will clear */
+        ck_assert_msg(r.refused && !r.waiting_only, "budget %ld: passed although unfinished", budget);
+        failures++;
+        diag_list_free(&d);
+        ck_assert_int_lt(budget, 100);
+    }
+    ck_assert_int_ge(failures, 6);   /* 4 lists, the members, the index, the blocking list... */
+    manifest_set_free(p);
+    manifest_set_free(n);
+    status_set_free(&s);
+}
+END_TEST
+
+static Suite *oom_suite_cases(Suite *s)
+{
+    TCase *om = tcase_create("out-of-memory");
+    tcase_add_test(om, diag_add_out_of_memory_sets_the_flag_instead_of_aborting);
+    tcase_add_test(om, diag_list_move_keeps_out_of_memory);
+    tcase_add_test(om, validate_set_out_of_memory_sets_the_flag_instead_of_aborting);
+    tcase_add_test(om, transition_out_of_memory_refuses_instead_of_aborting);
+    TCase *lt = tcase_create("lifetime");
+    tcase_add_test(lt, builtin_ca_shorter_than_its_leaves_is_warned);
+    tcase_add_test(lt, known_ca_expiry_is_linted_against_now_and_the_renewal_point);
+    suite_add_tcase(s, lt);
+    suite_add_tcase(s, om);
+    return s;
+}
+
 int main(void)
 {
-    SRunner *sr = srunner_create(validators_suite());
+    SRunner *sr = srunner_create(oom_suite_cases(validators_suite()));
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

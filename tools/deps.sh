@@ -8,6 +8,7 @@ packages=(
     libevent-dev                            # the dataplane API's HTTPS server (evhttp, SPEC S13)
     check                                   # unit tests
     openssl curl python3 procps             # integration tests: openssl verify, HTTP, JSON checks, pgrep
+    python3-yaml jq git                     # lint-cli.sh: roots -o yaml read back, doc/ci.md's jobs run as written
     nginx-light                             # the end-to-end data plane
     etcd-server                             # the etcd store's tests run a real etcd (/usr/bin/etcd)
     golang-cfssl                            # the cfssl backend's tests run a real `cfssl serve`

@@ -212,8 +212,10 @@ void validate_mesh(const mesh *m, diag_list *out)
                 names[k++] = m->backends[i].name.value;
         if (names)
             did_you_mean(enabled, names, hint, sizeof hint);
-        else
+        else {
             k = m->nbackends;
+            out->out_of_memory = true;
+        }
         if (k == 0)
             diag_error(out, "enabled-backend-not-found", &m->enabled_backend.mark,
                        "mtls.enabledBackend",
@@ -224,6 +226,7 @@ void validate_mesh(const mesh *m, diag_list *out)
                        "enabledBackend '%.80s' is not one of the backends%s", enabled, hint);
         free(names);
     }
+    validate_lifetime_conf(m, out);
 }
 
 void validate_dataplane(const dataplane *dp, diag_list *out)
@@ -337,8 +340,10 @@ void validate_set(const manifest_set *set, diag_list *out)
 {
     size_t n = manifest_set_count(set);
     res_key *keys = calloc(n ? n : 1, sizeof *keys);
-    if (!keys)
+    if (!keys) {
         diag_error(out, "out-of-memory", NULL, "", "out of memory: duplicate resources were not checked");
+        out->out_of_memory = true;
+    }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const resource *res = manifest_set_get(set, i);

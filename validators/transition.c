@@ -44,10 +44,12 @@ const char *transition_step_name(transition_step step)
     return "unknown";
 }
 
-/* A growable string for messages; aborts on OOM like diag_add. */
+/* A growable string for messages. Out of memory marks `out` (the diagnostics the message is
+ * for) out_of_memory and leaves the text short, as diag_add does with a diagnostic. */
 typedef struct sbuf {
     char *data;
     size_t len, cap;
+    diag_list *out;
 } sbuf;
 
 static void sb_add(sbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -64,8 +66,10 @@ static void sb_add(sbuf *sb, const char *fmt, ...)
         while (cap < sb->len + (size_t)n + 1)
             cap *= 2;
         char *data = realloc(sb->data, cap);
-        if (!data)
-            abort();
+        if (!data) {
+            sb->out->out_of_memory = true;
+            return;
+        }
         sb->data = data;
         sb->cap = cap;
     }
@@ -95,7 +99,7 @@ static bool never_acknowledged(const dataplane_status *st)
 
 /* Builds the union of `dataplanes` and the mesh's entries of `status`, each once, in a stable
  * order (declared dataplanes first, then status-only ones sorted by name). O(n log n) so that a
- * 100,000-dataplane status is cheap. Caller frees the array. */
+ * 100,000-dataplane status is cheap. Caller frees the array; NULL when out of memory. */
 static member *collect_members(const char *mesh_name, const dataplane_status *status,
                                size_t nstatus, const dataplane *const *dataplanes,
                                size_t ndataplanes, size_t *ret_count)
@@ -103,8 +107,12 @@ static member *collect_members(const char *mesh_name, const dataplane_status *st
     status_index idx = STATUS_INDEX_INIT;
     bool *used = calloc(nstatus ? nstatus : 1, sizeof *used);
     member *members = calloc(nstatus + ndataplanes + 1, sizeof *members);
-    if (status_index_build(status, nstatus, mesh_name, &idx) < 0 || !used || !members)
-        abort();
+    if (!used || !members || status_index_build(status, nstatus, mesh_name, &idx) < 0) {
+        status_index_free(&idx);
+        free(used);
+        free(members);
+        return NULL;
+    }
     const dataplane_status **sorted = idx.items;
     size_t ns = idx.count, count = 0;
 
@@ -247,14 +255,16 @@ static void check_switch(ctx *c, const char *from, const char *to, bool multi)
         return;
     }
     const char **blocking = calloc(c->nmembers + 1, sizeof *blocking);
-    if (!blocking)
-        abort();
+    if (!blocking) {
+        c->out->out_of_memory = true;
+        return;
+    }
     size_t nblocking = 0;
     for (size_t i = 0; i < c->nmembers; i++)
         if (!trusts(&c->members[i], to))
             blocking[nblocking++] = c->members[i].name;
     if (nblocking > 0) {
-        sbuf sb = {0};
+        sbuf sb = {.out = c->out};
         list_names(&sb, blocking, nblocking);
         if (c->opts->force) {
             record_forced(c->res, STEP_SWITCH, blocking, nblocking);
@@ -294,14 +304,16 @@ static void check_remove(ctx *c, const char *name, const char *from, const char 
         return;
     }
     const char **holding = calloc(c->nmembers + 1, sizeof *holding);
-    if (!holding)
-        abort();
+    if (!holding) {
+        c->out->out_of_memory = true;
+        return;
+    }
     size_t nholding = 0;
     for (size_t i = 0; i < c->nmembers; i++)
         if (holds_issued(&c->members[i], name))
             holding[nholding++] = c->members[i].name;
     if (nholding > 0) {
-        sbuf sb = {0};
+        sbuf sb = {.out = c->out};
         list_names(&sb, holding, nholding);
         if (c->opts->force) {
             record_forced(c->res, STEP_REMOVE, holding, nholding);
@@ -397,8 +409,10 @@ void validate_transition(const mesh *prev, const mesh *next, const dataplane_sta
     const char **removed = calloc(prev->nbackends + 1, sizeof *removed);
     const char **changed = calloc(next->nbackends + 1, sizeof *changed);
     size_t *changed_index = calloc(next->nbackends + 1, sizeof *changed_index);
-    if (!added || !removed || !changed || !changed_index)
-        abort();
+    if (!added || !removed || !changed || !changed_index) {
+        out->out_of_memory = true;
+        goto free_lists;
+    }
     size_t nadded = 0, nremoved = 0, nchanged = 0;
     for (size_t i = 0; i < next->nbackends; i++) {
         const mesh_backend *b = &next->backends[i];
@@ -444,7 +458,7 @@ void validate_transition(const mesh *prev, const mesh *next, const dataplane_sta
             nkinds++;
     bool multi = nkinds > 1;
     if (multi) {
-        sbuf sb = {0};
+        sbuf sb = {.out = out};
         bool any = false;
         if (nadded) {
             describe_names(&sb, "add", added, nadded);
@@ -476,6 +490,10 @@ void validate_transition(const mesh *prev, const mesh *next, const dataplane_sta
     size_t nmembers = 0;
     member *members = collect_members(next->name.value ? next->name.value : prev->name.value,
                                       status, nstatus, dataplanes, ndataplanes, &nmembers);
+    if (!members) {
+        out->out_of_memory = true;
+        goto free_lists;
+    }
     ctx c = {prev, next, opts, out, &res, members, nmembers, false};
 
     for (size_t i = 0; i < nchanged; i++)
@@ -488,7 +506,7 @@ void validate_transition(const mesh *prev, const mesh *next, const dataplane_sta
         check_remove(&c, removed[i], from, to, multi);
     if (res.steps & STEP_DISABLE) {
         const source_mark *mark = mark_or_mesh(next, &next->enabled_backend.mark, &next->mtls_mark);
-        sbuf also = {0};
+        sbuf also = {.out = out};
         if (nremoved)
             describe_names(&also, ", removing", removed, nremoved);
         if (opts->force) {
@@ -532,6 +550,11 @@ done:
             only_waiting = false;
     }
     res.waiting_only = res.refused && only_waiting;
+    /* An unfinished check never passes: the gates it skipped might have refused. */
+    if (out->out_of_memory) {
+        res.refused = true;
+        res.waiting_only = false;
+    }
     if (ret_result)
         *ret_result = res;
 }

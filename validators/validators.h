@@ -78,6 +78,26 @@ void validate_transition(const mesh *prev, const mesh *next, const dataplane_sta
                          const transition_options *opts, diag_list *out,
                          transition_result *ret_result);
 
+/* Lifetime lint (warnings, doc/diagnostics.md). */
+
+/* A CA expiring within this many seconds gets ca-expires-soon. */
+#define LIFETIME_EXPIRING_S (30 * 86400LL)
+/* A leaf is renewed at the earliest at this percentage of its lifetime (pki_renewal_point). */
+#define LIFETIME_RENEWAL_PERCENT 70
+
+/* From the manifest alone: a builtin backend whose conf.caCert.expiration (default 10y) is
+ * shorter than its dpCert.rotation.expiration (default 24h): ca-shorter-than-leaf, at the
+ * caCert.expiration value. Part of validate_mesh(). */
+void validate_lifetime_conf(const mesh *m, diag_list *out);
+
+/* From a known CA certificate: backend `index` of `m` has a CA that expires at `ca_not_after`
+ * (seconds since the epoch; the caller reads it, this stays pure), checked at `now`. One warning
+ * at most, the worst: ca-expired (already expired), renewal-after-ca-expiry (it expires before
+ * the earliest renewal point of a leaf issued now), ca-expires-soon (within
+ * LIFETIME_EXPIRING_S). */
+void validate_ca_lifetime(const mesh *m, size_t index, int64_t ca_not_after, int64_t now,
+                          diag_list *out);
+
 /* "add", "switch", ... for messages. */
 const char *transition_step_name(transition_step step);
 

@@ -97,7 +97,7 @@ _meshca() {
 
     if [[ -z $cmd ]]; then
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "--store --help --version" -- "$cur"))
+            COMPREPLY=($(compgen -W "--store --quiet --verbose --help --version" -- "$cur"))
         else
             # The commands meshca --help lists.
             COMPREPLY=($(compgen -W "$("${COMP_WORDS[0]}" --help 2>/dev/null |
@@ -106,9 +106,9 @@ _meshca() {
         return
     fi
     if [[ $cur == -* ]]; then
-        # The flags the command's help lists, and the global --store.
+        # The flags the command's help lists, and the global --store, --quiet and --verbose.
         COMPREPLY=($(compgen -W "$("${COMP_WORDS[0]}" help "$cmd" 2>/dev/null |
-            grep -o -- '--[a-z][a-z0-9-]*' | sort -u) --store" -- "$cur"))
+            grep -o -- '--[a-z][a-z0-9-]*' | sort -u) --store --quiet --verbose" -- "$cur"))
         return
     fi
     case $cmd in
