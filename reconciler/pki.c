@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/asn1t.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -541,4 +542,352 @@ int64_t pki_renewal_point(int64_t not_before, int64_t not_after, const char *sta
     if (not_after <= not_before)
         return not_before;
     return not_before + (int64_t)((double)(not_after - not_before) * (0.70 + 0.15 * frac));
+}
+
+/*
+ * CSR mode and re-signing (S5). What this path avoids, measured with bench-all and perf: the
+ * provider encoder behind X509_set_pubkey (the SPKI is copied from the CSR or the stored DER as
+ * it is), parsing extension config text per leaf (the fixed ones and the AKI are built once per
+ * CA), fetching the signature algorithm per leaf (a sign context prepared once and copied), and
+ * a BIO per PEM.
+ */
+
+/* SubjectPublicKeyInfo read without decoding the key: d2i_PUBKEY would build an EVP_PKEY through
+ * the provider decoder, which costs more than the rest of a re-sign outside the signature. */
+typedef struct spki_raw {
+    X509_ALGOR *algor;
+    ASN1_BIT_STRING *public_key;
+} SPKI_RAW;
+
+ASN1_SEQUENCE(SPKI_RAW) = {
+    ASN1_SIMPLE(SPKI_RAW, algor, X509_ALGOR),
+    ASN1_SIMPLE(SPKI_RAW, public_key, ASN1_BIT_STRING),
+} static_ASN1_SEQUENCE_END(SPKI_RAW)
+
+enum { FIXED_BC, FIXED_KU, FIXED_EKU, NFIXED };
+
+struct pki_leaf_signer {
+    EVP_PKEY *key;               /* own copy of the CA key: no reference count shared across threads */
+    EVP_MD_CTX *sign_template;   /* DigestSignInit done once; each leaf signs with a copy */
+    EVP_MD_CTX *sign_ctx;
+    X509_NAME *issuer;
+    int64_t ca_not_before, ca_not_after;
+    X509_EXTENSION *fixed[NFIXED];   /* basicConstraints, keyUsage, extKeyUsage */
+    X509_EXTENSION *aki;
+    BIGNUM *serial;
+};
+
+void pki_leaf_signer_free(pki_leaf_signer *s)
+{
+    if (!s)
+        return;
+    EVP_PKEY_free(s->key);   /* EVP_PKEY_free wipes the private key material */
+    EVP_MD_CTX_free(s->sign_template);
+    EVP_MD_CTX_free(s->sign_ctx);
+    X509_NAME_free(s->issuer);
+    for (int i = 0; i < NFIXED; i++)
+        X509_EXTENSION_free(s->fixed[i]);
+    X509_EXTENSION_free(s->aki);
+    BN_free(s->serial);
+    free(s);
+}
+
+static X509_EXTENSION *conf_ext(X509 *issuer, X509 *subject, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+
+    X509V3_set_ctx(&ctx, issuer, subject, NULL, NULL, 0);
+    return X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+}
+
+int pki_leaf_signer_new(X509 *ca_cert, EVP_PKEY *ca_key, pki_leaf_signer **ret, char *errbuf)
+{
+    pki_leaf_signer *s;
+    X509 *subject = NULL;
+
+    ERR_clear_error();
+    if (!ca_cert || !ca_key || !ret)
+        return fail(errbuf, PKI_EINVAL, "invalid signer parameters");
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return fail(errbuf, PKI_ENOMEM, "out of memory");
+    if (pki_cert_not_before(ca_cert, &s->ca_not_before) < 0 ||
+        pki_cert_not_after(ca_cert, &s->ca_not_after) < 0) {
+        pki_leaf_signer_free(s);
+        return fail(errbuf, PKI_EINVAL, "CA certificate has unreadable validity");
+    }
+    /* The AKI's config needs a subject certificate to exist; its content is not read. */
+    subject = X509_new();
+    s->key = EVP_PKEY_dup(ca_key);
+    s->sign_template = EVP_MD_CTX_new();
+    s->sign_ctx = EVP_MD_CTX_new();
+    s->issuer = X509_NAME_dup(X509_get_subject_name(ca_cert));
+    s->serial = BN_new();
+    if (!subject || !s->key || !s->sign_template || !s->sign_ctx || !s->issuer || !s->serial ||
+        !(s->fixed[FIXED_BC] = conf_ext(ca_cert, subject, NID_basic_constraints, "critical,CA:FALSE")) ||
+        !(s->fixed[FIXED_KU] = conf_ext(ca_cert, subject, NID_key_usage,
+                                        "critical,digitalSignature,keyEncipherment")) ||
+        !(s->fixed[FIXED_EKU] = conf_ext(ca_cert, subject, NID_ext_key_usage, "serverAuth,clientAuth")) ||
+        !(s->aki = conf_ext(ca_cert, subject, NID_authority_key_identifier, AKI_OF_ISSUER)) ||
+        EVP_DigestSignInit(s->sign_template, NULL, EVP_sha256(), NULL, s->key) != 1) {
+        X509_free(subject);
+        pki_leaf_signer_free(s);
+        return fail(errbuf, PKI_ECRYPTO, "cannot prepare the CA's leaf signer");
+    }
+    X509_free(subject);
+    *ret = s;
+    return PKI_OK;
+}
+
+void pki_signed_leaf_clear(pki_signed_leaf *leaf)
+{
+    if (!leaf)
+        return;
+    free(leaf->pem);
+    memset(leaf, 0, sizeof(*leaf));
+}
+
+/* True when the SPKI's algorithm is the one the request asks for (S5: EC P-256 or RSA). */
+static bool spki_type_ok(const X509_ALGOR *alg, bool rsa)
+{
+    const ASN1_OBJECT *obj;
+    const void *pval;
+    int ptype;
+
+    X509_ALGOR_get0(&obj, &ptype, &pval, alg);
+    if (rsa)
+        return OBJ_obj2nid(obj) == NID_rsaEncryption;
+    return OBJ_obj2nid(obj) == NID_X9_62_id_ecPublicKey && ptype == V_ASN1_OBJECT &&
+           OBJ_obj2nid(pval) == NID_X9_62_prime256v1;
+}
+
+/* Copies the algorithm and key bits into the leaf as they are: no EVP_PKEY, no encoder. */
+static int set_spki(X509 *x, const X509_ALGOR *alg, const unsigned char *pk, int pklen)
+{
+    const ASN1_OBJECT *obj;
+    const void *pval;
+    int ptype;
+    void *param = NULL;
+    ASN1_OBJECT *aobj;
+    unsigned char *penc;
+
+    X509_ALGOR_get0(&obj, &ptype, &pval, alg);
+    if (ptype == V_ASN1_OBJECT)
+        param = OBJ_dup(pval);
+    else if (ptype == V_ASN1_SEQUENCE)
+        param = ASN1_STRING_dup(pval);
+    else if (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF)
+        return 0;
+    aobj = OBJ_dup(obj);
+    penc = pklen > 0 ? OPENSSL_memdup(pk, (size_t)pklen) : NULL;
+    if (!aobj || !penc || (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF && !param) ||
+        !X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), aobj, ptype, param, penc, pklen)) {
+        ASN1_OBJECT_free(aobj);
+        OPENSSL_free(penc);
+        if (ptype == V_ASN1_OBJECT)
+            ASN1_OBJECT_free(param);
+        else
+            ASN1_STRING_free(param);
+        return 0;
+    }
+    return 1;
+}
+
+/* subjectKeyIdentifier "hash" (RFC 5280 4.2.1.2 method 1): SHA-1 of the key bits. */
+static int add_ski(X509 *x, const unsigned char *pk, int pklen)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    ASN1_OCTET_STRING *ski = ASN1_OCTET_STRING_new();
+    int ok = ski && EVP_Digest(pk, (size_t)pklen, md, &mdlen, EVP_sha1(), NULL) &&
+             ASN1_OCTET_STRING_set(ski, md, (int)mdlen) &&
+             X509_add1_ext_i2d(x, NID_subject_key_identifier, ski, 0, X509V3_ADD_DEFAULT) == 1;
+
+    ASN1_OCTET_STRING_free(ski);
+    return ok;
+}
+
+/* DER to PEM with EVP_EncodeBlock: 64 columns as PEM_write_bio writes, without a BIO. */
+static char *der_to_pem(const unsigned char *der, size_t n, const char *label)
+{
+    size_t lines = (n + 47) / 48, cap = lines * 65 + 2 * (strlen(label) + 17) + 1, off;
+    char *pem = malloc(cap);
+
+    if (!pem)
+        return NULL;
+    off = (size_t)snprintf(pem, cap, "-----BEGIN %s-----\n", label);
+    for (size_t i = 0; i < n; i += 48) {
+        size_t chunk = n - i < 48 ? n - i : 48;
+
+        off += (size_t)EVP_EncodeBlock((unsigned char *)pem + off, der + i, (int)chunk);
+        pem[off++] = '\n';
+    }
+    snprintf(pem + off, cap - off, "-----END %s-----\n", label);
+    return pem;
+}
+
+static int serial_to_hex(const BIGNUM *bn, char *buf, size_t size)
+{
+    char *hex = BN_bn2hex(bn);
+    int r = PKI_OK;
+
+    if (!hex)
+        return PKI_ENOMEM;
+    for (char *p = hex; *p; p++)
+        if (*p >= 'A' && *p <= 'F')
+            *p = (char)(*p - 'A' + 'a');
+    if ((size_t)snprintf(buf, size, "%s", hex) >= size)
+        r = PKI_EINVAL;
+    OPENSSL_free(hex);
+    return r;
+}
+
+static int sign_spki(pki_leaf_signer *s, const X509_ALGOR *alg, const unsigned char *pk, int pklen,
+                     const pki_leaf_request *req, int64_t now, pki_signed_leaf *ret, char *errbuf)
+{
+    pki_signed_leaf out = {0};
+    unsigned char *der = NULL;
+    int64_t not_after;
+    X509 *x = NULL;
+    int n, r = PKI_ECRYPTO;
+
+    if (!req->uris || req->nuris == 0 || req->nuris > PKI_MAX_SANS || req->lifetime_s <= 0)
+        return fail(errbuf, PKI_EINVAL, "invalid leaf request");
+    if (!spki_type_ok(alg, req->rsa))
+        return fail(errbuf, PKI_EINVAL, req->rsa ? "public key is not RSA as dpCert.keyType asks"
+                                                 : "public key is not EC P-256 as dpCert.keyType asks");
+    if (now < s->ca_not_before)
+        return fail(errbuf, PKI_EEXPIRED, "ca-expired: CA certificate is not yet valid");
+    if (now >= s->ca_not_after)
+        return fail(errbuf, PKI_EEXPIRED, "ca-expired: CA certificate has expired");
+    not_after = now + req->lifetime_s;
+    if (not_after > s->ca_not_after)
+        not_after = s->ca_not_after;
+    do {
+        if (!BN_rand(s->serial, SERIAL_BITS, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY))
+            goto out;
+    } while (BN_is_zero(s->serial));
+    x = X509_new();
+    if (!x || !X509_set_version(x, 2) ||
+        !BN_to_ASN1_INTEGER(s->serial, X509_get_serialNumber(x)) ||
+        (req->cn && !set_cn(X509_get_subject_name(x), req->cn)) ||
+        !X509_set_issuer_name(x, s->issuer) ||
+        !set_validity(x, now - PKI_LEAF_BACKDATE_S, not_after) || !set_spki(x, alg, pk, pklen))
+        goto out;
+    /* Same extensions, same order as pki_issue_leaf. */
+    for (int i = 0; i < NFIXED; i++)
+        if (!X509_add_ext(x, s->fixed[i], -1))
+            goto out;
+    if (!add_ski(x, pk, pklen) || !X509_add_ext(x, s->aki, -1) ||
+        !add_uri_sans(x, req->uris, req->nuris, req->cn == NULL) ||
+        !EVP_MD_CTX_copy_ex(s->sign_ctx, s->sign_template) || X509_sign_ctx(x, s->sign_ctx) <= 0 ||
+        (n = i2d_X509(x, &der)) <= 0)
+        goto out;
+    r = PKI_ENOMEM;
+    if (!(out.pem = der_to_pem(der, (size_t)n, "CERTIFICATE")))
+        goto out;
+    r = serial_to_hex(s->serial, out.serial_hex, sizeof(out.serial_hex));
+    if (r < 0)
+        goto out;
+    out.not_before = now - PKI_LEAF_BACKDATE_S;
+    out.not_after = not_after;
+    *ret = out;
+    out.pem = NULL;
+    r = PKI_OK;
+out:
+    OPENSSL_free(der);
+    X509_free(x);
+    free(out.pem);
+    if (r == PKI_ENOMEM)
+        return fail(errbuf, r, "out of memory");
+    if (r < 0)
+        return fail(errbuf, r, "cannot sign leaf certificate");
+    return r;
+}
+
+int pki_sign_public_key(pki_leaf_signer *s, const unsigned char *spki_der, size_t spki_len,
+                        const pki_leaf_request *req, int64_t now, pki_signed_leaf *ret,
+                        char *errbuf)
+{
+    const unsigned char *p = spki_der;
+    SPKI_RAW *spki;
+    int r;
+
+    ERR_clear_error();
+    if (!s || !spki_der || spki_len == 0 || spki_len > PKI_MAX_PEM_BYTES || !req || !ret)
+        return fail(errbuf, PKI_EINVAL, "invalid re-sign parameters");
+    spki = (SPKI_RAW *)ASN1_item_d2i(NULL, &p, (long)spki_len, ASN1_ITEM_rptr(SPKI_RAW));
+    if (!spki || p != spki_der + spki_len) {
+        ASN1_item_free((ASN1_VALUE *)spki, ASN1_ITEM_rptr(SPKI_RAW));
+        return fail(errbuf, PKI_EINVAL, "cannot parse the stored public key (SubjectPublicKeyInfo DER)");
+    }
+    r = sign_spki(s, spki->algor, ASN1_STRING_get0_data(spki->public_key),
+                  ASN1_STRING_length(spki->public_key), req, now, ret, errbuf);
+    ASN1_item_free((ASN1_VALUE *)spki, ASN1_ITEM_rptr(SPKI_RAW));
+    return r;
+}
+
+int pki_sign_csr(pki_leaf_signer *s, const char *csr_pem, size_t csr_len,
+                 const pki_leaf_request *req, int64_t now, pki_signed_leaf *ret,
+                 unsigned char **ret_spki, size_t *ret_spki_len, char *errbuf)
+{
+    X509_REQ *csr = NULL;
+    BIO *bio;
+    X509_PUBKEY *pub;
+    X509_ALGOR *alg = NULL;
+    const unsigned char *pk = NULL;
+    unsigned char *spki = NULL;
+    int pklen = 0, spki_len = 0, r;
+    EVP_PKEY *key;
+    pki_signed_leaf out;
+
+    ERR_clear_error();
+    if (!s || !req || !ret || (ret_spki && !ret_spki_len))
+        return fail(errbuf, PKI_EINVAL, "invalid CSR signing parameters");
+    bio = mem_bio(csr_pem, csr_len);
+    if (!bio)
+        return fail(errbuf, PKI_EINVAL, "empty or oversized CSR PEM");
+    csr = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (!csr)
+        return fail(errbuf, PKI_EINVAL, "cannot parse the CSR PEM");
+    pub = X509_REQ_get_X509_PUBKEY(csr);
+    key = X509_REQ_get0_pubkey(csr);
+    if (!pub || !key || !X509_PUBKEY_get0_param(NULL, &pk, &pklen, &alg, pub)) {
+        r = fail(errbuf, PKI_EINVAL, "CSR has no usable public key");
+        goto out;
+    }
+    /* Proof of possession: only the holder of the private key can sign the request. */
+    if (X509_REQ_verify(csr, key) != 1) {
+        r = fail(errbuf, PKI_EINVAL, "CSR signature does not verify with its own key");
+        goto out;
+    }
+    if (req->rsa && EVP_PKEY_get_bits(key) < 2048) {
+        r = fail(errbuf, PKI_EINVAL, "CSR key is RSA smaller than 2048 bits");
+        goto out;
+    }
+    if (ret_spki && (spki_len = i2d_X509_PUBKEY(pub, &spki)) <= 0) {
+        r = fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
+        goto out;
+    }
+    r = sign_spki(s, alg, pk, pklen, req, now, &out, errbuf);
+    if (r < 0)
+        goto out;
+    if (ret_spki) {
+        unsigned char *copy = malloc((size_t)spki_len);
+
+        if (!copy) {
+            pki_signed_leaf_clear(&out);
+            r = fail(errbuf, PKI_ENOMEM, "out of memory");
+            goto out;
+        }
+        memcpy(copy, spki, (size_t)spki_len);
+        *ret_spki = copy;
+        *ret_spki_len = (size_t)spki_len;
+    }
+    *ret = out;
+out:
+    OPENSSL_free(spki);
+    X509_REQ_free(csr);
+    return r;
 }
