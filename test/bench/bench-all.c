@@ -23,8 +23,11 @@
 #include "reconciler/sign_pool.h"
 
 /* Every loop is bounded by time and count, so the whole run stays within a few minutes. */
-#define RAW_SECONDS 1.5
-#define MESHCA_SECONDS 2.0
+#define RAW_SECONDS 1.0
+#define MESHCA_SECONDS 1.0
+/* The machine is shared: the raw and meshca loops run interleaved, ROUNDS times, and each figure
+ * is its best round, so a burst of other load does not land on one side of a ratio only. */
+#define ROUNDS 3
 #define MESHCA_BATCH 1000
 #define CLI_SECONDS 3.0
 #define CLI_MAX_LEAVES 200
@@ -45,6 +48,11 @@ static double now_s(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double best(double a, double b)
+{
+    return a > b ? a : b;
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -330,7 +338,9 @@ static double measure_cfssl_serve(const char *source_root, const char *csr_pem, 
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     CURL *h[2];
     CURLM *multi = curl_multi_init();
-    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    /* No "Expect: 100-continue": curl would wait for cfssl's interim answer on every POST. */
+    struct curl_slist *hdr = curl_slist_append(curl_slist_append(NULL, "Expect:"),
+                                               "Content-Type: application/json");
     size_t got[2] = {0, 0};
     double start, elapsed = 0;
     long n = 0, port, connects = 0;
@@ -468,7 +478,7 @@ static json_t *reconcile_entry(json_t *rec, long n)
 
 int main(int argc, char **argv)
 {
-    bool large = false, skip_peers = false;
+    bool large = false, skip_peers = false, skip_reconcile = false;
     const char *source_root = getenv("MESHCA_SOURCE_ROOT");
     char path[256], *csr_pem;
     unsigned char *spki;
@@ -485,10 +495,13 @@ int main(int argc, char **argv)
             large = true;
         else if (strcmp(argv[i], "--no-peers") == 0)
             skip_peers = true;
+        else if (strcmp(argv[i], "--no-reconcile") == 0)
+            skip_reconcile = true;
         else {
-            fprintf(stderr, "usage: bench-all [--large] [--no-peers]\n"
-                            "  --large      also reconcile 100,000 dataplanes (several minutes)\n"
-                            "  --no-peers   skip the openssl CLI and cfssl figures\n");
+            fprintf(stderr, "usage: bench-all [--large] [--no-peers] [--no-reconcile]\n"
+                            "  --large         also reconcile 100,000 dataplanes (several minutes)\n"
+                            "  --no-peers      skip the openssl CLI and cfssl figures\n"
+                            "  --no-reconcile  skip bench-reconcile (reconcile and validate)\n");
             return 2;
         }
     }
@@ -526,18 +539,26 @@ int main(int argc, char **argv)
         fclose(f);
     }
 
-    raw = measure_raw(ca_key);
-    issue = measure_issue_leaf(ca, ca_key);
-    csr1 = measure_pool(ca, ca_key, 1, true, csr_pem, spki, spki_len);
-    csr2 = measure_pool(ca, ca_key, 2, true, csr_pem, spki, spki_len);
-    rs1 = measure_pool(ca, ca_key, 1, false, csr_pem, spki, spki_len);
-    rs2 = measure_pool(ca, ca_key, 2, false, csr_pem, spki, spki_len);
+    memset(&raw, 0, sizeof(raw));
+    issue = csr1 = csr2 = rs1 = rs2 = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        raw_rates r = measure_raw(ca_key);
+
+        raw.keygen = best(raw.keygen, r.keygen);
+        raw.sign = best(raw.sign, r.sign);
+        raw.verify = best(raw.verify, r.verify);
+        issue = best(issue, measure_issue_leaf(ca, ca_key));
+        csr1 = best(csr1, measure_pool(ca, ca_key, 1, true, csr_pem, spki, spki_len));
+        csr2 = best(csr2, measure_pool(ca, ca_key, 2, true, csr_pem, spki, spki_len));
+        rs1 = best(rs1, measure_pool(ca, ca_key, 1, false, csr_pem, spki, spki_len));
+        rs2 = best(rs2, measure_pool(ca, ca_key, 2, false, csr_pem, spki, spki_len));
+    }
     if (!skip_peers) {
         cli = measure_openssl_cli(&cli_n);
         gencert = measure_cfssl_gencert(&gencert_n);
         serve = measure_cfssl_serve(source_root, csr_pem, &serve_n);
     }
-    rec = run_bench_reconcile(argv[0], large);
+    rec = skip_reconcile ? json_object() : run_bench_reconcile(argv[0], large);
     raw_vs = 1.0 / (1.0 / raw.sign + 1.0 / raw.verify);
 
     out = json_object();
@@ -548,7 +569,7 @@ int main(int argc, char **argv)
                         json_pack("{s:f, s:f, s:f, s:f, s:s}", "ec_p256_keygen", round3(raw.keygen),
                                   "ecdsa_sign", round3(raw.sign), "ecdsa_verify",
                                   round3(raw.verify), "verify_plus_sign", round3(raw_vs), "loop",
-                                  "one thread; SHA-256 of 400 bytes + the EC operation, key context prepared once"));
+                                  "one thread; SHA-256 of 400 bytes + the EC operation, key context prepared once; best of 3 rounds interleaved with meshca's"));
     meshca = json_pack("{s:f, s:{s:f, s:f}, s:{s:f, s:f}}", "pki_issue_leaf_fresh_key_per_s",
                        round3(issue), "sign_csr_per_s", "workers_1", round3(csr1), "workers_2",
                        round3(csr2), "resign_public_key_per_s", "workers_1", round3(rs1),
@@ -589,8 +610,8 @@ int main(int argc, char **argv)
         char note[512];
 
         if (e) {
-            double full_s = json_real_value(json_object_get(json_object_get(e, "full"), "wall_s"));
-            double noop_s = json_real_value(json_object_get(json_object_get(e, "noop"), "wall_s"));
+            double full_s = json_number_value(json_object_get(json_object_get(e, "full"), "wall_s"));
+            double noop_s = json_number_value(json_object_get(json_object_get(e, "noop"), "wall_s"));
             double pure_s = (double)nbig / rs1;
 
             snprintf(note, sizeof(note),
@@ -611,8 +632,8 @@ int main(int argc, char **argv)
     }
     v = json_object_get(rec, "validate_switch");
     if (v) {
-        double total = json_real_value(json_object_get(v, "total_s"));
-        double per = json_real_value(json_object_get(v, "peak_rss_per_dataplane_bytes"));
+        double total = json_number_value(json_object_get(v, "total_s"));
+        double per = json_number_value(json_object_get(v, "peak_rss_per_dataplane_bytes"));
 
         json_array_append_new(targets, target("validate 100,000-dataplane status, seconds", total,
                                               1.0, false, NULL));
