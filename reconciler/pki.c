@@ -1,6 +1,8 @@
 /* pki.c - OpenSSL primitives: key generation, root/leaf/cross-signed certificates, PEM and descriptions. */
+#define _GNU_SOURCE 1 /* memmem */
 #include "reconciler/pki.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 
 #include <openssl/asn1t.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -582,6 +585,7 @@ struct pki_leaf_signer {
     EVP_PKEY *key;               /* own copy of the CA key: no reference count shared across threads */
     EVP_PKEY_CTX *sign_ctx;      /* EVP_PKEY_sign_init and the digest set once */
     EVP_MD *sha256, *sha1;       /* fetched once: an implicit fetch per digest takes a shared lock */
+    EVP_PKEY_CTX *ec_fromdata;   /* EC key import, initialised once, for CSR signatures */
     X509 *tmpl;
     bool tmpl_has_subject;
     unsigned char *sigalg_der;   /* the Certificate's signatureAlgorithm, as X509_sign wrote it */
@@ -596,6 +600,7 @@ void pki_leaf_signer_free(pki_leaf_signer *s)
         return;
     EVP_PKEY_free(s->key);   /* EVP_PKEY_free wipes the private key material */
     EVP_PKEY_CTX_free(s->sign_ctx);
+    EVP_PKEY_CTX_free(s->ec_fromdata);
     EVP_MD_free(s->sha256);
     EVP_MD_free(s->sha1);
     X509_free(s->tmpl);
@@ -706,7 +711,9 @@ int pki_leaf_signer_new(X509 *ca_cert, EVP_PKEY *ca_key, pki_leaf_signer **ret, 
     s->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
     s->serial = BN_new();
     s->sign_ctx = s->key ? EVP_PKEY_CTX_new(s->key, NULL) : NULL;
-    if (!s->key || !s->sha256 || !s->sha1 || !s->serial || !s->sign_ctx ||
+    s->ec_fromdata = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    if (!s->key || !s->sha256 || !s->sha1 || !s->serial || !s->sign_ctx || !s->ec_fromdata ||
+        EVP_PKEY_fromdata_init(s->ec_fromdata) != 1 ||
         EVP_PKEY_sign_init(s->sign_ctx) != 1 ||
         (type == EVP_PKEY_RSA && EVP_PKEY_CTX_set_rsa_padding(s->sign_ctx, RSA_PKCS1_PADDING) != 1) ||
         EVP_PKEY_CTX_set_signature_md(s->sign_ctx, s->sha256) != 1 || !build_template(s, ca_cert)) {
@@ -916,6 +923,178 @@ int pki_sign_public_key(pki_leaf_signer *s, const unsigned char *spki_der, size_
     return r;
 }
 
+/*
+ * CSR fast path for EC P-256 keys with ecdsa-with-SHA256 (what agents send): the request is read
+ * as DER spans and the key imported from its point with a context prepared once. Parsing with
+ * PEM_read_bio_X509_REQ builds the key through OSSL_DECODER_CTX_new_for_pkey, which perf shows as
+ * 41 % of a CSR signing on one thread and behind a shared lock with two. Anything else (RSA,
+ * other algorithms, odd encodings, a signature that does not verify) takes the generic path,
+ * which reports the error.
+ */
+typedef struct csr_fast {
+    unsigned char *der;
+    SPKI_RAW *spki;
+} csr_fast;
+
+/* The body of a PEM block with this label, base64-decoded; false when there is none. */
+static bool pem_block_der(const char *pem, size_t len, const char *label, unsigned char **ret,
+                          size_t *ret_len)
+{
+    char begin[64], end[64];
+    int blen = snprintf(begin, sizeof(begin), "-----BEGIN %s-----", label);
+    int elen = snprintf(end, sizeof(end), "-----END %s-----", label);
+    const char *b = memmem(pem, len, begin, (size_t)blen), *e;
+    EVP_ENCODE_CTX *ctx;
+    unsigned char *der;
+    int outl = 0, finl = 0;
+    bool ok;
+
+    if (!b)
+        return false;
+    b += blen;
+    e = memmem(b, len - (size_t)(b - pem), end, (size_t)elen);
+    if (!e || e - b > INT_MAX || !(der = malloc((size_t)(e - b) + 1)))
+        return false;
+    ctx = EVP_ENCODE_CTX_new();
+    ok = ctx && (EVP_DecodeInit(ctx), EVP_DecodeUpdate(ctx, der, &outl, (const unsigned char *)b,
+                                                       (int)(e - b)) >= 0) &&
+         EVP_DecodeFinal(ctx, der + outl, &finl) >= 0 && outl + finl > 0;
+    EVP_ENCODE_CTX_free(ctx);
+    if (!ok) {
+        free(der);
+        return false;
+    }
+    *ret = der;
+    *ret_len = (size_t)(outl + finl);
+    return true;
+}
+
+/* One DER TLV of a universal tag at *p: its whole span and its content; advances *p past it. */
+static bool der_tlv(const unsigned char **p, const unsigned char *end, int want_tag,
+                    const unsigned char **ret_start, long *ret_total, const unsigned char **ret_content,
+                    long *ret_len)
+{
+    const unsigned char *start = *p, *q = *p;
+    long len;
+    int tag, cls, r;
+
+    if (start >= end)
+        return false;
+    r = ASN1_get_object(&q, &len, &tag, &cls, end - start);
+    if ((r & 0x80) || r == 0x21 || cls != V_ASN1_UNIVERSAL || tag != want_tag || len > end - q)
+        return false;
+    *ret_start = start;
+    *ret_total = (q - start) + len;
+    if (ret_content)
+        *ret_content = q;
+    if (ret_len)
+        *ret_len = len;
+    *p = q + len;
+    return true;
+}
+
+static bool verify_ec_p256(pki_leaf_signer *s, const unsigned char *point, int plen,
+                           const unsigned char *tbs, long tbslen, const unsigned char *sig, int siglen)
+{
+    OSSL_PARAM params[3];
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_PKEY *key = NULL;
+    EVP_PKEY_CTX *vctx = NULL;
+    bool ok;
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)point, (size_t)plen);
+    params[2] = OSSL_PARAM_construct_end();
+    ok = EVP_PKEY_fromdata(s->ec_fromdata, &key, EVP_PKEY_PUBLIC_KEY, params) == 1 &&
+         (vctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL)) != NULL &&
+         EVP_PKEY_verify_init(vctx) == 1 && EVP_PKEY_CTX_set_signature_md(vctx, s->sha256) == 1 &&
+         EVP_Digest(tbs, (size_t)tbslen, md, &mdlen, s->sha256, NULL) &&
+         EVP_PKEY_verify(vctx, sig, (size_t)siglen, md, mdlen) == 1;
+    EVP_PKEY_CTX_free(vctx);
+    EVP_PKEY_free(key);
+    return ok;
+}
+
+/* True when the CSR is an EC P-256 one whose signature verifies; *ret then holds its key. */
+static bool csr_fast_verify(pki_leaf_signer *s, const char *pem, size_t len, csr_fast *ret)
+{
+    unsigned char *der = NULL;
+    size_t derlen = 0;
+    const unsigned char *p, *end, *c, *info, *alg_at, *bits_at, *ip, *iend, *spki_at, *skip;
+    long clen, info_total, alg_total, bits_total, spki_total, skip_total, ilen;
+    X509_ALGOR *sigalg = NULL;
+    ASN1_BIT_STRING *sig = NULL;
+    SPKI_RAW *spki = NULL;
+    bool ok = false;
+
+    if (!pem || len == 0 || len > PKI_MAX_PEM_BYTES ||
+        !pem_block_der(pem, len, "CERTIFICATE REQUEST", &der, &derlen))
+        return false;
+    p = der;
+    end = der + derlen;
+    /* CertificationRequest ::= SEQUENCE { info, signatureAlgorithm, signature BIT STRING } */
+    if (!der_tlv(&p, end, V_ASN1_SEQUENCE, &c, &clen, &c, &clen) || p != end)
+        goto out;
+    p = c;
+    end = c + clen;
+    if (!der_tlv(&p, end, V_ASN1_SEQUENCE, &info, &info_total, &ip, &ilen) ||
+        !der_tlv(&p, end, V_ASN1_SEQUENCE, &alg_at, &alg_total, NULL, NULL) ||
+        !der_tlv(&p, end, V_ASN1_BIT_STRING, &bits_at, &bits_total, NULL, NULL) || p != end)
+        goto out;
+    /* CertificationRequestInfo ::= SEQUENCE { version, subject, subjectPKInfo, attributes } */
+    iend = ip + ilen;
+    if (!der_tlv(&ip, iend, V_ASN1_INTEGER, &skip, &skip_total, NULL, NULL) ||
+        !der_tlv(&ip, iend, V_ASN1_SEQUENCE, &skip, &skip_total, NULL, NULL) ||
+        !der_tlv(&ip, iend, V_ASN1_SEQUENCE, &spki_at, &spki_total, NULL, NULL))
+        goto out;
+    p = spki_at;
+    spki = (SPKI_RAW *)ASN1_item_d2i(NULL, &p, spki_total, ASN1_ITEM_rptr(SPKI_RAW));
+    if (!spki || !spki_type_ok(spki->algor, false))
+        goto out;
+    p = alg_at;
+    sigalg = d2i_X509_ALGOR(NULL, &p, alg_total);
+    if (!sigalg || OBJ_obj2nid(sigalg->algorithm) != NID_ecdsa_with_SHA256)
+        goto out;
+    p = bits_at;
+    sig = d2i_ASN1_BIT_STRING(NULL, &p, bits_total);
+    if (!sig || !verify_ec_p256(s, ASN1_STRING_get0_data(spki->public_key),
+                                ASN1_STRING_length(spki->public_key), info, info_total,
+                                ASN1_STRING_get0_data(sig), ASN1_STRING_length(sig)))
+        goto out;
+    ret->der = der;
+    ret->spki = spki;
+    der = NULL;
+    spki = NULL;
+    ok = true;
+out:
+    free(der);
+    ASN1_item_free((ASN1_VALUE *)spki, ASN1_ITEM_rptr(SPKI_RAW));
+    X509_ALGOR_free(sigalg);
+    ASN1_BIT_STRING_free(sig);
+    /* A CSR the fast path does not take is judged by the generic one, with its own errors. */
+    ERR_clear_error();
+    return ok;
+}
+
+/* Hands the SPKI DER out for a later re-sign; free() frees it. */
+static int copy_spki(SPKI_RAW *spki, X509_PUBKEY *pub, unsigned char **ret, size_t *ret_len)
+{
+    unsigned char *der = NULL, *copy;
+    int n = spki ? ASN1_item_i2d((ASN1_VALUE *)spki, &der, ASN1_ITEM_rptr(SPKI_RAW))
+                 : i2d_X509_PUBKEY(pub, &der);
+
+    if (n <= 0 || !(copy = malloc((size_t)n))) {
+        OPENSSL_free(der);
+        return PKI_ENOMEM;
+    }
+    memcpy(copy, der, (size_t)n);
+    OPENSSL_free(der);
+    *ret = copy;
+    *ret_len = (size_t)n;
+    return PKI_OK;
+}
+
 int pki_sign_csr(pki_leaf_signer *s, const char *csr_pem, size_t csr_len,
                  const pki_leaf_request *req, int64_t now, pki_signed_leaf *ret,
                  unsigned char **ret_spki, size_t *ret_spki_len, char *errbuf)
@@ -926,13 +1105,25 @@ int pki_sign_csr(pki_leaf_signer *s, const char *csr_pem, size_t csr_len,
     X509_ALGOR *alg = NULL;
     const unsigned char *pk = NULL;
     unsigned char *spki = NULL;
-    int pklen = 0, spki_len = 0, r;
+    size_t spki_len = 0;
+    int pklen = 0, r;
     EVP_PKEY *key;
     pki_signed_leaf out;
+    csr_fast fast = {NULL, NULL};
 
     ERR_clear_error();
     if (!s || !req || !ret || (ret_spki && !ret_spki_len))
         return fail(errbuf, PKI_EINVAL, "invalid CSR signing parameters");
+    if (!req->rsa && csr_fast_verify(s, csr_pem, csr_len, &fast)) {
+        if (ret_spki && copy_spki(fast.spki, NULL, &spki, &spki_len) < 0)
+            r = fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
+        else
+            r = sign_spki(s, fast.spki->algor, ASN1_STRING_get0_data(fast.spki->public_key),
+                          ASN1_STRING_length(fast.spki->public_key), req, now, &out, errbuf);
+        free(fast.der);
+        ASN1_item_free((ASN1_VALUE *)fast.spki, ASN1_ITEM_rptr(SPKI_RAW));
+        goto done;
+    }
     bio = mem_bio(csr_pem, csr_len);
     if (!bio)
         return fail(errbuf, PKI_EINVAL, "empty or oversized CSR PEM");
@@ -944,39 +1135,32 @@ int pki_sign_csr(pki_leaf_signer *s, const char *csr_pem, size_t csr_len,
     key = X509_REQ_get0_pubkey(csr);
     if (!pub || !key || !X509_PUBKEY_get0_param(NULL, &pk, &pklen, &alg, pub)) {
         r = fail(errbuf, PKI_EINVAL, "CSR has no usable public key");
-        goto out;
+        goto done;
     }
     /* Proof of possession: only the holder of the private key can sign the request. */
     if (X509_REQ_verify(csr, key) != 1) {
         r = fail(errbuf, PKI_EINVAL, "CSR signature does not verify with its own key");
-        goto out;
+        goto done;
     }
     if (req->rsa && EVP_PKEY_get_bits(key) < 2048) {
         r = fail(errbuf, PKI_EINVAL, "CSR key is RSA smaller than 2048 bits");
-        goto out;
+        goto done;
     }
-    if (ret_spki && (spki_len = i2d_X509_PUBKEY(pub, &spki)) <= 0) {
+    if (ret_spki && copy_spki(NULL, pub, &spki, &spki_len) < 0) {
         r = fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
-        goto out;
+        goto done;
     }
     r = sign_spki(s, alg, pk, pklen, req, now, &out, errbuf);
-    if (r < 0)
-        goto out;
+done:
+    X509_REQ_free(csr);
+    if (r < 0) {
+        free(spki);
+        return r;
+    }
     if (ret_spki) {
-        unsigned char *copy = malloc((size_t)spki_len);
-
-        if (!copy) {
-            pki_signed_leaf_clear(&out);
-            r = fail(errbuf, PKI_ENOMEM, "out of memory");
-            goto out;
-        }
-        memcpy(copy, spki, (size_t)spki_len);
-        *ret_spki = copy;
-        *ret_spki_len = (size_t)spki_len;
+        *ret_spki = spki;
+        *ret_spki_len = spki_len;
     }
     *ret = out;
-out:
-    OPENSSL_free(spki);
-    X509_REQ_free(csr);
-    return r;
+    return PKI_OK;
 }
