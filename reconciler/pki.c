@@ -305,21 +305,25 @@ static char *bio_to_string(BIO *bio)
     return s;
 }
 
+static char *der_to_pem(const unsigned char *der, size_t n, const char *label);
+
+/* The same text as PEM_write_bio_X509, without a memory BIO and its copies (issue 13: a pass
+ * writes several PEM certificates per dataplane). */
 int pki_cert_to_pem(X509 *cert, char **ret, char *errbuf)
 {
-    BIO *bio;
+    unsigned char *der = NULL;
     char *s = NULL;
+    int n;
 
     ERR_clear_error();
     if (!cert || !ret)
         return fail(errbuf, PKI_EINVAL, "invalid argument");
-    bio = BIO_new(BIO_s_mem());
-    bool encoded = bio && PEM_write_bio_X509(bio, cert);
-    if (encoded)
-        s = bio_to_string(bio);
-    BIO_free(bio);
+    n = i2d_X509(cert, &der);
+    if (n > 0)
+        s = der_to_pem(der, (size_t)n, "CERTIFICATE");
+    OPENSSL_free(der);
     if (!s)
-        return fail(errbuf, encoded ? PKI_ENOMEM : PKI_ECRYPTO, "cannot encode certificate");
+        return fail(errbuf, n > 0 ? PKI_ENOMEM : PKI_ECRYPTO, "cannot encode certificate");
     *ret = s;
     return PKI_OK;
 }

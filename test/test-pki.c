@@ -1700,6 +1700,57 @@ START_TEST(signer_refuses_expired_ca_and_clamps_to_ca_not_after)
 }
 END_TEST
 
+/* pki_cert_to_pem writes its PEM without a BIO (issue 13): the text must stay what
+ * PEM_write_bio_X509 writes, for every DER length modulo the 48 bytes of a 64-column line. */
+START_TEST(cert_pem_is_byte_for_byte_what_pem_write_bio_x509_writes)
+{
+    int64_t now = time(NULL);
+    X509 *root;
+    EVP_PKEY *root_key;
+    bool seen[48] = {false};
+    int distinct = 0;
+
+    make_root(false, 0, "default", now, 86400 * 30, &root, &root_key);
+    for (int len = 1; len <= 120; len++) {
+        char uri[160];
+        const char *uris[1] = {uri};
+        pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+        X509 *leaf;
+        EVP_PKEY *key;
+        BIO *bio = BIO_new(BIO_s_mem());
+        char *mine = NULL, *theirs;
+        long n;
+        int der_len;
+
+        snprintf(uri, sizeof(uri), "spiffe://default/%.*s", len,
+                 "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+                 "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz");
+        req.uris = uris;
+        req.nuris = 1;
+        ck_assert_int_eq(pki_issue_leaf(&req, root, root_key, now, &leaf, &key, NULL), PKI_OK);
+        ck_assert_int_eq(pki_cert_to_pem(leaf, &mine, NULL), PKI_OK);
+        ck_assert_int_eq(PEM_write_bio_X509(bio, leaf), 1);
+        n = BIO_get_mem_data(bio, &theirs);
+        ck_assert_uint_eq(strlen(mine), (size_t)n);
+        ck_assert_int_eq(memcmp(mine, theirs, (size_t)n), 0);
+        der_len = i2d_X509(leaf, NULL);
+        if (!seen[der_len % 48]) {
+            seen[der_len % 48] = true;
+            distinct++;
+        }
+        free(mine);
+        BIO_free(bio);
+        X509_free(leaf);
+        EVP_PKEY_free(key);
+    }
+    /* the remainder 0 (a last line of exactly 64 columns) among them */
+    ck_assert_int_ge(distinct, 40);
+    ck_assert(seen[0]);
+    X509_free(root);
+    EVP_PKEY_free(root_key);
+}
+END_TEST
+
 static void add_signer_tests(Suite *s)
 {
     TCase *tc = tcase_create("signer");
@@ -1712,6 +1763,7 @@ static void add_signer_tests(Suite *s)
     tcase_add_test(tc, csr_signed_by_another_key_is_refused_einval);
     tcase_add_test(tc, public_key_of_the_wrong_type_is_refused_einval);
     tcase_add_test(tc, signer_refuses_expired_ca_and_clamps_to_ca_not_after);
+    tcase_add_test(tc, cert_pem_is_byte_for_byte_what_pem_write_bio_x509_writes);
     suite_add_tcase(s, tc);
 }
 
