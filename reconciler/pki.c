@@ -589,7 +589,7 @@ struct pki_leaf_signer {
     EVP_PKEY *key;               /* own copy of the CA key: no reference count shared across threads */
     EVP_PKEY_CTX *sign_ctx;      /* EVP_PKEY_sign_init and the digest set once */
     EVP_MD *sha256, *sha1;       /* fetched once: an implicit fetch per digest takes a shared lock */
-    EVP_PKEY_CTX *ec_fromdata;   /* EC key import, initialised once, for CSR signatures */
+    EVP_PKEY *ec_template;       /* a P-256 public key: a CSR's key is a copy with its point set */
     X509 *tmpl;
     bool tmpl_has_subject;
     unsigned char *sigalg_der;   /* the Certificate's signatureAlgorithm, as X509_sign wrote it */
@@ -604,7 +604,7 @@ void pki_leaf_signer_free(pki_leaf_signer *s)
         return;
     EVP_PKEY_free(s->key);   /* EVP_PKEY_free wipes the private key material */
     EVP_PKEY_CTX_free(s->sign_ctx);
-    EVP_PKEY_CTX_free(s->ec_fromdata);
+    EVP_PKEY_free(s->ec_template);
     EVP_MD_free(s->sha256);
     EVP_MD_free(s->sha1);
     X509_free(s->tmpl);
@@ -689,6 +689,31 @@ static int build_template(pki_leaf_signer *s, X509 *ca_cert)
     return s->sigalg_len > 0;
 }
 
+/* A public-only P-256 key (of a throwaway key pair) whose copies take a CSR's point. */
+static EVP_PKEY *make_ec_template(void)
+{
+    EVP_PKEY *pair = EVP_EC_gen("P-256"), *pub = NULL;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    unsigned char point[133];
+    size_t plen = 0;
+    OSSL_PARAM params[3];
+
+    if (pair && ctx &&
+        EVP_PKEY_get_octet_string_param(pair, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
+                                        sizeof(point), &plen) == 1) {
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+                                                     (char *)"prime256v1", 0);
+        params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, plen);
+        params[2] = OSSL_PARAM_construct_end();
+        if (EVP_PKEY_fromdata_init(ctx) != 1 ||
+            EVP_PKEY_fromdata(ctx, &pub, EVP_PKEY_PUBLIC_KEY, params) != 1)
+            pub = NULL;
+    }
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY_free(pair);
+    return pub;
+}
+
 int pki_leaf_signer_new(X509 *ca_cert, EVP_PKEY *ca_key, pki_leaf_signer **ret, char *errbuf)
 {
     pki_leaf_signer *s;
@@ -715,9 +740,8 @@ int pki_leaf_signer_new(X509 *ca_cert, EVP_PKEY *ca_key, pki_leaf_signer **ret, 
     s->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
     s->serial = BN_new();
     s->sign_ctx = s->key ? EVP_PKEY_CTX_new(s->key, NULL) : NULL;
-    s->ec_fromdata = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    if (!s->key || !s->sha256 || !s->sha1 || !s->serial || !s->sign_ctx || !s->ec_fromdata ||
-        EVP_PKEY_fromdata_init(s->ec_fromdata) != 1 ||
+    s->ec_template = make_ec_template();
+    if (!s->key || !s->sha256 || !s->sha1 || !s->serial || !s->sign_ctx || !s->ec_template ||
         EVP_PKEY_sign_init(s->sign_ctx) != 1 ||
         (type == EVP_PKEY_RSA && EVP_PKEY_CTX_set_rsa_padding(s->sign_ctx, RSA_PKCS1_PADDING) != 1) ||
         EVP_PKEY_CTX_set_signature_md(s->sign_ctx, s->sha256) != 1 || !build_template(s, ca_cert)) {
@@ -1000,17 +1024,16 @@ static bool der_tlv(const unsigned char **p, const unsigned char *end, int want_
 static bool verify_ec_p256(pki_leaf_signer *s, const unsigned char *point, int plen,
                            const unsigned char *tbs, long tbslen, const unsigned char *sig, int siglen)
 {
-    OSSL_PARAM params[3];
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    EVP_PKEY *key = NULL;
+    /* A copy of a P-256 key copies its group; importing by name builds the group each time
+     * (EC_GROUP_new_by_curve_name: 10 % of a CSR signing in perf). The point is checked to be
+     * on the curve when it is set. */
+    EVP_PKEY *key = EVP_PKEY_dup(s->ec_template);
     EVP_PKEY_CTX *vctx = NULL;
     bool ok;
 
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0);
-    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)point, (size_t)plen);
-    params[2] = OSSL_PARAM_construct_end();
-    ok = EVP_PKEY_fromdata(s->ec_fromdata, &key, EVP_PKEY_PUBLIC_KEY, params) == 1 &&
+    ok = key && EVP_PKEY_set1_encoded_public_key(key, point, (size_t)plen) == 1 &&
          (vctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL)) != NULL &&
          EVP_PKEY_verify_init(vctx) == 1 && EVP_PKEY_CTX_set_signature_md(vctx, s->sha256) == 1 &&
          EVP_Digest(tbs, (size_t)tbslen, md, &mdlen, s->sha256, NULL) &&
