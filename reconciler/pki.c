@@ -561,8 +561,8 @@ int64_t pki_renewal_point(int64_t not_before, int64_t not_after, const char *sta
  * CSR mode and re-signing (S5). What this path avoids, measured with bench-all and perf: the
  * provider encoder behind X509_set_pubkey (the SPKI is copied from the CSR or the stored DER as
  * it is), parsing extension config text per leaf (the fixed ones and the AKI are built once per
- * CA), fetching the signature algorithm per leaf (a sign context prepared once and copied), and
- * a BIO per PEM.
+ * CA), fetching the signature algorithm per leaf (the TBS is signed with EVP_PKEY_sign on a
+ * context prepared once), and a BIO per PEM.
  */
 
 /* SubjectPublicKeyInfo read without decoding the key: d2i_PUBKEY would build an EVP_PKEY through
@@ -594,6 +594,8 @@ struct pki_leaf_signer {
     bool tmpl_has_subject;
     unsigned char *sigalg_der;   /* the Certificate's signatureAlgorithm, as X509_sign wrote it */
     int sigalg_len;
+    unsigned char *sig;          /* EVP_PKEY_get_size(key) bytes: any signature of this CA key */
+    size_t sig_cap;
     int64_t ca_not_before, ca_not_after;
     BIGNUM *serial;
 };
@@ -609,6 +611,7 @@ void pki_leaf_signer_free(pki_leaf_signer *s)
     EVP_MD_free(s->sha1);
     X509_free(s->tmpl);
     OPENSSL_free(s->sigalg_der);
+    free(s->sig);
     BN_free(s->serial);
     free(s);
 }
@@ -741,7 +744,10 @@ int pki_leaf_signer_new(X509 *ca_cert, EVP_PKEY *ca_key, pki_leaf_signer **ret, 
     s->serial = BN_new();
     s->sign_ctx = s->key ? EVP_PKEY_CTX_new(s->key, NULL) : NULL;
     s->ec_template = make_ec_template();
+    s->sig_cap = s->key && EVP_PKEY_get_size(s->key) > 0 ? (size_t)EVP_PKEY_get_size(s->key) : 0;
+    s->sig = s->sig_cap ? malloc(s->sig_cap) : NULL;
     if (!s->key || !s->sha256 || !s->sha1 || !s->serial || !s->sign_ctx || !s->ec_template ||
+        !s->sig ||
         EVP_PKEY_sign_init(s->sign_ctx) != 1 ||
         (type == EVP_PKEY_RSA && EVP_PKEY_CTX_set_rsa_padding(s->sign_ctx, RSA_PKCS1_PADDING) != 1) ||
         EVP_PKEY_CTX_set_signature_md(s->sign_ctx, s->sha256) != 1 || !build_template(s, ca_cert)) {
@@ -873,9 +879,9 @@ static int sign_spki(pki_leaf_signer *s, const X509_ALGOR *alg, const unsigned c
                      const pki_leaf_request *req, int64_t now, pki_signed_leaf *ret, char *errbuf)
 {
     pki_signed_leaf out = {0};
-    unsigned char *tbs = NULL, *der = NULL, md[EVP_MAX_MD_SIZE], sig[1024];
+    unsigned char *tbs = NULL, *der = NULL, md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    size_t siglen = sizeof(sig), derlen = 0;
+    size_t siglen = s->sig_cap, derlen = 0;
     int64_t not_after;
     X509 *x = s->tmpl;
     int tbslen = 0, r = PKI_ECRYPTO;
@@ -903,10 +909,10 @@ static int sign_spki(pki_leaf_signer *s, const X509_ALGOR *alg, const unsigned c
         !add_uri_sans_flags(x, req->uris, req->nuris, req->cn == NULL, X509V3_ADD_REPLACE) ||
         (tbslen = i2d_re_X509_tbs(x, &tbs)) <= 0 ||
         !EVP_Digest(tbs, (size_t)tbslen, md, &mdlen, s->sha256, NULL) ||
-        EVP_PKEY_sign(s->sign_ctx, sig, &siglen, md, mdlen) != 1)
+        EVP_PKEY_sign(s->sign_ctx, s->sig, &siglen, md, mdlen) != 1)
         goto out;
     r = PKI_ENOMEM;
-    der = assemble_cert(tbs, (size_t)tbslen, s->sigalg_der, (size_t)s->sigalg_len, sig, siglen,
+    der = assemble_cert(tbs, (size_t)tbslen, s->sigalg_der, (size_t)s->sigalg_len, s->sig, siglen,
                         &derlen);
     if (!der || !(out.pem = der_to_pem(der, derlen, "CERTIFICATE")))
         goto out;

@@ -1490,7 +1490,7 @@ static void assert_same_profile(X509 *got, X509 *want)
     ck_assert_int_eq(X509_NAME_entry_count(X509_get_subject_name(got)), 0);
 }
 
-static void check_signed_for_key(bool ca_rsa, bool leaf_rsa, bool via_csr)
+static void check_signed_for_key_bits(bool ca_rsa, int ca_bits, bool leaf_rsa, bool via_csr)
 {
     int64_t now = time(NULL);
     X509 *root, *ref, *leaf;
@@ -1504,7 +1504,7 @@ static void check_signed_for_key(bool ca_rsa, bool leaf_rsa, bool via_csr)
     int64_t nb, na;
 
     make_tmpdir();
-    make_root(ca_rsa, 2048, "default", now, 10 * 365 * 86400LL, &root, &root_key);
+    make_root(ca_rsa, ca_bits, "default", now, 10 * 365 * 86400LL, &root, &root_key);
     issue(root, root_key, leaf_rsa, now, 86400, &ref, &ref_key);
     ck_assert_int_eq(pki_generate_key(leaf_rsa, 2048, &key, err), PKI_OK);
     csr = make_csr_pem(key, key, &spki, &spki_len);
@@ -1562,6 +1562,11 @@ static void check_signed_for_key(bool ca_rsa, bool leaf_rsa, bool via_csr)
     remove_tmpdir();
 }
 
+static void check_signed_for_key(bool ca_rsa, bool leaf_rsa, bool via_csr)
+{
+    check_signed_for_key_bits(ca_rsa, 2048, leaf_rsa, via_csr);
+}
+
 START_TEST(resigned_ec_public_key_has_issue_leaf_profile_and_passes_x509_strict)
 {
     check_signed_for_key(false, false, false);
@@ -1571,6 +1576,13 @@ END_TEST
 START_TEST(resigned_rsa_public_key_from_rsa_ca_passes_x509_strict)
 {
     check_signed_for_key(true, true, false);
+}
+END_TEST
+
+/* A 4096-bit CA signs 512-byte signatures: the signer sizes its buffer by the CA key. */
+START_TEST(resigned_ec_public_key_from_rsa_4096_ca_passes_x509_strict)
+{
+    check_signed_for_key_bits(true, 4096, false, false);
 }
 END_TEST
 
@@ -1758,6 +1770,7 @@ static void add_signer_tests(Suite *s)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, resigned_ec_public_key_has_issue_leaf_profile_and_passes_x509_strict);
     tcase_add_test(tc, resigned_rsa_public_key_from_rsa_ca_passes_x509_strict);
+    tcase_add_test(tc, resigned_ec_public_key_from_rsa_4096_ca_passes_x509_strict);
     tcase_add_test(tc, signed_ec_csr_has_issue_leaf_profile_and_passes_x509_strict);
     tcase_add_test(tc, signed_rsa_csr_from_ec_ca_passes_x509_strict);
     tcase_add_test(tc, csr_signed_by_another_key_is_refused_einval);
