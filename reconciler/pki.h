@@ -93,4 +93,45 @@ bool pki_key_matches(X509 *cert, EVP_PKEY *key);
  * stable_id in [0, 1), so a fleet renews spread over 70-85 % of its lifetime. */
 int64_t pki_renewal_point(int64_t not_before, int64_t not_after, const char *stable_id);
 
+/*
+ * Leaves for a public key the agent already proved it holds (S5: CSR mode, and re-signing a
+ * known public key when only the CA changes). A pki_leaf_signer holds, per CA, what every leaf
+ * of that CA shares, built once: issuer name, validity bounds, the fixed extensions, the
+ * authority key id and a prepared sign context. It is not thread-safe: a signing thread owns
+ * its own signer (sign_pool.c makes one per worker), so no OpenSSL object is shared.
+ */
+typedef struct pki_leaf_signer pki_leaf_signer;
+
+#define PKI_SERIAL_HEX_MAX 80
+
+/* What a signed leaf is stored and reported as. */
+typedef struct pki_signed_leaf {
+    char *pem;                             /* certificate PEM; caller frees with free() */
+    char serial_hex[PKI_SERIAL_HEX_MAX];   /* as pki_serial_hex */
+    int64_t not_before;
+    int64_t not_after;
+} pki_signed_leaf;
+
+/* Builds a signer for ca_cert/ca_key; both stay owned by the caller (the signer keeps its own
+ * copy of the key). PKI_EINVAL when ca_cert's validity is unreadable. Caller frees *ret with
+ * pki_leaf_signer_free(). */
+int pki_leaf_signer_new(X509 *ca_cert, EVP_PKEY *ca_key, pki_leaf_signer **ret, char *errbuf);
+void pki_leaf_signer_free(pki_leaf_signer *s);
+
+/* Signs a leaf for a SubjectPublicKeyInfo DER (as i2d_PUBKEY writes it and the store keeps it),
+ * with req's SANs, CN and lifetime; its key type must be req->rsa's (PKI_EINVAL otherwise).
+ * Same certificate profile and validity rules as pki_issue_leaf (PKI_EEXPIRED when the CA is not
+ * valid at `now`). *ret is written only on success; free ret->pem with free(). */
+int pki_sign_public_key(pki_leaf_signer *s, const unsigned char *spki_der, size_t spki_len,
+                        const pki_leaf_request *req, int64_t now, pki_signed_leaf *ret,
+                        char *errbuf);
+/* Verifies a PEM CSR's signature (proof of possession) and key type against req->rsa, then signs
+ * its public key as pki_sign_public_key does; nothing else is taken from the CSR. PKI_EINVAL for a
+ * bad CSR. When ret_spki is not NULL it receives the key's SPKI DER (caller frees with free()),
+ * for a later re-sign. */
+int pki_sign_csr(pki_leaf_signer *s, const char *csr_pem, size_t csr_len,
+                 const pki_leaf_request *req, int64_t now, pki_signed_leaf *ret,
+                 unsigned char **ret_spki, size_t *ret_spki_len, char *errbuf);
+void pki_signed_leaf_clear(pki_signed_leaf *leaf);
+
 #endif

@@ -1419,6 +1419,367 @@ static void add_backend_tests(Suite *s)
 }
 
 
+/* ---- leaves for a known public key: CSR mode and re-signing (issue 13) ------------------- */
+
+/* A CSR as an agent makes it; *ret_spki is the key's SPKI DER as the API stores it. */
+static char *make_csr_pem(EVP_PKEY *key, EVP_PKEY *signer, unsigned char **ret_spki,
+                          size_t *ret_spki_len)
+{
+    X509_REQ *req = X509_REQ_new();
+    BIO *bio = BIO_new(BIO_s_mem());
+    unsigned char *der = NULL;
+    char *data, *pem;
+    long n;
+    int dn;
+
+    ck_assert_int_eq(X509_REQ_set_pubkey(req, key), 1);
+    ck_assert_int_gt(X509_REQ_sign(req, signer, EVP_sha256()), 0);
+    ck_assert_int_eq(PEM_write_bio_X509_REQ(bio, req), 1);
+    n = BIO_get_mem_data(bio, &data);
+    pem = strndup(data, (size_t)n);
+    dn = i2d_PUBKEY(key, &der);
+    ck_assert_int_gt(dn, 0);
+    if (ret_spki) {
+        *ret_spki = malloc((size_t)dn);
+        memcpy(*ret_spki, der, (size_t)dn);
+        *ret_spki_len = (size_t)dn;
+    }
+    OPENSSL_free(der);
+    BIO_free(bio);
+    X509_REQ_free(req);
+    return pem;
+}
+
+static X509 *parse_leaf(const pki_signed_leaf *leaf)
+{
+    X509 *x = NULL;
+
+    ck_assert_ptr_nonnull(leaf->pem);
+    ck_assert_int_eq(pki_cert_from_pem(leaf->pem, strlen(leaf->pem), &x, NULL), PKI_OK);
+    return x;
+}
+
+/* Every extension of `got` is byte for byte the one pki_issue_leaf writes, except the SKI,
+ * which must be the SHA-1 of got's own key bits (RFC 5280 method 1, what "hash" computes). */
+static void assert_same_profile(X509 *got, X509 *want)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(got);
+
+    ck_assert_int_eq(X509_get_ext_count(got), X509_get_ext_count(want));
+    for (int i = 0; i < X509_get_ext_count(want); i++) {
+        X509_EXTENSION *a = X509_get_ext(got, i), *b = X509_get_ext(want, i);
+        unsigned char *da = NULL, *db = NULL;
+        int na = i2d_X509_EXTENSION(a, &da), nb = i2d_X509_EXTENSION(b, &db);
+        int nid = OBJ_obj2nid(X509_EXTENSION_get_object(b));
+
+        ck_assert_int_eq(OBJ_obj2nid(X509_EXTENSION_get_object(a)), nid);
+        ck_assert_int_eq(X509_EXTENSION_get_critical(a), X509_EXTENSION_get_critical(b));
+        if (nid != NID_subject_key_identifier)
+            ck_assert_msg(na == nb && memcmp(da, db, (size_t)na) == 0, "extension %s differs",
+                          OBJ_nid2sn(nid));
+        OPENSSL_free(da);
+        OPENSSL_free(db);
+    }
+    ck_assert_int_eq(X509_pubkey_digest(got, EVP_sha1(), md, &mdlen), 1);
+    ck_assert_ptr_nonnull(ski);
+    ck_assert_int_eq(ASN1_STRING_length(ski), (int)mdlen);
+    ck_assert_int_eq(memcmp(ASN1_STRING_get0_data(ski), md, mdlen), 0);
+    ck_assert_int_eq(X509_NAME_cmp(X509_get_issuer_name(got), X509_get_issuer_name(want)), 0);
+    ck_assert_int_eq(X509_NAME_entry_count(X509_get_subject_name(got)), 0);
+}
+
+static void check_signed_for_key_bits(bool ca_rsa, int ca_bits, bool leaf_rsa, bool via_csr)
+{
+    int64_t now = time(NULL);
+    X509 *root, *ref, *leaf;
+    EVP_PKEY *root_key, *ref_key, *key;
+    pki_leaf_signer *s = NULL;
+    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+    pki_signed_leaf out;
+    unsigned char *spki = NULL, *spki2 = NULL;
+    size_t spki_len = 0, spki2_len = 0;
+    char err[PKI_ERRBUF], serial[PKI_SERIAL_HEX_MAX], *csr, *txt;
+    int64_t nb, na;
+
+    make_tmpdir();
+    make_root(ca_rsa, ca_bits, "default", now, 10 * 365 * 86400LL, &root, &root_key);
+    issue(root, root_key, leaf_rsa, now, 86400, &ref, &ref_key);
+    ck_assert_int_eq(pki_generate_key(leaf_rsa, 2048, &key, err), PKI_OK);
+    csr = make_csr_pem(key, key, &spki, &spki_len);
+    ck_assert_int_eq(pki_leaf_signer_new(root, root_key, &s, err), PKI_OK);
+    req.uris = web_uris;
+    req.nuris = 3;
+    req.rsa = leaf_rsa;
+    req.lifetime_s = 86400;
+    if (via_csr) {
+        ck_assert_msg(pki_sign_csr(s, csr, strlen(csr), &req, now, &out, &spki2, &spki2_len, err) ==
+                      PKI_OK, "%s", err);
+        /* the SPKI handed back for later re-signs is the key's, byte for byte */
+        ck_assert_uint_eq(spki2_len, spki_len);
+        ck_assert_int_eq(memcmp(spki2, spki, spki_len), 0);
+    } else {
+        ck_assert_msg(pki_sign_public_key(s, spki, spki_len, &req, now, &out, err) == PKI_OK, "%s",
+                      err);
+    }
+    leaf = parse_leaf(&out);
+    ck_assert_int_eq(EVP_PKEY_eq(X509_get0_pubkey(leaf), key), 1);
+    ck_assert_int_eq(pki_key_matches(leaf, key), true);
+    assert_same_profile(leaf, ref);
+    ck_assert_int_eq(pki_cert_not_before(leaf, &nb), PKI_OK);
+    ck_assert_int_eq(pki_cert_not_after(leaf, &na), PKI_OK);
+    ck_assert_int_eq(nb, now - 60);
+    ck_assert_int_eq(na, now + 86400);
+    ck_assert_int_eq(out.not_before, nb);
+    ck_assert_int_eq(out.not_after, na);
+    ck_assert_int_eq(pki_serial_hex(leaf, serial, sizeof(serial)), PKI_OK);
+    ck_assert_str_eq(out.serial_hex, serial);
+    ck_assert_int_ge(strlen(serial), 20);
+    /* PEM written without a BIO reads back with the openssl CLI and passes -x509_strict */
+    write_cert("root.pem", root);
+    write_text("leaf.pem", out.pem);
+    ck_assert_int_eq(run(&txt, "openssl verify -x509_strict -CAfile root.pem leaf.pem"), 0);
+    assert_contains(txt, "leaf.pem: OK");
+    free(txt);
+    ck_assert_int_eq(run(&txt, "openssl x509 -in leaf.pem -noout -text"), 0);
+    assert_contains(txt, "X509v3 Subject Alternative Name: critical");
+    assert_contains(txt, "URI:spiffe://default/web, URI:kuma://kuma.io/service/web, URI:kuma://version/v1");
+    assert_contains(txt, leaf_rsa ? "Public-Key: (2048 bit)" : "NIST CURVE: P-256");
+    free(txt);
+    /* 64 columns as PEM_write_bio_X509 writes them */
+    char *std = NULL;
+    ck_assert_int_eq(pki_cert_to_pem(leaf, &std, NULL), PKI_OK);
+    ck_assert_str_eq(out.pem, std);
+    free(std);
+
+    pki_signed_leaf_clear(&out);
+    ck_assert_ptr_null(out.pem);
+    pki_leaf_signer_free(s);
+    free(csr), free(spki), free(spki2);
+    X509_free(root), X509_free(ref), X509_free(leaf);
+    EVP_PKEY_free(root_key), EVP_PKEY_free(ref_key), EVP_PKEY_free(key);
+    remove_tmpdir();
+}
+
+static void check_signed_for_key(bool ca_rsa, bool leaf_rsa, bool via_csr)
+{
+    check_signed_for_key_bits(ca_rsa, 2048, leaf_rsa, via_csr);
+}
+
+START_TEST(resigned_ec_public_key_has_issue_leaf_profile_and_passes_x509_strict)
+{
+    check_signed_for_key(false, false, false);
+}
+END_TEST
+
+START_TEST(resigned_rsa_public_key_from_rsa_ca_passes_x509_strict)
+{
+    check_signed_for_key(true, true, false);
+}
+END_TEST
+
+/* A 4096-bit CA signs 512-byte signatures: the signer sizes its buffer by the CA key. */
+START_TEST(resigned_ec_public_key_from_rsa_4096_ca_passes_x509_strict)
+{
+    check_signed_for_key_bits(true, 4096, false, false);
+}
+END_TEST
+
+START_TEST(signed_ec_csr_has_issue_leaf_profile_and_passes_x509_strict)
+{
+    check_signed_for_key(false, false, true);
+}
+END_TEST
+
+START_TEST(signed_rsa_csr_from_ec_ca_passes_x509_strict)
+{
+    check_signed_for_key(false, true, true);
+}
+END_TEST
+
+/* Proof of possession: a CSR signed by another key than the one it carries is refused. */
+START_TEST(csr_signed_by_another_key_is_refused_einval)
+{
+    int64_t now = time(NULL);
+    X509 *root;
+    EVP_PKEY *root_key, *key, *other;
+    pki_leaf_signer *s = NULL;
+    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+    pki_signed_leaf out = {.pem = (char *)"untouched"};
+    unsigned char *spki = (unsigned char *)"untouched";
+    size_t spki_len = 7;
+    char err[PKI_ERRBUF], *csr;
+
+    make_root(false, 0, "default", now, 86400 * 30, &root, &root_key);
+    ck_assert_int_eq(pki_generate_key(false, 0, &key, err), PKI_OK);
+    ck_assert_int_eq(pki_generate_key(false, 0, &other, err), PKI_OK);
+    csr = make_csr_pem(key, other, NULL, NULL);
+    ck_assert_int_eq(pki_leaf_signer_new(root, root_key, &s, err), PKI_OK);
+    req.uris = web_uris;
+    req.nuris = 3;
+    ck_assert_int_eq(pki_sign_csr(s, csr, strlen(csr), &req, now, &out, &spki, &spki_len, err),
+                     PKI_EINVAL);
+    assert_contains(err, "CSR signature does not verify");
+    ck_assert_int_eq(ERR_peek_error(), 0);
+    /* outputs untouched on failure */
+    ck_assert_str_eq(out.pem, "untouched");
+    ck_assert_uint_eq(spki_len, 7);
+    ck_assert_int_eq(pki_sign_csr(s, "garbage", 7, &req, now, &out, NULL, NULL, err), PKI_EINVAL);
+    assert_contains(err, "cannot parse the CSR PEM");
+    free(csr);
+    pki_leaf_signer_free(s);
+    X509_free(root), EVP_PKEY_free(root_key), EVP_PKEY_free(key), EVP_PKEY_free(other);
+}
+END_TEST
+
+/* S5: the key type is the mesh's dpCert.keyType, whatever the agent sends. */
+START_TEST(public_key_of_the_wrong_type_is_refused_einval)
+{
+    int64_t now = time(NULL);
+    X509 *root;
+    EVP_PKEY *root_key, *rsa, *k1;
+    pki_leaf_signer *s = NULL;
+    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+    pki_signed_leaf out;
+    unsigned char *spki = NULL;
+    size_t spki_len = 0;
+    char err[PKI_ERRBUF], *csr;
+
+    make_root(false, 0, "default", now, 86400 * 30, &root, &root_key);
+    ck_assert_int_eq(pki_generate_key(true, 2048, &rsa, err), PKI_OK);
+    k1 = EVP_EC_gen("secp256k1");
+    ck_assert_ptr_nonnull(k1);
+    ck_assert_int_eq(pki_leaf_signer_new(root, root_key, &s, err), PKI_OK);
+    req.uris = web_uris;
+    req.nuris = 3;
+    csr = make_csr_pem(rsa, rsa, &spki, &spki_len);
+    ck_assert_int_eq(pki_sign_csr(s, csr, strlen(csr), &req, now, &out, NULL, NULL, err), PKI_EINVAL);
+    assert_contains(err, "not EC P-256");
+    ck_assert_int_eq(pki_sign_public_key(s, spki, spki_len, &req, now, &out, err), PKI_EINVAL);
+    assert_contains(err, "not EC P-256");
+    free(csr), free(spki);
+    /* an EC key on another curve is not P-256 either */
+    csr = make_csr_pem(k1, k1, &spki, &spki_len);
+    ck_assert_int_eq(pki_sign_public_key(s, spki, spki_len, &req, now, &out, err), PKI_EINVAL);
+    assert_contains(err, "not EC P-256");
+    req.rsa = true;
+    ck_assert_int_eq(pki_sign_public_key(s, spki, spki_len, &req, now, &out, err), PKI_EINVAL);
+    assert_contains(err, "not RSA");
+    /* a truncated or trailing-garbage SPKI is not parsed as a key */
+    ck_assert_int_eq(pki_sign_public_key(s, spki, spki_len - 1, &req, now, &out, err), PKI_EINVAL);
+    assert_contains(err, "cannot parse the stored public key");
+    free(csr), free(spki);
+    pki_leaf_signer_free(s);
+    X509_free(root), EVP_PKEY_free(root_key), EVP_PKEY_free(rsa), EVP_PKEY_free(k1);
+}
+END_TEST
+
+/* The signer checks the CA's validity at each `now`, as pki_issue_leaf does, and clamps. */
+START_TEST(signer_refuses_expired_ca_and_clamps_to_ca_not_after)
+{
+    int64_t now = time(NULL);
+    X509 *root;
+    EVP_PKEY *root_key, *key;
+    pki_leaf_signer *s = NULL;
+    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+    pki_signed_leaf out;
+    unsigned char *spki = NULL;
+    size_t spki_len = 0;
+    char err[PKI_ERRBUF], *csr;
+    int64_t ca_na;
+
+    make_root(false, 0, "default", now, 3600, &root, &root_key);
+    ck_assert_int_eq(pki_cert_not_after(root, &ca_na), PKI_OK);
+    ck_assert_int_eq(pki_generate_key(false, 0, &key, err), PKI_OK);
+    csr = make_csr_pem(key, key, &spki, &spki_len);
+    ck_assert_int_eq(pki_leaf_signer_new(root, root_key, &s, err), PKI_OK);
+    req.uris = web_uris;
+    req.nuris = 3;
+    req.lifetime_s = 86400;
+    ck_assert_int_eq(pki_sign_public_key(s, spki, spki_len, &req, now, &out, err), PKI_OK);
+    ck_assert_int_eq(out.not_after, ca_na);
+    pki_signed_leaf_clear(&out);
+    ck_assert_int_eq(pki_sign_public_key(s, spki, spki_len, &req, ca_na, &out, err), PKI_EEXPIRED);
+    assert_contains(err, "ca-expired");
+    ck_assert_int_eq(pki_sign_csr(s, csr, strlen(csr), &req, now - 7200, &out, NULL, NULL, err),
+                     PKI_EEXPIRED);
+    assert_contains(err, "not yet valid");
+    free(csr), free(spki);
+    pki_leaf_signer_free(s);
+    pki_leaf_signer_free(NULL);
+    X509_free(root), EVP_PKEY_free(root_key), EVP_PKEY_free(key);
+}
+END_TEST
+
+/* pki_cert_to_pem writes its PEM without a BIO (issue 13): the text must stay what
+ * PEM_write_bio_X509 writes, for every DER length modulo the 48 bytes of a 64-column line. */
+START_TEST(cert_pem_is_byte_for_byte_what_pem_write_bio_x509_writes)
+{
+    int64_t now = time(NULL);
+    X509 *root;
+    EVP_PKEY *root_key;
+    bool seen[48] = {false};
+    int distinct = 0;
+
+    make_root(false, 0, "default", now, 86400 * 30, &root, &root_key);
+    for (int len = 1; len <= 120; len++) {
+        char uri[160];
+        const char *uris[1] = {uri};
+        pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+        X509 *leaf;
+        EVP_PKEY *key;
+        BIO *bio = BIO_new(BIO_s_mem());
+        char *mine = NULL, *theirs;
+        long n;
+        int der_len;
+
+        snprintf(uri, sizeof(uri), "spiffe://default/%.*s", len,
+                 "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+                 "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz");
+        req.uris = uris;
+        req.nuris = 1;
+        ck_assert_int_eq(pki_issue_leaf(&req, root, root_key, now, &leaf, &key, NULL), PKI_OK);
+        ck_assert_int_eq(pki_cert_to_pem(leaf, &mine, NULL), PKI_OK);
+        ck_assert_int_eq(PEM_write_bio_X509(bio, leaf), 1);
+        n = BIO_get_mem_data(bio, &theirs);
+        ck_assert_uint_eq(strlen(mine), (size_t)n);
+        ck_assert_int_eq(memcmp(mine, theirs, (size_t)n), 0);
+        der_len = i2d_X509(leaf, NULL);
+        if (!seen[der_len % 48]) {
+            seen[der_len % 48] = true;
+            distinct++;
+        }
+        free(mine);
+        BIO_free(bio);
+        X509_free(leaf);
+        EVP_PKEY_free(key);
+    }
+    /* the remainder 0 (a last line of exactly 64 columns) among them */
+    ck_assert_int_ge(distinct, 40);
+    ck_assert(seen[0]);
+    X509_free(root);
+    EVP_PKEY_free(root_key);
+}
+END_TEST
+
+static void add_signer_tests(Suite *s)
+{
+    TCase *tc = tcase_create("signer");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, resigned_ec_public_key_has_issue_leaf_profile_and_passes_x509_strict);
+    tcase_add_test(tc, resigned_rsa_public_key_from_rsa_ca_passes_x509_strict);
+    tcase_add_test(tc, resigned_ec_public_key_from_rsa_4096_ca_passes_x509_strict);
+    tcase_add_test(tc, signed_ec_csr_has_issue_leaf_profile_and_passes_x509_strict);
+    tcase_add_test(tc, signed_rsa_csr_from_ec_ca_passes_x509_strict);
+    tcase_add_test(tc, csr_signed_by_another_key_is_refused_einval);
+    tcase_add_test(tc, public_key_of_the_wrong_type_is_refused_einval);
+    tcase_add_test(tc, signer_refuses_expired_ca_and_clamps_to_ca_not_after);
+    tcase_add_test(tc, cert_pem_is_byte_for_byte_what_pem_write_bio_x509_writes);
+    suite_add_tcase(s, tc);
+}
+
 static Suite *pki_suite(void)
 {
     Suite *s = suite_create("pki");
@@ -1446,6 +1807,7 @@ static Suite *pki_suite(void)
     tcase_add_test(tc, ca_create_rsa_with_bits_and_days);
     suite_add_tcase(s, tc);
     add_backend_tests(s);
+    add_signer_tests(s);
     return s;
 }
 

@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "manifests/encode.h"
 #include "manifests/manifest.h"
@@ -1262,6 +1265,135 @@ START_TEST(bad_status_names_item_index_and_field)
 }
 END_TEST
 
+/* Issue 13: the status reader held jansson's tree of the whole document (~2.5 KiB per
+ * dataplane on top of the result): a 100,000-dataplane status peaked at 320 MiB. Items are now
+ * parsed one at a time. Measured in a child so its peak is its own; the bound is memory, not
+ * time. Not under ASan, whose redzones and quarantine are the allocation sizes it measures. */
+#if defined(__SANITIZE_ADDRESS__)
+#define STATUS_MEMORY_TEST_SKIPPED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STATUS_MEMORY_TEST_SKIPPED 1
+#endif
+#endif
+#define STATUS_MEMORY_DATAPLANES 100000
+#define STATUS_MEMORY_MAX_BYTES_PER_DATAPLANE 1536
+
+START_TEST(status_reader_peak_memory_is_not_a_whole_document_tree)
+{
+#ifdef STATUS_MEMORY_TEST_SKIPPED
+    return;
+#else
+    pid_t pid;
+    int st;
+
+    fflush(NULL);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        long n = STATUS_MEMORY_DATAPLANES;
+        size_t cap = (size_t)n * 320 + 64, len = 0;
+        char *buf = malloc(cap);
+        struct rusage before, after;
+        status_set s = STATUS_SET_INIT;
+        diag_list d = DIAG_LIST_INIT;
+        double per;
+
+        if (!buf)
+            _exit(3);
+        len += (size_t)snprintf(buf, cap, "{\"items\":[");
+        for (long i = 0; i < n; i++)
+            len += (size_t)snprintf(buf + len, cap - len,
+                                    "%s{\"mesh\":\"default\",\"name\":\"dp-%06ld\","
+                                    "\"tags\":{\"kuma.io/service\":\"svc-%03ld\"},"
+                                    "\"mtls\":{\"issuedBackend\":\"ca-1\",\"supportedBackends\":"
+                                    "[\"ca-1\",\"ca-2\"],\"certificateSerial\":\"%032lx\","
+                                    "\"certificateExpirationTime\":\"2030-01-01T00:00:00Z\","
+                                    "\"generation\":2,\"acknowledgedGeneration\":2}}",
+                                    i ? "," : "", i, i % 100, (unsigned long)i);
+        len += (size_t)snprintf(buf + len, cap - len, "]}");
+        getrusage(RUSAGE_SELF, &before);
+        if (status_parse_json("status.json", buf, len, &s, &d) != 0 || s.count != (size_t)n)
+            _exit(4);
+        getrusage(RUSAGE_SELF, &after);
+        per = (double)(after.ru_maxrss - before.ru_maxrss) * 1024.0 / (double)n;
+        fprintf(stderr, "status reader: %.0f bytes of peak growth per dataplane\n", per);
+        _exit(per <= STATUS_MEMORY_MAX_BYTES_PER_DATAPLANE ? 0 : 5);
+    }
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "child exit %d (5: more than %d bytes of peak growth per dataplane)",
+                  WIFEXITED(st) ? WEXITSTATUS(st) : -1, STATUS_MEMORY_MAX_BYTES_PER_DATAPLANE);
+#endif
+}
+END_TEST
+
+/* Items are read one at a time, but a syntax error anywhere still makes the whole document
+ * "not valid JSON" at jansson's position, and nothing of the items before it is reported. */
+START_TEST(status_syntax_error_after_valid_and_bad_items_reports_only_the_syntax_error)
+{
+    status_set s = STATUS_SET_INIT;
+    diag_list d = DIAG_LIST_INIT;
+    const char *json = "[" STATUS_ITEM ", {\"mesh\":3,\"name\":\"x\"}, {\"mesh\":\"m\",\"name\":\"y\",}]";
+    const diag *g;
+
+    ck_assert_int_eq(status_parse_json("status.json", json, strlen(json), &s, &d), -1);
+    ck_assert_uint_eq(d.count, 1);
+    g = assert_diag(&d, "bad-status", "", 1);
+    ck_assert_uint_eq(g->column, strlen(json) - 1);
+    ck_assert_msg(strstr(g->message, "not valid JSON") != NULL, "%s", g->message);
+    ck_assert_uint_eq(s.count, 0);
+    diag_list_free(&d);
+
+    /* a duplicate key inside one item, and a second "items" at the root */
+    const char *dup = "[" STATUS_ITEM ", {\"mesh\":\"m\",\"name\":\"x\",\"name\":\"y\"}]";
+    ck_assert_int_eq(status_parse_json("status.json", dup, strlen(dup), &s, &d), -1);
+    ck_assert_uint_eq(d.count, 1);
+    g = assert_diag(&d, "bad-status", "", 1);
+    ck_assert_msg(strstr(g->message, "duplicate object key") != NULL, "%s", g->message);
+    diag_list_free(&d);
+    const char *two = "{\"items\":[" STATUS_ITEM "],\"items\":[]}";
+    ck_assert_int_eq(status_parse_json("status.json", two, strlen(two), &s, &d), -1);
+    g = assert_diag(&d, "bad-status", "", 1);
+    ck_assert_msg(strstr(g->message, "duplicate object key") != NULL, "%s", g->message);
+    diag_list_free(&d);
+
+    /* trailing data after the array */
+    const char *trailing = "[" STATUS_ITEM "] x";
+    ck_assert_int_eq(status_parse_json("status.json", trailing, strlen(trailing), &s, &d), -1);
+    g = assert_diag(&d, "bad-status", "", 1);
+    ck_assert_uint_eq(g->column, strlen(trailing));
+    diag_list_free(&d);
+
+    /* an item that is not an object is named by its index, as before */
+    const char *scalar_item = "[" STATUS_ITEM ", 5]";
+    ck_assert_int_eq(status_parse_json("status.json", scalar_item, strlen(scalar_item), &s, &d), -1);
+    assert_diag(&d, "bad-status", "items[1]", 0);
+    diag_list_free(&d);
+}
+END_TEST
+
+/* The root object may carry other members (a List's kind, metadata) before or after "items". */
+START_TEST(status_items_form_with_other_members_and_whitespace)
+{
+    status_set s = STATUS_SET_INIT;
+    diag_list d = DIAG_LIST_INIT;
+    const char *json = "\n {\"kind\":\"List\",\"meta\":{\"x\":[1,{\"y\":null}]},\n\t\"items\" : [ "
+                       STATUS_ITEM " ,\r\n " STATUS_ITEM " ] , \"note\":\"}\\\"]\" }\n";
+
+    ck_assert_int_eq(status_parse_json("status.json", json, strlen(json), &s, &d), 0);
+    ck_assert_uint_eq(d.count, 0);
+    ck_assert_uint_eq(s.count, 2);
+    ck_assert_str_eq(s.items[1].name, "web-01");
+    ck_assert_int_eq(s.items[1].generation, 7);
+    status_set_free(&s);
+    const char *empty = " [ ] ";
+    ck_assert_int_eq(status_parse_json("status.json", empty, strlen(empty), &s, &d), 0);
+    ck_assert_uint_eq(s.count, 0);
+    status_set_free(&s);
+}
+END_TEST
+
 START_TEST(unreadable_status_file_reported)
 {
     status_set s = STATUS_SET_INIT;
@@ -1342,6 +1474,9 @@ static Suite *validators_suite(void)
     tcase_add_test(js, status_parses_array_form);
     tcase_add_test(js, status_parses_items_form_and_round_trips);
     tcase_add_test(js, bad_status_names_item_index_and_field);
+    tcase_add_test(js, status_reader_peak_memory_is_not_a_whole_document_tree);
+    tcase_add_test(js, status_syntax_error_after_valid_and_bad_items_reports_only_the_syntax_error);
+    tcase_add_test(js, status_items_form_with_other_members_and_whitespace);
     tcase_add_test(js, unreadable_status_file_reported);
     suite_add_tcase(s, js);
     return s;

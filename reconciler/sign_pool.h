@@ -1,0 +1,42 @@
+/* sign_pool.h - signing workers: N threads sign a batch of leaves for one CA, each with its own OpenSSL objects. */
+#ifndef MESHCA_SIGN_POOL_H
+#define MESHCA_SIGN_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reconciler/pki.h"
+
+#define SIGN_POOL_MAX_THREADS 64
+
+/* One leaf to sign. Inputs are borrowed for the duration of sign_pool_run. Exactly one of
+ * spki_der (re-sign a known public key) and csr_pem (verify the CSR, then sign its key) is set. */
+typedef struct sign_pool_job {
+    const unsigned char *spki_der;
+    size_t spki_len;
+    const char *csr_pem;
+    size_t csr_len;
+    pki_leaf_request req;   /* its uris and cn are borrowed too */
+    /* Written by sign_pool_run: 0 and leaf (free with pki_signed_leaf_clear()), or a negative
+     * PKI_* code and an empty leaf. */
+    int result;
+    pki_signed_leaf leaf;
+} sign_pool_job;
+
+/* A pool signs for one CA: each worker holds its own pki_leaf_signer (its own copy of the CA key
+ * and sign context), so workers share no OpenSSL object and take no lock while signing. */
+typedef struct sign_pool sign_pool;
+
+/* Starts nthreads workers (0: the online CPUs, at most SIGN_POOL_MAX_THREADS) for ca_cert/ca_key,
+ * which stay the caller's. Caller frees *ret with sign_pool_free(). */
+int sign_pool_new(X509 *ca_cert, EVP_PKEY *ca_key, unsigned nthreads, sign_pool **ret,
+                  char *errbuf);
+/* Signs every job (in any order, results in place) and returns when all are done: 0 when every
+ * job succeeded, else the code of the first failed job (lowest index) with its message in errbuf.
+ * Not reentrant: one batch at a time per pool. */
+int sign_pool_run(sign_pool *pool, sign_pool_job *jobs, size_t n, int64_t now, char *errbuf);
+unsigned sign_pool_threads(const sign_pool *pool);
+/* Stops and joins the workers, frees their signers (wiping the key copies). Accepts NULL. */
+void sign_pool_free(sign_pool *pool);
+
+#endif

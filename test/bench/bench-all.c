@@ -1,0 +1,722 @@
+/* bench-all.c - the S11 bench in one JSON object: meshca's figures beside the machine's limit and its peers, same run. */
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "reconciler/pki.h"
+#include "reconciler/sign_pool.h"
+
+/* Every loop is bounded by time and count, so the whole run stays within a few minutes. */
+#define RAW_SECONDS 1.0
+#define MESHCA_SECONDS 1.0
+/* The machine is shared: the raw and meshca loops run interleaved, ROUNDS times, and each figure
+ * is its best round, so a burst of other load does not land on one side of a ratio only. */
+#define ROUNDS 3
+#define MESHCA_BATCH 1000
+#define CLI_SECONDS 3.0
+#define CLI_MAX_LEAVES 200
+#define CFSSL_GENCERT_MAX 20
+#define CFSSL_SERVE_SECONDS 3.0
+#define CFSSL_SERVE_MAX 20000
+#define CMD_MAX 2048
+
+static const char *const URIS[] = {"spiffe://default/web", "kuma://kuma.io/service/web",
+                                   "kuma://version/v1"};
+
+static char tmpdir[64];
+static char cfssl_pid_file[192];
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double best(double a, double b)
+{
+    return a > b ? a : b;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void cleanup(void)
+{
+    char cmd[CMD_MAX];
+
+    if (cfssl_pid_file[0]) {
+        snprintf(cmd, sizeof(cmd), "kill $(cat %s) 2>/dev/null", cfssl_pid_file);
+        if (system(cmd) != 0) { /* already gone */
+        }
+        cfssl_pid_file[0] = '\0';
+    }
+    if (tmpdir[0])
+        nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmpdir[0] = '\0';
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fputs("bench-all: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    cleanup();
+    exit(2);
+}
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+    char cmd[CMD_MAX];
+    va_list ap;
+    int n, st;
+
+    va_start(ap, fmt);
+    n = vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(cmd))
+        die("command too long");
+    st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *read_all(const char *path, size_t *ret_len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+
+    if (!f || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+        die("cannot read %s", path);
+    buf = malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n)
+        die("cannot read %s", path);
+    buf[n] = '\0';
+    fclose(f);
+    if (ret_len)
+        *ret_len = (size_t)n;
+    return buf;
+}
+
+/* ---- the machine's limit: OpenSSL's raw EC P-256 keygen, ECDSA sign and verify ------------- */
+
+typedef struct raw_rates {
+    double keygen, sign, verify;
+} raw_rates;
+
+/* Sign and verify are measured as a certificate uses them: SHA-256 over a TBS-sized message,
+ * then the ECDSA operation, with the key's context prepared once (the cheapest loop there is). */
+static raw_rates measure_raw(EVP_PKEY *ca_key)
+{
+    unsigned char msg[400], md[32], sig[128];
+    raw_rates r;
+    double start;
+    size_t siglen = 0;
+    long n;
+    EVP_PKEY_CTX *sctx = EVP_PKEY_CTX_new(ca_key, NULL), *vctx = EVP_PKEY_CTX_new(ca_key, NULL);
+
+    memset(msg, 0x5a, sizeof(msg));
+    if (!sctx || !vctx || EVP_PKEY_sign_init(sctx) != 1 || EVP_PKEY_verify_init(vctx) != 1)
+        die("raw contexts");
+    start = now_s();
+    for (n = 0; now_s() - start < RAW_SECONDS; n++) {
+        EVP_PKEY *k = EVP_EC_gen("P-256");
+
+        if (!k)
+            die("raw keygen");
+        EVP_PKEY_free(k);
+    }
+    r.keygen = n / (now_s() - start);
+    start = now_s();
+    for (n = 0; now_s() - start < RAW_SECONDS; n++) {
+        siglen = sizeof(sig);
+        if (EVP_Digest(msg, sizeof(msg), md, NULL, EVP_sha256(), NULL) != 1 ||
+            EVP_PKEY_sign(sctx, sig, &siglen, md, sizeof(md)) != 1)
+            die("raw sign");
+    }
+    r.sign = n / (now_s() - start);
+    start = now_s();
+    for (n = 0; now_s() - start < RAW_SECONDS; n++) {
+        if (EVP_Digest(msg, sizeof(msg), md, NULL, EVP_sha256(), NULL) != 1 ||
+            EVP_PKEY_verify(vctx, sig, siglen, md, sizeof(md)) != 1)
+            die("raw verify");
+    }
+    r.verify = n / (now_s() - start);
+    EVP_PKEY_CTX_free(sctx);
+    EVP_PKEY_CTX_free(vctx);
+    return r;
+}
+
+/* ---- meshca ----------------------------------------------------------------------------------- */
+
+/* A CSR as an agent sends it: fresh EC P-256 key, empty subject. */
+static char *make_csr(unsigned char **ret_spki, size_t *ret_spki_len)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509_REQ *req = X509_REQ_new();
+    BIO *bio = BIO_new(BIO_s_mem());
+    unsigned char *der = NULL;
+    char *data, *pem;
+    long n;
+    int dn;
+
+    if (!key || !req || !bio || !X509_REQ_set_pubkey(req, key) ||
+        X509_REQ_sign(req, key, EVP_sha256()) <= 0 || !PEM_write_bio_X509_REQ(bio, req) ||
+        (dn = i2d_PUBKEY(key, &der)) <= 0)
+        die("cannot make a CSR");
+    n = BIO_get_mem_data(bio, &data);
+    pem = strndup(data, (size_t)n);
+    *ret_spki = malloc((size_t)dn);
+    if (!pem || !*ret_spki)
+        die("out of memory");
+    memcpy(*ret_spki, der, (size_t)dn);
+    *ret_spki_len = (size_t)dn;
+    OPENSSL_free(der);
+    BIO_free(bio);
+    X509_REQ_free(req);
+    EVP_PKEY_free(key);
+    return pem;
+}
+
+static double cpu_s(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Leaves per second through a sign_pool of `threads` workers: batches until MESHCA_SECONDS.
+ * *ret_cores: CPU seconds per wall second the process got meanwhile; with the machine shared
+ * (and autogroup scheduling), 2 workers may get less than 2 cores. */
+static double measure_pool(X509 *ca, EVP_PKEY *ca_key, unsigned threads, bool csr,
+                           const char *csr_pem, const unsigned char *spki, size_t spki_len,
+                           double *ret_cores)
+{
+    double cpu_start = cpu_s();
+    sign_pool_job *jobs = calloc(MESHCA_BATCH, sizeof(*jobs));
+    sign_pool *pool = NULL;
+    char err[PKI_ERRBUF];
+    double start, elapsed;
+    long done = 0;
+
+    if (!jobs || sign_pool_new(ca, ca_key, threads, &pool, err) < 0)
+        die("sign_pool_new: %s", jobs ? err : "out of memory");
+    start = now_s();
+    do {
+        for (size_t i = 0; i < MESHCA_BATCH; i++) {
+            sign_pool_job *j = &jobs[i];
+
+            memset(j, 0, sizeof(*j));
+            j->req = (pki_leaf_request)PKI_LEAF_REQUEST_INIT;
+            j->req.uris = URIS;
+            j->req.nuris = 3;
+            if (csr) {
+                j->csr_pem = csr_pem;
+                j->csr_len = strlen(csr_pem);
+            } else {
+                j->spki_der = spki;
+                j->spki_len = spki_len;
+            }
+        }
+        if (sign_pool_run(pool, jobs, MESHCA_BATCH, time(NULL), err) < 0)
+            die("sign_pool_run: %s", err);
+        for (size_t i = 0; i < MESHCA_BATCH; i++)
+            pki_signed_leaf_clear(&jobs[i].leaf);
+        done += MESHCA_BATCH;
+        elapsed = now_s() - start;
+    } while (elapsed < MESHCA_SECONDS);
+    *ret_cores = (cpu_s() - cpu_start) / elapsed;
+    sign_pool_free(pool);
+    free(jobs);
+    return done / elapsed;
+}
+
+/* The stock path (fresh key per leaf), for comparison with the issue's first figures. */
+static double measure_issue_leaf(X509 *ca, EVP_PKEY *ca_key)
+{
+    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+    double start = now_s(), elapsed;
+    long n = 0;
+
+    req.uris = URIS;
+    req.nuris = 3;
+    do {
+        X509 *leaf;
+        EVP_PKEY *key;
+
+        if (pki_issue_leaf(&req, ca, ca_key, time(NULL), &leaf, &key, NULL) < 0)
+            die("pki_issue_leaf");
+        X509_free(leaf);
+        EVP_PKEY_free(key);
+        n++;
+        elapsed = now_s() - start;
+    } while (elapsed < MESHCA_SECONDS);
+    return n / elapsed;
+}
+
+/* ---- peers: the openssl CLI, cfssl gencert, cfssl serve --------------------------------------- */
+
+/* `openssl x509 -req` signing one CSR per process, with the same extensions as a meshca leaf. */
+static double measure_openssl_cli(long *ret_count)
+{
+    double start, elapsed;
+    long n = 0;
+
+    if (sh("cd %s && cat > ext.cnf <<'EOF'\n"
+           "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+           "extendedKeyUsage=serverAuth,clientAuth\nsubjectKeyIdentifier=hash\n"
+           "authorityKeyIdentifier=keyid,issuer\n"
+           "subjectAltName=critical,URI:spiffe://default/web,URI:kuma://kuma.io/service/web\n"
+           "EOF", tmpdir) != 0)
+        die("cannot write ext.cnf");
+    start = now_s();
+    do {
+        if (sh("cd %s && openssl x509 -req -in csr.pem -CA ca.pem -CAkey ca-key.pem -set_serial %ld"
+               " -days 1 -sha256 -extfile ext.cnf -out leaf.pem 2>/dev/null", tmpdir, n + 1) != 0)
+            die("openssl x509 -req failed");
+        n++;
+        elapsed = now_s() - start;
+    } while (elapsed < CLI_SECONDS && n < CLI_MAX_LEAVES);
+    if (sh("openssl verify -x509_strict -CAfile %s/ca.pem %s/leaf.pem >/dev/null", tmpdir, tmpdir))
+        die("the openssl CLI leaf does not verify");
+    *ret_count = n;
+    return n / elapsed;
+}
+
+/* `cfssl gencert`: one process per leaf, key generation included (what its users run). */
+static double measure_cfssl_gencert(long *ret_count)
+{
+    double start, elapsed;
+    long n = 0;
+
+    if (sh("cd %s && echo '{\"hosts\":[\"spiffe://default/web\"],\"key\":{\"algo\":\"ecdsa\",\"size\":256}}'"
+           " > leaf-csr.json && echo '{\"signing\":{\"default\":{\"expiry\":\"24h\",\"usages\":"
+           "[\"digital signature\",\"key encipherment\",\"server auth\",\"client auth\"]}}}' > cfssl.json",
+           tmpdir) != 0)
+        die("cannot write cfssl inputs");
+    start = now_s();
+    do {
+        if (sh("cd %s && cfssl gencert -ca ca.pem -ca-key ca-key.pem -config cfssl.json leaf-csr.json"
+               " >gencert.json 2>/dev/null", tmpdir) != 0)
+            die("cfssl gencert failed");
+        n++;
+        elapsed = now_s() - start;
+    } while (elapsed < CLI_SECONDS && n < CFSSL_GENCERT_MAX);
+    *ret_count = n;
+    return n / elapsed;
+}
+
+static size_t discard(char *p, size_t size, size_t n, void *u)
+{
+    size_t *got = u;
+
+    (void)p;
+    *got += size * n;
+    return size * n;
+}
+
+/* `cfssl serve` (started by test/extca/start-cfssl.sh) driven by one libcurl multi client: two
+ * requests in flight on two kept-alive connections, each a CSR to /api/v1/cfssl/sign. */
+static double measure_cfssl_serve(const char *source_root, const char *csr_pem, long *ret_count)
+{
+    char dir[96], url[128], path[192], err[2][CURL_ERROR_SIZE];
+    json_t *body = json_pack("{s:s, s:s}", "certificate_request", csr_pem, "profile", "leaf");
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    CURL *h[2];
+    CURLM *multi = curl_multi_init();
+    /* No "Expect: 100-continue": curl would wait for cfssl's interim answer on every POST. */
+    struct curl_slist *hdr = curl_slist_append(curl_slist_append(NULL, "Expect:"),
+                                               "Content-Type: application/json");
+    size_t got[2] = {0, 0};
+    double start, elapsed = 0;
+    long n = 0, port, connects = 0;
+    int running;
+    char *portstr;
+
+    snprintf(dir, sizeof(dir), "%s/cfssl", tmpdir);
+    snprintf(cfssl_pid_file, sizeof(cfssl_pid_file), "%s/pid", dir);
+    if (!text || !multi || !hdr ||
+        sh("timeout 60 bash %s/test/extca/start-cfssl.sh %s >/dev/null", source_root, dir) != 0)
+        die("cannot start cfssl serve");
+    snprintf(path, sizeof(path), "%s/port", dir);
+    portstr = read_all(path, NULL);
+    port = strtol(portstr, NULL, 10);
+    free(portstr);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%ld/api/v1/cfssl/sign", port);
+    for (int i = 0; i < 2; i++) {
+        h[i] = curl_easy_init();
+        if (!h[i])
+            die("curl_easy_init");
+        curl_easy_setopt(h[i], CURLOPT_URL, url);
+        curl_easy_setopt(h[i], CURLOPT_POSTFIELDS, text);
+        curl_easy_setopt(h[i], CURLOPT_HTTPHEADER, hdr);
+        curl_easy_setopt(h[i], CURLOPT_WRITEFUNCTION, discard);
+        curl_easy_setopt(h[i], CURLOPT_WRITEDATA, &got[i]);
+        curl_easy_setopt(h[i], CURLOPT_ERRORBUFFER, err[i]);
+        curl_easy_setopt(h[i], CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+        curl_easy_setopt(h[i], CURLOPT_TIMEOUT_MS, 10000L);
+        curl_multi_add_handle(multi, h[i]);
+    }
+    start = now_s();
+    for (;;) {
+        CURLMsg *msg;
+        int left, readded = 0;
+
+        if (curl_multi_perform(multi, &running) != CURLM_OK)
+            die("curl multi failed");
+        while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+            long status = 0, conns = 0;
+
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_NUM_CONNECTS, &conns);
+            if (msg->data.result != CURLE_OK || status != 200)
+                die("cfssl serve answered %ld: %s", status, curl_easy_strerror(msg->data.result));
+            connects += conns;
+            n++;
+            elapsed = now_s() - start;
+            curl_multi_remove_handle(multi, msg->easy_handle);
+            /* Restarted on the same handle: its connection is kept alive and reused. */
+            if (elapsed < CFSSL_SERVE_SECONDS && n < CFSSL_SERVE_MAX) {
+                curl_multi_add_handle(multi, msg->easy_handle);
+                readded++;
+            }
+        }
+        if (running == 0 && readded == 0)
+            break;
+        /* A request re-added is started by the next perform, not by waiting. */
+        if (readded == 0 && curl_multi_poll(multi, NULL, 0, 1000, NULL) != CURLM_OK)
+            die("curl multi poll failed");
+    }
+    for (int i = 0; i < 2; i++)
+        curl_easy_cleanup(h[i]);
+    curl_multi_cleanup(multi);
+    curl_slist_free_all(hdr);
+    free(text);
+    json_decref(body);
+    sh("kill $(cat %s) 2>/dev/null", cfssl_pid_file);
+    cfssl_pid_file[0] = '\0';
+    if (connects > 2)
+        fprintf(stderr, "bench-all: cfssl serve: %ld new connections (keep-alive not kept)\n",
+                connects);
+    *ret_count = n;
+    return n / elapsed;
+}
+
+/* ---- reconcile and validate: bench-reconcile, next to this binary ----------------------------- */
+
+static json_t *run_bench_reconcile(const char *self, bool large)
+{
+    char dir[CMD_MAX / 2], cmd[CMD_MAX], *slash;
+    json_t *j;
+    json_error_t e;
+    char *out;
+    size_t len;
+
+    snprintf(dir, sizeof(dir), "%s", self);
+    slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof(dir), ".");
+    if (sh("'%s/bench-reconcile' 10000%s > %s/reconcile.json", dir, large ? " 100000" : "",
+           tmpdir) != 0)
+        die("bench-reconcile failed");
+    snprintf(cmd, sizeof(cmd), "%s/reconcile.json", tmpdir);
+    out = read_all(cmd, &len);
+    j = json_loadb(out, len, 0, &e);
+    free(out);
+    if (!j)
+        die("bench-reconcile printed no JSON: %s", e.text);
+    return j;
+}
+
+/* ---- the issue's "Done when" list ------------------------------------------------------------- */
+
+static json_t *target(const char *what, double ratio, double goal, bool at_least, const char *note)
+{
+    bool met = at_least ? ratio >= goal : ratio <= goal;
+    json_t *t = json_pack("{s:s, s:f, s:s, s:f, s:b}", "target", what, "ratio",
+                          (double)(long)(ratio * 1000 + 0.5) / 1000, "goal",
+                          at_least ? ">=" : "<=", "goal_value", goal, "met", met);
+
+    if (note)
+        json_object_set_new(t, "note", json_string(note));
+    return t;
+}
+
+static json_t *not_measured(const char *what, const char *why)
+{
+    return json_pack("{s:s, s:n, s:b, s:s}", "target", what, "ratio", "met", 0, "note", why);
+}
+
+static double round3(double x)
+{
+    return (double)(long long)(x * 1000 + (x < 0 ? -0.5 : 0.5)) / 1000;
+}
+
+static json_t *reconcile_entry(json_t *rec, long n)
+{
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(json_object_get(rec, "reconcile"), i, v)
+        if (json_integer_value(json_object_get(v, "dataplanes")) == n)
+            return v;
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    bool large = false, skip_peers = false, skip_reconcile = false;
+    const char *source_root = getenv("MESHCA_SOURCE_ROOT");
+    char path[256], *csr_pem;
+    unsigned char *spki;
+    size_t spki_len;
+    EVP_PKEY *ca_key;
+    X509 *ca;
+    raw_rates raw;
+    double cores[4] = {0, 0, 0, 0}, c, rate, load[3] = {0, 0, 0};
+    double issue, csr1, csr2, rs1, rs2, cli = 0, gencert = 0, serve = 0, raw_vs;
+    long cli_n = 0, gencert_n = 0, serve_n = 0;
+    json_t *out, *meshca, *peers, *targets, *rec, *v;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--large") == 0)
+            large = true;
+        else if (strcmp(argv[i], "--no-peers") == 0)
+            skip_peers = true;
+        else if (strcmp(argv[i], "--no-reconcile") == 0)
+            skip_reconcile = true;
+        else {
+            fprintf(stderr, "usage: bench-all [--large] [--no-peers] [--no-reconcile]\n"
+                            "  --large         also reconcile 100,000 dataplanes (several minutes)\n"
+                            "  --no-peers      skip the openssl CLI and cfssl figures\n"
+                            "  --no-reconcile  skip bench-reconcile (reconcile and validate)\n");
+            return 2;
+        }
+    }
+    if (!source_root)
+        source_root = MESHCA_SOURCE_ROOT;
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/meshca-bench-all-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        die("mkdtemp: %s", strerror(errno));
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    if (pki_generate_key(false, 0, &ca_key, NULL) < 0 ||
+        pki_make_root(ca_key, "bench", "spiffe://bench", time(NULL) - 60, 86400 * 365, &ca, NULL) < 0)
+        die("cannot make a CA");
+    csr_pem = make_csr(&spki, &spki_len);
+    {
+        char *pem;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/ca.pem", tmpdir);
+        if (pki_cert_to_pem(ca, &pem, NULL) < 0 || !(f = fopen(path, "w")))
+            die("cannot write ca.pem");
+        fputs(pem, f);
+        fclose(f);
+        free(pem);
+        snprintf(path, sizeof(path), "%s/ca-key.pem", tmpdir);
+        if (pki_key_to_pem(ca_key, &pem, NULL) < 0 || !(f = fopen(path, "w")))
+            die("cannot write ca-key.pem");
+        fputs(pem, f);
+        fclose(f);
+        pki_free_secret(pem);
+        snprintf(path, sizeof(path), "%s/csr.pem", tmpdir);
+        if (!(f = fopen(path, "w")))
+            die("cannot write csr.pem");
+        fputs(csr_pem, f);
+        fclose(f);
+    }
+
+    memset(&raw, 0, sizeof(raw));
+    issue = csr1 = csr2 = rs1 = rs2 = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        raw_rates r = measure_raw(ca_key);
+
+        raw.keygen = best(raw.keygen, r.keygen);
+        raw.sign = best(raw.sign, r.sign);
+        raw.verify = best(raw.verify, r.verify);
+        issue = best(issue, measure_issue_leaf(ca, ca_key));
+        /* each rate with the cores its own best round got */
+#define POOL(var, i, threads, csr)                                                      \
+    rate = measure_pool(ca, ca_key, threads, csr, csr_pem, spki, spki_len, &c);         \
+    if (rate > var) {                                                                   \
+        var = rate;                                                                     \
+        cores[i] = c;                                                                   \
+    }
+        POOL(csr1, 0, 1, true)
+        POOL(csr2, 1, 2, true)
+        POOL(rs1, 2, 1, false)
+        POOL(rs2, 3, 2, false)
+#undef POOL
+    }
+    if (!skip_peers) {
+        cli = measure_openssl_cli(&cli_n);
+        gencert = measure_cfssl_gencert(&gencert_n);
+        serve = measure_cfssl_serve(source_root, csr_pem, &serve_n);
+    }
+    rec = skip_reconcile ? json_object() : run_bench_reconcile(argv[0], large);
+    raw_vs = 1.0 / (1.0 / raw.sign + 1.0 / raw.verify);
+
+    out = json_object();
+    json_object_set_new(out, "benchmark", json_string("meshca S11"));
+    json_object_set_new(out, "cpus_online", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
+    json_object_set_new(out, "openssl", json_string(OpenSSL_version(OPENSSL_VERSION)));
+    json_object_set_new(out, "raw_openssl_per_s",
+                        json_pack("{s:f, s:f, s:f, s:f, s:s}", "ec_p256_keygen", round3(raw.keygen),
+                                  "ecdsa_sign", round3(raw.sign), "ecdsa_verify",
+                                  round3(raw.verify), "verify_plus_sign", round3(raw_vs), "loop",
+                                  "one thread; SHA-256 of 400 bytes + the EC operation, key context prepared once; best of 3 rounds interleaved with meshca's"));
+    meshca = json_pack("{s:f, s:{s:f, s:f}, s:{s:f, s:f}, s:{s:f, s:f, s:f, s:f}}",
+                       "pki_issue_leaf_fresh_key_per_s", round3(issue), "sign_csr_per_s",
+                       "workers_1", round3(csr1), "workers_2", round3(csr2),
+                       "resign_public_key_per_s", "workers_1", round3(rs1), "workers_2", round3(rs2),
+                       "cores_used", "sign_csr_workers_1", round3(cores[0]), "sign_csr_workers_2",
+                       round3(cores[1]), "resign_workers_1", round3(cores[2]), "resign_workers_2",
+                       round3(cores[3]));
+    json_object_set_new(out, "meshca", meshca);
+    if (skip_peers)
+        peers = json_null();
+    else
+        peers = json_pack("{s:{s:f, s:I, s:s}, s:{s:f, s:I, s:s}, s:{s:f, s:I, s:s}}",
+                          "openssl_cli_x509_req", "leaves_per_s", round3(cli), "count", (json_int_t)cli_n, "what",
+                          "one `openssl x509 -req` process per CSR, meshca's extensions",
+                          "cfssl_gencert", "leaves_per_s", round3(gencert), "count", (json_int_t)gencert_n,
+                          "what", "one `cfssl gencert` process per leaf (key generation included)",
+                          "cfssl_serve", "csrs_per_s", round3(serve), "count", (json_int_t)serve_n, "what",
+                          "POST /api/v1/cfssl/sign, one libcurl multi client, 2 requests in flight, keep-alive");
+    json_object_set_new(out, "peers", peers);
+    json_object_set_new(out, "reconcile_and_validate", json_incref(rec));
+
+    targets = json_array();
+    json_array_append_new(targets, target("re-sign a known public key, 1 worker / raw ECDSA sign",
+                                          rs1 / raw.sign, 0.5, true, NULL));
+    {
+        char note[400];
+
+        /* Per CPU-second, 2 workers against 1: near 1 means no contention, so a missed ratio is
+         * the CPU the machine gave this process, not the pool. */
+        getloadavg(load, 3);
+        snprintf(note, sizeof(note),
+                 "the 2-worker run got %.2f cores (load average %.1f on %ld CPUs); per CPU-second "
+                 "2 workers sign %.2f of what 1 worker signs", cores[3], load[0],
+                 sysconf(_SC_NPROCESSORS_ONLN), (rs2 / cores[3]) / (rs1 / cores[2]));
+        json_array_append_new(targets, target("re-sign a known public key, 2 workers / 1 worker",
+                                              rs2 / rs1, 1.8, true, note));
+    }
+    json_array_append_new(targets, target("sign a CSR, 1 worker / raw verify+sign", csr1 / raw_vs,
+                                          0.5, true, NULL));
+    if (skip_peers) {
+        json_array_append_new(targets, not_measured("sign a CSR, 1 worker / openssl CLI loop", "--no-peers"));
+    } else {
+        json_array_append_new(targets, target("sign a CSR, 1 worker / openssl CLI loop", csr1 / cli,
+                                              300, true, NULL));
+    }
+    if (skip_peers) {
+        json_array_append_new(targets, not_measured("sign a CSR, 2 workers / cfssl serve (2 in flight)", "--no-peers"));
+    } else {
+        char note[300];
+
+        /* What the crypto allows: every CSR is one verify and one sign, on at most 2 cores. */
+        snprintf(note, sizeof(note),
+                 "bound: at 100 %% of raw verify+sign on 2 cores (%.0f/s) the ratio would be %.1f",
+                 2 * raw_vs, 2 * raw_vs / serve);
+        json_array_append_new(targets, target("sign a CSR, 2 workers / cfssl serve (2 in flight)",
+                                              csr2 / serve, 8, true, note));
+    }
+    {
+        long nbig = large ? 100000 : 10000;
+        json_t *e = reconcile_entry(rec, nbig);
+        char note[640];
+
+        if (e) {
+            double full_s = json_number_value(json_object_get(json_object_get(e, "full"), "wall_s"));
+            double noop_s = json_number_value(json_object_get(json_object_get(e, "noop"), "wall_s"));
+            double pure_s = (double)nbig / rs1;
+
+            snprintf(note, sizeof(note),
+                     "%ld dataplanes%s; pure signing = n / re-sign rate, 1 worker. Bound (perf, "
+                     "README): the pass in this tree makes a key per leaf (pki_issue_leaf: "
+                     "X509_PUBKEY_set's encoder+decoder round trip 28 %%) and commits each identity "
+                     "alone (store_put 23 %%, fdatasync 12 %%); CSR mode, sign_pool and one "
+                     "transaction per pass land with the reconcile rewrite", nbig,
+                     large ? "" : " (100,000 with --large)");
+            json_array_append_new(targets, target("full reconcile / pure signing time (SQLite)",
+                                                  full_s / pure_s, 1.3, false, note));
+            snprintf(note, sizeof(note), "%ld dataplanes%s; goal: < 1 s at 100,000, 0 signatures "
+                     "and 0 writes (bench-reconcile checks both). Bound (perf, README): one SELECT "
+                     "and one JSON parse per identity (identity_read 70 %%), every resource "
+                     "re-parsed as YAML (25 %%), manifest_set_intern's linear search: O(n^2)",
+                     nbig, large ? "" : " (100,000 with --large)");
+            json_array_append_new(targets, target("no-op reconcile wall seconds", noop_s, 1.0, false,
+                                                  note));
+        }
+        json_array_append_new(targets, not_measured("full reconcile on etcd",
+                                                    "not in this bench: needs a running etcd"));
+    }
+    v = json_object_get(rec, "validate_switch");
+    if (v) {
+        double total = json_number_value(json_object_get(v, "total_s"));
+        double per = json_number_value(json_object_get(v, "peak_rss_per_dataplane_bytes"));
+
+        double cpu = json_number_value(json_object_get(v, "total_cpu_s"));
+        char note[300];
+
+        snprintf(note, sizeof(note),
+                 "wall seconds; this process's CPU seconds: %.3f. Bound (perf): jansson's lexer, "
+                 "json_loadb ~73 %% of the parse; the rest is one allocation per field", cpu);
+        json_array_append_new(targets, target("validate 100,000-dataplane status, seconds", total,
+                                              1.0, false, note));
+        json_array_append_new(targets, target("validate peak bytes per dataplane / 4 KiB",
+                                              per / 4096.0, 1.0, false, NULL));
+    }
+    json_array_append_new(targets, not_measured("API CSRs per second with TLS and keep-alive / cfssl serve",
+                                                "the API's CSR path lands with the controller rewrite"));
+    json_array_append_new(targets, not_measured("10,000 agents with blocking queries, KiB per connection",
+                                                "the API's CSR path lands with the controller rewrite"));
+    json_object_set_new(out, "done_when", targets);
+    json_dumpf(out, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    putchar('\n');
+
+    json_decref(out);
+    json_decref(rec);
+    free(csr_pem);
+    free(spki);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    curl_global_cleanup();
+    cleanup();
+    return 0;
+}

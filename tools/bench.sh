@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# bench.sh - builds meshca and prints the S11 bench as one JSON object (test/bench/bench-all).
+# Usage: tools/bench.sh [--large] [--no-peers] [--no-reconcile] [BUILD_DIR=build via env]
+#   --large         also reconcile 100,000 dataplanes (adds several minutes)
+#   --no-peers      skip the openssl CLI, cfssl gencert and cfssl serve figures
+#   --no-reconcile  skip bench-reconcile (full/no-op reconcile, validate of 100,000 statuses)
+# Needs openssl and Debian golang-cfssl for the peers (tools/deps.sh installs them). The default
+# run is bounded: about 2 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=${BUILD_DIR:-build}
+tools/build.sh "$dir"
+exec "$dir/test/bench/bench-all" "$@"
