@@ -250,7 +250,7 @@ static int open_cas(store *s, const mesh *m, int64_t now, pass_cas *pc, json_t *
     size_t elen = 0;
     if (!(pc->chain_extra_pem = strdup("")))
         return MESHCA_ENOMEM;
-    STACK_OF(X509) *chain = pc->cas[pc->enabled].ca->chain;
+    STACK_OF(X509) *chain = ca_backend_chain(pc->cas[pc->enabled].ca);
     for (int c = 0; c + 1 < sk_X509_num(chain); c++) {
         char *pem = NULL;
         if ((r = pki_cert_to_pem(sk_X509_value(chain, c), &pem, errbuf)) < 0) {
@@ -440,7 +440,9 @@ static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t
     EVP_PKEY *key = NULL;
     char errbuf[PKI_ERRBUF] = "", *cert_pem = NULL, *key_pem = NULL, *digest = NULL;
     char serial[80], when[32], stable[600];
-    int r = ca_backend_sign_leaf(pc->cas[pc->enabled].ca, &req, now, &cert, &key, errbuf);
+    int r = pki_generate_key(req.rsa, 2048, &key, errbuf);
+    if (r == 0)
+        r = ca_backend_sign_leaf(pc->cas[pc->enabled].ca, &req, key, now, &cert, errbuf);
     for (int i = 0; i < nuris; i++)
         free(uris[i]);
     if (r < 0) {
@@ -685,13 +687,13 @@ static int prepare_cross_sign(store *s, const mesh *m, const dataplane *const *d
     if (all_trust)
         return 1;
 
-    EVP_PKEY *old_key = pc->cas[fi].ca ? ca_backend_key(pc->cas[fi].ca) : NULL;
+    ca_backend *from_ca = pc->cas[fi].ca;
     X509 *cross = NULL;
     char errbuf[PKI_ERRBUF] = "";
     int64_t lifetime_s = leaf_lifetime_s(&m->backends[pc->enabled]);
-    int r = old_key ? pki_cross_sign(ca_backend_cert(pc->cas[pc->enabled].ca),
-                                     ca_backend_cert(pc->cas[fi].ca), old_key, now,
-                                     now + lifetime_s + RECONCILE_CROSS_SIGN_SLACK_S, &cross, errbuf)
+    int r = from_ca ? ca_backend_cross_sign(from_ca, ca_backend_cert(pc->cas[pc->enabled].ca), now,
+                                            now + lifetime_s + RECONCILE_CROSS_SIGN_SLACK_S,
+                                            &cross, errbuf)
                     : PKI_EINVAL;
     if (r == 0)
         r = pki_cert_to_pem(cross, &pc->cross_pem, errbuf);
@@ -700,8 +702,7 @@ static int prepare_cross_sign(store *s, const mesh *m, const dataplane *const *d
         diag_warning(diags, "cross-sign-unavailable", NULL, "mtls.enabledBackend",
                      "mesh '%s': cannot cross-sign '%s' with '%s' (%s); dataplanes that do not "
                      "trust '%s' yet will reject the new certificates", m->name.value, to, from,
-                     old_key ? errbuf : pc->cas[fi].ca ? "its key is not local"
-                                                       : "it cannot be used", to);
+                     from_ca ? errbuf : "it cannot be used", to);
     return 1;
 }
 
