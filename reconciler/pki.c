@@ -251,6 +251,29 @@ int pki_issue_leaf(const pki_leaf_request *req, X509 *ca_cert, EVP_PKEY *ca_key,
     return PKI_OK;
 }
 
+int pki_make_csr(EVP_PKEY *key, char **ret, char *errbuf)
+{
+    X509_REQ *req = NULL;
+    BIO *bio = NULL;
+    char *s = NULL;
+
+    ERR_clear_error();
+    if (!key || !ret)
+        return fail(errbuf, PKI_EINVAL, "invalid argument");
+    req = X509_REQ_new();
+    /* The subject is left empty: the controller takes only the public key (S5). */
+    bool ok = req && X509_REQ_set_version(req, 0) && X509_REQ_set_pubkey(req, key) &&
+              X509_REQ_sign(req, key, EVP_sha256()) > 0;
+    if (ok && (bio = BIO_new(BIO_s_mem())) && PEM_write_bio_X509_REQ(bio, req))
+        s = bio_to_string(bio);
+    BIO_free(bio);
+    X509_REQ_free(req);
+    if (!s)
+        return fail(errbuf, ok ? PKI_ENOMEM : PKI_ECRYPTO, "cannot build the certificate request");
+    *ret = s;
+    return PKI_OK;
+}
+
 int pki_pubkey_from_der(const unsigned char *der, size_t len, EVP_PKEY **ret, char *errbuf)
 {
     const unsigned char *p = der;

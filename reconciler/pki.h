@@ -63,6 +63,9 @@ int pki_sign_leaf(const pki_leaf_request *req, EVP_PKEY *pub, X509 *ca_cert, EVP
 int pki_pubkey_from_der(const unsigned char *der, size_t len, EVP_PKEY **ret, char *errbuf);
 int pki_pubkey_from_pem(const char *pem, size_t len, EVP_PKEY **ret, char *errbuf);
 int pki_pubkey_to_pem(EVP_PKEY *key, char **ret, char *errbuf);
+/* A PEM certificate request for key (empty subject, signed by the key: proof of possession).
+ * Caller frees *ret with free(). */
+int pki_make_csr(EVP_PKEY *key, char **ret, char *errbuf);
 
 /* Tests and benchmarks: pki_sign_leaf for a fresh key generated here. Issues a leaf with a fresh key, signed by ca_key. notBefore = now - 60s, notAfter = now +
  * lifetime clamped to the CA's notAfter. PKI_EEXPIRED when the CA is not valid at `now`.

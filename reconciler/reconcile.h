@@ -48,6 +48,7 @@ typedef struct reconcile_mesh_report {
     bool failed;          /* a CA could not be used: see diags (code "ca-expired", "ca-unavailable") */
     bool store_failed;    /* the store failed under this mesh's pass (diag "store-error") */
     size_t issued, reissued, renewed, rebundled, unchanged, skipped;
+    size_t awaiting;      /* dataplanes whose agent has sent no CSR yet */
 } reconcile_mesh_report;
 
 typedef struct reconcile_report {
@@ -108,5 +109,15 @@ void reconcile_report_free(reconcile_report *report);
  */
 int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *ret,
                    diag_list *diags);
+
+/*
+ * CSR mode (S5): a dataplane's new public key (SubjectPublicKeyInfo DER, from a CSR the API
+ * checked) and the CSR itself (kept for backends that sign CSRs; may be NULL) become the pending
+ * key of its identity record, signed by the next pass. MESHCA_ENOTFOUND for an unknown
+ * dataplane; store codes passed up; one line in errbuf.
+ */
+int reconcile_submit_key(store *s, const char *mesh_name, const char *dp_name,
+                         const unsigned char *spki, size_t spki_len, const char *csr_pem,
+                         char *errbuf);
 
 #endif

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# rotation-cli.sh - the three-step rotation on a file store, driven through the built binary:
-# apply → reconcile → agents → openssl verify; each step gated on what the agents acknowledged.
+# rotation-cli.sh - the three-step rotation on the embedded store, driven through the built binary:
+# apply → reconcile → agents (through the dataplane API of a running controller) → openssl verify;
+# each step gated on what the agents acknowledged.
 # Runs builtin → builtin (ca-1 → ca-2) and builtin → provided (a CA from `meshca ca create`).
 source "$(dirname "$0")/lib.sh"
 export MESHCA_STORE="sqlite://$WORK/store/meshca.db"
+source "$(dirname "$0")/api-lib.sh"
 DPS="web-01 db-01"
 
 mesh_yaml() { # mesh_yaml ENABLED BACKEND-SPEC...  (spec: name:builtin | name:provided)
@@ -19,17 +21,18 @@ mesh_yaml() { # mesh_yaml ENABLED BACKEND-SPEC...  (spec: name:builtin | name:pr
     done
 }
 
-sync_agents() { # every agent syncs once (reload: true)
+sync_agents() { # every agent loads and acknowledges the current generation (reload: true)
+    settle
     for dp in "$@"; do
-        mkdir -p "$WORK/dp/$dp"
-        "$MESHCA" agent -m default -d "$dp" --out "$WORK/dp/$dp" --reload true --once >/dev/null 2>&1
+        agent_once "$dp"
+        [ "$agent_rc" -eq 0 ] || { echo "agent $dp: exit $agent_rc"; cat "$WORK/agent.out"; }
     done
 }
 
 verify_all() { # verify_all ISSUER: each dataplane's cert verifies against its bundle, by ISSUER
     for dp in $DPS; do
         local d="$WORK/dp/$dp"
-        openssl verify -CAfile "$d/ca-bundle.pem" -untrusted "$d/cert.pem" "$d/cert.pem" >/dev/null 2>&1 || return 1
+        openssl verify -x509_strict -CAfile "$d/ca-bundle.pem" -untrusted "$d/cert.pem" "$d/cert.pem" >/dev/null 2>&1 || return 1
         status=$(python3 -c '
 import json, sys
 for i in json.load(open(sys.argv[1])):
@@ -60,15 +63,19 @@ mesh_yaml ca-2 ca-2:builtin >"$WORK/m3.yaml"
 
 run apply -f "$WORK/m0.yaml" -f "$WORK/dps.yaml"
 check "initial apply" exit_is 0
+start_controller --interval 1s
 run reconcile --once
-check "reconcile issues both dataplanes" out_has "default/web-01: issued"
+check "no certificate before the agents send their CSRs" out_has "0 issued"
 sync_agents $DPS
+check "the controller signed the agents' CSRs" grep -q "default/web-01: issued" "$CTL_LOG"
 snapshot
 check "each dataplane's certificate verifies against its bundle, issued by ca-1" verify_all ca-1
 check "the certificate carries the SPIFFE and tag SANs" \
     bash -c "openssl x509 -in '$WORK/dp/web-01/cert.pem' -noout -ext subjectAltName | grep -q 'URI:spiffe://default/web' &&
              openssl x509 -in '$WORK/dp/web-01/cert.pem' -noout -ext subjectAltName | grep -q 'URI:kuma://version/v1'"
 check "key.pem is 0600" test "$(stat -L -c %a "$WORK/dp/web-01/key.pem")" = 600
+check "the certificate names its dataplane for the API (urn:meshca:dataplane)" \
+    bash -c "openssl x509 -in '$WORK/dp/web-01/cert.pem' -noout -ext subjectAltName | grep -q 'URI:urn:meshca:dataplane:default:web-01'"
 
 run apply -f "$WORK/m1.yaml"
 check "add ca-2" exit_is 0
@@ -83,8 +90,8 @@ sync_agents db-01
 run apply -f "$WORK/m2.yaml"
 check "switch allowed once every agent acknowledged ca-2" exit_is 0
 
-run reconcile --once
-check "reconcile reissues from ca-2" out_has "ca-2"
+settle
+check "the switch re-signs the keys held, from ca-2" bash -c "cat '$CTL_LOG' '$WORK/settle.log' | grep -q 'default/db-01: reissued (ca-2'"
 run apply -f "$WORK/m3.yaml"
 check "remove refused while the dataplanes still present ca-1 certificates" exit_is 1
 check "remove refusal is remove-still-in-use naming the dataplanes" err_has "cannot remove 'ca-1' yet"
@@ -164,4 +171,25 @@ run inspect meshes
 check "the cross-signing ends once every dataplane trusts ca-4" out_lacks "CROSS-SIGNING"
 check "leaves no longer carry the cross-signed CA" \
     test "$(grep -c 'BEGIN CERTIFICATE' "$WORK/dp/web-01/cert.pem")" -eq 1
+
+# Issue 10: after the whole rotation the store holds no dataplane private key and no token in
+# the clear (a dump of every object); the agents' keys stay in their --out directories.
+stop_controller
+check "no dataplane private key and no token anywhere in the store" python3 - "$WORK/store/meshca.db" "$WORK/dp" "$WORK/tokens" <<'PY'
+import glob, os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+dump = "\n".join(db.iterdump())
+keys = [open(f).read().strip() for f in glob.glob(os.path.join(sys.argv[2], "*", "..data", "key.pem"))]
+tokens = [open(f).read().strip() for f in glob.glob(os.path.join(sys.argv[3], "*"))]
+assert len(keys) == 2 and len(tokens) == 2, (len(keys), len(tokens))
+body = lambda pem: "".join(l for l in pem.splitlines() if not l.startswith("-----"))
+for k in keys:
+    b = body(k)
+    assert b[:40] not in dump and b[:40] not in dump.replace("\\n", ""), "a dataplane key is in the store"
+for t in tokens:
+    assert t not in dump, "a token is in the store in the clear"
+# The only private keys in the store are the builtin CAs' (secrets) and the control-plane CA.
+rows = db.execute("SELECT kind, name FROM objects WHERE CAST(value AS TEXT) LIKE '%PRIVATE KEY%'").fetchall()
+assert all(k in ("secrets", "controlplane") for k, _ in rows), rows
+PY
 finish
