@@ -175,11 +175,19 @@ int cmd_agent(int argc, char **argv)
         printf("created %s (mode 0700)\n", out);
 
     /* --server a,b,c: failover in this order. */
-    char *list = strdup(servers_arg), *save = NULL;
+    char *list = strdup(servers_arg);
     const char *servers[API_CLIENT_MAX_SERVERS];
     size_t nservers = 0;
-    for (char *tok = list ? strtok_r(list, ",", &save) : NULL; tok;
-         tok = strtok_r(NULL, ",", &save)) {
+    if (!list) {
+        cli_error("out of memory");
+        return EXIT_TROUBLE;
+    }
+    for (char *tok = list, *next; tok; tok = next) {
+        next = strchr(tok, ',');
+        if (next)
+            *next++ = '\0';
+        if (!*tok)
+            continue;
         if (nservers == API_CLIENT_MAX_SERVERS || strncmp(tok, "https://", 8) != 0) {
             cli_error("--server: '%s' is not an https:// URL (at most %d URLs)", tok,
                       API_CLIENT_MAX_SERVERS);

@@ -8,7 +8,7 @@ packages=(
     libevent-dev                            # the dataplane API's HTTPS server (evhttp, SPEC S13)
     check                                   # unit tests
     openssl curl python3 procps             # integration tests: openssl verify, HTTP, JSON checks, pgrep
-    nginx-light                             # the end-to-end data plane
+    nginx-light haproxy                     # the end-to-end data plane (two real proxies, SPEC S9)
     etcd-server                             # the etcd store's tests run a real etcd (/usr/bin/etcd)
 )
 
