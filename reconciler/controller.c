@@ -2,6 +2,7 @@
  * timers and store changes, with reconcile passes triggered by them. */
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

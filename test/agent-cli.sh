@@ -284,13 +284,7 @@ for i in $(seq 100); do
     sleep 0.1
 done
 sleep 0.5
-before=$(readlink "$OUT/..data")
-stop_controller KILL
-sleep 3
-check "agent_keeps_serving_while_no_controller_answers: still running" kill -0 "$loop_agent"
-check "agent_keeps_serving_while_no_controller_answers: files unchanged" test "$(readlink "$OUT/..data")" = "$before"
-check "agent_keeps_serving_while_no_controller_answers: says it keeps the files" grep -q "keeping the current files" "$WORK/loop.err"
-CTL_PORT=${API_URL##*:} start_controller --interval 1s
+# A blocking query answers within a second of a change: a backend added, the bundle is loaded.
 cat >"$WORK/mesh2.yaml" <<'YAML'
 type: Mesh
 name: default
@@ -302,8 +296,36 @@ mtls:
   - name: ca-2
     type: builtin
 YAML
+before=$(readlink "$OUT/..data")
+t0=$(date +%s%N)
 run apply -f "$WORK/mesh2.yaml"
-resumed() { [ "$(readlink "$OUT/..data")" != "$before" ] && grep -c 'BEGIN CERTIFICATE' "$OUT/ca-bundle.pem" | grep -qx 2; }
+for i in $(seq 100); do [ "$(readlink "$OUT/..data")" != "$before" ] && break; sleep 0.02; done
+elapsed_ms=$((($(date +%s%N) - t0) / 1000000))
+echo "# the parked agent loaded the new bundle ${elapsed_ms} ms after the apply"
+check "agent_blocking_query_answers_within_a_second_of_a_change" test "$elapsed_ms" -lt 1000
+sleep 0.5
+before=$(readlink "$OUT/..data")
+stop_controller KILL
+sleep 3
+check "agent_keeps_serving_while_no_controller_answers: still running" kill -0 "$loop_agent"
+check "agent_keeps_serving_while_no_controller_answers: files unchanged" test "$(readlink "$OUT/..data")" = "$before"
+check "agent_keeps_serving_while_no_controller_answers: says it keeps the files" grep -q "keeping the current files" "$WORK/loop.err"
+CTL_PORT=${API_URL##*:} start_controller --interval 1s
+cat >"$WORK/mesh3.yaml" <<'YAML'
+type: Mesh
+name: default
+mtls:
+  enabledBackend: ca-1
+  backends:
+  - name: ca-1
+    type: builtin
+  - name: ca-2
+    type: builtin
+  - name: ca-3
+    type: builtin
+YAML
+run apply -f "$WORK/mesh3.yaml"
+resumed() { [ "$(readlink "$OUT/..data")" != "$before" ] && grep -c 'BEGIN CERTIFICATE' "$OUT/ca-bundle.pem" | grep -qx 3; }
 for i in $(seq 300); do resumed && break; sleep 0.1; done
 check "agent_resumes_by_itself_when_the_controller_is_back: new bundle loaded" resumed
 kill -TERM "$loop_agent"
