@@ -1172,6 +1172,7 @@ int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *re
         rep.renewed += mr->renewed;
         rep.rebundled += mr->rebundled;
         rep.unchanged += mr->unchanged;
+        rep.awaiting += mr->awaiting;
         rep.failed_meshes += mr->failed;
         rep.store_failures += mr->store_failed;
     }

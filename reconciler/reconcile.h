@@ -58,6 +58,7 @@ typedef struct reconcile_report {
     size_t nactions;
     /* totals over every mesh */
     size_t issued, reissued, renewed, rebundled, unchanged, failed_meshes;
+    size_t awaiting;   /* dataplanes whose agent has sent no CSR yet */
     /* Meshes whose pass stopped because the store failed (read-only, vanished, I/O): the pass
      * did not do its job (`reconcile --once` exits 2). store_error is the first failure's code,
      * store_cause its cause without the object ("I/O error"), for logging each cause once. */
@@ -66,7 +67,7 @@ typedef struct reconcile_report {
     char store_cause[MESHCA_ERRBUF];
 } reconcile_report;
 
-#define RECONCILE_REPORT_INIT {NULL, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, ""}
+#define RECONCILE_REPORT_INIT {NULL, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ""}
 
 /* Frees what a report holds (not the struct). Accepts NULL. */
 void reconcile_report_free(reconcile_report *report);

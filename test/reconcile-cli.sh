@@ -45,6 +45,7 @@ networking:
 
 run reconcile --once
 check "no CSR yet: nothing is issued" out_has "1 mesh: 0 issued, 0 reissued, 0 renewed, 0 rebundled, 0 unchanged, 0 failed meshes"
+check "no CSR yet: the summary says who waits" out_has "1 dataplane awaiting a CSR from its agent"
 start_controller --interval 1h
 
 # agent DP [MESH [FLAG...]]: the agent of DP through the API, files in $WORK/out-DP (or --out).
