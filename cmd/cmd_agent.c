@@ -7,21 +7,26 @@
 #include "cmd/cli.h"
 #include "reconciler/agent.h"
 #include "reconciler/atomic_dir.h"
+#include "reconciler/api/client.h"
 #include "reconciler/store.h"
 
 const char cmd_agent_usage[] =
-    "Usage: meshca agent -m MESH -d DATAPLANE --out DIR [--reload CMD] [--reload-timeout D]\n"
-    "                    [--once] [--interval D]\n"
+    "Usage: meshca agent -m MESH -d DATAPLANE --out DIR --server URL[,URL...] --ca-file FILE\n"
+    "                    --token-file FILE [--reload CMD] [--reload-timeout D] [--once] [--renew]\n"
     "\n"
-    "The dataplane side. Whenever the controller has issued DATAPLANE a new generation (new\n"
-    "certificate or new trust bundle), writes cert.pem, key.pem (mode 0600) and ca-bundle.pem\n"
-    "into DIR so that the three change together: into a fresh directory DIR/..<timestamp>, then\n"
-    "one rename of the symlink DIR/..data; DIR/cert.pem etc. are symlinks to ..data/cert.pem\n"
-    "(Kubernetes' atomic-writer layout). Then it runs CMD with /bin/sh -c (e.g. 'nginx -s\n"
-    "reload'). Only when CMD exits 0 within its timeout does it acknowledge the generation in\n"
-    "the dataplane status, which is what 'meshca apply' checks before a CA switch or removal.\n"
-    "A failed or timed-out CMD is retried on the next sync. Without --once it syncs every\n"
-    "interval until SIGTERM or SIGINT, which end it at once, a running CMD included.\n"
+    "The dataplane side. It talks to controllers over HTTPS only (the dataplane API, see\n"
+    "'meshca help run'), never to the store. It generates its own key in DIR (0600; EC P-256, or\n"
+    "RSA 2048 when the mesh's dpCert.keyType says rsa), sends only a certificate request, and\n"
+    "waits for the certificate with blocking queries. It writes cert.pem (leaf + chain), key.pem\n"
+    "and ca-bundle.pem into DIR so that the three change together: into a fresh directory\n"
+    "DIR/..<timestamp>, then one rename of the symlink DIR/..data; DIR/cert.pem etc. are\n"
+    "symlinks to ..data/cert.pem (Kubernetes' atomic-writer layout). Then it runs CMD with\n"
+    "/bin/sh -c (e.g. 'nginx -s reload'), and only when CMD exits 0 within its timeout does it\n"
+    "acknowledge the generation, which is what 'meshca apply' checks before a CA switch or\n"
+    "removal. At the certificate's renewal point it sends a CSR for a fresh key. The first\n"
+    "contact uses the token; after that the agent authenticates with its own certificate.\n"
+    "While no controller answers it keeps its files as they are and retries with backoff,\n"
+    "trying every --server in turn. SIGTERM or SIGINT end it at once, a running CMD included.\n"
     "\n"
     "Flags:\n"
     "  -m, --mesh MESH         the mesh\n"
@@ -29,30 +34,72 @@ const char cmd_agent_usage[] =
     "      --out DIR           directory for cert.pem, key.pem, ca-bundle.pem; created 0700 when\n"
     "                          missing (its parent must exist); a symlink or a non-directory is\n"
     "                          refused; an existing DIR open to group or others is warned about\n"
+    "      --server URLS       controller base URLs, comma-separated (https://127.0.0.1:5690)\n"
+    "      --ca-file FILE      the control-plane CA certificate ('meshca cp-ca -o pem')\n"
+    "      --token-file FILE   the dataplane token ('meshca token issue'); needed until the agent\n"
+    "                          holds a certificate\n"
     "      --reload CMD        command run after the files changed; must exit 0 to acknowledge\n"
     "      --reload-timeout D  how long CMD may run (default 30s): past it, CMD's process group\n"
     "                          gets SIGTERM, then SIGKILL 2s later, and nothing is acknowledged\n"
-    "      --once              sync once and exit\n"
-    "      --interval D        time between syncs (default 1s; e.g. 500ms, 5s)\n"
+    "      --once              return once a generation is loaded and acknowledged\n"
+    "      --renew             send a CSR for a fresh key now, whatever the renewal point says\n"
     "  -h, --help              show this help\n"
     "\n"
-    "Exit codes: 0 done (or stopped by a signal while waiting); 1 nothing issued yet (--once) or\n"
-    "the reload command failed, timed out or was interrupted (--once); 2 usage error, DIR\n"
-    "refused or not writable, store unreachable.\n";
+    "Exit codes: 0 done (or stopped by a signal); 1 the controller refused (bad token, unknown\n"
+    "dataplane) or the reload command failed (--once); 2 usage error, DIR refused or not\n"
+    "writable, no controller reachable (--once).\n";
+
+/* The agent's lines: progress to stdout, trouble to stderr. */
+static void agent_say(void *ctx, bool error, const char *line)
+{
+    const char *who = ctx;
+    if (error)
+        fprintf(stderr, "meshca: %s: %s\n", who, line);
+    else
+        printf("%s: %s\n", who, line);
+    fflush(error ? stderr : stdout);
+}
+
+/* The token file's first line, without surrounding blanks; NULL when unreadable. */
+static char *read_token(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char buf[512];
+    char *line = fgets(buf, sizeof(buf), f);
+    fclose(f);
+    if (!line) {
+        explicit_bzero(buf, sizeof(buf));
+        return NULL;
+    }
+    size_t n = strcspn(buf, "\r\n");
+    while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        n--;
+    buf[n] = '\0';
+    char *tok = n ? strdup(buf) : NULL;
+    explicit_bzero(buf, sizeof(buf));
+    return tok;
+}
 
 int cmd_agent(int argc, char **argv)
 {
-    enum { OPT_OUT = 256, OPT_RELOAD, OPT_RELOAD_TIMEOUT, OPT_ONCE, OPT_INTERVAL };
+    enum { OPT_OUT = 256, OPT_RELOAD, OPT_RELOAD_TIMEOUT, OPT_ONCE, OPT_SERVER, OPT_CA_FILE,
+           OPT_TOKEN_FILE, OPT_RENEW };
     static const struct option options[] = {
         {"mesh", required_argument, NULL, 'm'}, {"dataplane", required_argument, NULL, 'd'},
         {"out", required_argument, NULL, OPT_OUT}, {"reload", required_argument, NULL, OPT_RELOAD},
         {"reload-timeout", required_argument, NULL, OPT_RELOAD_TIMEOUT},
-        {"once", no_argument, NULL, OPT_ONCE}, {"interval", required_argument, NULL, OPT_INTERVAL},
+        {"once", no_argument, NULL, OPT_ONCE}, {"server", required_argument, NULL, OPT_SERVER},
+        {"ca-file", required_argument, NULL, OPT_CA_FILE},
+        {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+        {"renew", no_argument, NULL, OPT_RENEW},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     const char *mesh_name = NULL, *dp = NULL, *out = NULL, *reload = NULL;
-    bool once = false;
-    int64_t interval_ms = 1000, reload_timeout_ms = RELOAD_DEFAULT_TIMEOUT_MS;
+    const char *servers_arg = NULL, *ca_file = NULL, *token_file = NULL;
+    bool once = false, renew = false;
+    int64_t reload_timeout_ms = RELOAD_DEFAULT_TIMEOUT_MS;
     int c;
 
     opterr = 0;
@@ -81,11 +128,17 @@ int cmd_agent(int argc, char **argv)
         case OPT_ONCE:
             once = true;
             break;
-        case OPT_INTERVAL:
-            if (cli_parse_interval(optarg, &interval_ms) < 0) {
-                cli_error("--interval: '%s' is not a duration like 1s or 500ms (at most 24h)", optarg);
-                return EXIT_TROUBLE;
-            }
+        case OPT_SERVER:
+            servers_arg = optarg;
+            break;
+        case OPT_CA_FILE:
+            ca_file = optarg;
+            break;
+        case OPT_TOKEN_FILE:
+            token_file = optarg;
+            break;
+        case OPT_RENEW:
+            renew = true;
             break;
         case 'h':
             fputs(cmd_agent_usage, stdout);
@@ -99,8 +152,9 @@ int cmd_agent(int argc, char **argv)
         cli_error("unexpected argument '%s'; run 'meshca help agent'", argv[optind]);
         return EXIT_TROUBLE;
     }
-    if (!mesh_name || !dp || !out) {
-        cli_error("agent needs -m MESH, -d DATAPLANE and --out DIR; run 'meshca help agent'");
+    if (!mesh_name || !dp || !out || !servers_arg || !ca_file) {
+        cli_error("agent needs -m MESH, -d DATAPLANE, --out DIR, --server URL and --ca-file FILE; "
+                  "run 'meshca help agent'");
         return EXIT_TROUBLE;
     }
     if (!store_name_valid(mesh_name) || !store_name_valid(dp)) {
@@ -120,40 +174,70 @@ int cmd_agent(int argc, char **argv)
     if (created)
         printf("created %s (mode 0700)\n", out);
 
-    store *s = NULL;
-    rc = store_open(NULL, &s, err, sizeof(err));
-    if (rc < 0) {
-        cli_error("cannot open the store: %s", err[0] ? err : store_strerror(rc));
+    /* --server a,b,c: failover in this order. */
+    char *list = strdup(servers_arg);
+    const char *servers[API_CLIENT_MAX_SERVERS];
+    size_t nservers = 0;
+    if (!list) {
+        cli_error("out of memory");
+        return EXIT_TROUBLE;
+    }
+    for (char *tok = list, *next; tok; tok = next) {
+        next = strchr(tok, ',');
+        if (next)
+            *next++ = '\0';
+        if (!*tok)
+            continue;
+        if (nservers == API_CLIENT_MAX_SERVERS || strncmp(tok, "https://", 8) != 0) {
+            cli_error("--server: '%s' is not an https:// URL (at most %d URLs)", tok,
+                      API_CLIENT_MAX_SERVERS);
+            free(list);
+            return EXIT_TROUBLE;
+        }
+        servers[nservers++] = tok;
+    }
+    if (!nservers) {
+        cli_error("--server: no URL");
+        free(list);
+        return EXIT_TROUBLE;
+    }
+    char *token = NULL;
+    if (token_file && !(token = read_token(token_file))) {
+        cli_error("--token-file: cannot read a token from %s", token_file);
+        free(list);
         return EXIT_TROUBLE;
     }
     /* Also with --once: a signal must reach a running reload command's group, not orphan it. */
     cli_install_stop_handler();
+    char who[600];
+    snprintf(who, sizeof(who), "%s/%s", mesh_name, dp);
     agent_options opts = AGENT_OPTIONS_INIT;
+    opts.mesh = mesh_name;
+    opts.dataplane = dp;
     opts.out_dir = out;
+    opts.servers = servers;
+    opts.nservers = nservers;
+    opts.ca_file = ca_file;
+    opts.token = token;
     opts.reload_cmd = reload;
     opts.reload_timeout_ms = reload_timeout_ms;
     opts.stop_requested = cli_stop_requested;
-
-    int exit_code = EXIT_OK;
-    int last_rc = 1;   /* report a problem once, not every interval */
-    do {
-        bool changed = false;
-        err[0] = '\0';
-        rc = agent_sync_with(s, mesh_name, dp, &opts, &changed, err);
-        if (rc == 0 && changed)
-            printf("%s/%s: loaded new certificate and bundle into %s\n", mesh_name, dp, out);
-        else if (rc < 0 && (once || rc != last_rc))
-            cli_error("%s", err);
-        fflush(stdout);
-        last_rc = rc;
-        if (once) {
-            exit_code = rc == 0 ? EXIT_OK
-                        : rc == AGENT_ENOTISSUED || rc == AGENT_ERELOAD ? EXIT_INVALID
-                                                                        : EXIT_TROUBLE;
-            break;
-        }
-        cli_sleep_ms(interval_ms);
-    } while (!cli_stop_requested());
-    store_close(s);
-    return exit_code;
+    opts.once = once;
+    opts.renew = renew;
+    opts.log = agent_say;
+    opts.log_ctx = who;
+    rc = agent_run(&opts, err);
+    if (token) {
+        explicit_bzero(token, strlen(token));
+        free(token);
+    }
+    free(list);
+    if (rc < 0) {
+        cli_error("%s", err);
+        return rc == MESHCA_EINVAL || rc == MESHCA_ESTATE || rc == MESHCA_ENOTFOUND ||
+                       rc == MESHCA_ECONFLICT
+                   ? EXIT_INVALID
+                   : EXIT_TROUBLE;
+    }
+    return EXIT_OK;
 }

@@ -57,6 +57,10 @@ void cli_print_reconcile(FILE *out, const struct reconcile_report *rep, const di
             "%zu failed mesh%s\n",
             rep->nmeshes, rep->nmeshes == 1 ? "" : "es", rep->issued, rep->reissued, rep->renewed,
             rep->rebundled, rep->unchanged, rep->failed_meshes, rep->failed_meshes == 1 ? "" : "es");
+    /* CSR mode: nothing is issued before a dataplane's agent sends its CSR; say who waits. */
+    if (rep->awaiting)
+        fprintf(out, "%zu dataplane%s awaiting a CSR from %s agent\n", rep->awaiting,
+                rep->awaiting == 1 ? "" : "s", rep->awaiting == 1 ? "its" : "their");
 }
 
 int cmd_reconcile(int argc, char **argv)

@@ -1,6 +1,7 @@
-/* cmd_run.c - `meshca run`: the controller, reconciling on every store change and on a timer for renewals. */
+/* cmd_run.c - `meshca run`: flags and output of the controller (reconciler/controller.c). */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,7 @@
 
 #include "cmd/cli.h"
 #include "cmd/common.h"
-#include "cmd/manifest_sync.h"
+#include "reconciler/controller.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/store.h"
 
@@ -20,11 +21,15 @@
 #define RUN_BACKOFF_MAX_MS 30000
 
 const char cmd_run_usage[] =
-    "Usage: meshca run [--manifests DIR] [--interval D]\n"
+    "Usage: meshca run [--listen ADDR] [--tls-cert F --tls-key F] [--tls-san NAME]...\n"
+    "                  [--manifests DIR] [--interval D]\n"
     "\n"
-    "The controller: runs a reconcile pass (see 'meshca help reconcile') whenever the store\n"
-    "changes and at least every interval, so certificates are renewed on time. Prints what each\n"
-    "pass changed. SIGTERM or SIGINT stops it after the current pass.\n"
+    "The controller: serves the dataplane API (HTTPS) to agents, and runs a reconcile pass (see\n"
+    "'meshca help reconcile') whenever the store changes, whenever an agent sends a CSR, and at\n"
+    "least every interval. A pass signs the CSRs agents sent, re-signs the public keys it holds\n"
+    "when only the CA changed (switch, CA change, cross-signing), and answers every agent's\n"
+    "blocking query whose identity changed. Prints what each pass changed. SIGTERM or SIGINT\n"
+    "stop it.\n"
     "\n"
     "With --manifests DIR it also keeps the store in line with DIR (a GitOps checkout; *.yaml\n"
     "and *.yml, watched with inotify): valid changes are applied as 'meshca apply' would; a\n"
@@ -34,6 +39,11 @@ const char cmd_run_usage[] =
     "manifests) stay refused until DIR changes.\n"
     "\n"
     "Flags:\n"
+    "      --listen ADDR   address of the dataplane API (default 127.0.0.1:5690; port 0: any)\n"
+    "      --tls-cert F    server certificate chain (PEM) instead of one from the control-plane\n"
+    "      --tls-key F     CA (created once in the store; 'meshca cp-ca -o pem' prints it)\n"
+    "      --tls-san NAME  another name (DNS or IP) for the control-plane server certificate\n"
+    "      --manifests DIR keep the store in line with DIR\n"
     "      --interval D    longest time between passes (default 2s; e.g. 500ms, 1m)\n"
     "  -h, --help          show this help\n"
     "\n"
@@ -41,20 +51,44 @@ const char cmd_run_usage[] =
     "per cause (naming the object) and passes are retried with a backoff that doubles from\n"
     "500ms to 30s; a line says when the store works again.\n"
     "\n"
-    "Exit codes: 0 stopped by a signal; 2 usage error or store unreachable at start.\n";
+    "Exit codes: 0 stopped by a signal; 2 usage error, store unreachable at start, address in\n"
+    "use or TLS files unreadable.\n";
+
+static void run_pass_out(void *ctx, const reconcile_report *rep, const diag_list *diags)
+{
+    (void)ctx;
+    cli_print_reconcile(stdout, rep, diags);
+    fflush(stdout);
+}
+
+static void run_line_out(void *ctx, bool error, const char *text)
+{
+    (void)ctx;
+    if (error) {
+        fprintf(stderr, "meshca: %s\n", text);
+        fflush(stderr);
+    } else {
+        printf("%s\n", text);
+        fflush(stdout);
+    }
+}
 
 int cmd_run(int argc, char **argv)
 {
-    enum { OPT_INTERVAL = 256, OPT_MANIFESTS };
+    enum { OPT_INTERVAL = 256, OPT_MANIFESTS, OPT_LISTEN, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_SAN };
     static const struct option options[] = {
         {"interval", required_argument, NULL, OPT_INTERVAL},
-        {"manifests", required_argument, NULL, OPT_MANIFESTS}, {"help", no_argument, NULL, 'h'},
+        {"manifests", required_argument, NULL, OPT_MANIFESTS},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls-san", required_argument, NULL, OPT_TLS_SAN},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    controller_options opts = CONTROLLER_OPTIONS_INIT;
+    const char *sans[CONTROLLER_MAX_SANS];
     int64_t interval_ms = 2000;
-    const char *manifests_dir = NULL;
-    char *last_said = NULL;
-    int watch_fd = -1;
     int c;
 
     opterr = 0;
@@ -68,7 +102,23 @@ int cmd_run(int argc, char **argv)
             }
             break;
         case OPT_MANIFESTS:
-            manifests_dir = optarg;
+            opts.manifests_dir = optarg;
+            break;
+        case OPT_LISTEN:
+            opts.listen = optarg;
+            break;
+        case OPT_TLS_CERT:
+            opts.tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            opts.tls_key = optarg;
+            break;
+        case OPT_TLS_SAN:
+            if (opts.nsans == CONTROLLER_MAX_SANS) {
+                cli_error("--tls-san: at most %d names", CONTROLLER_MAX_SANS);
+                return EXIT_TROUBLE;
+            }
+            sans[opts.nsans++] = optarg;
             break;
         case 'h':
             fputs(cmd_run_usage, stdout);
@@ -82,72 +132,22 @@ int cmd_run(int argc, char **argv)
         cli_error("unexpected argument '%s'; run 'meshca help run'", argv[optind]);
         return EXIT_TROUBLE;
     }
+    opts.sans = sans;
+    opts.interval_ms = interval_ms;
+    opts.out.pass = run_pass_out;
+    opts.out.line = run_line_out;
 
     store *s = cli_open_store();
     if (!s)
         return EXIT_TROUBLE;
-    int rc;
-    if (manifests_dir && (watch_fd = manifest_watch_open(manifests_dir)) < 0) {
-        cli_error("cannot watch %s: %s", manifests_dir, strerror(errno));
-        store_close(s);
+    /* An answer written to an agent that hung up must fail with EPIPE, not end the controller. */
+    signal(SIGPIPE, SIG_IGN);
+    char err[MESHCA_ERRBUF] = "";
+    int rc = controller_run(s, &opts, err);
+    store_close(s);
+    if (rc < 0) {
+        cli_error("%s", err);
         return EXIT_TROUBLE;
     }
-    cli_install_stop_handler();
-
-    uint64_t seen = 0;
-    bool first = true;
-    char failing[MESHCA_ERRBUF] = "";   /* the store failure last logged; "" while it works */
-    int64_t backoff_ms = 0;
-    while (!cli_stop_requested()) {
-        if (manifests_dir)
-            manifest_sync(s, manifests_dir, &last_said);
-        reconcile_options opts = RECONCILE_OPTIONS_INIT;
-        reconcile_report rep = RECONCILE_REPORT_INIT;
-        diag_list diags = DIAG_LIST_INIT;
-        rc = reconcile_once(s, &opts, &rep, &diags);
-        /* One store failure fails every pass (and every dataplane) the same way: log it once
-         * per cause, then back off, instead of a warning per dataplane per pass. */
-        const char *cause = rc < 0 ? store_strerror(rc) : rep.store_failures ? rep.store_cause : "";
-        bool repeated = cause[0] && strcmp(cause, failing) == 0;
-        if (rc < 0) {
-            if (!repeated)
-                cli_error("reconcile: cannot read the store: %s; retrying with backoff", cause);
-        } else if (!repeated && (first || rep.nactions || diags.count)) {
-            cli_print_reconcile(stdout, &rep, &diags);
-            if (cause[0])
-                cli_error("reconcile: the store failed (%s); retrying with backoff", cause);
-        }
-        if (!cause[0] && failing[0])
-            fprintf(stderr, "meshca: the store works again\n");
-        snprintf(failing, sizeof(failing), "%s", cause);
-        backoff_ms = !cause[0] ? 0 : !backoff_ms ? RUN_BACKOFF_FIRST_MS
-                     : backoff_ms * 2 > RUN_BACKOFF_MAX_MS ? RUN_BACKOFF_MAX_MS : backoff_ms * 2;
-        fflush(stdout);
-        first = false;
-        reconcile_report_free(&rep);
-        diag_list_free(&diags);
-        if (backoff_ms) {
-            /* The revision cannot be trusted to move (or to be read) while the store fails. */
-            cli_sleep_ms(backoff_ms);
-            continue;
-        }
-        /* Our own writes move the revision too: take it after the pass. */
-        if (store_revision(s, &seen) < 0)
-            seen = 0;
-
-        /* Wait for a change or the interval, whichever comes first. */
-        for (int64_t waited = 0; waited < interval_ms && !cli_stop_requested(); waited += RUN_POLL_MS) {
-            cli_sleep_ms(interval_ms - waited < RUN_POLL_MS ? interval_ms - waited : RUN_POLL_MS);
-            uint64_t rev = 0;
-            if (store_revision(s, &rev) == 0 && rev != seen)
-                break;
-            if (manifest_watch_changed(watch_fd))
-                break;
-        }
-    }
-    if (watch_fd >= 0)
-        close(watch_fd);
-    free(last_said);
-    store_close(s);
     return EXIT_OK;
 }

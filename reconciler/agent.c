@@ -1,6 +1,9 @@
-/* agent.c - the dataplane side: writes the issued identity to files, reloads, acknowledges. */
+/* agent.c - the dataplane side over the API: its own key, CSRs, blocking queries, files, reload, ack. */
+#define _GNU_SOURCE 1
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,274 +11,501 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "manifests/manifest.h"
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
 #include "reconciler/agent.h"
+#include "reconciler/api/client.h"
 #include "reconciler/atomic_dir.h"
 #include "reconciler/pki.h"
 #include "reconciler/reload.h"
-#include "reconciler/state.h"
 
-/* strdup that tells a missing source (NULL, fine) from a failed copy (*failed = true). */
-static char *dup_or_flag(const char *src, bool *failed)
+#define KEY_FILE_MAX (64 * 1024)
+
+/* What the agent keeps between iterations. */
+typedef struct agent_state {
+    const agent_options *o;
+    EVP_PKEY *key;        /* key of the loaded cert.pem, or NULL */
+    EVP_PKEY *next_key;   /* key whose CSR is with the controller, or NULL */
+    bool next_sent;       /* its CSR was accepted (202) in this run */
+    bool rsa;             /* key type the mesh asks for, as last learnt */
+    uint64_t index;       /* generation last seen */
+    uint64_t loaded;      /* generation loaded and acknowledged */
+    int64_t renew_at;     /* of the loaded certificate; 0 unknown */
+    int64_t not_after;
+    bool use_token;       /* the controller refused our certificate: first-contact auth again */
+    bool force_renew;     /* opts->renew, until its CSR is in */
+    char last_error[MESHCA_ERRBUF];
+} agent_state;
+
+__attribute__((format(printf, 3, 4))) static void say(agent_state *st, bool error,
+                                                     const char *fmt, ...)
 {
-    if (!src)
-        return NULL;
-    char *d = strdup(src);
-    if (!d)
-        *failed = true;
-    return d;
+    char line[MESHCA_ERRBUF];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    /* Trouble that repeats (a controller down for minutes) is said once. */
+    if (error) {
+        if (strcmp(st->last_error, line) == 0)
+            return;
+        memcpy(st->last_error, line, sizeof(line));
+    } else {
+        st->last_error[0] = '\0';
+    }
+    if (st->o->log)
+        st->o->log(st->o->log_ctx, error, line);
 }
 
-static bool file_exists(const char *dir, const char *name)
+static bool stopping(const agent_state *st)
+{
+    return st->o->stop_requested && st->o->stop_requested();
+}
+
+static void sleep_ms(const agent_state *st, int64_t ms)
+{
+    while (ms > 0 && !stopping(st)) {
+        int64_t step = ms > 200 ? 200 : ms;
+        struct timespec ts = {(time_t)(step / 1000), (long)(step % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+static int path_of(const char *dir, const char *name, char *buf, size_t size)
+{
+    return (size_t)snprintf(buf, size, "%s/%s", dir, name) >= size ? -1 : 0;
+}
+
+/* Reads a small file (a key or certificate) into a NUL-terminated string; NULL when absent. */
+static char *read_small(const char *path, size_t *ret_len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    char *buf = malloc(KEY_FILE_MAX + 1);
+    size_t len = 0;
+    ssize_t n;
+    while (buf && len < KEY_FILE_MAX && (n = read(fd, buf + len, KEY_FILE_MAX - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    if (!buf)
+        return NULL;
+    buf[len] = '\0';
+    *ret_len = len;
+    return buf;
+}
+
+static EVP_PKEY *load_key(const char *dir, const char *name)
 {
     char path[PATH_MAX];
-    struct stat st;
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
-        return false;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* The three files as one generation of out_dir (atomic_dir.h): a proxy never sees the key of
- * one generation beside the certificate of another. */
-static int write_files(const char *out_dir, const identity *id, int64_t now, char *errbuf)
-{
-    const atomic_dir_file files[3] = {
-        {AGENT_BUNDLE_FILE, id->bundle_pem, strlen(id->bundle_pem), 0644},
-        {AGENT_KEY_FILE, id->key_pem, strlen(id->key_pem), 0600},
-        {AGENT_CERT_FILE, id->cert_pem, strlen(id->cert_pem), 0644},
-    };
-    return atomic_dir_write(out_dir, files, 3, now, errbuf);
-}
-
-/* The dataplane's tags from the store, as a model_tag array (caller frees with free_tags).
- * A dataplane that cannot be read leaves the tags out (0, *ret NULL); only memory fails. */
-static void free_tags(model_tag *tags, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(tags[i].key);
-        free(tags[i].value);
-    }
-    free(tags);
-}
-
-static int load_tags(store *s, const char *mesh_name, const char *dp, model_tag **ret, size_t *ret_n)
-{
-    store_key key = {STATE_DATAPLANES, mesh_name, dp};
-    char *value = NULL;
     size_t len = 0;
-    int rc = 0;
-    *ret = NULL;
-    *ret_n = 0;
-    if (store_get(s, &key, &value, &len, NULL) < 0)
+    if (path_of(dir, name, path, sizeof(path)) < 0)
+        return NULL;
+    char *pem = read_small(path, &len);
+    EVP_PKEY *key = NULL;
+    if (pem && pki_key_from_pem(pem, len, &key, NULL) < 0)
+        key = NULL;
+    if (pem) {
+        OPENSSL_cleanse(pem, len);
+        free(pem);
+    }
+    ERR_clear_error();
+    return key;
+}
+
+/* The loaded certificate's validity, 0 when none. */
+static int64_t loaded_not_after(const char *dir)
+{
+    char path[PATH_MAX];
+    size_t len = 0;
+    int64_t na = 0;
+    if (path_of(dir, AGENT_CERT_FILE, path, sizeof(path)) < 0)
         return 0;
-    manifest_set *set = manifest_set_new();
-    diag_list ignored = DIAG_LIST_INIT;
-    if (!set) {
-        rc = MESHCA_ENOMEM;
-    } else if (manifest_load_buffer(set, "store", value, len, &ignored) == 0 &&
-               manifest_set_count(set) == 1 &&
-               manifest_set_get(set, 0)->kind == RESOURCE_DATAPLANE) {
-        const dataplane *d = &manifest_set_get(set, 0)->u.dataplane;
-        size_t n = 0;
-        for (size_t i = 0; i < d->ninbounds; i++)
-            n += d->inbounds[i].ntags;
-        model_tag *tags = calloc(n + 1, sizeof(*tags));
-        size_t k = 0;
-        bool oom = !tags;
-        for (size_t i = 0; i < d->ninbounds && !oom; i++)
-            for (size_t t = 0; t < d->inbounds[i].ntags && !oom; t++) {
-                const model_tag *src = &d->inbounds[i].tags[t];
-                bool dup = false;
-                for (size_t j = 0; j < k && !dup; j++)
-                    dup = strcmp(tags[j].key, src->key) == 0;
-                if (dup)   /* one value per key in the status object */
-                    continue;
-                tags[k].key = dup_or_flag(src->key, &oom);
-                tags[k].value = dup_or_flag(src->value, &oom);
-                k++;
-            }
-        if (oom) {
-            free_tags(tags, k);
-            rc = MESHCA_ENOMEM;
-        } else {
-            *ret = tags;
-            *ret_n = k;
-        }
-    }
-    diag_list_free(&ignored);
-    manifest_set_free(set);
-    free(value);
-    return rc;
+    char *pem = read_small(path, &len);
+    X509 *cert = NULL;
+    if (pem && pki_cert_from_pem(pem, len, &cert, NULL) == 0)
+        pki_cert_not_after(cert, &na);
+    X509_free(cert);
+    free(pem);
+    ERR_clear_error();
+    return na;
 }
 
-/* Replaces *field by a copy of value; *oom set when the copy failed. */
-static void set_field(char **field, const char *value, bool *oom)
+/* Writes the next key 0600 through a temporary file and a rename (never half a key). */
+static int save_next_key(const char *dir, EVP_PKEY *key, char *errbuf)
 {
-    free(*field);
-    *field = dup_or_flag(value, oom);
-}
-
-/* Writes what the agent loaded into st. MESHCA_ENOMEM leaves st half-filled, for the caller's
- * dataplane_status_clear. */
-static int fill_status(dataplane_status *st, const identity *id, int64_t now, model_tag *tags,
-                       size_t ntags)
-{
-    char when[32];
-    bool oom = false;
-
-    set_field(&st->issued_backend, id->backend, &oom);
-    for (size_t i = 0; i < st->nsupported; i++)
-        free(st->supported_backends[i]);
-    free(st->supported_backends);
-    st->nsupported = 0;
-    st->supported_backends = calloc(id->nbundle_backends + 1, sizeof(char *));
-    if (!st->supported_backends)
-        return MESHCA_ENOMEM;
-    for (size_t i = 0; i < id->nbundle_backends && !oom; i++) {
-        st->supported_backends[i] = dup_or_flag(id->bundle_backends[i], &oom);
-        st->nsupported = i + 1;
-    }
-    set_field(&st->certificate_serial, id->serial, &oom);
-    pki_format_time(id->not_after, when, sizeof(when));
-    set_field(&st->certificate_expiration_time, when, &oom);
-    set_field(&st->last_certificate_regeneration, id->last_regeneration, &oom);
-    st->certificate_regenerations = id->regenerations;
-    st->generation = id->generation;
-    st->acknowledged_generation = id->generation;
-    pki_format_time(now, when, sizeof(when));
-    set_field(&st->last_seen, when, &oom);
-    if (tags && !oom) {
-        for (size_t i = 0; i < st->ntags; i++) {
-            free(st->tags[i].key);
-            free(st->tags[i].value);
-        }
-        free(st->tags);
-        st->ntags = 0;
-        st->tags = calloc(ntags + 1, sizeof(*st->tags));
-        if (!st->tags)
-            return MESHCA_ENOMEM;
-        for (size_t i = 0; i < ntags && !oom; i++) {
-            st->tags[i].key = dup_or_flag(tags[i].key, &oom);
-            st->tags[i].value = dup_or_flag(tags[i].value, &oom);
-            st->ntags = i + 1;
-        }
-    }
-    return oom ? MESHCA_ENOMEM : 0;
-}
-
-/* Records what was loaded, retrying the compare-and-swap. */
-static int acknowledge(store *s, const char *mesh_name, const char *dp, const identity *id,
-                       int64_t now, char *errbuf)
-{
-    model_tag *tags = NULL;
-    size_t ntags = 0;
-    int rc = load_tags(s, mesh_name, dp, &tags, &ntags);
+    char path[PATH_MAX], tmp[PATH_MAX], *pem = NULL;
+    if (path_of(dir, AGENT_NEXT_KEY_FILE, path, sizeof(path)) < 0 ||
+        path_of(dir, "." AGENT_NEXT_KEY_FILE ".tmp", tmp, sizeof(tmp)) < 0)
+        return meshca_fail(errbuf, MESHCA_EINVAL, "%s: path too long", dir);
+    int rc = pki_key_to_pem(key, &pem, errbuf);
     if (rc < 0)
-        return meshca_fail(errbuf, rc, "cannot record the status of '%s/%s': %s", mesh_name, dp,
-                           meshca_strerror(rc));
-
-    rc = STORE_ECONFLICT;
-    for (int attempt = 0; attempt < AGENT_STATUS_RETRIES && rc == STORE_ECONFLICT; attempt++) {
-        dataplane_status st;
-        uint64_t version = 0;
-        memset(&st, 0, sizeof(st));
-        rc = state_get_status(s, mesh_name, dp, &st, &version);
-        if (rc == STORE_ENOTFOUND) {
-            bool oom = false;
-            memset(&st, 0, sizeof(st));
-            st.mesh = dup_or_flag(mesh_name, &oom);
-            st.name = dup_or_flag(dp, &oom);
-            version = 0;
-            rc = oom ? MESHCA_ENOMEM : 0;
-        }
-        if (rc == 0)
-            rc = fill_status(&st, id, now, tags, ntags);
-        if (rc == 0)
-            rc = state_put_status(s, &st, version);
-        dataplane_status_clear(&st);
+        return rc;
+    size_t len = strlen(pem);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    bool ok = fd >= 0 && write(fd, pem, len) == (ssize_t)len && fsync(fd) == 0;
+    int err = errno;
+    if (fd >= 0)
+        close(fd);
+    pki_free_secret(pem);
+    if (!ok || rename(tmp, path) < 0) {
+        err = ok ? errno : err;
+        unlink(tmp);
+        return meshca_fail(errbuf, MESHCA_EIO, "cannot write %s: %s", path, strerror(err));
     }
-    free_tags(tags, ntags);
-    if (rc == MESHCA_ENOMEM)
-        return meshca_fail(errbuf, rc, "cannot record the status of '%s/%s': %s", mesh_name, dp,
-                           meshca_strerror(rc));
-    if (rc < 0)
-        return meshca_fail(errbuf, AGENT_ESTORE, "cannot record the status of '%s/%s': %s",
-                           mesh_name, dp, store_strerror(rc));
     return 0;
 }
 
-int agent_sync_with(store *s, const char *mesh_name, const char *dp, const agent_options *opts,
-                    bool *ret_changed, char *errbuf)
+static void drop_next_key(agent_state *st)
 {
-    if (!s || !mesh_name || !dp || !opts || !opts->out_dir)
-        return meshca_fail(errbuf, AGENT_EINVAL, "missing argument");
-    const char *out_dir = opts->out_dir;
-    int64_t now = opts->now ? opts->now : (int64_t)time(NULL);
-    int64_t timeout_ms = opts->reload_timeout_ms > 0 ? opts->reload_timeout_ms
-                                                      : RELOAD_DEFAULT_TIMEOUT_MS;
+    char path[PATH_MAX];
+    EVP_PKEY_free(st->next_key);
+    st->next_key = NULL;
+    st->next_sent = false;
+    if (path_of(st->o->out_dir, AGENT_NEXT_KEY_FILE, path, sizeof(path)) == 0)
+        unlink(path);
+}
 
-    identity id = {0};
-    int rc = identity_get(s, mesh_name, dp, &id, NULL);
-    if (rc == STORE_ENOTFOUND || rc == STORE_EINVAL)
-        return meshca_fail(errbuf, AGENT_ENOTISSUED,
-                           "no certificate issued to dataplane '%s/%s' yet", mesh_name, dp);
-    if (rc < 0)
-        return meshca_fail(errbuf, AGENT_ESTORE, "cannot read the identity of '%s/%s': %s",
-                           mesh_name, dp, store_strerror(rc));
-    if (!id.key_pem || !id.cert_pem || !id.bundle_pem) {
-        identity_clear(&id);
-        return meshca_fail(errbuf, AGENT_EINVAL,
-                           "identity of '%s/%s' has no key (CSR mode is not supported yet)",
-                           mesh_name, dp);
+/* A client for one request: mTLS with the loaded certificate when we have one, else the token. */
+static int make_client(agent_state *st, api_client **ret, char *errbuf)
+{
+    const agent_options *o = st->o;
+    char cert[PATH_MAX], key[PATH_MAX];
+    api_client_options co = API_CLIENT_OPTIONS_INIT;
+    co.servers = o->servers;
+    co.nservers = o->nservers;
+    co.ca_file = o->ca_file;
+    co.stop_requested = o->stop_requested;
+    co.rounds = 1;   /* our own loop retries with backoff and keeps serving the files meanwhile */
+    bool have_cert = st->key && st->not_after > (int64_t)time(NULL) &&
+                     path_of(o->out_dir, AGENT_CERT_FILE, cert, sizeof(cert)) == 0 &&
+                     path_of(o->out_dir, AGENT_KEY_FILE, key, sizeof(key)) == 0;
+    if (have_cert && !(st->use_token && o->token)) {
+        co.cert_file = cert;
+        co.key_file = key;
+    } else if (o->token) {
+        co.token = o->token;
+    } else {
+        return meshca_fail(errbuf, MESHCA_EINVAL, "no certificate yet and no token: pass "
+                           "--token-file (meshca token issue -m %s -d %s)", o->mesh, o->dataplane);
     }
+    return api_client_new(&co, ret, errbuf);
+}
 
-    dataplane_status st;
-    memset(&st, 0, sizeof(st));
-    long long acked = 0;
-    rc = state_get_status(s, mesh_name, dp, &st, NULL);
+/* Whether the controller refused our credential (so the token may do better). */
+static bool unauthenticated(const char *errbuf)
+{
+    return strstr(errbuf, "HTTP 401") != NULL;
+}
+
+/* Generates a fresh key of the mesh's type, keeps it as the next key and sends its CSR. */
+static int send_csr(agent_state *st, char *errbuf)
+{
+    const agent_options *o = st->o;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!st->next_key) {
+            int rc = pki_generate_key(st->rsa, 2048, &st->next_key, errbuf);
+            if (rc == 0)
+                rc = save_next_key(o->out_dir, st->next_key, errbuf);
+            if (rc < 0) {
+                EVP_PKEY_free(st->next_key);
+                st->next_key = NULL;
+                return rc;
+            }
+        }
+        char *csr = NULL;
+        int rc = pki_make_csr(st->next_key, &csr, errbuf);
+        if (rc < 0)
+            return rc;
+        api_client *c = NULL;
+        rc = make_client(st, &c, errbuf);
+        if (rc == 0)
+            rc = api_client_post_csr(c, o->mesh, o->dataplane, csr, errbuf);
+        api_client_free(c);
+        free(csr);
+        if (rc == 0) {
+            st->next_sent = true;
+            say(st, false, "sent a CSR for a new %s key", st->rsa ? "rsa 2048" : "ecdsa P-256");
+            return 0;
+        }
+        /* The mesh asks for the other key type (dpCert.keyType): a key of that type, once. */
+        bool wants_rsa = strstr(errbuf, "asks for rsa") != NULL;
+        bool wants_ec = strstr(errbuf, "asks for ecdsa") != NULL;
+        if (rc == MESHCA_EINVAL && (wants_rsa || wants_ec) && wants_rsa != st->rsa) {
+            st->rsa = wants_rsa;
+            drop_next_key(st);
+            continue;
+        }
+        if (rc == MESHCA_EINVAL && unauthenticated(errbuf) && !st->use_token && o->token)
+            st->use_token = true;
+        return rc;
+    }
+    return meshca_fail(errbuf, MESHCA_EINVAL, "the controller refused both key types");
+}
+
+/* Appends PEM text (adds a newline when missing). */
+static int append_pem(char **buf, size_t *len, const char *text)
+{
+    size_t n = strlen(text);
+    bool nl = n && text[n - 1] != '\n';
+    char *p = realloc(*buf, *len + n + 2);
+    if (!p)
+        return MESHCA_ENOMEM;
+    memcpy(p + *len, text, n);
+    *len += n;
+    if (nl)
+        p[(*len)++] = '\n';
+    p[*len] = '\0';
+    *buf = p;
+    return 0;
+}
+
+static int64_t parse_time(const char *text)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    if (!text)
+        return 0;
+    const char *end = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        return 0;
+    return (int64_t)timegm(&tm);
+}
+
+/* Whether DIR/name holds exactly text. */
+static bool same_file(const char *dir, const char *name, const char *text)
+{
+    char path[PATH_MAX];
+    size_t len = 0;
+    if (path_of(dir, name, path, sizeof(path)) < 0)
+        return false;
+    char *have = read_small(path, &len);
+    bool same = have && len == strlen(text) && memcmp(have, text, len) == 0;
+    if (have) {
+        OPENSSL_cleanse(have, len);
+        free(have);
+    }
+    return same;
+}
+
+/* Remembers the generation acknowledged (best effort: without it a restart reloads once more). */
+static void note_acked(const char *dir, const char *gen_text)
+{
+    char path[PATH_MAX];
+    if (path_of(dir, AGENT_ACKED_FILE, path, sizeof(path)) < 0)
+        return;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return;
+    if (write(fd, gen_text, strlen(gen_text)) < 0)
+        unlink(path);
+    close(fd);
+}
+
+/* Writes, reloads and acknowledges one generation. 0, or a code with errbuf. */
+static int load_generation(agent_state *st, json_t *body, uint64_t gen, char *errbuf)
+{
+    const agent_options *o = st->o;
+    const char *leaf = json_string_value(json_object_get(body, "certificate"));
+    const char *chain = json_string_value(json_object_get(body, "chain"));
+    const char *bundle = json_string_value(json_object_get(body, "caBundle"));
+    if (!leaf || !bundle)
+        return meshca_fail(errbuf, MESHCA_EINVAL, "identity answer without certificate or caBundle");
+    X509 *cert = NULL;
+    if (pki_cert_from_pem(leaf, strlen(leaf), &cert, errbuf) < 0)
+        return MESHCA_EINVAL;
+    EVP_PKEY *key = NULL;
+    bool is_next = false;
+    if (st->next_key && pki_key_matches(cert, st->next_key)) {
+        key = st->next_key;
+        is_next = true;
+    } else if (st->key && pki_key_matches(cert, st->key)) {
+        key = st->key;
+    }
+    X509_free(cert);
+    ERR_clear_error();
+    if (!key)
+        return meshca_fail(errbuf, MESHCA_ENOTFOUND, "generation %llu certifies a key this agent "
+                           "does not hold", (unsigned long long)gen);
+
+    char *cert_pem = NULL, *key_pem = NULL;
+    size_t clen = 0;
+    int rc = append_pem(&cert_pem, &clen, leaf);
+    if (rc == 0 && chain && *chain)
+        rc = append_pem(&cert_pem, &clen, chain);
     if (rc == 0)
-        acked = st.acknowledged_generation;
-    dataplane_status_clear(&st);
-    if (rc < 0 && rc != STORE_ENOTFOUND) {
-        identity_clear(&id);
-        return meshca_fail(errbuf, AGENT_ESTORE, "cannot read the status of '%s/%s': %s",
-                           mesh_name, dp, store_strerror(rc));
+        rc = pki_key_to_pem(key, &key_pem, errbuf);
+    if (rc < 0) {
+        free(cert_pem);
+        return rc == MESHCA_ENOMEM ? meshca_fail(errbuf, rc, "out of memory") : rc;
     }
+    const atomic_dir_file files[3] = {
+        {AGENT_BUNDLE_FILE, bundle, strlen(bundle), 0644},
+        {AGENT_KEY_FILE, key_pem, strlen(key_pem), 0600},
+        {AGENT_CERT_FILE, cert_pem, clen, 0644},
+    };
+    /* A restarted agent whose files already are this generation, loaded and acknowledged, does
+     * not reload its proxy again. (A generation whose reload failed is reloaded.) */
+    char gen_text[32];
+    snprintf(gen_text, sizeof(gen_text), "%llu\n", (unsigned long long)gen);
+    bool same = !is_next && same_file(o->out_dir, AGENT_ACKED_FILE, gen_text) &&
+                same_file(o->out_dir, AGENT_CERT_FILE, cert_pem) &&
+                same_file(o->out_dir, AGENT_BUNDLE_FILE, bundle) &&
+                same_file(o->out_dir, AGENT_KEY_FILE, key_pem);
+    rc = same ? 0 : atomic_dir_write(o->out_dir, files, 3, (int64_t)time(NULL), errbuf);
+    pki_free_secret(key_pem);
+    free(cert_pem);
+    if (rc < 0)
+        return rc;
+    if (is_next) {
+        /* The new key is now key.pem: it becomes the key of the loaded certificate. */
+        EVP_PKEY_free(st->key);
+        st->key = st->next_key;
+        st->next_key = NULL;
+        st->next_sent = false;
+        char path[PATH_MAX];
+        if (path_of(o->out_dir, AGENT_NEXT_KEY_FILE, path, sizeof(path)) == 0)
+            unlink(path);
+    }
+    st->not_after = parse_time(json_string_value(json_object_get(body, "notAfter")));
+    st->renew_at = parse_time(json_string_value(json_object_get(body, "renewAt")));
+    if (o->reload_cmd && !same) {
+        char why[MESHCA_ERRBUF];
+        int64_t timeout = o->reload_timeout_ms > 0 ? o->reload_timeout_ms : RELOAD_DEFAULT_TIMEOUT_MS;
+        if (reload_run(o->reload_cmd, timeout, o->stop_requested, NULL, why) < 0)
+            return meshca_fail(errbuf, MESHCA_ESTATE, "%s; generation %llu not acknowledged", why,
+                               (unsigned long long)gen);
+    }
+    api_client *c = NULL;
+    rc = make_client(st, &c, errbuf);
+    if (rc == 0)
+        rc = api_client_put_ack(c, o->mesh, o->dataplane, gen, errbuf);
+    api_client_free(c);
+    if (rc == MESHCA_ECONFLICT)
+        return 0;   /* a newer generation is on its way: the next query brings it */
+    if (rc < 0)
+        return rc;
+    st->loaded = gen;
+    note_acked(o->out_dir, gen_text);
+    if (same)
+        return 0;
+    say(st, false, "generation %llu loaded and acknowledged (backend %s)", (unsigned long long)gen,
+        json_string_value(json_object_get(body, "backend")) ?: "?");
+    return 0;
+}
 
-    bool files = file_exists(out_dir, AGENT_CERT_FILE) && file_exists(out_dir, AGENT_KEY_FILE) &&
-                 file_exists(out_dir, AGENT_BUNDLE_FILE);
-    if (acked == id.generation && files) {
-        identity_clear(&id);
-        if (ret_changed)
-            *ret_changed = false;
+/* One round: make sure a CSR is in when needed, wait for the identity, load it. */
+static int step(agent_state *st, char *errbuf)
+{
+    const agent_options *o = st->o;
+    int64_t now = (int64_t)time(NULL);
+    bool have_cert = st->key && st->not_after > 0;
+    bool renew_due = have_cert && ((st->renew_at > 0 && now >= st->renew_at) || st->force_renew);
+    if ((!have_cert || renew_due) && !st->next_sent) {
+        int rc = send_csr(st, errbuf);
+        if (rc < 0)
+            return rc;
+        st->force_renew = false;
+    }
+    int wait_s = o->wait_s > 0 ? o->wait_s : AGENT_DEFAULT_WAIT_S;
+    if (have_cert && st->renew_at > now && st->renew_at - now < wait_s)
+        wait_s = (int)(st->renew_at - now) + 1;
+    api_client *c = NULL;
+    int rc = make_client(st, &c, errbuf);
+    json_t *body = NULL;
+    uint64_t index = 0;
+    if (rc == 0)
+        rc = api_client_get_identity(c, o->mesh, o->dataplane, st->index, wait_s, &body, &index,
+                                     errbuf);
+    api_client_free(c);
+    if (rc == MESHCA_ENOTFOUND) {
+        /* Nothing issued (or the record was removed): our CSR may have been lost. */
+        if (st->next_sent && strstr(errbuf, "has been issued") == NULL)
+            st->next_sent = false;
         return 0;
     }
-
-    rc = write_files(out_dir, &id, now, errbuf);
-    if (rc == 0 && opts->reload_cmd) {
-        char why[MESHCA_ERRBUF];
-        if (reload_run(opts->reload_cmd, timeout_ms, opts->stop_requested, NULL, why) < 0)
-            rc = meshca_fail(errbuf, AGENT_ERELOAD, "%s; generation %lld not acknowledged", why,
-                             id.generation);
+    if (rc == MESHCA_EINVAL && unauthenticated(errbuf) && !st->use_token && o->token) {
+        st->use_token = true;
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    const char *kt = json_string_value(json_object_get(body, "keyType"));
+    if (kt)
+        st->rsa = strcmp(kt, "rsa") == 0;
+    st->index = index;
+    if (index != st->loaded) {
+        rc = load_generation(st, body, index, errbuf);
+        if (rc == MESHCA_ENOTFOUND) {
+            /* Signed for a key we lost (restart between CSR and answer): start over. */
+            say(st, true, "%s; sending a new CSR", errbuf);
+            drop_next_key(st);
+            st->force_renew = true;
+            rc = 0;
+        }
+    } else {
+        st->renew_at = parse_time(json_string_value(json_object_get(body, "renewAt")));
     }
     if (rc == 0)
-        rc = acknowledge(s, mesh_name, dp, &id, now, errbuf);
-    identity_clear(&id);
-    if (rc == 0 && ret_changed)
-        *ret_changed = true;
+        st->use_token = false;
+    json_decref(body);
     return rc;
 }
 
-int agent_sync(store *s, const char *mesh_name, const char *dp, const char *out_dir,
-               const char *reload_cmd, int64_t now, bool *ret_changed, char *errbuf, size_t errlen)
+int agent_run(const agent_options *o, char *errbuf)
 {
-    agent_options opts = AGENT_OPTIONS_INIT;
-    char why[MESHCA_ERRBUF] = "";
-    opts.out_dir = out_dir;
-    opts.reload_cmd = reload_cmd;
-    opts.now = now;
-    int rc = agent_sync_with(s, mesh_name, dp, &opts, ret_changed, why);
-    if (errbuf && errlen)
-        snprintf(errbuf, errlen, "%s", why);
+    if (!o || !o->mesh || !o->dataplane || !o->out_dir || !o->servers || !o->nservers ||
+        !o->ca_file)
+        return meshca_fail(errbuf, MESHCA_EINVAL, "agent: missing option");
+    agent_state st;
+    memset(&st, 0, sizeof(st));
+    st.o = o;
+    st.force_renew = o->renew;
+    /* What a previous run left: the loaded key and certificate, and a key whose CSR may still
+     * be with the controller. */
+    st.key = load_key(o->out_dir, AGENT_KEY_FILE);
+    st.not_after = st.key ? loaded_not_after(o->out_dir) : 0;
+    st.next_key = load_key(o->out_dir, AGENT_NEXT_KEY_FILE);
+    if (st.key)
+        st.rsa = strcmp(pki_key_type(st.key), "rsa") == 0;
+    if (st.not_after > 0 && !st.next_key)
+        st.renew_at = 0;   /* learnt from the first answer */
+
+    int64_t backoff = 0;
+    int rc = 0;
+    while (!stopping(&st)) {
+        char err[MESHCA_ERRBUF] = "";
+        rc = step(&st, err);
+        if (rc == 0) {
+            backoff = 0;
+            if (o->once && st.loaded && st.loaded == st.index && !st.next_sent && !st.force_renew)
+                break;
+            continue;
+        }
+        if (rc == MESHCA_ENOMEM || rc == MESHCA_EIO) {
+            meshca_fail(errbuf, rc, "%s", err);
+            break;
+        }
+        /* Keep serving the files we have; retry with backoff. */
+        say(&st, true, "%s%s", err, rc == MESHCA_EUNAVAILABLE ? "; keeping the current files" : "");
+        if (o->once && rc != MESHCA_EUNAVAILABLE) {
+            meshca_fail(errbuf, rc, "%s", err);
+            break;
+        }
+        if (o->once && backoff >= AGENT_MAX_BACKOFF_MS) {
+            meshca_fail(errbuf, rc, "%s", err);
+            break;
+        }
+        backoff = !backoff ? 500 : backoff * 2 > AGENT_MAX_BACKOFF_MS ? AGENT_MAX_BACKOFF_MS
+                                                                     : backoff * 2;
+        sleep_ms(&st, backoff);
+        rc = 0;
+    }
+    EVP_PKEY_free(st.key);
+    EVP_PKEY_free(st.next_key);
     return rc;
 }

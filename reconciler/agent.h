@@ -1,4 +1,4 @@
-/* agent.h - the dataplane side: writes the issued identity to files, reloads, acknowledges. */
+/* agent.h - the dataplane side over the API: its own key, CSRs, blocking queries, files, reload, ack. */
 #ifndef MESHCA_AGENT_H
 #define MESHCA_AGENT_H
 
@@ -8,54 +8,61 @@
 
 #include "manifests/error.h"
 #include "reconciler/reload.h"
-#include "reconciler/store.h"
-
-/* Error codes of agent_sync (0 or negative). */
-enum {
-    AGENT_OK = 0,
-    AGENT_ESTORE = MESHCA_EIO,    /* the store could not be read or written */
-    AGENT_ENOTISSUED = MESHCA_ENOTFOUND, /* no identity issued to this dataplane yet (retry later) */
-    AGENT_EIO = MESHCA_EIO,      /* the files could not be written */
-    AGENT_ERELOAD = MESHCA_ESTATE,   /* the reload command failed, timed out or was interrupted:
-                                      * nothing acknowledged */
-    AGENT_ENOMEM = MESHCA_ENOMEM,
-    AGENT_EINVAL = MESHCA_EINVAL,    /* bad argument, or an identity without a key */
-};
 
 #define AGENT_CERT_FILE "cert.pem"
 #define AGENT_KEY_FILE "key.pem"
 #define AGENT_BUNDLE_FILE "ca-bundle.pem"
-#define AGENT_STATUS_RETRIES 8   /* compare-and-swap retries of the status write */
+/* A fresh key whose CSR is with the controller: kept (0600) so a restarted agent still holds the
+ * key of the certificate it will be sent. Never sent anywhere. */
+#define AGENT_NEXT_KEY_FILE "key.next.pem"
+/* The generation last acknowledged: a restarted agent whose files are that generation does not
+ * reload its proxy again. */
+#define AGENT_ACKED_FILE "acked-generation"
+#define AGENT_DEFAULT_WAIT_S 60   /* blocking query wait */
+#define AGENT_MAX_BACKOFF_MS 30000
 
-/* What one sync does besides reading the store. */
+/* Lines the agent says (progress and trouble); never key material or tokens. */
+typedef void (*agent_log_fn)(void *ctx, bool error, const char *line);
+
 typedef struct agent_options {
-    const char *out_dir;          /* made ready with atomic_dir_prepare (atomic_dir.h) */
-    const char *reload_cmd;       /* run with /bin/sh -c after the files changed; NULL: none */
-    int64_t reload_timeout_ms;    /* <= 0: RELOAD_DEFAULT_TIMEOUT_MS */
-    reload_stop_fn stop_requested; /* may be NULL; true ends a running reload (no ack) */
-    int64_t now;                  /* seconds since the epoch; 0 = time(NULL) */
+    const char *mesh;
+    const char *dataplane;
+    const char *out_dir;            /* made ready with atomic_dir_prepare (atomic_dir.h) */
+    const char *const *servers;     /* base URLs, tried in turn (failover); borrowed */
+    size_t nservers;
+    const char *ca_file;            /* the control-plane CA (`meshca cp-ca -o pem`) */
+    const char *token;              /* bearer token for the first contact (may be NULL once the
+                                     * agent holds a certificate); borrowed */
+    const char *reload_cmd;         /* /bin/sh -c after the files changed; NULL: none */
+    int64_t reload_timeout_ms;      /* <= 0: RELOAD_DEFAULT_TIMEOUT_MS */
+    reload_stop_fn stop_requested;  /* may be NULL; true ends the loop (and a running reload) */
+    bool once;                      /* return after the first acknowledged generation */
+    bool renew;                     /* send a CSR for a fresh key at start, whatever renewAt says
+                                     * (a suspected key compromise, or a test) */
+    int wait_s;                     /* blocking query wait; 0 = AGENT_DEFAULT_WAIT_S */
+    agent_log_fn log;               /* may be NULL */
+    void *log_ctx;
 } agent_options;
-#define AGENT_OPTIONS_INIT {NULL, NULL, RELOAD_DEFAULT_TIMEOUT_MS, NULL, 0}
+
+#define AGENT_OPTIONS_INIT                                                                         \
+    {                                                                                              \
+        NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, RELOAD_DEFAULT_TIMEOUT_MS, NULL, false,       \
+            false, 0, NULL, NULL                                                                   \
+    }
 
 /*
- * One sync of dataplane `dp` of `mesh_name`. Reads its identity; when the identity's generation is
- * not the status' acknowledgedGeneration, or a file is missing, writes cert.pem, key.pem (0600)
- * and ca-bundle.pem into opts->out_dir as one generation (atomic_dir.h: a fresh directory, one
- * symlink rename, so a proxy never reads a key beside another key's certificate), runs
- * opts->reload_cmd (reload.h: own process group, killed past its timeout or on stop), and only
- * when it exits 0 in time records in the dataplane status (S7) what is now loaded:
- * issuedBackend, supportedBackends, certificate fields, generation, acknowledgedGeneration,
- * lastSeen = now, tags.
- *
- * *ret_changed (may be NULL) tells whether files were written and acknowledged. Returns 0 or an
- * AGENT_* code with a one-line reason in errbuf (MESHCA_ERRBUF bytes, may be NULL), never key
- * material.
+ * Runs the agent (S8, S13) until stop_requested() (0), or with `once` until its proxy loaded and
+ * the controller acknowledged one generation (0). It never opens the store. Keys: EC P-256 or
+ * RSA 2048 as the mesh asks, generated here, fresh at every renewal, kept 0600 in out_dir, only
+ * a CSR is sent. Auth: its own certificate (mTLS) once it has one, the token before that (and
+ * when the controller refuses the certificate). Files: key.pem, cert.pem (leaf + chain),
+ * ca-bundle.pem switched together (atomic_dir.h), then reload_cmd; the ack only when it exits 0
+ * in time. While no controller answers, the files stay as they are and requests are retried with
+ * backoff over every server. Renewal at the identity's renewAt.
+ * Returns 0; with `once`: MESHCA_ESTATE when the reload failed, MESHCA_EINVAL when the
+ * controller refused (bad token, unknown dataplane), MESHCA_EUNAVAILABLE when none answered;
+ * MESHCA_EIO when out_dir cannot be written. errbuf: one line, no secret.
  */
-int agent_sync_with(store *s, const char *mesh_name, const char *dp, const agent_options *opts,
-                    bool *ret_changed, char *errbuf);
-
-/* agent_sync_with with the default reload timeout and no stop check; errbuf of errlen bytes. */
-int agent_sync(store *s, const char *mesh_name, const char *dp, const char *out_dir,
-               const char *reload_cmd, int64_t now, bool *ret_changed, char *errbuf, size_t errlen);
+int agent_run(const agent_options *opts, char *errbuf);
 
 #endif

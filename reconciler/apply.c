@@ -456,7 +456,7 @@ static const char *cross_sign_plan(store *s, const manifest_set *set, const mesh
     const char *plan = "unavailable";
     if (!fb || ca_backend_open(&ctx, &ca, errbuf) < 0) {
         snprintf(why, size, "'%s' cannot be opened: %s", from, errbuf);
-    } else if (!ca_backend_key(ca)) {
+    } else if (!ca_backend_can_cross_sign(ca)) {
         snprintf(why, size, "the key of '%s' is not local", from);
     } else if (ca_backend_info(ca, &info) < 0) {
         snprintf(why, size, "the certificate of '%s' is unreadable", from);

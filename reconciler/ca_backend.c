@@ -1,6 +1,13 @@
 /* ca_backend.c - dispatch to the CA backend vtables and what local-key backends share. */
 #include "reconciler/ca_backend.h"
 
+/* The handle behind ca_backend: private to this file, so no caller reaches a CA's key. */
+struct ca_backend {
+    const ca_backend_ops *ops;
+    STACK_OF(X509) *chain;   /* [0] signs leaves, then intermediates (owned) */
+    EVP_PKEY *key;           /* private key of chain[0], NULL for remote backends (owned) */
+};
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,10 +70,26 @@ int ca_backend_open(const ca_context *ctx, ca_backend **ret, char *errbuf)
     return ops->ensure_ca(ctx, ret, errbuf);
 }
 
-int ca_backend_sign_leaf(ca_backend *ca, const pki_leaf_request *req, int64_t now,
-                         X509 **ret_cert, EVP_PKEY **ret_key, char *errbuf)
+int ca_backend_sign_leaf(ca_backend *ca, const pki_leaf_request *req, EVP_PKEY *pub, int64_t now,
+                         X509 **ret_cert, char *errbuf)
 {
-    return ca->ops->sign_leaf(ca, req, now, ret_cert, ret_key, errbuf);
+    return ca->ops->sign_leaf(ca, req, pub, now, ret_cert, errbuf);
+}
+
+bool ca_backend_can_cross_sign(const ca_backend *ca)
+{
+    return ca && ca->ops->cross_sign && ca->key;
+}
+
+int ca_backend_cross_sign(ca_backend *ca, X509 *other_ca, int64_t now, int64_t not_after_max,
+                          X509 **ret, char *errbuf)
+{
+    if (!ca_backend_can_cross_sign(ca)) {
+        if (errbuf)
+            snprintf(errbuf, PKI_ERRBUF, "its key is not local");
+        return PKI_EINVAL;
+    }
+    return ca->ops->cross_sign(ca, other_ca, now, not_after_max, ret, errbuf);
 }
 
 void ca_backend_free(ca_backend *ca)
@@ -80,9 +103,9 @@ X509 *ca_backend_cert(ca_backend *ca)
     return ca && ca->chain && sk_X509_num(ca->chain) > 0 ? sk_X509_value(ca->chain, 0) : NULL;
 }
 
-EVP_PKEY *ca_backend_key(ca_backend *ca)
+STACK_OF(X509) *ca_backend_chain(ca_backend *ca)
 {
-    return ca ? ca->key : NULL;
+    return ca ? ca->chain : NULL;
 }
 
 int ca_backend_info(ca_backend *ca, ca_info *ret)
@@ -149,15 +172,26 @@ int ca_local_new(const ca_backend_ops *ops, STACK_OF(X509) *chain, EVP_PKEY *key
     return PKI_OK;
 }
 
-int ca_local_sign_leaf(ca_backend *ca, const pki_leaf_request *req, int64_t now,
-                       X509 **ret_cert, EVP_PKEY **ret_key, char *errbuf)
+int ca_local_sign_leaf(ca_backend *ca, const pki_leaf_request *req, EVP_PKEY *pub, int64_t now,
+                       X509 **ret_cert, char *errbuf)
 {
     if (!ca || !ca->key) {
         if (errbuf)
             snprintf(errbuf, PKI_ERRBUF, "CA has no signing key");
         return PKI_EINVAL;
     }
-    return pki_issue_leaf(req, ca_backend_cert(ca), ca->key, now, ret_cert, ret_key, errbuf);
+    return pki_sign_leaf(req, pub, ca_backend_cert(ca), ca->key, now, ret_cert, errbuf);
+}
+
+int ca_local_cross_sign(ca_backend *ca, X509 *other_ca, int64_t now, int64_t not_after_max,
+                        X509 **ret, char *errbuf)
+{
+    if (!ca || !ca->key) {
+        if (errbuf)
+            snprintf(errbuf, PKI_ERRBUF, "CA has no signing key");
+        return PKI_EINVAL;
+    }
+    return pki_cross_sign(other_ca, ca_backend_cert(ca), ca->key, now, not_after_max, ret, errbuf);
 }
 
 void ca_local_free(ca_backend *ca)

@@ -44,6 +44,9 @@ typedef struct ca_context {
     int64_t now;                    /* injected clock, seconds since the epoch */
 } ca_context;
 
+/* A loaded CA: an opaque handle. Its key and private state stay inside the backend (curl's
+ * vtls: each backend keeps its own data): callers sign and cross-sign through the operations
+ * below and never see a key. */
 typedef struct ca_backend ca_backend;
 
 typedef struct ca_backend_ops {
@@ -52,20 +55,21 @@ typedef struct ca_backend_ops {
      * mtls.backends[i].conf... Returns 0 (problems are in diags) or a negative PKI_* code when
      * the check itself could not run. */
     int (*check)(const ca_context *ctx, diag_list *diags);
-    /* Loads the CA, creating it when the type does so (builtin). Caller frees with free(). */
+    /* Loads the CA, creating it when the type does so (builtin). Caller frees with
+     * ca_backend_free(). */
     int (*ensure_ca)(const ca_context *ctx, ca_backend **ret, char *errbuf);
-    /* Signs a leaf (see pki_issue_leaf). */
-    int (*sign_leaf)(ca_backend *ca, const pki_leaf_request *req, int64_t now, X509 **ret_cert,
-                     EVP_PKEY **ret_key, char *errbuf);
+    /* Signs a leaf for the dataplane's public key `pub` (borrowed) for the identity in req
+     * (SANs, lifetime): "sign this public key for this identity -> certificate". The chain to
+     * serve with it is ca_backend_chain(). PKI_EEXPIRED when the CA cannot sign now. */
+    int (*sign_leaf)(ca_backend *ca, const pki_leaf_request *req, EVP_PKEY *pub, int64_t now,
+                     X509 **ret_cert, char *errbuf);
+    /* Cross-signing (S5, a forced switch): `other_ca` (another backend's CA certificate,
+     * borrowed) re-signed by this CA, valid at most until not_after_max. NULL when the backend
+     * cannot (a remote CA that signs leaves only). */
+    int (*cross_sign)(ca_backend *ca, X509 *other_ca, int64_t now, int64_t not_after_max,
+                      X509 **ret, char *errbuf);
     void (*free)(ca_backend *ca);
 } ca_backend_ops;
-
-/* A loaded CA. Fields are for backend implementations; others use the functions below. */
-struct ca_backend {
-    const ca_backend_ops *ops;
-    STACK_OF(X509) *chain;   /* [0] signs leaves, then intermediates (owned) */
-    EVP_PKEY *key;           /* private key of chain[0], NULL for remote backends (owned) */
-};
 
 extern const ca_backend_ops ca_builtin_ops;
 extern const ca_backend_ops ca_provided_ops;
@@ -84,8 +88,13 @@ ca_type_support ca_backend_support(const char *type);
 /* Dispatch on ctx->backend->type. PKI_EINVAL (with a message) for an unknown type. */
 int ca_backend_check(const ca_context *ctx, diag_list *diags);
 int ca_backend_open(const ca_context *ctx, ca_backend **ret, char *errbuf);
-int ca_backend_sign_leaf(ca_backend *ca, const pki_leaf_request *req, int64_t now,
-                         X509 **ret_cert, EVP_PKEY **ret_key, char *errbuf);
+int ca_backend_sign_leaf(ca_backend *ca, const pki_leaf_request *req, EVP_PKEY *pub, int64_t now,
+                         X509 **ret_cert, char *errbuf);
+/* See ca_backend_ops.cross_sign; PKI_EINVAL with a message when the backend cannot. */
+int ca_backend_cross_sign(ca_backend *ca, X509 *other_ca, int64_t now, int64_t not_after_max,
+                          X509 **ret, char *errbuf);
+/* Whether ca_backend_cross_sign can work for this CA. */
+bool ca_backend_can_cross_sign(const ca_backend *ca);
 void ca_backend_free(ca_backend *ca);   /* accepts NULL; wipes the key */
 
 /* Descriptions of a loaded CA. */
@@ -97,16 +106,19 @@ typedef struct ca_info {
 int ca_backend_info(ca_backend *ca, ca_info *ret);
 /* The CA chain as PEM, chain[0] first; caller frees with free(). */
 int ca_backend_chain_pem(ca_backend *ca, char **ret, char *errbuf);
-/* Borrowed, valid until ca_backend_free(). */
+/* Borrowed, valid until ca_backend_free(): the certificate that signs leaves, and the whole
+ * chain ([0] signs leaves, then its intermediates up to the root). */
 X509 *ca_backend_cert(ca_backend *ca);
-EVP_PKEY *ca_backend_key(ca_backend *ca);   /* NULL when the key is not local */
+STACK_OF(X509) *ca_backend_chain(ca_backend *ca);
 
 /* For backend implementations: a CA with a local key (takes ownership of chain and key on
- * success), signing with pki_issue_leaf, and the shared destructor. */
+ * success), signing and cross-signing with pki_*, and the shared destructor. */
 int ca_local_new(const ca_backend_ops *ops, STACK_OF(X509) *chain, EVP_PKEY *key,
                  ca_backend **ret);
-int ca_local_sign_leaf(ca_backend *ca, const pki_leaf_request *req, int64_t now,
-                       X509 **ret_cert, EVP_PKEY **ret_key, char *errbuf);
+int ca_local_sign_leaf(ca_backend *ca, const pki_leaf_request *req, EVP_PKEY *pub, int64_t now,
+                       X509 **ret_cert, char *errbuf);
+int ca_local_cross_sign(ca_backend *ca, X509 *other_ca, int64_t now, int64_t not_after_max,
+                        X509 **ret, char *errbuf);
 void ca_local_free(ca_backend *ca);
 
 /* "mtls.backends[i].conf" + suffix into buf. */

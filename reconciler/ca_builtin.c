@@ -226,5 +226,6 @@ const ca_backend_ops ca_builtin_ops = {
     .check = builtin_check,
     .ensure_ca = builtin_ensure_ca,
     .sign_leaf = ca_local_sign_leaf,
+    .cross_sign = ca_local_cross_sign,
     .free = ca_local_free,
 };

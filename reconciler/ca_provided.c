@@ -291,5 +291,6 @@ const ca_backend_ops ca_provided_ops = {
     .check = provided_check,
     .ensure_ca = provided_ensure_ca,
     .sign_leaf = ca_local_sign_leaf,
+    .cross_sign = ca_local_cross_sign,
     .free = ca_local_free,
 };

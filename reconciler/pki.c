@@ -202,16 +202,17 @@ int pki_make_root(EVP_PKEY *key, const char *cn, const char *spiffe_uri, int64_t
     return PKI_OK;
 }
 
-int pki_issue_leaf(const pki_leaf_request *req, X509 *ca_cert, EVP_PKEY *ca_key, int64_t now,
-                   X509 **ret_cert, EVP_PKEY **ret_key, char *errbuf)
+static char *bio_to_string(BIO *bio);
+
+int pki_sign_leaf(const pki_leaf_request *req, EVP_PKEY *pub, X509 *ca_cert, EVP_PKEY *ca_key,
+                  int64_t now, X509 **ret_cert, char *errbuf)
 {
-    EVP_PKEY *key = NULL;
     X509 *x = NULL;
     int64_t ca_not_after, not_after;
     int r;
 
     ERR_clear_error();
-    if (!req || !ca_cert || !ca_key || !ret_cert || !ret_key || !req->uris || req->nuris == 0 ||
+    if (!req || !pub || !ca_cert || !ca_key || !ret_cert || !req->uris || req->nuris == 0 ||
         req->nuris > PKI_MAX_SANS || req->lifetime_s <= 0)
         return fail(errbuf, PKI_EINVAL, "invalid leaf request");
     r = check_ca_valid(ca_cert, now, &ca_not_after, errbuf);
@@ -220,14 +221,11 @@ int pki_issue_leaf(const pki_leaf_request *req, X509 *ca_cert, EVP_PKEY *ca_key,
     not_after = now + req->lifetime_s;
     if (not_after > ca_not_after)
         not_after = ca_not_after;
-    r = pki_generate_key(req->rsa, 2048, &key, errbuf);
-    if (r < 0)
-        return r;
     x = X509_new();
     if (!x || !X509_set_version(x, 2) || !set_random_serial(x) ||
         (req->cn && !set_cn(X509_get_subject_name(x), req->cn)) ||
         !X509_set_issuer_name(x, X509_get_subject_name(ca_cert)) ||
-        !set_validity(x, now - PKI_LEAF_BACKDATE_S, not_after) || !X509_set_pubkey(x, key) ||
+        !set_validity(x, now - PKI_LEAF_BACKDATE_S, not_after) || !X509_set_pubkey(x, pub) ||
         !add_ext(x, ca_cert, NID_basic_constraints, "critical,CA:FALSE") ||
         !add_ext(x, ca_cert, NID_key_usage, "critical,digitalSignature,keyEncipherment") ||
         !add_ext(x, ca_cert, NID_ext_key_usage, "serverAuth,clientAuth") ||
@@ -235,11 +233,109 @@ int pki_issue_leaf(const pki_leaf_request *req, X509 *ca_cert, EVP_PKEY *ca_key,
         !add_ext(x, ca_cert, NID_authority_key_identifier, AKI_OF_ISSUER) ||
         !add_uri_sans(x, req->uris, req->nuris, req->cn == NULL) || !X509_sign(x, ca_key, EVP_sha256())) {
         X509_free(x);
-        EVP_PKEY_free(key);
         return fail(errbuf, PKI_ECRYPTO, "cannot issue leaf certificate");
     }
     *ret_cert = x;
+    return PKI_OK;
+}
+
+int pki_issue_leaf(const pki_leaf_request *req, X509 *ca_cert, EVP_PKEY *ca_key, int64_t now,
+                   X509 **ret_cert, EVP_PKEY **ret_key, char *errbuf)
+{
+    EVP_PKEY *key = NULL;
+    X509 *x = NULL;
+    int r;
+
+    if (!req || !ret_key)
+        return fail(errbuf, PKI_EINVAL, "invalid leaf request");
+    r = pki_generate_key(req->rsa, 2048, &key, errbuf);
+    if (r < 0)
+        return r;
+    r = pki_sign_leaf(req, key, ca_cert, ca_key, now, &x, errbuf);
+    if (r < 0) {
+        EVP_PKEY_free(key);
+        return r;
+    }
+    *ret_cert = x;
     *ret_key = key;
+    return PKI_OK;
+}
+
+int pki_make_csr(EVP_PKEY *key, char **ret, char *errbuf)
+{
+    X509_REQ *req = NULL;
+    BIO *bio = NULL;
+    char *s = NULL;
+
+    ERR_clear_error();
+    if (!key || !ret)
+        return fail(errbuf, PKI_EINVAL, "invalid argument");
+    req = X509_REQ_new();
+    /* The subject is left empty: the controller takes only the public key (S5). */
+    bool ok = req && X509_REQ_set_version(req, 0) && X509_REQ_set_pubkey(req, key) &&
+              X509_REQ_sign(req, key, EVP_sha256()) > 0;
+    if (ok && (bio = BIO_new(BIO_s_mem())) && PEM_write_bio_X509_REQ(bio, req))
+        s = bio_to_string(bio);
+    BIO_free(bio);
+    X509_REQ_free(req);
+    if (!s)
+        return fail(errbuf, ok ? PKI_ENOMEM : PKI_ECRYPTO, "cannot build the certificate request");
+    *ret = s;
+    return PKI_OK;
+}
+
+int pki_pubkey_from_der(const unsigned char *der, size_t len, EVP_PKEY **ret, char *errbuf)
+{
+    const unsigned char *p = der;
+    EVP_PKEY *k;
+
+    ERR_clear_error();
+    if (!der || !ret || len == 0 || len > PKI_MAX_PEM_BYTES)
+        return fail(errbuf, PKI_EINVAL, "invalid public key");
+    k = d2i_PUBKEY(NULL, &p, (long)len);
+    if (!k || p != der + len) {
+        EVP_PKEY_free(k);
+        return fail(errbuf, PKI_EINVAL, "cannot parse public key (SubjectPublicKeyInfo)");
+    }
+    *ret = k;
+    return PKI_OK;
+}
+
+int pki_pubkey_from_pem(const char *pem, size_t len, EVP_PKEY **ret, char *errbuf)
+{
+    BIO *bio;
+    EVP_PKEY *k;
+
+    ERR_clear_error();
+    if (!pem || !ret || len > PKI_MAX_PEM_BYTES)
+        return fail(errbuf, PKI_EINVAL, "invalid public key");
+    bio = BIO_new_mem_buf(pem, (int)len);
+    if (!bio)
+        return fail(errbuf, PKI_ENOMEM, "out of memory");
+    k = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (!k)
+        return fail(errbuf, PKI_EINVAL, "cannot parse public key PEM");
+    *ret = k;
+    return PKI_OK;
+}
+
+int pki_pubkey_to_pem(EVP_PKEY *key, char **ret, char *errbuf)
+{
+    BIO *bio;
+    char *s = NULL;
+
+    ERR_clear_error();
+    if (!key || !ret)
+        return fail(errbuf, PKI_EINVAL, "invalid argument");
+    bio = BIO_new(BIO_s_mem());
+    bool encoded = bio && PEM_write_bio_PUBKEY(bio, key);
+    if (encoded)
+        s = bio_to_string(bio);
+    BIO_free(bio);
+    if (!s)
+        return fail(errbuf, encoded ? PKI_ENOMEM : PKI_ECRYPTO, "cannot encode public key");
+    *ret = s;
     return PKI_OK;
 }
 

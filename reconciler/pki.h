@@ -51,7 +51,23 @@ typedef struct pki_leaf_request {
 
 #define PKI_LEAF_REQUEST_INIT {NULL, 0, NULL, false, 86400}
 
-/* Issues a leaf with a fresh key, signed by ca_key. notBefore = now - 60s, notAfter = now +
+/* Signs a leaf for the public key `pub` (the dataplane's: its private key never reaches the
+ * signer), signed by ca_key. notBefore = now - 60s, notAfter = now + lifetime clamped to the CA's
+ * notAfter. PKI_EEXPIRED when the CA is not valid at `now`. Caller frees *ret_cert (X509_free). */
+int pki_sign_leaf(const pki_leaf_request *req, EVP_PKEY *pub, X509 *ca_cert, EVP_PKEY *ca_key,
+                  int64_t now, X509 **ret_cert, char *errbuf);
+
+/* Public keys as SubjectPublicKeyInfo (DER as the API's csr_check returns it, or PEM
+ * "PUBLIC KEY" as the identity record keeps it). Caller frees *ret with EVP_PKEY_free() or the
+ * string with free(). */
+int pki_pubkey_from_der(const unsigned char *der, size_t len, EVP_PKEY **ret, char *errbuf);
+int pki_pubkey_from_pem(const char *pem, size_t len, EVP_PKEY **ret, char *errbuf);
+int pki_pubkey_to_pem(EVP_PKEY *key, char **ret, char *errbuf);
+/* A PEM certificate request for key (empty subject, signed by the key: proof of possession).
+ * Caller frees *ret with free(). */
+int pki_make_csr(EVP_PKEY *key, char **ret, char *errbuf);
+
+/* Tests and benchmarks: pki_sign_leaf for a fresh key generated here. Issues a leaf with a fresh key, signed by ca_key. notBefore = now - 60s, notAfter = now +
  * lifetime clamped to the CA's notAfter. PKI_EEXPIRED when the CA is not valid at `now`.
  * Caller frees *ret_cert (X509_free) and *ret_key (EVP_PKEY_free); outputs set only on success. */
 int pki_issue_leaf(const pki_leaf_request *req, X509 *ca_cert, EVP_PKEY *ca_key, int64_t now,

@@ -102,7 +102,33 @@ typedef struct pass_cas {
     size_t nbundle;
     char *chain_extra_pem;     /* intermediates served after the leaf (may be "") */
     char *cross_pem;           /* forced switch: the new CA signed by the old one, or NULL */
+    char bundle_digest[65];    /* SHA-256 of bundle_pem */
 } pass_cas;
+
+/* The writes of one pass, committed together at its end (SPEC S6). */
+typedef struct pass_write {
+    const char *kind;   /* static */
+    char *mesh, *name;
+    char *value;        /* NULL for a delete */
+    uint64_t version;   /* expected version (0: must not exist) */
+    bool del;
+} pass_write;
+
+typedef struct pass_txn {
+    pass_write *w;
+    size_t n, cap;
+} pass_txn;
+
+static void pass_txn_free(pass_txn *tx)
+{
+    for (size_t i = 0; i < tx->n; i++) {
+        free(tx->w[i].mesh);
+        free(tx->w[i].name);
+        free(tx->w[i].value);
+    }
+    free(tx->w);
+    memset(tx, 0, sizeof(*tx));
+}
 
 static void pass_cas_free(pass_cas *pc)
 {
@@ -246,11 +272,12 @@ static int open_cas(store *s, const mesh *m, int64_t now, pass_cas *pc, json_t *
                    "mesh '%s': cannot build the trust bundle: %s", mesh_name, errbuf);
         return ISSUE_REFUSED;
     }
+    state_sha256_hex(pc->bundle_pem, pc->bundle_digest);
     /* Intermediates of the enabled backend travel with each leaf: chain[0..n-2]. */
     size_t elen = 0;
     if (!(pc->chain_extra_pem = strdup("")))
         return MESHCA_ENOMEM;
-    STACK_OF(X509) *chain = pc->cas[pc->enabled].ca->chain;
+    STACK_OF(X509) *chain = ca_backend_chain(pc->cas[pc->enabled].ca);
     for (int c = 0; c + 1 < sk_X509_num(chain); c++) {
         char *pem = NULL;
         if ((r = pki_cert_to_pem(sk_X509_value(chain, c), &pem, errbuf)) < 0) {
@@ -311,7 +338,8 @@ fail:
     return NULL;
 }
 
-/* URI SANs: spiffe://<mesh>/<service> per kuma.io/service value, kuma://<tag>/<value> per tag.
+/* URI SANs: spiffe://<mesh>/<service> per kuma.io/service value, kuma://<tag>/<value> per tag,
+ * then urn:meshca:dataplane:<mesh>:<dp>.
  * Returns the count, -1 when over PKI_MAX_SANS or MESHCA_ENOMEM. Caller frees each string. */
 static int leaf_sans(const char *mesh_name, const dataplane *dp, char **uris)
 {
@@ -341,6 +369,19 @@ static int leaf_sans(const char *mesh_name, const dataplane *dp, char **uris)
                 }
                 n++;
             }
+    /* The dataplane itself (doc/api.md): the API authenticates an agent by this SAN after its
+     * first certificate. Only when the leaf names a service at all (no service, no leaf). */
+    if (n > 0) {
+        char buf[2048];
+        int w = snprintf(buf, sizeof(buf), "urn:meshca:dataplane:%s:%s", mesh_name, dp->name.value);
+        if (w < 0 || (size_t)w >= sizeof(buf) || n >= PKI_MAX_SANS)
+            goto fail;
+        if (!(uris[n] = strdup(buf))) {
+            rc = MESHCA_ENOMEM;
+            goto fail;
+        }
+        n++;
+    }
     return (int)n;
 fail:
     for (size_t j = 0; j < n; j++)
@@ -361,6 +402,16 @@ static bool same_backends(const identity *id, const pass_cas *pc)
 static bool str_eq(const char *a, const char *b)
 {
     return a && b && strcmp(a, b) == 0;
+}
+
+static bool same_names(const mesh_bundle *b, const pass_cas *pc)
+{
+    if (b->nbackends != pc->nbundle)
+        return false;
+    for (size_t i = 0; i < pc->nbundle; i++)
+        if (!str_eq(b->backends[i], pc->bundle_backends[i]))
+            return false;
+    return true;
 }
 
 static int add_action(reconcile_report *rep, const char *mesh_name, const identity *id,
@@ -384,25 +435,26 @@ static int add_action(reconcile_report *rep, const char *mesh_name, const identi
     return 0;
 }
 
+/* The identity names the mesh bundle it was issued with (the PEM lives once per mesh). */
 static int set_bundle(identity *id, const pass_cas *pc)
 {
     char **names = calloc(pc->nbundle + 1, sizeof(char *));
-    char *pem = strdup(pc->bundle_pem);
-    bool ok = names && pem;
+    char *digest = strdup(pc->bundle_digest);
+    bool ok = names && digest;
     for (size_t i = 0; ok && i < pc->nbundle; i++)
         ok = (names[i] = strdup(pc->bundle_backends[i])) != NULL;
     if (!ok) {
         for (size_t i = 0; names && i < pc->nbundle; i++)
             free(names[i]);
         free(names);
-        free(pem);
+        free(digest);
         return MESHCA_ENOMEM;
     }
-    free(id->bundle_pem);
+    free(id->bundle_digest);
     for (size_t i = 0; i < id->nbundle_backends; i++)
         free(id->bundle_backends[i]);
     free(id->bundle_backends);
-    id->bundle_pem = pem;
+    id->bundle_digest = digest;
     id->bundle_backends = names;
     id->nbundle_backends = pc->nbundle;
     return 0;
@@ -415,10 +467,10 @@ static int64_t leaf_lifetime_s(const mesh_backend *b)
     return s > 0 ? s : 1;
 }
 
-/* Issues a new certificate into *id (keeping generation/regeneration counters). Returns 0,
- * ISSUE_SKIPPED, ISSUE_REFUSED or MESHCA_ENOMEM. */
+/* Signs a new certificate for the public key `pub` into *id (keeping generation/regeneration
+ * counters). Returns 0, ISSUE_SKIPPED, ISSUE_REFUSED or MESHCA_ENOMEM. */
 static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now, identity *id,
-                 diag_list *diags)
+                 EVP_PKEY *pub, diag_list *diags)
 {
     const mesh_backend *b = &m->backends[pc->enabled];
     char *uris[PKI_MAX_SANS];
@@ -434,13 +486,12 @@ static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t
     pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
     req.uris = (const char *const *)uris;
     req.nuris = (size_t)nuris;
-    req.rsa = mesh_backend_leaf_is_rsa(b);
+    req.rsa = strcmp(pki_key_type(pub), "rsa") == 0;
     req.lifetime_s = leaf_lifetime_s(b);
     X509 *cert = NULL;
-    EVP_PKEY *key = NULL;
-    char errbuf[PKI_ERRBUF] = "", *cert_pem = NULL, *key_pem = NULL, *digest = NULL;
+    char errbuf[PKI_ERRBUF] = "", *cert_pem = NULL, *digest = NULL;
     char serial[80], when[32], stable[600];
-    int r = ca_backend_sign_leaf(pc->cas[pc->enabled].ca, &req, now, &cert, &key, errbuf);
+    int r = ca_backend_sign_leaf(pc->cas[pc->enabled].ca, &req, pub, now, &cert, errbuf);
     for (int i = 0; i < nuris; i++)
         free(uris[i]);
     if (r < 0) {
@@ -454,7 +505,6 @@ static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t
     int64_t nb = 0, na = 0;
     size_t clen = 0;
     if ((r = pki_cert_to_pem(cert, &cert_pem, errbuf)) < 0 ||
-        (r = pki_key_to_pem(key, &key_pem, errbuf)) < 0 ||
         (r = pki_serial_hex(cert, serial, sizeof(serial))) < 0 ||
         (r = pki_cert_not_before(cert, &nb)) < 0 || (r = pki_cert_not_after(cert, &na)) < 0) {
         if (r != MESHCA_ENOMEM) {
@@ -484,9 +534,6 @@ static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t
     free(id->cert_pem);
     id->cert_pem = cert_pem;
     cert_pem = NULL;
-    pki_free_secret(id->key_pem);
-    id->key_pem = key_pem;
-    key_pem = NULL;
     free(id->tags_digest);
     id->tags_digest = digest;
     digest = NULL;
@@ -501,108 +548,230 @@ static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t
     id->regenerations++;
 out:
     X509_free(cert);
-    EVP_PKEY_free(key);
     free(cert_pem);
-    pki_free_secret(key_pem);
     free(digest);
     return r;
 }
 
-/* Why a dataplane's identity must change, or NULL. *ret_verb says how. */
-static const char *why_change(const mesh *m, const pass_cas *pc, const identity *id, bool have,
-                              const char *digest, int64_t now, reconcile_verb *ret_verb)
+/* What a pass does to an issued identity besides re-signing or rebundling. */
+enum { ASK_NOTHING = 0, ASK_RENEW = 1 };
+
+/* Why a dataplane's identity must change, or NULL. *ret_verb says how; *ret_ask = ASK_RENEW
+ * when the change is the agent's to make (a fresh key and CSR): the controller only moves
+ * renewAt forward (S5: renewal is a new key, which never leaves the dataplane). */
+static const char *why_change(const mesh *m, const pass_cas *pc, const identity *id,
+                              const char *digest, int64_t now, reconcile_verb *ret_verb,
+                              int *ret_ask)
 {
     const mesh_backend *b = &m->backends[pc->enabled];
     *ret_verb = RECONCILE_REISSUED;
-    if (!have) {
-        *ret_verb = RECONCILE_ISSUED;
-        return "no certificate";
+    *ret_ask = ASK_NOTHING;
+    /* The held key is of the wrong type: only the agent can make a new one. */
+    if (id->rsa != mesh_backend_leaf_is_rsa(b)) {
+        *ret_ask = ASK_RENEW;
+        return "keyType changed: the agent sends a CSR for a new key";
     }
+    /* When only the CA side changed, the public key already held is re-signed: a rotation
+     * needs no round trip to the agents. */
     if (!str_eq(id->backend, b->name.value))
         return "issuer is not the enabled backend";
     if (!str_eq(id->ca_fingerprint, pc->cas[pc->enabled].fingerprint))
         return "signing CA certificate changed";
     if (!str_eq(id->tags_digest, digest))
         return "tags changed";
-    if (id->rsa != mesh_backend_leaf_is_rsa(b))
-        return "keyType changed";
     if (id->cross_signed != (pc->cross_pem != NULL))
         return id->cross_signed ? "every dataplane trusts the new CA: cross-signed CA dropped"
                                 : "forced switch: serving the new CA cross-signed by the old";
-    /* dpCert.rotation.expiration was shortened: the certificate would outlive the new lifetime
-     * (and its renewal point, taken from the old one, would come too late). The minute of slack
-     * keeps controllers whose clocks differ a little from reissuing each other's leaves. */
-    if (id->not_after > now + leaf_lifetime_s(b) + PKI_LEAF_BACKDATE_S)
+    /* dpCert.rotation.expiration was shortened: the certificate would outlive the new lifetime.
+     * The agent renews at once (renewAt = now). The minute of slack keeps controllers whose
+     * clocks differ a little from asking each other's agents to renew. */
+    if (id->not_after > now + leaf_lifetime_s(b) + PKI_LEAF_BACKDATE_S) {
+        *ret_ask = ASK_RENEW;
         return "dpCert expiration shortened: the certificate outlives the new lifetime";
-    if (now >= id->renew_at || now >= id->not_after) {
-        *ret_verb = RECONCILE_RENEWED;
-        return "past the renewal point";
     }
-    if (!str_eq(id->bundle_pem, pc->bundle_pem) || !same_backends(id, pc)) {
+    if (!str_eq(id->bundle_digest, pc->bundle_digest) || !same_backends(id, pc)) {
         *ret_verb = RECONCILE_REBUNDLED;
         return "trust bundle changed";
     }
     return NULL;
 }
 
+/* Queues one write of the pass (SPEC S6: a pass's writes are one transaction). */
+static int queue_write(pass_txn *tx, const char *kind, const char *mesh_name, const char *name,
+                       char *value, uint64_t version, bool del)
+{
+    if (tx->n == tx->cap) {
+        size_t cap = tx->cap ? tx->cap * 2 : 16;
+        pass_write *w = realloc(tx->w, cap * sizeof(*w));
+        if (!w) {
+            free(value);
+            return MESHCA_ENOMEM;
+        }
+        tx->w = w;
+        tx->cap = cap;
+    }
+    pass_write *w = &tx->w[tx->n];
+    memset(w, 0, sizeof(*w));
+    w->kind = kind;
+    w->mesh = strdup(mesh_name);
+    w->name = strdup(name);
+    w->value = value;
+    w->version = version;
+    w->del = del;
+    if (!w->mesh || !w->name) {
+        free(w->mesh);
+        free(w->name);
+        free(value);
+        return MESHCA_ENOMEM;
+    }
+    tx->n++;
+    return 0;
+}
+
+static int queue_identity(pass_txn *tx, const identity *id, uint64_t version)
+{
+    char *text = identity_encode(id);
+    if (!text)
+        return MESHCA_ENOMEM;
+    return queue_write(tx, STATE_IDENTITIES, id->mesh, id->dataplane, text, version, false);
+}
+
+/* Signs a pending key (the agent's CSR): 0 with *id filled, ISSUE_* or MESHCA_ENOMEM. A pending
+ * key of the wrong type (keyType changed after the CSR) is dropped: the agent sends another. */
+static int sign_pending(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now,
+                        identity *id, diag_list *diags)
+{
+    EVP_PKEY *pub = NULL;
+    char errbuf[PKI_ERRBUF] = "";
+    const mesh_backend *b = &m->backends[pc->enabled];
+    int r = pki_pubkey_from_pem(id->pending_key_pem, strlen(id->pending_key_pem), &pub, errbuf);
+    bool rsa = r == 0 && strcmp(pki_key_type(pub), "rsa") == 0;
+    if (r == 0 && rsa != mesh_backend_leaf_is_rsa(b)) {
+        diag_warning(diags, "csr-key-type", NULL, "", "dataplane '%s/%s': the pending key is %s but "
+                     "dpCert.keyType asks for %s; waiting for a new CSR", m->name.value,
+                     dp->name.value, rsa ? "rsa" : "ecdsa",
+                     mesh_backend_leaf_is_rsa(b) ? "rsa" : "ecdsa");
+        r = ISSUE_SKIPPED;
+    } else if (r < 0) {
+        diag_warning(diags, "corrupt-object", NULL, "", "dataplane '%s/%s': pending public key "
+                     "dropped: %s", m->name.value, dp->name.value, errbuf);
+        r = ISSUE_SKIPPED;
+    } else {
+        r = issue(m, dp, pc, now, id, pub, diags);
+    }
+    EVP_PKEY_free(pub);
+    if (r == ISSUE_SKIPPED || r == 0) {
+        /* Either way the pending key is used up: signed, or refused until a new CSR. */
+        if (r == 0) {
+            free(id->public_key_pem);
+            id->public_key_pem = id->pending_key_pem;
+            free(id->csr_pem);
+            id->csr_pem = id->pending_csr_pem;
+        } else {
+            free(id->pending_key_pem);
+            free(id->pending_csr_pem);
+        }
+        id->pending_key_pem = NULL;
+        id->pending_csr_pem = NULL;
+    }
+    return r;
+}
+
 /* Returns 0 (done, skipped or warned), ISSUE_REFUSED (reported; the mesh stops), or a store or
  * memory code with errbuf naming the object and the cause (the caller reports it; the mesh
- * stops). */
+ * stops). Writes are queued in tx. */
 static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, const pass_cas *pc,
-                               int64_t now, reconcile_report *rep, reconcile_mesh_report *mr,
-                               diag_list *diags, char *errbuf)
+                               int64_t now, pass_txn *tx, reconcile_report *rep,
+                               reconcile_mesh_report *mr, diag_list *diags, char *errbuf)
 {
     const char *mesh_name = m->name.value;
     identity id = {0};
     uint64_t version = 0;
-    const char *corrupt_reason = NULL;
     int rc = identity_read(s, mesh_name, dp->name.value, &id, &version, errbuf);
-    bool have = rc == 0;
     if (rc == MESHCA_ECORRUPT) {
-        /* A corrupt record is replaced by a fresh issue (compare-and-swap on its version, so a
-         * concurrent writer still wins); said once, since the next pass finds a good one. */
+        /* A corrupt record holds no key we could trust: it is removed (compare-and-swap on its
+         * version, so a concurrent writer still wins), and the agent's next CSR issues anew. */
         store_key key = {STATE_IDENTITIES, mesh_name, dp->name.value};
-        char *v = NULL;
-        size_t vlen = 0;
-        int got = store_get(s, &key, &v, &vlen, &version);
-        if (v) {
-            OPENSSL_cleanse(v, vlen);
-            free(v);
-        }
+        int got = state_object_version(s, &key, &version);
         if (got < 0) {
             snprintf(errbuf, MESHCA_ERRBUF, "cannot read %s/%s/%s: %s", key.kind, key.mesh,
                      key.name, store_strerror(got));
             return got;
         }
-        diag_warning(diags, "corrupt-object", NULL, "", "%s; issuing a new identity", errbuf);
-        corrupt_reason = "stored identity was corrupt";
-    } else if (rc < 0 && rc != STORE_ENOTFOUND) {
-        return rc;   /* errbuf names the object and the cause */
+        diag_warning(diags, "corrupt-object", NULL, "", "%s; removed, the agent's next CSR "
+                     "issues a new identity", errbuf);
+        mr->skipped++;
+        return queue_write(tx, STATE_IDENTITIES, mesh_name, dp->name.value, NULL, version, true) < 0
+                   ? meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory")
+                   : 0;
     }
-
-    reconcile_verb verb;
-    char *digest = tags_digest(dp);
-    if (!digest) {
-        identity_clear(&id);
-        return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
-    }
-    const char *reason = why_change(m, pc, &id, have, digest, now, &verb);
-    free(digest);
-    if (corrupt_reason)
-        reason = corrupt_reason;
-    if (!reason) {
-        mr->unchanged++;
-        identity_clear(&id);
+    if (rc == STORE_ENOTFOUND) {
+        mr->awaiting++;   /* no CSR from its agent yet */
         return 0;
     }
-    if (!have) {
+    if (rc < 0)
+        return rc;   /* errbuf names the object and the cause */
+
+    reconcile_verb verb = RECONCILE_ISSUED;
+    const char *reason = NULL;
+    int ask = ASK_NOTHING;
+    if (id.pending_key_pem) {
+        verb = id.generation > 0 ? RECONCILE_RENEWED : RECONCILE_ISSUED;
+        reason = id.generation > 0 ? "new key from the agent (CSR)" : "first CSR";
+        rc = sign_pending(m, dp, pc, now, &id, diags);
+        if (rc == ISSUE_SKIPPED) {
+            mr->skipped++;
+            /* Nothing issued yet and the key refused: no record until the next CSR. */
+            rc = id.generation > 0 ? queue_identity(tx, &id, version)
+                                   : queue_write(tx, STATE_IDENTITIES, mesh_name, dp->name.value,
+                                                 NULL, version, true);
+            identity_clear(&id);
+            return rc < 0 ? meshca_fail(errbuf, rc, "out of memory") : 0;
+        }
+    } else if (id.generation <= 0 || !id.public_key_pem) {
+        mr->awaiting++;
         identity_clear(&id);
-        if (set_str(&id.mesh, mesh_name) < 0 || set_str(&id.dataplane, dp->name.value) < 0) {
+        return 0;
+    } else {
+        char *digest = tags_digest(dp);
+        if (!digest) {
             identity_clear(&id);
             return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
         }
+        reason = why_change(m, pc, &id, digest, now, &verb, &ask);
+        free(digest);
+        if (!reason) {
+            mr->unchanged++;
+            identity_clear(&id);
+            return 0;
+        }
+        if (ask == ASK_RENEW) {
+            /* The agent's to do: tell it through renewAt, once. */
+            mr->unchanged++;
+            if (id.renew_at <= now) {
+                identity_clear(&id);
+                return 0;
+            }
+            id.renew_at = now;
+            rc = queue_identity(tx, &id, version);
+            identity_clear(&id);
+            return rc < 0 ? meshca_fail(errbuf, rc, "out of memory") : 0;
+        }
+        rc = 0;
+        if (verb != RECONCILE_REBUNDLED) {
+            EVP_PKEY *pub = NULL;
+            char perr[PKI_ERRBUF] = "";
+            if (pki_pubkey_from_pem(id.public_key_pem, strlen(id.public_key_pem), &pub, perr) < 0) {
+                diag_warning(diags, "corrupt-object", NULL, "", "dataplane '%s/%s': the public key "
+                             "held cannot be read (%s); waiting for a new CSR", mesh_name,
+                             dp->name.value, perr);
+                rc = ISSUE_SKIPPED;
+            } else {
+                rc = issue(m, dp, pc, now, &id, pub, diags);
+            }
+            EVP_PKEY_free(pub);
+        }
     }
-    rc = verb == RECONCILE_REBUNDLED ? 0 : issue(m, dp, pc, now, &id, diags);
     if (rc == 0)
         rc = set_bundle(&id, pc);
     if (rc != 0) {
@@ -613,22 +782,9 @@ static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, con
         return rc == ISSUE_SKIPPED ? 0 : rc;
     }
     id.generation++;
-    rc = identity_put(s, &id, version, NULL);
-    if (rc == STORE_ECONFLICT) {
-        /* Someone else (another pass) wrote it first: theirs stands, the next pass rechecks. */
-        diag_warning(diags, "conflict", NULL, "", "dataplane '%s/%s': identity changed while this "
-                     "pass worked on it; left to the next pass", mesh_name, dp->name.value);
-        mr->skipped++;
-        identity_clear(&id);
-        return 0;
-    }
-    if (rc < 0) {
-        snprintf(errbuf, MESHCA_ERRBUF, "cannot write %s/%s/%s: %s", STATE_IDENTITIES, mesh_name,
-                 dp->name.value, store_strerror(rc));
-        identity_clear(&id);
-        return rc;
-    }
-    rc = add_action(rep, mesh_name, &id, verb, reason);
+    rc = queue_identity(tx, &id, version);
+    if (rc == 0)
+        rc = add_action(rep, mesh_name, &id, verb, reason);
     identity_clear(&id);
     if (rc < 0)
         return meshca_fail(errbuf, rc, "out of memory");
@@ -685,13 +841,13 @@ static int prepare_cross_sign(store *s, const mesh *m, const dataplane *const *d
     if (all_trust)
         return 1;
 
-    EVP_PKEY *old_key = pc->cas[fi].ca ? ca_backend_key(pc->cas[fi].ca) : NULL;
+    ca_backend *from_ca = pc->cas[fi].ca;
     X509 *cross = NULL;
     char errbuf[PKI_ERRBUF] = "";
     int64_t lifetime_s = leaf_lifetime_s(&m->backends[pc->enabled]);
-    int r = old_key ? pki_cross_sign(ca_backend_cert(pc->cas[pc->enabled].ca),
-                                     ca_backend_cert(pc->cas[fi].ca), old_key, now,
-                                     now + lifetime_s + RECONCILE_CROSS_SIGN_SLACK_S, &cross, errbuf)
+    int r = from_ca ? ca_backend_cross_sign(from_ca, ca_backend_cert(pc->cas[pc->enabled].ca), now,
+                                            now + lifetime_s + RECONCILE_CROSS_SIGN_SLACK_S,
+                                            &cross, errbuf)
                     : PKI_EINVAL;
     if (r == 0)
         r = pki_cert_to_pem(cross, &pc->cross_pem, errbuf);
@@ -700,14 +856,45 @@ static int prepare_cross_sign(store *s, const mesh *m, const dataplane *const *d
         diag_warning(diags, "cross-sign-unavailable", NULL, "mtls.enabledBackend",
                      "mesh '%s': cannot cross-sign '%s' with '%s' (%s); dataplanes that do not "
                      "trust '%s' yet will reject the new certificates", m->name.value, to, from,
-                     old_key ? errbuf : pc->cas[fi].ca ? "its key is not local"
-                                                       : "it cannot be used", to);
+                     from_ca ? errbuf : "it cannot be used", to);
     return 1;
+}
+
+/* Queues the mesh bundle when it differs from the stored one. 0, MESHCA_ENOMEM, or a store
+ * code with errbuf. */
+static int queue_bundle(store *s, const char *mesh_name, const pass_cas *pc, pass_txn *tx,
+                        char *errbuf)
+{
+    mesh_bundle cur = {0};
+    uint64_t version = 0;
+    int rc = state_read_bundle(s, mesh_name, &cur, &version, errbuf);
+    if (rc == MESHCA_ECORRUPT || rc == STORE_ENOTFOUND) {
+        if (rc == STORE_ENOTFOUND)
+            version = 0;
+        else if (state_object_version(s, &(store_key){STATE_BUNDLES, mesh_name, mesh_name}, &version) < 0)
+            version = STORE_ANY_VERSION;
+    } else if (rc < 0) {
+        return rc;
+    } else if (str_eq(cur.digest, pc->bundle_digest) && same_names(&cur, pc) &&
+               /* Presence only: a cross-signed CA is signed afresh (new serial) each pass. */
+               !cur.cross_signed_pem == !pc->cross_pem) {
+        mesh_bundle_clear(&cur);
+        return 0;
+    }
+    mesh_bundle_clear(&cur);
+    mesh_bundle b = {
+        .pem = pc->bundle_pem, .backends = (char **)pc->bundle_backends, .nbackends = pc->nbundle,
+        .digest = (char *)pc->bundle_digest, .cross_signed_pem = pc->cross_pem,
+    };
+    char *text = state_encode_bundle(&b);
+    if (!text)
+        return MESHCA_ENOMEM;
+    return queue_write(tx, STATE_BUNDLES, mesh_name, mesh_name, text, version, false);
 }
 
 /* Returns 0 or MESHCA_ENOMEM; everything else is in the report and diags. */
 static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int64_t now,
-                          reconcile_report *rep, diag_list *diags)
+                          pass_txn *tx, reconcile_report *rep, diag_list *diags)
 {
     const char *mesh_name = m->name.value;
     reconcile_mesh_report *mr = realloc(rep->meshes, (rep->nmeshes + 1) * sizeof(*mr));
@@ -774,7 +961,7 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
     for (size_t i = 0; i < ndps; i++) {
         if (!dps[i]->name.value)
             continue;
-        rc = reconcile_dataplane(s, m, dps[i], &pc, now, rep, mr, diags, errbuf);
+        rc = reconcile_dataplane(s, m, dps[i], &pc, now, tx, rep, mr, diags, errbuf);
         if (rc == ISSUE_REFUSED) {
             /* The CA refused to sign (e.g. expired meanwhile): stop this mesh. */
             mr->failed = true;
@@ -799,15 +986,18 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
     if (json_array_size(conditions) == 0)
         json_object_del(mstatus, "conditions");
     if (status_changed && !mr->store_failed) {
-        int w = state_put_mesh_status(s, mesh_name, mstatus, mstatus_version);
-        if (w == STORE_ECONFLICT)
-            diag_warning(diags, "conflict", NULL, "", "mesh '%s': status changed while this pass "
-                         "worked on it; left to the next pass", mesh_name);
-        else if (w < 0) {
-            snprintf(errbuf, sizeof(errbuf), "cannot write %s/%s/%s: %s", STATE_MESHSTATUS,
-                     mesh_name, mesh_name, store_strerror(w));
-            store_failed(rep, mr, w, mesh_name, errbuf, diags);
+        char *text = json_dumps(mstatus, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!text || (rc = queue_write(tx, STATE_MESHSTATUS, mesh_name, mesh_name, text,
+                                       mstatus_version, false)) < 0) {
+            rc = MESHCA_ENOMEM;
+            goto out;
         }
+    }
+    /* The mesh's one trust bundle (and the cross-signed CA, for roots), when it changed. */
+    if (!mr->store_failed && (rc = queue_bundle(s, mesh_name, &pc, tx, errbuf)) < 0) {
+        if (rc == MESHCA_ENOMEM)
+            goto out;
+        store_failed(rep, mr, rc, mesh_name, errbuf, diags);
     }
     rc = 0;
 out:
@@ -817,13 +1007,136 @@ out:
     return rc;
 }
 
+/* The versions a pass computed from: meshes and dataplanes listed before they are loaded, so
+ * that a change made while the pass works fails its transaction instead of being overwritten by
+ * results computed from the old resources. */
+typedef struct pass_fence {
+    store_entry *meshes, *dps;
+    size_t nmeshes, ndps;
+} pass_fence;
+
+static int fence_load(store *s, pass_fence *f)
+{
+    int rc = store_list(s, STATE_MESHES, NULL, &f->meshes, &f->nmeshes);
+    if (rc == 0)
+        rc = store_list(s, STATE_DATAPLANES, NULL, &f->dps, &f->ndps);
+    /* Only versions are needed: the values are read again by state_load_resources. */
+    return rc;
+}
+
+static void fence_free(pass_fence *f)
+{
+    store_entries_free(f->meshes, f->nmeshes);
+    store_entries_free(f->dps, f->ndps);
+    memset(f, 0, sizeof(*f));
+}
+
+static const store_entry *fence_find(const store_entry *e, size_t n, const char *mesh_name,
+                                     const char *name)
+{
+    size_t lo = 0, hi = n;   /* store_list sorts by (mesh, name) */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(e[mid].mesh, mesh_name);
+        if (c == 0)
+            c = strcmp(e[mid].name, name);
+        if (c == 0)
+            return &e[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Commits the pass's writes as one transaction (SPEC S6): all or none. When another writer
+ * changed one of the objects meanwhile, nothing is written and the whole pass is left to the
+ * next one (warning "conflict"); a store failure fails every mesh of the pass. */
+static void commit_pass(store *s, pass_txn *tx, const pass_fence *f, reconcile_report *rep,
+                        diag_list *diags)
+{
+    /* Each write, then a check of the Dataplane (or Mesh) it was computed from; each Mesh once. */
+    store_op *ops = calloc(2 * tx->n + 1, sizeof(*ops));
+    size_t n = 0;
+    int rc = ops ? 0 : MESHCA_ENOMEM;
+    for (size_t i = 0; ops && i < tx->n; i++) {
+        const pass_write *w = &tx->w[i];
+        ops[n++] = (store_op){
+            .type = w->del ? STORE_OP_DELETE : STORE_OP_PUT,
+            .key = {w->kind, w->mesh, w->name},
+            .value = w->value,
+            .len = w->value ? strlen(w->value) : 0,
+            .expected_version = w->version,
+        };
+        const store_entry *e = NULL;
+        const char *kind = NULL;
+        if (strcmp(w->kind, STATE_IDENTITIES) == 0) {
+            e = fence_find(f->dps, f->ndps, w->mesh, w->name);
+            kind = STATE_DATAPLANES;
+        } else if (strcmp(w->kind, STATE_BUNDLES) == 0) {
+            /* One bundle write per mesh: it fences the Mesh. */
+            e = fence_find(f->meshes, f->nmeshes, w->mesh, w->mesh);
+            kind = STATE_MESHES;
+        }
+        if (e && e->version)
+            ops[n++] = (store_op){.type = STORE_OP_CHECK, .key = {kind, e->mesh, e->name},
+                                  .expected_version = e->version};
+    }
+    if (ops)
+        rc = store_txn(s, ops, n);
+    free(ops);
+    if (rc == 0)
+        return;
+    /* Nothing of this pass was written: what it did is not what the store holds. */
+    for (size_t i = 0; i < rep->nactions; i++) {
+        free(rep->actions[i].mesh);
+        free(rep->actions[i].dataplane);
+        free(rep->actions[i].backend);
+        free(rep->actions[i].reason);
+    }
+    free(rep->actions);
+    rep->actions = NULL;
+    rep->nactions = 0;
+    for (size_t i = 0; i < rep->nmeshes; i++) {
+        reconcile_mesh_report *mr = &rep->meshes[i];
+        mr->skipped += mr->issued + mr->reissued + mr->renewed + mr->rebundled;
+        mr->issued = mr->reissued = mr->renewed = mr->rebundled = 0;
+    }
+    if (rc == STORE_ECONFLICT || rc == STORE_ENOTFOUND) {
+        diag_warning(diags, "conflict", NULL, "", "the store changed while this pass worked "
+                     "(%s); nothing written, left to the next pass", store_errmsg(s));
+        return;
+    }
+    for (size_t i = 0; i < rep->nmeshes; i++) {
+        if (!rep->meshes[i].mtls)
+            continue;
+        rep->meshes[i].failed = true;
+        rep->meshes[i].store_failed = true;
+    }
+    if (!rep->store_error) {
+        rep->store_error = rc;
+        snprintf(rep->store_cause, sizeof(rep->store_cause), "%s", store_strerror(rc));
+    }
+    diag_error(diags, "store-error", NULL, "", "cannot write the pass's changes: %s; retried on the "
+               "next pass", rc == MESHCA_ENOMEM ? "out of memory" : store_errmsg(s));
+}
+
 int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *ret,
                    diag_list *diags)
 {
     int64_t now = opts && opts->now ? opts->now : (int64_t)time(NULL);
+    pass_fence fence = {0};
+    int frc = fence_load(s, &fence);
+    if (frc < 0) {
+        fence_free(&fence);
+        return frc;
+    }
     manifest_set *set = manifest_set_new();
-    if (!set)
+    if (!set) {
+        fence_free(&fence);
         return STORE_ENOMEM;
+    }
     diag_list load_diags = DIAG_LIST_INIT;
     int rc = state_load_resources(s, NULL, set, &load_diags);
     /* Store objects that do not decode are reported as warnings: they are skipped, not fatal. */
@@ -832,16 +1145,22 @@ int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *re
     diag_list_move(diags, &load_diags);
     if (rc < 0) {
         manifest_set_free(set);
+        fence_free(&fence);
         return rc;
     }
     reconcile_report rep = RECONCILE_REPORT_INIT;
+    pass_txn tx = {0};
     for (size_t i = 0; i < manifest_set_count(set) && rc == 0; i++) {
         const resource *res = manifest_set_get(set, i);
         if (res->kind != RESOURCE_MESH || !res->u.mesh.name.value)
             continue;
-        rc = reconcile_mesh(s, set, &res->u.mesh, now, &rep, diags);
+        rc = reconcile_mesh(s, set, &res->u.mesh, now, &tx, &rep, diags);
     }
     manifest_set_free(set);
+    if (rc == 0 && tx.n)
+        commit_pass(s, &tx, &fence, &rep, diags);
+    pass_txn_free(&tx);
+    fence_free(&fence);
     if (rc < 0) {
         reconcile_report_free(&rep);
         return rc;
@@ -853,9 +1172,74 @@ int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *re
         rep.renewed += mr->renewed;
         rep.rebundled += mr->rebundled;
         rep.unchanged += mr->unchanged;
+        rep.awaiting += mr->awaiting;
         rep.failed_meshes += mr->failed;
         rep.store_failures += mr->store_failed;
     }
     *ret = rep;
     return 0;
+}
+
+int reconcile_submit_key(store *s, const char *mesh_name, const char *dp_name,
+                         const unsigned char *spki, size_t spki_len, const char *csr_pem,
+                         char *errbuf)
+{
+    EVP_PKEY *pub = NULL;
+    char *pem = NULL, *csr = NULL;
+    int rc = pki_pubkey_from_der(spki, spki_len, &pub, errbuf);
+    if (rc < 0)
+        return rc;
+    rc = pki_pubkey_to_pem(pub, &pem, errbuf);
+    EVP_PKEY_free(pub);
+    if (rc < 0)
+        return rc;
+    if (csr_pem && !(csr = strdup(csr_pem))) {
+        free(pem);
+        return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
+    }
+    /* Only a dataplane that exists gets an identity. */
+    store_key dkey = {STATE_DATAPLANES, mesh_name, dp_name};
+    rc = state_object_version(s, &dkey, NULL);
+    if (rc < 0) {
+        free(pem);
+        free(csr);
+        return rc == STORE_ENOTFOUND
+                   ? meshca_fail(errbuf, MESHCA_ENOTFOUND, "no dataplane '%s' in mesh '%s'",
+                                 dp_name, mesh_name)
+                   : meshca_fail(errbuf, rc, "cannot read dataplane '%s/%s': %s", mesh_name,
+                                 dp_name, store_strerror(rc));
+    }
+    rc = STORE_ECONFLICT;
+    for (int attempt = 0; attempt < 8 && rc == STORE_ECONFLICT; attempt++) {
+        identity id = {0};
+        uint64_t version = 0;
+        rc = identity_read(s, mesh_name, dp_name, &id, &version, errbuf);
+        if (rc == STORE_ENOTFOUND || rc == MESHCA_ECORRUPT) {
+            /* A corrupt record is replaced, as the pass would (its version still checked). */
+            if (rc == STORE_ENOTFOUND)
+                version = 0;
+            else if (state_object_version(s, &(store_key){STATE_IDENTITIES, mesh_name, dp_name}, &version) < 0)
+                version = STORE_ANY_VERSION;
+            identity_clear(&id);
+            rc = set_str(&id.mesh, mesh_name) < 0 || set_str(&id.dataplane, dp_name) < 0
+                     ? MESHCA_ENOMEM
+                     : 0;
+        }
+        if (rc == 0) {
+            free(id.pending_key_pem);
+            free(id.pending_csr_pem);
+            id.pending_key_pem = strdup(pem);
+            id.pending_csr_pem = csr ? strdup(csr) : NULL;
+            rc = !id.pending_key_pem || (csr && !id.pending_csr_pem)
+                     ? MESHCA_ENOMEM
+                     : identity_put(s, &id, version, NULL);
+        }
+        identity_clear(&id);
+    }
+    free(pem);
+    free(csr);
+    if (rc < 0 && rc != MESHCA_ENOMEM)
+        return meshca_fail(errbuf, rc, "cannot store the key of '%s/%s': %s", mesh_name, dp_name,
+                           store_strerror(rc));
+    return rc < 0 ? meshca_fail(errbuf, rc, "out of memory") : 0;
 }

@@ -48,6 +48,7 @@ typedef struct reconcile_mesh_report {
     bool failed;          /* a CA could not be used: see diags (code "ca-expired", "ca-unavailable") */
     bool store_failed;    /* the store failed under this mesh's pass (diag "store-error") */
     size_t issued, reissued, renewed, rebundled, unchanged, skipped;
+    size_t awaiting;      /* dataplanes whose agent has sent no CSR yet */
 } reconcile_mesh_report;
 
 typedef struct reconcile_report {
@@ -57,6 +58,7 @@ typedef struct reconcile_report {
     size_t nactions;
     /* totals over every mesh */
     size_t issued, reissued, renewed, rebundled, unchanged, failed_meshes;
+    size_t awaiting;   /* dataplanes whose agent has sent no CSR yet */
     /* Meshes whose pass stopped because the store failed (read-only, vanished, I/O): the pass
      * did not do its job (`reconcile --once` exits 2). store_error is the first failure's code,
      * store_cause its cause without the object ("I/O error"), for logging each cause once. */
@@ -65,7 +67,7 @@ typedef struct reconcile_report {
     char store_cause[MESHCA_ERRBUF];
 } reconcile_report;
 
-#define RECONCILE_REPORT_INIT {NULL, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, ""}
+#define RECONCILE_REPORT_INIT {NULL, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ""}
 
 /* Frees what a report holds (not the struct). Accepts NULL. */
 void reconcile_report_free(reconcile_report *report);
@@ -108,5 +110,15 @@ void reconcile_report_free(reconcile_report *report);
  */
 int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *ret,
                    diag_list *diags);
+
+/*
+ * CSR mode (S5): a dataplane's new public key (SubjectPublicKeyInfo DER, from a CSR the API
+ * checked) and the CSR itself (kept for backends that sign CSRs; may be NULL) become the pending
+ * key of its identity record, signed by the next pass. MESHCA_ENOTFOUND for an unknown
+ * dataplane; store codes passed up; one line in errbuf.
+ */
+int reconcile_submit_key(store *s, const char *mesh_name, const char *dp_name,
+                         const unsigned char *spki, size_t spki_len, const char *csr_pem,
+                         char *errbuf);
 
 #endif

@@ -210,15 +210,15 @@ void identity_clear(identity *id)
 {
     if (!id)
         return;
-    if (id->key_pem) {
-        OPENSSL_cleanse(id->key_pem, strlen(id->key_pem));
-        free(id->key_pem);
-    }
     free(id->mesh);
     free(id->dataplane);
     free(id->backend);
     free(id->cert_pem);
-    free(id->bundle_pem);
+    free(id->public_key_pem);
+    free(id->csr_pem);
+    free(id->pending_key_pem);
+    free(id->pending_csr_pem);
+    free(id->bundle_digest);
     for (size_t i = 0; i < id->nbundle_backends; i++)
         free(id->bundle_backends[i]);
     free(id->bundle_backends);
@@ -248,8 +248,11 @@ int identity_read(store *s, const char *mesh_name, const char *name, identity *r
     id.backend = get_str(obj, "backend");
     id.generation = json_integer_value(json_object_get(obj, "generation"));
     id.cert_pem = get_str(obj, "certificate");
-    id.key_pem = get_str(obj, "key");
-    id.bundle_pem = get_str(obj, "bundle");
+    id.public_key_pem = get_str(obj, "publicKey");
+    id.csr_pem = get_str(obj, "csr");
+    id.pending_key_pem = get_str(obj, "pendingPublicKey");
+    id.pending_csr_pem = get_str(obj, "pendingCsr");
+    id.bundle_digest = get_str(obj, "bundleDigest");
     json_t *names = json_object_get(obj, "bundleBackends");
     id.nbundle_backends = json_array_size(names);
     id.bundle_backends = calloc(id.nbundle_backends + 1, sizeof(char *));
@@ -265,16 +268,16 @@ int identity_read(store *s, const char *mesh_name, const char *name, identity *r
     id.cross_signed = json_is_true(json_object_get(obj, "crossSigned"));
     id.regenerations = json_integer_value(json_object_get(obj, "regenerations"));
     id.last_regeneration = get_str(obj, "lastRegeneration");
-    /* Wipe the key text inside the JSON tree before it is freed. */
-    json_t *key_json = json_object_get(obj, "key");
-    if (json_is_string(key_json))
-        OPENSSL_cleanse((char *)json_string_value(key_json), json_string_length(key_json));
-    /* Which required field is missing (or not a string): that is what is wrong. */
+    /* Which required field is missing (or not a string): that is what is wrong. An issued
+     * identity (generation > 0) has its certificate and key; before that only a pending key. */
+    bool issued = id.generation > 0;
     const char *missing = !json_is_string(json_object_get(obj, "mesh")) ? "mesh"
                           : !json_is_string(json_object_get(obj, "dataplane")) ? "dataplane"
-                          : !json_is_string(json_object_get(obj, "certificate")) ? "certificate"
-                          : !json_is_string(json_object_get(obj, "bundle")) ? "bundle"
-                                                                            : NULL;
+                          : issued && !json_is_string(json_object_get(obj, "certificate")) ? "certificate"
+                          : issued && !json_is_string(json_object_get(obj, "publicKey")) ? "publicKey"
+                          : !issued && !json_is_string(json_object_get(obj, "pendingPublicKey"))
+                              ? "pendingPublicKey"
+                              : NULL;
     json_decref(obj);
     if (missing) {
         char what[128];
@@ -283,7 +286,8 @@ int identity_read(store *s, const char *mesh_name, const char *name, identity *r
         return corrupt(errbuf, &key, what);
     }
     /* Any other NULL is an allocation that failed (the JSON had the field or it is optional). */
-    if (!id.mesh || !id.dataplane || !id.cert_pem || !id.bundle_pem || !id.bundle_backends) {
+    if (!id.mesh || !id.dataplane || (issued && (!id.cert_pem || !id.public_key_pem)) ||
+        !id.bundle_backends) {
         identity_clear(&id);
         return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
     }
@@ -299,32 +303,130 @@ int identity_get(store *s, const char *mesh_name, const char *name, identity *re
     return identity_read(s, mesh_name, name, ret, ret_version, NULL);
 }
 
-int identity_put(store *s, const identity *id, uint64_t expected_version, uint64_t *ret_version)
+char *identity_encode(const identity *id)
 {
     json_t *names = json_array();
-    for (size_t i = 0; i < id->nbundle_backends; i++)
+    for (size_t i = 0; names && i < id->nbundle_backends; i++)
         json_array_append_new(names, json_string(id->bundle_backends[i]));
     json_t *obj = json_pack(
-        "{s:s, s:s, s:s?, s:I, s:s, s:s?, s:s, s:o, s:s?, s:I, s:I, s:I, s:s?, s:s?, s:b, s:b,"
-        " s:I, s:s?}",
+        "{s:s, s:s, s:s?, s:I, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:o?, s:s?, s:I, s:I, s:I,"
+        " s:s?, s:s?, s:b, s:b, s:I, s:s?}",
         "mesh", id->mesh, "dataplane", id->dataplane, "backend", id->backend,
-        "generation", (json_int_t)id->generation, "certificate", id->cert_pem, "key", id->key_pem,
-        "bundle", id->bundle_pem, "bundleBackends", names, "serial", id->serial,
+        "generation", (json_int_t)id->generation, "certificate", id->cert_pem,
+        "publicKey", id->public_key_pem, "csr", id->csr_pem,
+        "pendingPublicKey", id->pending_key_pem, "pendingCsr", id->pending_csr_pem,
+        "bundleDigest", id->bundle_digest, "bundleBackends", names, "serial", id->serial,
         "notBefore", (json_int_t)id->not_before, "notAfter", (json_int_t)id->not_after,
         "renewAt", (json_int_t)id->renew_at, "caFingerprint", id->ca_fingerprint,
         "tags", id->tags_digest, "rsa", id->rsa, "crossSigned", id->cross_signed,
         "regenerations", (json_int_t)id->regenerations, "lastRegeneration", id->last_regeneration);
     if (!obj)
-        return STORE_EINVAL;
+        return NULL;
     char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(obj);
+    return text;
+}
+
+int identity_put(store *s, const identity *id, uint64_t expected_version, uint64_t *ret_version)
+{
+    char *text = identity_encode(id);
     if (!text)
         return STORE_ENOMEM;
     store_key key = {STATE_IDENTITIES, id->mesh, id->dataplane};
     int rc = store_put(s, &key, text, strlen(text), expected_version, ret_version);
-    OPENSSL_cleanse(text, strlen(text));
     free(text);
     return rc;
+}
+
+int state_object_version(store *s, const store_key *key, uint64_t *ret_version)
+{
+    char *value = NULL;
+    size_t len = 0;
+    int rc = store_get(s, key, &value, &len, ret_version);
+    if (value) {
+        OPENSSL_cleanse(value, len);
+        free(value);
+    }
+    return rc;
+}
+
+/* --- bundles --- */
+
+void state_sha256_hex(const char *text, char *buf)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    buf[0] = '\0';
+    if (!EVP_Digest(text, strlen(text), md, &n, EVP_sha256(), NULL))
+        return;
+    for (unsigned int i = 0; i < n && i < 32; i++)
+        snprintf(buf + 2 * i, 3, "%02x", md[i]);
+}
+
+void mesh_bundle_clear(mesh_bundle *b)
+{
+    if (!b)
+        return;
+    free(b->pem);
+    for (size_t i = 0; i < b->nbackends; i++)
+        free(b->backends[i]);
+    free(b->backends);
+    free(b->digest);
+    free(b->cross_signed_pem);
+    memset(b, 0, sizeof(*b));
+}
+
+int state_read_bundle(store *s, const char *mesh_name, mesh_bundle *ret, uint64_t *ret_version,
+                      char *errbuf)
+{
+    store_key key = {STATE_BUNDLES, mesh_name, mesh_name};
+    char *value = NULL;
+    size_t len = 0;
+    uint64_t version = 0;
+    int rc = store_get(s, &key, &value, &len, &version);
+    if (rc < 0)
+        return read_failed(errbuf, &key, rc);
+    json_t *obj = NULL;
+    if ((rc = load_object(&key, value, len, &obj, errbuf)) < 0)
+        return rc;
+    mesh_bundle b = {0};
+    b.pem = get_str(obj, "bundle");
+    b.digest = get_str(obj, "digest");
+    b.cross_signed_pem = get_str(obj, "crossSigned");
+    json_t *names = json_object_get(obj, "backends");
+    b.nbackends = json_array_size(names);
+    b.backends = calloc(b.nbackends + 1, sizeof(char *));
+    for (size_t i = 0; b.backends && i < b.nbackends; i++)
+        b.backends[i] = dup_or_null(json_string_value(json_array_get(names, i)));
+    bool bad = !json_is_string(json_object_get(obj, "bundle")) ||
+               !json_is_string(json_object_get(obj, "digest"));
+    json_decref(obj);
+    if (bad) {
+        mesh_bundle_clear(&b);
+        return corrupt(errbuf, &key, "field 'bundle' or 'digest' is missing or not a string");
+    }
+    if (!b.pem || !b.digest || !b.backends) {
+        mesh_bundle_clear(&b);
+        return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
+    }
+    *ret = b;
+    if (ret_version)
+        *ret_version = version;
+    return 0;
+}
+
+char *state_encode_bundle(const mesh_bundle *b)
+{
+    json_t *names = json_array();
+    for (size_t i = 0; names && i < b->nbackends; i++)
+        json_array_append_new(names, json_string(b->backends[i]));
+    json_t *obj = json_pack("{s:s, s:o?, s:s, s:s?}", "bundle", b->pem, "backends", names,
+                            "digest", b->digest, "crossSigned", b->cross_signed_pem);
+    if (!obj)
+        return NULL;
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(obj);
+    return text;
 }
 
 /* --- mesh status --- */

@@ -7,6 +7,7 @@
  *   identities/<mesh>/<name>    what the controller issued a dataplane (identity below)
  *   dpstatus/<mesh>/<name>      what the agent acknowledged (SPEC S7 object)
  *   meshstatus/<mesh>           conditions, pending change and force log of a mesh
+ *   bundles/<mesh>              the mesh's one trust bundle (mesh_bundle below)
  */
 #ifndef MESHCA_STATE_H
 #define MESHCA_STATE_H
@@ -27,6 +28,7 @@
 #define STATE_IDENTITIES "identities"
 #define STATE_DPSTATUS "dpstatus"
 #define STATE_MESHSTATUS "meshstatus"
+#define STATE_BUNDLES "bundles"
 
 /* The store kind of a resource kind. */
 const char *state_kind_of(resource_kind kind);
@@ -56,24 +58,32 @@ int state_get_status(store *s, const char *mesh_name, const char *name, dataplan
                      uint64_t *ret_version);
 int state_put_status(store *s, const dataplane_status *st, uint64_t expected_version);
 
-/* What the controller issued a dataplane: its key may be absent (a later CSR mode keeps the key
- * with the agent). Strings owned; identity_clear() wipes the key. */
+/* What the controller issued a dataplane (CSR mode, S5): certificate, chain and public key,
+ * never a private key. The agent's CSR arrives through the API as a pending public key (and the
+ * CSR itself, for backends that sign CSRs); the next pass signs it. A record with generation 0
+ * holds only a pending key: nothing issued yet. Strings owned; identity_clear() frees them. */
 typedef struct identity {
     char *mesh;
     char *dataplane;
     char *backend;            /* the backend that signed the certificate */
     long long generation;     /* grows with every issue; the agent acknowledges it */
     char *cert_pem;           /* leaf, then the cross-signed CA if any, then intermediates */
-    char *key_pem;            /* NULL when the key is not kept by the controller */
-    char *bundle_pem;         /* trust bundle: CA certs of all backends, enabled first */
-    char **bundle_backends;   /* backend names whose CA is in bundle_pem, in order */
+    char *public_key_pem;     /* the certified key (SubjectPublicKeyInfo PEM), re-signed when
+                               * only the CA changes */
+    char *csr_pem;            /* the CSR public_key_pem came from (Vault signs CSRs), or NULL */
+    char *pending_key_pem;    /* a new key from the agent, signed on the next pass, or NULL */
+    char *pending_csr_pem;
+    char *bundle_digest;      /* SHA-256 of the mesh bundle this generation was issued with */
+    char **bundle_backends;   /* backend names whose CA is in that bundle, in order */
     size_t nbundle_backends;
     char *serial;             /* hex */
     int64_t not_before, not_after;
-    int64_t renew_at;         /* the stable renewal point in [70 %, 85 %] of the lifetime */
+    int64_t renew_at;         /* when the agent sends a fresh key's CSR: the stable renewal
+                               * point in [70 %, 85 %] of the lifetime, or earlier when the
+                               * lifetime was shortened or keyType changed */
     char *ca_fingerprint;     /* SHA-1 of the signing CA certificate: reissue when it changes */
     char *tags_digest;        /* the identity's tags as issued: reissue when they change */
-    bool rsa;                 /* keyType of the leaf */
+    bool rsa;                 /* keyType the mesh asks for (the key held may be older) */
     bool cross_signed;        /* cert_pem carries a cross-signed CA */
     long long regenerations;
     char *last_regeneration;  /* RFC 3339 */
@@ -83,8 +93,31 @@ int identity_read(store *s, const char *mesh_name, const char *name, identity *r
                   uint64_t *ret_version, char *errbuf);
 int identity_get(store *s, const char *mesh_name, const char *name, identity *ret,
                  uint64_t *ret_version);
+/* The record as stored (JSON text, caller frees), for a transaction; NULL when out of memory. */
+char *identity_encode(const identity *id);
 int identity_put(store *s, const identity *id, uint64_t expected_version, uint64_t *ret_version);
 void identity_clear(identity *id);
+
+/* One trust bundle per mesh (STATE_BUNDLES/<mesh>): the CA certificates of all usable backends,
+ * enabled first, the backends' names in that order, the SHA-256 of the PEM, and the
+ * cross-signed CA served during a forced switch (NULL otherwise). */
+typedef struct mesh_bundle {
+    char *pem;
+    char **backends;
+    size_t nbackends;
+    char *digest;
+    char *cross_signed_pem;
+} mesh_bundle;
+int state_read_bundle(store *s, const char *mesh_name, mesh_bundle *ret, uint64_t *ret_version,
+                      char *errbuf);
+char *state_encode_bundle(const mesh_bundle *b);
+void mesh_bundle_clear(mesh_bundle *b);
+/* Whether an object exists, and its version (ret_version may be NULL): store_get without the
+ * value (which is wiped and freed here). */
+int state_object_version(store *s, const store_key *key, uint64_t *ret_version);
+
+/* SHA-256 of text as lowercase hex into buf (>= 65 bytes). */
+void state_sha256_hex(const char *text, char *buf);
 
 /* Mesh status as a JSON object ({"conditions":[...],"pending":{...},"forceLog":[...]});
  * an empty object when absent. Caller decrefs. */

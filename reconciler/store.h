@@ -62,9 +62,10 @@ enum {
 
 /*
  * Kinds: "meshes", "dataplanes", "secrets", "identities", "dpstatus", "meshstatus", "tokens"
- * (dataplane tokens, hashes only), "controlplane" (the control-plane CA).
+ * (dataplane tokens, hashes only), "controlplane" (the control-plane CA), "bundles" (one
+ * trust bundle per mesh).
  * mesh and name: [a-z0-9]([-a-z0-9.]*[a-z0-9])?, at most STORE_NAME_MAX, no "..".
- * For "meshes" and "meshstatus" the object is the mesh itself: mesh may be NULL or must equal
+ * For "meshes", "meshstatus" and "bundles" the object is the mesh itself: mesh may be NULL or must equal
  * name. All strings are borrowed for the duration of the call.
  */
 typedef struct store_key {

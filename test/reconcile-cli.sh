@@ -1,9 +1,12 @@
 #!/bin/bash
-# reconcile-cli.sh - drives `meshca reconcile --once`, `agent` and `run` on a store seeded directly (SQLite, or etcd in suite etcd).
+# reconcile-cli.sh - drives `meshca reconcile --once`, `run` (the controller, serving the
+# dataplane API) and `agent` (through that API) on a store seeded directly (SQLite, or etcd in
+# suite etcd).
 . "$(dirname "$0")/lib.sh"
 
 ST="$WORK/store"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$ST/meshca.db}"
+. "$(dirname "$0")/api-lib.sh"
 OUT="$WORK/out-web"
 mkdir -p "$OUT"
 
@@ -29,21 +32,34 @@ networking:
     tags: {kuma.io/service: web, version: v1}'
 
 run reconcile --once
-check "reconcile issues the first certificate" exit_is 0
-check "reconcile prints mesh/dataplane, backend and expiry" out_has "default/web-01: issued (ca-1, expires "
-check "reconcile prints a summary" out_has "1 mesh: 1 issued, 0 reissued, 0 renewed, 0 rebundled, 0 unchanged, 0 failed meshes"
-check "no key material in the output" out_lacks "PRIVATE KEY"
+check "no CSR yet: nothing is issued" out_has "1 mesh: 0 issued, 0 reissued, 0 renewed, 0 rebundled, 0 unchanged, 0 failed meshes"
+check "no CSR yet: the summary says who waits" out_has "1 dataplane awaiting a CSR from its agent"
+start_controller --interval 1h
+
+# agent DP [MESH [FLAG...]]: the agent of DP through the API, files in $WORK/out-DP (or --out).
+agent() {
+    local dp=$1 mesh=${2:-default}
+    shift $(($# >= 2 ? 2 : 1))
+    run agent -m "$mesh" -d "$dp" --server "$API_URL" --ca-file "$WORK/cp-ca.pem" \
+        --token-file "$(token_for "$dp" "$mesh")" "$@"
+}
+# did TEXT: a pass printed TEXT, ours ($WORK/out) or the controller's (it reacts to the change
+# first, or our pass does).
+did() { grep -qF -- "$1" "$WORK/out" "$CTL_LOG"; }
+
+agent web-01 default --out "$OUT" --reload false --once
+check "agent exits 1 when the reload command fails" exit_is 1
+check "agent says nothing was acknowledged" err_has "not acknowledged"
+check "the controller signed the agent's CSR: mesh/dataplane, backend and expiry" did "default/web-01: issued (ca-1, expires "
+check "the controller prints a summary" did "1 mesh: 1 issued, 0 reissued, 0 renewed, 0 rebundled, 0 unchanged, 0 failed meshes"
+check "no key material in the output" bash -c "! grep -q 'PRIVATE KEY' '$CTL_LOG' '$WORK/out' '$WORK/err'"
 
 run reconcile --once
 check "a second pass changes nothing" out_has "1 mesh: 0 issued, 0 reissued, 0 renewed, 0 rebundled, 1 unchanged"
 
-run agent -m default -d web-01 --out "$OUT" --reload false --once
-check "agent exits 1 when the reload command fails" exit_is 1
-check "agent says nothing was acknowledged" err_has "not acknowledged"
-
-run agent -m default -d web-01 --out "$OUT" --reload true --once
+agent web-01 default --out "$OUT" --reload true --once
 check "agent loads and acknowledges when reload exits 0" exit_is 0
-check "agent reports the load" out_has "default/web-01: loaded new certificate and bundle"
+check "agent reports the load" out_has "default/web-01: generation 1 loaded and acknowledged (backend ca-1)"
 check "key.pem is 0600" test "$(stat -L -c %a "$OUT/key.pem")" = 600
 check "cert verifies against the bundle" openssl verify -CAfile "$OUT/ca-bundle.pem" "$OUT/cert.pem"
 # Regression (issue 9 #5): leaves have an empty subject, so their SAN must be critical.
@@ -51,11 +67,16 @@ check "builtin leaf passes openssl verify -x509_strict" \
     openssl verify -x509_strict -CAfile "$OUT/ca-bundle.pem" "$OUT/cert.pem"
 check "status file records the acknowledgement" \
     grep -q '"acknowledgedGeneration":1' <("$STORE_TOOL" get dpstatus default web-01)
+identity_has_public_key_only() {
+    local v
+    v=$("$STORE_TOOL" get identities default web-01) && grep -q 'BEGIN PUBLIC KEY' <<<"$v" && ! grep -q 'PRIVATE' <<<"$v"
+}
+check "the identity record holds the public key, no private key" identity_has_public_key_only
 
-run agent -m default -d web-01 --out "$OUT" --reload false --once
-check "nothing new: agent does not run the reload command" exit_is 0
+agent web-01 default --out "$OUT" --reload false --once
+check "nothing new: a restarted agent does not run the reload command" exit_is 0
 
-run agent -m default -d web-01 --once
+run agent -m default -d web-01 --server "$API_URL" --ca-file "$WORK/cp-ca.pem" --once
 check "agent without --out is a usage error" exit_is 2
 
 run reconcile --now 2045-01-01T00:00:00Z
@@ -123,9 +144,8 @@ BUILTIN_1="  - name: ca-1
 forced_switch() {
     put_mesh "$1" "$3" "$2"
     put_dp "$1" db-01 db
-    run reconcile --once
-    mkdir -p "$WORK/out-$1-before"
-    run agent -m "$1" -d db-01 --out "$WORK/out-$1-before" --reload false --once
+    settle
+    agent db-01 "$1" --out "$WORK/out-$1-before" --reload false --once
     sed '/-----END CERTIFICATE-----/q' "$WORK/out-$1-before/ca-bundle.pem" >"$WORK/$1-from.pem"
     put_mesh "$1" "$4" "$2"
     put meshstatus "$1" "$1" "{\"crossSign\":{\"from\":\"$3\",\"to\":\"$4\"}}"
@@ -134,11 +154,11 @@ forced_switch() {
 
 put_mesh prov ca-p "$PROVIDED_P"
 put_dp prov app-01 app
-run reconcile --once
-check "the provided mesh reconciles" exit_is 0
+settle
+check "the provided mesh reconciles" grep -q " 0 failed meshes" "$WORK/settle.out"
 OUT_PROV="$WORK/out-prov"
 mkdir -p "$OUT_PROV"
-run agent -m prov -d app-01 --out "$OUT_PROV" --reload true --once
+agent app-01 prov --out "$OUT_PROV" --reload true --once
 check "agent loads the provided-CA identity" exit_is 0
 check "provided leaf + intermediate pass openssl verify -x509_strict" strict_ok "$OUT_PROV" "$PKI/root.pem"
 
@@ -146,10 +166,11 @@ check "provided leaf + intermediate pass openssl verify -x509_strict" strict_ok 
 forced_switch cross "$BUILTIN_1
   - name: ca-2
     type: builtin" ca-1 ca-2
-check "forced switch reissues db-01 from ca-2" out_has "cross/db-01: reissued (ca-2"
+check "forced switch re-signs db-01's key from ca-2" did "cross/db-01: reissued (ca-2"
 OUT_CROSS="$WORK/out-cross"
 mkdir -p "$OUT_CROSS"
-run agent -m cross -d db-01 --out "$OUT_CROSS" --reload true --once
+settle
+agent db-01 cross --out "$OUT_CROSS" --reload true --once
 check "cross-signed leaf carries two certificates" test "$(grep -c 'BEGIN CERTIFICATE' "$OUT_CROSS/cert.pem")" -eq 2
 check "cross-signed chain passes -x509_strict against ca-1 alone" strict_ok "$OUT_CROSS" "$WORK/cross-from.pem"
 check "cross-signed leaf passes -x509_strict against its bundle" strict_ok "$OUT_CROSS"
@@ -159,10 +180,11 @@ check "cross-signed leaf passes -x509_strict against its bundle" strict_ok "$OUT
 # A forced switch from builtin ca-1 to the two-level provided ca-p, db-01 not trusting ca-p yet.
 forced_switch xprov "$BUILTIN_1
 $PROVIDED_P" ca-1 ca-p
-check "forced switch to the provided chain reissues db-01" out_has "xprov/db-01: reissued (ca-p"
+check "forced switch to the provided chain reissues db-01" did "xprov/db-01: reissued (ca-p"
 OUT_X="$WORK/out-xprov"
 mkdir -p "$OUT_X"
-run agent -m xprov -d db-01 --out "$OUT_X" --reload false --once
+settle
+agent db-01 xprov --out "$OUT_X" --reload false --once
 check "leaf, intermediate and cross-signed CA are served" \
     test "$(grep -c 'BEGIN CERTIFICATE' "$OUT_X/cert.pem")" -eq 3
 check "leaf + intermediate + cross-signed pass -x509_strict against ca-1 alone" \
@@ -210,7 +232,7 @@ for round in 1 2 3; do
     for dp in a b c; do
         d="$WORK/out-$mesh-$dp"
         mkdir -p "$d"
-        run agent -m "$mesh" -d "$dp" --out "$d" --reload true --once
+        agent "$dp" "$mesh" --out "$d" --reload true --once
         check "round $round: $dp's leaf verifies against the mesh's one root" \
             openssl verify -x509_strict -CAfile "$WORK/root-$mesh.pem" "$d/cert.pem"
     done
@@ -251,17 +273,22 @@ PY
 # kills members instead, test/test-etcd.c).
 if on_sqlite; then
     nmeshes=$(run get meshes; tail -n +2 "$WORK/out" | wc -l)
-    put_dp default web-02 web
+    # The controller is stopped, so that the next pass is ours; a second backend for default makes
+    # it rebundle web-01 (identity and bundle writes, which fail).
+    stop_controller
+    put_mesh default ca-1 "$BUILTIN_1
+      - name: ca-2
+        type: builtin"
     break_identities
     run reconcile --once
     check "a pass whose store reads or writes fail exits 2" exit_is 2
     check "the store error names the object and the cause" \
-        grep -Eq "mesh 'default': cannot (read|write) identities/default/web-0[12]: store I/O error" "$WORK/err"
-    check "one store error per mesh, not one per dataplane" \
+        grep -Eq "cannot write the pass's changes: .*identities/default/web-01.*attempt to write a readonly database" "$WORK/err"
+    check "one store error per pass, not one per dataplane" \
         test "$(grep -c '\[store-error\]' "$WORK/err")" -le "$nmeshes"
-    check "nothing is reported as issued" out_lacks ": issued ("
+    check "nothing is reported as rebundled" out_lacks ": rebundled ("
 
-    "$MESHCA" run --interval 100ms >"$WORK/run-ro.out" 2>"$WORK/run-ro.err" &
+    "$MESHCA" run --listen "127.0.0.1:$(free_port)" --interval 100ms >"$WORK/run-ro.out" 2>"$WORK/run-ro.err" &
     pid=$!
     sleep 3
     mend_identities
@@ -277,10 +304,10 @@ if on_sqlite; then
     check "run logs the store errors of one pass only (at most once per mesh)" \
         test "$(grep -c '\[store-error\]' "$WORK/err")" -le "$nmeshes"
     check "run says when the store works again" err_has "meshca: the store works again"
-    check "run reconciles once the store works again" out_has "default/web-02: issued (ca-1"
+    check "run reconciles once the store works again" out_has "default/web-01: rebundled (ca-1"
 fi
 
-"$MESHCA" run --interval 200ms >"$WORK/run.out" 2>&1 &
+"$MESHCA" run --listen "127.0.0.1:$(free_port)" --interval 200ms >"$WORK/run.out" 2>&1 &
 pid=$!
 sleep 1
 kill -TERM "$pid"
@@ -288,7 +315,9 @@ wait "$pid"
 rc=$?
 check "run stops with exit 0 on SIGTERM" exit_is 0
 
-"$MESHCA" agent -m default -d web-01 --out "$OUT" --interval 100ms >"$WORK/agent.out" 2>&1 &
+start_controller
+"$MESHCA" agent -m default -d web-01 --server "$API_URL" --ca-file "$WORK/cp-ca.pem" \
+    --token-file "$(token_for web-01)" --out "$OUT" >"$WORK/agent.out" 2>&1 &
 pid=$!
 sleep 0.5
 kill -INT "$pid"

@@ -4,6 +4,7 @@
 # applied by the controller on its own; an add+switch written in one go stays refused.
 source "$(dirname "$0")/lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
+source "$(dirname "$0")/api-lib.sh"
 mkdir -p "$WORK/manifests" "$WORK/dp/web-01" "$WORK/dp/db-01"
 pids=()
 cleanup() {
@@ -40,10 +41,14 @@ sys.exit(0 if len(d) == 2 and all(b in (i["mtls"].get("supportedBackends") or []
 
 cp "$SOURCE_ROOT/manifests/examples/rotation/universal/dataplanes.yaml" "$WORK/manifests/"
 put_mesh ca-1 ca-1
-"$MESHCA" run --manifests "$WORK/manifests" --interval 1s >"$WORK/run.log" 2>&1 &
-pids+=($!)
+CTL_LOG="$WORK/run.log"
+start_controller --manifests "$WORK/manifests" --interval 1s
+pids+=("$CTL_PID")
+# The agents reach the controller through the API, with a token each (once the dataplanes exist).
+wait_for "the controller applies the dataplanes of the directory" bash -c "'$MESHCA' get dataplanes | grep -q db-01"
 for dp in web-01 db-01; do
-    "$MESHCA" agent -m default -d $dp --out "$WORK/dp/$dp" --reload true --interval 200ms >/dev/null 2>&1 &
+    "$MESHCA" agent -m default -d $dp --out "$WORK/dp/$dp" --server "$API_URL" --ca-file "$WORK/cp-ca.pem" \
+        --token-file "$(token_for $dp)" --reload true >/dev/null 2>&1 &
     pids+=($!)
     [ $dp = db-01 ] && db_agent=$!
 done

@@ -791,8 +791,11 @@ static void sign_and_verify(ca_backend *ca, bool rsa, const char *cafile, const 
     req.uris = web_uris;
     req.nuris = 3;
     req.rsa = rsa;
-    ck_assert_msg(ca_backend_sign_leaf(ca, &req, time(NULL), &leaf, &leaf_key, err) == PKI_OK,
+    ck_assert_int_eq(pki_generate_key(rsa, 2048, &leaf_key, err), PKI_OK);
+    ck_assert_msg(ca_backend_sign_leaf(ca, &req, leaf_key, time(NULL), &leaf, err) == PKI_OK,
                   "sign: %s", err);
+    /* The contract: the leaf certifies the key it was given, not one of the backend's. */
+    ck_assert_int_eq(EVP_PKEY_eq(X509_get0_pubkey(leaf), leaf_key), 1);
     write_cert("leaf.pem", leaf);
     if (untrusted)
         ck_assert_msg(run(&out, "openssl verify -x509_strict -CAfile %s -untrusted %s leaf.pem",
@@ -913,6 +916,36 @@ END_TEST
 
 /* Regression (issue 9 #10): concurrent passes each generated a root and wrote key and cert as two
  * unconditional puts. Now the pair is created together, create-only; the loser re-reads. */
+/* Cross-signing is a backend operation (issue 10): the caller hands over the other CA's
+ * certificate and gets it re-signed, never touching the signing key. */
+START_TEST(cross_signing_is_a_backend_operation_without_the_key)
+{
+    mem_store st = {0};
+    mesh_backend b1, b2;
+    ca_context c1, c2;
+    ca_backend *a = NULL, *b = NULL;
+    X509 *cross = NULL;
+    char err[PKI_ERRBUF] = "";
+    int64_t now = time(NULL);
+
+    init_ctx(&c1, &b1, "builtin", "ca-1", NULL, &st, now);
+    init_ctx(&c2, &b2, "builtin", "ca-2", NULL, &st, now);
+    ck_assert_msg(ca_backend_open(&c1, &a, err) == PKI_OK, "%s", err);
+    ck_assert_msg(ca_backend_open(&c2, &b, err) == PKI_OK, "%s", err);
+    ck_assert(ca_backend_can_cross_sign(a));
+    ck_assert_msg(ca_backend_cross_sign(a, ca_backend_cert(b), now, now + 3600, &cross, err) ==
+                  PKI_OK, "%s", err);
+    ck_assert_int_eq(X509_NAME_cmp(X509_get_subject_name(cross),
+                                   X509_get_subject_name(ca_backend_cert(b))), 0);
+    ck_assert_int_eq(EVP_PKEY_eq(X509_get0_pubkey(cross), X509_get0_pubkey(ca_backend_cert(b))), 1);
+    ck_assert_int_eq(X509_verify(cross, X509_get0_pubkey(ca_backend_cert(a))), 1);
+    X509_free(cross);
+    ca_backend_free(a);
+    ca_backend_free(b);
+    mem_store_free(&st);
+}
+END_TEST
+
 START_TEST(builtin_creation_that_loses_a_race_uses_the_winners_root)
 {
     mem_store st = {0};
@@ -927,7 +960,19 @@ START_TEST(builtin_creation_that_loses_a_race_uses_the_winners_root)
     ck_assert_uint_eq(st.count, 2);   /* the winner's pair, nothing of ours */
     X509_NAME_oneline(X509_get_subject_name(ca_backend_cert(ca)), subject, sizeof(subject));
     ck_assert_str_eq(subject, "/CN=winner");
-    ck_assert(pki_key_matches(ca_backend_cert(ca), ca_backend_key(ca)));
+    /* The handle signs with the winner's key: a leaf it signs verifies with the winner's cert. */
+    {
+        pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+        EVP_PKEY *k = NULL;
+        X509 *leaf = NULL;
+        req.uris = web_uris;
+        req.nuris = 1;
+        ck_assert_int_eq(pki_generate_key(false, 0, &k, err), PKI_OK);
+        ck_assert_msg(ca_backend_sign_leaf(ca, &req, k, time(NULL), &leaf, err) == PKI_OK, "%s", err);
+        ck_assert_int_eq(X509_verify(leaf, X509_get0_pubkey(ca_backend_cert(ca))), 1);
+        X509_free(leaf);
+        EVP_PKEY_free(k);
+    }
     ca_backend_free(ca);
     mem_store_free(&st);
 }
@@ -1395,6 +1440,7 @@ static void add_backend_tests(Suite *s)
     tcase_add_test(tc, builtin_bad_rsabits_is_a_conf_error_with_path);
     tcase_add_test(tc, builtin_without_secret_store_does_not_generate);
     tcase_add_test(tc, builtin_creation_that_loses_a_race_uses_the_winners_root);
+    tcase_add_test(tc, cross_signing_is_a_backend_operation_without_the_key);
     tcase_add_test(tc, unknown_backend_type_has_no_ops);
     tcase_add_test(tc, provided_ca_without_ca_basic_constraint_is_ca_not_ca);
     tcase_add_test(tc, provided_ca_without_key_cert_sign_is_ca_not_ca);

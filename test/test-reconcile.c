@@ -1,4 +1,4 @@
-/* test-reconcile.c - Check suite for the reconcile pass and the agent: issue, bundle, switch, renew, ack. */
+/* test-reconcile.c - Check suite for the reconcile pass in CSR mode: sign, bundle, switch, renew, ack. */
 #define _GNU_SOURCE 1
 #include <check.h>
 #include <stdarg.h>
@@ -12,11 +12,14 @@
 #include <unistd.h>
 
 #include "manifests/manifest.h"
-#include "reconciler/agent.h"
+#include "reconciler/ack.h"
+#include "reconciler/pki.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/state.h"
 
 #include <openssl/crypto.h>
+#include <openssl/x509.h>
+#include <sqlite3.h>
 
 static char tmpdir[64];
 static char url[128];
@@ -140,12 +143,75 @@ static int count_certs(const char *pem)
     return n;
 }
 
-/* openssl verify of the identity's leaf against its own bundle. */
-static int verify_identity(const identity *id)
+/* The mesh's one trust bundle (PEM, caller frees). */
+static char *mesh_bundle_pem(store *s, const char *mesh_name)
 {
-    write_file("bundle.pem", id->bundle_pem);
+    mesh_bundle b = {0};
+    char err[MESHCA_ERRBUF] = "";
+    ck_assert_msg(state_read_bundle(s, mesh_name, &b, NULL, err) == 0, "bundle: %s", err);
+    char *pem = b.pem;
+    b.pem = NULL;
+    mesh_bundle_clear(&b);
+    return pem;
+}
+
+/* openssl verify -x509_strict of the identity's leaf (and chain) against its mesh's bundle. */
+static int verify_identity(store *s, const identity *id)
+{
+    char *bundle = mesh_bundle_pem(s, id->mesh);
+    write_file("bundle.pem", bundle);
+    free(bundle);
     write_file("leaf.pem", id->cert_pem);
-    return sh("openssl verify -CAfile '%s/bundle.pem' '%s/leaf.pem' >/dev/null 2>&1", tmpdir, tmpdir);
+    return sh("openssl verify -x509_strict -CAfile '%s/bundle.pem' -untrusted '%s/leaf.pem' "
+              "'%s/leaf.pem' >/dev/null 2>&1", tmpdir, tmpdir, tmpdir);
+}
+
+/* What an agent does (CSR mode): a fresh key, only its public part sent. Returns the key. */
+static EVP_PKEY *submit(store *s, const char *mesh_name, const char *dp, bool rsa)
+{
+    EVP_PKEY *key = NULL;
+    char err[MESHCA_ERRBUF] = "";
+    ck_assert_int_eq(pki_generate_key(rsa, 2048, &key, err), 0);
+    unsigned char *der = NULL;
+    int len = i2d_PUBKEY(key, &der);
+    ck_assert_int_gt(len, 0);
+    ck_assert_msg(reconcile_submit_key(s, mesh_name, dp, der, (size_t)len, NULL, err) == 0,
+                  "submit: %s", err);
+    OPENSSL_free(der);
+    return key;
+}
+
+/* Both dataplanes of DATAPLANES send a CSR (EC keys). */
+static void submit_all(store *s)
+{
+    EVP_PKEY_free(submit(s, "default", "web-01", false));
+    EVP_PKEY_free(submit(s, "default", "db-01", false));
+}
+
+/* The stored record as text. */
+static char *raw(store *s, const char *kind, const char *mesh_name, const char *name)
+{
+    store_key key = {kind, mesh_name, name};
+    char *v = NULL;
+    ck_assert_int_eq(store_get(s, &key, &v, NULL, NULL), STORE_OK);
+    return v;
+}
+
+/* Finds the first diagnostic with `code`, or fails the test. */
+static const diag *find_diag(const diag_list *diags, const char *code)
+{
+    for (size_t i = 0; i < diags->count; i++)
+        if (strcmp(diags->items[i].code, code) == 0)
+            return &diags->items[i];
+    ck_abort_msg("no diagnostic with code '%s' among %zu", code, diags->count);
+    return NULL;
+}
+
+static void put_raw(store *s, const char *kind, const char *mesh_name, const char *name,
+                    const char *value)
+{
+    store_key key = {kind, mesh_name, name};
+    ck_assert_int_eq(store_put(s, &key, value, strlen(value), STORE_ANY_VERSION, NULL), STORE_OK);
 }
 
 START_TEST(builtin_mesh_issues_one_verifiable_identity_per_dataplane)
@@ -154,6 +220,13 @@ START_TEST(builtin_mesh_issues_one_verifiable_identity_per_dataplane)
     seed(s, MESH_CA1);
     seed(s, DATAPLANES);
     reconcile_report rep;
+    /* No CSR yet: nothing to sign. */
+    pass_ok(s, 0, &rep);
+    ck_assert_uint_eq(rep.issued, 0);
+    ck_assert_uint_eq(rep.meshes[0].awaiting, 2);
+    reconcile_report_free(&rep);
+    EVP_PKEY *web_key = submit(s, "default", "web-01", false);
+    EVP_PKEY_free(submit(s, "default", "db-01", false));
     pass_ok(s, 0, &rep);
     ck_assert_uint_eq(rep.issued, 2);
     ck_assert_uint_eq(rep.nactions, 2);
@@ -164,17 +237,34 @@ START_TEST(builtin_mesh_issues_one_verifiable_identity_per_dataplane)
     ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), 0);
     ck_assert_str_eq(id.backend, "ca-1");
     ck_assert_int_eq(id.generation, 1);
-    ck_assert_ptr_nonnull(id.key_pem);
+    ck_assert_ptr_nonnull(id.public_key_pem);
+    ck_assert_ptr_null(id.pending_key_pem);
     ck_assert_uint_eq(id.nbundle_backends, 1);
     ck_assert_str_eq(id.bundle_backends[0], "ca-1");
-    ck_assert_int_eq(count_certs(id.bundle_pem), 1);
     ck_assert(id.renew_at > id.not_before && id.renew_at < id.not_after);
-    ck_assert_int_eq(verify_identity(&id), 0);
+    ck_assert_int_eq(verify_identity(s, &id), 0);
+    /* The leaf certifies the agent's own key, and names the dataplane for the API's mTLS. */
+    X509 *leaf = NULL;
+    ck_assert_int_eq(pki_cert_from_pem(id.cert_pem, strlen(id.cert_pem), &leaf, NULL), 0);
+    ck_assert(pki_key_matches(leaf, web_key));
+    X509_free(leaf);
+    EVP_PKEY_free(web_key);
+    ck_assert_int_eq(sh("openssl x509 -noout -ext subjectAltName -in '%s/leaf.pem' | "
+                        "grep -q 'URI:urn:meshca:dataplane:default:web-01'", tmpdir), 0);
     ck_assert_int_eq(sh("openssl x509 -noout -ext subjectAltName -in '%s/leaf.pem' | "
                         "grep -q 'URI:spiffe://default/web'", tmpdir), 0);
     ck_assert_int_eq(sh("openssl x509 -noout -ext subjectAltName -in '%s/leaf.pem' | "
                         "grep -q 'URI:kuma://version/v1'", tmpdir), 0);
     identity_clear(&id);
+    /* One bundle per mesh, not a copy per dataplane; no private key in any identity. */
+    char *bundle = mesh_bundle_pem(s, "default");
+    ck_assert_int_eq(count_certs(bundle), 1);
+    free(bundle);
+    char *text = raw(s, STATE_IDENTITIES, "default", "web-01");
+    ck_assert_ptr_null(strstr(text, "PRIVATE KEY"));
+    ck_assert_ptr_null(strstr(text, "BEGIN CERTIFICATE-----\\nMIIB")); /* no bundle copy */
+    ck_assert_ptr_nonnull(strstr(text, "\"publicKey\":\"-----BEGIN PUBLIC KEY"));
+    free(text);
 
     /* The builtin root is kept as mesh secrets, so `get secrets` lists it. */
     store_key cert_key = {STATE_SECRETS, "default", "default.ca-builtin-cert-ca-1"};
@@ -194,6 +284,7 @@ START_TEST(second_pass_with_nothing_to_do_writes_nothing)
     store *s = open_store();
     seed(s, MESH_CA1);
     seed(s, DATAPLANES);
+    submit_all(s);
     reconcile_report rep;
     pass_ok(s, 0, &rep);
     reconcile_report_free(&rep);
@@ -213,6 +304,7 @@ START_TEST(adding_backend_rebundles_both_cas_with_same_certificate)
     store *s = open_store();
     seed(s, MESH_CA1);
     seed(s, DATAPLANES);
+    submit_all(s);
     reconcile_report rep;
     pass_ok(s, 0, &rep);
     reconcile_report_free(&rep);
@@ -231,8 +323,10 @@ START_TEST(adding_backend_rebundles_both_cas_with_same_certificate)
     ck_assert_uint_eq(after.nbundle_backends, 2);
     ck_assert_str_eq(after.bundle_backends[0], "ca-1");
     ck_assert_str_eq(after.bundle_backends[1], "ca-2");
-    ck_assert_int_eq(count_certs(after.bundle_pem), 2);
-    ck_assert_int_eq(verify_identity(&after), 0);
+    char *bundle = mesh_bundle_pem(s, "default");
+    ck_assert_int_eq(count_certs(bundle), 2);
+    free(bundle);
+    ck_assert_int_eq(verify_identity(s, &after), 0);
     identity_clear(&before);
     identity_clear(&after);
     store_close(s);
@@ -244,11 +338,13 @@ START_TEST(switch_reissues_every_leaf_from_the_new_ca)
     store *s = open_store();
     seed(s, MESH_ADD);
     seed(s, DATAPLANES);
+    submit_all(s);
     reconcile_report rep;
     pass_ok(s, 0, &rep);
     reconcile_report_free(&rep);
     identity before = {0}, after = {0};
     ck_assert_int_eq(identity_get(s, "default", "db-01", &before, NULL), 0);
+    char *before_bundle = mesh_bundle_pem(s, "default");
 
     seed(s, MESH_SWITCH);
     pass_ok(s, 0, &rep);
@@ -262,29 +358,32 @@ START_TEST(switch_reissues_every_leaf_from_the_new_ca)
     ck_assert_str_ne(after.ca_fingerprint, before.ca_fingerprint);
     ck_assert_str_eq(after.bundle_backends[0], "ca-2");
     ck_assert_int_eq(after.generation, before.generation + 1);
-    ck_assert_int_eq(verify_identity(&after), 0);
+    ck_assert_int_eq(verify_identity(s, &after), 0);
+    /* Re-signed without a round trip to the agent: the same public key, a new certificate. */
+    ck_assert_str_eq(after.public_key_pem, before.public_key_pem);
     /* ca-1's root alone no longer verifies the new leaf. */
-    identity only_old = after;
-    only_old.bundle_pem = before.bundle_pem;   /* bundle of the ca-1-first pass: ca-1 first */
     write_file("leaf.pem", after.cert_pem);
-    char *end = strstr(before.bundle_pem, "-----END CERTIFICATE-----");
+    char *end = strstr(before_bundle, "-----END CERTIFICATE-----");
     ck_assert_ptr_nonnull(end);
     end[strlen("-----END CERTIFICATE-----")] = '\0';
-    write_file("ca1.pem", before.bundle_pem);
+    write_file("ca1.pem", before_bundle);
+    free(before_bundle);
     ck_assert_int_ne(sh("openssl verify -CAfile '%s/ca1.pem' '%s/leaf.pem' >/dev/null 2>&1", tmpdir,
                         tmpdir), 0);
-    (void)only_old;
     identity_clear(&before);
     identity_clear(&after);
     store_close(s);
 }
 END_TEST
 
-START_TEST(renews_only_once_now_reaches_the_renewal_point)
+/* CSR mode (issue 10): renewal is a fresh key, which only the agent can make. Past renewAt a
+ * pass writes nothing; the agent's new CSR is signed as a renewal. */
+START_TEST(renewal_is_left_to_the_agent_and_its_new_csr_renews)
 {
     store *s = open_store();
     seed(s, MESH_CA1);
     seed(s, DATAPLANES);
+    submit_all(s);
     int64_t t0 = (int64_t)time(NULL);
     reconcile_report rep;
     pass_ok(s, t0, &rep);
@@ -296,25 +395,24 @@ START_TEST(renews_only_once_now_reaches_the_renewal_point)
     ck_assert(id.renew_at >= t0 + life * 70 / 100 - 1);
     ck_assert(id.renew_at <= t0 + life * 85 / 100 + 1);
 
-    identity other = {0};
-    ck_assert_int_eq(identity_get(s, "default", "db-01", &other, NULL), 0);
     uint64_t before = revision(s);
-    pass_ok(s, id.renew_at - 1, &rep);
+    pass_ok(s, id.renew_at + 60, &rep);
+    ck_assert_uint_eq(rep.renewed, 0);
     reconcile_report_free(&rep);
-    bool db_due = other.renew_at <= id.renew_at - 1;
-    if (!db_due)
-        ck_assert_uint_eq(revision(s), before);
+    ck_assert_uint_eq(revision(s), before);
 
-    pass_ok(s, id.renew_at, &rep);
-    ck_assert_uint_ge(rep.renewed, 1);
+    EVP_PKEY_free(submit(s, "default", "web-01", false));
+    pass_ok(s, id.renew_at + 60, &rep);
+    ck_assert_uint_eq(rep.renewed, 1);
+    ck_assert_str_eq(rep.actions[0].reason, "new key from the agent (CSR)");
     reconcile_report_free(&rep);
     ck_assert_int_eq(identity_get(s, "default", "web-01", &renewed, NULL), 0);
     ck_assert_str_ne(renewed.serial, id.serial);
+    ck_assert_str_ne(renewed.public_key_pem, id.public_key_pem);
     ck_assert_int_eq(renewed.generation, id.generation + 1);
     ck_assert_int_eq(renewed.regenerations, id.regenerations + 1);
     ck_assert(renewed.renew_at > id.renew_at);
     identity_clear(&id);
-    identity_clear(&other);
     identity_clear(&renewed);
     store_close(s);
 }
@@ -330,6 +428,8 @@ START_TEST(expired_ca_is_reported_and_other_meshes_still_reconcile)
             "  inbound:\n  - port: 80\n    tags: {kuma.io/service: app}\n");
     seed(s, MESH_CA1);
     seed(s, DATAPLANES);
+    submit_all(s);
+    EVP_PKEY_free(submit(s, "short", "app-01", false));
     int64_t t0 = (int64_t)time(NULL);
     reconcile_report rep;
     pass_ok(s, t0, &rep);
@@ -365,6 +465,7 @@ START_TEST(short_lived_certificate_renews_no_earlier_than_70_percent_of_its_life
     seed(s, "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
             "  - name: ca-1\n    type: builtin\n    dpCert:\n      rotation: {expiration: 30s}\n");
     seed(s, DATAPLANES);
+    submit_all(s);
     int64_t t0 = (int64_t)time(NULL);
     reconcile_report rep;
     pass_ok(s, t0, &rep);
@@ -372,14 +473,9 @@ START_TEST(short_lived_certificate_renews_no_earlier_than_70_percent_of_its_life
     identity id = {0};
     ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), 0);
     ck_assert_int_eq(id.not_after, t0 + 30);
+    /* renewAt is what the agent is told: it sends its new CSR then, not before. */
     ck_assert_int_ge(id.renew_at, t0 + 21);
     ck_assert_int_le(id.renew_at, t0 + 26);
-    pass_ok(s, t0 + 20, &rep);
-    ck_assert_uint_eq(rep.renewed, 0);
-    reconcile_report_free(&rep);
-    pass_ok(s, t0 + 26, &rep);
-    ck_assert_uint_eq(rep.renewed, 2);
-    reconcile_report_free(&rep);
     identity_clear(&id);
     store_close(s);
 }
@@ -391,58 +487,125 @@ START_TEST(rsa_key_type_issues_rsa_leaves)
     seed(s, "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
             "  - name: ca-1\n    type: builtin\n    dpCert:\n      keyType: rsa\n");
     seed(s, DATAPLANES);
-    reconcile_report rep;
-    pass_ok(s, 0, &rep);
+    EVP_PKEY_free(submit(s, "default", "web-01", true));
+    /* A key of the wrong type (keyType changed after the CSR) is dropped, not signed. */
+    EVP_PKEY_free(submit(s, "default", "db-01", false));
+    diag_list diags = DIAG_LIST_INIT;
+    reconcile_report rep = pass(s, 0, &diags);
+    ck_assert_uint_eq(rep.issued, 1);
+    ck_assert_str_eq(rep.actions[0].dataplane, "web-01");
+    const diag *d = find_diag(&diags, "csr-key-type");
+    ck_assert_ptr_nonnull(strstr(d->message, "'default/db-01'"));
     reconcile_report_free(&rep);
+    diag_list_free(&diags);
     identity id = {0};
     ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), 0);
     ck_assert(id.rsa);
-    ck_assert_ptr_nonnull(strstr(id.key_pem, "BEGIN PRIVATE KEY"));
     write_file("leaf.pem", id.cert_pem);
     ck_assert_int_eq(sh("openssl x509 -noout -text -in '%s/leaf.pem' | grep -q 'rsaEncryption'",
                         tmpdir), 0);
+    identity_clear(&id);
+    ck_assert_int_eq(identity_get(s, "default", "db-01", &id, NULL), STORE_ENOTFOUND);
+    store_close(s);
+}
+END_TEST
+
+/* keyType changed: the held key cannot be re-signed; the agent is told to renew (renewAt = now). */
+START_TEST(key_type_change_asks_the_agent_for_a_new_key)
+{
+    store *s = open_store();
+    seed(s, MESH_CA1);
+    seed(s, DATAPLANES);
+    submit_all(s);
+    int64_t t0 = (int64_t)time(NULL);
+    reconcile_report rep;
+    pass_ok(s, t0, &rep);
+    reconcile_report_free(&rep);
+    seed(s, "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+            "  - name: ca-1\n    type: builtin\n    dpCert:\n      keyType: rsa\n");
+    pass_ok(s, t0 + 5, &rep);
+    ck_assert_uint_eq(rep.nactions, 0);
+    reconcile_report_free(&rep);
+    identity id = {0};
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), 0);
+    ck_assert_int_eq(id.renew_at, t0 + 5);
+    ck_assert_int_eq(id.generation, 1);
+    identity_clear(&id);
+    EVP_PKEY_free(submit(s, "default", "web-01", true));
+    pass_ok(s, t0 + 6, &rep);
+    ck_assert_uint_eq(rep.renewed, 1);
+    reconcile_report_free(&rep);
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), 0);
+    ck_assert(id.rsa);
+    ck_assert_int_gt(id.renew_at, t0 + 6);
     identity_clear(&id);
     store_close(s);
 }
 END_TEST
 
-static bool file_mode_is(const char *dir, const char *name, mode_t mode)
-{
-    char path[256];
-    struct stat st;
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    return stat(path, &st) == 0 && (st.st_mode & 0777) == mode;
-}
-
-START_TEST(agent_acknowledges_only_when_reload_exits_zero)
+/* SPEC S6: a pass's writes are one transaction. One identity write refused by the store leaves
+ * every object of the pass as it was (before: the other dataplanes' writes stayed). */
+START_TEST(pass_writes_nothing_when_one_of_its_writes_fails)
 {
     store *s = open_store();
     seed(s, MESH_CA1);
     seed(s, DATAPLANES);
-    char out[128], err[256] = "";
-    snprintf(out, sizeof(out), "%s/out", tmpdir);
-    ck_assert_int_eq(mkdir(out, 0700), 0);
-    bool changed = true;
+    reconcile_report rep;
+    pass_ok(s, 0, &rep);   /* creates the builtin root (its own create-only transaction) */
+    reconcile_report_free(&rep);
+    submit_all(s);
+    char path[256], *err = NULL;
+    snprintf(path, sizeof(path), "%s/store/meshca.db", tmpdir);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "CREATE TRIGGER no_db BEFORE UPDATE ON objects WHEN "
+                                      "NEW.name = 'db-01' AND NEW.kind = 'identities' BEGIN "
+                                      "SELECT RAISE(ABORT, 'refused'); END;"
+                                      "CREATE TRIGGER no_db_i BEFORE INSERT ON objects WHEN "
+                                      "NEW.name = 'db-01' AND NEW.kind = 'identities' BEGIN "
+                                      "SELECT RAISE(ABORT, 'refused'); END;", NULL, NULL, &err),
+                     SQLITE_OK);
+    uint64_t before = revision(s);
+    diag_list diags = DIAG_LIST_INIT;
+    rep = pass(s, 0, &diags);
+    ck_assert_uint_eq(rep.store_failures, 1);
+    ck_assert_uint_eq(rep.nactions, 0);
+    ck_assert_str_eq(find_diag(&diags, "store-error")->severity == DIAG_ERROR ? "error" : "", "error");
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    ck_assert_uint_eq(revision(s), before);
+    identity id = {0};
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), 0);
+    ck_assert_int_eq(id.generation, 0);   /* web-01 was not signed either */
+    identity_clear(&id);
 
-    /* Nothing issued yet. */
-    ck_assert_int_eq(agent_sync(s, "default", "web-01", out, NULL, 0, &changed, err, sizeof(err)),
-                     AGENT_ENOTISSUED);
+    ck_assert_int_eq(sqlite3_exec(db, "DROP TRIGGER no_db; DROP TRIGGER no_db_i;", NULL, NULL, &err), SQLITE_OK);
+    sqlite3_close(db);
+    pass_ok(s, 0, &rep);
+    ck_assert_uint_eq(rep.issued, 2);
+    reconcile_report_free(&rep);
+    store_close(s);
+}
+END_TEST
+
+/* The API's PUT .../ack: what S4's gating counts, for the current generation only. */
+START_TEST(ack_records_what_the_current_generation_carries)
+{
+    store *s = open_store();
+    seed(s, MESH_CA1);
+    seed(s, DATAPLANES);
+    char err[MESHCA_ERRBUF] = "";
+    ck_assert_int_eq(ack_record(s, "default", "web-01", 1, 0, err), MESHCA_ENOTFOUND);
+    submit_all(s);
     reconcile_report rep;
     pass_ok(s, 0, &rep);
     reconcile_report_free(&rep);
-
-    ck_assert_int_eq(agent_sync(s, "default", "web-01", out, "false", 0, &changed, err, sizeof(err)),
-                     AGENT_ERELOAD);
-    ck_assert(file_mode_is(out, "key.pem", 0600));
-    ck_assert(file_mode_is(out, "cert.pem", 0644));
-    ck_assert(file_mode_is(out, "ca-bundle.pem", 0644));
     dataplane_status st;
     memset(&st, 0, sizeof(st));
     ck_assert_int_eq(state_get_status(s, "default", "web-01", &st, NULL), STORE_ENOTFOUND);
-
-    ck_assert_int_eq(agent_sync(s, "default", "web-01", out, "true", 0, &changed, err, sizeof(err)),
-                     AGENT_OK);
-    ck_assert(changed);
+    ck_assert_int_eq(ack_record(s, "default", "web-01", 2, 0, err), MESHCA_ECONFLICT);
+    ck_assert_ptr_nonnull(strstr(err, "generation 2 is not the current one (1)"));
+    ck_assert_int_eq(ack_record(s, "default", "web-01", 1, 0, err), 0);
     ck_assert_int_eq(state_get_status(s, "default", "web-01", &st, NULL), STORE_OK);
     ck_assert_str_eq(st.issued_backend, "ca-1");
     ck_assert_uint_eq(st.nsupported, 1);
@@ -453,24 +616,12 @@ START_TEST(agent_acknowledges_only_when_reload_exits_zero)
     ck_assert_ptr_nonnull(st.certificate_expiration_time);
     ck_assert_uint_eq(st.ntags, 2);
     dataplane_status_clear(&st);
-    /* The files on disk verify together. */
-    ck_assert_int_eq(sh("openssl verify -CAfile '%s/ca-bundle.pem' '%s/cert.pem' >/dev/null 2>&1",
-                        out, out), 0);
 
-    /* Nothing new: no write, no reload. */
-    uint64_t before = revision(s);
-    ck_assert_int_eq(agent_sync(s, "default", "web-01", out, "false", 0, &changed, err, sizeof(err)),
-                     AGENT_OK);
-    ck_assert(!changed);
-    ck_assert_uint_eq(revision(s), before);
-
-    /* After ca-2 is added the agent acknowledges both backends. */
+    /* After ca-2 is added the ack of the new generation lists both backends. */
     seed(s, MESH_ADD);
     pass_ok(s, 0, &rep);
     reconcile_report_free(&rep);
-    ck_assert_int_eq(agent_sync(s, "default", "web-01", out, "true", 0, &changed, err, sizeof(err)),
-                     AGENT_OK);
-    ck_assert(changed);
+    ck_assert_int_eq(ack_record(s, "default", "web-01", 2, 0, err), 0);
     ck_assert_int_eq(state_get_status(s, "default", "web-01", &st, NULL), STORE_OK);
     ck_assert_uint_eq(st.nsupported, 2);
     ck_assert_str_eq(st.supported_backends[1], "ca-2");
@@ -484,12 +635,11 @@ END_TEST
 /* Acknowledges the current identity of dp as a successful agent would. */
 static void ack(store *s, const char *dp)
 {
-    char out[128], err[256] = "";
-    bool changed = false;
-    snprintf(out, sizeof(out), "%s/out-%s", tmpdir, dp);
-    mkdir(out, 0700);
-    ck_assert_msg(agent_sync(s, "default", dp, out, "true", 0, &changed, err, sizeof(err)) == 0,
-                  "agent_sync: %s", err);
+    identity id = {0};
+    char err[MESHCA_ERRBUF] = "";
+    ck_assert_int_eq(identity_get(s, "default", dp, &id, NULL), 0);
+    ck_assert_msg(ack_record(s, "default", dp, (uint64_t)id.generation, 0, err) == 0, "ack: %s", err);
+    identity_clear(&id);
 }
 
 START_TEST(forced_switch_cross_signs_until_every_dataplane_trusts_new_ca)
@@ -497,11 +647,12 @@ START_TEST(forced_switch_cross_signs_until_every_dataplane_trusts_new_ca)
     store *s = open_store();
     seed(s, MESH_ADD);
     seed(s, DATAPLANES);
+    submit_all(s);
     reconcile_report rep;
     pass_ok(s, 0, &rep);
     reconcile_report_free(&rep);
-    identity old = {0}, id = {0};
-    ck_assert_int_eq(identity_get(s, "default", "web-01", &old, NULL), 0);
+    identity id = {0};
+    char *old_bundle = mesh_bundle_pem(s, "default");
     /* Only web-01 loaded the bundle with ca-2: db-01 does not trust ca-2. */
     ack(s, "web-01");
 
@@ -518,9 +669,10 @@ START_TEST(forced_switch_cross_signs_until_every_dataplane_trusts_new_ca)
     ck_assert_str_eq(id.backend, "ca-2");
     ck_assert_int_eq(count_certs(id.cert_pem), 2);
     /* A dataplane that trusts only ca-1 accepts the ca-2 leaf through the cross-signed CA. */
-    char *end = strstr(old.bundle_pem, "-----END CERTIFICATE-----");
+    char *end = strstr(old_bundle, "-----END CERTIFICATE-----");
     end[strlen("-----END CERTIFICATE-----")] = '\0';
-    write_file("ca1.pem", old.bundle_pem);
+    write_file("ca1.pem", old_bundle);
+    free(old_bundle);
     write_file("leaf.pem", id.cert_pem);
     ck_assert_int_eq(sh("openssl verify -CAfile '%s/ca1.pem' -untrusted '%s/leaf.pem' '%s/leaf.pem'"
                         " >/dev/null 2>&1", tmpdir, tmpdir, tmpdir), 0);
@@ -539,7 +691,7 @@ START_TEST(forced_switch_cross_signs_until_every_dataplane_trusts_new_ca)
     ck_assert_int_eq(identity_get(s, "default", "db-01", &id, NULL), 0);
     ck_assert(!id.cross_signed);
     ck_assert_int_eq(count_certs(id.cert_pem), 1);
-    ck_assert_int_eq(verify_identity(&id), 0);
+    ck_assert_int_eq(verify_identity(s, &id), 0);
     identity_clear(&id);
     ck_assert_int_eq(state_get_mesh_status(s, "default", &ms, NULL), 0);
     ck_assert_ptr_null(json_object_get(ms, "crossSign"));
@@ -548,31 +700,14 @@ START_TEST(forced_switch_cross_signs_until_every_dataplane_trusts_new_ca)
     pass_ok(s, 0, &rep);
     reconcile_report_free(&rep);
     ck_assert_uint_eq(revision(s), before);
-    identity_clear(&old);
     store_close(s);
 }
 END_TEST
 
-/* Finds the first diagnostic with `code`, or fails the test. */
-static const diag *find_diag(const diag_list *diags, const char *code)
-{
-    for (size_t i = 0; i < diags->count; i++)
-        if (strcmp(diags->items[i].code, code) == 0)
-            return &diags->items[i];
-    ck_abort_msg("no diagnostic with code '%s' among %zu", code, diags->count);
-    return NULL;
-}
-
-static void put_raw(store *s, const char *kind, const char *mesh_name, const char *name,
-                    const char *value)
-{
-    store_key key = {kind, mesh_name, name};
-    ck_assert_int_eq(store_put(s, &key, value, strlen(value), STORE_ANY_VERSION, NULL), STORE_OK);
-}
-
 /* Regression (issue 9 #9): shortening dpCert.rotation.expiration (2h -> 10m) reissued nothing;
- * certificates lived to their old renewal point. */
-START_TEST(shortened_expiration_reissues_certificates_that_outlive_it)
+ * certificates lived to their old renewal point. In CSR mode the agent renews: its renewAt
+ * becomes now, and its new CSR is signed for the new lifetime. */
+START_TEST(shortened_expiration_has_certificates_that_outlive_it_renewed)
 {
     static const char two_hours[] =
         "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
@@ -583,6 +718,7 @@ START_TEST(shortened_expiration_reissues_certificates_that_outlive_it)
     store *s = open_store();
     seed(s, two_hours);
     seed(s, DATAPLANES);
+    submit_all(s);
     int64_t t0 = (int64_t)time(NULL);
     reconcile_report rep;
     pass_ok(s, t0, &rep);
@@ -593,14 +729,20 @@ START_TEST(shortened_expiration_reissues_certificates_that_outlive_it)
 
     seed(s, ten_minutes);
     pass_ok(s, t0 + 60, &rep);
-    ck_assert_uint_eq(rep.reissued, 2);
-    ck_assert_uint_eq(rep.nactions, 2);
-    ck_assert_ptr_nonnull(strstr(rep.actions[0].reason, "expiration shortened"));
+    ck_assert_uint_eq(rep.nactions, 0);
+    reconcile_report_free(&rep);
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &after, NULL), 0);
+    ck_assert_int_eq(after.renew_at, t0 + 60);   /* the agent renews now */
+    identity_clear(&after);
+
+    submit_all(s);
+    pass_ok(s, t0 + 60, &rep);
+    ck_assert_uint_eq(rep.renewed, 2);
     reconcile_report_free(&rep);
     ck_assert_int_eq(identity_get(s, "default", "web-01", &after, NULL), 0);
     ck_assert_int_eq(after.not_after, t0 + 60 + 600);
     ck_assert_str_ne(after.serial, before.serial);
-    ck_assert_int_eq(verify_identity(&after), 0);
+    ck_assert_int_eq(verify_identity(s, &after), 0);
 
     /* The new certificates fit the new lifetime: nothing more to do. */
     uint64_t rev = revision(s);
@@ -616,11 +758,12 @@ END_TEST
 
 /* Regression (issue 9 #18): a corrupt identity was never replaced (warned on every pass) and
  * reads of corrupt objects said "store I/O error" naming nothing. */
-START_TEST(corrupt_identity_is_named_and_reissued_once)
+START_TEST(corrupt_identity_is_named_and_removed_once)
 {
     store *s = open_store();
     seed(s, MESH_CA1);
     seed(s, DATAPLANES);
+    submit_all(s);
     reconcile_report rep;
     pass_ok(s, 0, &rep);
     reconcile_report_free(&rep);
@@ -638,18 +781,26 @@ START_TEST(corrupt_identity_is_named_and_reissued_once)
 
     diag_list diags = DIAG_LIST_INIT;
     rep = pass(s, 0, &diags);
-    ck_assert_uint_eq(rep.issued, 1);
+    ck_assert_uint_eq(rep.issued, 0);
     ck_assert_uint_eq(rep.unchanged, 1);
     ck_assert_uint_eq(rep.failed_meshes, 0);
-    ck_assert_str_eq(rep.actions[0].dataplane, "web-01");
-    ck_assert_str_eq(rep.actions[0].reason, "stored identity was corrupt");
     const diag *d = find_diag(&diags, "corrupt-object");
     ck_assert_int_eq(d->severity, DIAG_WARNING);
     ck_assert_ptr_nonnull(strstr(d->message, "identities/default/web-01"));
+    ck_assert_ptr_nonnull(strstr(d->message, "removed, the agent's next CSR issues a new identity"));
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    /* No key of ours can be trusted in it: removed, and the agent's next CSR issues anew. */
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), STORE_ENOTFOUND);
+    EVP_PKEY_free(submit(s, "default", "web-01", false));
+    rep = pass(s, 0, &diags);
+    ck_assert_uint_eq(diags.count, 0);
+    ck_assert_uint_eq(rep.issued, 1);
+    ck_assert_str_eq(rep.actions[0].dataplane, "web-01");
     reconcile_report_free(&rep);
     diag_list_free(&diags);
     ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), 0);
-    ck_assert_int_eq(verify_identity(&id), 0);
+    ck_assert_int_eq(verify_identity(s, &id), 0);
     identity_clear(&id);
 
     /* Replaced for good: the next pass is quiet. */
@@ -673,6 +824,7 @@ START_TEST(corrupt_mesh_status_skips_that_mesh_and_reconciles_the_others)
             "  - name: ca-1\n    type: builtin\n"
             "---\ntype: Dataplane\nmesh: other\nname: app-01\nnetworking:\n  address: 127.0.0.1\n"
             "  inbound:\n  - port: 80\n    tags: {kuma.io/service: app}\n");
+    EVP_PKEY_free(submit(s, "other", "app-01", false));
     put_raw(s, STATE_MESHSTATUS, "default", "default", "[1, 2]");
 
     json_t *ms = NULL;
@@ -729,6 +881,7 @@ START_TEST(broken_backend_that_is_not_enabled_does_not_stop_the_mesh)
     store *s = open_store();
     seed(s, MESH_ADD);
     seed(s, DATAPLANES);
+    submit_all(s);
     reconcile_report rep;
     pass_ok(s, 0, &rep);
     reconcile_report_free(&rep);
@@ -760,7 +913,7 @@ START_TEST(broken_backend_that_is_not_enabled_does_not_stop_the_mesh)
     ck_assert_int_eq(identity_get(s, "default", "db-01", &id, NULL), 0);
     ck_assert_uint_eq(id.nbundle_backends, 1);
     ck_assert_str_eq(id.bundle_backends[0], "ca-1");
-    ck_assert_int_eq(verify_identity(&id), 0);
+    ck_assert_int_eq(verify_identity(s, &id), 0);
     identity_clear(&id);
     json_t *ms = NULL;
     ck_assert_int_eq(state_get_mesh_status(s, "default", &ms, NULL), 0);
@@ -822,14 +975,16 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, second_pass_with_nothing_to_do_writes_nothing);
     tcase_add_test(tc, adding_backend_rebundles_both_cas_with_same_certificate);
     tcase_add_test(tc, switch_reissues_every_leaf_from_the_new_ca);
-    tcase_add_test(tc, renews_only_once_now_reaches_the_renewal_point);
+    tcase_add_test(tc, renewal_is_left_to_the_agent_and_its_new_csr_renews);
     tcase_add_test(tc, short_lived_certificate_renews_no_earlier_than_70_percent_of_its_lifetime);
     tcase_add_test(tc, expired_ca_is_reported_and_other_meshes_still_reconcile);
     tcase_add_test(tc, rsa_key_type_issues_rsa_leaves);
-    tcase_add_test(tc, agent_acknowledges_only_when_reload_exits_zero);
+    tcase_add_test(tc, ack_records_what_the_current_generation_carries);
+    tcase_add_test(tc, key_type_change_asks_the_agent_for_a_new_key);
+    tcase_add_test(tc, pass_writes_nothing_when_one_of_its_writes_fails);
     tcase_add_test(tc, forced_switch_cross_signs_until_every_dataplane_trusts_new_ca);
-    tcase_add_test(tc, shortened_expiration_reissues_certificates_that_outlive_it);
-    tcase_add_test(tc, corrupt_identity_is_named_and_reissued_once);
+    tcase_add_test(tc, shortened_expiration_has_certificates_that_outlive_it_renewed);
+    tcase_add_test(tc, corrupt_identity_is_named_and_removed_once);
     tcase_add_test(tc, corrupt_mesh_status_skips_that_mesh_and_reconciles_the_others);
     tcase_add_test(tc, stored_status_holding_a_nul_byte_is_named_corrupt);
     tcase_add_test(tc, broken_backend_that_is_not_enabled_does_not_stop_the_mesh);

@@ -9,7 +9,7 @@ packages=(
     check                                   # unit tests
     openssl curl python3 procps             # integration tests: openssl verify, HTTP, JSON checks, pgrep
     python3-yaml jq git                     # lint-cli.sh: roots -o yaml read back, doc/ci.md's jobs run as written
-    nginx-light                             # the end-to-end data plane
+    nginx-light haproxy                     # the end-to-end data plane (two real proxies, SPEC S9)
     etcd-server                             # the etcd store's tests run a real etcd (/usr/bin/etcd)
     golang-cfssl                            # the cfssl backend's tests run a real `cfssl serve`
     clang libclang-rt-dev sqlite3           # fuzz targets (libFuzzer, build-fuzz); secret scan's store dump

@@ -20,6 +20,7 @@ struct api_client {
     size_t preferred; /* the server that answered last */
     char *ca_file, *cert_file, *key_file;
     char *auth_header; /* "Authorization: Bearer ..." (secret) */
+    bool (*stop_requested)(void);
     long connect_timeout_ms, timeout_ms, backoff_initial_ms, backoff_max_ms;
     int rounds;
 };
@@ -107,6 +108,7 @@ int api_client_new(const api_client_options *o, api_client **ret, char *errbuf)
     c->rounds = o->rounds > 0 ? o->rounds : 3;
     c->backoff_initial_ms = o->backoff_initial_ms > 0 ? o->backoff_initial_ms : 500;
     c->backoff_max_ms = o->backoff_max_ms > 0 ? o->backoff_max_ms : 30000;
+    c->stop_requested = o->stop_requested;
     *ret = c;
     return 0;
 }
@@ -161,6 +163,15 @@ static void error_message(const response *r, long status, const char *server, ch
     json_decref(doc);
 }
 
+/* libcurl's progress callback: a stop request (SIGTERM) ends a parked query at once. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    api_client *c = arg;
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return c->stop_requested && c->stop_requested() ? 1 : 0;
+}
+
 static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -183,6 +194,8 @@ static int request(api_client *c, const char *method, const char *path, const ch
     long backoff = c->backoff_initial_ms;
     char curl_err[CURL_ERROR_SIZE];
     for (int round = 0; round < c->rounds; round++) {
+        if (c->stop_requested && c->stop_requested())
+            return meshca_fail(errbuf, MESHCA_EUNAVAILABLE, "api client: stopped");
         if (round > 0) {
             sleep_ms(backoff);
             backoff = backoff * 2 > c->backoff_max_ms ? c->backoff_max_ms : backoff * 2;
@@ -237,6 +250,11 @@ static int request(api_client *c, const char *method, const char *path, const ch
             curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
             curl_easy_setopt(h, CURLOPT_HEADERDATA, &r);
             curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+            if (c->stop_requested) {
+                curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+                curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
+                curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+            }
             CURLcode cc = curl_easy_perform(h);
             long status = 0;
             curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);

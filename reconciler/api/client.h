@@ -3,6 +3,7 @@
 #ifndef MESHCA_API_CLIENT_H
 #define MESHCA_API_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,11 +27,12 @@ typedef struct api_client_options {
     int rounds;                 /* passes over every server before giving up; 0 = 3 */
     long backoff_initial_ms;    /* sleep after the first failed pass; 0 = 500 */
     long backoff_max_ms;        /* 0 = 30000; doubles up to this */
+    bool (*stop_requested)(void); /* may be NULL; true aborts a request (parked queries too) */
 } api_client_options;
 
 #define API_CLIENT_OPTIONS_INIT                                                                    \
     {                                                                                              \
-        NULL, 0, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0                                             \
+        NULL, 0, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL                                       \
     }
 
 typedef struct api_client api_client;

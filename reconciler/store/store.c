@@ -14,7 +14,7 @@ struct store {
 };
 
 static const char *const kinds[] = {
-    "meshes", "dataplanes", "secrets", "identities", "dpstatus", "meshstatus", "tokens", "controlplane",
+    "meshes", "dataplanes", "secrets", "identities", "dpstatus", "meshstatus", "tokens", "controlplane", "bundles",
 };
 
 static int open_sqlite(const char *rest, const store_open_options *opts, const struct store_ops **ret_ops,
@@ -116,7 +116,7 @@ static const char *printable(const char *in, char *buf, size_t buflen) {
 }
 
 static int mesh_is_object(const char *kind) {
-    return strcmp(kind, "meshes") == 0 || strcmp(kind, "meshstatus") == 0;
+    return strcmp(kind, "meshes") == 0 || strcmp(kind, "meshstatus") == 0 || strcmp(kind, "bundles") == 0;
 }
 
 /* Validates key and fills *out with the canonical form (mesh == name for mesh-level kinds). */

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# demo.sh - the rotation of SPEC S9, narrated: three nginx proxies (web, backend, db) serve mTLS
-# with the files of their meshca agents while a client loop calls them; the CA moves from ca-1 to
-# ca-2 (add -> switch -> remove) with zero failed requests, and a premature switch is refused.
+# demo.sh - the rotation of SPEC S9, narrated: three proxies (web and backend on nginx, db on
+# HAProxy) serve mTLS with the files of their meshca agents, which reach the controller only
+# through its HTTPS API (own key, CSR, token then certificate), while a client loop calls them;
+# the CA moves from ca-1 to ca-2 (add -> switch -> remove) with zero failed requests, and a
+# premature switch is refused.
 # Usage: test/e2e/demo.sh [MESHCA]   (default build/cmd/meshca)
 cd "$(dirname "$0")/../.." || exit 2
 export MESHCA=${1:-${MESHCA:-build/cmd/meshca}} SOURCE_ROOT=${SOURCE_ROOT:-$PWD}
@@ -10,7 +12,7 @@ source test/e2e/lib.sh
 step() { printf '\n==> %s\n' "$*"; }
 table() { m inspect dataplanes -m default | sed 's/^/    /'; }
 
-step "Start a meshca controller, then three dataplanes, each an nginx with ssl_verify_client on and its own meshca agent"
+step "Start a meshca controller serving the dataplane API, then three dataplanes, each a proxy requiring client certificates (nginx, nginx, HAProxy) with its own meshca agent: the agent makes its key, sends a CSR with its token, and gets its certificate over HTTPS"
 setup ca-1
 write_mesh "$E2E/1-add.yaml" ca-1 ca-1 ca-2
 write_mesh "$E2E/2-switch.yaml" ca-2 ca-1 ca-2
@@ -48,4 +50,6 @@ sleep 1
 
 step "Result"
 stop_loop
+verify_strict
+store_has_no_dataplane_secrets
 expect_no_failures

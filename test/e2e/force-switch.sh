@@ -33,6 +33,7 @@ if [ "${1:-}" = --cross-signing ]; then
     wait_for "every dataplane holds a ca-2 certificate" all_issued ca-2
     sleep 2
     stop_loop
+    verify_strict
     expect_no_failures
     exit 0
 fi

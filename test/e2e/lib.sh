@@ -1,7 +1,10 @@
-# lib.sh - end-to-end harness: a meshca controller, three dataplanes (web, backend, db) each with
-# one real nginx terminating mTLS with the files of its own `meshca agent`, and a client loop in
-# which every dataplane calls the others with its own certificate. Everything runs on 127.0.0.1
-# inside a mktemp directory and is torn down on exit (trap), leaving no process behind.
+# lib.sh - end-to-end harness: a meshca controller serving the dataplane API, three dataplanes
+# (web, backend, db) each with one real proxy terminating mTLS with the files of its own
+# `meshca agent` (nginx for web and backend, HAProxy for db), and a client loop in which every
+# dataplane calls the others with its own certificate. Agents reach the controller only through
+# the API (a token each, the control-plane CA as --ca-file); they never open the store.
+# Everything runs on 127.0.0.1 inside a mktemp directory and is torn down on exit (trap),
+# leaving no process behind.
 #
 # Sourced by test/e2e/<scenario>.sh. Expects $MESHCA (the built binary) and $SOURCE_ROOT.
 #
@@ -21,6 +24,7 @@ set -uo pipefail
 MESHCA=$(readlink -f "$MESHCA")
 
 DPS=(web backend db)
+HAPROXY_DP=${HAPROXY_DP:-db}    # this dataplane's proxy is HAProxy; the others are nginx
 E2E=$(mktemp -d "${TMPDIR:-/tmp}/meshca-e2e.XXXXXX")
 export MESHCA_STORE="sqlite://$E2E/store/meshca.db"
 WAIT_MAX=${WAIT_MAX:-60}        # seconds any wait loop may take
@@ -29,6 +33,8 @@ LOOP_MAX=${LOOP_MAX:-6000}      # requests at most per client loop
 T0=$(date +%s)
 declare -A PORT AGENT_PID
 CONTROLLER_PID=
+API_PORT=
+API_URL=
 LOOP_PID=
 e2e_failed=0
 
@@ -55,6 +61,25 @@ stop_pid() { # stop_pid PID: TERM (CONT first, in case it is paused), then KILL 
     return 0
 }
 
+stop_proxy() { # stop_proxy DP: the dataplane's nginx or HAProxy
+    if [ "$1" = "$HAPROXY_DP" ]; then stop_haproxy "$1"; else stop_nginx "$1"; fi
+}
+
+stop_haproxy() { # stop_haproxy DP: TERM to the master (it stops its workers), KILL if still there
+    local d=$E2E/dp/$1 pid i
+    [ -f "$d/haproxy/haproxy.pid" ] || return 0
+    pid=$(head -1 "$d/haproxy/haproxy.pid" 2>/dev/null)
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    pkill -KILL -f -- "$d/haproxy/haproxy.cfg" 2>/dev/null
+    return 0
+}
+
 stop_nginx() { # stop_nginx DP: nginx -s stop, then kill the master by its pid file if still there
     local d=$E2E/dp/$1 pid i
     [ -f "$d/nginx/nginx.pid" ] || return 0
@@ -74,7 +99,7 @@ cleanup() {
     stop_pid "$LOOP_PID"
     for dp in "${DPS[@]}"; do stop_pid "${AGENT_PID[$dp]:-}"; done
     stop_pid "$CONTROLLER_PID"
-    for dp in "${DPS[@]}"; do stop_nginx "$dp" & done
+    for dp in "${DPS[@]}"; do stop_proxy "$dp" & done
     wait
     # Nothing may be left behind: any process still naming this run's directory is a bug here.
     local left
@@ -88,7 +113,7 @@ cleanup() {
     [ "$e2e_failed" -eq 0 ] || rc=1
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
         echo "--- logs (last lines) ---"
-        for f in "$E2E"/controller.log "$E2E"/dp/*/agent.log "$E2E"/dp/*/nginx/error.log; do
+        for f in "$E2E"/controller.log "$E2E"/dp/*/agent.log "$E2E"/dp/*/nginx/error.log "$E2E"/dp/*/reload.log; do
             [ -f "$f" ] || continue
             echo "== $f"
             tail -n 15 "$f"
@@ -104,14 +129,15 @@ trap 'exit 130' INT TERM
 # --- set-up --------------------------------------------------------------------------------------
 m() { "$MESHCA" "$@"; }
 
-# free_ports: 3 consecutive free TCP ports on 127.0.0.1 from 18443 upward, into PORT[dp].
+# free_ports: 4 consecutive free TCP ports on 127.0.0.1 from 18443 upward: PORT[dp] for the
+# proxies, API_PORT for the controller.
 free_ports() {
     local base
     base=$(python3 - <<'PY'
 import socket
-for base in range(18443, 19443, 3):
+for base in range(18443, 19443, 4):
     ok = True
-    for p in range(base, base + 3):
+    for p in range(base, base + 4):
         s = socket.socket()
         try:
             s.bind(("127.0.0.1", p))
@@ -130,6 +156,8 @@ PY
         PORT[$dp]=$((base + i))
         i=$((i + 1))
     done
+    API_PORT=$((base + 3))
+    API_URL="https://127.0.0.1:$API_PORT"
 }
 
 # mesh_yaml ENABLED BACKEND... : a Mesh "default" with these backends. A backend is NAME (builtin)
@@ -206,16 +234,51 @@ http {
 EOF
 }
 
-# reload_script DP: what the agent runs after writing the files. It starts nginx the first time
-# (no live pid file), else reloads it gracefully; then waits until nginx really serves the new
-# certificate (so the agent's acknowledgement means "loaded"), and publishes a snapshot of the
-# three files for this dataplane's client side (cert and key are then always a matching pair).
-reload_script() {
+# haproxy_conf DP: one HAProxy (master-worker) terminating mTLS: `ssl crt` a combined PEM (leaf,
+# chain, key: built by the reload script), `ca-file` the bundle, `verify required`. Reloads are
+# seamless: the master hands the listening sockets to the new worker (expose-fd listeners).
+haproxy_conf() {
     local dp=$1 d=$E2E/dp/$1
-    cat >"$d/reload.sh" <<EOF
-#!/usr/bin/env bash
-set -u
-d=$d
+    mkdir -p "$d/haproxy"
+    cat >"$d/haproxy/haproxy.cfg" <<EOF
+global
+    master-worker
+    pidfile $d/haproxy/haproxy.pid
+    stats socket $d/haproxy/admin.sock mode 600 level admin expose-fd listeners
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+    timeout http-request 5s
+frontend mtls
+    bind 127.0.0.1:${PORT[$dp]} ssl crt $d/haproxy/combined.pem ca-file $d/certs/ca-bundle.pem verify required
+    http-request return status 200 content-type text/plain string "$dp"
+EOF
+}
+
+# reload_script DP: what the agent runs after writing the files. It starts the proxy the first
+# time, else reloads it gracefully (nginx -s reload; HAProxy: a combined PEM, then USR2 to its
+# master); then waits until the proxy really serves the new certificate (so the agent's
+# acknowledgement means "loaded"), and publishes a snapshot of the three files for this
+# dataplane's client side (cert and key are then always a matching pair).
+reload_script() {
+    local dp=$1 d=$E2E/dp/$1 start
+    if [ "$dp" = "$HAPROXY_DP" ]; then
+        start=$(cat <<EOF
+umask 077
+cat "\$d/certs/cert.pem" "\$d/certs/key.pem" >"\$d/haproxy/combined.pem.tmp" && mv "\$d/haproxy/combined.pem.tmp" "\$d/haproxy/combined.pem" || exit 1
+haproxy -c -q -f "\$d/haproxy/haproxy.cfg" 2>>"\$d/reload.log" || exit 1
+pid=\$(head -1 "\$d/haproxy/haproxy.pid" 2>/dev/null)
+if [ -n "\$pid" ] && kill -0 "\$pid" 2>/dev/null; then
+    kill -USR2 "\$pid" || exit 1
+else
+    haproxy -W -D -f "\$d/haproxy/haproxy.cfg" -p "\$d/haproxy/haproxy.pid" 2>>"\$d/reload.log" || exit 1
+fi
+EOF
+)
+    else
+        start=$(cat <<EOF
 conf="-c \$d/nginx/nginx.conf -p \$d/nginx/"
 nginx \$conf -t -q 2>>"\$d/reload.log" || exit 1
 if [ -f "\$d/nginx/nginx.pid" ] && kill -0 "\$(cat "\$d/nginx/nginx.pid")" 2>/dev/null; then
@@ -223,13 +286,21 @@ if [ -f "\$d/nginx/nginx.pid" ] && kill -0 "\$(cat "\$d/nginx/nginx.pid")" 2>/de
 else
     nginx \$conf 2>>"\$d/reload.log" || exit 1
 fi
+EOF
+)
+    fi
+    cat >"$d/reload.sh" <<EOF
+#!/usr/bin/env bash
+set -u
+d=$d
+$start
 want=\$(openssl x509 -in "\$d/certs/cert.pem" -noout -fingerprint -sha256)
 for i in \$(seq 100); do
     got=\$(openssl s_client -connect 127.0.0.1:${PORT[$dp]} -cert "\$d/certs/cert.pem" -key "\$d/certs/key.pem" </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256 2>/dev/null)
     [ "\$got" = "\$want" ] && break
     sleep 0.05
 done
-[ "\$got" = "\$want" ] || { echo "nginx does not serve the new certificate" >>"\$d/reload.log"; exit 1; }
+[ "\$got" = "\$want" ] || { echo "the proxy does not serve the new certificate" >>"\$d/reload.log"; exit 1; }
 snap=\$d/client.\$(date +%s%N)
 mkdir "\$snap" && cp "\$d/certs/cert.pem" "\$d/certs/key.pem" "\$d/certs/ca-bundle.pem" "\$snap/" || exit 1
 ln -sfn "\$snap" "\$d/client.tmp" && mv -T "\$d/client.tmp" "\$d/client"
@@ -237,20 +308,31 @@ EOF
     chmod +x "$d/reload.sh"
 }
 
+# start_controller: `meshca run --listen 127.0.0.1:$API_PORT`, serving the dataplane API with
+# the control-plane CA it keeps in the store; $E2E/cp-ca.pem is what agents get as --ca-file.
+CONTROLLER_STARTS=0
 start_controller() {
-    "$MESHCA" run --interval "${CONTROLLER_INTERVAL:-1s}" >"$E2E/controller.log" 2>&1 &
+    local i
+    "$MESHCA" run --listen "127.0.0.1:$API_PORT" --interval "${CONTROLLER_INTERVAL:-1s}" >>"$E2E/controller.log" 2>&1 &
     CONTROLLER_PID=$!
-    sleep 0.3
+    for i in $(seq 50); do
+        [ "$(grep -c 'serving the dataplane API' "$E2E/controller.log")" -gt "$CONTROLLER_STARTS" ] && break
+        kill -0 "$CONTROLLER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
     kill -0 "$CONTROLLER_PID" 2>/dev/null || die "the controller did not start: $(tail -3 "$E2E/controller.log")"
+    CONTROLLER_STARTS=$(grep -c 'serving the dataplane API' "$E2E/controller.log")
+    m cp-ca -o pem >"$E2E/cp-ca.pem" || die "cp-ca"
 }
 
 start_agent() {
     local dp=$1 d=$E2E/dp/$1
-    mkdir -p "$d/certs"
-    nginx_conf "$dp"
+    mkdir -p "$d"
+    if [ "$dp" = "$HAPROXY_DP" ]; then haproxy_conf "$dp"; else nginx_conf "$dp"; fi
     reload_script "$dp"
-    "$MESHCA" agent -m default -d "$dp" --out "$d/certs" --reload "$d/reload.sh" \
-        --interval "${AGENT_INTERVAL:-1s}" >"$d/agent.log" 2>&1 &
+    m token issue -m default -d "$dp" --ttl 1h >"$d/token" || die "token issue $dp"
+    "$MESHCA" agent -m default -d "$dp" --out "$d/certs" --server "$API_URL" --ca-file "$E2E/cp-ca.pem" \
+        --token-file "$d/token" --reload "$d/reload.sh" >"$d/agent.log" 2>&1 &
     AGENT_PID[$dp]=$!
 }
 
@@ -265,7 +347,7 @@ setup() {
     local dp
     for dp in "${DPS[@]}"; do start_agent "$dp"; done
     wait_for "every dataplane holds a ${1%%:*} certificate" all_issued "${1%%:*}"
-    say "ports: web ${PORT[web]}, backend ${PORT[backend]}, db ${PORT[db]}"
+    say "ports: web ${PORT[web]}, backend ${PORT[backend]}, db ${PORT[db]} (${HAPROXY_DP}: HAProxy), API $API_PORT"
 }
 
 pause_agent() { kill -STOP "${AGENT_PID[$1]}" && say "agent $1 paused (SIGSTOP)"; }
@@ -403,6 +485,56 @@ stop_loop() {
         echo "  first failures:"
         head -5 "$E2E/loop.failures" | sed 's/^/    /'
     fi
+}
+
+# verify_strict: every dataplane's loaded leaf and chain pass `openssl verify -x509_strict`
+# against its own bundle (S5).
+verify_strict() {
+    local dp d
+    for dp in "${DPS[@]}"; do
+        d=$(readlink -f "$E2E/dp/$dp/client")
+        openssl verify -x509_strict -CAfile "$d/ca-bundle.pem" -untrusted "$d/cert.pem" "$d/cert.pem" >"$E2E/verify.out" 2>&1 ||
+            { cat "$E2E/verify.out"; die "$dp: openssl verify -x509_strict refused its leaf and chain"; }
+    done
+    say "ok: openssl verify -x509_strict accepts every leaf and chain"
+}
+
+# store_has_no_dataplane_secrets: a dump of the whole store holds no dataplane private key (of
+# any generation the proxies loaded) and no token in the clear (issue 10).
+store_has_no_dataplane_secrets() {
+    python3 - "$E2E/store/meshca.db" "$E2E/dp" <<'PY' || die "the store holds a dataplane key or token"
+import glob, os, sqlite3, sys
+db = sys.argv[1]
+c = sqlite3.connect(db)
+flat = lambda x: x.replace("\\n", "").replace("\n", "")
+rawflat = lambda x: x.replace(b"\\n", b"").replace(b"\n", b"")
+# Every value of every table as text (values are BLOBs: a plain .dump would show them as hex),
+# and the raw bytes of the database and its WAL.
+text = []
+for (t,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+    for row in c.execute('SELECT * FROM "%s"' % t):
+        text += [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in row]
+text = flat("\n".join(text))
+raw = rawflat(b"".join(open(p, "rb").read() for p in (db, db + "-wal") if os.path.exists(p)))
+# 48 base64 characters from inside the PEM body: past the ASN.1 header every key of one type
+# shares (the store legitimately holds CA keys), so they are this key's own bytes. The store's
+# JSON escapes newlines: compare without them.
+first = lambda pem: "".join(l for l in pem.splitlines() if l and not l.startswith("-----"))[52:100]
+keys = glob.glob(os.path.join(sys.argv[2], "*", "client.*", "key.pem"))
+certs = glob.glob(os.path.join(sys.argv[2], "*", "client.*", "cert.pem"))
+tokens = glob.glob(os.path.join(sys.argv[2], "*", "token"))
+assert keys and tokens and certs
+# The scan sees values: the dataplanes' certificates are there (public, in their identities).
+assert any(first(open(f).read()) in text for f in certs), "the scan does not see stored values"
+for k in keys:
+    b = first(open(k).read())
+    assert b not in text and b.encode() not in raw, "private key %s found in the store" % k
+for t in tokens:
+    v = open(t).read().strip()
+    assert v not in text and v.encode() not in raw, "token %s found in the store" % t
+print("  store scan (every value, and the raw database and WAL): %d dataplane keys (every generation loaded) and %d tokens, none in it" % (len(keys), len(tokens)))
+PY
+    say "ok: no dataplane private key and no token in the store"
 }
 
 # expect_no_failures: the verdict of a rotation that must not break anything.

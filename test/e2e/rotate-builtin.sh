@@ -20,4 +20,6 @@ apply_ok "$E2E/3-remove.yaml"
 wait_for "every dataplane trusts ca-2 only" all_supported_exactly ca-2 '"ca-2"'
 sleep 2
 stop_loop
+verify_strict
+store_has_no_dataplane_secrets
 expect_no_failures

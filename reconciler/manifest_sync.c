@@ -9,8 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cmd/cli.h"
-#include "cmd/manifest_sync.h"
+#include "reconciler/manifest_sync.h"
 #include "reconciler/apply.h"
 #include "reconciler/state.h"
 
@@ -68,8 +67,13 @@ static void set_status_field(store *s, const char *mesh_name, const char *field,
 }
 
 /* Prints a line once: repeated identical outcomes (a change still pending) stay quiet. */
-__attribute__((format(printf, 2, 3)))
-static void say_once(char **last, const char *fmt, ...)
+typedef struct sayer {
+    manifest_sync_say_fn fn;
+    void *ctx;
+} sayer;
+
+__attribute__((format(printf, 3, 4)))
+static void say_once(const sayer *to, char **last, const char *fmt, ...)
 {
     char line[1024];
     va_list ap;
@@ -80,12 +84,14 @@ static void say_once(char **last, const char *fmt, ...)
         return;
     free(*last);
     *last = strdup(line);
-    printf("%s\n", line);
-    fflush(stdout);
+    if (to->fn)
+        to->fn(to->ctx, line);
 }
 
-void manifest_sync(store *s, const char *dir, char **last_said)
+void manifest_sync(store *s, const char *dir, char **last_said, manifest_sync_say_fn say,
+                   void *say_ctx)
 {
+    const sayer to = {say, say_ctx};
     manifest_set *set = manifest_set_new();
     diag_list diags = DIAG_LIST_INIT;
     apply_result result = {0};
@@ -93,13 +99,13 @@ void manifest_sync(store *s, const char *dir, char **last_said)
 
     if (manifest_load_path(set, dir, &diags) != MANIFEST_OK || diag_has_errors(&diags)) {
         const diag *d = diags.count ? &diags.items[0] : NULL;
-        say_once(last_said, "manifests: not applied, %s: %s", d ? d->path : dir,
+        say_once(&to, last_said, "manifests: not applied, %s: %s", d ? d->path : dir,
                  d ? d->message : "unreadable");
         goto out;
     }
     int rc = apply_set(s, set, &opts, &diags, &result);
     if (rc < 0) {
-        say_once(last_said, "manifests: store error: %s", store_strerror(rc));
+        say_once(&to, last_said, "manifests: store error: %s", store_strerror(rc));
         goto out;
     }
     for (size_t m = 0; m < result.nmeshes; m++) {
@@ -111,33 +117,35 @@ void manifest_sync(store *s, const char *dir, char **last_said)
         } else if (result.waiting_only) {
             set_status_field(s, mr->mesh, "pending", change, mr->reason);
             set_status_field(s, mr->mesh, "refused", NULL, NULL);
-            say_once(last_said, "manifests: %s pending: %s", change, mr->reason);
+            say_once(&to, last_said, "manifests: %s pending: %s", change, mr->reason);
         } else {
             /* R5/R6/R7 and static errors stay refused until the files change. */
             set_status_field(s, mr->mesh, "pending", NULL, NULL);
             set_status_field(s, mr->mesh, "refused", change, mr->reason ? mr->reason :
                              "another resource in the manifests is invalid");
-            say_once(last_said, "manifests: %s refused: %s", change,
+            say_once(&to, last_said, "manifests: %s refused: %s", change,
                      mr->reason ? mr->reason : "another resource is invalid");
         }
         free(change);
     }
     if (result.refused && result.nmeshes == 0 && diags.count)
-        say_once(last_said, "manifests: refused: %s", diags.items[0].message);
+        say_once(&to, last_said, "manifests: refused: %s", diags.items[0].message);
     if (!result.refused) {
         for (size_t i = 0; i < result.nchanges; i++) {
             if (strcmp(result.changes[i].what, "unchanged") == 0)
                 continue;
             const resource *res = result.changes[i].res;
-            printf("manifests: %s %s %s\n", resource_kind_name(res->kind),
-                   res->kind == RESOURCE_MESH ? res->u.mesh.name.value
-                   : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.name.value
-                                                     : res->u.secret.name.value,
-                   result.changes[i].what);
+            char line[1024];
+            snprintf(line, sizeof(line), "manifests: %s %s %s", resource_kind_name(res->kind),
+                     res->kind == RESOURCE_MESH ? res->u.mesh.name.value
+                     : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.name.value
+                                                       : res->u.secret.name.value,
+                     result.changes[i].what);
+            if (say)
+                say(say_ctx, line);
         }
         free(*last_said);
         *last_said = NULL;
-        fflush(stdout);
     }
 out:
     apply_result_free(&result);

@@ -1,6 +1,6 @@
 /* manifest_sync.h - `meshca run --manifests DIR`: GitOps-style sync of a manifest directory. */
-#ifndef MESHCA_CMD_MANIFEST_SYNC_H
-#define MESHCA_CMD_MANIFEST_SYNC_H
+#ifndef MESHCA_MANIFEST_SYNC_H
+#define MESHCA_MANIFEST_SYNC_H
 
 #include <stdbool.h>
 
@@ -11,10 +11,14 @@ int manifest_watch_open(const char *dir);
 /* Drains the watch; true when anything in DIR changed. */
 bool manifest_watch_changed(int fd);
 
+/* What manifest_sync says, one line at a time (the controller's output). */
+typedef void (*manifest_sync_say_fn)(void *ctx, const char *line);
+
 /* Loads DIR and applies it as `meshca apply` would (no force). A change refused only because
  * dataplanes have not caught up is recorded as "pending" in the mesh status with its reason and
  * retried on the next call; other refusals are recorded as "refused". `last_said` remembers the
- * last line printed so that a pending change is announced once (caller frees). */
-void manifest_sync(store *s, const char *dir, char **last_said);
+ * last line said so that a pending change is announced once (caller frees). */
+void manifest_sync(store *s, const char *dir, char **last_said, manifest_sync_say_fn say,
+                   void *say_ctx);
 
 #endif

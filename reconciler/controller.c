@@ -1,0 +1,555 @@
+/* controller.c - `meshca run`: one event loop carrying the dataplane API, the manifests watch,
+ * timers and store changes, with reconcile passes triggered by them. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "manifests/manifest.h"
+#include "reconciler/ack.h"
+#include "reconciler/api/cpca.h"
+#include "reconciler/api/server.h"
+#include "reconciler/controller.h"
+#include "reconciler/manifest_sync.h"
+#include "reconciler/mesh_ca.h"
+#include "reconciler/pki.h"
+#include "reconciler/reconcile.h"
+#include "reconciler/roots.h"
+#include "reconciler/state.h"
+
+typedef struct controller {
+    store *s;
+    const controller_options *o;
+    struct event_base *base;
+    api_server *srv;
+    struct event *pass_ev, *poll_ev, *interval_ev, *watch_ev, *sigterm_ev, *sigint_ev;
+    int watch_fd;
+    uint64_t pass_start;            /* store revision when our last pass started */
+    uint64_t watched;               /* store_watch position */
+    bool first;
+    bool in_backoff;
+    int64_t backoff_ms;
+    char failing[MESHCA_ERRBUF];    /* the store failure last said; "" while it works */
+    char *last_said;                /* manifest_sync's last line */
+} controller;
+
+static void say(controller *c, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(controller *c, bool error, const char *fmt, ...)
+{
+    char line[MESHCA_ERRBUF + 256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (c->o->out.line)
+        c->o->out.line(c->o->out.ctx, error, line);
+}
+
+static void sync_say(void *ctx, const char *line)
+{
+    say(ctx, false, "%s", line);
+}
+
+/* --- passes ------------------------------------------------------------------------------- */
+
+static void schedule_pass(controller *c, int64_t delay_ms)
+{
+    struct timeval tv = {(time_t)(delay_ms / 1000), (suseconds_t)(delay_ms % 1000) * 1000};
+    struct timeval when;
+    /* A pass already due sooner stays as it is. */
+    if (event_pending(c->pass_ev, EV_TIMEOUT, &when)) {
+        struct timeval now, due;
+        event_base_gettimeofday_cached(c->base, &now);
+        evutil_timeradd(&now, &tv, &due);
+        if (evutil_timercmp(&when, &due, <=))
+            return;
+    }
+    event_add(c->pass_ev, &tv);
+}
+
+static void run_pass(controller *c)
+{
+    if (store_revision(c->s, &c->pass_start) < 0)
+        c->pass_start = 0;
+    if (c->o->manifests_dir)
+        manifest_sync(c->s, c->o->manifests_dir, &c->last_said, sync_say, c);
+    reconcile_options ropts = RECONCILE_OPTIONS_INIT;
+    reconcile_report rep = RECONCILE_REPORT_INIT;
+    diag_list diags = DIAG_LIST_INIT;
+    int rc = reconcile_once(c->s, &ropts, &rep, &diags);
+    /* One store failure fails every pass the same way: said once per cause, then back off. */
+    const char *cause = rc < 0 ? store_strerror(rc) : rep.store_failures ? rep.store_cause : "";
+    bool repeated = cause[0] && strcmp(cause, c->failing) == 0;
+    if (rc < 0) {
+        if (!repeated)
+            say(c, true, "reconcile: cannot read the store: %s; retrying with backoff", cause);
+    } else if (!repeated && (c->first || rep.nactions || diags.count)) {
+        if (c->o->out.pass)
+            c->o->out.pass(c->o->out.ctx, &rep, &diags);
+        if (cause[0])
+            say(c, true, "reconcile: the store failed (%s); retrying with backoff", cause);
+    }
+    if (!cause[0] && c->failing[0])
+        say(c, true, "the store works again");
+    snprintf(c->failing, sizeof(c->failing), "%s", cause);
+    c->backoff_ms = !cause[0] ? 0
+                    : !c->backoff_ms ? CONTROLLER_BACKOFF_FIRST_MS
+                    : c->backoff_ms * 2 > CONTROLLER_BACKOFF_MAX_MS ? CONTROLLER_BACKOFF_MAX_MS
+                                                                    : c->backoff_ms * 2;
+    c->first = false;
+    /* Agents parked on a changed identity get it now. */
+    for (size_t i = 0; rc == 0 && i < rep.nactions; i++)
+        api_server_notify(c->srv, rep.actions[i].mesh, rep.actions[i].dataplane);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    if (c->backoff_ms) {
+        /* The revision cannot be trusted to move (or to be read) while the store fails. */
+        c->in_backoff = true;
+        schedule_pass(c, c->backoff_ms);
+        return;
+    }
+    c->in_backoff = false;
+}
+
+static void on_pass(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    run_pass(arg);
+}
+
+/* Store changes (SQLite has no change fd: polled from a short timer). Every identity written,
+ * by us or another writer (`reconcile --once`, another controller), answers the agents parked
+ * on it; a change to what passes read from starts a pass. */
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    controller *c = arg;
+    store_event *ev = NULL;
+    size_t n = 0;
+    (void)fd, (void)what;
+    int rc = store_watch(c->s, c->watched, 0, &ev, &n);
+    if (rc == STORE_ECOMPACTED) {
+        store_revision(c->s, &c->watched);
+        if (!c->in_backoff)
+            schedule_pass(c, 0);
+        return;
+    }
+    if (rc < 0)
+        return;
+    bool changed = false;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(ev[i].kind, STATE_IDENTITIES) == 0)
+            api_server_notify(c->srv, ev[i].mesh, ev[i].name);
+        /* A pass's own outputs do not call for another pass. */
+        else if (strcmp(ev[i].kind, STATE_BUNDLES) != 0 && ev[i].version > c->pass_start)
+            changed = true;
+        if (ev[i].version > c->watched)
+            c->watched = ev[i].version;
+    }
+    store_events_free(ev, n);
+    if (changed && !c->in_backoff)
+        schedule_pass(c, 0);
+}
+
+static void on_interval(evutil_socket_t fd, short what, void *arg)
+{
+    controller *c = arg;
+    (void)fd, (void)what;
+    if (!c->in_backoff)
+        schedule_pass(c, 0);
+}
+
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    controller *c = arg;
+    (void)fd, (void)what;
+    if (manifest_watch_changed(c->watch_fd))
+        schedule_pass(c, 0);
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    controller *c = arg;
+    (void)fd, (void)what;
+    event_base_loopbreak(c->base);
+}
+
+/* --- API handlers (loop thread; each is a few store reads or one write) -------------------- */
+
+/* The Mesh resource of the store; *ret_set to free with manifest_set_free. */
+static int load_mesh(controller *c, const char *mesh_name, manifest_set **ret_set,
+                     const mesh **ret, char *errbuf)
+{
+    manifest_set *set = manifest_set_new();
+    diag_list diags = DIAG_LIST_INIT;
+    if (!set)
+        return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
+    int rc = state_load_resources(c->s, mesh_name, set, &diags);
+    diag_list_free(&diags);
+    const mesh *m = rc == 0 ? manifest_set_find_mesh(set, mesh_name) : NULL;
+    if (!m) {
+        manifest_set_free(set);
+        return rc < 0 ? meshca_fail(errbuf, MESHCA_EUNAVAILABLE, "cannot read the store: %s",
+                                    store_strerror(rc))
+                      : meshca_fail(errbuf, MESHCA_ENOTFOUND, "no mesh '%s'", mesh_name);
+    }
+    *ret_set = set;
+    *ret = m;
+    return 0;
+}
+
+static const mesh_backend *enabled_backend(const mesh *m)
+{
+    const char *enabled = mesh_enabled_backend(m);
+    for (size_t i = 0; enabled && i < m->nbackends; i++)
+        if (m->backends[i].name.value && strcmp(m->backends[i].name.value, enabled) == 0)
+            return &m->backends[i];
+    return NULL;
+}
+
+static int h_key_type(void *ctx, const char *mesh_name, const char *dp_name, csr_key_type *ret,
+                      char *errbuf)
+{
+    manifest_set *set = NULL;
+    const mesh *m = NULL;
+    (void)dp_name;
+    int rc = load_mesh(ctx, mesh_name, &set, &m, errbuf);
+    if (rc < 0)
+        return rc;
+    const mesh_backend *b = enabled_backend(m);
+    if (!b)
+        rc = meshca_fail(errbuf, MESHCA_ECONFLICT, "mesh '%s' has mTLS off", mesh_name);
+    else
+        *ret = mesh_backend_leaf_is_rsa(b) ? CSR_KEY_RSA_2048 : CSR_KEY_EC_P256;
+    manifest_set_free(set);
+    return rc;
+}
+
+static int store_code(int rc)
+{
+    return rc == STORE_EIO || rc == STORE_EUNAVAILABLE ? MESHCA_EUNAVAILABLE : rc;
+}
+
+static int h_submit_csr(void *ctx, const api_principal *who, const char *mesh_name,
+                        const char *dp_name, const unsigned char *spki, size_t spki_len,
+                        const char *csr_pem, char *errbuf)
+{
+    controller *c = ctx;
+    (void)who;
+    int rc = reconcile_submit_key(c->s, mesh_name, dp_name, spki, spki_len, csr_pem, errbuf);
+    if (rc < 0)
+        return store_code(rc);
+    /* Signed on the next pass, which is now. */
+    schedule_pass(c, 0);
+    return 0;
+}
+
+/* Splits "leaf + chain" PEM after the first certificate. */
+static void split_leaf(const char *pem, char **ret_leaf, char **ret_chain)
+{
+    static const char end[] = "-----END CERTIFICATE-----";
+    const char *e = strstr(pem, end);
+    size_t n = e ? (size_t)(e - pem) + sizeof(end) - 1 : strlen(pem);
+    if (pem[n] == '\n')
+        n++;
+    *ret_leaf = strndup(pem, n);
+    const char *rest = pem + n;
+    while (*rest == '\n')
+        rest++;
+    *ret_chain = strdup(rest);
+}
+
+static int h_get_identity(void *ctx, const char *mesh_name, const char *dp_name,
+                          uint64_t *ret_generation, json_t **ret_body, char *errbuf)
+{
+    controller *c = ctx;
+    identity id = {0};
+    int rc = identity_read(c->s, mesh_name, dp_name, &id, NULL, errbuf);
+    if (rc == STORE_ENOTFOUND || rc == MESHCA_ECORRUPT) {
+        /* Nothing issued yet: the query waits, unless the dataplane does not exist at all. */
+        store_key dkey = {STATE_DATAPLANES, mesh_name, dp_name};
+        rc = state_object_version(c->s, &dkey, NULL);
+        if (rc == STORE_ENOTFOUND)
+            return meshca_fail(errbuf, MESHCA_ENOTFOUND, "no dataplane '%s' in mesh '%s'", dp_name,
+                               mesh_name);
+        if (rc < 0)
+            return meshca_fail(errbuf, MESHCA_EUNAVAILABLE, "cannot read the store: %s",
+                               store_strerror(rc));
+        *ret_generation = 0;
+        *ret_body = NULL;
+        return 0;
+    }
+    if (rc < 0)
+        return store_code(rc);
+    if (id.generation <= 0 || !id.cert_pem) {
+        identity_clear(&id);
+        *ret_generation = 0;
+        *ret_body = NULL;
+        return 0;
+    }
+    mesh_bundle b = {0};
+    rc = state_read_bundle(c->s, mesh_name, &b, NULL, errbuf);
+    if (rc < 0) {
+        identity_clear(&id);
+        return meshca_fail(errbuf, MESHCA_EUNAVAILABLE, "the trust bundle of mesh '%s' cannot be "
+                           "read now", mesh_name);
+    }
+    char *leaf = NULL, *chain = NULL, not_after[32], renew_at[32];
+    split_leaf(id.cert_pem, &leaf, &chain);
+    pki_format_time(id.not_after, not_after, sizeof(not_after));
+    pki_format_time(id.renew_at, renew_at, sizeof(renew_at));
+    json_t *body = leaf && chain
+                       ? json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "generation",
+                                   (json_int_t)id.generation, "backend", id.backend ? id.backend : "",
+                                   "certificate", leaf, "chain", chain, "caBundle", b.pem,
+                                   "notAfter", not_after, "renewAt", renew_at, "keyType",
+                                   id.rsa ? "rsa" : "ecdsa")
+                       : NULL;
+    free(leaf);
+    free(chain);
+    *ret_generation = (uint64_t)id.generation;
+    identity_clear(&id);
+    mesh_bundle_clear(&b);
+    if (!body)
+        return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
+    *ret_body = body;
+    return 0;
+}
+
+static int h_ack(void *ctx, const char *mesh_name, const char *dp_name, uint64_t generation,
+                 char *errbuf)
+{
+    controller *c = ctx;
+    int rc = ack_record(c->s, mesh_name, dp_name, generation, (int64_t)time(NULL), errbuf);
+    return rc < 0 ? store_code(rc) : 0;
+}
+
+static int h_roots(void *ctx, const char *mesh_name, json_t **ret, char *errbuf)
+{
+    controller *c = ctx;
+    manifest_set *set = NULL;
+    const mesh *m = NULL;
+    mesh_ca *cas = NULL;
+    int rc = load_mesh(c, mesh_name, &set, &m, errbuf);
+    if (rc < 0)
+        return rc;
+    roots_entry *entries = calloc(m->nbackends + 1, sizeof(*entries));
+    mesh_bundle b = {0};
+    bool have_bundle = state_read_bundle(c->s, mesh_name, &b, NULL, NULL) == 0;
+    json_t *mstatus = NULL;
+    state_get_mesh_status(c->s, mesh_name, &mstatus, NULL);
+    const char *cross_to = json_string_value(json_object_get(json_object_get(mstatus, "crossSign"), "to"));
+    if (!entries || mesh_cas_open(c->s, m, (int64_t)time(NULL), &cas) < 0) {
+        rc = meshca_fail(errbuf, MESHCA_EUNAVAILABLE, "cannot open the CAs of mesh '%s'", mesh_name);
+        goto out;
+    }
+    const char *enabled = mesh_enabled_backend(m);
+    size_t n = 0;
+    for (size_t i = 0; i < m->nbackends; i++) {
+        if (!cas[i].chain_pem)
+            continue;
+        const char *name = cas[i].backend->name.value;
+        entries[n++] = (roots_entry){
+            .backend = name, .chain_pem = cas[i].chain_pem,
+            .cross_signed_pem = have_bundle && cross_to && strcmp(cross_to, name) == 0
+                                    ? b.cross_signed_pem
+                                    : NULL,
+            .active = enabled && strcmp(enabled, name) == 0,
+        };
+    }
+    if (roots_build(mesh_name, entries, n, ret, errbuf) < 0)
+        rc = meshca_fail(errbuf, MESHCA_EUNAVAILABLE, "cannot describe the roots of '%s'", mesh_name);
+out:
+    if (cas)
+        mesh_cas_free(cas, m->nbackends);
+    json_decref(mstatus);
+    mesh_bundle_clear(&b);
+    free(entries);
+    manifest_set_free(set);
+    return rc;
+}
+
+static int h_trust_bundle(void *ctx, const char *mesh_name, char **ret_pem, char *errbuf)
+{
+    controller *c = ctx;
+    mesh_bundle b = {0};
+    int rc = state_read_bundle(c->s, mesh_name, &b, NULL, errbuf);
+    if (rc < 0)
+        return rc == STORE_ENOTFOUND
+                   ? meshca_fail(errbuf, MESHCA_ENOTFOUND, "mesh '%s' has no trust bundle yet",
+                                 mesh_name)
+                   : store_code(rc);
+    *ret_pem = b.pem;
+    b.pem = NULL;
+    mesh_bundle_clear(&b);
+    return 0;
+}
+
+/* --- set-up -------------------------------------------------------------------------------- */
+
+/* "ADDR:PORT" / "[v6]:PORT" into addr and port. */
+static int parse_listen(const char *listen, char *addr, size_t size, uint16_t *port)
+{
+    const char *colon;
+    size_t alen;
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        alen = (size_t)(close - listen - 1);
+        memmove(addr, listen + 1, alen < size ? alen : 0);
+        colon = close + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon)
+            return -1;
+        alen = (size_t)(colon - listen);
+        memmove(addr, listen, alen < size ? alen : 0);
+    }
+    if (alen == 0 || alen >= size)
+        return -1;
+    addr[alen] = '\0';
+    char *end = NULL;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno || !end || *end || end == colon + 1 || p < 0 || p > 65535)
+        return -1;
+    *port = (uint16_t)p;
+    return 0;
+}
+
+static int make_ssl_ctx(controller *c, const char *listen, SSL_CTX **ret, char *errbuf)
+{
+    const controller_options *o = c->o;
+    if (o->tls_cert || o->tls_key) {
+        if (!o->tls_cert || !o->tls_key)
+            return meshca_fail(errbuf, MESHCA_EINVAL, "--tls-cert and --tls-key go together");
+        return cpca_server_ctx_from_files(o->tls_cert, o->tls_key, ret, errbuf);
+    }
+    cpca ca = {0};
+    int rc = cpca_load(c->s, 1, (int64_t)time(NULL), &ca, errbuf);
+    if (rc < 0)
+        return rc;
+    char *chain = NULL, *key = NULL;
+    rc = cpca_server_cert(&ca, listen, o->sans, o->nsans, (int64_t)time(NULL), &chain, &key, errbuf);
+    cpca_free(&ca);
+    if (rc == 0)
+        rc = cpca_server_ctx(chain, key, ret, errbuf);
+    free(chain);
+    pki_free_secret(key);
+    return rc;
+}
+
+/* Each parked blocking query is one socket: S13 asks for 10,000 of them. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int controller_run(store *s, const controller_options *o, char *errbuf)
+{
+    controller c;
+    memset(&c, 0, sizeof(c));
+    c.s = s;
+    c.o = o;
+    c.first = true;
+    c.watch_fd = -1;
+    const char *listen = o->listen ? o->listen : CONTROLLER_DEFAULT_LISTEN;
+    char addr[256];
+    uint16_t port = 0;
+    SSL_CTX *ssl = NULL;
+    int rc = 0;
+    static const api_handlers handlers_template = {
+        NULL, h_key_type, h_submit_csr, h_get_identity, h_ack, h_roots, h_trust_bundle,
+    };
+    api_handlers handlers = handlers_template;
+    handlers.ctx = &c;
+
+    if (parse_listen(listen, addr, sizeof(addr), &port) < 0)
+        return meshca_fail(errbuf, MESHCA_EINVAL, "--listen: '%s' is not ADDRESS:PORT", listen);
+    raise_nofile();
+    if ((rc = make_ssl_ctx(&c, listen, &ssl, errbuf)) < 0)
+        return rc;
+    c.base = event_base_new();
+    if (!c.base) {
+        SSL_CTX_free(ssl);
+        return meshca_fail(errbuf, MESHCA_ENOMEM, "cannot create the event loop");
+    }
+    api_server_options so = API_SERVER_OPTIONS_INIT;
+    so.ssl_ctx = ssl;
+    so.address = addr;
+    so.port = port;
+    so.tokens = s;
+    so.handlers = &handlers;
+    if ((rc = api_server_new(c.base, &so, &c.srv, errbuf)) < 0)
+        goto out;
+    if (o->manifests_dir) {
+        c.watch_fd = manifest_watch_open(o->manifests_dir);
+        if (c.watch_fd < 0) {
+            rc = meshca_fail(errbuf, MESHCA_EIO, "cannot watch %s: %s", o->manifests_dir,
+                             strerror(errno));
+            goto out;
+        }
+        c.watch_ev = event_new(c.base, c.watch_fd, EV_READ | EV_PERSIST, on_watch, &c);
+    }
+    int64_t interval = o->interval_ms > 0 ? o->interval_ms : 2000;
+    struct timeval poll_tv = {0, CONTROLLER_POLL_MS * 1000};
+    struct timeval int_tv = {(time_t)(interval / 1000), (suseconds_t)(interval % 1000) * 1000};
+    c.pass_ev = evtimer_new(c.base, on_pass, &c);
+    c.poll_ev = event_new(c.base, -1, EV_PERSIST, on_poll, &c);
+    c.interval_ev = event_new(c.base, -1, EV_PERSIST, on_interval, &c);
+    c.sigterm_ev = evsignal_new(c.base, SIGTERM, on_stop, &c);
+    c.sigint_ev = evsignal_new(c.base, SIGINT, on_stop, &c);
+    if (!c.pass_ev || !c.poll_ev || !c.interval_ev || !c.sigterm_ev || !c.sigint_ev ||
+        (o->manifests_dir && !c.watch_ev)) {
+        rc = meshca_fail(errbuf, MESHCA_ENOMEM, "cannot create the loop's events");
+        goto out;
+    }
+    if (store_revision(s, &c.watched) < 0)
+        c.watched = 0;
+    event_add(c.poll_ev, &poll_tv);
+    event_add(c.interval_ev, &int_tv);
+    event_add(c.sigterm_ev, NULL);
+    event_add(c.sigint_ev, NULL);
+    if (c.watch_ev)
+        event_add(c.watch_ev, NULL);
+    say(&c, false, "serving the dataplane API on https://%s%s%s:%u", strchr(addr, ':') ? "[" : "",
+        addr, strchr(addr, ':') ? "]" : "", (unsigned)api_server_port(c.srv));
+    schedule_pass(&c, 0);
+    event_base_dispatch(c.base);
+    rc = 0;
+out:
+    if (c.watch_ev)
+        event_free(c.watch_ev);
+    if (c.pass_ev)
+        event_free(c.pass_ev);
+    if (c.poll_ev)
+        event_free(c.poll_ev);
+    if (c.interval_ev)
+        event_free(c.interval_ev);
+    if (c.sigterm_ev)
+        event_free(c.sigterm_ev);
+    if (c.sigint_ev)
+        event_free(c.sigint_ev);
+    api_server_free(c.srv);
+    /* Connections are freed in deferred callbacks: one more turn of the loop. */
+    event_base_loop(c.base, EVLOOP_NONBLOCK);
+    event_base_free(c.base);
+    SSL_CTX_free(ssl);
+    if (c.watch_fd >= 0)
+        close(c.watch_fd);
+    free(c.last_said);
+    return rc;
+}

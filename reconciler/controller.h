@@ -1,0 +1,56 @@
+/* controller.h - `meshca run`: one event loop carrying the dataplane API, the manifests watch,
+ * timers and store changes, with reconcile passes triggered by them. */
+#ifndef MESHCA_CONTROLLER_H
+#define MESHCA_CONTROLLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "manifests/diag.h"
+#include "manifests/error.h"
+#include "reconciler/reconcile.h"
+#include "reconciler/store.h"
+
+#define CONTROLLER_DEFAULT_LISTEN "127.0.0.1:5690"
+#define CONTROLLER_POLL_MS 100             /* store revision poll (SQLite has no change fd) */
+#define CONTROLLER_BACKOFF_FIRST_MS 500    /* a failing store: passes back off from this ... */
+#define CONTROLLER_BACKOFF_MAX_MS 30000    /* ... doubling up to this */
+#define CONTROLLER_MAX_SANS 32
+
+/* What the controller says; cmd/ prints it. Borrowed for the call. */
+typedef struct controller_output {
+    void *ctx;
+    /* A pass worth telling (first pass, changes, diagnostics): cmd prints it. */
+    void (*pass)(void *ctx, const reconcile_report *rep, const diag_list *diags);
+    /* One line (error = to stderr); never a secret. */
+    void (*line)(void *ctx, bool error, const char *text);
+} controller_output;
+
+typedef struct controller_options {
+    const char *listen;              /* "ADDR:PORT", "[v6]:PORT"; NULL = default; port 0 = any */
+    const char *tls_cert, *tls_key;  /* the server certificate, or NULL: the control-plane CA */
+    const char *const *sans;         /* extra server certificate names (--tls-san); borrowed */
+    size_t nsans;
+    const char *manifests_dir;       /* --manifests, or NULL */
+    int64_t interval_ms;             /* longest time between passes; 0 = 2000 */
+    controller_output out;
+} controller_options;
+
+#define CONTROLLER_OPTIONS_INIT                                                                    \
+    {                                                                                              \
+        NULL, NULL, NULL, NULL, 0, NULL, 0, { NULL, NULL, NULL }                                   \
+    }
+
+/*
+ * Runs the controller on store s (borrowed) until SIGTERM or SIGINT (0). The process must
+ * ignore SIGPIPE (cmd/ does). Serves the dataplane API on opts->listen (reconciler/api/), runs a
+ * reconcile pass at start, whenever the store changes, when an agent sends a CSR, and at least
+ * every interval; after a pass, every parked blocking query whose identity changed is answered.
+ * With manifests_dir, syncs it (manifest_sync.h) before each pass and on every inotify event.
+ * Returns MESHCA_EINVAL (bad listen address, unreadable TLS files) or MESHCA_EIO (cannot bind,
+ * cannot watch) with a line in errbuf, before serving.
+ */
+int controller_run(store *s, const controller_options *opts, char *errbuf);
+
+#endif
