@@ -277,6 +277,9 @@ const char *store_strerror(int code);
 /* 1 when kind is one of the fixed kinds, else 0. */
 int store_kind_valid(const char *kind);
 
+/* Every kind the store knows, in a fixed order (static; *ret_count of them). */
+const char *const *store_kinds(size_t *ret_count);
+
 /* 1 when name is an acceptable mesh or object name, else 0. */
 int store_name_valid(const char *name);
 

@@ -46,7 +46,9 @@ PY
 run apply -f "$ex/0-mesh.yaml" -f "$ex/dataplanes.yaml"
 check "setup: apply of the mesh and two dataplanes" exit_is 0
 run reconcile --once
-check "setup: a reconcile pass issues identities and the builtin CA" exit_is 0
+check "setup: a reconcile pass creates the builtin CA" exit_is 0
+# Identities are signed from the agents' CSRs (dataplane API); records stand in for them here.
+for dp in web-01 db-01; do "$STORE_TOOL" put identities default "$dp" '{"mesh":"default","name":"'"$dp"'"}' >/dev/null; done
 put_status default web-01
 check "setup: web-01 has an identity and a status" test "$(objects identities default)$(objects dpstatus default)" = 21
 

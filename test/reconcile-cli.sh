@@ -277,8 +277,8 @@ if on_sqlite; then
     # it rebundle web-01 (identity and bundle writes, which fail).
     stop_controller
     put_mesh default ca-1 "$BUILTIN_1
-      - name: ca-2
-        type: builtin"
+  - name: ca-2
+    type: builtin"
     break_identities
     run reconcile --once
     check "a pass whose store reads or writes fail exits 2" exit_is 2

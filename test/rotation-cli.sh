@@ -175,20 +175,33 @@ check "leaves no longer carry the cross-signed CA" \
 # Issue 10: after the whole rotation the store holds no dataplane private key and no token in
 # the clear (a dump of every object); the agents' keys stay in their --out directories.
 stop_controller
-check "no dataplane private key and no token anywhere in the store" python3 - "$WORK/store/meshca.db" "$WORK/dp" "$WORK/tokens" <<'PY'
+"$STORE_TOOL" dump >"$WORK/store.dump"
+check "no dataplane private key and no token anywhere in the store" python3 - "$WORK/store/meshca.db" "$WORK/dp" "$WORK/tokens" "$WORK/store.dump" <<'PY'
 import glob, os, sqlite3, sys
 db = sys.argv[1]
-c = sqlite3.connect(db)
 flat = lambda x: x.replace("\\n", "").replace("\n", "")
 rawflat = lambda x: x.replace(b"\\n", b"").replace(b"\n", b"")
-# Every value of every table as text (values are BLOBs: a plain .dump shows them as hex), and
-# the raw bytes of the database and its WAL.
-text = []
-for (t,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
-    for row in c.execute('SELECT * FROM "%s"' % t):
-        text += [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in row]
+# Every stored object through the store interface (any backend), as "kind/mesh/name@version
+# len" records; on SQLite also every value of every table and the raw bytes of the database and
+# its WAL (values are BLOBs: a plain .dump shows them as hex).
+dump = open(sys.argv[4], "rb").read()
+objects, pos = [], 0
+while pos < len(dump):
+    nl = dump.index(b"\n", pos)
+    head = dump[pos:nl].decode()
+    n = int(head.rsplit(" ", 1)[1])
+    objects.append((head.split("/", 1)[0], dump[nl + 1:nl + 1 + n].decode("utf-8", "replace")))
+    pos = nl + 1 + n + 1
+text = [v for _, v in objects]
+raw = dump
+if os.path.exists(db):
+    c = sqlite3.connect(db)
+    for (t,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+        for row in c.execute('SELECT * FROM "%s"' % t):
+            text += [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in row]
+    raw += b"".join(open(p, "rb").read() for p in (db, db + "-wal") if os.path.exists(p))
 text = flat("\n".join(text))
-raw = rawflat(b"".join(open(p, "rb").read() for p in (db, db + "-wal") if os.path.exists(p)))
+raw = rawflat(raw)
 # 48 base64 characters from inside the PEM body: past the ASN.1 header every key of one type
 # shares (the store legitimately holds CA keys), so they are this key's own bytes. The store's
 # JSON escapes newlines: compare without them.
@@ -205,7 +218,7 @@ for t in tokens:
     v = open(t).read().strip()
     assert v not in text and v.encode() not in raw, "a token is in the store in the clear"
 # The only private keys in the store are the builtin CAs' (secrets) and the control-plane CA.
-rows = c.execute("SELECT kind, name FROM objects WHERE CAST(value AS TEXT) LIKE '%PRIVATE KEY%'").fetchall()
-assert all(k in ("secrets", "controlplane") for k, _ in rows), rows
+rows = [k for k, v in objects if "PRIVATE KEY" in v]
+assert rows and all(k in ("secrets", "controlplane") for k in rows), rows
 PY
 finish

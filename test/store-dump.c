@@ -8,9 +8,6 @@
 
 #include "reconciler/store.h"
 
-/* Every kind the store knows (reconciler/store/store.c); a new kind must be added here too. */
-static const char *const kinds[] = {"meshes",   "dataplanes", "secrets", "identities",
-                                    "dpstatus", "meshstatus", "tokens",  "controlplane"};
 
 int main(int argc, char **argv)
 {
@@ -25,7 +22,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "store-dump: %s\n", errbuf);
         return 2;
     }
-    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+    size_t nkinds = 0;
+    const char *const *kinds = store_kinds(&nkinds);
+    for (size_t k = 0; k < nkinds; k++) {
         store_entry *e = NULL;
         size_t n = 0;
         if ((rc = store_list(s, kinds[k], NULL, &e, &n)) < 0) {

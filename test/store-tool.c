@@ -15,8 +15,6 @@
  * Exit: 0 ok, 1 not found, 2 usage or store error (the store's message on stderr).
  */
 
-static const char *const kinds[] = {"meshes",     "secrets",  "dataplanes",
-                                    "identities", "dpstatus", "meshstatus"};
 
 static int fail(store *s, int r)
 {
@@ -61,7 +59,9 @@ int main(int argc, char **argv)
             rc = 2;
         free(v);
     } else if (strcmp(argv[1], "dump") == 0) {
-        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]) && rc == 0; i++) {
+        size_t nkinds = 0;
+        const char *const *kinds = store_kinds(&nkinds);
+        for (size_t i = 0; i < nkinds && rc == 0; i++) {
             store_entry *e = NULL;
             size_t n = 0;
 

@@ -65,6 +65,12 @@ const char *store_strerror(int code) {
     }
 }
 
+const char *const *store_kinds(size_t *ret_count)
+{
+    *ret_count = sizeof(kinds) / sizeof(kinds[0]);
+    return kinds;
+}
+
 int store_kind_valid(const char *kind) {
     if (!kind)
         return 0;
