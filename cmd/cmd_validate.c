@@ -159,9 +159,9 @@ static int check_against_store(const validate_args *args, manifest_set *next,
                                const manifest_set *prev, const status_set *status,
                                diag_list *diags)
 {
-    char errbuf[256] = "";
+    char errbuf[MESHCA_ERRBUF] = "";
     store *s = NULL;
-    int rc = store_open(args->store_url, &s, errbuf, sizeof(errbuf));
+    int rc = store_open(args->store_url, &s, errbuf);
     if (rc < 0) {
         cli_error("cannot open the store: %s", errbuf[0] ? errbuf : store_strerror(rc));
         return -1;

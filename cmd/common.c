@@ -7,9 +7,9 @@
 
 store *cli_open_store(void)
 {
-    char errbuf[256] = "";
+    char errbuf[MESHCA_ERRBUF] = "";
     store *s = NULL;
-    int rc = store_open(NULL, &s, errbuf, sizeof(errbuf));
+    int rc = store_open(NULL, &s, errbuf);
     if (rc < 0) {
         cli_error("cannot open the store: %s", errbuf[0] ? errbuf : store_strerror(rc));
         return NULL;

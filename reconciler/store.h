@@ -126,7 +126,7 @@ typedef struct store store;
  * errbuf (MESHCA_ERRBUF bytes, may be NULL). Caller frees *ret with store_close().
  * store_open(url, ...) is store_open_with(url, NULL, ...).
  */
-int store_open(const char *url, store **ret, char *errbuf, size_t errlen);
+int store_open(const char *url, store **ret, char *errbuf);
 
 /*
  * Options of store_open_with; strings borrowed for the call. A NULL string (or 0) takes the
@@ -144,7 +144,7 @@ typedef struct store_open_options {
 #define STORE_OPEN_OPTIONS_INIT { NULL, NULL, NULL, 0 }
 
 /* store_open with options (NULL = STORE_OPEN_OPTIONS_INIT). */
-int store_open_with(const char *url, const store_open_options *opts, store **ret, char *errbuf, size_t errlen);
+int store_open_with(const char *url, const store_open_options *opts, store **ret, char *errbuf);
 
 /* Accepts NULL. */
 void store_close(store *s);

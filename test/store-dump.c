@@ -17,7 +17,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: store-dump [URL]\n");
         return 2;
     }
-    int rc = store_open(argc == 2 ? argv[1] : NULL, &s, errbuf, sizeof(errbuf));
+    int rc = store_open(argc == 2 ? argv[1] : NULL, &s, errbuf);
     if (rc < 0) {
         fprintf(stderr, "store-dump: %s\n", errbuf);
         return 2;

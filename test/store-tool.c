@@ -33,7 +33,7 @@ int main(int argc, char **argv)
         fputs("usage: store-tool put KIND MESH NAME VALUE | get KIND MESH NAME | dump\n", stderr);
         return 2;
     }
-    r = store_open(NULL, &s, err, sizeof(err));
+    r = store_open(NULL, &s, err);
     if (r < 0) {
         fprintf(stderr, "store-tool: %s\n", err);
         return 2;

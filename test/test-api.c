@@ -164,7 +164,7 @@ static void setup(void)
     /* The default store, inside tmpdir: whatever store the build defaults to. */
     ck_assert_int_eq(chdir(tmpdir), 0);
     unsetenv("MESHCA_STORE");
-    ck_assert_msg(store_open(NULL, &st, err, sizeof(err)) == 0, "store_open: %s", err);
+    ck_assert_msg(store_open(NULL, &st, err) == 0, "store_open: %s", err);
     /* The meshes the test double serves: token_verify looks tokens up mesh by mesh. */
     static const char *const meshes[] = {"default", "other", "rsa"};
     for (size_t i = 0; i < 3; i++) {

@@ -61,9 +61,9 @@ static void teardown(void)
 
 static store *open_store(void)
 {
-    char err[256] = "";
+    char err[MESHCA_ERRBUF] = "";
     store *s = NULL;
-    ck_assert_msg(store_open(NULL, &s, err, sizeof(err)) == STORE_OK, "store_open: %s", err);
+    ck_assert_msg(store_open(NULL, &s, err) == STORE_OK, "store_open: %s", err);
     return s;
 }
 

@@ -70,9 +70,9 @@ static void teardown(void) {
 }
 
 static store *open_store(void) {
-    char err[256] = "";
+    char err[MESHCA_ERRBUF] = "";
     store *s = NULL;
-    int r = store_open(url, &s, err, sizeof(err));
+    int r = store_open(url, &s, err);
 
     ck_assert_msg(r == STORE_OK, "store_open(%s): %d %s", url, r, err);
     return s;
@@ -334,7 +334,7 @@ static int increment_many(void) {
     store *s = NULL;
 
     /* Each process opens its own handle: an SQLite connection must not cross fork(). */
-    if (store_open(url, &s, NULL, 0) != STORE_OK)
+    if (store_open(url, &s, NULL) != STORE_OK)
         return 1;
     for (int i = 0; i < INCREMENTS; i++) {
         for (;;) {
@@ -400,7 +400,7 @@ static void write_forever(void) {
     char name[16];
     store *s = NULL;
 
-    if (!buf || store_open(url, &s, NULL, 0) != STORE_OK)
+    if (!buf || store_open(url, &s, NULL) != STORE_OK)
         _exit(1);
     for (unsigned i = 0;; i++) {
         store_key k = { "identities", "default", name };
@@ -451,25 +451,25 @@ END_TEST
 
 /* Issue 11: etcd:// and etcds:// are schemes of the table now; their URL is checked at open. */
 START_TEST(file_url_is_retired_etcd_url_checked_and_unknown_scheme_invalid) {
-    char err[256] = "";
+    char err[MESHCA_ERRBUF] = "";
     store *s = (store *) 0x1;
 
-    ck_assert_int_eq(store_open("etcd://127.0.0.1:2379?max-txn-ops=1", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_int_eq(store_open("etcd://127.0.0.1:2379?max-txn-ops=1", &s, err), STORE_EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "max-txn-ops must be 2..100000"));
-    ck_assert_int_eq(store_open("etcd://127.0.0.1:2379?page=3", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_int_eq(store_open("etcd://127.0.0.1:2379?page=3", &s, err), STORE_EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "unknown parameter 'page=3'"));
-    ck_assert_int_eq(store_open("etcds://", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_int_eq(store_open("etcds://", &s, err), STORE_EINVAL);
     ck_assert_ptr_eq(s, (store *) 0x1);
     /* Opening connects to nothing: a member that is not there shows at the first call. */
-    ck_assert_int_eq(store_open("etcd://127.0.0.1:1", &s, err, sizeof(err)), STORE_OK);
+    ck_assert_int_eq(store_open("etcd://127.0.0.1:1", &s, err), STORE_OK);
     ck_assert_uint_eq(store_txn_limit(s), 128);
     store_close(s);
     s = (store *) 0x1;
-    ck_assert_int_eq(store_open("http://x", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_int_eq(store_open("http://x", &s, err), STORE_EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "unknown scheme"));
-    ck_assert_int_eq(store_open("file:///tmp/x", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_int_eq(store_open("file:///tmp/x", &s, err), STORE_EINVAL);
     ck_assert_str_eq(err, "store URL 'file:///tmp/x': the file:// store was retired; use sqlite://PATH (the default)");
-    ck_assert_int_eq(store_open("sqlite://", &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_int_eq(store_open("sqlite://", &s, err), STORE_EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "missing path"));
     ck_assert_ptr_eq(s, (store *) 0x1);
     ck_assert_str_eq(store_strerror(STORE_ECONFLICT), "version conflict");
@@ -482,7 +482,7 @@ START_TEST(null_url_uses_meshca_store_env) {
     store_key k = { "secrets", "m", "n" };
 
     ck_assert_int_eq(setenv("MESHCA_STORE", url, 1), 0);
-    ck_assert_int_eq(store_open(NULL, &s, NULL, 0), STORE_OK);
+    ck_assert_int_eq(store_open(NULL, &s, NULL), STORE_OK);
     put_str(s, "secrets", "m", "n", "v", 0);
     store_close(s);
     unsetenv("MESHCA_STORE");
@@ -565,7 +565,7 @@ START_TEST(read_only_store_fails_writes_naming_cause_and_object) {
 
         if (geteuid() == 0 && (setgid(NOBODY) < 0 || setuid(NOBODY) < 0))
             _exit(10);
-        if (store_open(url, &c, err, sizeof(err)) != STORE_OK) {
+        if (store_open(url, &c, err) != STORE_OK) {
             (void) !write(pipefd[1], err, strlen(err));
             _exit(11);
         }
@@ -590,7 +590,7 @@ START_TEST(missing_parent_directory_is_named_at_open) {
     store *s = NULL;
 
     ck_assert_int_lt(snprintf(u, sizeof(u), "sqlite://%s/no-such/sub/meshca.db", tmpdir), (int) sizeof(u));
-    ck_assert_int_eq(store_open(u, &s, err, sizeof(err)), STORE_EIO);
+    ck_assert_int_eq(store_open(u, &s, err), STORE_EIO);
     ck_assert_int_lt(snprintf(want, sizeof(want), "store directory '%s/no-such/sub' cannot be created: its parent directory '%s/no-such' does not exist", tmpdir, tmpdir), (int) sizeof(want));
     ck_assert_str_eq(err, want);
     ck_assert_ptr_null(s);
@@ -607,18 +607,18 @@ START_TEST(loose_permissions_on_existing_store_are_refused) {
 
     ck_assert_int_eq(chmod(storedir, 0777), 0);
     s = NULL;
-    ck_assert_int_eq(store_open(url, &s, err, sizeof(err)), STORE_EINSECURE);
+    ck_assert_int_eq(store_open(url, &s, err), STORE_EINSECURE);
     ck_assert_ptr_null(s);
     ck_assert_int_lt(snprintf(want, sizeof(want), "store directory '%s' has mode 0777: other users can write it; refusing to use it (run: chmod 700 '%s')", storedir, storedir), (int) sizeof(want));
     ck_assert_str_eq(err, want);
     ck_assert_int_eq(chmod(storedir, 0700), 0);
 
     ck_assert_int_eq(chmod(dbpath, 0666), 0);
-    ck_assert_int_eq(store_open(url, &s, err, sizeof(err)), STORE_EINSECURE);
+    ck_assert_int_eq(store_open(url, &s, err), STORE_EINSECURE);
     ck_assert_int_lt(snprintf(want, sizeof(want), "store file '%s' has mode 0666: other users can write it; refusing to use it (run: chmod 600 '%s')", dbpath, dbpath), (int) sizeof(want));
     ck_assert_str_eq(err, want);
     ck_assert_int_eq(chmod(dbpath, 0640), 0);
-    ck_assert_int_eq(store_open(url, &s, err, sizeof(err)), STORE_EINSECURE);
+    ck_assert_int_eq(store_open(url, &s, err), STORE_EINSECURE);
     ck_assert_ptr_nonnull(strstr(err, "has mode 0640: other users can read it"));
     ck_assert_int_eq(chmod(dbpath, 0600), 0);
     s = open_store();
@@ -720,7 +720,7 @@ START_TEST(watch_waits_for_a_write_by_another_process) {
         store *c = NULL;
         store_key k = { "dpstatus", "default", "web-01" };
         usleep(300 * 1000);
-        if (store_open(url, &c, NULL, 0) != STORE_OK || store_put(c, &k, "ack", 3, 0, NULL) != STORE_OK)
+        if (store_open(url, &c, NULL) != STORE_OK || store_put(c, &k, "ack", 3, 0, NULL) != STORE_OK)
             _exit(1);
         store_close(c);
         _exit(0);
@@ -882,7 +882,7 @@ static void txn_forever(unsigned start) {
     char value[32];
     store *s = NULL;
 
-    if (store_open(url, &s, NULL, 0) != STORE_OK)
+    if (store_open(url, &s, NULL) != STORE_OK)
         _exit(1);
     for (unsigned gen = start;; gen++) {
         int len = snprintf(value, sizeof(value), "generation-%u", gen);
@@ -946,7 +946,7 @@ static store *open_etcd_with(const char *query) {
     store *s = NULL;
 
     ck_assert_int_lt(snprintf(u, sizeof(u), "%s%s", url, query), (int) sizeof(u));
-    ck_assert_msg(store_open(u, &s, err, sizeof(err)) == STORE_OK, "store_open(%s): %s", u, err);
+    ck_assert_msg(store_open(u, &s, err) == STORE_OK, "store_open(%s): %s", u, err);
     return s;
 }
 
@@ -1024,7 +1024,7 @@ START_TEST(etcd_split_write_stops_at_the_first_part_after_the_fence_moved) {
         /* Another replica takes over as soon as the first part has landed. */
         store_key first = { "identities", "default", "dp-000" };
         store *c = NULL;
-        if (store_open(url, &c, NULL, 0) != STORE_OK)
+        if (store_open(url, &c, NULL) != STORE_OK)
             _exit(1);
         for (int i = 0; i < 10000 && store_get(c, &first, &v, NULL, NULL) == STORE_ENOTFOUND; i++)
             usleep(1000);
@@ -1057,7 +1057,7 @@ START_TEST(etcd_with_no_member_answering_is_unavailable_naming_every_endpoint) {
     store *s = NULL;
     char *v = NULL;
 
-    ck_assert_int_eq(store_open("etcd://127.0.0.1:1,127.0.0.1:2", &s, err, sizeof(err)), STORE_OK);
+    ck_assert_int_eq(store_open("etcd://127.0.0.1:1,127.0.0.1:2", &s, err), STORE_OK);
     ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_EUNAVAILABLE);
     assert_err_has(s, "store 'etcd://127.0.0.1:1,127.0.0.1:2': dataplanes/default/web-01: no etcd member answered");
     assert_err_has(s, "127.0.0.1:1: ");
@@ -1187,12 +1187,12 @@ START_TEST(etcds_store_takes_its_tls_files_from_options_or_environment) {
     o.etcd_cacert = ca;
     o.etcd_cert = cert;
     o.etcd_key = key;
-    ck_assert_msg(store_open_with(u, &o, &s, err, sizeof(err)) == STORE_OK, "%s", err);
+    ck_assert_msg(store_open_with(u, &o, &s, err) == STORE_OK, "%s", err);
     ck_assert_msg(store_put(s, &k, "pem", 3, 0, NULL) == STORE_OK, "%s", store_errmsg(s));
     store_close(s);
 
     /* No files: the member's certificate is not trusted, and nothing is written or read. */
-    ck_assert_int_eq(store_open(u, &s, err, sizeof(err)), STORE_OK);
+    ck_assert_int_eq(store_open(u, &s, err), STORE_OK);
     ck_assert_int_eq(store_get(s, &k, &v, NULL, NULL), STORE_EUNAVAILABLE);
     assert_err_has(s, "no etcd member answered (");
     store_close(s);
@@ -1201,14 +1201,14 @@ START_TEST(etcds_store_takes_its_tls_files_from_options_or_environment) {
     ck_assert_int_eq(setenv("MESHCA_ETCD_CACERT", ca, 1), 0);
     ck_assert_int_eq(setenv("MESHCA_ETCD_CERT", cert, 1), 0);
     ck_assert_int_eq(setenv("MESHCA_ETCD_KEY", key, 1), 0);
-    ck_assert_int_eq(store_open(u, &s, err, sizeof(err)), STORE_OK);
+    ck_assert_int_eq(store_open(u, &s, err), STORE_OK);
     ck_assert_msg(store_get(s, &k, &v, NULL, NULL) == STORE_OK, "%s", store_errmsg(s));
     ck_assert_str_eq(v, "pem");
     free(v);
     store_close(s);
     /* A certificate without its key is refused at open, naming neither's content. */
     unsetenv("MESHCA_ETCD_KEY");
-    ck_assert_int_eq(store_open(u, &s, err, sizeof(err)), STORE_EINVAL);
+    ck_assert_int_eq(store_open(u, &s, err), STORE_EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "a client certificate needs its key"));
     unsetenv("MESHCA_ETCD_CACERT");
     unsetenv("MESHCA_ETCD_CERT");

@@ -158,11 +158,11 @@ static const char *option_or_env(const char *given, const char *env) {
     return v && *v ? v : NULL;
 }
 
-int store_open(const char *url, store **ret, char *errbuf, size_t errlen) {
-    return store_open_with(url, NULL, ret, errbuf, errlen);
+int store_open(const char *url, store **ret, char *errbuf) {
+    return store_open_with(url, NULL, ret, errbuf);
 }
 
-int store_open_with(const char *url, const store_open_options *given, store **ret, char *errbuf, size_t errlen) {
+int store_open_with(const char *url, const store_open_options *given, store **ret, char *errbuf) {
     store_open_options opts = STORE_OPEN_OPTIONS_INIT;
     char err[MESHCA_ERRBUF] = "", shown[80];
     const struct store_ops *ops = NULL;
@@ -222,8 +222,8 @@ int store_open_with(const char *url, const store_open_options *given, store **re
     return STORE_OK;
 fail:
     /* Truncation of a message is acceptable: it is only ever shown to a human. */
-    if (errbuf && errlen > 0)
-        (void) snprintf(errbuf, errlen, "%s", err);
+    if (errbuf)
+        (void) snprintf(errbuf, MESHCA_ERRBUF, "%s", err);
     return r;
 }
 

@@ -197,7 +197,7 @@ static void bench_reconcile(long n, double raw_rate, char *out, size_t outlen)
         die("mkdtemp failed");
     snprintf(tmp_to_remove, sizeof(tmp_to_remove), "%s", tmpl);
     snprintf(url, sizeof(url), "sqlite://%s/store/meshca.db", tmpl);
-    if (store_open(url, &s, err, sizeof(err)) != STORE_OK)
+    if (store_open(url, &s, err) != STORE_OK)
         die("store_open: %s", err);
 
     seed_s = now_s();
