@@ -9,7 +9,6 @@
 #include "manifests/manifest.h"
 #include "reconciler/apply.h"
 
-#define MAX_PATHS 256
 
 const char cmd_apply_usage[] =
     "Usage: meshca apply -f PATH... [--dry-run] [--force] [--force-without-cross-signing]\n"
@@ -37,7 +36,7 @@ const char cmd_apply_usage[] =
     "            2 usage, file or store error.\n";
 
 typedef struct apply_args {
-    const char *files[MAX_PATHS];
+    const char *files[CLI_MAX_PATHS];
     size_t nfiles;
     int dry_run, force, no_cross_sign;
     output_format format;
@@ -59,11 +58,8 @@ static int parse_args(int argc, char **argv, apply_args *args)
     while ((c = getopt_long(argc, argv, ":f:o:h", options, NULL)) != -1) {
         switch (c) {
         case 'f':
-            if (args->nfiles >= MAX_PATHS) {
-                cli_error("too many paths (at most %d)", MAX_PATHS);
+            if (cli_add_path(args->files, &args->nfiles, optarg) < 0)
                 return -1;
-            }
-            args->files[args->nfiles++] = optarg;
             break;
         case OPT_DRY:
             args->dry_run = 1;
@@ -122,9 +118,8 @@ int cmd_apply(int argc, char **argv)
 
     if (parse_args(argc, argv, &args) < 0 || !(s = cli_open_store()))
         goto out;
-    for (size_t i = 0; i < args.nfiles; i++)
-        if (manifest_load_path(next, args.files[i], &diags) != MANIFEST_OK)
-            unreadable = 1;
+    if (cli_load_paths(next, args.files, args.nfiles, &diags) < 0)
+        unreadable = 1;
     if (unreadable) {
         output_diagnostics(args.format == OUTPUT_JSON ? stdout : stderr, args.format, &diags, 0);
         cli_diagnostics_out_of_memory(&diags);

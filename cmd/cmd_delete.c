@@ -9,7 +9,6 @@
 #include "manifests/manifest.h"
 #include "reconciler/delete.h"
 
-#define MAX_PATHS 256
 
 const char cmd_delete_usage[] =
     "Usage: meshca delete mesh|dataplane|secret NAME... [-m MESH] [--dry-run] [--ignore-not-found]\n"
@@ -34,7 +33,7 @@ const char cmd_delete_usage[] =
     "            2 usage, file or store error.\n";
 
 typedef struct delete_args {
-    const char *files[MAX_PATHS];
+    const char *files[CLI_MAX_PATHS];
     size_t nfiles;
     const char *mesh;
     int dry_run, ignore_not_found;
@@ -55,11 +54,8 @@ static int parse_args(int argc, char **argv, delete_args *args)
     while ((c = getopt_long(argc, argv, ":f:m:h", options, NULL)) != -1) {
         switch (c) {
         case 'f':
-            if (args->nfiles >= MAX_PATHS) {
-                cli_error("too many paths (at most %d)", MAX_PATHS);
+            if (cli_add_path(args->files, &args->nfiles, optarg) < 0)
                 return -1;
-            }
-            args->files[args->nfiles++] = optarg;
             break;
         case 'm':
             args->mesh = optarg;
@@ -140,10 +136,7 @@ int cmd_delete(int argc, char **argv)
     if (parse_args(argc, argv, &args) < 0)
         goto out;
     if (args.nfiles > 0) {
-        int unreadable = 0;
-        for (size_t i = 0; i < args.nfiles; i++)
-            if (manifest_load_path(set, args.files[i], &diags) != MANIFEST_OK)
-                unreadable = 1;
+        int unreadable = cli_load_paths(set, args.files, args.nfiles, &diags) < 0;
         if (diags.out_of_memory)
             goto out;   /* reported at out: nothing is deleted on a partial load */
         if (unreadable || diag_has_errors(&diags)) {

@@ -15,7 +15,6 @@
 #include "reconciler/state.h"
 #include "validators/validators.h"
 
-#define MAX_PATHS 256
 /* Lines of context around each change, as diff -u. */
 #define DIFF_CONTEXT 3
 /* The longest-common-subsequence table is lines(old) x lines(new) cells: above this, a
@@ -41,7 +40,7 @@ const char cmd_diff_usage[] =
     "            see the verdict); 2 usage, unreadable or invalid manifests, store error.\n";
 
 typedef struct diff_args {
-    const char *files[MAX_PATHS];
+    const char *files[CLI_MAX_PATHS];
     size_t nfiles;
     int force, no_cross_sign;
 } diff_args;
@@ -60,11 +59,8 @@ static int parse_args(int argc, char **argv, diff_args *args)
     while ((c = getopt_long(argc, argv, ":f:h", options, NULL)) != -1) {
         switch (c) {
         case 'f':
-            if (args->nfiles >= MAX_PATHS) {
-                cli_error("too many paths (at most %d)", MAX_PATHS);
+            if (cli_add_path(args->files, &args->nfiles, optarg) < 0)
                 return -1;
-            }
-            args->files[args->nfiles++] = optarg;
             break;
         case OPT_FORCE:
             args->force = 1;
@@ -442,9 +438,8 @@ int cmd_diff(int argc, char **argv)
     }
     if (parse_args(argc, argv, &args) < 0)
         goto out;
-    for (size_t i = 0; i < args.nfiles; i++)
-        if (manifest_load_path(next, args.files[i], &diags) != MANIFEST_OK)
-            unreadable = 1;
+    if (cli_load_paths(next, args.files, args.nfiles, &diags) < 0)
+        unreadable = 1;
     if (unreadable) {
         diag_list_sort(&diags);
         output_diagnostics(stderr, OUTPUT_TEXT, &diags, 0);

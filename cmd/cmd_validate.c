@@ -14,7 +14,6 @@
 #include "reconciler/ca_offline.h"
 #include "validators/validators.h"
 
-#define MAX_PATHS 256
 
 const char cmd_validate_usage[] =
     "Usage: meshca validate -f PATH... [--from PATH...] [--status FILE] [--store URL]\n"
@@ -43,9 +42,9 @@ const char cmd_validate_usage[] =
     "Exit codes: 0 valid; 1 invalid or refused; 2 usage error, unreadable file or store.\n";
 
 typedef struct validate_args {
-    const char *files[MAX_PATHS];
+    const char *files[CLI_MAX_PATHS];
     size_t nfiles;
-    const char *from[MAX_PATHS];
+    const char *from[CLI_MAX_PATHS];
     size_t nfrom;
     const char *status_file;
     const char *store_url;
@@ -71,13 +70,9 @@ static int parse_args(int argc, char **argv, validate_args *args)
         switch (c) {
         case 'f':
         case OPT_FROM: {
-            size_t *n = c == 'f' ? &args->nfiles : &args->nfrom;
-            const char **list = c == 'f' ? args->files : args->from;
-            if (*n >= MAX_PATHS) {
-                cli_error("too many paths (at most %d)", MAX_PATHS);
+            if ((c == 'f' ? cli_add_path(args->files, &args->nfiles, optarg)
+                          : cli_add_path(args->from, &args->nfrom, optarg)) < 0)
                 return -1;
-            }
-            list[(*n)++] = optarg;
             break;
         }
         case OPT_STATUS:
@@ -111,16 +106,6 @@ static int parse_args(int argc, char **argv, validate_args *args)
         return -1;
     }
     return 0;
-}
-
-/* Loads every path into `set`; returns -1 when any path could not be read at all. */
-static int load_paths(manifest_set *set, const char *const *paths, size_t n, diag_list *diags)
-{
-    int rc = 0;
-    for (size_t i = 0; i < n; i++)
-        if (manifest_load_path(set, paths[i], diags) != MANIFEST_OK)
-            rc = -1;
-    return rc;
 }
 
 /* Applies the S4 rules to every Mesh of `next`, against its namesake in `prev`. */
@@ -214,9 +199,9 @@ int cmd_validate(int argc, char **argv)
         exit_code = EXIT_TROUBLE;
         goto out;
     }
-    if (load_paths(next, args.files, args.nfiles, &diags) < 0)
+    if (cli_load_paths(next, args.files, args.nfiles, &diags) < 0)
         unreadable = 1;
-    if (load_paths(prev, args.from, args.nfrom, &diags) < 0)
+    if (cli_load_paths(prev, args.from, args.nfrom, &diags) < 0)
         unreadable = 1;
     if (args.status_file) {
         int rc = status_load_file(args.status_file, &status, &diags);

@@ -56,3 +56,22 @@ char *cli_dataplane_services(const dataplane *dp)
             }
     return out;
 }
+
+int cli_add_path(const char **list, size_t *n, const char *path)
+{
+    if (*n >= CLI_MAX_PATHS) {
+        cli_error("too many paths (at most %d)", CLI_MAX_PATHS);
+        return -1;
+    }
+    list[(*n)++] = path;
+    return 0;
+}
+
+int cli_load_paths(manifest_set *set, const char *const *paths, size_t n, diag_list *diags)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++)
+        if (manifest_load_path(set, paths[i], diags) != MANIFEST_OK)
+            rc = -1;
+    return rc;
+}

@@ -6,6 +6,15 @@
 #include "manifests/status.h"
 #include "reconciler/store.h"
 
+/* Paths given with -f (and validate's --from): at most CLI_MAX_PATHS per flag. */
+#define CLI_MAX_PATHS 256
+
+/* Appends `path` to list[*n] (CLI_MAX_PATHS entries); -1 with an error printed when full. */
+int cli_add_path(const char **list, size_t *n, const char *path);
+
+/* Loads every path into `set`, problems into `diags`; -1 when a path could not be read at all. */
+int cli_load_paths(manifest_set *set, const char *const *paths, size_t n, diag_list *diags);
+
 /* Opens the store of --store / $MESHCA_STORE / sqlite://.meshca/meshca.db; prints the reason on failure. */
 store *cli_open_store(void);
 
