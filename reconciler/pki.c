@@ -20,8 +20,7 @@
 /* Issuer key id when the issuer has one (provided CAs may lack an SKI), else issuer+serial. */
 #define AKI_OF_ISSUER "keyid,issuer"
 
-/* Writes `what` and the whole OpenSSL error queue into errbuf, leaving the queue empty. */
-static int fail(char *errbuf, int code, const char *what)
+int pki_fail(char *errbuf, int code, const char *what)
 {
     size_t used = 0;
     unsigned long e;
@@ -49,10 +48,10 @@ int pki_generate_key(bool rsa, int bits, EVP_PKEY **ret, char *errbuf)
     /* First: a stale error of an earlier call must not reach this one's message. */
     ERR_clear_error();
     if (!ret || (rsa && bits != 0 && (bits < 1024 || bits > 16384)))
-        return fail(errbuf, PKI_EINVAL, "invalid key parameters");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid key parameters");
     key = rsa ? EVP_RSA_gen((unsigned)(bits ? bits : 2048)) : EVP_EC_gen("P-256");
     if (!key)
-        return fail(errbuf, PKI_ECRYPTO, "key generation failed");
+        return pki_fail(errbuf, PKI_ECRYPTO, "key generation failed");
     *ret = key;
     return PKI_OK;
 }
@@ -165,11 +164,11 @@ static int check_ca_valid(X509 *ca, int64_t now, int64_t *ret_not_after, char *e
     int64_t nb, na;
 
     if (pki_cert_not_before(ca, &nb) < 0 || pki_cert_not_after(ca, &na) < 0)
-        return fail(errbuf, PKI_EINVAL, "CA certificate has unreadable validity");
+        return pki_fail(errbuf, PKI_EINVAL, "CA certificate has unreadable validity");
     if (now < nb)
-        return fail(errbuf, PKI_EEXPIRED, "ca-expired: CA certificate is not yet valid");
+        return pki_fail(errbuf, PKI_EEXPIRED, "ca-expired: CA certificate is not yet valid");
     if (now >= na)
-        return fail(errbuf, PKI_EEXPIRED, "ca-expired: CA certificate has expired");
+        return pki_fail(errbuf, PKI_EEXPIRED, "ca-expired: CA certificate has expired");
     *ret_not_after = na;
     return PKI_OK;
 }
@@ -181,7 +180,7 @@ int pki_make_root(EVP_PKEY *key, const char *cn, const char *spiffe_uri, int64_t
 
     ERR_clear_error();
     if (!key || !cn || !*cn || lifetime_s <= 0 || !ret)
-        return fail(errbuf, PKI_EINVAL, "invalid root parameters");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid root parameters");
     x = X509_new();
     if (!x || !X509_set_version(x, 2) || !set_random_serial(x) ||
         !set_cn(X509_get_subject_name(x), cn) ||
@@ -196,7 +195,7 @@ int pki_make_root(EVP_PKEY *key, const char *cn, const char *spiffe_uri, int64_t
         (spiffe_uri && !add_uri_sans(x, &spiffe_uri, 1, false)) ||
         !X509_sign(x, key, EVP_sha256())) {
         X509_free(x);
-        return fail(errbuf, PKI_ECRYPTO, "cannot build root certificate");
+        return pki_fail(errbuf, PKI_ECRYPTO, "cannot build root certificate");
     }
     *ret = x;
     return PKI_OK;
@@ -214,7 +213,7 @@ int pki_sign_leaf(const pki_leaf_request *req, EVP_PKEY *pub, X509 *ca_cert, EVP
     ERR_clear_error();
     if (!req || !pub || !ca_cert || !ca_key || !ret_cert || !req->uris || req->nuris == 0 ||
         req->nuris > PKI_MAX_SANS || req->lifetime_s <= 0)
-        return fail(errbuf, PKI_EINVAL, "invalid leaf request");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid leaf request");
     r = check_ca_valid(ca_cert, now, &ca_not_after, errbuf);
     if (r < 0)
         return r;
@@ -233,7 +232,7 @@ int pki_sign_leaf(const pki_leaf_request *req, EVP_PKEY *pub, X509 *ca_cert, EVP
         !add_ext(x, ca_cert, NID_authority_key_identifier, AKI_OF_ISSUER) ||
         !add_uri_sans(x, req->uris, req->nuris, req->cn == NULL) || !X509_sign(x, ca_key, EVP_sha256())) {
         X509_free(x);
-        return fail(errbuf, PKI_ECRYPTO, "cannot issue leaf certificate");
+        return pki_fail(errbuf, PKI_ECRYPTO, "cannot issue leaf certificate");
     }
     *ret_cert = x;
     return PKI_OK;
@@ -247,7 +246,7 @@ int pki_issue_leaf(const pki_leaf_request *req, X509 *ca_cert, EVP_PKEY *ca_key,
     int r;
 
     if (!req || !ret_key)
-        return fail(errbuf, PKI_EINVAL, "invalid leaf request");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid leaf request");
     r = pki_generate_key(req->rsa, 2048, &key, errbuf);
     if (r < 0)
         return r;
@@ -269,7 +268,7 @@ int pki_make_csr(EVP_PKEY *key, char **ret, char *errbuf)
 
     ERR_clear_error();
     if (!key || !ret)
-        return fail(errbuf, PKI_EINVAL, "invalid argument");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid argument");
     req = X509_REQ_new();
     /* The subject is left empty: the controller takes only the public key (S5). */
     bool ok = req && X509_REQ_set_version(req, 0) && X509_REQ_set_pubkey(req, key) &&
@@ -279,7 +278,7 @@ int pki_make_csr(EVP_PKEY *key, char **ret, char *errbuf)
     BIO_free(bio);
     X509_REQ_free(req);
     if (!s)
-        return fail(errbuf, ok ? PKI_ENOMEM : PKI_ECRYPTO, "cannot build the certificate request");
+        return pki_fail(errbuf, ok ? PKI_ENOMEM : PKI_ECRYPTO, "cannot build the certificate request");
     *ret = s;
     return PKI_OK;
 }
@@ -291,11 +290,11 @@ int pki_pubkey_from_der(const unsigned char *der, size_t len, EVP_PKEY **ret, ch
 
     ERR_clear_error();
     if (!der || !ret || len == 0 || len > PKI_MAX_PEM_BYTES)
-        return fail(errbuf, PKI_EINVAL, "invalid public key");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid public key");
     k = d2i_PUBKEY(NULL, &p, (long)len);
     if (!k || p != der + len) {
         EVP_PKEY_free(k);
-        return fail(errbuf, PKI_EINVAL, "cannot parse public key (SubjectPublicKeyInfo)");
+        return pki_fail(errbuf, PKI_EINVAL, "cannot parse public key (SubjectPublicKeyInfo)");
     }
     *ret = k;
     return PKI_OK;
@@ -308,14 +307,14 @@ int pki_pubkey_from_pem(const char *pem, size_t len, EVP_PKEY **ret, char *errbu
 
     ERR_clear_error();
     if (!pem || !ret || len > PKI_MAX_PEM_BYTES)
-        return fail(errbuf, PKI_EINVAL, "invalid public key");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid public key");
     bio = BIO_new_mem_buf(pem, (int)len);
     if (!bio)
-        return fail(errbuf, PKI_ENOMEM, "out of memory");
+        return pki_fail(errbuf, PKI_ENOMEM, "out of memory");
     k = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
     BIO_free(bio);
     if (!k)
-        return fail(errbuf, PKI_EINVAL, "cannot parse public key PEM");
+        return pki_fail(errbuf, PKI_EINVAL, "cannot parse public key PEM");
     *ret = k;
     return PKI_OK;
 }
@@ -327,14 +326,14 @@ int pki_pubkey_to_pem(EVP_PKEY *key, char **ret, char *errbuf)
 
     ERR_clear_error();
     if (!key || !ret)
-        return fail(errbuf, PKI_EINVAL, "invalid argument");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid argument");
     bio = BIO_new(BIO_s_mem());
     bool encoded = bio && PEM_write_bio_PUBKEY(bio, key);
     if (encoded)
         s = bio_to_string(bio);
     BIO_free(bio);
     if (!s)
-        return fail(errbuf, encoded ? PKI_ENOMEM : PKI_ECRYPTO, "cannot encode public key");
+        return pki_fail(errbuf, encoded ? PKI_ENOMEM : PKI_ECRYPTO, "cannot encode public key");
     *ret = s;
     return PKI_OK;
 }
@@ -348,19 +347,19 @@ int pki_cross_sign(X509 *new_ca, X509 *old_ca, EVP_PKEY *old_key, int64_t now,
 
     ERR_clear_error();
     if (!new_ca || !old_ca || !old_key || !ret)
-        return fail(errbuf, PKI_EINVAL, "invalid cross-sign parameters");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid cross-sign parameters");
     r = check_ca_valid(old_ca, now, &old_na, errbuf);
     if (r < 0)
         return r;
     if (pki_cert_not_after(new_ca, &new_na) < 0)
-        return fail(errbuf, PKI_EINVAL, "new CA certificate has unreadable validity");
+        return pki_fail(errbuf, PKI_EINVAL, "new CA certificate has unreadable validity");
     not_after = old_na;
     if (new_na < not_after)
         not_after = new_na;
     if (not_after_max < not_after)
         not_after = not_after_max;
     if (not_after <= now)
-        return fail(errbuf, PKI_EINVAL, "cross-signed certificate would be expired");
+        return pki_fail(errbuf, PKI_EINVAL, "cross-signed certificate would be expired");
     x = X509_new();
     if (!x || !X509_set_version(x, 2) || !set_random_serial(x) ||
         !X509_set_subject_name(x, X509_get_subject_name(new_ca)) ||
@@ -384,7 +383,7 @@ int pki_cross_sign(X509 *new_ca, X509 *old_ca, EVP_PKEY *old_key, int64_t now,
     return PKI_OK;
 crypto:
     X509_free(x);
-    return fail(errbuf, PKI_ECRYPTO, "cannot cross-sign CA certificate");
+    return pki_fail(errbuf, PKI_ECRYPTO, "cannot cross-sign CA certificate");
 }
 
 /* Copies a memory BIO's content into a NUL-terminated malloc'd string. */
@@ -413,13 +412,13 @@ int pki_cert_to_pem(X509 *cert, char **ret, char *errbuf)
 
     ERR_clear_error();
     if (!cert || !ret)
-        return fail(errbuf, PKI_EINVAL, "invalid argument");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid argument");
     n = i2d_X509(cert, &der);
     if (n > 0)
         s = der_to_pem(der, (size_t)n, "CERTIFICATE");
     OPENSSL_free(der);
     if (!s)
-        return fail(errbuf, n > 0 ? PKI_ENOMEM : PKI_ECRYPTO, "cannot encode certificate");
+        return pki_fail(errbuf, n > 0 ? PKI_ENOMEM : PKI_ECRYPTO, "cannot encode certificate");
     *ret = s;
     return PKI_OK;
 }
@@ -431,7 +430,7 @@ int pki_key_to_pem(EVP_PKEY *key, char **ret, char *errbuf)
 
     ERR_clear_error();
     if (!key || !ret)
-        return fail(errbuf, PKI_EINVAL, "invalid argument");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid argument");
     /* secmem BIO: its buffer is wiped when freed */
     bio = BIO_new(BIO_s_secmem());
     bool encoded = bio && PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL);
@@ -439,7 +438,7 @@ int pki_key_to_pem(EVP_PKEY *key, char **ret, char *errbuf)
         s = bio_to_string(bio);
     BIO_free(bio);
     if (!s)
-        return fail(errbuf, encoded ? PKI_ENOMEM : PKI_ECRYPTO, "cannot encode private key");
+        return pki_fail(errbuf, encoded ? PKI_ENOMEM : PKI_ECRYPTO, "cannot encode private key");
     *ret = s;
     return PKI_OK;
 }
@@ -466,14 +465,14 @@ int pki_cert_from_pem(const char *pem, size_t len, X509 **ret, char *errbuf)
 
     ERR_clear_error();
     if (!ret)
-        return fail(errbuf, PKI_EINVAL, "invalid argument");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid argument");
     bio = mem_bio(pem, len);
     if (!bio)
-        return fail(errbuf, PKI_EINVAL, "empty or oversized certificate PEM");
+        return pki_fail(errbuf, PKI_EINVAL, "empty or oversized certificate PEM");
     x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
     BIO_free(bio);
     if (!x)
-        return fail(errbuf, PKI_EINVAL, "cannot parse certificate PEM");
+        return pki_fail(errbuf, PKI_EINVAL, "cannot parse certificate PEM");
     *ret = x;
     return PKI_OK;
 }
@@ -492,14 +491,14 @@ int pki_key_from_pem(const char *pem, size_t len, EVP_PKEY **ret, char *errbuf)
 
     ERR_clear_error();
     if (!ret)
-        return fail(errbuf, PKI_EINVAL, "invalid argument");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid argument");
     bio = mem_bio(pem, len);
     if (!bio)
-        return fail(errbuf, PKI_EINVAL, "empty or oversized key PEM");
+        return pki_fail(errbuf, PKI_EINVAL, "empty or oversized key PEM");
     key = PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL);
     BIO_free(bio);
     if (!key)
-        return fail(errbuf, PKI_EINVAL, "cannot parse private key PEM");
+        return pki_fail(errbuf, PKI_EINVAL, "cannot parse private key PEM");
     *ret = key;
     return PKI_OK;
 }
@@ -513,17 +512,17 @@ int pki_chain_from_pem(const char *pem, size_t len, STACK_OF(X509) **ret, char *
 
     ERR_clear_error();
     if (!ret)
-        return fail(errbuf, PKI_EINVAL, "invalid argument");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid argument");
     bio = mem_bio(pem, len);
     if (!bio)
-        return fail(errbuf, PKI_EINVAL, "empty or oversized certificate PEM");
+        return pki_fail(errbuf, PKI_EINVAL, "empty or oversized certificate PEM");
     chain = sk_X509_new_null();
     while (chain && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
         if (sk_X509_num(chain) >= PKI_MAX_CHAIN || !sk_X509_push(chain, x)) {
             X509_free(x);
             BIO_free(bio);
             sk_X509_pop_free(chain, X509_free);
-            return fail(errbuf, PKI_EINVAL, "too many certificates in chain");
+            return pki_fail(errbuf, PKI_EINVAL, "too many certificates in chain");
         }
     }
     BIO_free(bio);
@@ -532,7 +531,7 @@ int pki_chain_from_pem(const char *pem, size_t len, STACK_OF(X509) **ret, char *
     if (!chain || sk_X509_num(chain) == 0 ||
         (e && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE))) {
         sk_X509_pop_free(chain, X509_free);
-        return fail(errbuf, PKI_EINVAL, "cannot parse certificate chain PEM");
+        return pki_fail(errbuf, PKI_EINVAL, "cannot parse certificate chain PEM");
     }
     ERR_clear_error();
     *ret = chain;
@@ -820,19 +819,19 @@ int pki_leaf_signer_new(X509 *ca_cert, EVP_PKEY *ca_key, pki_leaf_signer **ret, 
 
     ERR_clear_error();
     if (!ca_cert || !ca_key || !ret)
-        return fail(errbuf, PKI_EINVAL, "invalid signer parameters");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid signer parameters");
     /* EVP_PKEY_sign with a digest set is the whole signature for these two; anything else
      * (RSA-PSS parameters, EdDSA) would need the generic X509_sign path. */
     type = EVP_PKEY_get_base_id(ca_key);
     if (type != EVP_PKEY_EC && type != EVP_PKEY_RSA)
-        return fail(errbuf, PKI_EINVAL, "CA key type not supported for leaf signing (EC or RSA)");
+        return pki_fail(errbuf, PKI_EINVAL, "CA key type not supported for leaf signing (EC or RSA)");
     s = calloc(1, sizeof(*s));
     if (!s)
-        return fail(errbuf, PKI_ENOMEM, "out of memory");
+        return pki_fail(errbuf, PKI_ENOMEM, "out of memory");
     if (pki_cert_not_before(ca_cert, &s->ca_not_before) < 0 ||
         pki_cert_not_after(ca_cert, &s->ca_not_after) < 0) {
         pki_leaf_signer_free(s);
-        return fail(errbuf, PKI_EINVAL, "CA certificate has unreadable validity");
+        return pki_fail(errbuf, PKI_EINVAL, "CA certificate has unreadable validity");
     }
     s->key = EVP_PKEY_dup(ca_key);
     s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
@@ -848,7 +847,7 @@ int pki_leaf_signer_new(X509 *ca_cert, EVP_PKEY *ca_key, pki_leaf_signer **ret, 
         (type == EVP_PKEY_RSA && EVP_PKEY_CTX_set_rsa_padding(s->sign_ctx, RSA_PKCS1_PADDING) != 1) ||
         EVP_PKEY_CTX_set_signature_md(s->sign_ctx, s->sha256) != 1 || !build_template(s, ca_cert)) {
         pki_leaf_signer_free(s);
-        return fail(errbuf, PKI_ECRYPTO, "cannot prepare the CA's leaf signer");
+        return pki_fail(errbuf, PKI_ECRYPTO, "cannot prepare the CA's leaf signer");
     }
     *ret = s;
     return PKI_OK;
@@ -983,14 +982,14 @@ static int sign_spki(pki_leaf_signer *s, const X509_ALGOR *alg, const unsigned c
     int tbslen = 0, r = PKI_ECRYPTO;
 
     if (!req->uris || req->nuris == 0 || req->nuris > PKI_MAX_SANS || req->lifetime_s <= 0)
-        return fail(errbuf, PKI_EINVAL, "invalid leaf request");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid leaf request");
     if (!spki_type_ok(alg, req->rsa))
-        return fail(errbuf, PKI_EINVAL, req->rsa ? "public key is not RSA as dpCert.keyType asks"
+        return pki_fail(errbuf, PKI_EINVAL, req->rsa ? "public key is not RSA as dpCert.keyType asks"
                                                  : "public key is not EC P-256 as dpCert.keyType asks");
     if (now < s->ca_not_before)
-        return fail(errbuf, PKI_EEXPIRED, "ca-expired: CA certificate is not yet valid");
+        return pki_fail(errbuf, PKI_EEXPIRED, "ca-expired: CA certificate is not yet valid");
     if (now >= s->ca_not_after)
-        return fail(errbuf, PKI_EEXPIRED, "ca-expired: CA certificate has expired");
+        return pki_fail(errbuf, PKI_EEXPIRED, "ca-expired: CA certificate has expired");
     not_after = now + req->lifetime_s;
     if (not_after > s->ca_not_after)
         not_after = s->ca_not_after;
@@ -1025,9 +1024,9 @@ out:
     free(der);
     free(out.pem);
     if (r == PKI_ENOMEM)
-        return fail(errbuf, r, "out of memory");
+        return pki_fail(errbuf, r, "out of memory");
     if (r < 0)
-        return fail(errbuf, r, "cannot sign leaf certificate");
+        return pki_fail(errbuf, r, "cannot sign leaf certificate");
     return r;
 }
 
@@ -1041,11 +1040,11 @@ int pki_sign_public_key(pki_leaf_signer *s, const unsigned char *spki_der, size_
 
     ERR_clear_error();
     if (!s || !spki_der || spki_len == 0 || spki_len > PKI_MAX_PEM_BYTES || !req || !ret)
-        return fail(errbuf, PKI_EINVAL, "invalid re-sign parameters");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid re-sign parameters");
     spki = (SPKI_RAW *)ASN1_item_d2i(NULL, &p, (long)spki_len, ASN1_ITEM_rptr(SPKI_RAW));
     if (!spki || p != spki_der + spki_len) {
         ASN1_item_free((ASN1_VALUE *)spki, ASN1_ITEM_rptr(SPKI_RAW));
-        return fail(errbuf, PKI_EINVAL, "cannot parse the stored public key (SubjectPublicKeyInfo DER)");
+        return pki_fail(errbuf, PKI_EINVAL, "cannot parse the stored public key (SubjectPublicKeyInfo DER)");
     }
     r = sign_spki(s, spki->algor, ASN1_STRING_get0_data(spki->public_key),
                   ASN1_STRING_length(spki->public_key), req, now, ret, errbuf);
@@ -1242,10 +1241,10 @@ int pki_sign_csr(pki_leaf_signer *s, const char *csr_pem, size_t csr_len,
 
     ERR_clear_error();
     if (!s || !req || !ret || (ret_spki && !ret_spki_len))
-        return fail(errbuf, PKI_EINVAL, "invalid CSR signing parameters");
+        return pki_fail(errbuf, PKI_EINVAL, "invalid CSR signing parameters");
     if (!req->rsa && csr_fast_verify(s, csr_pem, csr_len, &fast)) {
         if (ret_spki && copy_spki(fast.spki, NULL, &spki, &spki_len) < 0)
-            r = fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
+            r = pki_fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
         else
             r = sign_spki(s, fast.spki->algor, ASN1_STRING_get0_data(fast.spki->public_key),
                           ASN1_STRING_length(fast.spki->public_key), req, now, &out, errbuf);
@@ -1255,28 +1254,28 @@ int pki_sign_csr(pki_leaf_signer *s, const char *csr_pem, size_t csr_len,
     }
     bio = mem_bio(csr_pem, csr_len);
     if (!bio)
-        return fail(errbuf, PKI_EINVAL, "empty or oversized CSR PEM");
+        return pki_fail(errbuf, PKI_EINVAL, "empty or oversized CSR PEM");
     csr = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
     BIO_free(bio);
     if (!csr)
-        return fail(errbuf, PKI_EINVAL, "cannot parse the CSR PEM");
+        return pki_fail(errbuf, PKI_EINVAL, "cannot parse the CSR PEM");
     pub = X509_REQ_get_X509_PUBKEY(csr);
     key = X509_REQ_get0_pubkey(csr);
     if (!pub || !key || !X509_PUBKEY_get0_param(NULL, &pk, &pklen, &alg, pub)) {
-        r = fail(errbuf, PKI_EINVAL, "CSR has no usable public key");
+        r = pki_fail(errbuf, PKI_EINVAL, "CSR has no usable public key");
         goto done;
     }
     /* Proof of possession: only the holder of the private key can sign the request. */
     if (X509_REQ_verify(csr, key) != 1) {
-        r = fail(errbuf, PKI_EINVAL, "CSR signature does not verify with its own key");
+        r = pki_fail(errbuf, PKI_EINVAL, "CSR signature does not verify with its own key");
         goto done;
     }
     if (req->rsa && EVP_PKEY_get_bits(key) < 2048) {
-        r = fail(errbuf, PKI_EINVAL, "CSR key is RSA smaller than 2048 bits");
+        r = pki_fail(errbuf, PKI_EINVAL, "CSR key is RSA smaller than 2048 bits");
         goto done;
     }
     if (ret_spki && copy_spki(NULL, pub, &spki, &spki_len) < 0) {
-        r = fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
+        r = pki_fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
         goto done;
     }
     r = sign_spki(s, alg, pk, pklen, req, now, &out, errbuf);

@@ -26,6 +26,11 @@ enum {
 /* Size of every errbuf parameter. errbuf may be NULL. Never holds key material. */
 #define PKI_ERRBUF MESHCA_ERRBUF
 
+/* Writes `what` and the whole drained OpenSSL error queue ("what: err1: err2") into errbuf
+ * (may be NULL) and returns code; leaves the queue empty. Every module's OpenSSL failures go
+ * through it, so messages are drained and shaped alike. */
+int pki_fail(char *errbuf, int code, const char *what);
+
 #define PKI_MAX_SANS 64         /* URI SANs per leaf */
 #define PKI_MAX_CHAIN 8         /* certificates in a PEM chain */
 #define PKI_MAX_PEM_BYTES (1024 * 1024)

@@ -18,16 +18,12 @@
 
 #define SAN_TEXT_MAX 4096
 
-/* Drains OpenSSL's error queue into errbuf after a prefix; leaves the queue empty. */
+/* OpenSSL failures of the control-plane CA: prefixed, with the drained error queue. */
 static int crypto_fail(char *errbuf, const char *what)
 {
-    unsigned long e = ERR_get_error();
-    char detail[256] = "";
-    if (e)
-        ERR_error_string_n(e, detail, sizeof(detail));
-    ERR_clear_error();
-    return meshca_fail(errbuf, MESHCA_ECRYPTO, "cp-ca: %s%s%s", what, detail[0] ? ": " : "",
-                       detail);
+    char prefixed[MESHCA_ERRBUF];
+    snprintf(prefixed, sizeof(prefixed), "cp-ca: %s", what);
+    return pki_fail(errbuf, MESHCA_ECRYPTO, prefixed);
 }
 
 void cpca_free(cpca *ca)

@@ -326,7 +326,7 @@ int cfssl_sign_ca(cfssl_client *c, const char *csr_pem, const char *profile, cha
         body = wrap_authenticated(c, inner);
         free(inner);
         if (!body)
-            return extca_pki_fail(errbuf, MESHCA_ENOMEM, "cannot build the authenticated request");
+            return pki_fail(errbuf, MESHCA_ENOMEM, "cannot build the authenticated request");
         rc = post_for_certificate(c, "sign (POST /api/v1/cfssl/authsign)", "authsign", body,
                                   ret_cert_pem, errbuf);
     } else {

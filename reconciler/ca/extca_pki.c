@@ -10,27 +10,6 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-int extca_pki_fail(char *errbuf, int code, const char *what)
-{
-    size_t used = 0;
-    unsigned long e;
-
-    if (errbuf) {
-        int n = snprintf(errbuf, PKI_ERRBUF, "%s", what);
-        used = n < 0 ? 0 : (size_t)n >= PKI_ERRBUF ? PKI_ERRBUF - 1 : (size_t)n;
-    }
-    while ((e = ERR_get_error()) != 0) {
-        char one[256];
-
-        if (!errbuf || used + 3 >= PKI_ERRBUF)
-            continue;
-        ERR_error_string_n(e, one, sizeof(one));
-        int n = snprintf(errbuf + used, PKI_ERRBUF - used, ": %s", one);
-        used = n < 0 ? used : used + (size_t)n >= PKI_ERRBUF ? PKI_ERRBUF - 1 : used + (size_t)n;
-    }
-    return code;
-}
-
 static int add_uri_sans(STACK_OF(X509_EXTENSION) *exts, const char *const *uris, size_t nuris)
 {
     GENERAL_NAMES *names = GENERAL_NAMES_new();
@@ -79,12 +58,12 @@ int extca_pki_make_csr(EVP_PKEY *key, const char *cn, const char *const *uris, s
     req = X509_REQ_new();
     exts = sk_X509_EXTENSION_new_null();
     if (!req || !exts || !X509_REQ_set_version(req, 0) || !X509_REQ_set_pubkey(req, key)) {
-        rc = extca_pki_fail(errbuf, PKI_ECRYPTO, "cannot build CSR");
+        rc = pki_fail(errbuf, PKI_ECRYPTO, "cannot build CSR");
         goto out;
     }
     if (cn && !X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_UTF8,
                                           (const unsigned char *)cn, -1, -1, 0)) {
-        rc = extca_pki_fail(errbuf, PKI_EINVAL, "cannot set the CSR's common name");
+        rc = pki_fail(errbuf, PKI_EINVAL, "cannot set the CSR's common name");
         goto out;
     }
     if (is_ca) {
@@ -92,19 +71,19 @@ int extca_pki_make_csr(EVP_PKEY *key, const char *cn, const char *const *uris, s
                                                  "critical,CA:TRUE,pathlen:0");
         if (!bc || !sk_X509_EXTENSION_push(exts, bc)) {
             X509_EXTENSION_free(bc);
-            rc = extca_pki_fail(errbuf, PKI_ECRYPTO, "cannot build CSR extensions");
+            rc = pki_fail(errbuf, PKI_ECRYPTO, "cannot build CSR extensions");
             goto out;
         }
     }
     if ((nuris && !add_uri_sans(exts, uris, nuris)) ||
         (sk_X509_EXTENSION_num(exts) > 0 && !X509_REQ_add_extensions(req, exts)) ||
         !X509_REQ_sign(req, key, EVP_sha256())) {
-        rc = extca_pki_fail(errbuf, PKI_ECRYPTO, "cannot sign CSR");
+        rc = pki_fail(errbuf, PKI_ECRYPTO, "cannot sign CSR");
         goto out;
     }
     bio = BIO_new(BIO_s_mem());
     if (!bio || !PEM_write_bio_X509_REQ(bio, req)) {
-        rc = extca_pki_fail(errbuf, PKI_ECRYPTO, "cannot encode CSR");
+        rc = pki_fail(errbuf, PKI_ECRYPTO, "cannot encode CSR");
         goto out;
     }
     len = BIO_get_mem_data(bio, &data);
@@ -160,7 +139,7 @@ int extca_pki_check_intermediate(X509 *cert, EVP_PKEY *key, X509 *root, int64_t 
     vctx = X509_STORE_CTX_new();
     if (!store || !vctx || !X509_STORE_add_cert(store, root) ||
         !X509_STORE_CTX_init(vctx, store, cert, NULL)) {
-        rc = extca_pki_fail(errbuf, PKI_ECRYPTO, "cannot verify the intermediate");
+        rc = pki_fail(errbuf, PKI_ECRYPTO, "cannot verify the intermediate");
         goto out;
     }
     X509_STORE_CTX_set_flags(vctx, X509_V_FLAG_X509_STRICT | X509_V_FLAG_USE_CHECK_TIME);

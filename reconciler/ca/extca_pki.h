@@ -23,8 +23,5 @@ int extca_pki_check_intermediate(X509 *cert, EVP_PKEY *key, X509 *root, int64_t 
 /* Renewal point of an intermediate: two thirds into its life. */
 int64_t extca_pki_intermediate_renewal(int64_t not_before, int64_t not_after);
 
-/* Writes `what` and the drained OpenSSL error queue into errbuf; returns code. Leaves the queue
- * empty. */
-int extca_pki_fail(char *errbuf, int code, const char *what);
 
 #endif
