@@ -245,29 +245,36 @@ static void check_cfssl(const mnode *conf, const char *path, diag_list *out)
     datasource_field(conf, "authKey", false, path, out);
 }
 
+/* The backend types the manifests accept (SPEC S2), NULL-terminated: the one list of them in
+ * the validators; `schemas` below is indexed alike. */
+const char *const validate_backend_types[] = {"builtin", "provided", "vault", "cfssl", NULL};
+
+static const struct {
+    void (*check)(const mnode *conf, const char *path, diag_list *out);
+    bool conf_required;
+} schemas[] = {
+    {check_builtin, false},
+    {check_provided, true},
+    {check_vault, true},
+    {check_cfssl, true},
+};
+_Static_assert(sizeof schemas / sizeof schemas[0] ==
+                   sizeof validate_backend_types / sizeof validate_backend_types[0] - 1,
+               "one schema per backend type");
+
 void validate_backend_conf(const mesh_backend *b, size_t index, diag_list *out)
 {
-    static const struct {
-        const char *type;
-        void (*check)(const mnode *conf, const char *path, diag_list *out);
-        bool conf_required;
-    } schemas[] = {
-        {"builtin", check_builtin, false},
-        {"provided", check_provided, true},
-        {"vault", check_vault, true},
-        {"cfssl", check_cfssl, true},
-    };
     if (!b->type.value)
         return;
     char path[PATH_MAX_LEN];
     snprintf(path, sizeof path, "mtls.backends[%zu].conf", index);
     for (size_t i = 0; i < sizeof schemas / sizeof schemas[0]; i++) {
-        if (strcmp(b->type.value, schemas[i].type) != 0)
+        if (strcmp(b->type.value, validate_backend_types[i]) != 0)
             continue;
         if (!b->conf || mnode_is_null(b->conf)) {
             if (schemas[i].conf_required)
                 diag_error(out, "missing-field", b->conf ? &b->conf->mark : &b->mark, path,
-                           "a %s backend needs 'conf'", schemas[i].type);
+                           "a %s backend needs 'conf'", validate_backend_types[i]);
             return;
         }
         schemas[i].check(b->conf, path, out);

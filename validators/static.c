@@ -25,7 +25,6 @@
 #include "validators/internal.h"
 #include "validators/validators.h"
 
-static const char *const backend_types[] = {"builtin", "provided", "vault", "cfssl", NULL};
 static const char *const modes[] = {"STRICT", "PERMISSIVE", NULL};
 static const char *const key_types[] = {"ecdsa", "rsa", NULL};
 
@@ -147,7 +146,7 @@ static void check_backend(const mesh_backend *b, size_t i, diag_list *out)
         diag_error(out, "missing-field", b->type.value ? &b->type.mark : &b->mark, path,
                    "backend type is required (builtin, provided, vault or cfssl)");
     else
-        check_enum(&b->type, backend_types, "unknown-backend-type", path, "backend type",
+        check_enum(&b->type, validate_backend_types, "unknown-backend-type", path, "backend type",
                    "builtin, provided, vault or cfssl", out);
 
     snprintf(path, sizeof path, "mtls.backends[%zu].mode", i);

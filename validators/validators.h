@@ -27,6 +27,9 @@ void validate_set(const manifest_set *set, diag_list *out);
  * of at most MODEL_MAX_NAME_LEN characters), else a static one-line reason to show after it. */
 const char *validate_mesh_name_problem(const char *name);
 
+/* The backend types the manifests accept (SPEC S2), NULL-terminated. */
+extern const char *const validate_backend_types[];
+
 /* Steps of a transition P -> N, in rotation order. */
 typedef enum transition_step {
     STEP_CREATE = 1 << 0,          /* R1: no P */
