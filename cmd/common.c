@@ -40,20 +40,20 @@ const dataplane_status *cli_find_status(const status_set *status, const char *me
 char *cli_dataplane_services(const dataplane *dp)
 {
     size_t cap = 1;
-    for (size_t i = 0; i < dp->ninbounds; i++)
-        for (size_t t = 0; t < dp->inbounds[i].ntags; t++)
-            if (strcmp(dp->inbounds[i].tags[t].key, "kuma.io/service") == 0)
-                cap += strlen(dp->inbounds[i].tags[t].value) + 1;
+    dataplane_tag_iter it = DATAPLANE_TAG_ITER_INIT(dp);
+    for (const model_tag *tag; (tag = dataplane_tag_next(&it)) != NULL;)
+        if (strcmp(tag->key, MODEL_SERVICE_TAG) == 0)
+            cap += strlen(tag->value) + 1;
     char *out = calloc(1, cap);
     if (!out)
         return NULL;
-    for (size_t i = 0; i < dp->ninbounds; i++)
-        for (size_t t = 0; t < dp->inbounds[i].ntags; t++)
-            if (strcmp(dp->inbounds[i].tags[t].key, "kuma.io/service") == 0) {
-                if (out[0])
-                    strcat(out, ",");
-                strcat(out, dp->inbounds[i].tags[t].value);
-            }
+    it = (dataplane_tag_iter)DATAPLANE_TAG_ITER_INIT(dp);
+    for (const model_tag *tag; (tag = dataplane_tag_next(&it)) != NULL;)
+        if (strcmp(tag->key, MODEL_SERVICE_TAG) == 0) {
+            if (out[0])
+                strcat(out, ",");
+            strcat(out, tag->value);
+        }
     return out;
 }
 

@@ -70,6 +70,26 @@ static void dataplane_clear(dataplane *d)
     memset(d, 0, sizeof(*d));
 }
 
+const model_tag *dataplane_tag_next(dataplane_tag_iter *it)
+{
+    while (it->inbound < it->dp->ninbounds) {
+        const dataplane_inbound *in = &it->dp->inbounds[it->inbound];
+        if (it->tag < in->ntags)
+            return &in->tags[it->tag++];
+        it->inbound++;
+        it->tag = 0;
+    }
+    return NULL;
+}
+
+size_t dataplane_tag_count(const dataplane *dp)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < dp->ninbounds; i++)
+        n += dp->inbounds[i].ntags;
+    return n;
+}
+
 static void secret_clear(secret *s)
 {
     string_clear(&s->name);

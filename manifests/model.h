@@ -83,6 +83,24 @@ typedef struct dataplane {
     size_t ninbounds;
 } dataplane;
 
+/* The tag that names a service (SPEC S2): every inbound has one. */
+#define MODEL_SERVICE_TAG "kuma.io/service"
+
+/* Every tag of every inbound of a dataplane, in order (the one tag walk):
+ *     dataplane_tag_iter it = DATAPLANE_TAG_ITER_INIT(dp);
+ *     for (const model_tag *tag; (tag = dataplane_tag_next(&it)) != NULL;) ...
+ * The dataplane is borrowed and must not change during the walk. */
+typedef struct dataplane_tag_iter {
+    const dataplane *dp;
+    size_t inbound;
+    size_t tag;
+} dataplane_tag_iter;
+#define DATAPLANE_TAG_ITER_INIT(d) {(d), 0, 0}
+const model_tag *dataplane_tag_next(dataplane_tag_iter *it);
+
+/* How many tags the dataplane has over all its inbounds. */
+size_t dataplane_tag_count(const dataplane *dp);
+
 typedef struct secret {
     model_string name;
     model_string mesh;

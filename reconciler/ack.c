@@ -53,24 +53,20 @@ static int load_tags(store *s, const char *mesh_name, const char *dp, model_tag 
                manifest_set_count(set) == 1 &&
                manifest_set_get(set, 0)->kind == RESOURCE_DATAPLANE) {
         const dataplane *d = &manifest_set_get(set, 0)->u.dataplane;
-        size_t n = 0;
-        for (size_t i = 0; i < d->ninbounds; i++)
-            n += d->inbounds[i].ntags;
-        model_tag *tags = calloc(n + 1, sizeof(*tags));
+        model_tag *tags = calloc(dataplane_tag_count(d) + 1, sizeof(*tags));
         size_t k = 0;
         bool oom = !tags;
-        for (size_t i = 0; i < d->ninbounds && !oom; i++)
-            for (size_t t = 0; t < d->inbounds[i].ntags && !oom; t++) {
-                const model_tag *src = &d->inbounds[i].tags[t];
-                bool dup = false;
-                for (size_t j = 0; j < k && !dup; j++)
-                    dup = strcmp(tags[j].key, src->key) == 0;
-                if (dup)   /* one value per key in the status object */
-                    continue;
-                tags[k].key = dup_or_flag(src->key, &oom);
-                tags[k].value = dup_or_flag(src->value, &oom);
-                k++;
-            }
+        dataplane_tag_iter it = DATAPLANE_TAG_ITER_INIT(d);
+        for (const model_tag *src; !oom && (src = dataplane_tag_next(&it)) != NULL;) {
+            bool dup = false;
+            for (size_t j = 0; j < k && !dup; j++)
+                dup = strcmp(tags[j].key, src->key) == 0;
+            if (dup)   /* one value per key in the status object */
+                continue;
+            tags[k].key = dup_or_flag(src->key, &oom);
+            tags[k].value = dup_or_flag(src->value, &oom);
+            k++;
+        }
         if (oom) {
             free_tags(tags, k);
             rc = MESHCA_ENOMEM;

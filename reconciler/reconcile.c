@@ -16,7 +16,6 @@
 #include "reconciler/reconcile.h"
 #include "reconciler/state.h"
 
-#define SERVICE_TAG "kuma.io/service"
 /* Mesh status condition for a backend left out of the pass (reported, not fatal to the mesh). */
 #define CONDITION_BACKEND_UNAVAILABLE "BackendUnavailable"
 
@@ -304,21 +303,18 @@ static int cmp_str(const void *a, const void *b)
 /* Returns the digest (caller frees) or NULL when out of memory. */
 static char *tags_digest(const dataplane *dp)
 {
-    size_t n = 0, k = 0, olen = 0;
-    for (size_t i = 0; i < dp->ninbounds; i++)
-        n += dp->inbounds[i].ntags;
+    size_t n = dataplane_tag_count(dp), k = 0, olen = 0;
     char **items = calloc(n + 1, sizeof(char *));
     char *out = strdup("");
     if (!items || !out)
         goto fail;
-    for (size_t i = 0; i < dp->ninbounds; i++)
-        for (size_t t = 0; t < dp->inbounds[i].ntags; t++) {
-            const model_tag *tag = &dp->inbounds[i].tags[t];
-            size_t len = strlen(tag->key) + strlen(tag->value) + 2;
-            if (!(items[k] = malloc(len)))
-                goto fail;
-            snprintf(items[k++], len, "%s=%s", tag->key, tag->value);
-        }
+    dataplane_tag_iter it = DATAPLANE_TAG_ITER_INIT(dp);
+    for (const model_tag *tag; (tag = dataplane_tag_next(&it)) != NULL;) {
+        size_t len = strlen(tag->key) + strlen(tag->value) + 2;
+        if (!(items[k] = malloc(len)))
+            goto fail;
+        snprintf(items[k++], len, "%s=%s", tag->key, tag->value);
+    }
     qsort(items, k, sizeof(char *), cmp_str);
     for (size_t i = 0; i < k; i++) {
         if (i > 0 && strcmp(items[i], items[i - 1]) == 0)
@@ -345,30 +341,30 @@ static int leaf_sans(const char *mesh_name, const dataplane *dp, char **uris)
 {
     size_t n = 0;
     int rc = -1;
-    for (int pass = 0; pass < 2; pass++)
-        for (size_t i = 0; i < dp->ninbounds; i++)
-            for (size_t t = 0; t < dp->inbounds[i].ntags; t++) {
-                const model_tag *tag = &dp->inbounds[i].tags[t];
-                if (pass == 0 && strcmp(tag->key, SERVICE_TAG) != 0)
-                    continue;
-                char buf[2048];
-                int w = pass == 0 ? snprintf(buf, sizeof(buf), "spiffe://%s/%s", mesh_name, tag->value)
-                                  : snprintf(buf, sizeof(buf), "kuma://%s/%s", tag->key, tag->value);
-                if (w < 0 || (size_t)w >= sizeof(buf))
-                    goto fail;
-                bool dup = false;
-                for (size_t j = 0; j < n && !dup; j++)
-                    dup = strcmp(uris[j], buf) == 0;
-                if (dup)
-                    continue;
-                if (n >= PKI_MAX_SANS)
-                    goto fail;
-                if (!(uris[n] = strdup(buf))) {
-                    rc = MESHCA_ENOMEM;
-                    goto fail;
-                }
-                n++;
+    for (int pass = 0; pass < 2; pass++) {
+        dataplane_tag_iter it = DATAPLANE_TAG_ITER_INIT(dp);
+        for (const model_tag *tag; (tag = dataplane_tag_next(&it)) != NULL;) {
+            if (pass == 0 && strcmp(tag->key, MODEL_SERVICE_TAG) != 0)
+                continue;
+            char buf[2048];
+            int w = pass == 0 ? snprintf(buf, sizeof(buf), "spiffe://%s/%s", mesh_name, tag->value)
+                              : snprintf(buf, sizeof(buf), "kuma://%s/%s", tag->key, tag->value);
+            if (w < 0 || (size_t)w >= sizeof(buf))
+                goto fail;
+            bool dup = false;
+            for (size_t j = 0; j < n && !dup; j++)
+                dup = strcmp(uris[j], buf) == 0;
+            if (dup)
+                continue;
+            if (n >= PKI_MAX_SANS)
+                goto fail;
+            if (!(uris[n] = strdup(buf))) {
+                rc = MESHCA_ENOMEM;
+                goto fail;
             }
+            n++;
+        }
+    }
     /* The dataplane itself (doc/api.md): the API authenticates an agent by this SAN after its
      * first certificate. Only when the leaf names a service at all (no service, no leaf). */
     if (n > 0) {

@@ -786,6 +786,27 @@ START_TEST(suggest_ignores_case)
 }
 END_TEST
 
+START_TEST(tag_walk_visits_every_tag_of_every_inbound_in_order)
+{
+    model_tag a[] = {{"kuma.io/service", "web"}, {"version", "v1"}}, c[] = {{"kuma.io/service", "admin"}};
+    dataplane_inbound in[] = {{SOURCE_MARK_NONE, 1, a, 2}, {SOURCE_MARK_NONE, 2, NULL, 0},
+                              {SOURCE_MARK_NONE, 3, c, 1}};
+    dataplane dp = {0};
+    dp.inbounds = in;
+    dp.ninbounds = 3;
+    dataplane_tag_iter it = DATAPLANE_TAG_ITER_INIT(&dp);
+    ck_assert_ptr_eq(dataplane_tag_next(&it), &a[0]);
+    ck_assert_ptr_eq(dataplane_tag_next(&it), &a[1]);
+    ck_assert_ptr_eq(dataplane_tag_next(&it), &c[0]); /* the empty inbound is skipped */
+    ck_assert_ptr_null(dataplane_tag_next(&it));
+    ck_assert_ptr_null(dataplane_tag_next(&it));
+    ck_assert_uint_eq(dataplane_tag_count(&dp), 3);
+    dataplane none = {0};
+    it = (dataplane_tag_iter)DATAPLANE_TAG_ITER_INIT(&none);
+    ck_assert_ptr_null(dataplane_tag_next(&it));
+}
+END_TEST
+
 START_TEST(diagnostic_messages_are_one_line_and_sortable)
 {
     diag_list l = DIAG_LIST_INIT;
@@ -853,6 +874,7 @@ static Suite *manifests_suite(void)
     tcase_add_test(tc, suggest_finds_close_names_only);
     tcase_add_test(tc, suggest_ignores_case);
     tcase_add_test(tc, diagnostic_messages_are_one_line_and_sortable);
+    tcase_add_test(tc, tag_walk_visits_every_tag_of_every_inbound_in_order);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -28,7 +28,7 @@
 static const char *const modes[] = {"STRICT", "PERMISSIVE", NULL};
 static const char *const key_types[] = {"ecdsa", "rsa", NULL};
 
-#define SERVICE_TAG "kuma.io/service"
+#define SERVICE_TAG MODEL_SERVICE_TAG
 
 static bool is_dns_label(const char *s, size_t len)
 {
