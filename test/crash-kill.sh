@@ -8,18 +8,19 @@
 #   reconcile         `meshca reconcile --once` signing the 2,000 CSRs the agents sent (SPEC S5:
 #                     the before store holds 1 mesh with its builtin CA and 2,000 dataplanes,
 #                     each with a pending key stored by test/seed-agents.c through the API's own
-#                     functions): 2,000 identities and the bundle in one transaction.
-#   run               `meshca run` doing the same first pass.
+#                     functions): 2,000 identities and the pass's other writes, one transaction.
+#   run               `meshca run` doing the same first pass (the control-plane CA, which run
+#                     creates once on its own, exists before).
 #   reconcile-switch  `meshca reconcile --once` after a CA switch ca-1 -> ca-2 that every agent
-#   run-switch        acknowledged: the pass re-signs the 2,000 public keys it holds (SPEC S5).
-#                     The same with `meshca run`.
+#                     acknowledged: the pass re-signs the 2,000 public keys it holds (SPEC S5).
+#   run-switch        `meshca run` doing that same pass.
 # For the pass modes "after" is what a completed pass leaves, object by object: an object the
 # pass does not change keeps its value, one it changes has the reference run's value, except
 # identities and statuses (fresh serials, times), which must differ from their before value.
 # MESHCA_CRASH_KILLS (default 200) kills wanted while the command runs; MESHCA_CRASH_SECONDS
 # (default 170) bounds the trials of one mode: a pass takes 2-4 s on a loaded 2-core machine, so
-# the pass modes stop there with fewer kills (80-90), of which MESHCA_CRASH_MIN_KILLS (default 50) must
-# land. The counts are printed. For the full 200 on a slow machine: MESHCA_CRASH_SECONDS=600.
+# the pass modes stop there with fewer kills (80-100), of which MESHCA_CRASH_MIN_KILLS (default
+# 50) must land. The counts are printed. For the full 200 there: MESHCA_CRASH_SECONDS=600.
 source "$(dirname "$0")/lib.sh"
 : "${STORE_DUMP:?set STORE_DUMP to the built store-dump}"
 mode=${1:?usage: crash-kill.sh apply|reconcile|run|reconcile-switch|run-switch}
