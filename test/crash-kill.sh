@@ -1,32 +1,49 @@
 #!/usr/bin/env bash
-# crash-kill.sh - crash consistency (issue 11, SPEC S6): SIGKILL a store writer at >= 200 random
-# points and check, after each kill, that the store is exactly as before or exactly as after
-# across all objects (test/store-dump.c: kind, mesh, name and value hash), then that a completed
-# run converges. Usage: crash-kill.sh apply|reconcile|run
-#   apply     `meshca apply` of 1 changed mesh + 2,000 new dataplanes (suite 'crash', tools/test.sh).
-#   reconcile `meshca reconcile --once` issuing 2,000 identities, and
-#   run       `meshca run` doing the same first pass: suite 'crash-pass', NOT run by tools/test.sh
-#             yet. Today's pass writes per identity, so a kill leaves some identities written:
-#             these fail until the pass commits once (the reconcile rewrite); then move them to
-#             suite 'crash'. For them "after" is the set of objects (not their values: keys and
-#             certificates are fresh on each run) that a completed pass leaves; the mesh's CA
-#             exists before, so the pass's own writes are what is checked.
-#             When the pass signs only CSRs agents submitted (SPEC S13), the before store must
-#             hold a submitted CSR per dataplane: "the uninterrupted reconcile changes the store"
-#             says so if it does not.
-# MESHCA_CRASH_KILLS (default 200) kills that must land while the command runs.
+# crash-kill.sh - crash consistency (issue 11, issue 14, SPEC S6): SIGKILL a store writer at >= 200
+# random points and check, after each kill, that the store is exactly as before or exactly as
+# after across all objects (test/store-dump.c: kind, mesh, name and value hash of every kind in
+# store_kinds()), then that a completed run converges. All modes are in suite 'crash'
+# (tools/test.sh). Usage: crash-kill.sh MODE
+#   apply             `meshca apply` of 1 changed mesh + 2,000 new dataplanes.
+#   reconcile         `meshca reconcile --once` signing the 2,000 CSRs the agents sent (SPEC S5:
+#                     the before store holds 1 mesh with its builtin CA and 2,000 dataplanes,
+#                     each with a pending key stored by test/seed-agents.c through the API's own
+#                     functions): 2,000 identities and the pass's other writes, one transaction.
+#   run               `meshca run` doing the same first pass (the control-plane CA, which run
+#                     creates once on its own, exists before).
+#   reconcile-switch  `meshca reconcile --once` after a CA switch ca-1 -> ca-2 that every agent
+#                     acknowledged: the pass re-signs the 2,000 public keys it holds (SPEC S5).
+#   run-switch        `meshca run` doing that same pass.
+# For the pass modes "after" is what a completed pass leaves, object by object: an object the
+# pass does not change keeps its value, one it changes has the reference run's value, except
+# identities and statuses (fresh serials, times), which must differ from their before value.
+# MESHCA_CRASH_KILLS (default 200) kills wanted while the command runs; MESHCA_CRASH_SECONDS
+# (default 170) bounds the trials of one mode: a pass takes 2-4 s on a loaded 2-core machine, so
+# the pass modes stop there with fewer kills (80-100), of which MESHCA_CRASH_MIN_KILLS (default
+# 50) must land. The counts are printed. For the full 200 there: MESHCA_CRASH_SECONDS=600.
 source "$(dirname "$0")/lib.sh"
 : "${STORE_DUMP:?set STORE_DUMP to the built store-dump}"
-mode=${1:?usage: crash-kill.sh apply|reconcile|run}
+mode=${1:?usage: crash-kill.sh apply|reconcile|run|reconcile-switch|run-switch}
+: "${SEED_AGENTS:?set SEED_AGENTS to the built seed-agents}"
 want_kills=${MESHCA_CRASH_KILLS:-200}
+budget_s=${MESHCA_CRASH_SECONDS:-170}
+min_kills=${MESHCA_CRASH_MIN_KILLS:-50}
+[ "$min_kills" -gt "$want_kills" ] && min_kills=$want_kills
 ndp=2000
 
 # The mesh starts PERMISSIVE; the apply makes it STRICT and adds the dataplanes.
-mesh_yaml() { # mesh_yaml MODE
-    printf 'type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n    mode: %s\n' "$1"
+mesh_yaml() { # mesh_yaml MODE ENABLED BACKEND...
+    local mode=$1 enabled=$2 b
+    shift 2
+    printf 'type: Mesh\nname: default\nmtls:\n  enabledBackend: %s\n  backends:\n' "$enabled"
+    for b in "$@"; do
+        printf '  - name: %s\n    type: builtin\n    mode: %s\n' "$b" "$mode"
+    done
 }
-mesh_yaml PERMISSIVE >"$WORK/mesh-0.yaml"
-mesh_yaml STRICT >"$WORK/mesh-1.yaml"
+mesh_yaml PERMISSIVE ca-1 ca-1 >"$WORK/mesh-0.yaml"
+mesh_yaml STRICT ca-1 ca-1 >"$WORK/mesh-1.yaml"
+mesh_yaml STRICT ca-1 ca-1 ca-2 >"$WORK/mesh-2.yaml"
+mesh_yaml STRICT ca-2 ca-1 ca-2 >"$WORK/mesh-3.yaml"
 for i in $(seq -w 1 $ndp); do
     printf -- '---\ntype: Dataplane\nmesh: default\nname: dp-%s\nnetworking:\n  address: 127.0.0.1\n  inbound: [{port: 8443, tags: {kuma.io/service: svc-%s}}]\n' "$i" "$((10#$i % 50))"
 done >"$WORK/dataplanes.yaml"
@@ -39,51 +56,104 @@ apply)
     check "the before state is applied" exit_is 0
     cmd=(apply -f "$WORK/mesh-1.yaml" -f "$WORK/dataplanes.yaml")
     ;;
-reconcile | run)
+reconcile | run | reconcile-switch | run-switch)
     # The mesh's builtin CA exists before (a pass with no dataplane creates it), so what is
-    # checked is the pass's own writes: the identities of the 2,000 dataplanes.
+    # checked is the pass's own writes.
     run apply -f "$WORK/mesh-1.yaml"
     "$MESHCA" reconcile --once >/dev/null 2>&1
     check "the before state has the mesh's CA" test "$("$STORE_DUMP" | grep -c '^secrets')" -ge 2
     run apply -f "$WORK/dataplanes.yaml"
     check "the before state is applied" exit_is 0
-    if [ "$mode" = reconcile ]; then
-        cmd=(reconcile --once)
-    else
-        # The API on a free port once run serves it (today's run has no --listen).
+    # Every agent sends its CSR, as through the API: 2,000 pending keys.
+    n=$("$SEED_AGENTS" csr default)
+    check "every dataplane has a pending key" test "$n" = $ndp
+    case $mode in
+    *-switch)
+        # ca-2 joins (every identity re-signed by ca-1 with the new bundle), every agent
+        # acknowledges it, then the switch: the pass to kill re-signs 2,000 held keys with ca-2.
+        "$MESHCA" reconcile --once >/dev/null 2>&1
+        run apply -f "$WORK/mesh-2.yaml"
+        check "ca-2 is added" exit_is 0
+        "$MESHCA" reconcile --once >/dev/null 2>&1
+        n=$("$SEED_AGENTS" ack default)
+        check "every dataplane acknowledges the bundle with ca-2" test "$n" = $ndp
+        run apply -f "$WORK/mesh-3.yaml"
+        check "the switch to ca-2 is allowed" exit_is 0
+        ;;
+    esac
+    case $mode in
+    reconcile*) cmd=(reconcile --once) ;;
+    *)
+        # run creates the control-plane CA once, before its first pass, in its own write:
+        # it exists before, so what is checked is the pass (the API on any free port).
+        run cp-ca
+        check "the before state has the control-plane CA" exit_is 0
         cmd=(run --listen 127.0.0.1:0)
-        "$MESHCA" help run 2>&1 | grep -q -- --listen || cmd=(run)
-    fi
+        ;;
+    esac
     ;;
 *)
-    echo "usage: crash-kill.sh apply|reconcile|run" >&2
+    echo "usage: crash-kill.sh apply|reconcile|run|reconcile-switch|run-switch" >&2
     exit 2
     ;;
 esac
 "$STORE_DUMP" >"$WORK/before.dump" || { echo "FAIL - store-dump of the before state"; exit 1; }
 
-# keys DUMP: the objects of a dump without their values.
-keys() { cut -f1-3 "$1"; }
+# state_of DUMP: before, after or torn (see the header; test/store-dump.c's lines).
+cat >"$WORK/state.py" <<'PY'
+import sys
+def load(path):
+    d = {}
+    for line in open(path):
+        kind, mesh, name, digest = line.rstrip("\n").split("\t")
+        d[(kind, mesh, name)] = digest
+    return d
+mode, before, trial = sys.argv[1], load(sys.argv[2]), load(sys.argv[4])
+if trial == before:
+    print("before"); sys.exit()
+after = load(sys.argv[3]) if sys.argv[3] else None
+if after is None:
+    # No reference yet (run's reference run): done once every identity was (re)issued.
+    ids = [k for k in trial if k[0] == "identities"]
+    print("after" if len(ids) == int(sys.argv[5]) and all(trial[k] != before.get(k) for k in ids) else "torn")
+    sys.exit()
+if mode == "apply":
+    print("after" if trial == after else "torn"); sys.exit()
+fresh = {"identities", "dpstatus", "meshstatus"}
+ok = set(trial) == set(after)
+for k in after if ok else ():
+    if before.get(k) == after[k]:
+        ok = trial[k] == after[k]
+    elif k[0] in fresh:
+        ok = trial[k] != before.get(k)
+    else:
+        ok = trial[k] == after[k]
+    if not ok:
+        break
+print("after" if ok else "torn")
+PY
+state_of() { python3 "$WORK/state.py" "$mode" "$WORK/before.dump" "${2-$WORK/after.dump}" "$1" $ndp; }
 
 # A reference run measures the duration and gives the "after" state.
-rm -rf "$WORK/ref" && cp -a "$WORK/before" "$WORK/ref"
-t0=$(date +%s%N)
-# complete_run: runs the controller on $MESHCA_STORE until every dataplane has its identity
-# (run never exits by itself), then stops it; 0 when they all got one within 60 s.
+# complete_run [AFTER]: runs the controller on $MESHCA_STORE until the store is in the after state
+# (run never exits by itself; with AFTER "", until every identity was issued), then stops it;
+# 0 when that happened within 60 s.
 complete_run() {
     "$MESHCA" "${cmd[@]}" >"$WORK/run.out" 2>&1 &
-    local pid=$! n=0
-    for _ in $(seq 1 600); do
-        n=$("$STORE_DUMP" 2>/dev/null | grep -c '^identities')
-        [ "$n" -ge $ndp ] && break
+    local pid=$! st=torn
+    for _ in $(seq 1 300); do
+        "$STORE_DUMP" >"$WORK/poll.dump" 2>/dev/null && st=$(state_of "$WORK/poll.dump" "$@")
+        [ "$st" = after ] && break
         sleep 0.1
     done
     kill -TERM $pid 2>/dev/null
     wait $pid 2>/dev/null
-    [ "$n" -ge $ndp ]
+    [ "$st" = after ]
 }
-if [ "$mode" = run ]; then
-    MESHCA_STORE="sqlite://$WORK/ref/meshca.db" complete_run
+if [ "${mode%-switch}" = run ]; then
+    rm -rf "$WORK/ref" && cp -a "$WORK/before" "$WORK/ref"
+    t0=$(date +%s%N)
+    MESHCA_STORE="sqlite://$WORK/ref/meshca.db" complete_run ""
     ref_rc=$?
     dur_us=$((($(date +%s%N) - t0) / 1000))
 else
@@ -103,31 +173,22 @@ rc=$ref_rc
 check "the uninterrupted $mode succeeds" exit_is 0
 differs() { ! cmp -s "$1" "$2"; }
 check "the uninterrupted $mode changes the store" differs "$WORK/before.dump" "$WORK/after.dump"
+if [ "$mode" != apply ]; then
+    check "the uninterrupted $mode (re)issues every identity" test "$(state_of "$WORK/after.dump" "")" = after
+fi
 echo "  $mode of 1 mesh + $ndp dataplanes takes up to $((dur_us / 1000)) ms uninterrupted: kill points spread over that"
 
 # Later checks are about the trials, not about the last command run through lib.sh's run.
 : >"$WORK/out"
 : >"$WORK/err"
 
-# state_of DUMP: before, after or torn.
-state_of() {
-    if cmp -s "$1" "$WORK/before.dump"; then
-        echo before
-    elif [ "$mode" = apply ] && cmp -s "$1" "$WORK/after.dump"; then
-        echo after
-    elif [ "$mode" != apply ] && cmp -s <(keys "$1") <(keys "$WORK/after.dump") &&
-        # What existed before and the pass does not rewrite keeps its value.
-        [ -z "$(join -t $'\t' -v1 <(grep -v '^identities\|^dpstatus\|^meshstatus' "$WORK/before.dump" | sort) <(sort "$1"))" ]; then
-        echo after
-    else
-        echo torn
-    fi
-}
-
 kills=0 landed_before=0 landed_after=0 torn=0 finished=0 trials=0 converged=0 not_converged=0
 # Kill points spread uniformly over the measured duration (process start included).
 # Up to 5 trials per wanted kill: under a loaded machine many applies finish before their kill point.
-while [ $kills -lt "$want_kills" ] && [ $trials -lt $((want_kills * 5)) ]; do
+# Within the time budget (the commands' time, not the set-up's).
+deadline=$(($(date +%s) + budget_s))
+out_of_time() { [ "$(date +%s)" -ge $deadline ]; }
+while [ $kills -lt "$want_kills" ] && [ $trials -lt $((want_kills * 5)) ] && ! out_of_time; do
     trials=$((trials + 1))
     rm -rf "$WORK/trial" && cp -a "$WORK/before" "$WORK/trial"
     export MESHCA_STORE="sqlite://$WORK/trial/meshca.db"
@@ -156,13 +217,13 @@ while [ $kills -lt "$want_kills" ] && [ $trials -lt $((want_kills * 5)) ]; do
         [ $torn -le 5 ] && {
             echo "  trial $trials (kill at ${delay_us} us): torn: $(wc -l <"$WORK/trial.dump") objects," \
                 "$(grep -c '^identities' "$WORK/trial.dump") identities (before $(wc -l <"$WORK/before.dump"), after $(wc -l <"$WORK/after.dump"))"
-            diff <(keys "$WORK/before.dump") <(keys "$WORK/trial.dump") | head -5 | sed 's/^/    /'
+            diff "$WORK/before.dump" "$WORK/trial.dump" | grep -v '\tidentities\|[<>] identities' | head -8 | sed 's/^/    /'
         }
         ;;
     esac
     # Every 10th trial, and the last: a completed run from the killed state reaches "after".
-    if [ $((trials % 10)) -eq 0 ] || [ $kills -ge "$want_kills" ]; then
-        if { if [ "$mode" = run ]; then complete_run; else "$MESHCA" "${cmd[@]}" >/dev/null 2>&1; fi; } &&
+    if [ $((trials % 10)) -eq 0 ] || [ $kills -ge "$want_kills" ] || out_of_time; then
+        if { if [ "${mode%-switch}" = run ]; then complete_run; else "$MESHCA" "${cmd[@]}" >/dev/null 2>&1; fi; } &&
             "$STORE_DUMP" >"$WORK/conv.dump" &&
             [ "$(state_of "$WORK/conv.dump")" = after ]; then
             converged=$((converged + 1))
@@ -172,9 +233,9 @@ while [ $kills -lt "$want_kills" ] && [ $trials -lt $((want_kills * 5)) ]; do
         fi
     fi
 done
-echo "  $mode: $kills kills over $trials trials ($finished finished first): $landed_before before, $landed_after after, $torn torn; $converged re-runs converged, $not_converged did not"
+echo "  $mode: $kills kills (wanted $want_kills, within ${budget_s} s) over $trials trials ($finished finished first): $landed_before before, $landed_after after, $torn torn; $converged re-runs converged, $not_converged did not"
 rc=0
-check "at least $want_kills kills landed while $mode ran" test $kills -ge "$want_kills"
+check "at least $min_kills kills landed while $mode ran" test $kills -ge "$min_kills"
 check "kills landed on both sides of the commit" test $landed_before -gt 0 -a $landed_after -gt 0
 check "no kill left a torn store (every object as before, or every object as after)" test $torn -eq 0
 check "every completed $mode after a kill converges to the after state" test $not_converged -eq 0
