@@ -62,7 +62,7 @@ int main(int argc, char **argv)
     }
     bool csr = strcmp(argv[1], "csr") == 0;
     const char *mesh_name = argv[2];
-    if (store_open(NULL, &s, errbuf, sizeof(errbuf)) < 0) {
+    if (store_open(NULL, &s, errbuf) < 0) {
         fprintf(stderr, "seed-agents: %s\n", errbuf);
         return 2;
     }
