@@ -16,6 +16,7 @@ CTL_LOG="$WORK/controller.log"
 # $WORK/cp-ca.pem.
 start_controller() {
     local port=${CTL_PORT:-} i n
+    stop_controller   # one controller per script: a second start must not orphan the first
     [ -n "$port" ] || port=$(free_port)
     n=$(grep -c "serving the dataplane API" "$CTL_LOG" 2>/dev/null)
     "$MESHCA" run --listen "127.0.0.1:$port" "$@" >>"$CTL_LOG" 2>&1 &
