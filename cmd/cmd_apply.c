@@ -84,15 +84,7 @@ static int parse_args(int argc, char **argv, apply_args *args)
             return -1;
         }
     }
-    if (optind < argc) {
-        cli_error("unexpected argument '%s' (use -f PATH)", argv[optind]);
-        return -1;
-    }
-    if (args->nfiles == 0) {
-        cli_error("nothing to apply: give -f PATH; run 'meshca help apply'");
-        return -1;
-    }
-    return 0;
+    return cli_require_paths(argc, argv, args->nfiles, "apply", "apply");
 }
 
 static const char *resource_label(const resource *res, char *buf, size_t size)

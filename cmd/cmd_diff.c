@@ -77,15 +77,7 @@ static int parse_args(int argc, char **argv, diff_args *args)
             return -1;
         }
     }
-    if (optind < argc) {
-        cli_error("unexpected argument '%s' (use -f PATH)", argv[optind]);
-        return -1;
-    }
-    if (args->nfiles == 0) {
-        cli_error("nothing to compare: give -f PATH; run 'meshca help diff'");
-        return -1;
-    }
-    return 0;
+    return cli_require_paths(argc, argv, args->nfiles, "compare", "diff");
 }
 
 /* --- the resources as get prints them, secrets masked --- */

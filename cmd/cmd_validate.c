@@ -97,15 +97,7 @@ static int parse_args(int argc, char **argv, validate_args *args)
             return -1;
         }
     }
-    if (optind < argc) {
-        cli_error("unexpected argument '%s' (use -f PATH)", argv[optind]);
-        return -1;
-    }
-    if (args->nfiles == 0) {
-        cli_error("nothing to validate: give -f PATH; run 'meshca help validate'");
-        return -1;
-    }
-    return 0;
+    return cli_require_paths(argc, argv, args->nfiles, "validate", "validate");
 }
 
 /* Applies the S4 rules to every Mesh of `next`, against its namesake in `prev`. */

@@ -1,4 +1,5 @@
 /* common.c - helpers shared by the store-backed commands: opening the store, loading state. */
+#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,4 +75,17 @@ int cli_load_paths(manifest_set *set, const char *const *paths, size_t n, diag_l
         if (manifest_load_path(set, paths[i], diags) != MANIFEST_OK)
             rc = -1;
     return rc;
+}
+
+int cli_require_paths(int argc, char **argv, size_t npaths, const char *verb, const char *command)
+{
+    if (optind < argc) {
+        cli_error("unexpected argument '%s' (use -f PATH)", argv[optind]);
+        return -1;
+    }
+    if (npaths == 0) {
+        cli_error("nothing to %s: give -f PATH; run 'meshca help %s'", verb, command);
+        return -1;
+    }
+    return 0;
 }

@@ -12,6 +12,10 @@
 /* Appends `path` to list[*n] (CLI_MAX_PATHS entries); -1 with an error printed when full. */
 int cli_add_path(const char **list, size_t *n, const char *path);
 
+/* After getopt: no operand left and at least one -f path, else -1 with the error printed
+ * ("nothing to <verb>: give -f PATH; run 'meshca help <command>'"). */
+int cli_require_paths(int argc, char **argv, size_t npaths, const char *verb, const char *command);
+
 /* Loads every path into `set`, problems into `diags`; -1 when a path could not be read at all. */
 int cli_load_paths(manifest_set *set, const char *const *paths, size_t n, diag_list *diags);
 
