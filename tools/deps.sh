@@ -7,7 +7,7 @@ packages=(
     libyaml-dev libssl-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev   # libraries (SPEC S1)
     libevent-dev                            # the dataplane API's HTTPS server (evhttp, SPEC S13)
     check                                   # unit tests
-    openssl curl python3 procps             # integration tests: openssl verify, HTTP, JSON checks, pgrep
+    openssl curl python3 procps groff-base  # integration tests: openssl verify, HTTP, JSON checks, pgrep, man page check
     python3-yaml jq git                     # lint-cli.sh: roots -o yaml read back, doc/ci.md's jobs run as written
     nginx-light haproxy                     # the end-to-end data plane (two real proxies, SPEC S9)
     etcd-server                             # the etcd store's tests run a real etcd (/usr/bin/etcd)
