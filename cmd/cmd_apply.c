@@ -33,7 +33,7 @@ const char cmd_apply_usage[] =
     "changed a resource meanwhile, nothing is stored and apply says which (re-run it).\n"
     "\n"
     "Exit codes: 0 applied; 1 invalid, refused or changed meanwhile (nothing stored);\n"
-    "            2 usage, file or store error.\n";
+    "            2 usage, file or store error, or a CA backend (vault) that cannot be reached.\n";
 
 typedef struct apply_args {
     const char *files[CLI_MAX_PATHS];
@@ -148,7 +148,8 @@ int cmd_apply(int argc, char **argv)
         if (args.format == OUTPUT_TEXT)
             fprintf(stderr, "nothing applied: %zu error%s\n", diag_count(&diags, DIAG_ERROR),
                     diag_count(&diags, DIAG_ERROR) == 1 ? "" : "s");
-        exit_code = EXIT_INVALID;
+        /* A CA that could not be reached is trouble (S3: exit 2), not a refusal. */
+        exit_code = result.ca_unreachable ? EXIT_TROUBLE : EXIT_INVALID;
         goto out;
     }
     size_t created = 0, configured = 0;

@@ -39,7 +39,8 @@ const char cmd_validate_usage[] =
     "  -o, --output FORMAT   text (default), json or github (GitHub Actions annotations)\n"
     "  -h, --help            show this help\n"
     "\n"
-    "Exit codes: 0 valid; 1 invalid or refused; 2 usage error, unreadable file or store.\n";
+    "Exit codes: 0 valid; 1 invalid or refused; 2 usage error, unreadable file or store, or\n"
+    "            (--store) a CA backend that cannot be reached.\n";
 
 typedef struct validate_args {
     const char *files[CLI_MAX_PATHS];
@@ -130,8 +131,9 @@ static void check_transitions(const manifest_set *prev, const manifest_set *next
 }
 
 /* --store: exactly the checks of `apply --dry-run` (one function, apply_set), with --from and
- * --status standing in for the store's Meshes and status when given. Returns 0, or -1 when the
- * store could not be used (reported). */
+ * --status standing in for the store's Meshes and status when given. Returns 0, 1 when a
+ * backend's CA could not be reached (in diags), or -1 when the store could not be used
+ * (reported). */
 static int check_against_store(const validate_args *args, manifest_set *next,
                                const manifest_set *prev, const status_set *status,
                                diag_list *diags)
@@ -150,13 +152,14 @@ static int check_against_store(const validate_args *args, manifest_set *next,
     opts.prev = args->nfrom > 0 ? prev : NULL;
     opts.status = args->status_file ? status : NULL;
     rc = apply_set(s, next, &opts, diags, &result);
+    bool unreachable = rc == 0 && result.ca_unreachable;
     apply_result_free(&result);
     store_close(s);
     if (rc < 0 && rc != STORE_ECONFLICT) {
         cli_error("cannot use the store: %s", store_strerror(rc));
         return -1;
     }
-    return 0;
+    return unreachable ? 1 : 0;
 }
 
 static void print_summary(const manifest_set *set, const diag_list *diags)
@@ -178,6 +181,7 @@ int cmd_validate(int argc, char **argv)
     status_set status = STATUS_SET_INIT;
     manifest_set *next = NULL, *prev = NULL;
     int unreadable = 0, exit_code;
+    bool ca_unreachable = false;   /* --store: a backend's CA could not be reached (exit 2) */
 
     if (parse_args(argc, argv, &args) < 0)
         return EXIT_TROUBLE;
@@ -203,10 +207,12 @@ int cmd_validate(int argc, char **argv)
 
     if (args.store_url && !unreadable) {
         /* apply_set runs the static checks and the CA checks too */
-        if (check_against_store(&args, next, prev, &status, &diags) < 0) {
+        int checked = check_against_store(&args, next, prev, &status, &diags);
+        if (checked < 0) {
             exit_code = EXIT_TROUBLE;
             goto out;
         }
+        ca_unreachable = checked > 0;
     } else {
         validate_set(next, &diags);
         /* CA material in the manifest (builtin conf, inline certs and keys): apply's own checks. */
@@ -230,7 +236,7 @@ int cmd_validate(int argc, char **argv)
                manifest_set_count(next), manifest_set_count(next) == 1 ? "" : "s",
                args.nfrom ? ", transitions from --from" : "",
                args.store_url ? ", against the store" : "");
-    exit_code = unreadable ? EXIT_TROUBLE : ok ? EXIT_OK : EXIT_INVALID;
+    exit_code = unreadable || ca_unreachable ? EXIT_TROUBLE : ok ? EXIT_OK : EXIT_INVALID;
     if (cli_diagnostics_out_of_memory(&diags))
         exit_code = EXIT_TROUBLE;
 out:

@@ -298,6 +298,7 @@ typedef struct mesh_check {
     const status_set *status;
     const apply_options *opts;
     int64_t now;
+    bool *ca_unreachable;             /* set when a backend's CA could not be reached */
 } mesh_check;
 
 /* Checks the CA backends of a new Mesh: types this build cannot sign with, conf and CA
@@ -347,12 +348,15 @@ static int check_backends(store *s, const mesh_check *mc, diag_list *diags,
         ca_context ctx = {
             .mesh = mesh_name, .backend = nb, .backend_index = b,
             .secret_lookup = state_secret_lookup, .secret_store = NULL,
-            .secret_userdata = &secrets, .now = mc->now,
+            .secret_userdata = &secrets, .now = mc->now, .skip_validation = m->skip_validation,
         };
         size_t errors = diag_count(diags, DIAG_ERROR);
         int rc = ca_backend_check(&ctx, diags);
         if (rc == STORE_ENOMEM)
             return rc;
+        /* ca_backend.h's convention: an unreachable CA is reported and exits 2, not 1. */
+        if (rc == MESHCA_EUNAVAILABLE && mc->ca_unreachable)
+            *mc->ca_unreachable = true;
         /* Lifetime lint: a builtin root already in the store has a known expiry. */
         int64_t not_after = 0;
         if (mc->in_set && strcmp(nb->type.value, ca_builtin_ops.type) == 0) {
@@ -657,7 +661,8 @@ static int apply_once(store *s, manifest_set *next, const apply_options *opts, i
     check_dataplane_meshes(next, a.current, diags);
 
     mesh_check mc = {.set = next, .before = a.before, .values = a.values, .current = a.current,
-                     .status = status, .opts = opts, .now = now};
+                     .status = status, .opts = opts, .now = now,
+                     .ca_unreachable = &result->ca_unreachable};
     for (size_t i = 0; i < a.n && rc == 0; i++) {
         const resource *res = manifest_set_get(next, i);
         if (res->kind != RESOURCE_MESH || !res->u.mesh.name.value)

@@ -463,6 +463,19 @@ static int64_t leaf_lifetime_s(const mesh_backend *b)
     return s > 0 ? s : 1;
 }
 
+/* The dataplane's tags as one array (strings borrowed from dp), first of each key wins as in
+ * leaf_sans. NULL when out of memory. Caller frees the array. */
+static model_tag *dp_tags(const dataplane *dp, size_t *ret_n)
+{
+    model_tag *tags = calloc(dataplane_tag_count(dp) + 1, sizeof(*tags));
+    size_t n = 0;
+    dataplane_tag_iter it = DATAPLANE_TAG_ITER_INIT(dp);
+    for (const model_tag *tag; tags && (tag = dataplane_tag_next(&it)) != NULL;)
+        tags[n++] = *tag;
+    *ret_n = n;
+    return tags;
+}
+
 /* Signs a new certificate for the public key `pub` into *id (keeping generation/regeneration
  * counters). Returns 0, ISSUE_SKIPPED, ISSUE_REFUSED or MESHCA_ENOMEM. */
 static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now, identity *id,
@@ -484,12 +497,29 @@ static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t
     req.nuris = (size_t)nuris;
     req.rsa = strcmp(pki_key_type(pub), "rsa") == 0;
     req.lifetime_s = leaf_lifetime_s(b);
+    /* A backend that signs CSRs (vault) gets the CSR of the key being signed and the tags. */
+    req.csr_pem = id->pending_key_pem ? id->pending_csr_pem : id->csr_pem;
+    model_tag *tags = ca_backend_signs_csr(pc->cas[pc->enabled].ca)
+                          ? dp_tags(dp, &req.ntags) : NULL;
+    req.tags = tags;
     X509 *cert = NULL;
     char errbuf[PKI_ERRBUF] = "", *cert_pem = NULL, *digest = NULL;
     char serial[80], when[32], stable[600];
-    int r = ca_backend_sign_leaf(pc->cas[pc->enabled].ca, &req, pub, now, &cert, errbuf);
+    int r = ca_backend_signs_csr(pc->cas[pc->enabled].ca) && (!req.csr_pem || !tags)
+                ? (tags ? ISSUE_SKIPPED : MESHCA_ENOMEM)
+                : ca_backend_sign_leaf(pc->cas[pc->enabled].ca, &req, pub, now, &cert, errbuf);
     for (int i = 0; i < nuris; i++)
         free(uris[i]);
+    free(tags);
+    if (r == ISSUE_SKIPPED || r == MESHCA_ENOMEM) {
+        /* An identity kept from before CSR mode holds only a public key: a CSR-signing backend
+         * cannot sign it; the agent's next CSR (at renewal) is signed. */
+        if (r == ISSUE_SKIPPED)
+            diag_warning(diags, "csr-missing", NULL, "", "dataplane '%s/%s': backend '%s' signs "
+                         "CSRs and no CSR is kept for its key; waiting for the agent's next CSR",
+                         m->name.value, dp->name.value, b->name.value);
+        return r;
+    }
     if (r < 0) {
         char path[64];
         backend_path(pc->enabled, path, sizeof(path));
