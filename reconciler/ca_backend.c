@@ -82,6 +82,12 @@ bool ca_backend_can_cross_sign(const ca_backend *ca)
     return ca && ca->ops->cross_sign && ca->key;
 }
 
+bool ca_backend_type_is_remote(const char *type)
+{
+    const ca_backend_ops *ops = ca_backend_for_type(type);
+    return ops && ops->remote;
+}
+
 bool ca_backend_signs_csr(const ca_backend *ca)
 {
     return ca && ca->ops->signs_csr;

@@ -88,6 +88,10 @@ typedef struct ca_backend_ops {
     void (*free)(ca_backend *ca);
     /* sign_leaf needs req->csr_pem (the remote CA signs the dataplane's CSR, not a key). */
     bool signs_csr;
+    /* The CA answers over the network (vault, cfssl): MESHCA_EUNAVAILABLE and MESHCA_EIO from
+     * ensure_ca or sign_leaf are the CA's trouble (retried with backoff, reported on the mesh),
+     * not the store's. */
+    bool remote;
 } ca_backend_ops;
 
 extern const ca_backend_ops ca_builtin_ops;
@@ -115,6 +119,8 @@ int ca_backend_cross_sign(ca_backend *ca, X509 *other_ca, int64_t now, int64_t n
                           X509 **ret, char *errbuf);
 /* Whether ca_backend_cross_sign can work for this CA. */
 bool ca_backend_can_cross_sign(const ca_backend *ca);
+/* Whether a backend type's CA is remote (see ca_backend_ops.remote); false for unknown types. */
+bool ca_backend_type_is_remote(const char *type);
 /* Whether ca_backend_sign_leaf needs req->csr_pem (see ca_backend_ops.signs_csr). */
 bool ca_backend_signs_csr(const ca_backend *ca);
 void ca_backend_free(ca_backend *ca);   /* accepts NULL; wipes the key */

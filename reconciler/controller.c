@@ -22,6 +22,7 @@
 #include "reconciler/manifest_sync.h"
 #include "reconciler/mesh_ca.h"
 #include "reconciler/pki.h"
+#include "reconciler/ca/ca_cache.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/roots.h"
 #include "reconciler/state.h"
@@ -40,6 +41,7 @@ typedef struct controller {
     int64_t backoff_ms;
     char failing[MESHCA_ERRBUF];    /* the store failure last said; "" while it works */
     char *last_said;                /* manifest_sync's last line */
+    ca_cache *cas;                  /* opened CAs across passes; NULL: one pass each (no memory) */
 } controller;
 
 static void say(controller *c, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -83,6 +85,7 @@ static void run_pass(controller *c)
     if (c->o->manifests_dir)
         manifest_sync(c->s, c->o->manifests_dir, &c->last_said, sync_say, c);
     reconcile_options ropts = RECONCILE_OPTIONS_INIT;
+    ropts.ca_cache = c->cas;
     reconcile_report rep = RECONCILE_REPORT_INIT;
     diag_list diags = DIAG_LIST_INIT;
     int rc = reconcile_once(c->s, &ropts, &rep, &diags);
@@ -466,6 +469,8 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     c.o = o;
     c.first = true;
     c.watch_fd = -1;
+    /* Out of memory here only costs the cache: every pass opens its CAs then. */
+    c.cas = ca_cache_new();
     const char *listen = o->listen ? o->listen : CONTROLLER_DEFAULT_LISTEN;
     char addr[256];
     uint16_t port = 0;
@@ -551,5 +556,6 @@ out:
     if (c.watch_fd >= 0)
         close(c.watch_fd);
     free(c.last_said);
+    ca_cache_free(c.cas);   /* wipes keys and tokens */
     return rc;
 }

@@ -12,6 +12,7 @@
 #include "manifests/manifest.h"
 #include "reconciler/bundle.h"
 #include "reconciler/ca_backend.h"
+#include "reconciler/ca/ca_cache.h"
 #include "reconciler/mesh_ca.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/state.h"
@@ -193,8 +194,8 @@ static bool set_condition(json_t *conditions, const char *backend, const char *r
  * Returns 0, ISSUE_REFUSED (reported in diags; the mesh fails), or a store or memory code (the
  * caller reports it).
  */
-static int open_cas(store *s, const mesh *m, int64_t now, pass_cas *pc, json_t *conditions,
-                    bool *ret_conditions_changed, diag_list *diags)
+static int open_cas(store *s, const mesh *m, int64_t now, ca_cache *cache, pass_cas *pc,
+                    json_t *conditions, bool *ret_conditions_changed, diag_list *diags)
 {
     const char *mesh_name = m->name.value;
     const char *enabled = mesh_enabled_backend(m);
@@ -202,7 +203,8 @@ static int open_cas(store *s, const mesh *m, int64_t now, pass_cas *pc, json_t *
     int r;
 
     pc->ncas = m->nbackends;
-    if ((r = mesh_cas_open_creating(s, m, now, &pc->cas)) < 0)
+    if ((r = cache ? mesh_cas_open_cached(s, m, now, cache, &pc->cas)
+                   : mesh_cas_open_creating(s, m, now, &pc->cas)) < 0)
         return r;
     pc->bundle_backends = calloc(m->nbackends + 1, sizeof(char *));
     if (!pc->bundle_backends)
@@ -220,17 +222,27 @@ static int open_cas(store *s, const mesh *m, int64_t now, pass_cas *pc, json_t *
         const mesh_ca *mc = &pc->cas[i];
         const char *name = m->backends[i].name.value;
         if (mc->ca && mc->chain_pem) {
-            *ret_conditions_changed |= set_condition(conditions, name, NULL);
+            /* The enabled backend's condition is cleared once it has signed (reconcile_mesh). */
+            if (i != pc->enabled)
+                *ret_conditions_changed |= set_condition(conditions, name, NULL);
             continue;
         }
         int code = mc->code < 0 ? mc->code : MESHCA_ECRYPTO;
-        if (is_store_code(code))
+        /* A remote CA (Vault) unreachable is the CA's trouble, reported on this mesh only. */
+        if (is_store_code(code) &&
+            (code == MESHCA_ENOMEM || !ca_backend_type_is_remote(m->backends[i].type.value)))
             return code;
         backend_path(i, path, sizeof(path));
-        if (i == pc->enabled) {
+        /* A remote CA that does not answer now is not dropped from the bundle (every dataplane
+         * would stop trusting it): the mesh waits, as for store trouble. */
+        bool transient = code == MESHCA_EUNAVAILABLE || code == MESHCA_EIO;
+        if (i == pc->enabled || transient) {
             diag_error(diags, code == PKI_EEXPIRED ? "ca-expired" : "ca-unavailable", NULL, path,
                        "mesh '%s': backend '%s' cannot be used: %s", mesh_name, name,
                        mc->error[0] ? mc->error : meshca_strerror(code));
+            /* The mesh status says why nothing is signed (inspect shows the whole message). */
+            *ret_conditions_changed |= set_condition(
+                conditions, name, diags->count ? diags->items[diags->count - 1].message : "");
             return ISSUE_REFUSED;
         }
         diag_warning(diags, code == PKI_EEXPIRED ? "ca-expired" : "ca-unavailable", NULL, path,
@@ -920,7 +932,7 @@ static int queue_bundle(store *s, const char *mesh_name, const pass_cas *pc, pas
 
 /* Returns 0 or MESHCA_ENOMEM; everything else is in the report and diags. */
 static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int64_t now,
-                          pass_txn *tx, reconcile_report *rep, diag_list *diags)
+                          ca_cache *cache, pass_txn *tx, reconcile_report *rep, diag_list *diags)
 {
     const char *mesh_name = m->name.value;
     reconcile_mesh_report *mr = realloc(rep->meshes, (rep->nmeshes + 1) * sizeof(*mr));
@@ -932,6 +944,15 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
     if (set_str(&mr->mesh, mesh_name) < 0)
         return MESHCA_ENOMEM;
     rep->nmeshes++;
+    if (cache) {
+        /* Backends no longer in the mesh (or every one, mTLS off) leave the cache. */
+        const char *names[MODEL_MAX_BACKENDS + 1];
+        size_t n = 0;
+        for (size_t i = 0; mesh_enabled_backend(m) && i < m->nbackends && n < MODEL_MAX_BACKENDS; i++)
+            if (m->backends[i].name.value)
+                names[n++] = m->backends[i].name.value;
+        ca_cache_prune(cache, mesh_name, names, n);
+    }
     if (!mesh_enabled_backend(m))
         return 0;
     mr->mtls = true;
@@ -965,11 +986,20 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         }
     }
     bool status_changed = false;
-    rc = open_cas(s, m, now, &pc, conditions, &status_changed, diags);
+    rc = open_cas(s, m, now, cache, &pc, conditions, &status_changed, diags);
     if (rc == ISSUE_REFUSED) {
         mr->failed = true;
         rc = 0;
-        goto out;
+        goto status;
+    }
+    /* The enabled CA failed to sign lately: wait for its backoff rather than ask every pass. */
+    if (rc == 0 && cache && ca_cache_sign_wait(cache, mesh_name, m->backends[pc.enabled].name.value,
+                                               now, errbuf)) {
+        char path[64];
+        backend_path(pc.enabled, path, sizeof(path));
+        diag_error(diags, "ca-unavailable", NULL, path, "%s (retried with backoff)", errbuf);
+        mr->failed = true;
+        goto status;
     }
     if (rc < 0) {
         if (rc != MESHCA_ENOMEM) {
@@ -989,9 +1019,14 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
             continue;
         rc = reconcile_dataplane(s, m, dps[i], &pc, now, tx, rep, mr, diags, errbuf);
         if (rc == ISSUE_REFUSED) {
-            /* The CA refused to sign (e.g. expired meanwhile): stop this mesh. */
+            /* The CA refused to sign (e.g. expired meanwhile, Vault down): stop this mesh, and
+             * say why in its status (the diagnostic just reported). */
             mr->failed = true;
             rc = 0;
+            const char *why = diags->count ? diags->items[diags->count - 1].message : "";
+            status_changed |= set_condition(conditions, m->backends[pc.enabled].name.value, why);
+            if (cache)
+                ca_cache_sign_failed(cache, mesh_name, m->backends[pc.enabled].name.value, why, now);
             break;
         }
         if (rc == MESHCA_ENOMEM)
@@ -1009,6 +1044,13 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         json_object_del(mstatus, "crossSign");
         status_changed = true;
     }
+    /* The enabled backend signed what there was to sign: no longer unavailable. */
+    if (!mr->failed && !mr->store_failed) {
+        status_changed |= set_condition(conditions, m->backends[pc.enabled].name.value, NULL);
+        if (cache)
+            ca_cache_sign_ok(cache, mesh_name, m->backends[pc.enabled].name.value);
+    }
+status:
     if (json_array_size(conditions) == 0)
         json_object_del(mstatus, "conditions");
     if (status_changed && !mr->store_failed) {
@@ -1020,7 +1062,7 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         }
     }
     /* The mesh's one trust bundle (and the cross-signed CA, for roots), when it changed. */
-    if (!mr->store_failed && (rc = queue_bundle(s, mesh_name, &pc, tx, errbuf)) < 0) {
+    if (!mr->store_failed && pc.bundle_pem && (rc = queue_bundle(s, mesh_name, &pc, tx, errbuf)) < 0) {
         if (rc == MESHCA_ENOMEM)
             goto out;
         store_failed(rep, mr, rc, mesh_name, errbuf, diags);
@@ -1180,7 +1222,8 @@ int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *re
         const resource *res = manifest_set_get(set, i);
         if (res->kind != RESOURCE_MESH || !res->u.mesh.name.value)
             continue;
-        rc = reconcile_mesh(s, set, &res->u.mesh, now, &tx, &rep, diags);
+        rc = reconcile_mesh(s, set, &res->u.mesh, now, opts ? opts->ca_cache : NULL, &tx, &rep,
+                            diags);
     }
     manifest_set_free(set);
     if (rc == 0 && tx.n)

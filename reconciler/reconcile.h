@@ -13,11 +13,16 @@
 /* A cross-signed CA expires at most this long after the last leaf it is served with (S5). */
 #define RECONCILE_CROSS_SIGN_SLACK_S (7 * 86400LL)
 
+struct ca_cache;
 typedef struct reconcile_options {
     int64_t now;   /* injected clock, seconds since the epoch; 0 = time(NULL) */
+    /* The controller's opened CAs across passes (reconciler/ca/ca_cache.h), or NULL: every CA is
+     * opened for this pass only (`reconcile --once`). With a cache, a failing CA is retried with
+     * backoff rather than every pass. */
+    struct ca_cache *ca_cache;
 } reconcile_options;
 
-#define RECONCILE_OPTIONS_INIT {0}
+#define RECONCILE_OPTIONS_INIT {0, NULL}
 
 /* What a pass did to one dataplane. */
 typedef enum reconcile_verb {

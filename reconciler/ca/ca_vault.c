@@ -233,4 +233,5 @@ const ca_backend_ops ca_vault_ops = {
     .cross_sign = NULL,
     .free = vault_free,
     .signs_csr = true,
+    .remote = true,
 };
