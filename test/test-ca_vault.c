@@ -588,6 +588,79 @@ START_TEST(cache_sign_failures_wait_for_their_backoff_and_clear_on_success)
 }
 END_TEST
 
+/* A builtin backend through the cache: its root is created through the context's secret store
+ * (the same userdata as the lookup) and kept. */
+typedef struct mem_secrets {
+    char *name[4], *data[4];
+    size_t len[4], n;
+} mem_secrets;
+
+static int mem_lookup(void *userdata, const char *name, char **ret_data, size_t *ret_len)
+{
+    mem_secrets *m = userdata;
+
+    for (size_t i = 0; i < m->n; i++)
+        if (strcmp(m->name[i], name) == 0) {
+            *ret_data = malloc(m->len[i] + 1);
+            memcpy(*ret_data, m->data[i], m->len[i] + 1);
+            *ret_len = m->len[i];
+            return 0;
+        }
+    return PKI_ENOENT;
+}
+
+static int mem_store(void *userdata, const ca_secret *secrets, size_t n)
+{
+    mem_secrets *m = userdata;
+
+    for (size_t i = 0; i < n && m->n < 4; i++) {
+        m->name[m->n] = strdup(secrets[i].name);
+        m->data[m->n] = malloc(secrets[i].len + 1);
+        memcpy(m->data[m->n], secrets[i].data, secrets[i].len);
+        m->data[m->n][secrets[i].len] = '\0';
+        m->len[m->n++] = secrets[i].len;
+    }
+    return 0;
+}
+
+START_TEST(cache_creates_a_builtin_root_through_the_secret_store_and_keeps_it)
+{
+    mem_secrets m = {0};
+    mesh_backend b = {0};
+    ca_context ctx = {0};
+    ca_cache *c = ca_cache_new();
+    ca_backend *first = NULL, *again = NULL;
+    char err[PKI_ERRBUF] = "", fp1[64], fp2[64];
+    ca_cache_stats st;
+
+    b.name.value = (char *)"ca-1";
+    b.type.value = (char *)"builtin";
+    ctx.mesh = "default";
+    ctx.backend = &b;
+    ctx.secret_lookup = mem_lookup;
+    ctx.secret_store = mem_store;
+    ctx.secret_userdata = &m;
+    ctx.now = time(NULL);
+    ck_assert_msg(ca_cache_open(c, &ctx, &first, err) == 0, "%s", err);
+    ck_assert_uint_eq(m.n, 2);   /* the root's certificate and key, stored */
+    pki_fingerprint_sha1(ca_backend_cert(first), fp1, sizeof(fp1));
+    /* The Secrets it read were created meanwhile: opened once more, then kept. */
+    ck_assert_msg(ca_cache_open(c, &ctx, &again, err) == 0, "%s", err);
+    ck_assert_msg(ca_cache_open(c, &ctx, &again, err) == 0, "%s", err);
+    pki_fingerprint_sha1(ca_backend_cert(again), fp2, sizeof(fp2));
+    ck_assert_str_eq(fp1, fp2);
+    ck_assert_uint_eq(m.n, 2);   /* not created twice */
+    ca_cache_get_stats(c, &st);
+    ck_assert_uint_eq(st.opens, 2);
+    ck_assert_uint_eq(st.hits, 1);
+    ca_cache_free(c);
+    for (size_t i = 0; i < m.n; i++) {
+        free(m.name[i]);
+        free(m.data[i]);
+    }
+}
+END_TEST
+
 static Suite *ca_vault_suite(void)
 {
     Suite *s = suite_create("ca_vault");
@@ -609,6 +682,7 @@ static Suite *ca_vault_suite(void)
     tcase_add_test(t, cache_reopens_when_a_secret_it_read_or_the_conf_changes);
     tcase_add_test(t, cache_retries_a_failing_ca_with_exponential_backoff);
     tcase_add_test(t, cache_sign_failures_wait_for_their_backoff_and_clear_on_success);
+    tcase_add_test(t, cache_creates_a_builtin_root_through_the_secret_store_and_keeps_it);
     suite_add_tcase(s, t);
     return s;
 }

@@ -203,6 +203,13 @@ static int record_lookup(void *userdata, const char *name, char **ret_data, size
     return rc;
 }
 
+/* ca_context's userdata serves lookup and store alike: the store goes through unchanged. */
+static int pass_store(void *userdata, const ca_secret *secrets, size_t n)
+{
+    recorder *r = userdata;
+    return r->ctx->secret_store(r->ctx->secret_userdata, secrets, n);
+}
+
 static bool str_eq(const char *a, const char *b)
 {
     return a && b && strcmp(a, b) == 0;
@@ -300,6 +307,7 @@ int ca_cache_open(ca_cache *c, const ca_context *ctx, ca_backend **ret, char *er
     ca_context rctx = *ctx;
     if (ctx->secret_lookup) {
         rctx.secret_lookup = record_lookup;
+        rctx.secret_store = ctx->secret_store ? pass_store : NULL;
         rctx.secret_userdata = &r;
     }
     c->stats.opens++;
