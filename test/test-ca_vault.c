@@ -18,6 +18,8 @@
 #include "reconciler/ca/extca_pki.h"
 #include "reconciler/ca_backend.h"
 #include "reconciler/pki.h"
+#include "reconciler/reconcile.h"
+#include "reconciler/state.h"
 
 #define SCRIPTS MESHCA_SOURCE_ROOT "/test/extca"
 
@@ -661,6 +663,155 @@ START_TEST(cache_creates_a_builtin_root_through_the_secret_store_and_keeps_it)
 }
 END_TEST
 
+/* ---- a reconcile pass with a vault backend enabled ---------------------------------------- */
+
+static void seed_yaml(store *st, const char *yaml)
+{
+    manifest_set *set = manifest_set_new();
+    diag_list diags = DIAG_LIST_INIT;
+
+    ck_assert_int_eq(manifest_load_buffer(set, "seed.yaml", yaml, strlen(yaml), &diags), 0);
+    ck_assert_msg(!diag_has_errors(&diags), "seed: %s", diags.count ? diags.items[0].message : "");
+    for (size_t i = 0; i < manifest_set_count(set); i++) {
+        const resource *res = manifest_set_get(set, i);
+        const char *name = res->kind == RESOURCE_MESH ? res->u.mesh.name.value
+                           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.name.value
+                                                            : res->u.secret.name.value;
+        const char *mesh_name = res->kind == RESOURCE_MESH ? name
+                                : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.mesh.value
+                                                                 : res->u.secret.mesh.value;
+        store_key key = {state_kind_of(res->kind), mesh_name, name};
+        char *text = state_encode_resource(res);
+        ck_assert_int_eq(store_put(st, &key, text, strlen(text), STORE_ANY_VERSION, NULL), STORE_OK);
+        free(text);
+    }
+    diag_list_free(&diags);
+    manifest_set_free(set);
+}
+
+/* An agent's key: with its CSR (CSR mode), or only the public key (csr false). */
+static EVP_PKEY *submit(store *st, const char *dp, bool csr)
+{
+    EVP_PKEY *key = NULL;
+    unsigned char *der = NULL;
+    char err[MESHCA_ERRBUF] = "", *pem = NULL;
+    int len;
+
+    ck_assert_int_eq(pki_generate_key(false, 0, &key, err), 0);
+    if (csr)
+        ck_assert_int_eq(pki_make_csr(key, &pem, err), 0);
+    len = i2d_PUBKEY(key, &der);
+    ck_assert_int_gt(len, 0);
+    ck_assert_msg(reconcile_submit_key(st, "default", dp, der, (size_t)len, pem, err) == 0, "%s",
+                  err);
+    OPENSSL_free(der);
+    free(pem);
+    return key;
+}
+
+START_TEST(a_pass_signs_the_kept_csr_through_vault_and_skips_an_identity_without_one)
+{
+    char dir[] = "/tmp/test-ca_vault-store-XXXXXX", url[128], err[MESHCA_ERRBUF] = "", yaml[4096];
+    char tok_path[300], *tok, path[300];
+    store *st = NULL;
+    ca_cache *cache = ca_cache_new();
+    EVP_PKEY *web, *old;
+    identity id = {0};
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(url, sizeof(url), "sqlite://%s/meshca.db", dir);
+    ck_assert_msg(store_open(url, &st, err) == 0, "%s", err);
+    snprintf(tok_path, sizeof(tok_path), "%s/token", vault_dir);
+    tok = slurp(tok_path);
+    tok[strcspn(tok, "\n")] = '\0';
+    {
+        unsigned char b64[400];
+        int n = EVP_EncodeBlock(b64, (const unsigned char *)tok, (int)strlen(tok));
+        b64[n] = '\0';
+        snprintf(yaml, sizeof(yaml),
+                 "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+                 "  - name: ca-1\n    type: builtin\n"
+                 "  - name: vault-1\n    type: vault\n    dpCert: {requestTimeout: 5s}\n"
+                 "    conf:\n      fromCp:\n        address: https://127.0.0.1:%d\n"
+                 "        namespace: mesh-team\n        pki: pki\n        role: mesh\n"
+                 "        tls: {caCert: {file: %s/tls-ca.pem}, serverName: vault.test}\n"
+                 "        auth: {token: {secret: vault-token}}\n"
+                 "---\ntype: Secret\nmesh: default\nname: vault-token\ndata: %s\n"
+                 "---\ntype: Dataplane\nmesh: default\nname: web-01\nnetworking:\n"
+                 "  address: 127.0.0.1\n  inbound: [{port: 8443, tags: {kuma.io/service: web}}]\n"
+                 "---\ntype: Dataplane\nmesh: default\nname: old-01\nnetworking:\n"
+                 "  address: 127.0.0.1\n  inbound: [{port: 8444, tags: {kuma.io/service: old}}]\n",
+                 vault_port, vault_dir, (char *)b64);
+    }
+    free(tok);
+    seed_yaml(st, yaml);
+    web = submit(st, "web-01", true);
+    old = submit(st, "old-01", false);   /* a key without a CSR: builtin signs it */
+    {
+        reconcile_options o = RECONCILE_OPTIONS_INIT;
+        reconcile_report rep = RECONCILE_REPORT_INIT;
+        diag_list d = DIAG_LIST_INIT;
+        o.ca_cache = cache;
+        ck_assert_int_eq(reconcile_once(st, &o, &rep, &d), 0);
+        ck_assert_uint_eq(rep.issued, 2);
+        diag_list_free(&d);
+        reconcile_report_free(&rep);
+    }
+    /* The switch to vault-1: the kept CSR is re-signed by Vault, without the agent. */
+    *strstr(yaml, "enabledBackend: ca-1") = '\0';
+    {
+        char *rest = yaml + strlen(yaml) + strlen("enabledBackend: ca-1"), text[8300];
+        snprintf(text, sizeof(text), "%senabledBackend: vault-1%s", yaml, rest);
+        seed_yaml(st, text);
+    }
+    int chains = count_requests("GET /v1/pki/ca_chain");
+    for (int p = 0; p < 3; p++) {
+        reconcile_options o = RECONCILE_OPTIONS_INIT;
+        reconcile_report rep = RECONCILE_REPORT_INIT;
+        diag_list d = DIAG_LIST_INIT;
+        o.ca_cache = cache;
+        ck_assert_int_eq(reconcile_once(st, &o, &rep, &d), 0);
+        ck_assert_uint_eq(rep.failed_meshes, 0);
+        if (p == 0) {
+            ck_assert_uint_eq(rep.reissued, 1);
+            size_t i = 0;
+            while (i < d.count && strcmp(d.items[i].code, "csr-missing") != 0)
+                i++;
+            ck_assert_msg(i < d.count, "no csr-missing warning");
+            ck_assert_int_eq(d.items[i].severity, DIAG_WARNING);
+            ck_assert_msg(strstr(d.items[i].message, "default/old-01") &&
+                          strstr(d.items[i].message, "'vault-1'"), "%s", d.items[i].message);
+        }
+        diag_list_free(&d);
+        reconcile_report_free(&rep);
+    }
+    /* Three passes, no read of Vault's CA chain: the cache opened it in the first pass. */
+    ck_assert_int_eq(count_requests("GET /v1/pki/ca_chain"), chains);
+    ck_assert_int_eq(identity_read(st, "default", "web-01", &id, NULL, err), 0);
+    ck_assert_str_eq(id.backend, "vault-1");
+    ck_assert_ptr_nonnull(id.csr_pem);
+    snprintf(path, sizeof(path), "%s/web.pem", dir);
+    spit(path, id.cert_pem);
+    ck_assert_int_eq(run("openssl verify -x509_strict -CAfile %s/vault-ca.pem %s >/dev/null",
+                         vault_dir, path), 0);
+    ck_assert_int_eq(run("openssl x509 -in %s -noout -ext subjectAltName | grep -q "
+                         "'URI:spiffe://default/web, URI:kuma://kuma.io/service/web, "
+                         "URI:urn:meshca:dataplane:default:web-01'", path), 0);
+    identity_clear(&id);
+    /* The identity without a CSR keeps its builtin leaf until its agent sends one. */
+    ck_assert_int_eq(identity_read(st, "default", "old-01", &id, NULL, err), 0);
+    ck_assert_str_eq(id.backend, "ca-1");
+    ck_assert_ptr_null(id.csr_pem);
+    ck_assert_ptr_nonnull(id.cert_pem);
+    identity_clear(&id);
+    EVP_PKEY_free(web);
+    EVP_PKEY_free(old);
+    ca_cache_free(cache);
+    store_close(st);
+    run("rm -rf '%s'", dir);
+}
+END_TEST
+
 static Suite *ca_vault_suite(void)
 {
     Suite *s = suite_create("ca_vault");
@@ -683,6 +834,7 @@ static Suite *ca_vault_suite(void)
     tcase_add_test(t, cache_retries_a_failing_ca_with_exponential_backoff);
     tcase_add_test(t, cache_sign_failures_wait_for_their_backoff_and_clear_on_success);
     tcase_add_test(t, cache_creates_a_builtin_root_through_the_secret_store_and_keeps_it);
+    tcase_add_test(t, a_pass_signs_the_kept_csr_through_vault_and_skips_an_identity_without_one);
     suite_add_tcase(s, t);
     return s;
 }
