@@ -80,6 +80,9 @@ typedef struct ca_backend_ops {
      * serve with it is ca_backend_chain(). PKI_EEXPIRED when the CA cannot sign now. */
     int (*sign_leaf)(ca_backend *ca, const pki_leaf_request *req, EVP_PKEY *pub, int64_t now,
                      X509 **ret_cert, char *errbuf);
+    /* sign_leaf returns MESHCA_ENOTFOUND when this one request lacks what the backend needs (no
+     * CSR kept, a tag its commonName template names): the pass skips the dataplane with a
+     * warning ("leaf-unsignable") instead of stopping the mesh. */
     /* Cross-signing (S5, a forced switch): `other_ca` (another backend's CA certificate,
      * borrowed) re-signed by this CA, valid at most until not_after_max. NULL when the backend
      * cannot (a remote CA that signs leaves only). */

@@ -523,6 +523,12 @@ static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t
     for (int i = 0; i < nuris; i++)
         free(uris[i]);
     free(tags);
+    if (r == MESHCA_ENOTFOUND) {
+        /* The backend cannot sign this one dataplane (ca_backend.h): the others go on. */
+        diag_warning(diags, "leaf-unsignable", NULL, "", "dataplane '%s/%s': backend '%s' cannot "
+                     "sign its leaf: %s", m->name.value, dp->name.value, b->name.value, errbuf);
+        return ISSUE_SKIPPED;
+    }
     if (r == ISSUE_SKIPPED || r == MESHCA_ENOMEM) {
         /* An identity kept from before CSR mode holds only a public key: a CSR-signing backend
          * cannot sign it; the agent's next CSR (at renewal) is signed. */

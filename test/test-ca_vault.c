@@ -325,13 +325,14 @@ START_TEST(sign_leaf_without_a_csr_or_with_a_missing_tag_is_refused_clearly)
 
     setup(&f, "vault-1", vault_port, "pki", "mesh", NULL);
     ck_assert_msg(ca_backend_open(&f.ctx, &ca, err) == 0, "%s", err);
+    /* MESHCA_ENOTFOUND: this dataplane is skipped, not the mesh (ca_backend.h). */
     web_request(&req, NULL);
-    ck_assert_int_eq(ca_backend_sign_leaf(ca, &req, key, f.ctx.now, &leaf, err), MESHCA_EINVAL);
+    ck_assert_int_eq(ca_backend_sign_leaf(ca, &req, key, f.ctx.now, &leaf, err), MESHCA_ENOTFOUND);
     ck_assert_msg(strstr(err, "no CSR is kept") != NULL, "%s", err);
     web_request(&req, csr);
     req.tags = no_service;
     req.ntags = 1;
-    ck_assert_int_eq(ca_backend_sign_leaf(ca, &req, key, f.ctx.now, &leaf, err), MESHCA_EINVAL);
+    ck_assert_int_eq(ca_backend_sign_leaf(ca, &req, key, f.ctx.now, &leaf, err), MESHCA_ENOTFOUND);
     ck_assert_msg(strstr(err, "commonName") && strstr(err, "kuma.io/service"), "%s", err);
     ck_assert_ptr_null(leaf);
     free(csr);
@@ -734,11 +735,14 @@ START_TEST(a_pass_signs_the_kept_csr_through_vault_and_skips_an_identity_without
                  "  - name: vault-1\n    type: vault\n    dpCert: {requestTimeout: 5s}\n"
                  "    conf:\n      fromCp:\n        address: https://127.0.0.1:%d\n"
                  "        namespace: mesh-team\n        pki: pki\n        role: mesh\n"
+                 "        commonName: '{{ tag \"kuma.io/service\" }}-{{ tag \"version\" }}'\n"
                  "        tls: {caCert: {file: %s/tls-ca.pem}, serverName: vault.test}\n"
                  "        auth: {token: {secret: vault-token}}\n"
                  "---\ntype: Secret\nmesh: default\nname: vault-token\ndata: %s\n"
                  "---\ntype: Dataplane\nmesh: default\nname: web-01\nnetworking:\n"
-                 "  address: 127.0.0.1\n  inbound: [{port: 8443, tags: {kuma.io/service: web}}]\n"
+                 "  address: 127.0.0.1\n  inbound: [{port: 8443, tags: {kuma.io/service: web, version: v1}}]\n"
+                 "---\ntype: Dataplane\nmesh: default\nname: notag-01\nnetworking:\n"
+                 "  address: 127.0.0.1\n  inbound: [{port: 8445, tags: {kuma.io/service: nt}}]\n"
                  "---\ntype: Dataplane\nmesh: default\nname: old-01\nnetworking:\n"
                  "  address: 127.0.0.1\n  inbound: [{port: 8444, tags: {kuma.io/service: old}}]\n",
                  vault_port, vault_dir, (char *)b64);
@@ -747,13 +751,14 @@ START_TEST(a_pass_signs_the_kept_csr_through_vault_and_skips_an_identity_without
     seed_yaml(st, yaml);
     web = submit(st, "web-01", true);
     old = submit(st, "old-01", false);   /* a key without a CSR: builtin signs it */
+    EVP_PKEY_free(submit(st, "notag-01", true));   /* no "version" tag for the template */
     {
         reconcile_options o = RECONCILE_OPTIONS_INIT;
         reconcile_report rep = RECONCILE_REPORT_INIT;
         diag_list d = DIAG_LIST_INIT;
         o.ca_cache = cache;
         ck_assert_int_eq(reconcile_once(st, &o, &rep, &d), 0);
-        ck_assert_uint_eq(rep.issued, 2);
+        ck_assert_uint_eq(rep.issued, 3);
         diag_list_free(&d);
         reconcile_report_free(&rep);
     }
@@ -781,6 +786,13 @@ START_TEST(a_pass_signs_the_kept_csr_through_vault_and_skips_an_identity_without
             ck_assert_int_eq(d.items[i].severity, DIAG_WARNING);
             ck_assert_msg(strstr(d.items[i].message, "default/old-01") &&
                           strstr(d.items[i].message, "'vault-1'"), "%s", d.items[i].message);
+            /* A dataplane the template cannot name is skipped; the mesh goes on. */
+            for (i = 0; i < d.count && strcmp(d.items[i].code, "leaf-unsignable") != 0; i++)
+                ;
+            ck_assert_msg(i < d.count, "no leaf-unsignable warning");
+            ck_assert_int_eq(d.items[i].severity, DIAG_WARNING);
+            ck_assert_msg(strstr(d.items[i].message, "default/notag-01") &&
+                          strstr(d.items[i].message, "no tag 'version'"), "%s", d.items[i].message);
         }
         diag_list_free(&d);
         reconcile_report_free(&rep);
@@ -796,7 +808,8 @@ START_TEST(a_pass_signs_the_kept_csr_through_vault_and_skips_an_identity_without
                          vault_dir, path), 0);
     ck_assert_int_eq(run("openssl x509 -in %s -noout -ext subjectAltName | grep -q "
                          "'URI:spiffe://default/web, URI:kuma://kuma.io/service/web, "
-                         "URI:urn:meshca:dataplane:default:web-01'", path), 0);
+                         "URI:kuma://version/v1, URI:urn:meshca:dataplane:default:web-01'", path), 0);
+    ck_assert_int_eq(run("openssl x509 -in %s -noout -subject | grep -q 'CN *= *web-v1$'", path), 0);
     identity_clear(&id);
     /* The identity without a CSR keeps its builtin leaf until its agent sends one. */
     ck_assert_int_eq(identity_read(st, "default", "old-01", &id, NULL, err), 0);

@@ -191,11 +191,14 @@ static int vault_sign_leaf(ca_backend *ca, const pki_leaf_request *req, EVP_PKEY
     X509 *leaf = NULL;
     int rc;
 
+    /* What this one dataplane lacks is MESHCA_ENOTFOUND (ca_backend.h): it is skipped, the
+     * mesh goes on. */
     if (!req->csr_pem)
-        return meshca_fail(errbuf, MESHCA_EINVAL, "Vault signs CSRs and no CSR is kept for this "
-                                                  "key; the agent's next CSR is signed");
+        return meshca_fail(errbuf, MESHCA_ENOTFOUND, "Vault signs CSRs and no CSR is kept for "
+                                                     "this key; the agent's next CSR is signed");
     if ((rc = vault_client_common_name(c, req->tags, req->ntags, &cn, why)) < 0)
-        return meshca_fail(errbuf, rc, "commonName: %s", why);
+        return meshca_fail(errbuf, rc == MESHCA_ENOMEM ? rc : MESHCA_ENOTFOUND,
+                           "commonName: %s", why);
     rc = vault_sign_csr(c, req->csr_pem, cn, req->uris, req->nuris, req->lifetime_s, &cert_pem,
                         &chain_pem, errbuf);
     if (rc < 0)
