@@ -123,6 +123,13 @@ check "every agent holds a ca-1 leaf" verify_all ca-1
 run apply -f "$WORK/m1.yaml"
 check "add vault-1: the apply-time check passes" exit_is 0
 check "the check signed a throwaway CSR through the double" grep -q "POST /v1/pki/sign/mesh 200" "$VD/requests.log"
+settle
+run apply -f "$WORK/m2.yaml"
+check "the switch to vault-1 is refused before the agents loaded its CA (R3)" exit_is 1
+check "the refusal names both dataplanes" err_has "2 of 2 dataplanes do not trust it (db-01, web-01)"
+sync_agents default web-01
+run apply -f "$WORK/m2.yaml"
+check "still refused while db-01 has not acknowledged the vault CA" err_has "1 of 2 dataplanes do not trust it (db-01)"
 sync_agents default $DPS
 check "the bundle now holds the double's CA beside ca-1" \
     test "$(grep -c 'BEGIN CERTIFICATE' "$WORK/dp/web-01/ca-bundle.pem")" -eq 2
