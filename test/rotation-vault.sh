@@ -254,6 +254,8 @@ check "the mesh status carries a BackendUnavailable condition for vault-1" test 
 run inspect meshes
 check "inspect prints the whole message: backend, Vault's address, timed out" \
     bash -c "grep -qE \"UNAVAILABLE vault-1: .*vault backend 'vault-1' \\(mesh default\\).*Vault at https://127.0.0.1:$VPORT unreachable: .*timed out\" '$WORK/out'"
+check "inspect's own attempt to read the vault CA is printed whole too (CA ERROR line)" \
+    grep -qF "CA ERROR vault-1: vault backend 'vault-1' (mesh default): CA chain (GET /v1/pki/ca_chain): Vault at https://127.0.0.1:$VPORT unreachable" "$WORK/out"
 cat >"$WORK/other2.yaml" <<'YAML'
 type: Dataplane
 mesh: other
