@@ -24,8 +24,10 @@ cfssl_stop() { # stops cfssl serve and waits (bounded) until it no longer answer
     return 1
 }
 cfssl_start_again() { # the same root and port again
-    (cd "$CF" && cfssl serve -address 127.0.0.1 -port "$(cat port)" -ca root.pem -ca-key root-key.pem \
-        -config config.json </dev/null >>serve.log 2>&1 & echo $! >"$CF/pid")
+    (cd "$CF" || exit 1
+     cfssl serve -address 127.0.0.1 -port "$(cat port)" -ca root.pem -ca-key root-key.pem \
+        -config config.json </dev/null >>serve.log 2>&1 &
+     echo $! >"$CF/pid")
     for _ in $(seq 150); do
         curl -sf -m 1 -d '{"label":""}' "$CFSSL_URL/api/v1/cfssl/info" >/dev/null 2>&1 && return 0
         sleep 0.1

@@ -91,6 +91,11 @@ static void cfssl_up(void)
     cfssl_port = (int)strtol(s, NULL, 10);
     free(s);
     ck_assert_int_gt(cfssl_port, 0);
+    /* A failing test exits its (forked) process without the teardown: a watchdog stops this
+     * cfssl once the test process is gone, so none outlives the suite. */
+    ck_assert_int_eq(run("(while kill -0 %ld 2>/dev/null; do sleep 1; done; kill $(cat %s/pid) "
+                         "2>/dev/null; rm -rf '%s') >/dev/null 2>&1 </dev/null &",
+                         (long)getpid(), cfssl_dir, cfssl_dir), 0);
 }
 
 /* Stops cfssl and waits (bounded) until it no longer answers. */
