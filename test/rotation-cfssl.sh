@@ -245,4 +245,15 @@ check "the renewal does not touch the trust bundle (the root did not change)" \
              grep -q ' 0 rebundled' '$WORK/renew.out' && ! grep -q 'trust bundle changed' '$WORK/renew.out'"
 check "a renewal marker names the replaced intermediate's serial" bash -c \
     "'$STORE_TOOL' dump | grep -aq '^secrets/default/default.ca-cfssl-renewed-ca-2-'"
+
+# --- skipValidation: apply sends cfssl nothing; the controller reports what it cannot do -------
+check "set-up: cfssl stops again" cfssl_stop
+mesh_yaml third ca-t ca-t:cfssl:intermediate:none | sed 's/^mtls:$/mtls:\n  skipValidation: true/' >"$WORK/skip.yaml"
+run apply -f "$WORK/skip.yaml"
+check "skipValidation: apply of a cfssl backend with cfssl down is accepted (no check)" exit_is 0
+run reconcile --once
+check "skipValidation: the pass reports the mesh (exit 1) and goes on with the others" exit_is 1
+check "skipValidation: no intermediate and cfssl down is ca-unavailable, naming backend and cause" \
+    said "mesh 'third': backend 'ca-t' cannot be used: cfssl backend 'ca-t' (mesh third): info (POST /api/v1/cfssl/info): cfssl at $CFSSL_URL unreachable"
+check "skipValidation: the other meshes are reconciled" bash -c "grep -q '3 meshes: .* 1 failed mesh' '$WORK/out'"
 finish
