@@ -85,6 +85,13 @@ chains_to_cfssl() {
         cmp -s <(openssl x509 -in "$d/ca-bundle.pem" -outform DER) <(openssl x509 -in "$CF/root.pem" -outform DER)
 }
 said() { grep -qF -- "$1" "$WORK/out" "$WORK/err"; }
+# chains_to_cfssl_with_builtin DP: cert.pem is the leaf and the intermediate only, verifying
+# strictly against cfssl's root alone.
+chains_to_cfssl_with_builtin() {
+    local d="$WORK/dp/$1"
+    [ "$(grep -c 'BEGIN CERTIFICATE' "$d/cert.pem")" -eq 2 ] &&
+        openssl verify -x509_strict -CAfile "$CF/root.pem" -untrusted "$d/cert.pem" "$d/cert.pem" >/dev/null 2>&1
+}
 json_msg_has() { # json_msg_has CODE TEXT: a diagnostic with CODE whose message holds TEXT
     python3 - "$WORK/out" "$1" "$2" <<'PY'
 import json, sys
@@ -151,6 +158,53 @@ for dp in $DPS; do
     check "$dp: issued by ca-2" test "$(issued_by $dp)" = ca-2
     check "$dp: leaf → intermediate (CA:TRUE, pathlen 0) → cfssl's root, x509_strict; bundle = the root" chains_to_cfssl $dp
 done
+
+run roots -m default
+check "roots: cfssl's root is ca-2's RootCert, the intermediate its one IntermediateCert" python3 - "$WORK/out" "$CF/root.pem" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = [x for x in d["Roots"] if x["Backend"] == "ca-2"][0]
+flat = lambda p: "".join(p.split())
+assert r["Active"] and flat(r["RootCert"]) == flat(open(sys.argv[2]).read()), r
+assert len(r["IntermediateCerts"]) == 1 and flat(r["IntermediateCerts"][0]) != flat(r["RootCert"]), r
+PY
+
+# --- a forced switch builtin → cfssl: the builtin root cross-signs the intermediate ------------
+{
+    mesh_yaml fs f-1 f-1:builtin
+    secret_yaml fs cfssl-key "$AUTHKEY"
+    printf -- '---\ntype: Dataplane\nmesh: fs\nname: %s\nnetworking: {address: 127.0.0.1, inbound: [{port: %s, tags: {kuma.io/service: %s}}]}\n' \
+        fs-a 6443 a fs-b 6444 b
+} >"$WORK/fs0.yaml"
+mesh_yaml fs f-1 f-1:builtin f-2:cfssl >"$WORK/fs1.yaml"
+mesh_yaml fs f-2 f-1:builtin f-2:cfssl >"$WORK/fs2.yaml"
+run apply -f "$WORK/fs0.yaml"
+check "forced switch: set-up of mesh fs on builtin" exit_is 0
+settle; agent_once fs-a fs; agent_once fs-b fs
+run apply -f "$WORK/fs1.yaml"
+check "forced switch: add cfssl f-2" exit_is 0
+settle; agent_once fs-a fs      # fs-b stays behind: it trusts only f-1's root
+cp "$WORK/dp/fs-b/ca-bundle.pem" "$WORK/fs-b-bundle.pem"
+check "forced switch: fs-b trusts f-1's root alone" test "$(grep -c 'BEGIN CERTIFICATE' "$WORK/fs-b-bundle.pem")" -eq 1
+run apply -f "$WORK/fs2.yaml" --force
+check "forced switch: applied" exit_is 0
+run inspect meshes -o json
+check "forced switch: the force log says cross-signing is enabled" python3 -c '
+import json, sys
+m = [x for x in json.load(open(sys.argv[1])) if x["name"] == "fs"][0]
+e = m["status"]["forceLog"][-1]
+assert (e["step"], e["to"], e["crossSigning"]) == ("switch", "f-2", "enabled"), e' "$WORK/out"
+settle; agent_once fs-a fs
+check "forced switch: fs-a's new leaf verifies with only what fs-b trusts (f-1's root), through the cross-signed intermediate" \
+    bash -c "openssl verify -x509_strict -CAfile '$WORK/fs-b-bundle.pem' -untrusted '$WORK/dp/fs-a/cert.pem' '$WORK/dp/fs-a/cert.pem' >/dev/null"
+check "forced switch: and with fs-a's own bundle" \
+    bash -c "openssl verify -x509_strict -CAfile '$WORK/dp/fs-a/ca-bundle.pem' -untrusted '$WORK/dp/fs-a/cert.pem' '$WORK/dp/fs-a/cert.pem' >/dev/null"
+agent_once fs-b fs; settle; agent_once fs-a fs; agent_once fs-b fs
+run inspect meshes
+check "forced switch: the cross-signing ends once every dataplane trusts cfssl's root" out_lacks "CROSS-SIGNING: f-2"
+check "forced switch: fs-a's leaf then chains to cfssl's root through the intermediate alone" chains_to_cfssl_with_builtin fs-a
+run delete dataplane fs-a fs-b -m fs && run delete mesh fs
+check "forced switch: mesh fs deleted (the passes below count two meshes)" exit_is 0
 
 # --- failure modes at apply: each names the backend and cfssl's message, never the key --------
 secret_yaml other wrong-key "$WRONGKEY" >"$WORK/wrong.yaml"
