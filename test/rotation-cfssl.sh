@@ -117,6 +117,12 @@ mesh_yaml default ca-1 ca-1:builtin ca-2:cfssl >"$WORK/m1.yaml"
 mesh_yaml default ca-2 ca-1:builtin ca-2:cfssl >"$WORK/m2.yaml"
 mesh_yaml default ca-2 ca-2:cfssl >"$WORK/m3.yaml"
 
+# --- offline validate checks what it can of a cfssl conf, asking cfssl nothing ---------------
+mesh_yaml default ca-2 ca-2:cfssl | sed 's/^      profile: .*/&\n      intermediateExpiration: 7/' >"$WORK/bad-exp.yaml"
+run validate -f "$WORK/bad-exp.yaml" -o json
+check "validate: intermediateExpiration without a unit is refused (exit 1)" exit_is 1
+check "validate: ca-conf at its field path" json_has ca-conf "mtls.backends[0].conf.intermediateExpiration" 12
+
 # --- builtin ca-1 → cfssl ca-2 ---------------------------------------------------------------
 run apply -f "$WORK/m0.yaml" -f "$WORK/dps.yaml"
 check "initial apply on builtin" exit_is 0

@@ -5,6 +5,7 @@
 
 #include <openssl/crypto.h>
 
+#include "reconciler/ca/ca_cfssl.h"
 #include "reconciler/ca/cfssl_client.h"
 #include "reconciler/ca/extca_pki.h"
 #include "reconciler/ca_backend.h"
@@ -54,6 +55,15 @@ static int read_expiration(const ca_context *ctx, int64_t *ret, diag_list *diags
     }
     *ret = ms / 1000;
     return PKI_OK;
+}
+
+size_t ca_cfssl_check_conf(const ca_context *ctx, diag_list *diags)
+{
+    size_t before = diag_count(diags, DIAG_ERROR);
+    int64_t want;
+
+    read_expiration(ctx, &want, diags, NULL);
+    return diag_count(diags, DIAG_ERROR) - before;
 }
 
 /*
