@@ -316,4 +316,9 @@ check "skipValidation: the pass reports the mesh (exit 1) and goes on with the o
 check "skipValidation: no intermediate and cfssl down is ca-unavailable, naming backend and cause" \
     said "mesh 'third': backend 'ca-t' cannot be used: cfssl backend 'ca-t' (mesh third): info (POST /api/v1/cfssl/info): cfssl at $CFSSL_URL unreachable"
 check "skipValidation: the other meshes are reconciled" bash -c "grep -q '3 meshes: .* 1 failed mesh' '$WORK/out'"
+check "no controller or pass output holds the auth key" \
+    bash -c "! grep -qF -- '$AUTHKEY' '$CTL_LOG' '$WORK/settle.log' '$WORK/renew.out' '$WORK/out' '$WORK/err'"
+check "the intermediate's private key (a mesh secret) is printed by nothing: get redacts it" bash -c "
+    '$MESHCA' get secrets -m default -o yaml >'$WORK/get.out' 2>&1; grep -q 'default.ca-cfssl-key-ca-2' '$WORK/get.out' &&
+    ! grep -q 'PRIVATE KEY' '$WORK/get.out' '$CTL_LOG'"
 finish
