@@ -240,6 +240,16 @@ check "cfssl down at apply: ca-unreachable at the backend's conf" json_has ca-un
 check "cfssl down at apply: names the backend and where cfssl was" \
     json_msg_has ca-unreachable "cfssl backend 'ca-x' (mesh other): info (POST /api/v1/cfssl/info): cfssl at $CFSSL_URL unreachable"
 check "cfssl down at apply: the key is printed nowhere" out_lacks "$AUTHKEY"
+run diff -f "$WORK/down.yaml"
+check "cfssl down at diff: exit 2, naming the backend" bash -c "[ $rc -eq 2 ] && grep -qF \"cfssl backend 'ca-x' (mesh other)\" '$WORK/err'"
+mkdir -p "$WORK/manifests"
+cp "$WORK/down.yaml" "$WORK/manifests/"
+start_controller --manifests "$WORK/manifests" --interval 1s
+synced_refused() { grep -qF "manifests: not applied, mtls.backends[0].conf: cfssl backend 'ca-x' (mesh other): info (POST /api/v1/cfssl/info): cfssl at $CFSSL_URL unreachable" "$CTL_LOG"; }
+for _ in $(seq 100); do synced_refused && break; sleep 0.1; done
+check "cfssl down at a manifests sync: not applied, the log names the backend and the cause" synced_refused
+stop_controller
+rm -rf "$WORK/manifests"
 run get meshes
 check "nothing of the refused meshes was stored" out_lacks "other"
 
