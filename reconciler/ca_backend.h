@@ -53,7 +53,8 @@ typedef struct ca_backend_ops {
     const char *type;
     /* Checks conf and CA material without side effects; appends diagnostics with field paths
      * mtls.backends[i].conf... Returns 0 (problems are in diags) or a negative PKI_* code when
-     * the check itself could not run. */
+     * the check itself could not run; MESHCA_EUNAVAILABLE (with an error diag naming the
+     * backend) when an external CA cannot be reached: apply exits 2. */
     int (*check)(const ca_context *ctx, diag_list *diags);
     /* Loads the CA, creating it when the type does so (builtin). Caller frees with
      * ca_backend_free(). */

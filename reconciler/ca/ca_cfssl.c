@@ -296,8 +296,10 @@ static int open_once(const ca_context *ctx, const cfssl_names *n, ca_backend **r
         goto out;
     }
     r = mint(ctx, &fresh, why);
-    if (r == MESHCA_ENOMEM)
+    if (r == MESHCA_ENOMEM) {
+        meshca_fail(errbuf, r, "out of memory");
         goto out;
+    }
     if (r < 0) {
         char when[32];
         if (!have) {
