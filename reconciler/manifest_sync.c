@@ -104,6 +104,14 @@ void manifest_sync(store *s, const char *dir, char **last_said, manifest_sync_sa
         goto out;
     }
     int rc = apply_set(s, set, &opts, &diags, &result);
+    if (rc == MESHCA_EUNAVAILABLE && diag_has_errors(&diags)) {
+        /* An external CA did not answer the backend checks: tried again on the next sync. */
+        const diag *d = &diags.items[0];
+        for (size_t i = 0; i < diags.count && d->severity != DIAG_ERROR; i++)
+            d = &diags.items[i];
+        say_once(&to, last_said, "manifests: not applied, %s: %s", d->path, d->message);
+        goto out;
+    }
     if (rc < 0) {
         say_once(&to, last_said, "manifests: store error: %s", store_strerror(rc));
         goto out;

@@ -220,7 +220,15 @@ static int open_cas(store *s, const mesh *m, int64_t now, pass_cas *pc, json_t *
         const mesh_ca *mc = &pc->cas[i];
         const char *name = m->backends[i].name.value;
         if (mc->ca && mc->chain_pem) {
-            *ret_conditions_changed |= set_condition(conditions, name, NULL);
+            /* Opened despite a problem (cfssl down at its intermediate's renewal point): it
+             * signs on, and the mesh status says why it will stop if the problem stays. */
+            const char *warning = ca_backend_warning(mc->ca);
+            if (warning) {
+                backend_path(i, path, sizeof(path));
+                diag_warning(diags, "ca-unavailable", NULL, path, "mesh '%s': backend '%s': %s",
+                             mesh_name, name, warning);
+            }
+            *ret_conditions_changed |= set_condition(conditions, name, warning);
             continue;
         }
         int code = mc->code < 0 ? mc->code : MESHCA_ECRYPTO;
@@ -251,16 +259,17 @@ static int open_cas(store *s, const mesh *m, int64_t now, pass_cas *pc, json_t *
         return ISSUE_REFUSED;
     }
 
-    /* Bundle: every certificate of every usable backend's chain, enabled first, each DER once. */
+    /* Bundle: every usable backend's trusted certificates (its chain, or cfssl's root), enabled
+     * first, each DER once. */
     const char **chains = calloc(m->nbackends + 1, sizeof(char *));
     if (!chains)
         return MESHCA_ENOMEM;
     pc->bundle_backends[pc->nbundle] = m->backends[pc->enabled].name.value;
-    chains[pc->nbundle++] = pc->cas[pc->enabled].chain_pem;
+    chains[pc->nbundle++] = pc->cas[pc->enabled].bundle_pem;
     for (size_t i = 0; i < m->nbackends; i++)
-        if (i != pc->enabled && pc->cas[i].ca && pc->cas[i].chain_pem) {
+        if (i != pc->enabled && pc->cas[i].ca && pc->cas[i].bundle_pem) {
             pc->bundle_backends[pc->nbundle] = m->backends[i].name.value;
-            chains[pc->nbundle++] = pc->cas[i].chain_pem;
+            chains[pc->nbundle++] = pc->cas[i].bundle_pem;
         }
     r = bundle_build(chains, pc->nbundle, 0, &pc->bundle_pem, errbuf);
     free(chains);
