@@ -22,7 +22,7 @@
 
 const char cmd_run_usage[] =
     "Usage: meshca run [--listen ADDR] [--tls-cert F --tls-key F] [--tls-san NAME]...\n"
-    "                  [--manifests DIR] [--interval D]\n"
+    "                  [--manifests DIR] [--interval D] [--metrics ADDR:PORT]\n"
     "\n"
     "The controller: serves the dataplane API (HTTPS) to agents, and runs a reconcile pass (see\n"
     "'meshca help reconcile') whenever the store changes, whenever an agent sends a CSR, and at\n"
@@ -38,6 +38,12 @@ const char cmd_run_usage[] =
     "have; other refusals (several steps at once, in-place changes, disabling mTLS, invalid\n"
     "manifests) stay refused until DIR changes.\n"
     "\n"
+    "Prometheus metrics (CA and certificate expiry, trust per backend, pending changes,\n"
+    "signatures, errors, pass durations, API requests; doc/metrics.md) are served without\n"
+    "authentication as GET /metrics on the dataplane API port, or with --metrics on a\n"
+    "separate plain-HTTP port (then not on the API port). They hold names and dates, never a\n"
+    "key or token.\n"
+    "\n"
     "Flags:\n"
     "      --listen ADDR    address of the dataplane API (default 127.0.0.1:5690; port 0: any)\n"
     "      --tls-cert F     server certificate chain (PEM) instead of one from the\n"
@@ -47,6 +53,9 @@ const char cmd_run_usage[] =
     "      --tls-san NAME   another name (DNS or IP) for the control-plane server certificate\n"
     "      --manifests DIR  keep the store in line with DIR\n"
     "      --interval D     longest time between passes (default 2s; e.g. 500ms, 1m)\n"
+    "      --metrics ADDR:PORT\n"
+    "                       serve Prometheus metrics over plain HTTP on ADDR:PORT/metrics\n"
+    "                       (e.g. 127.0.0.1:9090) instead of on the API port (see below)\n"
     "  -h, --help           show this help\n"
     "\n"
     "While the store cannot be read or written (read-only, vanished), the error is printed once\n"
@@ -77,7 +86,8 @@ static void run_line_out(void *ctx, bool error, const char *text)
 
 int cmd_run(int argc, char **argv)
 {
-    enum { OPT_INTERVAL = 256, OPT_MANIFESTS, OPT_LISTEN, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_SAN };
+    enum { OPT_INTERVAL = 256, OPT_MANIFESTS, OPT_LISTEN, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_SAN,
+           OPT_METRICS };
     static const struct option options[] = {
         {"interval", required_argument, NULL, OPT_INTERVAL},
         {"manifests", required_argument, NULL, OPT_MANIFESTS},
@@ -85,6 +95,7 @@ int cmd_run(int argc, char **argv)
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"tls-san", required_argument, NULL, OPT_TLS_SAN},
+        {"metrics", required_argument, NULL, OPT_METRICS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -114,6 +125,9 @@ int cmd_run(int argc, char **argv)
             break;
         case OPT_TLS_KEY:
             opts.tls_key = optarg;
+            break;
+        case OPT_METRICS:
+            opts.metrics_listen = optarg;
             break;
         case OPT_TLS_SAN:
             if (opts.nsans == CONTROLLER_MAX_SANS) {
