@@ -179,13 +179,16 @@ void metrics_free(metrics *m)
     free(m);
 }
 
-/* The series of labels in f, added with 0 when new; NULL when out of memory. Lock held. */
+static const char overflow_labels[] = "overflow=\"true\"";
+
+/* The series of labels in f, added with 0 when new; NULL when out of memory or when f is full
+ * (the last slot is kept for the overflow series). Lock held. */
 static series *find_series(family *f, const char *labels)
 {
     for (size_t i = 0; i < f->count; i++)
         if (strcmp(f->items[i].labels, labels) == 0)
             return &f->items[i];
-    if (f->count == METRICS_MAX_SERIES)
+    if (f->count >= METRICS_MAX_SERIES - (strcmp(labels, overflow_labels) != 0))
         return NULL;
     if (f->count == f->cap) {
         size_t cap = f->cap ? f->cap * 2 : 8;
@@ -215,8 +218,8 @@ void metrics_count(metrics *m, const char *family_name, const char *const *label
         if (strcmp(m->families[f].name, family_name) != 0)
             continue;
         series *s = find_series(&m->families[f], key.buf ? key.buf : "");
-        if (!s && m->families[f].count == METRICS_MAX_SERIES)
-            s = find_series(&m->families[f], "overflow=\"true\"");
+        if (!s && m->families[f].count >= METRICS_MAX_SERIES - 1)
+            s = find_series(&m->families[f], overflow_labels);
         if (s)
             s->value += n;
         break;
