@@ -85,7 +85,7 @@ static void run_pass(controller *c)
     if (store_revision(c->s, &c->pass_start) < 0)
         c->pass_start = 0;
     if (c->o->manifests_dir)
-        manifest_sync(c->s, c->o->manifests_dir, &c->last_said, sync_say, c);
+        manifest_sync(c->s, c->o->manifests_dir, !c->o->no_prune, &c->last_said, sync_say, c);
     reconcile_options ropts = RECONCILE_OPTIONS_INIT;
     reconcile_report rep = RECONCILE_REPORT_INIT;
     diag_list diags = DIAG_LIST_INIT;

@@ -38,6 +38,7 @@ typedef struct controller_options {
     /* --metrics "ADDR:PORT": /metrics over plain HTTP there (and not on the API port); NULL:
      * GET /metrics on the dataplane API port (doc/metrics.md). */
     const char *metrics_listen;
+    bool no_prune;                   /* --no-prune: --manifests never deletes what left DIR */
 } controller_options;
 
 #define CONTROLLER_OPTIONS_INIT                                                                    \
