@@ -94,7 +94,8 @@ static void run_pass(controller *c)
     int rc = reconcile_once(c->s, &ropts, &rep, &diags);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     metrics_observe_pass(c->metrics, (double)(t1.tv_sec - t0.tv_sec) +
-                                         (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, (int64_t)time(NULL));
+                                         (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, (int64_t)time(NULL),
+                         rc == 0 && !rep.store_failures);
     metrics_count_pass(c->metrics, rc, &rep, &diags);
     /* One store failure fails every pass the same way: said once per cause, then back off. */
     const char *cause = rc < 0 ? store_strerror(rc) : rep.store_failures ? rep.store_cause : "";

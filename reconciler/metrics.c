@@ -228,7 +228,7 @@ void metrics_count(metrics *m, const char *family_name, const char *const *label
     metrics_text_free(&key);
 }
 
-void metrics_observe_pass(metrics *m, double seconds, int64_t end)
+void metrics_observe_pass(metrics *m, double seconds, int64_t end, bool ok)
 {
     if (!m)
         return;
@@ -239,7 +239,8 @@ void metrics_observe_pass(metrics *m, double seconds, int64_t end)
     m->passes++;
     m->buckets[b]++;
     m->pass_sum += seconds;
-    m->last_pass = end;
+    if (ok)
+        m->last_pass = end;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -281,10 +282,10 @@ void metrics_render(metrics *m, metrics_text *t)
     metrics_text_sample(t, "meshca_reconcile_pass_duration_seconds_sum", NULL, m->pass_sum);
     metrics_text_sample(t, "meshca_reconcile_pass_duration_seconds_count", NULL,
                         (double)m->passes);
-    metrics_text_family(t, "meshca_reconcile_last_pass_timestamp_seconds", "gauge",
-                        "When the last reconcile pass ended (seconds since the epoch); 0 before "
-                        "the first.");
-    metrics_text_sample(t, "meshca_reconcile_last_pass_timestamp_seconds", NULL,
+    metrics_text_family(t, "meshca_reconcile_last_success_timestamp_seconds", "gauge",
+                        "When the last reconcile pass that the store did not fail ended (seconds "
+                        "since the epoch); 0 before the first.");
+    metrics_text_sample(t, "meshca_reconcile_last_success_timestamp_seconds", NULL,
                         (double)m->last_pass);
     pthread_mutex_unlock(&m->lock);
 }

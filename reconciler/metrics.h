@@ -57,8 +57,9 @@ void metrics_free(metrics *m);
 #define METRICS_API_REQUESTS "meshca_api_requests_total"
 void metrics_count(metrics *m, const char *family, const char *const *labels, double n);
 
-/* One reconcile pass ended at `end` (seconds since the epoch) after `seconds`. */
-void metrics_observe_pass(metrics *m, double seconds, int64_t end);
+/* One reconcile pass ended at `end` (seconds since the epoch) after `seconds`; `ok` when the
+ * store did not fail under it (only those move the last-success time an alert watches). */
+void metrics_observe_pass(metrics *m, double seconds, int64_t end, bool ok);
 
 /* Writes every family of the registry (counters, passes, the pass histogram with cumulative
  * buckets, _sum and _count, the last pass's time) to t. */

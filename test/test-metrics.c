@@ -64,10 +64,11 @@ START_TEST(histogram_buckets_are_cumulative_with_sum_and_count)
 {
     metrics *m = NULL;
     ck_assert_int_eq(metrics_new(&m), 0);
-    metrics_observe_pass(m, 0.003, 100);  /* le 0.005 */
-    metrics_observe_pass(m, 0.2, 200);    /* le 0.25 */
-    metrics_observe_pass(m, 0.25, 300);   /* le 0.25: the bound is inclusive */
-    metrics_observe_pass(m, 500, 400);    /* only +Inf */
+    metrics_observe_pass(m, 0.003, 100, true);  /* le 0.005 */
+    metrics_observe_pass(m, 0.2, 200, true);    /* le 0.25 */
+    metrics_observe_pass(m, 0.25, 300, true);   /* le 0.25: the bound is inclusive */
+    metrics_observe_pass(m, 500, 400, true);    /* only +Inf */
+    metrics_observe_pass(m, 0.001, 500, false); /* the store failed: counted, not a success */
     metrics_text t = METRICS_TEXT_INIT;
     metrics_render(m, &t);
     ck_assert(!t.failed);
@@ -75,20 +76,20 @@ START_TEST(histogram_buckets_are_cumulative_with_sum_and_count)
     const char *b = "meshca_reconcile_pass_duration_seconds_bucket";
     char key[128];
     snprintf(key, sizeof(key), "%s{le=\"0.005\"}", b);
-    ck_assert_double_eq(value_of(&t, key), 1);
+    ck_assert_double_eq(value_of(&t, key), 2);
     snprintf(key, sizeof(key), "%s{le=\"0.1\"}", b);
-    ck_assert_double_eq(value_of(&t, key), 1);
+    ck_assert_double_eq(value_of(&t, key), 2);
     snprintf(key, sizeof(key), "%s{le=\"0.25\"}", b);
-    ck_assert_double_eq(value_of(&t, key), 3);
-    snprintf(key, sizeof(key), "%s{le=\"120\"}", b);
-    ck_assert_double_eq(value_of(&t, key), 3);
-    snprintf(key, sizeof(key), "%s{le=\"+Inf\"}", b);
     ck_assert_double_eq(value_of(&t, key), 4);
-    ck_assert_double_eq_tol(value_of(&t, "meshca_reconcile_pass_duration_seconds_sum"), 500.453,
+    snprintf(key, sizeof(key), "%s{le=\"120\"}", b);
+    ck_assert_double_eq(value_of(&t, key), 4);
+    snprintf(key, sizeof(key), "%s{le=\"+Inf\"}", b);
+    ck_assert_double_eq(value_of(&t, key), 5);
+    ck_assert_double_eq_tol(value_of(&t, "meshca_reconcile_pass_duration_seconds_sum"), 500.454,
                             1e-9);
-    ck_assert_double_eq(value_of(&t, "meshca_reconcile_pass_duration_seconds_count"), 4);
-    ck_assert_double_eq(value_of(&t, "meshca_reconcile_passes_total"), 4);
-    ck_assert_double_eq(value_of(&t, "meshca_reconcile_last_pass_timestamp_seconds"), 400);
+    ck_assert_double_eq(value_of(&t, "meshca_reconcile_pass_duration_seconds_count"), 5);
+    ck_assert_double_eq(value_of(&t, "meshca_reconcile_passes_total"), 5);
+    ck_assert_double_eq(value_of(&t, "meshca_reconcile_last_success_timestamp_seconds"), 400);
     /* Buckets never decrease, and +Inf is the last. */
     double prev = -1;
     const char *last = NULL;
