@@ -96,6 +96,12 @@ check "no dataplane holds a certificate yet" is 'meshca_backend_dataplanes_holdi
 check "the mesh has 2 dataplanes" is 'meshca_mesh_dataplanes{mesh="default"}' 2
 check "no signature yet" bash -c "! grep -q '^meshca_signatures_total{' '$WORK/scrape'"
 check "ca-1 is the enabled backend" is 'meshca_backend_enabled{mesh="default",backend="ca-1"}' 1
+run run --listen 127.0.0.1:0 --metrics nonsense
+check "--metrics without a port: usage error, exit 2" exit_is 2
+check "... naming the flag and the value" err_has "--metrics: 'nonsense' is not ADDRESS:PORT"
+run run --listen 127.0.0.1:0 --metrics "127.0.0.1:$MPORT"
+check "--metrics on a port in use: exit 2, saying so" \
+    bash -c "[ $rc -eq 2 ] && grep -qF -- '--metrics: cannot listen on 127.0.0.1:$MPORT' '$WORK/err'"
 
 # --- agents get their first certificates through the API ---
 for dp in web-01 db-01; do

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "reconciler/metrics.h"
+#include "reconciler/metrics_collect.h"
 
 /* The line of t that starts with prefix, or NULL. */
 static const char *line_of(const metrics_text *t, const char *prefix)
@@ -173,6 +174,39 @@ START_TEST(too_many_label_sets_fold_into_one_overflow_series)
 }
 END_TEST
 
+START_TEST(a_pass_counts_signatures_but_not_rebundles_and_errors_by_code)
+{
+    metrics *m = NULL;
+    ck_assert_int_eq(metrics_new(&m), 0);
+    reconcile_action actions[] = {
+        {.mesh = "default", .dataplane = "web-01", .backend = "ca-1", .verb = RECONCILE_ISSUED},
+        {.mesh = "default", .dataplane = "db-01", .backend = "ca-1", .verb = RECONCILE_RENEWED},
+        {.mesh = "default", .dataplane = "db-02", .backend = "ca-2", .verb = RECONCILE_REISSUED},
+        {.mesh = "default", .dataplane = "db-03", .backend = "ca-1", .verb = RECONCILE_REBUNDLED},
+    };
+    reconcile_report rep = RECONCILE_REPORT_INIT;
+    rep.actions = actions;
+    rep.nactions = 4;
+    diag_list diags = DIAG_LIST_INIT;
+    diag_error(&diags, "ca-expired", NULL, "mtls.backends[0]", "expired");
+    diag_warning(&diags, "conflict", NULL, "", "left to the next pass");
+    diag_error(&diags, "ca-expired", NULL, "mtls.backends[0]", "expired");
+    metrics_count_pass(m, 0, &rep, &diags);
+    metrics_count_pass(m, MESHCA_EUNAVAILABLE, NULL, NULL);   /* the store could not be read */
+    metrics_text t = METRICS_TEXT_INIT;
+    metrics_render(m, &t);
+    ck_assert_double_eq(value_of(&t, "meshca_signatures_total{mesh=\"default\",backend=\"ca-1\"}"), 2);
+    ck_assert_double_eq(value_of(&t, "meshca_signatures_total{mesh=\"default\",backend=\"ca-2\"}"), 1);
+    ck_assert_double_eq(value_of(&t, "meshca_errors_total{code=\"ca-expired\"}"), 2);
+    ck_assert_double_eq(value_of(&t, "meshca_errors_total{code=\"store-error\"}"), 1);
+    /* Warnings are not errors. */
+    ck_assert_double_eq(value_of(&t, "meshca_errors_total{code=\"conflict\"}"), -1);
+    metrics_text_free(&t);
+    diag_list_free(&diags);
+    metrics_free(m);
+}
+END_TEST
+
 static void *count_many(void *arg)
 {
     metrics *m = arg;
@@ -226,6 +260,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, histogram_buckets_are_cumulative_with_sum_and_count);
     tcase_add_test(tc, counters_add_per_label_set_and_every_family_has_help_and_type);
     tcase_add_test(tc, too_many_label_sets_fold_into_one_overflow_series);
+    tcase_add_test(tc, a_pass_counts_signatures_but_not_rebundles_and_errors_by_code);
     tcase_add_test(tc, counters_are_exact_under_concurrent_increments);
     tcase_add_test(tc, api_paths_fall_into_a_bounded_set_of_classes);
     suite_add_tcase(suite, tc);
