@@ -113,6 +113,15 @@ run delete dataplane manual-02 -m other
 check "the Dataplane that held 'other' is deleted by hand" exit_is 0
 wait_for "then the refused prune goes through on a later sync" bash -c "! '$MESHCA' get meshes other >/dev/null 2>&1"
 
+# An emptied checkout (a botched git operation) is no wish to delete everything.
+mkdir "$WORK/aside"
+mv "$WORK/manifests/"*.yaml "$WORK/aside/"
+npruned=$(grep -c 'pruned' "$WORK/run.log")
+sleep 2   # passes run every second: two of them had their chance to prune
+check "an empty directory prunes nothing" bash -c "'$MESHCA' get dataplanes | grep -q web-01 && '$MESHCA' get meshes default >/dev/null"
+check "... and says nothing about pruning" bash -c "[ \$(grep -c 'pruned' '$WORK/run.log') -eq $npruned ]"
+mv "$WORK/aside/"*.yaml "$WORK/manifests/"
+
 # --- --no-prune keeps what left DIR ---
 stop_controller
 start_controller --manifests "$WORK/manifests" --interval 1s --no-prune
