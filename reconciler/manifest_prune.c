@@ -18,6 +18,7 @@ typedef struct mesh_rec {
     json_t *status;        /* the mesh status as read (owned); NULL until read */
     uint64_t version;
     json_t *owned;         /* array "kind/name": the new record (owned) */
+    json_t *refused_items; /* array "kind/name" whose prune was refused (owned) */
     char *refused;         /* first refusal of a prune in this mesh, or NULL */
     char *refused_what;
     bool deleted;          /* the Mesh itself was pruned: its status went with it */
@@ -61,9 +62,11 @@ static mesh_rec *rec_of(prune *p, const char *mesh_name)
     memset(r, 0, sizeof(*r));
     r->mesh = strdup(mesh_name);
     r->owned = json_array();
-    if (!r->mesh || !r->owned) {
+    r->refused_items = json_array();
+    if (!r->mesh || !r->owned || !r->refused_items) {
         free(r->mesh);
         json_decref(r->owned);
+        json_decref(r->refused_items);
         return NULL;
     }
     p->n++;
@@ -75,16 +78,28 @@ static const char *kind_word(resource_kind k)
     return delete_kind_word(k);
 }
 
-static int add_owned(mesh_rec *r, resource_kind kind, const char *name)
+static bool holds_item(const json_t *arr, const char *item)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+        if (json_string_value(v) && strcmp(json_string_value(v), item) == 0)
+            return true;
+    return false;
+}
+
+static int add_item(json_t *arr, resource_kind kind, const char *name)
 {
     char item[320];
     snprintf(item, sizeof(item), "%s/%s", kind_word(kind), name);
-    size_t i;
-    json_t *v;
-    json_array_foreach(r->owned, i, v)
-        if (strcmp(json_string_value(v), item) == 0)
-            return 0;
-    return json_array_append_new(r->owned, json_string(item)) == 0 ? 0 : STORE_ENOMEM;
+    if (holds_item(arr, item))
+        return 0;
+    return json_array_append_new(arr, json_string(item)) == 0 ? 0 : STORE_ENOMEM;
+}
+
+static int add_owned(mesh_rec *r, resource_kind kind, const char *name)
+{
+    return add_item(r->owned, kind, name);
 }
 
 /* "dataplane/web-01" into kind and name; false when it is not one. */
@@ -149,6 +164,7 @@ static int delete_some(prune *p, const delete_target *t, size_t n, bool report, 
             if (!r)
                 continue;
             add_owned(r, t[i].kind, t[i].name);
+            add_item(r->refused_items, t[i].kind, t[i].name);
             const char *why = diags.count ? diags.items[0].message : "refused";
             if (!r->refused) {
                 char what[320];
@@ -156,8 +172,14 @@ static int delete_some(prune *p, const delete_target *t, size_t n, bool report, 
                 r->refused = strdup(why);
                 r->refused_what = strdup(what);
             }
-            say(p, "manifests: prune of %s %s/%s refused: %s", kind_word(t[i].kind), t[i].mesh,
-                t[i].name, why);
+            /* Said once: a refusal already recorded in the mesh status is retried quietly. */
+            char item[320];
+            snprintf(item, sizeof(item), "%s/%s", kind_word(t[i].kind), t[i].name);
+            json_t *was = json_object_get(json_object_get(r->status, MANIFEST_PRUNE_REFUSED_FIELD),
+                                          "resources");
+            if (!holds_item(was, item))
+                say(p, "manifests: prune of %s %s/%s refused: %s", kind_word(t[i].kind),
+                    t[i].mesh, t[i].name, why);
         }
     } else if (rc == 0) {
         for (size_t i = 0; i < res.nremoved; i++) {
@@ -244,13 +266,15 @@ static void write_record(prune *p, mesh_rec *r)
     if (!r->refused && was) {
         json_object_del(r->status, MANIFEST_PRUNE_REFUSED_FIELD);
         changed = true;
-    } else if (r->refused && (!was_reason || strcmp(was_reason, r->refused) != 0)) {
+    } else if (r->refused && (!was_reason || strcmp(was_reason, r->refused) != 0 ||
+                              !json_equal(json_object_get(was, "resources"), r->refused_items))) {
         char since[32];
         time_t now = time(NULL);
         strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
         json_object_set_new(r->status, MANIFEST_PRUNE_REFUSED_FIELD,
-                            json_pack("{s:s, s:s, s:s}", "change", r->refused_what ? r->refused_what : "",
-                                      "reason", r->refused, "since", since));
+                            json_pack("{s:s, s:s, s:s, s:O}", "change",
+                                      r->refused_what ? r->refused_what : "", "reason", r->refused,
+                                      "since", since, "resources", r->refused_items));
         changed = true;
     }
     /* A conflict (someone wrote the status meanwhile) leaves it to the next sync. */
@@ -341,6 +365,7 @@ int manifest_prune(store *s, const char *dir, const manifest_set *set, manifest_
         free(p.meshes[i].mesh);
         json_decref(p.meshes[i].status);
         json_decref(p.meshes[i].owned);
+        json_decref(p.meshes[i].refused_items);
         free(p.meshes[i].refused);
         free(p.meshes[i].refused_what);
     }

@@ -10,7 +10,8 @@
  * {"dir": DIR, "resources": ["mesh/default", "dataplane/web-01", "secret/ca-key", ...]}, sorted.
  * Like kubectl's applyset, only what is listed there is ever pruned. */
 #define MANIFEST_PRUNE_FIELD "manifests"
-/* The mesh status field of a prune `delete` refused: {"change","reason","since"}. */
+/* The mesh status field of a prune `delete` refused: {"change","reason","since"} of the first,
+ * and "resources": every "kind/name" whose prune was refused (each said once). */
 #define MANIFEST_PRUNE_REFUSED_FIELD "pruneRefused"
 
 /* One line said by the prune (the controller's output). */

@@ -102,6 +102,9 @@ import json, sys
 s = json.load(sys.stdin)[0][\"status\"][\"pruneRefused\"]
 sys.exit(0 if s[\"change\"] == \"delete mesh \x27other\x27\" and \"manual-02\" in s[\"reason\"] else 1)'"
 check "the controller log names the refused prune" grep -q "manifests: prune of mesh other/other refused" "$WORK/run.log"
+sleep 2   # passes run every second: two more retried the refused prune
+check "the refused prune is said once, not on every retry" \
+    test "$(grep -c "manifests: prune of mesh other/other refused" "$WORK/run.log")" -eq 1
 run inspect meshes -m other
 check "inspect meshes shows the refused prune and why" \
     bash -c "grep -qF \"PRUNE REFUSED: delete mesh 'other' (from --manifests)\" '$WORK/out' && grep -q 'REASON: .*manual-02' '$WORK/out'"
