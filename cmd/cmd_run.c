@@ -60,7 +60,7 @@ const char cmd_run_usage[] =
     "      --interval D     longest time between passes (default 2s; e.g. 500ms, 1m)\n"
     "      --metrics ADDR:PORT\n"
     "                       serve Prometheus metrics over plain HTTP on ADDR:PORT/metrics\n"
-    "                       (e.g. 127.0.0.1:9090) instead of on the API port (see below)\n"
+    "                       (e.g. 127.0.0.1:9090) instead of on the API port (see above)\n"
     "  -h, --help           show this help\n"
     "\n"
     "While the store cannot be read or written (read-only, vanished), the error is printed once\n"
