@@ -11,6 +11,7 @@
 
 #include "reconciler/manifest_sync.h"
 #include "reconciler/apply.h"
+#include "reconciler/manifest_prune.h"
 #include "reconciler/state.h"
 
 int manifest_watch_open(const char *dir)
@@ -88,8 +89,8 @@ static void say_once(const sayer *to, char **last, const char *fmt, ...)
         to->fn(to->ctx, line);
 }
 
-void manifest_sync(store *s, const char *dir, char **last_said, manifest_sync_say_fn say,
-                   void *say_ctx)
+void manifest_sync(store *s, const char *dir, bool prune, char **last_said,
+                   manifest_sync_say_fn say, void *say_ctx)
 {
     const sayer to = {say, say_ctx};
     manifest_set *set = manifest_set_new();
@@ -154,6 +155,8 @@ void manifest_sync(store *s, const char *dir, char **last_said, manifest_sync_sa
         }
         free(*last_said);
         *last_said = NULL;
+        if (prune)
+            manifest_prune(s, dir, set, say, say_ctx);
     }
 out:
     apply_result_free(&result);

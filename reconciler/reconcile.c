@@ -116,6 +116,8 @@ typedef struct pass_write {
 typedef struct pass_txn {
     pass_write *w;
     size_t n, cap;
+    const reconcile_options *opts;   /* its progress callback */
+    size_t done, total;              /* dataplanes handled / of every mesh */
 } pass_txn;
 
 static void pass_txn_free(pass_txn *tx)
@@ -967,6 +969,8 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         if (!dps[i]->name.value)
             continue;
         rc = reconcile_dataplane(s, m, dps[i], &pc, now, tx, rep, mr, diags, errbuf);
+        if (tx->opts && tx->opts->progress)
+            tx->opts->progress(tx->opts->progress_userdata, ++tx->done, tx->total);
         if (rc == ISSUE_REFUSED) {
             /* The CA refused to sign (e.g. expired meanwhile): stop this mesh. */
             mr->failed = true;
@@ -1155,6 +1159,9 @@ int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *re
     }
     reconcile_report rep = RECONCILE_REPORT_INIT;
     pass_txn tx = {0};
+    tx.opts = opts;
+    for (size_t i = 0; opts && opts->progress && i < manifest_set_count(set); i++)
+        tx.total += manifest_set_get(set, i)->kind == RESOURCE_DATAPLANE;
     for (size_t i = 0; i < manifest_set_count(set) && rc == 0; i++) {
         const resource *res = manifest_set_get(set, i);
         if (res->kind != RESOURCE_MESH || !res->u.mesh.name.value)
