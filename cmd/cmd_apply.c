@@ -33,7 +33,7 @@ const char cmd_apply_usage[] =
     "changed a resource meanwhile, nothing is stored and apply says which (re-run it).\n"
     "\n"
     "Exit codes: 0 applied; 1 invalid, refused or changed meanwhile (nothing stored);\n"
-    "            2 usage, file or store error, or a CA backend (vault) that cannot be reached.\n";
+    "            2 usage, file or store error.\n";
 
 typedef struct apply_args {
     const char *files[CLI_MAX_PATHS];
@@ -137,6 +137,12 @@ int cmd_apply(int argc, char **argv)
     }
     if (cli_diagnostics_out_of_memory(&diags))
         goto out;
+    if (rc == MESHCA_EUNAVAILABLE && diag_has_errors(&diags)) {
+        /* An external CA did not answer the backend checks: its diagnostics say which. */
+        diag_list_sort(&diags);
+        output_diagnostics(args.format == OUTPUT_JSON ? stdout : stderr, args.format, &diags, 0);
+        goto out;
+    }
     if (rc < 0) {
         cli_error("cannot use the store: %s", store_errmsg(s)[0] ? store_errmsg(s) : store_strerror(rc));
         goto out;
@@ -148,8 +154,7 @@ int cmd_apply(int argc, char **argv)
         if (args.format == OUTPUT_TEXT)
             fprintf(stderr, "nothing applied: %zu error%s\n", diag_count(&diags, DIAG_ERROR),
                     diag_count(&diags, DIAG_ERROR) == 1 ? "" : "s");
-        /* A CA that could not be reached is trouble (S3: exit 2), not a refusal. */
-        exit_code = result.ca_unreachable ? EXIT_TROUBLE : EXIT_INVALID;
+        exit_code = EXIT_INVALID;
         goto out;
     }
     size_t created = 0, configured = 0;

@@ -39,8 +39,7 @@ const char cmd_validate_usage[] =
     "  -o, --output FORMAT   text (default), json or github (GitHub Actions annotations)\n"
     "  -h, --help            show this help\n"
     "\n"
-    "Exit codes: 0 valid; 1 invalid or refused; 2 usage error, unreadable file or store, or\n"
-    "            (--store) a CA backend that cannot be reached.\n";
+    "Exit codes: 0 valid; 1 invalid or refused; 2 usage error, unreadable file or store.\n";
 
 typedef struct validate_args {
     const char *files[CLI_MAX_PATHS];
@@ -131,9 +130,8 @@ static void check_transitions(const manifest_set *prev, const manifest_set *next
 }
 
 /* --store: exactly the checks of `apply --dry-run` (one function, apply_set), with --from and
- * --status standing in for the store's Meshes and status when given. Returns 0, 1 when a
- * backend's CA could not be reached (in diags), or -1 when the store could not be used
- * (reported). */
+ * --status standing in for the store's Meshes and status when given. Returns 0, 1 when an
+ * external CA did not answer (in diags), or -1 when the store could not be used (reported). */
 static int check_against_store(const validate_args *args, manifest_set *next,
                                const manifest_set *prev, const status_set *status,
                                diag_list *diags)
@@ -152,14 +150,15 @@ static int check_against_store(const validate_args *args, manifest_set *next,
     opts.prev = args->nfrom > 0 ? prev : NULL;
     opts.status = args->status_file ? status : NULL;
     rc = apply_set(s, next, &opts, diags, &result);
-    bool unreachable = rc == 0 && result.ca_unreachable;
     apply_result_free(&result);
     store_close(s);
+    if (rc == MESHCA_EUNAVAILABLE && diag_has_errors(diags))
+        return 1;   /* an external CA did not answer: its diagnostics say which (exit 2) */
     if (rc < 0 && rc != STORE_ECONFLICT) {
         cli_error("cannot use the store: %s", store_strerror(rc));
         return -1;
     }
-    return unreachable ? 1 : 0;
+    return 0;
 }
 
 static void print_summary(const manifest_set *set, const diag_list *diags)
@@ -180,8 +179,7 @@ int cmd_validate(int argc, char **argv)
     diag_list diags = DIAG_LIST_INIT;
     status_set status = STATUS_SET_INIT;
     manifest_set *next = NULL, *prev = NULL;
-    int unreadable = 0, exit_code;
-    bool ca_unreachable = false;   /* --store: a backend's CA could not be reached (exit 2) */
+    int unreadable = 0, exit_code, ca_unreachable = 0;
 
     if (parse_args(argc, argv, &args) < 0)
         return EXIT_TROUBLE;
@@ -207,12 +205,12 @@ int cmd_validate(int argc, char **argv)
 
     if (args.store_url && !unreadable) {
         /* apply_set runs the static checks and the CA checks too */
-        int checked = check_against_store(&args, next, prev, &status, &diags);
-        if (checked < 0) {
+        int rc = check_against_store(&args, next, prev, &status, &diags);
+        if (rc < 0) {
             exit_code = EXIT_TROUBLE;
             goto out;
         }
-        ca_unreachable = checked > 0;
+        ca_unreachable = rc > 0;
     } else {
         validate_set(next, &diags);
         /* CA material in the manifest (builtin conf, inline certs and keys): apply's own checks. */

@@ -50,7 +50,6 @@ typedef struct apply_mesh_result {
 typedef struct apply_result {
     bool refused;           /* nothing was stored */
     bool waiting_only;      /* every refusal is R3/R4 gating: the same set may pass later */
-    bool ca_unreachable;    /* a backend's CA could not be reached (ca_backend.h): exit 2 */
     apply_change *changes;  /* one per resource when not refused */
     size_t nchanges;
     apply_mesh_result *meshes;

@@ -35,6 +35,10 @@ typedef struct controller_options {
     const char *manifests_dir;       /* --manifests, or NULL */
     int64_t interval_ms;             /* longest time between passes; 0 = 2000 */
     controller_output out;
+    /* --metrics "ADDR:PORT": /metrics over plain HTTP there (and not on the API port); NULL:
+     * GET /metrics on the dataplane API port (doc/metrics.md). */
+    const char *metrics_listen;
+    bool no_prune;                   /* --no-prune: --manifests never deletes what left DIR */
 } controller_options;
 
 #define CONTROLLER_OPTIONS_INIT                                                                    \
@@ -48,7 +52,7 @@ typedef struct controller_options {
  * reconcile pass at start, whenever the store changes, when an agent sends a CSR, and at least
  * every interval; after a pass, every parked blocking query whose identity changed is answered.
  * With manifests_dir, syncs it (manifest_sync.h) before each pass and on every inotify event.
- * Returns MESHCA_EINVAL (bad listen address, unreadable TLS files) or MESHCA_EIO (cannot bind,
+ * Returns MESHCA_EINVAL (bad listen or metrics address, unreadable TLS files) or MESHCA_EIO (cannot bind,
  * cannot watch) with a line in errbuf, before serving.
  */
 int controller_run(store *s, const controller_options *opts, char *errbuf);

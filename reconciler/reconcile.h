@@ -16,13 +16,17 @@
 struct ca_cache;
 typedef struct reconcile_options {
     int64_t now;   /* injected clock, seconds since the epoch; 0 = time(NULL) */
+    /* Called after each dataplane of an mTLS mesh was handled (done of total, every mesh's
+     * dataplanes), for a progress display; may be NULL. Called on the caller's thread. */
+    void (*progress)(void *userdata, size_t done, size_t total);
+    void *progress_userdata;
     /* The controller's opened CAs across passes (reconciler/ca/ca_cache.h), or NULL: every CA is
      * opened for this pass only (`reconcile --once`). With a cache, a failing CA is retried with
      * backoff rather than every pass. */
     struct ca_cache *ca_cache;
 } reconcile_options;
 
-#define RECONCILE_OPTIONS_INIT {0, NULL}
+#define RECONCILE_OPTIONS_INIT {0, NULL, NULL, NULL}
 
 /* What a pass did to one dataplane. */
 typedef enum reconcile_verb {

@@ -479,6 +479,12 @@ START_TEST(cache_opens_a_vault_ca_once_and_reads_its_chain_once)
     ca_cache_get_stats(c, &st);
     ck_assert_uint_eq(st.opens, 1);
     ck_assert_uint_eq(st.hits, 4);
+    /* Opened again after CA_CACHE_MAX_AGE_S (time-based work: a rotated chain, a renewal). */
+    f.ctx.now += CA_CACHE_MAX_AGE_S;
+    ck_assert_msg(ca_cache_open(c, &f.ctx, &b, err) == 0, "%s", err);
+    ck_assert_int_eq(count_requests("GET /v1/pki/ca_chain"), before + 2);
+    ca_cache_get_stats(c, &st);
+    ck_assert_uint_eq(st.opens, 2);
     ca_cache_free(c);
     teardown_fixture(&f);
 }

@@ -28,8 +28,9 @@ typedef struct entry {
     int64_t timeout_ms;
     read_item *secrets, *files;
     size_t nsecrets, nfiles;
-    /* The outcome: a CA, or a failure and when to try again. */
+    /* The outcome: a CA (opened again at reopen_at), or a failure and when to try again. */
     ca_backend *ca;
+    int64_t reopen_at, warn_backoff_s;
     int code;
     char error[MESHCA_ERRBUF];
     int64_t retry_at, backoff_s;
@@ -271,11 +272,34 @@ static entry *find_or_add(ca_cache *c, const char *mesh_name, const char *backen
     return e;
 }
 
+
 static int64_t next_backoff(int64_t cur)
 {
     if (cur <= 0)
         return CA_CACHE_BACKOFF_FIRST_S;
     return cur * 2 > CA_CACHE_BACKOFF_MAX_S ? CA_CACHE_BACKOFF_MAX_S : cur * 2;
+}
+
+/* When an opened CA is opened again though nothing it reads changed: its opening does time
+ * based work (cfssl renews its intermediate at two thirds of its life; a CA chain may rotate).
+ * At the signing certificate's two-thirds point, at the latest after CA_CACHE_MAX_AGE_S; an
+ * opening that came with a warning (cfssl down at the renewal point) again after a backoff. */
+static int64_t reopen_time(entry *e, int64_t now)
+{
+    ca_info info;
+    int64_t at = now + CA_CACHE_MAX_AGE_S;
+
+    if (ca_backend_warning(e->ca)) {
+        e->warn_backoff_s = next_backoff(e->warn_backoff_s);
+        return now + e->warn_backoff_s;
+    }
+    e->warn_backoff_s = 0;
+    if (ca_backend_info(e->ca, &info) == 0 && info.not_after > info.not_before) {
+        int64_t renew = info.not_before + (info.not_after - info.not_before) / 3 * 2;
+        if (renew < at)
+            at = renew > now ? renew : now + CA_CACHE_BACKOFF_FIRST_S;
+    }
+    return at;
 }
 
 int ca_cache_open(ca_cache *c, const ca_context *ctx, ca_backend **ret, char *errbuf)
@@ -286,7 +310,7 @@ int ca_cache_open(ca_cache *c, const ca_context *ctx, ca_backend **ret, char *er
     if (!e)
         return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
     bool same = e->type && same_source(e, ctx);
-    if (same && e->ca) {
+    if (same && e->ca && ctx->now < e->reopen_at) {
         c->stats.hits++;
         *ret = e->ca;
         return 0;
@@ -337,6 +361,7 @@ int ca_cache_open(ca_cache *c, const ca_context *ctx, ca_backend **ret, char *er
     e->error[0] = '\0';
     e->backoff_s = 0;
     e->retry_at = 0;
+    e->reopen_at = reopen_time(e, ctx->now);
     *ret = e->ca;
     return 0;
 }

@@ -9,6 +9,7 @@
 
 #define CA_CACHE_BACKOFF_FIRST_S 1
 #define CA_CACHE_BACKOFF_MAX_S 60
+#define CA_CACHE_MAX_AGE_S 3600   /* an opened CA is opened again at least this often */
 
 typedef struct ca_cache ca_cache;
 
@@ -20,6 +21,9 @@ void ca_cache_free(ca_cache *c);   /* accepts NULL; frees every CA it holds */
  * Opens ctx's backend through the cache, keyed by mesh and backend name. The CA opened last time
  * is returned as long as its type, conf, dpCert.requestTimeout, every Secret its opening read and
  * every `file:` datasource of its conf are unchanged: no request to a remote CA for its chain.
+ * It is opened again anyway at the two-thirds point of its signing certificate's life (a cfssl
+ * intermediate is renewed then) or after CA_CACHE_MAX_AGE_S, whichever comes first, and after a
+ * backoff when its opening came with a warning (ca_backend_warning).
  * Otherwise it is opened anew (ca_backend_open with ctx). A failure is kept: until its backoff
  * (1 s, doubling up to CA_CACHE_BACKOFF_MAX_S) has passed (ctx->now), the same code and message
  * are returned without trying, unless what it reads changed. *ret is borrowed: valid until the
