@@ -254,6 +254,12 @@ check "the mesh status carries a BackendUnavailable condition for vault-1" test 
 run inspect meshes
 check "inspect prints the whole message: backend, Vault's address, timed out" \
     bash -c "grep -qE \"UNAVAILABLE vault-1: .*vault backend 'vault-1' \\(mesh default\\).*Vault at https://127.0.0.1:$VPORT unreachable: .*timed out\" '$WORK/out'"
+curl -sS --max-time 10 --cacert "$WORK/cp-ca.pem" "$API_URL/metrics" >"$WORK/metrics.txt" 2>&1
+check "the metrics count the failing passes (meshca_errors_total{code=\"ca-unavailable\"} >= 1)" \
+    python3 -c '
+import re, sys
+m = re.search(r"^meshca_errors_total\{code=\"ca-unavailable\"\} (\d+)", open(sys.argv[1]).read(), re.M)
+sys.exit(0 if m and int(m.group(1)) >= 1 else 1)' "$WORK/metrics.txt"
 check "inspect's own attempt to read the vault CA is printed whole too (CA ERROR line)" \
     grep -qF "CA ERROR vault-1: vault backend 'vault-1' (mesh default): CA chain (GET /v1/pki/ca_chain): Vault at https://127.0.0.1:$VPORT unreachable" "$WORK/out"
 cat >"$WORK/other2.yaml" <<'YAML'
