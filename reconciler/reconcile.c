@@ -1251,6 +1251,9 @@ int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *re
     manifest_set_free(set);
     if (rc == 0 && tx.n)
         commit_pass(s, &tx, &fence, &rep, diags);
+    /* Every mesh had its turn: CAs of meshes gone from the store leave the cache. */
+    if (rc == 0 && !rep.store_error && opts && opts->ca_cache)
+        ca_cache_sweep(opts->ca_cache);
     pass_txn_free(&tx);
     fence_free(&fence);
     if (rc < 0) {

@@ -592,6 +592,16 @@ START_TEST(cache_sign_failures_wait_for_their_backoff_and_clear_on_success)
     ck_assert_int_eq(ca_cache_open(c, &f.ctx, &a, err), 0);
     ca_cache_get_stats(c, &st);
     ck_assert_uint_eq(st.opens, 2);
+    /* Swept: kept while a pass asked for it, dropped after a pass that did not (mesh gone). */
+    ca_cache_sweep(c);
+    ck_assert_int_eq(ca_cache_open(c, &f.ctx, &a, err), 0);
+    ca_cache_get_stats(c, &st);
+    ck_assert_uint_eq(st.opens, 2);
+    ca_cache_sweep(c);
+    ca_cache_sweep(c);
+    ck_assert_int_eq(ca_cache_open(c, &f.ctx, &a, err), 0);
+    ca_cache_get_stats(c, &st);
+    ck_assert_uint_eq(st.opens, 3);
     ca_cache_free(c);
     teardown_fixture(&f);
 }

@@ -37,6 +37,7 @@ typedef struct entry {
     /* Signing failures of a CA that opened (Vault down after the chain was read). */
     int64_t sign_retry_at, sign_backoff_s;
     char sign_error[MESHCA_ERRBUF];
+    bool seen;   /* opened through the cache since the last sweep */
 } entry;
 
 struct ca_cache {
@@ -309,6 +310,7 @@ int ca_cache_open(ca_cache *c, const ca_context *ctx, ca_backend **ret, char *er
 
     if (!e)
         return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
+    e->seen = true;
     bool same = e->type && same_source(e, ctx);
     if (same && e->ca && ctx->now < e->reopen_at) {
         c->stats.hits++;
@@ -408,6 +410,18 @@ void ca_cache_prune(ca_cache *c, const char *mesh_name, const char *const *names
             keep = str_eq(c->e[i].backend, names[k]);
         if (keep) {
             i++;
+            continue;
+        }
+        entry_free(&c->e[i]);
+        c->e[i] = c->e[--c->n];
+    }
+}
+
+void ca_cache_sweep(ca_cache *c)
+{
+    for (size_t i = 0; c && i < c->n;) {
+        if (c->e[i].seen) {
+            c->e[i++].seen = false;
             continue;
         }
         entry_free(&c->e[i]);

@@ -45,6 +45,10 @@ bool ca_cache_sign_wait(ca_cache *c, const char *mesh_name, const char *backend,
  * every entry of `mesh` when n is 0 and names NULL (the mesh is gone or has mTLS off). */
 void ca_cache_prune(ca_cache *c, const char *mesh_name, const char *const *names, size_t n);
 
+/* After a whole pass: drops every entry no ca_cache_open asked for since the previous sweep (a
+ * mesh deleted, or its mTLS turned off), so the cache holds what the store still names. */
+void ca_cache_sweep(ca_cache *c);
+
 /* Counters for tests and metrics: CAs opened (ensure_ca calls) and opens served from the cache. */
 typedef struct ca_cache_stats {
     unsigned long opens, hits, backoffs;
