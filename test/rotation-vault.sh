@@ -159,6 +159,13 @@ snapshot
 check "certificates still verify after removal" verify_all vault-1 "$VD/vault-ca.pem"
 run inspect meshes
 check "inspect shows the vault CA's subject (bundles, roots and inspect read its chain)" out_has "vault test double pki CA"
+run roots -m default -o json
+check "roots lists the vault CA as the active root" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1])); pem = open(sys.argv[2]).read().strip()
+r = [x for x in d["Roots"] if x["Backend"] == "vault-1"]
+sys.exit(0 if len(d["Roots"]) == 1 and r and r[0]["Active"] and r[0]["RootCert"].strip() == pem else 1)' "$WORK/out" "$VD/vault-ca.pem"
+
 
 # --- apply-time failures: each its own code, exit code and message; never the token ---
 probe() { # probe NAME [vault_backend args after the name]: apply --dry-run of a vault-only mesh
@@ -292,4 +299,14 @@ check "after Vault answers again the condition clears and web-01 gets a Vault le
     test "$recovered" -eq 1
 check "the new leaf verifies strictly against the double's CA" \
     openssl verify -x509_strict -CAfile "$VD/vault-ca.pem" "$WORK/dp/web-01/cert.pem"
+# A forced switch away from vault cannot cross-sign (Vault keeps its key): said, not hidden.
+mesh_yaml default vault-1 vault:vault-1 builtin:ca-9 >"$WORK/f1.yaml"
+mesh_yaml default ca-9 vault:vault-1 builtin:ca-9 >"$WORK/f2.yaml"
+run apply -f "$WORK/f1.yaml"
+check "add builtin ca-9 beside vault-1" exit_is 0
+run reconcile --once
+run apply --force -f "$WORK/f2.yaml"
+check "a forced switch vault-1 -> ca-9 goes through" exit_is 0
+check "... warning that it goes without cross-signing: the key of vault-1 is not local" \
+    err_has "forced switch to 'ca-9' without cross-signing: the key of 'vault-1' is not local"
 finish
