@@ -11,6 +11,7 @@
 #include "cmd/common.h"
 #include "reconciler/controller.h"
 #include "reconciler/reconcile.h"
+#include "reconciler/sign_pool.h"
 #include "reconciler/store.h"
 
 /* How often the store revision is polled between full passes. */
@@ -22,7 +23,7 @@
 
 const char cmd_run_usage[] =
     "Usage: meshca run [--listen ADDR] [--tls-cert F --tls-key F] [--tls-san NAME]...\n"
-    "                  [--manifests DIR] [--interval D]\n"
+    "                  [--manifests DIR] [--interval D] [--sign-workers N]\n"
     "\n"
     "The controller: serves the dataplane API (HTTPS) to agents, and runs a reconcile pass (see\n"
     "'meshca help reconcile') whenever the store changes, whenever an agent sends a CSR, and at\n"
@@ -47,6 +48,8 @@ const char cmd_run_usage[] =
     "      --tls-san NAME   another name (DNS or IP) for the control-plane server certificate\n"
     "      --manifests DIR  keep the store in line with DIR\n"
     "      --interval D     longest time between passes (default 2s; e.g. 500ms, 1m)\n"
+    "      --sign-workers N  threads signing leaves of builtin and provided CAs\n"
+    "                       (default: the online CPUs)\n"
     "  -h, --help           show this help\n"
     "\n"
     "While the store cannot be read or written (read-only, vanished), the error is printed once\n"
@@ -77,7 +80,8 @@ static void run_line_out(void *ctx, bool error, const char *text)
 
 int cmd_run(int argc, char **argv)
 {
-    enum { OPT_INTERVAL = 256, OPT_MANIFESTS, OPT_LISTEN, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_SAN };
+    enum { OPT_INTERVAL = 256, OPT_MANIFESTS, OPT_LISTEN, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_SAN,
+           OPT_WORKERS };
     static const struct option options[] = {
         {"interval", required_argument, NULL, OPT_INTERVAL},
         {"manifests", required_argument, NULL, OPT_MANIFESTS},
@@ -85,6 +89,7 @@ int cmd_run(int argc, char **argv)
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"tls-san", required_argument, NULL, OPT_TLS_SAN},
+        {"sign-workers", required_argument, NULL, OPT_WORKERS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -121,6 +126,13 @@ int cmd_run(int argc, char **argv)
                 return EXIT_TROUBLE;
             }
             sans[opts.nsans++] = optarg;
+            break;
+        case OPT_WORKERS:
+            if (cli_parse_workers(optarg, &opts.sign_workers) < 0) {
+                cli_error("--sign-workers: '%s' is not a number of threads from 1 to %d", optarg,
+                          SIGN_POOL_MAX_THREADS);
+                return EXIT_TROUBLE;
+            }
             break;
         case 'h':
             fputs(cmd_run_usage, stdout);

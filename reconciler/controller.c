@@ -83,6 +83,7 @@ static void run_pass(controller *c)
     if (c->o->manifests_dir)
         manifest_sync(c->s, c->o->manifests_dir, &c->last_said, sync_say, c);
     reconcile_options ropts = RECONCILE_OPTIONS_INIT;
+    ropts.sign_workers = c->o->sign_workers;
     reconcile_report rep = RECONCILE_REPORT_INIT;
     diag_list diags = DIAG_LIST_INIT;
     int rc = reconcile_once(c->s, &ropts, &rep, &diags);

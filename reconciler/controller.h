@@ -35,6 +35,7 @@ typedef struct controller_options {
     const char *manifests_dir;       /* --manifests, or NULL */
     int64_t interval_ms;             /* longest time between passes; 0 = 2000 */
     controller_output out;
+    unsigned sign_workers;           /* threads signing a pass's leaves; 0 = the online CPUs */
 } controller_options;
 
 #define CONTROLLER_OPTIONS_INIT                                                                    \

@@ -15,6 +15,9 @@
 
 typedef struct reconcile_options {
     int64_t now;   /* injected clock, seconds since the epoch; 0 = time(NULL) */
+    /* Threads that sign a pass's leaves for a CA whose key is local (sign_pool.c); 0: the
+     * online CPUs. */
+    unsigned sign_workers;
 } reconcile_options;
 
 #define RECONCILE_OPTIONS_INIT {0}
