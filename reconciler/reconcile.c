@@ -16,6 +16,7 @@
 #include "reconciler/reconcile.h"
 #include "reconciler/sign_pool.h"
 #include "reconciler/state.h"
+#include "reconciler/store/identity_peek.h"
 
 /* Mesh status condition for a backend left out of the pass (reported, not fatal to the mesh). */
 #define CONDITION_BACKEND_UNAVAILABLE "BackendUnavailable"
@@ -952,6 +953,39 @@ static int sign_batch_flush(sign_batch *b, const mesh *m, const pass_cas *pc, in
     return stop;
 }
 
+/* The common case of a pass, decided from the record's small fields (identity_peek): no identity
+ * yet (awaiting its agent's CSR), or an issued one with nothing to change. Returns whether it
+ * decided (and counted) the dataplane; anything else, a corrupt record included, goes through
+ * identity_read and the full decision. */
+static bool quick_unchanged(store *s, const mesh *m, const dataplane *dp, const pass_cas *pc,
+                            int64_t now, reconcile_mesh_report *mr)
+{
+    store_key key = {STATE_IDENTITIES, m->name.value, dp->name.value};
+    char *value = NULL, *digest = NULL;
+    size_t len = 0;
+    int rc = store_get(s, &key, &value, &len, NULL);
+    if (rc == STORE_ENOTFOUND) {
+        mr->awaiting++;   /* no CSR from its agent yet */
+        return true;
+    }
+    if (rc < 0)
+        return false;
+    identity id = {0};
+    unsigned flags = 0;
+    reconcile_verb verb;
+    int ask;
+    bool same = identity_peek(value, len, &id, &flags) == 0 &&
+                !(flags & PEEK_PENDING_KEY) && id.generation > 0 && (flags & PEEK_PUBLIC_KEY) &&
+                (flags & PEEK_CERTIFICATE) && (digest = tags_digest(dp)) != NULL &&
+                !why_change(m, pc, &id, digest, now, &verb, &ask);
+    free(value);
+    free(digest);
+    identity_clear(&id);
+    if (same)
+        mr->unchanged++;
+    return same;
+}
+
 /* Returns 0 (done, skipped or warned), ISSUE_REFUSED (reported; the mesh stops), or a store or
  * memory code with errbuf naming the object and the cause (the caller reports it; the mesh
  * stops). Writes are queued in tx. */
@@ -963,6 +997,8 @@ static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, con
     const char *mesh_name = m->name.value;
     identity id = {0};
     uint64_t version = 0;
+    if (quick_unchanged(s, m, dp, pc, now, mr))
+        return 0;
     int rc = identity_read(s, mesh_name, dp->name.value, &id, &version, errbuf);
     if (rc == MESHCA_ECORRUPT) {
         /* A corrupt record holds no key we could trust: it is removed (compare-and-swap on its
