@@ -955,15 +955,18 @@ static int sign_batch_flush(sign_batch *b, const mesh *m, const pass_cas *pc, in
 
 /* The common case of a pass, decided from the record's small fields (identity_peek): no identity
  * yet (awaiting its agent's CSR), or an issued one with nothing to change. Returns whether it
- * decided (and counted) the dataplane; anything else, a corrupt record included, goes through
- * identity_read and the full decision. */
+ * decided (and counted) the dataplane; otherwise the record read is left in *ret_value (NULL
+ * when it could not be read) for identity_decode and the full decision, which also names a
+ * corrupt record or a store failure. */
 static bool quick_unchanged(store *s, const mesh *m, const dataplane *dp, const pass_cas *pc,
-                            int64_t now, reconcile_mesh_report *mr)
+                            int64_t now, reconcile_mesh_report *mr, char **ret_value,
+                            size_t *ret_len, uint64_t *ret_version)
 {
     store_key key = {STATE_IDENTITIES, m->name.value, dp->name.value};
     char *value = NULL, *digest = NULL;
     size_t len = 0;
-    int rc = store_get(s, &key, &value, &len, NULL);
+    *ret_value = NULL;
+    int rc = store_get(s, &key, &value, &len, ret_version);
     if (rc == STORE_ENOTFOUND) {
         mr->awaiting++;   /* no CSR from its agent yet */
         return true;
@@ -978,11 +981,15 @@ static bool quick_unchanged(store *s, const mesh *m, const dataplane *dp, const 
                 !(flags & PEEK_PENDING_KEY) && id.generation > 0 && (flags & PEEK_PUBLIC_KEY) &&
                 (flags & PEEK_CERTIFICATE) && (digest = tags_digest(dp)) != NULL &&
                 !why_change(m, pc, &id, digest, now, &verb, &ask);
-    free(value);
     free(digest);
     identity_clear(&id);
-    if (same)
+    if (same) {
+        free(value);
         mr->unchanged++;
+    } else {
+        *ret_value = value;
+        *ret_len = len;
+    }
     return same;
 }
 
@@ -997,9 +1004,13 @@ static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, con
     const char *mesh_name = m->name.value;
     identity id = {0};
     uint64_t version = 0;
-    if (quick_unchanged(s, m, dp, pc, now, mr))
+    char *value = NULL;
+    size_t len = 0;
+    if (quick_unchanged(s, m, dp, pc, now, mr, &value, &len, &version))
         return 0;
-    int rc = identity_read(s, mesh_name, dp->name.value, &id, &version, errbuf);
+    int rc = value ? identity_decode(mesh_name, dp->name.value, value, len, version, &id, &version,
+                                     errbuf)
+                   : identity_read(s, mesh_name, dp->name.value, &id, &version, errbuf);
     if (rc == MESHCA_ECORRUPT) {
         /* A corrupt record holds no key we could trust: it is removed (compare-and-swap on its
          * version, so a concurrent writer still wins), and the agent's next CSR issues anew. */
