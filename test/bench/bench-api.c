@@ -70,6 +70,19 @@ static void die(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    /* What the controller said, for the cause. */
+    FILE *f = log_file[0] ? fopen(log_file, "r") : NULL;
+    if (f) {
+        char buf[2048];
+        size_t got;
+        fseek(f, 0, SEEK_END);
+        long end = ftell(f);
+        fseek(f, end > (long)sizeof(buf) - 1 ? end - (long)sizeof(buf) + 1 : 0, SEEK_SET);
+        got = fread(buf, 1, sizeof(buf) - 1, f);
+        buf[got] = '\0';
+        fprintf(stderr, "bench-api: the controller's last words:\n%s\n", buf);
+        fclose(f);
+    }
     cleanup();
     exit(2);
 }
@@ -252,7 +265,8 @@ static double csr_phase(store *s, long n, char **tokens, double *ret_post_s, lon
     CURLM *multi = curl_multi_init();
     CURL *h[IN_FLIGHT];
     struct curl_slist *hdr[IN_FLIGHT];
-    long next = 0, done = 0, conns = 0;
+    long next = 0, done = 0, conns = 0, retries = 0;
+    long current[IN_FLIGHT];
     curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     double t0 = now_s();
     for (int i = 0; i < IN_FLIGHT; i++) {
@@ -276,7 +290,7 @@ static double csr_phase(store *s, long n, char **tokens, double *ret_post_s, lon
             curl_easy_setopt(h[i], CURLOPT_POSTFIELDS, bodies[next % KEYS]);
             curl_easy_setopt(h[i], CURLOPT_PRIVATE, (char *)(intptr_t)i);
             curl_multi_add_handle(multi, h[i]);
-            next++;
+            current[i] = next++;
         }
         int running = 0, left = 0;
         CURLMsg *msg;
@@ -290,8 +304,17 @@ static double csr_phase(store *s, long n, char **tokens, double *ret_post_s, lon
             curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
             curl_easy_getinfo(msg->easy_handle, CURLINFO_NUM_CONNECTS, &c);
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+            /* A connection that did not come up (a loaded machine) is tried again, a few times. */
+            if ((msg->data.result == CURLE_SSL_CONNECT_ERROR ||
+                 msg->data.result == CURLE_COULDNT_CONNECT) && retries < 10) {
+                retries++;
+                curl_multi_remove_handle(multi, msg->easy_handle);
+                curl_multi_add_handle(multi, msg->easy_handle);
+                continue;
+            }
             if (msg->data.result != CURLE_OK || status != 202)
-                die("POST csr answered %ld: %s", status, curl_easy_strerror(msg->data.result));
+                die("POST csr for dp-%06ld answered %ld: %s", current[(intptr_t)priv], status,
+                    curl_easy_strerror(msg->data.result));
             conns += c;
             curl_multi_remove_handle(multi, msg->easy_handle);
             curl_slist_free_all(hdr[(intptr_t)priv]);
@@ -303,6 +326,8 @@ static double csr_phase(store *s, long n, char **tokens, double *ret_post_s, lon
     }
     *ret_post_s = now_s() - t0;
     *ret_conns = conns;
+    if (retries)
+        fprintf(stderr, "bench-api: %ld CSR POSTs retried after a failed connection\n", retries);
     for (int i = 0; i < IN_FLIGHT; i++) {
         curl_easy_cleanup(h[i]);
         curl_slist_free_all(hdr[i]);
