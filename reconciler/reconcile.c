@@ -953,64 +953,108 @@ static int sign_batch_flush(sign_batch *b, const mesh *m, const pass_cas *pc, in
     return stop;
 }
 
-/* The common case of a pass, decided from the record's small fields (identity_peek): no identity
- * yet (awaiting its agent's CSR), or an issued one with nothing to change. Returns whether it
- * decided (and counted) the dataplane; otherwise the record read is left in *ret_value (NULL
- * when it could not be read) for identity_decode and the full decision, which also names a
- * corrupt record or a store failure. */
-static bool quick_unchanged(store *s, const mesh *m, const dataplane *dp, const pass_cas *pc,
-                            int64_t now, reconcile_mesh_report *mr, char **ret_value,
-                            size_t *ret_len, uint64_t *ret_version)
+/*
+ * The common case of a pass, decided from the identity records' small fields (identity_peek)
+ * in one scan of the mesh's identities (store_scan: one statement, not one SELECT per
+ * dataplane): no identity yet (awaiting its agent's CSR), or an issued one with nothing to
+ * change. Anything else, a corrupt record included, goes through identity_read and the full
+ * decision, which also reports it.
+ */
+enum { QUICK_ABSENT = 0, QUICK_UNCHANGED = 1, QUICK_FULL = 2 };
+
+typedef struct quick_name {
+    const char *name;
+    size_t index;   /* in the pass's dataplanes */
+} quick_name;
+
+typedef struct quick_scan {
+    const mesh *m;
+    const pass_cas *pc;
+    int64_t now;
+    const dataplane *const *dps;
+    quick_name *names;         /* sorted by name */
+    size_t n;
+    unsigned char *verdict;    /* QUICK_* per dataplane of the pass */
+} quick_scan;
+
+static int cmp_quick_name(const void *a, const void *b)
 {
-    store_key key = {STATE_IDENTITIES, m->name.value, dp->name.value};
-    char *value = NULL, *digest = NULL;
-    size_t len = 0;
-    *ret_value = NULL;
-    int rc = store_get(s, &key, &value, &len, ret_version);
-    if (rc == STORE_ENOTFOUND) {
-        mr->awaiting++;   /* no CSR from its agent yet */
-        return true;
-    }
-    if (rc < 0)
-        return false;
+    return strcmp(((const quick_name *)a)->name, ((const quick_name *)b)->name);
+}
+
+/* Whether the record says the dataplane has nothing to change. */
+static bool quick_unchanged(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now,
+                            const char *value, size_t len)
+{
     identity id = {0};
     unsigned flags = 0;
     reconcile_verb verb;
     int ask;
+    char *digest = NULL;
     bool same = identity_peek(value, len, &id, &flags) == 0 &&
                 !(flags & PEEK_PENDING_KEY) && id.generation > 0 && (flags & PEEK_PUBLIC_KEY) &&
                 (flags & PEEK_CERTIFICATE) && (digest = tags_digest(dp)) != NULL &&
                 !why_change(m, pc, &id, digest, now, &verb, &ask);
     free(digest);
     identity_clear(&id);
-    if (same) {
-        free(value);
-        mr->unchanged++;
-    } else {
-        *ret_value = value;
-        *ret_len = len;
-    }
     return same;
+}
+
+static int quick_scan_one(void *userdata, const store_entry *e)
+{
+    quick_scan *q = userdata;
+    quick_name key = {e->name, 0};
+    const quick_name *hit = bsearch(&key, q->names, q->n, sizeof(*q->names), cmp_quick_name);
+    if (hit)
+        q->verdict[hit->index] = quick_unchanged(q->m, q->dps[hit->index], q->pc, q->now, e->value,
+                                                 e->len)
+                                     ? QUICK_UNCHANGED
+                                     : QUICK_FULL;
+    return 0;
+}
+
+/* Verdicts for the pass's dataplanes (caller frees), or NULL when out of memory: then every
+ * dataplane takes the full path. A scan the store fails leaves them all to the full path. */
+static unsigned char *quick_verdicts(store *s, const mesh *m, const pass_cas *pc, int64_t now,
+                                     const dataplane *const *dps, size_t ndps)
+{
+    quick_scan q = {m, pc, now, dps, calloc(ndps + 1, sizeof(quick_name)), 0,
+                    calloc(ndps + 1, 1)};
+    if (!q.names || !q.verdict) {
+        free(q.names);
+        free(q.verdict);
+        return NULL;
+    }
+    for (size_t i = 0; i < ndps; i++)
+        if (dps[i]->name.value)
+            q.names[q.n++] = (quick_name){dps[i]->name.value, i};
+    qsort(q.names, q.n, sizeof(*q.names), cmp_quick_name);
+    if (store_scan(s, STATE_IDENTITIES, m->name.value, quick_scan_one, &q) < 0)
+        memset(q.verdict, QUICK_FULL, ndps);
+    free(q.names);
+    return q.verdict;
 }
 
 /* Returns 0 (done, skipped or warned), ISSUE_REFUSED (reported; the mesh stops), or a store or
  * memory code with errbuf naming the object and the cause (the caller reports it; the mesh
  * stops). Writes are queued in tx. */
 static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, const pass_cas *pc,
-                               int64_t now, sign_batch *batch, pass_txn *tx,
+                               int64_t now, int quick, sign_batch *batch, pass_txn *tx,
                                reconcile_report *rep, reconcile_mesh_report *mr,
                                diag_list *diags, char *errbuf)
 {
     const char *mesh_name = m->name.value;
     identity id = {0};
     uint64_t version = 0;
-    char *value = NULL;
-    size_t len = 0;
-    if (quick_unchanged(s, m, dp, pc, now, mr, &value, &len, &version))
+    if (quick == QUICK_ABSENT) {
+        mr->awaiting++;   /* no CSR from its agent yet */
         return 0;
-    int rc = value ? identity_decode(mesh_name, dp->name.value, value, len, version, &id, &version,
-                                     errbuf)
-                   : identity_read(s, mesh_name, dp->name.value, &id, &version, errbuf);
+    }
+    if (quick == QUICK_UNCHANGED) {
+        mr->unchanged++;
+        return 0;
+    }
+    int rc = identity_read(s, mesh_name, dp->name.value, &id, &version, errbuf);
     if (rc == MESHCA_ECORRUPT) {
         /* A corrupt record holds no key we could trust: it is removed (compare-and-swap on its
          * version, so a concurrent writer still wins), and the agent's next CSR issues anew. */
@@ -1219,6 +1263,7 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
 
     pass_cas pc = {0};
     sign_batch batch = {.workers = workers};
+    unsigned char *quick = NULL;
     json_t *mstatus = NULL;
     uint64_t mstatus_version = 0;
     const dataplane **dps = NULL;
@@ -1268,10 +1313,12 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         goto out;
     if (ca_backend_signs_locally(pc.cas[pc.enabled].ca))
         batch.ca = pc.cas[pc.enabled].ca;
+    quick = quick_verdicts(s, m, &pc, now, dps, ndps);
     for (size_t i = 0; i < ndps; i++) {
         if (!dps[i]->name.value)
             continue;
-        rc = reconcile_dataplane(s, m, dps[i], &pc, now, &batch, tx, rep, mr, diags, errbuf);
+        rc = reconcile_dataplane(s, m, dps[i], &pc, now, quick ? quick[i] : QUICK_FULL, &batch, tx,
+                                 rep, mr, diags, errbuf);
         if (rc == 0 && batch.n == SIGN_BATCH)
             rc = sign_batch_flush(&batch, m, &pc, now, tx, rep, mr, diags, errbuf);
         if (rc == ISSUE_REFUSED) {
@@ -1323,6 +1370,7 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
     }
     rc = 0;
 out:
+    free(quick);
     sign_batch_free(&batch);
     free(dps);
     json_decref(mstatus);

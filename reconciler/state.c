@@ -239,14 +239,6 @@ int identity_read(store *s, const char *mesh_name, const char *name, identity *r
     int rc = store_get(s, &key, &value, &len, &version);
     if (rc < 0)
         return read_failed(errbuf, &key, rc);
-    return identity_decode(mesh_name, name, value, len, version, ret, ret_version, errbuf);
-}
-
-int identity_decode(const char *mesh_name, const char *name, char *value, size_t len,
-                    uint64_t version, identity *ret, uint64_t *ret_version, char *errbuf)
-{
-    store_key key = {STATE_IDENTITIES, mesh_name, name};
-    int rc;
     json_t *obj = NULL;
     if ((rc = load_object(&key, value, len, &obj, errbuf)) < 0)
         return rc;

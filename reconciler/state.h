@@ -91,9 +91,6 @@ typedef struct identity {
 
 int identity_read(store *s, const char *mesh_name, const char *name, identity *ret,
                   uint64_t *ret_version, char *errbuf);
-/* identity_read of a value already read (taken: wiped and freed) at `version`. */
-int identity_decode(const char *mesh_name, const char *name, char *value, size_t len,
-                    uint64_t version, identity *ret, uint64_t *ret_version, char *errbuf);
 int identity_get(store *s, const char *mesh_name, const char *name, identity *ret,
                  uint64_t *ret_version);
 /* The record as stored (JSON text, caller frees), for a transaction; NULL when out of memory. */
