@@ -641,8 +641,8 @@ static int defer(sign_batch *b, const mesh *m, const dataplane *dp, const pass_c
                  bool sign, bool pending, unsigned char *spki, size_t spki_len, bool rsa,
                  diag_list *diags)
 {
-    if (!b->items && (!(b->items = calloc(SIGN_BATCH, sizeof(*b->items))) ||
-                      !(b->jobs = calloc(SIGN_BATCH, sizeof(*b->jobs))))) {
+    if ((!b->items && !(b->items = calloc(SIGN_BATCH, sizeof(*b->items)))) ||
+        (!b->jobs && !(b->jobs = calloc(SIGN_BATCH, sizeof(*b->jobs))))) {
         free(spki);
         return MESHCA_ENOMEM;
     }
