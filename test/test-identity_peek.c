@@ -106,12 +106,28 @@ START_TEST(peek_refuses_what_it_does_not_take)
 }
 END_TEST
 
+/* identity_read counts the bundle names before allocating their array: out of memory there
+ * leaves a count without an array, which identity_clear must take (oom-reconcile.sh found it
+ * as a SIGSEGV). */
+START_TEST(identity_clear_takes_a_count_without_names)
+{
+    identity id = {0};
+    id.mesh = strdup("default");
+    id.nbundle_backends = 3;
+    id.bundle_backends = NULL;
+    identity_clear(&id);
+    ck_assert_ptr_null(id.mesh);
+    ck_assert_uint_eq(id.nbundle_backends, 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("identity_peek");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, peek_reads_every_small_field_and_flags_the_large_ones);
     tcase_add_test(tc, peek_refuses_what_it_does_not_take);
+    tcase_add_test(tc, identity_clear_takes_a_count_without_names);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
