@@ -20,13 +20,16 @@ typedef struct reconcile_options {
      * dataplanes), for a progress display; may be NULL. Called on the caller's thread. */
     void (*progress)(void *userdata, size_t done, size_t total);
     void *progress_userdata;
+    /* Threads that sign a pass's leaves for a CA whose key is local (sign_pool.c); 0: the
+     * online CPUs. */
+    unsigned sign_workers;
     /* The controller's opened CAs across passes (reconciler/ca/ca_cache.h), or NULL: every CA is
      * opened for this pass only (`reconcile --once`). With a cache, a failing CA is retried with
      * backoff rather than every pass. */
     struct ca_cache *ca_cache;
 } reconcile_options;
 
-#define RECONCILE_OPTIONS_INIT {0, NULL, NULL, NULL}
+#define RECONCILE_OPTIONS_INIT {0, NULL, NULL, 0, NULL}
 
 /* What a pass did to one dataplane. */
 typedef enum reconcile_verb {
