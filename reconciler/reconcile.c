@@ -1080,7 +1080,7 @@ static void commit_pass(store *s, pass_txn *tx, const pass_fence *f, reconcile_r
                                   .expected_version = e->version};
     }
     if (ops)
-        rc = store_txn(s, ops, n);
+        rc = store_txn_at(s, "pass.commit", ops, n);
     free(ops);
     if (rc == 0)
         return;
