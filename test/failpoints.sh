@@ -81,17 +81,15 @@ run_cmd() {
 
 trials=0
 declare -A seen=()
-# trial POINT ACTION EXPECTED: one run with POINT=ACTION from a fresh before state.
+# trial POINT ACTION EXPECTED [NTH]: one run with POINT=[NTH*]ACTION from a fresh before state.
 trial() {
-    local point=$1 action=$2 want=$3 st
+    local point=$1 action=$2 want=$3 nth=${4:-} st
     trials=$((trials + 1))
     use_state "$base" || { check "$mode: the before state is restored" false; return; }
-    # run retries a failed pass: its error is on the first hit only, so the next pass can write.
-    if [ "$mode" = run ] && [ "$action" = error ]; then
-        run_cmd MESHCA_FAILPOINTS="$point=1*error"
-    else
-        run_cmd MESHCA_FAILPOINTS="$point=$action"
-    fi
+    # run retries a failed pass: its error is on one hit only, so the next pass can write.
+    [ "$mode" = run ] && [ "$action" = error ] && nth=${nth:-1}
+    run_cmd MESHCA_FAILPOINTS="$point=${nth:+$nth*}$action"
+    point=$point${nth:+ (hit $nth)}
     "$STORE_DUMP" >"$WORK/trial.dump" 2>"$WORK/trial.err"
     st=$(state_of "$WORK/trial.dump" "$WORK/after-$mode.dump")
     seen[$st]=$((${seen[$st]:-0} + 1))
@@ -100,12 +98,15 @@ trial() {
     error)
         if [ "$mode" = run ]; then
             # First hit only: the failed pass is logged once, the next one writes.
-            check "$mode, $point=1*error: one log line naming the failpoint, then the store is after" \
-                test "$(grep -c "failpoint $point: injected I/O error" "$WORK/err")" -eq 1 -a $rc -eq 0
-            check "$mode, $point=1*error: the controller says the store works again" err_has "the store works again"
+            check "$mode, $point=error once: one log line naming the failpoint, then the store is after" \
+                test "$(grep -c "failpoint ${1}: injected I/O error" "$WORK/err")" -eq 1 -a $rc -eq 0
+            # (After a commit point the store is "after" already and run is stopped before its
+            # next pass, which would say so.)
+            [ "$want" != after ] &&
+                check "$mode, $point=error once: the controller says the store works again" err_has "the store works again"
         else
             check "$mode, $point=error: exit 2" exit_is 2
-            check "$mode, $point=error: the message names the failpoint" err_has "failpoint $point: injected I/O error"
+            check "$mode, $point=error: the message names the failpoint" err_has "failpoint ${1}: injected I/O error"
         fi
         ;;
     esac
@@ -119,7 +120,7 @@ trial() {
 }
 
 if [ $on_etcd = 1 ]; then
-    commit_points=(etcd.txn.before etcd.txn.after etcd.txn.between)
+    commit_points=(etcd.txn.before etcd.txn.after)
 else
     commit_points=(sqlite.commit.before sqlite.commit.after)
 fi
@@ -146,10 +147,15 @@ for mode in apply reconcile run; do
             *.before) want=before ;;
             *.after) want=after ;;
             esac
-            # The first part of a split etcd txn, or the stop between two parts: partial.
-            [ $on_etcd = 1 ] && [ "$p" != etcd.txn.before ] && want=partial
+            # After the first part of a split etcd write: partial.
+            [ $on_etcd = 1 ] && [ "$p" = etcd.txn.after ] && want=partial
             trial "$p" "$action" $want
         done
+        # Between two parts of the write: the store splits an apply, the pass splits itself into
+        # parts of whole (identity, check of its dataplane) pairs (reconciler/reconcile.c).
+        if [ $on_etcd = 1 ]; then
+            if [ $mode = apply ]; then trial etcd.txn.between "$action" partial; else trial pass.commit "$action" partial 2; fi
+        fi
     done
 done
 states=""
