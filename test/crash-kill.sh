@@ -23,7 +23,7 @@
 # 50) must land. The counts are printed. For the full 200 there: MESHCA_CRASH_SECONDS=600.
 # On etcd (MESHCA_TEST_STORE=etcd, modes apply and reconcile: a one-member etcd from
 # test/etcd-lib.sh) the before state is built in SQLite and copied into the member for each trial
-# (test/store-copy.c), with 500 dataplanes; MESHCA_CRASH_ETCD_SECONDS (default 60) bounds the trials. There a write over
+# (test/store-copy.c), with 500 dataplanes; MESHCA_CRASH_ETCD_SECONDS (default 45: with the set-up about a minute) bounds the trials. There a write over
 # store_txn_limit (128 ops) is applied in parts, each atomic (reconciler/store.h): a kill between
 # parts leaves "partial" - every object as before or as after, and for apply the written objects a
 # prefix of the apply's order - which is what etcd promises; anything else is torn.
@@ -38,7 +38,7 @@ on_etcd=0
 if [ -n "$TEST_STORE_URL" ]; then
     on_etcd=1
     : "${STORE_COPY:?set STORE_COPY to the built store-copy}"
-    budget_s=${MESHCA_CRASH_ETCD_SECONDS:-60}
+    budget_s=${MESHCA_CRASH_ETCD_SECONDS:-45}
     min_kills=${MESHCA_CRASH_ETCD_MIN_KILLS:-10}
 fi
 [ "$min_kills" -gt "$want_kills" ] && min_kills=$want_kills
