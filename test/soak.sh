@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # soak.sh - soak (issue 14, SPEC S12): `meshca run` plus 10 real `meshca agent` processes with 30 s
 # certificates for MESHCA_SOAK_SECONDS (default 60; the per-release run is 600 under the ASan
-# build, doc/reliability.md). Every 5 s it samples the RSS (/proc/PID/status VmRSS) and the open
+# build with its quarantine off and MESHCA_SOAK_RSS_KIB=4096, doc/reliability.md). Every 5 s it samples the RSS (/proc/PID/status VmRSS) and the open
 # descriptors (/proc/PID/fd) of the controller and of every agent, and the notAfter of every
 # agent's served certificate. It asserts: zero error or warning lines in the controller's and
 # agents' logs; every served certificate valid at every sample (renewed before it expired) and
