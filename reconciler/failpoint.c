@@ -1,4 +1,4 @@
-/* failpoint.c - parses $MESHCA_FAILPOINTS and acts at a named point (kill, error, sleep): a test facility. */
+/* failpoint.c - $MESHCA_FAILPOINTS parsed, and acted on at a named point: a test facility. */
 #include "reconciler/failpoint.h"
 
 #include <errno.h>
@@ -33,7 +33,8 @@ static int parse_action(const char *a, size_t len, fp_point *p, char *errbuf)
     const char *act = buf;
 
     if (len >= sizeof(buf))
-        return meshca_fail(errbuf, MESHCA_EINVAL, "MESHCA_FAILPOINTS: action of '%s' too long", p->name);
+        return meshca_fail(errbuf, MESHCA_EINVAL, "MESHCA_FAILPOINTS: action of '%s' too long",
+                           p->name);
     memcpy(buf, a, len);
     buf[len] = '\0';
     p->nth = 0;
@@ -41,8 +42,8 @@ static int parse_action(const char *a, size_t len, fp_point *p, char *errbuf)
         errno = 0;
         p->nth = strtoul(buf, &end, 10);
         if (errno || end == buf || *end != '*' || p->nth == 0)
-            return meshca_fail(errbuf, MESHCA_EINVAL, "MESHCA_FAILPOINTS: '%s': N in N*ACTION must be 1 or more",
-                               p->name);
+            return meshca_fail(errbuf, MESHCA_EINVAL,
+                               "MESHCA_FAILPOINTS: '%s': N in N*ACTION must be 1 or more", p->name);
         act = end + 1;
     }
     if (strcmp(act, "kill") == 0) {
@@ -54,12 +55,14 @@ static int parse_action(const char *a, size_t len, fp_point *p, char *errbuf)
         p->sleep_ms = strtol(act + 6, &end, 10);
         if (errno || end == act + 6 || strcmp(end, ")") != 0 || p->sleep_ms < 0 ||
             p->sleep_ms > FAILPOINT_SLEEP_MAX_MS)
-            return meshca_fail(errbuf, MESHCA_EINVAL, "MESHCA_FAILPOINTS: '%s': sleep(MS) wants 0..%d ms",
-                               p->name, FAILPOINT_SLEEP_MAX_MS);
+            return meshca_fail(errbuf, MESHCA_EINVAL,
+                               "MESHCA_FAILPOINTS: '%s': sleep(MS) wants 0..%d ms", p->name,
+                               FAILPOINT_SLEEP_MAX_MS);
         p->action = FP_SLEEP;
     } else {
         return meshca_fail(errbuf, MESHCA_EINVAL,
-                           "MESHCA_FAILPOINTS: '%s': unknown action (kill, error or sleep(MS))", p->name);
+                           "MESHCA_FAILPOINTS: '%s': unknown action (kill, error or sleep(MS))",
+                           p->name);
     }
     return 0;
 }
@@ -79,11 +82,14 @@ int failpoint_configure(const char *spec, char *errbuf)
 
         eq = memchr(s, '=', len);
         if (!eq || eq == s)
-            return meshca_fail(errbuf, MESHCA_EINVAL, "MESHCA_FAILPOINTS: want NAME=ACTION[,NAME=ACTION...]");
+            return meshca_fail(errbuf, MESHCA_EINVAL,
+                               "MESHCA_FAILPOINTS: want NAME=ACTION[,NAME=ACTION...]");
         if (n == FAILPOINT_MAX)
-            return meshca_fail(errbuf, MESHCA_EINVAL, "MESHCA_FAILPOINTS: at most %d points", FAILPOINT_MAX);
+            return meshca_fail(errbuf, MESHCA_EINVAL, "MESHCA_FAILPOINTS: at most %d points",
+                               FAILPOINT_MAX);
         if ((size_t)(eq - s) > FAILPOINT_NAME_MAX)
-            return meshca_fail(errbuf, MESHCA_EINVAL, "MESHCA_FAILPOINTS: a name is at most %d characters",
+            return meshca_fail(errbuf, MESHCA_EINVAL,
+                               "MESHCA_FAILPOINTS: a name is at most %d characters",
                                FAILPOINT_NAME_MAX);
         memset(&parsed[n], 0, sizeof(parsed[n]));
         memcpy(parsed[n].name, s, (size_t)(eq - s));
@@ -114,7 +120,8 @@ int failpoint_hit(const char *name, char *errbuf)
         switch (p->action) {
         case FP_KILL:
             (void)raise(SIGKILL);
-            return meshca_fail(errbuf, MESHCA_EIO, "failpoint %s: SIGKILL did not end the process", name);
+            return meshca_fail(errbuf, MESHCA_EIO, "failpoint %s: SIGKILL did not end the process",
+                               name);
         case FP_ERROR:
             return meshca_fail(errbuf, MESHCA_EIO, "failpoint %s: injected I/O error", name);
         case FP_SLEEP: {

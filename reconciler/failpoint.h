@@ -1,4 +1,4 @@
-/* failpoint.h - test-only failpoints: $MESHCA_FAILPOINTS makes a named point kill, fail or sleep. */
+/* failpoint.h - test-only failpoints: $MESHCA_FAILPOINTS makes a point kill, fail or sleep. */
 #ifndef MESHCA_FAILPOINT_H
 #define MESHCA_FAILPOINT_H
 
@@ -40,6 +40,7 @@ int failpoint_configure(const char *spec, char *errbuf);
 int failpoint_hit(const char *name, char *errbuf);
 
 /* 0, or MESHCA_EIO with a message in errbuf (may be NULL) when the point is set to "error". */
-#define FAILPOINT(name, errbuf) (__builtin_expect(failpoint_armed, 0) ? failpoint_hit((name), (errbuf)) : 0)
+#define FAILPOINT(name, errbuf)                                                                    \
+    (__builtin_expect(failpoint_armed, 0) ? failpoint_hit((name), (errbuf)) : 0)
 
 #endif

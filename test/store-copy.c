@@ -1,5 +1,5 @@
-/* store-copy.c - test helper: makes one store hold exactly another's objects (values, not versions),
- * so the crash tests build a "before" state once in SQLite and restore it into etcd for every trial.
+/* store-copy.c - test helper: makes one store hold exactly another's objects (values only). */
+/* The crash tests build a "before" state once in SQLite and restore it into etcd for every trial.
  * Usage: store-copy FROM-URL TO-URL. Exit 0, or 2 with the store's message on stderr. */
 #include <stdio.h>
 #include <stdlib.h>

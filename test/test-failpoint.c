@@ -1,4 +1,4 @@
-/* test-failpoint.c - Check suite for the test-only failpoints: parsing $MESHCA_FAILPOINTS and each action. */
+/* test-failpoint.c - Check suite for the failpoints: parsing $MESHCA_FAILPOINTS, each action. */
 #include <check.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -79,12 +79,14 @@ START_TEST(malformed_specs_are_refused_and_arm_nothing)
         {"pass.commit=0*kill", "N in N*ACTION must be 1 or more"},
         {"pass.commit=x*kill", "N in N*ACTION must be 1 or more"},
         {"a=kill,b=kill,c=kill,d=kill,e=kill,f=kill,g=kill,h=kill,i=kill,j=kill,k=kill,l=kill,"
-         "m=kill,n=kill,o=kill,p=kill,q=kill", "at most 16 points"},
+         "m=kill,n=kill,o=kill,p=kill,q=kill",
+         "at most 16 points"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char err[MESHCA_ERRBUF] = "";
         ck_assert_int_eq(failpoint_configure("apply.commit=error", err), 0);
-        ck_assert_msg(failpoint_configure(bad[i].spec, err) == MESHCA_EINVAL, "%s accepted", bad[i].spec);
+        ck_assert_msg(failpoint_configure(bad[i].spec, err) == MESHCA_EINVAL, "%s accepted",
+                      bad[i].spec);
         ck_assert_msg(strstr(err, bad[i].msg) != NULL, "%s: message '%s'", bad[i].spec, err);
         ck_assert_int_eq(failpoint_armed, 0);
         ck_assert_int_eq(FAILPOINT("apply.commit", err), 0);
