@@ -765,7 +765,7 @@ static int apply_once(store *s, manifest_set *next, const apply_options *opts, i
                                    a.status_texts[m], strlen(a.status_texts[m]), version};
     }
     if (!opts->dry_run && nops > 0) {
-        rc = store_txn(s, a.ops, nops);
+        rc = store_txn_at(s, "apply.commit", a.ops, nops);
         if (rc == STORE_ECONFLICT && report_conflicts(s, next, a.before, diags) == 0)
             *ret_retry = true;
     }

@@ -1,6 +1,7 @@
 /* store.c - store front end: URL scheme table, name checks shared by every backend, vtable calls, messages. */
 #include "reconciler/store.h"
 #include "reconciler/store/backend.h"
+#include "reconciler/failpoint.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -384,6 +385,16 @@ static int check_unique(const store_op *ops, size_t nops, char *err) {
         }
     free(sorted);
     return r;
+}
+
+int store_txn_at(store *s, const char *failpoint, const store_op *ops, size_t nops) {
+    int r;
+
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    r = FAILPOINT(failpoint, s->err);
+    return r < 0 ? done(s, r) : store_txn(s, ops, nops);
 }
 
 int store_txn(store *s, const store_op *ops, size_t nops) {
