@@ -348,7 +348,7 @@ static int check_backends(store *s, const mesh_check *mc, diag_list *diags,
         ca_context ctx = {
             .mesh = mesh_name, .backend = nb, .backend_index = b,
             .secret_lookup = state_secret_lookup, .secret_store = NULL,
-            .secret_userdata = &secrets, .now = mc->now,
+            .secret_userdata = &secrets, .now = mc->now, .skip_validation = m->skip_validation,
         };
         size_t errors = diag_count(diags, DIAG_ERROR);
         /* skipValidation (S2): no backend check, so no request to an external CA either. */
