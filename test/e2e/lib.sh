@@ -377,8 +377,9 @@ store_is_the_etcd_member() {
     n=$(curl -s -m 5 -X POST "http://$(etcd_endpoint 0)/v3/kv/range" \
         -d '{"key":"AA==","range_end":"AA==","count_only":true}' |
         python3 -c 'import json, sys; print(json.load(sys.stdin).get("count", 0))')
-    [ "${n:-0}" -ge 4 ] && [ ! -e "$E2E/store" ] ||
+    if [ "${n:-0}" -lt 4 ] || [ -e "$E2E/store" ]; then
         die "the store is not the etcd member at $(etcd_endpoint 0) ($n keys there)"
+    fi
     say "ok: the store is etcd at $(etcd_endpoint 0) ($n keys after the first apply)"
 }
 
@@ -537,9 +538,9 @@ verify_strict() {
 # JSON gateway), and the raw bytes of every file of its data directory (the bbolt database,
 # which keeps the old revisions too, and the WAL).
 store_has_no_dataplane_secrets() {
-    local where="$E2E/store/meshca.db"
-    [ "${MESHCA_TEST_STORE:-sqlite}" != etcd ] || where="etcd $(etcd_endpoint 0) $ETCD_DIR"
-    python3 - "$E2E/dp" $where <<'PY' || die "the store holds a dataplane key or token"
+    local where=("$E2E/store/meshca.db")
+    [ "${MESHCA_TEST_STORE:-sqlite}" != etcd ] || where=(etcd "$(etcd_endpoint 0)" "$ETCD_DIR")
+    python3 - "$E2E/dp" "${where[@]}" <<'PY' || die "the store holds a dataplane key or token"
 import base64, glob, json, os, sqlite3, sys, urllib.request
 flat = lambda x: x.replace("\\n", "").replace("\n", "")
 rawflat = lambda x: x.replace(b"\\n", b"").replace(b"\n", b"")
