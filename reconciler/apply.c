@@ -587,12 +587,6 @@ static void attempt_free(attempt *a)
     free(a->ops);
 }
 
-static const char *resource_name(const resource *res)
-{
-    return res->kind == RESOURCE_MESH        ? res->u.mesh.name.value
-           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.name.value
-                                             : res->u.secret.name.value;
-}
 
 /* After a failed compare-and-swap: names each resource of the set that someone else changed
  * since it was read. Returns how many. */
