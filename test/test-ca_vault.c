@@ -12,6 +12,7 @@
 
 #include <openssl/x509v3.h>
 
+#include "check-util.h"
 #include "manifests/manifest.h"
 #include "manifests/node.h"
 #include "reconciler/ca/ca_cache.h"
@@ -26,56 +27,6 @@
 static char vault_dir[256];
 static int vault_port;
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    size_t n;
-
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    buf = calloc(1, 1 << 20);
-    ck_assert_ptr_nonnull(buf);
-    n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-static void spit(const char *path, const char *data)
-{
-    FILE *f = fopen(path, "wb");
-
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(fputs(data, f) >= 0, 1);
-    fclose(f);
-}
-
-static int run(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
-/* A port on 127.0.0.1 that nothing listens on (bound, then released). */
-static int closed_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 /* Requests the double logged for `what` (e.g. "GET /v1/pki/ca_chain"). */
 static int count_requests(const char *what)
 {
@@ -83,7 +34,7 @@ static int count_requests(const char *what)
     int n = 0;
 
     snprintf(path, sizeof(path), "%s/requests.log", vault_dir);
-    log = slurp(path);
+    log = test_slurp(path);
     for (p = log; (p = strstr(p, what)) != NULL; p += strlen(what))
         n++;
     free(log);
@@ -96,10 +47,10 @@ static void vault_up(void)
 
     snprintf(vault_dir, sizeof(vault_dir), "/tmp/test-ca_vault-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(vault_dir));
-    ck_assert_int_eq(run("VAULT_DOUBLE_SLOW=4 timeout 30 bash %s/start-vault-double.sh %s",
+    ck_assert_int_eq(test_run("VAULT_DOUBLE_SLOW=4 timeout 30 bash %s/start-vault-double.sh %s",
                          SCRIPTS, vault_dir), 0);
     snprintf(path, sizeof(path), "%s/port", vault_dir);
-    port = slurp(path);
+    port = test_slurp(path);
     vault_port = (int)strtol(port, NULL, 10);
     free(port);
     ck_assert_int_gt(vault_port, 0);
@@ -107,7 +58,7 @@ static void vault_up(void)
 
 static void vault_down(void)
 {
-    run("kill $(cat %s/pid) 2>/dev/null; rm -rf '%s'", vault_dir, vault_dir);
+    test_run("kill $(cat %s/pid) 2>/dev/null; rm -rf '%s'", vault_dir, vault_dir);
 }
 
 /* One backend: its manifest and the context a pass gives it (secrets from a small table). */
@@ -142,7 +93,7 @@ static void setup(fixture *f, const char *name, int port, const char *pki, const
 
     memset(f, 0, sizeof(*f));
     snprintf(tok_path, sizeof(tok_path), "%s/token", vault_dir);
-    tok = slurp(tok_path);
+    tok = test_slurp(tok_path);
     tok[strcspn(tok, "\n")] = '\0';
     snprintf(f->token_secret, sizeof(f->token_secret), "%s", tok);
     free(tok);
@@ -238,7 +189,7 @@ START_TEST(ensure_ca_reads_the_doubles_chain_for_bundles_and_inspect)
     ck_assert_msg(ca_backend_open(&f.ctx, &ca, err) == 0, "%s", err);
     ck_assert_int_eq(ca_backend_chain_pem(ca, &pem, err), 0);
     snprintf(path, sizeof(path), "%s/vault-ca.pem", vault_dir);
-    want = slurp(path);
+    want = test_slurp(path);
     ck_assert_str_eq(pem, want);
     ck_assert_int_eq(ca_backend_info(ca, &info), 0);
     ck_assert_str_eq(info.key_type, "ec");
@@ -267,14 +218,14 @@ START_TEST(sign_leaf_signs_the_csr_with_exactly_the_sans_asked_and_verifies_x509
     ck_assert_int_eq(EVP_PKEY_eq(X509_get0_pubkey(leaf), key), 1);
     ck_assert_int_eq(pki_cert_to_pem(leaf, &pem, err), 0);
     snprintf(path, sizeof(path), "%s/ca-vault-leaf.pem", vault_dir);
-    spit(path, pem);
-    ck_assert_int_eq(run("openssl verify -x509_strict -CAfile %s/vault-ca.pem %s >/dev/null",
+    test_spit(path, pem);
+    ck_assert_int_eq(test_run("openssl verify -x509_strict -CAfile %s/vault-ca.pem %s >/dev/null",
                          vault_dir, path), 0);
     /* Exactly S5's URI SANs, in the order asked, and nothing else. */
-    ck_assert_int_eq(run("test \"$(openssl x509 -in %s -noout -ext subjectAltName | tail -n +2 | "
+    ck_assert_int_eq(test_run("test \"$(openssl x509 -in %s -noout -ext subjectAltName | tail -n +2 | "
                          "tr -d ' ')\" = 'URI:spiffe://default/web,URI:kuma://kuma.io/service/web,"
                          "URI:kuma://version/v1,URI:urn:meshca:dataplane:default:web-01'", path), 0);
-    ck_assert_int_eq(run("openssl x509 -in %s -noout -subject | grep -q 'CN *= *web$'", path), 0);
+    ck_assert_int_eq(test_run("openssl x509 -in %s -noout -subject | grep -q 'CN *= *web$'", path), 0);
     ck_assert_int_eq(pki_cert_not_before(leaf, &nb), 0);
     ck_assert_int_eq(pki_cert_not_after(leaf, &na), 0);
     ck_assert_int_ge(na - nb, 7200);
@@ -371,7 +322,7 @@ START_TEST(check_of_an_unreachable_vault_is_eunavailable_and_ca_unreachable)
     fixture f;
     diag_list d;
 
-    setup(&f, "vault-down", closed_port(), "pki", "mesh", NULL);
+    setup(&f, "vault-down", test_closed_port(), "pki", "mesh", NULL);
     ck_assert_int_eq(check_of(&f, &d), MESHCA_EUNAVAILABLE);
     ck_assert_uint_eq(d.count, 1);
     ck_assert_str_eq(d.items[0].code, CA_DIAG_UNREACHABLE);
@@ -424,7 +375,7 @@ START_TEST(check_with_skip_validation_sends_nothing_but_still_checks_conf)
     diag_list d;
     int before;
 
-    setup(&f, "vault-down", closed_port(), "pki", "mesh", NULL);
+    setup(&f, "vault-down", test_closed_port(), "pki", "mesh", NULL);
     f.ctx.skip_validation = true;
     before = count_requests("POST");
     ck_assert_int_eq(check_of(&f, &d), 0);
@@ -532,7 +483,7 @@ START_TEST(cache_retries_a_failing_ca_with_exponential_backoff)
     ca_cache_stats st;
     int64_t t0;
 
-    setup(&f, "vault-down", closed_port(), "pki", "mesh", NULL);
+    setup(&f, "vault-down", test_closed_port(), "pki", "mesh", NULL);
     t0 = f.ctx.now;
     ck_assert_int_eq(ca_cache_open(c, &f.ctx, &a, err), MESHCA_EUNAVAILABLE);
     snprintf(first, sizeof(first), "%s", err);
@@ -739,7 +690,7 @@ START_TEST(a_pass_signs_the_kept_csr_through_vault_and_skips_an_identity_without
     snprintf(url, sizeof(url), "sqlite://%s/meshca.db", dir);
     ck_assert_msg(store_open(url, &st, err) == 0, "%s", err);
     snprintf(tok_path, sizeof(tok_path), "%s/token", vault_dir);
-    tok = slurp(tok_path);
+    tok = test_slurp(tok_path);
     tok[strcspn(tok, "\n")] = '\0';
     {
         unsigned char b64[400];
@@ -819,13 +770,13 @@ START_TEST(a_pass_signs_the_kept_csr_through_vault_and_skips_an_identity_without
     ck_assert_str_eq(id.backend, "vault-1");
     ck_assert_ptr_nonnull(id.csr_pem);
     snprintf(path, sizeof(path), "%s/web.pem", dir);
-    spit(path, id.cert_pem);
-    ck_assert_int_eq(run("openssl verify -x509_strict -CAfile %s/vault-ca.pem %s >/dev/null",
+    test_spit(path, id.cert_pem);
+    ck_assert_int_eq(test_run("openssl verify -x509_strict -CAfile %s/vault-ca.pem %s >/dev/null",
                          vault_dir, path), 0);
-    ck_assert_int_eq(run("openssl x509 -in %s -noout -ext subjectAltName | grep -q "
+    ck_assert_int_eq(test_run("openssl x509 -in %s -noout -ext subjectAltName | grep -q "
                          "'URI:spiffe://default/web, URI:kuma://kuma.io/service/web, "
                          "URI:kuma://version/v1, URI:urn:meshca:dataplane:default:web-01'", path), 0);
-    ck_assert_int_eq(run("openssl x509 -in %s -noout -subject | grep -q 'CN *= *web-v1$'", path), 0);
+    ck_assert_int_eq(test_run("openssl x509 -in %s -noout -subject | grep -q 'CN *= *web-v1$'", path), 0);
     identity_clear(&id);
     /* The identity without a CSR keeps its builtin leaf until its agent sends one. */
     ck_assert_int_eq(identity_read(st, "default", "old-01", &id, NULL, err), 0);
@@ -837,7 +788,7 @@ START_TEST(a_pass_signs_the_kept_csr_through_vault_and_skips_an_identity_without
     EVP_PKEY_free(old);
     ca_cache_free(cache);
     store_close(st);
-    run("rm -rf '%s'", dir);
+    test_run("rm -rf '%s'", dir);
 }
 END_TEST
 
