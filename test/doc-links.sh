@@ -8,7 +8,7 @@ ok() { echo "ok: $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL: $1"; failed=$((failed + 1)); }
 
 # Prints "FILE:LINE: TARGET" for each relative link of ROOT's README.md and doc/*.md whose
-# file does not exist (links in code blocks, URLs and same-page #anchors are not files).
+# file, or #anchor's heading in a .md file, does not exist (links in code blocks and URLs skipped).
 broken_links() {
     python3 - "$1" <<'PY'
 import os, re, sys
@@ -17,6 +17,22 @@ pages = [os.path.join(root, "README.md")]
 docdir = os.path.join(root, "doc")
 pages += sorted(os.path.join(docdir, f) for f in os.listdir(docdir) if f.endswith(".md"))
 link = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+def anchors(md):
+    # GitHub's heading ids: lower case, punctuation dropped, spaces to '-', repeats numbered
+    seen, out, fence = {}, set(), False
+    with open(md, encoding="utf-8") as f:
+        for line in f:
+            if line.lstrip().startswith("```"):
+                fence = not fence
+            if fence or not re.match(r"^#{1,6} ", line):
+                continue
+            slug = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            n = seen.get(slug, 0)
+            seen[slug] = n + 1
+            out.add(slug if n == 0 else f"{slug}-{n}")
+    return out
+
 for page in pages:
     fence = False
     with open(page, encoding="utf-8") as f:
@@ -29,11 +45,14 @@ for page in pages:
             # inline code spans are not links
             line = re.sub(r"`[^`]*`", "", line)
             for target in link.findall(line):
-                if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+                if re.match(r"^[a-z][a-z0-9+.-]*:", target):
                     continue
-                path = target.split("#", 1)[0]
-                if not os.path.exists(os.path.join(os.path.dirname(page), path)):
+                path, _, frag = target.partition("#")
+                full = os.path.join(os.path.dirname(page), path) if path else page
+                if not os.path.exists(full):
                     print(f"{os.path.relpath(page, root)}:{n}: {target}")
+                elif frag and full.endswith(".md") and frag not in anchors(full):
+                    print(f"{os.path.relpath(page, root)}:{n}: {target} (no such heading)")
 PY
 }
 
@@ -42,9 +61,9 @@ t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
 mkdir -p "$t/doc"
 printf '# x\n[ok](doc/a.md) [gone](doc/missing.md)\n```\n[in code](nowhere.md)\n```\n' >"$t/README.md"
-printf '[back](../README.md#top) [web](https://example.com/x.md) [bad](b.md#sec)\n' >"$t/doc/a.md"
+printf '# A page\n[back](../README.md#x) [web](https://example.com/x.md) [bad](b.md#sec) [here](#a-page) [nohead](#gone)\n' >"$t/doc/a.md"
 out=$(broken_links "$t")
-expected=$'README.md:2: doc/missing.md\ndoc/a.md:1: b.md#sec'
+expected=$'README.md:2: doc/missing.md\ndoc/a.md:2: b.md#sec\ndoc/a.md:2: #gone (no such heading)'
 if [ "$out" = "$expected" ]; then ok "a broken link is reported with its file and line"; else fail "checker on a broken tree printed: [$out]"; fi
 
 out=$(broken_links "$SRC")
