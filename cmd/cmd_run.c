@@ -22,7 +22,7 @@
 
 const char cmd_run_usage[] =
     "Usage: meshca run [--listen ADDR] [--tls-cert F --tls-key F] [--tls-san NAME]...\n"
-    "                  [--manifests DIR] [--interval D]\n"
+    "                  [--manifests DIR] [--interval D] [--lease-ttl D]\n"
     "\n"
     "The controller: serves the dataplane API (HTTPS) to agents, and runs a reconcile pass (see\n"
     "'meshca help reconcile') whenever the store changes, whenever an agent sends a CSR, and at\n"
@@ -47,6 +47,9 @@ const char cmd_run_usage[] =
     "      --tls-san NAME   another name (DNS or IP) for the control-plane server certificate\n"
     "      --manifests DIR  keep the store in line with DIR\n"
     "      --interval D     longest time between passes (default 2s; e.g. 500ms, 1m)\n"
+    "      --lease-ttl D    leader lease of this replica (default 10s, whole seconds): several\n"
+    "                       'meshca run' on one store elect one leader, which alone runs passes;\n"
+    "                       another takes over within D when it dies (see doc/controller.md)\n"
     "  -h, --help           show this help\n"
     "\n"
     "While the store cannot be read or written (read-only, vanished), the error is printed once\n"
@@ -77,7 +80,8 @@ static void run_line_out(void *ctx, bool error, const char *text)
 
 int cmd_run(int argc, char **argv)
 {
-    enum { OPT_INTERVAL = 256, OPT_MANIFESTS, OPT_LISTEN, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_SAN };
+    enum { OPT_INTERVAL = 256, OPT_MANIFESTS, OPT_LISTEN, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_SAN,
+           OPT_LEASE_TTL };
     static const struct option options[] = {
         {"interval", required_argument, NULL, OPT_INTERVAL},
         {"manifests", required_argument, NULL, OPT_MANIFESTS},
@@ -85,6 +89,7 @@ int cmd_run(int argc, char **argv)
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"tls-san", required_argument, NULL, OPT_TLS_SAN},
+        {"lease-ttl", required_argument, NULL, OPT_LEASE_TTL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -103,6 +108,16 @@ int cmd_run(int argc, char **argv)
                 return EXIT_TROUBLE;
             }
             break;
+        case OPT_LEASE_TTL: {
+            int64_t ttl_ms = 0;
+            if (cli_parse_interval(optarg, &ttl_ms) < 0 || ttl_ms % 1000 != 0) {
+                cli_error("--lease-ttl: '%s' is not a whole number of seconds like 10s (at most 24h)",
+                          optarg);
+                return EXIT_TROUBLE;
+            }
+            opts.lease_ttl_s = ttl_ms / 1000;
+            break;
+        }
         case OPT_MANIFESTS:
             opts.manifests_dir = optarg;
             break;

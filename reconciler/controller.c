@@ -19,6 +19,7 @@
 #include "reconciler/api/cpca.h"
 #include "reconciler/api/server.h"
 #include "reconciler/controller.h"
+#include "reconciler/leader.h"
 #include "reconciler/manifest_sync.h"
 #include "reconciler/mesh_ca.h"
 #include "reconciler/pki.h"
@@ -32,8 +33,12 @@ typedef struct controller {
     struct event_base *base;
     api_server *srv;
     struct event *pass_ev, *poll_ev, *interval_ev, *watch_ev, *sigterm_ev, *sigint_ev;
+    struct event *elect_ev;         /* leader election step, every lease ttl / 3 */
+    leader_elector *le;
+    char elect_failing[MESHCA_ERRBUF]; /* the election failure last said; "" while it works */
     int watch_fd;
     uint64_t pass_start;            /* store revision when our last pass started */
+    uint64_t pass_end;              /* store revision after our last pass */
     uint64_t watched;               /* store_watch position */
     bool first;
     bool in_backoff;
@@ -76,8 +81,17 @@ static void schedule_pass(controller *c, int64_t delay_ms)
     event_add(c->pass_ev, &tv);
 }
 
+static void elect_step(controller *c);
+
 static void run_pass(controller *c)
 {
+    /* Renewed right before: the pass gets the whole lease to commit in. */
+    if (leader_leading(c->le, leader_now_ms()))
+        elect_step(c);
+    /* Only the leader writes; its writes are fenced on its leadership (a deposed leader's
+     * commit fails in the store), and refused by its own clock once it could not renew. */
+    if (leader_fence(c->le, leader_now_ms()) < 0)
+        return;
     if (store_revision(c->s, &c->pass_start) < 0)
         c->pass_start = 0;
     if (c->o->manifests_dir)
@@ -86,6 +100,9 @@ static void run_pass(controller *c)
     reconcile_report rep = RECONCILE_REPORT_INIT;
     diag_list diags = DIAG_LIST_INIT;
     int rc = reconcile_once(c->s, &ropts, &rep, &diags);
+    leader_unfence(c->le);
+    if (store_revision(c->s, &c->pass_end) < 0)
+        c->pass_end = UINT64_MAX;
     /* One store failure fails every pass the same way: said once per cause, then back off. */
     const char *cause = rc < 0 ? store_strerror(rc) : rep.store_failures ? rep.store_cause : "";
     bool repeated = cause[0] && strcmp(cause, c->failing) == 0;
@@ -144,10 +161,18 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     }
     if (rc < 0)
         return;
-    bool changed = false;
+    bool changed = false, elect = false;
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(ev[i].kind, STATE_IDENTITIES) == 0)
+        if (strcmp(ev[i].kind, LEADER_KIND) == 0 && strcmp(ev[i].mesh, LEADER_MESH) == 0 &&
+            strcmp(ev[i].name, LEADER_NAME) == 0) {
+            /* The leader key changed: a follower takes it now if it went. */
+            elect = ev[i].op == STORE_EVENT_DELETE;
+        } else if (strcmp(ev[i].kind, STATE_IDENTITIES) == 0) {
             api_server_notify(c->srv, ev[i].mesh, ev[i].name);
+            /* Past our last pass: a key an agent sent to another replica, to sign now. */
+            if (ev[i].version > c->pass_end)
+                changed = true;
+        }
         /* A pass's own outputs do not call for another pass. */
         else if (strcmp(ev[i].kind, STATE_BUNDLES) != 0 && ev[i].version > c->pass_start)
             changed = true;
@@ -155,8 +180,43 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
             c->watched = ev[i].version;
     }
     store_events_free(ev, n);
+    if (elect && !leader_leading(c->le, leader_now_ms()))
+        event_active(c->elect_ev, EV_TIMEOUT, 0);
     if (changed && !c->in_backoff)
         schedule_pass(c, 0);
+}
+
+/* One election step: said once per change of role or leader, and once per failure cause. */
+static void elect_step(controller *c)
+{
+    char err[MESHCA_ERRBUF] = "";
+    bool changed = false;
+    int rc = leader_step(c->le, leader_now_ms(), &changed, err);
+    if (rc < 0 && strcmp(err, c->elect_failing) != 0)
+        say(c, true, "%s; retrying every %llds", err, (long long)((c->o->lease_ttl_s > 0
+                                                                         ? c->o->lease_ttl_s
+                                                                         : LEADER_DEFAULT_TTL_S) + 2) / 3);
+    else if (rc == 0 && c->elect_failing[0])
+        say(c, true, "the leader election works again");
+    snprintf(c->elect_failing, sizeof(c->elect_failing), "%s", rc < 0 ? err : "");
+    if (!changed)
+        return;
+    if (leader_leading(c->le, leader_now_ms())) {
+        say(c, false, "leading");
+        c->first = true;
+        schedule_pass(c, 0);
+    } else if (leader_holder(c->le)[0]) {
+        say(c, false, "following %s%s%s", leader_holder(c->le),
+            leader_holder_api(c->le)[0] ? " at " : "", leader_holder_api(c->le));
+    } else {
+        say(c, false, "not leading (no leader seen)");
+    }
+}
+
+static void on_elect(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    elect_step(arg);
 }
 
 static void on_interval(evutil_socket_t fd, short what, void *arg)
@@ -512,7 +572,8 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     c.interval_ev = event_new(c.base, -1, EV_PERSIST, on_interval, &c);
     c.sigterm_ev = evsignal_new(c.base, SIGTERM, on_stop, &c);
     c.sigint_ev = evsignal_new(c.base, SIGINT, on_stop, &c);
-    if (!c.pass_ev || !c.poll_ev || !c.interval_ev || !c.sigterm_ev || !c.sigint_ev ||
+    c.elect_ev = event_new(c.base, -1, EV_PERSIST, on_elect, &c);
+    if (!c.pass_ev || !c.poll_ev || !c.interval_ev || !c.sigterm_ev || !c.sigint_ev || !c.elect_ev ||
         (o->manifests_dir && !c.watch_ev)) {
         rc = meshca_fail(errbuf, MESHCA_ENOMEM, "cannot create the loop's events");
         goto out;
@@ -525,12 +586,30 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     event_add(c.sigint_ev, NULL);
     if (c.watch_ev)
         event_add(c.watch_ev, NULL);
-    say(&c, false, "serving the dataplane API on https://%s%s%s:%u", strchr(addr, ':') ? "[" : "",
-        addr, strchr(addr, ':') ? "]" : "", (unsigned)api_server_port(c.srv));
+    char api_url[300], replica[300], host[256] = "";
+    snprintf(api_url, sizeof(api_url), "https://%s%s%s:%u", strchr(addr, ':') ? "[" : "", addr,
+             strchr(addr, ':') ? "]" : "", (unsigned)api_server_port(c.srv));
+    if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+        snprintf(host, sizeof(host), "localhost");
+    snprintf(replica, sizeof(replica), "%s:%ld", host, (long)getpid());
+    int64_t ttl_s = o->lease_ttl_s > 0 ? o->lease_ttl_s : LEADER_DEFAULT_TTL_S;
+    if ((rc = leader_new(s, o->replica_id ? o->replica_id : replica, api_url, ttl_s, &c.le,
+                         errbuf)) < 0)
+        goto out;
+    say(&c, false, "serving the dataplane API on %s", api_url);
+    /* Renewed at a third of the ttl: two renewals may fail before the deadline. */
+    struct timeval elect_tv = {(time_t)(ttl_s * 1000 / 3 / 1000),
+                               (suseconds_t)(ttl_s * 1000 / 3 % 1000) * 1000};
+    event_add(c.elect_ev, &elect_tv);
+    elect_step(&c); /* the first step now: the first pass runs at once if we lead */
     schedule_pass(&c, 0);
     event_base_dispatch(c.base);
     rc = 0;
 out:
+    /* Resign first: the lease is revoked, so another replica takes over at once. */
+    leader_free(c.le);
+    if (c.elect_ev)
+        event_free(c.elect_ev);
     if (c.watch_ev)
         event_free(c.watch_ev);
     if (c.pass_ev)

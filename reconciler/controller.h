@@ -35,11 +35,13 @@ typedef struct controller_options {
     const char *manifests_dir;       /* --manifests, or NULL */
     int64_t interval_ms;             /* longest time between passes; 0 = 2000 */
     controller_output out;
+    int64_t lease_ttl_s;             /* leader lease (--lease-ttl); 0 = LEADER_DEFAULT_TTL_S */
+    const char *replica_id;          /* this replica in the leader key; NULL = "HOST:PID" */
 } controller_options;
 
 #define CONTROLLER_OPTIONS_INIT                                                                    \
     {                                                                                              \
-        NULL, NULL, NULL, NULL, 0, NULL, 0, { NULL, NULL, NULL }                                   \
+        NULL, NULL, NULL, NULL, 0, NULL, 0, { NULL, NULL, NULL }, 0, NULL                          \
     }
 
 /*
@@ -48,6 +50,9 @@ typedef struct controller_options {
  * reconcile pass at start, whenever the store changes, when an agent sends a CSR, and at least
  * every interval; after a pass, every parked blocking query whose identity changed is answered.
  * With manifests_dir, syncs it (manifest_sync.h) before each pass and on every inotify event.
+ * Replicas: only the replica holding the leader key (leader.h) runs passes and syncs, each
+ * pass's writes fenced on its leadership; every replica serves the API (a CSR sent to a follower
+ * is stored for the leader's next pass). "leading" / "following ID" is said once per change.
  * Returns MESHCA_EINVAL (bad listen address, unreadable TLS files) or MESHCA_EIO (cannot bind,
  * cannot watch) with a line in errbuf, before serving.
  */
