@@ -25,7 +25,7 @@ _meshca_takes_value() {
     --store | -f | --filename | -m | --mesh | -o | --output | -d | --dataplane | --from | \
         --status | --out | --out-dir | --reload | --reload-timeout | --interval | --now | \
         --common-name | --days | --key-type | --key-bits | --manifests | --listen | --tls-cert | \
-        --tls-key | --tls-san | --ttl | --server | --ca-file | --token-file | --metrics)
+        --tls-key | --tls-san | --ttl | --server | --ca-file | --token-file | --metrics | --lease-ttl)
         return 0
         ;;
     esac
@@ -136,7 +136,7 @@ _meshca() {
         fi
         ;;
     inspect)
-        [[ -z $kind ]] && COMPREPLY=($(compgen -W "meshes dataplanes" -- "$cur"))
+        [[ -z $kind ]] && COMPREPLY=($(compgen -W "meshes dataplanes leader" -- "$cur"))
         ;;
     ca)
         [[ -z $kind ]] && COMPREPLY=($(compgen -W "create" -- "$cur"))
