@@ -177,6 +177,20 @@ static int renew(leader_elector *e, int64_t now_ms, char *errbuf)
  * namespace, so its pid means the same process here. Running followers always wait for the
  * lease to end: that is the takeover every replica, local or not, relies on.
  */
+/* Our own key from an earlier term that we lost (we could not renew while the store was down,
+ * and the store kept the lease across its restart): nobody else holds it, so it goes now. */
+static bool holder_is_us(const leader_elector *e, const char *value, size_t len)
+{
+    json_t *doc = json_loadb(value, len, 0, NULL);
+    const char *id = json_string_value(json_object_get(doc, "id"));
+    const char *local = json_string_value(json_object_get(doc, "local"));
+    json_int_t pid = json_integer_value(json_object_get(doc, "pid"));
+    bool us = id && strcmp(id, e->id) == 0 && local && strcmp(local, e->local) == 0 &&
+              pid == (json_int_t)getpid();
+    json_decref(doc);
+    return us;
+}
+
 static bool holder_dead_here(const leader_elector *e, const char *value, size_t len)
 {
     json_t *doc = json_loadb(value, len, 0, NULL);
@@ -194,7 +208,7 @@ static int read_holder(leader_elector *e, char *errbuf)
     size_t len = 0;
     uint64_t version = 0;
     int rc = store_get(e->s, &leader_key, &value, &len, &version);
-    if (rc == 0 && !e->stepped && holder_dead_here(e, value, len)) {
+    if (rc == 0 && ((!e->stepped && holder_dead_here(e, value, len)) || holder_is_us(e, value, len))) {
         free(value);
         value = NULL;
         rc = store_delete(e->s, &leader_key, version);
