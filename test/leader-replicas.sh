@@ -79,6 +79,9 @@ sys.exit(0 if ok else 1)' "${1:-}" 4
 }
 apply_ok() { run apply -f "$1" && [ "$rc" -eq 0 ]; }
 
+run run --lease-ttl 1500ms
+check "--lease-ttl takes whole seconds: exit 2 naming the flag" \
+    bash -c "[ $rc -eq 2 ] && grep -q -- \"--lease-ttl: '1500ms' is not a whole number of seconds\" '$WORK/err'"
 start_replica a && start_replica b
 check "set-up: both replicas serve the API" test -n "${RPID[a]:-}" -a -n "${RPID[b]:-}"
 leads() { [ "$(leader_pid)" = "$1" ]; } # leads PID: the replica with pid PID leads
