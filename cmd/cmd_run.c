@@ -157,11 +157,19 @@ int cmd_run(int argc, char **argv)
     store *s = cli_open_store();
     if (!s)
         return EXIT_TROUBLE;
+    /* The lease is renewed on a thread with its own handle: a long pass keeps the leadership. */
+    store *lease_store = cli_open_store();
+    if (!lease_store) {
+        store_close(s);
+        return EXIT_TROUBLE;
+    }
+    opts.lease_store = lease_store;
     /* An answer written to an agent that hung up must fail with EPIPE, not end the controller. */
     signal(SIGPIPE, SIG_IGN);
     char err[MESHCA_ERRBUF] = "";
     int rc = controller_run(s, &opts, err);
     store_close(s);
+    store_close(lease_store);
     if (rc < 0) {
         cli_error("%s", err);
         return EXIT_TROUBLE;

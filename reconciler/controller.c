@@ -85,8 +85,9 @@ static void elect_step(controller *c);
 
 static void run_pass(controller *c)
 {
-    /* Renewed right before: the pass gets the whole lease to commit in. */
-    if (leader_leading(c->le, leader_now_ms()))
+    /* Without the renewer thread, renewed right before: the pass gets the whole lease to
+     * commit in. With it, the lease is kept alive whatever the pass takes. */
+    if (!c->o->lease_store && leader_leading(c->le, leader_now_ms()))
         elect_step(c);
     /* Only the leader writes; its writes are fenced on its leadership (a deposed leader's
      * commit fails in the store), and refused by its own clock once it could not renew. */
@@ -595,6 +596,8 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     int64_t ttl_s = o->lease_ttl_s > 0 ? o->lease_ttl_s : LEADER_DEFAULT_TTL_S;
     if ((rc = leader_new(s, o->replica_id ? o->replica_id : replica, api_url, ttl_s, &c.le,
                          errbuf)) < 0)
+        goto out;
+    if (o->lease_store && (rc = leader_renewer_start(c.le, o->lease_store, errbuf)) < 0)
         goto out;
     say(&c, false, "serving the dataplane API on %s", api_url);
     /* Renewed at a third of the ttl: two renewals may fail before the deadline. */

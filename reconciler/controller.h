@@ -37,11 +37,14 @@ typedef struct controller_options {
     controller_output out;
     int64_t lease_ttl_s;             /* leader lease (--lease-ttl); 0 = LEADER_DEFAULT_TTL_S */
     const char *replica_id;          /* this replica in the leader key; NULL = "HOST:PID" */
+    store *lease_store;              /* a second handle on the store for the lease renewer
+                                      * thread (leader_renewer_start), or NULL: renewed from
+                                      * the loop only, so a pass must end within the ttl */
 } controller_options;
 
 #define CONTROLLER_OPTIONS_INIT                                                                    \
     {                                                                                              \
-        NULL, NULL, NULL, NULL, 0, NULL, 0, { NULL, NULL, NULL }, 0, NULL                          \
+        NULL, NULL, NULL, NULL, 0, NULL, 0, { NULL, NULL, NULL }, 0, NULL, NULL                    \
     }
 
 /*

@@ -1,5 +1,6 @@
 /* leader.c - leader election of `meshca run` replicas on any store: a leader key with a lease, renewed, fencing writes. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,12 +21,39 @@ struct leader_elector {
     int64_t ttl_s;
     store_lease_id lease;   /* ours, while leading (or while trying to) */
     uint64_t version;       /* the leader key's version while leading; 0 following */
-    int64_t deadline_ms;    /* leading until then, by our clock */
+    int64_t deadline_ms;    /* leading until then, by our clock; atomic: the renewer moves it */
     char holder[LEADER_ID_MAX];
     char holder_api[LEADER_ID_MAX];
     char local[LEADER_ID_MAX];  /* this machine's boot and pid namespace ("" unknown) */
     bool stepped;               /* a step was taken (the restart shortcut is for the first) */
+    /* The renewer thread (leader_renewer_start): its own store handle, so a long pass on the
+     * loop thread does not starve the lease. mu guards lease and stop between the threads. */
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    pthread_t renewer;
+    bool renewing, stop;
+    store *rs;
 };
+
+static int64_t deadline_get(const leader_elector *e)
+{
+    return __atomic_load_n(&e->deadline_ms, __ATOMIC_ACQUIRE);
+}
+
+static void deadline_set(leader_elector *e, int64_t v)
+{
+    __atomic_store_n(&e->deadline_ms, v, __ATOMIC_RELEASE);
+}
+
+/* Lease and version change under mu (the renewer reads the lease). */
+static void hold(leader_elector *e, store_lease_id lease, uint64_t version, int64_t deadline)
+{
+    pthread_mutex_lock(&e->mu);
+    e->lease = lease;
+    e->version = version;
+    deadline_set(e, deadline);
+    pthread_mutex_unlock(&e->mu);
+}
 
 /* Identifies the pid space this process lives in: the boot id and the pid namespace. Two
  * replicas with the same one can tell whether the other's pid is alive. "" when unknown. */
@@ -72,6 +100,8 @@ int leader_new(store *s, const char *id, const char *api, int64_t ttl_s, leader_
     snprintf(e->id, sizeof(e->id), "%s", id);
     snprintf(e->api, sizeof(e->api), "%s", api ? api : "");
     local_space(e->local, sizeof(e->local));
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->wake, NULL);
     *ret = e;
     return 0;
 }
@@ -134,11 +164,10 @@ static void set_holder(leader_elector *e, const char *id, const char *api)
 /* Stops leading: no more fenced writes; the lease is revoked (best effort) so the key goes. */
 static void step_down(leader_elector *e)
 {
-    if (e->lease)
-        (void)store_lease_revoke(e->s, e->lease);
-    e->lease = 0;
-    e->version = 0;
-    e->deadline_ms = 0;
+    store_lease_id lease = e->lease;
+    hold(e, 0, 0, 0);
+    if (lease)
+        (void)store_lease_revoke(e->s, lease);
     e->holder[0] = e->holder_api[0] = '\0';
 }
 
@@ -156,7 +185,9 @@ static int renew(leader_elector *e, int64_t now_ms, char *errbuf)
     }
     if (rc == 0) {
         /* From the start of the renewal: the store counts the ttl from later than that. */
-        e->deadline_ms = now_ms + e->ttl_s * 1000 * LEADER_DEADLINE_TENTHS / 10;
+        int64_t d = now_ms + e->ttl_s * 1000 * LEADER_DEADLINE_TENTHS / 10;
+        if (d > deadline_get(e))
+            deadline_set(e, d);
         return 0;
     }
     if (rc == STORE_ENOTFOUND || rc == STORE_ECONFLICT) {
@@ -164,7 +195,7 @@ static int renew(leader_elector *e, int64_t now_ms, char *errbuf)
         return 0; /* a follower now; the caller's next step looks for the new leader */
     }
     meshca_fail(errbuf, rc, "leader: cannot renew the lease: %s", store_errmsg(e->s));
-    if (now_ms >= e->deadline_ms)
+    if (now_ms >= deadline_get(e))
         step_down(e);
     return rc;
 }
@@ -256,9 +287,7 @@ static int campaign(leader_elector *e, int64_t now_ms, char *errbuf)
         rc = store_get(e->s, &leader_key, &v, NULL, &version);
         free(v);
         if (rc == 0) {
-            e->lease = lease;
-            e->version = version;
-            e->deadline_ms = now_ms + e->ttl_s * 1000 * LEADER_DEADLINE_TENTHS / 10;
+            hold(e, lease, version, now_ms + e->ttl_s * 1000 * LEADER_DEADLINE_TENTHS / 10);
             set_holder(e, e->id, e->api);
             return 0;
         }
@@ -279,7 +308,7 @@ int leader_step(leader_elector *e, int64_t now_ms, bool *ret_changed, char *errb
     char before[LEADER_ID_MAX];
     snprintf(before, sizeof(before), "%s", e->holder);
     int rc = 0;
-    if (e->version && now_ms >= e->deadline_ms)
+    if (e->version && now_ms >= deadline_get(e))
         step_down(e); /* could not renew in time: stop before the store ends the lease */
     if (e->version)
         rc = renew(e, now_ms, errbuf);
@@ -296,7 +325,7 @@ int leader_step(leader_elector *e, int64_t now_ms, bool *ret_changed, char *errb
 
 bool leader_leading(const leader_elector *e, int64_t now_ms)
 {
-    return e && e->version && now_ms < e->deadline_ms;
+    return e && e->version && now_ms < deadline_get(e);
 }
 
 const char *leader_holder(const leader_elector *e)
@@ -318,9 +347,8 @@ int leader_fence(leader_elector *e, int64_t now_ms)
 {
     if (!leader_leading(e, now_ms))
         return STORE_ECONFLICT;
-    /* The store compares against CLOCK_MONOTONIC: carry the deadline over from now_ms's clock. */
-    int64_t deadline = leader_now_ms() + (e->deadline_ms - now_ms);
-    return store_fence(e->s, &leader_key, e->version, deadline);
+    /* The store reads the deadline at every write: the renewer may extend it meanwhile. */
+    return store_fence(e->s, &leader_key, e->version, &e->deadline_ms);
 }
 
 void leader_unfence(leader_elector *e)
@@ -328,12 +356,77 @@ void leader_unfence(leader_elector *e)
     (void)store_fence(e->s, NULL, 0, 0);
 }
 
+/*
+ * The renewer: every ttl/3 it renews the lease held, on its own store handle. A renewal that
+ * succeeds moves the deadline on; one that finds the lease gone ends it at once (the loop's
+ * next step then steps down and says so). It never campaigns or resigns: the loop does.
+ */
+static void *renewer_main(void *arg)
+{
+    leader_elector *e = arg;
+    int64_t period_ms = e->ttl_s * 1000 / 3;
+    pthread_mutex_lock(&e->mu);
+    while (!e->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += period_ms / 1000;
+        until.tv_nsec += (period_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!e->stop && pthread_cond_timedwait(&e->wake, &e->mu, &until) != ETIMEDOUT) {
+        }
+        if (e->stop)
+            break;
+        store_lease_id lease = e->lease;
+        if (!lease)
+            continue;
+        pthread_mutex_unlock(&e->mu);
+        int64_t t0 = leader_now_ms();
+        int rc = store_lease_keepalive(e->rs, lease);
+        pthread_mutex_lock(&e->mu);
+        if (e->lease != lease)
+            continue; /* stepped down or re-elected meanwhile: not ours to judge */
+        if (rc == 0) {
+            int64_t d = t0 + e->ttl_s * 1000 * LEADER_DEADLINE_TENTHS / 10;
+            if (d > deadline_get(e))
+                deadline_set(e, d);
+        } else if (rc == STORE_ENOTFOUND) {
+            deadline_set(e, 0); /* the lease ended: no fenced write may go out any more */
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+int leader_renewer_start(leader_elector *e, store *rs, char *errbuf)
+{
+    if (!rs || e->renewing)
+        return meshca_fail(errbuf, MESHCA_EINVAL, "leader: renewer needs its own store handle");
+    e->rs = rs;
+    e->stop = false;
+    if (pthread_create(&e->renewer, NULL, renewer_main, e) != 0)
+        return meshca_fail(errbuf, MESHCA_ENOMEM, "leader: cannot start the lease renewer thread");
+    e->renewing = true;
+    return 0;
+}
+
 void leader_free(leader_elector *e)
 {
     if (!e)
         return;
+    if (e->renewing) {
+        pthread_mutex_lock(&e->mu);
+        e->stop = true;
+        pthread_cond_signal(&e->wake);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->renewer, NULL);
+    }
     leader_unfence(e);
     if (e->lease)
         (void)store_lease_revoke(e->s, e->lease);
+    pthread_cond_destroy(&e->wake);
+    pthread_mutex_destroy(&e->mu);
     free(e);
 }

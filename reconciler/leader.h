@@ -70,6 +70,14 @@ uint64_t leader_version(const leader_elector *e);
 int leader_fence(leader_elector *e, int64_t now_ms);
 void leader_unfence(leader_elector *e);
 
+/*
+ * Renews the lease on a thread of its own every ttl/3, on rs (a second handle on the same store,
+ * borrowed, used by that thread only, outliving the elector), so that a pass longer than the ttl
+ * on the caller's thread keeps the leadership; the fence's deadline moves with each renewal. The
+ * caller's own steps go on as before (they also check the key). Stopped by leader_free.
+ */
+int leader_renewer_start(leader_elector *e, store *rs, char *errbuf);
+
 /* Resigns (revokes the lease, so the key vanishes at once: a follower takes over without
  * waiting for the ttl) and frees. Accepts NULL. */
 void leader_free(leader_elector *e);

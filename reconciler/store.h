@@ -269,13 +269,15 @@ int store_lease_revoke(store *s, store_lease_id id);
  * Fence every later write on this handle (put, delete, txn) on key being at version (for
  * leadership: the leader key put with the leader's lease): each write carries a STORE_OP_CHECK
  * of it in the same transaction, so once the key is gone or rewritten (lease ended, another
- * leader) the write fails with STORE_ECONFLICT and nothing lands. deadline_ms (CLOCK_MONOTONIC
- * milliseconds, 0 = none): from then on writes are refused with STORE_ECONFLICT without reaching
- * the store, so a leader that could not renew its lease stops by its own clock. A txn that
+ * leader) the write fails with STORE_ECONFLICT and nothing lands. *deadline_ms (CLOCK_MONOTONIC
+ * milliseconds; NULL = none; borrowed until the fence is cleared, read atomically at every
+ * write so another thread may move it): from then on writes are refused with STORE_ECONFLICT
+ * without reaching the store, so a leader that could not renew its lease stops by its own
+ * clock. A txn that
  * names the fence key itself is not given the check (it checks the key itself). key NULL clears
  * the fence. Reads are never fenced.
  */
-int store_fence(store *s, const store_key *key, uint64_t version, int64_t deadline_ms);
+int store_fence(store *s, const store_key *key, uint64_t version, const int64_t *deadline_ms);
 
 /*
  * The store-wide revision: the highest version ever given out (0 for an empty store). It

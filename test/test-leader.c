@@ -174,9 +174,10 @@ START_TEST(lease_not_renewed_the_other_takes_over_and_the_deposed_write_fails)
     free(id);
     free(api);
 
-    /* a, its clock frozen at t0, still believes it leads: only the store can stop its write. */
+    /* a, its clock frozen at t0, still believes it leads: only the store can stop its write
+     * (its fence without the local deadline, to test the store's check alone). */
     ck_assert(leader_leading(a, t0));
-    ck_assert_int_eq(leader_fence(a, t0), 0);
+    ck_assert_int_eq(store_fence(sa, &leader_key, a_version, NULL), 0);
     int rc = store_put(sa, &probe_key, "{}", 2, STORE_ANY_VERSION, NULL);
     ck_assert_msg(rc == STORE_ECONFLICT, "deposed leader's put: %d (%s)", rc, store_errmsg(sa));
     store_op ops[2] = {
@@ -221,7 +222,8 @@ START_TEST(a_leader_stops_by_its_own_clock_before_the_ttl_ends)
     /* A fence whose deadline has passed refuses the write without reaching the store, though
      * the lease and the key are still alive there. */
     ck_assert_int_eq(leader_fence(a, t0 + 8999), 0);
-    store_fence(s, &leader_key, leader_version(a), leader_now_ms() - 1);
+    int64_t past = leader_now_ms() - 1;
+    store_fence(s, &leader_key, leader_version(a), &past);
     int rc = store_put(s, &probe_key, "{}", 2, STORE_ANY_VERSION, NULL);
     ck_assert_int_eq(rc, STORE_ECONFLICT);
     ck_assert_ptr_nonnull(strstr(store_errmsg(s), "leadership lost"));
@@ -342,8 +344,57 @@ START_TEST(a_fenced_txn_that_names_the_fence_key_is_checked_by_its_own_op)
     /* Unfenced again: an unconditional write does not check leadership. */
     leader_free(a);
     ck_assert_int_eq(store_put(s, &probe_key, "{}", 2, STORE_ANY_VERSION, NULL), 0);
-    ck_assert_int_eq(store_fence(s, &leader_key, 0, 0), STORE_EINVAL);
+    ck_assert_int_eq(store_fence(s, &leader_key, 0, NULL), STORE_EINVAL);
     store_close(s);
+}
+END_TEST
+
+/* A pass longer than the ttl (the loop thread busy, no step taken): the renewer thread keeps
+ * the lease on its own handle, so the other replica does not take over and the pass's fenced
+ * write lands. Without the renewer the lease ends and the write is refused. */
+static void long_pass(bool with_renewer)
+{
+    store *sa = open_store(), *sb = open_store(), *sr = open_store();
+    leader_elector *a = elector(sa, "host-a:1", 1), *b = elector(sb, "host-b:2", 1);
+    char err[MESHCA_ERRBUF] = "";
+
+    step(a, leader_now_ms());
+    if (with_renewer)
+        ck_assert_msg(leader_renewer_start(a, sr, err) == 0, "renewer: %s", err);
+    ck_assert_int_eq(leader_fence(a, leader_now_ms()), 0);
+    /* 3 s: three ttls, while b keeps trying. */
+    for (int i = 0; i < 15; i++) {
+        sleep_ms(200);
+        step(b, leader_now_ms());
+    }
+    int rc = store_put(sa, &probe_key, "{}", 2, STORE_ANY_VERSION, NULL);
+    leader_unfence(a);
+    if (with_renewer) {
+        ck_assert_msg(rc == 0, "fenced write after a long pass: %d %s", rc, store_errmsg(sa));
+        ck_assert(!leader_leading(b, leader_now_ms()));
+        ck_assert_str_eq(leader_holder(b), "host-a:1");
+        ck_assert(probe_exists(sb));
+    } else {
+        ck_assert_int_eq(rc, STORE_ECONFLICT);
+        ck_assert(leader_leading(b, leader_now_ms()));
+        ck_assert(!probe_exists(sb));
+    }
+    leader_free(a);
+    leader_free(b);
+    store_close(sa);
+    store_close(sb);
+    store_close(sr);
+}
+
+START_TEST(a_pass_longer_than_the_ttl_keeps_the_lease_through_the_renewer)
+{
+    long_pass(true);
+}
+END_TEST
+
+START_TEST(without_the_renewer_a_pass_longer_than_the_ttl_loses_the_lease)
+{
+    long_pass(false);
 }
 END_TEST
 
@@ -359,6 +410,8 @@ static Suite *leader_suite(void)
     tcase_add_test(tc, renewals_keep_the_lease_and_a_resignation_hands_over_at_once);
     tcase_add_test(tc, a_restarted_replica_takes_back_the_key_of_its_dead_predecessor);
     tcase_add_test(tc, a_fenced_txn_that_names_the_fence_key_is_checked_by_its_own_op);
+    tcase_add_test(tc, a_pass_longer_than_the_ttl_keeps_the_lease_through_the_renewer);
+    tcase_add_test(tc, without_the_renewer_a_pass_longer_than_the_ttl_loses_the_lease);
     suite_add_tcase(su, tc);
     return su;
 }

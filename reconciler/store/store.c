@@ -13,7 +13,7 @@ struct store_fence_state {
     int on;
     char kind[32], mesh[STORE_NAME_MAX + 1], name[STORE_NAME_MAX + 1];
     uint64_t version;
-    int64_t deadline_ms; /* CLOCK_MONOTONIC; 0 = none */
+    const int64_t *deadline_ms; /* CLOCK_MONOTONIC, read atomically at each write; NULL = none */
 };
 
 struct store {
@@ -279,7 +279,7 @@ static int fenced_txn(store *s, const store_op *ops, size_t nops, uint64_t *ret_
 
     if (!f->on)
         return s->ops->txn(s->impl, ops, nops, ret_version, s->err);
-    if (f->deadline_ms && monotonic_ms() >= f->deadline_ms)
+    if (f->deadline_ms && monotonic_ms() >= __atomic_load_n(f->deadline_ms, __ATOMIC_ACQUIRE))
         return meshca_fail(s->err, STORE_ECONFLICT, "store: write refused: the fence on %s/%s/%s has expired "
                            "(leadership lost: lease not renewed in time)", f->kind, f->mesh, f->name);
     for (size_t i = 0; i < nops; i++)
@@ -297,7 +297,7 @@ static int fenced_txn(store *s, const store_op *ops, size_t nops, uint64_t *ret_
     return r;
 }
 
-int store_fence(store *s, const store_key *key, uint64_t version, int64_t deadline_ms) {
+int store_fence(store *s, const store_key *key, uint64_t version, const int64_t *deadline_ms) {
     store_key k;
     int r;
 
