@@ -137,6 +137,12 @@ int cmd_apply(int argc, char **argv)
     }
     if (cli_diagnostics_out_of_memory(&diags))
         goto out;
+    if (rc == MESHCA_EUNAVAILABLE && diag_has_errors(&diags)) {
+        /* An external CA did not answer the backend checks: its diagnostics say which. */
+        diag_list_sort(&diags);
+        output_diagnostics(args.format == OUTPUT_JSON ? stdout : stderr, args.format, &diags, 0);
+        goto out;
+    }
     if (rc < 0) {
         cli_error("cannot use the store: %s", store_errmsg(s)[0] ? store_errmsg(s) : store_strerror(rc));
         goto out;

@@ -454,6 +454,12 @@ int cmd_diff(int argc, char **argv)
     opts.force = args.force;
     opts.cross_sign = !args.no_cross_sign;
     rc = apply_set(s, next, &opts, &diags, &result);
+    if (rc == MESHCA_EUNAVAILABLE && diag_has_errors(&diags)) {
+        /* An external CA did not answer the backend checks: its diagnostics say which. */
+        diag_list_sort(&diags);
+        output_diagnostics(stderr, OUTPUT_TEXT, &diags, 0);
+        goto out;
+    }
     if (rc < 0) {
         cli_error("cannot use the store: %s", store_strerror(rc));
         goto out;

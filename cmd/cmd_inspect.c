@@ -222,6 +222,11 @@ static int inspect_meshes(store *s, const manifest_set *set, const status_set *s
             printf("  REFUSED: %s (from --manifests)\n  REASON:  %s\n",
                    json_string_value(json_object_get(refused, "change")),
                    json_string_value(json_object_get(refused, "reason")));
+        json_t *prune = json_object_get(json_object_get(mj, "status"), "pruneRefused");
+        if (prune)
+            printf("  PRUNE REFUSED: %s (from --manifests)\n  REASON:  %s\n",
+                   json_string_value(json_object_get(prune, "change")),
+                   json_string_value(json_object_get(prune, "reason")));
         json_t *cross = json_object_get(json_object_get(mj, "status"), "crossSign");
         if (cross)
             printf("  CROSS-SIGNING: %s by %s until every dataplane trusts %s\n",

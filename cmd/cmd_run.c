@@ -22,7 +22,8 @@
 
 const char cmd_run_usage[] =
     "Usage: meshca run [--listen ADDR] [--tls-cert F --tls-key F] [--tls-san NAME]...\n"
-    "                  [--manifests DIR] [--interval D] [--lease-ttl D]\n"
+    "                  [--manifests DIR [--no-prune]] [--interval D] [--metrics ADDR:PORT]\n"
+    "                  [--lease-ttl D]\n"
     "\n"
     "The controller: serves the dataplane API (HTTPS) to agents, and runs a reconcile pass (see\n"
     "'meshca help reconcile') whenever the store changes, whenever an agent sends a CSR, and at\n"
@@ -36,7 +37,17 @@ const char cmd_run_usage[] =
     "switch or removal refused only because dataplanes have not caught up is held as pending,\n"
     "with the reason in the mesh status ('meshca inspect meshes'), and applied as soon as they\n"
     "have; other refusals (several steps at once, in-place changes, disabling mTLS, invalid\n"
-    "manifests) stay refused until DIR changes.\n"
+    "manifests) stay refused until DIR changes. A resource that an earlier sync applied from DIR\n"
+    "and whose document is gone from DIR is deleted (pruned) under the checks of 'meshca\n"
+    "delete': one still needed (a Mesh with other Dataplanes, a Secret a backend reads) is\n"
+    "kept and the refusal shown in 'meshca inspect meshes'. Resources applied by hand are never\n"
+    "pruned; an empty DIR prunes nothing.\n"
+    "\n"
+    "Prometheus metrics (CA and certificate expiry, trust per backend, pending changes,\n"
+    "signatures, errors, pass durations, API requests; doc/metrics.md) are served without\n"
+    "authentication as GET /metrics on the dataplane API port, or with --metrics on a\n"
+    "separate plain-HTTP port (then not on the API port). They hold names and dates, never a\n"
+    "key or token.\n"
     "\n"
     "Flags:\n"
     "      --listen ADDR    address of the dataplane API (default 127.0.0.1:5690; port 0: any)\n"
@@ -46,7 +57,11 @@ const char cmd_run_usage[] =
     "      --tls-key F      the private key of --tls-cert\n"
     "      --tls-san NAME   another name (DNS or IP) for the control-plane server certificate\n"
     "      --manifests DIR  keep the store in line with DIR\n"
+    "      --no-prune       with --manifests: never delete what left DIR\n"
     "      --interval D     longest time between passes (default 2s; e.g. 500ms, 1m)\n"
+    "      --metrics ADDR:PORT\n"
+    "                       serve Prometheus metrics over plain HTTP on ADDR:PORT/metrics\n"
+    "                       (e.g. 127.0.0.1:9090) instead of on the API port (see above)\n"
     "      --lease-ttl D    leader lease of this replica (default 10s, whole seconds): several\n"
     "                       'meshca run' on one store elect one leader, which alone runs passes;\n"
     "                       another takes over within D when it dies (see doc/controller.md)\n"
@@ -81,7 +96,7 @@ static void run_line_out(void *ctx, bool error, const char *text)
 int cmd_run(int argc, char **argv)
 {
     enum { OPT_INTERVAL = 256, OPT_MANIFESTS, OPT_LISTEN, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_SAN,
-           OPT_LEASE_TTL };
+           OPT_METRICS, OPT_NO_PRUNE, OPT_LEASE_TTL };
     static const struct option options[] = {
         {"interval", required_argument, NULL, OPT_INTERVAL},
         {"manifests", required_argument, NULL, OPT_MANIFESTS},
@@ -89,6 +104,8 @@ int cmd_run(int argc, char **argv)
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"tls-san", required_argument, NULL, OPT_TLS_SAN},
+        {"metrics", required_argument, NULL, OPT_METRICS},
+        {"no-prune", no_argument, NULL, OPT_NO_PRUNE},
         {"lease-ttl", required_argument, NULL, OPT_LEASE_TTL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -129,6 +146,12 @@ int cmd_run(int argc, char **argv)
             break;
         case OPT_TLS_KEY:
             opts.tls_key = optarg;
+            break;
+        case OPT_NO_PRUNE:
+            opts.no_prune = true;
+            break;
+        case OPT_METRICS:
+            opts.metrics_listen = optarg;
             break;
         case OPT_TLS_SAN:
             if (opts.nsans == CONTROLLER_MAX_SANS) {

@@ -130,8 +130,8 @@ static void check_transitions(const manifest_set *prev, const manifest_set *next
 }
 
 /* --store: exactly the checks of `apply --dry-run` (one function, apply_set), with --from and
- * --status standing in for the store's Meshes and status when given. Returns 0, or -1 when the
- * store could not be used (reported). */
+ * --status standing in for the store's Meshes and status when given. Returns 0, 1 when an
+ * external CA did not answer (in diags), or -1 when the store could not be used (reported). */
 static int check_against_store(const validate_args *args, manifest_set *next,
                                const manifest_set *prev, const status_set *status,
                                diag_list *diags)
@@ -152,6 +152,8 @@ static int check_against_store(const validate_args *args, manifest_set *next,
     rc = apply_set(s, next, &opts, diags, &result);
     apply_result_free(&result);
     store_close(s);
+    if (rc == MESHCA_EUNAVAILABLE && diag_has_errors(diags))
+        return 1;   /* an external CA did not answer: its diagnostics say which (exit 2) */
     if (rc < 0 && rc != STORE_ECONFLICT) {
         cli_error("cannot use the store: %s", store_strerror(rc));
         return -1;
@@ -177,7 +179,7 @@ int cmd_validate(int argc, char **argv)
     diag_list diags = DIAG_LIST_INIT;
     status_set status = STATUS_SET_INIT;
     manifest_set *next = NULL, *prev = NULL;
-    int unreadable = 0, exit_code;
+    int unreadable = 0, exit_code, ca_unreachable = 0;
 
     if (parse_args(argc, argv, &args) < 0)
         return EXIT_TROUBLE;
@@ -203,10 +205,12 @@ int cmd_validate(int argc, char **argv)
 
     if (args.store_url && !unreadable) {
         /* apply_set runs the static checks and the CA checks too */
-        if (check_against_store(&args, next, prev, &status, &diags) < 0) {
+        int rc = check_against_store(&args, next, prev, &status, &diags);
+        if (rc < 0) {
             exit_code = EXIT_TROUBLE;
             goto out;
         }
+        ca_unreachable = rc > 0;
     } else {
         validate_set(next, &diags);
         /* CA material in the manifest (builtin conf, inline certs and keys): apply's own checks. */
@@ -230,7 +234,7 @@ int cmd_validate(int argc, char **argv)
                manifest_set_count(next), manifest_set_count(next) == 1 ? "" : "s",
                args.nfrom ? ", transitions from --from" : "",
                args.store_url ? ", against the store" : "");
-    exit_code = unreadable ? EXIT_TROUBLE : ok ? EXIT_OK : EXIT_INVALID;
+    exit_code = unreadable || ca_unreachable ? EXIT_TROUBLE : ok ? EXIT_OK : EXIT_INVALID;
     if (cli_diagnostics_out_of_memory(&diags))
         exit_code = EXIT_TROUBLE;
 out:

@@ -311,6 +311,7 @@ static int check_backends(store *s, const mesh_check *mc, diag_list *diags,
     const char *mesh_name = m->name.value;
     bool secrets_changed = changed_secret(mc->set, mc->before, mc->values, mesh_name) != NULL;
     state_secrets secrets = {s, mesh_name, mc->set};
+    int unreachable = 0;   /* an external CA did not answer: exit 2 once all are checked */
     for (size_t b = 0; b < m->nbackends; b++) {
         const mesh_backend *nb = &m->backends[b];
         ca_type_support support = ca_backend_support(nb->type.value);
@@ -350,9 +351,12 @@ static int check_backends(store *s, const mesh_check *mc, diag_list *diags,
             .secret_userdata = &secrets, .now = mc->now,
         };
         size_t errors = diag_count(diags, DIAG_ERROR);
-        int rc = ca_backend_check(&ctx, diags);
+        /* skipValidation (S2): no backend check, so no request to an external CA either. */
+        int rc = m->skip_validation ? 0 : ca_backend_check(&ctx, diags);
         if (rc == STORE_ENOMEM)
             return rc;
+        if (rc == MESHCA_EUNAVAILABLE)
+            unreachable = rc;
         /* Lifetime lint: a builtin root already in the store has a known expiry. */
         int64_t not_after = 0;
         if (mc->in_set && strcmp(nb->type.value, ca_builtin_ops.type) == 0) {
@@ -371,7 +375,7 @@ static int check_backends(store *s, const mesh_check *mc, diag_list *diags,
                        nb->name.value, errbuf);
         }
     }
-    return 0;
+    return unreachable;
 }
 
 /* The stored dataplanes of a mesh: one that never acknowledged anything blocks a switch. */
@@ -399,6 +403,13 @@ static int check_mesh(store *s, const mesh_check *mc, diag_list *out, transition
     int rc = mc->next->nbackends <= MODEL_MAX_BACKENDS
                  ? check_backends(s, mc, &backend_diags, changed, &nchanged) : 0;
     const dataplane **dps = dataplanes_of(mc->current, mc->next->name.value, &ndps);
+    if (rc == MESHCA_EUNAVAILABLE) {
+        /* A CA that did not answer: its diagnostics are the report, apply exits 2. */
+        diag_list_move(out, &backend_diags);
+        diag_list_free(&backend_diags);
+        free(dps);
+        return rc;
+    }
     if (rc < 0 || !dps) {
         diag_list_free(&backend_diags);
         free(dps);

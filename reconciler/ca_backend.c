@@ -6,6 +6,7 @@ struct ca_backend {
     const ca_backend_ops *ops;
     STACK_OF(X509) *chain;   /* [0] signs leaves, then intermediates (owned) */
     EVP_PKEY *key;           /* private key of chain[0], NULL for remote backends (owned) */
+    char warning[PKI_ERRBUF];   /* "" when none */
 };
 
 #include <stdio.h>
@@ -21,7 +22,7 @@ static const struct {
     {"builtin", &ca_builtin_ops},
     {"provided", &ca_provided_ops},
     {"vault", NULL},
-    {"cfssl", NULL},
+    {"cfssl", &ca_cfssl_ops},
 };
 
 const ca_backend_ops *ca_backend_for_type(const char *type)
@@ -156,6 +157,28 @@ int ca_backend_chain_pem(ca_backend *ca, char **ret, char *errbuf)
         return PKI_EINVAL;
     *ret = all;
     return PKI_OK;
+}
+
+int ca_backend_bundle_pem(ca_backend *ca, char **ret, char *errbuf)
+{
+    int n = ca && ca->chain ? sk_X509_num(ca->chain) : 0;
+
+    if (n == 0 || !ret)
+        return PKI_EINVAL;
+    if (!ca->ops->trust_root_only)
+        return ca_backend_chain_pem(ca, ret, errbuf);
+    return pki_cert_to_pem(sk_X509_value(ca->chain, n - 1), ret, errbuf);
+}
+
+const char *ca_backend_warning(const ca_backend *ca)
+{
+    return ca && ca->warning[0] ? ca->warning : NULL;
+}
+
+void ca_local_set_warning(ca_backend *ca, const char *warning)
+{
+    if (ca)
+        snprintf(ca->warning, sizeof(ca->warning), "%s", warning ? warning : "");
 }
 
 int ca_local_new(const ca_backend_ops *ops, STACK_OF(X509) *chain, EVP_PKEY *key,

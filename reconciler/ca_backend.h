@@ -53,7 +53,8 @@ typedef struct ca_backend_ops {
     const char *type;
     /* Checks conf and CA material without side effects; appends diagnostics with field paths
      * mtls.backends[i].conf... Returns 0 (problems are in diags) or a negative PKI_* code when
-     * the check itself could not run. */
+     * the check itself could not run; MESHCA_EUNAVAILABLE (with an error diag naming the
+     * backend) when an external CA cannot be reached: apply exits 2. */
     int (*check)(const ca_context *ctx, diag_list *diags);
     /* Loads the CA, creating it when the type does so (builtin). Caller frees with
      * ca_backend_free(). */
@@ -69,10 +70,14 @@ typedef struct ca_backend_ops {
     int (*cross_sign)(ca_backend *ca, X509 *other_ca, int64_t now, int64_t not_after_max,
                       X509 **ret, char *errbuf);
     void (*free)(ca_backend *ca);
+    /* Dataplanes trust the chain's last certificate alone, not the whole chain: chain[0] is an
+     * intermediate meshca renews (cfssl), and a renewal must not change the trust bundle. */
+    bool trust_root_only;
 } ca_backend_ops;
 
 extern const ca_backend_ops ca_builtin_ops;
 extern const ca_backend_ops ca_provided_ops;
+extern const ca_backend_ops ca_cfssl_ops;
 
 /* The ops of a backend type; NULL for an unknown (or not yet supported) type. */
 const ca_backend_ops *ca_backend_for_type(const char *type);
@@ -106,6 +111,12 @@ typedef struct ca_info {
 int ca_backend_info(ca_backend *ca, ca_info *ret);
 /* The CA chain as PEM, chain[0] first; caller frees with free(). */
 int ca_backend_chain_pem(ca_backend *ca, char **ret, char *errbuf);
+/* What the trust bundle takes from this CA, as PEM: the whole chain, or its root alone when the
+ * backend says so (trust_root_only). Caller frees with free(). */
+int ca_backend_bundle_pem(ca_backend *ca, char **ret, char *errbuf);
+/* A problem the CA opened despite (e.g. its intermediate could not be renewed: signing goes on
+ * with the stored one), for the mesh status; NULL when none. Borrowed, valid until free. */
+const char *ca_backend_warning(const ca_backend *ca);
 /* Borrowed, valid until ca_backend_free(): the certificate that signs leaves, and the whole
  * chain ([0] signs leaves, then its intermediates up to the root). */
 X509 *ca_backend_cert(ca_backend *ca);
@@ -120,6 +131,8 @@ int ca_local_sign_leaf(ca_backend *ca, const pki_leaf_request *req, EVP_PKEY *pu
 int ca_local_cross_sign(ca_backend *ca, X509 *other_ca, int64_t now, int64_t not_after_max,
                         X509 **ret, char *errbuf);
 void ca_local_free(ca_backend *ca);
+/* Records the warning ca_backend_warning() returns (copied, cut to PKI_ERRBUF). */
+void ca_local_set_warning(ca_backend *ca, const char *warning);
 
 /* "mtls.backends[i].conf" + suffix into buf. */
 void ca_conf_path(const ca_context *ctx, const char *suffix, char *buf, size_t size);

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "reconciler/ca/ca_cfssl.h"
 #include "reconciler/ca_backend.h"
 #include "reconciler/ca_provided.h"
 
@@ -23,6 +24,8 @@ size_t ca_check_offline(const mesh *m, int64_t now, diag_list *diags)
             ca_backend_check(&ctx, diags);   /* reads conf only: the one place of its rules */
         else if (strcmp(b->type.value, ca_provided_ops.type) == 0)
             ca_provided_check_inline(b, &ctx, diags);
+        else if (strcmp(b->type.value, ca_cfssl_ops.type) == 0)
+            ca_cfssl_check_conf(&ctx, diags);   /* its conf only: cfssl is asked by apply */
     }
     return diag_count(diags, DIAG_ERROR) - before;
 }

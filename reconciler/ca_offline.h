@@ -11,7 +11,7 @@
 /*
  * Runs apply's own backend checks on what a Mesh's manifest holds, opening nothing else, so an
  * offline `validate` refuses what `apply` would: a builtin backend's conf (caCert.expiration,
- * caCert.RSAbits: ca-conf), and a provided backend's inline or inlineString cert and key (every
+ * caCert.RSAbits: ca-conf), a cfssl backend's intermediateExpiration (ca-conf), and a provided backend's inline or inlineString cert and key (every
  * ca-* rule of ca_provided_check_material()). Backends whose material is in a secret or a file,
  * and external CAs, are left to apply. Skipped for a mesh with skipValidation, as apply skips
  * it. Diagnostics carry the value's mark and path mtls.backends[i].conf... `now` is seconds

@@ -17,11 +17,13 @@
 #include "manifests/manifest.h"
 #include "reconciler/ack.h"
 #include "reconciler/api/cpca.h"
+#include "reconciler/api/metrics_http.h"
 #include "reconciler/api/server.h"
 #include "reconciler/controller.h"
 #include "reconciler/leader.h"
 #include "reconciler/manifest_sync.h"
 #include "reconciler/mesh_ca.h"
+#include "reconciler/metrics_collect.h"
 #include "reconciler/pki.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/roots.h"
@@ -45,6 +47,8 @@ typedef struct controller {
     int64_t backoff_ms;
     char failing[MESHCA_ERRBUF];    /* the store failure last said; "" while it works */
     char *last_said;                /* manifest_sync's last line */
+    metrics *metrics;               /* counters of passes and API requests (/metrics) */
+    metrics_http *metrics_http;     /* --metrics listener, or NULL */
 } controller;
 
 static void say(controller *c, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -96,11 +100,18 @@ static void run_pass(controller *c)
     if (store_revision(c->s, &c->pass_start) < 0)
         c->pass_start = 0;
     if (c->o->manifests_dir)
-        manifest_sync(c->s, c->o->manifests_dir, &c->last_said, sync_say, c);
+        manifest_sync(c->s, c->o->manifests_dir, !c->o->no_prune, &c->last_said, sync_say, c);
     reconcile_options ropts = RECONCILE_OPTIONS_INIT;
     reconcile_report rep = RECONCILE_REPORT_INIT;
     diag_list diags = DIAG_LIST_INIT;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = reconcile_once(c->s, &ropts, &rep, &diags);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    metrics_observe_pass(c->metrics, (double)(t1.tv_sec - t0.tv_sec) +
+                                         (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, (int64_t)time(NULL),
+                         rc == 0 && !rep.store_failures);
+    metrics_count_pass(c->metrics, rc, &rep, &diags);
     leader_unfence(c->le);
     if (store_revision(c->s, &c->pass_end) < 0)
         c->pass_end = UINT64_MAX;
@@ -454,6 +465,22 @@ static int h_trust_bundle(void *ctx, const char *mesh_name, char **ret_pem, char
     return 0;
 }
 
+static int h_metrics(void *ctx, metrics_text *t, char *errbuf)
+{
+    controller *c = ctx;
+    metrics_render(c->metrics, t);
+    return metrics_collect(c->s, (int64_t)time(NULL), t, errbuf);
+}
+
+static void h_observe(void *ctx, const char *path_class, int status)
+{
+    controller *c = ctx;
+    char code[16];
+    snprintf(code, sizeof(code), "%d", status);
+    const char *labels[] = {"path", path_class, "code", code, NULL};
+    metrics_count(c->metrics, METRICS_API_REQUESTS, labels, 1);
+}
+
 /* --- set-up -------------------------------------------------------------------------------- */
 
 /* "ADDR:PORT" / "[v6]:PORT" into addr and port. */
@@ -537,15 +564,27 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     };
     api_handlers handlers = handlers_template;
     handlers.ctx = &c;
+    handlers.metrics = o->metrics_listen ? NULL : h_metrics;
+    handlers.observe = h_observe;
+    char maddr[256];
+    uint16_t mport = 0;
 
     if (parse_listen(listen, addr, sizeof(addr), &port) < 0)
         return meshca_fail(errbuf, MESHCA_EINVAL, "--listen: '%s' is not ADDRESS:PORT", listen);
+    if (o->metrics_listen && parse_listen(o->metrics_listen, maddr, sizeof(maddr), &mport) < 0)
+        return meshca_fail(errbuf, MESHCA_EINVAL, "--metrics: '%s' is not ADDRESS:PORT",
+                           o->metrics_listen);
+    if (metrics_new(&c.metrics) < 0)
+        return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
     raise_nofile();
-    if ((rc = make_ssl_ctx(&c, listen, &ssl, errbuf)) < 0)
+    if ((rc = make_ssl_ctx(&c, listen, &ssl, errbuf)) < 0) {
+        metrics_free(c.metrics);
         return rc;
+    }
     c.base = event_base_new();
     if (!c.base) {
         SSL_CTX_free(ssl);
+        metrics_free(c.metrics);
         return meshca_fail(errbuf, MESHCA_ENOMEM, "cannot create the event loop");
     }
     api_server_options so = API_SERVER_OPTIONS_INIT;
@@ -555,6 +594,9 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     so.tokens = s;
     so.handlers = &handlers;
     if ((rc = api_server_new(c.base, &so, &c.srv, errbuf)) < 0)
+        goto out;
+    if (o->metrics_listen &&
+        (rc = metrics_http_new(c.base, maddr, mport, h_metrics, &c, &c.metrics_http, errbuf)) < 0)
         goto out;
     if (o->manifests_dir) {
         c.watch_fd = manifest_watch_open(o->manifests_dir);
@@ -600,6 +642,9 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     if (o->lease_store && (rc = leader_renewer_start(c.le, o->lease_store, errbuf)) < 0)
         goto out;
     say(&c, false, "serving the dataplane API on %s", api_url);
+    if (c.metrics_http)
+        say(&c, false, "serving metrics on http://%s%s%s:%u/metrics", strchr(maddr, ':') ? "[" : "",
+            maddr, strchr(maddr, ':') ? "]" : "", (unsigned)metrics_http_port(c.metrics_http));
     /* Renewed at a third of the ttl: two renewals may fail before the deadline. */
     struct timeval elect_tv = {(time_t)(ttl_s * 1000 / 3 / 1000),
                                (suseconds_t)(ttl_s * 1000 / 3 % 1000) * 1000};
@@ -626,6 +671,7 @@ out:
     if (c.sigint_ev)
         event_free(c.sigint_ev);
     api_server_free(c.srv);
+    metrics_http_free(c.metrics_http);
     /* Connections are freed in deferred callbacks: one more turn of the loop. */
     event_base_loop(c.base, EVLOOP_NONBLOCK);
     event_base_free(c.base);
@@ -633,5 +679,6 @@ out:
     if (c.watch_fd >= 0)
         close(c.watch_fd);
     free(c.last_said);
+    metrics_free(c.metrics);
     return rc;
 }

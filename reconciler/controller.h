@@ -35,6 +35,10 @@ typedef struct controller_options {
     const char *manifests_dir;       /* --manifests, or NULL */
     int64_t interval_ms;             /* longest time between passes; 0 = 2000 */
     controller_output out;
+    /* --metrics "ADDR:PORT": /metrics over plain HTTP there (and not on the API port); NULL:
+     * GET /metrics on the dataplane API port (doc/metrics.md). */
+    const char *metrics_listen;
+    bool no_prune;                   /* --no-prune: --manifests never deletes what left DIR */
     int64_t lease_ttl_s;             /* leader lease (--lease-ttl); 0 = LEADER_DEFAULT_TTL_S */
     const char *replica_id;          /* this replica in the leader key; NULL = "HOST:PID" */
     store *lease_store;              /* a second handle on the store for the lease renewer
@@ -44,7 +48,7 @@ typedef struct controller_options {
 
 #define CONTROLLER_OPTIONS_INIT                                                                    \
     {                                                                                              \
-        NULL, NULL, NULL, NULL, 0, NULL, 0, { NULL, NULL, NULL }, 0, NULL, NULL                    \
+        NULL, NULL, NULL, NULL, 0, NULL, 0, { NULL, NULL, NULL }, NULL, false, 0, NULL, NULL       \
     }
 
 /*
@@ -56,7 +60,7 @@ typedef struct controller_options {
  * Replicas: only the replica holding the leader key (leader.h) runs passes and syncs, each
  * pass's writes fenced on its leadership; every replica serves the API (a CSR sent to a follower
  * is stored for the leader's next pass). "leading" / "following ID" is said once per change.
- * Returns MESHCA_EINVAL (bad listen address, unreadable TLS files) or MESHCA_EIO (cannot bind,
+ * Returns MESHCA_EINVAL (bad listen or metrics address, unreadable TLS files) or MESHCA_EIO (cannot bind,
  * cannot watch) with a line in errbuf, before serving.
  */
 int controller_run(store *s, const controller_options *opts, char *errbuf);

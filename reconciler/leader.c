@@ -174,7 +174,9 @@ static void step_down(leader_elector *e)
 /* A leader renews: the lease must still be alive and the key still ours. */
 static int renew(leader_elector *e, int64_t now_ms, char *errbuf)
 {
-    int rc = store_lease_keepalive(e->s, e->lease);
+    /* With the renewer thread the lease is its job: one keepalive per period, not two (on
+     * SQLite each is a write transaction beside the CLI's). The key is still checked here. */
+    int rc = e->renewing ? 0 : store_lease_keepalive(e->s, e->lease);
     uint64_t version = 0;
     if (rc == 0) {
         char *value = NULL;
@@ -186,7 +188,7 @@ static int renew(leader_elector *e, int64_t now_ms, char *errbuf)
     if (rc == 0) {
         /* From the start of the renewal: the store counts the ttl from later than that. */
         int64_t d = now_ms + e->ttl_s * 1000 * LEADER_DEADLINE_TENTHS / 10;
-        if (d > deadline_get(e))
+        if (!e->renewing && d > deadline_get(e))
             deadline_set(e, d);
         return 0;
     }

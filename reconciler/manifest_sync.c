@@ -11,6 +11,7 @@
 
 #include "reconciler/manifest_sync.h"
 #include "reconciler/apply.h"
+#include "reconciler/manifest_prune.h"
 #include "reconciler/state.h"
 
 int manifest_watch_open(const char *dir)
@@ -88,8 +89,8 @@ static void say_once(const sayer *to, char **last, const char *fmt, ...)
         to->fn(to->ctx, line);
 }
 
-void manifest_sync(store *s, const char *dir, char **last_said, manifest_sync_say_fn say,
-                   void *say_ctx)
+void manifest_sync(store *s, const char *dir, bool prune, char **last_said,
+                   manifest_sync_say_fn say, void *say_ctx)
 {
     const sayer to = {say, say_ctx};
     manifest_set *set = manifest_set_new();
@@ -104,6 +105,14 @@ void manifest_sync(store *s, const char *dir, char **last_said, manifest_sync_sa
         goto out;
     }
     int rc = apply_set(s, set, &opts, &diags, &result);
+    if (rc == MESHCA_EUNAVAILABLE && diag_has_errors(&diags)) {
+        /* An external CA did not answer the backend checks: tried again on the next sync. */
+        const diag *d = &diags.items[0];
+        for (size_t i = 0; i < diags.count && d->severity != DIAG_ERROR; i++)
+            d = &diags.items[i];
+        say_once(&to, last_said, "manifests: not applied, %s: %s", d->path, d->message);
+        goto out;
+    }
     if (rc < 0) {
         say_once(&to, last_said, "manifests: store error: %s", store_strerror(rc));
         goto out;
@@ -146,6 +155,8 @@ void manifest_sync(store *s, const char *dir, char **last_said, manifest_sync_sa
         }
         free(*last_said);
         *last_said = NULL;
+        if (prune)
+            manifest_prune(s, dir, set, say, say_ctx);
     }
 out:
     apply_result_free(&result);

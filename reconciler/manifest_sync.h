@@ -16,9 +16,11 @@ typedef void (*manifest_sync_say_fn)(void *ctx, const char *line);
 
 /* Loads DIR and applies it as `meshca apply` would (no force). A change refused only because
  * dataplanes have not caught up is recorded as "pending" in the mesh status with its reason and
- * retried on the next call; other refusals are recorded as "refused". `last_said` remembers the
- * last line said so that a pending change is announced once (caller frees). */
-void manifest_sync(store *s, const char *dir, char **last_said, manifest_sync_say_fn say,
-                   void *say_ctx);
+ * retried on the next call; other refusals are recorded as "refused". Once DIR applied in full,
+ * with `prune`, what an earlier call applied from DIR and DIR no longer holds is deleted
+ * (manifest_prune.h). `last_said` remembers the last line said so that a pending change is
+ * announced once (caller frees). */
+void manifest_sync(store *s, const char *dir, bool prune, char **last_said,
+                   manifest_sync_say_fn say, void *say_ctx);
 
 #endif

@@ -39,6 +39,10 @@ static int open_all(store *s, const mesh *m, int64_t now, bool create, mesh_ca *
         }
         if (ca_backend_chain_pem(mc->ca, &mc->chain_pem, mc->error) < 0)
             mc->chain_pem = NULL;
+        if (mc->chain_pem && ca_backend_bundle_pem(mc->ca, &mc->bundle_pem, mc->error) < 0) {
+            free(mc->chain_pem);
+            mc->chain_pem = mc->bundle_pem = NULL;
+        }
         describe(mc);
     }
     *ret = cas;
@@ -62,6 +66,7 @@ void mesh_cas_free(mesh_ca *cas, size_t n)
     for (size_t i = 0; i < n; i++) {
         ca_backend_free(cas[i].ca);
         free(cas[i].chain_pem);
+        free(cas[i].bundle_pem);
     }
     free(cas);
 }

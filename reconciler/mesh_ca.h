@@ -13,6 +13,7 @@ typedef struct mesh_ca {
     const mesh_backend *backend;   /* borrowed from the mesh */
     ca_backend *ca;                /* NULL when it could not be opened (see error) */
     char *chain_pem;               /* signing CA first */
+    char *bundle_pem;              /* what the trust bundle takes (ca_backend_bundle_pem) */
     char subject[256];
     char fingerprint[64];
     int64_t not_after;

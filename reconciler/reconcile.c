@@ -116,6 +116,8 @@ typedef struct pass_write {
 typedef struct pass_txn {
     pass_write *w;
     size_t n, cap;
+    const reconcile_options *opts;   /* its progress callback */
+    size_t done, total;              /* dataplanes handled / of every mesh */
 } pass_txn;
 
 static void pass_txn_free(pass_txn *tx)
@@ -220,7 +222,15 @@ static int open_cas(store *s, const mesh *m, int64_t now, pass_cas *pc, json_t *
         const mesh_ca *mc = &pc->cas[i];
         const char *name = m->backends[i].name.value;
         if (mc->ca && mc->chain_pem) {
-            *ret_conditions_changed |= set_condition(conditions, name, NULL);
+            /* Opened despite a problem (cfssl down at its intermediate's renewal point): it
+             * signs on, and the mesh status says why it will stop if the problem stays. */
+            const char *warning = ca_backend_warning(mc->ca);
+            if (warning) {
+                backend_path(i, path, sizeof(path));
+                diag_warning(diags, "ca-unavailable", NULL, path, "mesh '%s': backend '%s': %s",
+                             mesh_name, name, warning);
+            }
+            *ret_conditions_changed |= set_condition(conditions, name, warning);
             continue;
         }
         int code = mc->code < 0 ? mc->code : MESHCA_ECRYPTO;
@@ -251,16 +261,17 @@ static int open_cas(store *s, const mesh *m, int64_t now, pass_cas *pc, json_t *
         return ISSUE_REFUSED;
     }
 
-    /* Bundle: every certificate of every usable backend's chain, enabled first, each DER once. */
+    /* Bundle: every usable backend's trusted certificates (its chain, or cfssl's root), enabled
+     * first, each DER once. */
     const char **chains = calloc(m->nbackends + 1, sizeof(char *));
     if (!chains)
         return MESHCA_ENOMEM;
     pc->bundle_backends[pc->nbundle] = m->backends[pc->enabled].name.value;
-    chains[pc->nbundle++] = pc->cas[pc->enabled].chain_pem;
+    chains[pc->nbundle++] = pc->cas[pc->enabled].bundle_pem;
     for (size_t i = 0; i < m->nbackends; i++)
-        if (i != pc->enabled && pc->cas[i].ca && pc->cas[i].chain_pem) {
+        if (i != pc->enabled && pc->cas[i].ca && pc->cas[i].bundle_pem) {
             pc->bundle_backends[pc->nbundle] = m->backends[i].name.value;
-            chains[pc->nbundle++] = pc->cas[i].chain_pem;
+            chains[pc->nbundle++] = pc->cas[i].bundle_pem;
         }
     r = bundle_build(chains, pc->nbundle, 0, &pc->bundle_pem, errbuf);
     free(chains);
@@ -958,6 +969,8 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         if (!dps[i]->name.value)
             continue;
         rc = reconcile_dataplane(s, m, dps[i], &pc, now, tx, rep, mr, diags, errbuf);
+        if (tx->opts && tx->opts->progress)
+            tx->opts->progress(tx->opts->progress_userdata, ++tx->done, tx->total);
         if (rc == ISSUE_REFUSED) {
             /* The CA refused to sign (e.g. expired meanwhile): stop this mesh. */
             mr->failed = true;
@@ -1146,6 +1159,9 @@ int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *re
     }
     reconcile_report rep = RECONCILE_REPORT_INIT;
     pass_txn tx = {0};
+    tx.opts = opts;
+    for (size_t i = 0; opts && opts->progress && i < manifest_set_count(set); i++)
+        tx.total += manifest_set_get(set, i)->kind == RESOURCE_DATAPLANE;
     for (size_t i = 0; i < manifest_set_count(set) && rc == 0; i++) {
         const resource *res = manifest_set_get(set, i);
         if (res->kind != RESOURCE_MESH || !res->u.mesh.name.value)

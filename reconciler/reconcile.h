@@ -15,6 +15,10 @@
 
 typedef struct reconcile_options {
     int64_t now;   /* injected clock, seconds since the epoch; 0 = time(NULL) */
+    /* Called after each dataplane of an mTLS mesh was handled (done of total, every mesh's
+     * dataplanes), for a progress display; may be NULL. Called on the caller's thread. */
+    void (*progress)(void *userdata, size_t done, size_t total);
+    void *progress_userdata;
 } reconcile_options;
 
 #define RECONCILE_OPTIONS_INIT {0}

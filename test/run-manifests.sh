@@ -74,4 +74,66 @@ sleep 2
 check "add+switch stays refused: ca-2 still enabled" enabled_is ca-2
 check "add+switch stays refused: ca-3 not added" backends_are ca-1,ca-2
 check "the controller log says why" grep -q "several rotation steps at once" "$WORK/run.log"
+
+# --- prune: a document gone from DIR deletes what the sync applied from it, under delete's checks ---
+put_mesh ca-2 ca-1 ca-2
+wait_for "the directory applies again once the refused step is undone" \
+    bash -c "! '$MESHCA' inspect meshes | grep -q 'REFUSED'"
+dp_yaml() { # dp_yaml MESH NAME PORT
+    printf 'type: Dataplane\nmesh: %s\nname: %s\nnetworking: {address: 127.0.0.1, inbound: [{port: %s, tags: {kuma.io/service: %s}}]}\n' "$1" "$2" "$3" "$2"
+}
+{
+    dp_yaml default extra-01 7001
+    printf -- '---\ntype: Secret\nmesh: default\nname: extra-secret\ndata: aGVsbG8=\n---\ntype: Mesh\nname: other\n'
+} >"$WORK/manifests/.extra.tmp" && mv "$WORK/manifests/.extra.tmp" "$WORK/manifests/extra.yaml"
+wait_for "a new file's Dataplane, Secret and Mesh are applied" \
+    bash -c "'$MESHCA' get dataplanes | grep -q extra-01 && '$MESHCA' get secrets | grep -q extra-secret && '$MESHCA' get meshes other"
+{ dp_yaml default manual-01 7002; echo ---; dp_yaml other manual-02 7003; } >"$WORK/manual.yaml"
+run apply -f "$WORK/manual.yaml"
+check "dataplanes applied by hand (one in the directory's mesh 'other')" exit_is 0
+check "the sync records what it applied, in the mesh status" bash -c "'$MESHCA' inspect meshes -m other -o json | grep -q '\"dir\"'"
+rm "$WORK/manifests/extra.yaml"
+wait_for "the Dataplane whose document is gone is pruned" bash -c "! '$MESHCA' get dataplanes | grep -q extra-01"
+wait_for "so is the Secret" bash -c "! '$MESHCA' get secrets | grep -q extra-secret"
+check "the controller says what it pruned" grep -q "manifests: dataplane default/extra-01 pruned" "$WORK/run.log"
+wait_for "the Mesh 'other' is not pruned while a Dataplane applied by hand needs it; the refusal is in its status" \
+    bash -c "'$MESHCA' inspect meshes -m other -o json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)[0][\"status\"][\"pruneRefused\"]
+sys.exit(0 if s[\"change\"] == \"delete mesh \x27other\x27\" and \"manual-02\" in s[\"reason\"] else 1)'"
+check "the controller log names the refused prune" grep -q "manifests: prune of mesh other/other refused" "$WORK/run.log"
+sleep 2   # passes run every second: two more retried the refused prune
+check "the refused prune is said once, not on every retry" \
+    test "$(grep -c "manifests: prune of mesh other/other refused" "$WORK/run.log")" -eq 1
+run inspect meshes -m other
+check "inspect meshes shows the refused prune and why" \
+    bash -c "grep -qF \"PRUNE REFUSED: delete mesh 'other' (from --manifests)\" '$WORK/out' && grep -q 'REASON: .*manual-02' '$WORK/out'"
+run get meshes other
+check "mesh 'other' is still there" exit_is 0
+run get dataplanes -m default
+check "a Dataplane applied by hand is never pruned" out_has "manual-01"
+run delete dataplane manual-02 -m other
+check "the Dataplane that held 'other' is deleted by hand" exit_is 0
+wait_for "then the refused prune goes through on a later sync" bash -c "! '$MESHCA' get meshes other >/dev/null 2>&1"
+
+# An emptied checkout (a botched git operation) is no wish to delete everything.
+mkdir "$WORK/aside"
+mv "$WORK/manifests/"*.yaml "$WORK/aside/"
+npruned=$(grep -c 'pruned' "$WORK/run.log")
+sleep 2   # passes run every second: two of them had their chance to prune
+check "an empty directory prunes nothing" bash -c "'$MESHCA' get dataplanes | grep -q web-01 && '$MESHCA' get meshes default >/dev/null"
+check "... and says nothing about pruning" bash -c "[ \$(grep -c 'pruned' '$WORK/run.log') -eq $npruned ]"
+mv "$WORK/aside/"*.yaml "$WORK/manifests/"
+
+# --- --no-prune keeps what left DIR ---
+stop_controller
+start_controller --manifests "$WORK/manifests" --interval 1s --no-prune
+pids+=("$CTL_PID")
+dp_yaml default extra-02 7004 >"$WORK/manifests/.x.tmp" && mv "$WORK/manifests/.x.tmp" "$WORK/manifests/extra2.yaml"
+wait_for "with --no-prune, a new file is still applied" bash -c "'$MESHCA' get dataplanes | grep -q extra-02"
+npruned=$(grep -c 'pruned' "$WORK/run.log")
+rm "$WORK/manifests/extra2.yaml"
+sleep 2   # passes run every second: two of them had their chance to prune
+check "with --no-prune, a Dataplane whose file is gone stays" bash -c "'$MESHCA' get dataplanes | grep -q extra-02"
+check "and nothing is said about pruning" bash -c "[ \$(grep -c 'pruned' '$WORK/run.log') -eq $npruned ]"
 finish

@@ -152,7 +152,7 @@ mtls:
     type: builtin
   - name: c1
     type: cfssl
-    conf: {url: "http://127.0.0.1:8888", authKey: {inlineString: CFSSLAUTHKEY0123456789}}
+    conf: {url: "http://127.0.0.1:1", authKey: {inlineString: cf55a17e5ec2e7cf55a17e5ec2e7}}
 YAML
 run validate -f "$WORK/vault.yaml" -f "$WORK/cfssl.yaml"
 check "offline validate still accepts vault and cfssl meshes" exit_is 0
@@ -162,10 +162,13 @@ check "the refusal is backend-unsupported at the backend's type" json_has backen
 check "the refusal names the backend and its type" out_has "backend 'v1' is of type 'vault'"
 check "the refusal does not print the vault token" out_lacks "VAULTTOKENSECRET42"
 run apply --dry-run -f "$WORK/cfssl.yaml" -o json
-check "apply --dry-run refuses a cfssl backend, even one not enabled" json_has backend-unsupported "mtls.backends[1].type" 9
+check "apply --dry-run checks a cfssl backend, even one not enabled: unreachable (exit 2)" exit_is 2
+check "the refusal is ca-unreachable at the backend's conf" json_has ca-unreachable "mtls.backends[1].conf"
+check "the refusal names the backend" out_has "cfssl backend 'c1' (mesh cm)"
 run --store "$MESHCA_STORE" validate -f "$WORK/cfssl.yaml"
-check "validate --store refuses it too" exit_is 1
-check "nothing prints the cfssl authKey" out_lacks "CFSSLAUTHKEY0123456789"
+check "validate --store refuses it too (exit 2)" exit_is 2
+check "validate --store says which backend" out_has "cfssl backend 'c1' (mesh cm)"
+check "nothing prints the cfssl authKey" out_lacks "cf55a17e5ec2e7cf55a17e5ec2e7"
 run get meshes
 check "no vault or cfssl mesh was stored" out_lacks "vm "
 

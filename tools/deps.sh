@@ -13,6 +13,8 @@ packages=(
     etcd-server                             # the etcd store's tests run a real etcd (/usr/bin/etcd)
     golang-cfssl                            # the cfssl backend's tests run a real `cfssl serve`
     clang libclang-rt-dev sqlite3           # fuzz targets (libFuzzer, build-fuzz); secret scan's store dump
+    prometheus                              # promtool: metrics-cli.sh checks every /metrics scrape and doc/alerting-rules.yml
+    bsdutils                                # script(1): progress-cli.sh runs meshca on a pseudo-terminal
 )
 
 missing=()

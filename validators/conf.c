@@ -237,7 +237,8 @@ static void check_vault(const mnode *conf, const char *path, diag_list *out)
 
 static void check_cfssl(const mnode *conf, const char *path, diag_list *out)
 {
-    static const char *const keys[] = {"url", "profile", "authKey", NULL};
+    static const char *const keys[] = {"url", "profile", "authKey", "intermediateExpiration",
+                                       NULL};
     if (!check_map(conf, path, keys, out))
         return;
     url_field(conf, "url", true, path, out);

@@ -431,6 +431,16 @@ static void route_healthz(request_ctx *rc)
     send_json(rc->req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+static void route_metrics(request_ctx *rc)
+{
+    const api_handlers *h = rc->srv->opts.handlers;
+    if (!h->metrics) {
+        send_error(rc->req, 404, "not-found", "metrics are served on the --metrics address");
+        return;
+    }
+    metrics_http_reply(rc->req, h->metrics, h->ctx);
+}
+
 static void route_csr(request_ctx *rc)
 {
     const api_handlers *h = rc->srv->opts.handlers;
@@ -584,6 +594,7 @@ typedef struct route {
 
 static const route routes[] = {
     {EVHTTP_REQ_GET, "/healthz", AUTH_NONE, route_healthz},
+    {EVHTTP_REQ_GET, "/metrics", AUTH_NONE, route_metrics},
     {EVHTTP_REQ_POST, "/v1/meshes/{mesh}/dataplanes/{dp}/csr", AUTH_DATAPLANE, route_csr},
     {EVHTTP_REQ_GET, "/v1/meshes/{mesh}/dataplanes/{dp}/identity", AUTH_DATAPLANE, route_identity},
     {EVHTTP_REQ_PUT, "/v1/meshes/{mesh}/dataplanes/{dp}/ack", AUTH_DATAPLANE, route_ack},
@@ -770,9 +781,20 @@ static int authenticate(api_server *srv, struct evhttp_request *req, SSL *ssl,
     return 0;
 }
 
+/* Every answered request (evhttp calls this once the reply is sent), for the request counters. */
+static void on_request_done(struct evhttp_request *req, void *arg)
+{
+    api_server *srv = arg;
+    const api_handlers *h = srv->opts.handlers;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    h->observe(h->ctx, metrics_api_path_class(path), evhttp_request_get_response_code(req));
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     api_server *srv = arg;
+    if (srv->opts.handlers->observe)
+        evhttp_request_set_on_complete_cb(req, on_request_done, srv);
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
     SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;

@@ -11,6 +11,7 @@
 
 #include "manifests/error.h"
 #include "reconciler/api/csr.h"
+#include "reconciler/api/metrics_http.h"
 #include "reconciler/store.h"
 
 struct event_base;
@@ -70,6 +71,12 @@ typedef struct api_handlers {
     int (*roots)(void *ctx, const char *mesh_name, json_t **ret, char *errbuf);
     /* The mesh's trust bundle (PEM, malloc'd): client certificates are verified against it. */
     int (*trust_bundle)(void *ctx, const char *mesh_name, char **ret_pem, char *errbuf);
+    /* Optional. The Prometheus exposition for GET /metrics (served without authentication, as
+     * /healthz; doc/metrics.md); NULL: /metrics is 404. */
+    metrics_http_render_fn metrics;
+    /* Optional. Called once per answered request with its path class
+     * (metrics_api_path_class) and HTTP status, for the request counters. */
+    void (*observe)(void *ctx, const char *path_class, int status);
 } api_handlers;
 
 typedef struct api_server_options {
