@@ -469,6 +469,10 @@ static int h_metrics(void *ctx, metrics_text *t, char *errbuf)
 {
     controller *c = ctx;
     metrics_render(c->metrics, t);
+    /* Only the leader runs passes: alerts on the pass metrics look at the leader only. */
+    metrics_text_family(t, "meshca_leader", "gauge",
+                        "1 when this replica leads (runs the reconcile passes), 0 when it follows");
+    metrics_text_sample(t, "meshca_leader", NULL, leader_leading(c->le, leader_now_ms()) ? 1 : 0);
     return metrics_collect(c->s, (int64_t)time(NULL), t, errbuf);
 }
 

@@ -94,6 +94,12 @@ check "the leader says 'leading'" wait_for 5 grep -qx "leading" "${RLOG[$L]}"
 check "the follower says whom it follows, once" \
     wait_for 5 test "$(grep -c "^following .*:${RPID[$L]} at ${RURL[$L]}\$" "${RLOG[$F]}")" -eq 1
 check "the follower never says 'leading'" test "$(grep -cx leading "${RLOG[$F]}")" -eq 0
+"$MESHCA" cp-ca -o pem >cp-ca.pem
+gauge() { # gauge REPLICA: its meshca_leader sample, from GET /metrics on its API port
+    curl -s --cacert cp-ca.pem "${RURL[$1]}/metrics" | awk '$1 == "meshca_leader" { print $2 }'
+}
+check "/metrics: meshca_leader is 1 on the leader" test "$(gauge $L)" = 1
+check "/metrics: meshca_leader is 0 on the follower" test "$(gauge $F)" = 0
 run inspect leader
 check "inspect leader names the leader and its API" out_has "LEADER $(hostname):${RPID[$L]} API ${RURL[$L]}"
 "$MESHCA" cp-ca -o pem >cp-ca.pem
@@ -144,6 +150,7 @@ check "the follower leads within the lease bound (${bound}s)" wait_for $bound le
 took_ms=$((($(date +%s%N) - killed_at) / 1000000))
 echo "# takeover: $F leads ${took_ms} ms after SIGKILL of $L (lease ttl ${TTL}s)"
 check "the new leader says 'leading'" grep -qx leading "${RLOG[$F]}"
+check "/metrics: meshca_leader is 1 on the new leader" test "$(gauge $F)" = 1
 check "the rotation completes: every agent holds a ca-2 certificate, acknowledged" wait_for 60 all_acked ca-2
 check "rotation step 3: remove ca-1" wait_for 30 apply_ok m3.yaml
 check "every agent loads the bundle without ca-1" wait_for 60 bundles_hold 1
