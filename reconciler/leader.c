@@ -33,6 +33,7 @@ struct leader_elector {
     pthread_t renewer;
     bool renewing, stop;
     store *rs;
+    unsigned long renewals;     /* keepalives the renewer sent (atomic) */
 };
 
 static int64_t deadline_get(const leader_elector *e)
@@ -101,7 +102,12 @@ int leader_new(store *s, const char *id, const char *api, int64_t ttl_s, leader_
     snprintf(e->api, sizeof(e->api), "%s", api ? api : "");
     local_space(e->local, sizeof(e->local));
     pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->wake, NULL);
+    /* The renewer's waits are on the monotonic clock, as every deadline here. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->wake, &ca);
+    pthread_condattr_destroy(&ca);
     *ret = e;
     return 0;
 }
@@ -387,6 +393,7 @@ static void *renewer_main(void *arg)
         pthread_mutex_unlock(&e->mu);
         int64_t t0 = leader_now_ms();
         int rc = store_lease_keepalive(e->rs, lease);
+        __atomic_add_fetch(&e->renewals, 1, __ATOMIC_RELAXED);
         pthread_mutex_lock(&e->mu);
         if (e->lease != lease)
             continue; /* stepped down or re-elected meanwhile: not ours to judge */
@@ -400,6 +407,11 @@ static void *renewer_main(void *arg)
     }
     pthread_mutex_unlock(&e->mu);
     return NULL;
+}
+
+unsigned long leader_renewals(const leader_elector *e)
+{
+    return __atomic_load_n(&e->renewals, __ATOMIC_RELAXED);
 }
 
 int leader_renewer_start(leader_elector *e, store *rs, char *errbuf)

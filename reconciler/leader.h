@@ -77,6 +77,8 @@ void leader_unfence(leader_elector *e);
  * caller's own steps go on as before (they also check the key). Stopped by leader_free.
  */
 int leader_renewer_start(leader_elector *e, store *rs, char *errbuf);
+/* How many keepalives the renewer thread has sent (one per ttl/3 while leading). */
+unsigned long leader_renewals(const leader_elector *e);
 
 /* Resigns (revokes the lease, so the key vanishes at once: a follower takes over without
  * waiting for the ttl) and frees. Accepts NULL. */

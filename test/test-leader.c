@@ -370,6 +370,9 @@ static void long_pass(bool with_renewer)
     int rc = store_put(sa, &probe_key, "{}", 2, STORE_ANY_VERSION, NULL);
     leader_unfence(a);
     if (with_renewer) {
+        /* One keepalive per third of the ttl over those 3 s: about 9, not a busy loop. */
+        unsigned long n = leader_renewals(a);
+        ck_assert_msg(n >= 3 && n <= 20, "the renewer sent %lu keepalives in 3 s (ttl 1 s)", n);
         ck_assert_msg(rc == 0, "fenced write after a long pass: %d %s", rc, store_errmsg(sa));
         ck_assert(!leader_leading(b, leader_now_ms()));
         ck_assert_str_eq(leader_holder(b), "host-a:1");
