@@ -185,7 +185,8 @@ PY
 # No CA generated twice: across every bundle every agent loaded, exactly two CAs (ca-1, ca-2).
 check "no CA generated twice: exactly two distinct CA certificates in every bundle loaded" \
     test "$(cat "$WORK"/dp/*.loads | grep '^ca ' | sort -u | wc -l)" -eq 2
-check "the killed leader's replica signed before, the new leader after" grep -q ": reissued (ca-2\|: issued" "${RLOG[$F]}"
+# Step 3 (remove ca-1) happened after the kill: only the new leader can have rebundled for it.
+check "the new leader wrote the identities after the takeover" grep -Eq "^default/dp-1: (issued|reissued|rebundled) \(ca-2" "${RLOG[$F]}"
 
 for p in "${AGENTS[@]}"; do kill -TERM "$p" 2>/dev/null; done
 kill -TERM "${RPID[$F]}" 2>/dev/null
