@@ -1,6 +1,7 @@
 /* controller.c - `meshca run`: one event loop carrying the dataplane API, the manifests watch,
  * timers and store changes, with reconcile passes triggered by them. */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,6 +37,8 @@ typedef struct controller {
     api_server *srv;
     struct event *pass_ev, *poll_ev, *interval_ev, *watch_ev, *sigterm_ev, *sigint_ev;
     struct event *elect_ev;         /* leader election step, every lease ttl / 3 */
+    struct event *watch_fd_evs[CONTROLLER_WATCH_FDS]; /* the store's watch descriptors (etcd) */
+    size_t nwatch_fd_evs;
     leader_elector *le;
     char elect_failing[MESHCA_ERRBUF]; /* the election failure last said; "" while it works */
     int watch_fd;
@@ -155,15 +158,14 @@ static void on_pass(evutil_socket_t fd, short what, void *arg)
     run_pass(arg);
 }
 
-/* Store changes (SQLite has no change fd: polled from a short timer). Every identity written,
- * by us or another writer (`reconcile --once`, another controller), answers the agents parked
- * on it; a change to what passes read from starts a pass. */
-static void on_poll(evutil_socket_t fd, short what, void *arg)
+/* Store changes. Every identity written, by us or another writer (`reconcile --once`, another
+ * controller), answers the agents parked on it; a change to what passes read from starts a
+ * pass. Called when the store's watch descriptors are ready (etcd) or from a short timer
+ * (SQLite has no change descriptor); arm_poll decides which after each call. */
+static void poll_store(controller *c)
 {
-    controller *c = arg;
     store_event *ev = NULL;
     size_t n = 0;
-    (void)fd, (void)what;
     int rc = store_watch(c->s, c->watched, 0, &ev, &n);
     if (rc == STORE_ECOMPACTED) {
         store_revision(c->s, &c->watched);
@@ -196,6 +198,51 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
         event_active(c->elect_ev, EV_TIMEOUT, 0);
     if (changed && !c->in_backoff)
         schedule_pass(c, 0);
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * Waits for the next store change: on the watch stream's descriptors when the store has them
+ * (etcd: woken by the change itself, resuming from the last revision given), with the store's
+ * own timeout capped at CONTROLLER_WATCH_SAFETY_MS; else (SQLite) in CONTROLLER_POLL_MS.
+ */
+static void arm_poll(controller *c)
+{
+    struct pollfd fds[CONTROLLER_WATCH_FDS];
+    size_t n = 0;
+    long wait_ms = -1;
+    for (size_t i = 0; i < c->nwatch_fd_evs; i++)
+        event_free(c->watch_fd_evs[i]);
+    c->nwatch_fd_evs = 0;
+    int rc = store_watch_pollfds(c->s, fds, CONTROLLER_WATCH_FDS, &n, &wait_ms);
+    if (rc < 0) {
+        n = 0;
+        wait_ms = CONTROLLER_POLL_MS;
+    }
+    for (size_t i = 0; i < n; i++) {
+        short what = (fds[i].events & POLLIN ? EV_READ : 0) | (fds[i].events & POLLOUT ? EV_WRITE : 0);
+        struct event *fev = event_new(c->base, fds[i].fd, what, on_poll, c);
+        if (!fev || event_add(fev, NULL) < 0) {
+            if (fev)
+                event_free(fev);
+            wait_ms = CONTROLLER_POLL_MS; /* cannot wait on it: poll instead */
+            continue;
+        }
+        c->watch_fd_evs[c->nwatch_fd_evs++] = fev;
+    }
+    if (wait_ms < 0 || wait_ms > CONTROLLER_WATCH_SAFETY_MS)
+        wait_ms = CONTROLLER_WATCH_SAFETY_MS;
+    struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
+    event_add(c->poll_ev, &tv);
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    controller *c = arg;
+    (void)fd, (void)what;
+    poll_store(c);
+    arm_poll(c);
 }
 
 /* One election step: said once per change of role or leader, and once per failure cause. */
@@ -612,10 +659,9 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
         c.watch_ev = event_new(c.base, c.watch_fd, EV_READ | EV_PERSIST, on_watch, &c);
     }
     int64_t interval = o->interval_ms > 0 ? o->interval_ms : 2000;
-    struct timeval poll_tv = {0, CONTROLLER_POLL_MS * 1000};
     struct timeval int_tv = {(time_t)(interval / 1000), (suseconds_t)(interval % 1000) * 1000};
     c.pass_ev = evtimer_new(c.base, on_pass, &c);
-    c.poll_ev = event_new(c.base, -1, EV_PERSIST, on_poll, &c);
+    c.poll_ev = evtimer_new(c.base, on_poll, &c);
     c.interval_ev = event_new(c.base, -1, EV_PERSIST, on_interval, &c);
     c.sigterm_ev = evsignal_new(c.base, SIGTERM, on_stop, &c);
     c.sigint_ev = evsignal_new(c.base, SIGINT, on_stop, &c);
@@ -627,7 +673,7 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     }
     if (store_revision(s, &c.watched) < 0)
         c.watched = 0;
-    event_add(c.poll_ev, &poll_tv);
+    arm_poll(&c);
     event_add(c.interval_ev, &int_tv);
     event_add(c.sigterm_ev, NULL);
     event_add(c.sigint_ev, NULL);
@@ -668,6 +714,8 @@ out:
         event_free(c.pass_ev);
     if (c.poll_ev)
         event_free(c.poll_ev);
+    for (size_t i = 0; i < c.nwatch_fd_evs; i++)
+        event_free(c.watch_fd_evs[i]);
     if (c.interval_ev)
         event_free(c.interval_ev);
     if (c.sigterm_ev)

@@ -14,6 +14,8 @@
 
 #define CONTROLLER_DEFAULT_LISTEN "127.0.0.1:5690"
 #define CONTROLLER_POLL_MS 100             /* store revision poll (SQLite has no change fd) */
+#define CONTROLLER_WATCH_SAFETY_MS 1000    /* etcd: woken by the watch stream, and at least this often */
+#define CONTROLLER_WATCH_FDS 4
 #define CONTROLLER_BACKOFF_FIRST_MS 500    /* a failing store: passes back off from this ... */
 #define CONTROLLER_BACKOFF_MAX_MS 30000    /* ... doubling up to this */
 #define CONTROLLER_MAX_SANS 32

@@ -247,6 +247,17 @@ int store_watch(store *s, uint64_t after_revision, int timeout_ms, store_event *
 /* Accepts NULL. */
 void store_events_free(store_event *events, size_t count);
 
+struct pollfd;
+/*
+ * For an event loop that follows the store with store_watch(s, after, 0, ...): fills fds (at
+ * most max) with the descriptors to wait on (their events field says for what) and
+ * *ret_timeout_ms with the longest wait (-1: only for the descriptors) before that call may
+ * have something; *ret_n gets how many fds were filled. Valid until the next call on s. A
+ * count of 0 with timeout 0 means "call store_watch now" (no stream open yet, or changes
+ * pending). STORE_EUNSUPPORTED when the backend has no change descriptor (sqlite://): poll.
+ */
+int store_watch_pollfds(store *s, struct pollfd *fds, size_t max, size_t *ret_n, long *ret_timeout_ms);
+
 /* Longest lease a caller may ask for, in seconds. */
 #define STORE_LEASE_TTL_MAX (24 * 3600)
 

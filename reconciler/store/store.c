@@ -504,6 +504,17 @@ int store_revision(store *s, uint64_t *ret) {
     return done(s, s->ops->revision(s->impl, ret, s->err));
 }
 
+int store_watch_pollfds(store *s, struct pollfd *fds, size_t max, size_t *ret_n, long *ret_timeout_ms) {
+    if (!s)
+        return STORE_EINVAL;
+    if (!ret_n || !ret_timeout_ms || (!fds && max > 0))
+        return STORE_EINVAL;
+    if (!s->ops->watch_pollfds)
+        return STORE_EUNSUPPORTED;
+    *ret_n = s->ops->watch_pollfds(s->impl, fds, max, ret_timeout_ms);
+    return STORE_OK;
+}
+
 int store_watch(store *s, uint64_t after_revision, int timeout_ms, store_event **ret_events, size_t *ret_count) {
     if (!s)
         return STORE_EINVAL;
