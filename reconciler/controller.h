@@ -39,6 +39,7 @@ typedef struct controller_options {
      * GET /metrics on the dataplane API port (doc/metrics.md). */
     const char *metrics_listen;
     bool no_prune;                   /* --no-prune: --manifests never deletes what left DIR */
+    unsigned sign_workers;           /* threads signing a pass's leaves; 0 = the online CPUs */
 } controller_options;
 
 #define CONTROLLER_OPTIONS_INIT                                                                    \
