@@ -139,5 +139,7 @@ void cli_sleep_ms(int64_t ms);
 int cli_parse_interval(const char *text, int64_t *ret_ms);
 /* A --now flag: RFC 3339 UTC ("2026-11-24T17:00:00Z") or seconds since the epoch. 0 or -1. */
 int cli_parse_time(const char *text, int64_t *ret);
+/* A --sign-workers flag: 1..SIGN_POOL_MAX_THREADS. 0, or -1 when bad. */
+int cli_parse_workers(const char *text, unsigned *ret);
 
 #endif

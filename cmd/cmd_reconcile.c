@@ -8,10 +8,11 @@
 #include "cmd/common.h"
 #include "reconciler/pki.h"
 #include "reconciler/reconcile.h"
+#include "reconciler/sign_pool.h"
 #include "reconciler/store.h"
 
 const char cmd_reconcile_usage[] =
-    "Usage: meshca reconcile --once [--now TIME]\n"
+    "Usage: meshca reconcile --once [--now TIME] [--sign-workers N]\n"
     "\n"
     "Runs one reconcile pass over every mesh of the store: generates builtin CA roots that do\n"
     "not exist yet, builds each mesh's trust bundle (the CA certificates of all its backends,\n"
@@ -25,6 +26,7 @@ const char cmd_reconcile_usage[] =
     "Flags:\n"
     "      --once        one pass, then exit (the only mode; 'meshca run' loops)\n"
     "      --now TIME    the clock, for tests: RFC 3339 UTC (2026-11-24T17:00:00Z) or epoch seconds\n"
+    "      --sign-workers N  threads signing leaves of builtin and provided CAs (default: online CPUs)\n"
     "  -h, --help        show this help\n"
     "\n"
     "Exit codes: 0 done; 1 a mesh's CA could not be used (expired, unreadable; other meshes were\n"
@@ -76,9 +78,10 @@ static void reconcile_progress(void *userdata, size_t done, size_t total)
 
 int cmd_reconcile(int argc, char **argv)
 {
-    enum { OPT_ONCE = 256, OPT_NOW };
+    enum { OPT_ONCE = 256, OPT_NOW, OPT_WORKERS };
     static const struct option options[] = {
         {"once", no_argument, NULL, OPT_ONCE}, {"now", required_argument, NULL, OPT_NOW},
+        {"sign-workers", required_argument, NULL, OPT_WORKERS},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     reconcile_options opts = RECONCILE_OPTIONS_INIT;
@@ -93,6 +96,13 @@ int cmd_reconcile(int argc, char **argv)
         case OPT_NOW:
             if (cli_parse_time(optarg, &opts.now) < 0) {
                 cli_error("--now: '%s' is not RFC 3339 UTC or epoch seconds", optarg);
+                return EXIT_TROUBLE;
+            }
+            break;
+        case OPT_WORKERS:
+            if (cli_parse_workers(optarg, &opts.sign_workers) < 0) {
+                cli_error("--sign-workers: '%s' is not a number of threads from 1 to %d", optarg,
+                          SIGN_POOL_MAX_THREADS);
                 return EXIT_TROUBLE;
             }
             break;

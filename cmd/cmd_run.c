@@ -11,6 +11,7 @@
 #include "cmd/common.h"
 #include "reconciler/controller.h"
 #include "reconciler/reconcile.h"
+#include "reconciler/sign_pool.h"
 #include "reconciler/store.h"
 
 /* How often the store revision is polled between full passes. */
@@ -23,7 +24,7 @@
 const char cmd_run_usage[] =
     "Usage: meshca run [--listen ADDR] [--tls-cert F --tls-key F] [--tls-san NAME]...\n"
     "                  [--manifests DIR [--no-prune]] [--interval D] [--metrics ADDR:PORT]\n"
-    "                  [--lease-ttl D]\n"
+    "                  [--sign-workers N] [--lease-ttl D]\n"
     "\n"
     "The controller: serves the dataplane API (HTTPS) to agents, and runs a reconcile pass (see\n"
     "'meshca help reconcile') whenever the store changes, whenever an agent sends a CSR, and at\n"
@@ -68,6 +69,8 @@ const char cmd_run_usage[] =
     "      --metrics ADDR:PORT\n"
     "                       serve Prometheus metrics over plain HTTP on ADDR:PORT/metrics\n"
     "                       (e.g. 127.0.0.1:9090) instead of on the API port (see above)\n"
+    "      --sign-workers N  threads signing leaves of builtin and provided CAs\n"
+    "                       (default: the online CPUs)\n"
     "      --lease-ttl D    leader lease of this replica (default 10s, whole seconds): several\n"
     "                       'meshca run' on one store elect one leader, which alone runs passes;\n"
     "                       another takes over within D when it dies (see doc/controller.md)\n"
@@ -102,7 +105,7 @@ static void run_line_out(void *ctx, bool error, const char *text)
 int cmd_run(int argc, char **argv)
 {
     enum { OPT_INTERVAL = 256, OPT_MANIFESTS, OPT_LISTEN, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_SAN,
-           OPT_METRICS, OPT_NO_PRUNE, OPT_LEASE_TTL };
+           OPT_METRICS, OPT_NO_PRUNE, OPT_WORKERS, OPT_LEASE_TTL };
     static const struct option options[] = {
         {"interval", required_argument, NULL, OPT_INTERVAL},
         {"manifests", required_argument, NULL, OPT_MANIFESTS},
@@ -112,6 +115,7 @@ int cmd_run(int argc, char **argv)
         {"tls-san", required_argument, NULL, OPT_TLS_SAN},
         {"metrics", required_argument, NULL, OPT_METRICS},
         {"no-prune", no_argument, NULL, OPT_NO_PRUNE},
+        {"sign-workers", required_argument, NULL, OPT_WORKERS},
         {"lease-ttl", required_argument, NULL, OPT_LEASE_TTL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -165,6 +169,13 @@ int cmd_run(int argc, char **argv)
                 return EXIT_TROUBLE;
             }
             sans[opts.nsans++] = optarg;
+            break;
+        case OPT_WORKERS:
+            if (cli_parse_workers(optarg, &opts.sign_workers) < 0) {
+                cli_error("--sign-workers: '%s' is not a number of threads from 1 to %d", optarg,
+                          SIGN_POOL_MAX_THREADS);
+                return EXIT_TROUBLE;
+            }
             break;
         case 'h':
             fputs(cmd_run_usage, stdout);

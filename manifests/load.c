@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,10 @@ struct manifest_set {
     size_t count, capacity;
     char **names;        /* interned file names; marks borrow them */
     size_t nnames, cnames;
+    /* Open addressing over names (index + 1, 0 empty), 2x the count at most: a store load
+     * interns one name per object (store:<kind>/<mesh>/<name>), so a scan would be O(n^2). */
+    size_t *slots;
+    size_t nslots;
 };
 
 manifest_set *manifest_set_new(void)
@@ -35,14 +40,48 @@ void manifest_set_free(manifest_set *set)
     for (size_t i = 0; i < set->nnames; i++)
         free(set->names[i]);
     free(set->names);
+    free(set->slots);
     free(set);
+}
+
+/* FNV-1a: names are short; any spread will do. */
+static size_t name_hash(const char *name)
+{
+    size_t h = (size_t)14695981039346656037ULL;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * (size_t)1099511628211ULL;
+    return h;
+}
+
+/* Grows the table to hold one more name at most half full. False when out of memory. */
+static bool slots_reserve(manifest_set *set)
+{
+    if ((set->nnames + 1) * 2 <= set->nslots)
+        return true;
+    size_t n = set->nslots ? set->nslots * 2 : 64;
+    size_t *slots = calloc(n, sizeof(*slots));
+    if (!slots)
+        return false;
+    for (size_t i = 0; i < set->nnames; i++) {
+        size_t j = name_hash(set->names[i]) & (n - 1);
+        while (slots[j])
+            j = (j + 1) & (n - 1);
+        slots[j] = i + 1;
+    }
+    free(set->slots);
+    set->slots = slots;
+    set->nslots = n;
+    return true;
 }
 
 const char *manifest_set_intern(manifest_set *set, const char *name)
 {
-    for (size_t i = set->nnames; i-- > 0;)
-        if (!strcmp(set->names[i], name))
-            return set->names[i];
+    if (!slots_reserve(set))
+        return NULL;
+    size_t j = name_hash(name) & (set->nslots - 1);
+    for (; set->slots[j]; j = (j + 1) & (set->nslots - 1))
+        if (!strcmp(set->names[set->slots[j] - 1], name))
+            return set->names[set->slots[j] - 1];
     if (set->nnames == set->cnames) {
         size_t n = set->cnames ? set->cnames * 2 : 8;
         char **names = realloc(set->names, n * sizeof(*names));
@@ -55,6 +94,7 @@ const char *manifest_set_intern(manifest_set *set, const char *name)
     if (!copy)
         return NULL;
     set->names[set->nnames++] = copy;
+    set->slots[j] = set->nnames;
     return copy;
 }
 

@@ -1,5 +1,6 @@
 /* ca_backend.c - dispatch to the CA backend vtables and what local-key backends share. */
 #include "reconciler/ca_backend.h"
+#include "reconciler/sign_pool.h"
 
 /* The handle behind ca_backend: private to this file, so no caller reaches a CA's key. */
 struct ca_backend {
@@ -97,6 +98,22 @@ void ca_backend_free(ca_backend *ca)
 {
     if (ca)
         ca->ops->free(ca);
+}
+
+bool ca_backend_signs_locally(const ca_backend *ca)
+{
+    return ca && ca->key && ca->chain && sk_X509_num(ca->chain) > 0;
+}
+
+int ca_backend_sign_pool_new(ca_backend *ca, unsigned nthreads, struct sign_pool **ret,
+                             char *errbuf)
+{
+    if (!ret)
+        return PKI_EINVAL;
+    *ret = NULL;
+    if (!ca_backend_signs_locally(ca))
+        return PKI_OK;
+    return sign_pool_new(ca_backend_cert(ca), ca->key, nthreads, ret, errbuf);
 }
 
 X509 *ca_backend_cert(ca_backend *ca)

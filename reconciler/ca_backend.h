@@ -102,6 +102,15 @@ int ca_backend_cross_sign(ca_backend *ca, X509 *other_ca, int64_t now, int64_t n
 bool ca_backend_can_cross_sign(const ca_backend *ca);
 void ca_backend_free(ca_backend *ca);   /* accepts NULL; wipes the key */
 
+/* Signing workers for a CA whose key is local (builtin, provided): sign_pool.c with nthreads
+ * workers (0: the online CPUs), each with its own copy of the key. *ret is NULL for a CA that
+ * signs remotely (its leaves go through ca_backend_sign_leaf). Caller frees with
+ * sign_pool_free(). */
+struct sign_pool;
+bool ca_backend_signs_locally(const ca_backend *ca);
+int ca_backend_sign_pool_new(ca_backend *ca, unsigned nthreads, struct sign_pool **ret,
+                             char *errbuf);
+
 /* Descriptions of a loaded CA. */
 typedef struct ca_info {
     const char *key_type;   /* "ec" | "rsa" (static) */

@@ -105,6 +105,7 @@ static void run_pass(controller *c)
     if (c->o->manifests_dir)
         manifest_sync(c->s, c->o->manifests_dir, !c->o->no_prune, &c->last_said, sync_say, c);
     reconcile_options ropts = RECONCILE_OPTIONS_INIT;
+    ropts.sign_workers = c->o->sign_workers;
     reconcile_report rep = RECONCILE_REPORT_INIT;
     diag_list diags = DIAG_LIST_INIT;
     struct timespec t0, t1;

@@ -41,6 +41,7 @@ typedef struct controller_options {
      * GET /metrics on the dataplane API port (doc/metrics.md). */
     const char *metrics_listen;
     bool no_prune;                   /* --no-prune: --manifests never deletes what left DIR */
+    unsigned sign_workers;           /* threads signing a pass's leaves; 0 = the online CPUs */
     int64_t lease_ttl_s;             /* leader lease (--lease-ttl); 0 = LEADER_DEFAULT_TTL_S */
     const char *replica_id;          /* this replica in the leader key; NULL = "HOST:PID" */
     store *lease_store;              /* a second handle on the store for the lease renewer
@@ -50,7 +51,7 @@ typedef struct controller_options {
 
 #define CONTROLLER_OPTIONS_INIT                                                                    \
     {                                                                                              \
-        NULL, NULL, NULL, NULL, 0, NULL, 0, { NULL, NULL, NULL }, NULL, false, 0, NULL, NULL       \
+        NULL, NULL, NULL, NULL, 0, NULL, 0, { NULL, NULL, NULL }, NULL, false, 0, 0, NULL, NULL    \
     }
 
 /*

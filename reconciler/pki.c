@@ -1292,3 +1292,33 @@ done:
     *ret = out;
     return PKI_OK;
 }
+
+int pki_spki_from_pem(const char *pem, size_t len, unsigned char **ret, size_t *ret_len,
+                      bool *ret_rsa, char *errbuf)
+{
+    unsigned char *der = NULL;
+    size_t n = 0;
+    const unsigned char *p;
+    SPKI_RAW *spki;
+    bool rsa;
+
+    ERR_clear_error();
+    if (!pem || len == 0 || len > PKI_MAX_PEM_BYTES || !ret || !ret_len || !ret_rsa)
+        return pki_fail(errbuf, PKI_EINVAL, "invalid public key parameters");
+    /* The PEM body is the SPKI DER itself: decoding it builds no EVP_PKEY (no provider decoder). */
+    if (!pem_block_der(pem, len, "PUBLIC KEY", &der, &n))
+        return pki_fail(errbuf, PKI_EINVAL, "no PUBLIC KEY PEM block");
+    p = der;
+    spki = (SPKI_RAW *)ASN1_item_d2i(NULL, &p, (long)n, ASN1_ITEM_rptr(SPKI_RAW));
+    if (!spki || p != der + n || !(spki_type_ok(spki->algor, true) || spki_type_ok(spki->algor, false))) {
+        ASN1_item_free((ASN1_VALUE *)spki, ASN1_ITEM_rptr(SPKI_RAW));
+        free(der);
+        return pki_fail(errbuf, PKI_EINVAL, "not an EC P-256 or RSA SubjectPublicKeyInfo");
+    }
+    rsa = spki_type_ok(spki->algor, true);
+    ASN1_item_free((ASN1_VALUE *)spki, ASN1_ITEM_rptr(SPKI_RAW));
+    *ret = der;
+    *ret_len = n;
+    *ret_rsa = rsa;
+    return PKI_OK;
+}

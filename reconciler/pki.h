@@ -155,4 +155,10 @@ int pki_sign_csr(pki_leaf_signer *s, const char *csr_pem, size_t csr_len,
                  unsigned char **ret_spki, size_t *ret_spki_len, char *errbuf);
 void pki_signed_leaf_clear(pki_signed_leaf *leaf);
 
+/* The SPKI DER of a PEM "PUBLIC KEY" (as the identity record keeps it) for pki_sign_public_key,
+ * and whether it is RSA (else EC P-256), without building an EVP_PKEY. PKI_EINVAL for anything
+ * else or a malformed block. Caller frees *ret with free(). */
+int pki_spki_from_pem(const char *pem, size_t len, unsigned char **ret, size_t *ret_len,
+                      bool *ret_rsa, char *errbuf);
+
 #endif

@@ -14,7 +14,9 @@
 #include "reconciler/ca_backend.h"
 #include "reconciler/mesh_ca.h"
 #include "reconciler/reconcile.h"
+#include "reconciler/sign_pool.h"
 #include "reconciler/state.h"
+#include "reconciler/store/identity_peek.h"
 
 /* Mesh status condition for a backend left out of the pass (reported, not fatal to the mesh). */
 #define CONDITION_BACKEND_UNAVAILABLE "BackendUnavailable"
@@ -89,6 +91,7 @@ static bool is_store_code(int rc)
 enum {
     ISSUE_SKIPPED = 1,   /* issue(): no certificate for this dataplane (warned), the mesh goes on */
     ISSUE_REFUSED = 2,   /* the CA could not sign, or cannot be used (reported): the mesh stops */
+    ISSUE_DEFERRED = 3,  /* queued for the signing workers: the batch finishes it (sign_batch) */
 };
 
 /* The CAs and the bundle one pass of a mesh signs with. */
@@ -474,13 +477,11 @@ static int64_t leaf_lifetime_s(const mesh_backend *b)
     return s > 0 ? s : 1;
 }
 
-/* Signs a new certificate for the public key `pub` into *id (keeping generation/regeneration
- * counters). Returns 0, ISSUE_SKIPPED, ISSUE_REFUSED or MESHCA_ENOMEM. */
-static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now, identity *id,
-                 EVP_PKEY *pub, diag_list *diags)
+/* The leaf request for dp (SANs into uris, which the caller frees: req->nuris of them).
+ * Returns 0, ISSUE_SKIPPED (warned) or MESHCA_ENOMEM. */
+static int issue_request(const mesh *m, const dataplane *dp, const pass_cas *pc, bool rsa,
+                         char **uris, pki_leaf_request *req, diag_list *diags)
 {
-    const mesh_backend *b = &m->backends[pc->enabled];
-    char *uris[PKI_MAX_SANS];
     int nuris = leaf_sans(m->name.value, dp, uris);
     if (nuris == MESHCA_ENOMEM)
         return nuris;
@@ -490,40 +491,37 @@ static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t
                      nuris < 0 ? "too many tags for one certificate" : "no kuma.io/service tag");
         return ISSUE_SKIPPED;
     }
-    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
-    req.uris = (const char *const *)uris;
-    req.nuris = (size_t)nuris;
-    req.rsa = strcmp(pki_key_type(pub), "rsa") == 0;
-    req.lifetime_s = leaf_lifetime_s(b);
-    X509 *cert = NULL;
-    char errbuf[PKI_ERRBUF] = "", *cert_pem = NULL, *digest = NULL;
-    char serial[80], when[32], stable[600];
-    int r = ca_backend_sign_leaf(pc->cas[pc->enabled].ca, &req, pub, now, &cert, errbuf);
-    for (int i = 0; i < nuris; i++)
-        free(uris[i]);
-    if (r < 0) {
-        char path[64];
-        backend_path(pc->enabled, path, sizeof(path));
-        diag_error(diags, r == PKI_EEXPIRED ? "ca-expired" : "ca-unavailable", NULL, path,
-                   "mesh '%s': backend '%s' could not sign for '%s': %s", m->name.value,
-                   b->name.value, dp->name.value, errbuf);
-        return ISSUE_REFUSED;
-    }
-    int64_t nb = 0, na = 0;
-    size_t clen = 0;
-    if ((r = pki_cert_to_pem(cert, &cert_pem, errbuf)) < 0 ||
-        (r = pki_serial_hex(cert, serial, sizeof(serial))) < 0 ||
-        (r = pki_cert_not_before(cert, &nb)) < 0 || (r = pki_cert_not_after(cert, &na)) < 0) {
-        if (r != MESHCA_ENOMEM) {
-            diag_error(diags, "ca-unavailable", NULL, "", "mesh '%s': the certificate signed for "
-                       "'%s' cannot be encoded: %s", m->name.value, dp->name.value,
-                       errbuf[0] ? errbuf : meshca_strerror(r));
-            r = ISSUE_REFUSED;
-        }
-        goto out;
-    }
-    clen = strlen(cert_pem);
-    r = MESHCA_ENOMEM;
+    *req = (pki_leaf_request)PKI_LEAF_REQUEST_INIT;
+    req->uris = (const char *const *)uris;
+    req->nuris = (size_t)nuris;
+    req->rsa = rsa;
+    req->lifetime_s = leaf_lifetime_s(&m->backends[pc->enabled]);
+    return 0;
+}
+
+/* The enabled CA could not sign for dp (code r): reported; the mesh stops. */
+static int sign_refused(const mesh *m, const dataplane *dp, const pass_cas *pc, int r,
+                        const char *why, diag_list *diags)
+{
+    char path[64];
+    backend_path(pc->enabled, path, sizeof(path));
+    diag_error(diags, r == PKI_EEXPIRED ? "ca-expired" : "ca-unavailable", NULL, path,
+               "mesh '%s': backend '%s' could not sign for '%s': %s", m->name.value,
+               m->backends[pc->enabled].name.value, dp->name.value,
+               why && why[0] ? why : meshca_strerror(r));
+    return ISSUE_REFUSED;
+}
+
+/* Records a signed leaf in *id (keeping generation/regeneration counters); takes cert_pem.
+ * Returns 0 or MESHCA_ENOMEM. */
+static int issue_store(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now,
+                       identity *id, bool rsa, char *cert_pem, const char *serial, int64_t nb,
+                       int64_t na)
+{
+    const mesh_backend *b = &m->backends[pc->enabled];
+    char *digest = NULL, when[32], stable[600];
+    size_t clen = strlen(cert_pem);
+    int r = MESHCA_ENOMEM;
     /* The cross-signed CA goes before the backend's own intermediates: it has the same subject
      * as the first of them, and OpenSSL takes the first matching issuer from the chain it is
      * sent, so a dataplane that trusts only the old CA must meet the cross-signed one first.
@@ -550,14 +548,137 @@ static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t
     /* The lifetime is what was asked for, from now: notBefore is backdated a minute for clock
      * skew, and counting that minute would renew a short-lived certificate far too early. */
     id->renew_at = pki_renewal_point(now < na ? now : nb, na, stable);
-    id->rsa = req.rsa;
+    id->rsa = rsa;
     id->cross_signed = pc->cross_pem != NULL;
     id->regenerations++;
 out:
-    X509_free(cert);
     free(cert_pem);
     free(digest);
     return r;
+}
+
+/* Signs a new certificate for the public key `pub` into *id through the backend, one at a time
+ * (a CA that signs remotely). Returns 0, ISSUE_SKIPPED, ISSUE_REFUSED or MESHCA_ENOMEM. */
+static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now, identity *id,
+                 EVP_PKEY *pub, diag_list *diags)
+{
+    char *uris[PKI_MAX_SANS];
+    pki_leaf_request req;
+    int r = issue_request(m, dp, pc, strcmp(pki_key_type(pub), "rsa") == 0, uris, &req, diags);
+    if (r != 0)
+        return r;
+    X509 *cert = NULL;
+    char errbuf[PKI_ERRBUF] = "", *cert_pem = NULL;
+    char serial[80];
+    r = ca_backend_sign_leaf(pc->cas[pc->enabled].ca, &req, pub, now, &cert, errbuf);
+    for (size_t i = 0; i < req.nuris; i++)
+        free(uris[i]);
+    if (r < 0)
+        return sign_refused(m, dp, pc, r, errbuf, diags);
+    int64_t nb = 0, na = 0;
+    if ((r = pki_cert_to_pem(cert, &cert_pem, errbuf)) < 0 ||
+        (r = pki_serial_hex(cert, serial, sizeof(serial))) < 0 ||
+        (r = pki_cert_not_before(cert, &nb)) < 0 || (r = pki_cert_not_after(cert, &na)) < 0) {
+        if (r != MESHCA_ENOMEM) {
+            diag_error(diags, "ca-unavailable", NULL, "", "mesh '%s': the certificate signed for "
+                       "'%s' cannot be encoded: %s", m->name.value, dp->name.value,
+                       errbuf[0] ? errbuf : meshca_strerror(r));
+            r = ISSUE_REFUSED;
+        }
+        free(cert_pem);
+    } else {
+        r = issue_store(m, dp, pc, now, id, req.rsa, cert_pem, serial, nb, na);
+    }
+    X509_free(cert);
+    return r;
+}
+
+/*
+ * Leaves of a CA whose key is local are signed on the signing workers (sign_pool.c), a batch at
+ * a time: the pass decides for each dataplane and queues what to sign, then finishes the batch
+ * in dataplane order, so the writes and the report are those of signing one at a time. A batch
+ * bounds the memory of a full pass (identities held until signed), and is large enough that the
+ * workers stay busy.
+ */
+#define SIGN_BATCH 1024
+
+typedef struct deferred {
+    const dataplane *dp;
+    identity id;             /* owned: moved in from the pass */
+    uint64_t version;
+    reconcile_verb verb;
+    const char *reason;      /* static */
+    bool pending;            /* the agent's pending key: its CSR (or key) is used up */
+    bool sign;               /* false: rebundled only, queued to keep the order */
+    unsigned char *spki;     /* SPKI DER to re-sign (owned), or NULL with the CSR of id */
+    size_t spki_len;
+    char *uris[PKI_MAX_SANS];   /* req.nuris of them, owned */
+    pki_leaf_request req;
+} deferred;
+
+typedef struct sign_batch {
+    ca_backend *ca;          /* borrowed; NULL: the CA signs remotely and nothing is deferred */
+    unsigned workers;        /* 0: the online CPUs */
+    sign_pool *pool;         /* made for the first batch that signs */
+    deferred *items;         /* SIGN_BATCH of them, allocated once (req.uris points inside) */
+    sign_pool_job *jobs;
+    size_t n;
+} sign_batch;
+
+static void deferred_clear(deferred *d)
+{
+    identity_clear(&d->id);
+    free(d->spki);
+    for (size_t i = 0; i < d->req.nuris; i++)
+        free(d->uris[i]);
+    memset(d, 0, sizeof(*d));
+}
+
+static void sign_batch_free(sign_batch *b)
+{
+    for (size_t i = 0; b->items && i < b->n; i++)
+        deferred_clear(&b->items[i]);
+    free(b->items);
+    free(b->jobs);
+    sign_pool_free(b->pool);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Queues *id (moved out: *id is left empty) to be finished by the batch, signed when spki (taken
+ * over) or csr_pem of id is given. Returns ISSUE_DEFERRED, ISSUE_SKIPPED (no SANs: warned, *id
+ * kept) or MESHCA_ENOMEM. */
+static int defer(sign_batch *b, const mesh *m, const dataplane *dp, const pass_cas *pc,
+                 identity *id, uint64_t version, reconcile_verb verb, const char *reason,
+                 bool sign, bool pending, unsigned char *spki, size_t spki_len, bool rsa,
+                 diag_list *diags)
+{
+    if ((!b->items && !(b->items = calloc(SIGN_BATCH, sizeof(*b->items)))) ||
+        (!b->jobs && !(b->jobs = calloc(SIGN_BATCH, sizeof(*b->jobs))))) {
+        free(spki);
+        return MESHCA_ENOMEM;
+    }
+    deferred *d = &b->items[b->n];
+    memset(d, 0, sizeof(*d));
+    if (sign) {
+        int r = issue_request(m, dp, pc, rsa, d->uris, &d->req, diags);
+        if (r != 0) {
+            free(spki);
+            memset(d, 0, sizeof(*d));
+            return r;
+        }
+    }
+    d->dp = dp;
+    d->id = *id;
+    memset(id, 0, sizeof(*id));
+    d->version = version;
+    d->verb = verb;
+    d->reason = reason;
+    d->sign = sign;
+    d->pending = pending;
+    d->spki = spki;
+    d->spki_len = spki_len;
+    b->n++;
+    return ISSUE_DEFERRED;
 }
 
 /* What a pass does to an issued identity besides re-signing or rebundling. */
@@ -643,16 +764,39 @@ static int queue_identity(pass_txn *tx, const identity *id, uint64_t version)
     return queue_write(tx, STATE_IDENTITIES, id->mesh, id->dataplane, text, version, false);
 }
 
-/* Signs a pending key (the agent's CSR): 0 with *id filled, ISSUE_* or MESHCA_ENOMEM. A pending
- * key of the wrong type (keyType changed after the CSR) is dropped: the agent sends another. */
-static int sign_pending(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now,
-                        identity *id, diag_list *diags)
+/* The pending key is used up: signed (r == 0: it becomes the key held), or refused until a new
+ * CSR (ISSUE_SKIPPED). */
+static void pending_done(identity *id, int r)
 {
-    EVP_PKEY *pub = NULL;
+    if (r != ISSUE_SKIPPED && r != 0)
+        return;
+    if (r == 0) {
+        free(id->public_key_pem);
+        id->public_key_pem = id->pending_key_pem;
+        free(id->csr_pem);
+        id->csr_pem = id->pending_csr_pem;
+    } else {
+        free(id->pending_key_pem);
+        free(id->pending_csr_pem);
+    }
+    id->pending_key_pem = NULL;
+    id->pending_csr_pem = NULL;
+}
+
+/* Signs a pending key (the agent's CSR): 0 with *id filled, ISSUE_DEFERRED (*id moved into the
+ * batch), ISSUE_SKIPPED, ISSUE_REFUSED or MESHCA_ENOMEM. A pending key of the wrong type
+ * (keyType changed after the CSR) is dropped: the agent sends another. */
+static int sign_pending(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now,
+                        identity *id, uint64_t version, reconcile_verb verb, const char *reason,
+                        sign_batch *batch, diag_list *diags)
+{
+    unsigned char *spki = NULL;
+    size_t spki_len = 0;
+    bool rsa = false;
     char errbuf[PKI_ERRBUF] = "";
     const mesh_backend *b = &m->backends[pc->enabled];
-    int r = pki_pubkey_from_pem(id->pending_key_pem, strlen(id->pending_key_pem), &pub, errbuf);
-    bool rsa = r == 0 && strcmp(pki_key_type(pub), "rsa") == 0;
+    int r = pki_spki_from_pem(id->pending_key_pem, strlen(id->pending_key_pem), &spki, &spki_len,
+                              &rsa, errbuf);
     if (r == 0 && rsa != mesh_backend_leaf_is_rsa(b)) {
         diag_warning(diags, "csr-key-type", NULL, "", "dataplane '%s/%s': the pending key is %s but "
                      "dpCert.keyType asks for %s; waiting for a new CSR", m->name.value,
@@ -663,37 +807,264 @@ static int sign_pending(const mesh *m, const dataplane *dp, const pass_cas *pc, 
         diag_warning(diags, "corrupt-object", NULL, "", "dataplane '%s/%s': pending public key "
                      "dropped: %s", m->name.value, dp->name.value, errbuf);
         r = ISSUE_SKIPPED;
-    } else {
-        r = issue(m, dp, pc, now, id, pub, diags);
-    }
-    EVP_PKEY_free(pub);
-    if (r == ISSUE_SKIPPED || r == 0) {
-        /* Either way the pending key is used up: signed, or refused until a new CSR. */
-        if (r == 0) {
-            free(id->public_key_pem);
-            id->public_key_pem = id->pending_key_pem;
-            free(id->csr_pem);
-            id->csr_pem = id->pending_csr_pem;
-        } else {
-            free(id->pending_key_pem);
-            free(id->pending_csr_pem);
+    } else if (batch->ca) {
+        /* The CSR, when the record holds one, is verified again by the worker that signs it. */
+        if (id->pending_csr_pem) {
+            free(spki);
+            spki = NULL;
         }
-        id->pending_key_pem = NULL;
-        id->pending_csr_pem = NULL;
+        r = defer(batch, m, dp, pc, id, version, verb, reason, true, true, spki, spki_len, rsa,
+                  diags);   /* takes spki */
+        spki = NULL;
+        if (r == ISSUE_DEFERRED || r < 0)
+            return r;
+    } else {
+        EVP_PKEY *pub = NULL;
+        r = pki_pubkey_from_der(spki, spki_len, &pub, errbuf);
+        if (r < 0) {
+            diag_warning(diags, "corrupt-object", NULL, "", "dataplane '%s/%s': pending public "
+                         "key dropped: %s", m->name.value, dp->name.value, errbuf);
+            r = ISSUE_SKIPPED;
+        } else {
+            r = issue(m, dp, pc, now, id, pub, diags);
+        }
+        EVP_PKEY_free(pub);
     }
+    free(spki);
+    pending_done(id, r);
     return r;
+}
+
+/* A pending key refused (or used up without a certificate): nothing issued yet means no record
+ * until the next CSR; else the record stays without its pending key. Clears *id. */
+static int pending_skipped(pass_txn *tx, const char *mesh_name, const char *dp_name,
+                           identity *id, uint64_t version, reconcile_mesh_report *mr, char *errbuf)
+{
+    mr->skipped++;
+    int rc = id->generation > 0 ? queue_identity(tx, id, version)
+                                : queue_write(tx, STATE_IDENTITIES, mesh_name, dp_name, NULL,
+                                              version, true);
+    identity_clear(id);
+    return rc < 0 ? meshca_fail(errbuf, rc, "out of memory") : 0;
+}
+
+/* Writes what a pass decided for one dataplane (rc: 0, ISSUE_SKIPPED or ISSUE_REFUSED from its
+ * signing) and reports it. Clears *id. Returns 0, ISSUE_REFUSED or MESHCA_ENOMEM (errbuf). */
+static int finish_dataplane(const char *mesh_name, const pass_cas *pc, identity *id,
+                            uint64_t version,
+                            reconcile_verb verb, const char *reason, int rc, pass_txn *tx,
+                            reconcile_report *rep, reconcile_mesh_report *mr, char *errbuf)
+{
+    if (rc == 0)
+        rc = set_bundle(id, pc);
+    if (rc != 0) {
+        identity_clear(id);
+        if (rc < 0)
+            return meshca_fail(errbuf, rc, "out of memory");
+        mr->skipped++;
+        return rc == ISSUE_SKIPPED ? 0 : rc;
+    }
+    id->generation++;
+    rc = queue_identity(tx, id, version);
+    if (rc == 0)
+        rc = add_action(rep, mesh_name, id, verb, reason);
+    identity_clear(id);
+    if (rc < 0)
+        return meshca_fail(errbuf, rc, "out of memory");
+    switch (verb) {
+    case RECONCILE_ISSUED:
+        mr->issued++;
+        break;
+    case RECONCILE_REISSUED:
+        mr->reissued++;
+        break;
+    case RECONCILE_RENEWED:
+        mr->renewed++;
+        break;
+    case RECONCILE_REBUNDLED:
+        mr->rebundled++;
+        break;
+    }
+    return 0;
+}
+
+/* Signs the batch on the workers and finishes its dataplanes in order. Returns 0, ISSUE_REFUSED
+ * (reported: the CA could not sign; the rest of the batch is dropped) or MESHCA_ENOMEM. */
+static int sign_batch_flush(sign_batch *b, const mesh *m, const pass_cas *pc, int64_t now,
+                            pass_txn *tx, reconcile_report *rep, reconcile_mesh_report *mr,
+                            diag_list *diags, char *errbuf)
+{
+    char perr[PKI_ERRBUF] = "";
+    size_t nj = 0;
+    int stop = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        deferred *d = &b->items[i];
+        if (!d->sign)
+            continue;
+        b->jobs[nj] = (sign_pool_job){.req = d->req};
+        if (d->spki) {
+            b->jobs[nj].spki_der = d->spki;
+            b->jobs[nj].spki_len = d->spki_len;
+        } else {
+            b->jobs[nj].csr_pem = d->id.pending_csr_pem;
+            b->jobs[nj].csr_len = strlen(d->id.pending_csr_pem);
+        }
+        nj++;
+    }
+    if (nj && !b->pool) {
+        int r = ca_backend_sign_pool_new(b->ca, b->workers, &b->pool, perr);
+        if (r < 0 || !b->pool)
+            stop = r == MESHCA_ENOMEM ? r
+                                      : sign_refused(m, b->items[0].dp, pc, r < 0 ? r : PKI_EINVAL,
+                                                     perr, diags);
+    }
+    /* Per-job results are read below: the first failure's summary is not needed. */
+    if (nj && !stop)
+        sign_pool_run(b->pool, b->jobs, nj, now, perr);
+    for (size_t i = 0, k = 0; i < b->n; i++) {
+        deferred *d = &b->items[i];
+        sign_pool_job *job = d->sign ? &b->jobs[k++] : NULL;
+        int r = 0;
+        if (stop) {
+            if (job)
+                pki_signed_leaf_clear(&job->leaf);
+            deferred_clear(d);
+            continue;
+        }
+        if (job && job->result == 0) {
+            r = issue_store(m, d->dp, pc, now, &d->id, d->req.rsa, job->leaf.pem,
+                            job->leaf.serial_hex, job->leaf.not_before, job->leaf.not_after);
+            job->leaf.pem = NULL;
+        } else if (job && job->result == PKI_EINVAL) {
+            /* The key held, or the CSR, does not parse or verify: only a new CSR helps. */
+            diag_warning(diags, "corrupt-object", NULL, "", "dataplane '%s/%s': %s; waiting for "
+                         "a new CSR", m->name.value, d->dp->name.value,
+                         d->pending ? "the pending key (CSR) does not verify and is dropped"
+                                    : "the public key held cannot be read");
+            r = ISSUE_SKIPPED;
+        } else if (job) {
+            r = job->result == MESHCA_ENOMEM ? MESHCA_ENOMEM
+                                             : sign_refused(m, d->dp, pc, job->result, NULL, diags);
+        }
+        if (job)
+            pki_signed_leaf_clear(&job->leaf);
+        if (d->pending)
+            pending_done(&d->id, r);
+        if (r == MESHCA_ENOMEM)
+            stop = meshca_fail(errbuf, r, "out of memory");
+        else if (d->pending && r == ISSUE_SKIPPED)
+            stop = pending_skipped(tx, m->name.value, d->dp->name.value, &d->id, d->version, mr,
+                                   errbuf);
+        else
+            stop = finish_dataplane(m->name.value, pc, &d->id, d->version, d->verb, d->reason, r,
+                                    tx, rep, mr, errbuf);
+        deferred_clear(d);
+    }
+    b->n = 0;
+    return stop;
+}
+
+/*
+ * The common case of a pass, decided from the identity records' small fields (identity_peek)
+ * in one scan of the mesh's identities (store_scan: one statement, not one SELECT per
+ * dataplane): no identity yet (awaiting its agent's CSR), or an issued one with nothing to
+ * change. Anything else, a corrupt record included, goes through identity_read and the full
+ * decision, which also reports it.
+ */
+enum { QUICK_ABSENT = 0, QUICK_UNCHANGED = 1, QUICK_FULL = 2 };
+
+typedef struct quick_name {
+    const char *name;
+    size_t index;   /* in the pass's dataplanes */
+} quick_name;
+
+typedef struct quick_scan {
+    const mesh *m;
+    const pass_cas *pc;
+    int64_t now;
+    const dataplane *const *dps;
+    quick_name *names;         /* sorted by name */
+    size_t n;
+    unsigned char *verdict;    /* QUICK_* per dataplane of the pass */
+} quick_scan;
+
+static int cmp_quick_name(const void *a, const void *b)
+{
+    return strcmp(((const quick_name *)a)->name, ((const quick_name *)b)->name);
+}
+
+/* Whether the record says the dataplane has nothing to change. */
+static bool quick_unchanged(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now,
+                            const char *value, size_t len)
+{
+    identity id = {0};
+    unsigned flags = 0;
+    reconcile_verb verb;
+    int ask;
+    char *digest = NULL;
+    bool same = identity_peek(value, len, &id, &flags) == 0 &&
+                !(flags & PEEK_PENDING_KEY) && id.generation > 0 && (flags & PEEK_PUBLIC_KEY) &&
+                (flags & PEEK_CERTIFICATE) && (digest = tags_digest(dp)) != NULL &&
+                !why_change(m, pc, &id, digest, now, &verb, &ask);
+    free(digest);
+    identity_clear(&id);
+    return same;
+}
+
+static int quick_scan_one(void *userdata, const store_entry *e)
+{
+    quick_scan *q = userdata;
+    quick_name key = {e->name, 0};
+    const quick_name *hit = bsearch(&key, q->names, q->n, sizeof(*q->names), cmp_quick_name);
+    if (hit)
+        q->verdict[hit->index] = quick_unchanged(q->m, q->dps[hit->index], q->pc, q->now, e->value,
+                                                 e->len)
+                                     ? QUICK_UNCHANGED
+                                     : QUICK_FULL;
+    return 0;
+}
+
+/* Verdicts for the pass's dataplanes (caller frees), or NULL when out of memory: then every
+ * dataplane takes the full path. A scan the store fails leaves them all to the full path. */
+static unsigned char *quick_verdicts(store *s, const mesh *m, const pass_cas *pc, int64_t now,
+                                     const dataplane *const *dps, size_t ndps)
+{
+    quick_scan q = {m, pc, now, dps, calloc(ndps + 1, sizeof(quick_name)), 0,
+                    calloc(ndps + 1, 1)};
+    if (!q.names || !q.verdict) {
+        free(q.names);
+        free(q.verdict);
+        return NULL;
+    }
+    for (size_t i = 0; i < ndps; i++)
+        if (dps[i]->name.value)
+            q.names[q.n++] = (quick_name){dps[i]->name.value, i};
+    qsort(q.names, q.n, sizeof(*q.names), cmp_quick_name);
+    if (store_scan(s, STATE_IDENTITIES, m->name.value, quick_scan_one, &q) < 0)
+        memset(q.verdict, QUICK_FULL, ndps);
+    free(q.names);
+    return q.verdict;
 }
 
 /* Returns 0 (done, skipped or warned), ISSUE_REFUSED (reported; the mesh stops), or a store or
  * memory code with errbuf naming the object and the cause (the caller reports it; the mesh
  * stops). Writes are queued in tx. */
 static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, const pass_cas *pc,
-                               int64_t now, pass_txn *tx, reconcile_report *rep,
-                               reconcile_mesh_report *mr, diag_list *diags, char *errbuf)
+                               int64_t now, int quick, sign_batch *batch, pass_txn *tx,
+                               reconcile_report *rep, reconcile_mesh_report *mr,
+                               diag_list *diags, char *errbuf)
 {
     const char *mesh_name = m->name.value;
     identity id = {0};
     uint64_t version = 0;
+    if (quick == QUICK_ABSENT) {
+        mr->awaiting++;   /* no CSR from its agent yet */
+        return 0;
+    }
+    if (quick == QUICK_UNCHANGED) {
+        mr->unchanged++;
+        return 0;
+    }
     int rc = identity_read(s, mesh_name, dp->name.value, &id, &version, errbuf);
     if (rc == MESHCA_ECORRUPT) {
         /* A corrupt record holds no key we could trust: it is removed (compare-and-swap on its
@@ -725,16 +1096,11 @@ static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, con
     if (id.pending_key_pem) {
         verb = id.generation > 0 ? RECONCILE_RENEWED : RECONCILE_ISSUED;
         reason = id.generation > 0 ? "new key from the agent (CSR)" : "first CSR";
-        rc = sign_pending(m, dp, pc, now, &id, diags);
-        if (rc == ISSUE_SKIPPED) {
-            mr->skipped++;
-            /* Nothing issued yet and the key refused: no record until the next CSR. */
-            rc = id.generation > 0 ? queue_identity(tx, &id, version)
-                                   : queue_write(tx, STATE_IDENTITIES, mesh_name, dp->name.value,
-                                                 NULL, version, true);
-            identity_clear(&id);
-            return rc < 0 ? meshca_fail(errbuf, rc, "out of memory") : 0;
-        }
+        rc = sign_pending(m, dp, pc, now, &id, version, verb, reason, batch, diags);
+        if (rc == ISSUE_DEFERRED)
+            return 0;
+        if (rc == ISSUE_SKIPPED)
+            return pending_skipped(tx, mesh_name, dp->name.value, &id, version, mr, errbuf);
     } else if (id.generation <= 0 || !id.public_key_pem) {
         mr->awaiting++;
         identity_clear(&id);
@@ -766,50 +1132,39 @@ static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, con
         }
         rc = 0;
         if (verb != RECONCILE_REBUNDLED) {
+            /* Re-signing the public key held: as SPKI DER, no EVP_PKEY built for a local CA. */
+            unsigned char *spki = NULL;
+            size_t spki_len = 0;
+            bool rsa = false;
             EVP_PKEY *pub = NULL;
             char perr[PKI_ERRBUF] = "";
-            if (pki_pubkey_from_pem(id.public_key_pem, strlen(id.public_key_pem), &pub, perr) < 0) {
+            rc = pki_spki_from_pem(id.public_key_pem, strlen(id.public_key_pem), &spki, &spki_len,
+                                   &rsa, perr);
+            if (rc == 0 && !batch->ca)
+                rc = pki_pubkey_from_der(spki, spki_len, &pub, perr);
+            if (rc < 0) {
                 diag_warning(diags, "corrupt-object", NULL, "", "dataplane '%s/%s': the public key "
                              "held cannot be read (%s); waiting for a new CSR", mesh_name,
                              dp->name.value, perr);
                 rc = ISSUE_SKIPPED;
+            } else if (batch->ca) {
+                rc = defer(batch, m, dp, pc, &id, version, verb, reason, true, false, spki,
+                           spki_len, rsa, diags);   /* takes spki */
+                spki = NULL;
             } else {
                 rc = issue(m, dp, pc, now, &id, pub, diags);
             }
+            free(spki);
             EVP_PKEY_free(pub);
+        } else if (batch->n > 0) {
+            /* Rebundled only, queued behind the leaves being signed to keep the order. */
+            rc = defer(batch, m, dp, pc, &id, version, verb, reason, false, false, NULL, 0, false,
+                       diags);
         }
+        if (rc == ISSUE_DEFERRED)
+            return 0;
     }
-    if (rc == 0)
-        rc = set_bundle(&id, pc);
-    if (rc != 0) {
-        identity_clear(&id);
-        if (rc < 0)
-            return meshca_fail(errbuf, rc, "out of memory");
-        mr->skipped++;
-        return rc == ISSUE_SKIPPED ? 0 : rc;
-    }
-    id.generation++;
-    rc = queue_identity(tx, &id, version);
-    if (rc == 0)
-        rc = add_action(rep, mesh_name, &id, verb, reason);
-    identity_clear(&id);
-    if (rc < 0)
-        return meshca_fail(errbuf, rc, "out of memory");
-    switch (verb) {
-    case RECONCILE_ISSUED:
-        mr->issued++;
-        break;
-    case RECONCILE_REISSUED:
-        mr->reissued++;
-        break;
-    case RECONCILE_RENEWED:
-        mr->renewed++;
-        break;
-    case RECONCILE_REBUNDLED:
-        mr->rebundled++;
-        break;
-    }
-    return 0;
+    return finish_dataplane(mesh_name, pc, &id, version, verb, reason, rc, tx, rep, mr, errbuf);
 }
 
 /* Forced switch (S5): while the mesh status holds crossSign {from, to} with `to` enabled and a
@@ -901,7 +1256,7 @@ static int queue_bundle(store *s, const char *mesh_name, const pass_cas *pc, pas
 
 /* Returns 0 or MESHCA_ENOMEM; everything else is in the report and diags. */
 static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int64_t now,
-                          pass_txn *tx, reconcile_report *rep, diag_list *diags)
+                          unsigned workers, pass_txn *tx, reconcile_report *rep, diag_list *diags)
 {
     const char *mesh_name = m->name.value;
     reconcile_mesh_report *mr = realloc(rep->meshes, (rep->nmeshes + 1) * sizeof(*mr));
@@ -918,6 +1273,8 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
     mr->mtls = true;
 
     pass_cas pc = {0};
+    sign_batch batch = {.workers = workers};
+    unsigned char *quick = NULL;
     json_t *mstatus = NULL;
     uint64_t mstatus_version = 0;
     const dataplane **dps = NULL;
@@ -965,10 +1322,16 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
     int cross_flag = prepare_cross_sign(s, m, dps, ndps, mstatus, now, &pc, diags);
     if ((rc = cross_flag) < 0)
         goto out;
+    if (ca_backend_signs_locally(pc.cas[pc.enabled].ca))
+        batch.ca = pc.cas[pc.enabled].ca;
+    quick = quick_verdicts(s, m, &pc, now, dps, ndps);
     for (size_t i = 0; i < ndps; i++) {
         if (!dps[i]->name.value)
             continue;
-        rc = reconcile_dataplane(s, m, dps[i], &pc, now, tx, rep, mr, diags, errbuf);
+        rc = reconcile_dataplane(s, m, dps[i], &pc, now, quick ? quick[i] : QUICK_FULL, &batch, tx,
+                                 rep, mr, diags, errbuf);
+        if (rc == 0 && batch.n == SIGN_BATCH)
+            rc = sign_batch_flush(&batch, m, &pc, now, tx, rep, mr, diags, errbuf);
         if (tx->opts && tx->opts->progress)
             tx->opts->progress(tx->opts->progress_userdata, ++tx->done, tx->total);
         if (rc == ISSUE_REFUSED) {
@@ -985,6 +1348,16 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
             store_failed(rep, mr, rc, mesh_name, errbuf, diags);
             rc = 0;
             break;
+        }
+    }
+    /* The last batch, or what was decided before a store failure stopped the mesh. */
+    if (batch.n > 0) {
+        rc = sign_batch_flush(&batch, m, &pc, now, tx, rep, mr, diags, errbuf);
+        if (rc == ISSUE_REFUSED) {
+            mr->failed = true;
+            rc = 0;
+        } else if (rc < 0) {
+            goto out;
         }
     }
     /* Every dataplane trusts the new CA and no leaf carries the cross-signed CA any more. */
@@ -1010,6 +1383,8 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
     }
     rc = 0;
 out:
+    free(quick);
+    sign_batch_free(&batch);
     free(dps);
     json_decref(mstatus);
     pass_cas_free(&pc);
@@ -1166,7 +1541,8 @@ int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *re
         const resource *res = manifest_set_get(set, i);
         if (res->kind != RESOURCE_MESH || !res->u.mesh.name.value)
             continue;
-        rc = reconcile_mesh(s, set, &res->u.mesh, now, &tx, &rep, diags);
+        rc = reconcile_mesh(s, set, &res->u.mesh, now, opts ? opts->sign_workers : 0, &tx, &rep,
+                            diags);
     }
     manifest_set_free(set);
     if (rc == 0 && tx.n)

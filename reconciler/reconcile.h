@@ -19,6 +19,9 @@ typedef struct reconcile_options {
      * dataplanes), for a progress display; may be NULL. Called on the caller's thread. */
     void (*progress)(void *userdata, size_t done, size_t total);
     void *progress_userdata;
+    /* Threads that sign a pass's leaves for a CA whose key is local (sign_pool.c); 0: the
+     * online CPUs. */
+    unsigned sign_workers;
 } reconcile_options;
 
 #define RECONCILE_OPTIONS_INIT {0}

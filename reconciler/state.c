@@ -219,7 +219,9 @@ void identity_clear(identity *id)
     free(id->pending_key_pem);
     free(id->pending_csr_pem);
     free(id->bundle_digest);
-    for (size_t i = 0; i < id->nbundle_backends; i++)
+    /* identity_read counts the names before allocating their array: out of memory leaves a
+     * count without an array. */
+    for (size_t i = 0; id->bundle_backends && i < id->nbundle_backends; i++)
         free(id->bundle_backends[i]);
     free(id->bundle_backends);
     free(id->serial);

@@ -185,6 +185,15 @@ int store_list(store *s, const char *kind, const char *mesh, store_entry **ret_e
 void store_entries_free(store_entry *entries, size_t count);
 
 /*
+ * store_list without holding every object at once: calls fn for each object of the kind (and
+ * mesh), sorted by (mesh, name). The entry and its value are valid during the call only; fn must
+ * not call the store. fn returns 0 to go on, or a negative code that stops the scan and is
+ * returned. (A pass reads 100,000 identities this way instead of one SELECT each.)
+ */
+typedef int (*store_scan_fn)(void *userdata, const store_entry *entry);
+int store_scan(store *s, const char *kind, const char *mesh, store_scan_fn fn, void *userdata);
+
+/*
  * Apply up to STORE_TXN_MAX puts, deletes and checks atomically: every key and every version
  * check is verified inside one write transaction; if one fails, nothing is written and its code
  * is returned (STORE_ECONFLICT, or STORE_ENOTFOUND for a delete of an absent object or a put

@@ -85,6 +85,13 @@ check "an expired CA is reported as ca-expired" err_has "[ca-expired]"
 
 run reconcile --bogus
 check "unknown flag is a usage error" exit_is 2
+run reconcile --once --sign-workers 0
+check "--sign-workers 0 is a usage error" exit_is 2
+check "--sign-workers names its range" err_has "--sign-workers: '0' is not a number of threads from 1 to 64"
+run reconcile --once --sign-workers 65
+check "--sign-workers above 64 is a usage error" exit_is 2
+run reconcile --once --sign-workers 1
+check "--sign-workers 1 runs the pass" out_has "1 mesh: 0 issued, 0 reissued, 0 renewed, 0 rebundled, 1 unchanged"
 
 # strict_ok DIR [CAFILE]: the agent's cert.pem (leaf + chain) passes `openssl verify -x509_strict`
 # against CAFILE (default: the agent's own bundle), the chain given as untrusted intermediates.

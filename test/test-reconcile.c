@@ -940,6 +940,140 @@ END_TEST
 
 /* Issue 9 #15: the cross-sign trust check compared every dataplane with every status; it now
  * uses the validators' sorted index. Lookups by name, per mesh, the first of duplicates. */
+/* Issue 13: a local CA's leaves are signed on the signing workers, in batches. More dataplanes
+ * than one batch (1,024), half sending a CSR and half a bare key, on 2 workers: each dataplane
+ * gets exactly one leaf, for its own key, that verifies strictly against the mesh bundle; a
+ * switch re-signs every stored key the same way. */
+#define POOL_DPS 1100
+
+/* X509_V_FLAG_X509_STRICT verification of every certificate of `pem` (leaf first, then its
+ * chain) against the bundle, in process: 1,100 openssl runs would take too long. */
+static void verify_strict_in_process(const char *bundle_pem, const char *leaf_pem)
+{
+    STACK_OF(X509) *roots = NULL, *chain = NULL;
+    ck_assert_int_eq(pki_chain_from_pem(bundle_pem, strlen(bundle_pem), &roots, NULL), 0);
+    ck_assert_int_eq(pki_chain_from_pem(leaf_pem, strlen(leaf_pem), &chain, NULL), 0);
+    X509_STORE *st = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    ck_assert_ptr_nonnull(st);
+    ck_assert_ptr_nonnull(ctx);
+    for (int i = 0; i < sk_X509_num(roots); i++)
+        ck_assert_int_eq(X509_STORE_add_cert(st, sk_X509_value(roots, i)), 1);
+    X509_STORE_set_flags(st, X509_V_FLAG_X509_STRICT);
+    ck_assert_int_eq(X509_STORE_CTX_init(ctx, st, sk_X509_value(chain, 0), chain), 1);
+    int ok = X509_verify_cert(ctx);
+    ck_assert_msg(ok == 1, "strict verify: %s",
+                  X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(st);
+    sk_X509_pop_free(roots, X509_free);
+    sk_X509_pop_free(chain, X509_free);
+}
+
+static int cmp_action_dp(const void *a, const void *b)
+{
+    return strcmp(((const reconcile_action *)a)->dataplane, ((const reconcile_action *)b)->dataplane);
+}
+
+/* Every dataplane named once among the actions, with the verb expected. */
+static void assert_one_action_each(reconcile_report *rep, reconcile_verb verb)
+{
+    ck_assert_uint_eq(rep->nactions, POOL_DPS);
+    qsort(rep->actions, rep->nactions, sizeof(*rep->actions), cmp_action_dp);
+    for (size_t i = 0; i < rep->nactions; i++) {
+        ck_assert_int_eq(rep->actions[i].verb, verb);
+        if (i > 0)
+            ck_assert_str_ne(rep->actions[i].dataplane, rep->actions[i - 1].dataplane);
+    }
+}
+
+static void check_pool_leaves(store *s, EVP_PKEY **keys, const char *backend, long long gen)
+{
+    char *bundle = mesh_bundle_pem(s, "default");
+    for (int i = 0; i < POOL_DPS; i++) {
+        char name[32];
+        identity id = {0};
+        X509 *leaf = NULL;
+        snprintf(name, sizeof(name), "dp-%04d", i);
+        ck_assert_int_eq(identity_get(s, "default", name, &id, NULL), 0);
+        ck_assert_str_eq(id.backend, backend);
+        ck_assert_int_eq(id.generation, gen);
+        ck_assert_ptr_null(id.pending_key_pem);
+        ck_assert_int_eq(count_certs(id.cert_pem), 1);
+        ck_assert_int_eq(pki_cert_from_pem(id.cert_pem, strlen(id.cert_pem), &leaf, NULL), 0);
+        ck_assert_msg(pki_key_matches(leaf, keys[i]), "%s: leaf is not for its own key", name);
+        X509_free(leaf);
+        verify_strict_in_process(bundle, id.cert_pem);
+        identity_clear(&id);
+    }
+    free(bundle);
+}
+
+START_TEST(two_signing_workers_issue_one_strictly_valid_leaf_per_dataplane)
+{
+    store *s = open_store();
+    seed(s, MESH_ADD);
+    size_t cap = (size_t)POOL_DPS * 200, len = 0;
+    char *yaml = malloc(cap);
+    ck_assert_ptr_nonnull(yaml);
+    yaml[0] = '\0';
+    for (int i = 0; i < POOL_DPS; i++)
+        len += (size_t)snprintf(yaml + len, cap - len,
+                                "%stype: Dataplane\nmesh: default\nname: dp-%04d\nnetworking:\n"
+                                "  address: 127.0.0.1\n  inbound:\n  - port: 8443\n    tags:\n"
+                                "      kuma.io/service: svc-%d\n",
+                                i ? "---\n" : "", i, i % 7);
+    seed(s, yaml);
+    free(yaml);
+    EVP_PKEY **keys = calloc(POOL_DPS, sizeof(*keys));
+    ck_assert_ptr_nonnull(keys);
+    char err[MESHCA_ERRBUF] = "";
+    for (int i = 0; i < POOL_DPS; i++) {
+        char name[32], *csr = NULL;
+        unsigned char *der = NULL;
+        snprintf(name, sizeof(name), "dp-%04d", i);
+        ck_assert_int_eq(pki_generate_key(false, 0, &keys[i], err), 0);
+        int n = i2d_PUBKEY(keys[i], &der);
+        ck_assert_int_gt(n, 0);
+        /* Odd ones as the API submits (with the CSR, verified again by the worker). */
+        if (i % 2)
+            ck_assert_int_eq(pki_make_csr(keys[i], &csr, err), 0);
+        ck_assert_msg(reconcile_submit_key(s, "default", name, der, (size_t)n, csr, err) == 0,
+                      "submit: %s", err);
+        OPENSSL_free(der);
+        free(csr);
+    }
+
+    reconcile_options opts = RECONCILE_OPTIONS_INIT;
+    reconcile_report rep = RECONCILE_REPORT_INIT;
+    diag_list diags = DIAG_LIST_INIT;
+    opts.sign_workers = 2;
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_msg(diags.count == 0, "%s: %s", diags.count ? diags.items[0].code : "",
+                  diags.count ? diags.items[0].message : "");
+    ck_assert_uint_eq(rep.issued, POOL_DPS);
+    ck_assert_uint_eq(rep.failed_meshes, 0);
+    assert_one_action_each(&rep, RECONCILE_ISSUED);
+    reconcile_report_free(&rep);
+    check_pool_leaves(s, keys, "ca-1", 1);
+
+    /* A switch: every stored public key re-signed by ca-2 on the workers. */
+    seed(s, MESH_SWITCH);
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_msg(diags.count == 0, "%s: %s", diags.count ? diags.items[0].code : "",
+                  diags.count ? diags.items[0].message : "");
+    ck_assert_uint_eq(rep.reissued, POOL_DPS);
+    assert_one_action_each(&rep, RECONCILE_REISSUED);
+    reconcile_report_free(&rep);
+    check_pool_leaves(s, keys, "ca-2", 2);
+    diag_list_free(&diags);
+    for (int i = 0; i < POOL_DPS; i++)
+        EVP_PKEY_free(keys[i]);
+    free(keys);
+    store_close(s);
+}
+END_TEST
+
 START_TEST(status_index_finds_each_dataplane_of_one_mesh_by_name)
 {
     dataplane_status st[5];
@@ -989,6 +1123,7 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, stored_status_holding_a_nul_byte_is_named_corrupt);
     tcase_add_test(tc, broken_backend_that_is_not_enabled_does_not_stop_the_mesh);
     tcase_add_test(tc, status_index_finds_each_dataplane_of_one_mesh_by_name);
+    tcase_add_test(tc, two_signing_workers_issue_one_strictly_valid_leaf_per_dataplane);
     suite_add_tcase(suite, tc);
     return suite;
 }

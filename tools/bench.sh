@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench.sh - builds meshca and prints the S11 bench as one JSON object (test/bench/bench-all).
-# Usage: tools/bench.sh [--large] [--no-peers] [--no-reconcile] [BUILD_DIR=build via env]
-#   --large         also reconcile 100,000 dataplanes (adds several minutes)
+# Usage: tools/bench.sh [--quick] [--no-peers] [--no-reconcile] [--no-api] [BUILD_DIR=build via env]
+#   --quick         reconcile 10,000 dataplanes only (the default adds 100,000: ~2 minutes)
 #   --no-peers      skip the openssl CLI, cfssl gencert and cfssl serve figures
 #   --no-reconcile  skip bench-reconcile (full/no-op reconcile, validate of 100,000 statuses)
+#   --no-api        skip bench-api (CSRs through the API with TLS keep-alive, 10,000 parked agents)
 # Needs openssl and Debian golang-cfssl for the peers (tools/deps.sh installs them). The default
-# run is bounded: about 2 minutes on 2 cores.
+# run is bounded: about 5 minutes on 2 cores (10 under heavy load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${BUILD_DIR:-build}

@@ -18,6 +18,9 @@ struct store_ops {
                char *err);
     int (*list)(void *impl, const char *kind, const char *mesh, store_entry **ret_entries, size_t *ret_count,
                 char *err);
+    /* store_scan; NULL: the front lists, then calls fn for each entry. */
+    int (*scan)(void *impl, const char *kind, const char *mesh, store_scan_fn fn, void *userdata,
+                char *err);
     /* Every write (put, delete) reaches the backend as a txn. */
     int (*txn)(void *impl, const store_op *ops, size_t nops, uint64_t *ret_version, char *err);
     int (*revision)(void *impl, uint64_t *ret, char *err);

@@ -390,6 +390,31 @@ int store_list(store *s, const char *kind, const char *mesh_name, store_entry **
     return done(s, s->ops->list(s->impl, kind, mesh_name, ret_entries, ret_count, s->err));
 }
 
+int store_scan(store *s, const char *kind, const char *mesh_name, store_scan_fn fn, void *userdata) {
+    char a[80];
+    store_entry *e = NULL;
+    size_t n = 0;
+    int r;
+
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if (!fn)
+        return done(s, STORE_EINVAL);
+    if (!store_kind_valid(kind))
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: unknown kind '%s'", printable(kind, a, sizeof(a))));
+    if (mesh_name && !store_name_valid(mesh_name))
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: %s: invalid mesh name '%s'", kind,
+                                   printable(mesh_name, a, sizeof(a))));
+    if (s->ops->scan)
+        return done(s, s->ops->scan(s->impl, kind, mesh_name, fn, userdata, s->err));
+    r = s->ops->list(s->impl, kind, mesh_name, &e, &n, s->err);
+    for (size_t i = 0; r == STORE_OK && i < n; i++)
+        r = fn(userdata, &e[i]);
+    store_entries_free(e, n);
+    return done(s, r);
+}
+
 void store_entries_free(store_entry *entries, size_t count) {
     if (!entries)
         return;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -512,6 +513,63 @@ static int sq_get(void *impl, const store_key *key, char **ret_value, size_t *re
     if (ret_version)
         *ret_version = version;
     return STORE_OK;
+}
+
+/* One statement over the rows, each value copied into one reused buffer (NUL-terminated). */
+static int sq_scan(void *impl, const char *kind, const char *mesh_name, store_scan_fn fn, void *userdata,
+                   char *err) {
+    sq_store *q = impl;
+    sqlite3_stmt *s = stmt(q, mesh_name ? ST_LIST_MESH : ST_LIST_ALL);
+    char *buf = NULL;
+    size_t cap = 0;
+    int rc, r = check_moved(q, err, kind, "list");
+
+    if (r < 0)
+        return r;
+    rc = sqlite3_bind_text(s, 1, kind, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(s, 2, now_ms());
+    if (rc == SQLITE_OK && mesh_name)
+        rc = sqlite3_bind_text(s, 3, mesh_name, -1, SQLITE_STATIC);
+    while (r == STORE_OK && (rc == SQLITE_OK || rc == SQLITE_ROW) && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const void *blob = sqlite3_column_blob(s, 2);
+        size_t len = (size_t) sqlite3_column_bytes(s, 2);
+        store_entry e;
+
+        if (len + 1 > cap) {
+            char *nb = realloc(buf, len + 1);
+            if (!nb) {
+                r = STORE_ENOMEM;
+                break;
+            }
+            buf = nb;
+            cap = len + 1;
+        }
+        if (len)
+            memcpy(buf, blob, len);
+        buf[len] = '\0';
+        e.kind = (char *) kind;
+        e.mesh = (char *) sqlite3_column_text(s, 0);
+        e.name = (char *) sqlite3_column_text(s, 1);
+        e.value = buf;
+        e.len = len;
+        e.version = (uint64_t) sqlite3_column_int64(s, 3);
+        if (!e.mesh || !e.name) {
+            r = STORE_ENOMEM;
+            break;
+        }
+        r = fn(userdata, &e);
+    }
+    if (r == STORE_OK && rc != SQLITE_DONE)
+        r = meshca_fail(err, code_of(rc), "store '%s': cannot list %s%s%s: %s", q->path, kind,
+                        mesh_name ? " of mesh " : "", mesh_name ? mesh_name : "", sqlite3_errmsg(q->db));
+    else if (r == STORE_ENOMEM)
+        r = meshca_fail(err, r, "store '%s': cannot list %s: out of memory", q->path, kind);
+    sqlite3_reset(s);
+    if (buf && cap)
+        OPENSSL_cleanse(buf, cap);   /* values may be secrets */
+    free(buf);
+    return r;
 }
 
 static int sq_list(void *impl, const char *kind, const char *mesh_name, store_entry **ret_entries, size_t *ret_count,
@@ -1124,6 +1182,7 @@ static const struct store_ops sqlite_ops = {
     .name = "sqlite",
     .get = sq_get,
     .list = sq_list,
+    .scan = sq_scan,
     .txn = sq_txn,
     .revision = sq_revision,
     .watch = sq_watch,

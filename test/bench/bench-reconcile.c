@@ -18,6 +18,7 @@
 #include "manifests/status.h"
 #include "reconciler/pki.h"
 #include "reconciler/reconcile.h"
+#include "reconciler/sign_pool.h"
 #include "reconciler/state.h"
 #include "validators/validators.h"
 
@@ -29,9 +30,6 @@
 #define BENCH_RAW_SECONDS 2.0
 #define BENCH_FRAGMENT_MAX 4096
 
-static const char MESH_CA1[] =
-    "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
-    "  - name: ca-1\n    type: builtin\n";
 static const char MESH_ADD[] =
     "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
     "  - name: ca-1\n    type: builtin\n  - name: ca-2\n    type: builtin\n";
@@ -162,6 +160,9 @@ static void remove_tree(const char *dir)
         fprintf(stderr, "bench-reconcile: could not remove %s\n", dir);
 }
 
+/* Signing workers of every pass and of the pure-signing reference (0: the online CPUs). */
+static unsigned bench_workers;
+
 static double run_pass(store *s, int64_t now, reconcile_report *ret)
 {
     reconcile_options opts = RECONCILE_OPTIONS_INIT;
@@ -170,6 +171,7 @@ static double run_pass(store *s, int64_t now, reconcile_report *ret)
     int r;
 
     opts.now = now;
+    opts.sign_workers = bench_workers;
     *ret = (reconcile_report)RECONCILE_REPORT_INIT;
     start = now_s();
     r = reconcile_once(s, &opts, ret, &diags);
@@ -180,51 +182,193 @@ static double run_pass(store *s, int64_t now, reconcile_report *ret)
     return start;
 }
 
-/* Full then no-op reconcile of n dataplanes; writes one JSON object to out. */
+/* Agents' keys: a few distinct ones, cycled (the signer does the same work for each). */
+#define BENCH_KEYS 64
+typedef struct bench_key {
+    char *pub_pem, *csr_pem;
+    unsigned char *spki;
+    size_t spki_len;
+} bench_key;
+
+static void make_keys(bench_key *keys)
+{
+    for (int i = 0; i < BENCH_KEYS; i++) {
+        EVP_PKEY *k = NULL;
+        unsigned char *der = NULL;
+        int n;
+
+        if (pki_generate_key(false, 0, &k, NULL) < 0 || pki_make_csr(k, &keys[i].csr_pem, NULL) < 0 ||
+            pki_pubkey_to_pem(k, &keys[i].pub_pem, NULL) < 0 || (n = i2d_PUBKEY(k, &der)) <= 0 ||
+            !(keys[i].spki = malloc((size_t)n)))
+            die("cannot make the agents' keys");
+        memcpy(keys[i].spki, der, (size_t)n);
+        keys[i].spki_len = (size_t)n;
+        OPENSSL_free(der);
+        EVP_PKEY_free(k);
+    }
+}
+
+static void free_keys(bench_key *keys)
+{
+    for (int i = 0; i < BENCH_KEYS; i++) {
+        free(keys[i].pub_pem);
+        free(keys[i].csr_pem);
+        free(keys[i].spki);
+    }
+}
+
+/* n dataplanes, each with the pending key and CSR its agent sent (as reconcile_submit_key
+ * stores them), written 500 at a time: seeding is not what is measured. */
+static void seed_agents(store *s, long n, const bench_key *keys)
+{
+    enum { CHUNK = 500 };
+    store_op ops[2 * CHUNK];
+    char *vals[2 * CHUNK], names[CHUNK][32];
+    char yaml[512];
+
+    for (long base = 0; base < n; base += CHUNK) {
+        size_t nops = 0;
+
+        for (long i = base; i < n && i < base + CHUNK; i++) {
+            manifest_set *set = manifest_set_new();
+            diag_list d = DIAG_LIST_INIT;
+            char *name = names[i - base];
+            int len;
+
+            snprintf(name, sizeof(names[0]), "dp-%06ld", i);
+            len = snprintf(yaml, sizeof(yaml),
+                           "type: Dataplane\nmesh: default\nname: %s\nnetworking:\n"
+                           "  address: 127.0.0.1\n  inbound:\n  - port: 8443\n    tags:\n"
+                           "      kuma.io/service: svc-%03ld\n      version: v1\n",
+                           name, i % 100);
+            if (!set || manifest_load_buffer(set, "dp.yaml", yaml, (size_t)len, &d) != MANIFEST_OK ||
+                diag_has_errors(&d) || !(vals[nops] = state_encode_resource(manifest_set_get(set, 0))))
+                die("cannot encode dataplane %s", name);
+            ops[nops] = (store_op){.type = STORE_OP_PUT, .key = {STATE_DATAPLANES, "default", name},
+                                   .value = vals[nops], .len = strlen(vals[nops]),
+                                   .expected_version = STORE_ANY_VERSION};
+            nops++;
+            diag_list_free(&d);
+            manifest_set_free(set);
+
+            identity id = {.mesh = "default", .dataplane = name,
+                           .pending_key_pem = keys[i % BENCH_KEYS].pub_pem,
+                           .pending_csr_pem = keys[i % BENCH_KEYS].csr_pem};
+            if (!(vals[nops] = identity_encode(&id)))
+                die("identity_encode failed");
+            ops[nops] = (store_op){.type = STORE_OP_PUT, .key = {STATE_IDENTITIES, "default", name},
+                                   .value = vals[nops], .len = strlen(vals[nops]),
+                                   .expected_version = STORE_ANY_VERSION};
+            nops++;
+        }
+        if (store_txn(s, ops, nops) != STORE_OK)
+            die("seeding: store_txn failed");
+        for (size_t i = 0; i < nops; i++)
+            free(vals[i]);
+    }
+}
+
+/* The reference for a full pass: the same leaves (SANs, lifetime, keys) re-signed on a pool of
+ * the same worker count, nothing else. Returns seconds. */
+static double pure_resign_s(long n, const bench_key *keys, unsigned *ret_threads)
+{
+    EVP_PKEY *ca_key = NULL;
+    X509 *ca = NULL;
+    sign_pool *pool = NULL;
+    sign_pool_job *jobs = calloc((size_t)n, sizeof(*jobs));
+    char (*uris)[4][64] = calloc((size_t)n, sizeof(*uris));
+    const char *(*ptrs)[4] = calloc((size_t)n, sizeof(*ptrs));
+    double t;
+
+    if (!jobs || !uris || !ptrs || pki_generate_key(false, 0, &ca_key, NULL) < 0 ||
+        pki_make_root(ca_key, "default", "spiffe://default", time(NULL) - 60, 86400 * 365, &ca,
+                      NULL) < 0 || sign_pool_new(ca, ca_key, bench_workers, &pool, NULL) < 0)
+        die("cannot set up the pure signing reference");
+    for (long i = 0; i < n; i++) {
+        snprintf(uris[i][0], 64, "spiffe://default/svc-%03ld", i % 100);
+        snprintf(uris[i][1], 64, "kuma://kuma.io/service/svc-%03ld", i % 100);
+        snprintf(uris[i][2], 64, "kuma://version/v1");
+        snprintf(uris[i][3], 64, "urn:meshca:dataplane:default:dp-%06ld", i);
+        for (int k = 0; k < 4; k++)
+            ptrs[i][k] = uris[i][k];
+        jobs[i].spki_der = keys[i % BENCH_KEYS].spki;
+        jobs[i].spki_len = keys[i % BENCH_KEYS].spki_len;
+        jobs[i].req = (pki_leaf_request)PKI_LEAF_REQUEST_INIT;
+        jobs[i].req.uris = ptrs[i];
+        jobs[i].req.nuris = 4;
+    }
+    t = now_s();
+    if (sign_pool_run(pool, jobs, (size_t)n, time(NULL), NULL) < 0)
+        die("pure signing failed");
+    t = now_s() - t;
+    *ret_threads = sign_pool_threads(pool);
+    for (long i = 0; i < n; i++)
+        pki_signed_leaf_clear(&jobs[i].leaf);
+    sign_pool_free(pool);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    free(jobs);
+    free(uris);
+    free(ptrs);
+    return t;
+}
+
+/* CSR pass, full pass (a switch: every key re-signed), then no-op pass over n dataplanes, and
+ * the pure re-signing of the same leaves; writes one JSON object to out. */
 static void bench_reconcile(long n, double raw_rate, char *out, size_t outlen)
 {
     char tmpl[] = "/tmp/meshca-bench-reconcile-XXXXXX";
-    char url[128], yaml[512], err[256] = "";
+    char url[128], err[256] = "";
     store *s = NULL;
     reconcile_report rep;
     uint64_t rev_before = 0, rev_after = 0;
     int64_t now = time(NULL);
-    double seed_s, full_s, noop_s;
+    double seed_s, csr_s, full_s, noop_s, pure_s;
     long rss_seeded, rss_full, rss_noop;
-    size_t full_issued, noop_changed, noop_unchanged;
+    size_t csr_issued, full_reissued, noop_changed, noop_unchanged, noop_signed;
+    unsigned threads = 0;
+    bench_key keys[BENCH_KEYS];
 
-    if (!mkdtemp(tmpl))
+    /* BENCH_KEEP_STORE=DIR: the store is made there and kept, for profiling `meshca reconcile`
+     * on it (doc/performance.md). */
+    const char *keep = getenv("BENCH_KEEP_STORE");
+    if (keep)
+        snprintf(url, sizeof(url), "sqlite://%s/store/meshca.db", keep);
+    else if (!mkdtemp(tmpl))
         die("mkdtemp failed");
-    snprintf(tmp_to_remove, sizeof(tmp_to_remove), "%s", tmpl);
-    snprintf(url, sizeof(url), "sqlite://%s/store/meshca.db", tmpl);
+    else
+        snprintf(tmp_to_remove, sizeof(tmp_to_remove), "%s", tmpl);
+    if (!keep)
+        snprintf(url, sizeof(url), "sqlite://%s/store/meshca.db", tmpl);
     if (store_open(url, &s, err) != STORE_OK)
         die("store_open: %s", err);
 
+    make_keys(keys);
     seed_s = now_s();
-    seed(s, MESH_CA1, strlen(MESH_CA1));
-    for (long i = 0; i < n; i++) {
-        int len = snprintf(yaml, sizeof(yaml),
-                           "type: Dataplane\nmesh: default\nname: dp-%06ld\nnetworking:\n"
-                           "  address: 127.0.0.1\n  inbound:\n  - port: 8443\n    tags:\n"
-                           "      kuma.io/service: svc-%03ld\n      version: v1\n",
-                           i, i % 100);
-        if (len < 0 || (size_t)len >= sizeof(yaml))
-            die("dataplane yaml truncated");
-        seed(s, yaml, (size_t)len);
-    }
+    seed(s, MESH_ADD, strlen(MESH_ADD));
+    seed_agents(s, n, keys);
     seed_s = now_s() - seed_s;
     rss_seeded = maxrss_kib();
 
+    csr_s = run_pass(s, now, &rep);
+    csr_issued = rep.issued;
+    reconcile_report_free(&rep);
+    if (csr_issued != (size_t)n)
+        die("CSR pass issued %zu of %ld", csr_issued, n);
+
+    seed(s, MESH_SWITCH, strlen(MESH_SWITCH));
     full_s = run_pass(s, now, &rep);
-    full_issued = rep.issued;
+    full_reissued = rep.reissued;
     reconcile_report_free(&rep);
     rss_full = maxrss_kib();
-    if (full_issued != (size_t)n)
-        die("full reconcile issued %zu of %ld", full_issued, n);
+    if (full_reissued != (size_t)n)
+        die("full (switch) pass re-signed %zu of %ld", full_reissued, n);
 
     store_revision(s, &rev_before);
     noop_s = run_pass(s, now, &rep);
     noop_changed = rep.issued + rep.reissued + rep.renewed + rep.rebundled;
+    /* Signatures: every leaf a pass signs is an issued, reissued or renewed action. */
+    noop_signed = rep.issued + rep.reissued + rep.renewed;
     noop_unchanged = rep.unchanged;
     reconcile_report_free(&rep);
     store_revision(s, &rev_after);
@@ -233,20 +377,28 @@ static void bench_reconcile(long n, double raw_rate, char *out, size_t outlen)
         die("no-op reconcile changed %zu dataplanes", noop_changed);
 
     store_close(s);
-    remove_tree(tmpl);
+    if (!keep)
+        remove_tree(tmpl);
     tmp_to_remove[0] = '\0';
+    pure_s = pure_resign_s(n, keys, &threads);
+    free_keys(keys);
 
     snprintf(out, outlen,
-             "{\"dataplanes\":%ld,\"seed_s\":%.3f,"
-             "\"full\":{\"wall_s\":%.3f,\"dataplanes_per_s\":%.1f,\"issued\":%zu,"
+             "{\"dataplanes\":%ld,\"sign_workers\":%u,\"seed_s\":%.3f,"
+             "\"csr_pass\":{\"wall_s\":%.3f,\"dataplanes_per_s\":%.1f,\"issued\":%zu},"
+             "\"full\":{\"what\":\"switch: every stored key re-signed\",\"wall_s\":%.3f,"
+             "\"dataplanes_per_s\":%.1f,\"reissued\":%zu,\"pure_resign_s\":%.3f,"
+             "\"ratio_to_pure_signing\":%.3f,"
              "\"fraction_of_raw_keygen_sign\":%.3f,\"peak_rss_kib\":%ld,"
              "\"rss_growth_per_dataplane_bytes\":%.0f},"
              "\"noop\":{\"wall_s\":%.3f,\"dataplanes_per_s\":%.1f,\"unchanged\":%zu,"
-             "\"store_revision_unchanged\":true,\"peak_rss_kib\":%ld},"
+             "\"signatures\":%zu,\"writes\":%llu,\"peak_rss_kib\":%ld},"
              "\"rss_before_reconcile_kib\":%ld,\"peak_rss_per_dataplane_bytes\":%.0f}",
-             n, seed_s, full_s, n / full_s, full_issued, (n / full_s) / raw_rate, rss_full,
-             (rss_full - rss_seeded) * 1024.0 / n, noop_s, n / noop_s, noop_unchanged, rss_noop,
-             rss_seeded, rss_noop * 1024.0 / n);
+             n, threads, seed_s, csr_s, n / csr_s, csr_issued, full_s, n / full_s,
+             full_reissued, pure_s, full_s / pure_s, (n / full_s) / raw_rate, rss_full,
+             (rss_full - rss_seeded) * 1024.0 / n, noop_s, n / noop_s, noop_unchanged,
+             noop_signed, (unsigned long long)(rev_after - rev_before), rss_noop, rss_seeded,
+             rss_noop * 1024.0 / n);
 }
 
 static manifest_set *load_mesh(const char *yaml, const mesh **ret)

@@ -25,7 +25,8 @@ _meshca_takes_value() {
     --store | -f | --filename | -m | --mesh | -o | --output | -d | --dataplane | --from | \
         --status | --out | --out-dir | --reload | --reload-timeout | --interval | --now | \
         --common-name | --days | --key-type | --key-bits | --manifests | --listen | --tls-cert | \
-        --tls-key | --tls-san | --ttl | --server | --ca-file | --token-file | --metrics | --lease-ttl)
+        --tls-key | --tls-san | --ttl | --server | --ca-file | --token-file | --metrics | \
+        --sign-workers | --lease-ttl)
         return 0
         ;;
     esac
