@@ -1,10 +1,38 @@
 /* common.c - helpers shared by the store-backed commands: opening the store, loading state. */
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cmd/cli.h"
 #include "cmd/common.h"
+
+/* A SQLite store directory others can list (0755: the store refuses only one they can write)
+ * shows who runs meshca and when the database changes: warned, with the fix, not refused, so an
+ * existing installation keeps working. */
+static void warn_loose_store_dir(void)
+{
+    const char *url = getenv("MESHCA_STORE");
+    char dir[4096];
+    struct stat st;
+
+    if (!url || !*url)
+        url = STORE_DEFAULT_URL;
+    if (strncmp(url, "sqlite://", 9) != 0)
+        return;
+    int n = snprintf(dir, sizeof(dir), "%s", url + 9);
+    char *slash = n > 0 && (size_t)n < sizeof(dir) ? strrchr(dir, '/') : NULL;
+    if (!slash)
+        return; /* the working directory: the user's own choice of place */
+    if (slash == dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    if (stat(dir, &st) == 0 && (st.st_mode & 0077))
+        fprintf(stderr, "meshca: warning: store directory '%s' has mode %04o: other users can list "
+                "it; run: chmod 700 '%s'\n", dir, (unsigned)(st.st_mode & 07777), dir);
+}
 
 store *cli_open_store(void)
 {
@@ -15,6 +43,7 @@ store *cli_open_store(void)
         cli_error("cannot open the store: %s", errbuf[0] ? errbuf : store_strerror(rc));
         return NULL;
     }
+    warn_loose_store_dir();
     return s;
 }
 

@@ -764,24 +764,8 @@ static int apply_once(store *s, manifest_set *next, const apply_options *opts, i
         a.ops[nops++] = (store_op){STORE_OP_PUT, {STATE_MESHSTATUS, n->name.value, n->name.value},
                                    a.status_texts[m], strlen(a.status_texts[m]), version};
     }
-    /* All or nothing only holds within one atomic transaction: on etcd (--max-txn-ops) a
-     * larger one would be split, leaving part of the apply stored if a later part failed. */
-    size_t writes = nops;
-    for (size_t m = 0; m < result->nmeshes && opts->dry_run; m++)
-        writes += a.trs[m].forced;
-    if (writes > store_txn_limit(s)) {
-        diag_error(diags, "txn-too-large", NULL, "",
-                   "this apply writes %zu objects, more than the store applies atomically (%zu: "
-                   "etcd's --max-txn-ops, given to meshca as ?max-txn-ops=N in the store URL); "
-                   "split the manifests over several applies, or raise --max-txn-ops on every "
-                   "member and in the URL",
-                   writes, store_txn_limit(s));
-        result->refused = true;
-        result->waiting_only = false;
-        goto out;
-    }
     if (!opts->dry_run && nops > 0) {
-        rc = store_txn(s, a.ops, nops);
+        rc = store_txn_at(s, "apply.commit", a.ops, nops);
         if (rc == STORE_ECONFLICT && report_conflicts(s, next, a.before, diags) == 0)
             *ret_retry = true;
     }

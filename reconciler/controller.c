@@ -123,8 +123,12 @@ static void run_pass(controller *c)
     const char *cause = rc < 0 ? store_strerror(rc) : rep.store_failures ? rep.store_cause : "";
     bool repeated = cause[0] && strcmp(cause, c->failing) == 0;
     if (rc < 0) {
+        /* The store's own message names the store and the cause ("removed or replaced while in
+         * use", "readonly database"); repeats are still judged by the code, as messages name
+         * the object that failed. */
         if (!repeated)
-            say(c, true, "reconcile: cannot read the store: %s; retrying with backoff", cause);
+            say(c, true, "reconcile: cannot read the store: %s; retrying with backoff",
+                store_errmsg(c->s)[0] ? store_errmsg(c->s) : cause);
     } else if (!repeated && (c->first || rep.nactions || diags.count)) {
         if (c->o->out.pass)
             c->o->out.pass(c->o->out.ctx, &rep, &diags);

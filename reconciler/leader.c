@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "reconciler/failpoint.h"
 #include "reconciler/leader.h"
 
 #define LEADER_ID_MAX 256
@@ -310,7 +311,19 @@ static int campaign(leader_elector *e, int64_t now_ms, char *errbuf)
     return meshca_fail(errbuf, rc, "leader: cannot put the leader key: %s", store_errmsg(e->s));
 }
 
+static int leader_step_unmuted(leader_elector *e, int64_t now_ms, bool *ret_changed, char *errbuf);
+
+/* The election's writes are not data commits: the crash harness's failpoints skip them. */
 int leader_step(leader_elector *e, int64_t now_ms, bool *ret_changed, char *errbuf)
+{
+    int was = failpoint_muted;
+    failpoint_muted = 1;
+    int rc = leader_step_unmuted(e, now_ms, ret_changed, errbuf);
+    failpoint_muted = was;
+    return rc;
+}
+
+static int leader_step_unmuted(leader_elector *e, int64_t now_ms, bool *ret_changed, char *errbuf)
 {
     bool was = e->version != 0;
     char before[LEADER_ID_MAX];
@@ -373,6 +386,7 @@ static void *renewer_main(void *arg)
 {
     leader_elector *e = arg;
     int64_t period_ms = e->ttl_s * 1000 / 3;
+    failpoint_muted = 1; /* this thread only renews the lease: no data commit */
     pthread_mutex_lock(&e->mu);
     while (!e->stop) {
         struct timespec until;
@@ -438,8 +452,12 @@ void leader_free(leader_elector *e)
         pthread_join(e->renewer, NULL);
     }
     leader_unfence(e);
-    if (e->lease)
+    if (e->lease) {
+        int was = failpoint_muted;
+        failpoint_muted = 1;
         (void)store_lease_revoke(e->s, e->lease);
+        failpoint_muted = was;
+    }
     pthread_cond_destroy(&e->wake);
     pthread_mutex_destroy(&e->mu);
     free(e);

@@ -1467,8 +1467,19 @@ static void commit_pass(store *s, pass_txn *tx, const pass_fence *f, reconcile_r
             ops[n++] = (store_op){.type = STORE_OP_CHECK, .key = {kind, e->mesh, e->name},
                                   .expected_version = e->version};
     }
-    if (ops)
-        rc = store_txn(s, ops, n);
+    /* Over the store's atomic limit (etcd: --max-txn-ops) the pass commits in parts, each a
+     * whole number of (write, its check) pairs: the store would put every check into every part
+     * and run out of room. A stop between parts leaves what the next pass recomputes (store.h). */
+    size_t limit = store_txn_limit(s);
+    for (size_t from = 0, to; ops && rc == 0 && from < n; from = to) {
+        for (to = from; to < n;) {
+            size_t unit = to + 1 < n && ops[to + 1].type == STORE_OP_CHECK ? 2 : 1;
+            if (to > from && to + unit - from > limit)
+                break;
+            to += unit;
+        }
+        rc = store_txn_at(s, "pass.commit", ops + from, to - from);
+    }
     free(ops);
     if (rc == 0)
         return;

@@ -212,7 +212,16 @@ int store_scan(store *s, const char *kind, const char *mesh, store_scan_fn fn, v
 int store_txn(store *s, const store_op *ops, size_t nops);
 
 /*
- * Most ops (puts, deletes and checks) one store_txn applies atomically: STORE_TXN_MAX on
+ * store_txn preceded by the test failpoint named failpoint (reconciler/failpoint.h): the place
+ * where a caller has computed its writes and is about to commit them ("pass.commit",
+ * "apply.commit"). Unarmed it is store_txn; armed with "error" it fails with MESHCA_EIO and the
+ * failpoint's message in store_errmsg(s), having written nothing.
+ */
+int store_txn_at(store *s, const char *failpoint, const store_op *ops, size_t nops);
+
+/*
+ * Most ops (puts, deletes and checks) one store_txn applies atomically (one fewer while a
+ * store_fence is set, for its check): STORE_TXN_MAX on
  * sqlite://, the cluster's --max-txn-ops (the URL's max-txn-ops, default 128) on etcd, minus
  * nothing: etcd's request size (1.5 MiB by default) bounds the values too.
  */

@@ -21,6 +21,12 @@
 # (default 170) bounds the trials of one mode: a pass takes 2-4 s on a loaded 2-core machine, so
 # the pass modes stop there with fewer kills (80-100), of which MESHCA_CRASH_MIN_KILLS (default
 # 50) must land. The counts are printed. For the full 200 there: MESHCA_CRASH_SECONDS=600.
+# On etcd (MESHCA_TEST_STORE=etcd, modes apply and reconcile: a one-member etcd from
+# test/etcd-lib.sh) the before state is built in SQLite and copied into the member for each trial
+# (test/store-copy.c), with 500 dataplanes; MESHCA_CRASH_ETCD_SECONDS (default 45: with the set-up about a minute) bounds the trials. There a write over
+# store_txn_limit (128 ops) is applied in parts, each atomic (reconciler/store.h): a kill between
+# parts leaves "partial" - every object as before or as after, and for apply the written objects a
+# prefix of the apply's order - which is what etcd promises; anything else is torn.
 source "$(dirname "$0")/lib.sh"
 : "${STORE_DUMP:?set STORE_DUMP to the built store-dump}"
 mode=${1:?usage: crash-kill.sh apply|reconcile|run|reconcile-switch|run-switch}
@@ -28,8 +34,18 @@ mode=${1:?usage: crash-kill.sh apply|reconcile|run|reconcile-switch|run-switch}
 want_kills=${MESHCA_CRASH_KILLS:-200}
 budget_s=${MESHCA_CRASH_SECONDS:-170}
 min_kills=${MESHCA_CRASH_MIN_KILLS:-50}
+on_etcd=0
+if [ -n "$TEST_STORE_URL" ]; then
+    on_etcd=1
+    : "${STORE_COPY:?set STORE_COPY to the built store-copy}"
+    budget_s=${MESHCA_CRASH_ETCD_SECONDS:-45}
+    min_kills=${MESHCA_CRASH_ETCD_MIN_KILLS:-10}
+fi
 [ "$min_kills" -gt "$want_kills" ] && min_kills=$want_kills
 ndp=2000
+# On etcd each trial first copies the before state into the member: 500 dataplanes keep a trial
+# near a second and still make every write several etcd txns (128 ops each).
+[ $on_etcd = 1 ] && ndp=500
 
 # The mesh starts PERMISSIVE; the apply makes it STRICT and adds the dataplanes.
 mesh_yaml() { # mesh_yaml MODE ENABLED BACKEND...
@@ -99,42 +115,36 @@ reconcile | run | reconcile-switch | run-switch)
 esac
 "$STORE_DUMP" >"$WORK/before.dump" || { echo "FAIL - store-dump of the before state"; exit 1; }
 
-# state_of DUMP: before, after or torn (see the header; test/store-dump.c's lines).
-cat >"$WORK/state.py" <<'PY'
+# state_of DUMP [AFTER]: before, after, partial or torn (test/store-state.py).
+state_of() { python3 "$(dirname "$0")/store-state.py" "$mode" "$WORK/before.dump" "${2-$WORK/after.dump}" "$1" $ndp; }
+
+# fresh_copy NAME: a new copy of the before state; its URL in $copy_url (on etcd: the member's
+# objects replaced by the before state's).
+fresh_copy() {
+    if [ $on_etcd = 1 ]; then
+        copy_url=$TEST_STORE_URL
+        "$STORE_COPY" "sqlite://$WORK/before/meshca.db" "$copy_url"
+    else
+        rm -rf "$WORK/$1" && cp -a "$WORK/before" "$WORK/$1"
+        copy_url="sqlite://$WORK/$1/meshca.db"
+    fi
+}
+
+# prefix_ok DUMP: for apply, the objects a split write left "after" are a prefix of its order (the
+# mesh, then dp-0001, dp-0002, ...): the parts land in order, each whole.
+prefix_ok() {
+    [ "$mode" != apply ] && return 0
+    python3 - "$WORK/after.dump" "$1" <<'PY'
 import sys
-def load(path):
-    d = {}
-    for line in open(path):
-        kind, mesh, name, digest = line.rstrip("\n").split("\t")
-        # The leader key of a killed controller outlives it until its lease ends: not state.
-        if (kind, mesh, name) != ("controlplane", "meshca", "leader"):
-            d[(kind, mesh, name)] = digest
-    return d
-mode, before, trial = sys.argv[1], load(sys.argv[2]), load(sys.argv[4])
-if trial == before:
-    print("before"); sys.exit()
-after = load(sys.argv[3]) if sys.argv[3] else None
-if after is None:
-    # No reference yet (run's reference run): done once every identity was (re)issued.
-    ids = [k for k in trial if k[0] == "identities"]
-    print("after" if len(ids) == int(sys.argv[5]) and all(trial[k] != before.get(k) for k in ids) else "torn")
-    sys.exit()
-if mode == "apply":
-    print("after" if trial == after else "torn"); sys.exit()
-fresh = {"identities", "dpstatus", "meshstatus"}
-ok = set(trial) == set(after)
-for k in after if ok else ():
-    if before.get(k) == after[k]:
-        ok = trial[k] == after[k]
-    elif k[0] in fresh:
-        ok = trial[k] != before.get(k)
-    else:
-        ok = trial[k] == after[k]
-    if not ok:
-        break
-print("after" if ok else "torn")
+def load(p):
+    return {tuple(l.split("\t")[:3]): l.split("\t")[3] for l in open(p).read().splitlines()}
+after, trial = load(sys.argv[1]), load(sys.argv[2])
+order = sorted(k for k in after if k[0] in ("meshes", "dataplanes"))
+order.sort(key=lambda k: (k[0] != "meshes", k[2]))
+done = [trial.get(k) == after[k] for k in order]
+sys.exit(0 if done == sorted(done, reverse=True) else 1)
 PY
-state_of() { python3 "$WORK/state.py" "$mode" "$WORK/before.dump" "${2-$WORK/after.dump}" "$1" $ndp; }
+}
 
 # A reference run measures the duration and gives the "after" state.
 # complete_run [AFTER]: runs the controller on $MESHCA_STORE until the store is in the after state
@@ -153,24 +163,24 @@ complete_run() {
     [ "$st" = after ]
 }
 if [ "${mode%-switch}" = run ]; then
-    rm -rf "$WORK/ref" && cp -a "$WORK/before" "$WORK/ref"
+    fresh_copy ref
     t0=$(date +%s%N)
-    MESHCA_STORE="sqlite://$WORK/ref/meshca.db" complete_run ""
+    MESHCA_STORE=$copy_url complete_run ""
     ref_rc=$?
     dur_us=$((($(date +%s%N) - t0) / 1000))
 else
     # The longest of three runs, so the kill points cover a slow run too (a cold cache).
     dur_us=0
     for r in 1 2 3; do
-        rm -rf "$WORK/ref" && cp -a "$WORK/before" "$WORK/ref"
+        fresh_copy ref
         t0=$(date +%s%N)
-        MESHCA_STORE="sqlite://$WORK/ref/meshca.db" "$MESHCA" "${cmd[@]}" >"$WORK/ref.out" 2>&1
+        MESHCA_STORE=$copy_url "$MESHCA" "${cmd[@]}" >"$WORK/ref.out" 2>&1
         ref_rc=$?
         t=$((($(date +%s%N) - t0) / 1000))
         [ $t -gt $dur_us ] && dur_us=$t
     done
 fi
-MESHCA_STORE="sqlite://$WORK/ref/meshca.db" "$STORE_DUMP" >"$WORK/after.dump"
+MESHCA_STORE=$copy_url "$STORE_DUMP" >"$WORK/after.dump"
 rc=$ref_rc
 check "the uninterrupted $mode succeeds" exit_is 0
 differs() { ! cmp -s "$1" "$2"; }
@@ -179,12 +189,25 @@ if [ "$mode" != apply ]; then
     check "the uninterrupted $mode (re)issues every identity" test "$(state_of "$WORK/after.dump" "")" = after
 fi
 echo "  $mode of 1 mesh + $ndp dataplanes takes up to $((dur_us / 1000)) ms uninterrupted: kill points spread over that"
+# On etcd a pass spends most of its time signing before it writes anything, and only 60 s of
+# trials fit: every other kill point is drawn from the commit's window instead, which starts
+# where the failpoint "pass.commit" (reconciler/failpoint.h) is reached (timed once; when that
+# one run is not shorter than the longest full run, as on a loaded machine, the second half).
+commit_us=0
+if [ $on_etcd = 1 ] && [ "$mode" != apply ]; then
+    fresh_copy ref
+    t0=$(date +%s%N)
+    (MESHCA_STORE=$copy_url MESHCA_FAILPOINTS=pass.commit=kill exec "$MESHCA" "${cmd[@]}") >/dev/null 2>&1
+    commit_us=$((($(date +%s%N) - t0) / 1000))
+    [ $commit_us -ge $dur_us ] && commit_us=$((dur_us / 2))
+    echo "  every other kill point is after $((commit_us / 1000)) ms (the commit's start, or half the run)"
+fi
 
 # Later checks are about the trials, not about the last command run through lib.sh's run.
 : >"$WORK/out"
 : >"$WORK/err"
 
-kills=0 landed_before=0 landed_after=0 torn=0 finished=0 trials=0 converged=0 not_converged=0
+kills=0 landed_before=0 landed_after=0 landed_partial=0 torn=0 finished=0 trials=0 converged=0 not_converged=0
 # Kill points spread uniformly over the measured duration (process start included).
 # Up to 5 trials per wanted kill: under a loaded machine many applies finish before their kill point.
 # Within the time budget (the commands' time, not the set-up's).
@@ -192,9 +215,11 @@ deadline=$(($(date +%s) + budget_s))
 out_of_time() { [ "$(date +%s)" -ge $deadline ]; }
 while [ $kills -lt "$want_kills" ] && [ $trials -lt $((want_kills * 5)) ] && ! out_of_time; do
     trials=$((trials + 1))
-    rm -rf "$WORK/trial" && cp -a "$WORK/before" "$WORK/trial"
-    export MESHCA_STORE="sqlite://$WORK/trial/meshca.db"
+    fresh_copy trial
+    export MESHCA_STORE=$copy_url
     delay_us=$(((RANDOM * 32768 + RANDOM) % dur_us))
+    [ $commit_us -gt 0 ] && [ $((trials % 2)) -eq 0 ] &&
+        delay_us=$((commit_us + (RANDOM * 32768 + RANDOM) % (dur_us - commit_us)))
     "$MESHCA" "${cmd[@]}" >/dev/null 2>&1 &
     pid=$!
     sleep "$(printf '%d.%06d' $((delay_us / 1000000)) $((delay_us % 1000000)))"
@@ -211,7 +236,14 @@ while [ $kills -lt "$want_kills" ] && [ $trials -lt $((want_kills * 5)) ] && ! o
         continue
     fi
     st=$(state_of "$WORK/trial.dump")
+    # A split etcd write stopped between its parts: what etcd promises, when the parts are whole
+    # and in order.
+    if [ "$st" = partial ] && [ $on_etcd = 1 ] && prefix_ok "$WORK/trial.dump"; then
+        landed_partial=$((landed_partial + 1))
+        st=partial-ok
+    fi
     case $st in
+    partial-ok) ;;
     before) landed_before=$((landed_before + 1)) ;;
     after) landed_after=$((landed_after + 1)) ;;
     *)
@@ -235,10 +267,10 @@ while [ $kills -lt "$want_kills" ] && [ $trials -lt $((want_kills * 5)) ] && ! o
         fi
     fi
 done
-echo "  $mode: $kills kills (wanted $want_kills, within ${budget_s} s) over $trials trials ($finished finished first): $landed_before before, $landed_after after, $torn torn; $converged re-runs converged, $not_converged did not"
+echo "  $mode$([ $on_etcd = 1 ] && echo " on etcd"): $kills kills (wanted $want_kills, within ${budget_s} s) over $trials trials ($finished finished first): $landed_before before, $landed_after after,$([ $on_etcd = 1 ] && echo " $landed_partial partial (split write, every object before or after, parts in order),") $torn torn; $converged re-runs converged, $not_converged did not"
 rc=0
 check "at least $min_kills kills landed while $mode ran" test $kills -ge "$min_kills"
-check "kills landed on both sides of the commit" test $landed_before -gt 0 -a $landed_after -gt 0
+check "kills landed on both sides of the commit" test $landed_before -gt 0 -a $((landed_after + landed_partial)) -gt 0
 check "no kill left a torn store (every object as before, or every object as after)" test $torn -eq 0
 check "every completed $mode after a kill converges to the after state" test $not_converged -eq 0
 finish

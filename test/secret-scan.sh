@@ -4,7 +4,9 @@
 # cfssl (authKey) backends; every command in every output format, stdout and stderr, grepped for
 # private key PEM headers, the keys' base64 bodies, the tokens and the auth key: zero hits. Plus
 # key files 0600 and directories 0700 under umask 000, and no dataplane token in the clear in
-# the store (sqlite3 .dump). Vault and cfssl are refused at apply today (unreachable): they go
+# the store (sqlite3 .dump). The controller's and agents' logs run with -v and the API's responses
+# are scanned too; keys 0600 and directories 0700 under umask 077 as well; a store directory others
+# can list is warned about, a database they can read refused. Vault and cfssl are refused at apply today (unreachable): they go
 # through validate, apply --dry-run and apply, and their refusals are scanned.
 source "$(dirname "$0")/lib.sh"
 export MESHCA_STORE="sqlite://$WORK/store/meshca.db"
@@ -153,6 +155,60 @@ scan_run reconcile --once
 for c in validate apply get inspect roots token cp-ca reconcile run agent ca; do
     scan_run help $c
 done
+# The controller's and agents' logs, verbose (-v), and the API's responses (issue 14): a
+# controller on a free port, an agent run to its first acknowledged certificate (under umask 000,
+# and one under umask 077), a few seconds of a running agent, and the API's answers to the agent's
+# own certificate. Their outputs join the scan; the agents' keys join the patterns.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+scan_run token issue -m default -d web-01 --ttl 1h
+token3=$(cat "$WORK/outs/$n.out")
+rm "$WORK/outs/$n.out"
+printf '%s\n' "$token3" >"$WORK/token3"
+n=$((n + 1))
+ctl=$n
+echo "-v run (controller log, with agents)" >"$WORK/outs/$ctl.cmd"
+"$MESHCA" -v run --listen "127.0.0.1:$port" >"$WORK/outs/$ctl.out" 2>"$WORK/outs/$ctl.err" &
+ctl_pid=$!
+for _ in $(seq 1 100); do
+    grep -q "serving the dataplane API" "$WORK/outs/$ctl.out" "$WORK/outs/$ctl.err" && break
+    sleep 0.1
+done
+"$MESHCA" cp-ca -o pem >"$WORK/cp-ca.pem"
+api="https://127.0.0.1:$port"
+agent_flags=(-m default -d web-01 --server "$api" --ca-file "$WORK/cp-ca.pem" --token-file "$WORK/token3" --reload true)
+scan_run -v agent "${agent_flags[@]}" --out "$WORK/agent-000" --once
+check "a verbose agent gets and acknowledges its certificate" exit_is 0
+check "the agent's key is 0600 under umask 000" test "$(stat -L -c %a "$WORK/agent-000/key.pem")" = 600
+check "the agent's directory is 0700 under umask 000" test "$(stat -c %a "$WORK/agent-000")" = 700
+(umask 077 && exec timeout 60 "$MESHCA" -v agent "${agent_flags[@]}" --out "$WORK/agent-077" --once) \
+    >"$WORK/outs/$((n + 1)).out" 2>"$WORK/outs/$((n + 1)).err"
+n=$((n + 1))
+echo "-v agent --once under umask 077" >"$WORK/outs/$n.cmd"
+check "the agent's key is 0600 under umask 077" test "$(stat -L -c %a "$WORK/agent-077/key.pem")" = 600
+check "the agent's directory is 0700 under umask 077" test "$(stat -c %a "$WORK/agent-077")" = 700
+(umask 077 && exec "$MESHCA" ca create --out-dir "$WORK/ca-077" --common-name ca-077) >/dev/null 2>&1
+check "ca create writes its key 0600 under umask 077" test "$(stat -c %a "$WORK/ca-077/ca-key.pem")" = 600
+check "ca create makes its directory 0700 under umask 077" test "$(stat -c %a "$WORK/ca-077")" = 700
+(umask 077 && MESHCA_STORE="sqlite://$WORK/store-077/meshca.db" exec "$MESHCA" apply -f "$WORK/mesh.yaml") >/dev/null 2>&1
+check "a store made under umask 077 is a 0600 file in a 0700 directory" \
+    test "$(stat -c %a "$WORK/store-077/meshca.db")/$(stat -c %a "$WORK/store-077")" = 600/700
+# A running agent for a few seconds (its blocking queries, verbose).
+n=$((n + 1))
+echo "-v agent (running)" >"$WORK/outs/$n.cmd"
+timeout -s TERM 3 "$MESHCA" -v agent "${agent_flags[@]}" --out "$WORK/agent-000" >"$WORK/outs/$n.out" 2>"$WORK/outs/$n.err"
+# The API's responses to the agent's own certificate.
+for path in healthz v1/meshes/default/dataplanes/web-01/identity v1/meshes/default/roots; do
+    n=$((n + 1))
+    echo "GET /$path" >"$WORK/outs/$n.cmd"
+    curl -s -m 10 --cacert "$WORK/cp-ca.pem" --cert "$WORK/agent-000/cert.pem" --key "$WORK/agent-000/key.pem" \
+        -D "$WORK/outs/$n.err" "$api/$path" >"$WORK/outs/$n.out"
+done
+check "the API answered the identity request with the certificate (so its response is scanned)" \
+    grep -q '"certificate"' "$WORK/outs/$((n - 1)).out"
+kill -INT $ctl_pid
+wait $ctl_pid
+check "the verbose controller logged the agent's certificate" grep -q "web-01" "$WORK/outs/$ctl.out" "$WORK/outs/$ctl.err"
+
 # The controller's log: a few seconds of `meshca run` on this store (with the API on a free port
 # once run serves it; today's run has no --listen).
 run_flags=(--listen 127.0.0.1:0)
@@ -206,6 +262,9 @@ for kind, name, value in db.execute("SELECT kind, name, value FROM objects"):
                 print(line)
 open(sys.argv[2], "w").write("%d\n" % found)
 PY
+# The agents' own keys and the third token.
+grep -hv -- '-----' "$WORK"/agent-*/key.pem >>"$patterns"
+echo "$token3" >>"$patterns"
 generated=$(cat "$WORK/generated")
 check "the scan knows the CA keys meshca generated (builtin, control plane)" test "$generated" -ge 1
 # The scan can fail: its patterns find the secrets where they are allowed to be.
@@ -231,4 +290,21 @@ for f in "$db" "$db"-wal "$db"-shm; do
     check "store file $(basename "$f") is 0600 under umask 000" test "$(stat -c %a "$f")" = 600
 done
 check "the store directory is 0700 under umask 000" test "$(stat -c %a "$WORK/store")" = 700
+
+# Loose permissions on an existing store: a database others can read is refused; a directory they
+# can list (0755) is used, with a warning naming it and the fix.
+chmod 755 "$WORK/store"
+run get meshes
+check "a 0755 store directory is still used (exit 0)" exit_is 0
+check "... with a warning naming it, its mode and the fix" \
+    err_has "meshca: warning: store directory '$WORK/store' has mode 0755: other users can list it; run: chmod 700 '$WORK/store'"
+chmod 700 "$WORK/store"
+run get meshes
+check "a 0700 store directory gives no warning" test ! -s "$WORK/err"
+chmod 644 "$db"
+run get meshes
+check "a 0644 store file is refused with exit 2" exit_is 2
+check "... naming the file, its mode and the fix" \
+    err_has "store file '$db' has mode 0644: other users can read it; refusing to use it (run: chmod 600 '$db')"
+chmod 600 "$db"
 finish

@@ -1,6 +1,7 @@
 /* store.c - store front end: URL scheme table, name checks shared by every backend, vtable calls, messages. */
 #include "reconciler/store.h"
 #include "reconciler/store/backend.h"
+#include "reconciler/failpoint.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -461,6 +462,16 @@ static int check_unique(const store_op *ops, size_t nops, char *err) {
     return r;
 }
 
+int store_txn_at(store *s, const char *failpoint, const store_op *ops, size_t nops) {
+    int r;
+
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    r = FAILPOINT(failpoint, s->err);
+    return r < 0 ? done(s, r) : store_txn(s, ops, nops);
+}
+
 int store_txn(store *s, const store_op *ops, size_t nops) {
     store_op *canon;
     int r = STORE_OK;
@@ -517,7 +528,9 @@ int store_txn(store *s, const store_op *ops, size_t nops) {
 size_t store_txn_limit(const store *s) {
     if (!s || !s->ops->txn_limit)
         return STORE_TXN_MAX;
-    return s->ops->txn_limit(s->impl);
+    /* A fenced write carries one more op (the check of the fence key) in the same txn. */
+    size_t limit = s->ops->txn_limit(s->impl);
+    return s->fence.on && limit > 1 ? limit - 1 : limit;
 }
 
 int store_revision(store *s, uint64_t *ret) {

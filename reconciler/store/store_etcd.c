@@ -4,6 +4,7 @@
 #include "reconciler/store/backend.h"
 #include "reconciler/store/etcd_client.h"
 #include "reconciler/store/etcd_keys.h"
+#include "reconciler/failpoint.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -260,9 +261,15 @@ static int run_one(etcd_store *e, const store_op *ops, op_parts *parts, const si
                              .nsuccess = ns,
                              .failure = nc ? fail : NULL,
                              .nfailure = nc ? n : 0};
+    /* Failpoints (test-only, reconciler/failpoint.h): before the txn reaches etcd, and after
+     * etcd applied it but before the caller hears so (as a lost reply). */
+    r = FAILPOINT("etcd.txn.before", err);
+    if (r < 0)
+        goto out;
     r = etcd_txn(e->c, &req, &res, cause);
     if (r == ETCD_OK) {
         *ret_rev = (uint64_t)res.revision;
+        r = FAILPOINT("etcd.txn.after", err);
         goto out;
     }
     if (r == ETCD_ECONFLICT) {
@@ -378,7 +385,11 @@ static int ed_txn(void *impl, const store_op *ops, size_t nops, uint64_t *ret_ve
 
         for (size_t i = from; i < ends[b]; i++)
             idx[n++] = writes[i];
-        r = run_one(e, ops, parts, idx, n, &rev, err);
+        /* Test-only: a crash or failure with the parts before this one applied. */
+        if (b > 0)
+            r = FAILPOINT("etcd.txn.between", err);
+        if (r == STORE_OK)
+            r = run_one(e, ops, parts, idx, n, &rev, err);
         if (r < 0) {
             if (b > 0) {
                 /* Say what stayed: the parts before this one are in etcd. */

@@ -1,6 +1,7 @@
 /* store_sqlite.c - the embedded sqlite://PATH store: SQLite in WAL mode, one transaction per write, change log, leases. */
 #define _GNU_SOURCE 1
 #include "reconciler/store/backend.h"
+#include "reconciler/failpoint.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -651,10 +652,14 @@ static int sq_revision(void *impl, uint64_t *ret, char *err) {
 static int finish(sq_store *q, int r, char *err, const char *what) {
     int rc;
 
+    /* Failpoints (test-only, reconciler/failpoint.h): a crash or a failure just before the
+     * COMMIT (nothing written) and just after it (everything written, the caller told "error"). */
+    if (r == STORE_OK)
+        r = FAILPOINT("sqlite.commit.before", err);
     if (r == STORE_OK) {
         rc = exec_simple(q, ST_COMMIT);
         if (rc == SQLITE_OK)
-            return STORE_OK;
+            return FAILPOINT("sqlite.commit.after", err);
         r = meshca_fail(err, code_of(rc), "store '%s': %s: cannot commit: %s", q->path, what, sqlite3_errmsg(q->db));
     }
     /* A failed COMMIT may have rolled back already; then ROLLBACK fails harmlessly. */
