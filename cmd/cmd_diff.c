@@ -82,19 +82,7 @@ static int parse_args(int argc, char **argv, diff_args *args)
 
 /* --- the resources as get prints them, secrets masked --- */
 
-static const char *resource_mesh(const resource *res)
-{
-    return res->kind == RESOURCE_MESH        ? res->u.mesh.name.value
-           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.mesh.value
-                                             : res->u.secret.mesh.value;
-}
 
-static const char *resource_name(const resource *res)
-{
-    return res->kind == RESOURCE_MESH        ? res->u.mesh.name.value
-           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.name.value
-                                             : res->u.secret.name.value;
-}
 
 static bool str_eq(const char *a, const char *b)
 {

@@ -212,19 +212,7 @@ static void print_mesh_row(const mesh *m)
     printf("%-24s %-24s %s\n", m->name.value, mtls, m->nbackends ? backends : "-");
 }
 
-static const char *resource_name(const resource *res)
-{
-    return res->kind == RESOURCE_MESH        ? res->u.mesh.name.value
-           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.name.value
-                                             : res->u.secret.name.value;
-}
 
-static const char *resource_mesh(const resource *res)
-{
-    return res->kind == RESOURCE_MESH        ? res->u.mesh.name.value
-           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.mesh.value
-                                             : res->u.secret.mesh.value;
-}
 
 /* The resource of `kind` called `name` (in `mesh_name` when given), or NULL with the reason
  * printed: not found, or (no -m) in several meshes. */

@@ -212,6 +212,18 @@ static int inspect_meshes(store *s, const manifest_set *set, const status_set *s
                    expires ? expires : "-", trusted,
                    (long long)json_integer_value(json_object_get(bj, "certificatesHeld")));
         }
+        /* A CA that cannot be used: its whole message (the table's column cuts it). */
+        json_array_foreach(json_object_get(mj, "backends"), b, bj) {
+            const char *error = json_string_value(json_object_get(bj, "error"));
+            if (error && !json_string_value(json_object_get(bj, "caSubject")))
+                printf("  CA ERROR %s: %s\n", json_string_value(json_object_get(bj, "name")), error);
+        }
+        /* The controller's last word on a failing backend (mesh status, BackendUnavailable). */
+        size_t c;
+        json_t *cj;
+        json_array_foreach(json_object_get(json_object_get(mj, "status"), "conditions"), c, cj)
+            printf("  UNAVAILABLE %s: %s\n", json_string_value(json_object_get(cj, "backend")),
+                   json_string_value(json_object_get(cj, "reason")));
         json_t *pending = json_object_get(json_object_get(mj, "status"), "pending");
         if (pending)
             printf("  PENDING: %s\n  REASON:  %s\n",

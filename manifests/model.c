@@ -28,6 +28,20 @@ const char *resource_kind_name(resource_kind kind)
     return "?";
 }
 
+const char *resource_name(const resource *res)
+{
+    return res->kind == RESOURCE_MESH        ? res->u.mesh.name.value
+           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.name.value
+                                             : res->u.secret.name.value;
+}
+
+const char *resource_mesh(const resource *res)
+{
+    return res->kind == RESOURCE_MESH        ? res->u.mesh.name.value
+           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.mesh.value
+                                             : res->u.secret.mesh.value;
+}
+
 static void string_clear(model_string *s)
 {
     free(s->value);

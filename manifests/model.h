@@ -133,6 +133,10 @@ typedef struct resource {
 
 /* "Mesh", "Dataplane", "Secret". */
 const char *resource_kind_name(resource_kind kind);
+/* A resource's name, and the mesh it belongs to (a Mesh's own name), as written: NULL when the
+ * field is absent. Borrowed from the resource. */
+const char *resource_name(const resource *res);
+const char *resource_mesh(const resource *res);
 
 /* Frees the resource's fields (not the struct itself). Accepts NULL. */
 void resource_clear(resource *res);

@@ -348,7 +348,7 @@ static int check_backends(store *s, const mesh_check *mc, diag_list *diags,
         ca_context ctx = {
             .mesh = mesh_name, .backend = nb, .backend_index = b,
             .secret_lookup = state_secret_lookup, .secret_store = NULL,
-            .secret_userdata = &secrets, .now = mc->now,
+            .secret_userdata = &secrets, .now = mc->now, .skip_validation = m->skip_validation,
         };
         size_t errors = diag_count(diags, DIAG_ERROR);
         /* skipValidation (S2): no backend check, so no request to an external CA either. */
@@ -587,12 +587,6 @@ static void attempt_free(attempt *a)
     free(a->ops);
 }
 
-static const char *resource_name(const resource *res)
-{
-    return res->kind == RESOURCE_MESH        ? res->u.mesh.name.value
-           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.name.value
-                                             : res->u.secret.name.value;
-}
 
 /* After a failed compare-and-swap: names each resource of the set that someone else changed
  * since it was read. Returns how many. */

@@ -7,6 +7,7 @@ struct ca_backend {
     const ca_backend_ops *ops;
     STACK_OF(X509) *chain;   /* [0] signs leaves, then intermediates (owned) */
     EVP_PKEY *key;           /* private key of chain[0], NULL for remote backends (owned) */
+    void *state;             /* a remote backend's own state (its ops free it) */
     char warning[PKI_ERRBUF];   /* "" when none */
 };
 
@@ -22,7 +23,7 @@ static const struct {
 } all_backends[] = {
     {"builtin", &ca_builtin_ops},
     {"provided", &ca_provided_ops},
-    {"vault", NULL},
+    {"vault", &ca_vault_ops},
     {"cfssl", &ca_cfssl_ops},
 };
 
@@ -81,6 +82,17 @@ int ca_backend_sign_leaf(ca_backend *ca, const pki_leaf_request *req, EVP_PKEY *
 bool ca_backend_can_cross_sign(const ca_backend *ca)
 {
     return ca && ca->ops->cross_sign && ca->key;
+}
+
+bool ca_backend_type_is_remote(const char *type)
+{
+    const ca_backend_ops *ops = ca_backend_for_type(type);
+    return ops && ops->remote;
+}
+
+bool ca_backend_signs_csr(const ca_backend *ca)
+{
+    return ca && ca->ops->signs_csr;
 }
 
 int ca_backend_cross_sign(ca_backend *ca, X509 *other_ca, int64_t now, int64_t not_after_max,
@@ -240,6 +252,33 @@ void ca_local_free(ca_backend *ca)
         return;
     sk_X509_pop_free(ca->chain, X509_free);
     EVP_PKEY_free(ca->key);   /* OpenSSL wipes key material when freeing */
+    free(ca);
+}
+
+int ca_remote_new(const ca_backend_ops *ops, STACK_OF(X509) *chain, void *state,
+                  ca_backend **ret)
+{
+    ca_backend *ca = calloc(1, sizeof(*ca));
+
+    if (!ca)
+        return PKI_ENOMEM;
+    ca->ops = ops;
+    ca->chain = chain;
+    ca->state = state;
+    *ret = ca;
+    return PKI_OK;
+}
+
+void *ca_backend_state(ca_backend *ca)
+{
+    return ca ? ca->state : NULL;
+}
+
+void ca_remote_free(ca_backend *ca)
+{
+    if (!ca)
+        return;
+    sk_X509_pop_free(ca->chain, X509_free);
     free(ca);
 }
 

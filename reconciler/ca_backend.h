@@ -1,4 +1,15 @@
 /* ca_backend.h - the CA backend interface: one vtable per backend type (builtin, provided, ...). */
+/*
+ * The check convention for a backend that talks to a remote CA (vault, cfssl): unless
+ * ca_context.skip_validation (the mesh's mtls.skipValidation), `check` contacts the CA. When
+ * the CA cannot be reached or answers garbage (connection refused, timeout, 5xx, TLS failure, a
+ * malformed body) it appends an error diagnostic (code CA_DIAG_UNREACHABLE, or CA_DIAG_BAD_ANSWER
+ * for a malformed answer) naming the backend and the CA's message, and returns
+ * MESHCA_EUNAVAILABLE: `apply`, `apply --dry-run` and `validate --store` exit 2 (the CA is
+ * unreachable, S3). When the CA answers and refuses (authentication, role or profile, a ttl above
+ * its maximum) it appends an error CA_DIAG_REFUSED naming the backend and the CA's message and
+ * returns 0: the change is refused, exit 1. Never a credential in either message.
+ */
 #ifndef MESHCA_CA_BACKEND_H
 #define MESHCA_CA_BACKEND_H
 
@@ -42,7 +53,13 @@ typedef struct ca_context {
     ca_secret_store_fn secret_store;     /* may be NULL: read-only (check, dry run) */
     void *secret_userdata;
     int64_t now;                    /* injected clock, seconds since the epoch */
+    bool skip_validation;           /* mtls.skipValidation: check contacts no remote CA */
 } ca_context;
+
+/* Diagnostic codes of a remote CA's check (see the convention at the top of this file). */
+#define CA_DIAG_UNREACHABLE "ca-unreachable"
+#define CA_DIAG_BAD_ANSWER "ca-bad-answer"
+#define CA_DIAG_REFUSED "ca-refused"
 
 /* A loaded CA: an opaque handle. Its key and private state stay inside the backend (curl's
  * vtls: each backend keeps its own data): callers sign and cross-sign through the operations
@@ -64,6 +81,9 @@ typedef struct ca_backend_ops {
      * serve with it is ca_backend_chain(). PKI_EEXPIRED when the CA cannot sign now. */
     int (*sign_leaf)(ca_backend *ca, const pki_leaf_request *req, EVP_PKEY *pub, int64_t now,
                      X509 **ret_cert, char *errbuf);
+    /* sign_leaf returns MESHCA_ENOTFOUND when this one request lacks what the backend needs (no
+     * CSR kept, a tag its commonName template names): the pass skips the dataplane with a
+     * warning ("leaf-unsignable") instead of stopping the mesh. */
     /* Cross-signing (S5, a forced switch): `other_ca` (another backend's CA certificate,
      * borrowed) re-signed by this CA, valid at most until not_after_max. NULL when the backend
      * cannot (a remote CA that signs leaves only). */
@@ -73,10 +93,17 @@ typedef struct ca_backend_ops {
     /* Dataplanes trust the chain's last certificate alone, not the whole chain: chain[0] is an
      * intermediate meshca renews (cfssl), and a renewal must not change the trust bundle. */
     bool trust_root_only;
+    /* sign_leaf needs req->csr_pem (the remote CA signs the dataplane's CSR, not a key). */
+    bool signs_csr;
+    /* The CA answers over the network (vault, cfssl): MESHCA_EUNAVAILABLE and MESHCA_EIO from
+     * ensure_ca or sign_leaf are the CA's trouble (retried with backoff, reported on the mesh),
+     * not the store's. */
+    bool remote;
 } ca_backend_ops;
 
 extern const ca_backend_ops ca_builtin_ops;
 extern const ca_backend_ops ca_provided_ops;
+extern const ca_backend_ops ca_vault_ops;
 extern const ca_backend_ops ca_cfssl_ops;
 
 /* The ops of a backend type; NULL for an unknown (or not yet supported) type. */
@@ -100,6 +127,10 @@ int ca_backend_cross_sign(ca_backend *ca, X509 *other_ca, int64_t now, int64_t n
                           X509 **ret, char *errbuf);
 /* Whether ca_backend_cross_sign can work for this CA. */
 bool ca_backend_can_cross_sign(const ca_backend *ca);
+/* Whether a backend type's CA is remote (see ca_backend_ops.remote); false for unknown types. */
+bool ca_backend_type_is_remote(const char *type);
+/* Whether ca_backend_sign_leaf needs req->csr_pem (see ca_backend_ops.signs_csr). */
+bool ca_backend_signs_csr(const ca_backend *ca);
 void ca_backend_free(ca_backend *ca);   /* accepts NULL; wipes the key */
 
 /* Signing workers for a CA whose key is local (builtin, provided): sign_pool.c with nthreads
@@ -142,6 +173,14 @@ int ca_local_cross_sign(ca_backend *ca, X509 *other_ca, int64_t now, int64_t not
 void ca_local_free(ca_backend *ca);
 /* Records the warning ca_backend_warning() returns (copied, cut to PKI_ERRBUF). */
 void ca_local_set_warning(ca_backend *ca, const char *warning);
+
+/* For a backend whose key stays remote: a CA with a chain (taken on success) and the backend's
+ * own state (borrowed by the handle; the backend's free op frees it, then calls
+ * ca_remote_free()). */
+int ca_remote_new(const ca_backend_ops *ops, STACK_OF(X509) *chain, void *state,
+                  ca_backend **ret);
+void *ca_backend_state(ca_backend *ca);
+void ca_remote_free(ca_backend *ca);   /* the chain and the handle, not the state */
 
 /* "mtls.backends[i].conf" + suffix into buf. */
 void ca_conf_path(const ca_context *ctx, const char *suffix, char *buf, size_t size);

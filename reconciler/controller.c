@@ -26,6 +26,7 @@
 #include "reconciler/mesh_ca.h"
 #include "reconciler/metrics_collect.h"
 #include "reconciler/pki.h"
+#include "reconciler/ca/ca_cache.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/roots.h"
 #include "reconciler/state.h"
@@ -52,6 +53,7 @@ typedef struct controller {
     char *last_said;                /* manifest_sync's last line */
     metrics *metrics;               /* counters of passes and API requests (/metrics) */
     metrics_http *metrics_http;     /* --metrics listener, or NULL */
+    ca_cache *cas;                  /* opened CAs across passes; NULL: one pass each (no memory) */
 } controller;
 
 static void say(controller *c, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -106,6 +108,7 @@ static void run_pass(controller *c)
         manifest_sync(c->s, c->o->manifests_dir, !c->o->no_prune, &c->last_said, sync_say, c);
     reconcile_options ropts = RECONCILE_OPTIONS_INIT;
     ropts.sign_workers = c->o->sign_workers;
+    ropts.ca_cache = c->cas;
     reconcile_report rep = RECONCILE_REPORT_INIT;
     diag_list diags = DIAG_LIST_INIT;
     struct timespec t0, t1;
@@ -610,6 +613,8 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     c.o = o;
     c.first = true;
     c.watch_fd = -1;
+    /* Out of memory here only costs the cache: every pass opens its CAs then. */
+    c.cas = ca_cache_new();
     const char *listen = o->listen ? o->listen : CONTROLLER_DEFAULT_LISTEN;
     char addr[256];
     uint16_t port = 0;
@@ -737,5 +742,6 @@ out:
         close(c.watch_fd);
     free(c.last_said);
     metrics_free(c.metrics);
+    ca_cache_free(c.cas);   /* wipes keys and tokens */
     return rc;
 }

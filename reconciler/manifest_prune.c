@@ -121,19 +121,7 @@ static bool parse_item(const char *item, resource_kind *kind, const char **name)
     return true;
 }
 
-static const char *resource_name(const resource *res)
-{
-    return res->kind == RESOURCE_MESH ? res->u.mesh.name.value
-           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.name.value
-                                             : res->u.secret.name.value;
-}
 
-static const char *resource_mesh(const resource *res)
-{
-    return res->kind == RESOURCE_MESH ? res->u.mesh.name.value
-           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.mesh.value
-                                             : res->u.secret.mesh.value;
-}
 
 static bool set_holds(const manifest_set *set, const char *mesh_name, resource_kind kind,
                       const char *name)

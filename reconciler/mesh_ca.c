@@ -6,6 +6,7 @@
 #include <openssl/x509.h>
 
 #include "reconciler/mesh_ca.h"
+#include "reconciler/ca/ca_cache.h"
 #include "reconciler/state.h"
 
 static void describe(mesh_ca *mc)
@@ -18,7 +19,8 @@ static void describe(mesh_ca *mc)
     pki_cert_not_after(cert, &mc->not_after);
 }
 
-static int open_all(store *s, const mesh *m, int64_t now, bool create, mesh_ca **ret)
+static int open_all(store *s, const mesh *m, int64_t now, bool create, ca_cache *cache,
+                    mesh_ca **ret)
 {
     mesh_ca *cas = calloc(m->nbackends + 1, sizeof(*cas));
     if (!cas)
@@ -33,7 +35,10 @@ static int open_all(store *s, const mesh *m, int64_t now, bool create, mesh_ca *
             .secret_userdata = &secrets, .now = now,
         };
         mc->backend = &m->backends[i];
-        if ((mc->code = ca_backend_open(&ctx, &mc->ca, mc->error)) < 0) {
+        mc->borrowed = cache != NULL;
+        mc->code = cache ? ca_cache_open(cache, &ctx, &mc->ca, mc->error)
+                         : ca_backend_open(&ctx, &mc->ca, mc->error);
+        if (mc->code < 0) {
             mc->ca = NULL;
             continue;
         }
@@ -51,12 +56,17 @@ static int open_all(store *s, const mesh *m, int64_t now, bool create, mesh_ca *
 
 int mesh_cas_open(store *s, const mesh *m, int64_t now, mesh_ca **ret)
 {
-    return open_all(s, m, now, false, ret);
+    return open_all(s, m, now, false, NULL, ret);
 }
 
 int mesh_cas_open_creating(store *s, const mesh *m, int64_t now, mesh_ca **ret)
 {
-    return open_all(s, m, now, true, ret);
+    return open_all(s, m, now, true, NULL, ret);
+}
+
+int mesh_cas_open_cached(store *s, const mesh *m, int64_t now, ca_cache *cache, mesh_ca **ret)
+{
+    return open_all(s, m, now, true, cache, ret);
 }
 
 void mesh_cas_free(mesh_ca *cas, size_t n)
@@ -64,7 +74,8 @@ void mesh_cas_free(mesh_ca *cas, size_t n)
     if (!cas)
         return;
     for (size_t i = 0; i < n; i++) {
-        ca_backend_free(cas[i].ca);
+        if (!cas[i].borrowed)
+            ca_backend_free(cas[i].ca);
         free(cas[i].chain_pem);
         free(cas[i].bundle_pem);
     }

@@ -46,12 +46,19 @@ int pki_generate_key(bool rsa, int bits, EVP_PKEY **ret, char *errbuf);
 int pki_make_root(EVP_PKEY *key, const char *cn, const char *spiffe_uri, int64_t now,
                   int64_t lifetime_s, X509 **ret, char *errbuf);
 
+struct model_tag;
 typedef struct pki_leaf_request {
     const char *const *uris;  /* URI SANs, borrowed */
     size_t nuris;             /* 1..PKI_MAX_SANS */
     const char *cn;           /* subject CN; NULL: none (SANs identify the leaf) */
     bool rsa;                 /* RSA-2048 instead of EC P-256 */
     int64_t lifetime_s;       /* > 0 */
+    /* For a backend that signs the dataplane's CSR itself (vault: Vault's sign/:role takes the
+     * CSR, not a public key): the CSR kept for the key being signed, NULL when none is kept,
+     * and the dataplane's tags (commonName templates). Borrowed; local signers ignore them. */
+    const char *csr_pem;
+    const struct model_tag *tags;
+    size_t ntags;
 } pki_leaf_request;
 
 #define PKI_LEAF_REQUEST_INIT {NULL, 0, NULL, false, 86400}

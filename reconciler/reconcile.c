@@ -12,6 +12,7 @@
 #include "manifests/manifest.h"
 #include "reconciler/bundle.h"
 #include "reconciler/ca_backend.h"
+#include "reconciler/ca/ca_cache.h"
 #include "reconciler/mesh_ca.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/sign_pool.h"
@@ -198,8 +199,8 @@ static bool set_condition(json_t *conditions, const char *backend, const char *r
  * Returns 0, ISSUE_REFUSED (reported in diags; the mesh fails), or a store or memory code (the
  * caller reports it).
  */
-static int open_cas(store *s, const mesh *m, int64_t now, pass_cas *pc, json_t *conditions,
-                    bool *ret_conditions_changed, diag_list *diags)
+static int open_cas(store *s, const mesh *m, int64_t now, ca_cache *cache, pass_cas *pc,
+                    json_t *conditions, bool *ret_conditions_changed, diag_list *diags)
 {
     const char *mesh_name = m->name.value;
     const char *enabled = mesh_enabled_backend(m);
@@ -207,7 +208,8 @@ static int open_cas(store *s, const mesh *m, int64_t now, pass_cas *pc, json_t *
     int r;
 
     pc->ncas = m->nbackends;
-    if ((r = mesh_cas_open_creating(s, m, now, &pc->cas)) < 0)
+    if ((r = cache ? mesh_cas_open_cached(s, m, now, cache, &pc->cas)
+                   : mesh_cas_open_creating(s, m, now, &pc->cas)) < 0)
         return r;
     pc->bundle_backends = calloc(m->nbackends + 1, sizeof(char *));
     if (!pc->bundle_backends)
@@ -233,17 +235,27 @@ static int open_cas(store *s, const mesh *m, int64_t now, pass_cas *pc, json_t *
                 diag_warning(diags, "ca-unavailable", NULL, path, "mesh '%s': backend '%s': %s",
                              mesh_name, name, warning);
             }
-            *ret_conditions_changed |= set_condition(conditions, name, warning);
+            /* The enabled backend's condition is settled once it has signed (reconcile_mesh). */
+            if (warning || i != pc->enabled)
+                *ret_conditions_changed |= set_condition(conditions, name, warning);
             continue;
         }
         int code = mc->code < 0 ? mc->code : MESHCA_ECRYPTO;
-        if (is_store_code(code))
+        /* A remote CA (Vault) unreachable is the CA's trouble, reported on this mesh only. */
+        if (is_store_code(code) &&
+            (code == MESHCA_ENOMEM || !ca_backend_type_is_remote(m->backends[i].type.value)))
             return code;
         backend_path(i, path, sizeof(path));
-        if (i == pc->enabled) {
+        /* A remote CA that does not answer now is not dropped from the bundle (every dataplane
+         * would stop trusting it): the mesh waits, as for store trouble. */
+        bool transient = code == MESHCA_EUNAVAILABLE || code == MESHCA_EIO;
+        if (i == pc->enabled || transient) {
             diag_error(diags, code == PKI_EEXPIRED ? "ca-expired" : "ca-unavailable", NULL, path,
                        "mesh '%s': backend '%s' cannot be used: %s", mesh_name, name,
                        mc->error[0] ? mc->error : meshca_strerror(code));
+            /* The mesh status says why nothing is signed (inspect shows the whole message). */
+            *ret_conditions_changed |= set_condition(
+                conditions, name, diags->count ? diags->items[diags->count - 1].message : "");
             return ISSUE_REFUSED;
         }
         diag_warning(diags, code == PKI_EEXPIRED ? "ca-expired" : "ca-unavailable", NULL, path,
@@ -477,6 +489,19 @@ static int64_t leaf_lifetime_s(const mesh_backend *b)
     return s > 0 ? s : 1;
 }
 
+/* The dataplane's tags as one array (strings borrowed from dp), first of each key wins as in
+ * leaf_sans. NULL when out of memory. Caller frees the array. */
+static model_tag *dp_tags(const dataplane *dp, size_t *ret_n)
+{
+    model_tag *tags = calloc(dataplane_tag_count(dp) + 1, sizeof(*tags));
+    size_t n = 0;
+    dataplane_tag_iter it = DATAPLANE_TAG_ITER_INIT(dp);
+    for (const model_tag *tag; tags && (tag = dataplane_tag_next(&it)) != NULL;)
+        tags[n++] = *tag;
+    *ret_n = n;
+    return tags;
+}
+
 /* The leaf request for dp (SANs into uris, which the caller frees: req->nuris of them).
  * Returns 0, ISSUE_SKIPPED (warned) or MESHCA_ENOMEM. */
 static int issue_request(const mesh *m, const dataplane *dp, const pass_cas *pc, bool rsa,
@@ -567,12 +592,36 @@ static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t
     int r = issue_request(m, dp, pc, strcmp(pki_key_type(pub), "rsa") == 0, uris, &req, diags);
     if (r != 0)
         return r;
+    const mesh_backend *b = &m->backends[pc->enabled];
+    /* A backend that signs CSRs (vault) gets the CSR of the key being signed and the tags. */
+    bool csr_mode = ca_backend_signs_csr(pc->cas[pc->enabled].ca);
+    req.csr_pem = id->pending_key_pem ? id->pending_csr_pem : id->csr_pem;
+    model_tag *tags = csr_mode ? dp_tags(dp, &req.ntags) : NULL;
+    req.tags = tags;
     X509 *cert = NULL;
     char errbuf[PKI_ERRBUF] = "", *cert_pem = NULL;
     char serial[80];
-    r = ca_backend_sign_leaf(pc->cas[pc->enabled].ca, &req, pub, now, &cert, errbuf);
+    r = csr_mode && (!req.csr_pem || !tags)
+            ? (tags ? ISSUE_SKIPPED : MESHCA_ENOMEM)
+            : ca_backend_sign_leaf(pc->cas[pc->enabled].ca, &req, pub, now, &cert, errbuf);
     for (size_t i = 0; i < req.nuris; i++)
         free(uris[i]);
+    free(tags);
+    if (r == MESHCA_ENOTFOUND) {
+        /* The backend cannot sign this one dataplane (ca_backend.h): the others go on. */
+        diag_warning(diags, "leaf-unsignable", NULL, "", "dataplane '%s/%s': backend '%s' cannot "
+                     "sign its leaf: %s", m->name.value, dp->name.value, b->name.value, errbuf);
+        return ISSUE_SKIPPED;
+    }
+    if (r == ISSUE_SKIPPED || r == MESHCA_ENOMEM) {
+        /* An identity kept from before CSR mode holds only a public key: a CSR-signing backend
+         * cannot sign it; the agent's next CSR (at renewal) is signed. */
+        if (r == ISSUE_SKIPPED)
+            diag_warning(diags, "csr-missing", NULL, "", "dataplane '%s/%s': backend '%s' signs "
+                         "CSRs and no CSR is kept for its key; waiting for the agent's next CSR",
+                         m->name.value, dp->name.value, b->name.value);
+        return r;
+    }
     if (r < 0)
         return sign_refused(m, dp, pc, r, errbuf, diags);
     int64_t nb = 0, na = 0;
@@ -1256,7 +1305,8 @@ static int queue_bundle(store *s, const char *mesh_name, const pass_cas *pc, pas
 
 /* Returns 0 or MESHCA_ENOMEM; everything else is in the report and diags. */
 static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int64_t now,
-                          unsigned workers, pass_txn *tx, reconcile_report *rep, diag_list *diags)
+                          unsigned workers, ca_cache *cache, pass_txn *tx, reconcile_report *rep,
+                          diag_list *diags)
 {
     const char *mesh_name = m->name.value;
     reconcile_mesh_report *mr = realloc(rep->meshes, (rep->nmeshes + 1) * sizeof(*mr));
@@ -1268,6 +1318,15 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
     if (set_str(&mr->mesh, mesh_name) < 0)
         return MESHCA_ENOMEM;
     rep->nmeshes++;
+    if (cache) {
+        /* Backends no longer in the mesh (or every one, mTLS off) leave the cache. */
+        const char *names[MODEL_MAX_BACKENDS + 1];
+        size_t n = 0;
+        for (size_t i = 0; mesh_enabled_backend(m) && i < m->nbackends && n < MODEL_MAX_BACKENDS; i++)
+            if (m->backends[i].name.value)
+                names[n++] = m->backends[i].name.value;
+        ca_cache_prune(cache, mesh_name, names, n);
+    }
     if (!mesh_enabled_backend(m))
         return 0;
     mr->mtls = true;
@@ -1303,11 +1362,20 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         }
     }
     bool status_changed = false;
-    rc = open_cas(s, m, now, &pc, conditions, &status_changed, diags);
+    rc = open_cas(s, m, now, cache, &pc, conditions, &status_changed, diags);
     if (rc == ISSUE_REFUSED) {
         mr->failed = true;
         rc = 0;
-        goto out;
+        goto status;
+    }
+    /* The enabled CA failed to sign lately: wait for its backoff rather than ask every pass. */
+    if (rc == 0 && cache && ca_cache_sign_wait(cache, mesh_name, m->backends[pc.enabled].name.value,
+                                               now, errbuf)) {
+        char path[64];
+        backend_path(pc.enabled, path, sizeof(path));
+        diag_error(diags, "ca-unavailable", NULL, path, "%s (retried with backoff)", errbuf);
+        mr->failed = true;
+        goto status;
     }
     if (rc < 0) {
         if (rc != MESHCA_ENOMEM) {
@@ -1335,9 +1403,14 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         if (tx->opts && tx->opts->progress)
             tx->opts->progress(tx->opts->progress_userdata, ++tx->done, tx->total);
         if (rc == ISSUE_REFUSED) {
-            /* The CA refused to sign (e.g. expired meanwhile): stop this mesh. */
+            /* The CA refused to sign (e.g. expired meanwhile, Vault down): stop this mesh, and
+             * say why in its status (the diagnostic just reported). */
             mr->failed = true;
             rc = 0;
+            const char *why = diags->count ? diags->items[diags->count - 1].message : "";
+            status_changed |= set_condition(conditions, m->backends[pc.enabled].name.value, why);
+            if (cache)
+                ca_cache_sign_failed(cache, mesh_name, m->backends[pc.enabled].name.value, why, now);
             break;
         }
         if (rc == MESHCA_ENOMEM)
@@ -1365,6 +1438,14 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         json_object_del(mstatus, "crossSign");
         status_changed = true;
     }
+    /* The enabled backend signed what there was to sign: no longer unavailable. */
+    if (!mr->failed && !mr->store_failed) {
+        status_changed |= set_condition(conditions, m->backends[pc.enabled].name.value,
+                                        ca_backend_warning(pc.cas[pc.enabled].ca));
+        if (cache)
+            ca_cache_sign_ok(cache, mesh_name, m->backends[pc.enabled].name.value);
+    }
+status:
     if (json_array_size(conditions) == 0)
         json_object_del(mstatus, "conditions");
     if (status_changed && !mr->store_failed) {
@@ -1376,7 +1457,7 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         }
     }
     /* The mesh's one trust bundle (and the cross-signed CA, for roots), when it changed. */
-    if (!mr->store_failed && (rc = queue_bundle(s, mesh_name, &pc, tx, errbuf)) < 0) {
+    if (!mr->store_failed && pc.bundle_pem && (rc = queue_bundle(s, mesh_name, &pc, tx, errbuf)) < 0) {
         if (rc == MESHCA_ENOMEM)
             goto out;
         store_failed(rep, mr, rc, mesh_name, errbuf, diags);
@@ -1552,12 +1633,15 @@ int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *re
         const resource *res = manifest_set_get(set, i);
         if (res->kind != RESOURCE_MESH || !res->u.mesh.name.value)
             continue;
-        rc = reconcile_mesh(s, set, &res->u.mesh, now, opts ? opts->sign_workers : 0, &tx, &rep,
-                            diags);
+        rc = reconcile_mesh(s, set, &res->u.mesh, now, opts ? opts->sign_workers : 0,
+                            opts ? opts->ca_cache : NULL, &tx, &rep, diags);
     }
     manifest_set_free(set);
     if (rc == 0 && tx.n)
         commit_pass(s, &tx, &fence, &rep, diags);
+    /* Every mesh had its turn: CAs of meshes gone from the store leave the cache. */
+    if (rc == 0 && !rep.store_error && opts && opts->ca_cache)
+        ca_cache_sweep(opts->ca_cache);
     pass_txn_free(&tx);
     fence_free(&fence);
     if (rc < 0) {

@@ -13,6 +13,7 @@
 /* A cross-signed CA expires at most this long after the last leaf it is served with (S5). */
 #define RECONCILE_CROSS_SIGN_SLACK_S (7 * 86400LL)
 
+struct ca_cache;
 typedef struct reconcile_options {
     int64_t now;   /* injected clock, seconds since the epoch; 0 = time(NULL) */
     /* Called after each dataplane of an mTLS mesh was handled (done of total, every mesh's
@@ -22,9 +23,13 @@ typedef struct reconcile_options {
     /* Threads that sign a pass's leaves for a CA whose key is local (sign_pool.c); 0: the
      * online CPUs. */
     unsigned sign_workers;
+    /* The controller's opened CAs across passes (reconciler/ca/ca_cache.h), or NULL: every CA is
+     * opened for this pass only (`reconcile --once`). With a cache, a failing CA is retried with
+     * backoff rather than every pass. */
+    struct ca_cache *ca_cache;
 } reconcile_options;
 
-#define RECONCILE_OPTIONS_INIT {0}
+#define RECONCILE_OPTIONS_INIT {0, NULL, NULL, 0, NULL}
 
 /* What a pass did to one dataplane. */
 typedef enum reconcile_verb {

@@ -263,7 +263,25 @@ for kind, name, value in db.execute("SELECT kind, name, value FROM objects"):
 open(sys.argv[2], "w").write("%d\n" % found)
 PY
 # The agents' own keys and the third token.
-grep -hv -- '-----' "$WORK"/agent-*/key.pem >>"$patterns"
+# A line of a key file that holds only public-key bytes (the EC point ends a PKCS#8 key) is not
+# a secret: the same base64 stands in the certificate whenever the SPKI falls at the same offset
+# modulo 3 on one line. Such lines are left out; the lines with private bytes stay.
+for key in "$WORK"/agent-*/key.pem; do
+    openssl pkey -in "$key" -pubout -outform DER >"$WORK/pub.der"
+    python3 - "$key" "$WORK/pub.der" <<'PY'
+import base64, sys
+lines = [l.strip() for l in open(sys.argv[1]) if l.strip() and not l.startswith("-----")]
+der = open(sys.argv[2], "rb").read()
+public = [base64.b64encode(der[k:]).decode() for k in range(3)]
+for line in lines:
+    body = line.rstrip("=")[:-1] if line.endswith("=") else line   # padding depends on the end
+    if not any(body in p for p in public):
+        print(line)
+PY
+done >>"$patterns"
+for key in "$WORK"/agent-*/key.pem; do
+    check "the patterns find the agent key $(basename "$(dirname "$key")")/key.pem" grep -qF -f "$patterns" "$key"
+done
 echo "$token3" >>"$patterns"
 generated=$(cat "$WORK/generated")
 check "the scan knows the CA keys meshca generated (builtin, control plane)" test "$generated" -ge 1

@@ -126,7 +126,7 @@ printf 'type: Mesh\nname: nowhere\n---\n' | cat - "$WORK/orphan.yaml" >"$WORK/or
 run apply -f "$WORK/orphan-with-mesh.yaml"
 check "the same Dataplane with its Mesh in the same apply is accepted" exit_is 0
 
-# --- issue 9 #8: vault and cfssl cannot sign yet: refused at apply, accepted offline ---
+# --- issue 9 #8: vault and cfssl checked at apply (vault: its CA contacted), accepted offline ---
 cat >"$WORK/vault.yaml" <<'YAML'
 type: Mesh
 name: vm
@@ -137,7 +137,7 @@ mtls:
     type: vault
     conf:
       fromCp:
-        address: https://vault.example:8200
+        address: https://127.0.0.1:1
         pki: pki
         role: mesh
         auth: {token: {inlineString: s.VAULTTOKENSECRET42}}
@@ -157,9 +157,9 @@ YAML
 run validate -f "$WORK/vault.yaml" -f "$WORK/cfssl.yaml"
 check "offline validate still accepts vault and cfssl meshes" exit_is 0
 run apply -f "$WORK/vault.yaml" -o json
-check "apply refuses a vault mesh (exit 1)" exit_is 1
-check "the refusal is backend-unsupported at the backend's type" json_has backend-unsupported "mtls.backends[0].type" 7
-check "the refusal names the backend and its type" out_has "backend 'v1' is of type 'vault'"
+check "apply of a vault mesh whose Vault is unreachable exits 2" exit_is 2
+check "the diagnostic is ca-unreachable at the backend" json_has ca-unreachable "mtls.backends[0]" 6
+check "the message names the backend and that Vault is unreachable" out_has "vault backend 'v1' (mesh vm): sign (POST /v1/pki/sign/mesh): Vault at https://127.0.0.1:1 unreachable"
 check "the refusal does not print the vault token" out_lacks "VAULTTOKENSECRET42"
 run apply --dry-run -f "$WORK/cfssl.yaml" -o json
 check "apply --dry-run checks a cfssl backend, even one not enabled: unreachable (exit 2)" exit_is 2

@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 #include <openssl/x509v3.h>
 
+#include "check-util.h"
 #include "manifests/error.h"
 #include "manifests/manifest.h"
 #include "manifests/node.h"
@@ -28,56 +29,6 @@ static int cfssl_port;
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-static int run(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    size_t n;
-
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    buf = calloc(1, 1 << 20);
-    ck_assert_ptr_nonnull(buf);
-    n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-static void spit(const char *path, const char *data)
-{
-    FILE *f = fopen(path, "wb");
-
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_ge(fputs(data, f), 0);
-    fclose(f);
-}
-
-/* A port on 127.0.0.1 that nothing listens on (bound, then released). */
-static int closed_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 /* Per test: a fresh cfssl serve (its own root), so a test may stop it. */
 static void cfssl_up(void)
 {
@@ -85,15 +36,15 @@ static void cfssl_up(void)
 
     snprintf(cfssl_dir, sizeof(cfssl_dir), "/tmp/test-ca_cfssl-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(cfssl_dir));
-    ck_assert_int_eq(run("timeout 60 bash %s/start-cfssl.sh %s", SCRIPTS, cfssl_dir), 0);
+    ck_assert_int_eq(test_run("timeout 60 bash %s/start-cfssl.sh %s", SCRIPTS, cfssl_dir), 0);
     snprintf(path, sizeof(path), "%s/port", cfssl_dir);
-    s = slurp(path);
+    s = test_slurp(path);
     cfssl_port = (int)strtol(s, NULL, 10);
     free(s);
     ck_assert_int_gt(cfssl_port, 0);
     /* A failing test exits its (forked) process without the teardown: a watchdog stops this
      * cfssl once the test process is gone, so none outlives the suite. */
-    ck_assert_int_eq(run("(while kill -0 %ld 2>/dev/null; do sleep 1; done; kill $(cat %s/pid) "
+    ck_assert_int_eq(test_run("(while kill -0 %ld 2>/dev/null; do sleep 1; done; kill $(cat %s/pid) "
                          "2>/dev/null; rm -rf '%s') >/dev/null 2>&1 </dev/null &",
                          (long)getpid(), cfssl_dir, cfssl_dir), 0);
 }
@@ -101,14 +52,14 @@ static void cfssl_up(void)
 /* Stops cfssl and waits (bounded) until it no longer answers. */
 static void cfssl_stop(void)
 {
-    ck_assert_int_eq(run("kill $(cat %s/pid) 2>/dev/null; for i in $(seq 50); do "
+    ck_assert_int_eq(test_run("kill $(cat %s/pid) 2>/dev/null; for i in $(seq 50); do "
                          "curl -s -m 1 -o /dev/null http://127.0.0.1:%d/ || exit 0; sleep 0.1; "
                          "done; exit 1", cfssl_dir, cfssl_port), 0);
 }
 
 static void cfssl_down(void)
 {
-    run("kill $(cat %s/pid) 2>/dev/null; rm -rf '%s'", cfssl_dir, cfssl_dir);
+    test_run("kill $(cat %s/pid) 2>/dev/null; rm -rf '%s'", cfssl_dir, cfssl_dir);
 }
 
 /* The mesh secrets, in memory, with the store's contract: the last of a set is create-only. */
@@ -268,17 +219,17 @@ static void assert_leaf_verifies(ca_backend *ca, int64_t now)
     ck_assert_msg(ca_backend_sign_leaf(ca, &req, dp, now, &leaf, err) == 0, "%s", err);
     pem = pem_of(leaf);
     snprintf(path, sizeof(path), "%s/leaf.pem", cfssl_dir);
-    spit(path, pem);
+    test_spit(path, pem);
     free(pem);
     pem = pem_of(ca_backend_cert(ca));
     snprintf(path, sizeof(path), "%s/inter.pem", cfssl_dir);
-    spit(path, pem);
+    test_spit(path, pem);
     free(pem);
-    ck_assert_int_eq(run("openssl verify -attime %lld -x509_strict -CAfile %s/root.pem "
+    ck_assert_int_eq(test_run("openssl verify -attime %lld -x509_strict -CAfile %s/root.pem "
                          "-untrusted %s/inter.pem %s/leaf.pem >/dev/null", (long long)now,
                          cfssl_dir, cfssl_dir, cfssl_dir), 0);
     /* the leaf is signed by the intermediate, not by the root itself */
-    ck_assert_int_ne(run("openssl verify -attime %lld -x509_strict -CAfile %s/root.pem "
+    ck_assert_int_ne(test_run("openssl verify -attime %lld -x509_strict -CAfile %s/root.pem "
                          "%s/leaf.pem >/dev/null 2>&1", (long long)now, cfssl_dir, cfssl_dir), 0);
     X509_free(leaf);
     EVP_PKEY_free(dp);
@@ -321,7 +272,7 @@ START_TEST(intermediate_is_minted_stored_and_chains_to_cfssls_root)
     ck_assert_ptr_nonnull(root);
     ck_assert_ptr_nonnull(strstr(key, "PRIVATE KEY"));
     snprintf(path, sizeof(path), "%s/root.pem", cfssl_dir);
-    root_file = slurp(path);
+    root_file = test_slurp(path);
     ck_assert_str_eq(root, root_file);
     /* the chain: [intermediate, root]; the intermediate is CA:TRUE pathlen 0 */
     STACK_OF(X509) *chain = ca_backend_chain(ca);
@@ -539,7 +490,7 @@ START_TEST(check_reports_cfssl_down_as_unavailable)
 {
     fixture f;
     diag_list d = DIAG_LIST_INIT;
-    int port = closed_port();
+    int port = test_closed_port();
 
     fixture_init(&f, "url: http://127.0.0.1:%d\nprofile: intermediate\n", port);
     ck_assert_int_eq(ca_backend_check(&f.ctx, &d), MESHCA_EUNAVAILABLE);

@@ -13,6 +13,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "check-util.h"
 #include "manifests/manifest.h"
 #include "manifests/node.h"
 #include "reconciler/ca/cfssl_client.h"
@@ -27,65 +28,15 @@
 static char vault_dir[256], cfssl_dir[256], work_dir[256];
 static int vault_port, cfssl_port;
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    size_t n;
-
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    buf = calloc(1, 1 << 20);
-    ck_assert_ptr_nonnull(buf);
-    n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-static void spit(const char *path, const char *data)
-{
-    FILE *f = fopen(path, "wb");
-
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(fputs(data, f) >= 0, 1);
-    fclose(f);
-}
-
-static int run(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
 static int read_port(const char *dir)
 {
     char path[300], *s;
     int port;
 
     snprintf(path, sizeof(path), "%s/port", dir);
-    s = slurp(path);
+    s = test_slurp(path);
     port = (int)strtol(s, NULL, 10);
     free(s);
-    return port;
-}
-
-/* A port on 127.0.0.1 that nothing listens on (bound, then released). */
-static int closed_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    port = ntohs(a.sin_port);
-    close(fd);
     return port;
 }
 
@@ -165,7 +116,7 @@ static void vault_up(void)
     snprintf(vault_dir, sizeof(vault_dir), "/tmp/test-extca-vault-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(vault_dir));
     /* The slow mount answers after 4 s; the tests that use it set a 1 s timeout. */
-    ck_assert_int_eq(run("VAULT_DOUBLE_SLOW=4 timeout 30 bash %s/start-vault-double.sh %s",
+    ck_assert_int_eq(test_run("VAULT_DOUBLE_SLOW=4 timeout 30 bash %s/start-vault-double.sh %s",
                          SCRIPTS, vault_dir), 0);
     vault_port = read_port(vault_dir);
     ck_assert_int_gt(vault_port, 0);
@@ -173,7 +124,7 @@ static void vault_up(void)
 
 static void vault_down(void)
 {
-    run("kill $(cat %s/pid) 2>/dev/null; rm -rf '%s'", vault_dir, vault_dir);
+    test_run("kill $(cat %s/pid) 2>/dev/null; rm -rf '%s'", vault_dir, vault_dir);
 }
 
 /* A vault conf for the double: token auth from its token file unless `auth` is given. */
@@ -211,7 +162,7 @@ static char *vault_token(void)
     char path[300], *t;
 
     snprintf(path, sizeof(path), "%s/token", vault_dir);
-    t = slurp(path);
+    t = test_slurp(path);
     t[strcspn(t, "\n")] = '\0';
     return t;
 }
@@ -244,13 +195,13 @@ START_TEST(vault_signs_csr_and_leaf_verifies_x509_strict_against_the_double_ca)
 
     ck_assert_msg(sign_web(c, 7200, &cert, &chain, err) == 0, "%s", err);
     snprintf(path, sizeof(path), "%s/leaf.pem", vault_dir);
-    spit(path, cert);
+    test_spit(path, cert);
     snprintf(out, sizeof(out), "%s/chain.pem", vault_dir);
-    spit(out, chain);
-    ck_assert_int_eq(run("openssl verify -x509_strict -CAfile %s/vault-ca.pem %s >/dev/null",
+    test_spit(out, chain);
+    ck_assert_int_eq(test_run("openssl verify -x509_strict -CAfile %s/vault-ca.pem %s >/dev/null",
                          vault_dir, path), 0);
-    ck_assert_int_eq(run("cmp -s %s %s/vault-ca.pem", out, vault_dir), 0);
-    ck_assert_int_eq(run("openssl x509 -in %s -noout -ext subjectAltName | "
+    ck_assert_int_eq(test_run("cmp -s %s %s/vault-ca.pem", out, vault_dir), 0);
+    ck_assert_int_eq(test_run("openssl x509 -in %s -noout -ext subjectAltName | "
                          "grep -q 'URI:spiffe://default/web, URI:kuma://kuma.io/service/web, "
                          "URI:kuma://version/v1'", path), 0);
     ck_assert_int_eq(pki_cert_from_pem(cert, strlen(cert), &x, err), 0);
@@ -280,9 +231,9 @@ START_TEST(vault_reuses_one_connection_across_requests)
     /* One TLS connection for all three (keep-alive): the double logs the client port. This is
      * the first test of the tcase to read /v1/pki/ca_chain, so its requests are the first three
      * (a later line of the slow mount's thread cannot interleave). */
-    ck_assert_int_eq(run("grep 'GET /v1/pki/ca_chain 200' %s/requests.log | head -n 3 | "
+    ck_assert_int_eq(test_run("grep 'GET /v1/pki/ca_chain 200' %s/requests.log | head -n 3 | "
                          "awk '{print $4}' | sort -u | wc -l | grep -qx 1", vault_dir), 0);
-    ck_assert_int_eq(run("test $(grep -c 'GET /v1/pki/ca_chain 200' %s/requests.log) -ge 3",
+    ck_assert_int_eq(test_run("test $(grep -c 'GET /v1/pki/ca_chain 200' %s/requests.log) -ge 3",
                          vault_dir), 0);
     vault_client_free(c);
     mnode_free(conf);
@@ -298,9 +249,9 @@ START_TEST(vault_ca_chain_reads_ca_chain_and_falls_back_to_ca_pem)
 
     ck_assert_msg(vault_ca_chain(c, &pem, err) == 0, "%s", err);
     snprintf(path, sizeof(path), "%s/vault-ca.pem", vault_dir);
-    want = slurp(path);
+    want = test_slurp(path);
     ck_assert_str_eq(pem, want);
-    ck_assert_int_eq(run("grep -q 'GET /v1/pki-nochain/ca_chain 200' %s/requests.log && "
+    ck_assert_int_eq(test_run("grep -q 'GET /v1/pki-nochain/ca_chain 200' %s/requests.log && "
                          "grep -q 'GET /v1/pki-nochain/ca/pem 200' %s/requests.log",
                          vault_dir, vault_dir), 0);
     free(pem);
@@ -447,7 +398,7 @@ START_TEST(vault_down_is_unreachable_in_bounded_time)
 {
     backend_fixture f;
     mnode *conf = conf_yaml("fromCp:\n  address: https://127.0.0.1:%d\n  pki: pki\n  role: mesh\n"
-                            "  auth: {token: {inlineString: hvs.secret-down}}\n", closed_port());
+                            "  auth: {token: {inlineString: hvs.secret-down}}\n", test_closed_port());
     vault_client *c = open_vault(&f, conf, 2000);
     char err[MESHCA_ERRBUF], *pem = NULL;
     struct timespec t0;
@@ -548,7 +499,7 @@ START_TEST(vault_cert_login_token_is_renewed_before_it_expires)
     free(cert);
     free(chain);
     ck_assert_uint_eq(vault_client_logins(c), 2);
-    ck_assert_int_eq(run("test $(grep -c 'POST /v1/auth/cert/login 200' %s/requests.log) -ge 2",
+    ck_assert_int_eq(test_run("test $(grep -c 'POST /v1/auth/cert/login 200' %s/requests.log) -ge 2",
                          vault_dir), 0);
     vault_client_free(c);
     mnode_free(conf);
@@ -655,14 +606,14 @@ static void cfssl_up(void)
 {
     snprintf(cfssl_dir, sizeof(cfssl_dir), "/tmp/test-extca-cfssl-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(cfssl_dir));
-    ck_assert_int_eq(run("timeout 60 bash %s/start-cfssl.sh %s", SCRIPTS, cfssl_dir), 0);
+    ck_assert_int_eq(test_run("timeout 60 bash %s/start-cfssl.sh %s", SCRIPTS, cfssl_dir), 0);
     cfssl_port = read_port(cfssl_dir);
     ck_assert_int_gt(cfssl_port, 0);
 }
 
 static void cfssl_down(void)
 {
-    run("kill $(cat %s/pid) 2>/dev/null; rm -rf '%s'", cfssl_dir, cfssl_dir);
+    test_run("kill $(cat %s/pid) 2>/dev/null; rm -rf '%s'", cfssl_dir, cfssl_dir);
 }
 
 static cfssl_client *open_cfssl(backend_fixture *f, mnode *conf, long timeout_ms)
@@ -683,7 +634,7 @@ static char *cfssl_authkey(void)
     char path[300], *k;
 
     snprintf(path, sizeof(path), "%s/authkey", cfssl_dir);
-    k = slurp(path);
+    k = test_slurp(path);
     k[strcspn(k, "\n")] = '\0';
     return k;
 }
@@ -698,7 +649,7 @@ START_TEST(cfssl_info_returns_its_root)
 
     ck_assert_msg(cfssl_info(c, NULL, &pem, err) == 0, "%s", err);
     snprintf(path, sizeof(path), "%s/root.pem", cfssl_dir);
-    char *file = slurp(path);
+    char *file = test_slurp(path);
     ck_assert_int_eq(pki_cert_from_pem(pem, strlen(pem), &got, err), 0);
     ck_assert_int_eq(pki_cert_from_pem(file, strlen(file), &want, err), 0);
     ck_assert_int_eq(X509_cmp(got, want), 0);
@@ -722,11 +673,11 @@ static void verify_intermediate(const cfssl_intermediate *im)
 
     ck_assert_int_eq(pki_cert_to_pem(im->cert, &pem, err), 0);
     snprintf(path, sizeof(path), "%s/inter.pem", work_dir);
-    spit(path, pem);
+    test_spit(path, pem);
     free(pem);
-    ck_assert_int_eq(run("openssl verify -x509_strict -CAfile %s/root.pem %s >/dev/null",
+    ck_assert_int_eq(test_run("openssl verify -x509_strict -CAfile %s/root.pem %s >/dev/null",
                          cfssl_dir, path), 0);
-    ck_assert_int_eq(run("openssl x509 -in %s -noout -ext basicConstraints | "
+    ck_assert_int_eq(test_run("openssl x509 -in %s -noout -ext basicConstraints | "
                          "grep -q 'CA:TRUE, pathlen:0'", path), 0);
     req.uris = uris;
     req.nuris = 1;
@@ -735,9 +686,9 @@ static void verify_intermediate(const cfssl_intermediate *im)
     ck_assert_msg(pki_issue_leaf(&req, im->cert, im->key, time(NULL), &x, &k, err) == 0, "%s", err);
     ck_assert_int_eq(pki_cert_to_pem(x, &pem, err), 0);
     snprintf(leaf, sizeof(leaf), "%s/leaf.pem", work_dir);
-    spit(leaf, pem);
+    test_spit(leaf, pem);
     free(pem);
-    ck_assert_int_eq(run("openssl verify -x509_strict -CAfile %s/root.pem -untrusted %s %s "
+    ck_assert_int_eq(test_run("openssl verify -x509_strict -CAfile %s/root.pem -untrusted %s %s "
                          ">/dev/null", cfssl_dir, path, leaf), 0);
     X509_free(x);
     EVP_PKEY_free(k);
@@ -770,7 +721,7 @@ START_TEST(cfssl_signs_an_intermediate_ca_with_pathlen_0_that_chains_to_its_root
     cfssl_intermediate_clear(&im);   /* idempotent */
     cfssl_client_free(c);
     mnode_free(conf);
-    run("rm -rf '%s'", work_dir);
+    test_run("rm -rf '%s'", work_dir);
 }
 END_TEST
 
@@ -790,7 +741,7 @@ START_TEST(cfssl_authsign_with_the_auth_key_signs)
     ck_assert_msg(cfssl_check(c, time(NULL), err) == 0, "%s", err);
     cfssl_client_free(c);
     mnode_free(conf);
-    run("rm -rf '%s'", work_dir);
+    test_run("rm -rf '%s'", work_dir);
 }
 END_TEST
 
@@ -894,7 +845,7 @@ START_TEST(cfssl_down_is_unreachable_in_bounded_time)
 {
     backend_fixture f;
     mnode *conf = conf_yaml("url: http://127.0.0.1:%d\nprofile: intermediate\n"
-                            "authKey: {inlineString: 0123456789abcdef}\n", closed_port());
+                            "authKey: {inlineString: 0123456789abcdef}\n", test_closed_port());
     cfssl_client *c = open_cfssl(&f, conf, 2000);
     cfssl_intermediate im = {0};
     char err[MESHCA_ERRBUF];

@@ -980,8 +980,10 @@ END_TEST
 
 START_TEST(unknown_backend_type_has_no_ops)
 {
-    ck_assert_ptr_null(ca_backend_for_type("vault"));
+    ck_assert_ptr_null(ca_backend_for_type("hsm"));
     ck_assert_ptr_null(ca_backend_for_type(NULL));
+    ck_assert_ptr_eq(ca_backend_for_type("vault"), &ca_vault_ops);
+    ck_assert_int_eq(ca_backend_support("vault"), CA_TYPE_SIGNS);
     ck_assert_ptr_eq(ca_backend_for_type("builtin"), &ca_builtin_ops);
     ck_assert_ptr_eq(ca_backend_for_type("provided"), &ca_provided_ops);
 }

@@ -313,7 +313,8 @@ static int compare_keys(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-static const model_string *resource_name(const resource *res)
+/* The name field of a resource (with its source mark, for diagnostics). */
+static const model_string *resource_name_field(const resource *res)
 {
     switch (res->kind) {
     case RESOURCE_MESH: return &res->u.mesh.name;
@@ -323,16 +324,11 @@ static const model_string *resource_name(const resource *res)
     return NULL;
 }
 
-static const char *resource_mesh(const resource *res)
+/* Kuma puts a resource without a mesh into "default". */
+static const char *resource_mesh_or_default(const resource *res)
 {
-    const model_string *m = NULL;
-    switch (res->kind) {
-    case RESOURCE_MESH: return res->u.mesh.name.value;
-    case RESOURCE_DATAPLANE: m = &res->u.dataplane.mesh; break;
-    case RESOURCE_SECRET: m = &res->u.secret.mesh; break;
-    }
-    /* Kuma puts a resource without a mesh into "default". */
-    return m && m->value && *m->value ? m->value : "default";
+    const char *m = resource_mesh(res);
+    return m && *m ? m : "default";
 }
 
 void validate_set(const manifest_set *set, diag_list *out)
@@ -347,10 +343,10 @@ void validate_set(const manifest_set *set, diag_list *out)
     for (size_t i = 0; i < n; i++) {
         const resource *res = manifest_set_get(set, i);
         validate_resource(res, out);
-        const model_string *name = resource_name(res);
+        const model_string *name = resource_name_field(res);
         if (!keys || !name || is_empty(name))
             continue;
-        keys[k++] = (res_key){res->kind, resource_mesh(res), name->value, i, res};
+        keys[k++] = (res_key){res->kind, resource_mesh_or_default(res), name->value, i, res};
     }
     /* Sorting keeps this linear-logarithmic for sets of 100,000 dataplanes. qsort(NULL, 0) is
      * undefined behaviour, hence the guard. */
@@ -360,8 +356,8 @@ void validate_set(const manifest_set *set, diag_list *out)
     for (size_t i = 1; i < k; i++) {
         if (keys[i].kind == keys[first].kind && strcmp(keys[i].mesh, keys[first].mesh) == 0 &&
             strcmp(keys[i].name, keys[first].name) == 0) {
-            const model_string *name = resource_name(keys[i].res);
-            const source_mark *fm = &resource_name(keys[first].res)->mark;
+            const model_string *name = resource_name_field(keys[i].res);
+            const source_mark *fm = &resource_name_field(keys[first].res)->mark;
             if (keys[i].kind == RESOURCE_MESH)
                 diag_error(out, "duplicate-resource", &name->mark, "name",
                            "duplicate Mesh '%s' (first at %s:%u)", keys[i].name,

@@ -26,7 +26,24 @@ MESHCA=$(readlink -f "$MESHCA")
 DPS=(web backend db)
 HAPROXY_DP=${HAPROXY_DP:-db}    # this dataplane's proxy is HAProxy; the others are nginx
 E2E=$(mktemp -d "${TMPDIR:-/tmp}/meshca-e2e.XXXXXX")
-export MESHCA_STORE="sqlite://$E2E/store/meshca.db"
+# The store: SQLite in the run's directory, or with MESHCA_TEST_STORE=etcd (the runner's suite
+# etcd) a fresh one-member etcd on free ports (test/etcd-lib.sh), so every scenario runs
+# unchanged on both backends. cleanup() stops the member (its EXIT trap replaces etcd-lib's).
+case "${MESHCA_TEST_STORE:-sqlite}" in
+    sqlite) export MESHCA_STORE="sqlite://$E2E/store/meshca.db" ;;
+    etcd)
+        # shellcheck source=../etcd-lib.sh
+        source "$SOURCE_ROOT/test/etcd-lib.sh"
+        etcd_require || { rm -rf "$E2E"; exit 77; }
+        etcd_start 1 || { rm -rf "$E2E"; exit 2; }
+        export MESHCA_STORE=$ETCD_URL
+        ;;
+    *)
+        echo "MESHCA_TEST_STORE must be sqlite or etcd, not '$MESHCA_TEST_STORE'" >&2
+        rm -rf "$E2E"
+        exit 2
+        ;;
+esac
 WAIT_MAX=${WAIT_MAX:-60}        # seconds any wait loop may take
 LOOP_SLEEP=${LOOP_SLEEP:-0.05}  # between two client requests
 LOOP_MAX=${LOOP_MAX:-6000}      # requests at most per client loop
@@ -99,6 +116,8 @@ cleanup() {
     stop_pid "$LOOP_PID"
     for dp in "${DPS[@]}"; do stop_pid "${AGENT_PID[$dp]:-}"; done
     stop_pid "$CONTROLLER_PID"
+    # Before the `wait` below, which would otherwise wait for the etcd member too.
+    [ "${MESHCA_TEST_STORE:-sqlite}" != etcd ] || etcd_stop
     for dp in "${DPS[@]}"; do stop_proxy "$dp" & done
     wait
     # Nothing may be left behind: any process still naming this run's directory is a bug here.
@@ -343,11 +362,25 @@ setup() {
     dataplanes_yaml >"$E2E/dataplanes.yaml"
     write_mesh "$E2E/0-mesh.yaml" "${1%%:*}" "$@"
     apply_ok "$E2E/0-mesh.yaml" "$E2E/dataplanes.yaml"
+    [ "${MESHCA_TEST_STORE:-sqlite}" != etcd ] || store_is_the_etcd_member
     start_controller
     local dp
     for dp in "${DPS[@]}"; do start_agent "$dp"; done
     wait_for "every dataplane holds a ${1%%:*} certificate" all_issued "${1%%:*}"
     say "ports: web ${PORT[web]}, backend ${PORT[backend]}, db ${PORT[db]} (${HAPROXY_DP}: HAProxy), API $API_PORT"
+}
+
+# store_is_the_etcd_member: the apply went to the scenario's etcd member (it holds the mesh and
+# the three dataplanes), not to a SQLite file, so a pass on etcd is really a pass on etcd.
+store_is_the_etcd_member() {
+    local n
+    n=$(curl -s -m 5 -X POST "http://$(etcd_endpoint 0)/v3/kv/range" \
+        -d '{"key":"AA==","range_end":"AA==","count_only":true}' |
+        python3 -c 'import json, sys; print(json.load(sys.stdin).get("count", 0))')
+    if [ "${n:-0}" -lt 4 ] || [ -e "$E2E/store" ]; then
+        die "the store is not the etcd member at $(etcd_endpoint 0) ($n keys there)"
+    fi
+    say "ok: the store is etcd at $(etcd_endpoint 0) ($n keys after the first apply)"
 }
 
 pause_agent() { kill -STOP "${AGENT_PID[$1]}" && say "agent $1 paused (SIGSTOP)"; }
@@ -501,28 +534,44 @@ verify_strict() {
 
 # store_has_no_dataplane_secrets: a dump of the whole store holds no dataplane private key (of
 # any generation the proxies loaded) and no token in the clear (issue 10).
+# On etcd: every key and value of the member (a range over the whole key space through the v3
+# JSON gateway), and the raw bytes of every file of its data directory (the bbolt database,
+# which keeps the old revisions too, and the WAL).
 store_has_no_dataplane_secrets() {
-    python3 - "$E2E/store/meshca.db" "$E2E/dp" <<'PY' || die "the store holds a dataplane key or token"
-import glob, os, sqlite3, sys
-db = sys.argv[1]
-c = sqlite3.connect(db)
+    local where=("$E2E/store/meshca.db")
+    [ "${MESHCA_TEST_STORE:-sqlite}" != etcd ] || where=(etcd "$(etcd_endpoint 0)" "$ETCD_DIR")
+    python3 - "$E2E/dp" "${where[@]}" <<'PY' || die "the store holds a dataplane key or token"
+import base64, glob, json, os, sqlite3, sys, urllib.request
 flat = lambda x: x.replace("\\n", "").replace("\n", "")
 rawflat = lambda x: x.replace(b"\\n", b"").replace(b"\n", b"")
-# Every value of every table as text (values are BLOBs: a plain .dump would show them as hex),
-# and the raw bytes of the database and its WAL.
 text = []
-for (t,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
-    for row in c.execute('SELECT * FROM "%s"' % t):
-        text += [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in row]
+if sys.argv[2] == "etcd":
+    b64 = lambda b: base64.b64encode(b).decode()
+    req = urllib.request.Request("http://%s/v3/kv/range" % sys.argv[3],
+        data=json.dumps({"key": b64(b"\0"), "range_end": b64(b"\0")}).encode(), method="POST")
+    kvs = json.load(urllib.request.urlopen(req, timeout=10)).get("kvs", [])
+    for kv in kvs:
+        text += [base64.b64decode(kv.get(f, "")).decode("utf-8", "replace") for f in ("key", "value")]
+    files = [os.path.join(d, f) for d, _, fs in os.walk(sys.argv[4]) for f in fs]
+    assert kvs and files, "nothing read from etcd"
+else:
+    # Every value of every table as text (values are BLOBs: a plain .dump would show them as
+    # hex), and the raw bytes of the database and its WAL.
+    db = sys.argv[2]
+    c = sqlite3.connect(db)
+    for (t,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+        for row in c.execute('SELECT * FROM "%s"' % t):
+            text += [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in row]
+    files = [p for p in (db, db + "-wal") if os.path.exists(p)]
 text = flat("\n".join(text))
-raw = rawflat(b"".join(open(p, "rb").read() for p in (db, db + "-wal") if os.path.exists(p)))
+raw = rawflat(b"".join(open(p, "rb").read() for p in files))
 # 48 base64 characters from inside the PEM body: past the ASN.1 header every key of one type
 # shares (the store legitimately holds CA keys), so they are this key's own bytes. The store's
 # JSON escapes newlines: compare without them.
 first = lambda pem: "".join(l for l in pem.splitlines() if l and not l.startswith("-----"))[52:100]
-keys = glob.glob(os.path.join(sys.argv[2], "*", "client.*", "key.pem"))
-certs = glob.glob(os.path.join(sys.argv[2], "*", "client.*", "cert.pem"))
-tokens = glob.glob(os.path.join(sys.argv[2], "*", "token"))
+keys = glob.glob(os.path.join(sys.argv[1], "*", "client.*", "key.pem"))
+certs = glob.glob(os.path.join(sys.argv[1], "*", "client.*", "cert.pem"))
+tokens = glob.glob(os.path.join(sys.argv[1], "*", "token"))
 assert keys and tokens and certs
 # The scan sees values: the dataplanes' certificates are there (public, in their identities).
 assert any(first(open(f).read()) in text for f in certs), "the scan does not see stored values"
@@ -532,7 +581,7 @@ for k in keys:
 for t in tokens:
     v = open(t).read().strip()
     assert v not in text and v.encode() not in raw, "token %s found in the store" % t
-print("  store scan (every value, and the raw database and WAL): %d dataplane keys (every generation loaded) and %d tokens, none in it" % (len(keys), len(tokens)))
+print("  store scan (every value, and the raw database and WAL, %s): %d dataplane keys (every generation loaded) and %d tokens, none in it" % (sys.argv[2].split("/")[-1], len(keys), len(tokens)))
 PY
     say "ok: no dataplane private key and no token in the store"
 }
