@@ -106,6 +106,9 @@ int cli_parse_listing(int argc, char **argv, const char *usage, unsigned formats
 /* Prints a JSON document as indented JSON, or as YAML with OUTPUT_YAML. */
 struct json_t;
 void cli_print_structured(const struct json_t *doc, output_format format);
+/* `meshca inspect leader` on s (cmd/inspect_leader.c): an exit code. */
+struct store;
+int cli_inspect_leader(struct store *s, output_format format);
 /* Writes JSON documents as one YAML stream through libyaml's emitter (block style; a string is
  * quoted only where plain would read back as something else), each document after "---" when
  * `markers`. Returns 0 or -1 (out of memory or write error). */

@@ -11,7 +11,7 @@
 #include "reconciler/state.h"
 
 const char cmd_inspect_usage[] =
-    "Usage: meshca inspect meshes|dataplanes [-m MESH] [-o text|json|yaml]\n"
+    "Usage: meshca inspect meshes|dataplanes|leader [-m MESH] [-o text|json|yaml]\n"
     "\n"
     "meshes: per mesh, each backend's CA subject and expiry, how many dataplanes trust it\n"
     "(have it in the bundle they loaded) and hold its certificates, and any pending change\n"
@@ -20,6 +20,8 @@ const char cmd_inspect_usage[] =
     "loaded certificate), SUPPORTED (CAs in the loaded bundle), EXPIRES, REGENERATIONS and\n"
     "ACKED (acknowledged/issued generation). -o json prints the status format that\n"
     "'meshca validate --status' reads; -o yaml the same as YAML.\n"
+    "leader: which 'meshca run' replica leads (runs the passes): its identity (HOST:PID) and\n"
+    "API URL, or that none does.\n"
     "\n"
     "Flags:\n"
     "  -m, --mesh MESH       only this mesh\n"
@@ -257,8 +259,16 @@ int cmd_inspect(int argc, char **argv)
                           &mesh_name, &format, NULL, NULL) < 0)
         return EXIT_TROUBLE;
     int meshes = strcmp(what, "meshes") == 0 || strcmp(what, "mesh") == 0;
+    if (strcmp(what, "leader") == 0) {
+        store *ls = cli_open_store();
+        if (!ls)
+            return EXIT_TROUBLE;
+        int code = cli_inspect_leader(ls, format);
+        store_close(ls);
+        return code;
+    }
     if (!meshes && strcmp(what, "dataplanes") != 0 && strcmp(what, "dataplane") != 0) {
-        cli_error("cannot inspect '%s': expected meshes or dataplanes", what);
+        cli_error("cannot inspect '%s': expected meshes, dataplanes or leader", what);
         return EXIT_TROUBLE;
     }
     store *s = cli_open_store();

@@ -24,7 +24,7 @@
 const char cmd_run_usage[] =
     "Usage: meshca run [--listen ADDR] [--tls-cert F --tls-key F] [--tls-san NAME]...\n"
     "                  [--manifests DIR [--no-prune]] [--interval D] [--metrics ADDR:PORT]\n"
-    "                  [--sign-workers N]\n"
+    "                  [--sign-workers N] [--lease-ttl D]\n"
     "\n"
     "The controller: serves the dataplane API (HTTPS) to agents, and runs a reconcile pass (see\n"
     "'meshca help reconcile') whenever the store changes, whenever an agent sends a CSR, and at\n"
@@ -50,6 +50,12 @@ const char cmd_run_usage[] =
     "separate plain-HTTP port (then not on the API port). They hold names and dates, never a\n"
     "key or token.\n"
     "\n"
+    "Several 'meshca run' on one store (etcd, or one SQLite file) elect one leader through a\n"
+    "key with a lease: it alone runs passes, each pass's writes fenced on its leadership; every\n"
+    "replica serves the API (a CSR sent to a follower is signed by the leader). Each prints\n"
+    "'leading' or 'following HOST:PID at URL' once per change; 'meshca inspect leader' shows who\n"
+    "leads. Agents should list every replica in --server.\n"
+    "\n"
     "Flags:\n"
     "      --listen ADDR    address of the dataplane API (default 127.0.0.1:5690; port 0: any)\n"
     "      --tls-cert F     server certificate chain (PEM) instead of one from the\n"
@@ -65,6 +71,9 @@ const char cmd_run_usage[] =
     "                       (e.g. 127.0.0.1:9090) instead of on the API port (see above)\n"
     "      --sign-workers N  threads signing leaves of builtin and provided CAs\n"
     "                       (default: the online CPUs)\n"
+    "      --lease-ttl D    leader lease of this replica (default 10s, whole seconds): several\n"
+    "                       'meshca run' on one store elect one leader, which alone runs passes;\n"
+    "                       another takes over within D when it dies (see doc/controller.md)\n"
     "  -h, --help           show this help\n"
     "\n"
     "While the store cannot be read or written (read-only, vanished), the error is printed once\n"
@@ -96,7 +105,7 @@ static void run_line_out(void *ctx, bool error, const char *text)
 int cmd_run(int argc, char **argv)
 {
     enum { OPT_INTERVAL = 256, OPT_MANIFESTS, OPT_LISTEN, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_SAN,
-           OPT_METRICS, OPT_NO_PRUNE, OPT_WORKERS };
+           OPT_METRICS, OPT_NO_PRUNE, OPT_WORKERS, OPT_LEASE_TTL };
     static const struct option options[] = {
         {"interval", required_argument, NULL, OPT_INTERVAL},
         {"manifests", required_argument, NULL, OPT_MANIFESTS},
@@ -107,6 +116,7 @@ int cmd_run(int argc, char **argv)
         {"metrics", required_argument, NULL, OPT_METRICS},
         {"no-prune", no_argument, NULL, OPT_NO_PRUNE},
         {"sign-workers", required_argument, NULL, OPT_WORKERS},
+        {"lease-ttl", required_argument, NULL, OPT_LEASE_TTL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -125,6 +135,16 @@ int cmd_run(int argc, char **argv)
                 return EXIT_TROUBLE;
             }
             break;
+        case OPT_LEASE_TTL: {
+            int64_t ttl_ms = 0;
+            if (cli_parse_interval(optarg, &ttl_ms) < 0 || ttl_ms % 1000 != 0) {
+                cli_error("--lease-ttl: '%s' is not a whole number of seconds like 10s (at most 24h)",
+                          optarg);
+                return EXIT_TROUBLE;
+            }
+            opts.lease_ttl_s = ttl_ms / 1000;
+            break;
+        }
         case OPT_MANIFESTS:
             opts.manifests_dir = optarg;
             break;
@@ -177,11 +197,19 @@ int cmd_run(int argc, char **argv)
     store *s = cli_open_store();
     if (!s)
         return EXIT_TROUBLE;
+    /* The lease is renewed on a thread with its own handle: a long pass keeps the leadership. */
+    store *lease_store = cli_open_store();
+    if (!lease_store) {
+        store_close(s);
+        return EXIT_TROUBLE;
+    }
+    opts.lease_store = lease_store;
     /* An answer written to an agent that hung up must fail with EPIPE, not end the controller. */
     signal(SIGPIPE, SIG_IGN);
     char err[MESHCA_ERRBUF] = "";
     int rc = controller_run(s, &opts, err);
     store_close(s);
+    store_close(lease_store);
     if (rc < 0) {
         cli_error("%s", err);
         return EXIT_TROUBLE;

@@ -1,6 +1,7 @@
 /* controller.c - `meshca run`: one event loop carrying the dataplane API, the manifests watch,
  * timers and store changes, with reconcile passes triggered by them. */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include "reconciler/api/metrics_http.h"
 #include "reconciler/api/server.h"
 #include "reconciler/controller.h"
+#include "reconciler/leader.h"
 #include "reconciler/manifest_sync.h"
 #include "reconciler/mesh_ca.h"
 #include "reconciler/metrics_collect.h"
@@ -35,8 +37,14 @@ typedef struct controller {
     struct event_base *base;
     api_server *srv;
     struct event *pass_ev, *poll_ev, *interval_ev, *watch_ev, *sigterm_ev, *sigint_ev;
+    struct event *elect_ev;         /* leader election step, every lease ttl / 3 */
+    struct event *watch_fd_evs[CONTROLLER_WATCH_FDS]; /* the store's watch descriptors (etcd) */
+    size_t nwatch_fd_evs;
+    leader_elector *le;
+    char elect_failing[MESHCA_ERRBUF]; /* the election failure last said; "" while it works */
     int watch_fd;
     uint64_t pass_start;            /* store revision when our last pass started */
+    uint64_t pass_end;              /* store revision after our last pass */
     uint64_t watched;               /* store_watch position */
     bool first;
     bool in_backoff;
@@ -82,8 +90,18 @@ static void schedule_pass(controller *c, int64_t delay_ms)
     event_add(c->pass_ev, &tv);
 }
 
+static void elect_step(controller *c);
+
 static void run_pass(controller *c)
 {
+    /* Without the renewer thread, renewed right before: the pass gets the whole lease to
+     * commit in. With it, the lease is kept alive whatever the pass takes. */
+    if (!c->o->lease_store && leader_leading(c->le, leader_now_ms()))
+        elect_step(c);
+    /* Only the leader writes; its writes are fenced on its leadership (a deposed leader's
+     * commit fails in the store), and refused by its own clock once it could not renew. */
+    if (leader_fence(c->le, leader_now_ms()) < 0)
+        return;
     if (store_revision(c->s, &c->pass_start) < 0)
         c->pass_start = 0;
     if (c->o->manifests_dir)
@@ -101,6 +119,9 @@ static void run_pass(controller *c)
                                          (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, (int64_t)time(NULL),
                          rc == 0 && !rep.store_failures);
     metrics_count_pass(c->metrics, rc, &rep, &diags);
+    leader_unfence(c->le);
+    if (store_revision(c->s, &c->pass_end) < 0)
+        c->pass_end = UINT64_MAX;
     /* One store failure fails every pass the same way: said once per cause, then back off. */
     const char *cause = rc < 0 ? store_strerror(rc) : rep.store_failures ? rep.store_cause : "";
     bool repeated = cause[0] && strcmp(cause, c->failing) == 0;
@@ -145,15 +166,14 @@ static void on_pass(evutil_socket_t fd, short what, void *arg)
     run_pass(arg);
 }
 
-/* Store changes (SQLite has no change fd: polled from a short timer). Every identity written,
- * by us or another writer (`reconcile --once`, another controller), answers the agents parked
- * on it; a change to what passes read from starts a pass. */
-static void on_poll(evutil_socket_t fd, short what, void *arg)
+/* Store changes. Every identity written, by us or another writer (`reconcile --once`, another
+ * controller), answers the agents parked on it; a change to what passes read from starts a
+ * pass. Called when the store's watch descriptors are ready (etcd) or from a short timer
+ * (SQLite has no change descriptor); arm_poll decides which after each call. */
+static void poll_store(controller *c)
 {
-    controller *c = arg;
     store_event *ev = NULL;
     size_t n = 0;
-    (void)fd, (void)what;
     int rc = store_watch(c->s, c->watched, 0, &ev, &n);
     if (rc == STORE_ECOMPACTED) {
         store_revision(c->s, &c->watched);
@@ -163,10 +183,18 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     }
     if (rc < 0)
         return;
-    bool changed = false;
+    bool changed = false, elect = false;
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(ev[i].kind, STATE_IDENTITIES) == 0)
+        if (strcmp(ev[i].kind, LEADER_KIND) == 0 && strcmp(ev[i].mesh, LEADER_MESH) == 0 &&
+            strcmp(ev[i].name, LEADER_NAME) == 0) {
+            /* The leader key changed: a follower takes it now if it went. */
+            elect = ev[i].op == STORE_EVENT_DELETE;
+        } else if (strcmp(ev[i].kind, STATE_IDENTITIES) == 0) {
             api_server_notify(c->srv, ev[i].mesh, ev[i].name);
+            /* Past our last pass: a key an agent sent to another replica, to sign now. */
+            if (ev[i].version > c->pass_end)
+                changed = true;
+        }
         /* A pass's own outputs do not call for another pass. */
         else if (strcmp(ev[i].kind, STATE_BUNDLES) != 0 && ev[i].version > c->pass_start)
             changed = true;
@@ -174,8 +202,88 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
             c->watched = ev[i].version;
     }
     store_events_free(ev, n);
+    if (elect && !leader_leading(c->le, leader_now_ms()))
+        event_active(c->elect_ev, EV_TIMEOUT, 0);
     if (changed && !c->in_backoff)
         schedule_pass(c, 0);
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * Waits for the next store change: on the watch stream's descriptors when the store has them
+ * (etcd: woken by the change itself, resuming from the last revision given), with the store's
+ * own timeout capped at CONTROLLER_WATCH_SAFETY_MS; else (SQLite) in CONTROLLER_POLL_MS.
+ */
+static void arm_poll(controller *c)
+{
+    struct pollfd fds[CONTROLLER_WATCH_FDS];
+    size_t n = 0;
+    long wait_ms = -1;
+    for (size_t i = 0; i < c->nwatch_fd_evs; i++)
+        event_free(c->watch_fd_evs[i]);
+    c->nwatch_fd_evs = 0;
+    int rc = store_watch_pollfds(c->s, fds, CONTROLLER_WATCH_FDS, &n, &wait_ms);
+    if (rc < 0) {
+        n = 0;
+        wait_ms = CONTROLLER_POLL_MS;
+    }
+    for (size_t i = 0; i < n; i++) {
+        short what = (fds[i].events & POLLIN ? EV_READ : 0) | (fds[i].events & POLLOUT ? EV_WRITE : 0);
+        struct event *fev = event_new(c->base, fds[i].fd, what, on_poll, c);
+        if (!fev || event_add(fev, NULL) < 0) {
+            if (fev)
+                event_free(fev);
+            wait_ms = CONTROLLER_POLL_MS; /* cannot wait on it: poll instead */
+            continue;
+        }
+        c->watch_fd_evs[c->nwatch_fd_evs++] = fev;
+    }
+    if (wait_ms < 0 || wait_ms > CONTROLLER_WATCH_SAFETY_MS)
+        wait_ms = CONTROLLER_WATCH_SAFETY_MS;
+    struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
+    event_add(c->poll_ev, &tv);
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    controller *c = arg;
+    (void)fd, (void)what;
+    poll_store(c);
+    arm_poll(c);
+}
+
+/* One election step: said once per change of role or leader, and once per failure cause. */
+static void elect_step(controller *c)
+{
+    char err[MESHCA_ERRBUF] = "";
+    bool changed = false;
+    int rc = leader_step(c->le, leader_now_ms(), &changed, err);
+    if (rc < 0 && strcmp(err, c->elect_failing) != 0)
+        say(c, true, "%s; retrying every %llds", err, (long long)((c->o->lease_ttl_s > 0
+                                                                         ? c->o->lease_ttl_s
+                                                                         : LEADER_DEFAULT_TTL_S) + 2) / 3);
+    else if (rc == 0 && c->elect_failing[0])
+        say(c, true, "the leader election works again");
+    snprintf(c->elect_failing, sizeof(c->elect_failing), "%s", rc < 0 ? err : "");
+    if (!changed)
+        return;
+    if (leader_leading(c->le, leader_now_ms())) {
+        say(c, false, "leading");
+        c->first = true;
+        schedule_pass(c, 0);
+    } else if (leader_holder(c->le)[0]) {
+        say(c, false, "following %s%s%s", leader_holder(c->le),
+            leader_holder_api(c->le)[0] ? " at " : "", leader_holder_api(c->le));
+    } else {
+        say(c, false, "not leading (no leader seen)");
+    }
+}
+
+static void on_elect(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    elect_step(arg);
 }
 
 static void on_interval(evutil_socket_t fd, short what, void *arg)
@@ -416,6 +524,10 @@ static int h_metrics(void *ctx, metrics_text *t, char *errbuf)
 {
     controller *c = ctx;
     metrics_render(c->metrics, t);
+    /* Only the leader runs passes: alerts on the pass metrics look at the leader only. */
+    metrics_text_family(t, "meshca_leader", "gauge",
+                        "1 when this replica leads (runs the reconcile passes), 0 when it follows");
+    metrics_text_sample(t, "meshca_leader", NULL, leader_leading(c->le, leader_now_ms()) ? 1 : 0);
     return metrics_collect(c->s, (int64_t)time(NULL), t, errbuf);
 }
 
@@ -557,41 +669,63 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
         c.watch_ev = event_new(c.base, c.watch_fd, EV_READ | EV_PERSIST, on_watch, &c);
     }
     int64_t interval = o->interval_ms > 0 ? o->interval_ms : 2000;
-    struct timeval poll_tv = {0, CONTROLLER_POLL_MS * 1000};
     struct timeval int_tv = {(time_t)(interval / 1000), (suseconds_t)(interval % 1000) * 1000};
     c.pass_ev = evtimer_new(c.base, on_pass, &c);
-    c.poll_ev = event_new(c.base, -1, EV_PERSIST, on_poll, &c);
+    c.poll_ev = evtimer_new(c.base, on_poll, &c);
     c.interval_ev = event_new(c.base, -1, EV_PERSIST, on_interval, &c);
     c.sigterm_ev = evsignal_new(c.base, SIGTERM, on_stop, &c);
     c.sigint_ev = evsignal_new(c.base, SIGINT, on_stop, &c);
-    if (!c.pass_ev || !c.poll_ev || !c.interval_ev || !c.sigterm_ev || !c.sigint_ev ||
+    c.elect_ev = event_new(c.base, -1, EV_PERSIST, on_elect, &c);
+    if (!c.pass_ev || !c.poll_ev || !c.interval_ev || !c.sigterm_ev || !c.sigint_ev || !c.elect_ev ||
         (o->manifests_dir && !c.watch_ev)) {
         rc = meshca_fail(errbuf, MESHCA_ENOMEM, "cannot create the loop's events");
         goto out;
     }
     if (store_revision(s, &c.watched) < 0)
         c.watched = 0;
-    event_add(c.poll_ev, &poll_tv);
+    arm_poll(&c);
     event_add(c.interval_ev, &int_tv);
     event_add(c.sigterm_ev, NULL);
     event_add(c.sigint_ev, NULL);
     if (c.watch_ev)
         event_add(c.watch_ev, NULL);
-    say(&c, false, "serving the dataplane API on https://%s%s%s:%u", strchr(addr, ':') ? "[" : "",
-        addr, strchr(addr, ':') ? "]" : "", (unsigned)api_server_port(c.srv));
+    char api_url[300], replica[300], host[256] = "";
+    snprintf(api_url, sizeof(api_url), "https://%s%s%s:%u", strchr(addr, ':') ? "[" : "", addr,
+             strchr(addr, ':') ? "]" : "", (unsigned)api_server_port(c.srv));
+    if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+        snprintf(host, sizeof(host), "localhost");
+    snprintf(replica, sizeof(replica), "%s:%ld", host, (long)getpid());
+    int64_t ttl_s = o->lease_ttl_s > 0 ? o->lease_ttl_s : LEADER_DEFAULT_TTL_S;
+    if ((rc = leader_new(s, o->replica_id ? o->replica_id : replica, api_url, ttl_s, &c.le,
+                         errbuf)) < 0)
+        goto out;
+    if (o->lease_store && (rc = leader_renewer_start(c.le, o->lease_store, errbuf)) < 0)
+        goto out;
+    say(&c, false, "serving the dataplane API on %s", api_url);
     if (c.metrics_http)
         say(&c, false, "serving metrics on http://%s%s%s:%u/metrics", strchr(maddr, ':') ? "[" : "",
             maddr, strchr(maddr, ':') ? "]" : "", (unsigned)metrics_http_port(c.metrics_http));
+    /* Renewed at a third of the ttl: two renewals may fail before the deadline. */
+    struct timeval elect_tv = {(time_t)(ttl_s * 1000 / 3 / 1000),
+                               (suseconds_t)(ttl_s * 1000 / 3 % 1000) * 1000};
+    event_add(c.elect_ev, &elect_tv);
+    elect_step(&c); /* the first step now: the first pass runs at once if we lead */
     schedule_pass(&c, 0);
     event_base_dispatch(c.base);
     rc = 0;
 out:
+    /* Resign first: the lease is revoked, so another replica takes over at once. */
+    leader_free(c.le);
+    if (c.elect_ev)
+        event_free(c.elect_ev);
     if (c.watch_ev)
         event_free(c.watch_ev);
     if (c.pass_ev)
         event_free(c.pass_ev);
     if (c.poll_ev)
         event_free(c.poll_ev);
+    for (size_t i = 0; i < c.nwatch_fd_evs; i++)
+        event_free(c.watch_fd_evs[i]);
     if (c.interval_ev)
         event_free(c.interval_ev);
     if (c.sigterm_ev)

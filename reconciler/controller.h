@@ -14,6 +14,8 @@
 
 #define CONTROLLER_DEFAULT_LISTEN "127.0.0.1:5690"
 #define CONTROLLER_POLL_MS 100             /* store revision poll (SQLite has no change fd) */
+#define CONTROLLER_WATCH_SAFETY_MS 1000    /* etcd: woken by the watch stream, and at least this often */
+#define CONTROLLER_WATCH_FDS 4
 #define CONTROLLER_BACKOFF_FIRST_MS 500    /* a failing store: passes back off from this ... */
 #define CONTROLLER_BACKOFF_MAX_MS 30000    /* ... doubling up to this */
 #define CONTROLLER_MAX_SANS 32
@@ -40,11 +42,16 @@ typedef struct controller_options {
     const char *metrics_listen;
     bool no_prune;                   /* --no-prune: --manifests never deletes what left DIR */
     unsigned sign_workers;           /* threads signing a pass's leaves; 0 = the online CPUs */
+    int64_t lease_ttl_s;             /* leader lease (--lease-ttl); 0 = LEADER_DEFAULT_TTL_S */
+    const char *replica_id;          /* this replica in the leader key; NULL = "HOST:PID" */
+    store *lease_store;              /* a second handle on the store for the lease renewer
+                                      * thread (leader_renewer_start), or NULL: renewed from
+                                      * the loop only, so a pass must end within the ttl */
 } controller_options;
 
 #define CONTROLLER_OPTIONS_INIT                                                                    \
     {                                                                                              \
-        NULL, NULL, NULL, NULL, 0, NULL, 0, { NULL, NULL, NULL }                                   \
+        NULL, NULL, NULL, NULL, 0, NULL, 0, { NULL, NULL, NULL }, NULL, false, 0, 0, NULL, NULL    \
     }
 
 /*
@@ -53,6 +60,9 @@ typedef struct controller_options {
  * reconcile pass at start, whenever the store changes, when an agent sends a CSR, and at least
  * every interval; after a pass, every parked blocking query whose identity changed is answered.
  * With manifests_dir, syncs it (manifest_sync.h) before each pass and on every inotify event.
+ * Replicas: only the replica holding the leader key (leader.h) runs passes and syncs, each
+ * pass's writes fenced on its leadership; every replica serves the API (a CSR sent to a follower
+ * is stored for the leader's next pass). "leading" / "following ID" is said once per change.
  * Returns MESHCA_EINVAL (bad listen or metrics address, unreadable TLS files) or MESHCA_EIO (cannot bind,
  * cannot watch) with a line in errbuf, before serving.
  */

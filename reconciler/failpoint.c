@@ -23,6 +23,7 @@ typedef struct {
 /* Process-wide on purpose (the one exception to "no global state"): a test switch read once
  * from the environment, so no caller has to carry it through every store and pass call. */
 int failpoint_armed;
+_Thread_local int failpoint_muted;
 static fp_point points[FAILPOINT_MAX];
 static size_t npoints;
 

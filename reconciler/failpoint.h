@@ -39,8 +39,13 @@ int failpoint_configure(const char *spec, char *errbuf);
 /* The slow path of FAILPOINT: acts when name is configured; 0 otherwise. */
 int failpoint_hit(const char *name, char *errbuf);
 
+/* Nonzero while this thread's store writes are not data commits (the leader election of run,
+ * reconciler/leader.c): the points neither act nor count there, so "the N-th commit" stays the
+ * N-th data commit whatever the election writes meanwhile. */
+extern _Thread_local int failpoint_muted;
+
 /* 0, or MESHCA_EIO with a message in errbuf (may be NULL) when the point is set to "error". */
 #define FAILPOINT(name, errbuf)                                                                    \
-    (__builtin_expect(failpoint_armed, 0) ? failpoint_hit((name), (errbuf)) : 0)
+    (__builtin_expect(failpoint_armed, 0) && !failpoint_muted ? failpoint_hit((name), (errbuf)) : 0)
 
 #endif

@@ -220,7 +220,8 @@ int store_txn(store *s, const store_op *ops, size_t nops);
 int store_txn_at(store *s, const char *failpoint, const store_op *ops, size_t nops);
 
 /*
- * Most ops (puts, deletes and checks) one store_txn applies atomically: STORE_TXN_MAX on
+ * Most ops (puts, deletes and checks) one store_txn applies atomically (one fewer while a
+ * store_fence is set, for its check): STORE_TXN_MAX on
  * sqlite://, the cluster's --max-txn-ops (the URL's max-txn-ops, default 128) on etcd, minus
  * nothing: etcd's request size (1.5 MiB by default) bounds the values too.
  */
@@ -264,6 +265,17 @@ int store_watch(store *s, uint64_t after_revision, int timeout_ms, store_event *
 /* Accepts NULL. */
 void store_events_free(store_event *events, size_t count);
 
+struct pollfd;
+/*
+ * For an event loop that follows the store with store_watch(s, after, 0, ...): fills fds (at
+ * most max) with the descriptors to wait on (their events field says for what) and
+ * *ret_timeout_ms with the longest wait (-1: only for the descriptors) before that call may
+ * have something; *ret_n gets how many fds were filled. Valid until the next call on s. A
+ * count of 0 with timeout 0 means "call store_watch now" (no stream open yet, or changes
+ * pending). STORE_EUNSUPPORTED when the backend has no change descriptor (sqlite://): poll.
+ */
+int store_watch_pollfds(store *s, struct pollfd *fds, size_t max, size_t *ret_n, long *ret_timeout_ms);
+
 /* Longest lease a caller may ask for, in seconds. */
 #define STORE_LEASE_TTL_MAX (24 * 3600)
 
@@ -281,6 +293,20 @@ void store_events_free(store_event *events, size_t count);
 int store_lease_grant(store *s, int64_t ttl_seconds, store_lease_id *ret_id);
 int store_lease_keepalive(store *s, store_lease_id id);
 int store_lease_revoke(store *s, store_lease_id id);
+
+/*
+ * Fence every later write on this handle (put, delete, txn) on key being at version (for
+ * leadership: the leader key put with the leader's lease): each write carries a STORE_OP_CHECK
+ * of it in the same transaction, so once the key is gone or rewritten (lease ended, another
+ * leader) the write fails with STORE_ECONFLICT and nothing lands. *deadline_ms (CLOCK_MONOTONIC
+ * milliseconds; NULL = none; borrowed until the fence is cleared, read atomically at every
+ * write so another thread may move it): from then on writes are refused with STORE_ECONFLICT
+ * without reaching the store, so a leader that could not renew its lease stops by its own
+ * clock. A txn that
+ * names the fence key itself is not given the check (it checks the key itself). key NULL clears
+ * the fence. Reads are never fenced.
+ */
+int store_fence(store *s, const store_key *key, uint64_t version, const int64_t *deadline_ms);
 
 /*
  * The store-wide revision: the highest version ever given out (0 for an empty store). It

@@ -2,6 +2,8 @@
 #ifndef MESHCA_STORE_BACKEND_H
 #define MESHCA_STORE_BACKEND_H
 
+#include <poll.h>
+
 #include "reconciler/store.h"
 
 /*
@@ -23,6 +25,8 @@ struct store_ops {
     int (*txn)(void *impl, const store_op *ops, size_t nops, uint64_t *ret_version, char *err);
     int (*revision)(void *impl, uint64_t *ret, char *err);
     int (*watch)(void *impl, uint64_t after, int timeout_ms, store_event **ret_events, size_t *ret_count, char *err);
+    /* store_watch_pollfds; NULL = no change descriptor (the caller polls). */
+    size_t (*watch_pollfds)(void *impl, struct pollfd *fds, size_t max, long *ret_timeout_ms);
     int (*lease_grant)(void *impl, int64_t ttl_seconds, store_lease_id *ret_id, char *err);
     int (*lease_keepalive)(void *impl, store_lease_id id, char *err);
     int (*lease_revoke)(void *impl, store_lease_id id, char *err);

@@ -7,10 +7,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* store_fence: the key every write is checked against, and the local deadline for writes. */
+struct store_fence_state {
+    int on;
+    char kind[32], mesh[STORE_NAME_MAX + 1], name[STORE_NAME_MAX + 1];
+    uint64_t version;
+    const int64_t *deadline_ms; /* CLOCK_MONOTONIC, read atomically at each write; NULL = none */
+};
 
 struct store {
     const struct store_ops *ops;
     void *impl;
+    struct store_fence_state fence;
     char err[MESHCA_ERRBUF]; /* the last failed call's message (store_errmsg) */
 };
 
@@ -251,6 +261,71 @@ static int done(store *s, int r) {
     return r;
 }
 
+static int64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Every write reaches the backend here. With a fence set, the write carries a check of the
+ * fence key's version in the same transaction (so a deposed leader's write fails in the store),
+ * and past the fence's deadline it is refused before reaching the store at all (a leader that
+ * could not renew its lease stops writing by its own clock, before the store ends the lease).
+ */
+static int fenced_txn(store *s, const store_op *ops, size_t nops, uint64_t *ret_version) {
+    const struct store_fence_state *f = &s->fence;
+    store_op *all;
+    int r;
+
+    if (!f->on)
+        return s->ops->txn(s->impl, ops, nops, ret_version, s->err);
+    if (f->deadline_ms && monotonic_ms() >= __atomic_load_n(f->deadline_ms, __ATOMIC_ACQUIRE))
+        return meshca_fail(s->err, STORE_ECONFLICT, "store: write refused: the fence on %s/%s/%s has expired "
+                           "(leadership lost: lease not renewed in time)", f->kind, f->mesh, f->name);
+    for (size_t i = 0; i < nops; i++)
+        if (!strcmp(ops[i].key.kind, f->kind) && !strcmp(ops[i].key.mesh, f->mesh) &&
+            !strcmp(ops[i].key.name, f->name))
+            return s->ops->txn(s->impl, ops, nops, ret_version, s->err); /* the caller checks it itself */
+    all = malloc((nops + 1) * sizeof(*all));
+    if (!all)
+        return meshca_fail(s->err, STORE_ENOMEM, "store: out of memory");
+    memcpy(all, ops, nops * sizeof(*all));
+    all[nops] = (store_op) { .type = STORE_OP_CHECK, .key = { f->kind, f->mesh, f->name },
+                             .expected_version = f->version };
+    r = s->ops->txn(s->impl, all, nops + 1, ret_version, s->err);
+    free(all);
+    return r;
+}
+
+int store_fence(store *s, const store_key *key, uint64_t version, const int64_t *deadline_ms) {
+    store_key k;
+    int r;
+
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if (!key) {
+        memset(&s->fence, 0, sizeof(s->fence));
+        return STORE_OK;
+    }
+    if (version == 0 || version == STORE_ANY_VERSION)
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: fence with expected version %s",
+                                   version ? "any" : "0"));
+    r = key_check(key, &k, s->err);
+    if (r < 0)
+        return done(s, r);
+    if (strlen(k.kind) >= sizeof(s->fence.kind))
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: fence: kind too long"));
+    snprintf(s->fence.kind, sizeof(s->fence.kind), "%s", k.kind);
+    snprintf(s->fence.mesh, sizeof(s->fence.mesh), "%s", k.mesh);
+    snprintf(s->fence.name, sizeof(s->fence.name), "%s", k.name);
+    s->fence.version = version;
+    s->fence.deadline_ms = deadline_ms;
+    s->fence.on = 1;
+    return STORE_OK;
+}
+
 int store_get(store *s, const store_key *key, char **ret_value, size_t *ret_len, uint64_t *ret_version) {
     store_key k;
     int r;
@@ -282,7 +357,7 @@ int store_put(store *s, const store_key *key, const char *value, size_t len, uin
         return done(s, r);
     if (!op.value)
         op.value = "";
-    return done(s, s->ops->txn(s->impl, &op, 1, ret_version, s->err));
+    return done(s, fenced_txn(s, &op, 1, ret_version));
 }
 
 int store_delete(store *s, const store_key *key, uint64_t expected_version) {
@@ -297,7 +372,7 @@ int store_delete(store *s, const store_key *key, uint64_t expected_version) {
     r = key_check(key, &op.key, s->err);
     if (r < 0)
         return done(s, r);
-    return done(s, s->ops->txn(s->impl, &op, 1, NULL, s->err));
+    return done(s, fenced_txn(s, &op, 1, NULL));
 }
 
 int store_list(store *s, const char *kind, const char *mesh_name, store_entry **ret_entries, size_t *ret_count) {
@@ -445,7 +520,7 @@ int store_txn(store *s, const store_op *ops, size_t nops) {
     if (r == STORE_OK)
         r = check_unique(canon, nops, s->err);
     if (r == STORE_OK)
-        r = s->ops->txn(s->impl, canon, nops, NULL, s->err);
+        r = fenced_txn(s, canon, nops, NULL);
     free(canon);
     return done(s, r);
 }
@@ -453,7 +528,9 @@ int store_txn(store *s, const store_op *ops, size_t nops) {
 size_t store_txn_limit(const store *s) {
     if (!s || !s->ops->txn_limit)
         return STORE_TXN_MAX;
-    return s->ops->txn_limit(s->impl);
+    /* A fenced write carries one more op (the check of the fence key) in the same txn. */
+    size_t limit = s->ops->txn_limit(s->impl);
+    return s->fence.on && limit > 1 ? limit - 1 : limit;
 }
 
 int store_revision(store *s, uint64_t *ret) {
@@ -463,6 +540,17 @@ int store_revision(store *s, uint64_t *ret) {
     if (!ret)
         return done(s, STORE_EINVAL);
     return done(s, s->ops->revision(s->impl, ret, s->err));
+}
+
+int store_watch_pollfds(store *s, struct pollfd *fds, size_t max, size_t *ret_n, long *ret_timeout_ms) {
+    if (!s)
+        return STORE_EINVAL;
+    if (!ret_n || !ret_timeout_ms || (!fds && max > 0))
+        return STORE_EINVAL;
+    if (!s->ops->watch_pollfds)
+        return STORE_EUNSUPPORTED;
+    *ret_n = s->ops->watch_pollfds(s->impl, fds, max, ret_timeout_ms);
+    return STORE_OK;
 }
 
 int store_watch(store *s, uint64_t after_revision, int timeout_ms, store_event **ret_events, size_t *ret_count) {

@@ -574,6 +574,18 @@ static int ed_watch(void *impl, uint64_t after, int timeout_ms, store_event **re
     return STORE_OK;
 }
 
+/* No stream yet, or events already taken and not handed out: "call store_watch now". */
+static size_t ed_watch_pollfds(void *impl, struct pollfd *fds, size_t max, long *ret_timeout_ms)
+{
+    etcd_store *e = impl;
+
+    if (!e->w || e->npending > 0) {
+        *ret_timeout_ms = 0;
+        return 0;
+    }
+    return etcd_watch_pollfds(e->w, fds, max, ret_timeout_ms);
+}
+
 /* --- leases ------------------------------------------------------------------------------- */
 
 static int ed_lease_grant(void *impl, int64_t ttl_seconds, store_lease_id *ret_id, char *err)
@@ -631,6 +643,7 @@ static const struct store_ops etcd_ops = {
     .txn = ed_txn,
     .revision = ed_revision,
     .watch = ed_watch,
+    .watch_pollfds = ed_watch_pollfds,
     .lease_grant = ed_lease_grant,
     .lease_keepalive = ed_lease_keepalive,
     .lease_revoke = ed_lease_revoke,

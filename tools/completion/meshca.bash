@@ -26,7 +26,7 @@ _meshca_takes_value() {
         --status | --out | --out-dir | --reload | --reload-timeout | --interval | --now | \
         --common-name | --days | --key-type | --key-bits | --manifests | --listen | --tls-cert | \
         --tls-key | --tls-san | --ttl | --server | --ca-file | --token-file | --metrics | \
-        --sign-workers)
+        --sign-workers | --lease-ttl)
         return 0
         ;;
     esac
@@ -137,7 +137,7 @@ _meshca() {
         fi
         ;;
     inspect)
-        [[ -z $kind ]] && COMPREPLY=($(compgen -W "meshes dataplanes" -- "$cur"))
+        [[ -z $kind ]] && COMPREPLY=($(compgen -W "meshes dataplanes leader" -- "$cur"))
         ;;
     ca)
         [[ -z $kind ]] && COMPREPLY=($(compgen -W "create" -- "$cur"))
