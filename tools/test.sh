@@ -14,11 +14,12 @@ tools/build.sh build
 MESHCA_CRASH_SECONDS=90 MESHCA_CRASH_MIN_KILLS=20 meson test -C build --print-errorlogs
 tools/build.sh build-asan -Db_sanitize=address,undefined -Db_lundef=false
 # Under the sanitizers every suite but 'crash' (its processes are killed on purpose, and a pass
-# there takes ~9 s: the normal build's kills cover it) and 'soak' (the normal build runs its 60 s
+# there takes ~9 s: the normal build's kills cover it), 'soak' (the normal build runs its 60 s
 # version; ASan's quarantine grows RSS by design: the 600 s ASan soak is the per-release run,
-# doc/reliability.md).
+# doc/reliability.md) and 'e2e-etcd' (the e2e scenarios again on etcd: the store code they reach
+# runs under the sanitizers in 'etcd' already, and the e2e scenarios themselves on SQLite).
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    meson test -C build-asan --print-errorlogs --no-suite crash --no-suite soak
+    meson test -C build-asan --print-errorlogs --no-suite crash --no-suite soak --no-suite e2e-etcd
 # Only the fuzz targets and what they link are built there (meson test builds what it runs).
 [ -f build-fuzz/build.ninja ] ||
     CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
