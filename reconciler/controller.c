@@ -37,7 +37,8 @@ typedef struct controller {
     struct event_base *base;
     api_server *srv;
     struct event *pass_ev, *poll_ev, *interval_ev, *watch_ev, *sigterm_ev, *sigint_ev;
-    struct event *elect_ev;         /* leader election step, every lease ttl / 3 */
+    struct event *elect_ev;         /* leader election step: see arm_elect */
+    int64_t lease_s;                /* the lease asked for (leader_lease_for_takeover) */
     struct event *watch_fd_evs[CONTROLLER_WATCH_FDS]; /* the store's watch descriptors (etcd) */
     size_t nwatch_fd_evs;
     leader_elector *le;
@@ -253,16 +254,33 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     arm_poll(c);
 }
 
+/* The next election step: a leader every lease / 3 (two renewals may fail before its
+ * deadline); a follower more often (LEADER_FOLLOW_STEP_MS), so that it takes a dead leader's
+ * place within the takeover bound. */
+static int64_t elect_interval_ms(const controller *c)
+{
+    int64_t third = c->lease_s * 1000 / 3;
+    if (leader_leading(c->le, leader_now_ms()))
+        return third;
+    return third < LEADER_FOLLOW_STEP_MS ? third : LEADER_FOLLOW_STEP_MS;
+}
+
+static void arm_elect(controller *c)
+{
+    int64_t ms = elect_interval_ms(c);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    event_add(c->elect_ev, &tv);
+}
+
 /* One election step: said once per change of role or leader, and once per failure cause. */
 static void elect_step(controller *c)
 {
     char err[MESHCA_ERRBUF] = "";
     bool changed = false;
     int rc = leader_step(c->le, leader_now_ms(), &changed, err);
+    arm_elect(c);
     if (rc < 0 && strcmp(err, c->elect_failing) != 0)
-        say(c, true, "%s; retrying every %llds", err, (long long)((c->o->lease_ttl_s > 0
-                                                                         ? c->o->lease_ttl_s
-                                                                         : LEADER_DEFAULT_TTL_S) + 2) / 3);
+        say(c, true, "%s; retrying every %lldms", err, (long long)elect_interval_ms(c));
     else if (rc == 0 && c->elect_failing[0])
         say(c, true, "the leader election works again");
     snprintf(c->elect_failing, sizeof(c->elect_failing), "%s", rc < 0 ? err : "");
@@ -695,8 +713,8 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
         snprintf(host, sizeof(host), "localhost");
     snprintf(replica, sizeof(replica), "%s:%ld", host, (long)getpid());
-    int64_t ttl_s = o->lease_ttl_s > 0 ? o->lease_ttl_s : LEADER_DEFAULT_TTL_S;
-    if ((rc = leader_new(s, o->replica_id ? o->replica_id : replica, api_url, ttl_s, &c.le,
+    c.lease_s = leader_lease_for_takeover(o->lease_ttl_s > 0 ? o->lease_ttl_s : LEADER_DEFAULT_TTL_S);
+    if ((rc = leader_new(s, o->replica_id ? o->replica_id : replica, api_url, c.lease_s, &c.le,
                          errbuf)) < 0)
         goto out;
     if (o->lease_store && (rc = leader_renewer_start(c.le, o->lease_store, errbuf)) < 0)
@@ -705,11 +723,7 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     if (c.metrics_http)
         say(&c, false, "serving metrics on http://%s%s%s:%u/metrics", strchr(maddr, ':') ? "[" : "",
             maddr, strchr(maddr, ':') ? "]" : "", (unsigned)metrics_http_port(c.metrics_http));
-    /* Renewed at a third of the ttl: two renewals may fail before the deadline. */
-    struct timeval elect_tv = {(time_t)(ttl_s * 1000 / 3 / 1000),
-                               (suseconds_t)(ttl_s * 1000 / 3 % 1000) * 1000};
-    event_add(c.elect_ev, &elect_tv);
-    elect_step(&c); /* the first step now: the first pass runs at once if we lead */
+    elect_step(&c); /* the first step now (it arms the next): the first pass runs at once if we lead */
     schedule_pass(&c, 0);
     event_base_dispatch(c.base);
     rc = 0;

@@ -86,6 +86,12 @@ int64_t leader_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t leader_lease_for_takeover(int64_t takeover_s)
+{
+    int64_t margin = takeover_s / 3 > 1 ? takeover_s / 3 : 1;
+    return takeover_s - margin > 1 ? takeover_s - margin : 1;
+}
+
 int leader_new(store *s, const char *id, const char *api, int64_t ttl_s, leader_elector **ret,
                char *errbuf)
 {

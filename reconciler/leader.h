@@ -15,6 +15,17 @@
 
 #define LEADER_DEFAULT_TTL_S 10
 
+/* A follower steps at least this often, so that it sees a dead leader's key vanish soon. */
+#define LEADER_FOLLOW_STEP_MS 250
+
+/*
+ * The lease a replica asks for, given the takeover bound `--lease-ttl` promises (a dead leader
+ * is replaced within takeover_s): shorter by a third, at least a second. That margin covers the
+ * time followers take to notice the lease ended: their step (LEADER_FOLLOW_STEP_MS) and the
+ * store's own expiry (etcd ends leases on a 500 ms timer). At least 1.
+ */
+int64_t leader_lease_for_takeover(int64_t takeover_s);
+
 /*
  * How it works (doc/controller.md): a replica that finds no leader key grants a lease of ttl
  * seconds and puts the key create-only with it (its identity: "host:pid" and its API URL); the

@@ -389,6 +389,23 @@ static void long_pass(bool with_renewer)
     store_close(sr);
 }
 
+/* --lease-ttl is the takeover bound: the lease asked for leaves a margin for the followers to
+ * notice its end (a third, at least a second), and is never below a second. */
+START_TEST(the_lease_leaves_a_margin_within_the_takeover_bound)
+{
+    ck_assert_int_eq(leader_lease_for_takeover(10), 7);
+    ck_assert_int_eq(leader_lease_for_takeover(3), 2);
+    ck_assert_int_eq(leader_lease_for_takeover(2), 1);
+    ck_assert_int_eq(leader_lease_for_takeover(1), 1);
+    ck_assert_int_eq(leader_lease_for_takeover(60), 40);
+    for (int64_t t = 2; t <= 86400; t++) {
+        int64_t lease = leader_lease_for_takeover(t);
+        ck_assert_int_ge(lease, 1);
+        ck_assert_int_le(lease + 1, t);   /* at least a second of margin */
+    }
+}
+END_TEST
+
 START_TEST(a_pass_longer_than_the_ttl_keeps_the_lease_through_the_renewer)
 {
     long_pass(true);
@@ -413,6 +430,7 @@ static Suite *leader_suite(void)
     tcase_add_test(tc, renewals_keep_the_lease_and_a_resignation_hands_over_at_once);
     tcase_add_test(tc, a_restarted_replica_takes_back_the_key_of_its_dead_predecessor);
     tcase_add_test(tc, a_fenced_txn_that_names_the_fence_key_is_checked_by_its_own_op);
+    tcase_add_test(tc, the_lease_leaves_a_margin_within_the_takeover_bound);
     tcase_add_test(tc, a_pass_longer_than_the_ttl_keeps_the_lease_through_the_renewer);
     tcase_add_test(tc, without_the_renewer_a_pass_longer_than_the_ttl_loses_the_lease);
     suite_add_tcase(su, tc);
