@@ -100,17 +100,7 @@ sys.exit(0 if any(d["code"] == sys.argv[2] and sys.argv[3] in d["message"] for d
 PY
 }
 
-cat >"$WORK/dps.yaml" <<'YAML'
-type: Dataplane
-mesh: default
-name: web-01
-networking: {address: 127.0.0.1, inbound: [{port: 8443, tags: {kuma.io/service: web, version: v1}}]}
----
-type: Dataplane
-mesh: default
-name: db-01
-networking: {address: 127.0.0.1, inbound: [{port: 9443, tags: {kuma.io/service: db}}]}
-YAML
+cp "$TEST_DATA_DIR/dataplanes-web-db.yaml" "$WORK/dps.yaml"
 secret_yaml default cfssl-key "$AUTHKEY" >"$WORK/key.yaml"
 mesh_yaml default ca-1 ca-1:builtin >"$WORK/m0.yaml"
 mesh_yaml default ca-1 ca-1:builtin ca-2:cfssl >"$WORK/m1.yaml"

@@ -43,17 +43,7 @@ for i in json.load(open(sys.argv[1])):
 
 snapshot() { "$MESHCA" inspect dataplanes -o json >"$WORK/status.json"; }
 
-cat >"$WORK/dps.yaml" <<'YAML'
-type: Dataplane
-mesh: default
-name: web-01
-networking: {address: 127.0.0.1, inbound: [{port: 8443, tags: {kuma.io/service: web, version: v1}}]}
----
-type: Dataplane
-mesh: default
-name: db-01
-networking: {address: 127.0.0.1, inbound: [{port: 9443, tags: {kuma.io/service: db}}]}
-YAML
+cp "$TEST_DATA_DIR/dataplanes-web-db.yaml" "$WORK/dps.yaml"
 
 # --- builtin ca-1 -> builtin ca-2 ---
 mesh_yaml ca-1 ca-1:builtin >"$WORK/m0.yaml"

@@ -93,17 +93,7 @@ uri_sans() { # uri_sans DP: the leaf's URI SANs, sorted, one a line
         sed -n 's/^ *URI://p' | sort
 }
 
-cat >"$WORK/dps.yaml" <<'YAML'
-type: Dataplane
-mesh: default
-name: web-01
-networking: {address: 127.0.0.1, inbound: [{port: 8443, tags: {kuma.io/service: web, version: v1}}]}
----
-type: Dataplane
-mesh: default
-name: db-01
-networking: {address: 127.0.0.1, inbound: [{port: 9443, tags: {kuma.io/service: db}}]}
-YAML
+cp "$TEST_DATA_DIR/dataplanes-web-db.yaml" "$WORK/dps.yaml"
 
 # --- builtin ca-1 -> vault-1 ---
 mesh_yaml default ca-1 builtin:ca-1 >"$WORK/m0.yaml"
