@@ -631,8 +631,6 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     c.o = o;
     c.first = true;
     c.watch_fd = -1;
-    /* Out of memory here only costs the cache: every pass opens its CAs then. */
-    c.cas = ca_cache_new();
     const char *listen = o->listen ? o->listen : CONTROLLER_DEFAULT_LISTEN;
     char addr[256];
     uint16_t port = 0;
@@ -666,6 +664,9 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
         metrics_free(c.metrics);
         return meshca_fail(errbuf, MESHCA_ENOMEM, "cannot create the event loop");
     }
+    /* From here every failure goes to out, which frees the cache. Out of memory here only
+     * costs the cache: every pass opens its CAs then. */
+    c.cas = ca_cache_new();
     api_server_options so = API_SERVER_OPTIONS_INIT;
     so.ssl_ctx = ssl;
     so.address = addr;
