@@ -15,6 +15,7 @@ packages=(
     clang libclang-rt-dev sqlite3           # fuzz targets (libFuzzer, build-fuzz); secret scan's store dump
     prometheus                              # promtool: metrics-cli.sh checks every /metrics scrape and doc/alerting-rules.yml
     bsdutils                                # script(1): progress-cli.sh runs meshca on a pseudo-terminal
+    e2fsprogs                               # chattr(1): faults.sh makes the SQLite store immutable
 )
 
 missing=()
