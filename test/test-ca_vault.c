@@ -642,12 +642,8 @@ static void seed_yaml(store *st, const char *yaml)
     ck_assert_msg(!diag_has_errors(&diags), "seed: %s", diags.count ? diags.items[0].message : "");
     for (size_t i = 0; i < manifest_set_count(set); i++) {
         const resource *res = manifest_set_get(set, i);
-        const char *name = res->kind == RESOURCE_MESH ? res->u.mesh.name.value
-                           : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.name.value
-                                                            : res->u.secret.name.value;
-        const char *mesh_name = res->kind == RESOURCE_MESH ? name
-                                : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.mesh.value
-                                                                 : res->u.secret.mesh.value;
+        const char *name = resource_name(res);
+        const char *mesh_name = resource_mesh(res);
         store_key key = {state_kind_of(res->kind), mesh_name, name};
         char *text = state_encode_resource(res);
         ck_assert_int_eq(store_put(st, &key, text, strlen(text), STORE_ANY_VERSION, NULL), STORE_OK);
