@@ -146,9 +146,7 @@ void manifest_sync(store *s, const char *dir, bool prune, char **last_said,
             const resource *res = result.changes[i].res;
             char line[1024];
             snprintf(line, sizeof(line), "manifests: %s %s %s", resource_kind_name(res->kind),
-                     res->kind == RESOURCE_MESH ? res->u.mesh.name.value
-                     : res->kind == RESOURCE_DATAPLANE ? res->u.dataplane.name.value
-                                                       : res->u.secret.name.value,
+                     resource_name(res),
                      result.changes[i].what);
             if (say)
                 say(say_ctx, line);

@@ -127,9 +127,8 @@ static void seed(store *s, const char *yaml, size_t len)
         die("seed: %s", diags.count ? diags.items[0].message : "load failed");
     for (size_t i = 0; i < manifest_set_count(set); i++) {
         const resource *res = manifest_set_get(set, i);
-        const char *name = res->kind == RESOURCE_MESH ? res->u.mesh.name.value
-                                                      : res->u.dataplane.name.value;
-        const char *mesh_name = res->kind == RESOURCE_MESH ? name : res->u.dataplane.mesh.value;
+        const char *name = resource_name(res);
+        const char *mesh_name = resource_mesh(res);
         store_key key = {state_kind_of(res->kind), mesh_name, name};
         char *text = state_encode_resource(res);
         int r;
