@@ -108,7 +108,7 @@ int cmd_apply(int argc, char **argv)
     store *s = NULL;
     int exit_code = EXIT_TROUBLE, unreadable = 0;
 
-    if (parse_args(argc, argv, &args) < 0 || !(s = cli_open_store()))
+    if (parse_args(argc, argv, &args) < 0 || !(s = args.dry_run ? cli_open_store_to_read(NULL) : cli_open_store()))
         goto out;
     if (cli_load_paths(next, args.files, args.nfiles, &diags) < 0)
         unreadable = 1;

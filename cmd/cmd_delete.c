@@ -171,7 +171,7 @@ int cmd_delete(int argc, char **argv)
         cli_error("out of memory");
         goto out;
     }
-    if (!(s = cli_open_store()))
+    if (!(s = args.dry_run ? cli_open_store_to_read(NULL) : cli_open_store()))
         goto out;
     delete_options opts = DELETE_OPTIONS_INIT;
     opts.dry_run = args.dry_run;

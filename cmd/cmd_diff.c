@@ -425,7 +425,7 @@ int cmd_diff(int argc, char **argv)
         output_diagnostics(stderr, OUTPUT_TEXT, &diags, 0);
         goto out;
     }
-    if (!(s = cli_open_store()))
+    if (!(s = cli_open_store_to_read(NULL)))
         goto out;
     int rc = state_load_resources(s, NULL, current, &checks);
     if (checks.out_of_memory)

@@ -268,7 +268,7 @@ int cmd_get(int argc, char **argv)
         return EXIT_TROUBLE;
     }
 
-    store *s = cli_open_store();
+    store *s = cli_open_store_to_read(NULL);
     if (!s)
         return EXIT_TROUBLE;
     manifest_set *set = manifest_set_new();

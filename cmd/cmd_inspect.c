@@ -260,7 +260,7 @@ int cmd_inspect(int argc, char **argv)
         return EXIT_TROUBLE;
     int meshes = strcmp(what, "meshes") == 0 || strcmp(what, "mesh") == 0;
     if (strcmp(what, "leader") == 0) {
-        store *ls = cli_open_store();
+        store *ls = cli_open_store_to_read(NULL);
         if (!ls)
             return EXIT_TROUBLE;
         int code = cli_inspect_leader(ls, format);
@@ -271,7 +271,7 @@ int cmd_inspect(int argc, char **argv)
         cli_error("cannot inspect '%s': expected meshes, dataplanes or leader", what);
         return EXIT_TROUBLE;
     }
-    store *s = cli_open_store();
+    store *s = cli_open_store_to_read(NULL);
     if (!s)
         return EXIT_TROUBLE;
     manifest_set *set = manifest_set_new();

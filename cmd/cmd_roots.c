@@ -81,7 +81,7 @@ int cmd_roots(int argc, char **argv)
         return EXIT_TROUBLE;
     }
 
-    store *s = cli_open_store();
+    store *s = cli_open_store_to_read(NULL);
     if (!s)
         return EXIT_TROUBLE;
     int exit_code = EXIT_TROUBLE;

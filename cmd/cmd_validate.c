@@ -136,20 +136,16 @@ static int check_against_store(const validate_args *args, manifest_set *next,
                                const manifest_set *prev, const status_set *status,
                                diag_list *diags)
 {
-    char errbuf[MESHCA_ERRBUF] = "";
-    store *s = NULL;
-    int rc = store_open(args->store_url, &s, errbuf);
-    if (rc < 0) {
-        cli_error("cannot open the store: %s", errbuf[0] ? errbuf : store_strerror(rc));
+    store *s = cli_open_store_to_read(args->store_url);
+    if (!s)
         return -1;
-    }
     apply_options opts = APPLY_OPTIONS_INIT;
     apply_result result = {0};
     opts.dry_run = true;
     opts.force = args->force;
     opts.prev = args->nfrom > 0 ? prev : NULL;
     opts.status = args->status_file ? status : NULL;
-    rc = apply_set(s, next, &opts, diags, &result);
+    int rc = apply_set(s, next, &opts, diags, &result);
     apply_result_free(&result);
     store_close(s);
     if (rc == MESHCA_EUNAVAILABLE && diag_has_errors(diags))

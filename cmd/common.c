@@ -1,4 +1,5 @@
 /* common.c - helpers shared by the store-backed commands: opening the store, loading state. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,40 @@ static void warn_loose_store_dir(void)
     if (stat(dir, &st) == 0 && (st.st_mode & 0077))
         fprintf(stderr, "meshca: warning: store directory '%s' has mode %04o: other users can list "
                 "it; run: chmod 700 '%s'\n", dir, (unsigned)(st.st_mode & 07777), dir);
+}
+
+/* The database path of a sqlite:// URL (NULL = $MESHCA_STORE or the default), or NULL. */
+static const char *sqlite_path(const char *url)
+{
+    if (!url || !*url)
+        url = getenv("MESHCA_STORE");
+    if (!url || !*url)
+        url = STORE_DEFAULT_URL;
+    if (strncmp(url, "sqlite://", 9) != 0)
+        return NULL;
+    return url + 9;
+}
+
+store *cli_open_store_to_read(const char *url)
+{
+    const char *path = sqlite_path(url);
+    struct stat st;
+    if (path && strcmp(path, SQLITE_MEMORY_PATH) != 0 && *path && !strchr(path, '?') &&
+        stat(path, &st) < 0 && errno == ENOENT) {
+        fprintf(stderr, "meshca: note: no store at '%s' yet (nothing was applied there): "
+                "reading it as empty\n", path);
+        url = "sqlite://" SQLITE_MEMORY_PATH;
+    }
+    if (!url)
+        return cli_open_store();
+    char errbuf[MESHCA_ERRBUF] = "";
+    store *s = NULL;
+    int rc = store_open(url, &s, errbuf);
+    if (rc < 0) {
+        cli_error("cannot open the store: %s", errbuf[0] ? errbuf : store_strerror(rc));
+        return NULL;
+    }
+    return s;
 }
 
 store *cli_open_store(void)

@@ -21,6 +21,11 @@ int cli_load_paths(manifest_set *set, const char *const *paths, size_t n, diag_l
 
 /* Opens the store of --store / $MESHCA_STORE / sqlite://.meshca/meshca.db; prints the reason on failure. */
 store *cli_open_store(void);
+/* The same for a command that only reads (get, inspect, roots, diff, dry runs, validate
+ * --store; url NULL = --store / $MESHCA_STORE / the default): a SQLite store that does not
+ * exist yet is read as an empty one, with a note on stderr, and no file or directory is made
+ * (a mistyped path must not leave a new empty store behind). */
+store *cli_open_store_to_read(const char *url);
 
 /* Dataplanes of `mesh_name` in `set`, as a malloc'd array of borrowed pointers (caller frees);
  * NULL (and *ret_n 0) when out of memory. */

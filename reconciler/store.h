@@ -113,10 +113,13 @@ typedef struct store store;
 
 /* The store used when neither --store nor $MESHCA_STORE names one. */
 #define STORE_DEFAULT_URL "sqlite://.meshca/meshca.db"
+/* sqlite://:memory: is an empty store in memory, gone with its handle: no file is made. */
+#define SQLITE_MEMORY_PATH ":memory:"
 
 /*
  * Open a store. url: "sqlite://PATH" (the directory of PATH is created 0700 if missing, but
- * its parent must exist; the database file is 0600), "etcd://HOST:PORT[,HOST:PORT...]"
+ * its parent must exist; the database file is 0600; "sqlite://:memory:" an empty store in
+ * memory), "etcd://HOST:PORT[,HOST:PORT...]"
  * (plain HTTP) or "etcds://..." (TLS), optionally followed by "?max-txn-ops=N" (the cluster's
  * --max-txn-ops, default 128), NULL = $MESHCA_STORE or STORE_DEFAULT_URL. Opening an etcd
  * store connects to nothing: an unreachable cluster shows at the first call. "file://" was

@@ -6,6 +6,23 @@ source "$(dirname "$0")/lib.sh"
 ex="$SOURCE_ROOT/manifests/examples/rotation/universal"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
 
+# Commands that only read never create a store: a mistyped path must not leave an empty one.
+if on_sqlite; then
+    missing="$WORK/nowhere/meshca.db"
+    for cmd in "get meshes" "inspect meshes" "inspect leader" "roots -m default" "diff -f $ex/0-mesh.yaml" \
+               "apply --dry-run -f $ex/0-mesh.yaml" "delete mesh default --dry-run"; do
+        # shellcheck disable=SC2086 # the command's words
+        MESHCA_STORE="sqlite://$missing" run $cmd
+        check "'$cmd' on a store that does not exist notes it" err_has "no store at '$missing' yet"
+        check "'$cmd' creates neither the store nor its directory" test ! -e "$WORK/nowhere"
+    done
+    run validate --store "sqlite://$missing" -f "$ex/0-mesh.yaml"
+    check "validate --store on a missing store validates against an empty one" exit_is 0
+    check "validate --store creates nothing" test ! -e "$WORK/nowhere"
+    MESHCA_STORE="sqlite://$missing" run apply -f "$ex/0-mesh.yaml"
+    check "apply (not a dry run) creates the store" test -s "$missing"
+fi
+
 run apply -f "$ex/0-mesh.yaml" -f "$ex/dataplanes.yaml"
 check "apply of the initial mesh and dataplanes succeeds" exit_is 0
 check "apply says what it created" out_has "mesh/default created"

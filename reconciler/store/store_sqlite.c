@@ -391,6 +391,9 @@ int store_sqlite_open(const char *path, const struct store_ops **ret_ops, void *
         sq_close(q);
         return meshca_fail(err, STORE_ENOMEM, "store: out of memory");
     }
+    /* ":memory:" is an empty store that lives as long as the handle and leaves no file: what a
+     * read-only command reads when the store it names was never created (cmd/common.c). */
+    bool in_memory = strcmp(path, SQLITE_MEMORY_PATH) == 0;
     slash = strrchr(dir, '/');
     if (slash && !slash[1]) {
         free(dir);
@@ -404,9 +407,9 @@ int store_sqlite_open(const char *path, const struct store_ops **ret_ops, void *
         dir[1] = '\0';
     else
         *slash = '\0';
-    r = prepare_dir(dir, err);
+    r = in_memory ? STORE_OK : prepare_dir(dir, err);
     free(dir);
-    if (r == STORE_OK)
+    if (r == STORE_OK && !in_memory)
         r = prepare_file(path, err);
     if (r < 0) {
         sq_close(q);
@@ -414,7 +417,9 @@ int store_sqlite_open(const char *path, const struct store_ops **ret_ops, void *
     }
 
     /* No SQLITE_OPEN_CREATE: prepare_file made it, so a file removed in between is an error, not a new store. */
-    rc = sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    rc = sqlite3_open_v2(path, &q->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (in_memory ? SQLITE_OPEN_MEMORY : 0),
+                         NULL);
     if (rc != SQLITE_OK) {
         r = q->db ? sq_fail(q, rc, err, "cannot open") :
                     meshca_fail(err, STORE_ENOMEM, "store '%s': cannot open: out of memory", path);
