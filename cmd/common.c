@@ -47,18 +47,9 @@ static const char *sqlite_path(const char *url)
     return url + 9;
 }
 
-store *cli_open_store_to_read(const char *url)
+/* Opens url (NULL: --store / $MESHCA_STORE / the default, whose directory's mode is checked). */
+static store *open_url(const char *url)
 {
-    const char *path = sqlite_path(url);
-    struct stat st;
-    if (path && strcmp(path, SQLITE_MEMORY_PATH) != 0 && *path && !strchr(path, '?') &&
-        stat(path, &st) < 0 && errno == ENOENT) {
-        fprintf(stderr, "meshca: note: no store at '%s' yet (nothing was applied there): "
-                "reading it as empty\n", path);
-        url = "sqlite://" SQLITE_MEMORY_PATH;
-    }
-    if (!url)
-        return cli_open_store();
     char errbuf[MESHCA_ERRBUF] = "";
     store *s = NULL;
     int rc = store_open(url, &s, errbuf);
@@ -66,20 +57,27 @@ store *cli_open_store_to_read(const char *url)
         cli_error("cannot open the store: %s", errbuf[0] ? errbuf : store_strerror(rc));
         return NULL;
     }
+    if (!url)
+        warn_loose_store_dir();
     return s;
+}
+
+store *cli_open_store_to_read(const char *url)
+{
+    const char *path = sqlite_path(url);
+    struct stat st;
+    if (path && *path && strcmp(path, SQLITE_MEMORY_PATH) != 0 && stat(path, &st) < 0 &&
+        errno == ENOENT) {
+        fprintf(stderr, "meshca: note: no store at '%s' yet (nothing was applied there): "
+                "reading it as empty\n", path);
+        url = "sqlite://" SQLITE_MEMORY_PATH;
+    }
+    return open_url(url);
 }
 
 store *cli_open_store(void)
 {
-    char errbuf[MESHCA_ERRBUF] = "";
-    store *s = NULL;
-    int rc = store_open(NULL, &s, errbuf);
-    if (rc < 0) {
-        cli_error("cannot open the store: %s", errbuf[0] ? errbuf : store_strerror(rc));
-        return NULL;
-    }
-    warn_loose_store_dir();
-    return s;
+    return open_url(NULL);
 }
 
 const dataplane **cli_dataplanes_of(const manifest_set *set, const char *mesh_name, size_t *ret_n)
