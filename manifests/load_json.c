@@ -32,7 +32,8 @@ static int load_fast(manifest_set *set, const char *file, const char *data, size
     diag_list quiet = DIAG_LIST_INIT;
     resource res;
     bool built = manifest_build_resource(doc, 0, &res, &quiet) == 0;
-    wipe_tree(doc);
+    if (!built || res.kind != RESOURCE_DATAPLANE)   /* a Dataplane holds nothing secret */
+        wipe_tree(doc);
     mnode_free(doc);
     bool clean = quiet.count == 0 && !quiet.out_of_memory;
     diag_list_free(&quiet);
