@@ -280,6 +280,8 @@ static mnode *parse_number(parser *ps)
             return decline(ps);
         skip_digits(ps);
     }
+    if ((size_t)(ps->p - start) > MANIFEST_MAX_SCALAR_BYTES)
+        return decline(ps);   /* the YAML decoder reports scalar-too-long */
     /* What follows must end the plain scalar for YAML as for JSON; the caller checks it is a
      * space, ',', '}' or ']', which it is for both. */
     mnode *n = mnode_new_scalar((const char *)start, (size_t)(ps->p - start), MNODE_PLAIN, m);
