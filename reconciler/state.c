@@ -40,7 +40,7 @@ typedef struct load_ctx {
     diag_list *diags;
 } load_ctx;
 
-/* "store:<kind>/<mesh>/<name>" into buf (size > 6), cut to fit: snprintf was a visible share
+/* "store:<kind>/<mesh>/<name>" into buf (size >= 1), cut to fit: snprintf was a visible share
  * of a 100,000-dataplane pass. */
 static void object_file_name(char *buf, size_t size, const store_entry *e, const char *kind)
 {
