@@ -25,13 +25,21 @@ static void *oom(builder *b, const source_mark *m)
     return NULL;
 }
 
-/* Paths longer than the buffer are cut and end in "..." so a truncated path is visible. */
+/* Paths longer than the buffer are cut and end in "..." so a truncated path is visible. Built by
+ * copying, not snprintf: every field of every stored resource gets its path, and snprintf was a
+ * visible share of loading 100,000 Dataplanes. */
 static void path_fmt(char *out, const char *parent, const char *sep, const char *key)
 {
-    int n = snprintf(out, FIELD_PATH_MAX, "%s%s%s", parent, (parent[0] && sep[0] == '.') ? "." : "",
-                     key);
-    if (n < 0 || n >= FIELD_PATH_MAX)
+    const char *dot = (parent[0] && sep[0] == '.') ? "." : "";
+    size_t np = strlen(parent), nd = strlen(dot), nk = strlen(key);
+    if (np + nd + nk >= FIELD_PATH_MAX) {
+        (void)snprintf(out, FIELD_PATH_MAX, "%s%s%s", parent, dot, key);
         memcpy(out + FIELD_PATH_MAX - 4, "...", 4);
+        return;
+    }
+    memcpy(out, parent, np);
+    memcpy(out + np, dot, nd);
+    memcpy(out + np + nd, key, nk + 1);
 }
 
 static void path_key(char *out, const char *parent, const char *key)

@@ -18,6 +18,7 @@ struct manifest_set {
     resource *items;
     size_t count, capacity;
     char **names;        /* interned file names; marks borrow them */
+    size_t *hashes;      /* name_hash of each name: compared before the names, kept for growth */
     size_t nnames, cnames;
     /* Open addressing over names (index + 1, 0 empty), 2x the count at most: a store load
      * interns one name per object (store:<kind>/<mesh>/<name>), so a scan would be O(n^2). */
@@ -40,6 +41,7 @@ void manifest_set_free(manifest_set *set)
     for (size_t i = 0; i < set->nnames; i++)
         free(set->names[i]);
     free(set->names);
+    free(set->hashes);
     free(set->slots);
     free(set);
 }
@@ -63,7 +65,7 @@ static bool slots_reserve(manifest_set *set)
     if (!slots)
         return false;
     for (size_t i = 0; i < set->nnames; i++) {
-        size_t j = name_hash(set->names[i]) & (n - 1);
+        size_t j = set->hashes[i] & (n - 1);
         while (slots[j])
             j = (j + 1) & (n - 1);
         slots[j] = i + 1;
@@ -78,9 +80,11 @@ const char *manifest_set_intern(manifest_set *set, const char *name)
 {
     if (!slots_reserve(set))
         return NULL;
-    size_t j = name_hash(name) & (set->nslots - 1);
+    size_t h = name_hash(name), j = h & (set->nslots - 1);
+    /* Store names share long prefixes ("store:dataplanes/default/..."): the hash tells most
+     * apart without a strcmp. */
     for (; set->slots[j]; j = (j + 1) & (set->nslots - 1))
-        if (!strcmp(set->names[set->slots[j] - 1], name))
+        if (set->hashes[set->slots[j] - 1] == h && !strcmp(set->names[set->slots[j] - 1], name))
             return set->names[set->slots[j] - 1];
     if (set->nnames == set->cnames) {
         size_t n = set->cnames ? set->cnames * 2 : 8;
@@ -88,11 +92,16 @@ const char *manifest_set_intern(manifest_set *set, const char *name)
         if (!names)
             return NULL;
         set->names = names;
+        size_t *hashes = realloc(set->hashes, n * sizeof(*hashes));
+        if (!hashes)
+            return NULL;
+        set->hashes = hashes;
         set->cnames = n;
     }
     char *copy = strdup(name);
     if (!copy)
         return NULL;
+    set->hashes[set->nnames] = h;
     set->names[set->nnames++] = copy;
     set->slots[j] = set->nnames;
     return copy;

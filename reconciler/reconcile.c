@@ -1482,10 +1482,10 @@ typedef struct pass_fence {
 
 static int fence_load(store *s, pass_fence *f)
 {
-    int rc = store_list(s, STATE_MESHES, NULL, &f->meshes, &f->nmeshes);
-    if (rc == 0)
-        rc = store_list(s, STATE_DATAPLANES, NULL, &f->dps, &f->ndps);
     /* Only versions are needed: the values are read again by state_load_resources. */
+    int rc = store_list_keys(s, STATE_MESHES, NULL, &f->meshes, &f->nmeshes);
+    if (rc == 0)
+        rc = store_list_keys(s, STATE_DATAPLANES, NULL, &f->dps, &f->ndps);
     return rc;
 }
 

@@ -187,6 +187,11 @@ int store_list(store *s, const char *kind, const char *mesh, store_entry **ret_e
 /* Accepts NULL. */
 void store_entries_free(store_entry *entries, size_t count);
 
+/* store_list without the values (value NULL, len 0): keys and versions only, read in one
+ * store_scan, so a caller that needs only versions does not copy every object. */
+int store_list_keys(store *s, const char *kind, const char *mesh_name, store_entry **ret_entries,
+                    size_t *ret_count);
+
 /*
  * store_list without holding every object at once: calls fn for each object of the kind (and
  * mesh), sorted by (mesh, name). The entry and its value are valid during the call only; fn must

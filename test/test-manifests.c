@@ -585,6 +585,33 @@ START_TEST(unknown_field_suggests_the_nearest_and_names_the_path)
 }
 END_TEST
 
+/* Field paths are built by copying (build.c path_fmt): one that fits is whole, a longer one is cut
+ * to the buffer (255 characters) and ends in "...". */
+START_TEST(long_field_path_fits_whole_or_is_cut_with_an_ellipsis)
+{
+    char yaml[512], key[300];
+    for (size_t len = 254; len <= 256; len++) {
+        /* "mtls." + key: 5 + len characters. */
+        size_t klen = len - 5;
+        memset(key, 'k', klen);
+        key[klen] = '\0';
+        snprintf(yaml, sizeof(yaml), "type: Mesh\nname: m\nmtls:\n  %s: 1\n", key);
+        diag_list_free(&diags);
+        load(yaml);
+        const diag *d = expect("unknown-field");
+        if (len < 256) {
+            ck_assert_uint_eq(strlen(d->path), len);
+            ck_assert_int_eq(strncmp(d->path, "mtls.kkk", 8), 0);
+            ck_assert_int_eq(d->path[len - 1], 'k');
+        } else {
+            ck_assert_uint_eq(strlen(d->path), 255);
+            ck_assert_int_eq(strncmp(d->path, "mtls.kkk", 8), 0);
+            ck_assert_str_eq(d->path + 252, "...");
+        }
+    }
+}
+END_TEST
+
 START_TEST(kubernetes_paths_are_logical_without_spec_prefix)
 {
     load("apiVersion: kuma.io/v1alpha1\nkind: Mesh\nmetadata: {name: m}\nspec:\n  mtls:\n    backends:\n"
@@ -862,6 +889,7 @@ static Suite *manifests_suite(void)
     tcase_add_test(tc, random_bytes_give_diagnostics_not_crashes);
     tcase_add_test(tc, truncated_files_never_crash);
     tcase_add_test(tc, unknown_field_suggests_the_nearest_and_names_the_path);
+    tcase_add_test(tc, long_field_path_fits_whole_or_is_cut_with_an_ellipsis);
     tcase_add_test(tc, kubernetes_paths_are_logical_without_spec_prefix);
     tcase_add_test(tc, kuma_extra_mesh_fields_are_accepted_and_ignored);
     tcase_add_test(tc, wrong_scalar_types_say_what_was_expected);

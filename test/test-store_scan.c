@@ -105,12 +105,55 @@ START_TEST(scan_visits_every_object_of_the_mesh_in_name_order)
 }
 END_TEST
 
+/* store_list_keys: what store_list gives (the pass's fence needs keys and versions), no values. */
+START_TEST(list_keys_gives_store_list_keys_and_versions_without_values)
+{
+    char err[MESHCA_ERRBUF] = "";
+    store *s = NULL;
+    ck_assert_msg(store_open(url, &s, err) == STORE_OK, "%s", err);
+    put(s, "m2", "a", "{\"v\":3}");
+    put(s, "m1", "b", "{\"v\":2}");
+    put(s, "m1", "a", "{\"v\":1}");
+    put(s, "m1", "b", "{\"v\":4}");   /* a newer version */
+    store_entry *full = NULL, *keys = NULL;
+    size_t nfull = 0, nkeys = 0;
+    ck_assert_int_eq(store_list(s, "identities", NULL, &full, &nfull), STORE_OK);
+    ck_assert_int_eq(store_list_keys(s, "identities", NULL, &keys, &nkeys), STORE_OK);
+    ck_assert_uint_eq(nkeys, 3);
+    ck_assert_uint_eq(nkeys, nfull);
+    for (size_t i = 0; i < nkeys; i++) {
+        ck_assert_str_eq(keys[i].kind, "identities");
+        ck_assert_str_eq(keys[i].mesh, full[i].mesh);
+        ck_assert_str_eq(keys[i].name, full[i].name);
+        ck_assert_uint_eq(keys[i].version, full[i].version);
+        ck_assert_ptr_null(keys[i].value);
+        ck_assert_uint_eq(keys[i].len, 0);
+    }
+    ck_assert_str_eq(keys[1].name, "b");
+    ck_assert_uint_gt(keys[1].version, keys[0].version);
+    store_entries_free(full, nfull);
+    store_entries_free(keys, nkeys);
+
+    /* One mesh; an empty kind is NULL and 0; a bad kind is refused. */
+    ck_assert_int_eq(store_list_keys(s, "identities", "m2", &keys, &nkeys), STORE_OK);
+    ck_assert_uint_eq(nkeys, 1);
+    ck_assert_str_eq(keys[0].mesh, "m2");
+    store_entries_free(keys, nkeys);
+    ck_assert_int_eq(store_list_keys(s, "dataplanes", NULL, &keys, &nkeys), STORE_OK);
+    ck_assert_ptr_null(keys);
+    ck_assert_uint_eq(nkeys, 0);
+    ck_assert_int_eq(store_list_keys(s, "no-such-kind", NULL, &keys, &nkeys), STORE_EINVAL);
+    store_close(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("store_scan");
     TCase *tc = tcase_create("core");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, scan_visits_every_object_of_the_mesh_in_name_order);
+    tcase_add_test(tc, list_keys_gives_store_list_keys_and_versions_without_values);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
