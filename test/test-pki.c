@@ -1681,6 +1681,50 @@ START_TEST(csr_signed_by_another_key_is_refused_einval)
 }
 END_TEST
 
+/* A signer keeps one verify key and context and sets each CSR's point into them (issue 13): a
+ * CSR must be verified with its own key, never with the one of the CSR before it. */
+START_TEST(signer_verifies_each_csr_with_its_own_key_not_the_last_one)
+{
+    int64_t now = time(NULL);
+    X509 *root, *leaf;
+    EVP_PKEY *root_key, *k1, *k2;
+    pki_leaf_signer *s = NULL;
+    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+    pki_signed_leaf out;
+    char err[PKI_ERRBUF], *good1, *forged, *good2;
+
+    make_root(false, 0, "default", now, 86400 * 30, &root, &root_key);
+    ck_assert_int_eq(pki_generate_key(false, 0, &k1, err), PKI_OK);
+    ck_assert_int_eq(pki_generate_key(false, 0, &k2, err), PKI_OK);
+    good1 = make_csr_pem(k1, k1, NULL, NULL);
+    forged = make_csr_pem(k2, k1, NULL, NULL);   /* k2's key, signed by k1: no proof for k2 */
+    good2 = make_csr_pem(k2, k2, NULL, NULL);
+    ck_assert_int_eq(pki_leaf_signer_new(root, root_key, &s, err), PKI_OK);
+    req.uris = web_uris;
+    req.nuris = 3;
+    for (int round = 0; round < 3; round++) {
+        ck_assert_msg(pki_sign_csr(s, good1, strlen(good1), &req, now, &out, NULL, NULL, err) ==
+                      PKI_OK, "%s", err);
+        leaf = parse_leaf(&out);
+        ck_assert_int_eq(EVP_PKEY_eq(X509_get0_pubkey(leaf), k1), 1);
+        X509_free(leaf);
+        pki_signed_leaf_clear(&out);
+        ck_assert_int_eq(pki_sign_csr(s, forged, strlen(forged), &req, now, &out, NULL, NULL, err),
+                         PKI_EINVAL);
+        assert_contains(err, "CSR signature does not verify with its own key");
+        ck_assert_msg(pki_sign_csr(s, good2, strlen(good2), &req, now, &out, NULL, NULL, err) ==
+                      PKI_OK, "%s", err);
+        leaf = parse_leaf(&out);
+        ck_assert_int_eq(EVP_PKEY_eq(X509_get0_pubkey(leaf), k2), 1);
+        X509_free(leaf);
+        pki_signed_leaf_clear(&out);
+    }
+    free(good1), free(forged), free(good2);
+    pki_leaf_signer_free(s);
+    X509_free(root), EVP_PKEY_free(root_key), EVP_PKEY_free(k1), EVP_PKEY_free(k2);
+}
+END_TEST
+
 /* S5: the key type is the mesh's dpCert.keyType, whatever the agent sends. */
 START_TEST(public_key_of_the_wrong_type_is_refused_einval)
 {
@@ -1826,6 +1870,7 @@ static void add_signer_tests(Suite *s)
     tcase_add_test(tc, signed_ec_csr_has_issue_leaf_profile_and_passes_x509_strict);
     tcase_add_test(tc, signed_rsa_csr_from_ec_ca_passes_x509_strict);
     tcase_add_test(tc, csr_signed_by_another_key_is_refused_einval);
+    tcase_add_test(tc, signer_verifies_each_csr_with_its_own_key_not_the_last_one);
     tcase_add_test(tc, public_key_of_the_wrong_type_is_refused_einval);
     tcase_add_test(tc, signer_refuses_expired_ca_and_clamps_to_ca_not_after);
     tcase_add_test(tc, cert_pem_is_byte_for_byte_what_pem_write_bio_x509_writes);
