@@ -1,6 +1,7 @@
 /* pki.c - OpenSSL primitives: key generation, root/leaf/cross-signed certificates, PEM and descriptions. */
 #define _GNU_SOURCE 1 /* memmem */
 #include "reconciler/pki.h"
+#include "reconciler/pki_tbs.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
@@ -673,12 +675,14 @@ ASN1_SEQUENCE(SPKI_RAW) = {
 } static_ASN1_SEQUENCE_END(SPKI_RAW)
 
 /*
- * The signer keeps one leaf (`tmpl`) and rewrites, for each key, only what differs between two
- * leaves of a CA: serial, validity, subject, key, SKI and SANs. The fixed extensions, the AKI and
- * the signature algorithm (set once by signing the template) stay. Each leaf is then its TBS
- * re-encoded, one SHA-256 and one EVP_PKEY_sign on a context prepared once, assembled as DER:
- * X509_sign_ctx would add a fetch, a context copy and a second encoding per leaf (perf: 35 % of
- * a re-sign outside the signature).
+ * The signer builds one leaf (the template) when it is made and keeps the DER of what every
+ * leaf of the CA shares: the signature algorithm (set by signing the template), the issuer, the
+ * fixed extensions and the AKI. Each leaf is then its TBS written by pki_tbs_write with only
+ * serial, validity, subject, key, SKI and SANs of its own, one SHA-256 and one EVP_PKEY_sign on
+ * a context prepared once, assembled as DER. X509_sign_ctx would add a fetch, a context copy and
+ * a second encoding per leaf (perf: 35 % of a re-sign outside the signature); rewriting the
+ * template's fields and re-encoding it with i2d_re_X509_tbs cost another 8 us a leaf (perf:
+ * ASN1_item_ex_i2d, X509V3_add1_i2d, BN and ASN1_TIME conversions), a quarter of a re-sign.
  */
 struct pki_leaf_signer {
     EVP_PKEY *key;               /* own copy of the CA key: no reference count shared across threads */
@@ -690,14 +694,15 @@ struct pki_leaf_signer {
      * a verify + sign (perf, bench-all); re-keying costs 2 us. */
     EVP_PKEY *ec_verify_key;
     EVP_PKEY_CTX *ec_verify_ctx;
-    X509 *tmpl;
-    bool tmpl_has_subject;
     unsigned char *sigalg_der;   /* the Certificate's signatureAlgorithm, as X509_sign wrote it */
     int sigalg_len;
+    /* DER shared by every TBS (pki_tbs_fixed points into these): the TBS's signature algorithm,
+     * the issuer, the extensions before the SKI (BC, KU, EKU) and the one after it (AKI). */
+    unsigned char *tbs_sigalg, *issuer, *exts_before_ski, *exts_after_ski;
+    pki_tbs_fixed fixed;
     unsigned char *sig;          /* EVP_PKEY_get_size(key) bytes: any signature of this CA key */
     size_t sig_cap;
     int64_t ca_not_before, ca_not_after;
-    BIGNUM *serial;
 };
 
 void pki_leaf_signer_free(pki_leaf_signer *s)
@@ -710,10 +715,12 @@ void pki_leaf_signer_free(pki_leaf_signer *s)
     EVP_PKEY_free(s->ec_verify_key);
     EVP_MD_free(s->sha256);
     EVP_MD_free(s->sha1);
-    X509_free(s->tmpl);
     OPENSSL_free(s->sigalg_der);
+    OPENSSL_free(s->tbs_sigalg);
+    OPENSSL_free(s->issuer);
+    free(s->exts_before_ski);
+    free(s->exts_after_ski);
     free(s->sig);
-    BN_free(s->serial);
     free(s);
 }
 
@@ -764,6 +771,59 @@ static int set_ski(X509 *x, const EVP_MD *sha1, const unsigned char *pk, int pkl
     return ok;
 }
 
+/* The DER of extensions [from, to) of x, concatenated, into a malloc'd buffer. */
+static unsigned char *exts_der(X509 *x, int from, int to, size_t *ret_len)
+{
+    size_t total = 0;
+    unsigned char *der, *p;
+
+    for (int i = from; i < to; i++) {
+        int n = i2d_X509_EXTENSION(X509_get_ext(x, i), NULL);
+
+        if (n <= 0)
+            return NULL;
+        total += (size_t)n;
+    }
+    if (!(der = malloc(total ? total : 1)))
+        return NULL;
+    p = der;
+    for (int i = from; i < to; i++)
+        i2d_X509_EXTENSION(X509_get_ext(x, i), &p);
+    *ret_len = total;
+    return der;
+}
+
+/* Keeps what every leaf of the CA shares, from the signed template: its extensions must be in
+ * pki_issue_leaf's order (BC, KU, EKU, SKI, AKI, SAN), as pki_tbs_write puts the SKI and SANs. */
+static int keep_fixed_parts(pki_leaf_signer *s, X509 *x)
+{
+    static const int order[] = {NID_basic_constraints, NID_key_usage, NID_ext_key_usage,
+                                NID_subject_key_identifier, NID_authority_key_identifier,
+                                NID_subject_alt_name};
+    int n;
+
+    if (X509_get_ext_count(x) != (int)(sizeof(order) / sizeof(order[0])))
+        return 0;
+    for (int i = 0; i < X509_get_ext_count(x); i++)
+        if (OBJ_obj2nid(X509_EXTENSION_get_object(X509_get_ext(x, i))) != order[i])
+            return 0;
+    n = i2d_X509_ALGOR(X509_get0_tbs_sigalg(x), &s->tbs_sigalg);
+    if (n <= 0)
+        return 0;
+    s->fixed.sigalg = s->tbs_sigalg;
+    s->fixed.sigalg_len = (size_t)n;
+    n = i2d_X509_NAME(X509_get_issuer_name(x), &s->issuer);
+    if (n <= 0)
+        return 0;
+    s->fixed.issuer = s->issuer;
+    s->fixed.issuer_len = (size_t)n;
+    s->exts_before_ski = exts_der(x, 0, 3, &s->fixed.exts_before_ski_len);
+    s->exts_after_ski = exts_der(x, 4, 5, &s->fixed.exts_after_ski_len);
+    s->fixed.exts_before_ski = s->exts_before_ski;
+    s->fixed.exts_after_ski = s->exts_after_ski;
+    return s->exts_before_ski && s->exts_after_ski;
+}
+
 /* The template: pki_issue_leaf's profile, in its order (BC, KU, EKU, SKI, AKI, SAN), with the
  * CA's own key as a placeholder, signed once so its signature algorithm fields are set. */
 static int build_template(pki_leaf_signer *s, X509 *ca_cert)
@@ -773,10 +833,9 @@ static int build_template(pki_leaf_signer *s, X509 *ca_cert)
     X509_ALGOR *alg = NULL;
     const X509_ALGOR *sigalg = NULL;
     const unsigned char *pk = NULL;
-    int pklen = 0;
+    int pklen = 0, ok = 0;
     X509 *x = X509_new();
 
-    s->tmpl = x;
     if (!x || !ca_pub || !X509_PUBKEY_get0_param(NULL, &pk, &pklen, &alg, ca_pub) ||
         !X509_set_version(x, 2) || !set_random_serial(x) ||
         !X509_set_issuer_name(x, X509_get_subject_name(ca_cert)) ||
@@ -787,10 +846,13 @@ static int build_template(pki_leaf_signer *s, X509 *ca_cert)
         !set_ski(x, s->sha1, pk, pklen) ||
         !add_ext(x, ca_cert, NID_authority_key_identifier, AKI_OF_ISSUER) ||
         !add_uri_sans(x, &placeholder_uri, 1, true) || !X509_sign(x, s->key, s->sha256))
-        return 0;
+        goto out;
     X509_get0_signature(NULL, &sigalg, x);
     s->sigalg_len = sigalg ? i2d_X509_ALGOR(sigalg, &s->sigalg_der) : 0;
-    return s->sigalg_len > 0;
+    ok = s->sigalg_len > 0 && keep_fixed_parts(s, x);
+out:
+    X509_free(x);
+    return ok;
 }
 
 /* A public-only P-256 key (of a throwaway key pair) that takes each CSR's point in turn. */
@@ -842,14 +904,13 @@ int pki_leaf_signer_new(X509 *ca_cert, EVP_PKEY *ca_key, pki_leaf_signer **ret, 
     s->key = EVP_PKEY_dup(ca_key);
     s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     s->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
-    s->serial = BN_new();
     s->sign_ctx = s->key ? EVP_PKEY_CTX_new(s->key, NULL) : NULL;
     s->ec_verify_key = make_ec_verify_key();
     s->ec_verify_ctx = s->ec_verify_key ? EVP_PKEY_CTX_new_from_pkey(NULL, s->ec_verify_key, NULL)
                                         : NULL;
     s->sig_cap = s->key && EVP_PKEY_get_size(s->key) > 0 ? (size_t)EVP_PKEY_get_size(s->key) : 0;
     s->sig = s->sig_cap ? malloc(s->sig_cap) : NULL;
-    if (!s->key || !s->sha256 || !s->sha1 || !s->serial || !s->sign_ctx || !s->ec_verify_ctx ||
+    if (!s->key || !s->sha256 || !s->sha1 || !s->sign_ctx || !s->ec_verify_ctx ||
         !s->sig ||
         EVP_PKEY_sign_init(s->sign_ctx) != 1 ||
         (type == EVP_PKEY_RSA && EVP_PKEY_CTX_set_rsa_padding(s->sign_ctx, RSA_PKCS1_PADDING) != 1) ||
@@ -902,22 +963,6 @@ static char *der_to_pem(const unsigned char *der, size_t n, const char *label)
     return pem;
 }
 
-static int serial_to_hex(const BIGNUM *bn, char *buf, size_t size)
-{
-    char *hex = BN_bn2hex(bn);
-    int r = PKI_OK;
-
-    if (!hex)
-        return PKI_ENOMEM;
-    for (char *p = hex; *p; p++)
-        if (*p >= 'A' && *p <= 'F')
-            *p = (char)(*p - 'A' + 'a');
-    if ((size_t)snprintf(buf, size, "%s", hex) >= size)
-        r = PKI_EINVAL;
-    OPENSSL_free(hex);
-    return r;
-}
-
 /* DER length octets of n (n < 2^24: a leaf is a few KiB). */
 static size_t der_len_size(size_t n)
 {
@@ -962,32 +1007,62 @@ static unsigned char *assemble_cert(const unsigned char *tbs, size_t tbslen, con
     return der;
 }
 
-/* Rewrites the template's subject only when it changes: most leaves have none (S5). */
-static int set_subject(pki_leaf_signer *s, const char *cn)
+/* A random serial of SERIAL_BITS bits, non-zero, as an unsigned big-endian number without
+ * leading zero bytes (as BN_rand and BN_to_ASN1_INTEGER made it): *ret points into buf. */
+static int random_serial(unsigned char buf[SERIAL_BITS / 8], const unsigned char **ret,
+                         size_t *ret_len)
 {
-    X509_NAME *name;
-    int ok;
+    size_t skip;
 
-    if (!cn && !s->tmpl_has_subject)
-        return 1;
-    name = X509_NAME_new();
-    ok = name && (!cn || set_cn(name, cn)) && X509_set_subject_name(s->tmpl, name);
+    do {
+        if (RAND_bytes(buf, SERIAL_BITS / 8) != 1)
+            return 0;
+        for (skip = 0; skip < SERIAL_BITS / 8 && buf[skip] == 0; skip++)
+            ;
+    } while (skip == SERIAL_BITS / 8);
+    *ret = buf + skip;
+    *ret_len = SERIAL_BITS / 8 - skip;
+    return 1;
+}
+
+/* Lowercase hex of the serial's bytes, as pki_serial_hex prints it. */
+static void serial_hex(const unsigned char *serial, size_t n, char *buf)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        buf[2 * i] = digits[serial[i] >> 4];
+        buf[2 * i + 1] = digits[serial[i] & 15];
+    }
+    buf[2 * n] = '\0';
+}
+
+/* The subject Name DER of a leaf: CN=cn, built as pki_sign_leaf does (its checks: length, UTF-8). */
+static int subject_der(const char *cn, unsigned char **ret, size_t *ret_len)
+{
+    X509_NAME *name = X509_NAME_new();
+    int n = name && set_cn(name, cn) ? i2d_X509_NAME(name, ret) : 0;
+
     X509_NAME_free(name);
-    if (ok)
-        s->tmpl_has_subject = cn != NULL;
-    return ok;
+    if (n <= 0)
+        return 0;
+    *ret_len = (size_t)n;
+    return 1;
 }
 
 static int sign_spki(pki_leaf_signer *s, const X509_ALGOR *alg, const unsigned char *pk, int pklen,
                      const pki_leaf_request *req, int64_t now, pki_signed_leaf *ret, char *errbuf)
 {
+    static const unsigned char empty_name[] = {0x30, 0x00};
     pki_signed_leaf out = {0};
-    unsigned char *tbs = NULL, *der = NULL, md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    size_t siglen = s->sig_cap, derlen = 0;
+    pki_tbs_leaf leaf = {0};
+    unsigned char *tbs = NULL, *der = NULL, *subject = NULL, *key_alg = NULL;
+    unsigned char md[EVP_MAX_MD_SIZE], ski[EVP_MAX_MD_SIZE], serial[SERIAL_BITS / 8];
+    unsigned int mdlen = 0, skilen = 0;
+    size_t siglen = s->sig_cap, derlen = 0, tbslen = 0;
     int64_t not_after;
-    X509 *x = s->tmpl;
-    int tbslen = 0, r = PKI_ECRYPTO;
+    int r = PKI_ECRYPTO, ptype, n;
+    const void *pval;
 
     if (!req->uris || req->nuris == 0 || req->nuris > PKI_MAX_SANS || req->lifetime_s <= 0)
         return pki_fail(errbuf, PKI_EINVAL, "invalid leaf request");
@@ -1001,40 +1076,69 @@ static int sign_spki(pki_leaf_signer *s, const X509_ALGOR *alg, const unsigned c
     not_after = now + req->lifetime_s;
     if (not_after > s->ca_not_after)
         not_after = s->ca_not_after;
-    do {
-        if (!BN_rand(s->serial, SERIAL_BITS, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY))
+    if (!random_serial(serial, &leaf.serial, &leaf.serial_len))
+        goto out;
+    leaf.not_before = now - PKI_LEAF_BACKDATE_S;
+    leaf.not_after = not_after;
+    leaf.subject = empty_name;
+    leaf.subject_len = sizeof(empty_name);
+    if (req->cn) {
+        if (!subject_der(req->cn, &subject, &leaf.subject_len))
             goto out;
-    } while (BN_is_zero(s->serial));
-    /* Every field that differs between two leaves is rewritten: nothing of the last one stays. */
-    if (!BN_to_ASN1_INTEGER(s->serial, X509_get_serialNumber(x)) || !set_subject(s, req->cn) ||
-        !set_validity(x, now - PKI_LEAF_BACKDATE_S, not_after) || !set_spki(x, alg, pk, pklen) ||
-        !set_ski(x, s->sha1, pk, pklen) ||
-        !add_uri_sans_flags(x, req->uris, req->nuris, req->cn == NULL, X509V3_ADD_REPLACE) ||
-        (tbslen = i2d_re_X509_tbs(x, &tbs)) <= 0 ||
-        !EVP_Digest(tbs, (size_t)tbslen, md, &mdlen, s->sha256, NULL) ||
+        leaf.subject = subject;
+    }
+    /* The key's algorithm as the CSR or stored SPKI has it; an EC P-256 one is always the same
+     * 21 bytes. Parameters of another ASN.1 type than these are refused, as X509_PUBKEY takes. */
+    X509_ALGOR_get0(NULL, &ptype, &pval, alg);
+    if (!req->rsa) {
+        leaf.key_alg = pki_tbs_p256_alg;
+        leaf.key_alg_len = sizeof(pki_tbs_p256_alg);
+    } else {
+        if ((ptype != V_ASN1_OBJECT && ptype != V_ASN1_SEQUENCE && ptype != V_ASN1_NULL &&
+             ptype != V_ASN1_UNDEF) || (n = i2d_X509_ALGOR(alg, &key_alg)) <= 0)
+            goto out;
+        leaf.key_alg = key_alg;
+        leaf.key_alg_len = (size_t)n;
+    }
+    if (pklen <= 0)
+        goto out;
+    leaf.key = pk;
+    leaf.key_len = (size_t)pklen;
+    /* subjectKeyIdentifier "hash" (RFC 5280 4.2.1.2 method 1): SHA-1 of the key bits */
+    if (!EVP_Digest(pk, (size_t)pklen, ski, &skilen, s->sha1, NULL))
+        goto out;
+    leaf.ski = ski;
+    leaf.ski_len = skilen;
+    leaf.uris = req->uris;
+    leaf.nuris = req->nuris;
+    leaf.san_critical = req->cn == NULL;
+    r = pki_tbs_write(&s->fixed, &leaf, &tbs, &tbslen);
+    if (r < 0)
+        goto out;
+    r = PKI_ECRYPTO;
+    if (!EVP_Digest(tbs, tbslen, md, &mdlen, s->sha256, NULL) ||
         EVP_PKEY_sign(s->sign_ctx, s->sig, &siglen, md, mdlen) != 1)
         goto out;
     r = PKI_ENOMEM;
-    der = assemble_cert(tbs, (size_t)tbslen, s->sigalg_der, (size_t)s->sigalg_len, s->sig, siglen,
-                        &derlen);
+    der = assemble_cert(tbs, tbslen, s->sigalg_der, (size_t)s->sigalg_len, s->sig, siglen, &derlen);
     if (!der || !(out.pem = der_to_pem(der, derlen, "CERTIFICATE")))
         goto out;
-    r = serial_to_hex(s->serial, out.serial_hex, sizeof(out.serial_hex));
-    if (r < 0)
-        goto out;
-    out.not_before = now - PKI_LEAF_BACKDATE_S;
+    serial_hex(leaf.serial, leaf.serial_len, out.serial_hex);
+    out.not_before = leaf.not_before;
     out.not_after = not_after;
     *ret = out;
     out.pem = NULL;
     r = PKI_OK;
 out:
-    OPENSSL_free(tbs);
+    free(tbs);
     free(der);
     free(out.pem);
+    OPENSSL_free(subject);
+    OPENSSL_free(key_alg);
     if (r == PKI_ENOMEM)
         return pki_fail(errbuf, r, "out of memory");
     if (r < 0)
-        return pki_fail(errbuf, r, "cannot sign leaf certificate");
+        return pki_fail(errbuf, PKI_ECRYPTO, "cannot sign leaf certificate");
     return r;
 }
 

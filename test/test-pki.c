@@ -1804,6 +1804,123 @@ START_TEST(signer_refuses_expired_ca_and_clamps_to_ca_not_after)
 }
 END_TEST
 
+/* The signer writes each TBSCertificate itself (pki_tbs_write, issue 13): its bytes must be
+ * the ones OpenSSL encodes for the same leaf built as an X509 by pki_sign_leaf, once the
+ * serial (random) is the same: key algorithm and bits, SKI, SANs (critical without a CN),
+ * subject, validity as UTCTime before 2050 and GeneralizedTime from 2050, DER lengths of 1 to 3
+ * octets (URIs of 200 and 70,000 bytes), EC and RSA keys under EC and RSA CAs, through a CSR
+ * and a stored SPKI. */
+/* The TBSCertificate bytes as the certificate's DER holds them (the first element of the outer
+ * SEQUENCE), copied into *ret (OPENSSL_free). */
+static int tbs_as_signed(X509 *x, unsigned char **ret)
+{
+    unsigned char *der = NULL;
+    const unsigned char *p, *tbs;
+    long len;
+    int tag, cls, n = i2d_X509(x, &der);
+
+    ck_assert_int_gt(n, 0);
+    p = der;
+    ck_assert_int_eq(ASN1_get_object(&p, &len, &tag, &cls, n) & 0x80, 0);
+    tbs = p;
+    ck_assert_int_eq(ASN1_get_object(&p, &len, &tag, &cls, n - (p - der)) & 0x80, 0);
+    ck_assert_int_eq(tag, V_ASN1_SEQUENCE);
+    n = (int)((p - tbs) + len);
+    *ret = OPENSSL_memdup(tbs, (size_t)n);
+    OPENSSL_free(der);
+    return n;
+}
+
+static void assert_tbs_is_openssls(X509 *root, EVP_PKEY *root_key, pki_leaf_signer *s,
+                                   EVP_PKEY *key, bool rsa, const char *cn,
+                                   const char *const *uris, size_t nuris, int64_t now,
+                                   int64_t lifetime, bool via_csr)
+{
+    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+    pki_signed_leaf out;
+    X509 *got, *want = NULL;
+    unsigned char *spki = NULL, *a = NULL, *b = NULL;
+    size_t spki_len = 0;
+    char err[PKI_ERRBUF], *csr;
+    int na, nb;
+
+    req.uris = uris;
+    req.nuris = nuris;
+    req.cn = cn;
+    req.rsa = rsa;
+    req.lifetime_s = lifetime;
+    csr = make_csr_pem(key, key, &spki, &spki_len);
+    if (via_csr)
+        ck_assert_msg(pki_sign_csr(s, csr, strlen(csr), &req, now, &out, NULL, NULL, err) == PKI_OK,
+                      "%s", err);
+    else
+        ck_assert_msg(pki_sign_public_key(s, spki, spki_len, &req, now, &out, err) == PKI_OK, "%s",
+                      err);
+    got = parse_leaf(&out);
+    ck_assert_int_eq(pki_sign_leaf(&req, key, root, root_key, now, &want, err), PKI_OK);
+    ck_assert_int_eq(X509_set_serialNumber(want, X509_get_serialNumber(got)), 1);
+    na = tbs_as_signed(got, &a);
+    nb = i2d_re_X509_tbs(want, &b);       /* OpenSSL's encoding of the same leaf */
+    ck_assert_int_gt(na, 0);
+    ck_assert_msg(na == nb && memcmp(a, b, (size_t)na) == 0,
+                  "TBS differs from OpenSSL's (%d vs %d bytes; cn %s, %zu URIs, lifetime %lld, %s)",
+                  na, nb, cn ? cn : "none", nuris, (long long)lifetime, via_csr ? "csr" : "spki");
+    /* and the signature over those bytes verifies with the CA key */
+    ck_assert_int_eq(X509_verify(got, root_key), 1);
+    OPENSSL_free(a), OPENSSL_free(b);
+    X509_free(got), X509_free(want);
+    pki_signed_leaf_clear(&out);
+    free(csr), free(spki);
+}
+
+START_TEST(signer_tbs_is_byte_for_byte_what_openssl_encodes)
+{
+    int64_t now = time(NULL);
+    static char long_uri[201], huge_uri[70001];
+    const char *one[] = {"spiffe://default/web"};
+    const char *longs[] = {long_uri, "spiffe://default/web"};
+    const char *huge[] = {huge_uri};
+    const char *many[PKI_MAX_SANS];
+    char many_buf[PKI_MAX_SANS][48];
+
+    memcpy(long_uri, "spiffe://default/", 17);
+    memset(long_uri + 17, 'a', sizeof(long_uri) - 18);
+    memcpy(huge_uri, "spiffe://default/", 17);
+    memset(huge_uri + 17, 'b', sizeof(huge_uri) - 18);
+    for (int i = 0; i < PKI_MAX_SANS; i++) {
+        snprintf(many_buf[i], sizeof(many_buf[i]), "kuma://kuma.io/tag-%d/value-%d", i, i * 7);
+        many[i] = many_buf[i];
+    }
+    for (int ca_rsa = 0; ca_rsa <= 1; ca_rsa++) {
+        X509 *root;
+        EVP_PKEY *root_key, *ec, *rsa;
+        pki_leaf_signer *s = NULL;
+        char err[PKI_ERRBUF];
+
+        /* 40 years: a leaf of 30 years ends after 2049 (GeneralizedTime) */
+        make_root(ca_rsa, 2048, "default", now, 40 * 365 * 86400LL, &root, &root_key);
+        ck_assert_int_eq(pki_generate_key(false, 0, &ec, err), PKI_OK);
+        ck_assert_int_eq(pki_generate_key(true, 2048, &rsa, err), PKI_OK);
+        ck_assert_int_eq(pki_leaf_signer_new(root, root_key, &s, err), PKI_OK);
+        for (int via_csr = 0; via_csr <= 1; via_csr++) {
+            assert_tbs_is_openssls(root, root_key, s, ec, false, NULL, web_uris, 3, now, 86400, via_csr);
+            assert_tbs_is_openssls(root, root_key, s, rsa, true, NULL, web_uris, 3, now, 86400, via_csr);
+            assert_tbs_is_openssls(root, root_key, s, ec, false, "web-1.default", one, 1, now,
+                                   3600, via_csr);
+            assert_tbs_is_openssls(root, root_key, s, ec, false, NULL, one, 1, now,
+                                   30 * 365 * 86400LL, via_csr);
+            assert_tbs_is_openssls(root, root_key, s, ec, false, NULL, longs, 2, now, 86400, via_csr);
+            assert_tbs_is_openssls(root, root_key, s, rsa, true, "h\xc3\xa9", many, PKI_MAX_SANS,
+                                   now, 86400, via_csr);
+            /* after a leaf with a CN, one without: nothing of the last leaf stays */
+            assert_tbs_is_openssls(root, root_key, s, ec, false, NULL, huge, 1, now, 86400, via_csr);
+        }
+        pki_leaf_signer_free(s);
+        X509_free(root), EVP_PKEY_free(root_key), EVP_PKEY_free(ec), EVP_PKEY_free(rsa);
+    }
+}
+END_TEST
+
 /* pki_cert_to_pem writes its PEM without a BIO (issue 13): the text must stay what
  * PEM_write_bio_X509 writes, for every DER length modulo the 48 bytes of a 64-column line. */
 START_TEST(cert_pem_is_byte_for_byte_what_pem_write_bio_x509_writes)
@@ -1874,6 +1991,7 @@ static void add_signer_tests(Suite *s)
     tcase_add_test(tc, public_key_of_the_wrong_type_is_refused_einval);
     tcase_add_test(tc, signer_refuses_expired_ca_and_clamps_to_ca_not_after);
     tcase_add_test(tc, cert_pem_is_byte_for_byte_what_pem_write_bio_x509_writes);
+    tcase_add_test(tc, signer_tbs_is_byte_for_byte_what_openssl_encodes);
     suite_add_tcase(s, tc);
 }
 
