@@ -1,6 +1,7 @@
 /* pki.c - OpenSSL primitives: key generation, root/leaf/cross-signed certificates, PEM and descriptions. */
 #define _GNU_SOURCE 1 /* memmem */
 #include "reconciler/pki.h"
+#include "reconciler/pki_csr.h"
 #include "reconciler/pki_tbs.h"
 
 #include <limits.h>
@@ -1066,7 +1067,7 @@ static int sign_spki(pki_leaf_signer *s, const X509_ALGOR *alg, const unsigned c
 
     if (!req->uris || req->nuris == 0 || req->nuris > PKI_MAX_SANS || req->lifetime_s <= 0)
         return pki_fail(errbuf, PKI_EINVAL, "invalid leaf request");
-    if (!spki_type_ok(alg, req->rsa))
+    if (alg ? !spki_type_ok(alg, req->rsa) : req->rsa)
         return pki_fail(errbuf, PKI_EINVAL, req->rsa ? "public key is not RSA as dpCert.keyType asks"
                                                  : "public key is not EC P-256 as dpCert.keyType asks");
     if (now < s->ca_not_before)
@@ -1089,11 +1090,11 @@ static int sign_spki(pki_leaf_signer *s, const X509_ALGOR *alg, const unsigned c
     }
     /* The key's algorithm as the CSR or stored SPKI has it; an EC P-256 one is always the same
      * 21 bytes. Parameters of another ASN.1 type than these are refused, as X509_PUBKEY takes. */
-    X509_ALGOR_get0(NULL, &ptype, &pval, alg);
     if (!req->rsa) {
         leaf.key_alg = pki_tbs_p256_alg;
         leaf.key_alg_len = sizeof(pki_tbs_p256_alg);
     } else {
+        X509_ALGOR_get0(NULL, &ptype, &pval, alg);
         if ((ptype != V_ASN1_OBJECT && ptype != V_ASN1_SEQUENCE && ptype != V_ASN1_NULL &&
              ptype != V_ASN1_UNDEF) || (n = i2d_X509_ALGOR(alg, &key_alg)) <= 0)
             goto out;
@@ -1166,16 +1167,123 @@ int pki_sign_public_key(pki_leaf_signer *s, const unsigned char *spki_der, size_
 
 /*
  * CSR fast path for EC P-256 keys with ecdsa-with-SHA256 (what agents send): the request is read
- * as DER spans and the key imported from its point with a context prepared once. Parsing with
- * PEM_read_bio_X509_REQ builds the key through OSSL_DECODER_CTX_new_for_pkey, which perf shows as
- * 41 % of a CSR signing on one thread and behind a shared lock with two. Anything else (RSA,
- * other algorithms, odd encodings, a signature that does not verify) takes the generic path,
- * which reports the error.
+ * as DER spans by pki_csr_read_p256 and verified with the signer's P-256 key set to its point.
+ * Parsing with PEM_read_bio_X509_REQ builds the key through OSSL_DECODER_CTX_new_for_pkey, which
+ * perf shows as 41 % of a CSR signing on one thread and behind a shared lock with two. Anything
+ * else (RSA, other algorithms or shapes, a signature that does not verify) takes the generic
+ * path, which reports the error.
  */
-typedef struct csr_fast {
-    unsigned char *der;
-    SPKI_RAW *spki;
-} csr_fast;
+static bool verify_ec_p256(pki_leaf_signer *s, const pki_csr_p256 *csr)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    bool ok;
+
+    /* The point is checked to be on the curve when it is set (EC_KEY_oct2key). verify_init
+     * after it: the context then holds this CSR's key, never the last one's. No digest is set on
+     * the context: the SHA-256 is computed here, and its 32 bytes are what is verified. */
+    ok = EVP_PKEY_set1_encoded_public_key(s->ec_verify_key, csr->point, csr->point_len) == 1 &&
+         EVP_PKEY_verify_init(s->ec_verify_ctx) == 1 &&
+         EVP_Digest(csr->info, csr->info_len, md, &mdlen, s->sha256, NULL) &&
+         EVP_PKEY_verify(s->ec_verify_ctx, csr->sig, csr->sig_len, md, mdlen) == 1;
+    /* A CSR the fast path does not take is judged by the generic one, with its own errors. */
+    ERR_clear_error();
+    return ok;
+}
+
+/* Hands the SPKI DER out for a later re-sign; free() frees it. */
+static int copy_spki(X509_PUBKEY *pub, unsigned char **ret, size_t *ret_len)
+{
+    unsigned char *der = NULL, *copy;
+    int n = i2d_X509_PUBKEY(pub, &der);
+
+    if (n <= 0 || !(copy = malloc((size_t)n))) {
+        OPENSSL_free(der);
+        return PKI_ENOMEM;
+    }
+    memcpy(copy, der, (size_t)n);
+    OPENSSL_free(der);
+    *ret = copy;
+    *ret_len = (size_t)n;
+    return PKI_OK;
+}
+
+int pki_sign_csr(pki_leaf_signer *s, const char *csr_pem, size_t csr_len,
+                 const pki_leaf_request *req, int64_t now, pki_signed_leaf *ret,
+                 unsigned char **ret_spki, size_t *ret_spki_len, char *errbuf)
+{
+    X509_REQ *csr = NULL;
+    BIO *bio;
+    X509_PUBKEY *pub;
+    X509_ALGOR *alg = NULL;
+    const unsigned char *pk = NULL;
+    unsigned char *spki = NULL;
+    size_t spki_len = 0;
+    int pklen = 0, r;
+    EVP_PKEY *key;
+    pki_signed_leaf out;
+    pki_csr_p256 fast;
+
+    ERR_clear_error();
+    if (!s || !req || !ret || (ret_spki && !ret_spki_len))
+        return pki_fail(errbuf, PKI_EINVAL, "invalid CSR signing parameters");
+    if (!req->rsa && csr_len <= PKI_MAX_PEM_BYTES && pki_csr_read_p256(csr_pem, csr_len, &fast)) {
+        if (verify_ec_p256(s, &fast)) {
+            /* the SPKI as the CSR has it: its strict shape is DER, as i2d_PUBKEY writes it */
+            if (ret_spki && !(spki = malloc(fast.spki_len)))
+                r = pki_fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
+            else {
+                if (ret_spki) {
+                    memcpy(spki, fast.spki, fast.spki_len);
+                    spki_len = fast.spki_len;
+                }
+                r = sign_spki(s, NULL, fast.point, (int)fast.point_len, req, now, &out, errbuf);
+            }
+            pki_csr_p256_clear(&fast);
+            goto done;
+        }
+        pki_csr_p256_clear(&fast);
+    }
+    bio = mem_bio(csr_pem, csr_len);
+    if (!bio)
+        return pki_fail(errbuf, PKI_EINVAL, "empty or oversized CSR PEM");
+    csr = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (!csr)
+        return pki_fail(errbuf, PKI_EINVAL, "cannot parse the CSR PEM");
+    pub = X509_REQ_get_X509_PUBKEY(csr);
+    key = X509_REQ_get0_pubkey(csr);
+    if (!pub || !key || !X509_PUBKEY_get0_param(NULL, &pk, &pklen, &alg, pub)) {
+        r = pki_fail(errbuf, PKI_EINVAL, "CSR has no usable public key");
+        goto done;
+    }
+    /* Proof of possession: only the holder of the private key can sign the request. */
+    if (X509_REQ_verify(csr, key) != 1) {
+        r = pki_fail(errbuf, PKI_EINVAL, "CSR signature does not verify with its own key");
+        goto done;
+    }
+    if (req->rsa && EVP_PKEY_get_bits(key) < 2048) {
+        r = pki_fail(errbuf, PKI_EINVAL, "CSR key is RSA smaller than 2048 bits");
+        goto done;
+    }
+    if (ret_spki && copy_spki(pub, &spki, &spki_len) < 0) {
+        r = pki_fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
+        goto done;
+    }
+    r = sign_spki(s, alg, pk, pklen, req, now, &out, errbuf);
+done:
+    X509_REQ_free(csr);
+    if (r < 0) {
+        free(spki);
+        return r;
+    }
+    if (ret_spki) {
+        *ret_spki = spki;
+        *ret_spki_len = spki_len;
+    }
+    *ret = out;
+    return PKI_OK;
+}
 
 /* The body of a PEM block with this label, base64-decoded; false when there is none. */
 static bool pem_block_der(const char *pem, size_t len, const char *label, unsigned char **ret,
@@ -1208,194 +1316,6 @@ static bool pem_block_der(const char *pem, size_t len, const char *label, unsign
     *ret = der;
     *ret_len = (size_t)(outl + finl);
     return true;
-}
-
-/* One DER TLV of a universal tag at *p: its whole span and its content; advances *p past it. */
-static bool der_tlv(const unsigned char **p, const unsigned char *end, int want_tag,
-                    const unsigned char **ret_start, long *ret_total, const unsigned char **ret_content,
-                    long *ret_len)
-{
-    const unsigned char *start = *p, *q = *p;
-    long len;
-    int tag, cls, r;
-
-    if (start >= end)
-        return false;
-    r = ASN1_get_object(&q, &len, &tag, &cls, end - start);
-    if ((r & 0x80) || r == 0x21 || cls != V_ASN1_UNIVERSAL || tag != want_tag || len > end - q)
-        return false;
-    *ret_start = start;
-    *ret_total = (q - start) + len;
-    if (ret_content)
-        *ret_content = q;
-    if (ret_len)
-        *ret_len = len;
-    *p = q + len;
-    return true;
-}
-
-static bool verify_ec_p256(pki_leaf_signer *s, const unsigned char *point, int plen,
-                           const unsigned char *tbs, long tbslen, const unsigned char *sig, int siglen)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-
-    /* The point is checked to be on the curve when it is set (EC_KEY_oct2key). verify_init
-     * after it: the context then holds this CSR's key, never the last one's. No digest is set on
-     * the context: the SHA-256 is computed here, and its 32 bytes are what is verified. */
-    return EVP_PKEY_set1_encoded_public_key(s->ec_verify_key, point, (size_t)plen) == 1 &&
-           EVP_PKEY_verify_init(s->ec_verify_ctx) == 1 &&
-           EVP_Digest(tbs, (size_t)tbslen, md, &mdlen, s->sha256, NULL) &&
-           EVP_PKEY_verify(s->ec_verify_ctx, sig, (size_t)siglen, md, mdlen) == 1;
-}
-
-/* True when the CSR is an EC P-256 one whose signature verifies; *ret then holds its key. */
-static bool csr_fast_verify(pki_leaf_signer *s, const char *pem, size_t len, csr_fast *ret)
-{
-    unsigned char *der = NULL;
-    size_t derlen = 0;
-    const unsigned char *p, *end, *c, *info, *alg_at, *bits_at, *ip, *iend, *spki_at, *skip;
-    long clen, info_total, alg_total, bits_total, spki_total, skip_total, ilen;
-    X509_ALGOR *sigalg = NULL;
-    ASN1_BIT_STRING *sig = NULL;
-    SPKI_RAW *spki = NULL;
-    bool ok = false;
-
-    if (!pem || len == 0 || len > PKI_MAX_PEM_BYTES ||
-        !pem_block_der(pem, len, "CERTIFICATE REQUEST", &der, &derlen))
-        return false;
-    p = der;
-    end = der + derlen;
-    /* CertificationRequest ::= SEQUENCE { info, signatureAlgorithm, signature BIT STRING } */
-    if (!der_tlv(&p, end, V_ASN1_SEQUENCE, &c, &clen, &c, &clen) || p != end)
-        goto out;
-    p = c;
-    end = c + clen;
-    if (!der_tlv(&p, end, V_ASN1_SEQUENCE, &info, &info_total, &ip, &ilen) ||
-        !der_tlv(&p, end, V_ASN1_SEQUENCE, &alg_at, &alg_total, NULL, NULL) ||
-        !der_tlv(&p, end, V_ASN1_BIT_STRING, &bits_at, &bits_total, NULL, NULL) || p != end)
-        goto out;
-    /* CertificationRequestInfo ::= SEQUENCE { version, subject, subjectPKInfo, attributes } */
-    iend = ip + ilen;
-    if (!der_tlv(&ip, iend, V_ASN1_INTEGER, &skip, &skip_total, NULL, NULL) ||
-        !der_tlv(&ip, iend, V_ASN1_SEQUENCE, &skip, &skip_total, NULL, NULL) ||
-        !der_tlv(&ip, iend, V_ASN1_SEQUENCE, &spki_at, &spki_total, NULL, NULL))
-        goto out;
-    p = spki_at;
-    spki = (SPKI_RAW *)ASN1_item_d2i(NULL, &p, spki_total, ASN1_ITEM_rptr(SPKI_RAW));
-    if (!spki || !spki_type_ok(spki->algor, false))
-        goto out;
-    p = alg_at;
-    sigalg = d2i_X509_ALGOR(NULL, &p, alg_total);
-    if (!sigalg || OBJ_obj2nid(sigalg->algorithm) != NID_ecdsa_with_SHA256)
-        goto out;
-    p = bits_at;
-    sig = d2i_ASN1_BIT_STRING(NULL, &p, bits_total);
-    if (!sig || !verify_ec_p256(s, ASN1_STRING_get0_data(spki->public_key),
-                                ASN1_STRING_length(spki->public_key), info, info_total,
-                                ASN1_STRING_get0_data(sig), ASN1_STRING_length(sig)))
-        goto out;
-    ret->der = der;
-    ret->spki = spki;
-    der = NULL;
-    spki = NULL;
-    ok = true;
-out:
-    free(der);
-    ASN1_item_free((ASN1_VALUE *)spki, ASN1_ITEM_rptr(SPKI_RAW));
-    X509_ALGOR_free(sigalg);
-    ASN1_BIT_STRING_free(sig);
-    /* A CSR the fast path does not take is judged by the generic one, with its own errors. */
-    ERR_clear_error();
-    return ok;
-}
-
-/* Hands the SPKI DER out for a later re-sign; free() frees it. */
-static int copy_spki(SPKI_RAW *spki, X509_PUBKEY *pub, unsigned char **ret, size_t *ret_len)
-{
-    unsigned char *der = NULL, *copy;
-    int n = spki ? ASN1_item_i2d((ASN1_VALUE *)spki, &der, ASN1_ITEM_rptr(SPKI_RAW))
-                 : i2d_X509_PUBKEY(pub, &der);
-
-    if (n <= 0 || !(copy = malloc((size_t)n))) {
-        OPENSSL_free(der);
-        return PKI_ENOMEM;
-    }
-    memcpy(copy, der, (size_t)n);
-    OPENSSL_free(der);
-    *ret = copy;
-    *ret_len = (size_t)n;
-    return PKI_OK;
-}
-
-int pki_sign_csr(pki_leaf_signer *s, const char *csr_pem, size_t csr_len,
-                 const pki_leaf_request *req, int64_t now, pki_signed_leaf *ret,
-                 unsigned char **ret_spki, size_t *ret_spki_len, char *errbuf)
-{
-    X509_REQ *csr = NULL;
-    BIO *bio;
-    X509_PUBKEY *pub;
-    X509_ALGOR *alg = NULL;
-    const unsigned char *pk = NULL;
-    unsigned char *spki = NULL;
-    size_t spki_len = 0;
-    int pklen = 0, r;
-    EVP_PKEY *key;
-    pki_signed_leaf out;
-    csr_fast fast = {NULL, NULL};
-
-    ERR_clear_error();
-    if (!s || !req || !ret || (ret_spki && !ret_spki_len))
-        return pki_fail(errbuf, PKI_EINVAL, "invalid CSR signing parameters");
-    if (!req->rsa && csr_fast_verify(s, csr_pem, csr_len, &fast)) {
-        if (ret_spki && copy_spki(fast.spki, NULL, &spki, &spki_len) < 0)
-            r = pki_fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
-        else
-            r = sign_spki(s, fast.spki->algor, ASN1_STRING_get0_data(fast.spki->public_key),
-                          ASN1_STRING_length(fast.spki->public_key), req, now, &out, errbuf);
-        free(fast.der);
-        ASN1_item_free((ASN1_VALUE *)fast.spki, ASN1_ITEM_rptr(SPKI_RAW));
-        goto done;
-    }
-    bio = mem_bio(csr_pem, csr_len);
-    if (!bio)
-        return pki_fail(errbuf, PKI_EINVAL, "empty or oversized CSR PEM");
-    csr = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
-    BIO_free(bio);
-    if (!csr)
-        return pki_fail(errbuf, PKI_EINVAL, "cannot parse the CSR PEM");
-    pub = X509_REQ_get_X509_PUBKEY(csr);
-    key = X509_REQ_get0_pubkey(csr);
-    if (!pub || !key || !X509_PUBKEY_get0_param(NULL, &pk, &pklen, &alg, pub)) {
-        r = pki_fail(errbuf, PKI_EINVAL, "CSR has no usable public key");
-        goto done;
-    }
-    /* Proof of possession: only the holder of the private key can sign the request. */
-    if (X509_REQ_verify(csr, key) != 1) {
-        r = pki_fail(errbuf, PKI_EINVAL, "CSR signature does not verify with its own key");
-        goto done;
-    }
-    if (req->rsa && EVP_PKEY_get_bits(key) < 2048) {
-        r = pki_fail(errbuf, PKI_EINVAL, "CSR key is RSA smaller than 2048 bits");
-        goto done;
-    }
-    if (ret_spki && copy_spki(NULL, pub, &spki, &spki_len) < 0) {
-        r = pki_fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
-        goto done;
-    }
-    r = sign_spki(s, alg, pk, pklen, req, now, &out, errbuf);
-done:
-    X509_REQ_free(csr);
-    if (r < 0) {
-        free(spki);
-        return r;
-    }
-    if (ret_spki) {
-        *ret_spki = spki;
-        *ret_spki_len = spki_len;
-    }
-    *ret = out;
-    return PKI_OK;
 }
 
 int pki_spki_from_pem(const char *pem, size_t len, unsigned char **ret, size_t *ret_len,

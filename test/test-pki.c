@@ -1804,6 +1804,217 @@ START_TEST(signer_refuses_expired_ca_and_clamps_to_ca_not_after)
 }
 END_TEST
 
+/* What OpenSSL's own CSR API says of a CSR, as the generic path of pki_sign_csr judges it:
+ * parsed by PEM_read_bio_X509_REQ, signature verified with its own key, key of the asked type
+ * (EC P-256, or RSA of 2048 bits or more). */
+static bool openssl_accepts_csr(const char *pem, size_t len, bool rsa)
+{
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    X509_REQ *req = bio ? PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *key = req ? X509_REQ_get0_pubkey(req) : NULL;
+    bool ok = key && X509_REQ_verify(req, key) == 1;
+    char curve[64] = "";
+
+    if (ok && rsa)
+        ok = EVP_PKEY_is_a(key, "RSA") && EVP_PKEY_get_bits(key) >= 2048;
+    else if (ok)
+        ok = EVP_PKEY_is_a(key, "EC") &&
+             EVP_PKEY_get_utf8_string_param(key, "group", curve, sizeof(curve), NULL) == 1 &&
+             strcmp(curve, "prime256v1") == 0;
+    X509_REQ_free(req);
+    BIO_free(bio);
+    ERR_clear_error();
+    return ok;
+}
+
+/* One corpus entry: pki_sign_csr's verdict must be OpenSSL's, its errors EINVAL, and a leaf
+ * (when signed) must carry the CSR's key. */
+static void assert_csr_verdict(pki_leaf_signer *s, const char *what, const char *pem, size_t len,
+                               bool rsa, int64_t now)
+{
+    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+    pki_signed_leaf out;
+    char err[PKI_ERRBUF];
+    bool want = openssl_accepts_csr(pem, len, rsa);
+    int r;
+
+    req.uris = web_uris;
+    req.nuris = 3;
+    req.rsa = rsa;
+    r = pki_sign_csr(s, pem, len, &req, now, &out, NULL, NULL, err);
+    ck_assert_msg((r == PKI_OK) == want, "%s: pki_sign_csr %d (%s), OpenSSL %s", what, r,
+                  r ? err : "signed", want ? "accepts" : "refuses");
+    ck_assert_int_eq(ERR_peek_error(), 0);
+    if (r != PKI_OK) {
+        ck_assert_msg(r == PKI_EINVAL, "%s: %d %s", what, r, err);
+        return;
+    }
+    {
+        BIO *bio = BIO_new_mem_buf(pem, (int)len);
+        X509_REQ *csr = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
+        X509 *leaf = parse_leaf(&out);
+
+        ck_assert_int_eq(EVP_PKEY_eq(X509_get0_pubkey(leaf), X509_REQ_get0_pubkey(csr)), 1);
+        X509_free(leaf);
+        X509_REQ_free(csr);
+        BIO_free(bio);
+    }
+    pki_signed_leaf_clear(&out);
+}
+
+/* A CSR for key, signed by signer with md, with a subject CN when cn is set. */
+static char *csr_pem_with(EVP_PKEY *key, EVP_PKEY *signer, const EVP_MD *md, const char *cn,
+                          bool compressed)
+{
+    X509_REQ *req = X509_REQ_new();
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data, *pem;
+    long n;
+
+    if (compressed)
+        ck_assert_int_eq(EVP_PKEY_set_utf8_string_param(key, "point-format", "compressed"), 1);
+    ck_assert_int_eq(X509_REQ_set_pubkey(req, key), 1);
+    if (cn)
+        ck_assert_int_eq(X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN",
+                                                    MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0), 1);
+    ck_assert_int_gt(X509_REQ_sign(req, signer, md), 0);
+    ck_assert_int_eq(PEM_write_bio_X509_REQ(bio, req), 1);
+    n = BIO_get_mem_data(bio, &data);
+    pem = strndup(data, (size_t)n);
+    BIO_free(bio);
+    X509_REQ_free(req);
+    if (compressed)
+        ck_assert_int_eq(EVP_PKEY_set_utf8_string_param(key, "point-format", "uncompressed"), 1);
+    return pem;
+}
+
+/* pki_sign_csr reads EC P-256 CSRs without OpenSSL's CSR parser (issue 13): over a corpus of
+ * CSRs (other curves, RSA, bad signatures, other digests, subjects, compressed points, PEM
+ * variants, and every byte of a valid CSR's DER flipped in turn) it signs exactly those
+ * OpenSSL's X509_REQ API accepts, and refuses the others with PKI_EINVAL. */
+START_TEST(csr_verdicts_are_openssls_over_a_corpus)
+{
+    int64_t now = time(NULL);
+    X509 *root;
+    EVP_PKEY *root_key, *p256, *other, *p384, *k1, *rsa, *rsa1024;
+    pki_leaf_signer *s = NULL;
+    char err[PKI_ERRBUF], *pem, buf[8192];
+    unsigned char *der = NULL;
+    long derlen;
+    int flips = 0;
+
+    make_root(false, 0, "default", now, 86400 * 30, &root, &root_key);
+    ck_assert_int_eq(pki_generate_key(false, 0, &p256, err), PKI_OK);
+    ck_assert_int_eq(pki_generate_key(false, 0, &other, err), PKI_OK);
+    ck_assert_int_eq(pki_generate_key(true, 2048, &rsa, err), PKI_OK);
+    ck_assert_int_eq(pki_generate_key(true, 1024, &rsa1024, err), PKI_OK);
+    p384 = EVP_EC_gen("P-384");
+    k1 = EVP_EC_gen("secp256k1");
+    ck_assert_ptr_nonnull(p384);
+    ck_assert_ptr_nonnull(k1);
+    ck_assert_int_eq(pki_leaf_signer_new(root, root_key, &s, err), PKI_OK);
+
+#define VERDICT(what, text, rsa_wanted) \
+    assert_csr_verdict(s, what, text, strlen(text), rsa_wanted, now)
+    pem = csr_pem_with(p256, p256, EVP_sha256(), NULL, false);
+    VERDICT("P-256", pem, false);
+    VERDICT("P-256 when RSA is asked", pem, true);
+    /* PEM variants: CRLF, text before and after, a line of text before BEGIN on its line,
+     * whitespace after the markers, the old NEW CERTIFICATE REQUEST label, truncation */
+    {
+        char crlf[8192];
+        size_t j = 0;
+
+        for (const char *c = pem; *c && j + 2 < sizeof(crlf); c++) {
+            if (*c == '\n')
+                crlf[j++] = '\r';
+            crlf[j++] = *c;
+        }
+        crlf[j] = '\0';
+        VERDICT("CRLF", crlf, false);
+    }
+    snprintf(buf, sizeof(buf), "a line before\n%safter\n", pem);
+    VERDICT("text around", buf, false);
+    snprintf(buf, sizeof(buf), "junk%s", pem);
+    VERDICT("junk before BEGIN on its line", buf, false);
+    snprintf(buf, sizeof(buf), "%.*s junk%s", 35, pem, pem + 35);
+    VERDICT("junk after the BEGIN marker", buf, false);
+    snprintf(buf, sizeof(buf), "-----BEGIN NEW CERTIFICATE REQUEST-----%.*s-----END NEW CERTIFICATE REQUEST-----\n",
+             (int)(strstr(pem, "-----END") - (pem + 35)), pem + 35);
+    VERDICT("NEW CERTIFICATE REQUEST label", buf, false);
+    snprintf(buf, sizeof(buf), "%.*s", (int)strlen(pem) / 2, pem);
+    VERDICT("truncated", buf, false);
+    snprintf(buf, sizeof(buf), "%.*s\n%s", (int)(strstr(pem, "-----END") - pem), pem,
+             strstr(pem, "-----END"));
+    VERDICT("blank line before END", buf, false);
+    free(pem);
+
+    pem = csr_pem_with(p256, other, EVP_sha256(), NULL, false);
+    VERDICT("signed by another key", pem, false);
+    free(pem);
+    pem = csr_pem_with(p256, p256, EVP_sha384(), NULL, false);
+    VERDICT("ecdsa-with-SHA384", pem, false);
+    free(pem);
+    pem = csr_pem_with(p256, p256, EVP_sha256(), "web-1", false);
+    VERDICT("subject CN", pem, false);
+    free(pem);
+    pem = csr_pem_with(p256, p256, EVP_sha256(), NULL, true);
+    VERDICT("compressed point", pem, false);
+    free(pem);
+    pem = csr_pem_with(p384, p384, EVP_sha256(), NULL, false);
+    VERDICT("P-384", pem, false);
+    free(pem);
+    pem = csr_pem_with(k1, k1, EVP_sha256(), NULL, false);
+    VERDICT("secp256k1", pem, false);
+    free(pem);
+    pem = csr_pem_with(rsa, rsa, EVP_sha256(), NULL, false);
+    VERDICT("RSA when EC is asked", pem, false);
+    VERDICT("RSA-2048", pem, true);
+    free(pem);
+    pem = csr_pem_with(rsa1024, rsa1024, EVP_sha256(), NULL, false);
+    VERDICT("RSA-1024", pem, true);
+    free(pem);
+    VERDICT("garbage", "garbage", false);
+
+    /* every byte of a valid CSR's DER flipped in turn (one bit, then all bits) */
+    pem = csr_pem_with(p256, p256, EVP_sha256(), NULL, false);
+    {
+        BIO *bio = BIO_new_mem_buf(pem, -1);
+        X509_REQ *req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
+
+        derlen = i2d_X509_REQ(req, &der);
+        ck_assert_int_gt(derlen, 0);
+        X509_REQ_free(req);
+        BIO_free(bio);
+    }
+    for (long i = 0; i < derlen; i++) {
+        for (int mask = 0x01; mask <= 0xff; mask = mask == 0x01 ? 0xff : 0x100) {
+            char what[64];
+            BIO *mem = BIO_new(BIO_s_mem());
+            char *text;
+            long n;
+
+            der[i] ^= (unsigned char)mask;
+            ck_assert_int_gt(PEM_write_bio(mem, "CERTIFICATE REQUEST", "", der, derlen), 0);
+            n = BIO_get_mem_data(mem, &text);
+            snprintf(what, sizeof(what), "byte %ld ^ 0x%02x", i, mask);
+            assert_csr_verdict(s, what, text, (size_t)n, false, now);
+            der[i] ^= (unsigned char)mask;
+            BIO_free(mem);
+            flips++;
+        }
+    }
+    ck_assert_int_eq(flips, 2 * derlen);
+#undef VERDICT
+    OPENSSL_free(der);
+    free(pem);
+    pki_leaf_signer_free(s);
+    X509_free(root);
+    EVP_PKEY_free(root_key), EVP_PKEY_free(p256), EVP_PKEY_free(other), EVP_PKEY_free(p384);
+    EVP_PKEY_free(k1), EVP_PKEY_free(rsa), EVP_PKEY_free(rsa1024);
+}
+END_TEST
+
 /* The signer writes each TBSCertificate itself (pki_tbs_write, issue 13): its bytes must be
  * the ones OpenSSL encodes for the same leaf built as an X509 by pki_sign_leaf, once the
  * serial (random) is the same: key algorithm and bits, SKI, SANs (critical without a CN),
@@ -1992,6 +2203,7 @@ static void add_signer_tests(Suite *s)
     tcase_add_test(tc, signer_refuses_expired_ca_and_clamps_to_ca_not_after);
     tcase_add_test(tc, cert_pem_is_byte_for_byte_what_pem_write_bio_x509_writes);
     tcase_add_test(tc, signer_tbs_is_byte_for_byte_what_openssl_encodes);
+    tcase_add_test(tc, csr_verdicts_are_openssls_over_a_corpus);
     suite_add_tcase(s, tc);
 }
 
