@@ -19,6 +19,7 @@
 #include "reconciler/ca_create.h"
 #include "reconciler/roots.h"
 #include "reconciler/pki.h"
+#include "reconciler/pki_csr.h"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -2015,6 +2016,66 @@ START_TEST(csr_verdicts_are_openssls_over_a_corpus)
 }
 END_TEST
 
+/* pki_csr_read_p256 takes what agents send (pki_make_csr: the fast path), with its spans where
+ * OpenSSL finds them, and leaves any other shape to OpenSSL's parser. */
+START_TEST(csr_reader_takes_agents_csrs_and_leaves_other_shapes)
+{
+    EVP_PKEY *key, *rsa;
+    char err[PKI_ERRBUF], *pem, buf[8192];
+    unsigned char *spki = NULL, point[65];
+    size_t point_len = 0;
+    int spki_len;
+    pki_csr_p256 c;
+
+    ck_assert_int_eq(pki_generate_key(false, 0, &key, err), PKI_OK);
+    ck_assert_int_eq(pki_generate_key(true, 2048, &rsa, err), PKI_OK);
+    ck_assert_int_eq(pki_make_csr(key, &pem, err), PKI_OK);
+    ck_assert(pki_csr_read_p256(pem, strlen(pem), &c));
+    spki_len = i2d_PUBKEY(key, &spki);
+    ck_assert_uint_eq(c.spki_len, (size_t)spki_len);
+    ck_assert_int_eq(memcmp(c.spki, spki, (size_t)spki_len), 0);
+    ck_assert_int_eq(EVP_PKEY_get_octet_string_param(key, "encoded-pub-key", point, sizeof(point),
+                                                     &point_len), 1);
+    ck_assert_uint_eq(c.point_len, point_len);
+    ck_assert_int_eq(memcmp(c.point, point, point_len), 0);
+    ck_assert_uint_ge(c.sig_len, 8);
+    ck_assert_ptr_eq(c.info, c.der + (c.der[1] == 0x81 ? 3 : 2));
+    pki_csr_p256_clear(&c);
+    ck_assert_ptr_null(c.der);
+    /* the END line's newline is optional, as for OpenSSL */
+    snprintf(buf, sizeof(buf), "%.*s", (int)strlen(pem) - 1, pem);
+    ck_assert(pki_csr_read_p256(buf, strlen(buf), &c));
+    pki_csr_p256_clear(&c);
+    /* other shapes: text before, CRLF, a line broken short, junk after END on its line, empty */
+    snprintf(buf, sizeof(buf), "x\n%s", pem);
+    ck_assert(!pki_csr_read_p256(buf, strlen(buf), &c));
+    {
+        size_t j = 0;
+
+        for (const char *q = pem; *q; q++) {
+            if (*q == '\n')
+                buf[j++] = '\r';
+            buf[j++] = *q;
+        }
+        buf[j] = '\0';
+    }
+    ck_assert(!pki_csr_read_p256(buf, strlen(buf), &c));
+    snprintf(buf, sizeof(buf), "%.*s\n%s", 36 + 10, pem, pem + 36 + 10);
+    ck_assert(!pki_csr_read_p256(buf, strlen(buf), &c));
+    snprintf(buf, sizeof(buf), "%.*sx\n", (int)strlen(pem) - 1, pem);
+    ck_assert(!pki_csr_read_p256(buf, strlen(buf), &c));
+    ck_assert(!pki_csr_read_p256("", 0, &c));
+    ck_assert(!pki_csr_read_p256(pem, 36, &c));
+    free(pem);
+    /* an RSA key is not this shape */
+    ck_assert_int_eq(pki_make_csr(rsa, &pem, err), PKI_OK);
+    ck_assert(!pki_csr_read_p256(pem, strlen(pem), &c));
+    free(pem);
+    OPENSSL_free(spki);
+    EVP_PKEY_free(key), EVP_PKEY_free(rsa);
+}
+END_TEST
+
 /* The signer writes each TBSCertificate itself (pki_tbs_write, issue 13): its bytes must be
  * the ones OpenSSL encodes for the same leaf built as an X509 by pki_sign_leaf, once the
  * serial (random) is the same: key algorithm and bits, SKI, SANs (critical without a CN),
@@ -2204,6 +2265,7 @@ static void add_signer_tests(Suite *s)
     tcase_add_test(tc, cert_pem_is_byte_for_byte_what_pem_write_bio_x509_writes);
     tcase_add_test(tc, signer_tbs_is_byte_for_byte_what_openssl_encodes);
     tcase_add_test(tc, csr_verdicts_are_openssls_over_a_corpus);
+    tcase_add_test(tc, csr_reader_takes_agents_csrs_and_leaves_other_shapes);
     suite_add_tcase(s, tc);
 }
 
