@@ -2076,6 +2076,62 @@ START_TEST(csr_reader_takes_agents_csrs_and_leaves_other_shapes)
 }
 END_TEST
 
+/* The signer draws serials from the DRBG 64 leaves at a time (issue 13): every leaf still gets
+ * its own, across refills, and a forked child never takes the serials its parent takes next. */
+START_TEST(signer_serials_are_distinct_across_refills_and_fork)
+{
+    int64_t now = time(NULL);
+    X509 *root;
+    EVP_PKEY *root_key, *key;
+    pki_leaf_signer *s = NULL;
+    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+    pki_signed_leaf out;
+    unsigned char *spki = NULL;
+    int spki_len;
+    char err[PKI_ERRBUF], child_serial[PKI_SERIAL_HEX_MAX] = "";
+    static char seen[300][PKI_SERIAL_HEX_MAX];
+    int fds[2], status;
+    pid_t pid;
+
+    make_root(false, 0, "default", now, 86400 * 30, &root, &root_key);
+    ck_assert_int_eq(pki_generate_key(false, 0, &key, err), PKI_OK);
+    spki_len = i2d_PUBKEY(key, &spki);
+    ck_assert_int_eq(pki_leaf_signer_new(root, root_key, &s, err), PKI_OK);
+    req.uris = web_uris;
+    req.nuris = 3;
+    for (int i = 0; i < 300; i++) {   /* 300 leaves: 4 refills of 64 */
+        ck_assert_int_eq(pki_sign_public_key(s, spki, (size_t)spki_len, &req, now, &out, err), PKI_OK);
+        ck_assert_uint_ge(strlen(out.serial_hex), 20);
+        for (int j = 0; j < i; j++)
+            ck_assert_str_ne(seen[j], out.serial_hex);
+        snprintf(seen[i], sizeof(seen[i]), "%s", out.serial_hex);
+        pki_signed_leaf_clear(&out);
+    }
+    /* the pool is part used: a child and its parent each sign their next leaf */
+    ck_assert_int_eq(pipe(fds), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        ssize_t w = -1;
+
+        if (pki_sign_public_key(s, spki, (size_t)spki_len, &req, now, &out, err) == PKI_OK)
+            w = write(fds[1], out.serial_hex, strlen(out.serial_hex) + 1);
+        _exit(w > 0 ? 0 : 1);
+    }
+    close(fds[1]);
+    ck_assert_int_eq(pki_sign_public_key(s, spki, (size_t)spki_len, &req, now, &out, err), PKI_OK);
+    ck_assert_int_gt(read(fds[0], child_serial, sizeof(child_serial) - 1), 0);
+    close(fds[0]);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_str_ne(child_serial, out.serial_hex);
+    pki_signed_leaf_clear(&out);
+    OPENSSL_free(spki);
+    pki_leaf_signer_free(s);
+    X509_free(root), EVP_PKEY_free(root_key), EVP_PKEY_free(key);
+}
+END_TEST
+
 /* The signer writes each TBSCertificate itself (pki_tbs_write, issue 13): its bytes must be
  * the ones OpenSSL encodes for the same leaf built as an X509 by pki_sign_leaf, once the
  * serial (random) is the same: key algorithm and bits, SKI, SANs (critical without a CN),
@@ -2266,6 +2322,7 @@ static void add_signer_tests(Suite *s)
     tcase_add_test(tc, signer_tbs_is_byte_for_byte_what_openssl_encodes);
     tcase_add_test(tc, csr_verdicts_are_openssls_over_a_corpus);
     tcase_add_test(tc, csr_reader_takes_agents_csrs_and_leaves_other_shapes);
+    tcase_add_test(tc, signer_serials_are_distinct_across_refills_and_fork);
     suite_add_tcase(s, tc);
 }
 
