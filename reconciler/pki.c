@@ -1,22 +1,27 @@
 /* pki.c - OpenSSL primitives: key generation, root/leaf/cross-signed certificates, PEM and descriptions. */
 #define _GNU_SOURCE 1 /* memmem */
 #include "reconciler/pki.h"
+#include "reconciler/pki_csr.h"
+#include "reconciler/pki_tbs.h"
 
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/asn1t.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
 #define SERIAL_BITS 128
+#define SERIAL_POOL 64   /* leaves' serials drawn from the DRBG at once (pki_leaf_signer) */
 /* Issuer key id when the issuer has one (provided CAs may lack an SKI), else issuer+serial. */
 #define AKI_OF_ISSUER "keyid,issuer"
 
@@ -673,26 +678,40 @@ ASN1_SEQUENCE(SPKI_RAW) = {
 } static_ASN1_SEQUENCE_END(SPKI_RAW)
 
 /*
- * The signer keeps one leaf (`tmpl`) and rewrites, for each key, only what differs between two
- * leaves of a CA: serial, validity, subject, key, SKI and SANs. The fixed extensions, the AKI and
- * the signature algorithm (set once by signing the template) stay. Each leaf is then its TBS
- * re-encoded, one SHA-256 and one EVP_PKEY_sign on a context prepared once, assembled as DER:
- * X509_sign_ctx would add a fetch, a context copy and a second encoding per leaf (perf: 35 % of
- * a re-sign outside the signature).
+ * The signer builds one leaf (the template) when it is made and keeps the DER of what every
+ * leaf of the CA shares: the signature algorithm (set by signing the template), the issuer, the
+ * fixed extensions and the AKI. Each leaf is then its TBS written by pki_tbs_write with only
+ * serial, validity, subject, key, SKI and SANs of its own, one SHA-256 and one EVP_PKEY_sign on
+ * a context prepared once, assembled as DER. X509_sign_ctx would add a fetch, a context copy and
+ * a second encoding per leaf (perf: 35 % of a re-sign outside the signature); rewriting the
+ * template's fields and re-encoding it with i2d_re_X509_tbs cost another 8 us a leaf (perf:
+ * ASN1_item_ex_i2d, X509V3_add1_i2d, BN and ASN1_TIME conversions), a quarter of a re-sign.
  */
 struct pki_leaf_signer {
     EVP_PKEY *key;               /* own copy of the CA key: no reference count shared across threads */
     EVP_PKEY_CTX *sign_ctx;      /* EVP_PKEY_sign_init and the digest set once */
     EVP_MD *sha256, *sha1;       /* fetched once: an implicit fetch per digest takes a shared lock */
-    EVP_PKEY *ec_template;       /* a P-256 public key: a CSR's key is a copy with its point set */
-    X509 *tmpl;
-    bool tmpl_has_subject;
+    /* A P-256 public key and a verify context on it, made once: each CSR's point is set into
+     * the key and the context re-initialised. A copy of a key per CSR (EVP_PKEY_dup), a context
+     * per CSR and the digest fetch behind EVP_PKEY_CTX_set_signature_md cost 10 us a CSR, 1/8 of
+     * a verify + sign (perf, bench-all); re-keying costs 2 us. */
+    EVP_PKEY *ec_verify_key;
+    EVP_PKEY_CTX *ec_verify_ctx;
     unsigned char *sigalg_der;   /* the Certificate's signatureAlgorithm, as X509_sign wrote it */
     int sigalg_len;
+    /* DER shared by every TBS (pki_tbs_fixed points into these): the TBS's signature algorithm,
+     * the issuer, the extensions before the SKI (BC, KU, EKU) and the one after it (AKI). */
+    unsigned char *tbs_sigalg, *issuer, *exts_before_ski, *exts_after_ski;
+    pki_tbs_fixed fixed;
     unsigned char *sig;          /* EVP_PKEY_get_size(key) bytes: any signature of this CA key */
     size_t sig_cap;
     int64_t ca_not_before, ca_not_after;
-    BIGNUM *serial;
+    /* Serials are drawn from the DRBG SERIAL_POOL leaves at a time: one RAND_bytes per leaf was
+     * 1.5 us (its per-call cost, not the bytes), 2 % of a CSR signing. Refilled when used up, or
+     * in a forked child (serial_pid), so two processes never take the same serials. */
+    unsigned char serial_pool[SERIAL_POOL * SERIAL_BITS / 8];
+    size_t serial_used;
+    pid_t serial_pid;
 };
 
 void pki_leaf_signer_free(pki_leaf_signer *s)
@@ -701,13 +720,17 @@ void pki_leaf_signer_free(pki_leaf_signer *s)
         return;
     EVP_PKEY_free(s->key);   /* EVP_PKEY_free wipes the private key material */
     EVP_PKEY_CTX_free(s->sign_ctx);
-    EVP_PKEY_free(s->ec_template);
+    EVP_PKEY_CTX_free(s->ec_verify_ctx);
+    EVP_PKEY_free(s->ec_verify_key);
     EVP_MD_free(s->sha256);
     EVP_MD_free(s->sha1);
-    X509_free(s->tmpl);
     OPENSSL_free(s->sigalg_der);
+    OPENSSL_free(s->tbs_sigalg);
+    OPENSSL_free(s->issuer);
+    free(s->exts_before_ski);
+    free(s->exts_after_ski);
     free(s->sig);
-    BN_free(s->serial);
+    OPENSSL_cleanse(s->serial_pool, sizeof(s->serial_pool));
     free(s);
 }
 
@@ -758,6 +781,59 @@ static int set_ski(X509 *x, const EVP_MD *sha1, const unsigned char *pk, int pkl
     return ok;
 }
 
+/* The DER of extensions [from, to) of x, concatenated, into a malloc'd buffer. */
+static unsigned char *exts_der(X509 *x, int from, int to, size_t *ret_len)
+{
+    size_t total = 0;
+    unsigned char *der, *p;
+
+    for (int i = from; i < to; i++) {
+        int n = i2d_X509_EXTENSION(X509_get_ext(x, i), NULL);
+
+        if (n <= 0)
+            return NULL;
+        total += (size_t)n;
+    }
+    if (!(der = malloc(total ? total : 1)))
+        return NULL;
+    p = der;
+    for (int i = from; i < to; i++)
+        i2d_X509_EXTENSION(X509_get_ext(x, i), &p);
+    *ret_len = total;
+    return der;
+}
+
+/* Keeps what every leaf of the CA shares, from the signed template: its extensions must be in
+ * pki_issue_leaf's order (BC, KU, EKU, SKI, AKI, SAN), as pki_tbs_write puts the SKI and SANs. */
+static int keep_fixed_parts(pki_leaf_signer *s, X509 *x)
+{
+    static const int order[] = {NID_basic_constraints, NID_key_usage, NID_ext_key_usage,
+                                NID_subject_key_identifier, NID_authority_key_identifier,
+                                NID_subject_alt_name};
+    int n;
+
+    if (X509_get_ext_count(x) != (int)(sizeof(order) / sizeof(order[0])))
+        return 0;
+    for (int i = 0; i < X509_get_ext_count(x); i++)
+        if (OBJ_obj2nid(X509_EXTENSION_get_object(X509_get_ext(x, i))) != order[i])
+            return 0;
+    n = i2d_X509_ALGOR(X509_get0_tbs_sigalg(x), &s->tbs_sigalg);
+    if (n <= 0)
+        return 0;
+    s->fixed.sigalg = s->tbs_sigalg;
+    s->fixed.sigalg_len = (size_t)n;
+    n = i2d_X509_NAME(X509_get_issuer_name(x), &s->issuer);
+    if (n <= 0)
+        return 0;
+    s->fixed.issuer = s->issuer;
+    s->fixed.issuer_len = (size_t)n;
+    s->exts_before_ski = exts_der(x, 0, 3, &s->fixed.exts_before_ski_len);
+    s->exts_after_ski = exts_der(x, 4, 5, &s->fixed.exts_after_ski_len);
+    s->fixed.exts_before_ski = s->exts_before_ski;
+    s->fixed.exts_after_ski = s->exts_after_ski;
+    return s->exts_before_ski && s->exts_after_ski;
+}
+
 /* The template: pki_issue_leaf's profile, in its order (BC, KU, EKU, SKI, AKI, SAN), with the
  * CA's own key as a placeholder, signed once so its signature algorithm fields are set. */
 static int build_template(pki_leaf_signer *s, X509 *ca_cert)
@@ -767,10 +843,9 @@ static int build_template(pki_leaf_signer *s, X509 *ca_cert)
     X509_ALGOR *alg = NULL;
     const X509_ALGOR *sigalg = NULL;
     const unsigned char *pk = NULL;
-    int pklen = 0;
+    int pklen = 0, ok = 0;
     X509 *x = X509_new();
 
-    s->tmpl = x;
     if (!x || !ca_pub || !X509_PUBKEY_get0_param(NULL, &pk, &pklen, &alg, ca_pub) ||
         !X509_set_version(x, 2) || !set_random_serial(x) ||
         !X509_set_issuer_name(x, X509_get_subject_name(ca_cert)) ||
@@ -781,14 +856,17 @@ static int build_template(pki_leaf_signer *s, X509 *ca_cert)
         !set_ski(x, s->sha1, pk, pklen) ||
         !add_ext(x, ca_cert, NID_authority_key_identifier, AKI_OF_ISSUER) ||
         !add_uri_sans(x, &placeholder_uri, 1, true) || !X509_sign(x, s->key, s->sha256))
-        return 0;
+        goto out;
     X509_get0_signature(NULL, &sigalg, x);
     s->sigalg_len = sigalg ? i2d_X509_ALGOR(sigalg, &s->sigalg_der) : 0;
-    return s->sigalg_len > 0;
+    ok = s->sigalg_len > 0 && keep_fixed_parts(s, x);
+out:
+    X509_free(x);
+    return ok;
 }
 
-/* A public-only P-256 key (of a throwaway key pair) whose copies take a CSR's point. */
-static EVP_PKEY *make_ec_template(void)
+/* A public-only P-256 key (of a throwaway key pair) that takes each CSR's point in turn. */
+static EVP_PKEY *make_ec_verify_key(void)
 {
     EVP_PKEY *pair = EVP_EC_gen("P-256"), *pub = NULL;
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
@@ -836,12 +914,13 @@ int pki_leaf_signer_new(X509 *ca_cert, EVP_PKEY *ca_key, pki_leaf_signer **ret, 
     s->key = EVP_PKEY_dup(ca_key);
     s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     s->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
-    s->serial = BN_new();
     s->sign_ctx = s->key ? EVP_PKEY_CTX_new(s->key, NULL) : NULL;
-    s->ec_template = make_ec_template();
+    s->ec_verify_key = make_ec_verify_key();
+    s->ec_verify_ctx = s->ec_verify_key ? EVP_PKEY_CTX_new_from_pkey(NULL, s->ec_verify_key, NULL)
+                                        : NULL;
     s->sig_cap = s->key && EVP_PKEY_get_size(s->key) > 0 ? (size_t)EVP_PKEY_get_size(s->key) : 0;
     s->sig = s->sig_cap ? malloc(s->sig_cap) : NULL;
-    if (!s->key || !s->sha256 || !s->sha1 || !s->serial || !s->sign_ctx || !s->ec_template ||
+    if (!s->key || !s->sha256 || !s->sha1 || !s->sign_ctx || !s->ec_verify_ctx ||
         !s->sig ||
         EVP_PKEY_sign_init(s->sign_ctx) != 1 ||
         (type == EVP_PKEY_RSA && EVP_PKEY_CTX_set_rsa_padding(s->sign_ctx, RSA_PKCS1_PADDING) != 1) ||
@@ -894,22 +973,6 @@ static char *der_to_pem(const unsigned char *der, size_t n, const char *label)
     return pem;
 }
 
-static int serial_to_hex(const BIGNUM *bn, char *buf, size_t size)
-{
-    char *hex = BN_bn2hex(bn);
-    int r = PKI_OK;
-
-    if (!hex)
-        return PKI_ENOMEM;
-    for (char *p = hex; *p; p++)
-        if (*p >= 'A' && *p <= 'F')
-            *p = (char)(*p - 'A' + 'a');
-    if ((size_t)snprintf(buf, size, "%s", hex) >= size)
-        r = PKI_EINVAL;
-    OPENSSL_free(hex);
-    return r;
-}
-
 /* DER length octets of n (n < 2^24: a leaf is a few KiB). */
 static size_t der_len_size(size_t n)
 {
@@ -954,36 +1017,75 @@ static unsigned char *assemble_cert(const unsigned char *tbs, size_t tbslen, con
     return der;
 }
 
-/* Rewrites the template's subject only when it changes: most leaves have none (S5). */
-static int set_subject(pki_leaf_signer *s, const char *cn)
+/* A random serial of SERIAL_BITS bits, non-zero, as an unsigned big-endian number without
+ * leading zero bytes (as BN_rand and BN_to_ASN1_INTEGER made it): *ret points into buf. */
+static int random_serial(pki_leaf_signer *s, unsigned char buf[SERIAL_BITS / 8],
+                         const unsigned char **ret, size_t *ret_len)
 {
-    X509_NAME *name;
-    int ok;
+    size_t skip;
 
-    if (!cn && !s->tmpl_has_subject)
-        return 1;
-    name = X509_NAME_new();
-    ok = name && (!cn || set_cn(name, cn)) && X509_set_subject_name(s->tmpl, name);
+    do {
+        if (s->serial_used == 0 || s->serial_used >= sizeof(s->serial_pool) ||
+            s->serial_pid != getpid()) {
+            if (RAND_bytes(s->serial_pool, sizeof(s->serial_pool)) != 1)
+                return 0;
+            s->serial_used = 0;
+            s->serial_pid = getpid();
+        }
+        memcpy(buf, s->serial_pool + s->serial_used, SERIAL_BITS / 8);
+        /* taken bytes are not kept: a later leaf cannot see another's serial in the pool */
+        OPENSSL_cleanse(s->serial_pool + s->serial_used, SERIAL_BITS / 8);
+        s->serial_used += SERIAL_BITS / 8;
+        for (skip = 0; skip < SERIAL_BITS / 8 && buf[skip] == 0; skip++)
+            ;
+    } while (skip == SERIAL_BITS / 8);
+    *ret = buf + skip;
+    *ret_len = SERIAL_BITS / 8 - skip;
+    return 1;
+}
+
+/* Lowercase hex of the serial's bytes, as pki_serial_hex prints it. */
+static void serial_hex(const unsigned char *serial, size_t n, char *buf)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        buf[2 * i] = digits[serial[i] >> 4];
+        buf[2 * i + 1] = digits[serial[i] & 15];
+    }
+    buf[2 * n] = '\0';
+}
+
+/* The subject Name DER of a leaf: CN=cn, built as pki_sign_leaf does (its checks: length, UTF-8). */
+static int subject_der(const char *cn, unsigned char **ret, size_t *ret_len)
+{
+    X509_NAME *name = X509_NAME_new();
+    int n = name && set_cn(name, cn) ? i2d_X509_NAME(name, ret) : 0;
+
     X509_NAME_free(name);
-    if (ok)
-        s->tmpl_has_subject = cn != NULL;
-    return ok;
+    if (n <= 0)
+        return 0;
+    *ret_len = (size_t)n;
+    return 1;
 }
 
 static int sign_spki(pki_leaf_signer *s, const X509_ALGOR *alg, const unsigned char *pk, int pklen,
                      const pki_leaf_request *req, int64_t now, pki_signed_leaf *ret, char *errbuf)
 {
+    static const unsigned char empty_name[] = {0x30, 0x00};
     pki_signed_leaf out = {0};
-    unsigned char *tbs = NULL, *der = NULL, md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    size_t siglen = s->sig_cap, derlen = 0;
+    pki_tbs_leaf leaf = {0};
+    unsigned char *tbs = NULL, *der = NULL, *subject = NULL, *key_alg = NULL;
+    unsigned char md[EVP_MAX_MD_SIZE], ski[EVP_MAX_MD_SIZE], serial[SERIAL_BITS / 8];
+    unsigned int mdlen = 0, skilen = 0;
+    size_t siglen = s->sig_cap, derlen = 0, tbslen = 0;
     int64_t not_after;
-    X509 *x = s->tmpl;
-    int tbslen = 0, r = PKI_ECRYPTO;
+    int r = PKI_ECRYPTO, ptype, n;
+    const void *pval;
 
     if (!req->uris || req->nuris == 0 || req->nuris > PKI_MAX_SANS || req->lifetime_s <= 0)
         return pki_fail(errbuf, PKI_EINVAL, "invalid leaf request");
-    if (!spki_type_ok(alg, req->rsa))
+    if (alg ? !spki_type_ok(alg, req->rsa) : req->rsa)
         return pki_fail(errbuf, PKI_EINVAL, req->rsa ? "public key is not RSA as dpCert.keyType asks"
                                                  : "public key is not EC P-256 as dpCert.keyType asks");
     if (now < s->ca_not_before)
@@ -993,40 +1095,69 @@ static int sign_spki(pki_leaf_signer *s, const X509_ALGOR *alg, const unsigned c
     not_after = now + req->lifetime_s;
     if (not_after > s->ca_not_after)
         not_after = s->ca_not_after;
-    do {
-        if (!BN_rand(s->serial, SERIAL_BITS, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY))
+    if (!random_serial(s, serial, &leaf.serial, &leaf.serial_len))
+        goto out;
+    leaf.not_before = now - PKI_LEAF_BACKDATE_S;
+    leaf.not_after = not_after;
+    leaf.subject = empty_name;
+    leaf.subject_len = sizeof(empty_name);
+    if (req->cn) {
+        if (!subject_der(req->cn, &subject, &leaf.subject_len))
             goto out;
-    } while (BN_is_zero(s->serial));
-    /* Every field that differs between two leaves is rewritten: nothing of the last one stays. */
-    if (!BN_to_ASN1_INTEGER(s->serial, X509_get_serialNumber(x)) || !set_subject(s, req->cn) ||
-        !set_validity(x, now - PKI_LEAF_BACKDATE_S, not_after) || !set_spki(x, alg, pk, pklen) ||
-        !set_ski(x, s->sha1, pk, pklen) ||
-        !add_uri_sans_flags(x, req->uris, req->nuris, req->cn == NULL, X509V3_ADD_REPLACE) ||
-        (tbslen = i2d_re_X509_tbs(x, &tbs)) <= 0 ||
-        !EVP_Digest(tbs, (size_t)tbslen, md, &mdlen, s->sha256, NULL) ||
+        leaf.subject = subject;
+    }
+    /* The key's algorithm as the CSR or stored SPKI has it; an EC P-256 one is always the same
+     * 21 bytes. Parameters of another ASN.1 type than these are refused, as X509_PUBKEY takes. */
+    if (!req->rsa) {
+        leaf.key_alg = pki_tbs_p256_alg;
+        leaf.key_alg_len = sizeof(pki_tbs_p256_alg);
+    } else {
+        X509_ALGOR_get0(NULL, &ptype, &pval, alg);
+        if ((ptype != V_ASN1_OBJECT && ptype != V_ASN1_SEQUENCE && ptype != V_ASN1_NULL &&
+             ptype != V_ASN1_UNDEF) || (n = i2d_X509_ALGOR(alg, &key_alg)) <= 0)
+            goto out;
+        leaf.key_alg = key_alg;
+        leaf.key_alg_len = (size_t)n;
+    }
+    if (pklen <= 0)
+        goto out;
+    leaf.key = pk;
+    leaf.key_len = (size_t)pklen;
+    /* subjectKeyIdentifier "hash" (RFC 5280 4.2.1.2 method 1): SHA-1 of the key bits */
+    if (!EVP_Digest(pk, (size_t)pklen, ski, &skilen, s->sha1, NULL))
+        goto out;
+    leaf.ski = ski;
+    leaf.ski_len = skilen;
+    leaf.uris = req->uris;
+    leaf.nuris = req->nuris;
+    leaf.san_critical = req->cn == NULL;
+    r = pki_tbs_write(&s->fixed, &leaf, &tbs, &tbslen);
+    if (r < 0)
+        goto out;
+    r = PKI_ECRYPTO;
+    if (!EVP_Digest(tbs, tbslen, md, &mdlen, s->sha256, NULL) ||
         EVP_PKEY_sign(s->sign_ctx, s->sig, &siglen, md, mdlen) != 1)
         goto out;
     r = PKI_ENOMEM;
-    der = assemble_cert(tbs, (size_t)tbslen, s->sigalg_der, (size_t)s->sigalg_len, s->sig, siglen,
-                        &derlen);
+    der = assemble_cert(tbs, tbslen, s->sigalg_der, (size_t)s->sigalg_len, s->sig, siglen, &derlen);
     if (!der || !(out.pem = der_to_pem(der, derlen, "CERTIFICATE")))
         goto out;
-    r = serial_to_hex(s->serial, out.serial_hex, sizeof(out.serial_hex));
-    if (r < 0)
-        goto out;
-    out.not_before = now - PKI_LEAF_BACKDATE_S;
+    serial_hex(leaf.serial, leaf.serial_len, out.serial_hex);
+    out.not_before = leaf.not_before;
     out.not_after = not_after;
     *ret = out;
     out.pem = NULL;
     r = PKI_OK;
 out:
-    OPENSSL_free(tbs);
+    free(tbs);
     free(der);
     free(out.pem);
+    OPENSSL_free(subject);
+    OPENSSL_free(key_alg);
     if (r == PKI_ENOMEM)
         return pki_fail(errbuf, r, "out of memory");
     if (r < 0)
-        return pki_fail(errbuf, r, "cannot sign leaf certificate");
+        return pki_fail(errbuf, PKI_ECRYPTO, "cannot sign leaf certificate");
     return r;
 }
 
@@ -1054,16 +1185,123 @@ int pki_sign_public_key(pki_leaf_signer *s, const unsigned char *spki_der, size_
 
 /*
  * CSR fast path for EC P-256 keys with ecdsa-with-SHA256 (what agents send): the request is read
- * as DER spans and the key imported from its point with a context prepared once. Parsing with
- * PEM_read_bio_X509_REQ builds the key through OSSL_DECODER_CTX_new_for_pkey, which perf shows as
- * 41 % of a CSR signing on one thread and behind a shared lock with two. Anything else (RSA,
- * other algorithms, odd encodings, a signature that does not verify) takes the generic path,
- * which reports the error.
+ * as DER spans by pki_csr_read_p256 and verified with the signer's P-256 key set to its point.
+ * Parsing with PEM_read_bio_X509_REQ builds the key through OSSL_DECODER_CTX_new_for_pkey, which
+ * perf shows as 41 % of a CSR signing on one thread and behind a shared lock with two. Anything
+ * else (RSA, other algorithms or shapes, a signature that does not verify) takes the generic
+ * path, which reports the error.
  */
-typedef struct csr_fast {
-    unsigned char *der;
-    SPKI_RAW *spki;
-} csr_fast;
+static bool verify_ec_p256(pki_leaf_signer *s, const pki_csr_p256 *csr)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    bool ok;
+
+    /* The point is checked to be on the curve when it is set (EC_KEY_oct2key). verify_init
+     * after it: the context then holds this CSR's key, never the last one's. No digest is set on
+     * the context: the SHA-256 is computed here, and its 32 bytes are what is verified. */
+    ok = EVP_PKEY_set1_encoded_public_key(s->ec_verify_key, csr->point, csr->point_len) == 1 &&
+         EVP_PKEY_verify_init(s->ec_verify_ctx) == 1 &&
+         EVP_Digest(csr->info, csr->info_len, md, &mdlen, s->sha256, NULL) &&
+         EVP_PKEY_verify(s->ec_verify_ctx, csr->sig, csr->sig_len, md, mdlen) == 1;
+    /* A CSR the fast path does not take is judged by the generic one, with its own errors. */
+    ERR_clear_error();
+    return ok;
+}
+
+/* Hands the SPKI DER out for a later re-sign; free() frees it. */
+static int copy_spki(X509_PUBKEY *pub, unsigned char **ret, size_t *ret_len)
+{
+    unsigned char *der = NULL, *copy;
+    int n = i2d_X509_PUBKEY(pub, &der);
+
+    if (n <= 0 || !(copy = malloc((size_t)n))) {
+        OPENSSL_free(der);
+        return PKI_ENOMEM;
+    }
+    memcpy(copy, der, (size_t)n);
+    OPENSSL_free(der);
+    *ret = copy;
+    *ret_len = (size_t)n;
+    return PKI_OK;
+}
+
+int pki_sign_csr(pki_leaf_signer *s, const char *csr_pem, size_t csr_len,
+                 const pki_leaf_request *req, int64_t now, pki_signed_leaf *ret,
+                 unsigned char **ret_spki, size_t *ret_spki_len, char *errbuf)
+{
+    X509_REQ *csr = NULL;
+    BIO *bio;
+    X509_PUBKEY *pub;
+    X509_ALGOR *alg = NULL;
+    const unsigned char *pk = NULL;
+    unsigned char *spki = NULL;
+    size_t spki_len = 0;
+    int pklen = 0, r;
+    EVP_PKEY *key;
+    pki_signed_leaf out;
+    pki_csr_p256 fast;
+
+    ERR_clear_error();
+    if (!s || !req || !ret || (ret_spki && !ret_spki_len))
+        return pki_fail(errbuf, PKI_EINVAL, "invalid CSR signing parameters");
+    if (!req->rsa && csr_len <= PKI_MAX_PEM_BYTES && pki_csr_read_p256(csr_pem, csr_len, &fast)) {
+        if (verify_ec_p256(s, &fast)) {
+            /* the SPKI as the CSR has it: its strict shape is DER, as i2d_PUBKEY writes it */
+            if (ret_spki && !(spki = malloc(fast.spki_len)))
+                r = pki_fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
+            else {
+                if (ret_spki) {
+                    memcpy(spki, fast.spki, fast.spki_len);
+                    spki_len = fast.spki_len;
+                }
+                r = sign_spki(s, NULL, fast.point, (int)fast.point_len, req, now, &out, errbuf);
+            }
+            pki_csr_p256_clear(&fast);
+            goto done;
+        }
+        pki_csr_p256_clear(&fast);
+    }
+    bio = mem_bio(csr_pem, csr_len);
+    if (!bio)
+        return pki_fail(errbuf, PKI_EINVAL, "empty or oversized CSR PEM");
+    csr = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (!csr)
+        return pki_fail(errbuf, PKI_EINVAL, "cannot parse the CSR PEM");
+    pub = X509_REQ_get_X509_PUBKEY(csr);
+    key = X509_REQ_get0_pubkey(csr);
+    if (!pub || !key || !X509_PUBKEY_get0_param(NULL, &pk, &pklen, &alg, pub)) {
+        r = pki_fail(errbuf, PKI_EINVAL, "CSR has no usable public key");
+        goto done;
+    }
+    /* Proof of possession: only the holder of the private key can sign the request. */
+    if (X509_REQ_verify(csr, key) != 1) {
+        r = pki_fail(errbuf, PKI_EINVAL, "CSR signature does not verify with its own key");
+        goto done;
+    }
+    if (req->rsa && EVP_PKEY_get_bits(key) < 2048) {
+        r = pki_fail(errbuf, PKI_EINVAL, "CSR key is RSA smaller than 2048 bits");
+        goto done;
+    }
+    if (ret_spki && copy_spki(pub, &spki, &spki_len) < 0) {
+        r = pki_fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
+        goto done;
+    }
+    r = sign_spki(s, alg, pk, pklen, req, now, &out, errbuf);
+done:
+    X509_REQ_free(csr);
+    if (r < 0) {
+        free(spki);
+        return r;
+    }
+    if (ret_spki) {
+        *ret_spki = spki;
+        *ret_spki_len = spki_len;
+    }
+    *ret = out;
+    return PKI_OK;
+}
 
 /* The body of a PEM block with this label, base64-decoded; false when there is none. */
 static bool pem_block_der(const char *pem, size_t len, const char *label, unsigned char **ret,
@@ -1096,201 +1334,6 @@ static bool pem_block_der(const char *pem, size_t len, const char *label, unsign
     *ret = der;
     *ret_len = (size_t)(outl + finl);
     return true;
-}
-
-/* One DER TLV of a universal tag at *p: its whole span and its content; advances *p past it. */
-static bool der_tlv(const unsigned char **p, const unsigned char *end, int want_tag,
-                    const unsigned char **ret_start, long *ret_total, const unsigned char **ret_content,
-                    long *ret_len)
-{
-    const unsigned char *start = *p, *q = *p;
-    long len;
-    int tag, cls, r;
-
-    if (start >= end)
-        return false;
-    r = ASN1_get_object(&q, &len, &tag, &cls, end - start);
-    if ((r & 0x80) || r == 0x21 || cls != V_ASN1_UNIVERSAL || tag != want_tag || len > end - q)
-        return false;
-    *ret_start = start;
-    *ret_total = (q - start) + len;
-    if (ret_content)
-        *ret_content = q;
-    if (ret_len)
-        *ret_len = len;
-    *p = q + len;
-    return true;
-}
-
-static bool verify_ec_p256(pki_leaf_signer *s, const unsigned char *point, int plen,
-                           const unsigned char *tbs, long tbslen, const unsigned char *sig, int siglen)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    /* A copy of a P-256 key copies its group; importing by name builds the group each time
-     * (EC_GROUP_new_by_curve_name: 10 % of a CSR signing in perf). The point is checked to be
-     * on the curve when it is set. */
-    EVP_PKEY *key = EVP_PKEY_dup(s->ec_template);
-    EVP_PKEY_CTX *vctx = NULL;
-    bool ok;
-
-    ok = key && EVP_PKEY_set1_encoded_public_key(key, point, (size_t)plen) == 1 &&
-         (vctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL)) != NULL &&
-         EVP_PKEY_verify_init(vctx) == 1 && EVP_PKEY_CTX_set_signature_md(vctx, s->sha256) == 1 &&
-         EVP_Digest(tbs, (size_t)tbslen, md, &mdlen, s->sha256, NULL) &&
-         EVP_PKEY_verify(vctx, sig, (size_t)siglen, md, mdlen) == 1;
-    EVP_PKEY_CTX_free(vctx);
-    EVP_PKEY_free(key);
-    return ok;
-}
-
-/* True when the CSR is an EC P-256 one whose signature verifies; *ret then holds its key. */
-static bool csr_fast_verify(pki_leaf_signer *s, const char *pem, size_t len, csr_fast *ret)
-{
-    unsigned char *der = NULL;
-    size_t derlen = 0;
-    const unsigned char *p, *end, *c, *info, *alg_at, *bits_at, *ip, *iend, *spki_at, *skip;
-    long clen, info_total, alg_total, bits_total, spki_total, skip_total, ilen;
-    X509_ALGOR *sigalg = NULL;
-    ASN1_BIT_STRING *sig = NULL;
-    SPKI_RAW *spki = NULL;
-    bool ok = false;
-
-    if (!pem || len == 0 || len > PKI_MAX_PEM_BYTES ||
-        !pem_block_der(pem, len, "CERTIFICATE REQUEST", &der, &derlen))
-        return false;
-    p = der;
-    end = der + derlen;
-    /* CertificationRequest ::= SEQUENCE { info, signatureAlgorithm, signature BIT STRING } */
-    if (!der_tlv(&p, end, V_ASN1_SEQUENCE, &c, &clen, &c, &clen) || p != end)
-        goto out;
-    p = c;
-    end = c + clen;
-    if (!der_tlv(&p, end, V_ASN1_SEQUENCE, &info, &info_total, &ip, &ilen) ||
-        !der_tlv(&p, end, V_ASN1_SEQUENCE, &alg_at, &alg_total, NULL, NULL) ||
-        !der_tlv(&p, end, V_ASN1_BIT_STRING, &bits_at, &bits_total, NULL, NULL) || p != end)
-        goto out;
-    /* CertificationRequestInfo ::= SEQUENCE { version, subject, subjectPKInfo, attributes } */
-    iend = ip + ilen;
-    if (!der_tlv(&ip, iend, V_ASN1_INTEGER, &skip, &skip_total, NULL, NULL) ||
-        !der_tlv(&ip, iend, V_ASN1_SEQUENCE, &skip, &skip_total, NULL, NULL) ||
-        !der_tlv(&ip, iend, V_ASN1_SEQUENCE, &spki_at, &spki_total, NULL, NULL))
-        goto out;
-    p = spki_at;
-    spki = (SPKI_RAW *)ASN1_item_d2i(NULL, &p, spki_total, ASN1_ITEM_rptr(SPKI_RAW));
-    if (!spki || !spki_type_ok(spki->algor, false))
-        goto out;
-    p = alg_at;
-    sigalg = d2i_X509_ALGOR(NULL, &p, alg_total);
-    if (!sigalg || OBJ_obj2nid(sigalg->algorithm) != NID_ecdsa_with_SHA256)
-        goto out;
-    p = bits_at;
-    sig = d2i_ASN1_BIT_STRING(NULL, &p, bits_total);
-    if (!sig || !verify_ec_p256(s, ASN1_STRING_get0_data(spki->public_key),
-                                ASN1_STRING_length(spki->public_key), info, info_total,
-                                ASN1_STRING_get0_data(sig), ASN1_STRING_length(sig)))
-        goto out;
-    ret->der = der;
-    ret->spki = spki;
-    der = NULL;
-    spki = NULL;
-    ok = true;
-out:
-    free(der);
-    ASN1_item_free((ASN1_VALUE *)spki, ASN1_ITEM_rptr(SPKI_RAW));
-    X509_ALGOR_free(sigalg);
-    ASN1_BIT_STRING_free(sig);
-    /* A CSR the fast path does not take is judged by the generic one, with its own errors. */
-    ERR_clear_error();
-    return ok;
-}
-
-/* Hands the SPKI DER out for a later re-sign; free() frees it. */
-static int copy_spki(SPKI_RAW *spki, X509_PUBKEY *pub, unsigned char **ret, size_t *ret_len)
-{
-    unsigned char *der = NULL, *copy;
-    int n = spki ? ASN1_item_i2d((ASN1_VALUE *)spki, &der, ASN1_ITEM_rptr(SPKI_RAW))
-                 : i2d_X509_PUBKEY(pub, &der);
-
-    if (n <= 0 || !(copy = malloc((size_t)n))) {
-        OPENSSL_free(der);
-        return PKI_ENOMEM;
-    }
-    memcpy(copy, der, (size_t)n);
-    OPENSSL_free(der);
-    *ret = copy;
-    *ret_len = (size_t)n;
-    return PKI_OK;
-}
-
-int pki_sign_csr(pki_leaf_signer *s, const char *csr_pem, size_t csr_len,
-                 const pki_leaf_request *req, int64_t now, pki_signed_leaf *ret,
-                 unsigned char **ret_spki, size_t *ret_spki_len, char *errbuf)
-{
-    X509_REQ *csr = NULL;
-    BIO *bio;
-    X509_PUBKEY *pub;
-    X509_ALGOR *alg = NULL;
-    const unsigned char *pk = NULL;
-    unsigned char *spki = NULL;
-    size_t spki_len = 0;
-    int pklen = 0, r;
-    EVP_PKEY *key;
-    pki_signed_leaf out;
-    csr_fast fast = {NULL, NULL};
-
-    ERR_clear_error();
-    if (!s || !req || !ret || (ret_spki && !ret_spki_len))
-        return pki_fail(errbuf, PKI_EINVAL, "invalid CSR signing parameters");
-    if (!req->rsa && csr_fast_verify(s, csr_pem, csr_len, &fast)) {
-        if (ret_spki && copy_spki(fast.spki, NULL, &spki, &spki_len) < 0)
-            r = pki_fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
-        else
-            r = sign_spki(s, fast.spki->algor, ASN1_STRING_get0_data(fast.spki->public_key),
-                          ASN1_STRING_length(fast.spki->public_key), req, now, &out, errbuf);
-        free(fast.der);
-        ASN1_item_free((ASN1_VALUE *)fast.spki, ASN1_ITEM_rptr(SPKI_RAW));
-        goto done;
-    }
-    bio = mem_bio(csr_pem, csr_len);
-    if (!bio)
-        return pki_fail(errbuf, PKI_EINVAL, "empty or oversized CSR PEM");
-    csr = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
-    BIO_free(bio);
-    if (!csr)
-        return pki_fail(errbuf, PKI_EINVAL, "cannot parse the CSR PEM");
-    pub = X509_REQ_get_X509_PUBKEY(csr);
-    key = X509_REQ_get0_pubkey(csr);
-    if (!pub || !key || !X509_PUBKEY_get0_param(NULL, &pk, &pklen, &alg, pub)) {
-        r = pki_fail(errbuf, PKI_EINVAL, "CSR has no usable public key");
-        goto done;
-    }
-    /* Proof of possession: only the holder of the private key can sign the request. */
-    if (X509_REQ_verify(csr, key) != 1) {
-        r = pki_fail(errbuf, PKI_EINVAL, "CSR signature does not verify with its own key");
-        goto done;
-    }
-    if (req->rsa && EVP_PKEY_get_bits(key) < 2048) {
-        r = pki_fail(errbuf, PKI_EINVAL, "CSR key is RSA smaller than 2048 bits");
-        goto done;
-    }
-    if (ret_spki && copy_spki(NULL, pub, &spki, &spki_len) < 0) {
-        r = pki_fail(errbuf, PKI_ENOMEM, "cannot encode the CSR's public key");
-        goto done;
-    }
-    r = sign_spki(s, alg, pk, pklen, req, now, &out, errbuf);
-done:
-    X509_REQ_free(csr);
-    if (r < 0) {
-        free(spki);
-        return r;
-    }
-    if (ret_spki) {
-        *ret_spki = spki;
-        *ret_spki_len = spki_len;
-    }
-    *ret = out;
-    return PKI_OK;
 }
 
 int pki_spki_from_pem(const char *pem, size_t len, unsigned char **ret, size_t *ret_len,

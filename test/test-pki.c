@@ -19,6 +19,7 @@
 #include "reconciler/ca_create.h"
 #include "reconciler/roots.h"
 #include "reconciler/pki.h"
+#include "reconciler/pki_csr.h"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -1681,6 +1682,50 @@ START_TEST(csr_signed_by_another_key_is_refused_einval)
 }
 END_TEST
 
+/* A signer keeps one verify key and context and sets each CSR's point into them (issue 13): a
+ * CSR must be verified with its own key, never with the one of the CSR before it. */
+START_TEST(signer_verifies_each_csr_with_its_own_key_not_the_last_one)
+{
+    int64_t now = time(NULL);
+    X509 *root, *leaf;
+    EVP_PKEY *root_key, *k1, *k2;
+    pki_leaf_signer *s = NULL;
+    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+    pki_signed_leaf out;
+    char err[PKI_ERRBUF], *good1, *forged, *good2;
+
+    make_root(false, 0, "default", now, 86400 * 30, &root, &root_key);
+    ck_assert_int_eq(pki_generate_key(false, 0, &k1, err), PKI_OK);
+    ck_assert_int_eq(pki_generate_key(false, 0, &k2, err), PKI_OK);
+    good1 = make_csr_pem(k1, k1, NULL, NULL);
+    forged = make_csr_pem(k2, k1, NULL, NULL);   /* k2's key, signed by k1: no proof for k2 */
+    good2 = make_csr_pem(k2, k2, NULL, NULL);
+    ck_assert_int_eq(pki_leaf_signer_new(root, root_key, &s, err), PKI_OK);
+    req.uris = web_uris;
+    req.nuris = 3;
+    for (int round = 0; round < 3; round++) {
+        ck_assert_msg(pki_sign_csr(s, good1, strlen(good1), &req, now, &out, NULL, NULL, err) ==
+                      PKI_OK, "%s", err);
+        leaf = parse_leaf(&out);
+        ck_assert_int_eq(EVP_PKEY_eq(X509_get0_pubkey(leaf), k1), 1);
+        X509_free(leaf);
+        pki_signed_leaf_clear(&out);
+        ck_assert_int_eq(pki_sign_csr(s, forged, strlen(forged), &req, now, &out, NULL, NULL, err),
+                         PKI_EINVAL);
+        assert_contains(err, "CSR signature does not verify with its own key");
+        ck_assert_msg(pki_sign_csr(s, good2, strlen(good2), &req, now, &out, NULL, NULL, err) ==
+                      PKI_OK, "%s", err);
+        leaf = parse_leaf(&out);
+        ck_assert_int_eq(EVP_PKEY_eq(X509_get0_pubkey(leaf), k2), 1);
+        X509_free(leaf);
+        pki_signed_leaf_clear(&out);
+    }
+    free(good1), free(forged), free(good2);
+    pki_leaf_signer_free(s);
+    X509_free(root), EVP_PKEY_free(root_key), EVP_PKEY_free(k1), EVP_PKEY_free(k2);
+}
+END_TEST
+
 /* S5: the key type is the mesh's dpCert.keyType, whatever the agent sends. */
 START_TEST(public_key_of_the_wrong_type_is_refused_einval)
 {
@@ -1760,6 +1805,452 @@ START_TEST(signer_refuses_expired_ca_and_clamps_to_ca_not_after)
 }
 END_TEST
 
+/* What OpenSSL's own CSR API says of a CSR, as the generic path of pki_sign_csr judges it:
+ * parsed by PEM_read_bio_X509_REQ, signature verified with its own key, key of the asked type
+ * (EC P-256, or RSA of 2048 bits or more). */
+static bool openssl_accepts_csr(const char *pem, size_t len, bool rsa)
+{
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    X509_REQ *req = bio ? PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *key = req ? X509_REQ_get0_pubkey(req) : NULL;
+    bool ok = key && X509_REQ_verify(req, key) == 1;
+    char curve[64] = "";
+
+    if (ok && rsa)
+        ok = EVP_PKEY_is_a(key, "RSA") && EVP_PKEY_get_bits(key) >= 2048;
+    else if (ok)
+        ok = EVP_PKEY_is_a(key, "EC") &&
+             EVP_PKEY_get_utf8_string_param(key, "group", curve, sizeof(curve), NULL) == 1 &&
+             strcmp(curve, "prime256v1") == 0;
+    X509_REQ_free(req);
+    BIO_free(bio);
+    ERR_clear_error();
+    return ok;
+}
+
+/* One corpus entry: pki_sign_csr's verdict must be OpenSSL's, its errors EINVAL, and a leaf
+ * (when signed) must carry the CSR's key. */
+static void assert_csr_verdict(pki_leaf_signer *s, const char *what, const char *pem, size_t len,
+                               bool rsa, int64_t now)
+{
+    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+    pki_signed_leaf out;
+    char err[PKI_ERRBUF];
+    bool want = openssl_accepts_csr(pem, len, rsa);
+    int r;
+
+    req.uris = web_uris;
+    req.nuris = 3;
+    req.rsa = rsa;
+    r = pki_sign_csr(s, pem, len, &req, now, &out, NULL, NULL, err);
+    ck_assert_msg((r == PKI_OK) == want, "%s: pki_sign_csr %d (%s), OpenSSL %s", what, r,
+                  r ? err : "signed", want ? "accepts" : "refuses");
+    ck_assert_int_eq(ERR_peek_error(), 0);
+    if (r != PKI_OK) {
+        ck_assert_msg(r == PKI_EINVAL, "%s: %d %s", what, r, err);
+        return;
+    }
+    {
+        BIO *bio = BIO_new_mem_buf(pem, (int)len);
+        X509_REQ *csr = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
+        X509 *leaf = parse_leaf(&out);
+
+        ck_assert_int_eq(EVP_PKEY_eq(X509_get0_pubkey(leaf), X509_REQ_get0_pubkey(csr)), 1);
+        X509_free(leaf);
+        X509_REQ_free(csr);
+        BIO_free(bio);
+    }
+    pki_signed_leaf_clear(&out);
+}
+
+/* A CSR for key, signed by signer with md, with a subject CN when cn is set. */
+static char *csr_pem_with(EVP_PKEY *key, EVP_PKEY *signer, const EVP_MD *md, const char *cn,
+                          bool compressed)
+{
+    X509_REQ *req = X509_REQ_new();
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data, *pem;
+    long n;
+
+    if (compressed)
+        ck_assert_int_eq(EVP_PKEY_set_utf8_string_param(key, "point-format", "compressed"), 1);
+    ck_assert_int_eq(X509_REQ_set_pubkey(req, key), 1);
+    if (cn)
+        ck_assert_int_eq(X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN",
+                                                    MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0), 1);
+    ck_assert_int_gt(X509_REQ_sign(req, signer, md), 0);
+    ck_assert_int_eq(PEM_write_bio_X509_REQ(bio, req), 1);
+    n = BIO_get_mem_data(bio, &data);
+    pem = strndup(data, (size_t)n);
+    ck_assert_ptr_nonnull(pem);
+    BIO_free(bio);
+    X509_REQ_free(req);
+    if (compressed)
+        ck_assert_int_eq(EVP_PKEY_set_utf8_string_param(key, "point-format", "uncompressed"), 1);
+    return pem;
+}
+
+/* pki_sign_csr reads EC P-256 CSRs without OpenSSL's CSR parser (issue 13): over a corpus of
+ * CSRs (other curves, RSA, bad signatures, other digests, subjects, compressed points, PEM
+ * variants, and every byte of a valid CSR's DER flipped in turn) it signs exactly those
+ * OpenSSL's X509_REQ API accepts, and refuses the others with PKI_EINVAL. */
+START_TEST(csr_verdicts_are_openssls_over_a_corpus)
+{
+    int64_t now = time(NULL);
+    X509 *root;
+    EVP_PKEY *root_key, *p256, *other, *p384, *k1, *rsa, *rsa1024;
+    pki_leaf_signer *s = NULL;
+    char err[PKI_ERRBUF], *pem, buf[8192];
+    unsigned char *der = NULL;
+    long derlen;
+    int flips = 0;
+
+    make_root(false, 0, "default", now, 86400 * 30, &root, &root_key);
+    ck_assert_int_eq(pki_generate_key(false, 0, &p256, err), PKI_OK);
+    ck_assert_int_eq(pki_generate_key(false, 0, &other, err), PKI_OK);
+    ck_assert_int_eq(pki_generate_key(true, 2048, &rsa, err), PKI_OK);
+    ck_assert_int_eq(pki_generate_key(true, 1024, &rsa1024, err), PKI_OK);
+    p384 = EVP_EC_gen("P-384");
+    k1 = EVP_EC_gen("secp256k1");
+    ck_assert_ptr_nonnull(p384);
+    ck_assert_ptr_nonnull(k1);
+    ck_assert_int_eq(pki_leaf_signer_new(root, root_key, &s, err), PKI_OK);
+
+#define VERDICT(what, text, rsa_wanted) \
+    assert_csr_verdict(s, what, text, strlen(text), rsa_wanted, now)
+    pem = csr_pem_with(p256, p256, EVP_sha256(), NULL, false);
+    VERDICT("P-256", pem, false);
+    VERDICT("P-256 when RSA is asked", pem, true);
+    /* PEM variants: CRLF, text before and after, a line of text before BEGIN on its line,
+     * whitespace after the markers, the old NEW CERTIFICATE REQUEST label, truncation */
+    {
+        char crlf[8192];
+        size_t j = 0;
+
+        for (const char *c = pem; *c && j + 2 < sizeof(crlf); c++) {
+            if (*c == '\n')
+                crlf[j++] = '\r';
+            crlf[j++] = *c;
+        }
+        crlf[j] = '\0';
+        VERDICT("CRLF", crlf, false);
+    }
+    snprintf(buf, sizeof(buf), "a line before\n%safter\n", pem);
+    VERDICT("text around", buf, false);
+    snprintf(buf, sizeof(buf), "junk%s", pem);
+    VERDICT("junk before BEGIN on its line", buf, false);
+    snprintf(buf, sizeof(buf), "%.*s junk%s", 35, pem, pem + 35);
+    VERDICT("junk after the BEGIN marker", buf, false);
+    snprintf(buf, sizeof(buf), "-----BEGIN NEW CERTIFICATE REQUEST-----%.*s-----END NEW CERTIFICATE REQUEST-----\n",
+             (int)(strstr(pem, "-----END") - (pem + 35)), pem + 35);
+    VERDICT("NEW CERTIFICATE REQUEST label", buf, false);
+    memcpy(buf, pem, strlen(pem) / 2);   /* (snprintf "%.*s": GCC's -fsanitize build sees NULL) */
+    buf[strlen(pem) / 2] = '\0';
+    VERDICT("truncated", buf, false);
+    snprintf(buf, sizeof(buf), "%.*s\n%s", (int)(strstr(pem, "-----END") - pem), pem,
+             strstr(pem, "-----END"));
+    VERDICT("blank line before END", buf, false);
+    free(pem);
+
+    pem = csr_pem_with(p256, other, EVP_sha256(), NULL, false);
+    VERDICT("signed by another key", pem, false);
+    free(pem);
+    pem = csr_pem_with(p256, p256, EVP_sha384(), NULL, false);
+    VERDICT("ecdsa-with-SHA384", pem, false);
+    free(pem);
+    pem = csr_pem_with(p256, p256, EVP_sha256(), "web-1", false);
+    VERDICT("subject CN", pem, false);
+    free(pem);
+    pem = csr_pem_with(p256, p256, EVP_sha256(), NULL, true);
+    VERDICT("compressed point", pem, false);
+    free(pem);
+    pem = csr_pem_with(p384, p384, EVP_sha256(), NULL, false);
+    VERDICT("P-384", pem, false);
+    free(pem);
+    pem = csr_pem_with(k1, k1, EVP_sha256(), NULL, false);
+    VERDICT("secp256k1", pem, false);
+    free(pem);
+    pem = csr_pem_with(rsa, rsa, EVP_sha256(), NULL, false);
+    VERDICT("RSA when EC is asked", pem, false);
+    VERDICT("RSA-2048", pem, true);
+    free(pem);
+    pem = csr_pem_with(rsa1024, rsa1024, EVP_sha256(), NULL, false);
+    VERDICT("RSA-1024", pem, true);
+    free(pem);
+    VERDICT("garbage", "garbage", false);
+
+    /* every byte of a valid CSR's DER flipped in turn (one bit, then all bits) */
+    pem = csr_pem_with(p256, p256, EVP_sha256(), NULL, false);
+    {
+        BIO *bio = BIO_new_mem_buf(pem, -1);
+        X509_REQ *req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
+
+        derlen = i2d_X509_REQ(req, &der);
+        ck_assert_int_gt(derlen, 0);
+        X509_REQ_free(req);
+        BIO_free(bio);
+    }
+    for (long i = 0; i < derlen; i++) {
+        for (int mask = 0x01; mask <= 0xff; mask = mask == 0x01 ? 0xff : 0x100) {
+            char what[64];
+            BIO *mem = BIO_new(BIO_s_mem());
+            char *text;
+            long n;
+
+            der[i] ^= (unsigned char)mask;
+            ck_assert_int_gt(PEM_write_bio(mem, "CERTIFICATE REQUEST", "", der, derlen), 0);
+            n = BIO_get_mem_data(mem, &text);
+            snprintf(what, sizeof(what), "byte %ld ^ 0x%02x", i, mask);
+            assert_csr_verdict(s, what, text, (size_t)n, false, now);
+            der[i] ^= (unsigned char)mask;
+            BIO_free(mem);
+            flips++;
+        }
+    }
+    ck_assert_int_eq(flips, 2 * derlen);
+#undef VERDICT
+    OPENSSL_free(der);
+    free(pem);
+    pki_leaf_signer_free(s);
+    X509_free(root);
+    EVP_PKEY_free(root_key), EVP_PKEY_free(p256), EVP_PKEY_free(other), EVP_PKEY_free(p384);
+    EVP_PKEY_free(k1), EVP_PKEY_free(rsa), EVP_PKEY_free(rsa1024);
+}
+END_TEST
+
+/* pki_csr_read_p256 takes what agents send (pki_make_csr: the fast path), with its spans where
+ * OpenSSL finds them, and leaves any other shape to OpenSSL's parser. */
+START_TEST(csr_reader_takes_agents_csrs_and_leaves_other_shapes)
+{
+    EVP_PKEY *key, *rsa;
+    char err[PKI_ERRBUF], *pem, buf[8192];
+    unsigned char *spki = NULL, point[65];
+    size_t point_len = 0;
+    int spki_len;
+    pki_csr_p256 c;
+
+    ck_assert_int_eq(pki_generate_key(false, 0, &key, err), PKI_OK);
+    ck_assert_int_eq(pki_generate_key(true, 2048, &rsa, err), PKI_OK);
+    ck_assert_int_eq(pki_make_csr(key, &pem, err), PKI_OK);
+    ck_assert(pki_csr_read_p256(pem, strlen(pem), &c));
+    spki_len = i2d_PUBKEY(key, &spki);
+    ck_assert_uint_eq(c.spki_len, (size_t)spki_len);
+    ck_assert_int_eq(memcmp(c.spki, spki, (size_t)spki_len), 0);
+    ck_assert_int_eq(EVP_PKEY_get_octet_string_param(key, "encoded-pub-key", point, sizeof(point),
+                                                     &point_len), 1);
+    ck_assert_uint_eq(c.point_len, point_len);
+    ck_assert_int_eq(memcmp(c.point, point, point_len), 0);
+    ck_assert_uint_ge(c.sig_len, 8);
+    ck_assert_ptr_eq(c.info, c.der + (c.der[1] == 0x81 ? 3 : 2));
+    pki_csr_p256_clear(&c);
+    ck_assert_ptr_null(c.der);
+    /* the END line's newline is optional, as for OpenSSL */
+    snprintf(buf, sizeof(buf), "%.*s", (int)strlen(pem) - 1, pem);
+    ck_assert(pki_csr_read_p256(buf, strlen(buf), &c));
+    pki_csr_p256_clear(&c);
+    /* other shapes: text before, CRLF, a line broken short, junk after END on its line, empty */
+    snprintf(buf, sizeof(buf), "x\n%s", pem);
+    ck_assert(!pki_csr_read_p256(buf, strlen(buf), &c));
+    {
+        size_t j = 0;
+
+        for (const char *q = pem; *q; q++) {
+            if (*q == '\n')
+                buf[j++] = '\r';
+            buf[j++] = *q;
+        }
+        buf[j] = '\0';
+    }
+    ck_assert(!pki_csr_read_p256(buf, strlen(buf), &c));
+    snprintf(buf, sizeof(buf), "%.*s\n%s", 36 + 10, pem, pem + 36 + 10);
+    ck_assert(!pki_csr_read_p256(buf, strlen(buf), &c));
+    snprintf(buf, sizeof(buf), "%.*sx\n", (int)strlen(pem) - 1, pem);
+    ck_assert(!pki_csr_read_p256(buf, strlen(buf), &c));
+    ck_assert(!pki_csr_read_p256("", 0, &c));
+    ck_assert(!pki_csr_read_p256(pem, 36, &c));
+    free(pem);
+    /* an RSA key is not this shape */
+    ck_assert_int_eq(pki_make_csr(rsa, &pem, err), PKI_OK);
+    ck_assert(!pki_csr_read_p256(pem, strlen(pem), &c));
+    free(pem);
+    OPENSSL_free(spki);
+    EVP_PKEY_free(key), EVP_PKEY_free(rsa);
+}
+END_TEST
+
+/* The signer draws serials from the DRBG 64 leaves at a time (issue 13): every leaf still gets
+ * its own, across refills, and a forked child never takes the serials its parent takes next. */
+START_TEST(signer_serials_are_distinct_across_refills_and_fork)
+{
+    int64_t now = time(NULL);
+    X509 *root;
+    EVP_PKEY *root_key, *key;
+    pki_leaf_signer *s = NULL;
+    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+    pki_signed_leaf out;
+    unsigned char *spki = NULL;
+    int spki_len;
+    char err[PKI_ERRBUF], child_serial[PKI_SERIAL_HEX_MAX] = "";
+    static char seen[300][PKI_SERIAL_HEX_MAX];
+    int fds[2], status;
+    pid_t pid;
+
+    make_root(false, 0, "default", now, 86400 * 30, &root, &root_key);
+    ck_assert_int_eq(pki_generate_key(false, 0, &key, err), PKI_OK);
+    spki_len = i2d_PUBKEY(key, &spki);
+    ck_assert_int_eq(pki_leaf_signer_new(root, root_key, &s, err), PKI_OK);
+    req.uris = web_uris;
+    req.nuris = 3;
+    for (int i = 0; i < 300; i++) {   /* 300 leaves: 4 refills of 64 */
+        ck_assert_int_eq(pki_sign_public_key(s, spki, (size_t)spki_len, &req, now, &out, err), PKI_OK);
+        ck_assert_uint_ge(strlen(out.serial_hex), 20);
+        for (int j = 0; j < i; j++)
+            ck_assert_str_ne(seen[j], out.serial_hex);
+        snprintf(seen[i], sizeof(seen[i]), "%s", out.serial_hex);
+        pki_signed_leaf_clear(&out);
+    }
+    /* the pool is part used: a child and its parent each sign their next leaf */
+    ck_assert_int_eq(pipe(fds), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        ssize_t w = -1;
+
+        if (pki_sign_public_key(s, spki, (size_t)spki_len, &req, now, &out, err) == PKI_OK)
+            w = write(fds[1], out.serial_hex, strlen(out.serial_hex) + 1);
+        _exit(w > 0 ? 0 : 1);
+    }
+    close(fds[1]);
+    ck_assert_int_eq(pki_sign_public_key(s, spki, (size_t)spki_len, &req, now, &out, err), PKI_OK);
+    ck_assert_int_gt(read(fds[0], child_serial, sizeof(child_serial) - 1), 0);
+    close(fds[0]);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_str_ne(child_serial, out.serial_hex);
+    pki_signed_leaf_clear(&out);
+    OPENSSL_free(spki);
+    pki_leaf_signer_free(s);
+    X509_free(root), EVP_PKEY_free(root_key), EVP_PKEY_free(key);
+}
+END_TEST
+
+/* The signer writes each TBSCertificate itself (pki_tbs_write, issue 13): its bytes must be
+ * the ones OpenSSL encodes for the same leaf built as an X509 by pki_sign_leaf, once the
+ * serial (random) is the same: key algorithm and bits, SKI, SANs (critical without a CN),
+ * subject, validity as UTCTime before 2050 and GeneralizedTime from 2050, DER lengths of 1 to 3
+ * octets (URIs of 200 and 70,000 bytes), EC and RSA keys under EC and RSA CAs, through a CSR
+ * and a stored SPKI. */
+/* The TBSCertificate bytes as the certificate's DER holds them (the first element of the outer
+ * SEQUENCE), copied into *ret (OPENSSL_free). */
+static int tbs_as_signed(X509 *x, unsigned char **ret)
+{
+    unsigned char *der = NULL;
+    const unsigned char *p, *tbs;
+    long len;
+    int tag, cls, n = i2d_X509(x, &der);
+
+    ck_assert_int_gt(n, 0);
+    p = der;
+    ck_assert_int_eq(ASN1_get_object(&p, &len, &tag, &cls, n) & 0x80, 0);
+    tbs = p;
+    ck_assert_int_eq(ASN1_get_object(&p, &len, &tag, &cls, n - (p - der)) & 0x80, 0);
+    ck_assert_int_eq(tag, V_ASN1_SEQUENCE);
+    n = (int)((p - tbs) + len);
+    *ret = OPENSSL_memdup(tbs, (size_t)n);
+    OPENSSL_free(der);
+    return n;
+}
+
+static void assert_tbs_is_openssls(X509 *root, EVP_PKEY *root_key, pki_leaf_signer *s,
+                                   EVP_PKEY *key, bool rsa, const char *cn,
+                                   const char *const *uris, size_t nuris, int64_t now,
+                                   int64_t lifetime, bool via_csr)
+{
+    pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
+    pki_signed_leaf out;
+    X509 *got, *want = NULL;
+    unsigned char *spki = NULL, *a = NULL, *b = NULL;
+    size_t spki_len = 0;
+    char err[PKI_ERRBUF], *csr;
+    int na, nb;
+
+    req.uris = uris;
+    req.nuris = nuris;
+    req.cn = cn;
+    req.rsa = rsa;
+    req.lifetime_s = lifetime;
+    csr = make_csr_pem(key, key, &spki, &spki_len);
+    if (via_csr)
+        ck_assert_msg(pki_sign_csr(s, csr, strlen(csr), &req, now, &out, NULL, NULL, err) == PKI_OK,
+                      "%s", err);
+    else
+        ck_assert_msg(pki_sign_public_key(s, spki, spki_len, &req, now, &out, err) == PKI_OK, "%s",
+                      err);
+    got = parse_leaf(&out);
+    ck_assert_int_eq(pki_sign_leaf(&req, key, root, root_key, now, &want, err), PKI_OK);
+    ck_assert_int_eq(X509_set_serialNumber(want, X509_get_serialNumber(got)), 1);
+    na = tbs_as_signed(got, &a);
+    nb = i2d_re_X509_tbs(want, &b);       /* OpenSSL's encoding of the same leaf */
+    ck_assert_int_gt(na, 0);
+    ck_assert_msg(na == nb && memcmp(a, b, (size_t)na) == 0,
+                  "TBS differs from OpenSSL's (%d vs %d bytes; cn %s, %zu URIs, lifetime %lld, %s)",
+                  na, nb, cn ? cn : "none", nuris, (long long)lifetime, via_csr ? "csr" : "spki");
+    /* and the signature over those bytes verifies with the CA key */
+    ck_assert_int_eq(X509_verify(got, root_key), 1);
+    OPENSSL_free(a), OPENSSL_free(b);
+    X509_free(got), X509_free(want);
+    pki_signed_leaf_clear(&out);
+    free(csr), free(spki);
+}
+
+START_TEST(signer_tbs_is_byte_for_byte_what_openssl_encodes)
+{
+    int64_t now = time(NULL);
+    static char long_uri[201], huge_uri[70001];
+    const char *one[] = {"spiffe://default/web"};
+    const char *longs[] = {long_uri, "spiffe://default/web"};
+    const char *huge[] = {huge_uri};
+    const char *many[PKI_MAX_SANS];
+    char many_buf[PKI_MAX_SANS][48];
+
+    memcpy(long_uri, "spiffe://default/", 17);
+    memset(long_uri + 17, 'a', sizeof(long_uri) - 18);
+    memcpy(huge_uri, "spiffe://default/", 17);
+    memset(huge_uri + 17, 'b', sizeof(huge_uri) - 18);
+    for (int i = 0; i < PKI_MAX_SANS; i++) {
+        snprintf(many_buf[i], sizeof(many_buf[i]), "kuma://kuma.io/tag-%d/value-%d", i, i * 7);
+        many[i] = many_buf[i];
+    }
+    for (int ca_rsa = 0; ca_rsa <= 1; ca_rsa++) {
+        X509 *root;
+        EVP_PKEY *root_key, *ec, *rsa;
+        pki_leaf_signer *s = NULL;
+        char err[PKI_ERRBUF];
+
+        /* 40 years: a leaf of 30 years ends after 2049 (GeneralizedTime) */
+        make_root(ca_rsa, 2048, "default", now, 40 * 365 * 86400LL, &root, &root_key);
+        ck_assert_int_eq(pki_generate_key(false, 0, &ec, err), PKI_OK);
+        ck_assert_int_eq(pki_generate_key(true, 2048, &rsa, err), PKI_OK);
+        ck_assert_int_eq(pki_leaf_signer_new(root, root_key, &s, err), PKI_OK);
+        for (int via_csr = 0; via_csr <= 1; via_csr++) {
+            assert_tbs_is_openssls(root, root_key, s, ec, false, NULL, web_uris, 3, now, 86400, via_csr);
+            assert_tbs_is_openssls(root, root_key, s, rsa, true, NULL, web_uris, 3, now, 86400, via_csr);
+            assert_tbs_is_openssls(root, root_key, s, ec, false, "web-1.default", one, 1, now,
+                                   3600, via_csr);
+            assert_tbs_is_openssls(root, root_key, s, ec, false, NULL, one, 1, now,
+                                   30 * 365 * 86400LL, via_csr);
+            assert_tbs_is_openssls(root, root_key, s, ec, false, NULL, longs, 2, now, 86400, via_csr);
+            assert_tbs_is_openssls(root, root_key, s, rsa, true, "h\xc3\xa9", many, PKI_MAX_SANS,
+                                   now, 86400, via_csr);
+            /* after a leaf with a CN, one without: nothing of the last leaf stays */
+            assert_tbs_is_openssls(root, root_key, s, ec, false, NULL, huge, 1, now, 86400, via_csr);
+        }
+        pki_leaf_signer_free(s);
+        X509_free(root), EVP_PKEY_free(root_key), EVP_PKEY_free(ec), EVP_PKEY_free(rsa);
+    }
+}
+END_TEST
+
 /* pki_cert_to_pem writes its PEM without a BIO (issue 13): the text must stay what
  * PEM_write_bio_X509 writes, for every DER length modulo the 48 bytes of a 64-column line. */
 START_TEST(cert_pem_is_byte_for_byte_what_pem_write_bio_x509_writes)
@@ -1826,9 +2317,14 @@ static void add_signer_tests(Suite *s)
     tcase_add_test(tc, signed_ec_csr_has_issue_leaf_profile_and_passes_x509_strict);
     tcase_add_test(tc, signed_rsa_csr_from_ec_ca_passes_x509_strict);
     tcase_add_test(tc, csr_signed_by_another_key_is_refused_einval);
+    tcase_add_test(tc, signer_verifies_each_csr_with_its_own_key_not_the_last_one);
     tcase_add_test(tc, public_key_of_the_wrong_type_is_refused_einval);
     tcase_add_test(tc, signer_refuses_expired_ca_and_clamps_to_ca_not_after);
     tcase_add_test(tc, cert_pem_is_byte_for_byte_what_pem_write_bio_x509_writes);
+    tcase_add_test(tc, signer_tbs_is_byte_for_byte_what_openssl_encodes);
+    tcase_add_test(tc, csr_verdicts_are_openssls_over_a_corpus);
+    tcase_add_test(tc, csr_reader_takes_agents_csrs_and_leaves_other_shapes);
+    tcase_add_test(tc, signer_serials_are_distinct_across_refills_and_fork);
     suite_add_tcase(s, tc);
 }
 
