@@ -186,7 +186,10 @@ static void pass_finish(controller *c, pass_job *job)
     if (!job->skipped) {
         int rc = job->rc;
         reconcile_report *rep = &job->rep;
-        c->pass_start = job->start;
+        /* A targeted pass read only its dataplanes: changes made before it started (an apply)
+         * still call for a full pass, so only a full one moves pass_start. */
+        if (rc == 0 && !rep->targeted)
+            c->pass_start = job->start;
         c->pass_end = job->end;
         metrics_observe_pass(c->metrics, job->seconds, (int64_t)time(NULL),
                              rc == 0 && !rep->store_failures);
