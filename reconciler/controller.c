@@ -516,7 +516,9 @@ static int load_mesh(controller *c, const char *mesh_name, manifest_set **ret_se
     diag_list diags = DIAG_LIST_INIT;
     if (!set)
         return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
-    int rc = state_load_resources(c->s, mesh_name, set, &diags);
+    /* The Mesh alone: every CSR asks for its key type, which must not cost the mesh's
+     * Dataplanes (a store read and a decode each). */
+    int rc = pass_targets_load_object(c->s, STATE_MESHES, mesh_name, mesh_name, set, &diags);
     diag_list_free(&diags);
     const mesh *m = rc == 0 ? manifest_set_find_mesh(set, mesh_name) : NULL;
     if (!m) {

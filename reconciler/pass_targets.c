@@ -76,8 +76,8 @@ static void sort_unique(pass_targets *t)
 
 /*
  * Reads one object, decodes it into set (as state.c's load_kind: the store's JSON through the
- * manifest decoder, errors renamed "corrupt-object") and appends its version to entries.
- * Absent: 0, nothing added.
+ * manifest decoder, errors renamed "corrupt-object") and appends its version to entries (n
+ * NULL: not kept). Absent: 0, nothing added.
  */
 static int load_one(store *s, const char *kind, const char *mesh_name, const char *name,
                     manifest_set *set, store_entry *entries, size_t *n, diag_list *diags)
@@ -105,6 +105,8 @@ static int load_one(store *s, const char *kind, const char *mesh_name, const cha
             diags->items[d].code = code;
         }
     }
+    if (!n)
+        return 0;
     store_entry *e = &entries[*n];
     memset(e, 0, sizeof(*e));
     e->kind = strdup(kind);
@@ -137,4 +139,10 @@ int pass_targets_load(store *s, pass_targets *t, manifest_set *set, store_entry 
     *ret_dps = dps;
     *ret_ndps = nd;
     return rc;
+}
+
+int pass_targets_load_object(store *s, const char *kind, const char *mesh_name, const char *name,
+                             manifest_set *set, diag_list *diags)
+{
+    return load_one(s, kind, mesh_name, name, set, NULL, NULL, diags);
 }

@@ -43,4 +43,10 @@ int pass_targets_load(store *s, pass_targets *t, manifest_set *set, store_entry 
                       size_t *ret_nmeshes, store_entry **ret_dps, size_t *ret_ndps,
                       diag_list *diags);
 
+/* One stored resource (kind STATE_MESHES or STATE_DATAPLANES) decoded into set, as
+ * state_load_resources would: absent is 0 with nothing added. For the API's look-ups of one
+ * Mesh, which must not cost every Dataplane of it. */
+int pass_targets_load_object(store *s, const char *kind, const char *mesh_name, const char *name,
+                             manifest_set *set, diag_list *diags);
+
 #endif
