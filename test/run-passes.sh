@@ -2,7 +2,7 @@
 # run-passes.sh - `meshca run`'s passes (issue 13): a CSR's or an ack's pass visits only that
 # dataplane (a targeted pass), a change by `apply` still gets a full pass, and while a pass is
 # held (a failpoint sleeping in its commit, as a hanging CA or store would) the API answers
-# /healthz and blocking queries.
+# /healthz, blocking queries and CSR POSTs.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
@@ -145,6 +145,17 @@ code=$(curl -s -o /dev/null -D "$WORK/parked.hdr" -w '%{http_code}' -m 20 "${DB[
     "$API_URL/v1/meshes/default/dataplanes/db-01/identity?index=1&wait=1s")
 check "a parked blocking query ends at its wait while the pass is held" test "$code" = 200
 check "... still at generation 1" grep -qi '^X-Meshca-Index: 1' "$WORK/parked.hdr"
+# Another dataplane's CSR during the held pass: accepted (202), left to the next pass.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=db-01 \
+    -keyout "$WORK/db-held.key" -out "$WORK/db-held.csr" 2>/dev/null
+python3 -c 'import json, sys; print(json.dumps({"csr": open(sys.argv[1]).read()}))' \
+    "$WORK/db-held.csr" >"$WORK/db-held.json"
+code=$(curl -s -o "$WORK/db-held.out" -w '%{http_code}' -m 20 "${DB[@]}" \
+    -H 'Content-Type: application/json' --data-binary @"$WORK/db-held.json" \
+    "$API_URL/v1/meshes/default/dataplanes/db-01/csr")
+check "db-01's CSR POST answers 202 while the pass is held" test "$code" = 202
+check "... and no pass ended meanwhile (the held one is the only one started)" \
+    test "$(metric "$TARGETED")" = 0
 stop_controller KILL
 
 finish
