@@ -204,12 +204,22 @@ int cmd_run(int argc, char **argv)
         return EXIT_TROUBLE;
     }
     opts.lease_store = lease_store;
+    /* Passes run on a thread with a handle of their own: the API answers while one signs or
+     * waits on a slow CA or store. */
+    store *pass_store = cli_open_store();
+    if (!pass_store) {
+        store_close(lease_store);
+        store_close(s);
+        return EXIT_TROUBLE;
+    }
+    opts.pass_store = pass_store;
     /* An answer written to an agent that hung up must fail with EPIPE, not end the controller. */
     signal(SIGPIPE, SIG_IGN);
     char err[MESHCA_ERRBUF] = "";
     int rc = controller_run(s, &opts, err);
     store_close(s);
     store_close(lease_store);
+    store_close(pass_store);
     if (rc < 0) {
         cli_error("%s", err);
         return EXIT_TROUBLE;

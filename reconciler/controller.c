@@ -1,7 +1,9 @@
 /* controller.c - `meshca run`: one event loop carrying the dataplane API, the manifests watch,
- * timers and store changes, with reconcile passes triggered by them. */
+ * timers and store changes, with reconcile passes triggered by them (on a thread of their own). */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,14 +27,30 @@
 #include "reconciler/manifest_sync.h"
 #include "reconciler/mesh_ca.h"
 #include "reconciler/metrics_collect.h"
+#include "reconciler/pass_targets.h"
 #include "reconciler/pki.h"
 #include "reconciler/ca/ca_cache.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/roots.h"
 #include "reconciler/state.h"
 
+/* One pass: what it was asked (filled on the loop), what it did (filled by whoever ran it). */
+typedef struct pass_job {
+    bool full;                      /* every dataplane; else the targets only */
+    bool first;                     /* the first pass of this leadership: always told */
+    pass_targets targets;
+    bool skipped;                   /* not leading when it came to fence: nothing ran */
+    int rc;
+    reconcile_report rep;
+    diag_list diags;
+    double seconds;
+    uint64_t start, end;            /* store revisions before and after it */
+    char errmsg[MESHCA_ERRBUF];     /* the pass handle's last store message */
+} pass_job;
+
 typedef struct controller {
     store *s;
+    store *ps;                      /* the passes' handle: o->pass_store (thread) or s (loop) */
     const controller_options *o;
     struct event_base *base;
     api_server *srv;
@@ -55,6 +73,21 @@ typedef struct controller {
     metrics *metrics;               /* counters of passes and API requests (/metrics) */
     metrics_http *metrics_http;     /* --metrics listener, or NULL */
     ca_cache *cas;                  /* opened CAs across passes; NULL: one pass each (no memory) */
+    /* What the next pass does: every dataplane (want_full), or only those the API and other
+     * replicas' CSRs wrote since the last pass (targets). */
+    bool want_full;
+    pass_targets targets;
+    unsigned long passes_full, passes_targeted, visited;  /* for /metrics */
+    /* The pass thread (o->pass_store given): the loop hands it one job at a time and hears of
+     * its end through wake[] (the thread never touches libevent). */
+    bool threaded, running, poll_deferred;
+    pass_job job;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool job_ready, job_done, stop;  /* under mu */
+    int wake[2];
+    struct event *done_ev;
 } controller;
 
 static void say(controller *c, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -76,7 +109,7 @@ static void sync_say(void *ctx, const char *line)
 
 /* --- passes ------------------------------------------------------------------------------- */
 
-static void schedule_pass(controller *c, int64_t delay_ms)
+static void arm_pass(controller *c, int64_t delay_ms)
 {
     struct timeval tv = {(time_t)(delay_ms / 1000), (suseconds_t)(delay_ms % 1000) * 1000};
     struct timeval when;
@@ -91,74 +124,205 @@ static void schedule_pass(controller *c, int64_t delay_ms)
     event_add(c->pass_ev, &tv);
 }
 
+/* A full pass: start, leadership, store changes by other writers, the interval, backoff. */
+static void schedule_pass(controller *c, int64_t delay_ms)
+{
+    c->want_full = true;
+    arm_pass(c, delay_ms);
+}
+
+/* A pass visiting this dataplane (what the API or another replica's CSR wrote), now. Too many
+ * waiting, or no memory to remember them: a full pass does it. */
+static void schedule_target(controller *c, const char *mesh_name, const char *dp_name)
+{
+    if (!c->want_full &&
+        (c->targets.n >= PASS_TARGETS_MAX || pass_targets_add(&c->targets, mesh_name, dp_name) < 0)) {
+        pass_targets_clear(&c->targets);
+        c->want_full = true;
+    }
+    arm_pass(c, 0);
+}
+
 static void elect_step(controller *c);
+
+/* The pass itself, on the pass thread (or the loop): touches only c->ps, c->cas, c->le's
+ * fence and what manifest_sync keeps, all the pass's own. */
+static void pass_work(controller *c, pass_job *job)
+{
+    /* Only the leader writes; its writes are fenced on its leadership (a deposed leader's
+     * commit fails in the store), and refused by its own clock once it could not renew. */
+    if (leader_fence_store(c->le, c->ps, leader_now_ms()) < 0) {
+        job->skipped = true;
+        return;
+    }
+    if (store_revision(c->ps, &job->start) < 0)
+        job->start = 0;
+    if (c->o->manifests_dir)
+        manifest_sync(c->ps, c->o->manifests_dir, !c->o->no_prune, &c->last_said, sync_say, c);
+    reconcile_options ropts = RECONCILE_OPTIONS_INIT;
+    ropts.sign_workers = c->o->sign_workers;
+    ropts.ca_cache = c->cas;
+    ropts.targets = job->full ? NULL : &job->targets;
+    job->rep = (reconcile_report)RECONCILE_REPORT_INIT;
+    job->diags = (diag_list)DIAG_LIST_INIT;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    job->rc = reconcile_once(c->ps, &ropts, &job->rep, &job->diags);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    job->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    (void)store_fence(c->ps, NULL, 0, NULL);
+    if (store_revision(c->ps, &job->end) < 0)
+        job->end = UINT64_MAX;
+    snprintf(job->errmsg, sizeof(job->errmsg), "%s", store_errmsg(c->ps));
+}
+
+static void poll_store(controller *c);
+static void arm_poll(controller *c);
+
+/* What a pass did, told on the loop: output, metrics, parked agents, backoff, the next pass. */
+static void pass_finish(controller *c, pass_job *job)
+{
+    c->running = false;
+    if (!job->skipped) {
+        int rc = job->rc;
+        reconcile_report *rep = &job->rep;
+        /* A targeted pass read only its dataplanes: changes made before it started (an apply)
+         * still call for a full pass, so only a full one moves pass_start. */
+        if (rc == 0 && !rep->targeted)
+            c->pass_start = job->start;
+        c->pass_end = job->end;
+        metrics_observe_pass(c->metrics, job->seconds, (int64_t)time(NULL),
+                             rc == 0 && !rep->store_failures);
+        metrics_count_pass(c->metrics, rc, rep, &job->diags);
+        if (rc == 0) {
+            *(rep->targeted ? &c->passes_targeted : &c->passes_full) += 1;
+            c->visited += rep->issued + rep->reissued + rep->renewed + rep->rebundled +
+                          rep->unchanged + rep->awaiting;
+            for (size_t i = 0; i < rep->nmeshes; i++)
+                c->visited += rep->meshes[i].skipped;
+        }
+        /* One store failure fails every pass the same way: said once per cause, then back off. */
+        const char *cause = rc < 0 ? store_strerror(rc) : rep->store_failures ? rep->store_cause : "";
+        bool repeated = cause[0] && strcmp(cause, c->failing) == 0;
+        if (rc < 0) {
+            /* The store's own message names the store and the cause ("removed or replaced while
+             * in use", "readonly database"); repeats are still judged by the code, as messages
+             * name the object that failed. */
+            if (!repeated)
+                say(c, true, "reconcile: cannot read the store: %s; retrying with backoff",
+                    job->errmsg[0] ? job->errmsg : cause);
+        } else if (!repeated && (job->first || rep->nactions || job->diags.count)) {
+            if (c->o->out.pass)
+                c->o->out.pass(c->o->out.ctx, rep, &job->diags);
+            if (cause[0])
+                say(c, true, "reconcile: the store failed (%s); retrying with backoff", cause);
+        }
+        if (!cause[0] && c->failing[0])
+            say(c, true, "the store works again");
+        snprintf(c->failing, sizeof(c->failing), "%s", cause);
+        c->backoff_ms = !cause[0] ? 0
+                        : !c->backoff_ms ? CONTROLLER_BACKOFF_FIRST_MS
+                        : c->backoff_ms * 2 > CONTROLLER_BACKOFF_MAX_MS ? CONTROLLER_BACKOFF_MAX_MS
+                                                                        : c->backoff_ms * 2;
+        if (job->first)
+            c->first = false;
+        /* Agents parked on a changed identity get it now. */
+        for (size_t i = 0; rc == 0 && i < rep->nactions; i++)
+            api_server_notify(c->srv, rep->actions[i].mesh, rep->actions[i].dataplane);
+        reconcile_report_free(rep);
+        diag_list_free(&job->diags);
+        if (c->backoff_ms) {
+            /* The revision cannot be trusted to move (or to be read) while the store fails. */
+            c->in_backoff = true;
+            schedule_pass(c, c->backoff_ms);
+        } else {
+            c->in_backoff = false;
+        }
+    }
+    pass_targets_clear(&job->targets);
+    /* Store changes seen while the pass ran are judged now that its own writes are known. */
+    if (c->poll_deferred) {
+        c->poll_deferred = false;
+        poll_store(c);
+        arm_poll(c);
+    }
+    /* What arrived meanwhile, coalesced into one pass. */
+    if (c->targets.n || (c->want_full && !c->in_backoff))
+        arm_pass(c, 0);
+}
 
 static void run_pass(controller *c)
 {
+    if (c->running)
+        return; /* one pass at a time: pass_finish starts the next */
     /* Without the renewer thread, renewed right before: the pass gets the whole lease to
      * commit in. With it, the lease is kept alive whatever the pass takes. */
     if (!c->o->lease_store && leader_leading(c->le, leader_now_ms()))
         elect_step(c);
-    /* Only the leader writes; its writes are fenced on its leadership (a deposed leader's
-     * commit fails in the store), and refused by its own clock once it could not renew. */
-    if (leader_fence(c->le, leader_now_ms()) < 0)
-        return;
-    if (store_revision(c->s, &c->pass_start) < 0)
-        c->pass_start = 0;
-    if (c->o->manifests_dir)
-        manifest_sync(c->s, c->o->manifests_dir, !c->o->no_prune, &c->last_said, sync_say, c);
-    reconcile_options ropts = RECONCILE_OPTIONS_INIT;
-    ropts.sign_workers = c->o->sign_workers;
-    ropts.ca_cache = c->cas;
-    reconcile_report rep = RECONCILE_REPORT_INIT;
-    diag_list diags = DIAG_LIST_INIT;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = reconcile_once(c->s, &ropts, &rep, &diags);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    metrics_observe_pass(c->metrics, (double)(t1.tv_sec - t0.tv_sec) +
-                                         (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, (int64_t)time(NULL),
-                         rc == 0 && !rep.store_failures);
-    metrics_count_pass(c->metrics, rc, &rep, &diags);
-    leader_unfence(c->le);
-    if (store_revision(c->s, &c->pass_end) < 0)
-        c->pass_end = UINT64_MAX;
-    /* One store failure fails every pass the same way: said once per cause, then back off. */
-    const char *cause = rc < 0 ? store_strerror(rc) : rep.store_failures ? rep.store_cause : "";
-    bool repeated = cause[0] && strcmp(cause, c->failing) == 0;
-    if (rc < 0) {
-        /* The store's own message names the store and the cause ("removed or replaced while in
-         * use", "readonly database"); repeats are still judged by the code, as messages name
-         * the object that failed. */
-        if (!repeated)
-            say(c, true, "reconcile: cannot read the store: %s; retrying with backoff",
-                store_errmsg(c->s)[0] ? store_errmsg(c->s) : cause);
-    } else if (!repeated && (c->first || rep.nactions || diags.count)) {
-        if (c->o->out.pass)
-            c->o->out.pass(c->o->out.ctx, &rep, &diags);
-        if (cause[0])
-            say(c, true, "reconcile: the store failed (%s); retrying with backoff", cause);
-    }
-    if (!cause[0] && c->failing[0])
-        say(c, true, "the store works again");
-    snprintf(c->failing, sizeof(c->failing), "%s", cause);
-    c->backoff_ms = !cause[0] ? 0
-                    : !c->backoff_ms ? CONTROLLER_BACKOFF_FIRST_MS
-                    : c->backoff_ms * 2 > CONTROLLER_BACKOFF_MAX_MS ? CONTROLLER_BACKOFF_MAX_MS
-                                                                    : c->backoff_ms * 2;
-    c->first = false;
-    /* Agents parked on a changed identity get it now. */
-    for (size_t i = 0; rc == 0 && i < rep.nactions; i++)
-        api_server_notify(c->srv, rep.actions[i].mesh, rep.actions[i].dataplane);
-    reconcile_report_free(&rep);
-    diag_list_free(&diags);
-    if (c->backoff_ms) {
-        /* The revision cannot be trusted to move (or to be read) while the store fails. */
-        c->in_backoff = true;
-        schedule_pass(c, c->backoff_ms);
+    if (!leader_leading(c->le, leader_now_ms())) {
+        /* A follower never passes: what the API wrote here is in the store for the leader. */
+        pass_targets_clear(&c->targets);
+        c->want_full = false;
         return;
     }
-    c->in_backoff = false;
+    pass_job *job = &c->job;
+    memset(job, 0, sizeof(*job));
+    job->full = c->want_full;
+    job->first = c->first;
+    if (!job->full && !c->targets.n)
+        return;
+    if (job->full)
+        pass_targets_clear(&c->targets);
+    else
+        pass_targets_take(&job->targets, &c->targets);
+    c->want_full = false;
+    c->running = true;
+    if (!c->threaded) {
+        pass_work(c, job);
+        pass_finish(c, job);
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->job_ready = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The pass thread: one job at a time, its end said through the wake pipe. */
+static void *pass_thread(void *arg)
+{
+    controller *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->job_ready && !c->stop)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->stop)
+            break;
+        c->job_ready = false;
+        pthread_mutex_unlock(&c->mu);
+        pass_work(c, &c->job);
+        pthread_mutex_lock(&c->mu);
+        c->job_done = true;
+        /* A full pipe already holds a wake-up: the loop reads job_done, not the bytes. */
+        (void)!write(c->wake[1], "", 1);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static void on_pass_done(evutil_socket_t fd, short what, void *arg)
+{
+    controller *c = arg;
+    char buf[64];
+    (void)what;
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+    pthread_mutex_lock(&c->mu);
+    bool done = c->job_done;
+    c->job_done = false;
+    pthread_mutex_unlock(&c->mu);
+    if (done)
+        pass_finish(c, &c->job);
 }
 
 static void on_pass(evutil_socket_t fd, short what, void *arg)
@@ -192,9 +356,15 @@ static void poll_store(controller *c)
             elect = ev[i].op == STORE_EVENT_DELETE;
         } else if (strcmp(ev[i].kind, STATE_IDENTITIES) == 0) {
             api_server_notify(c->srv, ev[i].mesh, ev[i].name);
-            /* Past our last pass: a key an agent sent to another replica, to sign now. */
-            if (ev[i].version > c->pass_end)
-                changed = true;
+            /* Past our last pass: a key an agent sent to another replica, to sign now (that
+             * dataplane only; the API's own writes are already targets, added once). */
+            if (ev[i].version > c->pass_end && !c->in_backoff)
+                schedule_target(c, ev[i].mesh, ev[i].name);
+        } else if (strcmp(ev[i].kind, STATE_DPSTATUS) == 0) {
+            /* An acknowledgement concerns its dataplane (a forced switch's end: the targeted
+             * pass then runs a full one). */
+            if (ev[i].version > c->pass_start && !c->in_backoff)
+                schedule_target(c, ev[i].mesh, ev[i].name);
         }
         /* A pass's own outputs do not call for another pass. */
         else if (strcmp(ev[i].kind, STATE_BUNDLES) != 0 && ev[i].version > c->pass_start)
@@ -250,6 +420,15 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
     controller *c = arg;
     (void)fd, (void)what;
+    if (c->running) {
+        /* Which changes are the running pass's own is known when it ends: pass_finish polls
+         * then. No descriptor stays armed meanwhile (it would fire again and again). */
+        for (size_t i = 0; i < c->nwatch_fd_evs; i++)
+            event_free(c->watch_fd_evs[i]);
+        c->nwatch_fd_evs = 0;
+        c->poll_deferred = true;
+        return;
+    }
     poll_store(c);
     arm_poll(c);
 }
@@ -337,7 +516,9 @@ static int load_mesh(controller *c, const char *mesh_name, manifest_set **ret_se
     diag_list diags = DIAG_LIST_INIT;
     if (!set)
         return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
-    int rc = state_load_resources(c->s, mesh_name, set, &diags);
+    /* The Mesh alone: every CSR asks for its key type, which must not cost the mesh's
+     * Dataplanes (a store read and a decode each). */
+    int rc = pass_targets_load_object(c->s, STATE_MESHES, mesh_name, mesh_name, set, &diags);
     diag_list_free(&diags);
     const mesh *m = rc == 0 ? manifest_set_find_mesh(set, mesh_name) : NULL;
     if (!m) {
@@ -392,8 +573,8 @@ static int h_submit_csr(void *ctx, const api_principal *who, const char *mesh_na
     int rc = reconcile_submit_key(c->s, mesh_name, dp_name, spki, spki_len, csr_pem, errbuf);
     if (rc < 0)
         return store_code(rc);
-    /* Signed on the next pass, which is now. */
-    schedule_pass(c, 0);
+    /* Signed on the next pass, which is now, and visits this dataplane only. */
+    schedule_target(c, mesh_name, dp_name);
     return 0;
 }
 
@@ -546,6 +727,16 @@ static int h_metrics(void *ctx, metrics_text *t, char *errbuf)
     metrics_text_family(t, "meshca_leader", "gauge",
                         "1 when this replica leads (runs the reconcile passes), 0 when it follows");
     metrics_text_sample(t, "meshca_leader", NULL, leader_leading(c->le, leader_now_ms()) ? 1 : 0);
+    metrics_text_family(t, "meshca_reconcile_passes_by_scope_total", "counter",
+                        "Reconcile passes that ended, by scope: full (every dataplane) or "
+                        "targeted (only those the API wrote since the last pass)");
+    metrics_text_sample(t, "meshca_reconcile_passes_by_scope_total",
+                        (const char *const[]){"scope", "full", NULL}, (double)c->passes_full);
+    metrics_text_sample(t, "meshca_reconcile_passes_by_scope_total",
+                        (const char *const[]){"scope", "targeted", NULL}, (double)c->passes_targeted);
+    metrics_text_family(t, "meshca_reconcile_dataplanes_visited_total", "counter",
+                        "Dataplanes the reconcile passes read and decided");
+    metrics_text_sample(t, "meshca_reconcile_dataplanes_visited_total", NULL, (double)c->visited);
     return metrics_collect(c->s, (int64_t)time(NULL), t, errbuf);
 }
 
@@ -631,11 +822,15 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     c.o = o;
     c.first = true;
     c.watch_fd = -1;
+    c.wake[0] = c.wake[1] = -1;
+    c.ps = s;
+    c.threaded = o->pass_store && o->lease_store;
     const char *listen = o->listen ? o->listen : CONTROLLER_DEFAULT_LISTEN;
     char addr[256];
     uint16_t port = 0;
     SSL_CTX *ssl = NULL;
     int rc = 0;
+    bool thread_started = false;
     static const api_handlers handlers_template = {
         NULL, h_key_type, h_submit_csr, h_get_identity, h_ack, h_roots, h_trust_bundle,
     };
@@ -700,6 +895,30 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
         rc = meshca_fail(errbuf, MESHCA_ENOMEM, "cannot create the loop's events");
         goto out;
     }
+    if (c.threaded) {
+        if (pipe(c.wake) < 0 || fcntl(c.wake[0], F_SETFL, O_NONBLOCK) < 0 ||
+            fcntl(c.wake[1], F_SETFL, O_NONBLOCK) < 0 || fcntl(c.wake[0], F_SETFD, FD_CLOEXEC) < 0 ||
+            fcntl(c.wake[1], F_SETFD, FD_CLOEXEC) < 0) {
+            rc = meshca_fail(errbuf, MESHCA_EIO, "cannot create the pass thread's pipe: %s",
+                             strerror(errno));
+            goto out;
+        }
+        c.done_ev = event_new(c.base, c.wake[0], EV_READ | EV_PERSIST, on_pass_done, &c);
+        if (!c.done_ev || event_add(c.done_ev, NULL) < 0) {
+            rc = meshca_fail(errbuf, MESHCA_ENOMEM, "cannot create the loop's events");
+            goto out;
+        }
+        pthread_mutex_init(&c.mu, NULL);
+        pthread_cond_init(&c.cv, NULL);
+        if (pthread_create(&c.thread, NULL, pass_thread, &c) != 0) {
+            pthread_cond_destroy(&c.cv);
+            pthread_mutex_destroy(&c.mu);
+            rc = meshca_fail(errbuf, MESHCA_ENOMEM, "cannot start the pass thread");
+            goto out;
+        }
+        thread_started = true;
+        c.ps = o->pass_store;
+    }
     if (store_revision(s, &c.watched) < 0)
         c.watched = 0;
     arm_poll(&c);
@@ -729,6 +948,28 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     event_base_dispatch(c.base);
     rc = 0;
 out:
+    /* The pass thread ends after its pass (a pass waiting on a CA ends with the CA's own
+     * timeouts); then nothing uses the elector, the cache or the pass handle. */
+    if (thread_started) {
+        pthread_mutex_lock(&c.mu);
+        c.stop = true;
+        pthread_cond_signal(&c.cv);
+        pthread_mutex_unlock(&c.mu);
+        pthread_join(c.thread, NULL);
+        if (c.job_done) {
+            reconcile_report_free(&c.job.rep);
+            diag_list_free(&c.job.diags);
+        }
+        pthread_cond_destroy(&c.cv);
+        pthread_mutex_destroy(&c.mu);
+    }
+    pass_targets_clear(&c.job.targets);
+    pass_targets_clear(&c.targets);
+    if (c.done_ev)
+        event_free(c.done_ev);
+    for (int i = 0; i < 2; i++)
+        if (c.wake[i] >= 0)
+            close(c.wake[i]);
     /* Resign first: the lease is revoked, so another replica takes over at once. */
     leader_free(c.le);
     if (c.elect_ev)

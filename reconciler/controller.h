@@ -47,18 +47,25 @@ typedef struct controller_options {
     store *lease_store;              /* a second handle on the store for the lease renewer
                                       * thread (leader_renewer_start), or NULL: renewed from
                                       * the loop only, so a pass must end within the ttl */
+    store *pass_store;               /* a third handle for the pass thread (with lease_store):
+                                      * passes run off the loop, which keeps serving the API
+                                      * meanwhile; NULL: passes run on the loop */
 } controller_options;
 
 #define CONTROLLER_OPTIONS_INIT                                                                    \
     {                                                                                              \
-        NULL, NULL, NULL, NULL, 0, NULL, 0, { NULL, NULL, NULL }, NULL, false, 0, 0, NULL, NULL    \
+        NULL, NULL, NULL, NULL, 0, NULL, 0, { NULL, NULL, NULL }, NULL, false, 0, 0, NULL, NULL,   \
+            NULL                                                                                   \
     }
 
 /*
  * Runs the controller on store s (borrowed) until SIGTERM or SIGINT (0). The process must
  * ignore SIGPIPE (cmd/ does). Serves the dataplane API on opts->listen (reconciler/api/), runs a
- * reconcile pass at start, whenever the store changes, when an agent sends a CSR, and at least
- * every interval; after a pass, every parked blocking query whose identity changed is answered.
+ * full reconcile pass at start, on leadership, whenever another writer changes the store, and at
+ * least every interval; a targeted pass (only those dataplanes) when an agent sends a CSR or an
+ * ack, or another replica stores a CSR; after a pass, every parked blocking query whose identity
+ * changed is answered. With pass_store, passes run one at a time on a thread of their own while
+ * the loop keeps serving; what arrives during a pass is coalesced into the next one.
  * With manifests_dir, syncs it (manifest_sync.h) before each pass and on every inotify event.
  * Replicas: only the replica holding the leader key (leader.h) runs passes and syncs, each
  * pass's writes fenced on its leadership; every replica serves the API (a CSR sent to a follower

@@ -126,6 +126,9 @@ int failpoint_hit(const char *name, char *errbuf)
         case FP_ERROR:
             return meshca_fail(errbuf, MESHCA_EIO, "failpoint %s: injected I/O error", name);
         case FP_SLEEP: {
+            /* Said, so that a test knows the process is held at the point. */
+            fprintf(stderr, "meshca: failpoint %s: sleeping %ld ms\n", name, p->sleep_ms);
+            fflush(stderr);
             struct timespec ts = {p->sleep_ms / 1000, (p->sleep_ms % 1000) * 1000000L};
             while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                 ;

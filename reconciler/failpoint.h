@@ -8,7 +8,8 @@
  * ACTION is
  *   kill       SIGKILL this process at the point (a crash at exactly that instant)
  *   error      the point returns MESHCA_EIO with "failpoint NAME: injected I/O error"
- *   sleep(MS)  wait MS milliseconds (0..600000), then go on
+ *   sleep(MS)  wait MS milliseconds (0..600000), then go on; says
+ *              "meshca: failpoint NAME: sleeping MS ms" on stderr first
  * optionally prefixed by "N*" to act on the N-th time the point is reached only (1-based;
  * default: every time). Unset or empty, FAILPOINT() costs one predictable branch on a flag.
  * A malformed value is reported once on stderr and arms nothing (so a typo is seen, not silent).

@@ -378,6 +378,18 @@ int leader_fence(leader_elector *e, int64_t now_ms)
     return store_fence(e->s, &leader_key, e->version, &e->deadline_ms);
 }
 
+int leader_fence_store(leader_elector *e, store *s, int64_t now_ms)
+{
+    if (!leader_leading(e, now_ms))
+        return STORE_ECONFLICT;
+    /* Another thread's handle: the version as the loop's last step left it (hold() sets it
+     * under mu); the deadline is read atomically by the store at every write, as above. */
+    pthread_mutex_lock(&e->mu);
+    uint64_t version = e->version;
+    pthread_mutex_unlock(&e->mu);
+    return version ? store_fence(s, &leader_key, version, &e->deadline_ms) : STORE_ECONFLICT;
+}
+
 void leader_unfence(leader_elector *e)
 {
     (void)store_fence(e->s, NULL, 0, 0);

@@ -80,6 +80,9 @@ uint64_t leader_version(const leader_elector *e);
  */
 int leader_fence(leader_elector *e, int64_t now_ms);
 void leader_unfence(leader_elector *e);
+/* leader_fence on another handle on the same store (the controller's pass thread), which must
+ * outlive the fence; cleared with store_fence(s, NULL, 0, NULL). Any thread. */
+int leader_fence_store(leader_elector *e, store *s, int64_t now_ms);
 
 /*
  * Renews the lease on a thread of its own every ttl/3, on rs (a second handle on the same store,

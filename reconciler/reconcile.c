@@ -15,6 +15,7 @@
 #include "reconciler/ca/ca_cache.h"
 #include "reconciler/mesh_ca.h"
 #include "reconciler/reconcile.h"
+#include "reconciler/pass_targets.h"
 #include "reconciler/sign_pool.h"
 #include "reconciler/state.h"
 #include "reconciler/store/identity_peek.h"
@@ -1353,6 +1354,12 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         store_failed(rep, mr, rc, mesh_name, errbuf, diags);
         return 0;
     }
+    /* Targeted: whether every dataplane trusts the new CA is not for one dataplane to say. */
+    bool targeted = tx->opts && tx->opts->targets;
+    if (targeted && json_object_get(mstatus, "crossSign")) {
+        rep->need_full = true;
+        goto out;
+    }
     json_t *conditions = json_object_get(mstatus, "conditions");
     if (!json_is_array(conditions)) {
         conditions = json_array();
@@ -1392,7 +1399,8 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         goto out;
     if (ca_backend_signs_locally(pc.cas[pc.enabled].ca))
         batch.ca = pc.cas[pc.enabled].ca;
-    quick = quick_verdicts(s, m, &pc, now, dps, ndps);
+    /* Targeted: a few identities, each read by reconcile_dataplane, not a scan of the mesh. */
+    quick = targeted ? NULL : quick_verdicts(s, m, &pc, now, dps, ndps);
     for (size_t i = 0; i < ndps; i++) {
         if (!dps[i]->name.value)
             continue;
@@ -1457,11 +1465,15 @@ status:
         }
     }
     /* The mesh's one trust bundle (and the cross-signed CA, for roots), when it changed. */
+    size_t nqueued = tx->n;
     if (!mr->store_failed && pc.bundle_pem && (rc = queue_bundle(s, mesh_name, &pc, tx, errbuf)) < 0) {
         if (rc == MESHCA_ENOMEM)
             goto out;
         store_failed(rep, mr, rc, mesh_name, errbuf, diags);
     }
+    /* Targeted: a new bundle or status concerns every dataplane of the mesh. */
+    if (targeted && (status_changed || tx->n > nqueued))
+        rep->need_full = true;
     rc = 0;
 out:
     free(quick);
@@ -1598,12 +1610,14 @@ static void commit_pass(store *s, pass_txn *tx, const pass_fence *f, reconcile_r
                "next pass", rc == MESHCA_ENOMEM ? "out of memory" : store_errmsg(s));
 }
 
-int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *ret,
-                   diag_list *diags)
+static int pass_once(store *s, const reconcile_options *opts, reconcile_report *ret,
+                     diag_list *diags)
 {
     int64_t now = opts && opts->now ? opts->now : (int64_t)time(NULL);
     pass_fence fence = {0};
-    int frc = fence_load(s, &fence);
+    bool targeted = opts && opts->targets;
+    /* Targeted: the versions are those pass_targets_load reads with the objects. */
+    int frc = targeted ? 0 : fence_load(s, &fence);
     if (frc < 0) {
         fence_free(&fence);
         return frc;
@@ -1614,7 +1628,9 @@ int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *re
         return STORE_ENOMEM;
     }
     diag_list load_diags = DIAG_LIST_INIT;
-    int rc = state_load_resources(s, NULL, set, &load_diags);
+    int rc = targeted ? pass_targets_load(s, opts->targets, set, &fence.meshes, &fence.nmeshes,
+                                          &fence.dps, &fence.ndps, &load_diags)
+                      : state_load_resources(s, NULL, set, &load_diags);
     /* Store objects that do not decode are reported as warnings: they are skipped, not fatal. */
     for (size_t i = 0; i < load_diags.count; i++)
         load_diags.items[i].severity = DIAG_WARNING;
@@ -1637,13 +1653,15 @@ int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *re
                             opts ? opts->ca_cache : NULL, &tx, &rep, diags);
     }
     manifest_set_free(set);
-    if (rc == 0 && tx.n)
+    /* A targeted pass that cannot decide alone writes nothing: reconcile_once runs a full one. */
+    if (rc == 0 && tx.n && !rep.need_full)
         commit_pass(s, &tx, &fence, &rep, diags);
     /* Every mesh had its turn: CAs of meshes gone from the store leave the cache. */
-    if (rc == 0 && !rep.store_error && opts && opts->ca_cache)
+    if (rc == 0 && !rep.store_error && opts && opts->ca_cache && !targeted)
         ca_cache_sweep(opts->ca_cache);
     pass_txn_free(&tx);
     fence_free(&fence);
+    rep.targeted = targeted;
     if (rc < 0) {
         reconcile_report_free(&rep);
         return rc;
@@ -1661,6 +1679,28 @@ int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *re
     }
     *ret = rep;
     return 0;
+}
+
+int reconcile_once(store *s, const reconcile_options *opts, reconcile_report *ret,
+                   diag_list *diags)
+{
+    if (!opts || !opts->targets)
+        return pass_once(s, opts, ret, diags);
+    /* Targeted: what it said counts only when it decided alone. */
+    diag_list own = DIAG_LIST_INIT;
+    reconcile_report rep = RECONCILE_REPORT_INIT;
+    int rc = pass_once(s, opts, &rep, &own);
+    if (rc < 0 || !rep.need_full) {
+        diag_list_move(diags, &own);
+        if (rc == 0)
+            *ret = rep;
+        return rc;
+    }
+    reconcile_report_free(&rep);
+    diag_list_free(&own);
+    reconcile_options full = *opts;
+    full.targets = NULL;
+    return pass_once(s, &full, ret, diags);
 }
 
 int reconcile_submit_key(store *s, const char *mesh_name, const char *dp_name,

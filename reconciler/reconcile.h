@@ -27,9 +27,15 @@ typedef struct reconcile_options {
      * opened for this pass only (`reconcile --once`). With a cache, a failing CA is retried with
      * backoff rather than every pass. */
     struct ca_cache *ca_cache;
+    /* A targeted pass (reconciler/pass_targets.h), or NULL: every dataplane of every mesh.
+     * Targeted, the pass reads and decides only these dataplanes (their Dataplane, identity,
+     * the Mesh and its CAs) and writes only their identities; when it cannot decide alone (the
+     * mesh's bundle or status would change, a forced switch is under way) it writes nothing
+     * and runs a full pass instead (report->targeted false). Sorted and de-duplicated in place. */
+    struct pass_targets *targets;
 } reconcile_options;
 
-#define RECONCILE_OPTIONS_INIT {0, NULL, NULL, 0, NULL}
+#define RECONCILE_OPTIONS_INIT {0, NULL, NULL, 0, NULL, NULL}
 
 /* What a pass did to one dataplane. */
 typedef enum reconcile_verb {
@@ -77,9 +83,12 @@ typedef struct reconcile_report {
     size_t store_failures;
     int store_error;
     char store_cause[MESHCA_ERRBUF];
+    /* The pass visited only opts->targets (false: every dataplane, also after a fallback);
+     * need_full: internal, a targeted mesh that cannot be decided alone. */
+    bool targeted, need_full;
 } reconcile_report;
 
-#define RECONCILE_REPORT_INIT {NULL, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ""}
+#define RECONCILE_REPORT_INIT {NULL, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "", false, false}
 
 /* Frees what a report holds (not the struct). Accepts NULL. */
 void reconcile_report_free(reconcile_report *report);

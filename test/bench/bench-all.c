@@ -872,9 +872,9 @@ int main(int argc, char **argv)
 
         snprintf(note, sizeof(note),
                  "%.1f CSRs/s to a controller holding 2,000 dataplanes (%.2f s of controller CPU "
-                 "for 300 CSRs). Bound (doc/performance.md): each CSR's 202 starts a pass, and a "
-                 "pass reads every dataplane of the store (the no-op cost, ~20 us per dataplane), "
-                 "so the rate falls as 1/dataplanes; plus a durable SQLite commit per CSR",
+                 "for 300 CSRs). Bound (doc/performance.md): one client with 2 requests in "
+                 "flight, each a TLS round trip, a durable SQLite commit and ~2 ms of controller "
+                 "CPU (a targeted pass signs it off the loop), on a shared 2-core machine",
                  api_rate, json_number_value(json_object_get(api, "controller_cpu_s")));
         if (skip_peers)
             json_array_append_new(targets, not_measured("API CSRs per second with TLS and keep-alive / cfssl serve", "--no-peers"));
