@@ -54,7 +54,10 @@ void cli_print_reconcile(FILE *out, const struct reconcile_report *rep, const di
                 d->path && d->path[0] ? d->path : "", d->path && d->path[0] ? ": " : "", d->message,
                 d->code);
     }
-    if (cli_verbosity < 0)
+    /* A targeted pass (run: the dataplanes whose agent just sent a CSR or an ack) looked at
+     * those dataplanes only: the mesh-wide counts would depend on which requests happened to
+     * share a pass. Its action lines say what it did. */
+    if (cli_verbosity < 0 || rep->targeted)
         return;
     fprintf(out, "%zu mesh%s: %zu issued, %zu reissued, %zu renewed, %zu rebundled, %zu unchanged, "
             "%zu failed mesh%s\n",
