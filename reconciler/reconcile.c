@@ -17,6 +17,7 @@
 #include "reconciler/reconcile.h"
 #include "reconciler/sign_pool.h"
 #include "reconciler/state.h"
+#include "reconciler/store/identity_json.h"
 #include "reconciler/store/identity_peek.h"
 
 /* Mesh status condition for a backend left out of the pass (reported, not fatal to the mesh). */
@@ -1017,8 +1018,10 @@ static int sign_batch_flush(sign_batch *b, const mesh *m, const pass_cas *pc, in
  * The common case of a pass, decided from the identity records' small fields (identity_peek)
  * in one scan of the mesh's identities (store_scan: one statement, not one SELECT per
  * dataplane): no identity yet (awaiting its agent's CSR), or an issued one with nothing to
- * change. Anything else, a corrupt record included, goes through identity_read and the full
- * decision, which also reports it.
+ * change. Anything else goes through the full decision, from the record the scan read (kept
+ * as text, decoded by identity_json_decode: a full pass decodes every record, and one SELECT
+ * and jansson tree each was a fifth of it); a record that decoder does not take, a corrupt one
+ * included, is read again by identity_read, which reports it.
  */
 enum { QUICK_ABSENT = 0, QUICK_UNCHANGED = 1, QUICK_FULL = 2 };
 
@@ -1026,6 +1029,13 @@ typedef struct quick_name {
     const char *name;
     size_t index;   /* in the pass's dataplanes */
 } quick_name;
+
+/* A record the full decision needs, as the scan read it. */
+typedef struct quick_record {
+    char *value;   /* owned, NUL-terminated; NULL: not read (identity_read reads it) */
+    size_t len;
+    uint64_t version;
+} quick_record;
 
 typedef struct quick_scan {
     const mesh *m;
@@ -1035,6 +1045,7 @@ typedef struct quick_scan {
     quick_name *names;         /* sorted by name */
     size_t n;
     unsigned char *verdict;    /* QUICK_* per dataplane of the pass */
+    quick_record *records;     /* per dataplane of the pass: the QUICK_FULL ones' records */
 } quick_scan;
 
 static int cmp_quick_name(const void *a, const void *b)
@@ -1065,33 +1076,59 @@ static int quick_scan_one(void *userdata, const store_entry *e)
     quick_scan *q = userdata;
     quick_name key = {e->name, 0};
     const quick_name *hit = bsearch(&key, q->names, q->n, sizeof(*q->names), cmp_quick_name);
-    if (hit)
-        q->verdict[hit->index] = quick_unchanged(q->m, q->dps[hit->index], q->pc, q->now, e->value,
-                                                 e->len)
-                                     ? QUICK_UNCHANGED
-                                     : QUICK_FULL;
+    if (!hit)
+        return 0;
+    if (quick_unchanged(q->m, q->dps[hit->index], q->pc, q->now, e->value, e->len)) {
+        q->verdict[hit->index] = QUICK_UNCHANGED;
+        return 0;
+    }
+    q->verdict[hit->index] = QUICK_FULL;
+    /* Kept for the full decision; out of memory leaves it to identity_read. */
+    quick_record *rec = &q->records[hit->index];
+    if (!rec->value && (rec->value = malloc(e->len + 1)) != NULL) {
+        memcpy(rec->value, e->value, e->len);
+        rec->value[e->len] = '\0';
+        rec->len = e->len;
+        rec->version = e->version;
+    }
     return 0;
 }
 
+static void quick_records_free(quick_record *records, size_t n)
+{
+    for (size_t i = 0; records && i < n; i++)
+        free(records[i].value);
+    free(records);
+}
+
 /* Verdicts for the pass's dataplanes (caller frees), or NULL when out of memory: then every
- * dataplane takes the full path. A scan the store fails leaves them all to the full path. */
+ * dataplane takes the full path. A scan the store fails leaves them all to the full path.
+ * *ret_records: the records of the QUICK_FULL ones (caller frees with quick_records_free), or
+ * NULL. */
 static unsigned char *quick_verdicts(store *s, const mesh *m, const pass_cas *pc, int64_t now,
-                                     const dataplane *const *dps, size_t ndps)
+                                     const dataplane *const *dps, size_t ndps,
+                                     quick_record **ret_records)
 {
     quick_scan q = {m, pc, now, dps, calloc(ndps + 1, sizeof(quick_name)), 0,
-                    calloc(ndps + 1, 1)};
-    if (!q.names || !q.verdict) {
+                    calloc(ndps + 1, 1), calloc(ndps + 1, sizeof(quick_record))};
+    *ret_records = NULL;
+    if (!q.names || !q.verdict || !q.records) {
         free(q.names);
         free(q.verdict);
+        free(q.records);
         return NULL;
     }
     for (size_t i = 0; i < ndps; i++)
         if (dps[i]->name.value)
             q.names[q.n++] = (quick_name){dps[i]->name.value, i};
     qsort(q.names, q.n, sizeof(*q.names), cmp_quick_name);
-    if (store_scan(s, STATE_IDENTITIES, m->name.value, quick_scan_one, &q) < 0)
+    if (store_scan(s, STATE_IDENTITIES, m->name.value, quick_scan_one, &q) < 0) {
         memset(q.verdict, QUICK_FULL, ndps);
+        quick_records_free(q.records, ndps);
+        q.records = NULL;
+    }
     free(q.names);
+    *ret_records = q.records;
     return q.verdict;
 }
 
@@ -1099,8 +1136,8 @@ static unsigned char *quick_verdicts(store *s, const mesh *m, const pass_cas *pc
  * memory code with errbuf naming the object and the cause (the caller reports it; the mesh
  * stops). Writes are queued in tx. */
 static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, const pass_cas *pc,
-                               int64_t now, int quick, sign_batch *batch, pass_txn *tx,
-                               reconcile_report *rep, reconcile_mesh_report *mr,
+                               int64_t now, int quick, quick_record *rec, sign_batch *batch,
+                               pass_txn *tx, reconcile_report *rep, reconcile_mesh_report *mr,
                                diag_list *diags, char *errbuf)
 {
     const char *mesh_name = m->name.value;
@@ -1114,7 +1151,18 @@ static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, con
         mr->unchanged++;
         return 0;
     }
-    int rc = identity_read(s, mesh_name, dp->name.value, &id, &version, errbuf);
+    int rc = -1;
+    if (rec && rec->value) {
+        /* The record the scan read; its version guards the write as identity_read's would. */
+        if (identity_json_decode(rec->value, rec->len, &id) == 0) {
+            version = rec->version;
+            rc = 0;
+        }
+        free(rec->value);
+        rec->value = NULL;
+    }
+    if (rc != 0)
+        rc = identity_read(s, mesh_name, dp->name.value, &id, &version, errbuf);
     if (rc == MESHCA_ECORRUPT) {
         /* A corrupt record holds no key we could trust: it is removed (compare-and-swap on its
          * version, so a concurrent writer still wins), and the agent's next CSR issues anew. */
@@ -1334,6 +1382,7 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
     pass_cas pc = {0};
     sign_batch batch = {.workers = workers};
     unsigned char *quick = NULL;
+    quick_record *records = NULL;
     json_t *mstatus = NULL;
     uint64_t mstatus_version = 0;
     const dataplane **dps = NULL;
@@ -1392,12 +1441,12 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         goto out;
     if (ca_backend_signs_locally(pc.cas[pc.enabled].ca))
         batch.ca = pc.cas[pc.enabled].ca;
-    quick = quick_verdicts(s, m, &pc, now, dps, ndps);
+    quick = quick_verdicts(s, m, &pc, now, dps, ndps, &records);
     for (size_t i = 0; i < ndps; i++) {
         if (!dps[i]->name.value)
             continue;
-        rc = reconcile_dataplane(s, m, dps[i], &pc, now, quick ? quick[i] : QUICK_FULL, &batch, tx,
-                                 rep, mr, diags, errbuf);
+        rc = reconcile_dataplane(s, m, dps[i], &pc, now, quick ? quick[i] : QUICK_FULL,
+                                 records ? &records[i] : NULL, &batch, tx, rep, mr, diags, errbuf);
         if (rc == 0 && batch.n == SIGN_BATCH)
             rc = sign_batch_flush(&batch, m, &pc, now, tx, rep, mr, diags, errbuf);
         if (tx->opts && tx->opts->progress)
@@ -1465,6 +1514,7 @@ status:
     rc = 0;
 out:
     free(quick);
+    quick_records_free(records, ndps);
     sign_batch_free(&batch);
     free(dps);
     json_decref(mstatus);

@@ -54,7 +54,9 @@ static void reserve(out *o, size_t more)
 {
     if (o->failed || o->len + more + 1 <= o->cap)
         return;
-    size_t cap = o->cap ? o->cap : 256;
+    /* The first reservation is the caller's estimate, taken as is: a pass holds every record
+     * it writes until its commit, so slack here is resident memory. */
+    size_t cap = o->cap ? o->cap : o->len + more + 1;
     while (cap < o->len + more + 1)
         cap *= 2;
     char *p = realloc(o->p, cap);
@@ -101,8 +103,17 @@ static void put_string(out *o, const char *s)
     static const char hex[] = "0123456789ABCDEF";
     size_t n = strlen(s);
     const unsigned char *p = (const unsigned char *)s;
-    /* Worst case every byte becomes \u00XX. */
-    reserve(o, 6 * n + 2);
+    /* The exact escaped length: reserving the worst case (6 bytes a byte) would make the
+     * buffer grow far past the record. */
+    size_t extra = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
+            extra += 1;
+        else if (c < 0x20)
+            extra += 5;
+    }
+    reserve(o, n + extra + 2);
     if (o->failed)
         return;
     char *w = o->p + o->len;
@@ -228,7 +239,9 @@ char *identity_json_encode(const identity *id)
         return NULL;
     }
     o.p[o.len] = '\0';
-    return o.p;
+    /* Shrinking in place is cheap, and the text stays resident until the pass commits. */
+    char *fit = realloc(o.p, o.len + 1);
+    return fit ? fit : o.p;
 }
 
 /* --- reading --- */
