@@ -648,7 +648,10 @@ static int issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t
  * a time: the pass decides for each dataplane and queues what to sign, then finishes the batch
  * in dataplane order, so the writes and the report are those of signing one at a time. A batch
  * bounds the memory of a full pass (identities held until signed), and is large enough that the
- * workers stay busy.
+ * workers stay busy. Two batches are under way at once: while the workers sign one, the pass
+ * finishes the one before (its certificates recorded, its identities encoded) and decides the
+ * next, so that with fewer workers than cores the pass's own work does not wait for the
+ * signing, nor the signing for it.
  */
 #define SIGN_BATCH 1024
 
@@ -670,9 +673,17 @@ typedef struct sign_batch {
     ca_backend *ca;          /* borrowed; NULL: the CA signs remotely and nothing is deferred */
     unsigned workers;        /* 0: the online CPUs */
     sign_pool *pool;         /* made for the first batch that signs */
+    /* The batch being filled (by defer), then, once started, the one the workers sign (fl_*):
+     * sign_batch_cycle swaps them. */
     deferred *items;         /* SIGN_BATCH of them, allocated once (req.uris points inside) */
     sign_pool_job *jobs;
     size_t n;
+    int stop;                /* the batch cannot be signed (ISSUE_REFUSED, MESHCA_ENOMEM) */
+    deferred *fl_items;
+    sign_pool_job *fl_jobs;
+    size_t fl_n;
+    int fl_stop;
+    bool signing;            /* fl_* posted to the pool, not waited for yet */
 } sign_batch;
 
 static void deferred_clear(deferred *d)
@@ -684,12 +695,41 @@ static void deferred_clear(deferred *d)
     memset(d, 0, sizeof(*d));
 }
 
+/* Drops n items of a batch unfinished, with the leaves signed for them. */
+static void batch_drop(deferred *items, sign_pool_job *jobs, size_t n)
+{
+    for (size_t i = 0, k = 0; items && i < n; i++) {
+        if (items[i].sign)
+            pki_signed_leaf_clear(&jobs[k++].leaf);
+        deferred_clear(&items[i]);
+    }
+}
+
+/* Waits for the batch the workers sign, if any. */
+static void sign_batch_wait(sign_batch *b)
+{
+    if (b->signing)
+        (void)sign_pool_wait(b->pool, NULL);   /* per-job results are read when finishing */
+    b->signing = false;
+}
+
+/* Both batches dropped unfinished (the mesh stops). */
+static void sign_batch_drop(sign_batch *b)
+{
+    sign_batch_wait(b);
+    batch_drop(b->fl_items, b->fl_jobs, b->fl_n);
+    batch_drop(b->items, b->jobs, b->n);
+    b->fl_n = b->n = 0;
+    b->fl_stop = b->stop = 0;
+}
+
 static void sign_batch_free(sign_batch *b)
 {
-    for (size_t i = 0; b->items && i < b->n; i++)
-        deferred_clear(&b->items[i]);
+    sign_batch_drop(b);
     free(b->items);
     free(b->jobs);
+    free(b->fl_items);
+    free(b->fl_jobs);
     sign_pool_free(b->pool);
     memset(b, 0, sizeof(*b));
 }
@@ -938,15 +978,13 @@ static int finish_dataplane(const char *mesh_name, const pass_cas *pc, identity 
     return 0;
 }
 
-/* Signs the batch on the workers and finishes its dataplanes in order. Returns 0, ISSUE_REFUSED
- * (reported: the CA could not sign; the rest of the batch is dropped) or MESHCA_ENOMEM. */
-static int sign_batch_flush(sign_batch *b, const mesh *m, const pass_cas *pc, int64_t now,
-                            pass_txn *tx, reconcile_report *rep, reconcile_mesh_report *mr,
-                            diag_list *diags, char *errbuf)
+/* Posts the batch being filled to the workers (a pool is made for the first batch that signs);
+ * a pool that cannot be made sets the batch's stop (reported). */
+static void sign_batch_start(sign_batch *b, const mesh *m, const pass_cas *pc, int64_t now,
+                             diag_list *diags)
 {
     char perr[PKI_ERRBUF] = "";
     size_t nj = 0;
-    int stop = 0;
     for (size_t i = 0; i < b->n; i++) {
         deferred *d = &b->items[i];
         if (!d->sign)
@@ -961,16 +999,28 @@ static int sign_batch_flush(sign_batch *b, const mesh *m, const pass_cas *pc, in
         }
         nj++;
     }
-    if (nj && !b->pool) {
+    if (nj && !b->pool && !b->stop) {
         int r = ca_backend_sign_pool_new(b->ca, b->workers, &b->pool, perr);
         if (r < 0 || !b->pool)
-            stop = r == MESHCA_ENOMEM ? r
-                                      : sign_refused(m, b->items[0].dp, pc, r < 0 ? r : PKI_EINVAL,
-                                                     perr, diags);
+            b->stop = r == MESHCA_ENOMEM ? r
+                                         : sign_refused(m, b->items[0].dp, pc,
+                                                        r < 0 ? r : PKI_EINVAL, perr, diags);
     }
-    /* Per-job results are read below: the first failure's summary is not needed. */
-    if (nj && !stop)
-        sign_pool_run(b->pool, b->jobs, nj, now, perr);
+    /* Per-job results are read when finishing: the first failure's summary is not needed. */
+    if (nj && !b->stop)
+        b->signing = sign_pool_start(b->pool, b->jobs, nj, now, perr) == 0;
+    if (nj && !b->stop && !b->signing)
+        b->stop = MESHCA_ENOMEM;   /* cannot happen: the pool has no batch posted here */
+}
+
+/* Finishes the batch in items (signed: the workers are done with it) in dataplane order.
+ * Returns 0, ISSUE_REFUSED (reported: the CA could not sign; the rest of the batch is dropped)
+ * or MESHCA_ENOMEM. */
+static int sign_batch_finish(sign_batch *b, const mesh *m, const pass_cas *pc, int64_t now,
+                             pass_txn *tx, reconcile_report *rep, reconcile_mesh_report *mr,
+                             diag_list *diags, char *errbuf)
+{
+    int stop = b->stop;
     for (size_t i = 0, k = 0; i < b->n; i++) {
         deferred *d = &b->items[i];
         sign_pool_job *job = d->sign ? &b->jobs[k++] : NULL;
@@ -1011,7 +1061,41 @@ static int sign_batch_flush(sign_batch *b, const mesh *m, const pass_cas *pc, in
         deferred_clear(d);
     }
     b->n = 0;
+    b->stop = 0;
     return stop;
+}
+
+/* One turn of the two batches: waits for the one being signed, posts the one filled, and
+ * finishes the one signed meanwhile (the workers sign while the pass records, encodes and
+ * decides). Returns sign_batch_finish's result. */
+static int sign_batch_cycle(sign_batch *b, const mesh *m, const pass_cas *pc, int64_t now,
+                            pass_txn *tx, reconcile_report *rep, reconcile_mesh_report *mr,
+                            diag_list *diags, char *errbuf)
+{
+    sign_batch_wait(b);
+    sign_batch_start(b, m, pc, now, diags);
+    deferred *items = b->items;
+    sign_pool_job *jobs = b->jobs;
+    size_t n = b->n;
+    int stop = b->stop;
+    b->items = b->fl_items;
+    b->jobs = b->fl_jobs;
+    b->n = b->fl_n;
+    b->stop = b->fl_stop;
+    b->fl_items = items;
+    b->fl_jobs = jobs;
+    b->fl_n = n;
+    b->fl_stop = stop;
+    return sign_batch_finish(b, m, pc, now, tx, rep, mr, diags, errbuf);
+}
+
+/* Both batches signed and finished (the end of a mesh). Returns as sign_batch_finish. */
+static int sign_batch_drain(sign_batch *b, const mesh *m, const pass_cas *pc, int64_t now,
+                            pass_txn *tx, reconcile_report *rep, reconcile_mesh_report *mr,
+                            diag_list *diags, char *errbuf)
+{
+    int rc = sign_batch_cycle(b, m, pc, now, tx, rep, mr, diags, errbuf);
+    return rc == 0 ? sign_batch_cycle(b, m, pc, now, tx, rep, mr, diags, errbuf) : rc;
 }
 
 /*
@@ -1253,7 +1337,7 @@ static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, con
             }
             free(spki);
             EVP_PKEY_free(pub);
-        } else if (batch->n > 0) {
+        } else if (batch->n > 0 || batch->fl_n > 0) {
             /* Rebundled only, queued behind the leaves being signed to keep the order. */
             rc = defer(batch, m, dp, pc, &id, version, verb, reason, false, false, NULL, 0, false,
                        diags);
@@ -1448,7 +1532,7 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         rc = reconcile_dataplane(s, m, dps[i], &pc, now, quick ? quick[i] : QUICK_FULL,
                                  records ? &records[i] : NULL, &batch, tx, rep, mr, diags, errbuf);
         if (rc == 0 && batch.n == SIGN_BATCH)
-            rc = sign_batch_flush(&batch, m, &pc, now, tx, rep, mr, diags, errbuf);
+            rc = sign_batch_cycle(&batch, m, &pc, now, tx, rep, mr, diags, errbuf);
         if (tx->opts && tx->opts->progress)
             tx->opts->progress(tx->opts->progress_userdata, ++tx->done, tx->total);
         if (rc == ISSUE_REFUSED) {
@@ -1460,6 +1544,8 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
             status_changed |= set_condition(conditions, m->backends[pc.enabled].name.value, why);
             if (cache)
                 ca_cache_sign_failed(cache, mesh_name, m->backends[pc.enabled].name.value, why, now);
+            /* The batches under way are dropped: the mesh stops here. */
+            sign_batch_drop(&batch);
             break;
         }
         if (rc == MESHCA_ENOMEM)
@@ -1472,9 +1558,9 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
             break;
         }
     }
-    /* The last batch, or what was decided before a store failure stopped the mesh. */
-    if (batch.n > 0) {
-        rc = sign_batch_flush(&batch, m, &pc, now, tx, rep, mr, diags, errbuf);
+    /* The last batches, or what was decided before a store failure stopped the mesh. */
+    if (batch.n > 0 || batch.fl_n > 0) {
+        rc = sign_batch_drain(&batch, m, &pc, now, tx, rep, mr, diags, errbuf);
         if (rc == ISSUE_REFUSED) {
             mr->failed = true;
             rc = 0;
