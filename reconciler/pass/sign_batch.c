@@ -17,6 +17,7 @@
 #include "reconciler/pass/pass.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/sign_pool.h"
+#include "reconciler/failpoint.h"
 #include "reconciler/state.h"
 #include "reconciler/store/identity_json.h"
 #include "reconciler/store/identity_peek.h"
@@ -149,6 +150,11 @@ static int sign_batch_finish(sign_batch *b, const mesh *m, const pass_cas *pc, i
                              diag_list *diags, char *errbuf)
 {
     int stop = b->stop;
+    char fperr[MESHCA_ERRBUF] = "";
+    /* Test-only (failpoint.h): the CA refuses this batch, as an expired or unreachable one
+     * would, to see the batch under way behind it dropped. */
+    if (!stop && b->n > 0 && FAILPOINT("pass.sign.batch", fperr) < 0)
+        stop = pass_sign_refused(m, b->items[0].dp, pc, MESHCA_EIO, fperr, diags);
     for (size_t i = 0, k = 0; i < b->n; i++) {
         deferred *d = &b->items[i];
         sign_pool_job *job = d->sign ? &b->jobs[k++] : NULL;
