@@ -34,6 +34,10 @@ struct sign_pool {
     unsigned batch;          /* batch number, so a worker does not run one batch twice */
     unsigned busy;           /* workers still in the current batch */
     bool stop;
+    /* the caller's side of sign_pool_start / sign_pool_wait (only the caller's thread) */
+    bool posted;
+    sign_pool_job *posted_jobs;
+    size_t posted_n;
 };
 
 static void sign_one(pki_leaf_signer *signer, sign_pool_job *job, int64_t now)
@@ -84,6 +88,9 @@ void sign_pool_free(sign_pool *pool)
 {
     if (!pool)
         return;
+    /* A batch still being signed is finished first: its jobs are the caller's memory. */
+    if (pool->posted)
+        (void)sign_pool_wait(pool, NULL);
     pthread_mutex_lock(&pool->lock);
     pool->stop = true;
     pthread_cond_broadcast(&pool->work);
@@ -147,10 +154,13 @@ int sign_pool_new(X509 *ca_cert, EVP_PKEY *ca_key, unsigned nthreads, sign_pool 
     return 0;
 }
 
-int sign_pool_run(sign_pool *pool, sign_pool_job *jobs, size_t n, int64_t now, char *errbuf)
+int sign_pool_start(sign_pool *pool, sign_pool_job *jobs, size_t n, int64_t now, char *errbuf)
 {
-    if (!pool || (n && !jobs))
+    if (!pool || (n && !jobs) || pool->posted)
         return meshca_fail(errbuf, PKI_EINVAL, "sign pool: invalid batch");
+    pool->posted = true;
+    pool->posted_jobs = jobs;
+    pool->posted_n = n;
     if (n == 0)
         return 0;
     pthread_mutex_lock(&pool->lock);
@@ -161,6 +171,22 @@ int sign_pool_run(sign_pool *pool, sign_pool_job *jobs, size_t n, int64_t now, c
     pool->busy = pool->nthreads;
     pool->batch++;
     pthread_cond_broadcast(&pool->work);
+    pthread_mutex_unlock(&pool->lock);
+    return 0;
+}
+
+int sign_pool_wait(sign_pool *pool, char *errbuf)
+{
+    if (!pool || !pool->posted)
+        return meshca_fail(errbuf, PKI_EINVAL, "sign pool: no batch to wait for");
+    sign_pool_job *jobs = pool->posted_jobs;
+    size_t n = pool->posted_n;
+    pool->posted = false;
+    pool->posted_jobs = NULL;
+    pool->posted_n = 0;
+    if (n == 0)
+        return 0;
+    pthread_mutex_lock(&pool->lock);
     while (pool->busy > 0)
         pthread_cond_wait(&pool->done, &pool->lock);
     pool->jobs = NULL;
@@ -171,6 +197,12 @@ int sign_pool_run(sign_pool *pool, sign_pool_job *jobs, size_t n, int64_t now, c
             return meshca_fail(errbuf, jobs[i].result, "sign pool: job %zu of %zu failed (%s)", i,
                                n, meshca_strerror(jobs[i].result));
     return 0;
+}
+
+int sign_pool_run(sign_pool *pool, sign_pool_job *jobs, size_t n, int64_t now, char *errbuf)
+{
+    int r = sign_pool_start(pool, jobs, n, now, errbuf);
+    return r < 0 ? r : sign_pool_wait(pool, errbuf);
 }
 
 unsigned sign_pool_threads(const sign_pool *pool)

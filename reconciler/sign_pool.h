@@ -35,6 +35,12 @@ int sign_pool_new(X509 *ca_cert, EVP_PKEY *ca_key, unsigned nthreads, sign_pool 
  * job succeeded, else the code of the first failed job (lowest index) with its message in errbuf.
  * Not reentrant: one batch at a time per pool. */
 int sign_pool_run(sign_pool *pool, sign_pool_job *jobs, size_t n, int64_t now, char *errbuf);
+/* sign_pool_run in two halves, so the caller works while the batch is signed (a pass prepares
+ * and writes one batch while the workers sign the next): start posts the batch and returns at
+ * once; wait returns when it is done, with sign_pool_run's result. The jobs must stay valid
+ * until wait returns; every start is followed by one wait before the next start or free. */
+int sign_pool_start(sign_pool *pool, sign_pool_job *jobs, size_t n, int64_t now, char *errbuf);
+int sign_pool_wait(sign_pool *pool, char *errbuf);
 unsigned sign_pool_threads(const sign_pool *pool);
 /* Stops and joins the workers, frees their signers (wiping the key copies). Accepts NULL. */
 void sign_pool_free(sign_pool *pool);

@@ -13,6 +13,7 @@
 
 #include "manifests/manifest.h"
 #include "reconciler/ack.h"
+#include "reconciler/failpoint.h"
 #include "reconciler/pki.h"
 #include "reconciler/reconcile.h"
 #include "reconciler/state.h"
@@ -975,6 +976,10 @@ static int cmp_action_dp(const void *a, const void *b)
 static void assert_one_action_each(reconcile_report *rep, reconcile_verb verb)
 {
     ck_assert_uint_eq(rep->nactions, POOL_DPS);
+    /* In dataplane order, across the batches under way at once (one signed while the one before
+     * is finished): what signing one at a time would report. */
+    for (size_t i = 1; i < rep->nactions; i++)
+        ck_assert_str_lt(rep->actions[i - 1].dataplane, rep->actions[i].dataplane);
     qsort(rep->actions, rep->nactions, sizeof(*rep->actions), cmp_action_dp);
     for (size_t i = 0; i < rep->nactions; i++) {
         ck_assert_int_eq(rep->actions[i].verb, verb);
@@ -1004,6 +1009,109 @@ static void check_pool_leaves(store *s, EVP_PKEY **keys, const char *backend, lo
     }
     free(bundle);
 }
+
+/* Issue 13: two signing batches are under way at once. A CA that refuses a batch while the one
+ * behind it is being signed stops the mesh there: the batch under way is dropped (its leaves
+ * freed), nothing of either is written, and the next pass issues every dataplane. Three batches'
+ * worth, so that the refusal comes out of the pass's loop, with the second batch posted. */
+#define REFUSE_DPS (2 * 1024 + 52)
+
+START_TEST(refusal_while_the_next_batch_is_signed_drops_it_and_writes_nothing)
+{
+    store *s = open_store();
+    seed(s, MESH_ADD);
+    char *pubs[4] = {NULL};
+    for (int k = 0; k < 4; k++) {
+        EVP_PKEY *key = NULL;
+        ck_assert_int_eq(pki_generate_key(false, 0, &key, NULL), 0);
+        ck_assert_int_eq(pki_pubkey_to_pem(key, &pubs[k], NULL), 0);
+        EVP_PKEY_free(key);
+    }
+    /* Each Dataplane and its agent's pending key, 250 per transaction: seeding is not tested. */
+    for (int base = 0; base < REFUSE_DPS; base += 250) {
+        store_op ops[500];
+        char *vals[500], names[250][32], yaml[512];
+        size_t n = 0;
+        for (int i = base; i < base + 250 && i < REFUSE_DPS; i++) {
+            manifest_set *set = manifest_set_new();
+            diag_list d = DIAG_LIST_INIT;
+            char *name = names[i - base];
+            snprintf(name, sizeof(names[0]), "dp-%04d", i);
+            int len = snprintf(yaml, sizeof(yaml), "type: Dataplane\nmesh: default\nname: %s\n"
+                               "networking:\n  address: 127.0.0.1\n  inbound:\n  - port: 8443\n"
+                               "    tags:\n      kuma.io/service: svc-%d\n", name, i % 7);
+            ck_assert_int_eq(manifest_load_buffer(set, "dp.yaml", yaml, (size_t)len, &d), 0);
+            ck_assert_ptr_nonnull(vals[n] = state_encode_resource(manifest_set_get(set, 0)));
+            ops[n] = (store_op){.type = STORE_OP_PUT, .key = {STATE_DATAPLANES, "default", name},
+                                .value = vals[n], .len = strlen(vals[n]),
+                                .expected_version = STORE_ANY_VERSION};
+            n++;
+            diag_list_free(&d);
+            manifest_set_free(set);
+            identity id = {.mesh = "default", .dataplane = name, .pending_key_pem = pubs[i % 4]};
+            ck_assert_ptr_nonnull(vals[n] = identity_encode(&id));
+            ops[n] = (store_op){.type = STORE_OP_PUT, .key = {STATE_IDENTITIES, "default", name},
+                                .value = vals[n], .len = strlen(vals[n]),
+                                .expected_version = STORE_ANY_VERSION};
+            n++;
+        }
+        ck_assert_int_eq(store_txn(s, ops, n), STORE_OK);
+        for (size_t i = 0; i < n; i++)
+            free(vals[i]);
+    }
+    uint64_t rev_before = 0;
+    ck_assert_int_eq(store_revision(s, &rev_before), STORE_OK);
+
+    reconcile_options opts = RECONCILE_OPTIONS_INIT;
+    reconcile_report rep = RECONCILE_REPORT_INIT;
+    diag_list diags = DIAG_LIST_INIT;
+    opts.sign_workers = 2;
+    /* The first batch finished is refused: the second is being signed at that moment. */
+    ck_assert_int_eq(failpoint_configure("pass.sign.batch=1*error", NULL), 0);
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_int_eq(failpoint_configure(NULL, NULL), 0);
+    ck_assert_uint_eq(rep.failed_meshes, 1);
+    ck_assert_uint_eq(rep.issued, 0);
+    ck_assert_uint_eq(rep.nactions, 0);
+    bool reported = false;
+    for (size_t i = 0; i < diags.count; i++)
+        reported |= strcmp(diags.items[i].code, "ca-unavailable") == 0 &&
+                    strstr(diags.items[i].message, "could not sign for 'dp-0000'") &&
+                    strstr(diags.items[i].message, "failpoint pass.sign.batch");
+    ck_assert_msg(reported, "no ca-unavailable for dp-0000 among %zu diagnostics", diags.count);
+    diag_list_free(&diags);
+    reconcile_report_free(&rep);
+    /* No identity was issued: the first, the second batch's first and the last still wait. */
+    static const char *const probe[] = {"dp-0000", "dp-1024", "dp-2099"};
+    for (size_t i = 0; i < sizeof(probe) / sizeof(probe[0]); i++) {
+        identity id = {0};
+        ck_assert_int_eq(identity_get(s, "default", probe[i], &id, NULL), 0);
+        ck_assert_int_eq(id.generation, 0);
+        ck_assert_ptr_nonnull(id.pending_key_pem);
+        ck_assert_ptr_null(id.cert_pem);
+        identity_clear(&id);
+    }
+    /* Nor any identity written at all (the pass did write its CAs and the mesh status). */
+    store_entry *ids = NULL;
+    size_t nids = 0;
+    ck_assert_int_eq(store_list(s, STATE_IDENTITIES, "default", &ids, &nids), STORE_OK);
+    ck_assert_uint_eq(nids, REFUSE_DPS);
+    for (size_t i = 0; i < nids; i++)
+        ck_assert_msg(ids[i].version <= rev_before, "%s written by the refused pass", ids[i].name);
+    store_entries_free(ids, nids);
+
+    /* The next pass, nothing refused: every dataplane issued once. */
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_msg(!diag_has_errors(&diags), "%s", diags.count ? diags.items[0].message : "");
+    ck_assert_uint_eq(rep.issued, REFUSE_DPS);
+    ck_assert_uint_eq(rep.failed_meshes, 0);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    for (int k = 0; k < 4; k++)
+        free(pubs[k]);
+    store_close(s);
+}
+END_TEST
 
 START_TEST(two_signing_workers_issue_one_strictly_valid_leaf_per_dataplane)
 {
@@ -1120,6 +1228,7 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, broken_backend_that_is_not_enabled_does_not_stop_the_mesh);
     tcase_add_test(tc, status_index_finds_each_dataplane_of_one_mesh_by_name);
     tcase_add_test(tc, two_signing_workers_issue_one_strictly_valid_leaf_per_dataplane);
+    tcase_add_test(tc, refusal_while_the_next_batch_is_signed_drops_it_and_writes_nothing);
     suite_add_tcase(suite, tc);
     return suite;
 }

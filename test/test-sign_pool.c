@@ -222,6 +222,52 @@ START_TEST(failed_job_is_reported_with_its_index_and_the_rest_are_signed)
 }
 END_TEST
 
+/* start returns before the batch is signed; wait gives sign_pool_run's result; a second start
+ * before the wait, or a wait without a start, is refused; free finishes a batch still posted. */
+START_TEST(start_then_wait_signs_the_batch_while_the_caller_goes_on)
+{
+    int64_t now = time(NULL);
+    fixture f;
+    sign_pool *pool = NULL;
+    sign_pool_job jobs[NJOBS], more[8];
+    char err[PKI_ERRBUF];
+
+    fixture_init(&f, now);
+    fill_jobs(&f, jobs, NJOBS);
+    fill_jobs(&f, more, 8);
+    ck_assert_int_eq(sign_pool_new(f.ca, f.ca_key, 2, &pool, err), 0);
+    ck_assert_int_eq(sign_pool_wait(pool, err), PKI_EINVAL);
+    ck_assert_int_eq(sign_pool_start(pool, jobs, NJOBS, now, err), 0);
+    /* One batch at a time: the second is refused and the first goes on. */
+    ck_assert_int_eq(sign_pool_start(pool, more, 8, now, err), PKI_EINVAL);
+    ck_assert_int_eq(sign_pool_run(pool, more, 8, now, err), PKI_EINVAL);
+    ck_assert_msg(sign_pool_wait(pool, err) == 0, "%s", err);
+    for (size_t i = 0; i < NJOBS; i++) {
+        ck_assert_int_eq(jobs[i].result, 0);
+        ck_assert_ptr_nonnull(jobs[i].leaf.pem);
+        pki_signed_leaf_clear(&jobs[i].leaf);
+    }
+    ck_assert_int_eq(sign_pool_wait(pool, err), PKI_EINVAL);
+    /* A failed job's code comes from the wait, as from sign_pool_run. */
+    fill_jobs(&f, jobs, NJOBS);
+    jobs[4].req.rsa = true;   /* an EC key where RSA is asked for */
+    ck_assert_int_eq(sign_pool_start(pool, jobs, NJOBS, now, err), 0);
+    ck_assert_int_eq(sign_pool_wait(pool, err), PKI_EINVAL);
+    ck_assert_msg(strstr(err, "job 4 of") != NULL, "%s", err);
+    for (size_t i = 0; i < NJOBS; i++)
+        pki_signed_leaf_clear(&jobs[i].leaf);
+    /* Freed with a batch posted: the batch is finished first (every job signed, no leak). */
+    fill_jobs(&f, jobs, NJOBS);
+    ck_assert_int_eq(sign_pool_start(pool, jobs, NJOBS, now, err), 0);
+    sign_pool_free(pool);
+    for (size_t i = 0; i < NJOBS; i++) {
+        ck_assert_int_eq(jobs[i].result, 0);
+        pki_signed_leaf_clear(&jobs[i].leaf);
+    }
+    fixture_free(&f);
+}
+END_TEST
+
 /* Shutdown joins idle workers, workers that ran several batches, and an empty batch is a no-op. */
 START_TEST(pool_shuts_down_cleanly_idle_after_batches_and_on_empty_batch)
 {
@@ -270,6 +316,7 @@ int main(void)
     tcase_add_test(tc, pool_of_four_threads_signs_what_a_single_thread_signs);
     tcase_add_test(tc, failed_job_is_reported_with_its_index_and_the_rest_are_signed);
     tcase_add_test(tc, pool_shuts_down_cleanly_idle_after_batches_and_on_empty_batch);
+    tcase_add_test(tc, start_then_wait_signs_the_batch_while_the_caller_goes_on);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

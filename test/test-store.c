@@ -626,6 +626,64 @@ START_TEST(loose_permissions_on_existing_store_are_refused) {
 }
 END_TEST
 
+static const char *dbpath_wal_or_shm(const char *suffix) {
+    static char path[sizeof(dbpath) + 8];
+
+    ck_assert_int_lt(snprintf(path, sizeof(path), "%s%s", dbpath, suffix), (int) sizeof(path));
+    return path;
+}
+
+static int page_size_of(const char *path) {
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int size = -1;
+
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        size = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return size;
+}
+
+/* Issue 13: a new store has 16 KiB pages (an identity record fits in its B-tree leaf instead of
+ * taking an overflow page); a store made with 4 KiB pages before keeps them and works. */
+START_TEST(new_store_has_16k_pages_and_an_older_4k_store_keeps_working) {
+    store *s = open_store();
+    char *v = NULL, *big = malloc(2400);
+    size_t len = 0;
+    sqlite3 *db = NULL;
+
+    ck_assert_ptr_nonnull(big);
+    memset(big, 'x', 2399);
+    big[2399] = '\0';
+    put_str(s, "identities", "default", "web-01", big, 0);
+    store_close(s);
+    ck_assert_int_eq(page_size_of(dbpath), 16384);
+
+    /* An older store: 4 KiB pages, WAL, made before this change. */
+    ck_assert_int_eq(remove(dbpath), 0);
+    (void) remove(dbpath_wal_or_shm("-wal"));
+    (void) remove(dbpath_wal_or_shm("-shm"));
+    ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA page_size = 4096; PRAGMA journal_mode = WAL;"
+                                      "CREATE TABLE older (a); DROP TABLE older;", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    ck_assert_int_eq(chmod(dbpath, 0600), 0);
+    s = open_store();
+    put_str(s, "identities", "default", "web-01", big, 0);
+    ck_assert_int_eq(store_get(s, &(store_key){ "identities", "default", "web-01" }, &v, &len, NULL), STORE_OK);
+    ck_assert_uint_eq(len, 2399);
+    ck_assert_int_eq(memcmp(v, big, len), 0);
+    store_close(s);
+    ck_assert_int_eq(page_size_of(dbpath), 4096);
+    free(v);
+    free(big);
+}
+END_TEST
+
 START_TEST(check_op_fences_a_txn_and_writes_nothing) {
     store *s = open_store();
     uint64_t leader = put_str(s, "meshstatus", NULL, "leader", "me", 0), rev0 = 0, rev1 = 0;
@@ -1263,6 +1321,7 @@ static Suite *store_suite(void) {
         tcase_add_test(own, watch_older_than_the_window_is_compacted);
         tcase_add_test(own, write_lock_held_past_busy_timeout_is_unavailable);
         tcase_add_test(own, kill_9_in_a_2000_put_txn_at_200_random_points_leaves_all_or_nothing);
+        tcase_add_test(own, new_store_has_16k_pages_and_an_older_4k_store_keeps_working);
     }
     suite_add_tcase(s, own);
     return s;

@@ -36,6 +36,16 @@
  */
 
 #define SCHEMA_VERSION 1
+/*
+ * Page size of a new store. `objects` is WITHOUT ROWID, so a row keeps at most about a quarter
+ * of a page in its B-tree leaf and the rest goes to overflow pages: with 4 KiB pages every
+ * identity record (about 2.3 KB: certificate, public key, CSR) took a leaf share and an overflow
+ * page of its own, 7 KB of WAL per dataplane in a full pass. With 16 KiB pages a record fits in
+ * its leaf, several to a page: a full pass of 10,000 dataplanes took 26 % less CPU
+ * (doc/performance.md). SQLite sets it only while the file is empty: a store made before keeps
+ * its page size, and works as before.
+ */
+#define PAGE_SIZE_PRAGMA "PRAGMA page_size = 16384"
 #define BUSY_TIMEOUT_MS 5000
 #define WATCH_POLL_MS 20
 /*
@@ -429,7 +439,11 @@ int store_sqlite_open(const char *path, const struct store_ops **ret_ops, void *
     sqlite3_extended_result_codes(q->db, 1);
     /* The CLI beside a running controller waits for its write lock instead of failing. */
     sqlite3_busy_timeout(q->db, BUSY_TIMEOUT_MS);
-    r = exec_sql(q, "PRAGMA journal_mode = WAL", err, "cannot switch to WAL mode");
+    /* Before WAL mode: the page size of a WAL database cannot change any more. */
+    r = exec_sql(q, PAGE_SIZE_PRAGMA, err,
+                 "cannot set the page size");
+    if (r == STORE_OK)
+        r = exec_sql(q, "PRAGMA journal_mode = WAL", err, "cannot switch to WAL mode");
     /* FULL: an acknowledged apply survives power loss, not only a crash of the process. */
     if (r == STORE_OK)
         r = exec_sql(q, "PRAGMA synchronous = FULL", err, "cannot set synchronous mode");
@@ -843,10 +857,17 @@ static int check_op(sq_store *q, const store_op *op, int64_t now, size_t *writes
     uint64_t cur = 0;
     int rc, alive = 1;
 
-    key_text(&op->key, what, sizeof(what));
     rc = current_version(q, &op->key, &cur);
     if (rc == SQLITE_OK && op->type == STORE_OP_PUT && op->lease != 0)
         rc = lease_alive(q, op->lease, now, &alive);
+    if (rc == SQLITE_OK && (op->type != STORE_OP_DELETE || cur != 0) &&
+        (op->expected_version == STORE_ANY_VERSION || op->expected_version == cur) && alive) {
+        if (op->type != STORE_OP_CHECK)
+            (*writes)++;
+        return STORE_OK;
+    }
+    /* The key's text only for the message: a pass checks 200,000 ops that pass. */
+    key_text(&op->key, what, sizeof(what));
     if (rc != SQLITE_OK)
         return meshca_fail(err, code_of(rc), "store '%s': %s: cannot read: %s", q->path, what, sqlite3_errmsg(q->db));
     if (op->type == STORE_OP_DELETE && cur == 0)

@@ -1,0 +1,191 @@
+/* commit.c - a pass's writes, queued, then committed as one transaction fenced by the resources they were computed from. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "manifests/manifest.h"
+#include "reconciler/bundle.h"
+#include "reconciler/ca_backend.h"
+#include "reconciler/ca/ca_cache.h"
+#include "reconciler/mesh_ca.h"
+#include "reconciler/pass/pass.h"
+#include "reconciler/reconcile.h"
+#include "reconciler/sign_pool.h"
+#include "reconciler/state.h"
+#include "reconciler/store/identity_json.h"
+#include "reconciler/store/identity_peek.h"
+
+void pass_txn_free(pass_txn *tx)
+{
+    for (size_t i = 0; i < tx->n; i++) {
+        free(tx->w[i].mesh);
+        free(tx->w[i].name);
+        free(tx->w[i].value);
+    }
+    free(tx->w);
+    memset(tx, 0, sizeof(*tx));
+}
+
+/* Queues one write of the pass (SPEC S6: a pass's writes are one transaction). */
+int pass_queue_write(pass_txn *tx, const char *kind, const char *mesh_name, const char *name,
+                     char *value, uint64_t version, bool del)
+{
+    if (tx->n == tx->cap) {
+        size_t cap = tx->cap ? tx->cap * 2 : 16;
+        pass_write *w = realloc(tx->w, cap * sizeof(*w));
+        if (!w) {
+            free(value);
+            return MESHCA_ENOMEM;
+        }
+        tx->w = w;
+        tx->cap = cap;
+    }
+    pass_write *w = &tx->w[tx->n];
+    memset(w, 0, sizeof(*w));
+    w->kind = kind;
+    w->mesh = strdup(mesh_name);
+    w->name = strdup(name);
+    w->value = value;
+    w->version = version;
+    w->del = del;
+    if (!w->mesh || !w->name) {
+        free(w->mesh);
+        free(w->name);
+        free(value);
+        return MESHCA_ENOMEM;
+    }
+    tx->n++;
+    return 0;
+}
+
+int pass_queue_identity(pass_txn *tx, const identity *id, uint64_t version)
+{
+    char *text = identity_encode(id);
+    if (!text)
+        return MESHCA_ENOMEM;
+    return pass_queue_write(tx, STATE_IDENTITIES, id->mesh, id->dataplane, text, version, false);
+}
+
+int pass_fence_load(store *s, pass_fence *f)
+{
+    /* Only versions are needed: the values are read again by state_load_resources. */
+    int rc = store_list_keys(s, STATE_MESHES, NULL, &f->meshes, &f->nmeshes);
+    if (rc == 0)
+        rc = store_list_keys(s, STATE_DATAPLANES, NULL, &f->dps, &f->ndps);
+    return rc;
+}
+
+void pass_fence_free(pass_fence *f)
+{
+    store_entries_free(f->meshes, f->nmeshes);
+    store_entries_free(f->dps, f->ndps);
+    memset(f, 0, sizeof(*f));
+}
+
+static const store_entry *fence_find(const store_entry *e, size_t n, const char *mesh_name,
+                                     const char *name)
+{
+    size_t lo = 0, hi = n;   /* store_list sorts by (mesh, name) */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(e[mid].mesh, mesh_name);
+        if (c == 0)
+            c = strcmp(e[mid].name, name);
+        if (c == 0)
+            return &e[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Commits the pass's writes as one transaction (SPEC S6): all or none. When another writer
+ * changed one of the objects meanwhile, nothing is written and the whole pass is left to the
+ * next one (warning "conflict"); a store failure fails every mesh of the pass. */
+void pass_commit(store *s, pass_txn *tx, const pass_fence *f, reconcile_report *rep,
+                 diag_list *diags)
+{
+    /* Each write, then a check of the Dataplane (or Mesh) it was computed from; each Mesh once. */
+    store_op *ops = calloc(2 * tx->n + 1, sizeof(*ops));
+    size_t n = 0;
+    int rc = ops ? 0 : MESHCA_ENOMEM;
+    for (size_t i = 0; ops && i < tx->n; i++) {
+        const pass_write *w = &tx->w[i];
+        ops[n++] = (store_op){
+            .type = w->del ? STORE_OP_DELETE : STORE_OP_PUT,
+            .key = {w->kind, w->mesh, w->name},
+            .value = w->value,
+            .len = w->value ? strlen(w->value) : 0,
+            .expected_version = w->version,
+        };
+        const store_entry *e = NULL;
+        const char *kind = NULL;
+        if (strcmp(w->kind, STATE_IDENTITIES) == 0) {
+            e = fence_find(f->dps, f->ndps, w->mesh, w->name);
+            kind = STATE_DATAPLANES;
+        } else if (strcmp(w->kind, STATE_BUNDLES) == 0) {
+            /* One bundle write per mesh: it fences the Mesh. */
+            e = fence_find(f->meshes, f->nmeshes, w->mesh, w->mesh);
+            kind = STATE_MESHES;
+        }
+        if (e && e->version)
+            ops[n++] = (store_op){.type = STORE_OP_CHECK, .key = {kind, e->mesh, e->name},
+                                  .expected_version = e->version};
+    }
+    /* Over the store's atomic limit (etcd: --max-txn-ops) the pass commits in parts, each a
+     * whole number of (write, its check) pairs: the store would put every check into every part
+     * and run out of room. A stop between parts leaves what the next pass recomputes (store.h). */
+    size_t limit = store_txn_limit(s);
+    for (size_t from = 0, to; ops && rc == 0 && from < n; from = to) {
+        for (to = from; to < n;) {
+            size_t unit = to + 1 < n && ops[to + 1].type == STORE_OP_CHECK ? 2 : 1;
+            if (to > from && to + unit - from > limit)
+                break;
+            to += unit;
+        }
+        rc = store_txn_at(s, "pass.commit", ops + from, to - from);
+    }
+    free(ops);
+    if (rc == 0)
+        return;
+    /* Nothing of this pass was written: what it did is not what the store holds. */
+    for (size_t i = 0; i < rep->nactions; i++) {
+        free(rep->actions[i].mesh);
+        free(rep->actions[i].dataplane);
+        free(rep->actions[i].backend);
+        free(rep->actions[i].reason);
+    }
+    free(rep->actions);
+    rep->actions = NULL;
+    rep->nactions = 0;
+    for (size_t i = 0; i < rep->nmeshes; i++) {
+        reconcile_mesh_report *mr = &rep->meshes[i];
+        mr->skipped += mr->issued + mr->reissued + mr->renewed + mr->rebundled;
+        mr->issued = mr->reissued = mr->renewed = mr->rebundled = 0;
+    }
+    if (rc == STORE_ECONFLICT || rc == STORE_ENOTFOUND) {
+        diag_warning(diags, "conflict", NULL, "", "the store changed while this pass worked "
+                     "(%s); nothing written, left to the next pass", store_errmsg(s));
+        return;
+    }
+    for (size_t i = 0; i < rep->nmeshes; i++) {
+        if (!rep->meshes[i].mtls)
+            continue;
+        rep->meshes[i].failed = true;
+        rep->meshes[i].store_failed = true;
+    }
+    if (!rep->store_error) {
+        rep->store_error = rc;
+        snprintf(rep->store_cause, sizeof(rep->store_cause), "%s", store_strerror(rc));
+    }
+    diag_error(diags, "store-error", NULL, "", "cannot write the pass's changes: %s; retried on the "
+               "next pass", rc == MESHCA_ENOMEM ? "out of memory" : store_errmsg(s));
+}

@@ -1,0 +1,595 @@
+/* identity_json.c - a stored identity record written and read without a JSON tree (the full reconcile pass). */
+#include "reconciler/store/identity_json.h"
+
+#include <stdbool.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Length of the valid UTF-8 sequence at p (at most `left` bytes), or 0: overlong forms,
+ * surrogates and code points over U+10FFFF are refused, as jansson refuses them. */
+static size_t utf8_seq(const unsigned char *p, size_t left)
+{
+    unsigned c = p[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (left < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* --- writing --- */
+
+typedef struct out {
+    char *p;
+    size_t len, cap;
+    bool failed;   /* out of memory or a string jansson would refuse */
+} out;
+
+static void reserve(out *o, size_t more)
+{
+    if (o->failed || o->len + more + 1 <= o->cap)
+        return;
+    /* The first reservation is the caller's estimate, taken as is: a pass holds every record
+     * it writes until its commit, so slack here is resident memory. */
+    size_t cap = o->cap ? o->cap : o->len + more + 1;
+    while (cap < o->len + more + 1)
+        cap *= 2;
+    char *p = realloc(o->p, cap);
+    if (!p) {
+        o->failed = true;
+        return;
+    }
+    o->p = p;
+    o->cap = cap;
+}
+
+static void put(out *o, const char *s, size_t n)
+{
+    reserve(o, n);
+    if (o->failed)
+        return;
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void put_lit(out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+/* Whether s is valid UTF-8 (jansson's json_string refuses anything else). */
+static bool valid_utf8(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t left = strlen(s);
+    while (left) {
+        size_t n = utf8_seq(p, left);
+        if (!n)
+            return false;
+        p += n;
+        left -= n;
+    }
+    return true;
+}
+
+/* A JSON string, escaped as jansson's dump does. */
+static void put_string(out *o, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s);
+    const unsigned char *p = (const unsigned char *)s;
+    /* The exact escaped length: reserving the worst case (6 bytes a byte) would make the
+     * buffer grow far past the record. */
+    size_t extra = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
+            extra += 1;
+        else if (c < 0x20)
+            extra += 5;
+    }
+    reserve(o, n + extra + 2);
+    if (o->failed)
+        return;
+    char *w = o->p + o->len;
+    *w++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (c >= 0x80) {
+            size_t k = utf8_seq(p + i, n - i);
+            if (!k) {
+                o->failed = true;
+                return;
+            }
+            memcpy(w, p + i, k);
+            w += k;
+            i += k - 1;
+            continue;
+        }
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *w++ = (char)c;
+            continue;
+        }
+        *w++ = '\\';
+        switch (c) {
+        case '"': *w++ = '"'; break;
+        case '\\': *w++ = '\\'; break;
+        case '\b': *w++ = 'b'; break;
+        case '\f': *w++ = 'f'; break;
+        case '\n': *w++ = 'n'; break;
+        case '\r': *w++ = 'r'; break;
+        case '\t': *w++ = 't'; break;
+        default:
+            *w++ = 'u';
+            *w++ = '0';
+            *w++ = '0';
+            *w++ = hex[c >> 4];
+            *w++ = hex[c & 0xf];
+        }
+    }
+    *w++ = '"';
+    o->len = (size_t)(w - o->p);
+}
+
+/* ,"key": every key but the first (mesh, written after the brace by identity_json_encode). */
+static void put_key(out *o, const char *key)
+{
+    put(o, ",\"", 2);
+    put_lit(o, key);
+    put(o, "\":", 2);
+}
+
+static void field_str(out *o, const char *key, const char *v)
+{
+    put_key(o, key);
+    if (v)
+        put_string(o, v);
+    else
+        put(o, "null", 4);
+}
+
+static void field_int(out *o, const char *key, long long v)
+{
+    char num[32];
+    int n = snprintf(num, sizeof(num), "%lld", v);
+    put_key(o, key);
+    put(o, num, (size_t)n);
+}
+
+static void field_bool(out *o, const char *key, bool v)
+{
+    put_key(o, key);
+    put_lit(o, v ? "true" : "false");
+}
+
+char *identity_json_encode(const identity *id)
+{
+    if (!id->mesh || !id->dataplane)
+        return NULL;
+    out o = {0};
+    size_t guess = 512;
+    const char *big[] = {id->cert_pem, id->public_key_pem, id->csr_pem, id->pending_key_pem,
+                         id->pending_csr_pem};
+    for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++)
+        guess += big[i] ? strlen(big[i]) + strlen(big[i]) / 16 : 0;
+    reserve(&o, guess);
+    put(&o, "{\"mesh\":", 8);
+    put_string(&o, id->mesh);
+    field_str(&o, "dataplane", id->dataplane);
+    field_str(&o, "backend", id->backend);
+    field_int(&o, "generation", id->generation);
+    field_str(&o, "certificate", id->cert_pem);
+    field_str(&o, "publicKey", id->public_key_pem);
+    field_str(&o, "csr", id->csr_pem);
+    field_str(&o, "pendingPublicKey", id->pending_key_pem);
+    field_str(&o, "pendingCsr", id->pending_csr_pem);
+    field_str(&o, "bundleDigest", id->bundle_digest);
+    put_key(&o, "bundleBackends");
+    put(&o, "[", 1);
+    bool first = true;
+    for (size_t i = 0; id->bundle_backends && i < id->nbundle_backends; i++) {
+        const char *name = id->bundle_backends[i];
+        /* jansson drops an element it cannot make a string of: so does this writer. */
+        if (!name || !valid_utf8(name))
+            continue;
+        if (!first)
+            put(&o, ",", 1);
+        put_string(&o, name);
+        first = false;
+    }
+    put(&o, "]", 1);
+    field_str(&o, "serial", id->serial);
+    field_int(&o, "notBefore", id->not_before);
+    field_int(&o, "notAfter", id->not_after);
+    field_int(&o, "renewAt", id->renew_at);
+    field_str(&o, "caFingerprint", id->ca_fingerprint);
+    field_str(&o, "tags", id->tags_digest);
+    field_bool(&o, "rsa", id->rsa);
+    field_bool(&o, "crossSigned", id->cross_signed);
+    field_int(&o, "regenerations", id->regenerations);
+    field_str(&o, "lastRegeneration", id->last_regeneration);
+    put(&o, "}", 1);
+    if (o.failed) {
+        free(o.p);
+        return NULL;
+    }
+    o.p[o.len] = '\0';
+    /* Shrinking in place is cheap, and the text stays resident until the pass commits. */
+    char *fit = realloc(o.p, o.len + 1);
+    return fit ? fit : o.p;
+}
+
+/* --- reading --- */
+
+typedef struct scan {
+    const char *p, *end;
+} scan;
+
+static void ws(scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+/* The 4 hex digits at p (before end), or -1. */
+static long hex4(const unsigned char *p, const unsigned char *end)
+{
+    long v = 0;
+    if (end - p < 4)
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        int c = p[i], d = c >= '0' && c <= '9' ? c - '0'
+                        : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                        : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                        : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* Writes code point cp as UTF-8 at w (at most 4 bytes; \uXXXX is 6 raw bytes, a pair 12). */
+static char *put_utf8(char *w, uint32_t cp)
+{
+    if (cp < 0x80) {
+        *w++ = (char)cp;
+    } else if (cp < 0x800) {
+        *w++ = (char)(0xc0 | (cp >> 6));
+        *w++ = (char)(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+        *w++ = (char)(0xe0 | (cp >> 12));
+        *w++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+        *w++ = (char)(0x80 | (cp & 0x3f));
+    } else {
+        *w++ = (char)(0xf0 | (cp >> 18));
+        *w++ = (char)(0x80 | ((cp >> 12) & 0x3f));
+        *w++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+        *w++ = (char)(0x80 | (cp & 0x3f));
+    }
+    return w;
+}
+
+/* A string at s->p, unescaped into a new allocation (*ret; caller frees). False for anything
+ * jansson would refuse (a raw control character, invalid UTF-8, a bad escape, \u0000). */
+static bool string(scan *s, char **ret)
+{
+    if (s->p >= s->end || *s->p != '"')
+        return false;
+    const unsigned char *p = (const unsigned char *)++s->p, *end = (const unsigned char *)s->end;
+    /* The unescaped value is never longer than the raw one: one pass to find the end. */
+    const unsigned char *q = memchr(p, '"', (size_t)(end - p));
+    while (q) {
+        size_t bs = 0;
+        for (const unsigned char *b = q; b > p && b[-1] == '\\'; b--)
+            bs++;
+        if (bs % 2 == 0)
+            break;
+        q = memchr(q + 1, '"', (size_t)(end - q - 1));
+    }
+    if (!q)
+        return false;
+    char *buf = malloc((size_t)(q - p) + 1), *w = buf;
+    if (!buf)
+        return false;
+    while (p < q) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c < 0x80 && c != '\\') {
+            *w++ = (char)*p++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t k = utf8_seq(p, (size_t)(q - p));
+            if (!k)
+                goto fail;
+            memcpy(w, p, k);
+            w += k;
+            p += k;
+            continue;
+        }
+        if (c < 0x20 || p + 1 >= q)
+            goto fail;
+        switch (p[1]) {
+        case '"': *w++ = '"'; break;
+        case '\\': *w++ = '\\'; break;
+        case '/': *w++ = '/'; break;
+        case 'b': *w++ = '\b'; break;
+        case 'f': *w++ = '\f'; break;
+        case 'n': *w++ = '\n'; break;
+        case 'r': *w++ = '\r'; break;
+        case 't': *w++ = '\t'; break;
+        case 'u': {
+            /* As jansson: a surrogate pair makes one code point, U+0000 is refused. */
+            long cp = hex4(p + 2, q), lo;
+            p += 6;
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                if (q - p < 6 || p[0] != '\\' || p[1] != 'u' || (lo = hex4(p + 2, q)) < 0xdc00 ||
+                    lo > 0xdfff)
+                    goto fail;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                p += 6;
+            } else if (cp <= 0 || (cp >= 0xdc00 && cp <= 0xdfff)) {
+                goto fail;
+            }
+            w = put_utf8(w, (uint32_t)cp);
+            continue;
+        }
+        default:
+            goto fail;
+        }
+        p += 2;
+    }
+    *w = '\0';
+    s->p = (const char *)q + 1;
+    *ret = buf;
+    return true;
+fail:
+    free(buf);
+    return false;
+}
+
+static bool literal(scan *s, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+        return false;
+    s->p += n;
+    return true;
+}
+
+/* An integer as JSON writes it (no leading zeros, no fraction or exponent: those are reals). */
+static bool integer(scan *s, long long *ret)
+{
+    bool neg = false;
+    unsigned long long v = 0;
+    if (s->p < s->end && *s->p == '-') {
+        neg = true;
+        s->p++;
+    }
+    const char *start = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
+        if (v > (ULLONG_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (unsigned)(*s->p++ - '0');
+    }
+    if (s->p == start || (s->p - start > 1 && *start == '0') ||
+        (s->p < s->end && (*s->p == '.' || *s->p == 'e' || *s->p == 'E')))
+        return false;
+    if (v > (unsigned long long)__LONG_LONG_MAX__ + (neg ? 1u : 0u))
+        return false;
+    *ret = neg ? (long long)(0 - v) : (long long)v;
+    return true;
+}
+
+/* An array of strings, or null (no names). */
+static bool string_array(scan *s, char ***ret, size_t *ret_n)
+{
+    char **names = calloc(1, sizeof(char *));
+    size_t n = 0;
+    if (!names)
+        return false;
+    if (literal(s, "null"))
+        goto done;
+    if (s->p >= s->end || *s->p != '[')
+        goto fail;
+    s->p++;
+    ws(s);
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        goto done;
+    }
+    for (;;) {
+        ws(s);
+        char **grown = realloc(names, (n + 2) * sizeof(char *));
+        if (!grown)
+            goto fail;
+        names = grown;
+        if (!string(s, &names[n]))
+            goto fail;
+        names[++n] = NULL;
+        ws(s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            continue;
+        }
+        if (s->p < s->end && *s->p == ']') {
+            s->p++;
+            break;
+        }
+        goto fail;
+    }
+done:
+    *ret = names;
+    *ret_n = n;
+    return true;
+fail:
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return false;
+}
+
+/* The string fields, by key. */
+static char **string_field(identity *id, const char *key, size_t klen)
+{
+#define KEY(name) (klen == sizeof(name) - 1 && memcmp(key, name, klen) == 0)
+    return KEY("mesh") ? &id->mesh
+         : KEY("dataplane") ? &id->dataplane
+         : KEY("backend") ? &id->backend
+         : KEY("certificate") ? &id->cert_pem
+         : KEY("publicKey") ? &id->public_key_pem
+         : KEY("csr") ? &id->csr_pem
+         : KEY("pendingPublicKey") ? &id->pending_key_pem
+         : KEY("pendingCsr") ? &id->pending_csr_pem
+         : KEY("bundleDigest") ? &id->bundle_digest
+         : KEY("serial") ? &id->serial
+         : KEY("caFingerprint") ? &id->ca_fingerprint
+         : KEY("tags") ? &id->tags_digest
+         : KEY("lastRegeneration") ? &id->last_regeneration
+         : NULL;
+}
+
+static long long *int_field(identity *id, const char *key, size_t klen, int64_t **ret64)
+{
+    *ret64 = KEY("notBefore") ? &id->not_before
+           : KEY("notAfter") ? &id->not_after
+           : KEY("renewAt") ? &id->renew_at
+           : NULL;
+    return KEY("generation") ? &id->generation : KEY("regenerations") ? &id->regenerations : NULL;
+}
+
+static bool *bool_field(identity *id, const char *key, size_t klen)
+{
+    return KEY("rsa") ? &id->rsa : KEY("crossSigned") ? &id->cross_signed : NULL;
+#undef KEY
+}
+
+int identity_json_decode(const char *json, size_t len, identity *ret)
+{
+    scan s = {json, json + len};
+    identity id = {0};
+    bool have_names = false;
+    char *key = NULL;
+
+    if (!json)
+        return -1;
+    ws(&s);
+    if (s.p >= s.end || *s.p != '{')
+        return -1;
+    s.p++;
+    ws(&s);
+    if (s.p < s.end && *s.p == '}')
+        goto fail;
+    for (;;) {
+        ws(&s);
+        if (!string(&s, &key))
+            goto fail;
+        size_t klen = strlen(key);
+        ws(&s);
+        if (s.p >= s.end || *s.p != ':')
+            goto fail;
+        s.p++;
+        ws(&s);
+        char **str = string_field(&id, key, klen);
+        int64_t *i64;
+        long long *ill = int_field(&id, key, klen, &i64);
+        bool *b = bool_field(&id, key, klen);
+        bool is_names = klen == 14 && memcmp(key, "bundleBackends", 14) == 0;
+        if (is_names) {
+            /* A repeated key: jansson keeps the last; this reader leaves it to identity_read. */
+            if (have_names || !string_array(&s, &id.bundle_backends, &id.nbundle_backends))
+                goto fail;
+            have_names = true;
+        } else if (s.p < s.end && *s.p == '"') {
+            char *v = NULL;
+            if (!string(&s, &v))
+                goto fail;
+            if (str) {
+                free(*str);
+                *str = v;
+            } else if (ill || i64 || b) {
+                free(v);   /* a string where identity_read reads a number or a boolean */
+                goto fail;
+            } else {
+                free(v);   /* an unknown field */
+            }
+        } else if (literal(&s, "null")) {
+            /* jansson reads 0 / false / NULL for a null: the same as absent. */
+            if (str) {
+                free(*str);
+                *str = NULL;
+            } else if (ill) {
+                *ill = 0;
+            } else if (i64) {
+                *i64 = 0;
+            } else if (b) {
+                *b = false;
+            }
+        } else if (literal(&s, "true") || literal(&s, "false")) {
+            bool v = s.p[-1] == 'e' && s.p[-2] == 'u';
+            if (b)
+                *b = v;
+            else if (str || ill || i64)
+                goto fail;
+        } else {
+            long long v;
+            if (!integer(&s, &v) || str || b)
+                goto fail;   /* a nested value, a real, or a number where a string goes */
+            if (ill)
+                *ill = v;
+            else if (i64)
+                *i64 = v;
+        }
+        free(key);
+        key = NULL;
+        ws(&s);
+        if (s.p < s.end && *s.p == ',') {
+            s.p++;
+            continue;
+        }
+        if (s.p < s.end && *s.p == '}') {
+            s.p++;
+            break;
+        }
+        goto fail;
+    }
+    ws(&s);
+    if (s.p != s.end || !id.mesh || !id.dataplane)
+        goto fail;
+    /* identity_read's required fields: an issued identity has its certificate and key. */
+    if (id.generation > 0 ? (!id.cert_pem || !id.public_key_pem) : !id.pending_key_pem)
+        goto fail;
+    if (!have_names && !(id.bundle_backends = calloc(1, sizeof(char *))))
+        goto fail;
+    *ret = id;
+    return 0;
+fail:
+    free(key);
+    identity_clear(&id);
+    return -1;
+}
