@@ -4,7 +4,7 @@
 # fuzz target (clang, build-fuzz/). Suite 'crash' includes the kill -9 tests of apply,
 # reconcile --once and run (test/crash-kill.sh, on SQLite and etcd) and the failpoints
 # (test/failpoints.sh); suite 'soak' a 60 s soak of run and 10 agents (test/soak.sh).
-# About 20 minutes on 2 cores (the README's 'CI' paragraph has the per-phase figures).
+# 20-23 minutes in a fresh clone on 2 shared cores (per phase: the README, after 'CI runs').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh
