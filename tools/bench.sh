@@ -6,7 +6,7 @@
 #   --no-reconcile  skip bench-reconcile (full/no-op reconcile, validate of 100,000 statuses)
 #   --no-api        skip bench-api (CSRs through the API with TLS keep-alive, 10,000 parked agents)
 # Needs openssl and Debian golang-cfssl for the peers (tools/deps.sh installs them). The default
-# run is bounded: about 5 minutes on 2 cores (10 under heavy load).
+# run is bounded: about 10 minutes on 2 cores, 5 of them the etcd runs (15 under heavy load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${BUILD_DIR:-build}

@@ -337,9 +337,22 @@ static void bench_reconcile(long n, double raw_rate, char *out, size_t outlen)
     bench_key keys[BENCH_KEYS];
 
     /* BENCH_KEEP_STORE=DIR: the store is made there and kept, for profiling `meshca reconcile`
-     * on it (doc/performance.md). */
-    const char *keep = getenv("BENCH_KEEP_STORE");
-    if (keep)
+     * on it (doc/performance.md). BENCH_STORE=URL (etcd://HOST:PORT): the passes run on that
+     * store, which must hold no dataplane (bench-all starts a fresh etcd member per size). */
+    const char *keep = getenv("BENCH_STORE");
+    if (keep && *keep) {
+        store_entry *entries = NULL;
+        size_t count = 0;
+
+        if (store_open(keep, &s, err) != STORE_OK)
+            die("store_open %s: %s", keep, err);
+        if (store_list(s, "dataplanes", NULL, &entries, &count) != STORE_OK)
+            die("BENCH_STORE %s: %s", keep, store_errmsg(s));
+        store_entries_free(entries, count);
+        if (count)
+            die("BENCH_STORE %s holds %zu dataplanes: the bench needs an empty store", keep, count);
+        keep = "";
+    } else if ((keep = getenv("BENCH_KEEP_STORE")))
         snprintf(url, sizeof(url), "sqlite://%s/store/meshca.db", keep);
     else if (!mkdtemp(tmpl))
         die("mkdtemp failed");
@@ -347,7 +360,7 @@ static void bench_reconcile(long n, double raw_rate, char *out, size_t outlen)
         snprintf(tmp_to_remove, sizeof(tmp_to_remove), "%s", tmpl);
     if (!keep)
         snprintf(url, sizeof(url), "sqlite://%s/store/meshca.db", tmpl);
-    if (store_open(url, &s, err) != STORE_OK)
+    if (!s && store_open(url, &s, err) != STORE_OK)
         die("store_open: %s", err);
 
     make_keys(keys);
@@ -563,8 +576,9 @@ int main(int argc, char **argv)
 
     raw_rate = raw_keygen_sign_rate(BENCH_RAW_SECONDS, &raw_count);
     printf("{\"benchmark\":\"reconcile\",\"ca\":\"builtin ec-p256\",\"leaf_key\":\"ec-p256\","
-           "\"store\":\"sqlite\",\"cpus_online\":%ld,"
+           "\"store\":\"%s\",\"cpus_online\":%ld,"
            "\"raw_keygen_sign_per_s\":%.1f,\"raw_count\":%d,\"parent_rss_kib\":%ld,\"reconcile\":[",
+           getenv("BENCH_STORE") && strncmp(getenv("BENCH_STORE"), "etcd", 4) == 0 ? "etcd" : "sqlite",
            sysconf(_SC_NPROCESSORS_ONLN), raw_rate, raw_count, maxrss_kib());
     for (int i = 0; i < nsizes; i++) {
         run_child(bench_reconcile, sizes[i], raw_rate, frag, sizeof(frag));

@@ -148,34 +148,29 @@ trap 'exit 130' INT TERM
 # --- set-up --------------------------------------------------------------------------------------
 m() { "$MESHCA" "$@"; }
 
-# free_ports: 4 consecutive free TCP ports on 127.0.0.1 from 18443 upward: PORT[dp] for the
-# proxies, API_PORT for the controller.
+# free_ports: 4 free TCP ports on 127.0.0.1 from the kernel (bound at once, so they differ):
+# PORT[dp] for the proxies, API_PORT for the controller. Kernel-chosen ports, not a fixed range,
+# so scenarios can run side by side (meson runs suite e2e two at a time).
 free_ports() {
-    local base
-    base=$(python3 - <<'PY'
+    local ports
+    ports=$(python3 - <<'PY'
 import socket
-for base in range(18443, 19443, 4):
-    ok = True
-    for p in range(base, base + 4):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", p))
-        except OSError:
-            ok = False
-        finally:
-            s.close()
-    if ok:
-        print(base)
-        break
+socks = []
+for _ in range(4):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 )
-    [ -n "$base" ] || die "no free port range from 18443"
+    read -r -a ports <<<"$ports"
+    [ "${#ports[@]}" -eq 4 ] || die "no free ports on 127.0.0.1"
     local i=0 dp
     for dp in "${DPS[@]}"; do
-        PORT[$dp]=$((base + i))
+        PORT[$dp]=${ports[$i]}
         i=$((i + 1))
     done
-    API_PORT=$((base + 3))
+    API_PORT=${ports[3]}
     API_URL="https://127.0.0.1:$API_PORT"
 }
 
