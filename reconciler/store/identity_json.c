@@ -1,6 +1,7 @@
 /* identity_json.c - a stored identity record written and read without a JSON tree (the full reconcile pass). */
 #include "reconciler/store/identity_json.h"
 
+#include "manifests/utf8.h"
 #include "reconciler/store/json_scan.h"
 
 #include <stdbool.h>
@@ -9,38 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Length of the valid UTF-8 sequence at p (at most `left` bytes), or 0: overlong forms,
- * surrogates and code points over U+10FFFF are refused, as jansson refuses them. */
+/* Length of the valid UTF-8 sequence at p (at most `left` bytes), or 0, as jansson accepts it. */
 static size_t utf8_seq(const unsigned char *p, size_t left)
 {
-    unsigned c = p[0];
-    size_t n;
     uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (left < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
+    return utf8_decode(p, left, &cp);
 }
 
 /* --- writing --- */
