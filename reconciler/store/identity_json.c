@@ -292,35 +292,27 @@ static bool string(json_scan *s, char **ret)
         }
         if (c < 0x20 || p + 1 >= q)
             goto fail;
-        switch (p[1]) {
-        case '"': *w++ = '"'; break;
-        case '\\': *w++ = '\\'; break;
-        case '/': *w++ = '/'; break;
-        case 'b': *w++ = '\b'; break;
-        case 'f': *w++ = '\f'; break;
-        case 'n': *w++ = '\n'; break;
-        case 'r': *w++ = '\r'; break;
-        case 't': *w++ = '\t'; break;
-        case 'u': {
-            /* As jansson: a surrogate pair makes one code point, U+0000 is refused. */
-            long cp = hex4(p + 2, q), lo;
-            p += 6;
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                if (q - p < 6 || p[0] != '\\' || p[1] != 'u' || (lo = hex4(p + 2, q)) < 0xdc00 ||
-                    lo > 0xdfff)
-                    goto fail;
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                p += 6;
-            } else if (cp <= 0 || (cp >= 0xdc00 && cp <= 0xdfff)) {
-                goto fail;
-            }
-            w = put_utf8(w, (uint32_t)cp);
+        int e = json_scan_unescape(p[1]);
+        if (e >= 0) {
+            *w++ = (char)e;
+            p += 2;
             continue;
         }
-        default:
+        if (p[1] != 'u')
+            goto fail;
+        /* As jansson: a surrogate pair makes one code point, U+0000 is refused. */
+        long cp = hex4(p + 2, q), lo;
+        p += 6;
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            if (q - p < 6 || p[0] != '\\' || p[1] != 'u' || (lo = hex4(p + 2, q)) < 0xdc00 ||
+                lo > 0xdfff)
+                goto fail;
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            p += 6;
+        } else if (cp <= 0 || (cp >= 0xdc00 && cp <= 0xdfff)) {
             goto fail;
         }
-        p += 2;
+        w = put_utf8(w, (uint32_t)cp);
     }
     *w = '\0';
     s->p = (const char *)q + 1;

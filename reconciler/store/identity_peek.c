@@ -40,19 +40,12 @@ static char *copy_string(const char *raw, size_t len, bool escaped)
                 free(out);
                 return NULL;
             }
-            switch (raw[i]) {
-            case '"': c = '"'; break;
-            case '\\': c = '\\'; break;
-            case '/': c = '/'; break;
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
-            case 'n': c = '\n'; break;
-            case 'r': c = '\r'; break;
-            case 't': c = '\t'; break;
-            default:
+            int e = json_scan_unescape((unsigned char)raw[i]);
+            if (e < 0) {
                 free(out);
                 return NULL;
             }
+            c = (char)e;
         }
         *o++ = c;
     }

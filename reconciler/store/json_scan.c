@@ -34,6 +34,21 @@ const char *json_scan_closing_quote(const char *start, const char *end)
     return NULL;
 }
 
+int json_scan_unescape(unsigned char c)
+{
+    switch (c) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '/': return '/';
+    case 'b': return '\b';
+    case 'f': return '\f';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    default: return -1;
+    }
+}
+
 bool json_scan_integer(json_scan *s, long long *ret)
 {
     bool neg = false;

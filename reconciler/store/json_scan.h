@@ -34,6 +34,10 @@ bool json_scan_colon(json_scan *s);
  * anything else. White space before it is skipped. */
 int json_scan_next(json_scan *s, char close);
 
+/* The character the simple escape \c stands for (\" \\ \/ \b \f \n \r \t), or -1 (\u, which
+ * each reader takes or refuses itself, and anything else). */
+int json_scan_unescape(unsigned char c);
+
 /* Reads one string at s->p into a new allocation (*ret; caller frees). */
 typedef bool json_scan_string_fn(json_scan *s, char **ret);
 
