@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "manifests/manifest.h"
+#include "manifests/utf8.h"
 
 /* libyaml stops seeing a key as one when its ':' is more than 1024 characters after the key's
  * start (yaml_parser_stale_simple_keys) and then reports a syntax error; declining from 1,000
@@ -61,31 +62,9 @@ static void skip_spaces(parser *ps)
  */
 static size_t utf8_char(const unsigned char *p, const unsigned char *end)
 {
-    unsigned c = p[0], v;
-    size_t n;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        v = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        v = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        v = c & 0x07;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        v = (v << 6) | (p[i] & 0x3F);
-    }
-    if ((n == 3 && v < 0x800) || (n == 4 && (v < 0x10000 || v > 0x10FFFF)))
-        return 0;
-    if (v < 0xA0 || (v >= 0xD800 && v <= 0xDFFF) || v == 0x2028 || v == 0x2029 || v == 0xFEFF ||
-        v == 0xFFFE || v == 0xFFFF)
+    uint32_t v;
+    size_t n = utf8_decode(p, (size_t)(end - p), &v);
+    if (!n || v < 0xA0 || v == 0x2028 || v == 0x2029 || v == 0xFEFF || v == 0xFFFE || v == 0xFFFF)
         return 0;
     return n;
 }

@@ -973,44 +973,23 @@ static char *der_to_pem(const unsigned char *der, size_t n, const char *label)
     return pem;
 }
 
-/* DER length octets of n (n < 2^24: a leaf is a few KiB). */
-static size_t der_len_size(size_t n)
-{
-    return n < 0x80 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 4;
-}
-
-static unsigned char *der_put_header(unsigned char *p, unsigned char tag, size_t n)
-{
-    size_t k = der_len_size(n);
-
-    *p++ = tag;
-    if (k == 1) {
-        *p++ = (unsigned char)n;
-        return p;
-    }
-    *p++ = (unsigned char)(0x80 | (k - 1));
-    for (size_t i = k - 1; i > 0; i--)
-        *p++ = (unsigned char)(n >> (8 * (i - 1)));
-    return p;
-}
-
 /* Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature BIT STRING }. */
 static unsigned char *assemble_cert(const unsigned char *tbs, size_t tbslen, const unsigned char *alg,
                                     size_t alglen, const unsigned char *sig, size_t siglen,
                                     size_t *ret_len)
 {
-    size_t bits = siglen + 1, body = tbslen + alglen + 1 + der_len_size(bits) + bits;
-    size_t total = 1 + der_len_size(body) + body;
+    size_t bits = siglen + 1, body = tbslen + alglen + 1 + pki_der_len_size(bits) + bits;
+    size_t total = 1 + pki_der_len_size(body) + body;
     unsigned char *der = malloc(total), *p;
 
     if (!der)
         return NULL;
-    p = der_put_header(der, 0x30, body);
+    p = pki_der_put_header(der, 0x30, body);
     memcpy(p, tbs, tbslen);
     p += tbslen;
     memcpy(p, alg, alglen);
     p += alglen;
-    p = der_put_header(p, 0x03, bits);
+    p = pki_der_put_header(p, 0x03, bits);
     *p++ = 0;   /* no unused bits */
     memcpy(p, sig, siglen);
     *ret_len = total;

@@ -31,7 +31,7 @@ static const unsigned char oid_ski[] = {0x06, 0x03, 0x55, 0x1d, 0x0e};
 static const unsigned char oid_san[] = {0x06, 0x03, 0x55, 0x1d, 0x11};
 static const unsigned char bool_true[] = {T_BOOLEAN, 0x01, 0xff};
 
-static size_t len_size(size_t n)
+size_t pki_der_len_size(size_t n)
 {
     return n < 0x80 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 4;
 }
@@ -39,12 +39,12 @@ static size_t len_size(size_t n)
 /* Size of a whole TLV whose content is n bytes. */
 static size_t tlv(size_t n)
 {
-    return 1 + len_size(n) + n;
+    return 1 + pki_der_len_size(n) + n;
 }
 
-static unsigned char *put_header(unsigned char *p, unsigned char tag, size_t n)
+unsigned char *pki_der_put_header(unsigned char *p, unsigned char tag, size_t n)
 {
-    size_t k = len_size(n);
+    size_t k = pki_der_len_size(n);
 
     *p++ = tag;
     if (k == 1) {
@@ -135,44 +135,44 @@ int pki_tbs_write(const pki_tbs_fixed *fixed, const pki_tbs_leaf *leaf, unsigned
     if (!(der = malloc(tlv(tbs))))
         return MESHCA_ENOMEM;
 
-    p = put_header(der, T_SEQUENCE, tbs);
+    p = pki_der_put_header(der, T_SEQUENCE, tbs);
     p = put(p, version_v3, sizeof(version_v3));
-    p = put_header(p, T_INTEGER, serial);
+    p = pki_der_put_header(p, T_INTEGER, serial);
     if (serial_pad)
         *p++ = 0x00;
     p = put(p, leaf->serial, leaf->serial_len);
     p = put(p, fixed->sigalg, fixed->sigalg_len);
     p = put(p, fixed->issuer, fixed->issuer_len);
-    p = put_header(p, T_SEQUENCE, validity);
-    p = put_header(p, nb_tag, nb_len);
+    p = pki_der_put_header(p, T_SEQUENCE, validity);
+    p = pki_der_put_header(p, nb_tag, nb_len);
     p = put(p, nb, nb_len);
-    p = put_header(p, na_tag, na_len);
+    p = pki_der_put_header(p, na_tag, na_len);
     p = put(p, na, na_len);
     p = put(p, leaf->subject, leaf->subject_len);
-    p = put_header(p, T_SEQUENCE, spki);
+    p = pki_der_put_header(p, T_SEQUENCE, spki);
     p = put(p, leaf->key_alg, leaf->key_alg_len);
-    p = put_header(p, T_BIT_STRING, leaf->key_len + 1);
+    p = pki_der_put_header(p, T_BIT_STRING, leaf->key_len + 1);
     *p++ = 0x00;   /* no unused bits */
     p = put(p, leaf->key, leaf->key_len);
-    p = put_header(p, T_EXTENSIONS, tlv(exts));
-    p = put_header(p, T_SEQUENCE, exts);
+    p = pki_der_put_header(p, T_EXTENSIONS, tlv(exts));
+    p = pki_der_put_header(p, T_SEQUENCE, exts);
     p = put(p, fixed->exts_before_ski, fixed->exts_before_ski_len);
-    p = put_header(p, T_SEQUENCE, ski);
+    p = pki_der_put_header(p, T_SEQUENCE, ski);
     p = put(p, oid_ski, sizeof(oid_ski));
-    p = put_header(p, T_OCTET_STRING, tlv(leaf->ski_len));
-    p = put_header(p, T_OCTET_STRING, leaf->ski_len);
+    p = pki_der_put_header(p, T_OCTET_STRING, tlv(leaf->ski_len));
+    p = pki_der_put_header(p, T_OCTET_STRING, leaf->ski_len);
     p = put(p, leaf->ski, leaf->ski_len);
     p = put(p, fixed->exts_after_ski, fixed->exts_after_ski_len);
-    p = put_header(p, T_SEQUENCE, san);
+    p = pki_der_put_header(p, T_SEQUENCE, san);
     p = put(p, oid_san, sizeof(oid_san));
     if (leaf->san_critical)
         p = put(p, bool_true, sizeof(bool_true));
-    p = put_header(p, T_OCTET_STRING, san_value);
-    p = put_header(p, T_SEQUENCE, names);
+    p = pki_der_put_header(p, T_OCTET_STRING, san_value);
+    p = pki_der_put_header(p, T_SEQUENCE, names);
     for (size_t i = 0; i < leaf->nuris; i++) {
         size_t n = strlen(leaf->uris[i]);
 
-        p = put_header(p, T_URI, n);
+        p = pki_der_put_header(p, T_URI, n);
         p = put(p, leaf->uris[i], n);
     }
     *ret = der;

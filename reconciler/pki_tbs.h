@@ -46,6 +46,13 @@ typedef struct pki_tbs_leaf {
 int pki_tbs_write(const pki_tbs_fixed *fixed, const pki_tbs_leaf *leaf, unsigned char **ret,
                   size_t *ret_len);
 
+/* How many length octets DER writes for n content bytes (n < 2^24: a leaf is a few KiB): 1 to
+ * 4. Shared with pki.c, which wraps the signed TBSCertificate into the Certificate. */
+size_t pki_der_len_size(size_t n);
+
+/* Writes a TLV's tag and length octets (n content bytes) at p; returns where the content goes. */
+unsigned char *pki_der_put_header(unsigned char *p, unsigned char tag, size_t n);
+
 /* The AlgorithmIdentifier of an EC P-256 key (id-ecPublicKey, prime256v1), 21 bytes. */
 extern const unsigned char pki_tbs_p256_alg[21];
 

@@ -12,6 +12,7 @@
 
 #include <openssl/x509v3.h>
 
+#include "check-store.h"
 #include "check-util.h"
 #include "manifests/manifest.h"
 #include "manifests/node.h"
@@ -633,46 +634,6 @@ END_TEST
 
 /* ---- a reconcile pass with a vault backend enabled ---------------------------------------- */
 
-static void seed_yaml(store *st, const char *yaml)
-{
-    manifest_set *set = manifest_set_new();
-    diag_list diags = DIAG_LIST_INIT;
-
-    ck_assert_int_eq(manifest_load_buffer(set, "seed.yaml", yaml, strlen(yaml), &diags), 0);
-    ck_assert_msg(!diag_has_errors(&diags), "seed: %s", diags.count ? diags.items[0].message : "");
-    for (size_t i = 0; i < manifest_set_count(set); i++) {
-        const resource *res = manifest_set_get(set, i);
-        const char *name = resource_name(res);
-        const char *mesh_name = resource_mesh(res);
-        store_key key = {state_kind_of(res->kind), mesh_name, name};
-        char *text = state_encode_resource(res);
-        ck_assert_int_eq(store_put(st, &key, text, strlen(text), STORE_ANY_VERSION, NULL), STORE_OK);
-        free(text);
-    }
-    diag_list_free(&diags);
-    manifest_set_free(set);
-}
-
-/* An agent's key: with its CSR (CSR mode), or only the public key (csr false). */
-static EVP_PKEY *submit(store *st, const char *dp, bool csr)
-{
-    EVP_PKEY *key = NULL;
-    unsigned char *der = NULL;
-    char err[MESHCA_ERRBUF] = "", *pem = NULL;
-    int len;
-
-    ck_assert_int_eq(pki_generate_key(false, 0, &key, err), 0);
-    if (csr)
-        ck_assert_int_eq(pki_make_csr(key, &pem, err), 0);
-    len = i2d_PUBKEY(key, &der);
-    ck_assert_int_gt(len, 0);
-    ck_assert_msg(reconcile_submit_key(st, "default", dp, der, (size_t)len, pem, err) == 0, "%s",
-                  err);
-    OPENSSL_free(der);
-    free(pem);
-    return key;
-}
-
 START_TEST(a_pass_signs_the_kept_csr_through_vault_and_skips_an_identity_without_one)
 {
     char dir[] = "/tmp/test-ca_vault-store-XXXXXX", url[128], err[MESHCA_ERRBUF] = "", yaml[4096];
@@ -711,10 +672,12 @@ START_TEST(a_pass_signs_the_kept_csr_through_vault_and_skips_an_identity_without
                  vault_port, vault_dir, (char *)b64);
     }
     free(tok);
-    seed_yaml(st, yaml);
-    web = submit(st, "web-01", true);
-    old = submit(st, "old-01", false);   /* a key without a CSR: builtin signs it */
-    EVP_PKEY_free(submit(st, "notag-01", true));   /* no "version" tag for the template */
+    test_seed(st, yaml);
+    web = test_submit(st, "default", "web-01", false, true);
+    /* A key without a CSR: builtin signs it. */
+    old = test_submit(st, "default", "old-01", false, false);
+    /* No "version" tag for the template. */
+    EVP_PKEY_free(test_submit(st, "default", "notag-01", false, true));
     {
         reconcile_options o = RECONCILE_OPTIONS_INIT;
         reconcile_report rep = RECONCILE_REPORT_INIT;
@@ -730,7 +693,7 @@ START_TEST(a_pass_signs_the_kept_csr_through_vault_and_skips_an_identity_without
     {
         char *rest = yaml + strlen(yaml) + strlen("enabledBackend: ca-1"), text[8300];
         snprintf(text, sizeof(text), "%senabledBackend: vault-1%s", yaml, rest);
-        seed_yaml(st, text);
+        test_seed(st, text);
     }
     int chains = count_requests("GET /v1/pki/ca_chain");
     for (int p = 0; p < 3; p++) {

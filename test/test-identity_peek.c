@@ -1,5 +1,6 @@
 /* test-identity_peek.c - Check suite for identity_peek: a stored identity's small fields without a JSON tree. */
 #include <check.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,6 +107,26 @@ START_TEST(peek_refuses_what_it_does_not_take)
 }
 END_TEST
 
+/* Integers as jansson reads them (the scanner identity_json shares): a leading zero is refused
+ * (identity_read refuses it too), the smallest long long is taken. */
+START_TEST(peek_reads_integers_as_identity_read_does)
+{
+    const char *zero = "{\"mesh\":\"m\",\"dataplane\":\"d\",\"generation\":01}";
+    identity id = {0};
+    unsigned flags = 0;
+    ck_assert_int_eq(identity_peek(zero, strlen(zero), &id, &flags), -1);
+    ck_assert_ptr_null(id.mesh);
+    const char *min = "{\"mesh\":\"m\",\"dataplane\":\"d\",\"notBefore\":-9223372036854775808,"
+                      "\"notAfter\":9223372036854775807}";
+    ck_assert_int_eq(identity_peek(min, strlen(min), &id, &flags), 0);
+    ck_assert(id.not_before == INT64_MIN);
+    ck_assert(id.not_after == INT64_MAX);
+    identity_clear(&id);
+    const char *over = "{\"mesh\":\"m\",\"dataplane\":\"d\",\"notAfter\":9223372036854775808}";
+    ck_assert_int_eq(identity_peek(over, strlen(over), &id, &flags), -1);
+}
+END_TEST
+
 /* identity_read counts the bundle names before allocating their array: out of memory there
  * leaves a count without an array, which identity_clear must take (oom-reconcile.sh found it
  * as a SIGSEGV). */
@@ -127,6 +148,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, peek_reads_every_small_field_and_flags_the_large_ones);
     tcase_add_test(tc, peek_refuses_what_it_does_not_take);
+    tcase_add_test(tc, peek_reads_integers_as_identity_read_does);
     tcase_add_test(tc, identity_clear_takes_a_count_without_names);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

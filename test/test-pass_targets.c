@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
 
+#include "check-store.h"
 #include "manifests/manifest.h"
 #include "reconciler/pass_targets.h"
 #include "reconciler/pki.h"
@@ -36,59 +37,19 @@ static const char DATAPLANES[] =
 
 static void setup(void)
 {
-    char tmpl[] = "/tmp/meshca-test-targets-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(tmpl));
-    memcpy(tmpdir, tmpl, sizeof(tmpl));
-    snprintf(url, sizeof(url), "sqlite://%s/store/meshca.db", tmpdir);
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/meshca-test-targets-XXXXXX");
+    test_store_dir(tmpdir, url, sizeof(url));
 }
 
 static void teardown(void)
 {
-    char cmd[256];
-    /* Our own mkdtemp result: safe to hand to rm. */
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    (void)!system(cmd);
-}
-
-static store *open_store(void)
-{
-    char err[MESHCA_ERRBUF] = "";
-    store *s = NULL;
-    ck_assert_msg(store_open(url, &s, err) == STORE_OK, "store_open: %s", err);
-    return s;
-}
-
-/* Stores every resource of `yaml` as apply would. */
-static void seed(store *s, const char *yaml)
-{
-    manifest_set *set = manifest_set_new();
-    diag_list diags = DIAG_LIST_INIT;
-    ck_assert_int_eq(manifest_load_buffer(set, "seed.yaml", yaml, strlen(yaml), &diags), 0);
-    ck_assert(!diag_has_errors(&diags));
-    for (size_t i = 0; i < manifest_set_count(set); i++) {
-        const resource *res = manifest_set_get(set, i);
-        store_key key = {state_kind_of(res->kind), resource_mesh(res), resource_name(res)};
-        char *text = state_encode_resource(res);
-        ck_assert_int_eq(store_put(s, &key, text, strlen(text), STORE_ANY_VERSION, NULL), STORE_OK);
-        free(text);
-    }
-    diag_list_free(&diags);
-    manifest_set_free(set);
+    test_store_dir_remove(tmpdir);
 }
 
 /* What the API does with a CSR: the dataplane's new public key becomes its pending key. */
 static void submit(store *s, const char *dp)
 {
-    EVP_PKEY *key = NULL;
-    char err[MESHCA_ERRBUF] = "";
-    ck_assert_int_eq(pki_generate_key(false, 0, &key, err), 0);
-    unsigned char *der = NULL;
-    int len = i2d_PUBKEY(key, &der);
-    ck_assert_int_gt(len, 0);
-    ck_assert_msg(reconcile_submit_key(s, "default", dp, der, (size_t)len, NULL, err) == 0,
-                  "submit: %s", err);
-    OPENSSL_free(der);
-    EVP_PKEY_free(key);
+    EVP_PKEY_free(test_submit(s, "default", dp, false, false));
 }
 
 /* One pass, over targets (NULL: full); no error diagnostics. */
@@ -124,9 +85,9 @@ static long long generation(store *s, const char *dp, bool *pending)
 
 START_TEST(targeted_pass_signs_only_the_dataplanes_named)
 {
-    store *s = open_store();
-    seed(s, MESH_CA1);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
     reconcile_report rep = pass(s, NULL);   /* the bundle; nobody sent a CSR yet */
     ck_assert_uint_eq(rep.awaiting, 3);
     ck_assert(!rep.targeted);
@@ -172,9 +133,9 @@ END_TEST
 
 START_TEST(targeted_pass_with_nothing_to_do_writes_nothing)
 {
-    store *s = open_store();
-    seed(s, MESH_CA1);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
     submit(s, "web-01");
     reconcile_report rep = pass(s, NULL);
     ck_assert_uint_eq(rep.issued, 1);
@@ -201,9 +162,9 @@ END_TEST
 
 START_TEST(mesh_change_makes_a_targeted_pass_full)
 {
-    store *s = open_store();
-    seed(s, MESH_CA1);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
     submit(s, "web-01");
     submit(s, "db-01");
     reconcile_report rep = pass(s, NULL);
@@ -211,7 +172,7 @@ START_TEST(mesh_change_makes_a_targeted_pass_full)
     reconcile_report_free(&rep);
 
     /* A second CA: the mesh's bundle changes, which concerns every dataplane. */
-    seed(s, MESH_ADD);
+    test_seed(s, MESH_ADD);
     submit(s, "api-01");
     pass_targets t = PASS_TARGETS_INIT;
     ck_assert_int_eq(pass_targets_add(&t, "default", "api-01"), 0);
@@ -231,9 +192,9 @@ END_TEST
 
 START_TEST(forced_switch_under_way_makes_a_targeted_pass_full)
 {
-    store *s = open_store();
-    seed(s, MESH_CA1);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
     submit(s, "web-01");
     submit(s, "db-01");
     reconcile_report rep = pass(s, NULL);

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check-store.h"
 #include "manifests/manifest.h"
 #include "reconciler/ack.h"
 #include "reconciler/failpoint.h"
@@ -43,46 +44,13 @@ static const char DATAPLANES[] =
 
 static void setup(void)
 {
-    char tmpl[] = "/tmp/meshca-test-reconcile-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(tmpl));
-    memcpy(tmpdir, tmpl, sizeof(tmpl));
-    snprintf(url, sizeof(url), "sqlite://%s/store/meshca.db", tmpdir);
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/meshca-test-reconcile-XXXXXX");
+    test_store_dir(tmpdir, url, sizeof(url));
 }
 
 static void teardown(void)
 {
-    char cmd[256];
-    /* Our own mkdtemp result: safe to hand to rm. */
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    (void)!system(cmd);
-}
-
-static store *open_store(void)
-{
-    char err[MESHCA_ERRBUF] = "";
-    store *s = NULL;
-    ck_assert_msg(store_open(url, &s, err) == STORE_OK, "store_open: %s", err);
-    return s;
-}
-
-/* Stores every resource of `yaml` as apply would. */
-static void seed(store *s, const char *yaml)
-{
-    manifest_set *set = manifest_set_new();
-    diag_list diags = DIAG_LIST_INIT;
-    ck_assert_int_eq(manifest_load_buffer(set, "seed.yaml", yaml, strlen(yaml), &diags), 0);
-    ck_assert_msg(!diag_has_errors(&diags), "seed: %s", diags.count ? diags.items[0].message : "");
-    for (size_t i = 0; i < manifest_set_count(set); i++) {
-        const resource *res = manifest_set_get(set, i);
-        const char *name = resource_name(res);
-        const char *mesh_name = resource_mesh(res);
-        store_key key = {state_kind_of(res->kind), mesh_name, name};
-        char *text = state_encode_resource(res);
-        ck_assert_int_eq(store_put(s, &key, text, strlen(text), STORE_ANY_VERSION, NULL), STORE_OK);
-        free(text);
-    }
-    diag_list_free(&diags);
-    manifest_set_free(set);
+    test_store_dir_remove(tmpdir);
 }
 
 static reconcile_report pass(store *s, int64_t now, diag_list *diags)
@@ -166,16 +134,7 @@ static int verify_identity(store *s, const identity *id)
 /* What an agent does (CSR mode): a fresh key, only its public part sent. Returns the key. */
 static EVP_PKEY *submit(store *s, const char *mesh_name, const char *dp, bool rsa)
 {
-    EVP_PKEY *key = NULL;
-    char err[MESHCA_ERRBUF] = "";
-    ck_assert_int_eq(pki_generate_key(rsa, 2048, &key, err), 0);
-    unsigned char *der = NULL;
-    int len = i2d_PUBKEY(key, &der);
-    ck_assert_int_gt(len, 0);
-    ck_assert_msg(reconcile_submit_key(s, mesh_name, dp, der, (size_t)len, NULL, err) == 0,
-                  "submit: %s", err);
-    OPENSSL_free(der);
-    return key;
+    return test_submit(s, mesh_name, dp, rsa, false);
 }
 
 /* Both dataplanes of DATAPLANES send a CSR (EC keys). */
@@ -213,9 +172,9 @@ static void put_raw(store *s, const char *kind, const char *mesh_name, const cha
 
 START_TEST(builtin_mesh_issues_one_verifiable_identity_per_dataplane)
 {
-    store *s = open_store();
-    seed(s, MESH_CA1);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
     reconcile_report rep;
     /* No CSR yet: nothing to sign. */
     pass_ok(s, 0, &rep);
@@ -278,9 +237,9 @@ END_TEST
 
 START_TEST(second_pass_with_nothing_to_do_writes_nothing)
 {
-    store *s = open_store();
-    seed(s, MESH_CA1);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
     submit_all(s);
     reconcile_report rep;
     pass_ok(s, 0, &rep);
@@ -298,9 +257,9 @@ END_TEST
 
 START_TEST(adding_backend_rebundles_both_cas_with_same_certificate)
 {
-    store *s = open_store();
-    seed(s, MESH_CA1);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
     submit_all(s);
     reconcile_report rep;
     pass_ok(s, 0, &rep);
@@ -308,7 +267,7 @@ START_TEST(adding_backend_rebundles_both_cas_with_same_certificate)
     identity before = {0}, after = {0};
     ck_assert_int_eq(identity_get(s, "default", "web-01", &before, NULL), 0);
 
-    seed(s, MESH_ADD);
+    test_seed(s, MESH_ADD);
     pass_ok(s, 0, &rep);
     ck_assert_uint_eq(rep.rebundled, 2);
     ck_assert_uint_eq(rep.issued + rep.reissued, 0);
@@ -332,9 +291,9 @@ END_TEST
 
 START_TEST(switch_reissues_every_leaf_from_the_new_ca)
 {
-    store *s = open_store();
-    seed(s, MESH_ADD);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_ADD);
+    test_seed(s, DATAPLANES);
     submit_all(s);
     reconcile_report rep;
     pass_ok(s, 0, &rep);
@@ -343,7 +302,7 @@ START_TEST(switch_reissues_every_leaf_from_the_new_ca)
     ck_assert_int_eq(identity_get(s, "default", "db-01", &before, NULL), 0);
     char *before_bundle = mesh_bundle_pem(s, "default");
 
-    seed(s, MESH_SWITCH);
+    test_seed(s, MESH_SWITCH);
     pass_ok(s, 0, &rep);
     ck_assert_uint_eq(rep.reissued, 2);
     ck_assert_uint_eq(rep.nactions, 2);
@@ -377,9 +336,9 @@ END_TEST
  * pass writes nothing; the agent's new CSR is signed as a renewal. */
 START_TEST(renewal_is_left_to_the_agent_and_its_new_csr_renews)
 {
-    store *s = open_store();
-    seed(s, MESH_CA1);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
     submit_all(s);
     int64_t t0 = (int64_t)time(NULL);
     reconcile_report rep;
@@ -417,14 +376,14 @@ END_TEST
 
 START_TEST(expired_ca_is_reported_and_other_meshes_still_reconcile)
 {
-    store *s = open_store();
-    seed(s, "type: Mesh\nname: short\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+    store *s = test_store_open(url);
+    test_seed(s, "type: Mesh\nname: short\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
             "  - name: ca-1\n    type: builtin\n    dpCert:\n      rotation: {expiration: 10m}\n"
             "    conf:\n      caCert: {expiration: 1h}\n"
             "---\ntype: Dataplane\nmesh: short\nname: app-01\nnetworking:\n  address: 127.0.0.1\n"
             "  inbound:\n  - port: 80\n    tags: {kuma.io/service: app}\n");
-    seed(s, MESH_CA1);
-    seed(s, DATAPLANES);
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
     submit_all(s);
     EVP_PKEY_free(submit(s, "short", "app-01", false));
     int64_t t0 = (int64_t)time(NULL);
@@ -458,10 +417,10 @@ END_TEST
  * certificate renewed 10 s after issue instead of after 21-25.5 s. */
 START_TEST(short_lived_certificate_renews_no_earlier_than_70_percent_of_its_lifetime)
 {
-    store *s = open_store();
-    seed(s, "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+    store *s = test_store_open(url);
+    test_seed(s, "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
             "  - name: ca-1\n    type: builtin\n    dpCert:\n      rotation: {expiration: 30s}\n");
-    seed(s, DATAPLANES);
+    test_seed(s, DATAPLANES);
     submit_all(s);
     int64_t t0 = (int64_t)time(NULL);
     reconcile_report rep;
@@ -480,10 +439,10 @@ END_TEST
 
 START_TEST(rsa_key_type_issues_rsa_leaves)
 {
-    store *s = open_store();
-    seed(s, "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+    store *s = test_store_open(url);
+    test_seed(s, "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
             "  - name: ca-1\n    type: builtin\n    dpCert:\n      keyType: rsa\n");
-    seed(s, DATAPLANES);
+    test_seed(s, DATAPLANES);
     EVP_PKEY_free(submit(s, "default", "web-01", true));
     /* A key of the wrong type (keyType changed after the CSR) is dropped, not signed. */
     EVP_PKEY_free(submit(s, "default", "db-01", false));
@@ -510,15 +469,15 @@ END_TEST
 /* keyType changed: the held key cannot be re-signed; the agent is told to renew (renewAt = now). */
 START_TEST(key_type_change_asks_the_agent_for_a_new_key)
 {
-    store *s = open_store();
-    seed(s, MESH_CA1);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
     submit_all(s);
     int64_t t0 = (int64_t)time(NULL);
     reconcile_report rep;
     pass_ok(s, t0, &rep);
     reconcile_report_free(&rep);
-    seed(s, "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+    test_seed(s, "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
             "  - name: ca-1\n    type: builtin\n    dpCert:\n      keyType: rsa\n");
     pass_ok(s, t0 + 5, &rep);
     ck_assert_uint_eq(rep.nactions, 0);
@@ -544,9 +503,9 @@ END_TEST
  * every object of the pass as it was (before: the other dataplanes' writes stayed). */
 START_TEST(pass_writes_nothing_when_one_of_its_writes_fails)
 {
-    store *s = open_store();
-    seed(s, MESH_CA1);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
     reconcile_report rep;
     pass_ok(s, 0, &rep);   /* creates the builtin root (its own create-only transaction) */
     reconcile_report_free(&rep);
@@ -588,9 +547,9 @@ END_TEST
 /* The API's PUT .../ack: what S4's gating counts, for the current generation only. */
 START_TEST(ack_records_what_the_current_generation_carries)
 {
-    store *s = open_store();
-    seed(s, MESH_CA1);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
     char err[MESHCA_ERRBUF] = "";
     ck_assert_int_eq(ack_record(s, "default", "web-01", 1, 0, err), MESHCA_ENOTFOUND);
     submit_all(s);
@@ -615,7 +574,7 @@ START_TEST(ack_records_what_the_current_generation_carries)
     dataplane_status_clear(&st);
 
     /* After ca-2 is added the ack of the new generation lists both backends. */
-    seed(s, MESH_ADD);
+    test_seed(s, MESH_ADD);
     pass_ok(s, 0, &rep);
     reconcile_report_free(&rep);
     ck_assert_int_eq(ack_record(s, "default", "web-01", 2, 0, err), 0);
@@ -641,9 +600,9 @@ static void ack(store *s, const char *dp)
 
 START_TEST(forced_switch_cross_signs_until_every_dataplane_trusts_new_ca)
 {
-    store *s = open_store();
-    seed(s, MESH_ADD);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_ADD);
+    test_seed(s, DATAPLANES);
     submit_all(s);
     reconcile_report rep;
     pass_ok(s, 0, &rep);
@@ -654,7 +613,7 @@ START_TEST(forced_switch_cross_signs_until_every_dataplane_trusts_new_ca)
     ack(s, "web-01");
 
     /* `apply --force` switched and recorded the cross-sign request. */
-    seed(s, MESH_SWITCH);
+    test_seed(s, MESH_SWITCH);
     json_t *ms = json_pack("{s:{s:s,s:s}}", "crossSign", "from", "ca-1", "to", "ca-2");
     ck_assert_int_eq(state_put_mesh_status(s, "default", ms, STORE_ANY_VERSION), 0);
     json_decref(ms);
@@ -712,9 +671,9 @@ START_TEST(shortened_expiration_has_certificates_that_outlive_it_renewed)
     static const char ten_minutes[] =
         "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
         "  - name: ca-1\n    type: builtin\n    dpCert:\n      rotation: {expiration: 10m}\n";
-    store *s = open_store();
-    seed(s, two_hours);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, two_hours);
+    test_seed(s, DATAPLANES);
     submit_all(s);
     int64_t t0 = (int64_t)time(NULL);
     reconcile_report rep;
@@ -724,7 +683,7 @@ START_TEST(shortened_expiration_has_certificates_that_outlive_it_renewed)
     ck_assert_int_eq(identity_get(s, "default", "web-01", &before, NULL), 0);
     ck_assert_int_eq(before.not_after, t0 + 2 * 3600);
 
-    seed(s, ten_minutes);
+    test_seed(s, ten_minutes);
     pass_ok(s, t0 + 60, &rep);
     ck_assert_uint_eq(rep.nactions, 0);
     reconcile_report_free(&rep);
@@ -757,9 +716,9 @@ END_TEST
  * reads of corrupt objects said "store I/O error" naming nothing. */
 START_TEST(corrupt_identity_is_named_and_removed_once)
 {
-    store *s = open_store();
-    seed(s, MESH_CA1);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
     submit_all(s);
     reconcile_report rep;
     pass_ok(s, 0, &rep);
@@ -814,10 +773,10 @@ END_TEST
  * naming nothing. Now it has its own code and name, and only that mesh is skipped. */
 START_TEST(corrupt_mesh_status_skips_that_mesh_and_reconciles_the_others)
 {
-    store *s = open_store();
-    seed(s, MESH_CA1);
-    seed(s, DATAPLANES);
-    seed(s, "type: Mesh\nname: other\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
+    test_seed(s, "type: Mesh\nname: other\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
             "  - name: ca-1\n    type: builtin\n"
             "---\ntype: Dataplane\nmesh: other\nname: app-01\nnetworking:\n  address: 127.0.0.1\n"
             "  inbound:\n  - port: 80\n    tags: {kuma.io/service: app}\n");
@@ -858,7 +817,7 @@ END_TEST
 START_TEST(stored_status_holding_a_nul_byte_is_named_corrupt)
 {
     static const char value[] = "{\"mesh\":\"default\",\"name\":\"web-01\"}\0{\"x\":1}";
-    store *s = open_store();
+    store *s = test_store_open(url);
     store_key key = {STATE_DPSTATUS, "default", "web-01"};
     ck_assert_int_eq(store_put(s, &key, value, sizeof(value) - 1, STORE_ANY_VERSION, NULL),
                      STORE_OK);
@@ -875,9 +834,9 @@ END_TEST
  * left out of the bundle and reported (warning and mesh status); the enabled one keeps signing. */
 START_TEST(broken_backend_that_is_not_enabled_does_not_stop_the_mesh)
 {
-    store *s = open_store();
-    seed(s, MESH_ADD);
-    seed(s, DATAPLANES);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_ADD);
+    test_seed(s, DATAPLANES);
     submit_all(s);
     reconcile_report rep;
     pass_ok(s, 0, &rep);
@@ -1018,8 +977,8 @@ static void check_pool_leaves(store *s, EVP_PKEY **keys, const char *backend, lo
 
 START_TEST(refusal_while_the_next_batch_is_signed_drops_it_and_writes_nothing)
 {
-    store *s = open_store();
-    seed(s, MESH_ADD);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_ADD);
     char *pubs[4] = {NULL};
     for (int k = 0; k < 4; k++) {
         EVP_PKEY *key = NULL;
@@ -1115,8 +1074,8 @@ END_TEST
 
 START_TEST(two_signing_workers_issue_one_strictly_valid_leaf_per_dataplane)
 {
-    store *s = open_store();
-    seed(s, MESH_ADD);
+    store *s = test_store_open(url);
+    test_seed(s, MESH_ADD);
     size_t cap = (size_t)POOL_DPS * 200, len = 0;
     char *yaml = malloc(cap);
     ck_assert_ptr_nonnull(yaml);
@@ -1127,7 +1086,7 @@ START_TEST(two_signing_workers_issue_one_strictly_valid_leaf_per_dataplane)
                                 "  address: 127.0.0.1\n  inbound:\n  - port: 8443\n    tags:\n"
                                 "      kuma.io/service: svc-%d\n",
                                 i ? "---\n" : "", i, i % 7);
-    seed(s, yaml);
+    test_seed(s, yaml);
     free(yaml);
     EVP_PKEY **keys = calloc(POOL_DPS, sizeof(*keys));
     ck_assert_ptr_nonnull(keys);
@@ -1162,7 +1121,7 @@ START_TEST(two_signing_workers_issue_one_strictly_valid_leaf_per_dataplane)
     check_pool_leaves(s, keys, "ca-1", 1);
 
     /* A switch: every stored public key re-signed by ca-2 on the workers. */
-    seed(s, MESH_SWITCH);
+    test_seed(s, MESH_SWITCH);
     ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
     ck_assert_msg(diags.count == 0, "%s: %s", diags.count ? diags.items[0].code : "",
                   diags.count ? diags.items[0].message : "");

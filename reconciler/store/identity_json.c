@@ -1,45 +1,20 @@
 /* identity_json.c - a stored identity record written and read without a JSON tree (the full reconcile pass). */
 #include "reconciler/store/identity_json.h"
 
+#include "manifests/utf8.h"
+#include "reconciler/store/json_scan.h"
+
 #include <stdbool.h>
-#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Length of the valid UTF-8 sequence at p (at most `left` bytes), or 0: overlong forms,
- * surrogates and code points over U+10FFFF are refused, as jansson refuses them. */
+/* Length of the valid UTF-8 sequence at p (at most `left` bytes), or 0, as jansson accepts it. */
 static size_t utf8_seq(const unsigned char *p, size_t left)
 {
-    unsigned c = p[0];
-    size_t n;
     uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (left < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
+    return utf8_decode(p, left, &cp);
 }
 
 /* --- writing --- */
@@ -246,16 +221,6 @@ char *identity_json_encode(const identity *id)
 
 /* --- reading --- */
 
-typedef struct scan {
-    const char *p, *end;
-} scan;
-
-static void ws(scan *s)
-{
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
-        s->p++;
-}
-
 /* The 4 hex digits at p (before end), or -1. */
 static long hex4(const unsigned char *p, const unsigned char *end)
 {
@@ -297,21 +262,14 @@ static char *put_utf8(char *w, uint32_t cp)
 
 /* A string at s->p, unescaped into a new allocation (*ret; caller frees). False for anything
  * jansson would refuse (a raw control character, invalid UTF-8, a bad escape, \u0000). */
-static bool string(scan *s, char **ret)
+static bool string(json_scan *s, char **ret)
 {
     if (s->p >= s->end || *s->p != '"')
         return false;
     const unsigned char *p = (const unsigned char *)++s->p, *end = (const unsigned char *)s->end;
     /* The unescaped value is never longer than the raw one: one pass to find the end. */
-    const unsigned char *q = memchr(p, '"', (size_t)(end - p));
-    while (q) {
-        size_t bs = 0;
-        for (const unsigned char *b = q; b > p && b[-1] == '\\'; b--)
-            bs++;
-        if (bs % 2 == 0)
-            break;
-        q = memchr(q + 1, '"', (size_t)(end - q - 1));
-    }
+    const unsigned char *q =
+        (const unsigned char *)json_scan_closing_quote((const char *)p, (const char *)end);
     if (!q)
         return false;
     char *buf = malloc((size_t)(q - p) + 1), *w = buf;
@@ -334,35 +292,27 @@ static bool string(scan *s, char **ret)
         }
         if (c < 0x20 || p + 1 >= q)
             goto fail;
-        switch (p[1]) {
-        case '"': *w++ = '"'; break;
-        case '\\': *w++ = '\\'; break;
-        case '/': *w++ = '/'; break;
-        case 'b': *w++ = '\b'; break;
-        case 'f': *w++ = '\f'; break;
-        case 'n': *w++ = '\n'; break;
-        case 'r': *w++ = '\r'; break;
-        case 't': *w++ = '\t'; break;
-        case 'u': {
-            /* As jansson: a surrogate pair makes one code point, U+0000 is refused. */
-            long cp = hex4(p + 2, q), lo;
-            p += 6;
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                if (q - p < 6 || p[0] != '\\' || p[1] != 'u' || (lo = hex4(p + 2, q)) < 0xdc00 ||
-                    lo > 0xdfff)
-                    goto fail;
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                p += 6;
-            } else if (cp <= 0 || (cp >= 0xdc00 && cp <= 0xdfff)) {
-                goto fail;
-            }
-            w = put_utf8(w, (uint32_t)cp);
+        int e = json_scan_unescape(p[1]);
+        if (e >= 0) {
+            *w++ = (char)e;
+            p += 2;
             continue;
         }
-        default:
+        if (p[1] != 'u')
+            goto fail;
+        /* As jansson: a surrogate pair makes one code point, U+0000 is refused. */
+        long cp = hex4(p + 2, q), lo;
+        p += 6;
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            if (q - p < 6 || p[0] != '\\' || p[1] != 'u' || (lo = hex4(p + 2, q)) < 0xdc00 ||
+                lo > 0xdfff)
+                goto fail;
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            p += 6;
+        } else if (cp <= 0 || (cp >= 0xdc00 && cp <= 0xdfff)) {
             goto fail;
         }
-        p += 2;
+        w = put_utf8(w, (uint32_t)cp);
     }
     *w = '\0';
     s->p = (const char *)q + 1;
@@ -370,87 +320,6 @@ static bool string(scan *s, char **ret)
     return true;
 fail:
     free(buf);
-    return false;
-}
-
-static bool literal(scan *s, const char *word)
-{
-    size_t n = strlen(word);
-    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
-        return false;
-    s->p += n;
-    return true;
-}
-
-/* An integer as JSON writes it (no leading zeros, no fraction or exponent: those are reals). */
-static bool integer(scan *s, long long *ret)
-{
-    bool neg = false;
-    unsigned long long v = 0;
-    if (s->p < s->end && *s->p == '-') {
-        neg = true;
-        s->p++;
-    }
-    const char *start = s->p;
-    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
-        if (v > (ULLONG_MAX - 9) / 10)
-            return false;
-        v = v * 10 + (unsigned)(*s->p++ - '0');
-    }
-    if (s->p == start || (s->p - start > 1 && *start == '0') ||
-        (s->p < s->end && (*s->p == '.' || *s->p == 'e' || *s->p == 'E')))
-        return false;
-    if (v > (unsigned long long)__LONG_LONG_MAX__ + (neg ? 1u : 0u))
-        return false;
-    *ret = neg ? (long long)(0 - v) : (long long)v;
-    return true;
-}
-
-/* An array of strings, or null (no names). */
-static bool string_array(scan *s, char ***ret, size_t *ret_n)
-{
-    char **names = calloc(1, sizeof(char *));
-    size_t n = 0;
-    if (!names)
-        return false;
-    if (literal(s, "null"))
-        goto done;
-    if (s->p >= s->end || *s->p != '[')
-        goto fail;
-    s->p++;
-    ws(s);
-    if (s->p < s->end && *s->p == ']') {
-        s->p++;
-        goto done;
-    }
-    for (;;) {
-        ws(s);
-        char **grown = realloc(names, (n + 2) * sizeof(char *));
-        if (!grown)
-            goto fail;
-        names = grown;
-        if (!string(s, &names[n]))
-            goto fail;
-        names[++n] = NULL;
-        ws(s);
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (s->p < s->end && *s->p == ']') {
-            s->p++;
-            break;
-        }
-        goto fail;
-    }
-done:
-    *ret = names;
-    *ret_n = n;
-    return true;
-fail:
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
     return false;
 }
 
@@ -491,30 +360,22 @@ static bool *bool_field(identity *id, const char *key, size_t klen)
 
 int identity_json_decode(const char *json, size_t len, identity *ret)
 {
-    scan s = {json, json + len};
+    json_scan s = {json, json + len};
     identity id = {0};
     bool have_names = false;
     char *key = NULL;
 
     if (!json)
         return -1;
-    ws(&s);
-    if (s.p >= s.end || *s.p != '{')
+    if (!json_scan_object(&s))
         return -1;
-    s.p++;
-    ws(&s);
-    if (s.p < s.end && *s.p == '}')
-        goto fail;
-    for (;;) {
-        ws(&s);
+    for (int more = 1; more; ) {
+        json_scan_ws(&s);
         if (!string(&s, &key))
             goto fail;
         size_t klen = strlen(key);
-        ws(&s);
-        if (s.p >= s.end || *s.p != ':')
+        if (!json_scan_colon(&s))
             goto fail;
-        s.p++;
-        ws(&s);
         char **str = string_field(&id, key, klen);
         int64_t *i64;
         long long *ill = int_field(&id, key, klen, &i64);
@@ -522,7 +383,8 @@ int identity_json_decode(const char *json, size_t len, identity *ret)
         bool is_names = klen == 14 && memcmp(key, "bundleBackends", 14) == 0;
         if (is_names) {
             /* A repeated key: jansson keeps the last; this reader leaves it to identity_read. */
-            if (have_names || !string_array(&s, &id.bundle_backends, &id.nbundle_backends))
+            if (have_names || !json_scan_string_array(&s, string, &id.bundle_backends,
+                                                         &id.nbundle_backends))
                 goto fail;
             have_names = true;
         } else if (s.p < s.end && *s.p == '"') {
@@ -538,7 +400,7 @@ int identity_json_decode(const char *json, size_t len, identity *ret)
             } else {
                 free(v);   /* an unknown field */
             }
-        } else if (literal(&s, "null")) {
+        } else if (json_scan_literal(&s, "null")) {
             /* jansson reads 0 / false / NULL for a null: the same as absent. */
             if (str) {
                 free(*str);
@@ -550,7 +412,7 @@ int identity_json_decode(const char *json, size_t len, identity *ret)
             } else if (b) {
                 *b = false;
             }
-        } else if (literal(&s, "true") || literal(&s, "false")) {
+        } else if (json_scan_literal(&s, "true") || json_scan_literal(&s, "false")) {
             bool v = s.p[-1] == 'e' && s.p[-2] == 'u';
             if (b)
                 *b = v;
@@ -558,7 +420,7 @@ int identity_json_decode(const char *json, size_t len, identity *ret)
                 goto fail;
         } else {
             long long v;
-            if (!integer(&s, &v) || str || b)
+            if (!json_scan_integer(&s, &v) || str || b)
                 goto fail;   /* a nested value, a real, or a number where a string goes */
             if (ill)
                 *ill = v;
@@ -567,18 +429,10 @@ int identity_json_decode(const char *json, size_t len, identity *ret)
         }
         free(key);
         key = NULL;
-        ws(&s);
-        if (s.p < s.end && *s.p == ',') {
-            s.p++;
-            continue;
-        }
-        if (s.p < s.end && *s.p == '}') {
-            s.p++;
-            break;
-        }
-        goto fail;
+        if ((more = json_scan_next(&s, '}')) < 0)
+            goto fail;
     }
-    ws(&s);
+    json_scan_ws(&s);
     if (s.p != s.end || !id.mesh || !id.dataplane)
         goto fail;
     /* identity_read's required fields: an issued identity has its certificate and key. */
