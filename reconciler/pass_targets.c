@@ -1,11 +1,8 @@
 /* pass_targets.c - the dataplanes a targeted reconcile pass visits, and their loading: one store read per object instead of every resource of the store. */
 #include "reconciler/pass_targets.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/crypto.h>
 
 #include "manifests/error.h"
 #include "reconciler/state.h"
@@ -75,8 +72,7 @@ static void sort_unique(pass_targets *t)
 }
 
 /*
- * Reads one object, decodes it into set (as state.c's load_kind: the store's JSON through the
- * manifest decoder, errors renamed "corrupt-object") and appends its version to entries (n
+ * Reads one object, decodes it into set (state_decode_object, as a full pass loads it) and appends its version to entries (n
  * NULL: not kept). Absent: 0, nothing added.
  */
 static int load_one(store *s, const char *kind, const char *mesh_name, const char *name,
@@ -91,20 +87,9 @@ static int load_one(store *s, const char *kind, const char *mesh_name, const cha
         return 0;
     if (rc < 0)
         return rc;
-    char file[600];
-    snprintf(file, sizeof(file), "store:%s/%s/%s", kind, mesh_name, name);
-    size_t first = diags->count;
-    manifest_load_buffer(set, file, value, len, diags);
-    OPENSSL_cleanse(value, len);   /* a Mesh may hold an inline CA key */
+    store_entry obj = {NULL, (char *)mesh_name, (char *)name, value, len, version};
+    state_decode_object(set, kind, &obj, diags);   /* wipes a Mesh's value: it may hold a CA key */
     free(value);
-    /* The code state_load_resources gives an object that does not decode (state.c). */
-    for (size_t d = first; d < diags->count; d++) {
-        char *code = diags->items[d].severity == DIAG_ERROR ? strdup("corrupt-object") : NULL;
-        if (code) {
-            free(diags->items[d].code);
-            diags->items[d].code = code;
-        }
-    }
     if (!n)
         return 0;
     store_entry *e = &entries[*n];

@@ -57,18 +57,16 @@ static void object_file_name(char *buf, size_t size, const store_entry *e, const
     buf[n] = '\0';
 }
 
-static int load_one(void *userdata, const store_entry *e)
+void state_decode_object(manifest_set *set, const char *kind, const store_entry *e, diag_list *diags)
 {
-    load_ctx *ctx = userdata;
-    diag_list *diags = ctx->diags;
     char name[600];
-    object_file_name(name, sizeof(name), e, ctx->kind);
+    object_file_name(name, sizeof(name), e, kind);
     size_t first = diags->count;
     /* Values are the JSON state_encode_resource wrote: its own decoder reads them, and hands
      * whatever it does not take to the YAML decoder, which reads them with marks like any
      * manifest. */
-    manifest_load_json(ctx->set, name, e->value, e->len, diags);
-    if (strcmp(ctx->kind, STATE_SECRETS) == 0)
+    manifest_load_json(set, name, e->value, e->len, diags);
+    if (strcmp(kind, STATE_SECRETS) == 0 || strcmp(kind, STATE_MESHES) == 0)
         OPENSSL_cleanse(e->value, e->len);
     /* A stored object that does not decode is corrupt, whatever the decoder called it: one
      * code lets callers tell it from bad input (apply may overwrite it). The file
@@ -80,6 +78,12 @@ static int load_one(void *userdata, const store_entry *e)
             diags->items[d].code = code;
         }
     }
+}
+
+static int load_one(void *userdata, const store_entry *e)
+{
+    load_ctx *ctx = userdata;
+    state_decode_object(ctx->set, ctx->kind, e, ctx->diags);
     return 0;
 }
 

@@ -38,6 +38,10 @@ const char *state_kind_of(resource_kind kind);
  * "corrupt-object", file "store:<kind>/<mesh>/<name>" and the decoder's line, column and message,
  * and skipped. Returns 0 or a STORE_* code. */
 int state_load_resources(store *s, const char *mesh_name, manifest_set *set, diag_list *diags);
+/* Decodes one stored Mesh, Dataplane or Secret (e: its mesh, name and value; e->kind unused)
+ * into `set` as state_load_resources does, errors as "corrupt-object". The value of a Secret or
+ * Mesh (which may hold an inline CA key) is wiped. */
+void state_decode_object(manifest_set *set, const char *kind, const store_entry *e, diag_list *diags);
 
 /*
  * Reading one object. A value that does not decode is MESHCA_ECORRUPT (not MESHCA_EIO, which
