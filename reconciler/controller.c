@@ -183,6 +183,8 @@ static void arm_poll(controller *c);
 static void pass_finish(controller *c, pass_job *job)
 {
     c->running = false;
+    if (job->skipped)
+        c->in_backoff = false;   /* not leading when it started: as in run_pass */
     if (!job->skipped) {
         int rc = job->rc;
         reconcile_report *rep = &job->rep;
@@ -260,9 +262,13 @@ static void run_pass(controller *c)
     if (!c->o->lease_store && leader_leading(c->le, leader_now_ms()))
         elect_step(c);
     if (!leader_leading(c->le, leader_now_ms())) {
-        /* A follower never passes: what the API wrote here is in the store for the leader. */
+        /* A follower never passes: what the API wrote here is in the store for the leader. Its
+         * backoff ends too: a leader that lost its lease while the store failed, and holds it
+         * again without a change of leader (the lease renewed in time), would otherwise wait
+         * for a backoff timer that already fired, as the interval skips passes in backoff. */
         pass_targets_clear(&c->targets);
         c->want_full = false;
+        c->in_backoff = false;
         return;
     }
     pass_job *job = &c->job;
