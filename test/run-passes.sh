@@ -101,7 +101,8 @@ check "no full pass for the agents' writes" test "$(metric "$FULL")" = "$full0"
 # The pass that signed db-01 decided db-01 only: web-01 (signed) is not counted unchanged, and
 # api-01 (no CSR) is not counted awaiting, as a full pass would.
 check "db-01's pass was targeted: its action line, no mesh-wide summary after it" \
-    test "$(grep -A1 -F 'default/db-01: issued' "$CTL_LOG" | tail -n +2 | grep -c '^1 mesh:')" -eq 0
+    bash -c 'grep -qF "default/db-01: issued" "$1" &&
+             test "$(grep -A1 -F "default/db-01: issued" "$1" | tail -n +2 | grep -c "^1 mesh:")" -eq 0' _ "$CTL_LOG"
 check "api-01 counted awaiting by the first pass only" \
     test "$(grep -c 'awaiting a CSR' "$CTL_LOG")" -eq 1
 check "the 4 targeted passes visited 4 dataplanes" \
