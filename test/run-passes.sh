@@ -98,6 +98,12 @@ agent_once db-01
 check "db-01's agent gets its identity" test "$agent_rc" -eq 0
 check "db-01's CSR and ack: two more targeted passes" wait_metric "$TARGETED" 4
 check "no full pass for the agents' writes" test "$(metric "$FULL")" = "$full0"
+# A token issued is a store write no pass reads: no pass for it (the store is polled every
+# 100 ms; a second is ten polls).
+run token issue -m default -d api-01 --ttl 1h
+check "another token for api-01" exit_is 0
+sleep 1
+check "no full pass for a token issued" test "$(metric "$FULL")" = "$full0"
 # The pass that signed db-01 decided db-01 only: web-01 (signed) is not counted unchanged, and
 # api-01 (no CSR) is not counted awaiting, as a full pass would.
 check "db-01's pass was targeted: its action line, no mesh-wide summary after it" \
