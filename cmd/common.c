@@ -77,6 +77,14 @@ store *cli_open_store_to_read(const char *url)
 
 store *cli_open_store(void)
 {
+    /* An in-memory store is gone when the command exits: a command that writes would report
+     * what it did and keep none of it. */
+    const char *path = sqlite_path(NULL);
+    if (path && strcmp(path, SQLITE_MEMORY_PATH) == 0) {
+        cli_error("sqlite://%s keeps nothing after this command: give a store that lasts "
+                  "(a file, or etcd); only read-only commands accept it", SQLITE_MEMORY_PATH);
+        return NULL;
+    }
     return open_url(NULL);
 }
 

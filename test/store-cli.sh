@@ -21,6 +21,15 @@ if on_sqlite; then
     check "validate --store creates nothing" test ! -e "$WORK/nowhere"
     MESHCA_STORE="sqlite://$missing" run apply -f "$ex/0-mesh.yaml"
     check "apply (not a dry run) creates the store" test -s "$missing"
+    # The in-memory store the read-only commands fall back to keeps nothing: writers refuse it.
+    for cmd in "apply -f $ex/0-mesh.yaml" "token issue -m default -d web-01" "reconcile --once"; do
+        # shellcheck disable=SC2086 # the command's words
+        MESHCA_STORE="sqlite://:memory:" run $cmd
+        check "'$cmd' refuses sqlite://:memory: (exit 2)" exit_is 2
+        check "... saying it keeps nothing" err_has "sqlite://:memory: keeps nothing after this command"
+    done
+    MESHCA_STORE="sqlite://:memory:" run get meshes
+    check "get accepts sqlite://:memory: (an empty store)" exit_is 0
 fi
 
 run apply -f "$ex/0-mesh.yaml" -f "$ex/dataplanes.yaml"
