@@ -30,6 +30,7 @@ struct etcd_client {
     struct endpoint ep[ETCD_ENDPOINTS_MAX];
     size_t n;
     size_t current; /* the endpoint that answered last: tried first */
+    uint64_t range_keys; /* sum of the "count" of every range answer (etcd_client_range_keys) */
     struct curl_slist *headers;
 };
 
@@ -372,7 +373,8 @@ int etcd_client_new(const etcd_client_options *opts, etcd_client **ret, char *er
 
     if (!opts || !ret)
         return meshca_fail(errbuf, ETCD_EINVAL, "etcd: no options");
-    if (opts->rounds < 1 || opts->page_limit < 1 || opts->max_txn_ops < 1 ||
+    if (opts->rounds < 1 || opts->page_limit < 1 || opts->keys_page_limit < 1 ||
+        opts->max_txn_ops < 1 ||
         opts->max_response < 1024 || opts->max_request_bytes < 1024 ||
         opts->connect_timeout_ms < 1 || opts->request_timeout_ms < 1)
         return meshca_fail(errbuf, ETCD_EINVAL, "etcd: a client limit is out of range");
@@ -457,6 +459,11 @@ unsigned etcd_client_max_txn_ops(const etcd_client *c)
 size_t etcd_client_max_request_bytes(const etcd_client *c)
 {
     return c->opts.max_request_bytes;
+}
+
+uint64_t etcd_client_range_keys(const etcd_client *c)
+{
+    return c->range_keys;
 }
 
 size_t etcd_prefix_end(const char *prefix, size_t len, char *out)
@@ -769,16 +776,79 @@ out:
     return r;
 }
 
+/*
+ * Why a listing is cut the way it is (doc/performance.md, "On etcd"): etcd 3.4 answers a range
+ * with a limit by first collecting every key of [key, range_end) from its in-memory index and
+ * only then keeping the first `limit` (the total is its "count"), so pages that all run to the
+ * end of the prefix cost O(keys left) each and a listing O(N^2 / page). A listing therefore
+ * asks for the keys first (keys_only, pages of opts.keys_page_limit, few even at 100,000
+ * keys), then reads the values in pages bounded by those keys: [k_i, k_i+page), each O(page).
+ */
+
+/* One range request over [from, end) (end_len 0: only the key from). rev 0: at the current
+ * revision, linearizable. rev > 0: at that revision, serializable: the data of a revision
+ * never changes, so the member that answers either has it (the same answer any member would
+ * give) or says it is a future revision (a member behind the leader, after failover): then
+ * the page is asked again as a linearizable read, which waits until that member caught up.
+ * limit 0: no limit. Appends the kvs to *kvs, *n; *ret_more, *ret_rev from the answer. */
+static int range_page(etcd_client *c, const char *from, size_t from_len, const char *end,
+                      size_t end_len, int64_t rev, size_t limit, int keys_only, etcd_kv **kvs,
+                      size_t *n, int *ret_more, int64_t *ret_rev, char *errbuf)
+{
+    for (int linearizable = rev == 0;; linearizable = 1) {
+        json_t *req = range_body(from, from_len, end_len ? end : NULL, end_len), *resp = NULL;
+        int64_t count = 0;
+        int r;
+
+        if (req &&
+            ((limit && json_object_set_new(req, "limit", json_integer((json_int_t)limit)) < 0) ||
+             (rev && set_i64(req, "revision", rev) < 0) ||
+             (!linearizable && json_object_set_new(req, "serializable", json_true()) < 0) ||
+             (keys_only && json_object_set_new(req, "keys_only", json_true()) < 0))) {
+            json_decref(req);
+            req = NULL;
+        }
+        r = request(c, "/v3/kv/range", req, 1, 0, &resp, errbuf);
+        if (r == ETCD_EINVAL && !linearizable && strstr(errbuf, "future revision"))
+            continue;
+        if (r < 0)
+            return r;
+        if (parse_kvs(json_object_get(resp, "kvs"), kvs, n) < 0 ||
+            header_revision(resp, ret_rev) < 0 || get_i64(resp, "count", &count) < 0) {
+            json_decref(resp);
+            return meshca_fail(errbuf, ETCD_EIO, "etcd: malformed range answer from %s",
+                               c->ep[c->current].hostport);
+        }
+        *ret_more = json_is_true(json_object_get(resp, "more"));
+        json_decref(resp);
+        c->range_keys += count > 0 ? (uint64_t)count : 0;
+        return 0;
+    }
+}
+
+/* The key just after kv's: kv's key + "\0", in *buf (grown). */
+static int key_after(const etcd_kv *kv, char **buf, size_t *len)
+{
+    char *p = realloc(*buf, kv->key_len + 1);
+
+    if (!p)
+        return -1;
+    memcpy(p, kv->key, kv->key_len);
+    p[kv->key_len] = '\0';
+    *buf = p;
+    *len = kv->key_len + 1;
+    return 0;
+}
+
 int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *range_end,
                size_t range_end_len, etcd_kv **ret_kvs, size_t *ret_n, int64_t *ret_revision,
                char *errbuf)
 {
     char end[ETCD_KEY_MAX], *from = NULL;
-    size_t end_len, from_len = key_len;
-    etcd_kv *kvs = NULL;
-    size_t n = 0;
-    int64_t rev = 0;
-    int r = check_key(key, key_len, errbuf);
+    size_t end_len, from_len = 0, n = 0, nkeys = 0, page = c->opts.page_limit;
+    etcd_kv *kvs = NULL, *keys = NULL;
+    int64_t rev = 0, page_rev = 0;
+    int more = 0, r = check_key(key, key_len, errbuf);
 
     if (r < 0)
         return r;
@@ -790,74 +860,79 @@ int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *rang
     } else {
         end_len = etcd_prefix_end(key, key_len, end);
     }
-    from = malloc(key_len + 1);
-    if (!from)
-        return meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
-    memcpy(from, key, key_len);
 
-    /* Bounded: each page moves "from" past at least one key, and the total is capped. */
-    for (;;) {
-        json_t *req = range_body(from, from_len, end, end_len), *resp = NULL, *more;
-        size_t before = n;
-        int64_t page_rev = 0;
+    /* The first page: a listing of at most one page is this one request. Its revision is the
+     * snapshot every later request reads. */
+    r = range_page(c, key, key_len, end, end_len, 0, page, 0, &kvs, &n, &more, &rev, errbuf);
+    if (r < 0 || !more)
+        goto done;
+    if (n == 0) {
+        r = meshca_fail(errbuf, ETCD_EIO, "etcd: range answer says 'more' but holds no key");
+        goto done;
+    }
+    /* The keys after it, at the same revision. Bounded: each page moves past at least one key,
+     * and the total is capped. */
+    r = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
+    if (key_after(&kvs[n - 1], &from, &from_len) < 0)
+        goto done;
+    for (more = 1; more;) {
+        size_t before = nkeys;
 
-        if (req &&
-            (json_object_set_new(req, "limit", json_integer((json_int_t)c->opts.page_limit)) < 0 ||
-             (rev && set_i64(req, "revision", rev) < 0))) {
-            json_decref(req);
-            req = NULL;
-        }
-        r = request(c, "/v3/kv/range", req, 1, 0, &resp, errbuf);
+        r = range_page(c, from, from_len, end, end_len, rev, c->opts.keys_page_limit, 1, &keys,
+                       &nkeys, &more, &page_rev, errbuf);
         if (r < 0)
-            goto out;
-        more = json_object_get(resp, "more");
-        if (parse_kvs(json_object_get(resp, "kvs"), &kvs, &n) < 0 ||
-            header_revision(resp, &page_rev) < 0) {
-            json_decref(resp);
-            r = meshca_fail(errbuf, ETCD_EIO, "etcd: malformed range answer from %s",
-                            c->ep[c->current].hostport);
-            goto out;
-        }
-        json_decref(resp);
-        if (rev == 0)
-            rev = page_rev; /* every later page reads this same revision: one snapshot */
-        if (!json_is_true(more))
-            break;
-        if (n == before) {
+            goto done;
+        if (more && nkeys == before) {
             r = meshca_fail(errbuf, ETCD_EIO, "etcd: range answer says 'more' but holds no key");
-            goto out;
+            goto done;
         }
-        if (n > ETCD_RANGE_MAX_KEYS) {
+        if (n + nkeys > ETCD_RANGE_MAX_KEYS) {
             r = meshca_fail(errbuf, ETCD_EINVAL, "etcd: range holds more than %d keys",
                             ETCD_RANGE_MAX_KEYS);
-            goto out;
+            goto done;
         }
-        /* Continue just after the last key: last key + "\0" is the next possible key. */
-        {
-            etcd_kv *last = &kvs[n - 1];
-            char *p = realloc(from, last->key_len + 1);
+        if (more && key_after(&keys[nkeys - 1], &from, &from_len) < 0) {
+            r = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
+            goto done;
+        }
+    }
+    /* The values, in pages [keys[i], keys[i + page]) (the last one to the end), no limit:
+     * each holds exactly the keys listed at this revision, which is checked. */
+    for (size_t i = 0; i < nkeys; i += page) {
+        size_t want = nkeys - i < page ? nkeys - i : page, before = n;
+        int same;
+        const etcd_kv *stop = i + want < nkeys ? &keys[i + want] : NULL;
 
-            if (!p) {
-                r = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
-                goto out;
-            }
-            from = p;
-            memcpy(from, last->key, last->key_len);
-            from[last->key_len] = '\0';
-            from_len = last->key_len + 1;
+        r = range_page(c, keys[i].key, keys[i].key_len, stop ? stop->key : end,
+                       stop ? stop->key_len : end_len, rev, 0, 0, &kvs, &n, &more, &page_rev,
+                       errbuf);
+        if (r < 0)
+            goto done;
+        same = n - before == want && !more;
+        for (size_t j = 0; same && j < want; j++)
+            same = kvs[before + j].key_len == keys[i + j].key_len &&
+                   memcmp(kvs[before + j].key, keys[i + j].key, keys[i + j].key_len) == 0;
+        if (!same) {
+            r = meshca_fail(errbuf, ETCD_EIO,
+                            "etcd: %s answered other keys at revision %" PRId64
+                            " than it listed",
+                            c->ep[c->current].hostport, rev);
+            goto done;
         }
+    }
+    r = 0;
+done:
+    free(from);
+    etcd_kvs_free(keys, nkeys);
+    if (r < 0) {
+        etcd_kvs_free(kvs, n);
+        return r;
     }
     *ret_kvs = kvs;
     *ret_n = n;
-    kvs = NULL;
-    n = 0;
     if (ret_revision)
         *ret_revision = rev;
-    r = 0;
-out:
-    free(from);
-    etcd_kvs_free(kvs, n);
-    return r;
+    return 0;
 }
 
 int etcd_put(etcd_client *c, const char *key, size_t key_len, const char *value, size_t value_len,
