@@ -2,6 +2,7 @@
  * watch streams. */
 #define _GNU_SOURCE 1
 #include "reconciler/store/etcd_client.h"
+#include "reconciler/store/etcd_range_json.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -145,29 +146,7 @@ static char *b64_encode(const char *data, size_t len)
 /* Decodes into a malloc'ed NUL-terminated buffer. -1 when s is not base64 or out of memory. */
 static int b64_decode(const char *s, char **ret, size_t *ret_len)
 {
-    size_t n = strlen(s), pad = 0;
-    char *out;
-    int got;
-
-    if (n % 4 != 0 || n > (size_t)INT32_MAX)
-        return -1;
-    out = malloc(n / 4 * 3 + 1);
-    if (!out)
-        return -1;
-    if (n > 0) {
-        got = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
-        if (got < 0) {
-            free(out);
-            return -1;
-        }
-        /* EVP_DecodeBlock counts the zero bytes the padding stands for: take them off. */
-        pad = (s[n - 1] == '=') + (s[n - 2] == '=');
-        n = (size_t)got - pad;
-    }
-    out[n] = '\0';
-    *ret = out;
-    *ret_len = n;
-    return 0;
+    return etcd_b64_decode(s, strlen(s), ret, ret_len);
 }
 
 /* int64 fields come as JSON strings from the gateway; absent means 0 (proto3 default). */
@@ -554,8 +533,9 @@ enum attempt {
  * final etcd error) are set; otherwise why[] says what went wrong with this member.
  */
 static enum attempt attempt(etcd_client *c, size_t i, const char *path, const char *body,
-                            size_t body_len, int stream, json_t **ret_resp, int *ret_code,
-                            char *why, size_t whylen, char *errbuf)
+                            size_t body_len, int stream, etcd_range_sink *sink,
+                            json_t **ret_resp, int *ret_code, char *why, size_t whylen,
+                            char *errbuf)
 {
     char url[ETCD_ENDPOINT_LEN_MAX + 64], curlerr[CURL_ERROR_SIZE] = "";
     struct buf b = {.max = c->opts.max_response};
@@ -594,6 +574,18 @@ static enum attempt attempt(etcd_client *c, size_t i, const char *path, const ch
         snprintf(why, whylen, "%s", curlerr[0] ? curlerr : curl_easy_strerror(cr));
         a = sent == 0 ? ATTEMPT_NEXT : ATTEMPT_AMBIGUOUS;
         goto out;
+    }
+    if (sink && status == 200) {
+        /* A range answer read straight into its keys; anything else (an error answer, a
+         * shape it does not know) goes on to the JSON reader below. */
+        int r = etcd_range_json_read(b.p ? b.p : "", b.len, sink);
+
+        if (r == 0 || r == ETCD_ENOMEM) {
+            *ret_code =
+                r ? meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory reading a range") : 0;
+            *ret_resp = NULL;
+            goto out;
+        }
     }
     if (stream) {
         /* A streaming endpoint answers newline-delimited messages: the first is ours. */
@@ -663,8 +655,8 @@ static int none_answered(const etcd_client *c, char (*why)[WHY_LEN], char *errbu
  * opts.rounds rounds with backoff between. idempotent: may be replayed on another member
  * after a failure that leaves its outcome unknown. Takes ownership of req.
  */
-static int request(etcd_client *c, const char *path, json_t *req, int idempotent, int stream,
-                   json_t **ret_resp, char *errbuf)
+static int request_into(etcd_client *c, const char *path, json_t *req, int idempotent,
+                        int stream, etcd_range_sink *sink, json_t **ret_resp, char *errbuf)
 {
     char why[ETCD_ENDPOINTS_MAX][WHY_LEN];
     char *body;
@@ -690,8 +682,8 @@ static int request(etcd_client *c, const char *path, json_t *req, int idempotent
             enum attempt a;
 
             why[i][0] = '\0';
-            a = attempt(c, i, path, body, body_len, stream, ret_resp, &code, why[i], sizeof(why[i]),
-                        errbuf);
+            a = attempt(c, i, path, body, body_len, stream, sink, ret_resp, &code, why[i],
+                        sizeof(why[i]), errbuf);
             if (a == ATTEMPT_DONE) {
                 /* An etcd error is an answer too: this member is reachable. */
                 c->current = i;
@@ -713,6 +705,12 @@ out:
     OPENSSL_cleanse(body, body_len); /* it may carry CA keys */
     free(body);
     return code;
+}
+
+static int request(etcd_client *c, const char *path, json_t *req, int idempotent, int stream,
+                   json_t **ret_resp, char *errbuf)
+{
+    return request_into(c, path, req, idempotent, stream, NULL, ret_resp, errbuf);
 }
 
 /* ---- kv ----------------------------------------------------------------------------------- */
@@ -790,14 +788,14 @@ out:
  * never changes, so the member that answers either has it (the same answer any member would
  * give) or says it is a future revision (a member behind the leader, after failover): then
  * the page is asked again as a linearizable read, which waits until that member caught up.
- * limit 0: no limit. Appends the kvs to *kvs, *n; *ret_more, *ret_rev from the answer. */
+ * limit 0: no limit. Appends the keys to sink (its more, revision and count are the answer's).
+ */
 static int range_page(etcd_client *c, const char *from, size_t from_len, const char *end,
-                      size_t end_len, int64_t rev, size_t limit, int keys_only, etcd_kv **kvs,
-                      size_t *n, int *ret_more, int64_t *ret_rev, char *errbuf)
+                      size_t end_len, int64_t rev, size_t limit, int keys_only,
+                      etcd_range_sink *sink, char *errbuf)
 {
     for (int linearizable = rev == 0;; linearizable = 1) {
         json_t *req = range_body(from, from_len, end_len ? end : NULL, end_len), *resp = NULL;
-        int64_t count = 0;
         int r;
 
         if (req &&
@@ -808,20 +806,28 @@ static int range_page(etcd_client *c, const char *from, size_t from_len, const c
             json_decref(req);
             req = NULL;
         }
-        r = request(c, "/v3/kv/range", req, 1, 0, &resp, errbuf);
+        r = request_into(c, "/v3/kv/range", req, 1, 0, sink, &resp, errbuf);
         if (r == ETCD_EINVAL && !linearizable && strstr(errbuf, "future revision"))
             continue;
         if (r < 0)
             return r;
-        if (parse_kvs(json_object_get(resp, "kvs"), kvs, n) < 0 ||
-            header_revision(resp, ret_rev) < 0 || get_i64(resp, "count", &count) < 0) {
+        if (resp) {
+            /* An answer the direct reader did not take: read as JSON. */
+            size_t n = sink->n;
+
+            if (parse_kvs(json_object_get(resp, "kvs"), &sink->kvs, &n) < 0 ||
+                header_revision(resp, &sink->revision) < 0 ||
+                get_i64(resp, "count", &sink->count) < 0) {
+                sink->n = sink->cap = n;
+                json_decref(resp);
+                return meshca_fail(errbuf, ETCD_EIO, "etcd: malformed range answer from %s",
+                                   c->ep[c->current].hostport);
+            }
+            sink->n = sink->cap = n;
+            sink->more = json_is_true(json_object_get(resp, "more"));
             json_decref(resp);
-            return meshca_fail(errbuf, ETCD_EIO, "etcd: malformed range answer from %s",
-                               c->ep[c->current].hostport);
         }
-        *ret_more = json_is_true(json_object_get(resp, "more"));
-        json_decref(resp);
-        c->range_keys += count > 0 ? (uint64_t)count : 0;
+        c->range_keys += sink->count > 0 ? (uint64_t)sink->count : 0;
         return 0;
     }
 }
@@ -845,10 +851,10 @@ int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *rang
                char *errbuf)
 {
     char end[ETCD_KEY_MAX], *from = NULL;
-    size_t end_len, from_len = 0, n = 0, nkeys = 0, page = c->opts.page_limit;
-    etcd_kv *kvs = NULL, *keys = NULL;
-    int64_t rev = 0, page_rev = 0;
-    int more = 0, r = check_key(key, key_len, errbuf);
+    size_t end_len, from_len = 0, page = c->opts.page_limit;
+    etcd_range_sink vals = {0}, keys = {0};
+    int64_t rev;
+    int r = check_key(key, key_len, errbuf);
 
     if (r < 0)
         return r;
@@ -863,55 +869,55 @@ int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *rang
 
     /* The first page: a listing of at most one page is this one request. Its revision is the
      * snapshot every later request reads. */
-    r = range_page(c, key, key_len, end, end_len, 0, page, 0, &kvs, &n, &more, &rev, errbuf);
-    if (r < 0 || !more)
+    r = range_page(c, key, key_len, end, end_len, 0, page, 0, &vals, errbuf);
+    rev = vals.revision;
+    if (r < 0 || !vals.more)
         goto done;
-    if (n == 0) {
+    if (vals.n == 0) {
         r = meshca_fail(errbuf, ETCD_EIO, "etcd: range answer says 'more' but holds no key");
         goto done;
     }
     /* The keys after it, at the same revision. Bounded: each page moves past at least one key,
      * and the total is capped. */
     r = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
-    if (key_after(&kvs[n - 1], &from, &from_len) < 0)
+    if (key_after(&vals.kvs[vals.n - 1], &from, &from_len) < 0)
         goto done;
-    for (more = 1; more;) {
-        size_t before = nkeys;
+    for (keys.more = 1; keys.more;) {
+        size_t before = keys.n;
 
         r = range_page(c, from, from_len, end, end_len, rev, c->opts.keys_page_limit, 1, &keys,
-                       &nkeys, &more, &page_rev, errbuf);
+                       errbuf);
         if (r < 0)
             goto done;
-        if (more && nkeys == before) {
+        if (keys.more && keys.n == before) {
             r = meshca_fail(errbuf, ETCD_EIO, "etcd: range answer says 'more' but holds no key");
             goto done;
         }
-        if (n + nkeys > ETCD_RANGE_MAX_KEYS) {
+        if (vals.n + keys.n > ETCD_RANGE_MAX_KEYS) {
             r = meshca_fail(errbuf, ETCD_EINVAL, "etcd: range holds more than %d keys",
                             ETCD_RANGE_MAX_KEYS);
             goto done;
         }
-        if (more && key_after(&keys[nkeys - 1], &from, &from_len) < 0) {
+        if (keys.more && key_after(&keys.kvs[keys.n - 1], &from, &from_len) < 0) {
             r = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
             goto done;
         }
     }
     /* The values, in pages [keys[i], keys[i + page]) (the last one to the end), no limit:
      * each holds exactly the keys listed at this revision, which is checked. */
-    for (size_t i = 0; i < nkeys; i += page) {
-        size_t want = nkeys - i < page ? nkeys - i : page, before = n;
+    for (size_t i = 0; i < keys.n; i += page) {
+        size_t want = keys.n - i < page ? keys.n - i : page, before = vals.n;
+        const etcd_kv *stop = i + want < keys.n ? &keys.kvs[i + want] : NULL, *k = &keys.kvs[i];
         int same;
-        const etcd_kv *stop = i + want < nkeys ? &keys[i + want] : NULL;
 
-        r = range_page(c, keys[i].key, keys[i].key_len, stop ? stop->key : end,
-                       stop ? stop->key_len : end_len, rev, 0, 0, &kvs, &n, &more, &page_rev,
-                       errbuf);
+        r = range_page(c, k->key, k->key_len, stop ? stop->key : end,
+                       stop ? stop->key_len : end_len, rev, 0, 0, &vals, errbuf);
         if (r < 0)
             goto done;
-        same = n - before == want && !more;
+        same = vals.n - before == want && !vals.more;
         for (size_t j = 0; same && j < want; j++)
-            same = kvs[before + j].key_len == keys[i + j].key_len &&
-                   memcmp(kvs[before + j].key, keys[i + j].key, keys[i + j].key_len) == 0;
+            same = vals.kvs[before + j].key_len == k[j].key_len &&
+                   memcmp(vals.kvs[before + j].key, k[j].key, k[j].key_len) == 0;
         if (!same) {
             r = meshca_fail(errbuf, ETCD_EIO,
                             "etcd: %s answered other keys at revision %" PRId64
@@ -923,13 +929,13 @@ int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *rang
     r = 0;
 done:
     free(from);
-    etcd_kvs_free(keys, nkeys);
+    etcd_kvs_free(keys.kvs, keys.n);
     if (r < 0) {
-        etcd_kvs_free(kvs, n);
+        etcd_kvs_free(vals.kvs, vals.n);
         return r;
     }
-    *ret_kvs = kvs;
-    *ret_n = n;
+    *ret_kvs = vals.kvs;
+    *ret_n = vals.n;
     if (ret_revision)
         *ret_revision = rev;
     return 0;
@@ -1306,7 +1312,7 @@ int etcd_member_status_get(etcd_client *c, size_t endpoint, etcd_member_status *
     json_decref(req);
     if (!body)
         return meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
-    a = attempt(c, endpoint, "/v3/maintenance/status", body, strlen(body), 0, &resp, &code, why,
+    a = attempt(c, endpoint, "/v3/maintenance/status", body, strlen(body), 0, NULL, &resp, &code, why,
                 sizeof(why), errbuf);
     free(body);
     if (a != ATTEMPT_DONE)
