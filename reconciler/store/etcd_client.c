@@ -941,6 +941,56 @@ done:
     return 0;
 }
 
+int etcd_range_keys(etcd_client *c, const char *key, size_t key_len, etcd_kv **ret_kvs,
+                    size_t *ret_n, int64_t *ret_revision, char *errbuf)
+{
+    char end[ETCD_KEY_MAX], *from = NULL;
+    size_t end_len, from_len = 0;
+    etcd_range_sink keys = {0};
+    int64_t rev = 0;
+    int r = check_key(key, key_len, errbuf);
+
+    if (r < 0)
+        return r;
+    end_len = etcd_prefix_end(key, key_len, end);
+    /* Bounded: each page moves past at least one key, and the total is capped. Few pages, so
+     * etcd's scan to the end of the prefix for each (see etcd_range) stays small. */
+    for (keys.more = 1; keys.more;) {
+        size_t before = keys.n;
+
+        r = range_page(c, from ? from : key, from ? from_len : key_len, end, end_len, rev,
+                       c->opts.keys_page_limit, 1, &keys, errbuf);
+        if (r < 0)
+            goto done;
+        if (!rev)
+            rev = keys.revision; /* the first page's revision: one snapshot */
+        if (keys.more && keys.n == before) {
+            r = meshca_fail(errbuf, ETCD_EIO, "etcd: range answer says 'more' but holds no key");
+            goto done;
+        }
+        if (keys.n > ETCD_RANGE_MAX_KEYS) {
+            r = meshca_fail(errbuf, ETCD_EINVAL, "etcd: range holds more than %d keys",
+                            ETCD_RANGE_MAX_KEYS);
+            goto done;
+        }
+        if (keys.more && key_after(&keys.kvs[keys.n - 1], &from, &from_len) < 0) {
+            r = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
+            goto done;
+        }
+    }
+done:
+    free(from);
+    if (r < 0) {
+        etcd_kvs_free(keys.kvs, keys.n);
+        return r;
+    }
+    *ret_kvs = keys.kvs;
+    *ret_n = keys.n;
+    if (ret_revision)
+        *ret_revision = rev;
+    return 0;
+}
+
 int etcd_put(etcd_client *c, const char *key, size_t key_len, const char *value, size_t value_len,
              int64_t lease, int64_t *ret_revision, char *errbuf)
 {

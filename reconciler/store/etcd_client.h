@@ -164,6 +164,11 @@ int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *rang
                size_t range_end_len, etcd_kv **ret_kvs, size_t *ret_n, int64_t *ret_revision,
                char *errbuf);
 
+/* As etcd_range over the keys starting with key, without the values (each value "", 0 bytes):
+ * keys and revisions only, in pages of opts.keys_page_limit keys. */
+int etcd_range_keys(etcd_client *c, const char *key, size_t key_len, etcd_kv **ret_kvs,
+                    size_t *ret_n, int64_t *ret_revision, char *errbuf);
+
 /* Keys etcd's index went through for this client's range requests so far: the sum of every
  * range answer's "count" (etcd counts every key of the requested range, whatever the limit). */
 uint64_t etcd_client_range_keys(const etcd_client *c);

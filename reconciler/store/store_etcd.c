@@ -108,10 +108,10 @@ static int entry_cmp(const void *a, const void *b)
     return c ? c : strcmp(x->name, y->name);
 }
 
-static int ed_list(void *impl, const char *kind, const char *mesh_name, store_entry **ret_entries,
-                   size_t *ret_count, char *err)
+/* store_list (values) or store_list_keys (keys_only: no value read from etcd). */
+static int list(etcd_store *e, const char *kind, const char *mesh_name, int keys_only,
+                store_entry **ret_entries, size_t *ret_count, char *err)
 {
-    etcd_store *e = impl;
     char prefix[ETCD_KEYS_KEY_MAX], cause[MESHCA_ERRBUF], what[2 * STORE_NAME_MAX + 8];
     etcd_kv *kvs = NULL;
     store_entry *out = NULL;
@@ -123,7 +123,8 @@ static int ed_list(void *impl, const char *kind, const char *mesh_name, store_en
         return fail_call(e, STORE_EINVAL, what, "no etcd key for this name", err);
     /* One snapshot: pages pinned to one revision; started again if it is compacted meanwhile. */
     for (int tries = 0;; tries++) {
-        r = etcd_range(e->c, prefix, plen, NULL, 0, &kvs, &n, NULL, cause);
+        r = keys_only ? etcd_range_keys(e->c, prefix, plen, &kvs, &n, NULL, cause)
+                      : etcd_range(e->c, prefix, plen, NULL, 0, &kvs, &n, NULL, cause);
         if (r != ETCD_ECOMPACTED || tries + 1 >= LIST_RETRIES)
             break;
     }
@@ -147,11 +148,13 @@ static int ed_list(void *impl, const char *kind, const char *mesh_name, store_en
         out[i].kind = strdup(p.kind);
         out[i].mesh = strdup(p.mesh);
         out[i].name = strdup(p.name);
-        out[i].value = kvs[i].value;
-        out[i].len = kvs[i].value_len;
         out[i].version = (uint64_t)kvs[i].mod_revision;
-        kvs[i].value = NULL;
-        kvs[i].value_len = 0;
+        if (!keys_only) {
+            out[i].value = kvs[i].value;
+            out[i].len = kvs[i].value_len;
+            kvs[i].value = NULL;
+            kvs[i].value_len = 0;
+        }
         if (!out[i].kind || !out[i].mesh || !out[i].name) {
             r = fail_call(e, STORE_ENOMEM, what, "out of memory", err);
             break;
@@ -168,6 +171,18 @@ static int ed_list(void *impl, const char *kind, const char *mesh_name, store_en
     *ret_entries = out;
     *ret_count = n;
     return STORE_OK;
+}
+
+static int ed_list(void *impl, const char *kind, const char *mesh_name, store_entry **ret_entries,
+                   size_t *ret_count, char *err)
+{
+    return list(impl, kind, mesh_name, 0, ret_entries, ret_count, err);
+}
+
+static int ed_list_keys(void *impl, const char *kind, const char *mesh_name,
+                        store_entry **ret_entries, size_t *ret_count, char *err)
+{
+    return list(impl, kind, mesh_name, 1, ret_entries, ret_count, err);
 }
 
 static int ed_revision(void *impl, uint64_t *ret, char *err)
@@ -640,6 +655,7 @@ static const struct store_ops etcd_ops = {
     .name = "etcd",
     .get = ed_get,
     .list = ed_list,
+    .list_keys = ed_list_keys,
     .txn = ed_txn,
     .revision = ed_revision,
     .watch = ed_watch,
