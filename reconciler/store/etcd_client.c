@@ -33,6 +33,8 @@ struct etcd_client {
     size_t current; /* the endpoint that answered last: tried first */
     uint64_t range_keys; /* sum of the "count" of every range answer (etcd_client_range_keys) */
     struct curl_slist *headers;
+    CURL *side;   /* a second connection, for value pages read two at a time (etcd_range) */
+    CURLM *multi; /* runs the current endpoint's handle and side at once */
 };
 
 /* A growing response buffer with a hard limit, so a misbehaving member cannot exhaust memory. */
@@ -413,6 +415,10 @@ void etcd_client_free(etcd_client *c)
     for (size_t i = 0; i < c->n; i++)
         if (c->ep[i].h)
             curl_easy_cleanup(c->ep[i].h);
+    if (c->side)
+        curl_easy_cleanup(c->side);
+    if (c->multi)
+        curl_multi_cleanup(c->multi);
     curl_slist_free_all(c->headers);
     free(c->cacert);
     free(c->cert);
@@ -790,22 +796,31 @@ out:
  * the page is asked again as a linearizable read, which waits until that member caught up.
  * limit 0: no limit. Appends the keys to sink (its more, revision and count are the answer's).
  */
+static json_t *page_body(const char *from, size_t from_len, const char *end, size_t end_len,
+                         int64_t rev, size_t limit, int keys_only, int linearizable)
+{
+    json_t *req = range_body(from, from_len, end_len ? end : NULL, end_len);
+
+    if (req &&
+        ((limit && json_object_set_new(req, "limit", json_integer((json_int_t)limit)) < 0) ||
+         (rev && set_i64(req, "revision", rev) < 0) ||
+         (!linearizable && json_object_set_new(req, "serializable", json_true()) < 0) ||
+         (keys_only && json_object_set_new(req, "keys_only", json_true()) < 0))) {
+        json_decref(req);
+        req = NULL;
+    }
+    return req;
+}
+
 static int range_page(etcd_client *c, const char *from, size_t from_len, const char *end,
                       size_t end_len, int64_t rev, size_t limit, int keys_only,
                       etcd_range_sink *sink, char *errbuf)
 {
     for (int linearizable = rev == 0;; linearizable = 1) {
-        json_t *req = range_body(from, from_len, end_len ? end : NULL, end_len), *resp = NULL;
+        json_t *req = page_body(from, from_len, end, end_len, rev, limit, keys_only, linearizable),
+               *resp = NULL;
         int r;
 
-        if (req &&
-            ((limit && json_object_set_new(req, "limit", json_integer((json_int_t)limit)) < 0) ||
-             (rev && set_i64(req, "revision", rev) < 0) ||
-             (!linearizable && json_object_set_new(req, "serializable", json_true()) < 0) ||
-             (keys_only && json_object_set_new(req, "keys_only", json_true()) < 0))) {
-            json_decref(req);
-            req = NULL;
-        }
         r = request_into(c, "/v3/kv/range", req, 1, 0, sink, &resp, errbuf);
         if (r == ETCD_EINVAL && !linearizable && strstr(errbuf, "future revision"))
             continue;
@@ -832,6 +847,89 @@ static int range_page(etcd_client *c, const char *from, size_t from_len, const c
     }
 }
 
+/*
+ * Value pages two at a time: etcd's JSON gateway spends most of a read's CPU, and two requests
+ * in flight let it use two cores. Both go to the member that answered last, one on its usual
+ * handle, one on c->side. For each page k, ok[k] is 1 when its answer was read into out[k]
+ * (HTTP 200 and a range answer); a page not read (a transport failure, an error answer) is
+ * asked again by the caller alone, with failover and etcd's message. ETCD_ENOMEM or 0.
+ */
+static int pair_fetch(etcd_client *c, json_t *req[2], etcd_range_sink out[2], int ok[2])
+{
+    char url[ETCD_ENDPOINT_LEN_MAX + 64], curlerr[2][CURL_ERROR_SIZE];
+    struct buf b[2] = {{.max = c->opts.max_response}, {.max = c->opts.max_response}};
+    char *body[2] = {NULL, NULL};
+    CURL *h[2];
+    int added[2] = {0, 0}, running = 0, left, r = 0;
+    int64_t deadline = now_ms() + c->opts.request_timeout_ms + 1000;
+    CURLMsg *msg;
+
+    ok[0] = ok[1] = 0;
+    if (!c->side)
+        c->side = curl_easy_init();
+    if (!c->multi)
+        c->multi = curl_multi_init();
+    if (!c->side || !c->multi)
+        return 0; /* read one at a time */
+    h[0] = c->ep[c->current].h;
+    h[1] = c->side;
+    make_url(c, c->current, "/v3/kv/range", url, sizeof(url));
+    for (int k = 0; k < 2; k++) {
+        body[k] = json_dumps(req[k], JSON_COMPACT);
+        if (!body[k]) {
+            r = ETCD_ENOMEM;
+            goto out;
+        }
+        curlerr[k][0] = '\0';
+        if (set_common(c, h[k], url, curlerr[k]) < 0 ||
+            curl_easy_setopt(h[k], CURLOPT_WRITEDATA, &b[k]) != CURLE_OK ||
+            curl_easy_setopt(h[k], CURLOPT_TIMEOUT_MS, c->opts.request_timeout_ms) != CURLE_OK ||
+            curl_easy_setopt(h[k], CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body[k])) !=
+                CURLE_OK ||
+            curl_easy_setopt(h[k], CURLOPT_POSTFIELDS, body[k]) != CURLE_OK ||
+            curl_multi_add_handle(c->multi, h[k]) != CURLM_OK)
+            goto out;
+        added[k] = 1;
+    }
+    /* Bounded: each transfer has the request timeout, and the loop a deadline past it. */
+    do {
+        if (curl_multi_perform(c->multi, &running) != CURLM_OK)
+            break;
+        if (running && curl_multi_poll(c->multi, NULL, 0, 100, NULL) != CURLM_OK)
+            break;
+    } while (running && now_ms() < deadline);
+    while ((msg = curl_multi_info_read(c->multi, &left))) {
+        long status = 0;
+        int k = msg->easy_handle == h[0] ? 0 : 1;
+
+        if (msg->msg != CURLMSG_DONE || msg->data.result != CURLE_OK)
+            continue;
+        curl_easy_getinfo(h[k], CURLINFO_RESPONSE_CODE, &status);
+        if (status != 200)
+            continue;
+        r = etcd_range_json_read(b[k].p ? b[k].p : "", b[k].len, &out[k]);
+        if (r == ETCD_ENOMEM)
+            goto out;
+        ok[k] = r == 0;
+        r = 0;
+    }
+out:
+    for (int k = 0; k < 2; k++) {
+        if (added[k])
+            curl_multi_remove_handle(c->multi, h[k]);
+        /* The handles are reused: they must not keep pointers to this call's locals. */
+        curl_easy_setopt(h[k], CURLOPT_WRITEDATA, NULL);
+        curl_easy_setopt(h[k], CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(h[k], CURLOPT_ERRORBUFFER, NULL);
+        if (body[k]) {
+            OPENSSL_cleanse(body[k], strlen(body[k]));
+            free(body[k]);
+        }
+        buf_reset(&b[k]);
+    }
+    return r;
+}
+
 /* The key just after kv's: kv's key + "\0", in *buf (grown). */
 static int key_after(const etcd_kv *kv, char **buf, size_t *len)
 {
@@ -846,15 +944,40 @@ static int key_after(const etcd_kv *kv, char **buf, size_t *len)
     return 0;
 }
 
+/* Appends from's keys to to (from keeps none; its answer fields go to to). ETCD_ENOMEM or 0. */
+static int sink_move(etcd_range_sink *to, etcd_range_sink *from)
+{
+    if (to->n + from->n > to->cap) {
+        size_t cap = to->cap ? to->cap : 256;
+        etcd_kv *p;
+
+        while (cap < to->n + from->n)
+            cap *= 2;
+        p = realloc(to->kvs, cap * sizeof(*p));
+        if (!p)
+            return ETCD_ENOMEM;
+        to->kvs = p;
+        to->cap = cap;
+    }
+    if (from->n)
+        memcpy(to->kvs + to->n, from->kvs, from->n * sizeof(*from->kvs));
+    to->n += from->n;
+    from->n = 0;
+    to->more = from->more;
+    to->revision = from->revision;
+    to->count = from->count;
+    return 0;
+}
+
 int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *range_end,
                size_t range_end_len, etcd_kv **ret_kvs, size_t *ret_n, int64_t *ret_revision,
                char *errbuf)
 {
     char end[ETCD_KEY_MAX], *from = NULL;
     size_t end_len, from_len = 0, page = c->opts.page_limit;
-    etcd_range_sink vals = {0}, keys = {0};
+    etcd_range_sink vals = {0}, keys = {0}, pending = {0};
     int64_t rev;
-    int r = check_key(key, key_len, errbuf);
+    int have_pending = 0, r = check_key(key, key_len, errbuf);
 
     if (r < 0)
         return r;
@@ -910,8 +1033,50 @@ int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *rang
         const etcd_kv *stop = i + want < keys.n ? &keys.kvs[i + want] : NULL, *k = &keys.kvs[i];
         int same;
 
-        r = range_page(c, k->key, k->key_len, stop ? stop->key : end,
-                       stop ? stop->key_len : end_len, rev, 0, 0, &vals, errbuf);
+        if (c->opts.parallel_pages && !have_pending && i + page < keys.n) {
+            /* This page and the next at once; each then checked in order below. */
+            size_t want2 = keys.n - i - page < page ? keys.n - i - page : page;
+            const etcd_kv *k2 = stop, *stop2 = i + page + want2 < keys.n ? stop + want2 : NULL;
+            json_t *req[2] = {
+                page_body(k->key, k->key_len, stop->key, stop->key_len, rev, 0, 0, 0),
+                page_body(k2->key, k2->key_len, stop2 ? stop2->key : end,
+                          stop2 ? stop2->key_len : end_len, rev, 0, 0, 0)};
+            etcd_range_sink two[2] = {{0}, {0}};
+            int ok[2];
+
+            r = req[0] && req[1] ? pair_fetch(c, req, two, ok) : ETCD_ENOMEM;
+            json_decref(req[0]);
+            json_decref(req[1]);
+            if (r == 0 && ok[0])
+                r = sink_move(&vals, &two[0]);
+            if (r == 0 && ok[1]) {
+                pending = two[1]; /* taken when the loop reaches that page */
+                two[1] = (etcd_range_sink){0};
+                have_pending = 1;
+            }
+            etcd_kvs_free(two[0].kvs, two[0].n);
+            etcd_kvs_free(two[1].kvs, two[1].n);
+            if (r < 0) {
+                r = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
+                goto done;
+            }
+            if (!ok[0])
+                r = range_page(c, k->key, k->key_len, stop->key, stop->key_len, rev, 0, 0, &vals,
+                               errbuf);
+            else
+                c->range_keys += vals.count > 0 ? (uint64_t)vals.count : 0;
+        } else if (have_pending) {
+            r = sink_move(&vals, &pending);
+            c->range_keys += vals.count > 0 ? (uint64_t)vals.count : 0;
+            etcd_kvs_free(pending.kvs, pending.n);
+            pending = (etcd_range_sink){0};
+            have_pending = 0;
+            if (r < 0)
+                r = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
+        } else {
+            r = range_page(c, k->key, k->key_len, stop ? stop->key : end,
+                           stop ? stop->key_len : end_len, rev, 0, 0, &vals, errbuf);
+        }
         if (r < 0)
             goto done;
         same = vals.n - before == want && !vals.more;
@@ -930,6 +1095,7 @@ int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *rang
 done:
     free(from);
     etcd_kvs_free(keys.kvs, keys.n);
+    etcd_kvs_free(pending.kvs, pending.n);
     if (r < 0) {
         etcd_kvs_free(vals.kvs, vals.n);
         return r;

@@ -88,6 +88,7 @@ typedef struct etcd_client_options {
     size_t max_request_bytes; /* the cluster's --max-request-bytes */
     size_t page_limit;        /* keys per range request when paginating */
     size_t keys_page_limit;   /* keys per keys-only request of a paginated listing */
+    int parallel_pages;       /* 1: a listing's value pages two at a time (two connections) */
     /* Injected sleep, so backoff is testable; NULL = nanosleep. */
     void (*sleep_ms)(void *userdata, long ms);
     void *sleep_userdata;
@@ -101,7 +102,8 @@ typedef struct etcd_client_options {
         .max_response = ETCD_DEFAULT_MAX_RESPONSE, .max_txn_ops = ETCD_DEFAULT_MAX_TXN_OPS,        \
         .max_request_bytes = ETCD_DEFAULT_MAX_REQUEST_BYTES,                                       \
         .page_limit = ETCD_DEFAULT_PAGE_LIMIT,                                                     \
-        .keys_page_limit = ETCD_DEFAULT_KEYS_PAGE_LIMIT, .sleep_ms = NULL, .sleep_userdata = NULL,           \
+        .keys_page_limit = ETCD_DEFAULT_KEYS_PAGE_LIMIT, .parallel_pages = 1,                     \
+        .sleep_ms = NULL, .sleep_userdata = NULL,           \
     }
 
 typedef struct etcd_client etcd_client;
@@ -157,7 +159,7 @@ int etcd_get(etcd_client *c, const char *key, size_t key_len, etcd_kv **ret_kv,
  * one request when the first page of opts.page_limit keys holds them all; otherwise the
  * remaining keys (keys only, pages of opts.keys_page_limit), then their values in pages of
  * opts.page_limit keys, each bounded by the keys listed (so etcd's work stays linear in the
- * keys, see etcd_client.c). ETCD_ECOMPACTED if that revision is compacted meanwhile (start
+ * keys, see etcd_client.c), two at a time with opts.parallel_pages. ETCD_ECOMPACTED if that revision is compacted meanwhile (start
  * again). Empty: *ret_kvs NULL, *ret_n 0. Caller frees with etcd_kvs_free().
  */
 int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *range_end,
