@@ -584,6 +584,91 @@ START_TEST(range_pages_read_the_first_pages_revision_and_report_its_compaction)
 }
 END_TEST
 
+/* The requests of a listing over more than one page: the first page (linearizable, limit), the
+ * keys after it (keys_only, pinned, serializable), then the values between listed keys (pinned,
+ * serializable, no limit, range_end the next page's first key). A member behind the leader
+ * answers "future revision" to a serializable read of the pinned revision: that request is
+ * asked again, linearizable (which waits until the member caught up), not failed. */
+START_TEST(range_pages_after_the_first_are_bounded_serializable_and_survive_a_future_revision)
+{
+    /* "/p/a" L3AvYQ==, "/p/b" L3AvYg==, "/p/c" L3AvYw== */
+    const char *statuses[] = {"200 OK", "400 Bad Request", "200 OK", "200 OK", "200 OK"};
+    const char *bodies[] = {
+        "{\"header\":{\"revision\":\"42\"},\"kvs\":[{\"key\":\"L3AvYQ==\",\"mod_revision\":\"40\","
+        "\"value\":\"eA==\"}],\"more\":true,\"count\":\"3\"}",
+        "{\"error\":\"etcdserver: mvcc: required revision is a future revision\",\"message\":"
+        "\"etcdserver: mvcc: required revision is a future revision\",\"code\":11}",
+        "{\"header\":{\"revision\":\"43\"},\"kvs\":[{\"key\":\"L3AvYg==\",\"mod_revision\":\"41\"},"
+        "{\"key\":\"L3AvYw==\",\"mod_revision\":\"42\"}],\"count\":\"2\"}",
+        "{\"header\":{\"revision\":\"43\"},\"kvs\":[{\"key\":\"L3AvYg==\",\"mod_revision\":\"41\","
+        "\"value\":\"eQ==\"}],\"count\":\"1\"}",
+        "{\"header\":{\"revision\":\"43\"},\"kvs\":[{\"key\":\"L3AvYw==\",\"mod_revision\":\"42\","
+        "\"value\":\"eg==\"}],\"count\":\"1\"}",
+    };
+    char logpath[] = "/tmp/meshca-test-etcd-log-XXXXXX", eps[32], err[MESHCA_ERRBUF] = "",
+         line[5][512];
+    int logfd = mkstemp(logpath);
+    fake a;
+    etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
+    etcd_client *c = NULL;
+    etcd_kv *kvs = NULL;
+    size_t n = 0;
+    int64_t rev = 0;
+    FILE *f;
+
+    ck_assert_int_ge(logfd, 0);
+    a = fake_start_seq(statuses, bodies, 5, 1, logfd);
+    snprintf(eps, sizeof(eps), "127.0.0.1:%d", a.port);
+    o.endpoints = eps;
+    o.page_limit = 1;
+    o.rounds = 1;
+    o.parallel_pages = 0; /* the fake answers in the order it is asked */
+    ck_assert_int_eq(etcd_client_new(&o, &c, err), 0);
+    ck_assert_msg(etcd_range(c, "/p/", 3, NULL, 0, &kvs, &n, &rev, err) == 0, "%s", err);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(rev, 42);
+    ck_assert_str_eq(kvs[0].value, "x");
+    ck_assert_str_eq(kvs[1].key, "/p/b");
+    ck_assert_str_eq(kvs[1].value, "y");
+    ck_assert_str_eq(kvs[2].value, "z");
+    ck_assert_int_eq(kvs[2].mod_revision, 42);
+    /* etcd's work: the counts of the five answers (the error has none). */
+    ck_assert_uint_eq(etcd_client_range_keys(c), 3 + 2 + 1 + 1);
+    etcd_kvs_free(kvs, n);
+    etcd_client_free(c);
+    fake_stop(&a);
+
+    f = fdopen(logfd, "r");
+    ck_assert_ptr_nonnull(f);
+    rewind(f);
+    for (int i = 0; i < 5; i++)
+        ck_assert_ptr_nonnull(fgets(line[i], sizeof(line[i]), f));
+    fclose(f);
+    unlink(logpath);
+    ck_assert_ptr_null(strstr(line[0], "\"revision\""));
+    ck_assert_ptr_null(strstr(line[0], "serializable"));
+    /* The keys after "/p/a", at 42, from a member that may be behind: then linearizable. */
+    for (int i = 1; i <= 2; i++) {
+        ck_assert_msg(strstr(line[i], "\"keys_only\":true"), "%s", line[i]);
+        ck_assert_msg(strstr(line[i], "\"revision\":\"42\""), "%s", line[i]);
+        ck_assert_msg(strstr(line[i], "\"key\":\"L3AvYQA=\""), "%s", line[i]);
+        ck_assert_msg(strstr(line[i], "\"range_end\":\"L3Aw\""), "%s", line[i]);
+    }
+    ck_assert_msg(strstr(line[1], "\"serializable\":true"), "%s", line[1]);
+    ck_assert_msg(!strstr(line[2], "serializable"), "%s", line[2]);
+    /* Values: ["/p/b", "/p/c") then ["/p/c", "/p0"), no limit, no keys_only. */
+    ck_assert_msg(strstr(line[3], "\"key\":\"L3AvYg==\"") &&
+                      strstr(line[3], "\"range_end\":\"L3AvYw==\""), "%s", line[3]);
+    ck_assert_msg(strstr(line[4], "\"key\":\"L3AvYw==\"") &&
+                      strstr(line[4], "\"range_end\":\"L3Aw\""), "%s", line[4]);
+    for (int i = 3; i < 5; i++) {
+        ck_assert_msg(strstr(line[i], "\"revision\":\"42\"") &&
+                          strstr(line[i], "\"serializable\":true"), "%s", line[i]);
+        ck_assert_msg(!strstr(line[i], "limit") && !strstr(line[i], "keys_only"), "%s", line[i]);
+    }
+}
+END_TEST
+
 static Suite *etcd_keys_suite(void)
 {
     Suite *s = suite_create("etcd-keys");
@@ -604,6 +689,8 @@ static Suite *etcd_keys_suite(void)
     tcase_add_test(tc, txn_refused_for_no_leader_and_idempotent_ops_fail_over_at_once);
     tcase_add_test(tc, answer_above_the_response_limit_is_cut_off_not_buffered);
     tcase_add_test(tc, range_pages_read_the_first_pages_revision_and_report_its_compaction);
+    tcase_add_test(tc,
+                   range_pages_after_the_first_are_bounded_serializable_and_survive_a_future_revision);
     suite_add_tcase(s, tc);
     return s;
 }

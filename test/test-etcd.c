@@ -175,6 +175,74 @@ START_TEST(put_get_and_range_paginate_over_more_keys_than_the_page_limit)
 }
 END_TEST
 
+/* etcd 3.4 collects every key of a range before applying its limit (the answer's "count"), so
+ * pages that each run to the end of the prefix cost O(keys left): 64 + 60 + ... + 4 = 544 keys
+ * for 64 keys in pages of 4. A listing bounded by its keys costs the first page, one keys-only
+ * page and the value pages, 64 + 60 + 60 = 184: at most 3 keys per key listed. */
+START_TEST(range_over_many_pages_costs_etcd_linear_work_and_reads_one_snapshot)
+{
+    etcd_client *c = client_for(shared.endpoints, 4), *small = NULL;
+    etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
+    char key[64], value[64], err[MESHCA_ERRBUF] = "";
+    etcd_kv *kvs = NULL;
+    size_t n = 0;
+    int64_t read_rev = 0, rev = 0;
+    uint64_t before;
+
+    for (int i = 0; i < 64; i++) {
+        snprintf(key, sizeof(key), "/t/lin/k%03d", i);
+        snprintf(value, sizeof(value), "v%d", i);
+        rev = put_s(c, key, value);
+    }
+    put_s(c, "/t/lin0", "outside the prefix");
+    before = etcd_client_range_keys(c);
+    ck_assert_int_eq(etcd_range(c, "/t/lin/", 7, NULL, 0, &kvs, &n, &read_rev, err), 0);
+    ck_assert_uint_eq(n, 64);
+    ck_assert_int_gt(read_rev, rev); /* the put of /t/lin0 came after the last key */
+    for (int i = 0; i < 64; i++) {
+        snprintf(key, sizeof(key), "/t/lin/k%03d", i);
+        snprintf(value, sizeof(value), "v%d", i);
+        ck_assert_str_eq(kvs[i].key, key);
+        ck_assert_str_eq(kvs[i].value, value);
+        ck_assert_uint_eq(kvs[i].value_len, strlen(value));
+        ck_assert_int_eq(kvs[i].version, 1);
+    }
+    etcd_kvs_free(kvs, n);
+    ck_assert_uint_le(etcd_client_range_keys(c) - before, 3 * 64);
+    ck_assert_uint_ge(etcd_client_range_keys(c) - before, 64);
+
+    /* The keys listed in several keys-only pages (8 keys each) give the same snapshot; keys
+     * written after it (a new one, a changed value) are not in it. */
+    o.endpoints = shared.endpoints;
+    o.page_limit = 4;
+    o.keys_page_limit = 8;
+    ck_assert_msg(etcd_client_new(&o, &small, err) == 0, "etcd_client_new: %s", err);
+    ck_assert_int_eq(etcd_range(small, "/t/lin/", 7, NULL, 0, &kvs, &n, &read_rev, err), 0);
+    ck_assert_uint_eq(n, 64);
+    for (int i = 0; i < 64; i++) {
+        snprintf(value, sizeof(value), "v%d", i);
+        ck_assert_str_eq(kvs[i].value, value);
+    }
+    etcd_kvs_free(kvs, n);
+    put_s(c, "/t/lin/k010", "changed");
+    put_s(c, "/t/lin/k999", "new");
+    ck_assert_int_eq(etcd_range(small, "/t/lin/", 7, NULL, 0, &kvs, &n, &read_rev, err), 0);
+    ck_assert_uint_eq(n, 65);
+    ck_assert_str_eq(kvs[10].value, "changed");
+    ck_assert_str_eq(kvs[64].key, "/t/lin/k999");
+    etcd_kvs_free(kvs, n);
+    /* A listing that fits one page is that one request (etcd counts its 4 keys). */
+    before = etcd_client_range_keys(small);
+    ck_assert_int_eq(etcd_range(small, "/t/lin/k06", 10, NULL, 0, &kvs, &n, NULL, err), 0);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_str_eq(kvs[3].key, "/t/lin/k063");
+    etcd_kvs_free(kvs, n);
+    ck_assert_uint_eq(etcd_client_range_keys(small) - before, 4);
+    etcd_client_free(small);
+    etcd_client_free(c);
+}
+END_TEST
+
 /* A store txn as the etcd backend will send it: one compare per op from etcd_keys_expect,
  * failure branch reading every key so etcd_keys_explain_failure can say which op failed. */
 static int store_txn(etcd_client *c, const char *key, const char *value, uint64_t expected,
@@ -715,6 +783,7 @@ static Suite *etcd_suite(void)
     tcase_add_unchecked_fixture(one, shared_up, shared_down);
     tcase_set_timeout(one, 60);
     tcase_add_test(one, put_get_and_range_paginate_over_more_keys_than_the_page_limit);
+    tcase_add_test(one, range_over_many_pages_costs_etcd_linear_work_and_reads_one_snapshot);
     tcase_add_test(one, txn_cas_on_mod_revision_succeeds_then_conflicts_when_stale);
     tcase_add_test(one, fenced_write_is_refused_once_the_leader_key_is_not_on_our_lease);
     tcase_add_test(one, deleterange_removes_exactly_the_prefix);

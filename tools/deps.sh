@@ -11,6 +11,7 @@ packages=(
     python3-yaml jq git                     # lint-cli.sh: roots -o yaml read back, doc/ci.md's jobs run as written
     nginx-light haproxy                     # the end-to-end data plane (two real proxies, SPEC S9)
     etcd-server                             # the etcd store's tests run a real etcd (/usr/bin/etcd)
+    etcd-client                             # bench-all: etcd's own read of everything (etcdctl get --prefix)
     golang-cfssl                            # the cfssl backend's tests run a real `cfssl serve`
     clang libclang-rt-dev sqlite3           # fuzz targets (libFuzzer, build-fuzz); secret scan's store dump
     prometheus                              # promtool: metrics-cli.sh checks every /metrics scrape and doc/alerting-rules.yml

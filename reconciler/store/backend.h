@@ -18,6 +18,9 @@ struct store_ops {
                char *err);
     int (*list)(void *impl, const char *kind, const char *mesh, store_entry **ret_entries, size_t *ret_count,
                 char *err);
+    /* store_list_keys (value NULL, len 0); NULL: the front scans and drops the values. */
+    int (*list_keys)(void *impl, const char *kind, const char *mesh, store_entry **ret_entries,
+                     size_t *ret_count, char *err);
     /* store_scan; NULL: the front lists, then calls fn for each entry. */
     int (*scan)(void *impl, const char *kind, const char *mesh, store_scan_fn fn, void *userdata,
                 char *err);
@@ -34,6 +37,11 @@ struct store_ops {
     size_t (*txn_limit)(void *impl);
     void (*close)(void *impl);
 };
+
+/* store_list_keys through the backend's list_keys (arguments checked as store_scan does), or 1
+ * when the backend has none (store/list_keys.c then scans). */
+int store_backend_list_keys(store *s, const char *kind, const char *mesh_name,
+                            store_entry **ret_entries, size_t *ret_count);
 
 /*
  * Opens a backend from the rest of the URL after "scheme://" (borrowed) and the open options

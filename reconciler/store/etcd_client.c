@@ -2,6 +2,7 @@
  * watch streams. */
 #define _GNU_SOURCE 1
 #include "reconciler/store/etcd_client.h"
+#include "reconciler/store/etcd_range_json.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -30,7 +31,10 @@ struct etcd_client {
     struct endpoint ep[ETCD_ENDPOINTS_MAX];
     size_t n;
     size_t current; /* the endpoint that answered last: tried first */
+    uint64_t range_keys; /* sum of the "count" of every range answer (etcd_client_range_keys) */
     struct curl_slist *headers;
+    CURL *side;   /* a second connection, for value pages read two at a time (etcd_range) */
+    CURLM *multi; /* runs the current endpoint's handle and side at once */
 };
 
 /* A growing response buffer with a hard limit, so a misbehaving member cannot exhaust memory. */
@@ -144,29 +148,7 @@ static char *b64_encode(const char *data, size_t len)
 /* Decodes into a malloc'ed NUL-terminated buffer. -1 when s is not base64 or out of memory. */
 static int b64_decode(const char *s, char **ret, size_t *ret_len)
 {
-    size_t n = strlen(s), pad = 0;
-    char *out;
-    int got;
-
-    if (n % 4 != 0 || n > (size_t)INT32_MAX)
-        return -1;
-    out = malloc(n / 4 * 3 + 1);
-    if (!out)
-        return -1;
-    if (n > 0) {
-        got = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
-        if (got < 0) {
-            free(out);
-            return -1;
-        }
-        /* EVP_DecodeBlock counts the zero bytes the padding stands for: take them off. */
-        pad = (s[n - 1] == '=') + (s[n - 2] == '=');
-        n = (size_t)got - pad;
-    }
-    out[n] = '\0';
-    *ret = out;
-    *ret_len = n;
-    return 0;
+    return etcd_b64_decode(s, strlen(s), ret, ret_len);
 }
 
 /* int64 fields come as JSON strings from the gateway; absent means 0 (proto3 default). */
@@ -372,7 +354,8 @@ int etcd_client_new(const etcd_client_options *opts, etcd_client **ret, char *er
 
     if (!opts || !ret)
         return meshca_fail(errbuf, ETCD_EINVAL, "etcd: no options");
-    if (opts->rounds < 1 || opts->page_limit < 1 || opts->max_txn_ops < 1 ||
+    if (opts->rounds < 1 || opts->page_limit < 1 || opts->keys_page_limit < 1 ||
+        opts->max_txn_ops < 1 ||
         opts->max_response < 1024 || opts->max_request_bytes < 1024 ||
         opts->connect_timeout_ms < 1 || opts->request_timeout_ms < 1)
         return meshca_fail(errbuf, ETCD_EINVAL, "etcd: a client limit is out of range");
@@ -432,6 +415,10 @@ void etcd_client_free(etcd_client *c)
     for (size_t i = 0; i < c->n; i++)
         if (c->ep[i].h)
             curl_easy_cleanup(c->ep[i].h);
+    if (c->side)
+        curl_easy_cleanup(c->side);
+    if (c->multi)
+        curl_multi_cleanup(c->multi);
     curl_slist_free_all(c->headers);
     free(c->cacert);
     free(c->cert);
@@ -457,6 +444,11 @@ unsigned etcd_client_max_txn_ops(const etcd_client *c)
 size_t etcd_client_max_request_bytes(const etcd_client *c)
 {
     return c->opts.max_request_bytes;
+}
+
+uint64_t etcd_client_range_keys(const etcd_client *c)
+{
+    return c->range_keys;
 }
 
 size_t etcd_prefix_end(const char *prefix, size_t len, char *out)
@@ -547,8 +539,9 @@ enum attempt {
  * final etcd error) are set; otherwise why[] says what went wrong with this member.
  */
 static enum attempt attempt(etcd_client *c, size_t i, const char *path, const char *body,
-                            size_t body_len, int stream, json_t **ret_resp, int *ret_code,
-                            char *why, size_t whylen, char *errbuf)
+                            size_t body_len, int stream, etcd_range_sink *sink,
+                            json_t **ret_resp, int *ret_code, char *why, size_t whylen,
+                            char *errbuf)
 {
     char url[ETCD_ENDPOINT_LEN_MAX + 64], curlerr[CURL_ERROR_SIZE] = "";
     struct buf b = {.max = c->opts.max_response};
@@ -587,6 +580,18 @@ static enum attempt attempt(etcd_client *c, size_t i, const char *path, const ch
         snprintf(why, whylen, "%s", curlerr[0] ? curlerr : curl_easy_strerror(cr));
         a = sent == 0 ? ATTEMPT_NEXT : ATTEMPT_AMBIGUOUS;
         goto out;
+    }
+    if (sink && status == 200) {
+        /* A range answer read straight into its keys; anything else (an error answer, a
+         * shape it does not know) goes on to the JSON reader below. */
+        int r = etcd_range_json_read(b.p ? b.p : "", b.len, sink);
+
+        if (r == 0 || r == ETCD_ENOMEM) {
+            *ret_code =
+                r ? meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory reading a range") : 0;
+            *ret_resp = NULL;
+            goto out;
+        }
     }
     if (stream) {
         /* A streaming endpoint answers newline-delimited messages: the first is ours. */
@@ -656,8 +661,8 @@ static int none_answered(const etcd_client *c, char (*why)[WHY_LEN], char *errbu
  * opts.rounds rounds with backoff between. idempotent: may be replayed on another member
  * after a failure that leaves its outcome unknown. Takes ownership of req.
  */
-static int request(etcd_client *c, const char *path, json_t *req, int idempotent, int stream,
-                   json_t **ret_resp, char *errbuf)
+static int request_into(etcd_client *c, const char *path, json_t *req, int idempotent,
+                        int stream, etcd_range_sink *sink, json_t **ret_resp, char *errbuf)
 {
     char why[ETCD_ENDPOINTS_MAX][WHY_LEN];
     char *body;
@@ -683,8 +688,8 @@ static int request(etcd_client *c, const char *path, json_t *req, int idempotent
             enum attempt a;
 
             why[i][0] = '\0';
-            a = attempt(c, i, path, body, body_len, stream, ret_resp, &code, why[i], sizeof(why[i]),
-                        errbuf);
+            a = attempt(c, i, path, body, body_len, stream, sink, ret_resp, &code, why[i],
+                        sizeof(why[i]), errbuf);
             if (a == ATTEMPT_DONE) {
                 /* An etcd error is an answer too: this member is reachable. */
                 c->current = i;
@@ -706,6 +711,12 @@ out:
     OPENSSL_cleanse(body, body_len); /* it may carry CA keys */
     free(body);
     return code;
+}
+
+static int request(etcd_client *c, const char *path, json_t *req, int idempotent, int stream,
+                   json_t **ret_resp, char *errbuf)
+{
+    return request_into(c, path, req, idempotent, stream, NULL, ret_resp, errbuf);
 }
 
 /* ---- kv ----------------------------------------------------------------------------------- */
@@ -769,16 +780,204 @@ out:
     return r;
 }
 
+/*
+ * Why a listing is cut the way it is (doc/performance.md, "On etcd"): etcd 3.4 answers a range
+ * with a limit by first collecting every key of [key, range_end) from its in-memory index and
+ * only then keeping the first `limit` (the total is its "count"), so pages that all run to the
+ * end of the prefix cost O(keys left) each and a listing O(N^2 / page). A listing therefore
+ * asks for the keys first (keys_only, pages of opts.keys_page_limit, few even at 100,000
+ * keys), then reads the values in pages bounded by those keys: [k_i, k_i+page), each O(page).
+ */
+
+/* One range request over [from, end) (end_len 0: only the key from). rev 0: at the current
+ * revision, linearizable. rev > 0: at that revision, serializable: the data of a revision
+ * never changes, so the member that answers either has it (the same answer any member would
+ * give) or says it is a future revision (a member behind the leader, after failover): then
+ * the page is asked again as a linearizable read, which waits until that member caught up.
+ * limit 0: no limit. Appends the keys to sink (its more, revision and count are the answer's).
+ */
+static json_t *page_body(const char *from, size_t from_len, const char *end, size_t end_len,
+                         int64_t rev, size_t limit, int keys_only, int linearizable)
+{
+    json_t *req = range_body(from, from_len, end_len ? end : NULL, end_len);
+
+    if (req &&
+        ((limit && json_object_set_new(req, "limit", json_integer((json_int_t)limit)) < 0) ||
+         (rev && set_i64(req, "revision", rev) < 0) ||
+         (!linearizable && json_object_set_new(req, "serializable", json_true()) < 0) ||
+         (keys_only && json_object_set_new(req, "keys_only", json_true()) < 0))) {
+        json_decref(req);
+        req = NULL;
+    }
+    return req;
+}
+
+static int range_page(etcd_client *c, const char *from, size_t from_len, const char *end,
+                      size_t end_len, int64_t rev, size_t limit, int keys_only,
+                      etcd_range_sink *sink, char *errbuf)
+{
+    for (int linearizable = rev == 0;; linearizable = 1) {
+        json_t *req = page_body(from, from_len, end, end_len, rev, limit, keys_only, linearizable),
+               *resp = NULL;
+        int r;
+
+        r = request_into(c, "/v3/kv/range", req, 1, 0, sink, &resp, errbuf);
+        if (r == ETCD_EINVAL && !linearizable && strstr(errbuf, "future revision"))
+            continue;
+        if (r < 0)
+            return r;
+        if (resp) {
+            /* An answer the direct reader did not take: read as JSON. */
+            size_t n = sink->n;
+
+            if (parse_kvs(json_object_get(resp, "kvs"), &sink->kvs, &n) < 0 ||
+                header_revision(resp, &sink->revision) < 0 ||
+                get_i64(resp, "count", &sink->count) < 0) {
+                sink->n = sink->cap = n;
+                json_decref(resp);
+                return meshca_fail(errbuf, ETCD_EIO, "etcd: malformed range answer from %s",
+                                   c->ep[c->current].hostport);
+            }
+            sink->n = sink->cap = n;
+            sink->more = json_is_true(json_object_get(resp, "more"));
+            json_decref(resp);
+        }
+        c->range_keys += sink->count > 0 ? (uint64_t)sink->count : 0;
+        return 0;
+    }
+}
+
+/*
+ * Value pages two at a time: etcd's JSON gateway spends most of a read's CPU, and two requests
+ * in flight let it use two cores. Both go to the member that answered last, one on its usual
+ * handle, one on c->side. For each page k, ok[k] is 1 when its answer was read into out[k]
+ * (HTTP 200 and a range answer); a page not read (a transport failure, an error answer) is
+ * asked again by the caller alone, with failover and etcd's message. ETCD_ENOMEM or 0.
+ */
+static int pair_fetch(etcd_client *c, json_t *req[2], etcd_range_sink out[2], int ok[2])
+{
+    char url[ETCD_ENDPOINT_LEN_MAX + 64], curlerr[2][CURL_ERROR_SIZE];
+    struct buf b[2] = {{.max = c->opts.max_response}, {.max = c->opts.max_response}};
+    char *body[2] = {NULL, NULL};
+    CURL *h[2];
+    int added[2] = {0, 0}, running = 0, left, r = 0;
+    int64_t deadline = now_ms() + c->opts.request_timeout_ms + 1000;
+    CURLMsg *msg;
+
+    ok[0] = ok[1] = 0;
+    if (!c->side)
+        c->side = curl_easy_init();
+    if (!c->multi)
+        c->multi = curl_multi_init();
+    if (!c->side || !c->multi)
+        return 0; /* read one at a time */
+    h[0] = c->ep[c->current].h;
+    h[1] = c->side;
+    make_url(c, c->current, "/v3/kv/range", url, sizeof(url));
+    for (int k = 0; k < 2; k++) {
+        body[k] = json_dumps(req[k], JSON_COMPACT);
+        if (!body[k]) {
+            r = ETCD_ENOMEM;
+            goto out;
+        }
+        curlerr[k][0] = '\0';
+        if (set_common(c, h[k], url, curlerr[k]) < 0 ||
+            curl_easy_setopt(h[k], CURLOPT_WRITEDATA, &b[k]) != CURLE_OK ||
+            curl_easy_setopt(h[k], CURLOPT_TIMEOUT_MS, c->opts.request_timeout_ms) != CURLE_OK ||
+            curl_easy_setopt(h[k], CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body[k])) !=
+                CURLE_OK ||
+            curl_easy_setopt(h[k], CURLOPT_POSTFIELDS, body[k]) != CURLE_OK ||
+            curl_multi_add_handle(c->multi, h[k]) != CURLM_OK)
+            goto out;
+        added[k] = 1;
+    }
+    /* Bounded: each transfer has the request timeout, and the loop a deadline past it. */
+    do {
+        if (curl_multi_perform(c->multi, &running) != CURLM_OK)
+            break;
+        if (running && curl_multi_poll(c->multi, NULL, 0, 100, NULL) != CURLM_OK)
+            break;
+    } while (running && now_ms() < deadline);
+    while ((msg = curl_multi_info_read(c->multi, &left))) {
+        long status = 0;
+        int k = msg->easy_handle == h[0] ? 0 : 1;
+
+        if (msg->msg != CURLMSG_DONE || msg->data.result != CURLE_OK)
+            continue;
+        curl_easy_getinfo(h[k], CURLINFO_RESPONSE_CODE, &status);
+        if (status != 200)
+            continue;
+        r = etcd_range_json_read(b[k].p ? b[k].p : "", b[k].len, &out[k]);
+        if (r == ETCD_ENOMEM)
+            goto out;
+        ok[k] = r == 0;
+        r = 0;
+    }
+out:
+    for (int k = 0; k < 2; k++) {
+        if (added[k])
+            curl_multi_remove_handle(c->multi, h[k]);
+        /* The handles are reused: they must not keep pointers to this call's locals. */
+        curl_easy_setopt(h[k], CURLOPT_WRITEDATA, NULL);
+        curl_easy_setopt(h[k], CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(h[k], CURLOPT_ERRORBUFFER, NULL);
+        if (body[k]) {
+            OPENSSL_cleanse(body[k], strlen(body[k]));
+            free(body[k]);
+        }
+        buf_reset(&b[k]);
+    }
+    return r;
+}
+
+/* The key just after kv's: kv's key + "\0", in *buf (grown). */
+static int key_after(const etcd_kv *kv, char **buf, size_t *len)
+{
+    char *p = realloc(*buf, kv->key_len + 1);
+
+    if (!p)
+        return -1;
+    memcpy(p, kv->key, kv->key_len);
+    p[kv->key_len] = '\0';
+    *buf = p;
+    *len = kv->key_len + 1;
+    return 0;
+}
+
+/* Appends from's keys to to (from keeps none; its answer fields go to to). ETCD_ENOMEM or 0. */
+static int sink_move(etcd_range_sink *to, etcd_range_sink *from)
+{
+    if (to->n + from->n > to->cap) {
+        size_t cap = to->cap ? to->cap : 256;
+        etcd_kv *p;
+
+        while (cap < to->n + from->n)
+            cap *= 2;
+        p = realloc(to->kvs, cap * sizeof(*p));
+        if (!p)
+            return ETCD_ENOMEM;
+        to->kvs = p;
+        to->cap = cap;
+    }
+    if (from->n)
+        memcpy(to->kvs + to->n, from->kvs, from->n * sizeof(*from->kvs));
+    to->n += from->n;
+    from->n = 0;
+    to->more = from->more;
+    to->revision = from->revision;
+    to->count = from->count;
+    return 0;
+}
+
 int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *range_end,
                size_t range_end_len, etcd_kv **ret_kvs, size_t *ret_n, int64_t *ret_revision,
                char *errbuf)
 {
     char end[ETCD_KEY_MAX], *from = NULL;
-    size_t end_len, from_len = key_len;
-    etcd_kv *kvs = NULL;
-    size_t n = 0;
-    int64_t rev = 0;
-    int r = check_key(key, key_len, errbuf);
+    size_t end_len, from_len = 0, page = c->opts.page_limit;
+    etcd_range_sink vals = {0}, keys = {0}, pending = {0};
+    int64_t rev;
+    int have_pending = 0, r = check_key(key, key_len, errbuf);
 
     if (r < 0)
         return r;
@@ -790,74 +989,172 @@ int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *rang
     } else {
         end_len = etcd_prefix_end(key, key_len, end);
     }
-    from = malloc(key_len + 1);
-    if (!from)
-        return meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
-    memcpy(from, key, key_len);
 
-    /* Bounded: each page moves "from" past at least one key, and the total is capped. */
-    for (;;) {
-        json_t *req = range_body(from, from_len, end, end_len), *resp = NULL, *more;
-        size_t before = n;
-        int64_t page_rev = 0;
+    /* The first page: a listing of at most one page is this one request. Its revision is the
+     * snapshot every later request reads. */
+    r = range_page(c, key, key_len, end, end_len, 0, page, 0, &vals, errbuf);
+    rev = vals.revision;
+    if (r < 0 || !vals.more)
+        goto done;
+    if (vals.n == 0) {
+        r = meshca_fail(errbuf, ETCD_EIO, "etcd: range answer says 'more' but holds no key");
+        goto done;
+    }
+    /* The keys after it, at the same revision. Bounded: each page moves past at least one key,
+     * and the total is capped. */
+    r = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
+    if (key_after(&vals.kvs[vals.n - 1], &from, &from_len) < 0)
+        goto done;
+    for (keys.more = 1; keys.more;) {
+        size_t before = keys.n;
 
-        if (req &&
-            (json_object_set_new(req, "limit", json_integer((json_int_t)c->opts.page_limit)) < 0 ||
-             (rev && set_i64(req, "revision", rev) < 0))) {
-            json_decref(req);
-            req = NULL;
-        }
-        r = request(c, "/v3/kv/range", req, 1, 0, &resp, errbuf);
+        r = range_page(c, from, from_len, end, end_len, rev, c->opts.keys_page_limit, 1, &keys,
+                       errbuf);
         if (r < 0)
-            goto out;
-        more = json_object_get(resp, "more");
-        if (parse_kvs(json_object_get(resp, "kvs"), &kvs, &n) < 0 ||
-            header_revision(resp, &page_rev) < 0) {
-            json_decref(resp);
-            r = meshca_fail(errbuf, ETCD_EIO, "etcd: malformed range answer from %s",
-                            c->ep[c->current].hostport);
-            goto out;
-        }
-        json_decref(resp);
-        if (rev == 0)
-            rev = page_rev; /* every later page reads this same revision: one snapshot */
-        if (!json_is_true(more))
-            break;
-        if (n == before) {
+            goto done;
+        if (keys.more && keys.n == before) {
             r = meshca_fail(errbuf, ETCD_EIO, "etcd: range answer says 'more' but holds no key");
-            goto out;
+            goto done;
         }
-        if (n > ETCD_RANGE_MAX_KEYS) {
+        if (vals.n + keys.n > ETCD_RANGE_MAX_KEYS) {
             r = meshca_fail(errbuf, ETCD_EINVAL, "etcd: range holds more than %d keys",
                             ETCD_RANGE_MAX_KEYS);
-            goto out;
+            goto done;
         }
-        /* Continue just after the last key: last key + "\0" is the next possible key. */
-        {
-            etcd_kv *last = &kvs[n - 1];
-            char *p = realloc(from, last->key_len + 1);
-
-            if (!p) {
-                r = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
-                goto out;
-            }
-            from = p;
-            memcpy(from, last->key, last->key_len);
-            from[last->key_len] = '\0';
-            from_len = last->key_len + 1;
+        if (keys.more && key_after(&keys.kvs[keys.n - 1], &from, &from_len) < 0) {
+            r = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
+            goto done;
         }
     }
-    *ret_kvs = kvs;
-    *ret_n = n;
-    kvs = NULL;
-    n = 0;
+    /* The values, in pages [keys[i], keys[i + page]) (the last one to the end), no limit:
+     * each holds exactly the keys listed at this revision, which is checked. */
+    for (size_t i = 0; i < keys.n; i += page) {
+        size_t want = keys.n - i < page ? keys.n - i : page, before = vals.n;
+        const etcd_kv *stop = i + want < keys.n ? &keys.kvs[i + want] : NULL, *k = &keys.kvs[i];
+        int same;
+
+        if (c->opts.parallel_pages && !have_pending && i + page < keys.n) {
+            /* This page and the next at once; each then checked in order below. */
+            size_t want2 = keys.n - i - page < page ? keys.n - i - page : page;
+            const etcd_kv *k2 = stop, *stop2 = i + page + want2 < keys.n ? stop + want2 : NULL;
+            json_t *req[2] = {
+                page_body(k->key, k->key_len, stop->key, stop->key_len, rev, 0, 0, 0),
+                page_body(k2->key, k2->key_len, stop2 ? stop2->key : end,
+                          stop2 ? stop2->key_len : end_len, rev, 0, 0, 0)};
+            etcd_range_sink two[2] = {{0}, {0}};
+            int ok[2];
+
+            r = req[0] && req[1] ? pair_fetch(c, req, two, ok) : ETCD_ENOMEM;
+            json_decref(req[0]);
+            json_decref(req[1]);
+            if (r == 0 && ok[0])
+                r = sink_move(&vals, &two[0]);
+            if (r == 0 && ok[1]) {
+                pending = two[1]; /* taken when the loop reaches that page */
+                two[1] = (etcd_range_sink){0};
+                have_pending = 1;
+            }
+            etcd_kvs_free(two[0].kvs, two[0].n);
+            etcd_kvs_free(two[1].kvs, two[1].n);
+            if (r < 0) {
+                r = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
+                goto done;
+            }
+            if (!ok[0])
+                r = range_page(c, k->key, k->key_len, stop->key, stop->key_len, rev, 0, 0, &vals,
+                               errbuf);
+            else
+                c->range_keys += vals.count > 0 ? (uint64_t)vals.count : 0;
+        } else if (have_pending) {
+            r = sink_move(&vals, &pending);
+            c->range_keys += vals.count > 0 ? (uint64_t)vals.count : 0;
+            etcd_kvs_free(pending.kvs, pending.n);
+            pending = (etcd_range_sink){0};
+            have_pending = 0;
+            if (r < 0)
+                r = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
+        } else {
+            r = range_page(c, k->key, k->key_len, stop ? stop->key : end,
+                           stop ? stop->key_len : end_len, rev, 0, 0, &vals, errbuf);
+        }
+        if (r < 0)
+            goto done;
+        same = vals.n - before == want && !vals.more;
+        for (size_t j = 0; same && j < want; j++)
+            same = vals.kvs[before + j].key_len == k[j].key_len &&
+                   memcmp(vals.kvs[before + j].key, k[j].key, k[j].key_len) == 0;
+        if (!same) {
+            r = meshca_fail(errbuf, ETCD_EIO,
+                            "etcd: %s answered other keys at revision %" PRId64
+                            " than it listed",
+                            c->ep[c->current].hostport, rev);
+            goto done;
+        }
+    }
+    r = 0;
+done:
+    free(from);
+    etcd_kvs_free(keys.kvs, keys.n);
+    etcd_kvs_free(pending.kvs, pending.n);
+    if (r < 0) {
+        etcd_kvs_free(vals.kvs, vals.n);
+        return r;
+    }
+    *ret_kvs = vals.kvs;
+    *ret_n = vals.n;
     if (ret_revision)
         *ret_revision = rev;
-    r = 0;
-out:
+    return 0;
+}
+
+int etcd_range_keys(etcd_client *c, const char *key, size_t key_len, etcd_kv **ret_kvs,
+                    size_t *ret_n, int64_t *ret_revision, char *errbuf)
+{
+    char end[ETCD_KEY_MAX], *from = NULL;
+    size_t end_len, from_len = 0;
+    etcd_range_sink keys = {0};
+    int64_t rev = 0;
+    int r = check_key(key, key_len, errbuf);
+
+    if (r < 0)
+        return r;
+    end_len = etcd_prefix_end(key, key_len, end);
+    /* Bounded: each page moves past at least one key, and the total is capped. Few pages, so
+     * etcd's scan to the end of the prefix for each (see etcd_range) stays small. */
+    for (keys.more = 1; keys.more;) {
+        size_t before = keys.n;
+
+        r = range_page(c, from ? from : key, from ? from_len : key_len, end, end_len, rev,
+                       c->opts.keys_page_limit, 1, &keys, errbuf);
+        if (r < 0)
+            goto done;
+        if (!rev)
+            rev = keys.revision; /* the first page's revision: one snapshot */
+        if (keys.more && keys.n == before) {
+            r = meshca_fail(errbuf, ETCD_EIO, "etcd: range answer says 'more' but holds no key");
+            goto done;
+        }
+        if (keys.n > ETCD_RANGE_MAX_KEYS) {
+            r = meshca_fail(errbuf, ETCD_EINVAL, "etcd: range holds more than %d keys",
+                            ETCD_RANGE_MAX_KEYS);
+            goto done;
+        }
+        if (keys.more && key_after(&keys.kvs[keys.n - 1], &from, &from_len) < 0) {
+            r = meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
+            goto done;
+        }
+    }
+done:
     free(from);
-    etcd_kvs_free(kvs, n);
-    return r;
+    if (r < 0) {
+        etcd_kvs_free(keys.kvs, keys.n);
+        return r;
+    }
+    *ret_kvs = keys.kvs;
+    *ret_n = keys.n;
+    if (ret_revision)
+        *ret_revision = rev;
+    return 0;
 }
 
 int etcd_put(etcd_client *c, const char *key, size_t key_len, const char *value, size_t value_len,
@@ -1231,7 +1528,7 @@ int etcd_member_status_get(etcd_client *c, size_t endpoint, etcd_member_status *
     json_decref(req);
     if (!body)
         return meshca_fail(errbuf, ETCD_ENOMEM, "etcd: out of memory");
-    a = attempt(c, endpoint, "/v3/maintenance/status", body, strlen(body), 0, &resp, &code, why,
+    a = attempt(c, endpoint, "/v3/maintenance/status", body, strlen(body), 0, NULL, &resp, &code, why,
                 sizeof(why), errbuf);
     free(body);
     if (a != ATTEMPT_DONE)

@@ -68,6 +68,8 @@ enum {
 #define ETCD_KEY_MAX 4096         /* bytes in one key: ours are far shorter */
 #define ETCD_DEFAULT_MAX_RESPONSE (64u * 1024u * 1024u)
 #define ETCD_DEFAULT_PAGE_LIMIT 256  /* keys per range request */
+/* keys per keys-only request of a listing (about 130 bytes each in the answer) */
+#define ETCD_DEFAULT_KEYS_PAGE_LIMIT 32768
 #define ETCD_RANGE_MAX_KEYS 10000000 /* keys in one paginated range */
 
 typedef struct etcd_client_options {
@@ -85,6 +87,8 @@ typedef struct etcd_client_options {
     unsigned max_txn_ops;     /* the cluster's --max-txn-ops */
     size_t max_request_bytes; /* the cluster's --max-request-bytes */
     size_t page_limit;        /* keys per range request when paginating */
+    size_t keys_page_limit;   /* keys per keys-only request of a paginated listing */
+    int parallel_pages;       /* 1: a listing's value pages two at a time (two connections) */
     /* Injected sleep, so backoff is testable; NULL = nanosleep. */
     void (*sleep_ms)(void *userdata, long ms);
     void *sleep_userdata;
@@ -97,7 +101,9 @@ typedef struct etcd_client_options {
         .backoff_initial_ms = 100, .backoff_max_ms = 2000,                                         \
         .max_response = ETCD_DEFAULT_MAX_RESPONSE, .max_txn_ops = ETCD_DEFAULT_MAX_TXN_OPS,        \
         .max_request_bytes = ETCD_DEFAULT_MAX_REQUEST_BYTES,                                       \
-        .page_limit = ETCD_DEFAULT_PAGE_LIMIT, .sleep_ms = NULL, .sleep_userdata = NULL,           \
+        .page_limit = ETCD_DEFAULT_PAGE_LIMIT,                                                     \
+        .keys_page_limit = ETCD_DEFAULT_KEYS_PAGE_LIMIT, .parallel_pages = 1,                     \
+        .sleep_ms = NULL, .sleep_userdata = NULL,           \
     }
 
 typedef struct etcd_client etcd_client;
@@ -149,13 +155,25 @@ int etcd_get(etcd_client *c, const char *key, size_t key_len, etcd_kv **ret_kv,
 
 /*
  * Read every key in [key, range_end) (range_end NULL: the keys starting with key), sorted by
- * key, in pages of opts.page_limit keys all read at the revision of the first page, so the
- * result is one consistent snapshot. ETCD_ECOMPACTED if that revision is compacted between
- * pages (start again). Empty: *ret_kvs NULL, *ret_n 0. Caller frees with etcd_kvs_free().
+ * key, all at the revision of the first request, so the result is one consistent snapshot:
+ * one request when the first page of opts.page_limit keys holds them all; otherwise the
+ * remaining keys (keys only, pages of opts.keys_page_limit), then their values in pages of
+ * opts.page_limit keys, each bounded by the keys listed (so etcd's work stays linear in the
+ * keys, see etcd_client.c), two at a time with opts.parallel_pages. ETCD_ECOMPACTED if that revision is compacted meanwhile (start
+ * again). Empty: *ret_kvs NULL, *ret_n 0. Caller frees with etcd_kvs_free().
  */
 int etcd_range(etcd_client *c, const char *key, size_t key_len, const char *range_end,
                size_t range_end_len, etcd_kv **ret_kvs, size_t *ret_n, int64_t *ret_revision,
                char *errbuf);
+
+/* As etcd_range over the keys starting with key, without the values (each value "", 0 bytes):
+ * keys and revisions only, in pages of opts.keys_page_limit keys. */
+int etcd_range_keys(etcd_client *c, const char *key, size_t key_len, etcd_kv **ret_kvs,
+                    size_t *ret_n, int64_t *ret_revision, char *errbuf);
+
+/* Keys etcd's index went through for this client's range requests so far: the sum of every
+ * range answer's "count" (etcd counts every key of the requested range, whatever the limit). */
+uint64_t etcd_client_range_keys(const etcd_client *c);
 
 /* Write one key, attached to lease (0: none). ret_revision (may be NULL): the new revision. */
 int etcd_put(etcd_client *c, const char *key, size_t key_len, const char *value, size_t value_len,

@@ -75,8 +75,8 @@ void etcd_keys_campaign(const char *id, size_t id_len, int64_t lease, etcd_compa
                         etcd_op *ret_put, etcd_op *ret_get);
 
 /*
- * Why a store txn's etcd txn failed, from its failure branch, which reads the leader key
- * first (when fenced) and then every op's key in order. checks[i] is op i's expected version
+ * Why a store txn's etcd txn failed, from a read of its keys (store_etcd reads them back in one
+ * txn after the failure): the leader key first (when fenced) and then every op's key in order. checks[i] is op i's expected version
  * and whether it is a delete; gets the txn result's gets. Returns the store's answer for the
  * first op whose check failed - ETCD_ENOTFOUND (a delete of an absent object), ETCD_ECONFLICT
  * (any other version mismatch) - with *ret_index set; or MESHCA_ESTATE with *ret_index
@@ -91,8 +91,9 @@ typedef struct etcd_keys_check {
 int etcd_keys_explain_failure(const etcd_keys_check *checks, size_t n, const etcd_txn_get *gets,
                               size_t ngets, int fenced, int64_t lease, size_t *ret_index);
 
-/* What one store op costs in a txn (compare + put or delete + failure-branch read), in the
- * units of etcd_txn_request_size. */
+/* What one store op costs in a txn (compare + put or delete + a read of its key: store_etcd
+ * sends no failure branch, so this sizing is on the safe side), in the units of
+ * etcd_txn_request_size. */
 size_t etcd_keys_op_bytes(size_t key_len, size_t value_len);
 
 /*

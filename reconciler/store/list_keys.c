@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "reconciler/store.h"
+#include "reconciler/store/backend.h"
 
 typedef struct key_list {
     store_entry *items;
@@ -35,7 +36,11 @@ int store_list_keys(store *s, const char *kind, const char *mesh_name, store_ent
                     size_t *ret_count)
 {
     key_list l = {0};
-    int rc = store_scan(s, kind, mesh_name, add_key, &l);
+    /* A backend that can leave the values where they are (etcd: keys_only) does. */
+    int rc = store_backend_list_keys(s, kind, mesh_name, ret_entries, ret_count);
+    if (rc <= 0)
+        return rc;
+    rc = store_scan(s, kind, mesh_name, add_key, &l);
     if (rc < 0) {
         store_entries_free(l.items, l.n);
         return rc;

@@ -416,6 +416,23 @@ int store_scan(store *s, const char *kind, const char *mesh_name, store_scan_fn 
     return done(s, r);
 }
 
+int store_backend_list_keys(store *s, const char *kind, const char *mesh_name, store_entry **ret_entries,
+                            size_t *ret_count) {
+    char a[80];
+
+    if (!s || !ret_entries || !ret_count)
+        return STORE_EINVAL;
+    if (!s->ops->list_keys)
+        return 1;
+    begin(s);
+    if (!store_kind_valid(kind))
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: unknown kind '%s'", printable(kind, a, sizeof(a))));
+    if (mesh_name && !store_name_valid(mesh_name))
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: %s: invalid mesh name '%s'", kind,
+                                   printable(mesh_name, a, sizeof(a))));
+    return done(s, s->ops->list_keys(s->impl, kind, mesh_name, ret_entries, ret_count, s->err));
+}
+
 void store_entries_free(store_entry *entries, size_t count) {
     if (!entries)
         return;

@@ -119,8 +119,35 @@ static json_t *put_rate(const harness *h, char *why, size_t whylen)
                      "puts_per_s", puts / wall, "txns_per_s", txns / wall);
 }
 
+/* etcd's own read of everything the passes read, at their revision (nothing changed since the
+ * no-op pass): `etcdctl get --prefix` (gRPC, one request, protobuf), best of READ_RUNS. -1 when
+ * etcdctl is missing or fails. */
+#define READ_RUNS 2
+static double read_everything(const harness *h, int64_t revision)
+{
+    char cmd[CMD_MAX];
+    double best = -1;
+
+    if (snprintf(cmd, sizeof(cmd),
+                 "ETCDCTL_API=3 etcdctl --endpoints '%s' get --prefix /meshca/ --rev %lld "
+                 "-w protobuf > /dev/null",
+                 h->endpoints, (long long)revision) >= (int)sizeof(cmd))
+        return -1;
+    for (int i = 0; i < READ_RUNS; i++) {
+        double t0 = now_s(), t;
+        int r = system(cmd);
+
+        if (!WIFEXITED(r) || WEXITSTATUS(r) != 0)
+            return -1;
+        t = now_s() - t0;
+        if (best < 0 || t < best)
+            best = t;
+    }
+    return best;
+}
+
 /* bench-reconcile N against a fresh member; its "reconcile"[0] entry, with the member's
- * database size after the run. */
+ * database size after the run and etcd's own time to read everything (read_everything). */
 static json_t *reconcile_on_etcd(const char *bench_dir, const char *tmpdir, long n, char *why,
                                  size_t whylen)
 {
@@ -129,6 +156,7 @@ static json_t *reconcile_on_etcd(const char *bench_dir, const char *tmpdir, long
     json_t *j, *e = NULL;
     json_error_t je;
     etcd_member_status st;
+    double read_s;
     int r;
 
     if (harness_start(&h, 1) < 0)
@@ -147,6 +175,7 @@ static json_t *reconcile_on_etcd(const char *bench_dir, const char *tmpdir, long
     memset(&st, 0, sizeof(st));
     if (member_status(&h, &st) < 0)
         st.db_size = -1;
+    read_s = st.db_size >= 0 ? read_everything(&h, st.revision) : -1;
     harness_stop(&h);
     j = json_load_file(out, 0, &je);
     if (j)
@@ -158,7 +187,41 @@ static json_t *reconcile_on_etcd(const char *bench_dir, const char *tmpdir, long
     json_incref(e);
     json_decref(j);
     json_object_set_new(e, "etcd_db_size_bytes_after", json_integer(st.db_size));
+    json_object_set_new(e, "etcd_read_everything",
+                        json_pack("{s:s, s:f}", "what",
+                                  "etcdctl get --prefix /meshca/ --rev R -w protobuf > /dev/null: "
+                                  "every object the passes read, at their revision, in one gRPC "
+                                  "request (etcd's own client), best of 2",
+                                  "wall_s", read_s));
     return e;
+}
+
+/* Each size's passes beside etcd's own bounds from this run: the full pass beside etcd's put
+ * time for its identities (and pure signing), the no-op pass beside etcd's read of everything. */
+static json_t *beside_bounds(json_t *rate, json_t *list)
+{
+    double puts = json_number_value(json_object_get(rate, "puts_per_s"));
+    json_t *out = json_array(), *e;
+    size_t i;
+
+    json_array_foreach(list, i, e) {
+        json_int_t n = json_integer_value(json_object_get(e, "dataplanes"));
+        json_t *full = json_object_get(e, "full"), *noop = json_object_get(e, "noop");
+        double full_s = json_number_value(json_object_get(full, "wall_s"));
+        double pure_s = json_number_value(json_object_get(full, "pure_resign_s"));
+        double put_s = puts > 0 ? (double)n / puts : 0, bound = put_s > pure_s ? put_s : pure_s;
+        double noop_s = json_number_value(json_object_get(noop, "wall_s"));
+        double read_s =
+            json_number_value(json_object_get(json_object_get(e, "etcd_read_everything"), "wall_s"));
+
+        json_array_append_new(
+            out, json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "dataplanes", n,
+                           "full_pass_s", full_s, "etcd_put_time_s", put_s, "pure_signing_s",
+                           pure_s, "full_over_bound", bound > 0 ? full_s / bound : 0,
+                           "noop_pass_s", noop_s, "etcd_read_everything_s", read_s,
+                           "noop_over_read_everything", read_s > 0 ? noop_s / read_s : 0));
+    }
+    return out;
 }
 
 json_t *bench_etcd(const char *bench_dir, const char *tmpdir, bool large, char *why, size_t whylen)
@@ -190,11 +253,12 @@ json_t *bench_etcd(const char *bench_dir, const char *tmpdir, bool large, char *
         }
         json_array_append_new(list, e);
     }
-    out = json_pack("{s:s, s:s, s:o, s:o}", "store",
+    out = json_pack("{s:s, s:s, s:o, s:o, s:o}", "store",
                     "etcd: one throwaway member per measurement on 127.0.0.1, data dir on the "
                     "local disk (fsync per txn), etcd's defaults (--max-txn-ops 128, "
                     "--max-request-bytes 1.5 MiB, 2 GiB quota: 100,000 dataplanes' writes, old "
                     "revisions included, stay well within it, see etcd_db_size_bytes_after)",
-                    "etcd_version", st.version, "txn_put_rate", rate, "reconcile", list);
+                    "etcd_version", st.version, "txn_put_rate", rate, "reconcile", list,
+                    "beside_bounds", beside_bounds(rate, list));
     return out;
 }
