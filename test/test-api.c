@@ -589,6 +589,82 @@ START_TEST(csr_with_wrong_key_type_gets_400_naming_both_types)
 }
 END_TEST
 
+/* csr_check_fast (the POST path: no OpenSSL decoder or encoder for what agents send) gives
+ * csr_check's verdict, message and SPKI bytes for agents' CSRs, a forged signature, a CSR of
+ * another shape (a subject), RSA and EC keys against both key types, and a bad point. */
+START_TEST(csr_fast_check_gives_csr_checks_verdict_message_and_key)
+{
+    char err[MESHCA_ERRBUF] = "";
+    EVP_PKEY *ec = NULL, *other = NULL, *rsa = NULL;
+    ck_assert_int_eq(pki_generate_key(false, 0, &ec, err), 0);
+    ck_assert_int_eq(pki_generate_key(false, 0, &other, err), 0);
+    ck_assert_int_eq(pki_generate_key(true, 2048, &rsa, err), 0);
+    char *pems[6];
+    ck_assert_int_eq(pki_make_csr(ec, &pems[0], err), 0);   /* what agents send */
+    pems[1] = make_csr(ec, other);                          /* forged: another key signed it */
+    pems[2] = make_csr(rsa, rsa);
+    {
+        /* another shape: a subject, which the strict reader leaves to OpenSSL */
+        X509_REQ *req = X509_REQ_new();
+        ck_assert_int_eq(X509_REQ_set_pubkey(req, ec), 1);
+        X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_ASC,
+                                   (const unsigned char *)"web-01", -1, -1, 0);
+        ck_assert_int_gt(X509_REQ_sign(req, ec, EVP_sha256()), 0);
+        BIO *bio = BIO_new(BIO_s_mem());
+        ck_assert_int_eq(PEM_write_bio_X509_REQ(bio, req), 1);
+        char *data = NULL;
+        long n = BIO_get_mem_data(bio, &data);
+        pems[3] = strndup(data, (size_t)n);
+        BIO_free(bio);
+        X509_REQ_free(req);
+    }
+    /* the agent's CSR with one bit of the signature's s flipped: 20 base64 characters before the
+     * END line, clear of the padding (whose bits a decoder drops) and inside the signature */
+    pems[4] = strdup(pems[0]);
+    char *end = strstr(pems[4], "\n-----END");
+    ck_assert_ptr_nonnull(end);
+    char *flip = end - 20;
+    if (*flip == '\n')
+        flip--;
+    *flip = *flip == 'A' ? 'B' : 'A';
+    pems[5] = strdup("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n");
+    pki_p256_verifier *v = pki_p256_verifier_new();
+    ck_assert_ptr_nonnull(v);
+    int accepted = 0;
+    for (int i = 0; i < 6; i++)
+        for (int want = CSR_KEY_EC_P256; want <= CSR_KEY_RSA_2048; want++) {
+            unsigned char *a = NULL, *b = NULL;
+            size_t alen = 0, blen = 0;
+            char ea[MESHCA_ERRBUF] = "", eb[MESHCA_ERRBUF] = "";
+            int ra = csr_check(pems[i], strlen(pems[i]), (csr_key_type)want, &a, &alen, ea);
+            int rb = csr_check_fast(v, pems[i], strlen(pems[i]), (csr_key_type)want, &b, &blen, eb);
+            ck_assert_msg(ra == rb, "csr %d want %d: %d vs %d (%s / %s)", i, want, ra, rb, ea, eb);
+            ck_assert_str_eq(ea, eb);
+            ck_assert_uint_eq(alen, blen);
+            if (ra == 0) {
+                ck_assert_int_eq(memcmp(a, b, alen), 0);
+                accepted++;
+            }
+            free(a), free(b);
+        }
+    /* the agent's, the subject one as ecdsa, the RSA one as rsa: the others are refused */
+    ck_assert_int_eq(accepted, 3);
+    {
+        unsigned char *spki = NULL;
+        size_t len = 0;
+        ck_assert_int_eq(csr_check_fast(v, pems[1], strlen(pems[1]), CSR_KEY_EC_P256, &spki, &len, err),
+                         MESHCA_EINVAL);
+        ck_assert_str_eq(err, "csr: signature does not verify with the request's own key "
+                              "(no proof of possession of the private key)");
+        ck_assert_ptr_null(spki);
+    }
+    pki_p256_verifier_free(v);
+    for (int i = 0; i < 6; i++)
+        free(pems[i]);
+    EVP_PKEY_free(ec), EVP_PKEY_free(other), EVP_PKEY_free(rsa);
+}
+END_TEST
+
 START_TEST(csr_body_over_64k_gets_413_and_csr_over_16k_gets_400)
 {
     char *token = issue("default", "web-01", time(NULL), 3600);
@@ -1136,6 +1212,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, csr_with_bad_signature_gets_400_naming_proof_of_possession);
     tcase_add_test(tc, csr_with_wrong_key_type_gets_400_naming_both_types);
     tcase_add_test(tc, csr_body_over_64k_gets_413_and_csr_over_16k_gets_400);
+    tcase_add_test(tc, csr_fast_check_gives_csr_checks_verdict_message_and_key);
     tcase_add_test(tc, hostile_api_bodies_get_400_with_their_code_and_reach_nothing);
     tcase_add_test(tc, blocking_query_returns_because_of_notify);
     tcase_add_test(tc, blocking_query_returns_at_wait_without_a_change);
