@@ -20,6 +20,7 @@
 #include "manifests/manifest.h"
 #include "reconciler/ack.h"
 #include "reconciler/api/cpca.h"
+#include "reconciler/api/csr_commit.h"
 #include "reconciler/api/metrics_http.h"
 #include "reconciler/api/server.h"
 #include "reconciler/controller.h"
@@ -88,6 +89,7 @@ typedef struct controller {
     bool job_ready, job_done, stop;  /* under mu */
     int wake[2];
     struct event *done_ev;
+    csr_committer *committer;       /* CSR group commit (o->submit_store), or NULL */
 } controller;
 
 static void say(controller *c, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -584,6 +586,33 @@ static int h_submit_csr(void *ctx, const api_principal *who, const char *mesh_na
     return 0;
 }
 
+/* With the committer: the key goes in the next group commit, answered by on_committed. */
+static int h_submit_csr_later(void *ctx, const api_principal *who, const char *mesh_name,
+                              const char *dp_name, const unsigned char *spki, size_t spki_len,
+                              const char *csr_pem, api_pending *pending, char *errbuf)
+{
+    controller *c = ctx;
+    char *pem = NULL;
+    (void)who;
+    int rc = pki_spki_to_pem(spki, spki_len, &pem, errbuf);
+    if (rc < 0)
+        return rc;
+    csr_submission *sub = csr_submission_new(mesh_name, dp_name, pem, csr_pem, pending);
+    if (!sub)
+        return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
+    csr_committer_submit(c->committer, sub);
+    return 0;
+}
+
+/* A submission's commit ended: 202 once durable, then signed on the next pass (now). */
+static void on_committed(void *ctx, csr_submission *sub)
+{
+    controller *c = ctx;
+    if (sub->rc == 0 && c->pass_ev)
+        schedule_target(c, sub->mesh, sub->dataplane);
+    api_pending_done(sub->cookie, sub->rc < 0 ? store_code(sub->rc) : 0, sub->errbuf);
+}
+
 /* Splits "leaf + chain" PEM after the first certificate. */
 static void split_leaf(const char *pem, char **ret_leaf, char **ret_chain)
 {
@@ -874,6 +903,12 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     so.port = port;
     so.tokens = s;
     so.handlers = &handlers;
+    if (o->submit_store) {
+        if ((rc = csr_committer_new(c.base, o->submit_store, on_committed, &c, &c.committer,
+                                    errbuf)) < 0)
+            goto out;
+        handlers.submit_csr_later = h_submit_csr_later;
+    }
     if ((rc = api_server_new(c.base, &so, &c.srv, errbuf)) < 0)
         goto out;
     if (o->metrics_listen &&
@@ -954,6 +989,9 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     event_base_dispatch(c.base);
     rc = 0;
 out:
+    /* What is still being committed is answered first, while the server and the loop's events
+     * it answers through are alive. */
+    csr_committer_free(c.committer);
     /* The pass thread ends after its pass (a pass waiting on a CA ends with the CA's own
      * timeouts); then nothing uses the elector, the cache or the pass handle. */
     if (thread_started) {

@@ -443,6 +443,34 @@ static void route_metrics(request_ctx *rc)
     metrics_http_reply(rc->req, h->metrics, h->ctx);
 }
 
+/* A CSR POST answered later: its request until answered, NULL once the agent hung up. */
+struct api_pending {
+    struct evhttp_request *req;
+};
+
+static void on_pending_closed(struct evhttp_connection *evcon, void *arg)
+{
+    /* evhttp frees the request with its connection: nothing to answer any more. */
+    ((api_pending *)arg)->req = NULL;
+}
+
+void api_pending_done(api_pending *pending, int code, const char *message)
+{
+    if (!pending)
+        return;
+    struct evhttp_request *req = pending->req;
+    free(pending);
+    if (!req)
+        return;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon)
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+    if (code < 0)
+        send_code(req, code, message ? message : "");
+    else
+        send_json(req, 202, json_pack("{s:s}", "status", "accepted"));
+}
+
 static void route_csr(request_ctx *rc)
 {
     const api_handlers *h = rc->srv->opts.handlers;
@@ -477,6 +505,25 @@ static void route_csr(request_ctx *rc)
     if (code < 0) {
         json_decref(doc);
         send_code(rc->req, code, errbuf);
+        return;
+    }
+    if (h->submit_csr_later) {
+        /* Answered when the key is durable (group commit, off the loop). */
+        api_pending *pending = calloc(1, sizeof(*pending));
+        struct evhttp_connection *evcon = evhttp_request_get_connection(rc->req);
+        code = pending ? h->submit_csr_later(h->ctx, rc->who, p->mesh, p->dataplane, spki,
+                                             spki_len, json_string_value(csr), pending, errbuf)
+                       : meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
+        json_decref(doc);
+        free(spki);
+        if (code < 0) {
+            free(pending);
+            send_code(rc->req, code, errbuf);
+            return;
+        }
+        pending->req = rc->req;
+        if (evcon)
+            evhttp_connection_set_closecb(evcon, on_pending_closed, pending);
         return;
     }
     code = h->submit_csr(h->ctx, rc->who, p->mesh, p->dataplane, spki, spki_len,
