@@ -30,6 +30,7 @@
 #define MAX_CONNECTIONS 20000
 #define KEYS 64
 #define IN_FLIGHT 2            /* as the cfssl serve reference: one client, 2 requests in flight */
+#define MAX_IN_FLIGHT 64       /* the optional third argument: an extra figure, not the reference */
 #define SIGNED_TIMEOUT_S 300.0
 #define PARK_TIMEOUT_S 300.0
 #define PER_DP_WAITERS 5       /* the API parks at most 8 queries per dataplane */
@@ -38,6 +39,7 @@
 
 static char tmpdir[64], url_base[64], ca_file[128], log_file[128];
 static pid_t controller = -1;
+static int in_flight = IN_FLIGHT;
 
 static double now_s(void)
 {
@@ -247,7 +249,7 @@ static long count_signed(store *s)
     return got;
 }
 
-/* n CSRs, one per dataplane, POSTed by one client with IN_FLIGHT requests on keep-alive TLS
+/* n CSRs, one per dataplane, POSTed by one client with in_flight requests on keep-alive TLS
  * connections; the clock stops when the store holds every certificate signed. */
 static double csr_phase(store *s, long n, char **tokens, double *ret_post_s, long *ret_conns)
 {
@@ -265,18 +267,18 @@ static double csr_phase(store *s, long n, char **tokens, double *ret_post_s, lon
     }
     CURLSH *share = curl_share_init();
     CURLM *multi = curl_multi_init();
-    CURL *h[IN_FLIGHT];
-    struct curl_slist *hdr[IN_FLIGHT];
+    CURL *h[MAX_IN_FLIGHT];
+    struct curl_slist *hdr[MAX_IN_FLIGHT];
     long next = 0, done = 0, conns = 0, retries = 0;
-    long current[IN_FLIGHT];
+    long current[MAX_IN_FLIGHT];
     curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     double t0 = now_s();
-    for (int i = 0; i < IN_FLIGHT; i++) {
+    for (int i = 0; i < in_flight; i++) {
         h[i] = NULL;
         hdr[i] = NULL;
     }
     while (done < n) {
-        for (int i = 0; i < IN_FLIGHT && next < n; i++) {
+        for (int i = 0; i < in_flight && next < n; i++) {
             if (h[i] && hdr[i])
                 continue;
             char auth[512];
@@ -330,7 +332,7 @@ static double csr_phase(store *s, long n, char **tokens, double *ret_post_s, lon
     *ret_conns = conns;
     if (retries)
         fprintf(stderr, "bench-api: %ld CSR POSTs retried after a failed connection\n", retries);
-    for (int i = 0; i < IN_FLIGHT; i++) {
+    for (int i = 0; i < in_flight; i++) {
         curl_easy_cleanup(h[i]);
         curl_slist_free_all(hdr[i]);
     }
@@ -474,10 +476,12 @@ int main(int argc, char **argv)
     struct rlimit rl;
     store *s = NULL;
 
-    if (argc > 3 || n < 1 || n > MAX_CSRS || c < 0 || c > MAX_CONNECTIONS) {
-        fprintf(stderr, "usage: bench-api [CSRS<=%d [CONNECTIONS<=%d]] (default 2000 10000); "
-                        "MESHCA=path of meshca (default ../../cmd/meshca)\n",
-                MAX_CSRS, MAX_CONNECTIONS);
+    in_flight = argc > 3 ? (int)strtol(argv[3], NULL, 10) : IN_FLIGHT;
+    if (argc > 4 || n < 1 || n > MAX_CSRS || c < 0 || c > MAX_CONNECTIONS || in_flight < 1 ||
+        in_flight > MAX_IN_FLIGHT) {
+        fprintf(stderr, "usage: bench-api [CSRS<=%d [CONNECTIONS<=%d [IN_FLIGHT<=%d]]] (default "
+                        "2000 10000 2); MESHCA=path of meshca (default ../../cmd/meshca)\n",
+                MAX_CSRS, MAX_CONNECTIONS, MAX_IN_FLIGHT);
         return 2;
     }
     /* Dataplanes: one per CSR, and enough that no dataplane parks more than PER_DP_WAITERS. */
@@ -551,7 +555,7 @@ int main(int argc, char **argv)
            "\"csrs_signed_per_s\":%.1f,\"controller_cpu_s\":%.3f,\"connections\":%ld,\"parked\":%ld,"
            "\"controller_rss_before_kib\":%ld,\"controller_rss_parked_kib\":%ld,"
            "\"rss_per_connection_kib\":%.1f,\"with_parked\":[",
-           n, IN_FLIGHT, rates[0].conns, rates[0].posted_s, rates[0].all_signed_s,
+           n, in_flight, rates[0].conns, rates[0].posted_s, rates[0].all_signed_s,
            n / rates[0].all_signed_s, rates[0].cpu_s, c, parked, before, after,
            parked > 0 ? (double)(after - before) / (double)parked : 0.0);
     for (size_t i = 0; i < nrates; i++) {
