@@ -90,6 +90,10 @@ typedef struct controller {
     int wake[2];
     struct event *done_ev;
     csr_committer *committer;       /* CSR group commit (o->submit_store), or NULL */
+    /* The dataplanes whose POSTed keys the committer holds (a pair per submission): their
+     * writes become targets when on_committed hears of them, not when the store watch sees
+     * them first (which would start a pass for them twice). */
+    pass_targets committing;
 } controller;
 
 static void say(controller *c, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -339,6 +343,16 @@ static void on_pass(evutil_socket_t fd, short what, void *arg)
     run_pass(arg);
 }
 
+/* True while the committer holds a key POSTed for this dataplane. */
+static bool committing_has(const controller *c, const char *mesh_name, const char *dp_name)
+{
+    for (size_t i = 0; i < c->committing.n; i++)
+        if (strcmp(c->committing.items[i].dataplane, dp_name) == 0 &&
+            strcmp(c->committing.items[i].mesh, mesh_name) == 0)
+            return true;
+    return false;
+}
+
 /* Store changes. Every identity written, by us or another writer (`reconcile --once`, another
  * controller), answers the agents parked on it; a change to what passes read from starts a
  * pass. Called when the store's watch descriptors are ready (etcd) or from a short timer
@@ -365,8 +379,10 @@ static void poll_store(controller *c)
         } else if (strcmp(ev[i].kind, STATE_IDENTITIES) == 0) {
             api_server_notify(c->srv, ev[i].mesh, ev[i].name);
             /* Past our last pass: a key an agent sent to another replica, to sign now (that
-             * dataplane only; the API's own writes are already targets, added once). */
-            if (ev[i].version > c->pass_end && !c->in_backoff)
+             * dataplane only; the API's own writes are already targets, added once, or will be
+             * when their commit is answered). */
+            if (ev[i].version > c->pass_end && !c->in_backoff &&
+                !committing_has(c, ev[i].mesh, ev[i].name))
                 schedule_target(c, ev[i].mesh, ev[i].name);
         } else if (strcmp(ev[i].kind, STATE_DPSTATUS) == 0) {
             /* An acknowledgement concerns its dataplane (a forced switch's end: the targeted
@@ -598,8 +614,10 @@ static int h_submit_csr_later(void *ctx, const api_principal *who, const char *m
     if (rc < 0)
         return rc;
     csr_submission *sub = csr_submission_new(mesh_name, dp_name, pem, csr_pem, pending);
-    if (!sub)
+    if (!sub || pass_targets_add(&c->committing, mesh_name, dp_name) < 0) {
+        csr_submission_free(sub);
         return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
+    }
     csr_committer_submit(c->committer, sub);
     return 0;
 }
@@ -608,6 +626,16 @@ static int h_submit_csr_later(void *ctx, const api_principal *who, const char *m
 static void on_committed(void *ctx, csr_submission *sub)
 {
     controller *c = ctx;
+    /* One pair of it leaves the committing set (the same dataplane may have more). */
+    for (size_t i = 0; i < c->committing.n; i++) {
+        pass_target *t = &c->committing.items[i];
+        if (strcmp(t->mesh, sub->mesh) == 0 && strcmp(t->dataplane, sub->dataplane) == 0) {
+            free(t->mesh);
+            free(t->dataplane);
+            *t = c->committing.items[--c->committing.n];
+            break;
+        }
+    }
     if (sub->rc == 0 && c->pass_ev)
         schedule_target(c, sub->mesh, sub->dataplane);
     api_pending_done(sub->cookie, sub->rc < 0 ? store_code(sub->rc) : 0, sub->errbuf);
@@ -1009,6 +1037,7 @@ out:
     }
     pass_targets_clear(&c.job.targets);
     pass_targets_clear(&c.targets);
+    pass_targets_clear(&c.committing);
     if (c.done_ev)
         event_free(c.done_ev);
     for (int i = 0; i < 2; i++)
