@@ -34,6 +34,7 @@
 #include "reconciler/reconcile.h"
 #include "reconciler/roots.h"
 #include "reconciler/state.h"
+#include "reconciler/store/identity_peek.h"
 
 /* One pass: what it was asked (filled on the loop), what it did (filled by whoever ran it). */
 typedef struct pass_job {
@@ -641,6 +642,32 @@ static void on_committed(void *ctx, csr_submission *sub)
     api_pending_done(sub->cookie, sub->rc < 0 ? store_code(sub->rc) : 0, sub->errbuf);
 }
 
+/* The generation h_get_identity would give, from the record's small fields (identity_peek):
+ * no certificate, chain or bundle read for a notify that answers nobody. */
+static int h_identity_generation(void *ctx, const char *mesh_name, const char *dp_name,
+                                 uint64_t *ret_generation, char *errbuf)
+{
+    controller *c = ctx;
+    char *value = NULL;
+    size_t len = 0;
+    int rc = store_get(c->s, &(store_key){STATE_IDENTITIES, mesh_name, dp_name}, &value, &len, NULL);
+    /* No record (none yet, or the dataplane was deleted): h_get_identity tells which. */
+    if (rc < 0)
+        return meshca_fail(errbuf, MESHCA_EUNAVAILABLE, "cannot read the store: %s",
+                           store_strerror(rc));
+    identity id = {0};
+    unsigned flags = 0;
+    rc = identity_peek(value, len, &id, &flags);
+    free(value);
+    if (rc < 0)
+        return meshca_fail(errbuf, MESHCA_ECORRUPT, "identity of '%s/%s' not peekable", mesh_name,
+                           dp_name);
+    /* As h_get_identity: no certificate is generation 0. */
+    *ret_generation = id.generation > 0 && (flags & PEEK_CERTIFICATE) ? (uint64_t)id.generation : 0;
+    identity_clear(&id);
+    return 0;
+}
+
 /* Splits "leaf + chain" PEM after the first certificate. */
 static void split_leaf(const char *pem, char **ret_leaf, char **ret_chain)
 {
@@ -901,6 +928,7 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     handlers.ctx = &c;
     handlers.metrics = o->metrics_listen ? NULL : h_metrics;
     handlers.observe = h_observe;
+    handlers.identity_generation = h_identity_generation;
     char maddr[256];
     uint16_t mport = 0;
 

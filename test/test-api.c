@@ -46,6 +46,8 @@ typedef struct test_double_controller {
     uint64_t acked;
     int identity_reads;   /* get_identity calls */
     int notify_reads;     /* of them, made by the last bump's api_server_notify */
+    int generation_reads; /* identity_generation calls */
+    int unchanged_notifies, unchanged_reads; /* notify_unchanged: calls, and identity reads in them */
 } test_double_controller;
 
 static int dp_index(const char *mesh_name, const char *dp)
@@ -135,9 +137,22 @@ static api_server *server;
 static SSL_CTX *server_ctx;
 static pthread_t loop_thread;
 static test_double_controller double_ctl;
+static int double_identity_generation(void *ctx, const char *mesh_name, const char *dp,
+                                      uint64_t *ret_gen, char *errbuf)
+{
+    test_double_controller *t = ctx;
+    int i = dp_index(mesh_name, dp);
+    t->generation_reads++;
+    if (i < 0)
+        return meshca_fail(errbuf, MESHCA_ENOTFOUND, "no dataplane %s/%s", mesh_name, dp);
+    *ret_gen = t->generation[i];
+    return 0;
+}
+
 static api_handlers double_handlers = {
     &double_ctl, double_key_type, double_submit_csr,   double_get_identity,
-    double_ack,  double_roots,    double_trust_bundle,
+    double_ack,  double_roots,    double_trust_bundle, NULL, NULL, NULL,
+    double_identity_generation,
 };
 /* The mesh CA of "default" and its key, for client certificates. */
 static X509 *mesh_ca;
@@ -735,6 +750,29 @@ static void bump_generation(evutil_socket_t fd, short what, void *arg)
     double_ctl.notify_reads = double_ctl.identity_reads - before;
 }
 
+/* A notify without a change (as a CSR's pending key is): the parked query stays. */
+static void notify_unchanged(evutil_socket_t fd, short what, void *arg)
+{
+    int before = double_ctl.identity_reads;
+    api_server_notify(server, "default", "web-01");
+    double_ctl.unchanged_reads += double_ctl.identity_reads - before;
+    double_ctl.unchanged_notifies++;
+}
+
+static void *notify_then_bump_later(void *arg)
+{
+    for (int i = 0; i < 500 && api_server_waiters(server) == 0; i++)
+        usleep(10000);
+    struct timeval zero = {0, 0};
+    event_base_once(base, -1, EV_TIMEOUT, notify_unchanged, NULL, &zero);
+    /* Still parked after it (bounded), then a real change answers it. */
+    for (int i = 0; i < 500 && double_ctl.unchanged_notifies == 0; i++)
+        usleep(10000);
+    *(size_t *)arg = api_server_waiters(server);
+    event_base_once(base, -1, EV_TIMEOUT, bump_generation, NULL, &zero);
+    return NULL;
+}
+
 static void *bump_later(void *arg)
 {
     /* Wait until the query is parked, then change the identity. */
@@ -794,6 +832,28 @@ START_TEST(blocking_query_returns_because_of_notify)
     ck_assert_str_eq(r.index, "2");
     ck_assert_ptr_nonnull(strstr(r.body, "\"generation\":2"));
     ck_assert_uint_eq(api_server_waiters(server), 0);
+    token_free(token);
+}
+END_TEST
+
+/* A notify that changes no generation reads only the generation (identity_generation), not the
+ * identity and its bundle, and leaves the query parked; the next change answers it. */
+START_TEST(notify_without_a_change_reads_only_the_generation_and_keeps_the_query)
+{
+    char *token = issue("default", "web-01", time(NULL), 3600);
+    pthread_t t;
+    size_t parked_after = 0;
+    ck_assert_int_eq(pthread_create(&t, NULL, notify_then_bump_later, &parked_after), 0);
+    reply r = http((call){"GET", IDENTITY("default", "web-01") "?index=1&wait=30s", token});
+    pthread_join(t, NULL);
+    ck_assert_int_eq(double_ctl.unchanged_notifies, 1);
+    ck_assert_int_eq(parked_after, 1);
+    /* the unchanged notify read the generation only; the bump's read the identity once */
+    ck_assert_int_eq(double_ctl.unchanged_reads, 0);
+    ck_assert_int_ge(double_ctl.generation_reads, 2);
+    ck_assert_int_eq(double_ctl.notify_reads, 1);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.index, "2");
     token_free(token);
 }
 END_TEST
@@ -1222,6 +1282,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, csr_fast_check_gives_csr_checks_verdict_message_and_key);
     tcase_add_test(tc, hostile_api_bodies_get_400_with_their_code_and_reach_nothing);
     tcase_add_test(tc, blocking_query_returns_because_of_notify);
+    tcase_add_test(tc, notify_without_a_change_reads_only_the_generation_and_keeps_the_query);
     tcase_add_test(tc, blocking_query_returns_at_wait_without_a_change);
     tcase_add_test(tc, blocking_query_of_a_closed_connection_is_forgotten);
     tcase_add_test(tc, blocking_queries_over_the_per_dataplane_limit_get_429);

@@ -416,6 +416,19 @@ void api_server_notify(api_server *srv, const char *mesh_name, const char *dp_na
     size_t k = 0;
     for (waiter *w = g->head; w && k < n; w = w->next)
         list[k++] = w;
+    const api_handlers *h = srv->opts.handlers;
+    uint64_t gen = 0;
+    char gerr[MESHCA_ERRBUF] = "";
+    if (h->identity_generation && h->identity_generation(h->ctx, g->mesh, g->dataplane, &gen, gerr) == 0) {
+        /* Nothing to answer unless some query waits below the generation now stored. */
+        size_t below = 0;
+        for (size_t i = 0; i < k; i++)
+            below += list[i]->index < gen;
+        if (!below) {
+            free(list);
+            return;
+        }
+    }
     /* One read of the identity for all its waiters (each read is a store read of the identity
      * and the bundle: with several agents parked per dataplane, a read per waiter was most of
      * the loop's time per signing in bench-api with 10,000 parked). */

@@ -86,6 +86,11 @@ typedef struct api_handlers {
     int (*submit_csr_later)(void *ctx, const api_principal *who, const char *mesh_name,
                             const char *dp_name, const unsigned char *spki, size_t spki_len,
                             const char *csr_pem, api_pending *pending, char *errbuf);
+    /* Optional. The generation get_identity would give (0 = none issued), without building
+     * the answer: a notify whose parked queries all wait above it reads nothing more (a CSR's
+     * pending key, for one, is a write that changes no generation). < 0: get_identity decides. */
+    int (*identity_generation)(void *ctx, const char *mesh_name, const char *dp_name,
+                               uint64_t *ret_generation, char *errbuf);
 } api_handlers;
 
 typedef struct api_server_options {
