@@ -213,6 +213,16 @@ int cmd_run(int argc, char **argv)
         return EXIT_TROUBLE;
     }
     opts.pass_store = pass_store;
+    /* CSR submissions are committed on a thread with a handle of its own, several per
+     * transaction: the loop never waits on a commit's fsync. */
+    store *submit_store = cli_open_store();
+    if (!submit_store) {
+        store_close(pass_store);
+        store_close(lease_store);
+        store_close(s);
+        return EXIT_TROUBLE;
+    }
+    opts.submit_store = submit_store;
     /* An answer written to an agent that hung up must fail with EPIPE, not end the controller. */
     signal(SIGPIPE, SIG_IGN);
     char err[MESHCA_ERRBUF] = "";
@@ -220,6 +230,7 @@ int cmd_run(int argc, char **argv)
     store_close(s);
     store_close(lease_store);
     store_close(pass_store);
+    store_close(submit_store);
     if (rc < 0) {
         cli_error("%s", err);
         return EXIT_TROUBLE;

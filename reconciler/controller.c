@@ -20,6 +20,7 @@
 #include "manifests/manifest.h"
 #include "reconciler/ack.h"
 #include "reconciler/api/cpca.h"
+#include "reconciler/api/csr_commit.h"
 #include "reconciler/api/metrics_http.h"
 #include "reconciler/api/server.h"
 #include "reconciler/api/token.h"
@@ -34,6 +35,7 @@
 #include "reconciler/reconcile.h"
 #include "reconciler/roots.h"
 #include "reconciler/state.h"
+#include "reconciler/store/identity_peek.h"
 
 /* One pass: what it was asked (filled on the loop), what it did (filled by whoever ran it). */
 typedef struct pass_job {
@@ -89,6 +91,11 @@ typedef struct controller {
     bool job_ready, job_done, stop;  /* under mu */
     int wake[2];
     struct event *done_ev;
+    csr_committer *committer;       /* CSR group commit (o->submit_store), or NULL */
+    /* The dataplanes whose POSTed keys the committer holds (a pair per submission): their
+     * writes become targets when on_committed hears of them, not when the store watch sees
+     * them first (which would start a pass for them twice). */
+    pass_targets committing;
 } controller;
 
 static void say(controller *c, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -338,6 +345,16 @@ static void on_pass(evutil_socket_t fd, short what, void *arg)
     run_pass(arg);
 }
 
+/* True while the committer holds a key POSTed for this dataplane. */
+static bool committing_has(const controller *c, const char *mesh_name, const char *dp_name)
+{
+    for (size_t i = 0; i < c->committing.n; i++)
+        if (strcmp(c->committing.items[i].dataplane, dp_name) == 0 &&
+            strcmp(c->committing.items[i].mesh, mesh_name) == 0)
+            return true;
+    return false;
+}
+
 /* Store changes. Every identity written, by us or another writer (`reconcile --once`, another
  * controller), answers the agents parked on it; a change to what passes read from starts a
  * pass. Called when the store's watch descriptors are ready (etcd) or from a short timer
@@ -364,8 +381,10 @@ static void poll_store(controller *c)
         } else if (strcmp(ev[i].kind, STATE_IDENTITIES) == 0) {
             api_server_notify(c->srv, ev[i].mesh, ev[i].name);
             /* Past our last pass: a key an agent sent to another replica, to sign now (that
-             * dataplane only; the API's own writes are already targets, added once). */
-            if (ev[i].version > c->pass_end && !c->in_backoff)
+             * dataplane only; the API's own writes are already targets, added once, or will be
+             * when their commit is answered). */
+            if (ev[i].version > c->pass_end && !c->in_backoff &&
+                !committing_has(c, ev[i].mesh, ev[i].name))
                 schedule_target(c, ev[i].mesh, ev[i].name);
         } else if (strcmp(ev[i].kind, STATE_DPSTATUS) == 0) {
             /* An acknowledgement concerns its dataplane (a forced switch's end: the targeted
@@ -585,6 +604,71 @@ static int h_submit_csr(void *ctx, const api_principal *who, const char *mesh_na
         return store_code(rc);
     /* Signed on the next pass, which is now, and visits this dataplane only. */
     schedule_target(c, mesh_name, dp_name);
+    return 0;
+}
+
+/* With the committer: the key goes in the next group commit, answered by on_committed. */
+static int h_submit_csr_later(void *ctx, const api_principal *who, const char *mesh_name,
+                              const char *dp_name, const unsigned char *spki, size_t spki_len,
+                              const char *csr_pem, api_pending *pending, char *errbuf)
+{
+    controller *c = ctx;
+    char *pem = NULL;
+    (void)who;
+    int rc = pki_spki_to_pem(spki, spki_len, &pem, errbuf);
+    if (rc < 0)
+        return rc;
+    csr_submission *sub = csr_submission_new(mesh_name, dp_name, pem, csr_pem, pending);
+    if (!sub || pass_targets_add(&c->committing, mesh_name, dp_name) < 0) {
+        csr_submission_free(sub);
+        return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
+    }
+    csr_committer_submit(c->committer, sub);
+    return 0;
+}
+
+/* A submission's commit ended: 202 once durable, then signed on the next pass (now). */
+static void on_committed(void *ctx, csr_submission *sub)
+{
+    controller *c = ctx;
+    /* One pair of it leaves the committing set (the same dataplane may have more). */
+    for (size_t i = 0; i < c->committing.n; i++) {
+        pass_target *t = &c->committing.items[i];
+        if (strcmp(t->mesh, sub->mesh) == 0 && strcmp(t->dataplane, sub->dataplane) == 0) {
+            free(t->mesh);
+            free(t->dataplane);
+            *t = c->committing.items[--c->committing.n];
+            break;
+        }
+    }
+    if (sub->rc == 0 && c->pass_ev)
+        schedule_target(c, sub->mesh, sub->dataplane);
+    api_pending_done(sub->cookie, sub->rc < 0 ? store_code(sub->rc) : 0, sub->errbuf);
+}
+
+/* The generation h_get_identity would give, from the record's small fields (identity_peek):
+ * no certificate, chain or bundle read for a notify that answers nobody. */
+static int h_identity_generation(void *ctx, const char *mesh_name, const char *dp_name,
+                                 uint64_t *ret_generation, char *errbuf)
+{
+    controller *c = ctx;
+    char *value = NULL;
+    size_t len = 0;
+    int rc = store_get(c->s, &(store_key){STATE_IDENTITIES, mesh_name, dp_name}, &value, &len, NULL);
+    /* No record (none yet, or the dataplane was deleted): h_get_identity tells which. */
+    if (rc < 0)
+        return meshca_fail(errbuf, MESHCA_EUNAVAILABLE, "cannot read the store: %s",
+                           store_strerror(rc));
+    identity id = {0};
+    unsigned flags = 0;
+    rc = identity_peek(value, len, &id, &flags);
+    free(value);
+    if (rc < 0)
+        return meshca_fail(errbuf, MESHCA_ECORRUPT, "identity of '%s/%s' not peekable", mesh_name,
+                           dp_name);
+    /* As h_get_identity: no certificate is generation 0. */
+    *ret_generation = id.generation > 0 && (flags & PEEK_CERTIFICATE) ? (uint64_t)id.generation : 0;
+    identity_clear(&id);
     return 0;
 }
 
@@ -848,6 +932,7 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     handlers.ctx = &c;
     handlers.metrics = o->metrics_listen ? NULL : h_metrics;
     handlers.observe = h_observe;
+    handlers.identity_generation = h_identity_generation;
     char maddr[256];
     uint16_t mport = 0;
 
@@ -878,6 +963,12 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     so.port = port;
     so.tokens = s;
     so.handlers = &handlers;
+    if (o->submit_store) {
+        if ((rc = csr_committer_new(c.base, o->submit_store, on_committed, &c, &c.committer,
+                                    errbuf)) < 0)
+            goto out;
+        handlers.submit_csr_later = h_submit_csr_later;
+    }
     if ((rc = api_server_new(c.base, &so, &c.srv, errbuf)) < 0)
         goto out;
     if (o->metrics_listen &&
@@ -958,6 +1049,9 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     event_base_dispatch(c.base);
     rc = 0;
 out:
+    /* What is still being committed is answered first, while the server and the loop's events
+     * it answers through are alive. */
+    csr_committer_free(c.committer);
     /* The pass thread ends after its pass (a pass waiting on a CA ends with the CA's own
      * timeouts); then nothing uses the elector, the cache or the pass handle. */
     if (thread_started) {
@@ -975,6 +1069,7 @@ out:
     }
     pass_targets_clear(&c.job.targets);
     pass_targets_clear(&c.targets);
+    pass_targets_clear(&c.committing);
     if (c.done_ev)
         event_free(c.done_ev);
     for (int i = 0; i < 2; i++)

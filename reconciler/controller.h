@@ -50,12 +50,16 @@ typedef struct controller_options {
     store *pass_store;               /* a third handle for the pass thread (with lease_store):
                                       * passes run off the loop, which keeps serving the API
                                       * meanwhile; NULL: passes run on the loop */
+    store *submit_store;             /* a fourth for the CSR committer thread (csr_commit.h):
+                                      * the keys agents POST are written in group commits off
+                                      * the loop, each answered 202 once durable; NULL: each
+                                      * POST commits on the loop */
 } controller_options;
 
 #define CONTROLLER_OPTIONS_INIT                                                                    \
     {                                                                                              \
         NULL, NULL, NULL, NULL, 0, NULL, 0, { NULL, NULL, NULL }, NULL, false, 0, 0, NULL, NULL,   \
-            NULL                                                                                   \
+            NULL, NULL                                                                             \
     }
 
 /*

@@ -22,6 +22,8 @@
  *   pass.sign.batch                              a signing batch signed, not yet finished: its
  *                                                CA refuses it (error), the mesh stops
  *   apply.commit                                 an apply validated, not yet committed
+ *   csr.commit                                   CSR submissions (a group commit) ready, not
+ *                                                yet committed: none was answered 202 yet
  */
 
 /* Most configured points; the names and values are short. */

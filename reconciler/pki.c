@@ -2,6 +2,7 @@
 #define _GNU_SOURCE 1 /* memmem */
 #include "reconciler/pki.h"
 #include "reconciler/pki_csr.h"
+#include "reconciler/pki_p256_verify.h"
 #include "reconciler/pki_tbs.h"
 
 #include <limits.h>
@@ -691,12 +692,7 @@ struct pki_leaf_signer {
     EVP_PKEY *key;               /* own copy of the CA key: no reference count shared across threads */
     EVP_PKEY_CTX *sign_ctx;      /* EVP_PKEY_sign_init and the digest set once */
     EVP_MD *sha256, *sha1;       /* fetched once: an implicit fetch per digest takes a shared lock */
-    /* A P-256 public key and a verify context on it, made once: each CSR's point is set into
-     * the key and the context re-initialised. A copy of a key per CSR (EVP_PKEY_dup), a context
-     * per CSR and the digest fetch behind EVP_PKEY_CTX_set_signature_md cost 10 us a CSR, 1/8 of
-     * a verify + sign (perf, bench-all); re-keying costs 2 us. */
-    EVP_PKEY *ec_verify_key;
-    EVP_PKEY_CTX *ec_verify_ctx;
+    pki_p256_verifier *ec_verifier;  /* the CSR fast path's proof of possession, made once */
     unsigned char *sigalg_der;   /* the Certificate's signatureAlgorithm, as X509_sign wrote it */
     int sigalg_len;
     /* DER shared by every TBS (pki_tbs_fixed points into these): the TBS's signature algorithm,
@@ -720,8 +716,7 @@ void pki_leaf_signer_free(pki_leaf_signer *s)
         return;
     EVP_PKEY_free(s->key);   /* EVP_PKEY_free wipes the private key material */
     EVP_PKEY_CTX_free(s->sign_ctx);
-    EVP_PKEY_CTX_free(s->ec_verify_ctx);
-    EVP_PKEY_free(s->ec_verify_key);
+    pki_p256_verifier_free(s->ec_verifier);
     EVP_MD_free(s->sha256);
     EVP_MD_free(s->sha1);
     OPENSSL_free(s->sigalg_der);
@@ -865,31 +860,6 @@ out:
     return ok;
 }
 
-/* A public-only P-256 key (of a throwaway key pair) that takes each CSR's point in turn. */
-static EVP_PKEY *make_ec_verify_key(void)
-{
-    EVP_PKEY *pair = EVP_EC_gen("P-256"), *pub = NULL;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    unsigned char point[133];
-    size_t plen = 0;
-    OSSL_PARAM params[3];
-
-    if (pair && ctx &&
-        EVP_PKEY_get_octet_string_param(pair, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
-                                        sizeof(point), &plen) == 1) {
-        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
-                                                     (char *)"prime256v1", 0);
-        params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, plen);
-        params[2] = OSSL_PARAM_construct_end();
-        if (EVP_PKEY_fromdata_init(ctx) != 1 ||
-            EVP_PKEY_fromdata(ctx, &pub, EVP_PKEY_PUBLIC_KEY, params) != 1)
-            pub = NULL;
-    }
-    EVP_PKEY_CTX_free(ctx);
-    EVP_PKEY_free(pair);
-    return pub;
-}
-
 int pki_leaf_signer_new(X509 *ca_cert, EVP_PKEY *ca_key, pki_leaf_signer **ret, char *errbuf)
 {
     pki_leaf_signer *s;
@@ -915,12 +885,10 @@ int pki_leaf_signer_new(X509 *ca_cert, EVP_PKEY *ca_key, pki_leaf_signer **ret, 
     s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     s->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
     s->sign_ctx = s->key ? EVP_PKEY_CTX_new(s->key, NULL) : NULL;
-    s->ec_verify_key = make_ec_verify_key();
-    s->ec_verify_ctx = s->ec_verify_key ? EVP_PKEY_CTX_new_from_pkey(NULL, s->ec_verify_key, NULL)
-                                        : NULL;
+    s->ec_verifier = pki_p256_verifier_new();
     s->sig_cap = s->key && EVP_PKEY_get_size(s->key) > 0 ? (size_t)EVP_PKEY_get_size(s->key) : 0;
     s->sig = s->sig_cap ? malloc(s->sig_cap) : NULL;
-    if (!s->key || !s->sha256 || !s->sha1 || !s->sign_ctx || !s->ec_verify_ctx ||
+    if (!s->key || !s->sha256 || !s->sha1 || !s->sign_ctx || !s->ec_verifier ||
         !s->sig ||
         EVP_PKEY_sign_init(s->sign_ctx) != 1 ||
         (type == EVP_PKEY_RSA && EVP_PKEY_CTX_set_rsa_padding(s->sign_ctx, RSA_PKCS1_PADDING) != 1) ||
@@ -1172,20 +1140,8 @@ int pki_sign_public_key(pki_leaf_signer *s, const unsigned char *spki_der, size_
  */
 static bool verify_ec_p256(pki_leaf_signer *s, const pki_csr_p256 *csr)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    bool ok;
-
-    /* The point is checked to be on the curve when it is set (EC_KEY_oct2key). verify_init
-     * after it: the context then holds this CSR's key, never the last one's. No digest is set on
-     * the context: the SHA-256 is computed here, and its 32 bytes are what is verified. */
-    ok = EVP_PKEY_set1_encoded_public_key(s->ec_verify_key, csr->point, csr->point_len) == 1 &&
-         EVP_PKEY_verify_init(s->ec_verify_ctx) == 1 &&
-         EVP_Digest(csr->info, csr->info_len, md, &mdlen, s->sha256, NULL) &&
-         EVP_PKEY_verify(s->ec_verify_ctx, csr->sig, csr->sig_len, md, mdlen) == 1;
     /* A CSR the fast path does not take is judged by the generic one, with its own errors. */
-    ERR_clear_error();
-    return ok;
+    return pki_p256_verify_csr(s->ec_verifier, csr);
 }
 
 /* Hands the SPKI DER out for a later re-sign; free() frees it. */
@@ -1342,5 +1298,31 @@ int pki_spki_from_pem(const char *pem, size_t len, unsigned char **ret, size_t *
     *ret = der;
     *ret_len = n;
     *ret_rsa = rsa;
+    return PKI_OK;
+}
+
+int pki_spki_to_pem(const unsigned char *der, size_t len, char **ret, char *errbuf)
+{
+    const unsigned char *p = der;
+    SPKI_RAW *spki;
+    char *pem;
+    bool ok;
+
+    ERR_clear_error();
+    if (!der || !ret || len == 0 || len > PKI_MAX_PEM_BYTES)
+        return pki_fail(errbuf, PKI_EINVAL, "invalid public key");
+    /* The shape is checked as ASN.1 alone: building an EVP_PKEY (d2i_PUBKEY) and writing it back
+     * (PEM_write_bio_PUBKEY) went through the provider decoder and encoder look-ups, the most
+     * of a CSR POST's OpenSSL time after the signature check. */
+    spki = (SPKI_RAW *)ASN1_item_d2i(NULL, &p, (long)len, ASN1_ITEM_rptr(SPKI_RAW));
+    ok = spki && p == der + len && (spki_type_ok(spki->algor, true) || spki_type_ok(spki->algor, false));
+    ASN1_item_free((ASN1_VALUE *)spki, ASN1_ITEM_rptr(SPKI_RAW));
+    ERR_clear_error();
+    if (!ok)
+        return pki_fail(errbuf, PKI_EINVAL, "not an EC P-256 or RSA SubjectPublicKeyInfo");
+    pem = der_to_pem(der, len, "PUBLIC KEY");
+    if (!pem)
+        return pki_fail(errbuf, PKI_ENOMEM, "out of memory");
+    *ret = pem;
     return PKI_OK;
 }

@@ -168,4 +168,11 @@ void pki_signed_leaf_clear(pki_signed_leaf *leaf);
 int pki_spki_from_pem(const char *pem, size_t len, unsigned char **ret, size_t *ret_len,
                       bool *ret_rsa, char *errbuf);
 
+/* The PEM "PUBLIC KEY" of an EC P-256 or RSA SubjectPublicKeyInfo DER, written as
+ * PEM_write_bio_PUBKEY writes it for this DER, without building an EVP_PKEY. The DER is checked
+ * as ASN.1 (a single SPKI of one of those two algorithms, nothing after it), not as a key: the
+ * point or modulus is checked where the key is used. PKI_EINVAL for anything else. Caller frees
+ * *ret with free(). */
+int pki_spki_to_pem(const unsigned char *der, size_t len, char **ret, char *errbuf);
+
 #endif

@@ -486,13 +486,8 @@ int reconcile_submit_key(store *s, const char *mesh_name, const char *dp_name,
                          const unsigned char *spki, size_t spki_len, const char *csr_pem,
                          char *errbuf)
 {
-    EVP_PKEY *pub = NULL;
     char *pem = NULL, *csr = NULL;
-    int rc = pki_pubkey_from_der(spki, spki_len, &pub, errbuf);
-    if (rc < 0)
-        return rc;
-    rc = pki_pubkey_to_pem(pub, &pem, errbuf);
-    EVP_PKEY_free(pub);
+    int rc = pki_spki_to_pem(spki, spki_len, &pem, errbuf);
     if (rc < 0)
         return rc;
     if (csr_pem && !(csr = strdup(csr_pem))) {

@@ -44,6 +44,10 @@ typedef struct test_double_controller {
     unsigned char spki[1024];
     size_t spki_len;
     uint64_t acked;
+    int identity_reads;   /* get_identity calls */
+    int notify_reads;     /* of them, made by the last bump's api_server_notify */
+    int generation_reads; /* identity_generation calls */
+    int unchanged_notifies, unchanged_reads; /* notify_unchanged: calls, and identity reads in them */
 } test_double_controller;
 
 static int dp_index(const char *mesh_name, const char *dp)
@@ -87,6 +91,7 @@ static int double_get_identity(void *ctx, const char *mesh_name, const char *dp,
 {
     test_double_controller *t = ctx;
     int i = dp_index(mesh_name, dp);
+    t->identity_reads++;
     if (i < 0)
         return meshca_fail(errbuf, MESHCA_ENOTFOUND, "no dataplane %s/%s", mesh_name, dp);
     *ret_gen = t->generation[i];
@@ -132,9 +137,22 @@ static api_server *server;
 static SSL_CTX *server_ctx;
 static pthread_t loop_thread;
 static test_double_controller double_ctl;
+static int double_identity_generation(void *ctx, const char *mesh_name, const char *dp,
+                                      uint64_t *ret_gen, char *errbuf)
+{
+    test_double_controller *t = ctx;
+    int i = dp_index(mesh_name, dp);
+    t->generation_reads++;
+    if (i < 0)
+        return meshca_fail(errbuf, MESHCA_ENOTFOUND, "no dataplane %s/%s", mesh_name, dp);
+    *ret_gen = t->generation[i];
+    return 0;
+}
+
 static api_handlers double_handlers = {
     &double_ctl, double_key_type, double_submit_csr,   double_get_identity,
-    double_ack,  double_roots,    double_trust_bundle,
+    double_ack,  double_roots,    double_trust_bundle, NULL, NULL, NULL,
+    double_identity_generation,
 };
 /* The mesh CA of "default" and its key, for client certificates. */
 static X509 *mesh_ca;
@@ -589,6 +607,82 @@ START_TEST(csr_with_wrong_key_type_gets_400_naming_both_types)
 }
 END_TEST
 
+/* csr_check_fast (the POST path: no OpenSSL decoder or encoder for what agents send) gives
+ * csr_check's verdict, message and SPKI bytes for agents' CSRs, a forged signature, a CSR of
+ * another shape (a subject), RSA and EC keys against both key types, and a bad point. */
+START_TEST(csr_fast_check_gives_csr_checks_verdict_message_and_key)
+{
+    char err[MESHCA_ERRBUF] = "";
+    EVP_PKEY *ec = NULL, *other = NULL, *rsa = NULL;
+    ck_assert_int_eq(pki_generate_key(false, 0, &ec, err), 0);
+    ck_assert_int_eq(pki_generate_key(false, 0, &other, err), 0);
+    ck_assert_int_eq(pki_generate_key(true, 2048, &rsa, err), 0);
+    char *pems[6];
+    ck_assert_int_eq(pki_make_csr(ec, &pems[0], err), 0);   /* what agents send */
+    pems[1] = make_csr(ec, other);                          /* forged: another key signed it */
+    pems[2] = make_csr(rsa, rsa);
+    {
+        /* another shape: a subject, which the strict reader leaves to OpenSSL */
+        X509_REQ *req = X509_REQ_new();
+        ck_assert_int_eq(X509_REQ_set_pubkey(req, ec), 1);
+        X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_ASC,
+                                   (const unsigned char *)"web-01", -1, -1, 0);
+        ck_assert_int_gt(X509_REQ_sign(req, ec, EVP_sha256()), 0);
+        BIO *bio = BIO_new(BIO_s_mem());
+        ck_assert_int_eq(PEM_write_bio_X509_REQ(bio, req), 1);
+        char *data = NULL;
+        long n = BIO_get_mem_data(bio, &data);
+        pems[3] = strndup(data, (size_t)n);
+        BIO_free(bio);
+        X509_REQ_free(req);
+    }
+    /* the agent's CSR with one bit of the signature's s flipped: 20 base64 characters before the
+     * END line, clear of the padding (whose bits a decoder drops) and inside the signature */
+    pems[4] = strdup(pems[0]);
+    char *end = strstr(pems[4], "\n-----END");
+    ck_assert_ptr_nonnull(end);
+    char *flip = end - 20;
+    if (*flip == '\n')
+        flip--;
+    *flip = *flip == 'A' ? 'B' : 'A';
+    pems[5] = strdup("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n");
+    pki_p256_verifier *v = pki_p256_verifier_new();
+    ck_assert_ptr_nonnull(v);
+    int accepted = 0;
+    for (int i = 0; i < 6; i++)
+        for (int want = CSR_KEY_EC_P256; want <= CSR_KEY_RSA_2048; want++) {
+            unsigned char *a = NULL, *b = NULL;
+            size_t alen = 0, blen = 0;
+            char ea[MESHCA_ERRBUF] = "", eb[MESHCA_ERRBUF] = "";
+            int ra = csr_check(pems[i], strlen(pems[i]), (csr_key_type)want, &a, &alen, ea);
+            int rb = csr_check_fast(v, pems[i], strlen(pems[i]), (csr_key_type)want, &b, &blen, eb);
+            ck_assert_msg(ra == rb, "csr %d want %d: %d vs %d (%s / %s)", i, want, ra, rb, ea, eb);
+            ck_assert_str_eq(ea, eb);
+            ck_assert_uint_eq(alen, blen);
+            if (ra == 0) {
+                ck_assert_int_eq(memcmp(a, b, alen), 0);
+                accepted++;
+            }
+            free(a), free(b);
+        }
+    /* the agent's, the subject one as ecdsa, the RSA one as rsa: the others are refused */
+    ck_assert_int_eq(accepted, 3);
+    {
+        unsigned char *spki = NULL;
+        size_t len = 0;
+        ck_assert_int_eq(csr_check_fast(v, pems[1], strlen(pems[1]), CSR_KEY_EC_P256, &spki, &len, err),
+                         MESHCA_EINVAL);
+        ck_assert_str_eq(err, "csr: signature does not verify with the request's own key "
+                              "(no proof of possession of the private key)");
+        ck_assert_ptr_null(spki);
+    }
+    pki_p256_verifier_free(v);
+    for (int i = 0; i < 6; i++)
+        free(pems[i]);
+    EVP_PKEY_free(ec), EVP_PKEY_free(other), EVP_PKEY_free(rsa);
+}
+END_TEST
+
 START_TEST(csr_body_over_64k_gets_413_and_csr_over_16k_gets_400)
 {
     char *token = issue("default", "web-01", time(NULL), 3600);
@@ -651,7 +745,32 @@ END_TEST
 static void bump_generation(evutil_socket_t fd, short what, void *arg)
 {
     double_ctl.generation[0]++;
+    int before = double_ctl.identity_reads;
     api_server_notify(server, "default", "web-01");
+    double_ctl.notify_reads = double_ctl.identity_reads - before;
+}
+
+/* A notify without a change (as a CSR's pending key is): the parked query stays. */
+static void notify_unchanged(evutil_socket_t fd, short what, void *arg)
+{
+    int before = double_ctl.identity_reads;
+    api_server_notify(server, "default", "web-01");
+    double_ctl.unchanged_reads += double_ctl.identity_reads - before;
+    double_ctl.unchanged_notifies++;
+}
+
+static void *notify_then_bump_later(void *arg)
+{
+    for (int i = 0; i < 500 && api_server_waiters(server) == 0; i++)
+        usleep(10000);
+    struct timeval zero = {0, 0};
+    event_base_once(base, -1, EV_TIMEOUT, notify_unchanged, NULL, &zero);
+    /* Still parked after it (bounded), then a real change answers it. */
+    for (int i = 0; i < 500 && double_ctl.unchanged_notifies == 0; i++)
+        usleep(10000);
+    *(size_t *)arg = api_server_waiters(server);
+    event_base_once(base, -1, EV_TIMEOUT, bump_generation, NULL, &zero);
+    return NULL;
 }
 
 static void *bump_later(void *arg)
@@ -713,6 +832,28 @@ START_TEST(blocking_query_returns_because_of_notify)
     ck_assert_str_eq(r.index, "2");
     ck_assert_ptr_nonnull(strstr(r.body, "\"generation\":2"));
     ck_assert_uint_eq(api_server_waiters(server), 0);
+    token_free(token);
+}
+END_TEST
+
+/* A notify that changes no generation reads only the generation (identity_generation), not the
+ * identity and its bundle, and leaves the query parked; the next change answers it. */
+START_TEST(notify_without_a_change_reads_only_the_generation_and_keeps_the_query)
+{
+    char *token = issue("default", "web-01", time(NULL), 3600);
+    pthread_t t;
+    size_t parked_after = 0;
+    ck_assert_int_eq(pthread_create(&t, NULL, notify_then_bump_later, &parked_after), 0);
+    reply r = http((call){"GET", IDENTITY("default", "web-01") "?index=1&wait=30s", token});
+    pthread_join(t, NULL);
+    ck_assert_int_eq(double_ctl.unchanged_notifies, 1);
+    ck_assert_int_eq(parked_after, 1);
+    /* the unchanged notify read the generation only; the bump's read the identity once */
+    ck_assert_int_eq(double_ctl.unchanged_reads, 0);
+    ck_assert_int_ge(double_ctl.generation_reads, 2);
+    ck_assert_int_eq(double_ctl.notify_reads, 1);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.index, "2");
     token_free(token);
 }
 END_TEST
@@ -826,6 +967,8 @@ START_TEST(blocking_queries_over_the_per_dataplane_limit_get_429)
     ck_assert_int_eq(notified, 1);
     ck_assert_int_eq(too_many, 1);
     ck_assert_int_eq(answered, API_MAX_WAITERS_PER_DATAPLANE);
+    /* The 8 parked queries were answered from one read of the identity, not one each. */
+    ck_assert_int_eq(double_ctl.notify_reads, 1);
     curl_multi_cleanup(multi);
     curl_slist_free_all(hdrs);
     token_free(token);
@@ -1136,8 +1279,10 @@ static Suite *api_suite(void)
     tcase_add_test(tc, csr_with_bad_signature_gets_400_naming_proof_of_possession);
     tcase_add_test(tc, csr_with_wrong_key_type_gets_400_naming_both_types);
     tcase_add_test(tc, csr_body_over_64k_gets_413_and_csr_over_16k_gets_400);
+    tcase_add_test(tc, csr_fast_check_gives_csr_checks_verdict_message_and_key);
     tcase_add_test(tc, hostile_api_bodies_get_400_with_their_code_and_reach_nothing);
     tcase_add_test(tc, blocking_query_returns_because_of_notify);
+    tcase_add_test(tc, notify_without_a_change_reads_only_the_generation_and_keeps_the_query);
     tcase_add_test(tc, blocking_query_returns_at_wait_without_a_change);
     tcase_add_test(tc, blocking_query_of_a_closed_connection_is_forgotten);
     tcase_add_test(tc, blocking_queries_over_the_per_dataplane_limit_get_429);

@@ -2018,6 +2018,55 @@ START_TEST(csr_verdicts_are_openssls_over_a_corpus)
 }
 END_TEST
 
+/* pki_spki_to_pem (a CSR POST's key as the identity record keeps it) writes what the provider
+ * encoder wrote (d2i_PUBKEY + PEM_write_bio_PUBKEY) for EC P-256 and RSA keys, and refuses any
+ * other algorithm, trailing bytes and garbage. */
+START_TEST(spki_to_pem_writes_what_the_encoder_wrote_and_refuses_other_keys)
+{
+    EVP_PKEY *keys[2] = {NULL, NULL}, *p384 = EVP_EC_gen("P-384"), *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    char err[PKI_ERRBUF], *fast = NULL, *slow = NULL;
+    unsigned char *der = NULL, buf[1024];
+    int n;
+
+    ck_assert_int_eq(pki_generate_key(false, 0, &keys[0], err), PKI_OK);
+    ck_assert_int_eq(pki_generate_key(true, 2048, &keys[1], err), PKI_OK);
+    for (int i = 0; i < 2; i++) {
+        n = i2d_PUBKEY(keys[i], &der);
+        ck_assert_int_gt(n, 0);
+        ck_assert_int_eq(pki_spki_to_pem(der, (size_t)n, &fast, err), PKI_OK);
+        ck_assert_int_eq(pki_pubkey_to_pem(keys[i], &slow, err), PKI_OK);
+        ck_assert_str_eq(fast, slow);
+        free(fast), free(slow);
+        /* one byte more after the SPKI */
+        ck_assert_int_lt(n + 1, (int)sizeof(buf));
+        memcpy(buf, der, (size_t)n);
+        buf[n] = 0;
+        fast = NULL;
+        ck_assert_int_eq(pki_spki_to_pem(buf, (size_t)n + 1, &fast, err), PKI_EINVAL);
+        ck_assert_ptr_null(fast);
+        ck_assert_str_eq(err, "not an EC P-256 or RSA SubjectPublicKeyInfo");
+        OPENSSL_free(der);
+        der = NULL;
+    }
+    ck_assert_ptr_nonnull(p384);
+    ck_assert_ptr_nonnull(ed);
+    EVP_PKEY *others[2] = {p384, ed};
+    for (int i = 0; i < 2; i++) {
+        n = i2d_PUBKEY(others[i], &der);
+        ck_assert_int_gt(n, 0);
+        ck_assert_int_eq(pki_spki_to_pem(der, (size_t)n, &fast, err), PKI_EINVAL);
+        ck_assert_str_eq(err, "not an EC P-256 or RSA SubjectPublicKeyInfo");
+        OPENSSL_free(der);
+        der = NULL;
+    }
+    ck_assert_int_eq(pki_spki_to_pem((const unsigned char *)"\x30\x03\x02\x01\x00", 5, &fast, err),
+                     PKI_EINVAL);
+    ck_assert_int_eq(pki_spki_to_pem(buf, 0, &fast, err), PKI_EINVAL);
+    ck_assert_ptr_null(fast);
+    EVP_PKEY_free(keys[0]), EVP_PKEY_free(keys[1]), EVP_PKEY_free(p384), EVP_PKEY_free(ed);
+}
+END_TEST
+
 /* pki_csr_read_p256 takes what agents send (pki_make_csr: the fast path), with its spans where
  * OpenSSL finds them, and leaves any other shape to OpenSSL's parser. */
 START_TEST(csr_reader_takes_agents_csrs_and_leaves_other_shapes)
@@ -2324,6 +2373,7 @@ static void add_signer_tests(Suite *s)
     tcase_add_test(tc, signer_tbs_is_byte_for_byte_what_openssl_encodes);
     tcase_add_test(tc, csr_verdicts_are_openssls_over_a_corpus);
     tcase_add_test(tc, csr_reader_takes_agents_csrs_and_leaves_other_shapes);
+    tcase_add_test(tc, spki_to_pem_writes_what_the_encoder_wrote_and_refuses_other_keys);
     tcase_add_test(tc, signer_serials_are_distinct_across_refills_and_fork);
     suite_add_tcase(s, tc);
 }

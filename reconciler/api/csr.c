@@ -116,3 +116,22 @@ out:
     BIO_free(bio);
     return rc;
 }
+
+int csr_check_fast(pki_p256_verifier *v, const char *pem, size_t len, csr_key_type want,
+                   unsigned char **ret_spki, size_t *ret_len, char *errbuf)
+{
+    pki_csr_p256 csr;
+    if (v && pem && ret_spki && ret_len && want == CSR_KEY_EC_P256 && len <= CSR_MAX_PEM_BYTES &&
+        pki_csr_read_p256(pem, len, &csr)) {
+        unsigned char *copy = NULL;
+        if (pki_p256_verify_csr(v, &csr) && (copy = malloc(csr.spki_len)) != NULL) {
+            memcpy(copy, csr.spki, csr.spki_len);
+            *ret_spki = copy;
+            *ret_len = csr.spki_len;
+            pki_csr_p256_clear(&csr);
+            return 0;
+        }
+        pki_csr_p256_clear(&csr);
+    }
+    return csr_check(pem, len, want, ret_spki, ret_len, errbuf);
+}

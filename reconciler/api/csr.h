@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "manifests/error.h"
+#include "reconciler/pki_p256_verify.h"
 
 /* The largest PEM CSR accepted (S13). */
 #define CSR_MAX_PEM_BYTES (16 * 1024)
@@ -28,5 +29,16 @@ const char *csr_key_type_name(csr_key_type type);
  */
 int csr_check(const char *pem, size_t len, csr_key_type want, unsigned char **ret_spki,
               size_t *ret_len, char *errbuf);
+
+/*
+ * csr_check with a fast path for what agents send (an EC P-256 CSR in pki_csr_read_p256's strict
+ * shape, when `want` is CSR_KEY_EC_P256): read as DER spans and verified with v, without OpenSSL's
+ * PEM/X509_REQ decoders and the SPKI encoder (the POST path's provider look-ups in perf). Its
+ * *ret_spki is the CSR's SPKI as it stands, the bytes csr_check's i2d_PUBKEY writes for it.
+ * Anything else, a NULL v, or a signature that does not verify goes to csr_check, which gives
+ * the same verdicts and messages. v is used by one thread at a time.
+ */
+int csr_check_fast(pki_p256_verifier *v, const char *pem, size_t len, csr_key_type want,
+                   unsigned char **ret_spki, size_t *ret_len, char *errbuf);
 
 #endif

@@ -40,6 +40,9 @@ typedef struct api_principal {
     api_auth_method method;
 } api_principal;
 
+/* A CSR POST whose answer a handler gives later (submit_csr_later). */
+typedef struct api_pending api_pending;
+
 /*
  * The controller's side, called on the loop thread; handlers must not block. ctx is the
  * controller's. Every function returns 0 or a MESHCA_E* code with a one-line message in errbuf
@@ -77,6 +80,17 @@ typedef struct api_handlers {
     /* Optional. Called once per answered request with its path class
      * (metrics_api_path_class) and HTTP status, for the request counters. */
     void (*observe)(void *ctx, const char *path_class, int status);
+    /* Optional; used instead of submit_csr when set. As submit_csr, but 0 means the handler
+     * took `pending` and answers it later, on the loop, exactly once, with api_pending_done
+     * (202 once the key is durable, never before); < 0 refuses at once (pending not kept). */
+    int (*submit_csr_later)(void *ctx, const api_principal *who, const char *mesh_name,
+                            const char *dp_name, const unsigned char *spki, size_t spki_len,
+                            const char *csr_pem, api_pending *pending, char *errbuf);
+    /* Optional. The generation get_identity would give (0 = none issued), without building
+     * the answer: a notify whose parked queries all wait above it reads nothing more (a CSR's
+     * pending key, for one, is a write that changes no generation). < 0: get_identity decides. */
+    int (*identity_generation)(void *ctx, const char *mesh_name, const char *dp_name,
+                               uint64_t *ret_generation, char *errbuf);
 } api_handlers;
 
 typedef struct api_server_options {
@@ -97,6 +111,11 @@ typedef struct api_server_options {
     }
 
 typedef struct api_server api_server;
+
+/* Answers a CSR POST that submit_csr_later took: 202 when code is 0, else the error of code
+ * with message (as a handler's). Frees pending; an agent that hung up meanwhile gets nothing.
+ * Loop thread only, before api_server_free. */
+void api_pending_done(api_pending *pending, int code, const char *message);
 
 /*
  * Binds and starts serving on `base` (borrowed, outlives the server). Caller frees *ret with

@@ -1,4 +1,4 @@
-/* bench-api.c - the dataplane API under load: CSRs signed per second through TLS keep-alive, and controller memory per parked agent (S11, S13). */
+/* bench-api.c - the dataplane API under load: CSRs signed per second through TLS keep-alive alone and with 1,000 and 10,000 agents parked, and controller memory per parked agent (S11, S13). */
 #define _GNU_SOURCE 1
 #include <errno.h>
 #include <ftw.h>
@@ -30,12 +30,16 @@
 #define MAX_CONNECTIONS 20000
 #define KEYS 64
 #define IN_FLIGHT 2            /* as the cfssl serve reference: one client, 2 requests in flight */
+#define MAX_IN_FLIGHT 64       /* the optional third argument: an extra figure, not the reference */
 #define SIGNED_TIMEOUT_S 300.0
 #define PARK_TIMEOUT_S 300.0
 #define PER_DP_WAITERS 5       /* the API parks at most 8 queries per dataplane */
+#define PARK_INDEX 1000000     /* above any generation the bench reaches */
+#define FEW_PARKED 1000        /* S11: the rate with 1,000 and with CONNECTIONS agents connected */
 
 static char tmpdir[64], url_base[64], ca_file[128], log_file[128];
 static pid_t controller = -1;
+static int in_flight = IN_FLIGHT;
 
 static double now_s(void)
 {
@@ -245,7 +249,7 @@ static long count_signed(store *s)
     return got;
 }
 
-/* n CSRs, one per dataplane, POSTed by one client with IN_FLIGHT requests on keep-alive TLS
+/* n CSRs, one per dataplane, POSTed by one client with in_flight requests on keep-alive TLS
  * connections; the clock stops when the store holds every certificate signed. */
 static double csr_phase(store *s, long n, char **tokens, double *ret_post_s, long *ret_conns)
 {
@@ -263,18 +267,18 @@ static double csr_phase(store *s, long n, char **tokens, double *ret_post_s, lon
     }
     CURLSH *share = curl_share_init();
     CURLM *multi = curl_multi_init();
-    CURL *h[IN_FLIGHT];
-    struct curl_slist *hdr[IN_FLIGHT];
+    CURL *h[MAX_IN_FLIGHT];
+    struct curl_slist *hdr[MAX_IN_FLIGHT];
     long next = 0, done = 0, conns = 0, retries = 0;
-    long current[IN_FLIGHT];
+    long current[MAX_IN_FLIGHT];
     curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     double t0 = now_s();
-    for (int i = 0; i < IN_FLIGHT; i++) {
+    for (int i = 0; i < in_flight; i++) {
         h[i] = NULL;
         hdr[i] = NULL;
     }
     while (done < n) {
-        for (int i = 0; i < IN_FLIGHT && next < n; i++) {
+        for (int i = 0; i < in_flight && next < n; i++) {
             if (h[i] && hdr[i])
                 continue;
             char auth[512];
@@ -328,7 +332,7 @@ static double csr_phase(store *s, long n, char **tokens, double *ret_post_s, lon
     *ret_conns = conns;
     if (retries)
         fprintf(stderr, "bench-api: %ld CSR POSTs retried after a failed connection\n", retries);
-    for (int i = 0; i < IN_FLIGHT; i++) {
+    for (int i = 0; i < in_flight; i++) {
         curl_easy_cleanup(h[i]);
         curl_slist_free_all(hdr[i]);
     }
@@ -345,70 +349,122 @@ static double csr_phase(store *s, long n, char **tokens, double *ret_post_s, lon
     return now_s() - t0;
 }
 
-/* c agents parked on blocking queries (each its own TLS connection, spread over the
- * dataplanes); returns how many the controller holds once every request was sent. */
-static long park_phase(long c, long n, char **tokens, long *ret_rss_before, long *ret_rss_after)
+/* Agents parked on blocking queries, each its own TLS connection, spread over the dataplanes.
+ * They stay parked while CSRs are measured (S11: the rate WITH 1,000 and 10,000 agents
+ * connected), so the set is grown in steps and checked after each measurement. */
+typedef struct parked_set {
+    CURLM *multi;
+    CURL **h;
+    struct curl_slist **hdr;
+    long n, cap;
+} parked_set;
+
+static void parked_init(parked_set *ps, long cap)
 {
-    CURLM *multi = curl_multi_init();
-    CURL **h = calloc((size_t)c, sizeof(*h));
-    struct curl_slist **hdr = calloc((size_t)c, sizeof(*hdr));
+    ps->multi = curl_multi_init();
+    ps->h = calloc((size_t)(cap ? cap : 1), sizeof(*ps->h));
+    ps->hdr = calloc((size_t)(cap ? cap : 1), sizeof(*ps->hdr));
+    ps->n = 0;
+    ps->cap = cap;
+    if (!ps->multi || !ps->h || !ps->hdr)
+        die("out of memory");
+}
+
+/* Drives the parked connections once; every query must still be waiting: an answer (or a
+ * closed connection) means an agent was dropped while the CSRs were measured. */
+static void parked_check(parked_set *ps, const char *when)
+{
+    int running = 0, left = 0;
+    CURLMsg *msg;
+    if (curl_multi_perform(ps->multi, &running) != CURLM_OK)
+        die("curl_multi_perform");
+    while ((msg = curl_multi_info_read(ps->multi, &left)) != NULL)
+        if (msg->msg == CURLMSG_DONE) {
+            long status = 0;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+            die("a parked query ended %s: %ld %s", when, status,
+                curl_easy_strerror(msg->data.result));
+        }
+}
+
+/* Grows the set to `upto` parked agents; returns how many the controller holds once every
+ * request was sent. */
+static long park_more(parked_set *ps, long upto, long ndps, char **tokens)
+{
     char url[256], auth[512];
     long parked = 0;
-    if (!h || !hdr || !multi)
-        die("out of memory");
-    *ret_rss_before = rss_kib(controller);
-    for (long i = 0; i < c; i++) {
-        long dp = i % n;
+    if (upto > ps->cap)
+        upto = ps->cap;
+    for (long i = ps->n; i < upto; i++) {
+        long dp = i % ndps;
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tokens[dp]);
-        hdr[i] = curl_slist_append(NULL, auth);
-        /* index=1: a signed dataplane holds generation 1, the others none: both park. */
-        snprintf(url, sizeof(url), "%s/v1/meshes/default/dataplanes/dp-%06ld/identity?index=1&wait=600s",
-                 url_base, dp);
-        h[i] = easy(NULL, hdr[i], url, (long)(PARK_TIMEOUT_S * 2000));
-        curl_easy_setopt(h[i], CURLOPT_FORBID_REUSE, 1L);
+        ps->hdr[i] = curl_slist_append(NULL, auth);
+        /* An index no generation reaches in the bench: the query parks whether the dataplane
+         * is signed or not, and stays parked while the CSR phases re-sign it (each signing
+         * still wakes it: the controller reads the identity and parks it again). */
+        snprintf(url, sizeof(url),
+                 "%s/v1/meshes/default/dataplanes/dp-%06ld/identity?index=%d&wait=600s", url_base,
+                 dp, PARK_INDEX);
+        ps->h[i] = easy(NULL, ps->hdr[i], url, (long)(PARK_TIMEOUT_S * 4000));
+        curl_easy_setopt(ps->h[i], CURLOPT_FORBID_REUSE, 1L);
         /* 10,000 handshakes queue on the controller's one loop: allow for them. */
-        curl_easy_setopt(h[i], CURLOPT_CONNECTTIMEOUT_MS, (long)(PARK_TIMEOUT_S * 1000));
-        curl_multi_add_handle(multi, h[i]);
+        curl_easy_setopt(ps->h[i], CURLOPT_CONNECTTIMEOUT_MS, (long)(PARK_TIMEOUT_S * 1000));
+        curl_multi_add_handle(ps->multi, ps->h[i]);
     }
+    ps->n = upto > ps->n ? upto : ps->n;
     double t0 = now_s();
     for (;;) {
-        int running = 0, left = 0;
-        CURLMsg *msg;
-        if (curl_multi_perform(multi, &running) != CURLM_OK)
-            die("curl_multi_perform");
-        while ((msg = curl_multi_info_read(multi, &left)) != NULL)
-            if (msg->msg == CURLMSG_DONE) {
-                long status = 0;
-                curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
-                die("a parked query ended early: %ld %s", status,
-                    curl_easy_strerror(msg->data.result));
-            }
+        parked_check(ps, "early");
         parked = 0;
-        for (long i = 0; i < c; i++) {
+        for (long i = 0; i < ps->n; i++) {
             curl_off_t pre = 0;
-            curl_easy_getinfo(h[i], CURLINFO_PRETRANSFER_TIME_T, &pre);
+            curl_easy_getinfo(ps->h[i], CURLINFO_PRETRANSFER_TIME_T, &pre);
             parked += pre > 0;
         }
-        if (parked == c || now_s() - t0 > PARK_TIMEOUT_S)
+        if (parked == ps->n || now_s() - t0 > PARK_TIMEOUT_S)
             break;
-        curl_multi_poll(multi, NULL, 0, 200, NULL);
+        curl_multi_poll(ps->multi, NULL, 0, 200, NULL);
     }
-    /* Let the controller read every request sent, then measure while they stay parked. */
+    /* Let the controller read every request sent before anything is measured. */
     for (double t1 = now_s(); now_s() - t1 < 2.0;) {
-        int running = 0;
-        curl_multi_perform(multi, &running);
-        curl_multi_poll(multi, NULL, 0, 100, NULL);
+        parked_check(ps, "early");
+        curl_multi_poll(ps->multi, NULL, 0, 100, NULL);
     }
-    *ret_rss_after = rss_kib(controller);
-    for (long i = 0; i < c; i++) {
-        curl_multi_remove_handle(multi, h[i]);
-        curl_easy_cleanup(h[i]);
-        curl_slist_free_all(hdr[i]);
-    }
-    free(h);
-    free(hdr);
-    curl_multi_cleanup(multi);
     return parked;
+}
+
+static void parked_free(parked_set *ps)
+{
+    for (long i = 0; i < ps->n; i++) {
+        curl_multi_remove_handle(ps->multi, ps->h[i]);
+        curl_easy_cleanup(ps->h[i]);
+        curl_slist_free_all(ps->hdr[i]);
+    }
+    free(ps->h);
+    free(ps->hdr);
+    curl_multi_cleanup(ps->multi);
+}
+
+/* One CSR rate measurement: n CSRs while `parked` agents wait. */
+typedef struct csr_rate {
+    long parked;
+    double posted_s, all_signed_s, cpu_s;
+    long conns;
+} csr_rate;
+
+static void measure_csrs(store *s, long n, char **tokens, long parked, csr_rate *r)
+{
+    double cpu0 = cpu_s_of(controller);
+    r->parked = parked;
+    r->all_signed_s = csr_phase(s, n, tokens, &r->posted_s, &r->conns);
+    r->cpu_s = cpu_s_of(controller) - cpu0;
+}
+
+static void print_rate(const csr_rate *r, long n)
+{
+    printf("{\"parked\":%ld,\"csrs\":%ld,\"tls_connections_opened\":%ld,\"posted_s\":%.3f,"
+           "\"all_signed_s\":%.3f,\"csrs_signed_per_s\":%.1f,\"controller_cpu_s\":%.3f}",
+           r->parked, n, r->conns, r->posted_s, r->all_signed_s, n / r->all_signed_s, r->cpu_s);
 }
 
 int main(int argc, char **argv)
@@ -420,10 +476,12 @@ int main(int argc, char **argv)
     struct rlimit rl;
     store *s = NULL;
 
-    if (argc > 3 || n < 1 || n > MAX_CSRS || c < 0 || c > MAX_CONNECTIONS) {
-        fprintf(stderr, "usage: bench-api [CSRS<=%d [CONNECTIONS<=%d]] (default 2000 10000); "
-                        "MESHCA=path of meshca (default ../../cmd/meshca)\n",
-                MAX_CSRS, MAX_CONNECTIONS);
+    in_flight = argc > 3 ? (int)strtol(argv[3], NULL, 10) : IN_FLIGHT;
+    if (argc > 4 || n < 1 || n > MAX_CSRS || c < 0 || c > MAX_CONNECTIONS || in_flight < 1 ||
+        in_flight > MAX_IN_FLIGHT) {
+        fprintf(stderr, "usage: bench-api [CSRS<=%d [CONNECTIONS<=%d [IN_FLIGHT<=%d]]] (default "
+                        "2000 10000 2); MESHCA=path of meshca (default ../../cmd/meshca)\n",
+                MAX_CSRS, MAX_CONNECTIONS, MAX_IN_FLIGHT);
         return 2;
     }
     /* Dataplanes: one per CSR, and enough that no dataplane parks more than PER_DP_WAITERS. */
@@ -468,20 +526,45 @@ int main(int argc, char **argv)
         if (system(cmd) != 0)
             die("meshca cp-ca failed");
     }
-    double post_s = 0, csr_s;
-    long conns = 0, before = 0, after = 0, parked = 0;
-    double cpu0 = cpu_s_of(controller);
-    csr_s = csr_phase(s, n, tokens, &post_s, &conns);
-    double csr_cpu = cpu_s_of(controller) - cpu0;
-    if (c > 0)
-        parked = park_phase(c, ndps, tokens, &before, &after);
+    /* The rate alone, then with FEW_PARKED agents connected, then with all c (S11); memory per
+     * connection from before the first agent to all c parked. */
+    csr_rate rates[3];
+    size_t nrates = 0;
+    long before = 0, after = 0, parked = 0;
+    parked_set ps;
+    parked_init(&ps, c);
+    measure_csrs(s, n, tokens, 0, &rates[nrates++]);
+    before = rss_kib(controller);
+    if (c > FEW_PARKED) {
+        parked = park_more(&ps, FEW_PARKED, ndps, tokens);
+        if (parked == FEW_PARKED) {
+            measure_csrs(s, n, tokens, parked, &rates[nrates++]);
+            parked_check(&ps, "while CSRs were signed");
+        }
+    }
+    if (c > 0 && parked == ps.n) {
+        parked = park_more(&ps, c, ndps, tokens);
+        after = rss_kib(controller);
+        if (parked == c) {
+            measure_csrs(s, n, tokens, parked, &rates[nrates++]);
+            parked_check(&ps, "while CSRs were signed");
+        }
+    }
     printf("{\"benchmark\":\"api\",\"tls\":true,\"csrs\":%ld,\"clients_in_flight\":%d,"
            "\"tls_connections_opened\":%ld,\"posted_s\":%.3f,\"all_signed_s\":%.3f,"
            "\"csrs_signed_per_s\":%.1f,\"controller_cpu_s\":%.3f,\"connections\":%ld,\"parked\":%ld,"
            "\"controller_rss_before_kib\":%ld,\"controller_rss_parked_kib\":%ld,"
-           "\"rss_per_connection_kib\":%.1f}\n",
-           n, IN_FLIGHT, conns, post_s, csr_s, n / csr_s, csr_cpu, c, parked, before, after,
+           "\"rss_per_connection_kib\":%.1f,\"with_parked\":[",
+           n, in_flight, rates[0].conns, rates[0].posted_s, rates[0].all_signed_s,
+           n / rates[0].all_signed_s, rates[0].cpu_s, c, parked, before, after,
            parked > 0 ? (double)(after - before) / (double)parked : 0.0);
+    for (size_t i = 0; i < nrates; i++) {
+        if (i)
+            putchar(',');
+        print_rate(&rates[i], n);
+    }
+    printf("]}\n");
+    parked_free(&ps);
     for (long i = 0; i < ndps; i++)
         token_free(tokens[i]);
     free(tokens);

@@ -36,11 +36,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pki_leaf_request req = PKI_LEAF_REQUEST_INIT;
     pki_csr_p256 csr;
 
+    static pki_p256_verifier *v;
+    if (!v && !(v = pki_p256_verifier_new()))
+        abort();
     for (int type = CSR_KEY_EC_P256; type <= CSR_KEY_RSA_2048; type++) {
-        unsigned char *spki = NULL;
-        size_t len = 0;
-        if (csr_check((const char *)data, size, (csr_key_type)type, &spki, &len, errbuf) == 0)
-            free(spki);
+        unsigned char *spki = NULL, *fast = NULL;
+        size_t len = 0, flen = 0;
+        char ferr[MESHCA_ERRBUF] = "";
+        errbuf[0] = '\0';
+        int rc = csr_check((const char *)data, size, (csr_key_type)type, &spki, &len, errbuf);
+        /* The POST path's fast check must give the same verdict, message and key. */
+        int frc = csr_check_fast(v, (const char *)data, size, (csr_key_type)type, &fast, &flen, ferr);
+        if (rc != frc || strcmp(errbuf, ferr) != 0 ||
+            (rc == 0 && (len != flen || memcmp(spki, fast, len) != 0)))
+            abort();
+        if (rc == 0)
+            free(spki), free(fast);
     }
     if (pki_csr_read_p256((const char *)data, size, &csr)) {
         /* every span lies inside the decoded DER */
