@@ -306,8 +306,12 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
             continue;
         rc = reconcile_dataplane(s, m, dps[i], &pc, now, quick ? quick[i] : QUICK_FULL,
                                  records ? &records[i] : NULL, &batch, tx, rep, mr, diags, errbuf);
-        if (rc == 0 && batch.n == SIGN_BATCH)
+        if (rc == 0 && batch.n == SIGN_BATCH) {
             rc = sign_batch_cycle(&batch, m, &pc, now, tx, rep, mr, diags, errbuf);
+            /* The store's work for the batch just finished, while the workers sign the next. */
+            if (rc == 0)
+                rc = pass_flush(s, tx);
+        }
         if (tx->opts && tx->opts->progress)
             tx->opts->progress(tx->opts->progress_userdata, ++tx->done, tx->total);
         if (rc == ISSUE_REFUSED) {
@@ -422,18 +426,29 @@ static int pass_once(store *s, const reconcile_options *opts, reconcile_report *
     reconcile_report rep = RECONCILE_REPORT_INIT;
     pass_txn tx = {0};
     tx.opts = opts;
+    tx.fence = &fence;
     for (size_t i = 0; opts && opts->progress && i < manifest_set_count(set); i++)
         tx.total += manifest_set_get(set, i)->kind == RESOURCE_DATAPLANE;
+    /* The last mesh with mTLS may flush its writes to an open transaction (pass_txn): no CA is
+     * opened after it. A targeted pass writes little, and may write nothing (need_full). */
+    size_t last_mtls = SIZE_MAX;
+    for (size_t i = 0; !targeted && i < manifest_set_count(set); i++) {
+        const resource *res = manifest_set_get(set, i);
+        if (res->kind == RESOURCE_MESH && res->u.mesh.name.value &&
+            mesh_enabled_backend(&res->u.mesh))
+            last_mtls = i;
+    }
     for (size_t i = 0; i < manifest_set_count(set) && rc == 0; i++) {
         const resource *res = manifest_set_get(set, i);
         if (res->kind != RESOURCE_MESH || !res->u.mesh.name.value)
             continue;
+        tx.may_flush = i == last_mtls;
         rc = reconcile_mesh(s, set, &res->u.mesh, now, opts ? opts->sign_workers : 0,
                             opts ? opts->ca_cache : NULL, &tx, &rep, diags);
     }
     manifest_set_free(set);
     /* A targeted pass that cannot decide alone writes nothing: reconcile_once runs a full one. */
-    if (rc == 0 && tx.n && !rep.need_full)
+    if (rc == 0 && (tx.n || tx.s || tx.flush_rc) && !rep.need_full)
         pass_commit(s, &tx, &fence, &rep, diags);
     /* Every mesh had its turn: CAs of meshes gone from the store leave the cache. */
     if (rc == 0 && !rep.store_error && opts && opts->ca_cache && !targeted)

@@ -46,11 +46,29 @@ typedef struct pass_write {
     bool del;
 } pass_write;
 
+/* The versions a pass computed from (below). */
+typedef struct pass_fence pass_fence;
+
+/*
+ * The pass's writes. On a store that holds a transaction open (SQLite), the last mesh's writes
+ * are applied to one open transaction as its batches finish (pass_flush), so that the store's
+ * work overlaps the signing instead of following it; the pass still commits once, at its end
+ * (pass_commit). Only the last mesh flushes: opening a mesh's CAs may write (a builtin CA's
+ * first secrets), which the store refuses while the transaction is open. The write lock is
+ * held from the first flush to the commit.
+ */
 typedef struct pass_txn {
-    pass_write *w;
+    pass_write *w;                   /* queued, not yet flushed */
     size_t n, cap;
     const reconcile_options *opts;   /* its progress callback */
     size_t done, total;              /* dataplanes handled / of every mesh */
+    store *s;                        /* the store, while a transaction is open on it */
+    const pass_fence *fence;
+    bool may_flush;                  /* this mesh's writes may go to an open transaction */
+    bool no_flush;                   /* the store holds none open: everything at the commit */
+    size_t flushed;                  /* writes applied to the open transaction */
+    int flush_rc;                    /* a flush failed: rolled back, the pass writes nothing */
+    char flush_err[MESHCA_ERRBUF];
 } pass_txn;
 
 /*
@@ -120,10 +138,10 @@ typedef struct quick_record {
 /* The versions a pass computed from: meshes and dataplanes listed before they are loaded, so
  * that a change made while the pass works fails its transaction instead of being overwritten by
  * results computed from the old resources. */
-typedef struct pass_fence {
+struct pass_fence {
     store_entry *meshes, *dps;
     size_t nmeshes, ndps;
-} pass_fence;
+};
 
 static inline bool str_eq(const char *a, const char *b)
 {
@@ -196,6 +214,7 @@ int pass_queue_write(pass_txn *tx, const char *kind, const char *mesh_name, cons
 int pass_queue_identity(pass_txn *tx, const identity *id, uint64_t version);
 int pass_fence_load(store *s, pass_fence *f);
 void pass_fence_free(pass_fence *f);
+int pass_flush(store *s, pass_txn *tx);
 void pass_commit(store *s, pass_txn *tx, const pass_fence *f, reconcile_report *rep,
                  diag_list *diags);
 
