@@ -141,13 +141,19 @@ static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, con
         identity_clear(&id);
         return 0;
     } else {
-        char *digest = pass_tags_digest(dp);
+        /* The scan's digest of this dataplane's tags, else computed; kept for its new leaf. */
+        char *digest = rec && rec->digest ? rec->digest : pass_tags_digest(dp);
+        if (rec)
+            rec->digest = NULL;
         if (!digest) {
             identity_clear(&id);
             return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
         }
         reason = pass_why_change(m, pc, &id, digest, now, &verb, &ask);
-        free(digest);
+        if (!reason || ask == ASK_RENEW || verb == RECONCILE_REBUNDLED || !batch->ca) {
+            free(digest);
+            digest = NULL;
+        }
         if (!reason) {
             mr->unchanged++;
             identity_clear(&id);
@@ -184,17 +190,19 @@ static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, con
                 rc = ISSUE_SKIPPED;
             } else if (batch->ca) {
                 rc = sign_batch_defer(batch, m, dp, pc, &id, version, verb, reason, true, false,
-                                      spki, spki_len, rsa, diags);   /* takes spki */
+                                      spki, spki_len, rsa, digest, diags);   /* takes both */
                 spki = NULL;
+                digest = NULL;
             } else {
                 rc = pass_issue(m, dp, pc, now, &id, pub, diags);
             }
             free(spki);
+            free(digest);
             EVP_PKEY_free(pub);
         } else if (batch->n > 0 || batch->fl_n > 0) {
             /* Rebundled only, queued behind the leaves being signed to keep the order. */
             rc = sign_batch_defer(batch, m, dp, pc, &id, version, verb, reason, false, false, NULL,
-                                  0, false, diags);
+                                  0, false, NULL, diags);
         }
         if (rc == ISSUE_DEFERRED)
             return 0;

@@ -92,6 +92,7 @@ typedef struct deferred {
     bool pending;            /* the agent's pending key: its CSR (or key) is used up */
     bool sign;               /* false: rebundled only, queued to keep the order */
     unsigned char *spki;     /* SPKI DER to re-sign (owned), or NULL with the CSR of id */
+    char *digest;            /* pass_tags_digest of dp (owned), or NULL: computed when recorded */
     size_t spki_len;
     char *uris[PKI_MAX_SANS];   /* req.nuris of them, owned */
     pki_leaf_request req;
@@ -131,6 +132,7 @@ enum { QUICK_ABSENT = 0, QUICK_UNCHANGED = 1, QUICK_FULL = 2 };
 /* A record the full decision needs, as the scan read it. */
 typedef struct quick_record {
     char *value;   /* owned, NUL-terminated; NULL: not read (identity_read reads it) */
+    char *digest;  /* pass_tags_digest of the dataplane, as the scan computed it (owned), or NULL */
     size_t len;
     uint64_t version;
 } quick_record;
@@ -170,7 +172,7 @@ int pass_sign_refused(const mesh *m, const dataplane *dp, const pass_cas *pc, in
                       const char *why, diag_list *diags);
 int pass_issue_store(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now,
                      identity *id, bool rsa, char *cert_pem, const char *serial, int64_t nb,
-                     int64_t na);
+                     int64_t na, char *digest);
 int pass_issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now, identity *id,
                EVP_PKEY *pub, diag_list *diags);
 const char *pass_why_change(const mesh *m, const pass_cas *pc, const identity *id,
@@ -193,7 +195,7 @@ void sign_batch_free(sign_batch *b);
 int sign_batch_defer(sign_batch *b, const mesh *m, const dataplane *dp, const pass_cas *pc,
                      identity *id, uint64_t version, reconcile_verb verb, const char *reason,
                      bool sign, bool pending, unsigned char *spki, size_t spki_len, bool rsa,
-                     diag_list *diags);
+                     char *digest, diag_list *diags);
 int sign_batch_cycle(sign_batch *b, const mesh *m, const pass_cas *pc, int64_t now,
                      pass_txn *tx, reconcile_report *rep, reconcile_mesh_report *mr,
                      diag_list *diags, char *errbuf);
