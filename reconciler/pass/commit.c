@@ -120,7 +120,7 @@ static const store_entry *fence_find(const store_entry *e, size_t n, const char 
 
 /* The queued writes as store ops (caller frees; NULL when out of memory): each write, then a
  * check of the Dataplane (or Mesh) it was computed from. */
-static store_op *txn_ops(const pass_txn *tx, const pass_fence *f, size_t *ret_n)
+static store_op *queued_ops(const pass_txn *tx, const pass_fence *f, size_t *ret_n)
 {
     store_op *ops = calloc(2 * tx->n + 1, sizeof(*ops));
     size_t n = 0;
@@ -173,7 +173,7 @@ int pass_flush(store *s, pass_txn *tx)
         tx->s = s;
     }
     size_t n = 0;
-    store_op *ops = txn_ops(tx, tx->fence, &n);
+    store_op *ops = queued_ops(tx, tx->fence, &n);
     if (!ops)
         return MESHCA_ENOMEM;
     /* Test-only (failpoint.h): this part fails as a full disk would. */
@@ -217,7 +217,7 @@ void pass_commit(store *s, pass_txn *tx, const pass_fence *f, reconcile_report *
         why = tx->flush_rc ? tx->flush_err : NULL;
         goto done;
     }
-    ops = txn_ops(tx, f, &n);
+    ops = queued_ops(tx, f, &n);
     rc = ops ? 0 : MESHCA_ENOMEM;
     /* Over the store's atomic limit (etcd: --max-txn-ops) the pass commits in parts, each a
      * whole number of (write, its check) pairs: the store would put every check into every part
