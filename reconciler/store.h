@@ -233,7 +233,8 @@ int store_txn_at(store *s, const char *failpoint, const store_op *ops, size_t no
  * while it still computes the rest, and commits once: all or nothing across a crash, as
  * store_txn. store_txn_open takes the store's write lock (SQLite: BEGIN IMMEDIATE; other
  * writers wait for it up to the busy timeout) and returns STORE_EUNSUPPORTED where the backend
- * cannot hold a transaction open (etcd: use store_txn). Each store_txn_add checks and applies
+ * cannot hold a transaction open (etcd: use store_txn), and while a store_fence with a deadline
+ * is set (a leader: its lease renewal, a write too, would wait for the lock past its deadline). Each store_txn_add checks and applies
  * its ops as store_txn would, against the store as this transaction has left it so far: a key
  * must appear once in the whole transaction, not only in one part. A failed add leaves the
  * transaction to be closed with commit false. store_txn_close commits (commit true, after the

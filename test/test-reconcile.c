@@ -1133,6 +1133,29 @@ START_TEST(writes_flushed_while_signing_commit_once_or_not_at_all)
     for (size_t i = 0; i < nids; i++)
         ck_assert_uint_eq(ids[i].version, rev_before + 1);
     store_entries_free(ids, nids);
+
+    /* A leader's pass (a fence with a deadline: run) holds no transaction open, as its lease
+     * renewal would wait for the lock: a switch re-signs every key and commits at the end, the
+     * flush point never reached. */
+    test_seed(s, MESH_SWITCH);
+    store_key mkey = {STATE_MESHES, NULL, "default"};
+    uint64_t mver = 0;
+    char *mval = NULL;
+    ck_assert_int_eq(store_get(s, &mkey, &mval, NULL, &mver), STORE_OK);
+    free(mval);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 600000;
+    ck_assert_int_eq(store_fence(s, &mkey, mver, &deadline), STORE_OK);
+    ck_assert_int_eq(failpoint_configure("pass.flush=error", NULL), 0);
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_int_eq(failpoint_configure(NULL, NULL), 0);
+    ck_assert_msg(!diag_has_errors(&diags), "%s", diags.count ? diags.items[0].message : "");
+    ck_assert_uint_eq(rep.reissued, REFUSE_DPS);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    ck_assert_int_eq(store_fence(s, NULL, 0, NULL), STORE_OK);
+    ck_assert_uint_eq(revision(s), rev_before + 3);   /* the Mesh put, then the one commit */
     for (int k = 0; k < 4; k++)
         free(pubs[k]);
     store_close(s);

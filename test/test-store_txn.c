@@ -163,6 +163,37 @@ START_TEST(failed_part_or_rollback_leaves_the_store_as_before)
 }
 END_TEST
 
+START_TEST(fence_applies_to_each_part_and_one_with_a_deadline_holds_none_open)
+{
+    store *s = open_store(), *other = open_store();
+    store_key lk = {"meshes", NULL, "leader"};
+    uint64_t lver = 0;
+    ck_assert_int_eq(store_put(s, &lk, "me", 2, 0, &lver), STORE_OK);
+    /* Fenced without a deadline: each part carries the check of the fence key. */
+    ck_assert_int_eq(store_fence(s, &lk, lver, NULL), STORE_OK);
+    ck_assert_int_eq(store_txn_open(s), STORE_OK);
+    store_op a[1] = {put_op("a", "A", 0)};
+    ck_assert_int_eq(store_txn_add(s, a, 1), STORE_OK);
+    store_txn_close(s, NULL, false);
+    ck_assert_int_eq(store_put(other, &lk, "you", 3, lver, NULL), STORE_OK);   /* deposed */
+    ck_assert_int_eq(store_txn_open(s), STORE_OK);
+    ck_assert_int_eq(store_txn_add(s, a, 1), STORE_ECONFLICT);
+    ck_assert_ptr_nonnull(strstr(store_errmsg(s), "meshes/leader/leader: version conflict"));
+    ck_assert_int_eq(store_txn_close(s, NULL, false), STORE_OK);
+    ck_assert_ptr_null(get_dp(other, "a", NULL));
+    /* With a deadline (a leader renewing its lease through the same write lock): refused. */
+    int64_t deadline = INT64_MAX;
+    ck_assert_int_eq(store_fence(s, &lk, lver, &deadline), STORE_OK);
+    ck_assert_int_eq(store_txn_open(s), STORE_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(store_errmsg(s), "fence with a deadline"));
+    ck_assert_int_eq(store_fence(s, NULL, 0, NULL), STORE_OK);
+    ck_assert_int_eq(store_txn_open(s), STORE_OK);
+    ck_assert_int_eq(store_txn_close(s, NULL, false), STORE_OK);
+    store_close(other);
+    store_close(s);
+}
+END_TEST
+
 START_TEST(closing_the_store_with_a_transaction_open_rolls_it_back)
 {
     store *s = open_store();
@@ -184,6 +215,7 @@ static Suite *store_txn_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, parts_commit_once_at_one_revision_and_are_unseen_by_others_until_then);
     tcase_add_test(tc, failed_part_or_rollback_leaves_the_store_as_before);
+    tcase_add_test(tc, fence_applies_to_each_part_and_one_with_a_deadline_holds_none_open);
     tcase_add_test(tc, closing_the_store_with_a_transaction_open_rolls_it_back);
     suite_add_tcase(suite, tc);
     return suite;

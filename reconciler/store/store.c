@@ -570,6 +570,11 @@ int store_txn_open(store *s) {
                                    s->ops->name));
     if (s->txn_open)
         return done(s, meshca_fail(s->err, STORE_EINVAL, "store: a transaction is already open"));
+    /* A leader renews its lease through the store's write lock (SQLite), by its deadline: a
+     * transaction held open through a long pass would make it lose the lease. */
+    if (s->fence.on && s->fence.deadline_ms)
+        return done(s, meshca_fail(s->err, STORE_EUNSUPPORTED, "store: no transaction is held open "
+                                   "under a fence with a deadline (the lease renewal would wait for it)"));
     if ((r = fence_expired(s)) < 0)
         return done(s, r);
     r = s->ops->txn_open(s->impl, s->err);
