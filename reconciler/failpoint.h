@@ -19,6 +19,8 @@
  *   etcd.txn.before / etcd.txn.after             around each etcd txn of a store write
  *   etcd.txn.between                             between the parts of a split etcd txn
  *   pass.commit                                  a reconcile pass computed, not yet committed
+ *   pass.flush                                   a finished batch's writes about to be added to
+ *                                                the pass's open transaction (error: it fails)
  *   pass.sign.batch                              a signing batch signed, not yet finished: its
  *                                                CA refuses it (error), the mesh stops
  *   apply.commit                                 an apply validated, not yet committed

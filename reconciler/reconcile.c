@@ -141,13 +141,19 @@ static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, con
         identity_clear(&id);
         return 0;
     } else {
-        char *digest = pass_tags_digest(dp);
+        /* The scan's digest of this dataplane's tags, else computed; kept for its new leaf. */
+        char *digest = rec && rec->digest ? rec->digest : pass_tags_digest(dp);
+        if (rec)
+            rec->digest = NULL;
         if (!digest) {
             identity_clear(&id);
             return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
         }
         reason = pass_why_change(m, pc, &id, digest, now, &verb, &ask);
-        free(digest);
+        if (!reason || ask == ASK_RENEW || verb == RECONCILE_REBUNDLED || !batch->ca) {
+            free(digest);
+            digest = NULL;
+        }
         if (!reason) {
             mr->unchanged++;
             identity_clear(&id);
@@ -184,17 +190,19 @@ static int reconcile_dataplane(store *s, const mesh *m, const dataplane *dp, con
                 rc = ISSUE_SKIPPED;
             } else if (batch->ca) {
                 rc = sign_batch_defer(batch, m, dp, pc, &id, version, verb, reason, true, false,
-                                      spki, spki_len, rsa, diags);   /* takes spki */
+                                      spki, spki_len, rsa, digest, diags);   /* takes both */
                 spki = NULL;
+                digest = NULL;
             } else {
                 rc = pass_issue(m, dp, pc, now, &id, pub, diags);
             }
             free(spki);
+            free(digest);
             EVP_PKEY_free(pub);
         } else if (batch->n > 0 || batch->fl_n > 0) {
             /* Rebundled only, queued behind the leaves being signed to keep the order. */
             rc = sign_batch_defer(batch, m, dp, pc, &id, version, verb, reason, false, false, NULL,
-                                  0, false, diags);
+                                  0, false, NULL, diags);
         }
         if (rc == ISSUE_DEFERRED)
             return 0;
@@ -306,8 +314,12 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
             continue;
         rc = reconcile_dataplane(s, m, dps[i], &pc, now, quick ? quick[i] : QUICK_FULL,
                                  records ? &records[i] : NULL, &batch, tx, rep, mr, diags, errbuf);
-        if (rc == 0 && batch.n == SIGN_BATCH)
+        if (rc == 0 && batch.n == SIGN_BATCH) {
             rc = sign_batch_cycle(&batch, m, &pc, now, tx, rep, mr, diags, errbuf);
+            /* The store's work for the batch just finished, while the workers sign the next. */
+            if (rc == 0)
+                rc = pass_flush(s, tx);
+        }
         if (tx->opts && tx->opts->progress)
             tx->opts->progress(tx->opts->progress_userdata, ++tx->done, tx->total);
         if (rc == ISSUE_REFUSED) {
@@ -422,18 +434,29 @@ static int pass_once(store *s, const reconcile_options *opts, reconcile_report *
     reconcile_report rep = RECONCILE_REPORT_INIT;
     pass_txn tx = {0};
     tx.opts = opts;
+    tx.fence = &fence;
     for (size_t i = 0; opts && opts->progress && i < manifest_set_count(set); i++)
         tx.total += manifest_set_get(set, i)->kind == RESOURCE_DATAPLANE;
+    /* The last mesh with mTLS may flush its writes to an open transaction (pass_txn): no CA is
+     * opened after it. A targeted pass writes little, and may write nothing (need_full). */
+    size_t last_mtls = SIZE_MAX;
+    for (size_t i = 0; !targeted && i < manifest_set_count(set); i++) {
+        const resource *res = manifest_set_get(set, i);
+        if (res->kind == RESOURCE_MESH && res->u.mesh.name.value &&
+            mesh_enabled_backend(&res->u.mesh))
+            last_mtls = i;
+    }
     for (size_t i = 0; i < manifest_set_count(set) && rc == 0; i++) {
         const resource *res = manifest_set_get(set, i);
         if (res->kind != RESOURCE_MESH || !res->u.mesh.name.value)
             continue;
+        tx.may_flush = i == last_mtls;
         rc = reconcile_mesh(s, set, &res->u.mesh, now, opts ? opts->sign_workers : 0,
                             opts ? opts->ca_cache : NULL, &tx, &rep, diags);
     }
     manifest_set_free(set);
     /* A targeted pass that cannot decide alone writes nothing: reconcile_once runs a full one. */
-    if (rc == 0 && tx.n && !rep.need_full)
+    if (rc == 0 && (tx.n || tx.s || tx.flush_rc) && !rep.need_full)
         pass_commit(s, &tx, &fence, &rep, diags);
     /* Every mesh had its turn: CAs of meshes gone from the store leave the cache. */
     if (rc == 0 && !rep.store_error && opts && opts->ca_cache && !targeted)

@@ -2,6 +2,7 @@
 #ifndef MESHCA_STORE_H
 #define MESHCA_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -226,6 +227,24 @@ int store_txn(store *s, const store_op *ops, size_t nops);
  * failpoint's message in store_errmsg(s), having written nothing.
  */
 int store_txn_at(store *s, const char *failpoint, const store_op *ops, size_t nops);
+
+/*
+ * One transaction built in parts, so that a large writer (a reconcile pass) applies its writes
+ * while it still computes the rest, and commits once: all or nothing across a crash, as
+ * store_txn. store_txn_open takes the store's write lock (SQLite: BEGIN IMMEDIATE; other
+ * writers wait for it up to the busy timeout) and returns STORE_EUNSUPPORTED where the backend
+ * cannot hold a transaction open (etcd: use store_txn), and while a store_fence with a deadline
+ * is set (a leader: its lease renewal, a write too, would wait for the lock past its deadline). Each store_txn_add checks and applies
+ * its ops as store_txn would, against the store as this transaction has left it so far: a key
+ * must appear once in the whole transaction, not only in one part. A failed add leaves the
+ * transaction to be closed with commit false. store_txn_close commits (commit true, after the
+ * test failpoint named failpoint, when not NULL) or rolls back; either way the transaction is
+ * over. While one is open on s, reads of s see its writes, and store_txn on s is refused
+ * (STORE_EINVAL): every write of s goes through the open transaction.
+ */
+int store_txn_open(store *s);
+int store_txn_add(store *s, const store_op *ops, size_t nops);
+int store_txn_close(store *s, const char *failpoint, bool commit);
 
 /*
  * Most ops (puts, deletes and checks) one store_txn applies atomically (one fewer while a

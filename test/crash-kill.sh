@@ -4,15 +4,15 @@
 # after across all objects (test/store-dump.c: kind, mesh, name and value hash of every kind in
 # store_kinds()), then that a completed run converges. All modes are in suite 'crash'
 # (tools/test.sh). Usage: crash-kill.sh MODE
-#   apply             `meshca apply` of 1 changed mesh + 2,000 new dataplanes.
-#   reconcile         `meshca reconcile --once` signing the 2,000 CSRs the agents sent (SPEC S5:
-#                     the before store holds 1 mesh with its builtin CA and 2,000 dataplanes,
+#   apply             `meshca apply` of 1 changed mesh + 3,000 new dataplanes.
+#   reconcile         `meshca reconcile --once` signing the 3,000 CSRs the agents sent (SPEC S5:
+#                     the before store holds 1 mesh with its builtin CA and 3,000 dataplanes,
 #                     each with a pending key stored by test/seed-agents.c through the API's own
-#                     functions): 2,000 identities and the pass's other writes, one transaction.
+#                     functions): 3,000 identities and the pass's other writes, one transaction.
 #   run               `meshca run` doing the same first pass (the control-plane CA, which run
 #                     creates once on its own, exists before).
 #   reconcile-switch  `meshca reconcile --once` after a CA switch ca-1 -> ca-2 that every agent
-#                     acknowledged: the pass re-signs the 2,000 public keys it holds (SPEC S5).
+#                     acknowledged: the pass re-signs the 3,000 public keys it holds (SPEC S5).
 #   run-switch        `meshca run` doing that same pass.
 # For the pass modes "after" is what a completed pass leaves, object by object: an object the
 # pass does not change keeps its value, one it changes has the reference run's value, except
@@ -42,7 +42,9 @@ if [ -n "$TEST_STORE_URL" ]; then
     min_kills=${MESHCA_CRASH_ETCD_MIN_KILLS:-10}
 fi
 [ "$min_kills" -gt "$want_kills" ] && min_kills=$want_kills
-ndp=2000
+# 3,000: more than two signing batches (1,024 each), so that a pass on SQLite adds its first
+# batches' writes to its open transaction while the workers still sign, and kills land there too.
+ndp=3000
 # On etcd each trial first copies the before state into the member: 500 dataplanes keep a trial
 # near a second and still make every write several etcd txns (128 ops each).
 [ $on_etcd = 1 ] && ndp=500
@@ -80,13 +82,13 @@ reconcile | run | reconcile-switch | run-switch)
     check "the before state has the mesh's CA" test "$("$STORE_DUMP" | grep -c '^secrets')" -ge 2
     run apply -f "$WORK/dataplanes.yaml"
     check "the before state is applied" exit_is 0
-    # Every agent sends its CSR, as through the API: 2,000 pending keys.
+    # Every agent sends its CSR, as through the API: 3,000 pending keys.
     n=$("$SEED_AGENTS" csr default)
     check "every dataplane has a pending key" test "$n" = $ndp
     case $mode in
     *-switch)
         # ca-2 joins (every identity re-signed by ca-1 with the new bundle), every agent
-        # acknowledges it, then the switch: the pass to kill re-signs 2,000 held keys with ca-2.
+        # acknowledges it, then the switch: the pass to kill re-signs 3,000 held keys with ca-2.
         "$MESHCA" reconcile --once >/dev/null 2>&1
         run apply -f "$WORK/mesh-2.yaml"
         check "ca-2 is added" exit_is 0

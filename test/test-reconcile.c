@@ -975,11 +975,9 @@ static void check_pool_leaves(store *s, EVP_PKEY **keys, const char *backend, lo
  * worth, so that the refusal comes out of the pass's loop, with the second batch posted. */
 #define REFUSE_DPS (2 * 1024 + 52)
 
-START_TEST(refusal_while_the_next_batch_is_signed_drops_it_and_writes_nothing)
+/* REFUSE_DPS Dataplanes of mesh default, each with its agent's pending key (one of 4). */
+static void seed_pending(store *s, char **pubs)
 {
-    store *s = test_store_open(url);
-    test_seed(s, MESH_ADD);
-    char *pubs[4] = {NULL};
     for (int k = 0; k < 4; k++) {
         EVP_PKEY *key = NULL;
         ck_assert_int_eq(pki_generate_key(false, 0, &key, NULL), 0);
@@ -1018,6 +1016,14 @@ START_TEST(refusal_while_the_next_batch_is_signed_drops_it_and_writes_nothing)
         for (size_t i = 0; i < n; i++)
             free(vals[i]);
     }
+}
+
+START_TEST(refusal_while_the_next_batch_is_signed_drops_it_and_writes_nothing)
+{
+    store *s = test_store_open(url);
+    test_seed(s, MESH_ADD);
+    char *pubs[4] = {NULL};
+    seed_pending(s, pubs);
     uint64_t rev_before = 0;
     ck_assert_int_eq(store_revision(s, &rev_before), STORE_OK);
 
@@ -1066,6 +1072,90 @@ START_TEST(refusal_while_the_next_batch_is_signed_drops_it_and_writes_nothing)
     ck_assert_uint_eq(rep.failed_meshes, 0);
     reconcile_report_free(&rep);
     diag_list_free(&diags);
+    for (int k = 0; k < 4; k++)
+        free(pubs[k]);
+    store_close(s);
+}
+END_TEST
+
+/* Issue 13: on SQLite the pass adds each finished batch's writes to one open transaction while
+ * the workers sign the next (pass_flush), and commits once at its end. A part that fails rolls
+ * back the parts before it: nothing of the pass is written, and the pass says why. */
+START_TEST(writes_flushed_while_signing_commit_once_or_not_at_all)
+{
+    store *s = test_store_open(url);
+    test_seed(s, MESH_ADD);
+    char *pubs[4] = {NULL};
+    seed_pending(s, pubs);
+    reconcile_options opts = RECONCILE_OPTIONS_INIT;
+    reconcile_report rep = RECONCILE_REPORT_INIT;
+    diag_list diags = DIAG_LIST_INIT;
+    opts.sign_workers = 2;
+    /* Three batches: the first flush (1,024 identities) succeeds, the second, at the commit,
+     * fails. */
+    ck_assert_int_eq(failpoint_configure("pass.flush=2*error", NULL), 0);
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_int_eq(failpoint_configure(NULL, NULL), 0);
+    ck_assert_uint_eq(rep.store_failures, 1);
+    ck_assert_uint_eq(rep.issued, 0);
+    ck_assert_uint_eq(rep.nactions, 0);
+    const diag *d = find_diag(&diags, "store-error");
+    ck_assert_int_eq(d->severity, DIAG_ERROR);
+    ck_assert_str_eq(d->message, "cannot write the pass's changes: failpoint pass.flush: injected "
+                                 "I/O error; retried on the next pass");
+    diag_list_free(&diags);
+    reconcile_report_free(&rep);
+    /* The builtin CAs' creation committed on its own; no identity of the pass did, not even
+     * the first batch's, flushed before the failure. */
+    uint64_t rev_before = revision(s);
+    store_entry *ids = NULL;
+    size_t nids = 0;
+    ck_assert_int_eq(store_list(s, STATE_IDENTITIES, "default", &ids, &nids), STORE_OK);
+    ck_assert_uint_eq(nids, REFUSE_DPS);
+    for (size_t i = 0; i < nids; i++) {
+        identity id = {0};
+        ck_assert_int_eq(identity_get(s, "default", ids[i].name, &id, NULL), 0);
+        ck_assert_msg(id.generation == 0 && id.pending_key_pem && !id.cert_pem,
+                      "%s issued by the failed pass", ids[i].name);
+        identity_clear(&id);
+    }
+    store_entries_free(ids, nids);
+
+    /* The next pass: every dataplane issued, all in one commit (one new revision). */
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_msg(!diag_has_errors(&diags), "%s", diags.count ? diags.items[0].message : "");
+    ck_assert_uint_eq(rep.issued, REFUSE_DPS);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    ck_assert_uint_eq(revision(s), rev_before + 1);
+    ck_assert_int_eq(store_list(s, STATE_IDENTITIES, "default", &ids, &nids), STORE_OK);
+    ck_assert_uint_eq(nids, REFUSE_DPS);
+    for (size_t i = 0; i < nids; i++)
+        ck_assert_uint_eq(ids[i].version, rev_before + 1);
+    store_entries_free(ids, nids);
+
+    /* A leader's pass (a fence with a deadline: run) holds no transaction open, as its lease
+     * renewal would wait for the lock: a switch re-signs every key and commits at the end, the
+     * flush point never reached. */
+    test_seed(s, MESH_SWITCH);
+    store_key mkey = {STATE_MESHES, NULL, "default"};
+    uint64_t mver = 0;
+    char *mval = NULL;
+    ck_assert_int_eq(store_get(s, &mkey, &mval, NULL, &mver), STORE_OK);
+    free(mval);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 600000;
+    ck_assert_int_eq(store_fence(s, &mkey, mver, &deadline), STORE_OK);
+    ck_assert_int_eq(failpoint_configure("pass.flush=error", NULL), 0);
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_int_eq(failpoint_configure(NULL, NULL), 0);
+    ck_assert_msg(!diag_has_errors(&diags), "%s", diags.count ? diags.items[0].message : "");
+    ck_assert_uint_eq(rep.reissued, REFUSE_DPS);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    ck_assert_int_eq(store_fence(s, NULL, 0, NULL), STORE_OK);
+    ck_assert_uint_eq(revision(s), rev_before + 3);   /* the Mesh put, then the one commit */
     for (int k = 0; k < 4; k++)
         free(pubs[k]);
     store_close(s);
@@ -1188,6 +1278,7 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, status_index_finds_each_dataplane_of_one_mesh_by_name);
     tcase_add_test(tc, two_signing_workers_issue_one_strictly_valid_leaf_per_dataplane);
     tcase_add_test(tc, refusal_while_the_next_batch_is_signed_drops_it_and_writes_nothing);
+    tcase_add_test(tc, writes_flushed_while_signing_commit_once_or_not_at_all);
     suite_add_tcase(suite, tc);
     return suite;
 }

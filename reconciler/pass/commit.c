@@ -13,6 +13,7 @@
 #include "reconciler/bundle.h"
 #include "reconciler/ca_backend.h"
 #include "reconciler/ca/ca_cache.h"
+#include "reconciler/failpoint.h"
 #include "reconciler/mesh_ca.h"
 #include "reconciler/pass/pass.h"
 #include "reconciler/reconcile.h"
@@ -21,13 +22,23 @@
 #include "reconciler/store/identity_json.h"
 #include "reconciler/store/identity_peek.h"
 
-void pass_txn_free(pass_txn *tx)
+/* Frees the queued writes, keeping the array. */
+static void txn_clear_writes(pass_txn *tx)
 {
     for (size_t i = 0; i < tx->n; i++) {
         free(tx->w[i].mesh);
         free(tx->w[i].name);
         free(tx->w[i].value);
     }
+    tx->n = 0;
+}
+
+/* A transaction still open (the pass stopped before its commit) is rolled back. */
+void pass_txn_free(pass_txn *tx)
+{
+    if (tx->s)
+        (void)store_txn_close(tx->s, NULL, false);
+    txn_clear_writes(tx);
     free(tx->w);
     memset(tx, 0, sizeof(*tx));
 }
@@ -107,16 +118,12 @@ static const store_entry *fence_find(const store_entry *e, size_t n, const char 
     return NULL;
 }
 
-/* Commits the pass's writes as one transaction (SPEC S6): all or none. When another writer
- * changed one of the objects meanwhile, nothing is written and the whole pass is left to the
- * next one (warning "conflict"); a store failure fails every mesh of the pass. */
-void pass_commit(store *s, pass_txn *tx, const pass_fence *f, reconcile_report *rep,
-                 diag_list *diags)
+/* The queued writes as store ops (caller frees; NULL when out of memory): each write, then a
+ * check of the Dataplane (or Mesh) it was computed from. */
+static store_op *queued_ops(const pass_txn *tx, const pass_fence *f, size_t *ret_n)
 {
-    /* Each write, then a check of the Dataplane (or Mesh) it was computed from; each Mesh once. */
     store_op *ops = calloc(2 * tx->n + 1, sizeof(*ops));
     size_t n = 0;
-    int rc = ops ? 0 : MESHCA_ENOMEM;
     for (size_t i = 0; ops && i < tx->n; i++) {
         const pass_write *w = &tx->w[i];
         ops[n++] = (store_op){
@@ -140,6 +147,78 @@ void pass_commit(store *s, pass_txn *tx, const pass_fence *f, reconcile_report *
             ops[n++] = (store_op){.type = STORE_OP_CHECK, .key = {kind, e->mesh, e->name},
                                   .expected_version = e->version};
     }
+    *ret_n = n;
+    return ops;
+}
+
+/* Applies the queued writes to the pass's open transaction (opened by the first flush), when
+ * this mesh may flush and the store holds one open; else leaves them queued for pass_commit.
+ * A failed flush rolls the transaction back: the pass writes nothing, and its commit reports
+ * why. Returns 0 or MESHCA_ENOMEM. */
+int pass_flush(store *s, pass_txn *tx)
+{
+    if (!tx->may_flush || tx->no_flush || tx->n == 0)
+        return 0;
+    if (tx->flush_rc) {
+        txn_clear_writes(tx);   /* nothing of this pass will be written */
+        return 0;
+    }
+    if (!tx->s) {
+        int rc = store_txn_open(s);
+        if (rc < 0) {
+            /* Not supported (etcd), or the store busy now: the commit writes everything. */
+            tx->no_flush = true;
+            return 0;
+        }
+        tx->s = s;
+    }
+    size_t n = 0;
+    store_op *ops = queued_ops(tx, tx->fence, &n);
+    if (!ops)
+        return MESHCA_ENOMEM;
+    /* Test-only (failpoint.h): this part fails as a full disk would. */
+    char fperr[MESHCA_ERRBUF] = "";
+    int rc = FAILPOINT("pass.flush", fperr);
+    if (rc == 0)
+        rc = store_txn_add(s, ops, n);
+    free(ops);
+    if (rc < 0) {
+        tx->flush_rc = rc;
+        snprintf(tx->flush_err, sizeof(tx->flush_err), "%s", fperr[0] ? fperr : store_errmsg(s));
+        (void)store_txn_close(s, NULL, false);
+        tx->s = NULL;
+    }
+    tx->flushed += tx->n;
+    txn_clear_writes(tx);
+    return 0;
+}
+
+/* Commits the pass's writes as one transaction (SPEC S6): all or none. When another writer
+ * changed one of the objects meanwhile, nothing is written and the whole pass is left to the
+ * next one (warning "conflict"); a store failure fails every mesh of the pass. */
+void pass_commit(store *s, pass_txn *tx, const pass_fence *f, reconcile_report *rep,
+                 diag_list *diags)
+{
+    size_t n = 0;
+    store_op *ops = NULL;
+    int rc = 0;
+    const char *why = NULL;
+    if (tx->s || tx->flush_rc) {
+        /* Writes flushed to the open transaction: the rest, then its one commit. */
+        tx->may_flush = true;
+        rc = pass_flush(s, tx);
+        if (rc == 0 && tx->flush_rc)
+            rc = tx->flush_rc;
+        else if (rc == 0)
+            rc = store_txn_close(s, "pass.commit", true);
+        else
+            (void)store_txn_close(s, NULL, false);
+        tx->s = NULL;
+        why = tx->flush_rc ? tx->flush_err : NULL;
+        goto done;
+    }
+    ops = queued_ops(tx, f, &n);
+    rc = ops ? 0 : MESHCA_ENOMEM;
     /* Over the store's atomic limit (etcd: --max-txn-ops) the pass commits in parts, each a
      * whole number of (write, its check) pairs: the store would put every check into every part
      * and run out of room. A stop between parts leaves what the next pass recomputes (store.h). */
@@ -154,8 +233,11 @@ void pass_commit(store *s, pass_txn *tx, const pass_fence *f, reconcile_report *
         rc = store_txn_at(s, "pass.commit", ops + from, to - from);
     }
     free(ops);
+done:
     if (rc == 0)
         return;
+    if (!why)
+        why = rc == MESHCA_ENOMEM ? "out of memory" : store_errmsg(s);
     /* Nothing of this pass was written: what it did is not what the store holds. */
     for (size_t i = 0; i < rep->nactions; i++) {
         free(rep->actions[i].mesh);
@@ -173,7 +255,7 @@ void pass_commit(store *s, pass_txn *tx, const pass_fence *f, reconcile_report *
     }
     if (rc == STORE_ECONFLICT || rc == STORE_ENOTFOUND) {
         diag_warning(diags, "conflict", NULL, "", "the store changed while this pass worked "
-                     "(%s); nothing written, left to the next pass", store_errmsg(s));
+                     "(%s); nothing written, left to the next pass", why);
         return;
     }
     for (size_t i = 0; i < rep->nmeshes; i++) {
@@ -187,5 +269,5 @@ void pass_commit(store *s, pass_txn *tx, const pass_fence *f, reconcile_report *
         snprintf(rep->store_cause, sizeof(rep->store_cause), "%s", store_strerror(rc));
     }
     diag_error(diags, "store-error", NULL, "", "cannot write the pass's changes: %s; retried on the "
-               "next pass", rc == MESHCA_ENOMEM ? "out of memory" : store_errmsg(s));
+               "next pass", why);
 }

@@ -234,14 +234,15 @@ int pass_sign_refused(const mesh *m, const dataplane *dp, const pass_cas *pc, in
     return ISSUE_REFUSED;
 }
 
-/* Records a signed leaf in *id (keeping generation/regeneration counters); takes cert_pem.
+/* Records a signed leaf in *id (keeping generation/regeneration counters); takes cert_pem and
+ * digest (dp's pass_tags_digest, already computed by the pass; NULL: computed here).
  * Returns 0 or MESHCA_ENOMEM. */
 int pass_issue_store(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now,
                      identity *id, bool rsa, char *cert_pem, const char *serial, int64_t nb,
-                     int64_t na)
+                     int64_t na, char *digest)
 {
     const mesh_backend *b = &m->backends[pc->enabled];
-    char *digest = NULL, when[32], stable[600];
+    char when[32], stable[600];
     size_t clen = strlen(cert_pem);
     int r = MESHCA_ENOMEM;
     /* The cross-signed CA goes before the backend's own intermediates: it has the same subject
@@ -250,7 +251,8 @@ int pass_issue_store(const mesh *m, const dataplane *dp, const pass_cas *pc, int
      * A dataplane with the new bundle finds the intermediate among its trusted certificates. */
     if ((pc->cross_pem && pass_append(&cert_pem, &clen, pc->cross_pem) < 0) ||
         pass_append(&cert_pem, &clen, pc->chain_extra_pem) < 0 ||
-        !(digest = pass_tags_digest(dp)) || pass_set_str(&id->backend, b->name.value) < 0 ||
+        (!digest && !(digest = pass_tags_digest(dp))) ||
+        pass_set_str(&id->backend, b->name.value) < 0 ||
         pass_set_str(&id->serial, serial) < 0 ||
         pass_set_str(&id->ca_fingerprint, pc->cas[pc->enabled].fingerprint) < 0)
         goto out;
@@ -333,7 +335,7 @@ int pass_issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t n
         }
         free(cert_pem);
     } else {
-        r = pass_issue_store(m, dp, pc, now, id, req.rsa, cert_pem, serial, nb, na);
+        r = pass_issue_store(m, dp, pc, now, id, req.rsa, cert_pem, serial, nb, na, NULL);
     }
     X509_free(cert);
     return r;
@@ -429,7 +431,7 @@ int pass_sign_pending(const mesh *m, const dataplane *dp, const pass_cas *pc, in
             spki = NULL;
         }
         r = sign_batch_defer(batch, m, dp, pc, id, version, verb, reason, true, true, spki,
-                             spki_len, rsa, diags);   /* takes spki */
+                             spki_len, rsa, NULL, diags);   /* takes spki */
         spki = NULL;
         if (r == ISSUE_DEFERRED || r < 0)
             return r;

@@ -46,11 +46,29 @@ typedef struct pass_write {
     bool del;
 } pass_write;
 
+/* The versions a pass computed from (below). */
+typedef struct pass_fence pass_fence;
+
+/*
+ * The pass's writes. On a store that holds a transaction open (SQLite), the last mesh's writes
+ * are applied to one open transaction as its batches finish (pass_flush), so that the store's
+ * work overlaps the signing instead of following it; the pass still commits once, at its end
+ * (pass_commit). Only the last mesh flushes: opening a mesh's CAs may write (a builtin CA's
+ * first secrets), which the store refuses while the transaction is open. The write lock is
+ * held from the first flush to the commit.
+ */
 typedef struct pass_txn {
-    pass_write *w;
+    pass_write *w;                   /* queued, not yet flushed */
     size_t n, cap;
     const reconcile_options *opts;   /* its progress callback */
     size_t done, total;              /* dataplanes handled / of every mesh */
+    store *s;                        /* the store, while a transaction is open on it */
+    const pass_fence *fence;
+    bool may_flush;                  /* this mesh's writes may go to an open transaction */
+    bool no_flush;                   /* the store holds none open: everything at the commit */
+    size_t flushed;                  /* writes applied to the open transaction */
+    int flush_rc;                    /* a flush failed: rolled back, the pass writes nothing */
+    char flush_err[MESHCA_ERRBUF];
 } pass_txn;
 
 /*
@@ -74,6 +92,7 @@ typedef struct deferred {
     bool pending;            /* the agent's pending key: its CSR (or key) is used up */
     bool sign;               /* false: rebundled only, queued to keep the order */
     unsigned char *spki;     /* SPKI DER to re-sign (owned), or NULL with the CSR of id */
+    char *digest;            /* pass_tags_digest of dp (owned), or NULL: computed when recorded */
     size_t spki_len;
     char *uris[PKI_MAX_SANS];   /* req.nuris of them, owned */
     pki_leaf_request req;
@@ -113,6 +132,7 @@ enum { QUICK_ABSENT = 0, QUICK_UNCHANGED = 1, QUICK_FULL = 2 };
 /* A record the full decision needs, as the scan read it. */
 typedef struct quick_record {
     char *value;   /* owned, NUL-terminated; NULL: not read (identity_read reads it) */
+    char *digest;  /* pass_tags_digest of the dataplane, as the scan computed it (owned), or NULL */
     size_t len;
     uint64_t version;
 } quick_record;
@@ -120,10 +140,10 @@ typedef struct quick_record {
 /* The versions a pass computed from: meshes and dataplanes listed before they are loaded, so
  * that a change made while the pass works fails its transaction instead of being overwritten by
  * results computed from the old resources. */
-typedef struct pass_fence {
+struct pass_fence {
     store_entry *meshes, *dps;
     size_t nmeshes, ndps;
-} pass_fence;
+};
 
 static inline bool str_eq(const char *a, const char *b)
 {
@@ -152,7 +172,7 @@ int pass_sign_refused(const mesh *m, const dataplane *dp, const pass_cas *pc, in
                       const char *why, diag_list *diags);
 int pass_issue_store(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now,
                      identity *id, bool rsa, char *cert_pem, const char *serial, int64_t nb,
-                     int64_t na);
+                     int64_t na, char *digest);
 int pass_issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now, identity *id,
                EVP_PKEY *pub, diag_list *diags);
 const char *pass_why_change(const mesh *m, const pass_cas *pc, const identity *id,
@@ -175,7 +195,7 @@ void sign_batch_free(sign_batch *b);
 int sign_batch_defer(sign_batch *b, const mesh *m, const dataplane *dp, const pass_cas *pc,
                      identity *id, uint64_t version, reconcile_verb verb, const char *reason,
                      bool sign, bool pending, unsigned char *spki, size_t spki_len, bool rsa,
-                     diag_list *diags);
+                     char *digest, diag_list *diags);
 int sign_batch_cycle(sign_batch *b, const mesh *m, const pass_cas *pc, int64_t now,
                      pass_txn *tx, reconcile_report *rep, reconcile_mesh_report *mr,
                      diag_list *diags, char *errbuf);
@@ -196,6 +216,7 @@ int pass_queue_write(pass_txn *tx, const char *kind, const char *mesh_name, cons
 int pass_queue_identity(pass_txn *tx, const identity *id, uint64_t version);
 int pass_fence_load(store *s, pass_fence *f);
 void pass_fence_free(pass_fence *f);
+int pass_flush(store *s, pass_txn *tx);
 void pass_commit(store *s, pass_txn *tx, const pass_fence *f, reconcile_report *rep,
                  diag_list *diags);
 

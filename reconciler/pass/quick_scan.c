@@ -42,9 +42,10 @@ static int cmp_quick_name(const void *a, const void *b)
     return strcmp(((const quick_name *)a)->name, ((const quick_name *)b)->name);
 }
 
-/* Whether the record says the dataplane has nothing to change. */
+/* Whether the record says the dataplane has nothing to change. When it has, *ret_digest gets
+ * the dataplane's tags digest if computed (caller frees), for the full decision to reuse. */
 static bool quick_unchanged(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now,
-                            const char *value, size_t len)
+                            const char *value, size_t len, char **ret_digest)
 {
     identity id = {0};
     unsigned flags = 0;
@@ -55,7 +56,10 @@ static bool quick_unchanged(const mesh *m, const dataplane *dp, const pass_cas *
                 !(flags & PEEK_PENDING_KEY) && id.generation > 0 && (flags & PEEK_PUBLIC_KEY) &&
                 (flags & PEEK_CERTIFICATE) && (digest = pass_tags_digest(dp)) != NULL &&
                 !pass_why_change(m, pc, &id, digest, now, &verb, &ask);
-    free(digest);
+    if (same)
+        free(digest);
+    else
+        *ret_digest = digest;
     identity_clear(&id);
     return same;
 }
@@ -67,13 +71,16 @@ static int quick_scan_one(void *userdata, const store_entry *e)
     const quick_name *hit = bsearch(&key, q->names, q->n, sizeof(*q->names), cmp_quick_name);
     if (!hit)
         return 0;
-    if (quick_unchanged(q->m, q->dps[hit->index], q->pc, q->now, e->value, e->len)) {
+    quick_record *rec = &q->records[hit->index];
+    char *digest = NULL;
+    if (quick_unchanged(q->m, q->dps[hit->index], q->pc, q->now, e->value, e->len, &digest)) {
         q->verdict[hit->index] = QUICK_UNCHANGED;
         return 0;
     }
     q->verdict[hit->index] = QUICK_FULL;
+    free(rec->digest);
+    rec->digest = digest;
     /* Kept for the full decision; out of memory leaves it to identity_read. */
-    quick_record *rec = &q->records[hit->index];
     if (!rec->value && (rec->value = malloc(e->len + 1)) != NULL) {
         memcpy(rec->value, e->value, e->len);
         rec->value[e->len] = '\0';
@@ -85,8 +92,10 @@ static int quick_scan_one(void *userdata, const store_entry *e)
 
 void quick_records_free(quick_record *records, size_t n)
 {
-    for (size_t i = 0; records && i < n; i++)
+    for (size_t i = 0; records && i < n; i++) {
         free(records[i].value);
+        free(records[i].digest);
+    }
     free(records);
 }
 

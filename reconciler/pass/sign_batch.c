@@ -26,6 +26,7 @@ static void deferred_clear(deferred *d)
 {
     identity_clear(&d->id);
     free(d->spki);
+    free(d->digest);
     for (size_t i = 0; i < d->req.nuris; i++)
         free(d->uris[i]);
     memset(d, 0, sizeof(*d));
@@ -71,16 +72,17 @@ void sign_batch_free(sign_batch *b)
 }
 
 /* Queues *id (moved out: *id is left empty) to be finished by the batch, signed when spki (taken
- * over) or csr_pem of id is given. Returns ISSUE_DEFERRED, ISSUE_SKIPPED (no SANs: warned, *id
- * kept) or MESHCA_ENOMEM. */
+ * over) or csr_pem of id is given; digest (taken over, may be NULL) is dp's tags digest.
+ * Returns ISSUE_DEFERRED, ISSUE_SKIPPED (no SANs: warned, *id kept) or MESHCA_ENOMEM. */
 int sign_batch_defer(sign_batch *b, const mesh *m, const dataplane *dp, const pass_cas *pc,
                      identity *id, uint64_t version, reconcile_verb verb, const char *reason,
                      bool sign, bool pending, unsigned char *spki, size_t spki_len, bool rsa,
-                     diag_list *diags)
+                     char *digest, diag_list *diags)
 {
     if ((!b->items && !(b->items = calloc(SIGN_BATCH, sizeof(*b->items)))) ||
         (!b->jobs && !(b->jobs = calloc(SIGN_BATCH, sizeof(*b->jobs))))) {
         free(spki);
+        free(digest);
         return MESHCA_ENOMEM;
     }
     deferred *d = &b->items[b->n];
@@ -89,10 +91,12 @@ int sign_batch_defer(sign_batch *b, const mesh *m, const dataplane *dp, const pa
         int r = pass_issue_request(m, dp, pc, rsa, d->uris, &d->req, diags);
         if (r != 0) {
             free(spki);
+            free(digest);
             memset(d, 0, sizeof(*d));
             return r;
         }
     }
+    d->digest = digest;
     d->dp = dp;
     d->id = *id;
     memset(id, 0, sizeof(*id));
@@ -167,8 +171,10 @@ static int sign_batch_finish(sign_batch *b, const mesh *m, const pass_cas *pc, i
         }
         if (job && job->result == 0) {
             r = pass_issue_store(m, d->dp, pc, now, &d->id, d->req.rsa, job->leaf.pem,
-                                 job->leaf.serial_hex, job->leaf.not_before, job->leaf.not_after);
+                                 job->leaf.serial_hex, job->leaf.not_before, job->leaf.not_after,
+                                 d->digest);
             job->leaf.pem = NULL;
+            d->digest = NULL;
         } else if (job && job->result == PKI_EINVAL) {
             /* The key held, or the CSR, does not parse or verify: only a new CSR helps. */
             diag_warning(diags, "corrupt-object", NULL, "", "dataplane '%s/%s': %s; waiting for "

@@ -35,6 +35,11 @@ struct store_ops {
     int (*lease_revoke)(void *impl, store_lease_id id, char *err);
     /* Most ops one atomic transaction holds (store_txn_limit); NULL = STORE_TXN_MAX. */
     size_t (*txn_limit)(void *impl);
+    /* store_txn_open, _add, _close (store.h); NULL: not supported (STORE_EUNSUPPORTED). The front
+     * validates each part's ops as for txn and adds the fence's check to each part. */
+    int (*txn_open)(void *impl, char *err);
+    int (*txn_add)(void *impl, const store_op *ops, size_t nops, char *err);
+    int (*txn_close)(void *impl, int commit, char *err);
     void (*close)(void *impl);
 };
 

@@ -21,6 +21,7 @@ struct store {
     const struct store_ops *ops;
     void *impl;
     struct store_fence_state fence;
+    int txn_open; /* store_txn_open: every write goes through it until store_txn_close */
     char err[MESHCA_ERRBUF]; /* the last failed call's message (store_errmsg) */
 };
 
@@ -273,27 +274,48 @@ static int64_t monotonic_ms(void) {
  * and past the fence's deadline it is refused before reaching the store at all (a leader that
  * could not renew its lease stops writing by its own clock, before the store ends the lease).
  */
+/* A write of its own while a transaction is open on s (store_txn_open). */
+static int txn_open_refused(store *s) {
+    return meshca_fail(s->err, STORE_EINVAL, "store: a transaction is open (store_txn_open): its writer adds to it");
+}
+
+/* A whole transaction, or a part of the one open (store_txn_add). */
+static int backend_txn(store *s, const store_op *ops, size_t nops, uint64_t *ret_version) {
+    if (s->txn_open)
+        return s->ops->txn_add(s->impl, ops, nops, s->err);
+    return s->ops->txn(s->impl, ops, nops, ret_version, s->err);
+}
+
+/* The fence's deadline passed: the leader stops writing by its own clock. */
+static int fence_expired(store *s) {
+    const struct store_fence_state *f = &s->fence;
+
+    if (f->on && f->deadline_ms && monotonic_ms() >= __atomic_load_n(f->deadline_ms, __ATOMIC_ACQUIRE))
+        return meshca_fail(s->err, STORE_ECONFLICT, "store: write refused: the fence on %s/%s/%s has expired "
+                           "(leadership lost: lease not renewed in time)", f->kind, f->mesh, f->name);
+    return STORE_OK;
+}
+
 static int fenced_txn(store *s, const store_op *ops, size_t nops, uint64_t *ret_version) {
     const struct store_fence_state *f = &s->fence;
     store_op *all;
     int r;
 
     if (!f->on)
-        return s->ops->txn(s->impl, ops, nops, ret_version, s->err);
-    if (f->deadline_ms && monotonic_ms() >= __atomic_load_n(f->deadline_ms, __ATOMIC_ACQUIRE))
-        return meshca_fail(s->err, STORE_ECONFLICT, "store: write refused: the fence on %s/%s/%s has expired "
-                           "(leadership lost: lease not renewed in time)", f->kind, f->mesh, f->name);
+        return backend_txn(s, ops, nops, ret_version);
+    if ((r = fence_expired(s)) < 0)
+        return r;
     for (size_t i = 0; i < nops; i++)
         if (!strcmp(ops[i].key.kind, f->kind) && !strcmp(ops[i].key.mesh, f->mesh) &&
             !strcmp(ops[i].key.name, f->name))
-            return s->ops->txn(s->impl, ops, nops, ret_version, s->err); /* the caller checks it itself */
+            return backend_txn(s, ops, nops, ret_version); /* the caller checks it itself */
     all = malloc((nops + 1) * sizeof(*all));
     if (!all)
         return meshca_fail(s->err, STORE_ENOMEM, "store: out of memory");
     memcpy(all, ops, nops * sizeof(*all));
     all[nops] = (store_op) { .type = STORE_OP_CHECK, .key = { f->kind, f->mesh, f->name },
                              .expected_version = f->version };
-    r = s->ops->txn(s->impl, all, nops + 1, ret_version, s->err);
+    r = backend_txn(s, all, nops + 1, ret_version);
     free(all);
     return r;
 }
@@ -357,6 +379,8 @@ int store_put(store *s, const store_key *key, const char *value, size_t len, uin
         return done(s, r);
     if (!op.value)
         op.value = "";
+    if (s->txn_open)
+        return done(s, txn_open_refused(s));
     return done(s, fenced_txn(s, &op, 1, ret_version));
 }
 
@@ -372,6 +396,8 @@ int store_delete(store *s, const store_key *key, uint64_t expected_version) {
     r = key_check(key, &op.key, s->err);
     if (r < 0)
         return done(s, r);
+    if (s->txn_open)
+        return done(s, txn_open_refused(s));
     return done(s, fenced_txn(s, &op, 1, NULL));
 }
 
@@ -489,13 +515,17 @@ int store_txn_at(store *s, const char *failpoint, const store_op *ops, size_t no
     return r < 0 ? done(s, r) : store_txn(s, ops, nops);
 }
 
-int store_txn(store *s, const store_op *ops, size_t nops) {
+/* store_txn, or a part of the open transaction (part): the ops validated, then applied. */
+static int txn_ops(store *s, const store_op *ops, size_t nops, int part) {
     store_op *canon;
     int r = STORE_OK;
 
     if (!s)
         return STORE_EINVAL;
     begin(s);
+    if (s->txn_open != part)
+        return done(s, part ? meshca_fail(s->err, STORE_EINVAL, "store: no transaction is open")
+                            : txn_open_refused(s));
     if ((!ops && nops > 0) || nops > STORE_TXN_MAX)
         return done(s, meshca_fail(s->err, STORE_EINVAL, "store: txn of %zu ops (at most %u)", nops, STORE_TXN_MAX));
     if (nops == 0)
@@ -540,6 +570,59 @@ int store_txn(store *s, const store_op *ops, size_t nops) {
         r = fenced_txn(s, canon, nops, NULL);
     free(canon);
     return done(s, r);
+}
+
+int store_txn(store *s, const store_op *ops, size_t nops) {
+    return txn_ops(s, ops, nops, 0);
+}
+
+int store_txn_open(store *s) {
+    int r;
+
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if (!s->ops->txn_open)
+        return done(s, meshca_fail(s->err, STORE_EUNSUPPORTED, "store: %s holds no transaction open",
+                                   s->ops->name));
+    if (s->txn_open)
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: a transaction is already open"));
+    /* A leader renews its lease through the store's write lock (SQLite), by its deadline: a
+     * transaction held open through a long pass would make it lose the lease. */
+    if (s->fence.on && s->fence.deadline_ms)
+        return done(s, meshca_fail(s->err, STORE_EUNSUPPORTED, "store: no transaction is held open "
+                                   "under a fence with a deadline (the lease renewal would wait for it)"));
+    if ((r = fence_expired(s)) < 0)
+        return done(s, r);
+    r = s->ops->txn_open(s->impl, s->err);
+    s->txn_open = r == STORE_OK;
+    return done(s, r);
+}
+
+int store_txn_add(store *s, const store_op *ops, size_t nops) {
+    return txn_ops(s, ops, nops, 1);
+}
+
+int store_txn_close(store *s, const char *failpoint, bool commit) {
+    int r = STORE_OK;
+
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if (!s->txn_open)
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: no transaction is open"));
+    /* Past the fence's deadline, or the failpoint armed: rolled back, nothing written. */
+    if (commit && (r = fence_expired(s)) == STORE_OK && failpoint)
+        r = FAILPOINT(failpoint, s->err);
+    s->txn_open = 0;
+    if (r < 0) {
+        char why[MESHCA_ERRBUF];
+        (void) snprintf(why, sizeof(why), "%s", s->err);
+        (void) s->ops->txn_close(s->impl, 0, s->err);
+        (void) snprintf(s->err, sizeof(s->err), "%s", why);
+        return done(s, r);
+    }
+    return done(s, s->ops->txn_close(s->impl, commit, s->err));
 }
 
 size_t store_txn_limit(const store *s) {

@@ -153,6 +153,10 @@ typedef struct sq_store {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *st[ST_COUNT];
+    /* A transaction built in parts (sq_txn_open): its revision, taken at its first write. */
+    int open;
+    uint64_t open_rev;
+    size_t open_writes;
 } sq_store;
 
 static int64_t now_ms(void) {
@@ -984,6 +988,73 @@ static int sq_txn(void *impl, const store_op *ops, size_t nops, uint64_t *ret_ve
     return r;
 }
 
+/*
+ * A transaction built in parts (store_txn_open): BEGIN IMMEDIATE and the purge of expired
+ * leases; then each part checks and writes its ops at the one revision taken by the first
+ * write; the close commits (keeping the change log in its window) or rolls everything back.
+ */
+static int sq_txn_open(void *impl, char *err) {
+    sq_store *q = impl;
+    const char *what = "a transaction in parts";
+    int rc, r = begin_write(q, err, what);
+
+    if (r < 0)
+        return r;
+    rc = purge_expired(q, now_ms());
+    if (rc != SQLITE_OK)
+        return finish(q, meshca_fail(err, code_of(rc), "store '%s': %s: cannot write: %s", q->path, what,
+                                     sqlite3_errmsg(q->db)), err, what);
+    q->open = 1;
+    q->open_rev = 0;
+    q->open_writes = 0;
+    return STORE_OK;
+}
+
+static int sq_txn_add(void *impl, const store_op *ops, size_t nops, char *err) {
+    char what[KEY_TEXT_MAX + 48];
+    sq_store *q = impl;
+    int64_t now = now_ms();
+    size_t writes = 0;
+    int rc = SQLITE_OK, r = STORE_OK;
+
+    if (!q->open || nops == 0)
+        return q->open ? STORE_OK : meshca_fail(err, STORE_EINVAL, "store '%s': no transaction is open", q->path);
+    /* Checked against the store as this transaction left it: a key written by an earlier part
+     * has that part's revision. */
+    for (size_t i = 0; i < nops && r == STORE_OK; i++)
+        r = check_op(q, &ops[i], now, &writes, err);
+    if (r < 0)
+        return r;
+    ops_text(ops, nops, what, sizeof(what));
+    if (writes > 0 && q->open_rev == 0)
+        rc = next_revision(q, &q->open_rev);
+    for (size_t i = 0; writes > 0 && i < nops && rc == SQLITE_OK; i++) {
+        rc = apply_op(q, &ops[i], q->open_rev);
+        if (rc != SQLITE_OK)
+            ops_text(&ops[i], 1, what, sizeof(what));
+    }
+    if (rc != SQLITE_OK)
+        return meshca_fail(err, code_of(rc), "store '%s': %s: cannot write: %s", q->path, what, sqlite3_errmsg(q->db));
+    q->open_writes += writes;
+    return STORE_OK;
+}
+
+static int sq_txn_close(void *impl, int commit, char *err) {
+    sq_store *q = impl;
+    const char *what = "a transaction in parts";
+    int rc = SQLITE_OK, r = commit ? STORE_OK : STORE_ECONFLICT;
+
+    if (!q->open)
+        return meshca_fail(err, STORE_EINVAL, "store '%s': no transaction is open", q->path);
+    q->open = 0;
+    if (commit && q->open_writes > 0)
+        rc = compact_rows(q, q->open_rev, q->open_writes);
+    if (rc != SQLITE_OK)
+        r = meshca_fail(err, code_of(rc), "store '%s': %s: cannot write: %s", q->path, what, sqlite3_errmsg(q->db));
+    r = finish(q, r, err, what);
+    return commit ? r : STORE_OK;
+}
+
 /* --- watch -------------------------------------------------------------------------------- */
 
 static int any_expired(sq_store *q, int64_t now, int *ret) {
@@ -1215,6 +1286,9 @@ static const struct store_ops sqlite_ops = {
     .list = sq_list,
     .scan = sq_scan,
     .txn = sq_txn,
+    .txn_open = sq_txn_open,
+    .txn_add = sq_txn_add,
+    .txn_close = sq_txn_close,
     .revision = sq_revision,
     .watch = sq_watch,
     .lease_grant = sq_lease_grant,
