@@ -23,10 +23,12 @@ static void shared_down(void)
     harness_stop(&shared);
 }
 
-/* etcd's count of bytes it sent to gRPC clients (its JSON gateway is one), from /metrics. */
-static double grpc_sent_bytes(const char *endpoint)
+/* A counter of etcd's /metrics, e.g. the bytes it sent to or received from gRPC clients (its
+ * JSON gateway is one). */
+static double etcd_counter(const char *endpoint, const char *name)
 {
     char cmd[320], line[256];
+    size_t n = strlen(name);
     double v = -1;
     FILE *f;
 
@@ -34,29 +36,21 @@ static double grpc_sent_bytes(const char *endpoint)
     f = popen(cmd, "r");
     ck_assert_ptr_nonnull(f);
     while (fgets(line, sizeof(line), f))
-        if (strncmp(line, "etcd_network_client_grpc_sent_bytes_total ", 42) == 0)
-            v = strtod(line + 42, NULL);
+        if (strncmp(line, name, n) == 0 && line[n] == ' ')
+            v = strtod(line + n + 1, NULL);
     pclose(f);
-    ck_assert_msg(v >= 0, "no etcd_network_client_grpc_sent_bytes_total at %s", endpoint);
+    ck_assert_msg(v >= 0, "no %s at %s", name, endpoint);
     return v;
 }
 
-/* etcd's count of bytes it received from gRPC clients (its JSON gateway is one). */
+static double grpc_sent_bytes(const char *endpoint)
+{
+    return etcd_counter(endpoint, "etcd_network_client_grpc_sent_bytes_total");
+}
+
 static double grpc_received_bytes(const char *endpoint)
 {
-    char cmd[320], line[256];
-    double v = -1;
-    FILE *f;
-
-    snprintf(cmd, sizeof(cmd), "curl -s -m 5 http://%s/metrics", endpoint);
-    f = popen(cmd, "r");
-    ck_assert_ptr_nonnull(f);
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, "etcd_network_client_grpc_received_bytes_total ", 46) == 0)
-            v = strtod(line + 46, NULL);
-    pclose(f);
-    ck_assert_msg(v >= 0, "no etcd_network_client_grpc_received_bytes_total at %s", endpoint);
-    return v;
+    return etcd_counter(endpoint, "etcd_network_client_grpc_received_bytes_total");
 }
 
 /* A store write on etcd is one txn of a compare and a put per object, without a failure branch
