@@ -1,10 +1,13 @@
 /* sign_pool.c - signing workers: a batch of leaves split over N threads, each with its own signer. */
+#define _GNU_SOURCE /* gettid */
 #include "reconciler/sign_pool.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -59,6 +62,11 @@ static void *worker_main(void *arg)
     struct sign_pool *p = w->pool;
     unsigned seen = 0;
 
+    /* On Linux a nice value is the thread's own; failing leaves the worker as it was. */
+    errno = 0;
+    int nice_now = getpriority(PRIO_PROCESS, (id_t)gettid());
+    if (errno == 0)
+        (void)setpriority(PRIO_PROCESS, (id_t)gettid(), nice_now + SIGN_POOL_WORKER_NICE);
     pthread_mutex_lock(&p->lock);
     for (;;) {
         while (!p->stop && p->batch == seen)

@@ -9,6 +9,14 @@
 
 #define SIGN_POOL_MAX_THREADS 64
 
+/* How much lower than the pass's own thread the workers run (nice values). That thread decides,
+ * records and writes every leaf: in a switch, where a signature is cheap, it is the critical
+ * path, and with as many workers as cores they took its core from it (a 100,000-leaf switch
+ * was slower with 2 workers than with 1). Lower, the workers still take every cycle it leaves.
+ * Nice values weigh threads within one scheduling group (a container's cgroup, a session's
+ * autogroup), so this is about meshca's own threads, hardly about other programs. */
+#define SIGN_POOL_WORKER_NICE 5
+
 /* One leaf to sign. Inputs are borrowed for the duration of sign_pool_run. Exactly one of
  * spki_der (re-sign a known public key) and csr_pem (verify the CSR, then sign its key) is set. */
 typedef struct sign_pool_job {

@@ -1,5 +1,10 @@
 /* test-sign_pool.c - Check suite for the signing workers: same leaves as one thread, failures per job, clean shutdown. */
+#define _GNU_SOURCE /* gettid */
 #include <check.h>
+#include <errno.h>
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,6 +309,64 @@ START_TEST(pool_shuts_down_cleanly_idle_after_batches_and_on_empty_batch)
 }
 END_TEST
 
+/* The nice value of each of this process's threads other than the caller: how many have want. */
+static int threads_with_nice(int want)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)) != NULL) {
+        char path[300], line[1024];
+        FILE *f;
+        if (e->d_name[0] == '.' || atoi(e->d_name) == gettid())
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
+        if (!(f = fopen(path, "r")))
+            continue; /* the thread ended meanwhile */
+        char *close_paren = fgets(line, sizeof(line), f) ? strrchr(line, ')') : NULL;
+        fclose(f);
+        ck_assert_ptr_nonnull(close_paren);
+        /* After "(comm) ": state is field 3, nice field 19 (proc(5)). */
+        char *tok = strtok(close_paren + 1, " ");
+        for (int field = 3; tok && field < 19; field++)
+            tok = strtok(NULL, " ");
+        ck_assert_ptr_nonnull(tok);
+        n += atoi(tok) == want;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Workers run SIGN_POOL_WORKER_NICE below the thread that made the pool (the pass's own, which
+ * must not lose its core to them), and the caller keeps its own priority. */
+START_TEST(workers_run_at_a_lower_priority_than_the_caller)
+{
+    int64_t now = time(NULL);
+    fixture f;
+    sign_pool *pool = NULL;
+    sign_pool_job jobs[NJOBS];
+    char err[PKI_ERRBUF];
+
+    errno = 0;
+    int base = getpriority(PRIO_PROCESS, (id_t)gettid());
+    ck_assert_int_eq(errno, 0);
+    int want = base + SIGN_POOL_WORKER_NICE > 19 ? 19 : base + SIGN_POOL_WORKER_NICE;
+    fixture_init(&f, now);
+    ck_assert_int_eq(sign_pool_new(f.ca, f.ca_key, 3, &pool, err), 0);
+    /* A batch ends when every worker went through it: each has set its priority by then. */
+    fill_jobs(&f, jobs, NJOBS);
+    ck_assert_msg(sign_pool_run(pool, jobs, NJOBS, now, err) == 0, "%s", err);
+    for (size_t i = 0; i < NJOBS; i++)
+        pki_signed_leaf_clear(&jobs[i].leaf);
+    ck_assert_int_eq(threads_with_nice(want), 3);
+    ck_assert_int_eq(getpriority(PRIO_PROCESS, (id_t)gettid()), base);
+    sign_pool_free(pool);
+    fixture_free(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sign_pool");
@@ -317,6 +380,7 @@ int main(void)
     tcase_add_test(tc, failed_job_is_reported_with_its_index_and_the_rest_are_signed);
     tcase_add_test(tc, pool_shuts_down_cleanly_idle_after_batches_and_on_empty_batch);
     tcase_add_test(tc, start_then_wait_signs_the_batch_while_the_caller_goes_on);
+    tcase_add_test(tc, workers_run_at_a_lower_priority_than_the_caller);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
