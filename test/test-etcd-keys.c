@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,13 +336,16 @@ typedef struct fake {
     int count_fd; /* read end: one byte per request served */
 } fake;
 
-/* Connection k gets answer min(k, nanswers - 1); each request body is appended to logfd (>= 0). */
+/* Connection k gets answer min(k, nanswers - 1); or, with needles, the first answer not given
+ * yet whose needle is in the request's body (none: the connection is closed unanswered). Each
+ * request body is appended to logfd (>= 0). */
 static void fake_serve(int lfd, int wfd, const char *const *statuses, const char *const *bodies,
-                       int nanswers, size_t repeat, int logfd)
+                       const char *const *needles, int nanswers, size_t repeat, int logfd)
 {
+    bool given[16] = {false};
+
     for (int conns = 0; conns < 20; conns++) {
         int k = conns < nanswers ? conns : nanswers - 1;
-        const char *status = statuses[k], *body = bodies[k];
         char req[8192];
         size_t got = 0;
         int fd = accept(lfd, NULL, NULL);
@@ -370,6 +374,16 @@ static void fake_serve(int lfd, int wfd, const char *const *statuses, const char
             dprintf(logfd, "%.*s\n", (int)(got - (size_t)(hdr_end + 4 - req)), hdr_end + 4);
         if (write(wfd, "r", 1) != 1)
             _exit(1);
+        req[got] = '\0';
+        for (k = needles ? 0 : k; needles && k < nanswers; k++)
+            if (!given[k] && hdr_end && strstr(hdr_end + 4, needles[k]))
+                break;
+        if (k == nanswers) {
+            close(fd);
+            continue;
+        }
+        given[k] = true;
+        const char *status = statuses[k], *body = bodies[k];
         dprintf(fd,
                 "HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
                 "Content-Length: %zu\r\n\r\n",
@@ -382,8 +396,8 @@ static void fake_serve(int lfd, int wfd, const char *const *statuses, const char
     _exit(0);
 }
 
-static fake fake_start_seq(const char *const *statuses, const char *const *bodies, int nanswers,
-                           size_t repeat, int logfd)
+static fake fake_start_answers(const char *const *statuses, const char *const *bodies,
+                               const char *const *needles, int nanswers, size_t repeat, int logfd)
 {
     struct sockaddr_in a = {.sin_family = AF_INET};
     socklen_t len = sizeof(a);
@@ -401,13 +415,19 @@ static fake fake_start_seq(const char *const *statuses, const char *const *bodie
     ck_assert_int_ge(f.pid, 0);
     if (f.pid == 0) {
         close(p[0]);
-        fake_serve(lfd, p[1], statuses, bodies, nanswers, repeat, logfd);
+        fake_serve(lfd, p[1], statuses, bodies, needles, nanswers, repeat, logfd);
     }
     close(lfd);
     close(p[1]);
     f.count_fd = p[0];
     ck_assert_int_eq(fcntl(f.count_fd, F_SETFL, O_NONBLOCK), 0);
     return f;
+}
+
+static fake fake_start_seq(const char *const *statuses, const char *const *bodies, int nanswers,
+                           size_t repeat, int logfd)
+{
+    return fake_start_answers(statuses, bodies, NULL, nanswers, repeat, logfd);
 }
 
 static fake fake_start(const char *status, const char *body, size_t repeat)
@@ -669,6 +689,67 @@ START_TEST(range_pages_after_the_first_are_bounded_serializable_and_survive_a_fu
 }
 END_TEST
 
+/* Value pages are asked two at a time (on two connections); when one of the pair fails, that
+ * page is asked again alone, and the listing is whole and in order. The fake answers by what a
+ * request asks for, as the pair's order of arrival is not fixed. */
+START_TEST(range_page_of_a_pair_that_fails_is_asked_again_alone)
+{
+    /* "/p/" L3Av; "/p/a" L3AvYQ==, "/p/b" L3AvYg==, "/p/c" L3AvYw==, "/p/d" L3AvZA== */
+    const char *needles[] = {
+        "\"key\":\"L3Av\"",          /* the first page */
+        "\"keys_only\":true",        /* the keys after it */
+        "\"key\":\"L3AvYg==\"",      /* the page [b, c): fails the first time */
+        "\"key\":\"L3AvYg==\"",      /* ... and is answered when asked alone */
+        "\"key\":\"L3AvYw==\"",      /* the page [c, d), its pair */
+        "\"key\":\"L3AvZA==\"",      /* the page [d, end), alone */
+    };
+    const char *statuses[] = {"200 OK", "200 OK", "503 Service Unavailable", "200 OK", "200 OK",
+                              "200 OK"};
+    const char *bodies[] = {
+        "{\"header\":{\"revision\":\"42\"},\"kvs\":[{\"key\":\"L3AvYQ==\",\"mod_revision\":\"40\","
+        "\"value\":\"dw==\"}],\"more\":true,\"count\":\"4\"}",
+        "{\"header\":{\"revision\":\"42\"},\"kvs\":[{\"key\":\"L3AvYg==\",\"mod_revision\":\"41\"},"
+        "{\"key\":\"L3AvYw==\",\"mod_revision\":\"41\"},{\"key\":\"L3AvZA==\",\"mod_revision\":"
+        "\"42\"}],\"count\":\"3\"}",
+        TIMED_OUT,
+        "{\"header\":{\"revision\":\"42\"},\"kvs\":[{\"key\":\"L3AvYg==\",\"mod_revision\":\"41\","
+        "\"value\":\"eA==\"}],\"count\":\"1\"}",
+        "{\"header\":{\"revision\":\"42\"},\"kvs\":[{\"key\":\"L3AvYw==\",\"mod_revision\":\"41\","
+        "\"value\":\"eQ==\"}],\"count\":\"1\"}",
+        "{\"header\":{\"revision\":\"42\"},\"kvs\":[{\"key\":\"L3AvZA==\",\"mod_revision\":\"42\","
+        "\"value\":\"eg==\"}],\"count\":\"1\"}",
+    };
+    char eps[32], err[MESHCA_ERRBUF] = "";
+    fake a = fake_start_answers(statuses, bodies, needles, 6, 1, -1);
+    etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
+    etcd_client *c = NULL;
+    etcd_kv *kvs = NULL;
+    size_t n = 0;
+    int64_t rev = 0;
+
+    snprintf(eps, sizeof(eps), "127.0.0.1:%d", a.port);
+    o.endpoints = eps;
+    o.page_limit = 1;
+    o.rounds = 1;
+    o.sleep_ms = record_sleep;
+    ck_assert(o.parallel_pages);
+    ck_assert_int_eq(etcd_client_new(&o, &c, err), 0);
+    ck_assert_msg(etcd_range(c, "/p/", 3, NULL, 0, &kvs, &n, &rev, err) == 0, "%s", err);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_int_eq(rev, 42);
+    const char *want_keys[] = {"/p/a", "/p/b", "/p/c", "/p/d"}, *want_values[] = {"w", "x", "y", "z"};
+    for (size_t i = 0; i < 4; i++) {
+        ck_assert_str_eq(kvs[i].key, want_keys[i]);
+        ck_assert_str_eq(kvs[i].value, want_values[i]);
+    }
+    /* Every answer was asked for: the failed page twice (the pair's, then alone). */
+    ck_assert_int_eq(fake_count(&a), 6);
+    etcd_kvs_free(kvs, n);
+    etcd_client_free(c);
+    fake_stop(&a);
+}
+END_TEST
+
 static Suite *etcd_keys_suite(void)
 {
     Suite *s = suite_create("etcd-keys");
@@ -691,6 +772,7 @@ static Suite *etcd_keys_suite(void)
     tcase_add_test(tc, range_pages_read_the_first_pages_revision_and_report_its_compaction);
     tcase_add_test(tc,
                    range_pages_after_the_first_are_bounded_serializable_and_survive_a_future_revision);
+    tcase_add_test(tc, range_page_of_a_pair_that_fails_is_asked_again_alone);
     suite_add_tcase(s, tc);
     return s;
 }
