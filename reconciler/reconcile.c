@@ -509,57 +509,27 @@ int reconcile_submit_key(store *s, const char *mesh_name, const char *dp_name,
                          const unsigned char *spki, size_t spki_len, const char *csr_pem,
                          char *errbuf)
 {
-    char *pem = NULL, *csr = NULL;
+    char *pem = NULL;
     int rc = pki_spki_to_pem(spki, spki_len, &pem, errbuf);
     if (rc < 0)
         return rc;
-    if (csr_pem && !(csr = strdup(csr_pem))) {
-        free(pem);
-        return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
-    }
-    /* Only a dataplane that exists gets an identity. */
-    store_key dkey = {STATE_DATAPLANES, mesh_name, dp_name};
-    rc = state_object_version(s, &dkey, NULL);
-    if (rc < 0) {
-        free(pem);
-        free(csr);
-        return rc == STORE_ENOTFOUND
-                   ? meshca_fail(errbuf, MESHCA_ENOTFOUND, "no dataplane '%s' in mesh '%s'",
-                                 dp_name, mesh_name)
-                   : meshca_fail(errbuf, rc, "cannot read dataplane '%s/%s': %s", mesh_name,
-                                 dp_name, store_strerror(rc));
-    }
+    /* Read again after a conflict: a pass may write the identity meanwhile. */
     rc = STORE_ECONFLICT;
     for (int attempt = 0; attempt < 8 && rc == STORE_ECONFLICT; attempt++) {
-        identity id = {0};
+        char *text = NULL;
         uint64_t version = 0;
-        rc = identity_read(s, mesh_name, dp_name, &id, &version, errbuf);
-        if (rc == STORE_ENOTFOUND || rc == MESHCA_ECORRUPT) {
-            /* A corrupt record is replaced, as the pass would (its version still checked). */
-            if (rc == STORE_ENOTFOUND)
-                version = 0;
-            else if (state_object_version(s, &(store_key){STATE_IDENTITIES, mesh_name, dp_name}, &version) < 0)
-                version = STORE_ANY_VERSION;
-            identity_clear(&id);
-            rc = pass_set_str(&id.mesh, mesh_name) < 0 || pass_set_str(&id.dataplane, dp_name) < 0
-                     ? MESHCA_ENOMEM
-                     : 0;
+        if ((rc = identity_with_pending_key(s, mesh_name, dp_name, pem, csr_pem, &text, &version,
+                                            errbuf)) < 0) {
+            free(pem);
+            return rc;
         }
-        if (rc == 0) {
-            free(id.pending_key_pem);
-            free(id.pending_csr_pem);
-            id.pending_key_pem = strdup(pem);
-            id.pending_csr_pem = csr ? strdup(csr) : NULL;
-            rc = !id.pending_key_pem || (csr && !id.pending_csr_pem)
-                     ? MESHCA_ENOMEM
-                     : identity_put(s, &id, version, NULL);
-        }
-        identity_clear(&id);
+        rc = store_put(s, &(store_key){STATE_IDENTITIES, mesh_name, dp_name}, text, strlen(text),
+                       version, NULL);
+        free(text);
     }
     free(pem);
-    free(csr);
-    if (rc < 0 && rc != MESHCA_ENOMEM)
+    if (rc < 0)
         return meshca_fail(errbuf, rc, "cannot store the key of '%s/%s': %s", mesh_name, dp_name,
                            store_strerror(rc));
-    return rc < 0 ? meshca_fail(errbuf, rc, "out of memory") : 0;
+    return 0;
 }

@@ -354,6 +354,53 @@ int identity_put(store *s, const identity *id, uint64_t expected_version, uint64
     return rc;
 }
 
+int identity_with_pending_key(store *s, const char *mesh_name, const char *dp_name,
+                              const char *key_pem, const char *csr_pem, char **ret_text,
+                              uint64_t *ret_version, char *errbuf)
+{
+    int rc = state_object_version(s, &(store_key){STATE_DATAPLANES, mesh_name, dp_name}, NULL);
+    if (rc < 0)
+        return rc == STORE_ENOTFOUND
+                   ? meshca_fail(errbuf, MESHCA_ENOTFOUND, "no dataplane '%s' in mesh '%s'",
+                                 dp_name, mesh_name)
+                   : meshca_fail(errbuf, rc, "cannot read dataplane '%s/%s': %s", mesh_name,
+                                 dp_name, store_strerror(rc));
+    identity id = {0};
+    uint64_t version = 0;
+    rc = identity_read(s, mesh_name, dp_name, &id, &version, errbuf);
+    if (rc == STORE_ENOTFOUND || rc == MESHCA_ECORRUPT) {
+        /* A corrupt record is replaced, as the pass would (its version still checked). */
+        if (rc == STORE_ENOTFOUND)
+            version = 0;
+        else if (state_object_version(s, &(store_key){STATE_IDENTITIES, mesh_name, dp_name},
+                                      &version) < 0)
+            version = STORE_ANY_VERSION;
+        identity_clear(&id);
+        id.mesh = strdup(mesh_name);
+        id.dataplane = strdup(dp_name);
+        rc = id.mesh && id.dataplane ? 0 : MESHCA_ENOMEM;
+    }
+    char *text = NULL;
+    if (rc == 0) {
+        free(id.pending_key_pem);
+        free(id.pending_csr_pem);
+        id.pending_key_pem = strdup(key_pem);
+        id.pending_csr_pem = csr_pem ? strdup(csr_pem) : NULL;
+        rc = !id.pending_key_pem || (csr_pem && !id.pending_csr_pem) || !(text = identity_encode(&id))
+                 ? MESHCA_ENOMEM
+                 : 0;
+    }
+    identity_clear(&id);
+    if (rc < 0)
+        return rc == MESHCA_ENOMEM
+                   ? meshca_fail(errbuf, rc, "out of memory")
+                   : meshca_fail(errbuf, rc, "cannot store the key of '%s/%s': %s", mesh_name,
+                                 dp_name, store_strerror(rc));
+    *ret_text = text;
+    *ret_version = version;
+    return 0;
+}
+
 int state_object_version(store *s, const store_key *key, uint64_t *ret_version)
 {
     char *value = NULL;

@@ -100,6 +100,15 @@ int identity_get(store *s, const char *mesh_name, const char *name, identity *re
 /* The record as stored (JSON text, caller frees), for a transaction; NULL when out of memory. */
 char *identity_encode(const identity *id);
 int identity_put(store *s, const identity *id, uint64_t expected_version, uint64_t *ret_version);
+/*
+ * What an agent's CSR submits: the identity record of mesh_name/dp_name with key_pem (and
+ * csr_pem, or NULL) as its pending key, encoded (caller frees), and the version the write must
+ * still find (0: a new record). The dataplane must exist (MESHCA_ENOTFOUND); a corrupt record is
+ * replaced, its version still checked. 0, or a code with its message in errbuf.
+ */
+int identity_with_pending_key(store *s, const char *mesh_name, const char *dp_name,
+                              const char *key_pem, const char *csr_pem, char **ret_text,
+                              uint64_t *ret_version, char *errbuf);
 void identity_clear(identity *id);
 
 /* One trust bundle per mesh (STATE_BUNDLES/<mesh>): the CA certificates of all usable backends,

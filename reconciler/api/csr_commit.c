@@ -43,53 +43,13 @@ void csr_submission_free(csr_submission *sub)
     free(sub);
 }
 
-/* The identity record with sub's key pending, and the version it must still have: 0 when the
- * dataplane exists, or a code (in sub) when it does not or the store fails. */
+/* The identity record with sub's key pending, and the version it must still have; else the
+ * code and message in sub. */
 static int prepare(store *s, csr_submission *sub, char **ret_text, uint64_t *ret_version)
 {
-    store_key dkey = {STATE_DATAPLANES, sub->mesh, sub->dataplane};
-    int rc = state_object_version(s, &dkey, NULL);
-    if (rc < 0)
-        return sub->rc = rc == STORE_ENOTFOUND
-                             ? meshca_fail(sub->errbuf, MESHCA_ENOTFOUND,
-                                           "no dataplane '%s' in mesh '%s'", sub->dataplane, sub->mesh)
-                             : meshca_fail(sub->errbuf, rc, "cannot read dataplane '%s/%s': %s",
-                                           sub->mesh, sub->dataplane, store_strerror(rc));
-    identity id = {0};
-    uint64_t version = 0;
-    rc = identity_read(s, sub->mesh, sub->dataplane, &id, &version, sub->errbuf);
-    if (rc == STORE_ENOTFOUND || rc == MESHCA_ECORRUPT) {
-        /* A corrupt record is replaced, as the pass would (its version still checked). */
-        if (rc == STORE_ENOTFOUND)
-            version = 0;
-        else if (state_object_version(s, &(store_key){STATE_IDENTITIES, sub->mesh, sub->dataplane},
-                                      &version) < 0)
-            version = STORE_ANY_VERSION;
-        identity_clear(&id);
-        id.mesh = strdup(sub->mesh);
-        id.dataplane = strdup(sub->dataplane);
-        rc = id.mesh && id.dataplane ? 0 : MESHCA_ENOMEM;
-    }
-    char *text = NULL;
-    if (rc == 0) {
-        free(id.pending_key_pem);
-        free(id.pending_csr_pem);
-        id.pending_key_pem = strdup(sub->key_pem);
-        id.pending_csr_pem = sub->csr_pem ? strdup(sub->csr_pem) : NULL;
-        rc = !id.pending_key_pem || (sub->csr_pem && !id.pending_csr_pem) ||
-                     !(text = identity_encode(&id))
-                 ? MESHCA_ENOMEM
-                 : 0;
-    }
-    identity_clear(&id);
-    if (rc < 0)
-        return sub->rc = rc == MESHCA_ENOMEM
-                             ? meshca_fail(sub->errbuf, rc, "out of memory")
-                             : meshca_fail(sub->errbuf, rc, "cannot store the key of '%s/%s': %s",
-                                           sub->mesh, sub->dataplane, store_strerror(rc));
-    *ret_text = text;
-    *ret_version = version;
-    return 0;
+    int rc = identity_with_pending_key(s, sub->mesh, sub->dataplane, sub->key_pem, sub->csr_pem,
+                                       ret_text, ret_version, sub->errbuf);
+    return rc < 0 ? (sub->rc = rc) : 0;
 }
 
 static void fail_store(csr_submission *sub, int rc)
