@@ -23,7 +23,6 @@
 #include "reconciler/api/csr_commit.h"
 #include "reconciler/api/metrics_http.h"
 #include "reconciler/api/server.h"
-#include "reconciler/api/token.h"
 #include "reconciler/controller.h"
 #include "reconciler/leader.h"
 #include "reconciler/manifest_sync.h"
@@ -345,6 +344,13 @@ static void on_pass(evutil_socket_t fd, short what, void *arg)
     run_pass(arg);
 }
 
+/* The kinds a full pass reads as its input (identities and acknowledgements are targets). */
+static bool pass_input_kind(const char *kind)
+{
+    return strcmp(kind, STATE_MESHES) == 0 || strcmp(kind, STATE_DATAPLANES) == 0 ||
+           strcmp(kind, STATE_SECRETS) == 0 || strcmp(kind, STATE_MESHSTATUS) == 0;
+}
+
 /* True while the committer holds a key POSTed for this dataplane. */
 static bool committing_has(const controller *c, const char *mesh_name, const char *dp_name)
 {
@@ -392,11 +398,11 @@ static void poll_store(controller *c)
             if (ev[i].version > c->pass_start && !c->in_backoff)
                 schedule_target(c, ev[i].mesh, ev[i].name);
         }
-        /* A pass's own outputs do not call for another pass, nor do what passes never read:
-         * a token issued or revoked, the control-plane CA (a full pass over a large mesh for
-         * each `token issue` would cost a second of CPU per 100,000 dataplanes). */
-        else if (strcmp(ev[i].kind, STATE_BUNDLES) != 0 && strcmp(ev[i].kind, TOKEN_KIND) != 0 &&
-                 strcmp(ev[i].kind, CPCA_KIND) != 0 && ev[i].version > c->pass_start)
+        /* Only what a full pass reads as its input calls for one: not its own outputs
+         * (bundles), nor what passes never read (tokens, the control-plane CA: a full pass over
+         * a large mesh for each `token issue` would cost a second of CPU per 100,000
+         * dataplanes). */
+        else if (pass_input_kind(ev[i].kind) && ev[i].version > c->pass_start)
             changed = true;
         if (ev[i].version > c->watched)
             c->watched = ev[i].version;
