@@ -2,14 +2,24 @@
 # bench-all-smoke.sh - bench-all's done_when lists every issue-13 target under one name whatever the
 # flags, each figure beside its reference (value, reference, unit, ratio = value / reference, the
 # same figures as the JSON's own sections); a target a flag leaves out is there with nulls and the
-# flag. Runs bench-all --no-peers --no-reconcile --no-api (about 25 s: the signing loops only).
-# Asserts no time. Suite bench-smoke. Usage: bench-all-smoke.sh BENCH-ALL
+# flag. Runs bench-all --no-peers --no-reconcile --no-api --rounds 1 (about 10 s: one round of the
+# signing loops only). Asserts no time. Suite bench-smoke. Usage: bench-all-smoke.sh BENCH-ALL
 source "$(dirname "$0")/../lib.sh"
 bench=${1:?usage: bench-all-smoke.sh BENCH-ALL}
 
-timeout 170 "$bench" --no-peers --no-reconcile --no-api >"$WORK/out" 2>"$WORK/err"
+timeout 20 "$bench" --rounds 0 >"$WORK/out" 2>"$WORK/err"
 rc=$?
-check "bench-all --no-peers --no-reconcile --no-api exits 0" exit_is 0
+check "--rounds 0 is refused (exit 2)" exit_is 2
+check "--rounds 0: its message gives the range" err_has "bench-all: --rounds takes 1 to 10"
+
+timeout 170 "$bench" --no-peers --no-reconcile --no-api --rounds 1 >"$WORK/out" 2>"$WORK/err"
+rc=$?
+check "bench-all --no-peers --no-reconcile --no-api --rounds 1 exits 0" exit_is 0
+check "the raw loops say they kept the best of 1 round" python3 - "$WORK/out" <<'PY'
+import json, sys
+raw = json.load(open(sys.argv[1]))["raw_openssl_per_s"]
+sys.exit(0 if raw["rounds"] == 1 and "best of 1 round interleaved" in raw["loop"] else 1)
+PY
 
 # names of every target, in order: the list a reader and the docs rely on (doc/performance.md)
 check "done_when names every target, in order, measured or not" python3 - "$WORK/out" <<'PY'

@@ -27,9 +27,11 @@
 /* Every loop is bounded by time and count, so the whole run stays within a few minutes. */
 #define RAW_SECONDS 1.0
 #define MESHCA_SECONDS 1.0
-/* The machine is shared: the raw and meshca loops run interleaved, ROUNDS times, and each figure
- * is its best round, so a burst of other load does not land on one side of a ratio only. */
+/* The machine is shared: the raw and meshca loops run interleaved, ROUNDS times (--rounds), and
+ * each figure is its best round, so a burst of other load does not land on one side of a ratio
+ * only. */
 #define ROUNDS 3
+#define ROUNDS_MAX 10
 #define MESHCA_BATCH 1000
 #define CLI_SECONDS 3.0
 #define CLI_MAX_LEAVES 200
@@ -651,6 +653,7 @@ static json_t *reconcile_entry(json_t *rec, long n)
 int main(int argc, char **argv)
 {
     bool large = true, skip_peers = false, skip_reconcile = false, skip_api = false;
+    long rounds = ROUNDS;
     const char *source_root = getenv("MESHCA_SOURCE_ROOT");
     char path[256], *csr_pem;
     unsigned char *spki;
@@ -663,7 +666,7 @@ int main(int argc, char **argv)
     double cpu_rate[4] = {0, 0, 0, 0};   /* the pool's leaves per CPU-second, best round */
     long cli_n = 0, gencert_n = 0, serve_n = 0;
     json_t *out, *meshca, *peers, *targets, *rec, *v, *etcd = NULL;
-    char etcd_why[256] = "--no-reconcile";
+    char etcd_why[256] = "--no-reconcile", loop[160];
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
@@ -674,12 +677,22 @@ int main(int argc, char **argv)
             skip_reconcile = true;
         else if (strcmp(argv[i], "--no-api") == 0)
             skip_api = true;
-        else {
-            fprintf(stderr, "usage: bench-all [--quick] [--no-peers] [--no-reconcile] [--no-api]\n"
+        else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
+            char *end;
+
+            errno = 0;
+            rounds = strtol(argv[++i], &end, 10);
+            if (errno || *end || end == argv[i] || rounds < 1 || rounds > ROUNDS_MAX) {
+                fprintf(stderr, "bench-all: --rounds takes 1 to %d\n", ROUNDS_MAX);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "usage: bench-all [--quick] [--no-peers] [--no-reconcile] [--no-api] [--rounds N]\n"
                             "  --quick         reconcile 10,000 dataplanes only, not 100,000 too\n"
                             "  --no-peers      skip the openssl CLI and cfssl figures\n"
                             "  --no-reconcile  skip bench-reconcile (reconcile and validate, on SQLite and on etcd)\n"
-                            "  --no-api        skip bench-api (CSRs through the API, parked agents)\n");
+                            "  --no-api        skip bench-api (CSRs through the API, parked agents)\n"
+                            "  --rounds N      rounds of the raw and signing loops, best kept (default 3)\n");
             return 2;
         }
     }
@@ -719,7 +732,7 @@ int main(int argc, char **argv)
 
     memset(&raw, 0, sizeof(raw));
     issue = csr1 = csr2 = rs1 = rs2 = 0;
-    for (int round = 0; round < ROUNDS; round++) {
+    for (long round = 0; round < rounds; round++) {
         raw_rates r = measure_raw(ca_key);
 
         raw.keygen = best(raw.keygen, r.keygen);
@@ -780,11 +793,14 @@ int main(int argc, char **argv)
     json_object_set_new(out, "benchmark", json_string("meshca S11"));
     json_object_set_new(out, "cpus_online", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
     json_object_set_new(out, "openssl", json_string(OpenSSL_version(OPENSSL_VERSION)));
+    snprintf(loop, sizeof(loop), "one thread; SHA-256 of 400 bytes + the EC operation, key context "
+             "prepared once; best of %ld round%s interleaved with meshca's", rounds,
+             rounds == 1 ? "" : "s");
     json_object_set_new(out, "raw_openssl_per_s",
-                        json_pack("{s:f, s:f, s:f, s:f, s:s}", "ec_p256_keygen", round3(raw.keygen),
+                        json_pack("{s:f, s:f, s:f, s:f, s:s, s:I}", "ec_p256_keygen", round3(raw.keygen),
                                   "ecdsa_sign", round3(raw.sign), "ecdsa_verify",
                                   round3(raw.verify), "verify_plus_sign", round3(raw_vs), "loop",
-                                  "one thread; SHA-256 of 400 bytes + the EC operation, key context prepared once; best of 3 rounds interleaved with meshca's"));
+                                  loop, "rounds", (json_int_t)rounds));
     meshca = json_pack("{s:f, s:{s:f, s:f}, s:{s:f, s:f}, s:{s:f, s:f, s:f, s:f}}",
                        "pki_issue_leaf_fresh_key_per_s", round3(issue), "sign_csr_per_s",
                        "workers_1", round3(csr1), "workers_2", round3(csr2),
