@@ -27,9 +27,11 @@
 /* Every loop is bounded by time and count, so the whole run stays within a few minutes. */
 #define RAW_SECONDS 1.0
 #define MESHCA_SECONDS 1.0
-/* The machine is shared: the raw and meshca loops run interleaved, ROUNDS times, and each figure
- * is its best round, so a burst of other load does not land on one side of a ratio only. */
+/* The machine is shared: the raw and meshca loops run interleaved, ROUNDS times (--rounds), and
+ * each figure is its best round, so a burst of other load does not land on one side of a ratio
+ * only. */
 #define ROUNDS 3
+#define ROUNDS_MAX 10
 #define MESHCA_BATCH 1000
 #define CLI_SECONDS 3.0
 #define CLI_MAX_LEAVES 200
@@ -578,10 +580,17 @@ static cli_validate measure_cli_validate(const char *self, long n)
 
 /* ---- the issue's "Done when" list ------------------------------------------------------------- */
 
-static json_t *target(const char *what, double ratio, double goal, bool at_least, const char *note)
+static double round3(double x);
+
+/* One "Done when" entry: the figure and the reference it is held against stand beside their
+ * ratio (S11), in UNIT; for a limit such as "< 1 s" the reference is the limit itself. */
+static json_t *target(const char *what, double value, double reference, const char *unit,
+                      double goal, bool at_least, const char *note)
 {
+    double ratio = reference > 0 ? value / reference : 0;
     bool met = at_least ? ratio >= goal : ratio <= goal;
-    json_t *t = json_pack("{s:s, s:f, s:s, s:f, s:b}", "target", what, "ratio",
+    json_t *t = json_pack("{s:s, s:f, s:f, s:s, s:f, s:s, s:f, s:b}", "target", what, "value",
+                          round3(value), "reference", round3(reference), "unit", unit, "ratio",
                           (double)(long)(ratio * 1000 + 0.5) / 1000, "goal",
                           at_least ? ">=" : "<=", "goal_value", goal, "met", met);
 
@@ -590,14 +599,44 @@ static json_t *target(const char *what, double ratio, double goal, bool at_least
     return t;
 }
 
+/* The same entry when a flag or a failure left it out, so that every run lists every target
+ * under the same name. */
 static json_t *not_measured(const char *what, const char *why)
 {
-    return json_pack("{s:s, s:n, s:b, s:s}", "target", what, "ratio", "met", 0, "note", why);
+    return json_pack("{s:s, s:n, s:n, s:n, s:b, s:s}", "target", what, "value", "reference",
+                     "ratio", "met", 0, "note", why);
 }
 
 static double round3(double x)
 {
     return (double)(long long)(x * 1000 + (x < 0 ? -0.5 : 0.5)) / 1000;
+}
+
+/* Target names, the same whether measured or left out (not_measured). */
+#define T_CSR_CLI "sign a CSR, 1 worker / openssl CLI loop"
+#define T_CSR_SERVE "sign a CSR, 2 workers / cfssl serve (2 in flight)"
+#define T_FULL "full reconcile / pure signing time (SQLite)"
+#define T_FULL_1 "full reconcile / pure signing time (SQLite), 1 worker"
+#define T_NOOP "no-op reconcile wall seconds"
+#define T_ETCD_FULL "full reconcile on etcd / its bound (max of pure signing and etcd's put time)"
+#define T_ETCD_NOOP "no-op reconcile on etcd wall seconds"
+#define T_VALIDATE "validate 100,000-dataplane status, seconds"
+#define T_VALIDATE_PEAK "validate peak bytes per dataplane / 4 KiB"
+#define T_VALIDATE_CLI "meshca validate CLI, 100,000 dataplanes, CPU seconds"
+#define T_VALIDATE_CLI_PEAK "meshca validate CLI peak bytes per dataplane / 4 KiB"
+#define T_PARKED "10,000 agents with blocking queries, KiB per connection / 64"
+
+/* The API rate's target name for a measurement with PARKED agents connected (0: alone). */
+static void api_target_name(char *buf, size_t size, long long parked)
+{
+    if (parked >= 1000)
+        snprintf(buf, size, "API CSRs per second with TLS and keep-alive, %lld,%03lld agents "
+                 "connected / cfssl serve", parked / 1000, parked % 1000);
+    else if (parked)
+        snprintf(buf, size, "API CSRs per second with TLS and keep-alive, %lld agents "
+                 "connected / cfssl serve", parked);
+    else
+        snprintf(buf, size, "API CSRs per second with TLS and keep-alive / cfssl serve");
 }
 
 static json_t *reconcile_entry(json_t *rec, long n)
@@ -614,6 +653,7 @@ static json_t *reconcile_entry(json_t *rec, long n)
 int main(int argc, char **argv)
 {
     bool large = true, skip_peers = false, skip_reconcile = false, skip_api = false;
+    long rounds = ROUNDS;
     const char *source_root = getenv("MESHCA_SOURCE_ROOT");
     char path[256], *csr_pem;
     unsigned char *spki;
@@ -626,7 +666,7 @@ int main(int argc, char **argv)
     double cpu_rate[4] = {0, 0, 0, 0};   /* the pool's leaves per CPU-second, best round */
     long cli_n = 0, gencert_n = 0, serve_n = 0;
     json_t *out, *meshca, *peers, *targets, *rec, *v, *etcd = NULL;
-    char etcd_why[256] = "--no-reconcile";
+    char etcd_why[256] = "--no-reconcile", loop[160];
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
@@ -637,12 +677,22 @@ int main(int argc, char **argv)
             skip_reconcile = true;
         else if (strcmp(argv[i], "--no-api") == 0)
             skip_api = true;
-        else {
-            fprintf(stderr, "usage: bench-all [--quick] [--no-peers] [--no-reconcile] [--no-api]\n"
+        else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
+            char *end;
+
+            errno = 0;
+            rounds = strtol(argv[++i], &end, 10);
+            if (errno || *end || end == argv[i] || rounds < 1 || rounds > ROUNDS_MAX) {
+                fprintf(stderr, "bench-all: --rounds takes 1 to %d\n", ROUNDS_MAX);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "usage: bench-all [--quick] [--no-peers] [--no-reconcile] [--no-api] [--rounds N]\n"
                             "  --quick         reconcile 10,000 dataplanes only, not 100,000 too\n"
                             "  --no-peers      skip the openssl CLI and cfssl figures\n"
                             "  --no-reconcile  skip bench-reconcile (reconcile and validate, on SQLite and on etcd)\n"
-                            "  --no-api        skip bench-api (CSRs through the API, parked agents)\n");
+                            "  --no-api        skip bench-api (CSRs through the API, parked agents)\n"
+                            "  --rounds N      rounds of the raw and signing loops, best kept (default 3)\n");
             return 2;
         }
     }
@@ -682,7 +732,7 @@ int main(int argc, char **argv)
 
     memset(&raw, 0, sizeof(raw));
     issue = csr1 = csr2 = rs1 = rs2 = 0;
-    for (int round = 0; round < ROUNDS; round++) {
+    for (long round = 0; round < rounds; round++) {
         raw_rates r = measure_raw(ca_key);
 
         raw.keygen = best(raw.keygen, r.keygen);
@@ -743,11 +793,14 @@ int main(int argc, char **argv)
     json_object_set_new(out, "benchmark", json_string("meshca S11"));
     json_object_set_new(out, "cpus_online", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
     json_object_set_new(out, "openssl", json_string(OpenSSL_version(OPENSSL_VERSION)));
+    snprintf(loop, sizeof(loop), "one thread; SHA-256 of 400 bytes + the EC operation, key context "
+             "prepared once; best of %ld round%s interleaved with meshca's", rounds,
+             rounds == 1 ? "" : "s");
     json_object_set_new(out, "raw_openssl_per_s",
-                        json_pack("{s:f, s:f, s:f, s:f, s:s}", "ec_p256_keygen", round3(raw.keygen),
+                        json_pack("{s:f, s:f, s:f, s:f, s:s, s:I}", "ec_p256_keygen", round3(raw.keygen),
                                   "ecdsa_sign", round3(raw.sign), "ecdsa_verify",
                                   round3(raw.verify), "verify_plus_sign", round3(raw_vs), "loop",
-                                  "one thread; SHA-256 of 400 bytes + the EC operation, key context prepared once; best of 3 rounds interleaved with meshca's"));
+                                  loop, "rounds", (json_int_t)rounds));
     meshca = json_pack("{s:f, s:{s:f, s:f}, s:{s:f, s:f}, s:{s:f, s:f, s:f, s:f}}",
                        "pki_issue_leaf_fresh_key_per_s", round3(issue), "sign_csr_per_s",
                        "workers_1", round3(csr1), "workers_2", round3(csr2),
@@ -789,7 +842,7 @@ int main(int argc, char **argv)
                  "%.2f cores for meshca", cpu_rate[2] / raw.sign_cpu, cpu_rate[2], raw.sign_cpu,
                  cores[2]);
         json_array_append_new(targets, target("re-sign a known public key, 1 worker / raw ECDSA sign",
-                                              rs1 / raw.sign, 0.5, true, note));
+                                              rs1, raw.sign, "per s", 0.5, true, note));
     }
     {
         char note[400];
@@ -802,7 +855,7 @@ int main(int argc, char **argv)
                  "2 workers sign %.2f of what 1 worker signs", cores[3], load[0],
                  sysconf(_SC_NPROCESSORS_ONLN), (rs2 / cores[3]) / (rs1 / cores[2]));
         json_array_append_new(targets, target("re-sign a known public key, 2 workers / 1 worker",
-                                              rs2 / rs1, 1.8, true, note));
+                                              rs2, rs1, "per s", 1.8, true, note));
     }
     {
         char note[200];
@@ -811,29 +864,25 @@ int main(int argc, char **argv)
                  "%.2f cores for meshca", cpu_rate[0] / raw_vs_cpu, cpu_rate[0], raw_vs_cpu,
                  cores[0]);
         json_array_append_new(targets, target("sign a CSR, 1 worker / raw verify+sign",
-                                              csr1 / raw_vs, 0.5, true, note));
+                                              csr1, raw_vs, "per s", 0.5, true, note));
     }
     if (skip_peers) {
-        json_array_append_new(targets, not_measured("sign a CSR, 1 worker / openssl CLI loop", "--no-peers"));
-    } else {
-        json_array_append_new(targets, target("sign a CSR, 1 worker / openssl CLI loop", csr1 / cli,
-                                              300, true, NULL));
-    }
-    if (skip_peers) {
-        json_array_append_new(targets, not_measured("sign a CSR, 2 workers / cfssl serve (2 in flight)", "--no-peers"));
+        json_array_append_new(targets, not_measured(T_CSR_CLI, "--no-peers"));
+        json_array_append_new(targets, not_measured(T_CSR_SERVE, "--no-peers"));
     } else {
         char note[300];
 
+        json_array_append_new(targets, target(T_CSR_CLI, csr1, cli, "per s", 300, true, NULL));
         /* What the crypto allows: every CSR is one verify and one sign, on at most 2 cores. */
         snprintf(note, sizeof(note),
                  "bound: at 100 %% of raw verify+sign on 2 cores (%.0f/s) the ratio would be %.1f",
                  2 * raw_vs, 2 * raw_vs / serve);
-        json_array_append_new(targets, target("sign a CSR, 2 workers / cfssl serve (2 in flight)",
-                                              csr2 / serve, 8, true, note));
+        json_array_append_new(targets, target(T_CSR_SERVE, csr2, serve, "per s", 8, true, note));
     }
     {
         long nbig = large ? 100000 : 10000;
-        json_t *e = reconcile_entry(rec, nbig);
+        json_t *e = skip_reconcile ? NULL : reconcile_entry(rec, nbig);
+        const char *why = skip_reconcile ? "--no-reconcile" : "bench-reconcile printed no such size";
         char note[640];
 
         if (e) {
@@ -848,9 +897,12 @@ int main(int argc, char **argv)
             for (int pass = 0; pass < 2; pass++) {
                 json_t *f = pass == 0 ? full : json_object_get(e1, "full");
                 json_t *entry = pass == 0 ? e : e1;
+                const char *what = pass == 0 ? T_FULL : T_FULL_1;
 
-                if (!entry)
+                if (!entry) {
+                    json_array_append_new(targets, not_measured(what, why));
                     continue;
+                }
                 snprintf(note, sizeof(note),
                          "%ld dataplanes%s, %lld signing workers; pure signing = the same leaves "
                          "re-signed on a sign_pool of the same worker count; CPU seconds %.2f vs "
@@ -865,9 +917,8 @@ int main(int argc, char **argv)
                          json_number_value(json_object_get(f, "pure_resign_cpu_s")),
                          json_number_value(json_object_get(f, "cpu_ratio_to_pure_signing")));
                 json_array_append_new(
-                    targets, target(pass == 0 ? "full reconcile / pure signing time (SQLite)"
-                                              : "full reconcile / pure signing time (SQLite), 1 worker",
-                                    json_number_value(json_object_get(f, "ratio_to_pure_signing")),
+                    targets, target(what, json_number_value(json_object_get(f, "wall_s")),
+                                    json_number_value(json_object_get(f, "pure_resign_s")), "s",
                                     1.3, false, note));
             }
             snprintf(note, sizeof(note), "%ld dataplanes%s: %lld signatures, %lld writes (store "
@@ -878,8 +929,11 @@ int main(int argc, char **argv)
                      nbig, large ? "" : " (--quick: 100,000 without it)",
                      (long long)json_integer_value(json_object_get(noop, "signatures")),
                      (long long)json_integer_value(json_object_get(noop, "writes")));
-            json_array_append_new(targets, target("no-op reconcile wall seconds", noop_s, 1.0, false,
-                                                  note));
+            json_array_append_new(targets, target(T_NOOP, noop_s, 1.0, "s", 1.0, false, note));
+        } else {
+            json_array_append_new(targets, not_measured(T_FULL, why));
+            json_array_append_new(targets, not_measured(T_FULL_1, why));
+            json_array_append_new(targets, not_measured(T_NOOP, why));
         }
         e = NULL;
         if (etcd) {
@@ -910,9 +964,7 @@ int main(int argc, char **argv)
                      (long long)json_integer_value(json_object_get(
                          json_object_get(etcd, "txn_put_rate"), "ops_per_txn")),
                      write_s, full_s > 0 ? (full_s - bound) / full_s : 0);
-            json_array_append_new(targets, target("full reconcile on etcd / its bound (max of pure "
-                                                  "signing and etcd's put time)",
-                                                  bound > 0 ? full_s / bound : 0, 1.3, false, note));
+            json_array_append_new(targets, target(T_ETCD_FULL, full_s, bound, "s", 1.3, false, note));
             snprintf(note, sizeof(note), "%ld dataplanes%s on etcd: %lld signatures, %lld writes "
                      "(etcd revision before/after); its bound: etcd's own read of everything "
                      "(etcdctl get --prefix, one gRPC request) %.2f s in this run",
@@ -921,13 +973,12 @@ int main(int argc, char **argv)
                      (long long)json_integer_value(json_object_get(noop, "writes")),
                      json_number_value(json_object_get(json_object_get(e, "etcd_read_everything"),
                                                        "wall_s")));
-            json_array_append_new(targets, target("no-op reconcile on etcd wall seconds",
-                                                  json_number_value(json_object_get(noop, "wall_s")),
-                                                  1.0, false, note));
+            json_array_append_new(targets,
+                                  target(T_ETCD_NOOP, json_number_value(json_object_get(noop, "wall_s")),
+                                         1.0, "s", 1.0, false, note));
         } else {
-            json_array_append_new(targets, not_measured("full reconcile on etcd / its bound (max of "
-                                                        "pure signing and etcd's put time)",
-                                                        etcd_why));
+            json_array_append_new(targets, not_measured(T_ETCD_FULL, skip_reconcile ? why : etcd_why));
+            json_array_append_new(targets, not_measured(T_ETCD_NOOP, skip_reconcile ? why : etcd_why));
         }
     }
     v = json_object_get(rec, "validate_switch");
@@ -941,10 +992,12 @@ int main(int argc, char **argv)
         snprintf(note, sizeof(note),
                  "wall seconds; this process's CPU seconds: %.3f. Bound (perf): jansson's lexer, "
                  "json_loadb ~73 %% of the parse; the rest is one allocation per field", cpu);
-        json_array_append_new(targets, target("validate 100,000-dataplane status, seconds", total,
-                                              1.0, false, note));
-        json_array_append_new(targets, target("validate peak bytes per dataplane / 4 KiB",
-                                              per / 4096.0, 1.0, false, NULL));
+        json_array_append_new(targets, target(T_VALIDATE, total, 1.0, "s", 1.0, false, note));
+        json_array_append_new(targets, target(T_VALIDATE_PEAK, per, 4096, "bytes per dataplane",
+                                              1.0, false, NULL));
+    } else {
+        json_array_append_new(targets, not_measured(T_VALIDATE, "--no-reconcile"));
+        json_array_append_new(targets, not_measured(T_VALIDATE_PEAK, "--no-reconcile"));
     }
     if (cv.peak_rss_kib) {
         char note[200];
@@ -952,11 +1005,13 @@ int main(int argc, char **argv)
         snprintf(note, sizeof(note), "through the CLI (/usr/bin/time -v): %.3f s wall, %.3f s CPU, "
                  "%ld KiB peak; on a loaded machine the CPU seconds are the figure", cv.wall_s,
                  cv.cpu_s, cv.peak_rss_kib);
-        json_array_append_new(targets, target("meshca validate CLI, 100,000 dataplanes, CPU seconds",
-                                              cv.cpu_s, 1.0, false, note));
-        json_array_append_new(targets, target("meshca validate CLI peak bytes per dataplane / 4 KiB",
-                                              cv.peak_rss_kib * 1024.0 / 100000 / 4096.0, 1.0,
-                                              false, NULL));
+        json_array_append_new(targets, target(T_VALIDATE_CLI, cv.cpu_s, 1.0, "s", 1.0, false, note));
+        json_array_append_new(targets, target(T_VALIDATE_CLI_PEAK,
+                                              cv.peak_rss_kib * 1024.0 / 100000, 4096,
+                                              "bytes per dataplane", 1.0, false, NULL));
+    } else {
+        json_array_append_new(targets, not_measured(T_VALIDATE_CLI, "--no-reconcile"));
+        json_array_append_new(targets, not_measured(T_VALIDATE_CLI_PEAK, "--no-reconcile"));
     }
     if (json_is_object(api)) {
         double per_conn = json_number_value(json_object_get(api, "rss_per_connection_kib"));
@@ -970,11 +1025,7 @@ int main(int argc, char **argv)
             long long parked = json_integer_value(json_object_get(r, "parked"));
             double api_rate = json_number_value(json_object_get(r, "csrs_signed_per_s"));
 
-            if (parked)
-                snprintf(what, sizeof(what), "API CSRs per second with TLS and keep-alive, %lld "
-                         "agents connected / cfssl serve", parked);
-            else
-                snprintf(what, sizeof(what), "API CSRs per second with TLS and keep-alive / cfssl serve");
+            api_target_name(what, sizeof(what), parked);
             snprintf(note, sizeof(note),
                      "%.1f CSRs/s to a controller holding 2,000 dataplanes and %lld agents parked on "
                      "blocking queries (%.2f s of controller CPU for %lld CSRs). Bound "
@@ -986,18 +1037,26 @@ int main(int argc, char **argv)
             if (skip_peers)
                 json_array_append_new(targets, not_measured(what, "--no-peers"));
             else
-                json_array_append_new(targets, target(what, api_rate / serve, 4, true, note));
+                json_array_append_new(targets, target(what, api_rate, serve, "CSRs per s", 4, true,
+                                                      note));
         }
         snprintf(note, sizeof(note), "%lld of %lld agents parked; controller RSS %lld -> %lld KiB",
                  (long long)json_integer_value(json_object_get(api, "parked")),
                  (long long)json_integer_value(json_object_get(api, "connections")),
                  (long long)json_integer_value(json_object_get(api, "controller_rss_before_kib")),
                  (long long)json_integer_value(json_object_get(api, "controller_rss_parked_kib")));
-        json_array_append_new(targets, target("10,000 agents with blocking queries, KiB per connection / 64",
-                                              per_conn / 64.0, 1.0, false, note));
+        json_array_append_new(targets, target(T_PARKED, per_conn, 64, "KiB per connection", 1.0,
+                                              false, note));
     } else {
-        json_array_append_new(targets, not_measured("API CSRs per second with TLS and keep-alive / cfssl serve", "--no-api"));
-        json_array_append_new(targets, not_measured("10,000 agents with blocking queries, KiB per connection", "--no-api"));
+        /* the names bench-api's three measurements get (run_bench_api: 10,000 connections) */
+        static const long long parked[] = {0, 1000, 10000};
+        char what[160];
+
+        for (size_t i = 0; i < sizeof(parked) / sizeof(parked[0]); i++) {
+            api_target_name(what, sizeof(what), parked[i]);
+            json_array_append_new(targets, not_measured(what, "--no-api"));
+        }
+        json_array_append_new(targets, not_measured(T_PARKED, "--no-api"));
     }
     json_object_set_new(out, "done_when", targets);
     json_dumpf(out, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
