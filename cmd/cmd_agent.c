@@ -6,6 +6,7 @@
 
 #include "cmd/cli.h"
 #include "reconciler/agent.h"
+#include "reconciler/api/ca_file.h"
 #include "reconciler/atomic_dir.h"
 #include "reconciler/api/client.h"
 #include "reconciler/store.h"
@@ -47,7 +48,7 @@ const char cmd_agent_usage[] =
     "\n"
     "Exit codes: 0 done (or stopped by a signal); 1 the controller refused (bad token, unknown\n"
     "dataplane) or the reload command failed (--once); 2 usage error, DIR refused or not\n"
-    "writable, no controller reachable (--once).\n";
+    "writable, --ca-file unreadable or without a certificate, no controller reachable (--once).\n";
 
 /* The agent's lines: progress to stdout, trouble to stderr. */
 static void agent_say(void *ctx, bool error, const char *line)
@@ -163,6 +164,11 @@ int cmd_agent(int argc, char **argv)
     }
 
     char err[MESHCA_ERRBUF] = "", warn[MESHCA_ERRBUF] = "";
+    /* Before --out is created: an agent that cannot start leaves nothing behind. */
+    if (api_ca_file_check(ca_file, err) < 0) {
+        cli_error("--ca-file: %s", err);
+        return EXIT_TROUBLE;
+    }
     bool created = false;
     int rc = atomic_dir_prepare(out, &created, warn, err);
     if (rc < 0) {

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# newuser-cli.sh - the mistakes a newcomer makes with `meshca agent` and friends, and the
+# messages that must tell them what to fix: a missing or wrong --ca-file, a controller
+# certificate that does not name the --server host.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/api-lib.sh"
+export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
+BG=   # an agent started in the background, killed on exit
+trap '[ -n "$BG" ] && kill -KILL "$BG" 2>/dev/null; stop_controller KILL; rm -rf "$WORK"' EXIT
+
+cat >"$WORK/mesh.yaml" <<'YAML'
+type: Mesh
+name: default
+mtls:
+  enabledBackend: ca-1
+  backends:
+  - name: ca-1
+    type: builtin
+---
+type: Dataplane
+mesh: default
+name: web-01
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: 8443
+    tags: {kuma.io/service: web}
+YAML
+run apply -f "$WORK/mesh.yaml"
+check "set-up: apply" exit_is 0
+start_controller --interval 1m
+check "set-up: the controller serves the API" grep -q "serving the dataplane API on $API_URL" "$CTL_LOG"
+TOKEN=$(token_for web-01)
+PORT=${API_URL##*:}
+
+# agent_bg_until TEXT FLAG...: an agent of web-01 in the background (output in $WORK/out and
+# $WORK/err), until its standard error has TEXT (at most 15 s) or it ends; then it is killed.
+agent_bg_until() {
+    local text=$1 i
+    shift
+    "$MESHCA" agent -m default -d web-01 --token-file "$TOKEN" "$@" >"$WORK/out" 2>"$WORK/err" &
+    BG=$!
+    for i in $(seq 150); do
+        grep -qF -- "$text" "$WORK/err" && break
+        kill -0 "$BG" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$BG" 2>/dev/null
+    wait "$BG" 2>/dev/null
+    BG=
+}
+
+# --- a --ca-file that can never work is refused at start, before --out is created ----------
+# (Before: libcurl's "error setting certificate file" was taken for an unreachable controller
+# and retried, for a minute with --once and for ever without.)
+run agent -m default -d web-01 --out "$WORK/out-1" --server "$API_URL" \
+    --ca-file "$WORK/no-such.pem" --token-file "$TOKEN" --once
+check "agent_missing_ca_file: exit 2" exit_is 2
+check "agent_missing_ca_file: names the flag, the file and why" \
+    err_has "meshca: error: --ca-file: cannot read $WORK/no-such.pem: No such file or directory"
+check "agent_missing_ca_file: --out not created" test ! -e "$WORK/out-1"
+
+echo "not a certificate" >"$WORK/garbage.pem"
+run agent -m default -d web-01 --out "$WORK/out-1" --server "$API_URL" \
+    --ca-file "$WORK/garbage.pem" --token-file "$TOKEN" --once
+check "agent_ca_file_without_certificate: exit 2" exit_is 2
+check "agent_ca_file_without_certificate: says what to pass" \
+    err_has "--ca-file: $WORK/garbage.pem holds no PEM certificate; pass the control-plane CA ('meshca cp-ca -o pem' against the controller's store)"
+check "agent_ca_file_without_certificate: --out not created" test ! -e "$WORK/out-1"
+
+run agent -m default -d web-01 --out "$WORK/out-1" --server "$API_URL" \
+    --ca-file "$WORK" --token-file "$TOKEN" --once
+check "agent_ca_file_directory: exit 2" exit_is 2
+check "agent_ca_file_directory: says so" err_has "--ca-file: $WORK is not a regular file"
+
+# --- a CA file of another control plane: the retry line says which flag is wrong ----------
+# (cp-ca run against another store, the commonest way to get it: a fresh store makes its own.)
+MESHCA_STORE="sqlite://$WORK/other/meshca.db" "$MESHCA" cp-ca -o pem >"$WORK/other-cp-ca.pem" 2>/dev/null
+check "set-up: another store's control-plane CA" grep -q "BEGIN CERTIFICATE" "$WORK/other-cp-ca.pem"
+agent_bg_until "keeping the current files" --out "$WORK/out-2" --server "$API_URL" \
+    --ca-file "$WORK/other-cp-ca.pem" --once
+check "agent_wrong_ca_file: libcurl's reason is kept" err_has "SSL certificate problem"
+check "agent_wrong_ca_file: names --ca-file and where to take it" \
+    err_has "(--ca-file is not the CA of this controller's certificate: pass 'meshca cp-ca -o pem' run against the controller's store, or the CA of its --tls-cert); keeping the current files"
+check "agent_wrong_ca_file: no certificate written" test ! -e "$WORK/out-2/cert.pem"
+
+# --- a --server host the controller's certificate does not name ------------------------------
+if getent hosts localhost >/dev/null; then
+    agent_bg_until "keeping the current files" --out "$WORK/out-3" \
+        --server "https://localhost:$PORT" --ca-file "$WORK/cp-ca.pem" --once
+    check "agent_server_name_not_in_certificate: says --tls-san" \
+        err_has "(the controller's certificate does not name the host of --server: give 'meshca run' that name or address with --tls-san); keeping the current files"
+fi
+
+# The right flags still work after all that.
+agent_once web-01
+check "agent_right_flags: exit 0" test "$agent_rc" -eq 0
+check "agent_right_flags: acknowledged" grep -q "generation 1 loaded and acknowledged" "$WORK/agent.out"
+
+finish
