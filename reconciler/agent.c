@@ -490,16 +490,13 @@ int agent_run(const agent_options *o, char *errbuf)
             meshca_fail(errbuf, rc, "%s", err);
             break;
         }
+        /* With --once, the failure that ends the run is the caller's to print, once. */
+        if (o->once && (rc != MESHCA_EUNAVAILABLE || backoff >= AGENT_MAX_BACKOFF_MS)) {
+            meshca_fail(errbuf, rc, "%s", err);
+            break;
+        }
         /* Keep serving the files we have; retry with backoff. */
         say(&st, true, "%s%s", err, rc == MESHCA_EUNAVAILABLE ? "; keeping the current files" : "");
-        if (o->once && rc != MESHCA_EUNAVAILABLE) {
-            meshca_fail(errbuf, rc, "%s", err);
-            break;
-        }
-        if (o->once && backoff >= AGENT_MAX_BACKOFF_MS) {
-            meshca_fail(errbuf, rc, "%s", err);
-            break;
-        }
         backoff = !backoff ? 500 : backoff * 2 > AGENT_MAX_BACKOFF_MS ? AGENT_MAX_BACKOFF_MS
                                                                      : backoff * 2;
         sleep_ms(&st, backoff);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # newuser-cli.sh - the mistakes a newcomer makes with `meshca agent` and friends, and the
 # messages that must tell them what to fix: a missing or wrong --ca-file, a controller
-# certificate that does not name the --server host.
+# certificate that does not name the --server host, a refused token said once.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
@@ -91,6 +91,16 @@ if getent hosts localhost >/dev/null; then
     check "agent_server_name_not_in_certificate: says --tls-san" \
         err_has "(the controller's certificate does not name the host of --server: give 'meshca run' that name or address with --tls-san); keeping the current files"
 fi
+
+# --- with --once, the refusal that ends the run is printed once, as the error ----------------
+echo "not-a-token" >"$WORK/bad.token"
+run agent -m default -d web-01 --out "$WORK/out-4" --server "$API_URL" \
+    --ca-file "$WORK/cp-ca.pem" --token-file "$WORK/bad.token" --once
+check "agent_once_refused_token: exit 1" exit_is 1
+check "agent_once_refused_token: the error names the 401" \
+    err_has "meshca: error: $API_URL: HTTP 401: token: malformed bearer token"
+check "agent_once_refused_token: said once, not also as a retry line" \
+    test "$(grep -c "HTTP 401" "$WORK/err")" -eq 1
 
 # The right flags still work after all that.
 agent_once web-01
