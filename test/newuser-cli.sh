@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # newuser-cli.sh - the mistakes a newcomer makes with `meshca agent` and friends, and the
 # messages that must tell them what to fix: a missing or wrong --ca-file, a controller
-# certificate that does not name the --server host, a refused token said once.
+# certificate that does not name the --server host, a refused token said once, a cp-ca that
+# makes a new control-plane CA in a store no controller uses.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
@@ -75,8 +76,17 @@ check "agent_ca_file_directory: says so" err_has "--ca-file: $WORK is not a regu
 
 # --- a CA file of another control plane: the retry line says which flag is wrong ----------
 # (cp-ca run against another store, the commonest way to get it: a fresh store makes its own.)
-MESHCA_STORE="sqlite://$WORK/other/meshca.db" "$MESHCA" cp-ca -o pem >"$WORK/other-cp-ca.pem" 2>/dev/null
-check "set-up: another store's control-plane CA" grep -q "BEGIN CERTIFICATE" "$WORK/other-cp-ca.pem"
+MESHCA_STORE="sqlite://$WORK/other/meshca.db" run cp-ca -o pem
+cp "$WORK/out" "$WORK/other-cp-ca.pem"
+check "cpca_creating_the_ca_says_so: exit 0, the certificate" bash -c "[ $rc -eq 0 ] && grep -q 'BEGIN CERTIFICATE' '$WORK/out'"
+check "cpca_creating_the_ca_says_so: a note that only this store's controllers match" \
+    err_has "meshca: note: this store had no control-plane CA: created one; it verifies only controllers that run on this same store"
+MESHCA_STORE="sqlite://$WORK/other/meshca.db" run cp-ca -o pem
+check "cpca_existing_ca_no_note: the same certificate" cmp -s "$WORK/out" "$WORK/other-cp-ca.pem"
+check "cpca_existing_ca_no_note: nothing on stderr" test ! -s "$WORK/err"
+run cp-ca -o pem
+check "cpca_controller_store_no_note: the controller's CA, no note" \
+    bash -c "cmp -s '$WORK/out' '$WORK/cp-ca.pem' && [ ! -s '$WORK/err' ]"
 agent_bg_until "keeping the current files" --out "$WORK/out-2" --server "$API_URL" \
     --ca-file "$WORK/other-cp-ca.pem" --once
 check "agent_wrong_ca_file: libcurl's reason is kept" err_has "SSL certificate problem"
