@@ -64,7 +64,9 @@ static const cli_command *find_command(const char *name)
 
 static int help(const char *name)
 {
-    if (!name) {
+    /* 'meshca help --help' (or 'help help') asks how help works: the overview says it. */
+    if (!name || strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 ||
+        strcmp(name, "help") == 0) {
         print_usage(stdout);
         return EXIT_OK;
     }

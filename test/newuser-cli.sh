@@ -112,6 +112,16 @@ check "agent_once_refused_token: the error names the 401" \
 check "agent_once_refused_token: said once, not also as a retry line" \
     test "$(grep -c "HTTP 401" "$WORK/err")" -eq 1
 
+# --- 'meshca help --help' is the overview, not an unknown command ------------------------------
+for a in --help -h help; do
+    run help "$a"
+    check "help_$a: exit 0" exit_is 0
+    check "help_$a: the overview" out_has "Run 'meshca help COMMAND' for the flags of a command."
+done
+run help no-such-command
+check "help_unknown_command: still exit 2 naming it" \
+    bash -c "[ $rc -eq 2 ] && grep -qF \"unknown command 'no-such-command'\" '$WORK/err'"
+
 # The right flags still work after all that.
 agent_once web-01
 check "agent_right_flags: exit 0" test "$agent_rc" -eq 0
