@@ -122,6 +122,16 @@ run help no-such-command
 check "help_unknown_command: still exit 2 naming it" \
     bash -c "[ $rc -eq 2 ] && grep -qF \"unknown command 'no-such-command'\" '$WORK/err'"
 
+# --- run and cp-ca on an etcd nobody serves: the error names the store and the member ----------
+dead=$(free_port)
+run --store "etcd://127.0.0.1:$dead" run --listen "127.0.0.1:$(free_port)"
+check "run_store_unreachable: exit 2" exit_is 2
+check "run_store_unreachable: names the store URL and the member's failure" \
+    err_has "cp-ca: cannot read the control-plane CA: store 'etcd://127.0.0.1:$dead': controlplane/meshca/ca: no etcd member answered (127.0.0.1:$dead: "
+run --store "etcd://127.0.0.1:$dead" cp-ca
+check "cpca_store_unreachable: exit 2, the same reason" \
+    bash -c "[ $rc -eq 2 ] && grep -qF \"store 'etcd://127.0.0.1:$dead'\" '$WORK/err'"
+
 # The right flags still work after all that.
 agent_once web-01
 check "agent_right_flags: exit 0" test "$agent_rc" -eq 0
