@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # newuser-cli.sh - the mistakes a newcomer makes with `meshca agent` and friends, and the
 # messages that must tell them what to fix: a missing or wrong --ca-file, a controller
-# certificate that does not name the --server host, a refused token said once, a cp-ca that
-# makes a new control-plane CA in a store no controller uses.
+# certificate that does not name the --server host, a --server that is the plain-HTTP metrics
+# port, a refused token said once, a cp-ca that makes a new control-plane CA in a store no
+# controller uses, a store that cannot be reached, 'help --help'.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
@@ -29,7 +30,8 @@ networking:
 YAML
 run apply -f "$WORK/mesh.yaml"
 check "set-up: apply" exit_is 0
-start_controller --interval 1m
+MPORT=$(free_port)
+start_controller --interval 1m --metrics "127.0.0.1:$MPORT"
 check "set-up: the controller serves the API" grep -q "serving the dataplane API on $API_URL" "$CTL_LOG"
 TOKEN=$(token_for web-01)
 PORT=${API_URL##*:}
@@ -101,6 +103,13 @@ if getent hosts localhost >/dev/null; then
     check "agent_server_name_not_in_certificate: says --tls-san" \
         err_has "(the controller's certificate does not name the host of --server: give 'meshca run' that name or address with --tls-san); keeping the current files"
 fi
+
+# --- --server pointing at the controller's plain-HTTP --metrics port ----------------------------
+check "set-up: metrics served on their own port" grep -q "serving metrics on http://127.0.0.1:$MPORT/metrics" "$CTL_LOG"
+agent_bg_until "keeping the current files" --out "$WORK/out-5" \
+    --server "https://127.0.0.1:$MPORT" --ca-file "$WORK/cp-ca.pem" --once
+check "agent_server_is_metrics_port: says the port does not answer TLS and what --server must be" \
+    err_has "(this port does not answer TLS: --server must be the address of 'meshca run --listen', not of its --metrics port or another service); keeping the current files"
 
 # --- with --once, the refusal that ends the run is printed once, as the error ----------------
 echo "not-a-token" >"$WORK/bad.token"

@@ -187,10 +187,16 @@ static void free_headers(struct curl_slist *headers)
     curl_slist_free_all(headers);
 }
 
-/* libcurl's words for a failed verification name OpenSSL's check, not the agent's flag a
- * newcomer got wrong: say which one, since the agent retries such a server for ever. */
+/* libcurl's words for a failed handshake or verification name OpenSSL's check, not the
+ * agent's flag a newcomer got wrong: say which one, since the agent retries such a server for
+ * ever. */
 static const char *verify_hint(CURLcode cc, const char *curl_err)
 {
+    /* OpenSSL's words for a server that answered in plain text: the --metrics port, or
+     * another service than the API. */
+    if (cc == CURLE_SSL_CONNECT_ERROR && strstr(curl_err, "wrong version number"))
+        return " (this port does not answer TLS: --server must be the address of 'meshca run "
+               "--listen', not of its --metrics port or another service)";
     if (cc != CURLE_PEER_FAILED_VERIFICATION)
         return "";
     if (strstr(curl_err, "subject name") || strstr(curl_err, "does not match"))
