@@ -3,7 +3,7 @@
 # messages that must tell them what to fix: a missing or wrong --ca-file, a controller
 # certificate that does not name the --server host, a --server that is the plain-HTTP metrics
 # port, a refused token said once, a cp-ca that makes a new control-plane CA in a store no
-# controller uses, a store that cannot be reached, 'help --help'.
+# controller uses, a store that cannot be reached, 'help --help', the man page's global flags.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
@@ -140,6 +140,13 @@ check "run_store_unreachable: names the store URL and the member's failure" \
 run --store "etcd://127.0.0.1:$dead" cp-ca
 check "cpca_store_unreachable: exit 2, the same reason" \
     bash -c "[ $rc -eq 2 ] && grep -qF \"store 'etcd://127.0.0.1:$dead'\" '$WORK/err'"
+
+# --- the man page keeps every line of the global flags (the etcd URL forms, the --quiet note) ---
+python3 "$SOURCE_ROOT/tools/gen-man.py" "$MESHCA" 0 >"$WORK/meshca.1"
+check "man_global_flags: --store's etcd URL forms are there" \
+    grep -qF 'etcd://HOST:PORT[,HOST:PORT...][?max\-txn\-ops=N], etcds:// for TLS' "$WORK/meshca.1"
+check "man_global_flags: the --quiet note is there" \
+    grep -qF 'With \-\-quiet, errors, warnings and the output asked for' "$WORK/meshca.1"
 
 # The right flags still work after all that.
 agent_once web-01
