@@ -3,7 +3,8 @@
 # messages that must tell them what to fix: a missing or wrong --ca-file, a controller
 # certificate that does not name the --server host, a --server that is the plain-HTTP metrics
 # port, a refused token said once, a cp-ca that makes a new control-plane CA in a store no
-# controller uses, a store that cannot be reached, 'help --help', the man page's global flags.
+# controller uses, a store that cannot be reached, 'help --help', the man page's global flags,
+# a token revoke of a mistyped dataplane.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
@@ -152,5 +153,18 @@ check "man_global_flags: the --quiet note is there" \
 agent_once web-01
 check "agent_right_flags: exit 0" test "$agent_rc" -eq 0
 check "agent_right_flags: acknowledged" grep -q "generation 1 loaded and acknowledged" "$WORK/agent.out"
+
+# --- token revoke of a mistyped dataplane is an error, not "revoked 0 tokens" -----------------
+run token revoke -m default -d web-0l
+check "token_revoke_unknown_dataplane: exit 1" exit_is 1
+check "token_revoke_unknown_dataplane: says nothing was revoked" \
+    err_has "no dataplane 'web-0l' in mesh 'default' in the store, and no token of it: nothing revoked"
+check "token_revoke_unknown_dataplane: no success line" test ! -s "$WORK/out"
+run token revoke -m default -d web-01
+check "token_revoke_known_dataplane: exit 0, its token revoked" \
+    bash -c "[ $rc -eq 0 ] && grep -qF 'revoked 1 token of default/web-01' '$WORK/out'"
+run token revoke -m default -d web-01
+check "token_revoke_again: a stored dataplane without tokens is fine (exit 0, 0 tokens)" \
+    bash -c "[ $rc -eq 0 ] && grep -qF 'revoked 0 tokens of default/web-01' '$WORK/out'"
 
 finish
