@@ -42,13 +42,15 @@ const char cmd_agent_usage[] =
     "      --reload CMD        command run after the files changed; must exit 0 to acknowledge\n"
     "      --reload-timeout D  how long CMD may run (default 30s): past it, CMD's process group\n"
     "                          gets SIGTERM, then SIGKILL 2s later, and nothing is acknowledged\n"
-    "      --once              return once a generation is loaded and acknowledged\n"
+    "      --once              return once a generation is loaded and acknowledged; while no\n"
+    "                          controller answers, retry for about a minute, then exit 2\n"
     "      --renew             send a CSR for a fresh key now, whatever the renewal point says\n"
     "  -h, --help              show this help\n"
     "\n"
     "Exit codes: 0 done (or stopped by a signal); 1 the controller refused (bad token, unknown\n"
     "dataplane) or the reload command failed (--once); 2 usage error, DIR refused or not\n"
-    "writable, --ca-file unreadable or without a certificate, no controller reachable (--once).\n";
+    "writable, --ca-file unreadable or without a certificate, no controller reachable\n"
+    "(--once).\n";
 
 /* The agent's lines: progress to stdout, trouble to stderr. */
 static void agent_say(void *ctx, bool error, const char *line)
