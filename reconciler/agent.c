@@ -37,6 +37,7 @@ typedef struct agent_state {
     int64_t not_after;
     bool use_token;       /* the controller refused our certificate: first-contact auth again */
     bool force_renew;     /* opts->renew, until its CSR is in */
+    bool stale_skipped;   /* since the last CSR, a generation for another key was waited past */
     char last_error[MESHCA_ERRBUF];
 } agent_state;
 
@@ -229,6 +230,7 @@ static int send_csr(agent_state *st, char *errbuf)
         free(csr);
         if (rc == 0) {
             st->next_sent = true;
+            st->stale_skipped = false;
             say(st, false, "sent a CSR for a new %s key", st->rsa ? "rsa 2048" : "ecdsa P-256");
             return 0;
         }
@@ -440,7 +442,15 @@ static int step(agent_state *st, char *errbuf)
     st->index = index;
     if (index != st->loaded) {
         rc = load_generation(st, body, index, errbuf);
-        if (rc == MESHCA_ENOTFOUND) {
+        if (rc == MESHCA_ENOTFOUND && st->next_sent && !st->stale_skipped) {
+            /* Our CSR is in, and this answer predates it: a fresh --out for a dataplane that
+             * already has an identity gets that identity at once (index 0). The next
+             * generation is ours; a new CSR now would make this one stale too, and the two
+             * could chase each other for many rounds. Once per CSR: a second miss means
+             * another agent's key, and a new CSR is the way out. */
+            st->stale_skipped = true;
+            rc = 0;
+        } else if (rc == MESHCA_ENOTFOUND) {
             /* Signed for a key we lost (restart between CSR and answer): start over. */
             say(st, true, "%s; sending a new CSR", errbuf);
             drop_next_key(st);

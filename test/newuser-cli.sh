@@ -4,7 +4,7 @@
 # certificate that does not name the --server host, a --server that is the plain-HTTP metrics
 # port, a refused token said once, a cp-ca that makes a new control-plane CA in a store no
 # controller uses, a store that cannot be reached, 'help --help', the man page's global flags,
-# a token revoke of a mistyped dataplane.
+# a token revoke of a mistyped dataplane, a second agent with a fresh --out.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
@@ -153,6 +153,28 @@ check "man_global_flags: the --quiet note is there" \
 agent_once web-01
 check "agent_right_flags: exit 0" test "$agent_rc" -eq 0
 check "agent_right_flags: acknowledged" grep -q "generation 1 loaded and acknowledged" "$WORK/agent.out"
+
+# --- a second agent with a fresh --out for a dataplane that has an identity ---------------------
+# (rm -rf the directory and start again, or a proxy moved to a new host.) The identity it is
+# answered first was issued for the other agent's key, before its own CSR: it must wait for the
+# next generation, not send CSR after CSR each outrun by the signature of the one before.
+gen_of() {
+    "$MESHCA" inspect dataplanes -m default -o json | python3 -c '
+import json, sys
+print([i["mtls"].get("generation", 0) for i in json.load(sys.stdin) if i["name"] == "web-01"][0])'
+}
+before=$(gen_of)
+run agent -m default -d web-01 --out "$WORK/out-6" --server "$API_URL" \
+    --ca-file "$WORK/cp-ca.pem" --token-file "$TOKEN" --once
+check "agent_fresh_out_for_issued_dataplane: exit 0" exit_is 0
+check "agent_fresh_out_for_issued_dataplane: one CSR sent" \
+    test "$(grep -c "sent a CSR" "$WORK/out")" -eq 1
+check "agent_fresh_out_for_issued_dataplane: the earlier generation is not taken for a lost key" \
+    bash -c "! grep -q 'certifies a key this agent does not hold' '$WORK/err'"
+check "agent_fresh_out_for_issued_dataplane: exactly one new generation, loaded" \
+    bash -c "[ \"\$(cat '$WORK/out' | grep -o 'generation [0-9]* loaded' | cut -d' ' -f2)\" = $((before + 1)) ] && [ $(gen_of) -eq $((before + 1)) ]"
+check "agent_fresh_out_for_issued_dataplane: its certificate is for its own key" \
+    bash -c "[ \"\$(openssl x509 -noout -pubkey -in '$WORK/out-6/cert.pem')\" = \"\$(openssl pkey -pubout -in '$WORK/out-6/key.pem')\" ]"
 
 # --- token revoke of a mistyped dataplane is an error, not "revoked 0 tokens" -----------------
 run token revoke -m default -d web-0l
