@@ -425,10 +425,14 @@ static int step(agent_state *st, char *errbuf)
                                      errbuf);
     api_client_free(c);
     if (rc == MESHCA_ENOTFOUND) {
-        /* Nothing issued (or the record was removed): our CSR may have been lost. */
-        if (st->next_sent && strstr(errbuf, "has been issued") == NULL)
-            st->next_sent = false;
-        return 0;
+        /* Nothing issued yet: the controller answers so once the wait has passed; ask again. */
+        if (strstr(errbuf, "has been issued"))
+            return 0;
+        /* Any other 404 comes at once: the dataplane was deleted, or --server has a path and
+         * is not the API. Asking again at once would spin against the controller: the run
+         * loop reports it and backs off (--once: exit 1). Our CSR, if any, went with it. */
+        st->next_sent = false;
+        return rc;
     }
     if (rc == MESHCA_EINVAL && unauthenticated(errbuf) && !st->use_token && o->token) {
         st->use_token = true;

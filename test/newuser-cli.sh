@@ -4,7 +4,8 @@
 # certificate that does not name the --server host, a --server that is the plain-HTTP metrics
 # port, a refused token said once, a cp-ca that makes a new control-plane CA in a store no
 # controller uses, a store that cannot be reached, 'help --help', the man page's global flags,
-# a token revoke of a mistyped dataplane, a second agent with a fresh --out.
+# a token revoke of a mistyped dataplane, a second agent with a fresh --out, an agent whose
+# dataplane was deleted or whose --server has a path.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
@@ -188,5 +189,23 @@ check "token_revoke_known_dataplane: exit 0, its token revoked" \
 run token revoke -m default -d web-01
 check "token_revoke_again: a stored dataplane without tokens is fine (exit 0, 0 tokens)" \
     bash -c "[ $rc -eq 0 ] && grep -qF 'revoked 0 tokens of default/web-01' '$WORK/out'"
+
+# --- an agent whose dataplane was deleted says so and backs off, instead of spinning silently ---
+run delete dataplane web-01 -m default
+check "set-up: web-01 deleted" exit_is 0
+timeout 20 "$MESHCA" agent -m default -d web-01 --out "$WORK/out-6" --server "$API_URL" \
+    --ca-file "$WORK/cp-ca.pem" --once >"$WORK/out" 2>"$WORK/err"
+rc=$?
+check "agent_dataplane_deleted_once: exit 1 (not a loop ended by the timeout)" exit_is 1
+check "agent_dataplane_deleted_once: names the 404" \
+    err_has "meshca: error: $API_URL: HTTP 404: no dataplane 'web-01' in mesh 'default'"
+agent_bg_until "HTTP 404" --out "$WORK/out-6" --server "$API_URL" --ca-file "$WORK/cp-ca.pem"
+check "agent_dataplane_deleted_loop: the retry line says why" \
+    err_has "meshca: default/web-01: $API_URL: HTTP 404: no dataplane 'web-01' in mesh 'default'"
+timeout 20 "$MESHCA" agent -m default -d web-01 --out "$WORK/out-6" --server "$API_URL/api" \
+    --ca-file "$WORK/cp-ca.pem" --once >"$WORK/out" 2>"$WORK/err"
+rc=$?
+check "agent_server_with_a_path_once: exit 1 naming the 404" \
+    bash -c "[ $rc -eq 1 ] && grep -qF 'HTTP 404: no such endpoint' '$WORK/err'"
 
 finish
