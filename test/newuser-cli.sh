@@ -5,7 +5,7 @@
 # port, a refused token said once, a cp-ca that makes a new control-plane CA in a store no
 # controller uses, a store that cannot be reached, 'help --help', the man page's global flags,
 # a token revoke of a mistyped dataplane, a second agent with a fresh --out, an agent whose
-# dataplane was deleted or whose --server has a path.
+# dataplane was deleted or whose --server has a path, an apply of nothing.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
@@ -154,6 +154,19 @@ check "man_global_flags: the --quiet note is there" \
 agent_once web-01
 check "agent_right_flags: exit 0" test "$agent_rc" -eq 0
 check "agent_right_flags: acknowledged" grep -q "generation 1 loaded and acknowledged" "$WORK/agent.out"
+
+# --- apply of a directory without manifests (or an empty file) is an error, not a silent 0 ------
+mkdir -p "$WORK/empty-dir"
+echo "type: Mesh" >"$WORK/empty-dir/mesh.yml.bak"
+run apply -f "$WORK/empty-dir"
+check "apply_nothing: exit 1" exit_is 1
+check "apply_nothing: says where it found nothing and what it reads" \
+    err_has "meshca: error: nothing to apply: no Mesh, Dataplane or Secret in $WORK/empty-dir (a directory is read for *.yaml and *.yml)"
+: >"$WORK/empty.yaml"
+run apply -f "$WORK/empty.yaml" --dry-run
+check "apply_nothing_dry_run: exit 1 too" exit_is 1
+run apply -f "$WORK/empty.yaml" -f "$WORK/mesh.yaml"
+check "apply_empty_file_beside_manifests: fine (exit 0)" exit_is 0
 
 # --- a second agent with a fresh --out for a dataplane that has an identity ---------------------
 # (rm -rf the directory and start again, or a proxy moved to a new host.) The identity it is
