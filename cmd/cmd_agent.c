@@ -52,12 +52,21 @@ const char cmd_agent_usage[] =
     "writable, --ca-file unreadable or without a certificate, no controller reachable\n"
     "(--once).\n";
 
+/* The API says why a token is refused (expired, revoked, malformed), not how to go on. */
+static const char *token_hint(const char *line)
+{
+    return strstr(line, "HTTP 401: token:")
+               ? " (a new token: 'meshca token issue' against the controller's store, then "
+                 "--token-file)"
+               : "";
+}
+
 /* The agent's lines: progress to stdout, trouble to stderr. */
 static void agent_say(void *ctx, bool error, const char *line)
 {
     const char *who = ctx;
     if (error)
-        fprintf(stderr, "meshca: %s: %s\n", who, line);
+        fprintf(stderr, "meshca: %s: %s%s\n", who, line, token_hint(line));
     else
         printf("%s: %s\n", who, line);
     fflush(error ? stderr : stdout);
@@ -241,7 +250,7 @@ int cmd_agent(int argc, char **argv)
     }
     free(list);
     if (rc < 0) {
-        cli_error("%s", err);
+        cli_error("%s%s", err, token_hint(err));
         return rc == MESHCA_EINVAL || rc == MESHCA_ESTATE || rc == MESHCA_ENOTFOUND ||
                        rc == MESHCA_ECONFLICT
                    ? EXIT_INVALID

@@ -118,8 +118,8 @@ echo "not-a-token" >"$WORK/bad.token"
 run agent -m default -d web-01 --out "$WORK/out-4" --server "$API_URL" \
     --ca-file "$WORK/cp-ca.pem" --token-file "$WORK/bad.token" --once
 check "agent_once_refused_token: exit 1" exit_is 1
-check "agent_once_refused_token: the error names the 401" \
-    err_has "meshca: error: $API_URL: HTTP 401: token: malformed bearer token"
+check "agent_once_refused_token: the error names the 401 and how to get a token" \
+    err_has "meshca: error: $API_URL: HTTP 401: token: malformed bearer token (a new token: 'meshca token issue' against the controller's store, then --token-file)"
 check "agent_once_refused_token: said once, not also as a retry line" \
     test "$(grep -c "HTTP 401" "$WORK/err")" -eq 1
 
