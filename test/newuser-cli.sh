@@ -5,7 +5,7 @@
 # port, a refused token said once, a cp-ca that makes a new control-plane CA in a store no
 # controller uses, a store that cannot be reached, 'help --help', the man page's global flags,
 # a token revoke of a mistyped dataplane, a second agent with a fresh --out, an agent whose
-# dataplane was deleted or whose --server has a path, an apply of nothing.
+# dataplane was deleted or whose --server has a path, an apply of nothing, run --listen 0.0.0.0.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
@@ -112,6 +112,16 @@ agent_bg_until "keeping the current files" --out "$WORK/out-5" \
     --server "https://127.0.0.1:$MPORT" --ca-file "$WORK/cp-ca.pem" --once
 check "agent_server_is_metrics_port: says the port does not answer TLS and what --server must be" \
     err_has "(this port does not answer TLS: --server must be the address of 'meshca run --listen', not of its --metrics port or another service); keeping the current files"
+
+# --- run --listen 0.0.0.0 without --tls-san: warned that the certificate names no dialable address
+# (On the controller's port, taken on 127.0.0.1, so this run never listens beyond loopback.)
+run run --listen "0.0.0.0:$PORT"
+check "run_listen_unspecified_warns: the bind still fails on the taken port (exit 2)" \
+    bash -c "[ $rc -eq 2 ] && grep -qF 'Address already in use' '$WORK/err'"
+check "run_listen_unspecified_warns: says to give --tls-san" \
+    err_has "meshca: warning: --listen 0.0.0.0:$PORT: the server certificate names only 0.0.0.0, which no agent dials; give --tls-san with this host's name or address (as agents' --server says it)"
+run run --listen "0.0.0.0:$PORT" --tls-san 127.0.0.1
+check "run_listen_unspecified_with_san: no warning" bash -c "[ $rc -eq 2 ] && ! grep -q 'warning: --listen' '$WORK/err'"
 
 # --- with --once, the refusal that ends the run is printed once, as the error ----------------
 echo "not-a-token" >"$WORK/bad.token"
