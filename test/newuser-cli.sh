@@ -5,7 +5,8 @@
 # port, a refused token said once, a cp-ca that makes a new control-plane CA in a store no
 # controller uses, a store that cannot be reached, 'help --help', the man page's global flags,
 # a token revoke of a mistyped dataplane, a second agent with a fresh --out, an agent whose
-# dataplane was deleted or whose --server has a path, an apply of nothing, run --listen 0.0.0.0.
+# dataplane was deleted or whose --server has a path, an apply or validate of nothing, run --listen
+# 0.0.0.0.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
@@ -177,6 +178,17 @@ run apply -f "$WORK/empty.yaml" --dry-run
 check "apply_nothing_dry_run: exit 1 too" exit_is 1
 run apply -f "$WORK/empty.yaml" -f "$WORK/mesh.yaml"
 check "apply_empty_file_beside_manifests: fine (exit 0)" exit_is 0
+
+# validate of nothing stays valid (exit 0) but says on stderr that nothing was checked, in every
+# format: -o github prints nothing else, and a CI job with the wrong -f would pass in silence.
+for fmt in text github json; do
+    run validate -o "$fmt" -f "$WORK/empty-dir"
+    check "validate_nothing_$fmt: exit 0" exit_is 0
+    check "validate_nothing_$fmt: warns that nothing was checked" \
+        err_has "meshca: warning: no Mesh, Dataplane or Secret in the -f paths (a directory is read for *.yaml and *.yml): nothing was checked"
+done
+run validate -o github -f "$WORK/mesh.yaml"
+check "validate_something: no such warning" bash -c "[ $rc -eq 0 ] && ! grep -q 'nothing was checked' '$WORK/err'"
 
 # --- a second agent with a fresh --out for a dataplane that has an identity ---------------------
 # (rm -rf the directory and start again, or a proxy moved to a new host.) The identity it is
