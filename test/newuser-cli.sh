@@ -6,7 +6,7 @@
 # controller uses, a store that cannot be reached, 'help --help', the man page's global flags,
 # a token revoke of a mistyped dataplane, a second agent with a fresh --out, an agent whose
 # dataplane was deleted or whose --server has a path, an apply or validate of nothing, run --listen
-# 0.0.0.0.
+# 0.0.0.0, etcd TLS flags with an etcd:// URL.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
@@ -133,6 +133,19 @@ check "agent_once_refused_token: the error names the 401 and how to get a token"
     err_has "meshca: error: $API_URL: HTTP 401: token: malformed bearer token (a new token: 'meshca token issue' against the controller's store, then --token-file)"
 check "agent_once_refused_token: said once, not also as a retry line" \
     test "$(grep -c "HTTP 401" "$WORK/err")" -eq 1
+
+# --- etcd TLS flags beside a plain etcd:// URL (a missing 's') are refused, not dropped ----------
+dead=$(free_port)   # no etcd there
+run --store "etcd://127.0.0.1:$dead" --etcd-cacert "$WORK/cp-ca.pem" get meshes
+check "etcd_tls_flag_with_plain_url: exit 2" exit_is 2
+check "etcd_tls_flag_with_plain_url: says which flag and the URL to use" \
+    err_has "meshca: error: --etcd-cacert is for TLS, but the store URL is etcd:// (plain HTTP): use etcds://127.0.0.1:$dead"
+run get meshes --store "etcd://127.0.0.1:$dead" --etcd-key="$WORK/k.pem"
+check "etcd_tls_flag_after_the_command: refused the same way" \
+    bash -c "[ $rc -eq 2 ] && grep -qF -- '--etcd-key is for TLS' '$WORK/err'"
+MESHCA_ETCD_CACERT="$WORK/cp-ca.pem" run --store "etcd://127.0.0.1:$dead" get meshes
+check "etcd_tls_env_with_plain_url: the environment alone is not refused (exit 2: no etcd there)" \
+    bash -c "[ $rc -eq 2 ] && ! grep -q 'is for TLS' '$WORK/err' && grep -qF 'no etcd member answered' '$WORK/err'"
 
 # --- 'meshca help --help' is the overview, not an unknown command ------------------------------
 for a in --help -h help; do
