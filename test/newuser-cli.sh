@@ -44,7 +44,11 @@ PORT=${API_URL##*:}
 agent_bg_until() {
     local text=$1 i
     shift
-    "$MESHCA" agent -m default -d web-01 --token-file "$TOKEN" "$@" >"$WORK/out" 2>"$WORK/err" &
+    # Emptied here, not only by the background job's redirection, which may come after the
+    # first grep below and leave it reading the previous command's output.
+    : >"$WORK/out"
+    : >"$WORK/err"
+    "$MESHCA" agent -m default -d web-01 --token-file "$TOKEN" "$@" >>"$WORK/out" 2>>"$WORK/err" &
     BG=$!
     for i in $(seq 150); do
         grep -qF -- "$text" "$WORK/err" && break
