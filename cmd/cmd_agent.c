@@ -6,6 +6,7 @@
 
 #include "cmd/cli.h"
 #include "reconciler/agent.h"
+#include "reconciler/api/ca_file.h"
 #include "reconciler/atomic_dir.h"
 #include "reconciler/api/client.h"
 #include "reconciler/store.h"
@@ -41,20 +42,31 @@ const char cmd_agent_usage[] =
     "      --reload CMD        command run after the files changed; must exit 0 to acknowledge\n"
     "      --reload-timeout D  how long CMD may run (default 30s): past it, CMD's process group\n"
     "                          gets SIGTERM, then SIGKILL 2s later, and nothing is acknowledged\n"
-    "      --once              return once a generation is loaded and acknowledged\n"
+    "      --once              return once a generation is loaded and acknowledged; while no\n"
+    "                          controller answers, retry for about a minute, then exit 2\n"
     "      --renew             send a CSR for a fresh key now, whatever the renewal point says\n"
     "  -h, --help              show this help\n"
     "\n"
     "Exit codes: 0 done (or stopped by a signal); 1 the controller refused (bad token, unknown\n"
     "dataplane) or the reload command failed (--once); 2 usage error, DIR refused or not\n"
-    "writable, no controller reachable (--once).\n";
+    "writable, --ca-file unreadable or without a certificate, no controller reachable\n"
+    "(--once).\n";
+
+/* The API says why a token is refused (expired, revoked, malformed), not how to go on. */
+static const char *token_hint(const char *line)
+{
+    return strstr(line, "HTTP 401: token:")
+               ? " (a new token: 'meshca token issue' against the controller's store, then "
+                 "--token-file)"
+               : "";
+}
 
 /* The agent's lines: progress to stdout, trouble to stderr. */
 static void agent_say(void *ctx, bool error, const char *line)
 {
     const char *who = ctx;
     if (error)
-        fprintf(stderr, "meshca: %s: %s\n", who, line);
+        fprintf(stderr, "meshca: %s: %s%s\n", who, line, token_hint(line));
     else
         printf("%s: %s\n", who, line);
     fflush(error ? stderr : stdout);
@@ -163,6 +175,11 @@ int cmd_agent(int argc, char **argv)
     }
 
     char err[MESHCA_ERRBUF] = "", warn[MESHCA_ERRBUF] = "";
+    /* Before --out is created: an agent that cannot start leaves nothing behind. */
+    if (api_ca_file_check(ca_file, err) < 0) {
+        cli_error("--ca-file: %s", err);
+        return EXIT_TROUBLE;
+    }
     bool created = false;
     int rc = atomic_dir_prepare(out, &created, warn, err);
     if (rc < 0) {
@@ -233,7 +250,7 @@ int cmd_agent(int argc, char **argv)
     }
     free(list);
     if (rc < 0) {
-        cli_error("%s", err);
+        cli_error("%s%s", err, token_hint(err));
         return rc == MESHCA_EINVAL || rc == MESHCA_ESTATE || rc == MESHCA_ENOTFOUND ||
                        rc == MESHCA_ECONFLICT
                    ? EXIT_INVALID

@@ -32,7 +32,8 @@ const char cmd_apply_usage[] =
     "in one transaction, compare-and-swap on what was read before checking: when someone else\n"
     "changed a resource meanwhile, nothing is stored and apply says which (re-run it).\n"
     "\n"
-    "Exit codes: 0 applied; 1 invalid, refused or changed meanwhile (nothing stored);\n"
+    "Exit codes: 0 applied; 1 invalid, refused or changed meanwhile (nothing stored), or no\n"
+    "            resource in the -f paths;\n"
     "            2 usage, file or store error.\n";
 
 typedef struct apply_args {
@@ -115,6 +116,15 @@ int cmd_apply(int argc, char **argv)
     if (unreadable) {
         output_diagnostics(args.format == OUTPUT_JSON ? stdout : stderr, args.format, &diags, 0);
         cli_diagnostics_out_of_memory(&diags);
+        goto out;
+    }
+    if (manifest_set_count(next) == 0 && !diag_has_errors(&diags)) {
+        /* A wrong directory or an empty file: "applied" in silence, exit 0, would hide it.
+         * (A file refused as a whole, too large or an alias bomb, has its own diagnostic.) */
+        cli_error("nothing to apply: no Mesh, Dataplane or Secret in %s%s (a directory is read "
+                  "for *.yaml and *.yml)",
+                  args.files[0], args.nfiles > 1 ? " and the other -f paths" : "");
+        exit_code = EXIT_INVALID;
         goto out;
     }
     apply_options opts = APPLY_OPTIONS_INIT;

@@ -59,7 +59,16 @@ int cmd_cpca(int argc, char **argv)
     cpca ca = {NULL, NULL};
     int exit_code = EXIT_TROUBLE;
     X509 *cert = NULL;
-    if (cpca_load(s, 1, (int64_t)time(NULL), &ca, errbuf) < 0) {
+    int rc = cpca_load(s, 0, (int64_t)time(NULL), &ca, errbuf);
+    if (rc == MESHCA_ENOTFOUND) {
+        rc = cpca_load(s, 1, (int64_t)time(NULL), &ca, errbuf);
+        /* Run in another directory or with another --store than the controller's, cp-ca makes
+         * a CA no controller serves with, and agents given it fail TLS verification. */
+        if (rc == 0)
+            fprintf(stderr, "meshca: note: this store had no control-plane CA: created one; it "
+                            "verifies only controllers that run on this same store\n");
+    }
+    if (rc < 0) {
         cli_error("%s", errbuf);
         goto out;
     }

@@ -189,6 +189,15 @@ int cmd_run(int argc, char **argv)
         cli_error("unexpected argument '%s'; run 'meshca help run'", argv[optind]);
         return EXIT_TROUBLE;
     }
+    /* The certificate names the --listen address: 0.0.0.0 or [::] is no address an agent
+     * dials, so every agent on another host would fail verification. */
+    const char *l = opts.listen ? opts.listen : "";
+    if (!opts.tls_cert && opts.nsans == 0 &&
+        (strncmp(l, "0.0.0.0:", 8) == 0 || strncmp(l, "[::]:", 5) == 0))
+        fprintf(stderr, "meshca: warning: --listen %s: the server certificate names only %s, "
+                        "which no agent dials; give --tls-san with this host's name or address "
+                        "(as agents' --server says it)\n",
+                l, l[0] == '[' ? "::" : "0.0.0.0");
     opts.sans = sans;
     opts.interval_ms = interval_ms;
     opts.out.pass = run_pass_out;

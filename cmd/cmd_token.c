@@ -26,7 +26,8 @@ const char cmd_token_usage[] =
     "  issue    prints a new token, and only the token, on stdout. It is shown once: the\n"
     "           store keeps its SHA-256 only. --ttl: how long it is valid (default 24h,\n"
     "           at most 366d). The dataplane must exist in the store.\n"
-    "  revoke   revokes every token of the dataplane, at once.\n"
+    "  revoke   revokes every token of the dataplane, at once. A dataplane that is not in\n"
+    "           the store and has no token is an error (a mistyped name revokes nothing).\n"
     "  list     mesh, dataplane, issue and expiry time of each token (never the token).\n"
     "\n"
     "Flags:\n"
@@ -79,6 +80,24 @@ static int revoke(store *s, const char *mesh_name, const char *dp_name)
     if (rc < 0) {
         cli_error("%s", errbuf);
         return exit_for(rc);
+    }
+    if (n == 0) {
+        /* A mistyped name revokes nothing: exit 0 would read as "that agent is locked out".
+         * Tokens of a dataplane no longer stored are still revoked above (n > 0). */
+        const store_key key = {STATE_DATAPLANES, mesh_name, dp_name};
+        char *value = NULL;
+        rc = store_get(s, &key, &value, NULL, NULL);
+        free(value);
+        if (rc == STORE_ENOTFOUND) {
+            cli_error("no dataplane '%s' in mesh '%s' in the store, and no token of it: nothing "
+                      "revoked",
+                      dp_name, mesh_name);
+            return EXIT_INVALID;
+        }
+        if (rc < 0) {
+            cli_error("cannot read the store: %s", store_strerror(rc));
+            return EXIT_TROUBLE;
+        }
     }
     printf("revoked %zu token%s of %s/%s\n", n, n == 1 ? "" : "s", mesh_name, dp_name);
     return EXIT_OK;

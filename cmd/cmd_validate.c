@@ -224,6 +224,12 @@ int cmd_validate(int argc, char **argv)
     /* A check that ran out of memory is unfinished: never "ok". */
     int ok = !unreadable && !diag_has_errors(&diags) && !diags.out_of_memory;
     output_diagnostics(stdout, args.format, &diags, ok);
+    /* -o github and -o json print nothing else when all is fine: a CI job whose -f names the
+     * wrong directory would pass having checked nothing. Standard error, so the formats stay
+     * as they are; the exit code too (an empty change is not invalid). */
+    if (ok && manifest_set_count(next) == 0)
+        fprintf(stderr, "meshca: warning: no Mesh, Dataplane or Secret in the -f paths (a "
+                        "directory is read for *.yaml and *.yml): nothing was checked\n");
     if (args.format == OUTPUT_TEXT && cli_verbosity >= 0)
         print_summary(next, &diags);
     cli_detail("%zu path%s read, %zu resource%s checked%s%s", args.nfiles, args.nfiles == 1 ? "" : "s",

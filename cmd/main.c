@@ -64,7 +64,9 @@ static const cli_command *find_command(const char *name)
 
 static int help(const char *name)
 {
-    if (!name) {
+    /* 'meshca help --help' (or 'help help') asks how help works: the overview says it. */
+    if (!name || strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 ||
+        strcmp(name, "help") == 0) {
         print_usage(stdout);
         return EXIT_OK;
     }
@@ -76,6 +78,9 @@ static int help(const char *name)
     fputs(cmd->usage, stdout);
     return EXIT_OK;
 }
+
+/* The first --etcd-* flag given on the command line (not from the environment), or NULL. */
+static const char *etcd_flag_given;
 
 /* --etcd-cacert/--etcd-cert/--etcd-key FILE (or =FILE): 1 taken, 0 not one, -1 no value. */
 static int etcd_flag(int argc, char **argv, int *i)
@@ -90,6 +95,7 @@ static int etcd_flag(int argc, char **argv, int *i)
             continue;
         if (argv[*i][n] == '=') {
             setenv(flags[f][1], argv[*i] + n + 1, 1);
+            etcd_flag_given = etcd_flag_given ? etcd_flag_given : flags[f][0];
             return 1;
         }
         if (argv[*i][n] != '\0')
@@ -99,6 +105,7 @@ static int etcd_flag(int argc, char **argv, int *i)
             return -1;
         }
         setenv(flags[f][1], argv[++*i], 1);
+        etcd_flag_given = etcd_flag_given ? etcd_flag_given : flags[f][0];
         return 1;
     }
     return 0;
@@ -196,6 +203,15 @@ int main(int argc, char **argv)
     }
     if ((argc = take_global_flags(argc, argv, i + 1)) < 0)
         return EXIT_TROUBLE;
+    /* TLS files asked for on the command line beside a plain-HTTP etcd:// URL would be dropped
+     * in silence, and the store (CA keys included) read and written in clear: a missing 's'.
+     * (From the environment alone they are ignored for etcd://, as documented.) */
+    const char *url = getenv("MESHCA_STORE");
+    if (etcd_flag_given && url && strncmp(url, "etcd://", 7) == 0) {
+        cli_error("%s is for TLS, but the store URL is etcd:// (plain HTTP): use etcds://%s",
+                  etcd_flag_given, url + 7);
+        return EXIT_TROUBLE;
+    }
     /* The command sees its own name as argv[0], like a program of its own. */
     return cmd->run(argc - i, argv + i);
 }

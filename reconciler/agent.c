@@ -37,6 +37,7 @@ typedef struct agent_state {
     int64_t not_after;
     bool use_token;       /* the controller refused our certificate: first-contact auth again */
     bool force_renew;     /* opts->renew, until its CSR is in */
+    bool stale_skipped;   /* since the last CSR, a generation for another key was waited past */
     char last_error[MESHCA_ERRBUF];
 } agent_state;
 
@@ -229,6 +230,7 @@ static int send_csr(agent_state *st, char *errbuf)
         free(csr);
         if (rc == 0) {
             st->next_sent = true;
+            st->stale_skipped = false;
             say(st, false, "sent a CSR for a new %s key", st->rsa ? "rsa 2048" : "ecdsa P-256");
             return 0;
         }
@@ -423,10 +425,14 @@ static int step(agent_state *st, char *errbuf)
                                      errbuf);
     api_client_free(c);
     if (rc == MESHCA_ENOTFOUND) {
-        /* Nothing issued (or the record was removed): our CSR may have been lost. */
-        if (st->next_sent && strstr(errbuf, "has been issued") == NULL)
-            st->next_sent = false;
-        return 0;
+        /* Nothing issued yet: the controller answers so once the wait has passed; ask again. */
+        if (strstr(errbuf, "has been issued"))
+            return 0;
+        /* Any other 404 comes at once: the dataplane was deleted, or --server has a path and
+         * is not the API. Asking again at once would spin against the controller: the run
+         * loop reports it and backs off (--once: exit 1). Our CSR, if any, went with it. */
+        st->next_sent = false;
+        return rc;
     }
     if (rc == MESHCA_EINVAL && unauthenticated(errbuf) && !st->use_token && o->token) {
         st->use_token = true;
@@ -440,7 +446,15 @@ static int step(agent_state *st, char *errbuf)
     st->index = index;
     if (index != st->loaded) {
         rc = load_generation(st, body, index, errbuf);
-        if (rc == MESHCA_ENOTFOUND) {
+        if (rc == MESHCA_ENOTFOUND && st->next_sent && !st->stale_skipped) {
+            /* Our CSR is in, and this answer predates it: a fresh --out for a dataplane that
+             * already has an identity gets that identity at once (index 0). The next
+             * generation is ours; a new CSR now would make this one stale too, and the two
+             * could chase each other for many rounds. Once per CSR: a second miss means
+             * another agent's key, and a new CSR is the way out. */
+            st->stale_skipped = true;
+            rc = 0;
+        } else if (rc == MESHCA_ENOTFOUND) {
             /* Signed for a key we lost (restart between CSR and answer): start over. */
             say(st, true, "%s; sending a new CSR", errbuf);
             drop_next_key(st);
@@ -490,16 +504,13 @@ int agent_run(const agent_options *o, char *errbuf)
             meshca_fail(errbuf, rc, "%s", err);
             break;
         }
+        /* With --once, the failure that ends the run is the caller's to print, once. */
+        if (o->once && (rc != MESHCA_EUNAVAILABLE || backoff >= AGENT_MAX_BACKOFF_MS)) {
+            meshca_fail(errbuf, rc, "%s", err);
+            break;
+        }
         /* Keep serving the files we have; retry with backoff. */
         say(&st, true, "%s%s", err, rc == MESHCA_EUNAVAILABLE ? "; keeping the current files" : "");
-        if (o->once && rc != MESHCA_EUNAVAILABLE) {
-            meshca_fail(errbuf, rc, "%s", err);
-            break;
-        }
-        if (o->once && backoff >= AGENT_MAX_BACKOFF_MS) {
-            meshca_fail(errbuf, rc, "%s", err);
-            break;
-        }
         backoff = !backoff ? 500 : backoff * 2 > AGENT_MAX_BACKOFF_MS ? AGENT_MAX_BACKOFF_MS
                                                                      : backoff * 2;
         sleep_ms(&st, backoff);

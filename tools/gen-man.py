@@ -92,6 +92,10 @@ def main():
         m = re.match(r"^  (?:(-[A-Za-z]), )?(--[a-z-]+)(?: ([A-Z]+))?\s{2,}(.*)$", line)
         if m:
             page += flag_item(*m.groups())
+        elif line.startswith("   ") and line.strip():
+            page.append(esc(line.strip()))   # a flag's description goes on (--store's URL forms)
+        elif line.strip():
+            page += [".PP", esc(line)]       # the note after the flags (--quiet)
     page.append(".SH COMMANDS")
     for name, summary in commands:
         page += [f".SS {name}", esc(summary) + ".", ".PP"] + convert(run(meshca, "help", name))

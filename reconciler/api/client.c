@@ -187,6 +187,25 @@ static void free_headers(struct curl_slist *headers)
     curl_slist_free_all(headers);
 }
 
+/* libcurl's words for a failed handshake or verification name OpenSSL's check, not the
+ * agent's flag a newcomer got wrong: say which one, since the agent retries such a server for
+ * ever. */
+static const char *verify_hint(CURLcode cc, const char *curl_err)
+{
+    /* OpenSSL's words for a server that answered in plain text: the --metrics port, or
+     * another service than the API. */
+    if (cc == CURLE_SSL_CONNECT_ERROR && strstr(curl_err, "wrong version number"))
+        return " (this port does not answer TLS: --server must be the address of 'meshca run "
+               "--listen', not of its --metrics port or another service)";
+    if (cc != CURLE_PEER_FAILED_VERIFICATION)
+        return "";
+    if (strstr(curl_err, "subject name") || strstr(curl_err, "does not match"))
+        return " (the controller's certificate does not name the host of --server: give "
+               "'meshca run' that name or address with --tls-san)";
+    return " (--ca-file is not the CA of this controller's certificate: pass 'meshca cp-ca -o "
+           "pem' run against the controller's store, or the CA of its --tls-cert)";
+}
+
 /* One request with failover over every server and backoff between rounds. */
 static int request(api_client *c, const char *method, const char *path, const char *body,
                    long extra_timeout_ms, response *ret, char *errbuf)
@@ -262,9 +281,10 @@ static int request(api_client *c, const char *method, const char *path, const ch
             free_headers(headers);
             if (cc != CURLE_OK || status == 429 || status == 503 || status >= 500) {
                 if (cc != CURLE_OK)
-                    meshca_fail(errbuf, MESHCA_EUNAVAILABLE, "%s: %s", server,
+                    meshca_fail(errbuf, MESHCA_EUNAVAILABLE, "%s: %s%s", server,
                                 r.too_big ? "response larger than the limit"
-                                          : (curl_err[0] ? curl_err : curl_easy_strerror(cc)));
+                                          : (curl_err[0] ? curl_err : curl_easy_strerror(cc)),
+                                verify_hint(cc, curl_err));
                 else
                     error_message(&r, status, server, errbuf);
                 free(r.data);

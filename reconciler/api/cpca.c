@@ -125,9 +125,9 @@ int cpca_load(store *s, int create, int64_t now, cpca *ret, char *errbuf)
                 *ret = ca;
             return rc;
         }
-        if (rc != STORE_ENOTFOUND)
+        if (rc != STORE_ENOTFOUND)   /* the store's message names the URL and the cause */
             return meshca_fail(errbuf, rc, "cp-ca: cannot read the control-plane CA: %s",
-                               store_strerror(rc));
+                               store_errmsg(s)[0] ? store_errmsg(s) : store_strerror(rc));
         if (!create)
             return meshca_fail(errbuf, MESHCA_ENOTFOUND, "cp-ca: no control-plane CA yet");
         rc = create_ca(s, now, errbuf);
