@@ -1,9 +1,12 @@
 /* cmd_token.c - `meshca token issue|revoke|list`: dataplane tokens for an agent's first contact. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -16,7 +19,7 @@
 #include "reconciler/store.h"
 
 const char cmd_token_usage[] =
-    "Usage: meshca token issue -m MESH -d DATAPLANE [--ttl D]\n"
+    "Usage: meshca token issue -m MESH -d DATAPLANE [--ttl D] [--out FILE]\n"
     "       meshca token revoke -m MESH -d DATAPLANE\n"
     "       meshca token list [-m MESH] [-o text|json]\n"
     "\n"
@@ -25,7 +28,9 @@ const char cmd_token_usage[] =
     "\n"
     "  issue    prints a new token, and only the token, on stdout. It is shown once: the\n"
     "           store keeps its SHA-256 only. --ttl: how long it is valid (default 24h,\n"
-    "           at most 366d). The dataplane must exist in the store.\n"
+    "           at most 366d). The dataplane must exist in the store. --out FILE: write\n"
+    "           it to FILE instead (mode 0600, replaced whole), for the agent's\n"
+    "           --token-file; `>FILE` would leave it readable by every user.\n"
     "  revoke   revokes every token of the dataplane, at once. A dataplane that is not in\n"
     "           the store and has no token is an error (a mistyped name revokes nothing).\n"
     "  list     mesh, dataplane, issue and expiry time of each token (never the token).\n"
@@ -34,6 +39,7 @@ const char cmd_token_usage[] =
     "  -m, --mesh MESH        the dataplane's mesh\n"
     "  -d, --dataplane NAME   the dataplane\n"
     "      --ttl D            validity of an issued token, e.g. 1h, 24h, 7d\n"
+    "      --out FILE         issue: write the token to FILE (0600) instead of stdout\n"
     "  -o, --output FORMAT    list: text (default) or json\n"
     "\n"
     "Exit codes: 0 ok; 1 invalid name or ttl, or no such dataplane; 2 usage error or store\n"
@@ -45,7 +51,67 @@ static int exit_for(int rc)
     return rc == MESHCA_EINVAL || rc == MESHCA_ENOTFOUND ? EXIT_INVALID : EXIT_TROUBLE;
 }
 
-static int issue(store *s, const char *mesh_name, const char *dp_name, int64_t ttl_s)
+/* A temporary file beside path, created 0600 (mkstemp) before the token exists, so that a path
+ * that cannot be written fails before a token is issued. *ret_tmp: its name (caller frees). */
+static int out_open(const char *path, char **ret_tmp)
+{
+    size_t n = strlen(path) + sizeof(".tmp.XXXXXX");
+    char *tmp = malloc(n);
+    if (!tmp) {
+        cli_error("out of memory");
+        return -1;
+    }
+    snprintf(tmp, n, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        cli_error("--out %s: cannot create a file there: %s", path, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    *ret_tmp = tmp;
+    return fd;
+}
+
+/* Writes the token and a newline to fd, makes it durable and renames tmp over path; on
+ * failure removes tmp. The token goes straight from its buffer to the file: no stdio copy. */
+static int out_finish(int fd, char *tmp, const char *path, const char *token)
+{
+    size_t len = strlen(token), off = 0;
+    int ok = 1;
+    while (ok && off <= len) {
+        /* the token, then its newline */
+        const char *p = off < len ? token + off : "\n";
+        size_t left = off < len ? len - off : 1;
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            ok = 0;
+        else
+            off += (size_t)w;
+    }
+    if (ok && fsync(fd) < 0)
+        ok = 0;
+    int err = errno;
+    if (close(fd) < 0 && ok) {
+        ok = 0;
+        err = errno;
+    }
+    if (ok && rename(tmp, path) < 0) {
+        ok = 0;
+        err = errno;
+    }
+    if (!ok) {
+        unlink(tmp);
+        cli_error("--out %s: cannot write the token: %s (the token issued is not saved "
+                  "anywhere and expires unused)", path, strerror(err));
+    }
+    free(tmp);
+    return ok ? 0 : -1;
+}
+
+static int issue(store *s, const char *mesh_name, const char *dp_name, int64_t ttl_s,
+                 const char *out_path)
 {
     char errbuf[MESHCA_ERRBUF] = "";
     const store_key key = {STATE_DATAPLANES, mesh_name, dp_name};
@@ -60,19 +126,33 @@ static int issue(store *s, const char *mesh_name, const char *dp_name, int64_t t
         cli_error("cannot read the store: %s", store_strerror(rc));
         return EXIT_TROUBLE;
     }
-    char *token = NULL;
+    char *token = NULL, *tmp = NULL;
+    int fd = -1;
+    if (out_path && (fd = out_open(out_path, &tmp)) < 0)
+        return EXIT_TROUBLE;
     rc = token_issue(s, mesh_name, dp_name, (int64_t)time(NULL), ttl_s, &token, errbuf);
     if (rc < 0) {
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+            free(tmp);
+        }
         cli_error("%s", errbuf);
         return exit_for(rc);
     }
-    puts(token);
-    fflush(stdout);
+    int code = EXIT_OK;
+    if (fd >= 0) {
+        if (out_finish(fd, tmp, out_path, token) < 0)
+            code = EXIT_TROUBLE;
+    } else {
+        puts(token);
+        fflush(stdout);
+    }
     token_free(token);
-    return EXIT_OK;
+    return code;
 }
 
-static int revoke(store *s, const char *mesh_name, const char *dp_name)
+static int revoke_tokens(store *s, const char *mesh_name, const char *dp_name)
 {
     char errbuf[MESHCA_ERRBUF] = "";
     size_t n = 0;
@@ -147,13 +227,14 @@ static int list(store *s, const char *mesh_name, output_format format)
 
 int cmd_token(int argc, char **argv)
 {
-    enum { OPT_TTL = 256 }; /* long only: no -t */
+    enum { OPT_TTL = 256, OPT_OUT }; /* long only: no -t, and -o is --output */
     static const struct option options[] = {
         {"mesh", required_argument, NULL, 'm'}, {"dataplane", required_argument, NULL, 'd'},
         {"ttl", required_argument, NULL, OPT_TTL},  {"output", required_argument, NULL, 'o'},
+        {"out", required_argument, NULL, OPT_OUT},
         {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
-    const char *mesh_name = NULL, *dp_name = NULL, *ttl = NULL;
+    const char *mesh_name = NULL, *dp_name = NULL, *ttl = NULL, *out_path = NULL;
     output_format format = OUTPUT_TEXT;
     int c;
     opterr = 0;
@@ -168,6 +249,9 @@ int cmd_token(int argc, char **argv)
             break;
         case OPT_TTL:
             ttl = optarg;
+            break;
+        case OPT_OUT:
+            out_path = optarg;
             break;
         case 'o':
             if (output_parse_format(optarg, 1u << OUTPUT_TEXT | 1u << OUTPUT_JSON, &format) < 0)
@@ -195,8 +279,12 @@ int cmd_token(int argc, char **argv)
         cli_error("token %s needs -m MESH and -d DATAPLANE", what);
         return EXIT_TROUBLE;
     }
-    if ((ttl && strcmp(what, "issue") != 0) || (dp_name && is_list)) {
-        cli_error("token %s does not take %s", what, ttl ? "--ttl" : "-d");
+    if (((ttl || out_path) && strcmp(what, "issue") != 0) || (dp_name && is_list)) {
+        cli_error("token %s does not take %s", what, ttl ? "--ttl" : out_path ? "--out" : "-d");
+        return EXIT_TROUBLE;
+    }
+    if (out_path && !out_path[0]) {
+        cli_error("--out needs a file name");
         return EXIT_TROUBLE;
     }
     if ((mesh_name && !store_name_valid(mesh_name)) || (dp_name && !store_name_valid(dp_name))) {
@@ -219,8 +307,8 @@ int cmd_token(int argc, char **argv)
     if (!s)
         return EXIT_TROUBLE;
     int code = is_list                      ? list(s, mesh_name, format)
-               : strcmp(what, "issue") == 0 ? issue(s, mesh_name, dp_name, ttl_s)
-                                            : revoke(s, mesh_name, dp_name);
+               : strcmp(what, "issue") == 0 ? issue(s, mesh_name, dp_name, ttl_s, out_path)
+                                            : revoke_tokens(s, mesh_name, dp_name);
     store_close(s);
     return code;
 }

@@ -49,6 +49,36 @@ run token list -m default -o json
 check "after revoke the list is empty" python3 -c '
 import json, sys; assert json.load(open(sys.argv[1])) == []' "$WORK/out"
 
+# --out FILE: the token written 0600 (not through the shell's umask), nothing on stdout.
+umask 022
+run token issue -m default -d web-01 --out "$WORK/web.token"
+check "token issue --out succeeds" exit_is 0
+check "token issue --out prints nothing" test ! -s "$WORK/out" -a ! -s "$WORK/err"
+check "the --out file holds the token alone" grep -qxE '[A-Za-z0-9_-]{43}' "$WORK/web.token"
+check "the --out file is mode 0600 under umask 022" test "$(stat -c %a "$WORK/web.token")" = 600
+check "no temporary file is left beside it" test "$(ls "$WORK" | grep -c 'web.token')" -eq 1
+old=$(cat "$WORK/web.token")
+run token issue -m default -d web-01 --out "$WORK/web.token"
+check "a second --out replaces the file with a new token" \
+    bash -c "test \"\$(cat '$WORK/web.token')\" != '$old' && test \$(stat -c %a '$WORK/web.token') = 600"
+run token list -m default -o json
+check "both tokens are listed" python3 -c '
+import json, sys; assert len(json.load(open(sys.argv[1]))) == 2' "$WORK/out"
+run token issue -m default -d web-01 --out "$WORK/no-such-dir/web.token"
+check "--out into a missing directory exits 2" exit_is 2
+check "--out into a missing directory names the path" err_has "no-such-dir/web.token"
+run token list -m default -o json
+check "--out that cannot be written issues no token" python3 -c '
+import json, sys; assert len(json.load(open(sys.argv[1]))) == 2' "$WORK/out"
+run token issue -m default -d nope-01 --out "$WORK/nope.token"
+check "--out for an unknown dataplane exits 1" exit_is 1
+check "--out for an unknown dataplane leaves no file, temporary or not" \
+    bash -c "! ls '$WORK' | grep -q nope.token"
+run token revoke -m default -d web-01 --out "$WORK/x.token"
+check "token revoke --out is a usage error (exit 2)" exit_is 2
+run token revoke -m default -d web-01
+check "revoke of the --out tokens" out_has "revoked 2 tokens of default/web-01"
+
 run cp-ca
 check "cp-ca succeeds" exit_is 0
 check "cp-ca prints a PEM certificate" out_has "-----BEGIN CERTIFICATE-----"
