@@ -163,8 +163,9 @@ static void print_summary(const manifest_set *set, const diag_list *diags)
     for (size_t i = 0; i < manifest_set_count(set); i++)
         counts[manifest_set_get(set, i)->kind]++;
     size_t errors = diag_count(diags, DIAG_ERROR), warnings = diag_count(diags, DIAG_WARNING);
-    printf("%s: %zu resources (%zu Mesh, %zu Dataplane, %zu Secret), %zu error%s, %zu warning%s\n",
-           errors ? "invalid" : "valid", manifest_set_count(set), counts[RESOURCE_MESH],
+    size_t n = manifest_set_count(set);
+    printf("%s: %zu resource%s (%zu Mesh, %zu Dataplane, %zu Secret), %zu error%s, %zu warning%s\n",
+           errors ? "invalid" : "valid", n, n == 1 ? "" : "s", counts[RESOURCE_MESH],
            counts[RESOURCE_DATAPLANE], counts[RESOURCE_SECRET], errors, errors == 1 ? "" : "s",
            warnings, warnings == 1 ? "" : "s");
 }

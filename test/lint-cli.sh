@@ -139,7 +139,7 @@ check "-q refused apply exit 1" exit_is 1
 run validate -f "$ex/0-mesh.yaml" --quiet
 check "--quiet validate prints no summary" test ! -s "$WORK/out"
 run validate -f "$ex/0-mesh.yaml"
-check "without it, the summary" out_has "valid: 1 resources"
+check "without it, the summary" out_has "valid: 1 resource (1 Mesh"
 run -q get meshes default -o name
 check "--quiet never hides asked-for output (get)" out_has "mesh/default"
 run -q reconcile --once
