@@ -1,6 +1,6 @@
 /* test-csr_commit.c - group commit of CSR submissions: one transaction for many, the later key of
- * a dataplane wins, unknown dataplanes refused alone, each answered only once durable, a conflict with another
- * writer retried one submission at a time. */
+ * a dataplane wins, unknown dataplanes refused alone, each answered only once durable, a
+ * conflict with another writer retried one submission at a time. */
 #define _GNU_SOURCE 1
 #include <check.h>
 #include <stdio.h>
