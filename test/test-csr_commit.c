@@ -162,6 +162,35 @@ START_TEST(failed_commit_fails_every_submission_and_stores_no_key)
 }
 END_TEST
 
+/* A corrupt identity record (a value that does not decode) is replaced by one with the key
+ * pending, as a pass would replace it, and at the version it had (not blindly): the agent is not
+ * locked out by a record it cannot fix. */
+START_TEST(corrupt_identity_is_replaced_by_one_with_the_key_pending)
+{
+    store_key k = {STATE_IDENTITIES, "default", "dp-0"};
+    uint64_t corrupt_version = 0, version = 0;
+    char *value = NULL;
+    ck_assert_int_eq(store_put(s, &k, "{\"generation\":", 14, STORE_ANY_VERSION, &corrupt_version),
+                     STORE_OK);
+    csr_submission *items[2] = {submission("dp-0", NULL), submission("dp-1", NULL)};
+    ck_assert_uint_eq(csr_commit_batch(s, items, 2), 1);
+    ck_assert_msg(items[0]->rc == 0, "%d %s", items[0]->rc, items[0]->errbuf);
+    ck_assert_int_eq(items[1]->rc, 0);
+    assert_pending(s, items[0]);
+    assert_pending(s, items[1]);
+    ck_assert_int_eq(store_get(s, &k, &value, NULL, &version), STORE_OK);
+    ck_assert_uint_gt(version, corrupt_version);
+    free(value);
+    identity id = {0};
+    ck_assert_int_eq(identity_read(s, "default", "dp-0", &id, NULL, NULL), 0);
+    ck_assert_int_eq(id.generation, 0);
+    ck_assert_ptr_null(id.cert_pem);
+    identity_clear(&id);
+    for (int i = 0; i < 2; i++)
+        csr_submission_free(items[i]);
+}
+END_TEST
+
 /* ---- the committer thread ---------------------------------------------------------------------- */
 
 typedef struct answers {
@@ -424,6 +453,7 @@ static Suite *csr_commit_suite(void)
     tcase_add_test(tc, same_dataplane_twice_takes_two_transactions_and_the_later_key_wins);
     tcase_add_test(tc, unknown_dataplane_gets_enotfound_and_the_others_commit);
     tcase_add_test(tc, failed_commit_fails_every_submission_and_stores_no_key);
+    tcase_add_test(tc, corrupt_identity_is_replaced_by_one_with_the_key_pending);
     tcase_add_test(tc, committer_answers_each_submission_once_its_key_is_durable);
     tcase_add_test(tc, committer_free_commits_and_answers_what_is_queued);
     tcase_add_test(tc, committer_answers_a_failed_commit_with_its_error);
