@@ -28,6 +28,9 @@
  *   apply.commit                                 an apply validated, not yet committed
  *   csr.commit                                   CSR submissions (a group commit) ready, not
  *                                                yet committed: none was answered 202 yet
+ *   csr.submit                                   one CSR's key ready, not yet committed
+ *                                                (reconcile_submit_key: the API without the
+ *                                                group commit)
  */
 
 /* Most configured points; the names and values are short. */

@@ -14,6 +14,7 @@
 #include "reconciler/api/csr_commit.h"
 #include "reconciler/failpoint.h"
 #include "reconciler/pki.h"
+#include "reconciler/reconcile.h"
 #include "reconciler/state.h"
 
 #define NDP 6
@@ -413,6 +414,99 @@ START_TEST(endless_conflict_fails_that_submission_alone_after_bounded_retries)
 }
 END_TEST
 
+/* `meshca delete` of dp-1 at the csr.commit point, on its own handle: the Dataplane and, when it
+ * has one, its identity, in one transaction (as delete.c plans them). */
+static int delete_dp1(const char *name, void *ctx, char *errbuf)
+{
+    other_writer *w = ctx;
+    store_key dpk = {STATE_DATAPLANES, "default", "dp-1"}, idk = {STATE_IDENTITIES, "default", "dp-1"};
+    uint64_t dpv = 0, idv = 0;
+    char *value = NULL;
+    (void)name, (void)errbuf;
+    w->calls++;
+    ck_assert_int_eq(store_get(w->h, &dpk, &value, NULL, &dpv), STORE_OK);
+    free(value);
+    value = NULL;
+    store_op ops[2] = {{STORE_OP_DELETE, dpk, NULL, 0, dpv, 0}};
+    size_t n = 1;
+    if (store_get(w->h, &idk, &value, NULL, &idv) == STORE_OK)
+        ops[n++] = (store_op){STORE_OP_DELETE, idk, NULL, 0, idv, 0};
+    free(value);
+    ck_assert_int_eq(store_txn(w->h, ops, n), STORE_OK);
+    return 0;
+}
+
+/* A dataplane deleted between the read and the commit: its POST is answered as for a dataplane
+ * that does not exist (404), no identity is left for it (with or without one before), and the
+ * others commit. */
+START_TEST(dataplane_deleted_before_the_commit_gets_enotfound_and_leaves_no_identity)
+{
+    for (int had_identity = 0; had_identity < 2; had_identity++) {
+        if (had_identity) {
+            /* the Dataplane back, with the key of an earlier POST */
+            test_seed(s, "type: Dataplane\nmesh: default\nname: dp-1\nnetworking:\n"
+                         "  address: 127.0.0.1\n  inbound:\n  - port: 8443\n    tags:\n"
+                         "      kuma.io/service: web\n");
+            csr_submission *earlier = submission("dp-1", NULL);
+            ck_assert_uint_eq(csr_commit_batch(s, &earlier, 1), 1);
+            ck_assert_int_eq(earlier->rc, 0);
+            csr_submission_free(earlier);
+        }
+        other_writer w = {test_store_open(url), 0};
+        csr_submission *items[3] = {submission("dp-0", NULL), submission("dp-1", NULL),
+                                    submission("dp-2", NULL)};
+        failpoint_set_hook(delete_dp1, &w);
+        ck_assert_int_eq(failpoint_configure("csr.commit=1*hook", NULL), 0);
+        csr_commit_batch(s, items, 3);
+        ck_assert_int_eq(failpoint_configure(NULL, NULL), 0);
+        ck_assert_int_eq(w.calls, 1);
+        ck_assert_msg(items[1]->rc == MESHCA_ENOTFOUND, "had identity %d: rc %d", had_identity,
+                      items[1]->rc);
+        ck_assert_str_eq(items[1]->errbuf, "no dataplane 'dp-1' in mesh 'default'");
+        ck_assert_int_eq(state_object_version(s, &(store_key){STATE_IDENTITIES, "default", "dp-1"},
+                                              NULL),
+                         STORE_ENOTFOUND);
+        for (int i = 0; i < 3; i += 2) {
+            ck_assert_int_eq(items[i]->rc, 0);
+            assert_pending(s, items[i]);
+        }
+        for (int i = 0; i < 3; i++)
+            csr_submission_free(items[i]);
+        store_close(w.h);
+    }
+}
+END_TEST
+
+/* The API without the group commit (reconcile_submit_key): the same, one key at a time. */
+START_TEST(submit_key_of_a_dataplane_deleted_before_the_commit_gets_enotfound)
+{
+    other_writer w = {test_store_open(url), 0};
+    EVP_PKEY *key = NULL;
+    unsigned char *der = NULL;
+    char err[MESHCA_ERRBUF] = "";
+    ck_assert_int_eq(pki_generate_key(false, 0, &key, err), 0);
+    int n = i2d_PUBKEY(key, &der);
+    ck_assert_int_gt(n, 0);
+    failpoint_set_hook(delete_dp1, &w);
+    ck_assert_int_eq(failpoint_configure("csr.submit=1*hook", NULL), 0);
+    ck_assert_int_eq(reconcile_submit_key(s, "default", "dp-1", der, (size_t)n, NULL, err),
+                     MESHCA_ENOTFOUND);
+    ck_assert_str_eq(err, "no dataplane 'dp-1' in mesh 'default'");
+    ck_assert_int_eq(w.calls, 1);
+    ck_assert_int_eq(state_object_version(s, &(store_key){STATE_IDENTITIES, "default", "dp-1"},
+                                          NULL),
+                     STORE_ENOTFOUND);
+    /* another dataplane's key, with nothing in the way, is stored */
+    ck_assert_int_eq(reconcile_submit_key(s, "default", "dp-0", der, (size_t)n, NULL, err), 0);
+    char *pem = pending_of(s, "dp-0");
+    ck_assert_ptr_nonnull(pem);
+    free(pem);
+    OPENSSL_free(der);
+    EVP_PKEY_free(key);
+    store_close(w.h);
+}
+END_TEST
+
 /* The same through the committer thread (what run's API does): the hook runs on that thread. */
 START_TEST(committer_answers_202_after_a_conflict_with_every_key_durable)
 {
@@ -460,6 +554,8 @@ static Suite *csr_commit_suite(void)
     tcase_add_test(tc, conflicting_batch_is_retried_one_by_one_and_keeps_the_other_writers_record);
     tcase_add_test(tc, endless_conflict_fails_that_submission_alone_after_bounded_retries);
     tcase_add_test(tc, committer_answers_202_after_a_conflict_with_every_key_durable);
+    tcase_add_test(tc, dataplane_deleted_before_the_commit_gets_enotfound_and_leaves_no_identity);
+    tcase_add_test(tc, submit_key_of_a_dataplane_deleted_before_the_commit_gets_enotfound);
     suite_add_tcase(su, tc);
     return su;
 }
