@@ -91,6 +91,25 @@ static void assert_pending(store *st, const csr_submission *sub)
     free(pem);
 }
 
+/* A name longer than the store takes is no submission (NULL), and the key it was given is freed
+ * (the ASan build checks), not copied past the name's buffer. */
+START_TEST(submission_with_a_name_too_long_is_refused_and_frees_its_key)
+{
+    char name[STORE_NAME_MAX + 2];
+    memset(name, 'a', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    ck_assert_ptr_null(csr_submission_new(name, "dp-0", fresh_key_pem(), "CSR PEM", NULL));
+    ck_assert_ptr_null(csr_submission_new("default", name, fresh_key_pem(), NULL, NULL));
+    /* at the limit it is one */
+    name[STORE_NAME_MAX] = '\0';
+    csr_submission *sub = csr_submission_new("default", name, fresh_key_pem(), NULL, NULL);
+    ck_assert_ptr_nonnull(sub);
+    ck_assert_str_eq(sub->dataplane, name);
+    ck_assert_ptr_null(sub->csr_pem);
+    csr_submission_free(sub);
+}
+END_TEST
+
 START_TEST(distinct_dataplanes_commit_in_one_transaction_with_every_key)
 {
     csr_submission *items[NDP];
@@ -543,6 +562,7 @@ static Suite *csr_commit_suite(void)
     TCase *tc = tcase_create("csr_commit");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, submission_with_a_name_too_long_is_refused_and_frees_its_key);
     tcase_add_test(tc, distinct_dataplanes_commit_in_one_transaction_with_every_key);
     tcase_add_test(tc, same_dataplane_twice_takes_two_transactions_and_the_later_key_wins);
     tcase_add_test(tc, unknown_dataplane_gets_enotfound_and_the_others_commit);
