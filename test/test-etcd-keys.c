@@ -764,15 +764,17 @@ END_TEST
     "\"value\":\"eg==\"}],\"count\":\"1\"}"
 
 /* etcd_range (keys_only: etcd_range_keys) of "/p/" against one fake member answering `bodies`
- * (all 200) in order, one value page at a time; *ret_requests: the requests it got. */
-static int list_against(const char *const *bodies, int nbodies, bool keys_only, etcd_kv **kvs,
-                        size_t *n, int64_t *rev, char *err, char *eps, int *ret_requests)
+ * with `status` (NULL: all 200) in order, one value page at a time; *ret_requests: the requests
+ * it got. */
+static int list_status_against(const char *const *status, const char *const *bodies, int nbodies,
+                               bool keys_only, etcd_kv **kvs, size_t *n, int64_t *rev, char *err,
+                               char *eps, int *ret_requests)
 {
     const char *statuses[8];
     etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
     etcd_client *c = NULL;
     for (int i = 0; i < nbodies; i++)
-        statuses[i] = "200 OK";
+        statuses[i] = status ? status[i] : "200 OK";
     fake a = fake_start_seq(statuses, bodies, nbodies, 1, -1);
     snprintf(eps, 32, "127.0.0.1:%d", a.port);
     o.endpoints = eps;
@@ -791,6 +793,38 @@ static int list_against(const char *const *bodies, int nbodies, bool keys_only, 
     fake_stop(&a);
     return r;
 }
+
+static int list_against(const char *const *bodies, int nbodies, bool keys_only, etcd_kv **kvs,
+                        size_t *n, int64_t *rev, char *err, char *eps, int *ret_requests)
+{
+    return list_status_against(NULL, bodies, nbodies, keys_only, kvs, n, rev, err, eps,
+                               ret_requests);
+}
+
+/* The revision compacted between the keys-only pages and a value page: the listing fails with
+ * ETCD_ECOMPACTED (which the etcd store answers by listing again), not with EIO, and returns no
+ * part of it. */
+START_TEST(value_page_of_a_compacted_revision_fails_the_listing_as_compacted)
+{
+    const char *status[] = {"200 OK", "200 OK", "400 Bad Request", "200 OK"};
+    const char *bodies[] = {
+        FIRST_A, KEYS_BC,
+        "{\"error\":\"etcdserver: mvcc: required revision has been compacted\",\"message\":"
+        "\"etcdserver: mvcc: required revision has been compacted\",\"code\":11}",
+        VALUE_C};
+    char err[MESHCA_ERRBUF] = "", eps[32];
+    etcd_kv *kvs;
+    size_t n;
+    int requests = 0;
+    int r = list_status_against(status, bodies, 4, false, &kvs, &n, NULL, err, eps, &requests);
+    ck_assert_msg(r == ETCD_ECOMPACTED, "%d (%s)", r, err);
+    ck_assert_msg(strstr(err, "required revision has been compacted") && strstr(err, eps), "%s",
+                  err);
+    ck_assert_ptr_null(kvs);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(requests, 3);
+}
+END_TEST
 
 /* A value page must hold exactly the keys the keys-only pages listed at that revision: one that
  * holds another key, or none (a member that lost "/p/b"), fails the listing with EIO naming the
@@ -920,6 +954,7 @@ static Suite *etcd_keys_suite(void)
     tcase_add_test(tc, value_page_with_other_keys_than_listed_fails_the_listing);
     tcase_add_test(tc, page_saying_more_without_a_key_fails_the_listing_at_once);
     tcase_add_test(tc, range_answer_with_an_escape_is_read_as_json_and_a_malformed_one_refused);
+    tcase_add_test(tc, value_page_of_a_compacted_revision_fails_the_listing_as_compacted);
     suite_add_tcase(s, tc);
     return s;
 }
