@@ -10,7 +10,7 @@
 
 #include "manifests/error.h"
 
-typedef enum { FP_KILL, FP_ERROR, FP_SLEEP } fp_action;
+typedef enum { FP_KILL, FP_ERROR, FP_SLEEP, FP_HOOK } fp_action;
 
 typedef struct {
     char name[FAILPOINT_NAME_MAX + 1];
@@ -26,6 +26,14 @@ int failpoint_armed;
 _Thread_local int failpoint_muted;
 static fp_point points[FAILPOINT_MAX];
 static size_t npoints;
+static failpoint_hook_fn hook_fn;
+static void *hook_ctx;
+
+void failpoint_set_hook(failpoint_hook_fn fn, void *ctx)
+{
+    hook_fn = fn;
+    hook_ctx = ctx;
+}
 
 /* Parses "[N*]kill|error|sleep(MS)" of length len into p. */
 static int parse_action(const char *a, size_t len, fp_point *p, char *errbuf)
@@ -51,6 +59,8 @@ static int parse_action(const char *a, size_t len, fp_point *p, char *errbuf)
         p->action = FP_KILL;
     } else if (strcmp(act, "error") == 0) {
         p->action = FP_ERROR;
+    } else if (strcmp(act, "hook") == 0) {
+        p->action = FP_HOOK;
     } else if (strncmp(act, "sleep(", 6) == 0) {
         errno = 0;
         p->sleep_ms = strtol(act + 6, &end, 10);
@@ -62,7 +72,7 @@ static int parse_action(const char *a, size_t len, fp_point *p, char *errbuf)
         p->action = FP_SLEEP;
     } else {
         return meshca_fail(errbuf, MESHCA_EINVAL,
-                           "MESHCA_FAILPOINTS: '%s': unknown action (kill, error or sleep(MS))",
+                           "MESHCA_FAILPOINTS: '%s': unknown action (kill, error, sleep(MS) or hook)",
                            p->name);
     }
     return 0;
@@ -134,6 +144,8 @@ int failpoint_hit(const char *name, char *errbuf)
                 ;
             return 0;
         }
+        case FP_HOOK:
+            return hook_fn ? hook_fn(name, hook_ctx, errbuf) : 0;
         }
     }
     return 0;

@@ -10,6 +10,8 @@
  *   error      the point returns MESHCA_EIO with "failpoint NAME: injected I/O error"
  *   sleep(MS)  wait MS milliseconds (0..600000), then go on; says
  *              "meshca: failpoint NAME: sleeping MS ms" on stderr first
+ *   hook       call the function a unit test set with failpoint_set_hook (nothing when none is
+ *              set), which may write the store from another handle at exactly that instant
  * optionally prefixed by "N*" to act on the N-th time the point is reached only (1-based;
  * default: every time). Unset or empty, FAILPOINT() costs one predictable branch on a flag.
  * A malformed value is reported once on stderr and arms nothing (so a typo is seen, not silent).
@@ -26,6 +28,9 @@
  *   apply.commit                                 an apply validated, not yet committed
  *   csr.commit                                   CSR submissions (a group commit) ready, not
  *                                                yet committed: none was answered 202 yet
+ *   csr.submit                                   one CSR's key ready, not yet committed
+ *                                                (reconcile_submit_key: the API without the
+ *                                                group commit)
  */
 
 /* Most configured points; the names and values are short. */
@@ -42,6 +47,15 @@ extern int failpoint_armed;
  * start-up (a constructor reads the environment) and by unit tests.
  */
 int failpoint_configure(const char *spec, char *errbuf);
+
+/*
+ * The function the "hook" action calls (unit tests only: another writer between a read and
+ * its commit, deterministically). It returns 0 to go on, or a negative code (and a line in
+ * errbuf, which may be NULL) that the point returns. NULL fn unsets it. Not thread-safe: set
+ * before the code under test runs.
+ */
+typedef int (*failpoint_hook_fn)(const char *name, void *ctx, char *errbuf);
+void failpoint_set_hook(failpoint_hook_fn fn, void *ctx);
 
 /* The slow path of FAILPOINT: acts when name is configured; 0 otherwise. */
 int failpoint_hit(const char *name, char *errbuf);

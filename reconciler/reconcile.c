@@ -517,14 +517,17 @@ int reconcile_submit_key(store *s, const char *mesh_name, const char *dp_name,
     rc = STORE_ECONFLICT;
     for (int attempt = 0; attempt < 8 && rc == STORE_ECONFLICT; attempt++) {
         char *text = NULL;
-        uint64_t version = 0;
+        uint64_t version = 0, dp_version = 0;
+        store_op ops[2];
         if ((rc = identity_with_pending_key(s, mesh_name, dp_name, pem, csr_pem, &text, &version,
-                                            errbuf)) < 0) {
+                                            &dp_version, errbuf)) < 0) {
             free(pem);
             return rc;
         }
-        rc = store_put(s, &(store_key){STATE_IDENTITIES, mesh_name, dp_name}, text, strlen(text),
-                       version, NULL);
+        /* The Dataplane checked too: deleted meanwhile, the key is not left behind it. */
+        rc = store_txn_at(s, "csr.submit", ops,
+                          identity_pending_key_ops(mesh_name, dp_name, text, version, dp_version,
+                                                   ops));
         free(text);
     }
     free(pem);

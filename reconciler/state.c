@@ -356,9 +356,11 @@ int identity_put(store *s, const identity *id, uint64_t expected_version, uint64
 
 int identity_with_pending_key(store *s, const char *mesh_name, const char *dp_name,
                               const char *key_pem, const char *csr_pem, char **ret_text,
-                              uint64_t *ret_version, char *errbuf)
+                              uint64_t *ret_version, uint64_t *ret_dp_version, char *errbuf)
 {
-    int rc = state_object_version(s, &(store_key){STATE_DATAPLANES, mesh_name, dp_name}, NULL);
+    uint64_t dp_version = 0;
+    int rc = state_object_version(s, &(store_key){STATE_DATAPLANES, mesh_name, dp_name},
+                                  &dp_version);
     if (rc < 0)
         return rc == STORE_ENOTFOUND
                    ? meshca_fail(errbuf, MESHCA_ENOTFOUND, "no dataplane '%s' in mesh '%s'",
@@ -398,7 +400,18 @@ int identity_with_pending_key(store *s, const char *mesh_name, const char *dp_na
                                  dp_name, store_strerror(rc));
     *ret_text = text;
     *ret_version = version;
+    *ret_dp_version = dp_version;
     return 0;
+}
+
+size_t identity_pending_key_ops(const char *mesh_name, const char *dp_name, const char *text,
+                                uint64_t version, uint64_t dp_version, store_op *ops)
+{
+    ops[0] = (store_op){STORE_OP_PUT, {STATE_IDENTITIES, mesh_name, dp_name}, text, strlen(text),
+                        version, 0};
+    ops[1] = (store_op){STORE_OP_CHECK, {STATE_DATAPLANES, mesh_name, dp_name}, NULL, 0,
+                        dp_version, 0};
+    return 2;
 }
 
 int state_object_version(store *s, const store_key *key, uint64_t *ret_version)

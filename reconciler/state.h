@@ -103,12 +103,18 @@ int identity_put(store *s, const identity *id, uint64_t expected_version, uint64
 /*
  * What an agent's CSR submits: the identity record of mesh_name/dp_name with key_pem (and
  * csr_pem, or NULL) as its pending key, encoded (caller frees), and the version the write must
- * still find (0: a new record). The dataplane must exist (MESHCA_ENOTFOUND); a corrupt record is
- * replaced, its version still checked. 0, or a code with its message in errbuf.
+ * still find (0: a new record). The dataplane must exist (MESHCA_ENOTFOUND); its version goes to
+ * *ret_dp_version, for the write to check it still does (a delete meanwhile removes no identity
+ * that did not exist yet, so only that check keeps the write from leaving one behind). A corrupt
+ * record is replaced, its version still checked. 0, or a code with its message in errbuf.
  */
 int identity_with_pending_key(store *s, const char *mesh_name, const char *dp_name,
                               const char *key_pem, const char *csr_pem, char **ret_text,
-                              uint64_t *ret_version, char *errbuf);
+                              uint64_t *ret_version, uint64_t *ret_dp_version, char *errbuf);
+/* The ops that write an agent's key (identity_with_pending_key's text and versions) into ops[0..1]:
+ * the identity's put, and the check that its Dataplane is still the one read. Returns 2. */
+size_t identity_pending_key_ops(const char *mesh_name, const char *dp_name, const char *text,
+                                uint64_t version, uint64_t dp_version, store_op *ops);
 void identity_clear(identity *id);
 
 /* One trust bundle per mesh (STATE_BUNDLES/<mesh>): the CA certificates of all usable backends,

@@ -750,6 +750,184 @@ START_TEST(range_page_of_a_pair_that_fails_is_asked_again_alone)
 }
 END_TEST
 
+/* ---- listings whose answers are wrong: refused, never a listing with keys missing ---------- */
+
+/* "/p/a" L3AvYQ==, "/p/b" L3AvYg==, "/p/c" L3AvYw== at revision 42 */
+#define FIRST_A                                                                                    \
+    "{\"header\":{\"revision\":\"42\"},\"kvs\":[{\"key\":\"L3AvYQ==\",\"mod_revision\":\"40\","    \
+    "\"value\":\"eA==\"}],\"more\":true,\"count\":\"3\"}"
+#define KEYS_BC                                                                                    \
+    "{\"header\":{\"revision\":\"42\"},\"kvs\":[{\"key\":\"L3AvYg==\",\"mod_revision\":\"41\"},"   \
+    "{\"key\":\"L3AvYw==\",\"mod_revision\":\"42\"}],\"count\":\"2\"}"
+#define VALUE_C                                                                                    \
+    "{\"header\":{\"revision\":\"42\"},\"kvs\":[{\"key\":\"L3AvYw==\",\"mod_revision\":\"42\","    \
+    "\"value\":\"eg==\"}],\"count\":\"1\"}"
+
+/* etcd_range (keys_only: etcd_range_keys) of "/p/" against one fake member answering `bodies`
+ * with `status` (NULL: all 200) in order, one value page at a time; *ret_requests: the requests
+ * it got. */
+static int list_status_against(const char *const *status, const char *const *bodies, int nbodies,
+                               bool keys_only, etcd_kv **kvs, size_t *n, int64_t *rev, char *err,
+                               char *eps, int *ret_requests)
+{
+    const char *statuses[8];
+    etcd_client_options o = ETCD_CLIENT_OPTIONS_INIT;
+    etcd_client *c = NULL;
+    for (int i = 0; i < nbodies; i++)
+        statuses[i] = status ? status[i] : "200 OK";
+    fake a = fake_start_seq(statuses, bodies, nbodies, 1, -1);
+    snprintf(eps, 32, "127.0.0.1:%d", a.port);
+    o.endpoints = eps;
+    o.page_limit = 1;
+    o.keys_page_limit = 2;
+    o.rounds = 1;
+    o.sleep_ms = record_sleep;
+    o.parallel_pages = 0; /* the fake answers in the order it is asked */
+    ck_assert_int_eq(etcd_client_new(&o, &c, err), 0);
+    *kvs = NULL;
+    *n = 0;
+    int r = keys_only ? etcd_range_keys(c, "/p/", 3, kvs, n, rev, err)
+                      : etcd_range(c, "/p/", 3, NULL, 0, kvs, n, rev, err);
+    etcd_client_free(c);
+    *ret_requests = fake_count(&a);
+    fake_stop(&a);
+    return r;
+}
+
+static int list_against(const char *const *bodies, int nbodies, bool keys_only, etcd_kv **kvs,
+                        size_t *n, int64_t *rev, char *err, char *eps, int *ret_requests)
+{
+    return list_status_against(NULL, bodies, nbodies, keys_only, kvs, n, rev, err, eps,
+                               ret_requests);
+}
+
+/* The revision compacted between the keys-only pages and a value page: the listing fails with
+ * ETCD_ECOMPACTED (which the etcd store answers by listing again), not with EIO, and returns no
+ * part of it. */
+START_TEST(value_page_of_a_compacted_revision_fails_the_listing_as_compacted)
+{
+    const char *status[] = {"200 OK", "200 OK", "400 Bad Request", "200 OK"};
+    const char *bodies[] = {
+        FIRST_A, KEYS_BC,
+        "{\"error\":\"etcdserver: mvcc: required revision has been compacted\",\"message\":"
+        "\"etcdserver: mvcc: required revision has been compacted\",\"code\":11}",
+        VALUE_C};
+    char err[MESHCA_ERRBUF] = "", eps[32];
+    etcd_kv *kvs;
+    size_t n;
+    int requests = 0;
+    int r = list_status_against(status, bodies, 4, false, &kvs, &n, NULL, err, eps, &requests);
+    ck_assert_msg(r == ETCD_ECOMPACTED, "%d (%s)", r, err);
+    ck_assert_msg(strstr(err, "required revision has been compacted") && strstr(err, eps), "%s",
+                  err);
+    ck_assert_ptr_null(kvs);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(requests, 3);
+}
+END_TEST
+
+/* A value page must hold exactly the keys the keys-only pages listed at that revision: one that
+ * holds another key, or none (a member that lost "/p/b"), fails the listing with EIO naming the
+ * member and revision; a listing without "/p/b" would have a pass take it for deleted. */
+START_TEST(value_page_with_other_keys_than_listed_fails_the_listing)
+{
+    static const char *const wrong_b[] = {
+        /* [b, c) answered with "/p/c" */
+        VALUE_C,
+        /* [b, c) answered with no key */
+        "{\"header\":{\"revision\":\"42\"},\"count\":\"0\"}",
+        /* [b, c) answered with "/p/b" and "/p/c" */
+        "{\"header\":{\"revision\":\"42\"},\"kvs\":[{\"key\":\"L3AvYg==\",\"mod_revision\":\"41\","
+        "\"value\":\"eQ==\"},{\"key\":\"L3AvYw==\",\"mod_revision\":\"42\",\"value\":\"eg==\"}],"
+        "\"count\":\"2\"}",
+    };
+    for (size_t w = 0; w < sizeof(wrong_b) / sizeof(wrong_b[0]); w++) {
+        const char *bodies[] = {FIRST_A, KEYS_BC, wrong_b[w], VALUE_C};
+        char err[MESHCA_ERRBUF] = "", eps[32], want[160];
+        etcd_kv *kvs;
+        size_t n;
+        int64_t rev = 0;
+        int requests = 0;
+        int r = list_against(bodies, 4, false, &kvs, &n, &rev, err, eps, &requests);
+        ck_assert_msg(r == ETCD_EIO, "answer %zu: %d, %zu keys (%s)", w, r, n, err);
+        snprintf(want, sizeof(want), "etcd: %s answered other keys at revision 42 than it listed",
+                 eps);
+        ck_assert_str_eq(err, want);
+        ck_assert_ptr_null(kvs);
+        ck_assert_uint_eq(n, 0);
+        /* refused at the wrong page: the one after it was not asked */
+        ck_assert_int_eq(requests, 3);
+    }
+}
+END_TEST
+
+/* A page that says "more" but holds no key cannot say where the next page starts: the listing
+ * fails with EIO at once (the first page: no key to start after; a keys-only page: no end). */
+START_TEST(page_saying_more_without_a_key_fails_the_listing_at_once)
+{
+    static const char more_none[] = "{\"header\":{\"revision\":\"42\"},\"more\":true,\"count\":\"3\"}";
+    static const struct {
+        const char *bodies[3];
+        int nbodies;
+        bool keys_only;
+        int requests;
+    } cases[] = {
+        {{more_none, FIRST_A}, 2, false, 1},         /* the first page */
+        {{FIRST_A, more_none, KEYS_BC}, 3, false, 2}, /* a keys-only page after it */
+        {{more_none, KEYS_BC}, 2, true, 1},          /* etcd_range_keys' first page */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char err[MESHCA_ERRBUF] = "", eps[32];
+        etcd_kv *kvs;
+        size_t n;
+        int requests = 0;
+        int r = list_against(cases[i].bodies, cases[i].nbodies, cases[i].keys_only, &kvs, &n, NULL,
+                             err, eps, &requests);
+        ck_assert_msg(r == ETCD_EIO, "case %zu: %d (%s)", i, r, err);
+        ck_assert_str_eq(err, "etcd: range answer says 'more' but holds no key");
+        ck_assert_ptr_null(kvs);
+        ck_assert_int_eq(requests, cases[i].requests);
+    }
+}
+END_TEST
+
+/* An answer the direct reader does not take (a string with an escape) is read as JSON, with the
+ * same keys, values and revision; one with a key that is not base64 is a malformed answer (EIO
+ * naming the member), not a listing without that key. */
+START_TEST(range_answer_with_an_escape_is_read_as_json_and_a_malformed_one_refused)
+{
+    static const char *const escaped[] = {
+        "{\"header\":{\"member\":\"a\\/b\",\"revision\":\"42\"},\"kvs\":[{\"key\":\"L3AvYQ==\","
+        "\"mod_revision\":\"40\",\"value\":\"eA==\"},{\"key\":\"L3AvYg==\",\"mod_revision\":\"41\","
+        "\"value\":\"eQ==\"}],\"count\":\"2\"}",
+    };
+    static const char *const malformed[] = {
+        "{\"header\":{\"member\":\"a\\/b\",\"revision\":\"42\"},\"kvs\":[{\"key\":\"L3AvYQ==\","
+        "\"value\":\"eA==\"},{\"key\":\"not base64!\",\"value\":\"eQ==\"}],\"count\":\"2\"}",
+    };
+    char err[MESHCA_ERRBUF] = "", eps[32], want[128];
+    etcd_kv *kvs;
+    size_t n;
+    int64_t rev = 0;
+    int requests = 0;
+    ck_assert_msg(list_against(escaped, 1, false, &kvs, &n, &rev, err, eps, &requests) == 0, "%s",
+                  err);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(rev, 42);
+    ck_assert_str_eq(kvs[0].key, "/p/a");
+    ck_assert_str_eq(kvs[0].value, "x");
+    ck_assert_str_eq(kvs[1].key, "/p/b");
+    ck_assert_str_eq(kvs[1].value, "y");
+    ck_assert_int_eq(kvs[1].mod_revision, 41);
+    etcd_kvs_free(kvs, n);
+    ck_assert_int_eq(list_against(malformed, 1, false, &kvs, &n, &rev, err, eps, &requests),
+                     ETCD_EIO);
+    snprintf(want, sizeof(want), "etcd: malformed range answer from %s", eps);
+    ck_assert_str_eq(err, want);
+    ck_assert_ptr_null(kvs);
+}
+END_TEST
+
 static Suite *etcd_keys_suite(void)
 {
     Suite *s = suite_create("etcd-keys");
@@ -773,6 +951,10 @@ static Suite *etcd_keys_suite(void)
     tcase_add_test(tc,
                    range_pages_after_the_first_are_bounded_serializable_and_survive_a_future_revision);
     tcase_add_test(tc, range_page_of_a_pair_that_fails_is_asked_again_alone);
+    tcase_add_test(tc, value_page_with_other_keys_than_listed_fails_the_listing);
+    tcase_add_test(tc, page_saying_more_without_a_key_fails_the_listing_at_once);
+    tcase_add_test(tc, range_answer_with_an_escape_is_read_as_json_and_a_malformed_one_refused);
+    tcase_add_test(tc, value_page_of_a_compacted_revision_fails_the_listing_as_compacted);
     suite_add_tcase(s, tc);
     return s;
 }

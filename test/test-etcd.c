@@ -276,6 +276,36 @@ static int store_txn(etcd_client *c, const char *key, const char *value, uint64_
     return r;
 }
 
+/* More keys than the listing's first allocation (256) read through value pages two at a time
+ * (the default): the listing grows as the pairs' pages are moved into it, and holds every key
+ * once, in order, with its value (the ASan build checks the growth). */
+START_TEST(range_in_parallel_pages_over_more_keys_than_its_first_allocation)
+{
+    etcd_client *c = client_for(shared.endpoints, 4);
+    char key[64], value[64], err[MESHCA_ERRBUF] = "";
+    etcd_kv *kvs = NULL;
+    size_t n = 0;
+    int64_t read_rev = 0, rev = 0;
+
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "/t/par/k%03d", i);
+        snprintf(value, sizeof(value), "v%d", i);
+        rev = put_s(c, key, value);
+    }
+    ck_assert_msg(etcd_range(c, "/t/par/", 7, NULL, 0, &kvs, &n, &read_rev, err) == 0, "%s", err);
+    ck_assert_uint_eq(n, 300);
+    ck_assert_int_ge(read_rev, rev);
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "/t/par/k%03d", i);
+        snprintf(value, sizeof(value), "v%d", i);
+        ck_assert_str_eq(kvs[i].key, key);
+        ck_assert_str_eq(kvs[i].value, value);
+    }
+    etcd_kvs_free(kvs, n);
+    etcd_client_free(c);
+}
+END_TEST
+
 START_TEST(txn_cas_on_mod_revision_succeeds_then_conflicts_when_stale)
 {
     etcd_client *c = client_for(shared.endpoints, 100);
@@ -784,6 +814,7 @@ static Suite *etcd_suite(void)
     tcase_set_timeout(one, 60);
     tcase_add_test(one, put_get_and_range_paginate_over_more_keys_than_the_page_limit);
     tcase_add_test(one, range_over_many_pages_costs_etcd_linear_work_and_reads_one_snapshot);
+    tcase_add_test(one, range_in_parallel_pages_over_more_keys_than_its_first_allocation);
     tcase_add_test(one, txn_cas_on_mod_revision_succeeds_then_conflicts_when_stale);
     tcase_add_test(one, fenced_write_is_refused_once_the_leader_key_is_not_on_our_lease);
     tcase_add_test(one, deleterange_removes_exactly_the_prefix);

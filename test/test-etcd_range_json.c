@@ -120,6 +120,35 @@ START_TEST(refuses_error_answers_escapes_and_malformed_text_adding_nothing)
 }
 END_TEST
 
+/* A member given twice counts once, the last one (as jansson's reader, which the JSON fallback
+ * uses); the first value is freed (wiped: it may be a secret's). An empty "kvs", an empty object
+ * as the answer or a kv, are what they say. */
+START_TEST(member_given_twice_takes_the_last_and_empty_containers_are_empty)
+{
+    /* "/k/a" L2svYQ==, "/k/b" L2svYg==, "x" eA==, "y" eQ== */
+    const char *text = "{\"header\":{\"revision\":\"3\",\"revision\":\"9\"},\"kvs\":[{\"key\":\"L2svYQ==\","
+                       "\"value\":\"eA==\",\"value\":\"eQ==\",\"key\":\"L2svYg==\"}],\"count\":\"1\"}";
+    etcd_range_sink s = {0};
+
+    ck_assert_int_eq(read_text(text, &s), 0);
+    ck_assert_uint_eq(s.n, 1);
+    ck_assert_int_eq(s.revision, 9);
+    ck_assert_str_eq(s.kvs[0].key, "/k/b");
+    ck_assert_uint_eq(s.kvs[0].key_len, 4);
+    ck_assert_str_eq(s.kvs[0].value, "y");
+    ck_assert_uint_eq(s.kvs[0].value_len, 1);
+    ck_assert_int_eq(read_text("{\"header\":{\"revision\":\"10\"},\"kvs\":[ ],\"more\":false}", &s), 0);
+    ck_assert_uint_eq(s.n, 1);
+    ck_assert_int_eq(s.revision, 10);
+    /* {} has no header revision: not a range answer */
+    ck_assert_int_eq(read_text("{ }", &s), -1);
+    /* a kv {} has no key */
+    ck_assert_int_eq(read_text("{\"header\":{\"revision\":\"11\"},\"kvs\":[{}]}", &s), -1);
+    ck_assert_uint_eq(s.n, 1);
+    sink_free(&s);
+}
+END_TEST
+
 static Suite *range_json_suite(void)
 {
     Suite *s = suite_create("etcd_range_json");
@@ -128,6 +157,7 @@ static Suite *range_json_suite(void)
     tcase_add_test(tc, reads_keys_values_revisions_more_and_count_as_the_gateway_writes_them);
     tcase_add_test(tc, skips_unknown_members_of_any_shape);
     tcase_add_test(tc, refuses_error_answers_escapes_and_malformed_text_adding_nothing);
+    tcase_add_test(tc, member_given_twice_takes_the_last_and_empty_containers_are_empty);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -11,6 +11,7 @@
 
 static void teardown(void)
 {
+    failpoint_set_hook(NULL, NULL);
     ck_assert_int_eq(failpoint_configure(NULL, NULL), 0);
 }
 
@@ -46,6 +47,34 @@ START_TEST(nth_acts_on_that_hit_only)
     ck_assert_int_eq(FAILPOINT("etcd.txn.between", err), 0);
     ck_assert_int_eq(FAILPOINT("etcd.txn.between", err), MESHCA_EIO);
     ck_assert_int_eq(FAILPOINT("etcd.txn.between", err), 0);
+}
+END_TEST
+
+static int hook_calls(const char *name, void *ctx, char *errbuf)
+{
+    int *calls = ctx;
+    ++*calls;
+    ck_assert_str_eq(name, "csr.commit");
+    return *calls == 2 ? meshca_fail(errbuf, MESHCA_ECONFLICT, "hooked %s", name) : 0;
+}
+
+START_TEST(hook_calls_the_test_function_at_the_point_and_returns_its_code)
+{
+    char err[MESHCA_ERRBUF] = "";
+    int calls = 0;
+    ck_assert_int_eq(failpoint_configure("csr.commit=hook,apply.commit=2*hook", err), 0);
+    /* no function set: the point goes on */
+    ck_assert_int_eq(FAILPOINT("csr.commit", err), 0);
+    failpoint_set_hook(hook_calls, &calls);
+    ck_assert_int_eq(FAILPOINT("csr.commit", err), 0);
+    ck_assert_int_eq(calls, 1);
+    ck_assert_int_eq(FAILPOINT("csr.commit", err), MESHCA_ECONFLICT);
+    ck_assert_str_eq(err, "hooked csr.commit");
+    ck_assert_int_eq(calls, 2);
+    /* not a hooked point, or not its N-th hit: not called */
+    ck_assert_int_eq(FAILPOINT("pass.commit", err), 0);
+    ck_assert_int_eq(FAILPOINT("apply.commit", err), 0);
+    ck_assert_int_eq(calls, 2);
 }
 END_TEST
 
@@ -103,6 +132,7 @@ static Suite *failpoint_suite(void)
     tcase_add_test(tc, error_returns_eio_naming_the_point_and_spares_other_points);
     tcase_add_test(tc, nth_acts_on_that_hit_only);
     tcase_add_test(tc, kill_ends_the_process_with_sigkill_at_the_point);
+    tcase_add_test(tc, hook_calls_the_test_function_at_the_point_and_returns_its_code);
     tcase_add_test(tc, malformed_specs_are_refused_and_arm_nothing);
     suite_add_tcase(s, tc);
     return s;

@@ -1162,6 +1162,65 @@ START_TEST(writes_flushed_while_signing_commit_once_or_not_at_all)
 }
 END_TEST
 
+/* A flush that fails in the pass's loop (the first batch's, as a full disk would) rolls the open
+ * transaction back; the batches after it are dropped, not flushed into a transaction of their
+ * own: the pass writes nothing, says why, and leaves no transaction open on the handle (so the
+ * next pass on it, and another writer meanwhile, write as usual). */
+START_TEST(flush_failed_in_the_loop_drops_the_later_batches_and_leaves_no_transaction_open)
+{
+    store *s = test_store_open(url);
+    test_seed(s, MESH_ADD);
+    char *pubs[4] = {NULL};
+    seed_pending(s, pubs);
+    reconcile_options opts = RECONCILE_OPTIONS_INIT;
+    reconcile_report rep = RECONCILE_REPORT_INIT;
+    diag_list diags = DIAG_LIST_INIT;
+    opts.sign_workers = 2;
+    /* Three batches: the first flush fails; the second's and the third's come after it. */
+    ck_assert_int_eq(failpoint_configure("pass.flush=1*error", NULL), 0);
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_int_eq(failpoint_configure(NULL, NULL), 0);
+    ck_assert_uint_eq(rep.store_failures, 1);
+    ck_assert_uint_eq(rep.issued, 0);
+    ck_assert_uint_eq(rep.nactions, 0);
+    const diag *d = find_diag(&diags, "store-error");
+    ck_assert_int_eq(d->severity, DIAG_ERROR);
+    ck_assert_str_eq(d->message, "cannot write the pass's changes: failpoint pass.flush: injected "
+                                 "I/O error; retried on the next pass");
+    diag_list_free(&diags);
+    reconcile_report_free(&rep);
+    /* No transaction is left open: another handle writes at once, and this one does too. */
+    store *other = test_store_open(url);
+    store_key k = {STATE_DPSTATUS, "default", "probe"};
+    ck_assert_msg(store_put(other, &k, "{}", 2, STORE_ANY_VERSION, NULL) == STORE_OK, "%s",
+                  store_errmsg(other));
+    store_close(other);
+    uint64_t rev_before = revision(s);
+    store_entry *ids = NULL;
+    size_t nids = 0;
+    ck_assert_int_eq(store_list(s, STATE_IDENTITIES, "default", &ids, &nids), STORE_OK);
+    ck_assert_uint_eq(nids, REFUSE_DPS);
+    for (size_t i = 0; i < nids; i++) {
+        identity id = {0};
+        ck_assert_int_eq(identity_get(s, "default", ids[i].name, &id, NULL), 0);
+        ck_assert_msg(id.generation == 0 && id.pending_key_pem && !id.cert_pem,
+                      "%s issued by the failed pass", ids[i].name);
+        identity_clear(&id);
+    }
+    store_entries_free(ids, nids);
+    /* The next pass on the same handle: every dataplane issued, in one commit. */
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_msg(!diag_has_errors(&diags), "%s", diags.count ? diags.items[0].message : "");
+    ck_assert_uint_eq(rep.issued, REFUSE_DPS);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    ck_assert_uint_eq(revision(s), rev_before + 1);
+    for (int i = 0; i < 4; i++)
+        free(pubs[i]);
+    store_close(s);
+}
+END_TEST
+
 START_TEST(two_signing_workers_issue_one_strictly_valid_leaf_per_dataplane)
 {
     store *s = test_store_open(url);
@@ -1279,6 +1338,7 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, two_signing_workers_issue_one_strictly_valid_leaf_per_dataplane);
     tcase_add_test(tc, refusal_while_the_next_batch_is_signed_drops_it_and_writes_nothing);
     tcase_add_test(tc, writes_flushed_while_signing_commit_once_or_not_at_all);
+    tcase_add_test(tc, flush_failed_in_the_loop_drops_the_later_batches_and_leaves_no_transaction_open);
     suite_add_tcase(suite, tc);
     return suite;
 }

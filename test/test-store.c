@@ -626,6 +626,69 @@ START_TEST(loose_permissions_on_existing_store_are_refused) {
 }
 END_TEST
 
+/* A store written by a newer meshca (its schema version above this one's) is refused at open, and
+ * left as it is: an older meshca (a downgrade) neither reads it with the wrong layout nor writes
+ * it. */
+START_TEST(store_of_a_newer_schema_is_refused_and_left_unchanged) {
+    char err[MESHCA_ERRBUF] = "", want[400], sql[64];
+    store *s = open_store();
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int version = -1, after = -1;
+    struct stat before, now;
+
+    put_str(s, "meshes", NULL, "default", "{}", 0);
+    store_close(s);
+    ck_assert_int_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    ck_assert_int_gt(version, 0);
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version + 1);
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+    ck_assert_int_eq(stat(dbpath, &before), 0);
+
+    s = NULL;
+    ck_assert_int_eq(store_open(url, &s, err), STORE_EUNSUPPORTED);
+    ck_assert_ptr_null(s);
+    ck_assert_int_lt(snprintf(want, sizeof(want), "store '%s': schema version %d is newer than this meshca (%d)",
+                              dbpath, version + 1, version), (int) sizeof(want));
+    ck_assert_str_eq(err, want);
+    ck_assert_int_eq(stat(dbpath, &now), 0);
+    ck_assert_int_eq(now.st_size, before.st_size);
+    ck_assert_int_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    after = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    ck_assert_int_eq(after, version + 1);
+}
+END_TEST
+
+/* A store file owned by another (non-root) user is refused, whatever its mode: that user could
+ * change it (as ssh's StrictModes). Tests run as root (CI too), which may hand the file over. */
+START_TEST(store_owned_by_another_user_is_refused) {
+    char err[MESHCA_ERRBUF] = "", want[400];
+    store *s = open_store();
+
+    store_close(s);
+    ck_assert_msg(geteuid() == 0, "this test hands the store file to another uid: run it as root");
+    ck_assert_int_eq(chown(dbpath, 4321, (gid_t) -1), 0);
+    s = NULL;
+    ck_assert_int_eq(store_open(url, &s, err), STORE_EINSECURE);
+    ck_assert_ptr_null(s);
+    ck_assert_int_lt(snprintf(want, sizeof(want), "store file '%s' is owned by uid 4321, not by this user (uid 0); refusing to use it",
+                              dbpath), (int) sizeof(want));
+    ck_assert_str_eq(err, want);
+    ck_assert_int_eq(chown(dbpath, 0, (gid_t) -1), 0);
+    s = open_store();
+    store_close(s);
+}
+END_TEST
+
 static const char *dbpath_wal_or_shm(const char *suffix) {
     static char path[sizeof(dbpath) + 8];
 
@@ -1318,6 +1381,8 @@ static Suite *store_suite(void) {
         tcase_add_test(own, read_only_store_fails_writes_naming_cause_and_object);
         tcase_add_test(own, missing_parent_directory_is_named_at_open);
         tcase_add_test(own, loose_permissions_on_existing_store_are_refused);
+        tcase_add_test(own, store_of_a_newer_schema_is_refused_and_left_unchanged);
+        tcase_add_test(own, store_owned_by_another_user_is_refused);
         tcase_add_test(own, watch_older_than_the_window_is_compacted);
         tcase_add_test(own, write_lock_held_past_busy_timeout_is_unavailable);
         tcase_add_test(own, kill_9_in_a_2000_put_txn_at_200_random_points_leaves_all_or_nothing);

@@ -14,6 +14,7 @@
 #include "reconciler/state.h"
 
 #define CONFLICT_ATTEMPTS 8 /* as reconcile_submit_key: a pass may write the identity meanwhile */
+#define OPS_PER_SUBMISSION 2 /* the identity's put, the check of its Dataplane */
 
 csr_submission *csr_submission_new(const char *mesh_name, const char *dp_name, char *key_pem,
                                    const char *csr_pem, void *cookie)
@@ -43,13 +44,18 @@ void csr_submission_free(csr_submission *sub)
     free(sub);
 }
 
-/* The identity record with sub's key pending, and the version it must still have; else the
- * code and message in sub. */
-static int prepare(store *s, csr_submission *sub, char **ret_text, uint64_t *ret_version)
+/* The ops that write sub's key pending (ops[0..1]: the identity's put at the version it must
+ * still have, the check that its Dataplane was not deleted meanwhile), the put's text in
+ * *ret_text (caller frees); else the code and message in sub. */
+static int prepare(store *s, csr_submission *sub, char **ret_text, store_op *ops)
 {
+    uint64_t version = 0, dp_version = 0;
     int rc = identity_with_pending_key(s, sub->mesh, sub->dataplane, sub->key_pem, sub->csr_pem,
-                                       ret_text, ret_version, sub->errbuf);
-    return rc < 0 ? (sub->rc = rc) : 0;
+                                       ret_text, &version, &dp_version, sub->errbuf);
+    if (rc < 0)
+        return sub->rc = rc;
+    identity_pending_key_ops(sub->mesh, sub->dataplane, *ret_text, version, dp_version, ops);
+    return 0;
 }
 
 static void fail_store(csr_submission *sub, int rc)
@@ -64,12 +70,10 @@ static size_t commit_one(store *s, csr_submission *sub)
     int rc = STORE_ECONFLICT;
     for (int attempt = 0; attempt < CONFLICT_ATTEMPTS && rc == STORE_ECONFLICT; attempt++) {
         char *text = NULL;
-        uint64_t version = 0;
-        if (prepare(s, sub, &text, &version) < 0)
+        store_op ops[OPS_PER_SUBMISSION];
+        if (prepare(s, sub, &text, ops) < 0)
             return 0;
-        store_op op = {STORE_OP_PUT, {STATE_IDENTITIES, sub->mesh, sub->dataplane}, text,
-                       strlen(text), version, 0};
-        rc = store_txn_at(s, "csr.commit", &op, 1);
+        rc = store_txn_at(s, "csr.commit", ops, OPS_PER_SUBMISSION);
         free(text);
     }
     if (rc < 0) {
@@ -87,10 +91,11 @@ static bool same_dataplane(const csr_submission *a, const csr_submission *b)
 
 size_t csr_commit_batch(store *s, csr_submission *const *items, size_t n)
 {
-    size_t limit = store_txn_limit(s), txns = 0;
+    /* Submissions per transaction: each takes OPS_PER_SUBMISSION of the store's atomic limit. */
+    size_t limit = store_txn_limit(s) / OPS_PER_SUBMISSION, txns = 0;
     if (limit < 1)
         limit = 1;
-    store_op *ops = calloc(n ? n : 1, sizeof(*ops));
+    store_op *ops = calloc(n ? n * OPS_PER_SUBMISSION : 1, sizeof(*ops));
     char **texts = calloc(n ? n : 1, sizeof(*texts));
     csr_submission **in = calloc(n ? n : 1, sizeof(*in));
     if (!ops || !texts || !in) {
@@ -109,15 +114,12 @@ size_t csr_commit_batch(store *s, csr_submission *const *items, size_t n)
                 again = same_dataplane(in[j], items[i]);
             if (again)
                 break;
-            uint64_t version = 0;
-            if (prepare(s, items[i], &texts[k], &version) < 0)
+            if (prepare(s, items[i], &texts[k], ops + k * OPS_PER_SUBMISSION) < 0)
                 continue;
             in[k] = items[i];
-            ops[k] = (store_op){STORE_OP_PUT, {STATE_IDENTITIES, items[i]->mesh, items[i]->dataplane},
-                                texts[k], strlen(texts[k]), version, 0};
             k++;
         }
-        int rc = k ? store_txn_at(s, "csr.commit", ops, k) : 0;
+        int rc = k ? store_txn_at(s, "csr.commit", ops, k * OPS_PER_SUBMISSION) : 0;
         for (size_t j = 0; j < k; j++) {
             free(texts[j]);
             texts[j] = NULL;

@@ -31,8 +31,9 @@ void csr_submission_free(csr_submission *sub);
 /*
  * Writes each submission's key as its dataplane's pending key (as reconcile_submit_key does one),
  * as few transactions as possible: one for the lot, split only where a dataplane comes again
- * (the later key wins, as it would one after the other) or at store_txn_limit(s). A dataplane
- * that does not exist gets MESHCA_ENOTFOUND and is left out; a transaction that conflicts with
+ * (the later key wins, as it would one after the other) or at store_txn_limit(s) (two ops each:
+ * the identity's put, the check of its Dataplane). A dataplane that does not exist, or is
+ * deleted before the commit, gets MESHCA_ENOTFOUND and is left out; a transaction that conflicts with
  * another writer (a pass wrote the identity meanwhile) is retried one submission at a time.
  * Sets every item's rc and errbuf. Returns the number of transactions that committed.
  */
