@@ -109,8 +109,10 @@ int cmd_apply(int argc, char **argv)
     store *s = NULL;
     int exit_code = EXIT_TROUBLE, unreadable = 0;
 
-    if (parse_args(argc, argv, &args) < 0 || !(s = args.dry_run ? cli_open_store_to_read(NULL) : cli_open_store()))
+    if (parse_args(argc, argv, &args) < 0)
         goto out;
+    /* The files first: a file that does not parse must not create a store (the first apply in
+     * a directory with a typo would leave an empty .meshca/ behind). */
     if (cli_load_paths(next, args.files, args.nfiles, &diags) < 0)
         unreadable = 1;
     if (unreadable) {
@@ -127,6 +129,12 @@ int cmd_apply(int argc, char **argv)
         exit_code = EXIT_INVALID;
         goto out;
     }
+    /* Input already refused (it will not be stored) is checked against the store read-only:
+     * no store is created for it. */
+    bool refused_input = diag_has_errors(&diags);
+    if (!(s = args.dry_run ? cli_open_store_to_read(NULL)
+              : refused_input ? cli_open_store_to_check() : cli_open_store()))
+        goto out;
     apply_options opts = APPLY_OPTIONS_INIT;
     opts.dry_run = args.dry_run;
     opts.force = args.force;

@@ -62,17 +62,30 @@ static store *open_url(const char *url)
     return s;
 }
 
-store *cli_open_store_to_read(const char *url)
+/* A SQLite store that does not exist yet is read as the empty in-memory store, not created;
+ * note: say so on stderr. */
+static store *open_to_read(const char *url, bool note)
 {
     const char *path = sqlite_path(url);
     struct stat st;
     if (path && *path && strcmp(path, SQLITE_MEMORY_PATH) != 0 && stat(path, &st) < 0 &&
         errno == ENOENT) {
-        fprintf(stderr, "meshca: note: no store at '%s' yet (nothing was applied there): "
-                "reading it as empty\n", path);
+        if (note)
+            fprintf(stderr, "meshca: note: no store at '%s' yet (nothing was applied there): "
+                    "reading it as empty\n", path);
         url = "sqlite://" SQLITE_MEMORY_PATH;
     }
     return open_url(url);
+}
+
+store *cli_open_store_to_read(const char *url)
+{
+    return open_to_read(url, true);
+}
+
+store *cli_open_store_to_check(void)
+{
+    return open_to_read(NULL, false);
 }
 
 store *cli_open_store(void)

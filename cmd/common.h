@@ -26,6 +26,9 @@ store *cli_open_store(void);
  * exist yet is read as an empty one, with a note on stderr, and no file or directory is made
  * (a mistyped path must not leave a new empty store behind). */
 store *cli_open_store_to_read(const char *url);
+/* The same without the note, for input a command already refuses (apply of files with errors:
+ * checked against the store for the rest of its diagnostics, stored nowhere). */
+store *cli_open_store_to_check(void);
 
 /* Dataplanes of `mesh_name` in `set`, as a malloc'd array of borrowed pointers (caller frees);
  * NULL (and *ret_n 0) when out of memory. */

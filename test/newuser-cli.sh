@@ -196,6 +196,21 @@ check "apply_nothing_dry_run: exit 1 too" exit_is 1
 run apply -f "$WORK/empty.yaml" -f "$WORK/mesh.yaml"
 check "apply_empty_file_beside_manifests: fine (exit 0)" exit_is 0
 
+# --- an apply refused for its input, or with nothing in it, creates no store -------------------
+printf 'kind: Mesh\nmetadata:\n  name: default\nspec:\n  mtls: [\n' >"$WORK/broken.yaml"
+MESHCA_STORE="sqlite://$WORK/fresh/meshca.db" run apply -f "$WORK/broken.yaml"
+check "apply_refused_new_store: exit 1" exit_is 1
+check "apply_refused_new_store: the parse error at file:line:column" err_has "broken.yaml:6:1: error:"
+check "apply_refused_new_store: no note about reading an empty store" \
+    bash -c "! grep -q 'no store at' '$WORK/err'"
+check "apply_refused_new_store: no store directory made" test ! -e "$WORK/fresh"
+MESHCA_STORE="sqlite://$WORK/fresh/meshca.db" run apply -f "$WORK/empty-dir"
+check "apply_nothing_new_store: exit 1 and no store directory made" \
+    bash -c "[ $rc -eq 1 ] && [ ! -e '$WORK/fresh' ]"
+MESHCA_STORE="sqlite://$WORK/fresh/meshca.db" run apply -f "$WORK/mesh.yaml"
+check "apply_accepted_new_store: exit 0 and the store is made" \
+    bash -c "[ $rc -eq 0 ] && [ -s '$WORK/fresh/meshca.db' ]"
+
 # validate of nothing stays valid (exit 0) but says on stderr that nothing was checked, in every
 # format: -o github prints nothing else, and a CI job with the wrong -f would pass in silence.
 for fmt in text github json; do
