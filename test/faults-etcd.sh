@@ -28,6 +28,11 @@ YAML
 late_yaml() { printf 'type: Dataplane\nmesh: default\nname: %s\nnetworking: {address: 127.0.0.1, inbound: [{port: 8443, tags: {kuma.io/service: late}}]}\n' "$1"; }
 run apply -f "$WORK/mesh.yaml"
 check "the mesh and a dataplane are applied on etcd" exit_is 0
+# etcds:// given to a member that serves plain HTTP: named as such, not only OpenSSL's words.
+MESHCA_STORE="etcds://${ETCD_URL#etcd://}" run get meshes
+check "etcds:// to a plain-HTTP member exits 2" exit_is 2
+check "etcds:// to a plain-HTTP member says which URL scheme to use" \
+    err_has "(no TLS handshake: if the member serves plain HTTP, its URL is etcd://, not etcds://)"
 start_controller --interval 500ms
 declare -A APID=()
 start_agent() { # start_agent DP

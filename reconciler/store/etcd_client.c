@@ -577,7 +577,16 @@ static enum attempt attempt(etcd_client *c, size_t i, const char *path, const ch
                                     c->ep[i].hostport, c->opts.max_response);
             goto out;
         }
-        snprintf(why, whylen, "%s", curlerr[0] ? curlerr : curl_easy_strerror(cr));
+        /* OpenSSL's words for a handshake the member did not answer name no cause a user
+         * can act on; the commonest is etcds:// given to a member that serves plain HTTP. */
+        size_t n = strlen(curlerr);
+        while (n > 0 && curlerr[n - 1] == ' ')
+            curlerr[--n] = '\0';   /* libcurl ends some messages with a space */
+        snprintf(why, whylen, "%s%s", curlerr[0] ? curlerr : curl_easy_strerror(cr),
+                 c->opts.tls && cr == CURLE_SSL_CONNECT_ERROR
+                     ? " (no TLS handshake: if the member serves plain HTTP, its URL is "
+                       "etcd://, not etcds://)"
+                     : "");
         a = sent == 0 ? ATTEMPT_NEXT : ATTEMPT_AMBIGUOUS;
         goto out;
     }
