@@ -282,6 +282,8 @@ int cmd_get(int argc, char **argv)
         store_close(s);
         return EXIT_TROUBLE;
     }
+    if (!(kind == RESOURCE_MESH && nnames))
+        cli_note_unknown_mesh(set, mesh_name);
     /* What to print: every resource of the kind, or the named ones in the order named. */
     size_t nshown = 0, missing = 0;
     int trouble = 0;

@@ -284,6 +284,8 @@ int cmd_inspect(int argc, char **argv)
     if (rc < 0)
         cli_error("cannot read the store: %s", store_errmsg(s)[0] ? store_errmsg(s) : store_strerror(rc));
     else
+        cli_note_unknown_mesh(set, mesh_name);
+    if (rc == 0)
         exit_code = meshes ? inspect_meshes(s, set, &status, format)
                            : inspect_dataplanes(s, set, &status, format);
     if (cli_diagnostics_out_of_memory(&diags))

@@ -172,3 +172,9 @@ int cli_require_paths(int argc, char **argv, size_t npaths, const char *verb, co
     }
     return 0;
 }
+
+void cli_note_unknown_mesh(const manifest_set *set, const char *mesh_name)
+{
+    if (mesh_name && !manifest_set_find_mesh(set, mesh_name))
+        fprintf(stderr, "meshca: note: no mesh '%s' in the store\n", mesh_name);
+}

@@ -29,6 +29,9 @@ store *cli_open_store_to_read(const char *url);
 /* The same without the note, for input a command already refuses (apply of files with errors:
  * checked against the store for the rest of its diagnostics, stored nowhere). */
 store *cli_open_store_to_check(void);
+/* An empty listing for -m MESH when MESH is not in the store (a typo) says so on stderr, as
+ * kubectl's "No resources found in NS namespace"; the exit code stays 0 for scripts. */
+void cli_note_unknown_mesh(const manifest_set *set, const char *mesh_name);
 
 /* Dataplanes of `mesh_name` in `set`, as a malloc'd array of borrowed pointers (caller frees);
  * NULL (and *ret_n 0) when out of memory. */

@@ -78,4 +78,14 @@ check "no default store was created in the working directory" test ! -e "$WORK/c
 run get meshes --store
 check "--store without its URL is a usage error (exit 2)" exit_is 2
 
+# -m naming a mesh the store does not have (a typo): an empty listing says so on stderr, exit 0.
+for cmd in "get dataplanes" "inspect dataplanes" "inspect meshes"; do
+    MESHCA_STORE="sqlite://$WORK/store/meshca.db" run $cmd -m defualt
+    check "$cmd -m with an unknown mesh exits 0" exit_is 0
+    check "$cmd -m with an unknown mesh says it is not in the store" \
+        err_has "meshca: note: no mesh 'defualt' in the store"
+    MESHCA_STORE="sqlite://$WORK/store/meshca.db" run $cmd -m default
+    check "$cmd -m with a known mesh prints no note" bash -c "! grep -q 'no mesh' '$WORK/err'"
+done
+
 finish
