@@ -107,6 +107,7 @@ static void check_transitions(const manifest_set *prev, const manifest_set *next
     transition_options opts = TRANSITION_OPTIONS_INIT;
     opts.force = force;
     opts.have_status = status != NULL;
+    opts.status_snapshot = status != NULL;   /* a --status FILE: a snapshot, maybe of another store */
 
     for (size_t i = 0; i < manifest_set_count(next); i++) {
         const resource *res = manifest_set_get(next, i);

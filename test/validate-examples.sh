@@ -39,6 +39,20 @@ for form in universal kubernetes; do
     run validate -o json -f $f/2-switch.yaml -f $f/dataplanes.yaml --from $f/1-add.yaml
     check "$form: without status the switch passes with a status-unknown warning" json_has status-unknown
     check "$form: without status exit is 0" exit_is 0
+
+    # A snapshot of another (empty) store: the switch is checked against no dataplane at all.
+    echo '[]' >"$WORK/empty-status.json"
+    run validate -o json -f $f/2-switch.yaml --from $f/1-add.yaml --status "$WORK/empty-status.json"
+    check "$form: a switch against an empty snapshot warns status-unknown at enabledBackend" \
+        json_has status-unknown mtls.enabledBackend $enabled_line
+    check "$form: the warning says the snapshot holds no dataplane of the mesh" \
+        out_has "holds no dataplane of mesh 'default'"
+    check "$form: a warning only (exit 0)" exit_is 0
+    run validate -o json -f $f/3-remove.yaml --from $f/2-switch.yaml --status "$WORK/empty-status.json"
+    check "$form: a removal against an empty snapshot warns status-unknown" json_has status-unknown
+    run validate -o json -f $f/2-switch.yaml --from $f/1-add.yaml --status status/1-caught-up.json
+    check "$form: a snapshot holding the mesh's dataplanes gives no such warning" \
+        bash -c "! grep -q status-unknown '$WORK/out'"
 done
 
 # The demo script itself, as a user runs it.

@@ -219,6 +219,26 @@ static void warn_status_unknown(ctx *c, const source_mark *mark, const char *pat
                  "or --store to check");
 }
 
+/* The gating checks cannot be made (no status), or (a snapshot holding none of the mesh's
+ * dataplanes) may be made against the wrong store: warns once and says whether to go on. */
+static bool status_usable(ctx *c, const source_mark *mark, const char *path)
+{
+    if (!c->opts->have_status) {
+        warn_status_unknown(c, mark, path);
+        return false;
+    }
+    if (c->opts->status_snapshot && c->nmembers == 0 && !c->status_warned) {
+        c->status_warned = true;
+        diag_warning(c->out, "status-unknown", mark, path,
+                     "the status given holds no dataplane of mesh '%s' and the manifests name "
+                     "none: this step is checked against no dataplane at all; if the mesh has "
+                     "proxies, the snapshot was taken from another store (e.g. the default "
+                     "store of the directory it ran in, not the controller's)",
+                     c->next->name.value ? c->next->name.value : "");
+    }
+    return true;
+}
+
 static void check_switch(ctx *c, const char *from, const char *to, bool multi)
 {
     const mesh *prev = c->prev, *next = c->next;
@@ -250,10 +270,8 @@ static void check_switch(ctx *c, const char *from, const char *to, bool multi)
 
     if (not_added || multi)
         return;
-    if (!c->opts->have_status) {
-        warn_status_unknown(c, mark, path);
+    if (!status_usable(c, mark, path))
         return;
-    }
     const char **blocking = calloc(c->nmembers + 1, sizeof *blocking);
     if (!blocking) {
         c->out->out_of_memory = true;
@@ -299,10 +317,8 @@ static void check_remove(ctx *c, const char *name, const char *from, const char 
         return;   /* switch-drops-old says it */
     if (multi)
         return;
-    if (!c->opts->have_status) {
-        warn_status_unknown(c, mark, path);
+    if (!status_usable(c, mark, path))
         return;
-    }
     const char **holding = calloc(c->nmembers + 1, sizeof *holding);
     if (!holding) {
         c->out->out_of_memory = true;
@@ -349,10 +365,8 @@ static void check_change(ctx *c, const char *name, size_t index, const char *fro
                    name, what);
         return;
     }
-    if (!c->opts->have_status) {
-        warn_status_unknown(c, &b->mark, path);
+    if (!status_usable(c, &b->mark, path))
         return;
-    }
     size_t using = 0;
     const char *first = NULL;
     for (size_t i = 0; i < c->nmembers; i++)

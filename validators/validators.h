@@ -44,13 +44,17 @@ typedef enum transition_step {
 typedef struct transition_options {
     bool force;                    /* lets R3/R4 gating and R6 through */
     bool have_status;              /* false: propagation/in-use checks cannot be made */
+    /* The status is a snapshot given offline (validate --status FILE), not the store's own:
+     * one that holds none of a mesh's dataplanes may be of another store, so a switch or a
+     * removal checked against no dataplane at all is warned about (status-unknown). */
+    bool status_snapshot;
     /* Backends whose CA changed although type and conf did not (a Secret they read now holds
      * another CA): checked as an in-place change (R5) like a conf change. Borrowed; may be NULL. */
     const char *const *ca_changed;
     size_t nca_changed;
 } transition_options;
 
-#define TRANSITION_OPTIONS_INIT {false, false, NULL, 0}
+#define TRANSITION_OPTIONS_INIT {false, false, false, NULL, 0}
 
 /* Dataplanes named in transition_result.bypassed; the rest are only counted. */
 #define TRANSITION_MAX_BYPASSED 32
