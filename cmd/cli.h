@@ -127,6 +127,8 @@ int cmd_token(int argc, char **argv);
 extern const char cmd_token_usage[];
 int cmd_cpca(int argc, char **argv);
 extern const char cmd_cpca_usage[];
+int cmd_version(int argc, char **argv);
+extern const char cmd_version_usage[];
 
 /* Long-running commands (loop.c). The longest --interval accepted. */
 #define CLI_MAX_INTERVAL_MS (24LL * 3600 * 1000)

@@ -24,6 +24,8 @@ static const cli_command commands[] = {
     {"ca", "ca create: make a CA for a provided backend", cmd_ca_usage, cmd_ca},
     {"token", "issue, revoke or list dataplane tokens for the API", cmd_token_usage, cmd_token},
     {"cp-ca", "print the control-plane CA certificate agents trust", cmd_cpca_usage, cmd_cpca},
+    {"version", "print the version of meshca and of the libraries it runs with",
+     cmd_version_usage, cmd_version},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -165,7 +167,7 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
             return help(NULL);
         if (strcmp(argv[i], "--version") == 0) {
-            puts("meshca 0.1.0");
+            puts("meshca " MESHCA_VERSION);
             return EXIT_OK;
         }
         if (strcmp(argv[i], "--store") == 0 && i + 1 < argc) {

@@ -124,4 +124,18 @@ unset MESHCA_STORE
 complete_line --store "sqlite://$WORK/store/meshca.db" get meshes ""
 check "completion reads the store the line names with --store" test "$(cat "$WORK/out")" = default
 
+# meshca version: --version's line, then the libraries as loaded (what a bug report needs).
+run --version
+check "--version prints one line" bash -c "[ \$(wc -l <'$WORK/out') -eq 1 ] && grep -qE '^meshca [0-9]+\.[0-9]+\.[0-9]+\$' '$WORK/out'"
+cp "$WORK/out" "$WORK/version-line"
+run version
+check "version exits 0" exit_is 0
+check "version starts with --version's line" bash -c "head -1 '$WORK/out' | cmp -s - '$WORK/version-line'"
+check "version names the OpenSSL it runs with" bash -c "grep -qE '^OpenSSL 3\.' '$WORK/out'"
+for lib in SQLite libcurl libevent libyaml jansson; do
+    check "version names $lib" bash -c "grep -qE '^$lib [0-9]' '$WORK/out'"
+done
+run version extra
+check "version with an argument is a usage error (exit 2)" exit_is 2
+
 finish
