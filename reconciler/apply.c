@@ -345,6 +345,14 @@ static int check_backends(store *s, const mesh_check *mc, diag_list *diags,
         }
         if (!check)
             continue;
+        /* A conf the static checks refuse is reported there, at its field: the CA check would
+         * say the same again, at the conf. */
+        diag_list conf_diags = DIAG_LIST_INIT;
+        validate_backend_conf(nb, b, &conf_diags);
+        bool conf_refused = diag_has_errors(&conf_diags) || conf_diags.out_of_memory;
+        diag_list_free(&conf_diags);
+        if (conf_refused)
+            continue;
         ca_context ctx = {
             .mesh = mesh_name, .backend = nb, .backend_index = b,
             .secret_lookup = state_secret_lookup, .secret_store = NULL,

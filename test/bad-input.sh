@@ -131,4 +131,43 @@ for f in bomb random truncated big tabs dupkey types deep; do
     run validate -f "$WORK/$f.yaml"
     check "$f: no crash (exit 1, not a signal)" exit_is 1
 done
+# A backend conf the static checks refuse is reported once, at its field: apply's CA backend
+# check (which would say it again at the conf) is left out for it.
+cat >"$WORK/vault-bad.yaml" <<'YAML'
+type: Mesh
+name: vm
+mtls:
+  enabledBackend: v1
+  backends:
+  - name: v1
+    type: vault
+    conf:
+      fromCp:
+        address: https://127.0.0.1:8200
+        namespace: ""
+        pki: pki
+        role: dp
+        tls:
+          caCert:
+            inline: "!!!notbase64"
+        auth:
+          token:
+            inline: "aGVsbG8="
+YAML
+export MESHCA_STORE="sqlite://$WORK/store/meshca.db"
+run apply --dry-run -o json -f "$WORK/vault-bad.yaml"
+check "bad vault conf: apply exits 1" exit_is 1
+check "bad vault conf: the empty namespace at its field" \
+    json_has bad-conf mtls.backends[0].conf.fromCp.namespace 11
+check "bad vault conf: the bad base64 at its field" \
+    json_has bad-datasource mtls.backends[0].conf.fromCp.tls.caCert.inline 16
+check "bad vault conf: an empty string is called one" out_has "got an empty string"
+check "bad vault conf: exactly those two errors, nothing again at the conf" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+items = d["diagnostics"] if isinstance(d, dict) else d
+errs = [x for x in items if x.get("severity") == "error"]
+assert len(errs) == 2, errs' "$WORK/out"
+unset MESHCA_STORE
+
 finish

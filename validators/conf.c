@@ -11,6 +11,7 @@
 #include "manifests/base64.h"
 #include "manifests/manifest.h"
 #include "validators/internal.h"
+#include "validators/validators.h"
 
 #define PATH_MAX_LEN 192
 
@@ -72,7 +73,7 @@ static const mnode *string_field(const mnode *map, const char *key, bool must, c
     join(sub, path, key);
     if (!mnode_is_string(v) || v->scalar_len == 0) {
         diag_error(out, "bad-conf", &v->mark, sub, "expected a non-empty string, got %s",
-                   mnode_type_name(v));
+                   mnode_is_string(v) ? "an empty string" : mnode_type_name(v));
         return NULL;
     }
     return v;
@@ -118,7 +119,7 @@ static void check_datasource(const mnode *node, const char *path, diag_list *out
         join(sub, path, datasource_keys[i]);
         if (!mnode_is_string(v) || v->scalar_len == 0) {
             diag_error(out, "bad-datasource", &v->mark, sub, "expected a non-empty string, got %s",
-                       mnode_type_name(v));
+                       mnode_is_string(v) ? "an empty string" : mnode_type_name(v));
         } else if (strcmp(datasource_keys[i], "inline") == 0 &&
                    !base64_valid(v->scalar, v->scalar_len)) {
             diag_error(out, "bad-datasource", &v->mark, sub, "inline data is not valid base64");

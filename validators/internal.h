@@ -8,8 +8,6 @@
 #include "manifests/diag.h"
 #include "manifests/model.h"
 
-/* Checks the `conf` tree of backend number `index` against the schema of its type (conf.c).
- * Does nothing for an unknown type: static.c reports that. */
-void validate_backend_conf(const mesh_backend *b, size_t index, diag_list *out);
+/* validate_backend_conf (conf.c) is public: validators.h. */
 
 #endif

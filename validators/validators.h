@@ -97,6 +97,11 @@ void validate_transition(const mesh *prev, const mesh *next, const dataplane_sta
  * caCert.expiration value. Part of validate_mesh(). */
 void validate_lifetime_conf(const mesh *m, diag_list *out);
 
+/* Checks the `conf` tree of backend number `index` against the schema of its type (conf.c;
+ * part of validate_mesh()). Does nothing for an unknown type: the mesh's checks report that.
+ * apply uses it alone to leave a conf with static errors out of the CA backend checks. */
+void validate_backend_conf(const mesh_backend *b, size_t index, diag_list *out);
+
 /* From a known CA certificate: backend `index` of `m` has a CA that expires at `ca_not_after`
  * (seconds since the epoch; the caller reads it, this stays pure), checked at `now`. One warning
  * at most, the worst: ca-expired (already expired), renewal-after-ca-expiry (it expires before
