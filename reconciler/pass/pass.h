@@ -203,11 +203,25 @@ int sign_batch_drain(sign_batch *b, const mesh *m, const pass_cas *pc, int64_t n
                      pass_txn *tx, reconcile_report *rep, reconcile_mesh_report *mr,
                      diag_list *diags, char *errbuf);
 
-/* quick_scan.c */
+/* quick_scan.c: the identities read in ranges of names (QUICK_RANGE dataplanes each), each
+ * when the pass first needs one of its dataplanes, so that only the first is read before the
+ * first signing batch and the others while the workers sign. */
+#define QUICK_RANGE SIGN_BATCH
+typedef struct quick_scan quick_scan;
 void quick_records_free(quick_record *records, size_t n);
-unsigned char *quick_verdicts(store *s, const mesh *m, const pass_cas *pc, int64_t now,
-                              const dataplane *const *dps, size_t ndps,
-                              quick_record **ret_records);
+/* The scan of m's identities for the pass's dataplanes dps (borrowed until quick_close), in
+ * ranges of `range` names (0: QUICK_RANGE); reads nothing yet. NULL when out of memory (then
+ * every dataplane takes the full path). */
+quick_scan *quick_open(store *s, const mesh *m, const pass_cas *pc, int64_t now,
+                       const dataplane *const *dps, size_t ndps, size_t range);
+/* The verdict (QUICK_*) of dps[i], its range read first if not yet. *ret_record: the record a
+ * QUICK_FULL verdict read (the full decision takes its value and digest), or NULL. A range the
+ * store failed to read, and every range after, gives QUICK_FULL and no record. */
+int quick_verdict(quick_scan *q, size_t i, quick_record **ret_record);
+/* Store calls made so far (tests, the bench). */
+size_t quick_ranges_read(const quick_scan *q);
+/* Accepts NULL. */
+void quick_close(quick_scan *q);
 
 /* commit.c */
 void pass_txn_free(pass_txn *tx);
