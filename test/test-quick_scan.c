@@ -223,6 +223,49 @@ START_TEST(a_range_the_store_fails_to_read_and_every_later_one_take_the_full_pat
 }
 END_TEST
 
+/* What the pass reads while the workers sign: the next unread ranges from the one of the
+ * dataplane it decides next, at most QUICK_AHEAD after it; the verdicts are the same. */
+START_TEST(ranges_read_ahead_while_signing_are_bounded_and_give_the_same_verdicts)
+{
+    view v;
+    view_open(&v);
+    quick_scan *q = quick_open(v.s, v.m, &v.pc, v.now, v.dps, v.ndps, RANGE);
+    ck_assert_ptr_nonnull(q);
+    ck_assert(quick_read_ahead(q, 0));   /* dp-00's own range, not read yet */
+    ck_assert(quick_read_ahead(q, 0));
+    ck_assert(quick_read_ahead(q, 0));
+    ck_assert(!quick_read_ahead(q, 0));  /* every range read */
+    ck_assert_uint_eq(quick_ranges_read(q), 3);
+    for (size_t i = 0; i < NDPS; i++)
+        ck_assert_msg(verdict_of(q, &v, i, v.dps[i]->name.value) == EXPECTED[i], "dp-%02zu", i);
+    ck_assert_uint_eq(quick_ranges_read(q), 3);
+    quick_close(q);
+
+    /* Ranges of one name: from dp-02 on, dp-02..dp-06 (QUICK_AHEAD after its own), no further. */
+    q = quick_open(v.s, v.m, &v.pc, v.now, v.dps, v.ndps, 1);
+    ck_assert_ptr_nonnull(q);
+    size_t reads = 0;
+    for (int k = 0; k < 2 * NDPS && quick_read_ahead(q, 2); k++)
+        reads++;
+    ck_assert_uint_eq(reads, QUICK_AHEAD + 1);
+    ck_assert_uint_eq(quick_ranges_read(q), QUICK_AHEAD + 1);
+    ck_assert_int_eq(verdict_of(q, &v, 3, "dp-03"), QUICK_ABSENT);
+    ck_assert_int_eq(verdict_of(q, &v, 0, "dp-00"), QUICK_UNCHANGED);
+    ck_assert_uint_eq(quick_ranges_read(q), QUICK_AHEAD + 2);
+    /* After a failed range nothing more is read ahead. */
+    ck_assert_int_eq(failpoint_configure("store.scan.range=error", NULL), 0);
+    ck_assert(!quick_read_ahead(q, 7));
+    ck_assert(!quick_read_ahead(q, 7));
+    ck_assert_int_eq(failpoint_configure(NULL, NULL), 0);
+    ck_assert_uint_eq(quick_ranges_read(q), QUICK_AHEAD + 3);
+    quick_record *rec = NULL;
+    ck_assert_int_eq(quick_verdict(q, 8, &rec), QUICK_FULL);
+    ck_assert_ptr_null(rec);
+    quick_close(q);
+    view_close(&v);
+}
+END_TEST
+
 static Suite *quick_scan_suite(void)
 {
     Suite *s = suite_create("quick_scan");
@@ -232,6 +275,7 @@ static Suite *quick_scan_suite(void)
     tcase_add_test(tc, each_range_is_read_when_the_pass_first_needs_one_of_its_dataplanes);
     tcase_add_test(tc, dataplanes_out_of_name_order_get_the_same_verdicts_each_range_read_once);
     tcase_add_test(tc, a_range_the_store_fails_to_read_and_every_later_one_take_the_full_path);
+    tcase_add_test(tc, ranges_read_ahead_while_signing_are_bounded_and_give_the_same_verdicts);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -196,6 +196,19 @@ int quick_verdict(quick_scan *q, size_t i, quick_record **ret_record)
     return q->verdict[i];
 }
 
+bool quick_read_ahead(quick_scan *q, size_t i)
+{
+    if (q->failed || i >= q->ndps || q->range_of[i] == SIZE_MAX)
+        return false;
+    size_t nranges = (q->n + q->range - 1) / q->range;
+    for (size_t r = q->range_of[i]; r < nranges && r <= q->range_of[i] + QUICK_AHEAD; r++)
+        if (q->scanned[r] == RANGE_UNREAD) {
+            quick_read_range(q, r);
+            return q->scanned[r] == RANGE_READ;
+        }
+    return false;
+}
+
 size_t quick_ranges_read(const quick_scan *q)
 {
     return q->ranges_read;
