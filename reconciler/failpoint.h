@@ -25,6 +25,8 @@
  *                                                the pass's open transaction (error: it fails)
  *   pass.sign.batch                              a signing batch signed, not yet finished: its
  *                                                CA refuses it (error), the mesh stops
+ *   store.scan.range                             each store_scan_range (a pass reads its
+ *                                                identities range by range): it fails (error)
  *   apply.commit                                 an apply validated, not yet committed
  *   csr.commit                                   CSR submissions (a group commit) ready, not
  *                                                yet committed: none was answered 202 yet

@@ -241,8 +241,7 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
 
     pass_cas pc = {0};
     sign_batch batch = {.workers = workers};
-    unsigned char *quick = NULL;
-    quick_record *records = NULL;
+    quick_scan *quick = NULL;
     json_t *mstatus = NULL;
     uint64_t mstatus_version = 0;
     const dataplane **dps = NULL;
@@ -307,14 +306,23 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         goto out;
     if (ca_backend_signs_locally(pc.cas[pc.enabled].ca))
         batch.ca = pc.cas[pc.enabled].ca;
-    /* Targeted: a few identities, each read by reconcile_dataplane, not a scan of the mesh. */
-    quick = targeted ? NULL : quick_verdicts(s, m, &pc, now, dps, ndps, &records);
+    /* Targeted: a few identities, each read by reconcile_dataplane, not a scan of the mesh.
+     * Otherwise the identities are read range by range as the loop goes (quick_verdict): the
+     * later ranges while the workers sign the first batches. */
+    quick = targeted ? NULL : quick_open(s, m, &pc, now, dps, ndps, 0);
     for (size_t i = 0; i < ndps; i++) {
         if (!dps[i]->name.value)
             continue;
-        rc = reconcile_dataplane(s, m, dps[i], &pc, now, quick ? quick[i] : QUICK_FULL,
-                                 records ? &records[i] : NULL, &batch, tx, rep, mr, diags, errbuf);
+        quick_record *record = NULL;
+        int verdict = quick ? quick_verdict(quick, i, &record) : QUICK_FULL;
+        rc = reconcile_dataplane(s, m, dps[i], &pc, now, verdict, record, &batch, tx, rep, mr,
+                                 diags, errbuf);
         if (rc == 0 && batch.n == SIGN_BATCH) {
+            /* The next identities read while the workers finish the batch before, rather than
+             * after it: the wait filled, the main thread's work between batches shortened. */
+            while (quick && i + 1 < ndps && sign_batch_signing(&batch) &&
+                   quick_read_ahead(quick, i + 1))
+                ;
             rc = sign_batch_cycle(&batch, m, &pc, now, tx, rep, mr, diags, errbuf);
             /* The store's work for the batch just finished, while the workers sign the next. */
             if (rc == 0)
@@ -392,8 +400,7 @@ status:
         rep->need_full = true;
     rc = 0;
 out:
-    free(quick);
-    quick_records_free(records, ndps);
+    quick_close(quick);
     sign_batch_free(&batch);
     free(dps);
     json_decref(mstatus);

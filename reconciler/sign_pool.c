@@ -207,6 +207,16 @@ int sign_pool_wait(sign_pool *pool, char *errbuf)
     return 0;
 }
 
+bool sign_pool_idle(sign_pool *pool)
+{
+    if (!pool || !pool->posted || pool->posted_n == 0)
+        return true;
+    pthread_mutex_lock(&pool->lock);
+    bool idle = pool->busy == 0;
+    pthread_mutex_unlock(&pool->lock);
+    return idle;
+}
+
 int sign_pool_run(sign_pool *pool, sign_pool_job *jobs, size_t n, int64_t now, char *errbuf)
 {
     int r = sign_pool_start(pool, jobs, n, now, errbuf);

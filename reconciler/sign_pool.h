@@ -2,6 +2,7 @@
 #ifndef MESHCA_SIGN_POOL_H
 #define MESHCA_SIGN_POOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,9 @@ int sign_pool_run(sign_pool *pool, sign_pool_job *jobs, size_t n, int64_t now, c
  * until wait returns; every start is followed by one wait before the next start or free. */
 int sign_pool_start(sign_pool *pool, sign_pool_job *jobs, size_t n, int64_t now, char *errbuf);
 int sign_pool_wait(sign_pool *pool, char *errbuf);
+/* Whether sign_pool_wait would return at once: the batch started is signed, or none is. For a
+ * caller with work it can do now or later (a pass reads its next identities while it waits). */
+bool sign_pool_idle(sign_pool *pool);
 unsigned sign_pool_threads(const sign_pool *pool);
 /* Stops and joins the workers, frees their signers (wiping the key copies). Accepts NULL. */
 void sign_pool_free(sign_pool *pool);

@@ -203,6 +203,15 @@ typedef int (*store_scan_fn)(void *userdata, const store_entry *entry);
 int store_scan(store *s, const char *kind, const char *mesh, store_scan_fn fn, void *userdata);
 
 /*
+ * store_scan over the objects of one kind in one mesh (mesh not NULL) whose names are in
+ * [from, to] (byte order, as the listing's): SQLite seeks its primary key, etcd asks the key
+ * range. from after to: no object. A reconcile pass reads its identities this way, one range
+ * of dataplanes at a time, so the scan of the later ones overlaps the signing of the first.
+ */
+int store_scan_range(store *s, const char *kind, const char *mesh, const char *from,
+                     const char *to, store_scan_fn fn, void *userdata);
+
+/*
  * Apply up to STORE_TXN_MAX puts, deletes and checks atomically: every key and every version
  * check is verified inside one write transaction; if one fails, nothing is written and its code
  * is returned (STORE_ECONFLICT, or STORE_ENOTFOUND for a delete of an absent object or a put

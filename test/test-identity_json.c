@@ -173,6 +173,44 @@ START_TEST(encode_escapes_as_json_requires)
 }
 END_TEST
 
+/* The writer copies 8 bytes at a time where none needs escaping: an escape, a control, DEL or a
+ * UTF-8 sequence at every offset of strings of every length up to 3 words, as jansson wrote it. */
+START_TEST(encode_matches_jansson_with_an_escape_at_every_offset_of_a_word)
+{
+    static const char *const specials[] = {"\"", "\\", "\n", "\t", "\x01", "\x1f", "\x7f", " ",
+                                           "~", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    char text[64];
+    for (size_t len = 0; len <= 24; len++)
+        for (size_t pos = 0; pos <= len; pos++)
+            for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+                size_t sl = strlen(specials[k]);
+                memset(text, 'a' + (int)(len % 26), len);
+                memcpy(text + pos, specials[k], sl);
+                text[pos + sl] = '\0';
+                if (pos + sl < len)
+                    text[len] = '\0';
+                identity id = sample(1);
+                id.serial = text;
+                id.cert_pem = text;
+                char *want = jansson_encode(&id), *got = identity_json_encode(&id);
+                ck_assert_ptr_nonnull(want);
+                ck_assert_ptr_nonnull(got);
+                ck_assert_str_eq(got, want);
+                free(want);
+                free(got);
+            }
+    /* A word with an invalid byte is refused, wherever the byte is. */
+    for (size_t pos = 0; pos < 16; pos++) {
+        memset(text, 'b', 16);
+        text[16] = '\0';
+        text[pos] = (char)0xff;
+        identity id = sample(1);
+        id.serial = text;
+        ck_assert_ptr_null(identity_json_encode(&id));
+    }
+}
+END_TEST
+
 START_TEST(encode_refuses_what_jansson_refused)
 {
     fill_all_bytes();
@@ -321,6 +359,7 @@ static Suite *identity_json_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, encode_writes_what_jansson_wrote_byte_for_byte);
     tcase_add_test(tc, encode_escapes_as_json_requires);
+    tcase_add_test(tc, encode_matches_jansson_with_an_escape_at_every_offset_of_a_word);
     tcase_add_test(tc, encode_refuses_what_jansson_refused);
     tcase_add_test(tc, decode_round_trips_every_field);
     tcase_add_test(tc, decode_reads_any_valid_layout_as_jansson_does);

@@ -1221,6 +1221,76 @@ START_TEST(flush_failed_in_the_loop_drops_the_later_batches_and_leaves_no_transa
 }
 END_TEST
 
+/* Deletes identity dp-2099 through a second handle once the pass decided its first dataplane,
+ * as an agent's delete could land meanwhile. */
+typedef struct late_change {
+    const char *url;
+    int deleted;
+} late_change;
+
+static void delete_last_identity(void *userdata, size_t done, size_t total)
+{
+    late_change *lc = userdata;
+    (void)total;
+    if (done != 1)
+        return;
+    store *other = test_store_open(lc->url);
+    store_key key = {STATE_IDENTITIES, "default", "dp-2099"};
+    ck_assert_int_eq(store_delete(other, &key, STORE_ANY_VERSION), STORE_OK);
+    store_close(other);
+    lc->deleted++;
+}
+
+/* Issue 13: the pass reads its identities range by range as it decides (1,024 names each), not
+ * in one scan before the first batch: the last range is read after the first dataplane was
+ * decided, so it sees a change made then. A range the store fails to read, and the ones after,
+ * go through the full path (each identity read alone): the verdicts are the same. */
+START_TEST(identities_are_read_range_by_range_as_the_pass_decides)
+{
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    char *pubs[4] = {NULL};
+    seed_pending(s, pubs);
+    reconcile_options opts = RECONCILE_OPTIONS_INIT;
+    reconcile_report rep = RECONCILE_REPORT_INIT;
+    diag_list diags = DIAG_LIST_INIT;
+    late_change lc = {url, 0};
+    opts.sign_workers = 1;
+    opts.progress = delete_last_identity;
+    opts.progress_userdata = &lc;
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_msg(!diag_has_errors(&diags), "%s", diags.count ? diags.items[0].message : "");
+    ck_assert_int_eq(lc.deleted, 1);
+    ck_assert_uint_eq(rep.issued, REFUSE_DPS - 1);
+    ck_assert_uint_eq(rep.awaiting, 1);
+    ck_assert_uint_eq(rep.store_failures, 0);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    identity id = {0};
+    ck_assert_int_eq(identity_get(s, "default", "dp-2099", &id, NULL), STORE_ENOTFOUND);
+    ck_assert_int_eq(identity_get(s, "default", "dp-2098", &id, NULL), 0);
+    ck_assert_int_eq(id.generation, 1);
+    identity_clear(&id);
+
+    /* The second range fails: it and the third are read identity by identity, unchanged. */
+    opts.progress = NULL;
+    uint64_t rev_before = revision(s);
+    ck_assert_int_eq(failpoint_configure("store.scan.range=2*error", NULL), 0);
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_int_eq(failpoint_configure(NULL, NULL), 0);
+    ck_assert_msg(!diag_has_errors(&diags), "%s", diags.count ? diags.items[0].message : "");
+    ck_assert_uint_eq(rep.unchanged, REFUSE_DPS - 1);
+    ck_assert_uint_eq(rep.awaiting, 1);
+    ck_assert_uint_eq(rep.issued + rep.reissued + rep.renewed + rep.rebundled, 0);
+    ck_assert_uint_eq(revision(s), rev_before);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    for (int k = 0; k < 4; k++)
+        free(pubs[k]);
+    store_close(s);
+}
+END_TEST
+
 START_TEST(two_signing_workers_issue_one_strictly_valid_leaf_per_dataplane)
 {
     store *s = test_store_open(url);
@@ -1339,6 +1409,7 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, refusal_while_the_next_batch_is_signed_drops_it_and_writes_nothing);
     tcase_add_test(tc, writes_flushed_while_signing_commit_once_or_not_at_all);
     tcase_add_test(tc, flush_failed_in_the_loop_drops_the_later_batches_and_leaves_no_transaction_open);
+    tcase_add_test(tc, identities_are_read_range_by_range_as_the_pass_decides);
     suite_add_tcase(suite, tc);
     return suite;
 }

@@ -1,6 +1,7 @@
 /* test-sign_pool.c - Check suite for the signing workers: same leaves as one thread, failures per job, clean shutdown. */
 #define _GNU_SOURCE /* gettid */
 #include <check.h>
+#include <sched.h>
 #include <errno.h>
 #include <dirent.h>
 #include <sys/resource.h>
@@ -253,6 +254,21 @@ START_TEST(start_then_wait_signs_the_batch_while_the_caller_goes_on)
         pki_signed_leaf_clear(&jobs[i].leaf);
     }
     ck_assert_int_eq(sign_pool_wait(pool, err), PKI_EINVAL);
+    /* Idle with nothing posted; once idle says a posted batch is done, every job is signed
+     * before the wait (a pass reads its next identities until then). */
+    ck_assert(sign_pool_idle(pool));
+    ck_assert(sign_pool_idle(NULL));
+    fill_jobs(&f, jobs, NJOBS);
+    ck_assert_int_eq(sign_pool_start(pool, jobs, NJOBS, now, err), 0);
+    for (long spins = 0; spins < 2000000000L && !sign_pool_idle(pool); spins++)
+        sched_yield();
+    ck_assert(sign_pool_idle(pool));
+    for (size_t i = 0; i < NJOBS; i++)
+        ck_assert_ptr_nonnull(jobs[i].leaf.pem);
+    ck_assert_msg(sign_pool_wait(pool, err) == 0, "%s", err);
+    ck_assert(sign_pool_idle(pool));
+    for (size_t i = 0; i < NJOBS; i++)
+        pki_signed_leaf_clear(&jobs[i].leaf);
     /* A failed job's code comes from the wait, as from sign_pool_run. */
     fill_jobs(&f, jobs, NJOBS);
     jobs[4].req.rsa = true;   /* an EC key where RSA is asked for */

@@ -220,6 +220,65 @@ START_TEST(list_is_sorted_by_mesh_then_name_and_filters_by_mesh) {
 }
 END_TEST
 
+typedef struct range_seen {
+    char got[256];
+    int n;
+} range_seen;
+
+static int range_collect(void *userdata, const store_entry *e) {
+    range_seen *r = userdata;
+    size_t len = strlen(r->got);
+
+    ck_assert_str_eq(e->kind, "identities");
+    ck_assert_uint_eq(strlen(e->value), e->len);
+    ck_assert_uint_gt(e->version, 0);
+    snprintf(r->got + len, sizeof(r->got) - len, "%s%s/%s=%s", len ? " " : "", e->mesh, e->name, e->value);
+    r->n++;
+    return 0;
+}
+
+/* The names [from, to] of one mesh, in name order: what a pass reads of its identities range by
+ * range. A name that extends another ("b-1" after "b"), a mesh that extends another ("m-x" sorts
+ * before "m/" on etcd), another kind and names outside stay out. */
+static const char *scan_range_str(store *s, const char *mesh_name, const char *from, const char *to,
+                                  range_seen *r) {
+    memset(r, 0, sizeof(*r));
+    ck_assert_msg(store_scan_range(s, "identities", mesh_name, from, to, range_collect, r) == STORE_OK, "%s",
+                  store_errmsg(s));
+    return r->got;
+}
+
+START_TEST(scan_range_gives_the_names_between_two_names_of_one_mesh_in_order) {
+    store *s = open_store();
+    range_seen r;
+    static const char *const names[] = {"a", "b", "b-1", "b.1", "c", "d"};
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        put_str(s, "identities", "m", names[i], names[i], 0);
+    put_str(s, "identities", "m-x", "b", "other mesh", 0);
+    put_str(s, "identities", "ma", "c", "other mesh", 0);
+    put_str(s, "dataplanes", "m", "b", "other kind", 0);
+
+    ck_assert_str_eq(scan_range_str(s, "m", "b", "c", &r), "m/b=b m/b-1=b-1 m/b.1=b.1 m/c=c");
+    ck_assert_str_eq(scan_range_str(s, "m", "b", "b", &r), "m/b=b");
+    ck_assert_str_eq(scan_range_str(s, "m", "a", "d", &r), "m/a=a m/b=b m/b-1=b-1 m/b.1=b.1 m/c=c m/d=d");
+    /* Bounds that are no stored name. */
+    ck_assert_str_eq(scan_range_str(s, "m", "a0", "b0", &r), "m/b=b m/b-1=b-1 m/b.1=b.1");
+    ck_assert_str_eq(scan_range_str(s, "m", "c0", "zz", &r), "m/d=d");
+    ck_assert_str_eq(scan_range_str(s, "m", "0", "9", &r), "");
+    /* from after to: nothing, not an error. */
+    ck_assert_str_eq(scan_range_str(s, "m", "d", "a", &r), "");
+    ck_assert_int_eq(r.n, 0);
+    ck_assert_str_eq(scan_range_str(s, "nomesh", "a", "z", &r), "");
+    /* The mesh is required, and names are checked as keys are. */
+    ck_assert_int_eq(store_scan_range(s, "identities", NULL, "a", "b", range_collect, &r), STORE_EINVAL);
+    ck_assert_int_eq(store_scan_range(s, "identities", "m", "A", "b", range_collect, &r), STORE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(store_errmsg(s), "invalid name in range 'A'"));
+    ck_assert_int_eq(store_scan_range(s, "bogus", "m", "a", "b", range_collect, &r), STORE_EINVAL);
+    store_close(s);
+}
+END_TEST
+
 START_TEST(txn_with_one_conflicting_op_writes_nothing) {
     store *s = open_store();
     uint64_t v1 = put_str(s, "meshes", NULL, "default", "m1", 0), rev0 = 0, rev1 = 0, ver = 0;
@@ -1350,6 +1409,7 @@ static Suite *store_suite(void) {
     tcase_add_test(tc, create_when_object_exists_conflicts);
     tcase_add_test(tc, delete_removes_object_and_checks_version);
     tcase_add_test(tc, list_is_sorted_by_mesh_then_name_and_filters_by_mesh);
+    tcase_add_test(tc, scan_range_gives_the_names_between_two_names_of_one_mesh_in_order);
     tcase_add_test(tc, txn_with_one_conflicting_op_writes_nothing);
     tcase_add_test(tc, bad_names_are_rejected_before_touching_disk);
     tcase_add_test(tc, two_processes_incrementing_with_cas_lose_no_update);

@@ -191,6 +191,8 @@ int pass_finish_dataplane(const char *mesh_name, const pass_cas *pc, identity *i
 
 /* sign_batch.c */
 void sign_batch_drop(sign_batch *b);
+/* Whether the workers are still signing the batch started last (sign_batch_cycle would wait). */
+bool sign_batch_signing(const sign_batch *b);
 void sign_batch_free(sign_batch *b);
 int sign_batch_defer(sign_batch *b, const mesh *m, const dataplane *dp, const pass_cas *pc,
                      identity *id, uint64_t version, reconcile_verb verb, const char *reason,
@@ -203,11 +205,31 @@ int sign_batch_drain(sign_batch *b, const mesh *m, const pass_cas *pc, int64_t n
                      pass_txn *tx, reconcile_report *rep, reconcile_mesh_report *mr,
                      diag_list *diags, char *errbuf);
 
-/* quick_scan.c */
+/* quick_scan.c: the identities read in ranges of names (QUICK_RANGE dataplanes each), each
+ * when the pass first needs one of its dataplanes, so that only the first is read before the
+ * first signing batch and the others while the workers sign. */
+#define QUICK_RANGE SIGN_BATCH
+typedef struct quick_scan quick_scan;
 void quick_records_free(quick_record *records, size_t n);
-unsigned char *quick_verdicts(store *s, const mesh *m, const pass_cas *pc, int64_t now,
-                              const dataplane *const *dps, size_t ndps,
-                              quick_record **ret_records);
+/* The scan of m's identities for the pass's dataplanes dps (borrowed until quick_close), in
+ * ranges of `range` names (0: QUICK_RANGE); reads nothing yet. NULL when out of memory (then
+ * every dataplane takes the full path). */
+quick_scan *quick_open(store *s, const mesh *m, const pass_cas *pc, int64_t now,
+                       const dataplane *const *dps, size_t ndps, size_t range);
+/* The verdict (QUICK_*) of dps[i], its range read first if not yet. *ret_record: the record a
+ * QUICK_FULL verdict read (the full decision takes its value and digest), or NULL. A range the
+ * store failed to read, and every range after, gives QUICK_FULL and no record. */
+int quick_verdict(quick_scan *q, size_t i, quick_record **ret_record);
+/* Reads the first range not read yet from the one of dps[i] (the dataplane the pass decides
+ * next) to QUICK_AHEAD ranges after it: what the pass does while the workers sign, so that the
+ * scan fills the main thread's waits instead of adding to its work between batches. Returns
+ * whether it read one (false: none left within reach, or a range failed). */
+#define QUICK_AHEAD 4
+bool quick_read_ahead(quick_scan *q, size_t i);
+/* Store calls made so far (tests, the bench). */
+size_t quick_ranges_read(const quick_scan *q);
+/* Accepts NULL. */
+void quick_close(quick_scan *q);
 
 /* commit.c */
 void pass_txn_free(pass_txn *tx);

@@ -50,6 +50,11 @@ static void sign_batch_wait(sign_batch *b)
     b->signing = false;
 }
 
+bool sign_batch_signing(const sign_batch *b)
+{
+    return b->signing && !sign_pool_idle(b->pool);
+}
+
 /* Both batches dropped unfinished (the mesh stops). */
 void sign_batch_drop(sign_batch *b)
 {

@@ -24,6 +24,9 @@ struct store_ops {
     /* store_scan; NULL: the front lists, then calls fn for each entry. */
     int (*scan)(void *impl, const char *kind, const char *mesh, store_scan_fn fn, void *userdata,
                 char *err);
+    /* store_scan_range (mesh never NULL, from <= to); every backend has it. */
+    int (*scan_range)(void *impl, const char *kind, const char *mesh, const char *from,
+                      const char *to, store_scan_fn fn, void *userdata, char *err);
     /* Every write (put, delete) reaches the backend as a txn. */
     int (*txn)(void *impl, const store_op *ops, size_t nops, uint64_t *ret_version, char *err);
     int (*revision)(void *impl, uint64_t *ret, char *err);

@@ -72,17 +72,33 @@ static bool valid_utf8(const char *s)
     return true;
 }
 
+/* Whether none of the 8 bytes of x needs more than a copy in a JSON string: none below 0x20,
+ * '"', '\\' or 0x80 and above (each test is exact as a whole: "some byte is"). A PEM's lines
+ * are copied 8 bytes at a time, the record's one escape each line ('\n') byte by byte. */
+static inline bool word_plain(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    uint64_t below = (x - ones * 0x20) & ~x;
+    return !((below | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & highs);
+}
+
 /* A JSON string, escaped as jansson's dump does. */
 static void put_string(out *o, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t n = strlen(s);
     const unsigned char *p = (const unsigned char *)s;
+    uint64_t x;
     /* The exact escaped length: reserving the worst case (6 bytes a byte) would make the
      * buffer grow far past the record. */
     size_t extra = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = p[i];
+    for (size_t i = 0; i < n;) {
+        if (i + 8 <= n && (memcpy(&x, p + i, 8), word_plain(x))) {
+            i += 8;
+            continue;
+        }
+        unsigned char c = p[i++];
         if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
             extra += 1;
         else if (c < 0x20)
@@ -94,6 +110,12 @@ static void put_string(out *o, const char *s)
     char *w = o->p + o->len;
     *w++ = '"';
     for (size_t i = 0; i < n; i++) {
+        if (i + 8 <= n && (memcpy(&x, p + i, 8), word_plain(x))) {
+            memcpy(w, p + i, 8);
+            w += 8;
+            i += 7;
+            continue;
+        }
         unsigned char c = p[i];
         if (c >= 0x80) {
             size_t k = utf8_seq(p + i, n - i);

@@ -459,6 +459,34 @@ int store_backend_list_keys(store *s, const char *kind, const char *mesh_name, s
     return done(s, s->ops->list_keys(s->impl, kind, mesh_name, ret_entries, ret_count, s->err));
 }
 
+int store_scan_range(store *s, const char *kind, const char *mesh_name, const char *from, const char *to,
+                     store_scan_fn fn, void *userdata) {
+    char a[80];
+
+    if (!s)
+        return STORE_EINVAL;
+    begin(s);
+    if (!fn || !from || !to)
+        return done(s, STORE_EINVAL);
+    if (!store_kind_valid(kind))
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: unknown kind '%s'", printable(kind, a, sizeof(a))));
+    if (!mesh_name || !store_name_valid(mesh_name))
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: %s: invalid mesh name '%s'", kind,
+                                   printable(mesh_name ? mesh_name : "(null)", a, sizeof(a))));
+    if (!store_name_valid(from) || !store_name_valid(to))
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: %s/%s: invalid name in range '%s'", kind,
+                                   mesh_name, printable(store_name_valid(from) ? to : from, a, sizeof(a))));
+    if (strcmp(from, to) > 0)
+        return done(s, STORE_OK);
+    /* Test-only: a store that fails at the N-th range, as a lost connection or a locked file. */
+    int r = FAILPOINT("store.scan.range", s->err);
+    if (r < 0)
+        return done(s, r);
+    if (!s->ops->scan_range)
+        return done(s, STORE_EUNSUPPORTED);
+    return done(s, s->ops->scan_range(s->impl, kind, mesh_name, from, to, fn, userdata, s->err));
+}
+
 void store_entries_free(store_entry *entries, size_t count) {
     if (!entries)
         return;

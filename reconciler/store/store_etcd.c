@@ -185,6 +185,52 @@ static int ed_list_keys(void *impl, const char *kind, const char *mesh_name,
     return list(impl, kind, mesh_name, 1, ret_entries, ret_count, err);
 }
 
+/* store_scan_range: the keys [object(from), object(to) + "\0"), one snapshot. In one mesh the
+ * key order is the name order (same prefix), so no sort is needed. */
+static int ed_scan_range(void *impl, const char *kind, const char *mesh_name, const char *from,
+                         const char *to, store_scan_fn fn, void *userdata, char *err)
+{
+    etcd_store *e = impl;
+    char key[ETCD_KEYS_KEY_MAX], end[ETCD_KEYS_KEY_MAX + 1], cause[MESHCA_ERRBUF];
+    char what[3 * STORE_NAME_MAX + 16];
+    etcd_kv *kvs = NULL;
+    size_t klen = 0, elen = 0, n = 0;
+    int r;
+
+    (void)snprintf(what, sizeof(what), "%s/%s/%s..%s", kind, mesh_name, from, to);
+    if (etcd_keys_object(kind, mesh_name, from, key, &klen) < 0 ||
+        etcd_keys_object(kind, mesh_name, to, end, &elen) < 0)
+        return fail_call(e, STORE_EINVAL, what, "no etcd key for this name", err);
+    end[elen++] = '\0';   /* the key right after to's: to is in the range */
+    for (int tries = 0;; tries++) {
+        r = etcd_range(e->c, key, klen, end, elen, &kvs, &n, NULL, cause);
+        if (r != ETCD_ECOMPACTED || tries + 1 >= LIST_RETRIES)
+            break;
+    }
+    if (r < 0)
+        return fail_call(e, r, what, cause, err);
+    for (size_t i = 0; r == STORE_OK && i < n; i++) {
+        etcd_keys_parsed p;
+        store_entry en;
+
+        if (etcd_keys_parse(kvs[i].key, kvs[i].key_len, &p) < 0 || strcmp(p.kind, kind) != 0 ||
+            strcmp(p.mesh, mesh_name) != 0) {
+            r = fail_call(e, STORE_EIO, what, "corrupt key under the store's prefix", err);
+            break;
+        }
+        en.kind = p.kind;
+        en.mesh = p.mesh;
+        en.name = p.name;
+        /* etcd_kv values are NUL-terminated as store_entry's (etcd_client.h). */
+        en.value = kvs[i].value ? kvs[i].value : "";
+        en.len = kvs[i].value ? kvs[i].value_len : 0;
+        en.version = (uint64_t)kvs[i].mod_revision;
+        r = fn(userdata, &en);
+    }
+    etcd_kvs_free(kvs, n);
+    return r;
+}
+
 static int ed_revision(void *impl, uint64_t *ret, char *err)
 {
     etcd_store *e = impl;
@@ -674,6 +720,7 @@ static const struct store_ops etcd_ops = {
     .get = ed_get,
     .list = ed_list,
     .list_keys = ed_list_keys,
+    .scan_range = ed_scan_range,
     .txn = ed_txn,
     .revision = ed_revision,
     .watch = ed_watch,

@@ -62,6 +62,7 @@ enum {
     ST_GET,
     ST_LIST_ALL,
     ST_LIST_MESH,
+    ST_LIST_RANGE,
     ST_META,
     ST_SET_META,
     ST_VERSION,
@@ -103,6 +104,9 @@ static const char *const sql_text[ST_COUNT] = {
                     " ORDER BY mesh, name",
     [ST_LIST_MESH] = "SELECT mesh, name, value, version FROM objects o WHERE kind = ?1 AND mesh = ?3 AND " ALIVE("?2")
                      " ORDER BY mesh, name",
+    /* A seek on the primary key (kind, mesh, name) to ?4, rows up to ?5. */
+    [ST_LIST_RANGE] = "SELECT mesh, name, value, version FROM objects o WHERE kind = ?1 AND mesh = ?3 AND name >= ?4"
+                      " AND name <= ?5 AND " ALIVE("?2") " ORDER BY mesh, name",
     [ST_META] = "SELECT value FROM meta WHERE key = ?1",
     [ST_SET_META] = "UPDATE meta SET value = ?2 WHERE key = ?1",
     [ST_VERSION] = "SELECT version FROM objects WHERE kind = ?1 AND mesh = ?2 AND name = ?3",
@@ -539,11 +543,11 @@ static int sq_get(void *impl, const store_key *key, char **ret_value, size_t *re
     return STORE_OK;
 }
 
-/* One statement over the rows, each value copied into one reused buffer (NUL-terminated). */
-static int sq_scan(void *impl, const char *kind, const char *mesh_name, store_scan_fn fn, void *userdata,
-                   char *err) {
-    sq_store *q = impl;
-    sqlite3_stmt *s = stmt(q, mesh_name ? ST_LIST_MESH : ST_LIST_ALL);
+/* One statement over the rows (from..to when from is not NULL), each value copied into one
+ * reused buffer (NUL-terminated). */
+static int scan_rows(sq_store *q, const char *kind, const char *mesh_name, const char *from, const char *to,
+                     store_scan_fn fn, void *userdata, char *err) {
+    sqlite3_stmt *s = stmt(q, from ? ST_LIST_RANGE : mesh_name ? ST_LIST_MESH : ST_LIST_ALL);
     char *buf = NULL;
     size_t cap = 0;
     int rc, r = check_moved(q, err, kind, "list");
@@ -555,6 +559,10 @@ static int sq_scan(void *impl, const char *kind, const char *mesh_name, store_sc
         rc = sqlite3_bind_int64(s, 2, now_ms());
     if (rc == SQLITE_OK && mesh_name)
         rc = sqlite3_bind_text(s, 3, mesh_name, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK && from)
+        rc = sqlite3_bind_text(s, 4, from, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK && from)
+        rc = sqlite3_bind_text(s, 5, to, -1, SQLITE_STATIC);
     while (r == STORE_OK && (rc == SQLITE_OK || rc == SQLITE_ROW) && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         const void *blob = sqlite3_column_blob(s, 2);
         size_t len = (size_t) sqlite3_column_bytes(s, 2);
@@ -594,6 +602,16 @@ static int sq_scan(void *impl, const char *kind, const char *mesh_name, store_sc
         OPENSSL_cleanse(buf, cap);   /* values may be secrets */
     free(buf);
     return r;
+}
+
+static int sq_scan(void *impl, const char *kind, const char *mesh_name, store_scan_fn fn, void *userdata,
+                   char *err) {
+    return scan_rows(impl, kind, mesh_name, NULL, NULL, fn, userdata, err);
+}
+
+static int sq_scan_range(void *impl, const char *kind, const char *mesh_name, const char *from, const char *to,
+                         store_scan_fn fn, void *userdata, char *err) {
+    return scan_rows(impl, kind, mesh_name, from, to, fn, userdata, err);
 }
 
 static int sq_list(void *impl, const char *kind, const char *mesh_name, store_entry **ret_entries, size_t *ret_count,
@@ -1285,6 +1303,7 @@ static const struct store_ops sqlite_ops = {
     .get = sq_get,
     .list = sq_list,
     .scan = sq_scan,
+    .scan_range = sq_scan_range,
     .txn = sq_txn,
     .txn_open = sq_txn_open,
     .txn_add = sq_txn_add,
