@@ -93,6 +93,15 @@ cp "$WORK/new.db" "$WORK/restored/meshca.db"
 rm -f "$WORK/restored/meshca.db-wal" "$WORK/restored/meshca.db-shm"
 run get dataplanes -m default
 check "the newer backup restores: get lists web-01" out_has web-01
+# It holds generation 1 for the key the agent had then; the agent holds a later key.
+start_controller --interval 1s
+agent_once web-01
+rc=$agent_rc
+check "the agent against the newer backup exits 0" exit_is 0
+check "... refuses generation 1 (another key) and sends a CSR" \
+    grep -q "generation 1 certifies a key this agent does not hold; sending a new CSR" "$WORK/agent.out"
+check "... and loads generation 2" grep -q "generation 2 loaded and acknowledged" "$WORK/agent.out"
+stop_controller
 
 # Nothing secret in any log: no PEM private key, no token.
 tok=$(cat "$(token_for web-01)")
