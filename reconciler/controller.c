@@ -843,6 +843,11 @@ static int h_metrics(void *ctx, metrics_text *t, char *errbuf)
     metrics_text_family(t, "meshca_reconcile_dataplanes_visited_total", "counter",
                         "Dataplanes the reconcile passes read and decided");
     metrics_text_sample(t, "meshca_reconcile_dataplanes_visited_total", NULL, (double)c->visited);
+    /* --tls-cert's files are renewed by hand: alert before they expire (MeshcaAPICertificateExpiring). */
+    metrics_text_family(t, "meshca_api_cert_not_after_seconds", "gauge",
+                        "When the dataplane API's server certificate expires (seconds since the epoch)");
+    metrics_text_sample(t, "meshca_api_cert_not_after_seconds", NULL,
+                        (double)server_tls_not_after(c->tls));
     return metrics_collect(c->s, (int64_t)time(NULL), t, errbuf);
 }
 

@@ -60,6 +60,10 @@ cp "$WORK/two.pem" "$WORK/api.pem" && cp "$WORK/two.key" "$WORK/api.key"
 kill -HUP "$CTL_PID"
 check "SIGHUP re-reads the files" said 2 "SIGHUP: the dataplane API serves a new certificate (expires "
 check "--tls-cert: the replaced file is served" [ "$(served "$WORK/apica/ca.pem")" = serial=2002 ]
+# /metrics says when the served certificate expires (MeshcaAPICertificateExpiring).
+metric=$(curl -s --cacert "$WORK/apica/ca.pem" "$API_URL/metrics" | awk '$1 == "meshca_api_cert_not_after_seconds" {print $2}')
+want=$(date -u -d "$(openssl x509 -noout -enddate -in "$WORK/two.pem" | cut -d= -f2)" +%s)
+check "meshca_api_cert_not_after_seconds is the replaced file's notAfter ($metric = $want)" [ "$metric" = "$want" ]
 cp "$WORK/one.pem" "$WORK/api.pem"   # the other certificate with this key: does not load
 kill -HUP "$CTL_PID"
 check "a pair that does not go together is refused, on stderr" \

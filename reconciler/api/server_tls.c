@@ -19,6 +19,7 @@ struct server_tls {
     size_t nsans;
     const char *cert_file, *key_file;
     int64_t renew_at;   /* signed certificate: when to re-sign; 0 for files */
+    int64_t not_after;  /* of the certificate served */
 };
 
 /* The chain and key to serve now: the files, or a certificate the control-plane CA signs. */
@@ -56,6 +57,7 @@ static int load(server_tls *t, int64_t now, int64_t *not_after, char *errbuf)
                     : cpca_server_ctx(chain, key, &t->ctx, errbuf);
     if (rc == 0) {
         int64_t na = leaf_not_after(chain);
+        t->not_after = na;
         if (not_after)
             *not_after = na;
         /* Two thirds of its life, as the agents renew theirs: a month left to retry. */
@@ -104,6 +106,11 @@ int server_tls_reload(server_tls *t, int64_t now, int64_t *not_after, char *errb
     if (rc < 0 && t->renew_at > 0)
         t->renew_at = now + 3600; /* the store or the CA failed: again in an hour, not every pass */
     return rc;
+}
+
+int64_t server_tls_not_after(const server_tls *t)
+{
+    return t ? t->not_after : 0;
 }
 
 void server_tls_free(server_tls *t)

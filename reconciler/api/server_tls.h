@@ -28,6 +28,8 @@ int server_tls_due(const server_tls *t, int64_t now);
 /* Re-signs (or re-reads the files) and loads the result into the context; a failure leaves the
  * previous certificate served. *not_after: the new certificate's notAfter. */
 int server_tls_reload(server_tls *t, int64_t now, int64_t *not_after, char *errbuf);
+/* notAfter of the certificate served now (0 when unknown): /metrics. */
+int64_t server_tls_not_after(const server_tls *t);
 void server_tls_free(server_tls *t);
 
 #endif
