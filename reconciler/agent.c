@@ -416,6 +416,12 @@ static int step(agent_state *st, char *errbuf)
     int wait_s = o->wait_s > 0 ? o->wait_s : AGENT_DEFAULT_WAIT_S;
     if (have_cert && st->renew_at > now && st->renew_at - now < wait_s)
         wait_s = (int)(st->renew_at - now) + 1;
+    /* A store that has this dataplane's identity answers the first query (index 0) at once. One
+     * that has none (restored from a backup older than the first certificate, or the Dataplane
+     * deleted and applied again) waits for a CSR that an agent holding a certificate would
+     * never send: it renews at a point learnt from an answer. Ask briefly, to find out soon. */
+    if (have_cert && st->index == 0 && !st->next_sent)
+        wait_s = 1;
     api_client *c = NULL;
     int rc = make_client(st, &c, errbuf);
     json_t *body = NULL;
@@ -426,8 +432,14 @@ static int step(agent_state *st, char *errbuf)
     api_client_free(c);
     if (rc == MESHCA_ENOTFOUND) {
         /* Nothing issued yet: the controller answers so once the wait has passed; ask again. */
-        if (strstr(errbuf, "has been issued"))
+        if (strstr(errbuf, "has been issued")) {
+            if (have_cert && !st->next_sent && !st->force_renew) {
+                say(st, false, "the controller has no certificate for this dataplane (a store "
+                    "restored from an older backup, or the Dataplane re-created); sending a CSR");
+                st->force_renew = true;
+            }
             return 0;
+        }
         /* Any other 404 comes at once: the dataplane was deleted, or --server has a path and
          * is not the API. Asking again at once would spin against the controller: the run
          * loop reports it and backs off (--once: exit 1). Our CSR, if any, went with it. */

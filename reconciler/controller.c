@@ -23,6 +23,7 @@
 #include "reconciler/api/csr_commit.h"
 #include "reconciler/api/metrics_http.h"
 #include "reconciler/api/server.h"
+#include "reconciler/api/server_tls.h"
 #include "reconciler/controller.h"
 #include "reconciler/leader.h"
 #include "reconciler/manifest_sync.h"
@@ -58,6 +59,8 @@ typedef struct controller {
     api_server *srv;
     struct event *pass_ev, *poll_ev, *interval_ev, *watch_ev, *sigterm_ev, *sigint_ev;
     struct event *elect_ev;         /* leader election step: see arm_elect */
+    server_tls *tls;                /* the API's certificate, renewed in place */
+    struct event *sighup_ev;        /* SIGHUP: reload it */
     int64_t lease_s;                /* the lease asked for (leader_lease_for_takeover) */
     struct event *watch_fd_evs[CONTROLLER_WATCH_FDS]; /* the store's watch descriptors (etcd) */
     size_t nwatch_fd_evs;
@@ -98,6 +101,7 @@ typedef struct controller {
 } controller;
 
 static void say(controller *c, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void reload_tls(controller *c, const char *why);
 static void say(controller *c, bool error, const char *fmt, ...)
 {
     char line[MESHCA_ERRBUF + 256];
@@ -522,6 +526,8 @@ static void on_interval(evutil_socket_t fd, short what, void *arg)
 {
     controller *c = arg;
     (void)fd, (void)what;
+    if (server_tls_due(c->tls, (int64_t)time(NULL)))
+        reload_tls(c, "renewal");
     if (!c->in_backoff)
         schedule_pass(c, 0);
 }
@@ -837,6 +843,11 @@ static int h_metrics(void *ctx, metrics_text *t, char *errbuf)
     metrics_text_family(t, "meshca_reconcile_dataplanes_visited_total", "counter",
                         "Dataplanes the reconcile passes read and decided");
     metrics_text_sample(t, "meshca_reconcile_dataplanes_visited_total", NULL, (double)c->visited);
+    /* --tls-cert's files are renewed by hand: alert before they expire (MeshcaAPICertificateExpiring). */
+    metrics_text_family(t, "meshca_api_cert_not_after_seconds", "gauge",
+                        "When the dataplane API's server certificate expires (seconds since the epoch)");
+    metrics_text_sample(t, "meshca_api_cert_not_after_seconds", NULL,
+                        (double)server_tls_not_after(c->tls));
     return metrics_collect(c->s, (int64_t)time(NULL), t, errbuf);
 }
 
@@ -882,26 +893,24 @@ static int parse_listen(const char *listen, char *addr, size_t size, uint16_t *p
     return 0;
 }
 
-static int make_ssl_ctx(controller *c, const char *listen, SSL_CTX **ret, char *errbuf)
+/* Renews the API's certificate (SIGHUP, or the signed one past two thirds of its life). */
+static void reload_tls(controller *c, const char *why)
 {
-    const controller_options *o = c->o;
-    if (o->tls_cert || o->tls_key) {
-        if (!o->tls_cert || !o->tls_key)
-            return meshca_fail(errbuf, MESHCA_EINVAL, "--tls-cert and --tls-key go together");
-        return cpca_server_ctx_from_files(o->tls_cert, o->tls_key, ret, errbuf);
+    char err[MESHCA_ERRBUF], when[32] = "";
+    int64_t not_after = 0;
+    if (server_tls_reload(c->tls, (int64_t)time(NULL), &not_after, err) < 0) {
+        say(c, true, "%s: cannot renew the dataplane API's certificate, still serving the previous "
+            "one: %s", why, err);
+        return;
     }
-    cpca ca = {0};
-    int rc = cpca_load(c->s, 1, (int64_t)time(NULL), &ca, errbuf);
-    if (rc < 0)
-        return rc;
-    char *chain = NULL, *key = NULL;
-    rc = cpca_server_cert(&ca, listen, o->sans, o->nsans, (int64_t)time(NULL), &chain, &key, errbuf);
-    cpca_free(&ca);
-    if (rc == 0)
-        rc = cpca_server_ctx(chain, key, ret, errbuf);
-    free(chain);
-    pki_free_secret(key);
-    return rc;
+    pki_format_time(not_after, when, sizeof(when));
+    say(c, false, "%s: the dataplane API serves a new certificate (expires %s)", why, when);
+}
+
+static void on_sighup(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    reload_tls(arg, "SIGHUP");
 }
 
 /* Each parked blocking query is one socket: S13 asks for 10,000 of them. */
@@ -950,13 +959,15 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     if (metrics_new(&c.metrics) < 0)
         return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
     raise_nofile();
-    if ((rc = make_ssl_ctx(&c, listen, &ssl, errbuf)) < 0) {
+    if ((rc = server_tls_new(s, listen, o->sans, o->nsans, o->tls_cert, o->tls_key, &c.tls,
+                             errbuf)) < 0) {
         metrics_free(c.metrics);
         return rc;
     }
+    ssl = server_tls_ctx(c.tls);
     c.base = event_base_new();
     if (!c.base) {
-        SSL_CTX_free(ssl);
+        server_tls_free(c.tls);
         metrics_free(c.metrics);
         return meshca_fail(errbuf, MESHCA_ENOMEM, "cannot create the event loop");
     }
@@ -996,8 +1007,10 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     c.interval_ev = event_new(c.base, -1, EV_PERSIST, on_interval, &c);
     c.sigterm_ev = evsignal_new(c.base, SIGTERM, on_stop, &c);
     c.sigint_ev = evsignal_new(c.base, SIGINT, on_stop, &c);
+    c.sighup_ev = evsignal_new(c.base, SIGHUP, on_sighup, &c);
     c.elect_ev = event_new(c.base, -1, EV_PERSIST, on_elect, &c);
     if (!c.pass_ev || !c.poll_ev || !c.interval_ev || !c.sigterm_ev || !c.sigint_ev || !c.elect_ev ||
+        !c.sighup_ev ||
         (o->manifests_dir && !c.watch_ev)) {
         rc = meshca_fail(errbuf, MESHCA_ENOMEM, "cannot create the loop's events");
         goto out;
@@ -1032,6 +1045,7 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     event_add(c.interval_ev, &int_tv);
     event_add(c.sigterm_ev, NULL);
     event_add(c.sigint_ev, NULL);
+    event_add(c.sighup_ev, NULL);
     if (c.watch_ev)
         event_add(c.watch_ev, NULL);
     char api_url[300], replica[300], host[256] = "";
@@ -1099,12 +1113,14 @@ out:
         event_free(c.sigterm_ev);
     if (c.sigint_ev)
         event_free(c.sigint_ev);
+    if (c.sighup_ev)
+        event_free(c.sighup_ev);
     api_server_free(c.srv);
     metrics_http_free(c.metrics_http);
     /* Connections are freed in deferred callbacks: one more turn of the loop. */
     event_base_loop(c.base, EVLOOP_NONBLOCK);
     event_base_free(c.base);
-    SSL_CTX_free(ssl);
+    server_tls_free(c.tls);
     if (c.watch_fd >= 0)
         close(c.watch_fd);
     free(c.last_said);

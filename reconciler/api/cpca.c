@@ -377,6 +377,36 @@ int cpca_server_ctx_from_files(const char *cert_file, const char *key_file, SSL_
     return rc;
 }
 
+int cpca_read_server_files(const char *cert_file, const char *key_file, char **ret_cert,
+                           char **ret_key, char *errbuf)
+{
+    char *cert = read_file(cert_file, PKI_MAX_PEM_BYTES, errbuf, "--tls-cert");
+    if (!cert)
+        return MESHCA_EIO;
+    char *key = read_file(key_file, PKI_MAX_PEM_BYTES, errbuf, "--tls-key");
+    if (!key) {
+        free(cert);
+        return MESHCA_EIO;
+    }
+    *ret_cert = cert;
+    *ret_key = key;
+    return 0;
+}
+
+int cpca_server_ctx_reload(SSL_CTX *ctx, const char *chain_pem, const char *key_pem, char *errbuf)
+{
+    /* Checked on a scratch context first: a pair that does not load leaves ctx as it was. */
+    SSL_CTX *check = NULL;
+    int rc = cpca_server_ctx(chain_pem, key_pem, &check, errbuf);
+    SSL_CTX_free(check);
+    if (rc < 0)
+        return rc;
+    ERR_clear_error();
+    if (SSL_CTX_clear_chain_certs(ctx) != 1)
+        return crypto_fail(errbuf, "cannot replace the certificate chain");
+    return use_chain_and_key(ctx, chain_pem, key_pem, errbuf);
+}
+
 int cpca_client_ctx(const char *ca_pem, const char *cert_pem, const char *key_pem, SSL_CTX **ret,
                     char *errbuf)
 {

@@ -54,6 +54,14 @@ int cpca_server_cert(const cpca *ca, const char *listen, const char *const *sans
  */
 int cpca_server_ctx(const char *chain_pem, const char *key_pem, SSL_CTX **ret, char *errbuf);
 
+/* Loads a new chain and key into a live server context (renewal, SIGHUP); a pair that does
+ * not load leaves ctx serving the previous one. */
+int cpca_server_ctx_reload(SSL_CTX *ctx, const char *chain_pem, const char *key_pem, char *errbuf);
+
+/* Reads --tls-cert/--tls-key (*ret_key to free with pki_free_secret). */
+int cpca_read_server_files(const char *cert_file, const char *key_file, char **ret_cert,
+                           char **ret_key, char *errbuf);
+
 /* The same from the user's --tls-cert/--tls-key files. */
 int cpca_server_ctx_from_files(const char *cert_file, const char *key_file, SSL_CTX **ret,
                                char *errbuf);
