@@ -975,8 +975,8 @@ static void check_pool_leaves(store *s, EVP_PKEY **keys, const char *backend, lo
  * worth, so that the refusal comes out of the pass's loop, with the second batch posted. */
 #define REFUSE_DPS (2 * 1024 + 52)
 
-/* REFUSE_DPS Dataplanes of mesh default, each with its agent's pending key (one of 4). */
-static void seed_pending(store *s, char **pubs)
+/* n Dataplanes of mesh default, each with its agent's pending key (one of 4). */
+static void seed_pending_n(store *s, char **pubs, int count)
 {
     for (int k = 0; k < 4; k++) {
         EVP_PKEY *key = NULL;
@@ -985,11 +985,11 @@ static void seed_pending(store *s, char **pubs)
         EVP_PKEY_free(key);
     }
     /* Each Dataplane and its agent's pending key, 250 per transaction: seeding is not tested. */
-    for (int base = 0; base < REFUSE_DPS; base += 250) {
+    for (int base = 0; base < count; base += 250) {
         store_op ops[500];
         char *vals[500], names[250][32], yaml[512];
         size_t n = 0;
-        for (int i = base; i < base + 250 && i < REFUSE_DPS; i++) {
+        for (int i = base; i < base + 250 && i < count; i++) {
             manifest_set *set = manifest_set_new();
             diag_list d = DIAG_LIST_INIT;
             char *name = names[i - base];
@@ -1016,6 +1016,12 @@ static void seed_pending(store *s, char **pubs)
         for (size_t i = 0; i < n; i++)
             free(vals[i]);
     }
+}
+
+/* REFUSE_DPS of them: more than two signing batches. */
+static void seed_pending(store *s, char **pubs)
+{
+    seed_pending_n(s, pubs, REFUSE_DPS);
 }
 
 START_TEST(refusal_while_the_next_batch_is_signed_drops_it_and_writes_nothing)
@@ -1291,6 +1297,79 @@ START_TEST(identities_are_read_range_by_range_as_the_pass_decides)
 }
 END_TEST
 
+/* Writes identity dp-0005 again through a second handle once the pass decided its first
+ * dataplane, as an agent's CSR (its pending key) lands while a pass works. */
+static void touch_one_identity(void *userdata, size_t done, size_t total)
+{
+    late_change *lc = userdata;
+    (void)total;
+    if (done != 1)
+        return;
+    store *other = test_store_open(lc->url);
+    store_key key = {STATE_IDENTITIES, "default", "dp-0005"};
+    char *value = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(store_get(other, &key, &value, &len, NULL), STORE_OK);
+    ck_assert_int_eq(store_put(other, &key, value, len, STORE_ANY_VERSION, NULL), STORE_OK);
+    free(value);
+    store_close(other);
+    lc->deleted++;
+}
+
+/* One identity another writer changed while the pass worked (an agent's CSR: in a large mesh
+ * one lands during nearly every long pass) costs that dataplane's write, not the pass: the rest
+ * commits in one transaction, the warning names it, and the next pass signs it. */
+START_TEST(an_identity_changed_during_the_pass_is_left_to_the_next_and_the_rest_commits)
+{
+    store *s = test_store_open(url);
+    test_seed(s, MESH_CA1);
+    char *pubs[4] = {NULL};
+    seed_pending_n(s, pubs, 300);
+    reconcile_options opts = RECONCILE_OPTIONS_INIT;
+    reconcile_report rep = RECONCILE_REPORT_INIT;
+    diag_list diags = DIAG_LIST_INIT;
+    late_change lc = {url, 0};
+    opts.sign_workers = 1;
+    opts.progress = touch_one_identity;
+    opts.progress_userdata = &lc;
+    uint64_t rev_before = revision(s);
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_int_eq(lc.deleted, 1);
+    ck_assert_msg(!diag_has_errors(&diags), "%s", diags.count ? diags.items[0].message : "");
+    ck_assert_uint_eq(rep.store_failures, 0);
+    ck_assert_uint_eq(rep.issued, 299);
+    for (size_t i = 0; i < rep.nactions; i++)
+        ck_assert_str_ne(rep.actions[i].dataplane, "dp-0005");
+    const diag *d = find_diag(&diags, "conflict");
+    ck_assert_int_eq(d->severity, DIAG_WARNING);
+    ck_assert_str_eq(d->message, "1 dataplane changed while this pass worked (dp-0005: an "
+                                 "agent's CSR, most often); their writes were left to the next "
+                                 "pass, the rest written");
+    /* The builtin CA created, the touch, then the pass's one commit. */
+    ck_assert_uint_eq(revision(s), rev_before + 3);
+    identity id = {0};
+    ck_assert_int_eq(identity_get(s, "default", "dp-0005", &id, NULL), 0);
+    ck_assert_int_eq(id.generation, 0);
+    identity_clear(&id);
+    ck_assert_int_eq(identity_get(s, "default", "dp-0006", &id, NULL), 0);
+    ck_assert_int_eq(id.generation, 1);
+    identity_clear(&id);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    /* The next pass signs the one left. */
+    opts.progress = NULL;
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_msg(!diag_has_errors(&diags), "%s", diags.count ? diags.items[0].message : "");
+    ck_assert_uint_eq(rep.issued, 1);
+    ck_assert_str_eq(rep.actions[0].dataplane, "dp-0005");
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    for (int k = 0; k < 4; k++)
+        free(pubs[k]);
+    store_close(s);
+}
+END_TEST
+
 START_TEST(two_signing_workers_issue_one_strictly_valid_leaf_per_dataplane)
 {
     store *s = test_store_open(url);
@@ -1410,6 +1489,7 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, writes_flushed_while_signing_commit_once_or_not_at_all);
     tcase_add_test(tc, flush_failed_in_the_loop_drops_the_later_batches_and_leaves_no_transaction_open);
     tcase_add_test(tc, identities_are_read_range_by_range_as_the_pass_decides);
+    tcase_add_test(tc, an_identity_changed_during_the_pass_is_left_to_the_next_and_the_rest_commits);
     suite_add_tcase(suite, tc);
     return suite;
 }

@@ -193,9 +193,103 @@ int pass_flush(store *s, pass_txn *tx)
     return 0;
 }
 
+/* Whether identity write op (a put or delete the pass computed) no longer matches the stored
+ * object: ids holds the mesh's identity keys and versions as they are now. */
+static bool identity_write_stale(const store_op *op, const store_entry *ids, size_t nids)
+{
+    const store_entry *e = fence_find(ids, nids, op->key.mesh, op->key.name);
+    if (op->expected_version == STORE_ANY_VERSION)
+        return false;
+    if (op->expected_version == 0)
+        return e != NULL;   /* created meanwhile (an agent's first CSR) */
+    return !e || e->version != op->expected_version;
+}
+
+/* The report no longer counts dataplane dp of mesh_name as changed: its write was left to the
+ * next pass. */
+static void report_left_out(reconcile_report *rep, const char *mesh_name, const char *dp)
+{
+    reconcile_mesh_report *mr = NULL;
+    for (size_t i = 0; i < rep->nmeshes && !mr; i++)
+        if (rep->meshes[i].mesh && strcmp(rep->meshes[i].mesh, mesh_name) == 0)
+            mr = &rep->meshes[i];
+    for (size_t i = 0; i < rep->nactions; i++) {
+        reconcile_action *a = &rep->actions[i];
+        if (!a->mesh || !a->dataplane || strcmp(a->mesh, mesh_name) != 0 ||
+            strcmp(a->dataplane, dp) != 0)
+            continue;
+        if (mr) {
+            size_t *count = a->verb == RECONCILE_ISSUED     ? &mr->issued
+                            : a->verb == RECONCILE_REISSUED ? &mr->reissued
+                            : a->verb == RECONCILE_RENEWED  ? &mr->renewed
+                                                            : &mr->rebundled;
+            if (*count)
+                (*count)--;
+            mr->skipped++;
+        }
+        free(a->mesh);
+        free(a->dataplane);
+        free(a->backend);
+        free(a->reason);
+        memmove(a, a + 1, (rep->nactions - i - 1) * sizeof(*a));
+        rep->nactions--;
+        i--;
+    }
+}
+
+/* A part of the commit refused for a conflict: drops from ops[0, *n) the identity writes whose
+ * object another writer changed since the pass read it (with the check that follows each), and
+ * takes them out of the report. Agents' CSRs change identities all the time in a large mesh,
+ * and one of them must not cost a whole pass's signatures: those dataplanes are left to the
+ * next pass (the CSR's own targeted pass signs them). Returns how many were dropped (0: the
+ * conflict is elsewhere, e.g. a Dataplane or Mesh changed, and the whole pass waits), or a
+ * negative store code. */
+static int drop_stale_identity_writes(store *s, store_op *ops, size_t *n, reconcile_report *rep,
+                                      char *names, size_t names_len)
+{
+    store_entry *ids = NULL;
+    size_t nids = 0, out = 0;
+    const char *ids_mesh = NULL;
+    int dropped = 0, rc = 0;
+    for (size_t i = 0; i < *n; i++) {
+        store_op *op = &ops[i];
+        size_t unit = i + 1 < *n && ops[i + 1].type == STORE_OP_CHECK ? 2 : 1;
+        bool stale = false;
+        if (op->type != STORE_OP_CHECK && strcmp(op->key.kind, STATE_IDENTITIES) == 0) {
+            if (!ids_mesh || strcmp(ids_mesh, op->key.mesh) != 0) {
+                store_entries_free(ids, nids);
+                ids = NULL;
+                nids = 0;
+                if ((rc = store_list_keys(s, STATE_IDENTITIES, op->key.mesh, &ids, &nids)) < 0)
+                    break;
+                ids_mesh = op->key.mesh;
+            }
+            stale = identity_write_stale(op, ids, nids);
+        }
+        if (stale) {
+            size_t used = strlen(names);
+            if (dropped < 5 && used + strlen(op->key.name) + 3 < names_len)
+                snprintf(names + used, names_len - used, "%s%s", used ? ", " : "", op->key.name);
+            report_left_out(rep, op->key.mesh, op->key.name);
+            dropped++;
+        } else {
+            for (size_t k = 0; k < unit; k++)
+                ops[out++] = ops[i + k];
+        }
+        i += unit - 1;
+    }
+    store_entries_free(ids, nids);
+    if (rc < 0)
+        return rc;
+    *n = out;
+    return dropped;
+}
+
 /* Commits the pass's writes as one transaction (SPEC S6): all or none. When another writer
- * changed one of the objects meanwhile, nothing is written and the whole pass is left to the
- * next one (warning "conflict"); a store failure fails every mesh of the pass. */
+ * changed one of its identities meanwhile (an agent's CSR), that dataplane's write is left to
+ * the next pass and the rest commits (warning "conflict" naming them); when anything else
+ * changed (a Dataplane, a Mesh, another pass's bundle), nothing is written and the whole pass is
+ * left to the next one (warning "conflict"); a store failure fails every mesh of the pass. */
 void pass_commit(store *s, pass_txn *tx, const pass_fence *f, reconcile_report *rep,
                  diag_list *diags)
 {
@@ -222,7 +316,8 @@ void pass_commit(store *s, pass_txn *tx, const pass_fence *f, reconcile_report *
     /* Over the store's atomic limit (etcd: --max-txn-ops) the pass commits in parts, each a
      * whole number of (write, its check) pairs: the store would put every check into every part
      * and run out of room. A stop between parts leaves what the next pass recomputes (store.h). */
-    size_t limit = store_txn_limit(s);
+    size_t limit = store_txn_limit(s), left_out = 0;
+    char left_names[256] = "";
     for (size_t from = 0, to; ops && rc == 0 && from < n; from = to) {
         for (to = from; to < n;) {
             size_t unit = to + 1 < n && ops[to + 1].type == STORE_OP_CHECK ? 2 : 1;
@@ -230,9 +325,26 @@ void pass_commit(store *s, pass_txn *tx, const pass_fence *f, reconcile_report *
                 break;
             to += unit;
         }
-        rc = store_txn_at(s, "pass.commit", ops + from, to - from);
+        size_t part = to - from;
+        rc = store_txn_at(s, "pass.commit", ops + from, part);
+        /* Bounded: each retry drops at least one write; a conflict elsewhere ends it. */
+        for (int attempt = 0; attempt < 3 && rc == STORE_ECONFLICT && part > 0; attempt++) {
+            int d = drop_stale_identity_writes(s, ops + from, &part, rep, left_names,
+                                               sizeof(left_names));
+            if (d <= 0) {
+                rc = d < 0 ? d : rc;
+                break;
+            }
+            left_out += (size_t)d;
+            rc = part ? store_txn_at(s, "pass.commit", ops + from, part) : 0;
+        }
     }
     free(ops);
+    if (rc == 0 && left_out)
+        diag_warning(diags, "conflict", NULL, "", "%zu dataplane%s changed while this pass worked "
+                     "(%s%s: an agent's CSR, most often); their writes were left to the next "
+                     "pass, the rest written", left_out, left_out == 1 ? "" : "s", left_names,
+                     left_out > 5 ? ", ..." : "");
 done:
     if (rc == 0)
         return;
