@@ -907,10 +907,10 @@ int main(int argc, char **argv)
                          "%ld dataplanes%s, %lld signing workers; pure signing = the same leaves "
                          "re-signed on a sign_pool of the same worker count; CPU seconds %.2f vs "
                          "%.2f (ratio %.2f). Bound (perf of the switch pass, doc/performance.md): "
-                         "the pass's own thread costs 1.3-1.45x the signatures' CPU (decide, "
-                         "encode, SQLite writes of ~1.9 KB records); with 1 worker its serial "
-                         "parts (load and scan before the first batch, commit after the last) "
-                         "floor the ratio near 1.45, with 2 workers on 2 cores the CPU near 2.6",
+                         "the pass's own thread costs 1.1-1.4x the signatures' CPU (decide, "
+                         "record, encode, SQLite writes of ~1.9 KB records); with 1 worker that "
+                         "thread sets the pace (ratio near 1.1-1.4), with 2 workers on 2 cores "
+                         "the CPU near 2.2-2.6",
                          nbig, large ? "" : " (--quick: 100,000 without it)",
                          (long long)json_integer_value(json_object_get(entry, "sign_workers")),
                          json_number_value(json_object_get(f, "cpu_s")),
