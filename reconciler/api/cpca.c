@@ -360,23 +360,6 @@ static char *read_file(const char *path, size_t max, char *errbuf, const char *f
     return buf;
 }
 
-int cpca_server_ctx_from_files(const char *cert_file, const char *key_file, SSL_CTX **ret,
-                               char *errbuf)
-{
-    char *cert = read_file(cert_file, PKI_MAX_PEM_BYTES, errbuf, "--tls-cert");
-    if (!cert)
-        return MESHCA_EIO;
-    char *key = read_file(key_file, PKI_MAX_PEM_BYTES, errbuf, "--tls-key");
-    if (!key) {
-        free(cert);
-        return MESHCA_EIO;
-    }
-    int rc = cpca_server_ctx(cert, key, ret, errbuf);
-    free(cert);
-    pki_free_secret(key);
-    return rc;
-}
-
 int cpca_read_server_files(const char *cert_file, const char *key_file, char **ret_cert,
                            char **ret_key, char *errbuf)
 {
@@ -391,6 +374,19 @@ int cpca_read_server_files(const char *cert_file, const char *key_file, char **r
     *ret_cert = cert;
     *ret_key = key;
     return 0;
+}
+
+int cpca_server_ctx_from_files(const char *cert_file, const char *key_file, SSL_CTX **ret,
+                               char *errbuf)
+{
+    char *cert = NULL, *key = NULL;
+    int rc = cpca_read_server_files(cert_file, key_file, &cert, &key, errbuf);
+    if (rc < 0)
+        return rc;
+    rc = cpca_server_ctx(cert, key, ret, errbuf);
+    free(cert);
+    pki_free_secret(key);
+    return rc;
 }
 
 int cpca_server_ctx_reload(SSL_CTX *ctx, const char *chain_pem, const char *key_pem, char *errbuf)
