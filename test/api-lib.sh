@@ -4,7 +4,7 @@
 
 # free_port: a TCP port free on 127.0.0.1 right now.
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 "$(dirname "${BASH_SOURCE[0]}")/free-ports.py" 1
 }
 
 CTL_PID=

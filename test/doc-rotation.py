@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # doc-rotation.py - pastes doc/rotation.md's steps 0-3 into a shell with the built meshca and checks each output is the one the page shows (timestamps aside).
-import os, re, shutil, socket, subprocess, sys, tempfile, time
+import os, re, shutil, subprocess, sys, tempfile, time
 
 meshca, src = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 page = open(os.path.join(src, "doc", "rotation.md"), encoding="utf-8").read()
@@ -29,9 +29,9 @@ for line in body.splitlines():
 def norm(lines):
     return [re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<time>", l).rstrip() for l in lines]
 
-with socket.socket() as s:                 # a free port on 127.0.0.1 instead of the page's 5690
-    s.bind(("127.0.0.1", 0))
-    port = str(s.getsockname()[1])
+# a free port on 127.0.0.1 instead of the page's 5690
+port = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "free-ports.py")],
+                      check=True, capture_output=True, text=True).stdout.strip()
 work = tempfile.mkdtemp()
 os.environ.pop("MESHCA_STORE", None)
 env = dict(os.environ, PATH=os.path.dirname(meshca) + ":" + os.environ["PATH"])

@@ -5,15 +5,12 @@
 
 #include "reconciler/store/etcd_client.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,30 +27,22 @@ int harness_available(void)
     return access(ETCD_BIN, X_OK) == 0;
 }
 
-/* Free ports from the kernel: all sockets are bound at once, so the ports differ; they are
- * closed just before etcd binds them (a small race other tests could lose, not a hang). */
+/* Free ports from test/free-ports.py: below the kernel's ephemeral range (a port the kernel
+ * picked could be taken by another test's outgoing connection before etcd binds it) and
+ * reserved against other tests picking at the same moment. */
 static int free_ports(int *ports, int n)
 {
-    int fds[2 * HARNESS_MEMBERS_MAX], r = 0;
-
-    for (int i = 0; i < n; i++)
-        fds[i] = -1;
-    for (int i = 0; i < n && r == 0; i++) {
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-        socklen_t len = sizeof(a);
-
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&a, sizeof(a)) < 0 ||
-            getsockname(fds[i], (struct sockaddr *)&a, &len) < 0)
-            r = -1;
-        else
-            ports[i] = ntohs(a.sin_port);
-    }
-    for (int i = 0; i < n; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
-    return r;
+    char cmd[512];
+    if (snprintf(cmd, sizeof(cmd), "python3 '%s/test/free-ports.py' %d", MESHCA_SOURCE_ROOT, n) >=
+        (int)sizeof(cmd))
+        return -1;
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    int got = 0;
+    while (got < n && fscanf(p, "%d", &ports[got]) == 1)
+        got++;
+    return pclose(p) == 0 && got == n ? 0 : -1;
 }
 
 const char *harness_endpoint(const harness *h, int i)

@@ -32,17 +32,9 @@ trap "etcd_stop; ${_etcd_prev_trap:-:}" EXIT
 
 etcd_endpoint() { echo "127.0.0.1:${_etcd_client_ports[$1]}"; }
 
-# Free ports from the kernel, all bound at once so they differ; closed just before etcd binds.
+# Free ports below the kernel's ephemeral range, reserved against other tests (test/free-ports.py).
 _etcd_free_ports() {
-    python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
+    python3 "$(dirname "${BASH_SOURCE[0]}")/free-ports.py" "$1"
 }
 
 _etcd_spawn() {

@@ -159,7 +159,7 @@ done
 # controller on a free port, an agent run to its first acknowledged certificate (under umask 000,
 # and one under umask 077), a few seconds of a running agent, and the API's answers to the agent's
 # own certificate. Their outputs join the scan; the agents' keys join the patterns.
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(python3 "$(dirname "$0")/free-ports.py" 1)
 scan_run token issue -m default -d web-01 --ttl 1h
 token3=$(cat "$WORK/outs/$n.out")
 rm "$WORK/outs/$n.out"

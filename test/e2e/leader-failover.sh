@@ -51,7 +51,7 @@ start_agent() {
 }
 
 free_ports
-PORT_B=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT_B=$(python3 "$(dirname "$0")/../free-ports.py" 1)
 dataplanes_yaml >"$E2E/dataplanes.yaml"
 write_mesh "$E2E/0-mesh.yaml" ca-1 ca-1
 write_mesh "$E2E/1-add.yaml" ca-1 ca-1 ca-2

@@ -148,21 +148,12 @@ trap 'exit 130' INT TERM
 # --- set-up --------------------------------------------------------------------------------------
 m() { "$MESHCA" "$@"; }
 
-# free_ports: 4 free TCP ports on 127.0.0.1 from the kernel (bound at once, so they differ):
-# PORT[dp] for the proxies, API_PORT for the controller. Kernel-chosen ports, not a fixed range,
-# so scenarios can run side by side (meson runs suite e2e two at a time).
+# free_ports: 4 free TCP ports on 127.0.0.1 (test/free-ports.py: below the kernel's ephemeral
+# range, reserved against other tests): PORT[dp] for the proxies, API_PORT for the controller.
+# Scenarios run side by side (meson runs suite e2e two at a time).
 free_ports() {
     local ports
-    ports=$(python3 - <<'PY'
-import socket
-socks = []
-for _ in range(4):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-)
+    ports=$(python3 "$(dirname "${BASH_SOURCE[0]}")/../free-ports.py" 4) || die "no free ports on 127.0.0.1"
     read -r -a ports <<<"$ports"
     [ "${#ports[@]}" -eq 4 ] || die "no free ports on 127.0.0.1"
     local i=0 dp

@@ -6,6 +6,7 @@
 # DIR/port, DIR/pid, DIR/root.pem; returns once cfssl answers (bounded: 15 s).
 set -euo pipefail
 dir=$1
+here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$dir"
 cd "$dir"
 command -v cfssl >/dev/null || { echo "cfssl not installed (tools/deps.sh: golang-cfssl)" >&2; exit 1; }
@@ -37,9 +38,9 @@ cat > config.json <<JSON
  "auth_keys": {"k1": {"type": "standard", "key": "$(cat authkey)"}}}
 JSON
 chmod 600 config.json
-# A free port: bound and released by python, then taken by cfssl (a tiny race, retried below).
+# A free port (test/free-ports.py), then taken by cfssl (a race another test could still win: retried).
 for attempt in 1 2 3; do
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(python3 "$here/../free-ports.py" 1)
     cfssl serve -address 127.0.0.1 -port "$port" -ca root.pem -ca-key root-key.pem \
         -config config.json </dev/null >serve.log 2>&1 &
     echo $! > pid
