@@ -1227,24 +1227,35 @@ START_TEST(flush_failed_in_the_loop_drops_the_later_batches_and_leaves_no_transa
 }
 END_TEST
 
-/* Deletes identity dp-2099 through a second handle once the pass decided its first dataplane,
- * as an agent's delete could land meanwhile. */
+/* Changes one identity through a second handle once the pass decided its first dataplane, as
+ * an agent's delete or CSR (its pending key) could land meanwhile: deletes it, or writes it
+ * again (a new version). */
 typedef struct late_change {
     const char *url;
-    int deleted;
+    const char *dataplane;
+    bool delete;
+    int done;   /* changes made */
 } late_change;
 
-static void delete_last_identity(void *userdata, size_t done, size_t total)
+static void change_identity_late(void *userdata, size_t done, size_t total)
 {
     late_change *lc = userdata;
     (void)total;
     if (done != 1)
         return;
     store *other = test_store_open(lc->url);
-    store_key key = {STATE_IDENTITIES, "default", "dp-2099"};
-    ck_assert_int_eq(store_delete(other, &key, STORE_ANY_VERSION), STORE_OK);
+    store_key key = {STATE_IDENTITIES, "default", lc->dataplane};
+    if (lc->delete) {
+        ck_assert_int_eq(store_delete(other, &key, STORE_ANY_VERSION), STORE_OK);
+    } else {
+        char *value = NULL;
+        size_t len = 0;
+        ck_assert_int_eq(store_get(other, &key, &value, &len, NULL), STORE_OK);
+        ck_assert_int_eq(store_put(other, &key, value, len, STORE_ANY_VERSION, NULL), STORE_OK);
+        free(value);
+    }
     store_close(other);
-    lc->deleted++;
+    lc->done++;
 }
 
 /* Issue 13: the pass reads its identities range by range as it decides (1,024 names each), not
@@ -1260,13 +1271,13 @@ START_TEST(identities_are_read_range_by_range_as_the_pass_decides)
     reconcile_options opts = RECONCILE_OPTIONS_INIT;
     reconcile_report rep = RECONCILE_REPORT_INIT;
     diag_list diags = DIAG_LIST_INIT;
-    late_change lc = {url, 0};
+    late_change lc = {url, "dp-2099", true, 0};
     opts.sign_workers = 1;
-    opts.progress = delete_last_identity;
+    opts.progress = change_identity_late;
     opts.progress_userdata = &lc;
     ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
     ck_assert_msg(!diag_has_errors(&diags), "%s", diags.count ? diags.items[0].message : "");
-    ck_assert_int_eq(lc.deleted, 1);
+    ck_assert_int_eq(lc.done, 1);
     ck_assert_uint_eq(rep.issued, REFUSE_DPS - 1);
     ck_assert_uint_eq(rep.awaiting, 1);
     ck_assert_uint_eq(rep.store_failures, 0);
@@ -1297,25 +1308,6 @@ START_TEST(identities_are_read_range_by_range_as_the_pass_decides)
 }
 END_TEST
 
-/* Writes identity dp-0005 again through a second handle once the pass decided its first
- * dataplane, as an agent's CSR (its pending key) lands while a pass works. */
-static void touch_one_identity(void *userdata, size_t done, size_t total)
-{
-    late_change *lc = userdata;
-    (void)total;
-    if (done != 1)
-        return;
-    store *other = test_store_open(lc->url);
-    store_key key = {STATE_IDENTITIES, "default", "dp-0005"};
-    char *value = NULL;
-    size_t len = 0;
-    ck_assert_int_eq(store_get(other, &key, &value, &len, NULL), STORE_OK);
-    ck_assert_int_eq(store_put(other, &key, value, len, STORE_ANY_VERSION, NULL), STORE_OK);
-    free(value);
-    store_close(other);
-    lc->deleted++;
-}
-
 /* One identity another writer changed while the pass worked (an agent's CSR: in a large mesh
  * one lands during nearly every long pass) costs that dataplane's write, not the pass: the rest
  * commits in one transaction, the warning names it, and the next pass signs it. */
@@ -1328,13 +1320,13 @@ START_TEST(an_identity_changed_during_the_pass_is_left_to_the_next_and_the_rest_
     reconcile_options opts = RECONCILE_OPTIONS_INIT;
     reconcile_report rep = RECONCILE_REPORT_INIT;
     diag_list diags = DIAG_LIST_INIT;
-    late_change lc = {url, 0};
+    late_change lc = {url, "dp-0005", false, 0};
     opts.sign_workers = 1;
-    opts.progress = touch_one_identity;
+    opts.progress = change_identity_late;
     opts.progress_userdata = &lc;
     uint64_t rev_before = revision(s);
     ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
-    ck_assert_int_eq(lc.deleted, 1);
+    ck_assert_int_eq(lc.done, 1);
     ck_assert_msg(!diag_has_errors(&diags), "%s", diags.count ? diags.items[0].message : "");
     ck_assert_uint_eq(rep.store_failures, 0);
     ck_assert_uint_eq(rep.issued, 299);
