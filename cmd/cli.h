@@ -129,6 +129,11 @@ int cmd_cpca(int argc, char **argv);
 extern const char cmd_cpca_usage[];
 int cmd_version(int argc, char **argv);
 extern const char cmd_version_usage[];
+int cmd_completion(int argc, char **argv);
+extern const char cmd_completion_usage[];
+/* Every command (main.c's table) and the help of the global flags, for `meshca completion`. */
+const cli_command *cli_commands(size_t *ret_n);
+extern const char cli_global_flags_help[];
 
 /* Long-running commands (loop.c). The longest --interval accepted. */
 #define CLI_MAX_INTERVAL_MS (24LL * 3600 * 1000)

@@ -26,9 +26,30 @@ static const cli_command commands[] = {
     {"cp-ca", "print the control-plane CA certificate agents trust", cmd_cpca_usage, cmd_cpca},
     {"version", "print the version of meshca and of the libraries it runs with",
      cmd_version_usage, cmd_version},
+    {"completion", "print a bash or zsh completion script", cmd_completion_usage,
+     cmd_completion},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+const cli_command *cli_commands(size_t *ret_n)
+{
+    *ret_n = NCOMMANDS;
+    return commands;
+}
+
+/* Also read by `meshca completion` for the flags every command takes. */
+const char cli_global_flags_help[] =
+    "Global flags (before or after the command):\n"
+    "  --store URL     state store (default $MESHCA_STORE or sqlite://.meshca/meshca.db);\n"
+    "                  etcd://HOST:PORT[,HOST:PORT...][?max-txn-ops=N], etcds:// for TLS\n"
+    "  --etcd-cacert FILE  CA of the etcd members (etcds://; $MESHCA_ETCD_CACERT)\n"
+    "  --etcd-cert FILE    client certificate for etcd (etcds://; $MESHCA_ETCD_CERT)\n"
+    "  --etcd-key FILE     its private key (etcds://; $MESHCA_ETCD_KEY)\n"
+    "  -q, --quiet     no informational lines (created/configured, summaries, progress)\n"
+    "  -v, --verbose   more detail on standard error\n"
+    "  -h, --help      show this help\n"
+    "  --version       print the version\n";
 
 const char *cli_store_flag;
 
@@ -39,18 +60,9 @@ static void print_usage(FILE *out)
           "Commands:\n", out);
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fputs("  help       show the help of a command\n\n"
-          "Global flags (before or after the command):\n"
-          "  --store URL     state store (default $MESHCA_STORE or sqlite://.meshca/meshca.db);\n"
-          "                  etcd://HOST:PORT[,HOST:PORT...][?max-txn-ops=N], etcds:// for TLS\n"
-          "  --etcd-cacert FILE  CA of the etcd members (etcds://; $MESHCA_ETCD_CACERT)\n"
-          "  --etcd-cert FILE    client certificate for etcd (etcds://; $MESHCA_ETCD_CERT)\n"
-          "  --etcd-key FILE     its private key (etcds://; $MESHCA_ETCD_KEY)\n"
-          "  -q, --quiet     no informational lines (created/configured, summaries, progress)\n"
-          "  -v, --verbose   more detail on standard error\n"
-          "  -h, --help      show this help\n"
-          "  --version       print the version\n"
-          "With --quiet, errors, warnings and the output asked for (get, roots, ...) are still printed.\n\n"
+    fputs("  help       show the help of a command\n\n", out);
+    fputs(cli_global_flags_help, out);
+    fputs("With --quiet, errors, warnings and the output asked for (get, roots, ...) are still printed.\n\n"
           "Exit codes: 0 success; 1 invalid input or a refused transition;\n"
           "            2 usage error, unreadable file, store or CA unreachable, internal error.\n"
           "Run 'meshca help COMMAND' for the flags of a command.\n", out);

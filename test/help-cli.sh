@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # help-cli.sh - every flag each command parses (the getopt option tables in cmd/*.c) is listed
 # in the Flags of its --help and in its section of the man page, and the reverse; the man page
-# is well-formed roff; bash completion offers commands, flags, kinds and stored names.
+# is well-formed roff; `meshca completion bash|zsh` offers commands, flags, values, files and stored names.
 source "$(dirname "$0")/lib.sh"
 : "${MESHCA_MAN:?set MESHCA_MAN to the generated meshca.1}"
 ex="$SOURCE_ROOT/manifests/examples/rotation/universal"
@@ -89,40 +89,86 @@ check "the man page has the delete command" grep -q '^\.SS delete$' "$MESHCA_MAN
 check "the man page has the diff command" grep -q '^\.SS diff$' "$MESHCA_MAN"
 check "the man page says --store goes before or after the command" grep -q 'before or after the command' "$MESHCA_MAN"
 
-# --- bash completion ---
+# --- shell completion: 'meshca completion bash|zsh' ---
 export MESHCA_STORE="sqlite://$WORK/store/meshca.db"
 run apply -f "$ex/0-mesh.yaml" -f "$ex/dataplanes.yaml"
 check "setup: a mesh with two dataplanes" exit_is 0
-mkdir -p "$WORK/bin" && ln -s "$MESHCA" "$WORK/bin/meshca"
-# complete WORD...: what completion offers for the line "meshca WORD..." (last word completed).
+mkdir -p "$WORK/bin" "$WORK/files/adir" && ln -s "$MESHCA" "$WORK/bin/meshca" && touch "$WORK/files/afile"
+run completion bash
+check "completion bash: exit 0" exit_is 0
+cp "$WORK/out" "$WORK/completion.bash"
+check "the bash script parses" bash -n "$WORK/completion.bash"
+run completion fish
+check "completion of an unknown shell: exit 2" exit_is 2
+check "completion of an unknown shell names the shells" grep -q 'bash or zsh' "$WORK/err"
+# complete_line WORD...: what bash offers for the line "meshca WORD..." (last word completed),
+# run in $WORK/files (afile, adir/).
 complete_line() {
-    PATH="$WORK/bin:$PATH" bash -c '
+    (cd "$WORK/files" && PATH="$WORK/bin:$PATH" bash -c '
         source "$1"; shift
         COMP_WORDS=(meshca "$@"); COMP_CWORD=$#
         _meshca
-        printf "%s\n" "${COMPREPLY[@]}"' _ "$SOURCE_ROOT/tools/completion/meshca.bash" "$@" >"$WORK/out" 2>"$WORK/err"
+        printf "%s\n" "${COMPREPLY[@]}"' _ "$WORK/completion.bash" "$@") >"$WORK/out" 2>"$WORK/err"
     rc=$?
 }
-complete_line ""
-check "completion offers the commands, delete and diff among them" \
-    test "$(grep -cx 'delete\|diff\|get\|apply' "$WORK/out")" = 4
-complete_line de
-check "completion of 'de' is delete" test "$(cat "$WORK/out")" = delete
-complete_line apply --
-check "completion offers apply's flags" test "$(grep -cx -- '--dry-run\|--force\|--filename\|--store' "$WORK/out")" = 4
-complete_line get ""
-check "completion offers the kinds get lists" test "$(sort "$WORK/out" | tr '\n' ' ')" = "dataplanes meshes secrets "
-complete_line delete dataplane ""
-check "completion offers stored dataplane names to delete" test "$(sort "$WORK/out" | tr '\n' ' ')" = "db-01 web-01 "
-complete_line get -m default dataplanes w
-check "a flag's value is not taken for the kind" test "$(cat "$WORK/out")" = web-01
-complete_line get meshes -o ""
-check "completion offers get's output formats" test "$(sort "$WORK/out" | tr '\n' ' ')" = "json name text yaml "
-complete_line inspect -m ""
-check "completion offers mesh names for -m" test "$(cat "$WORK/out")" = default
-unset MESHCA_STORE
-complete_line --store "sqlite://$WORK/store/meshca.db" get meshes ""
-check "completion reads the store the line names with --store" test "$(cat "$WORK/out")" = default
+# The same in zsh, through bashcompinit as a user's shell runs it (compgen -F under sh
+# emulation); zsh's compadd keeps the words that start with the one typed: done here by hand.
+complete_zsh() {
+    (cd "$WORK/files" && PATH="$WORK/bin:$PATH" zsh -f -c '
+        autoload -U compinit && compinit -u -d "$1.zcompdump"
+        source <(meshca completion zsh)
+        shift
+        words=(meshca "$@"); CURRENT=$(( $# + 1 ))
+        COMP_WORDS=("${words[@]}"); COMP_CWORD=$(( CURRENT - 1 ))
+        cur=${words[CURRENT]}
+        for m in "${(@f)$(compgen -F _meshca -- "$cur")}"; do
+            [[ -n $m && $m == ${cur}* ]] && print -r -- "$m"
+        done' _ "$WORK/zsh" "$@") >"$WORK/out" 2>"$WORK/err"
+    rc=$?
+}
+words() { sort "$WORK/out" | tr '\n' ' '; }
+for shell in bash zsh; do
+    c=complete_line
+    [ "$shell" = zsh ] && c=complete_zsh
+    $c ""
+    check "$shell: completion offers the commands, delete and diff among them" \
+        test "$(grep -cx 'delete\|diff\|get\|apply\|completion' "$WORK/out")" = 5
+    $c de
+    check "$shell: completion of 'de' is delete" test "$(cat "$WORK/out")" = delete
+    $c apply --
+    check "$shell: completion offers apply's flags and the global ones" \
+        test "$(grep -cx -- '--dry-run\|--force\|--filename\|--store\|--quiet' "$WORK/out")" = 5
+    $c run --li
+    check "$shell: completion of run --li is --listen" test "$(cat "$WORK/out")" = --listen
+    $c get ""
+    check "$shell: completion offers the kinds get lists" test "$(words)" = "dataplanes meshes secrets "
+    $c token ""
+    check "$shell: completion offers token's subcommands" test "$(words)" = "issue list revoke "
+    $c delete dataplane ""
+    check "$shell: completion offers stored dataplane names to delete" test "$(words)" = "db-01 web-01 "
+    $c get -m default dataplanes w
+    check "$shell: a flag's value is not taken for the kind" test "$(cat "$WORK/out")" = web-01
+    $c get meshes -o ""
+    check "$shell: completion offers get's output formats" test "$(words)" = "json name text yaml "
+    $c validate -o ""
+    check "$shell: completion offers validate's output formats" test "$(words)" = "github json text "
+    $c ca create --key-type ""
+    check "$shell: completion offers --key-type's values" test "$(words)" = "ec rsa "
+    $c inspect -m ""
+    check "$shell: completion offers mesh names for -m" test "$(cat "$WORK/out")" = default
+    $c agent -m default -d ""
+    check "$shell: completion offers the mesh's dataplanes for -d" test "$(words)" = "db-01 web-01 "
+    $c agent --out a
+    check "$shell: --out DIR completes directories only" test "$(words)" = "adir "
+    $c validate -f a
+    check "$shell: -f PATH completes files" test "$(words)" = "adir afile "
+    unset MESHCA_STORE
+    $c --store "sqlite://$WORK/store/meshca.db" get meshes ""
+    check "$shell: completion reads the store the line names with --store" test "$(cat "$WORK/out")" = default
+    $c get --store "sqlite://$WORK/store/meshca.db" meshes ""
+    check "$shell: --store after the command is read too" test "$(cat "$WORK/out")" = default
+    export MESHCA_STORE="sqlite://$WORK/store/meshca.db"
+done
 
 # meshca version: --version's line, then the libraries as loaded (what a bug report needs).
 run --version

@@ -17,6 +17,7 @@ packages=(
     prometheus                              # promtool: metrics-cli.sh checks every /metrics scrape and doc/alerting-rules.yml
     bsdutils                                # script(1): progress-cli.sh runs meshca on a pseudo-terminal
     e2fsprogs                               # chattr(1): faults.sh makes the SQLite store immutable
+    zsh                                     # help-cli.sh: 'meshca completion zsh' run through zsh's bashcompinit
 )
 
 missing=()
