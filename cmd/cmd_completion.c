@@ -17,7 +17,7 @@ const char cmd_completion_usage[] =
     "completed). Load it in the current shell, or from the shell's start-up file:\n"
     "\n"
     "  source <(meshca completion bash)        # ~/.bashrc\n"
-    "  source <(meshca completion zsh)         # ~/.zshrc\n"
+    "  source <(meshca completion zsh)         # ~/.zshrc, after compinit\n"
     "\n"
     "Exit codes: 0 ok; 2 usage error.\n";
 
