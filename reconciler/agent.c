@@ -487,7 +487,7 @@ static int step(agent_state *st, char *errbuf)
          * answers at once and the run loop's backoff paces the retries of this generation. */
         st->load_failures = st->failed_gen == index ? st->load_failures + 1 : 1;
         st->failed_gen = index;
-        st->index = index - 1;   /* index >= 1: generation 0 is never loaded */
+        st->index = index > 0 ? index - 1 : 0;   /* generation 0 is never loaded */
         size_t n = strlen(errbuf);
         if (st->load_failures > 1 && n < MESHCA_ERRBUF)
             snprintf(errbuf + n, MESHCA_ERRBUF - n, " (attempt %u)", st->load_failures);
