@@ -24,8 +24,10 @@ const char cmd_agent_usage[] =
     "symlinks to ..data/cert.pem (Kubernetes' atomic-writer layout). Then it runs CMD with\n"
     "/bin/sh -c (e.g. 'nginx -s reload'), and only when CMD exits 0 within its timeout does it\n"
     "acknowledge the generation, which is what 'meshca apply' checks before a CA switch or\n"
-    "removal. At the certificate's renewal point it sends a CSR for a fresh key. The first\n"
-    "contact uses the token; after that the agent authenticates with its own certificate.\n"
+    "removal. A failed CMD is run again for the same generation with backoff (0.5s doubling\n"
+    "to 30s) until it exits 0. At the certificate's renewal point it sends a CSR for a fresh\n"
+    "key. The first contact uses the token; after that the agent authenticates with its own\n"
+    "certificate.\n"
     "While no controller answers it keeps its files as they are and retries with backoff,\n"
     "trying every --server in turn. SIGTERM or SIGINT end it at once, a running CMD included.\n"
     "\n"
@@ -33,8 +35,10 @@ const char cmd_agent_usage[] =
     "  -m, --mesh MESH         the mesh\n"
     "  -d, --dataplane NAME    the dataplane\n"
     "      --out DIR           directory for cert.pem, key.pem, ca-bundle.pem; created 0700 when\n"
-    "                          missing (its parent must exist); a symlink or a non-directory is\n"
-    "                          refused; an existing DIR open to group or others is warned about\n"
+    "                          missing (its parent must exist), and removed again when the agent\n"
+    "                          is refused before anything was accepted; a symlink or a\n"
+    "                          non-directory is refused; an existing DIR open to group or others\n"
+    "                          is warned about\n"
     "      --server URLS       controller base URLs, comma-separated (https://127.0.0.1:5690)\n"
     "      --ca-file FILE      the control-plane CA certificate ('meshca cp-ca -o pem')\n"
     "      --token-file FILE   the dataplane token ('meshca token issue'); needed until the agent\n"
@@ -243,6 +247,7 @@ int cmd_agent(int argc, char **argv)
     opts.renew = renew;
     opts.log = agent_say;
     opts.log_ctx = who;
+    opts.out_created = created;
     rc = agent_run(&opts, err);
     if (token) {
         explicit_bzero(token, strlen(token));

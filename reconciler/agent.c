@@ -1,5 +1,6 @@
 /* agent.c - the dataplane side over the API: its own key, CSRs, blocking queries, files, reload, ack. */
 #define _GNU_SOURCE 1
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -38,6 +39,8 @@ typedef struct agent_state {
     bool use_token;       /* the controller refused our certificate: first-contact auth again */
     bool force_renew;     /* opts->renew, until its CSR is in */
     bool stale_skipped;   /* since the last CSR, a generation for another key was waited past */
+    uint64_t failed_gen;  /* generation whose load (files, reload, ack) failed, being retried */
+    unsigned load_failures; /* failed loads of failed_gen in a row */
     char last_error[MESHCA_ERRBUF];
 } agent_state;
 
@@ -351,14 +354,15 @@ static int load_generation(agent_state *st, json_t *body, uint64_t gen, char *er
         {AGENT_CERT_FILE, cert_pem, clen, 0644},
     };
     /* A restarted agent whose files already are this generation, loaded and acknowledged, does
-     * not reload its proxy again. (A generation whose reload failed is reloaded.) */
+     * not reload its proxy again. A generation whose reload failed is reloaded, from the files
+     * already written: a retry does not swap ..data under the proxy again. */
     char gen_text[32];
     snprintf(gen_text, sizeof(gen_text), "%llu\n", (unsigned long long)gen);
-    bool same = !is_next && same_file(o->out_dir, AGENT_ACKED_FILE, gen_text) &&
-                same_file(o->out_dir, AGENT_CERT_FILE, cert_pem) &&
-                same_file(o->out_dir, AGENT_BUNDLE_FILE, bundle) &&
-                same_file(o->out_dir, AGENT_KEY_FILE, key_pem);
-    rc = same ? 0 : atomic_dir_write(o->out_dir, files, 3, (int64_t)time(NULL), errbuf);
+    bool files_same = !is_next && same_file(o->out_dir, AGENT_CERT_FILE, cert_pem) &&
+                      same_file(o->out_dir, AGENT_BUNDLE_FILE, bundle) &&
+                      same_file(o->out_dir, AGENT_KEY_FILE, key_pem);
+    bool same = files_same && same_file(o->out_dir, AGENT_ACKED_FILE, gen_text);
+    rc = files_same ? 0 : atomic_dir_write(o->out_dir, files, 3, (int64_t)time(NULL), errbuf);
     pki_free_secret(key_pem);
     free(cert_pem);
     if (rc < 0)
@@ -476,10 +480,49 @@ static int step(agent_state *st, char *errbuf)
     } else {
         st->renew_at = parse_time(json_string_value(json_object_get(body, "renewAt")));
     }
+    if (rc < 0) {
+        /* Not loaded (the files, the reload or the ack failed). A blocking query from this
+         * index would wait for the NEXT generation, up to wait_s, while this one is neither
+         * loaded nor acknowledged: ask from just below it instead, so that the next query
+         * answers at once and the run loop's backoff paces the retries of this generation. */
+        st->load_failures = st->failed_gen == index ? st->load_failures + 1 : 1;
+        st->failed_gen = index;
+        st->index = index > 0 ? index - 1 : 0;   /* generation 0 is never loaded */
+        size_t n = strlen(errbuf);
+        if (st->load_failures > 1 && n < MESHCA_ERRBUF)
+            snprintf(errbuf + n, MESHCA_ERRBUF - n, " (attempt %u)", st->load_failures);
+    } else if (st->failed_gen && st->loaded >= st->failed_gen) {
+        st->failed_gen = 0;
+        st->load_failures = 0;
+    }
     if (rc == 0)
         st->use_token = false;
     json_decref(body);
     return rc;
+}
+
+/* An agent that fails before the controller accepted anything (refused: 401, 403, 404; none
+ * reachable with --once) removes the --out directory this run created: it holds at most the
+ * key of a CSR that was never accepted, which the next run would replace anyway. Only when
+ * nothing else is in it. */
+static void forget_created_dir(agent_state *st)
+{
+    const char *dir = st->o->out_dir;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    bool other = false;
+    struct dirent *e;
+    while (!other && (e = readdir(d)))
+        other = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+                strcmp(e->d_name, AGENT_NEXT_KEY_FILE) != 0;
+    closedir(d);
+    char path[PATH_MAX];
+    if (other || path_of(dir, AGENT_NEXT_KEY_FILE, path, sizeof(path)) < 0)
+        return;
+    if ((unlink(path) == 0 || errno == ENOENT) && rmdir(dir) == 0)
+        say(st, false, "removed %s again: this run created it and the controller accepted nothing",
+            dir);
 }
 
 int agent_run(const agent_options *o, char *errbuf)
@@ -528,6 +571,8 @@ int agent_run(const agent_options *o, char *errbuf)
         sleep_ms(&st, backoff);
         rc = 0;
     }
+    if (rc < 0 && o->out_created && !st.key && !st.next_sent)
+        forget_created_dir(&st);
     EVP_PKEY_free(st.key);
     EVP_PKEY_free(st.next_key);
     return rc;

@@ -42,12 +42,15 @@ typedef struct agent_options {
     int wait_s;                     /* blocking query wait; 0 = AGENT_DEFAULT_WAIT_S */
     agent_log_fn log;               /* may be NULL */
     void *log_ctx;
+    bool out_created;               /* this run created out_dir (atomic_dir_prepare): an agent
+                                     * that fails before the controller accepted anything removes
+                                     * it again, so a refused agent leaves nothing behind */
 } agent_options;
 
 #define AGENT_OPTIONS_INIT                                                                         \
     {                                                                                              \
         NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, RELOAD_DEFAULT_TIMEOUT_MS, NULL, false,       \
-            false, 0, NULL, NULL                                                                   \
+            false, 0, NULL, NULL, false                                                            \
     }
 
 /*
@@ -62,6 +65,10 @@ typedef struct agent_options {
  * Returns 0; with `once`: MESHCA_ESTATE when the reload failed, MESHCA_EINVAL when the
  * controller refused (bad token, unknown dataplane), MESHCA_EUNAVAILABLE when none answered;
  * MESHCA_EIO when out_dir cannot be written. errbuf: one line, no secret.
+ * A load that fails (files, reload_cmd, ack) is retried for the same generation with the backoff
+ * (0.5 s doubling to AGENT_MAX_BACKOFF_MS), never acknowledged before reload_cmd exits 0.
+ * On a failure with out_created, before the controller accepted a CSR and while no certificate
+ * is loaded, out_dir is removed again when it holds nothing but the refused next key.
  */
 int agent_run(const agent_options *opts, char *errbuf);
 

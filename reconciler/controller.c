@@ -851,6 +851,12 @@ static int h_metrics(void *ctx, metrics_text *t, char *errbuf)
     return metrics_collect(c->s, (int64_t)time(NULL), t, errbuf);
 }
 
+/* A rejected API request (401/403), already rate-limited by the server: to stderr. */
+static void h_log(void *ctx, const char *line)
+{
+    say(ctx, true, "%s", line);
+}
+
 static void h_observe(void *ctx, const char *path_class, int status)
 {
     controller *c = ctx;
@@ -947,6 +953,7 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     handlers.ctx = &c;
     handlers.metrics = o->metrics_listen ? NULL : h_metrics;
     handlers.observe = h_observe;
+    handlers.log = h_log;
     handlers.identity_generation = h_identity_generation;
     char maddr[256];
     uint16_t mport = 0;

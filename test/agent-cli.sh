@@ -262,12 +262,25 @@ run agent -m default -d db-01 --server "$API_URL" --ca-file "$WORK/cp-ca.pem" --
 check "agent_with_another_dataplanes_token_is_refused: exit 1" exit_is 1
 check "agent_with_another_dataplanes_token_is_refused: 403 naming both" err_has "HTTP 403: the token of dataplane default/web-01 may not act for default/db-01"
 check "agent_with_another_dataplanes_token_is_refused: no key sent, no certificate" test ! -e "$WORK/db-out/cert.pem"
+# The --out this run created is removed again: a refused agent leaves nothing behind (its key
+# was never accepted). One that existed stays, with the refused key for the next run.
+check "agent_refused_removes_the_out_it_created: gone" test ! -e "$WORK/db-out"
+check "agent_refused_removes_the_out_it_created: says so" \
+    out_has "default/db-01: removed $WORK/db-out again: this run created it and the controller accepted nothing"
+mkdir -m 0700 "$WORK/db-kept"
+run agent -m default -d db-01 --server "$API_URL" --ca-file "$WORK/cp-ca.pem" --token-file "$(token_for web-01)" \
+    --out "$WORK/db-kept" --reload true --once
+check "agent_refused_keeps_an_existing_out: exit 1" exit_is 1
+check "agent_refused_keeps_an_existing_out: DIR and the refused key stay" test -d "$WORK/db-kept" -a -s "$WORK/db-kept/key.next.pem"
+check "agent_refused_keeps_an_existing_out: nothing said about removing" out_lacks "removed $WORK/db-kept"
 run token revoke -m default -d db-01
 "$MESHCA" token issue -m default -d db-01 >"$WORK/db.token"
 run token revoke -m default -d db-01
 run agent -m default -d db-01 --server "$API_URL" --ca-file "$WORK/cp-ca.pem" --token-file "$WORK/db.token" \
     --out "$WORK/db-out" --reload true --once
 check "agent_with_a_revoked_token_is_refused: exit 1 with 401" bash -c "[ $rc -eq 1 ] && grep -q 'HTTP 401' '$WORK/err'"
+check "agent_refused_removes_the_out_it_created: after a 401 too" test ! -e "$WORK/db-out"
+mkdir -m 0700 "$WORK/db-out"   # an existing DIR: a refused agent leaves it (and its key) as it is
 run agent -m default -d db-01 --server "$API_URL" --ca-file "$WORK/cp-ca.pem" --token-file "$WORK/db.token" \
     --out "$WORK/db-out" --reload true --once
 check "agent_private_key_stays_in_out: a failed first contact leaves its key only in --out" \

@@ -25,6 +25,7 @@
 #include <openssl/x509v3.h>
 
 #include "manifests/model.h"
+#include "reconciler/api/reject_log.h"
 #include "reconciler/api/token.h"
 
 #define NAME_BUF (STORE_NAME_MAX + 1)
@@ -62,6 +63,9 @@ struct api_server {
     size_t nwaiters;
     waiter_group *buckets[WAITER_BUCKETS];
     pki_p256_verifier *csr_verifier; /* the loop's CSR fast path (csr_check_fast); NULL: none */
+    api_reject_log reject_log;       /* the lines of rejected requests, bounded */
+    struct event *reject_flush;      /* says the suppressed count when its window ends; NULL:
+                                      * said with the next rejected request instead */
 };
 
 /* Path parameters of a request. */
@@ -830,6 +834,95 @@ out:
     return rc;
 }
 
+/* ---- the log of rejected requests ---------------------------------------------------------- */
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *method_name(enum evhttp_cmd_type m)
+{
+    switch (m) {
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    default:
+        return "?";
+    }
+}
+
+static void say_suppressed(api_server *srv, uint64_t n)
+{
+    char line[160];
+    snprintf(line, sizeof(line),
+             "api: %llu more rejected request%s (401/403) not logged in the last second "
+             "(meshca_api_requests_total counts every one)",
+             (unsigned long long)n, n == 1 ? "" : "s");
+    srv->opts.handlers->log(srv->opts.handlers->ctx, line);
+}
+
+static void on_reject_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    api_server *srv = arg;
+    uint64_t n = api_reject_log_take(&srv->reject_log);
+    if (n)
+        say_suppressed(srv, n);
+}
+
+/* One line for a request answered 401 or 403 (called before the answer: req is valid). Only
+ * routed requests get here, so the path is a route's with checked names, nothing a client can
+ * shape into a fake line; the reason is the message sent to the client (never the token). */
+static void log_rejected(api_server *srv, struct evhttp_request *req, int status, const char *reason)
+{
+    const api_handlers *h = srv->opts.handlers;
+    if (!h->log)
+        return;
+    int64_t now = monotonic_ms();
+    uint64_t flushed = 0;
+    bool admitted = api_reject_log_admit(&srv->reject_log, now, &flushed);
+    if (flushed)
+        say_suppressed(srv, flushed);
+    if (!admitted) {
+        if (srv->reject_flush && !evtimer_pending(srv->reject_flush, NULL)) {
+            int64_t left = api_reject_log_window_left_ms(&srv->reject_log, now);
+            struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+            evtimer_add(srv->reject_flush, &tv);
+        }
+        return;
+    }
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon)
+        evhttp_connection_get_peer(evcon, &addr, &port);
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    bool v6 = addr && strchr(addr, ':');
+    char line[MESHCA_ERRBUF + 6 * NAME_BUF + 200];
+    snprintf(line, sizeof(line), "api: rejected %s %s from %s%s%s:%u: %d %s: %s",
+             method_name(evhttp_request_get_command(req)), path ? path : "?", v6 ? "[" : "",
+             addr ? addr : "?", v6 ? "]" : "", (unsigned)port, status,
+             status == 401 ? "unauthenticated" : "forbidden", reason);
+    h->log(h->ctx, line);
+}
+
+/* Answers req with a 401 or 403 and logs it (log_rejected). */
+static void reject(api_server *srv, struct evhttp_request *req, int status, const char *reason)
+{
+    log_rejected(srv, req, status, reason);
+    send_error(req, status, status == 401 ? "unauthenticated" : "forbidden", "%s", reason);
+}
+
 /* Establishes who sent req into *who (names in the buffers). Replies 401/503 itself on failure. */
 static int authenticate(api_server *srv, struct evhttp_request *req, SSL *ssl,
                         const route_params *p, char *mesh_name, char *dp_name, api_principal *who)
@@ -838,13 +931,13 @@ static int authenticate(api_server *srv, struct evhttp_request *req, SSL *ssl,
     const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     if (auth) {
         if (strncasecmp(auth, "Bearer ", 7) != 0) {
-            send_error(req, 401, "unauthenticated", "Authorization must be 'Bearer <token>'");
+            reject(srv, req, 401, "Authorization must be 'Bearer <token>'");
             return -1;
         }
         token_info info;
         int rc = token_verify(srv->opts.tokens, auth + 7, p->mesh, server_now(srv), &info, errbuf);
         if (rc == MESHCA_EINVAL || rc == MESHCA_ENOTFOUND || rc == MESHCA_EEXPIRED) {
-            send_error(req, 401, "unauthenticated", "%s", errbuf);
+            reject(srv, req, 401, errbuf);
             return -1;
         }
         if (rc < 0) {
@@ -857,7 +950,7 @@ static int authenticate(api_server *srv, struct evhttp_request *req, SSL *ssl,
         return 0;
     }
     if (authenticate_cert(srv, ssl, mesh_name, dp_name, errbuf) < 0) {
-        send_error(req, 401, "unauthenticated", "%s", errbuf);
+        reject(srv, req, 401, errbuf);
         return -1;
     }
     *who = (api_principal){mesh_name, dp_name, API_AUTH_CERT};
@@ -920,10 +1013,12 @@ static void on_request(struct evhttp_request *req, void *arg)
         /* Every request acts for the mesh (and dataplane) of its URL, and only its own. */
         if (strcmp(who.mesh, params.mesh) != 0 ||
             (found->auth == AUTH_DATAPLANE && strcmp(who.dataplane, params.dataplane) != 0)) {
-            send_error(req, 403, "forbidden", "the %s of dataplane %s/%s may not act for %s%s%s",
-                       who.method == API_AUTH_TOKEN ? "token" : "certificate", who.mesh,
-                       who.dataplane, params.mesh, found->auth == AUTH_DATAPLANE ? "/" : "",
-                       found->auth == AUTH_DATAPLANE ? params.dataplane : "");
+            char why[4 * NAME_BUF + 64];
+            snprintf(why, sizeof(why), "the %s of dataplane %s/%s may not act for %s%s%s",
+                     who.method == API_AUTH_TOKEN ? "token" : "certificate", who.mesh,
+                     who.dataplane, params.mesh, found->auth == AUTH_DATAPLANE ? "/" : "",
+                     found->auth == AUTH_DATAPLANE ? params.dataplane : "");
+            reject(srv, req, 403, why);
             return;
         }
     }
@@ -960,8 +1055,13 @@ int api_server_new(struct event_base *base, const api_server_options *opts, api_
     srv->max_waiters = opts->max_waiters ? opts->max_waiters : API_DEFAULT_MAX_WAITERS;
     /* Without it (no memory) every CSR takes OpenSSL's generic path: slower, the same verdicts. */
     srv->csr_verifier = pki_p256_verifier_new();
+    srv->reject_log = (api_reject_log)API_REJECT_LOG_INIT;
+    /* Without it (no memory) the suppressed count is said with the next rejected request. */
+    srv->reject_flush = h->log ? evtimer_new(base, on_reject_flush, srv) : NULL;
     srv->http = evhttp_new(base);
     if (!srv->http) {
+        if (srv->reject_flush)
+            event_free(srv->reject_flush);
         pki_p256_verifier_free(srv->csr_verifier);
         free(srv);
         return meshca_fail(errbuf, MESHCA_ENOMEM, "api: cannot create the HTTP server");
@@ -977,6 +1077,8 @@ int api_server_new(struct event_base *base, const api_server_options *opts, api_
     if (!srv->socket) {
         int e = errno;
         evhttp_free(srv->http);
+        if (srv->reject_flush)
+            event_free(srv->reject_flush);
         pki_p256_verifier_free(srv->csr_verifier);
         free(srv);
         return meshca_fail(errbuf, MESHCA_EIO, "api: cannot listen on %s:%u: %s", opts->address,
@@ -1017,6 +1119,8 @@ void api_server_free(api_server *srv)
             send_error(req, 503, "unavailable", "the controller is shutting down");
         }
     evhttp_free(srv->http);
+    if (srv->reject_flush)
+        event_free(srv->reject_flush);
     pki_p256_verifier_free(srv->csr_verifier);
     free(srv);
 }
