@@ -87,7 +87,7 @@ static int double_submit_csr(void *ctx, const api_principal *who, const char *me
 }
 
 static int double_get_identity(void *ctx, const char *mesh_name, const char *dp, uint64_t *ret_gen,
-                               json_t **ret_body, char *errbuf)
+                               json_t **ret_body, int64_t *ret_since, char *errbuf)
 {
     test_double_controller *t = ctx;
     int i = dp_index(mesh_name, dp);
@@ -104,8 +104,8 @@ static int double_get_identity(void *ctx, const char *mesh_name, const char *dp,
     return 0;
 }
 
-static int double_ack(void *ctx, const char *mesh_name, const char *dp, uint64_t generation,
-                      char *errbuf)
+static int double_ack(void *ctx, const api_principal *who, const char *mesh_name, const char *dp,
+                      uint64_t generation, char *errbuf)
 {
     test_double_controller *t = ctx;
     t->acked = generation;
