@@ -383,8 +383,9 @@ int identity_with_pending_key(store *s, const char *mesh_name, const char *dp_na
             version = STORE_ANY_VERSION;
         identity_clear(&id);
         /* No identity backs a client certificate: only the token may start one. */
-        if (cert_not_before != IDENTITY_NO_CERT)
-            return identity_admits_cert(NULL, mesh_name, dp_name, cert_not_before, errbuf);
+        if (cert_not_before != IDENTITY_NO_CERT &&
+            (rc = identity_admits_cert(NULL, mesh_name, dp_name, cert_not_before, errbuf)) < 0)
+            return rc;
         id.mesh = strdup(mesh_name);
         id.dataplane = strdup(dp_name);
         /* The record starts here: certificates of a dataplane deleted before are older. */
