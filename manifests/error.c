@@ -22,6 +22,7 @@ const char *meshca_strerror(int code)
     case MESHCA_ESTATE: return "refused in the current state";
     case MESHCA_ECOMPACTED: return "revision compacted: re-list";
     case MESHCA_EINSECURE: return "permissions too open";
+    case MESHCA_EUNAUTHENTICATED: return "unauthenticated";
     }
     return "unknown error";
 }

@@ -25,6 +25,7 @@ enum meshca_code {
     MESHCA_ESTATE = -12,      /* a check refused the operation in the current state */
     MESHCA_ECOMPACTED = -13,  /* a watch asked for changes older than the store keeps: re-list */
     MESHCA_EINSECURE = -14,   /* a file or directory others can read or write: refused (exit 2) */
+    MESHCA_EUNAUTHENTICATED = -15, /* a credential the store no longer backs (API: 401) */
 };
 
 /* Size of every message buffer (char errbuf[MESHCA_ERRBUF]). Messages never hold key material. */

@@ -610,8 +610,12 @@ static int h_submit_csr(void *ctx, const api_principal *who, const char *mesh_na
                         const char *csr_pem, char *errbuf)
 {
     controller *c = ctx;
-    (void)who;
-    int rc = reconcile_submit_key(c->s, mesh_name, dp_name, spki, spki_len, csr_pem, errbuf);
+    /* Without the committer (tests): the certificate's check costs a read of its own. */
+    int rc = who->method == API_AUTH_CERT
+                 ? identity_cert_current(c->s, mesh_name, dp_name, who->cert_not_before, errbuf)
+                 : 0;
+    if (rc == 0)
+        rc = reconcile_submit_key(c->s, mesh_name, dp_name, spki, spki_len, csr_pem, errbuf);
     if (rc < 0)
         return store_code(rc);
     /* Signed on the next pass, which is now, and visits this dataplane only. */
@@ -626,7 +630,6 @@ static int h_submit_csr_later(void *ctx, const api_principal *who, const char *m
 {
     controller *c = ctx;
     char *pem = NULL;
-    (void)who;
     int rc = pki_spki_to_pem(spki, spki_len, &pem, errbuf);
     if (rc < 0)
         return rc;
@@ -635,6 +638,9 @@ static int h_submit_csr_later(void *ctx, const api_principal *who, const char *m
         csr_submission_free(sub);
         return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
     }
+    /* Checked where the commit reads the identity anyway (identity_with_pending_key). */
+    if (who->method == API_AUTH_CERT)
+        sub->cert_not_before = who->cert_not_before;
     csr_committer_submit(c->committer, sub);
     return 0;
 }
@@ -700,11 +706,14 @@ static void split_leaf(const char *pem, char **ret_leaf, char **ret_chain)
 }
 
 static int h_get_identity(void *ctx, const char *mesh_name, const char *dp_name,
-                          uint64_t *ret_generation, json_t **ret_body, char *errbuf)
+                          uint64_t *ret_generation, json_t **ret_body, int64_t *ret_since,
+                          char *errbuf)
 {
     controller *c = ctx;
     identity id = {0};
     int rc = identity_read(c->s, mesh_name, dp_name, &id, NULL, errbuf);
+    /* No record backs a client certificate: a token must start one. */
+    *ret_since = rc < 0 ? IDENTITY_SINCE_NONE : id.since;
     if (rc == STORE_ENOTFOUND || rc == MESHCA_ECORRUPT) {
         /* Nothing issued yet: the query waits, unless the dataplane does not exist at all. */
         store_key dkey = {STATE_DATAPLANES, mesh_name, dp_name};
@@ -756,11 +765,18 @@ static int h_get_identity(void *ctx, const char *mesh_name, const char *dp_name,
     return 0;
 }
 
-static int h_ack(void *ctx, const char *mesh_name, const char *dp_name, uint64_t generation,
-                 char *errbuf)
+static int h_ack(void *ctx, const api_principal *who, const char *mesh_name, const char *dp_name,
+                 uint64_t generation, char *errbuf)
 {
     controller *c = ctx;
-    int rc = ack_record(c->s, mesh_name, dp_name, generation, (int64_t)time(NULL), errbuf);
+    /* A read of its own (ack_record reads the identity too, but inside its status write): once
+     * per generation an agent loads, not per query. */
+    int rc = who->method == API_AUTH_CERT
+                 ? identity_cert_current(c->s, mesh_name, dp_name, who->cert_not_before, errbuf)
+                 : 0;
+    if (rc < 0)
+        return rc;
+    rc = ack_record(c->s, mesh_name, dp_name, generation, (int64_t)time(NULL), errbuf);
     return rc < 0 ? store_code(rc) : 0;
 }
 

@@ -526,8 +526,8 @@ int reconcile_submit_key(store *s, const char *mesh_name, const char *dp_name,
         char *text = NULL;
         uint64_t version = 0, dp_version = 0;
         store_op ops[2];
-        if ((rc = identity_with_pending_key(s, mesh_name, dp_name, pem, csr_pem, &text, &version,
-                                            &dp_version, errbuf)) < 0) {
+        if ((rc = identity_with_pending_key(s, mesh_name, dp_name, IDENTITY_NO_CERT, pem, csr_pem,
+                                            &text, &version, &dp_version, errbuf)) < 0) {
             free(pem);
             return rc;
         }

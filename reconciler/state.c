@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -10,6 +11,7 @@
 #include "reconciler/pki.h"
 #include "reconciler/state.h"
 #include "reconciler/store/identity_json.h"
+#include "reconciler/store/identity_since.h"
 
 /* Diagnostic code of a stored object that does not decode (doc/diagnostics.md). */
 #define STATE_CORRUPT_CODE "corrupt-object"
@@ -301,6 +303,7 @@ int identity_read(store *s, const char *mesh_name, const char *name, identity *r
     id.cross_signed = json_is_true(json_object_get(obj, "crossSigned"));
     id.regenerations = json_integer_value(json_object_get(obj, "regenerations"));
     id.last_regeneration = get_str(obj, "lastRegeneration");
+    id.since = json_integer_value(json_object_get(obj, "since"));
     /* Which required field is missing (or not a string): that is what is wrong. An issued
      * identity (generation > 0) has its certificate and key; before that only a pending key. */
     bool issued = id.generation > 0;
@@ -355,7 +358,8 @@ int identity_put(store *s, const identity *id, uint64_t expected_version, uint64
 }
 
 int identity_with_pending_key(store *s, const char *mesh_name, const char *dp_name,
-                              const char *key_pem, const char *csr_pem, char **ret_text,
+                              int64_t cert_not_before, const char *key_pem, const char *csr_pem,
+                              char **ret_text,
                               uint64_t *ret_version, uint64_t *ret_dp_version, char *errbuf)
 {
     uint64_t dp_version = 0;
@@ -378,9 +382,19 @@ int identity_with_pending_key(store *s, const char *mesh_name, const char *dp_na
                                       &version) < 0)
             version = STORE_ANY_VERSION;
         identity_clear(&id);
+        /* No identity backs a client certificate: only the token may start one. */
+        if (cert_not_before != IDENTITY_NO_CERT &&
+            (rc = identity_admits_cert(NULL, mesh_name, dp_name, cert_not_before, errbuf)) < 0)
+            return rc;
         id.mesh = strdup(mesh_name);
         id.dataplane = strdup(dp_name);
+        /* The record starts here: certificates of a dataplane deleted before are older. */
+        id.since = (int64_t)time(NULL);
         rc = id.mesh && id.dataplane ? 0 : MESHCA_ENOMEM;
+    } else if (rc == 0 && cert_not_before != IDENTITY_NO_CERT &&
+               (rc = identity_admits_cert(&id, mesh_name, dp_name, cert_not_before, errbuf)) < 0) {
+        identity_clear(&id);
+        return rc;
     }
     char *text = NULL;
     if (rc == 0) {

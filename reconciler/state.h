@@ -91,6 +91,10 @@ typedef struct identity {
     bool cross_signed;        /* cert_pem carries a cross-signed CA */
     long long regenerations;
     char *last_regeneration;  /* RFC 3339 */
+    int64_t since;            /* when the record was created (seconds since the epoch), kept by
+                               * every later write; a client certificate older than that
+                               * authenticates nobody (store/identity_since.h). 0: a record written
+                               * before it was kept, which refuses no certificate */
 } identity;
 
 int identity_read(store *s, const char *mesh_name, const char *name, identity *ret,
@@ -100,16 +104,23 @@ int identity_get(store *s, const char *mesh_name, const char *name, identity *re
 /* The record as stored (JSON text, caller frees), for a transaction; NULL when out of memory. */
 char *identity_encode(const identity *id);
 int identity_put(store *s, const identity *id, uint64_t expected_version, uint64_t *ret_version);
+/* A CSR that came with a token, not a client certificate (identity_with_pending_key). */
+#define IDENTITY_NO_CERT INT64_MIN
+
 /*
  * What an agent's CSR submits: the identity record of mesh_name/dp_name with key_pem (and
  * csr_pem, or NULL) as its pending key, encoded (caller frees), and the version the write must
  * still find (0: a new record). The dataplane must exist (MESHCA_ENOTFOUND); its version goes to
  * *ret_dp_version, for the write to check it still does (a delete meanwhile removes no identity
  * that did not exist yet, so only that check keeps the write from leaving one behind). A corrupt
- * record is replaced, its version still checked. 0, or a code with its message in errbuf.
+ * record is replaced, its version still checked. A new record's `since` is now. cert_not_before
+ * is the notBefore of the client certificate the CSR came with, or IDENTITY_NO_CERT for a
+ * token: a certificate the record does not back (store/identity_since.h) is MESHCA_EUNAUTHENTICATED.
+ * 0, or a code with its message in errbuf.
  */
 int identity_with_pending_key(store *s, const char *mesh_name, const char *dp_name,
-                              const char *key_pem, const char *csr_pem, char **ret_text,
+                              int64_t cert_not_before, const char *key_pem, const char *csr_pem,
+                              char **ret_text,
                               uint64_t *ret_version, uint64_t *ret_dp_version, char *errbuf);
 /* The ops that write an agent's key (identity_with_pending_key's text and versions) into ops[0..1]:
  * the identity's put, and the check that its Dataplane is still the one read. Returns 2. */

@@ -48,6 +48,7 @@ typedef struct test_double_controller {
     int notify_reads;     /* of them, made by the last bump's api_server_notify */
     int generation_reads; /* identity_generation calls */
     int unchanged_notifies, unchanged_reads; /* notify_unchanged: calls, and identity reads in them */
+    int64_t since[3];     /* the identity's since, as get_identity gives it */
 } test_double_controller;
 
 static int dp_index(const char *mesh_name, const char *dp)
@@ -87,13 +88,14 @@ static int double_submit_csr(void *ctx, const api_principal *who, const char *me
 }
 
 static int double_get_identity(void *ctx, const char *mesh_name, const char *dp, uint64_t *ret_gen,
-                               json_t **ret_body, char *errbuf)
+                               json_t **ret_body, int64_t *ret_since, char *errbuf)
 {
     test_double_controller *t = ctx;
     int i = dp_index(mesh_name, dp);
     t->identity_reads++;
     if (i < 0)
         return meshca_fail(errbuf, MESHCA_ENOTFOUND, "no dataplane %s/%s", mesh_name, dp);
+    *ret_since = t->since[i];
     *ret_gen = t->generation[i];
     *ret_body = t->generation[i] == 0
                     ? NULL
@@ -104,8 +106,8 @@ static int double_get_identity(void *ctx, const char *mesh_name, const char *dp,
     return 0;
 }
 
-static int double_ack(void *ctx, const char *mesh_name, const char *dp, uint64_t generation,
-                      char *errbuf)
+static int double_ack(void *ctx, const api_principal *who, const char *mesh_name, const char *dp,
+                      uint64_t generation, char *errbuf)
 {
     test_double_controller *t = ctx;
     t->acked = generation;
@@ -773,6 +775,24 @@ static void *notify_then_bump_later(void *arg)
     return NULL;
 }
 
+/* On the loop thread: default/web-01 deleted and applied again an hour from now (its new
+ * identity's since), then its identity issued: the change a parked query is answered on. */
+static void recreate_and_bump(evutil_socket_t fd, short what, void *arg)
+{
+    double_ctl.since[0] = (int64_t)time(NULL) + 3600;
+    bump_generation(fd, what, arg);
+}
+
+static void *recreate_later(void *arg)
+{
+    for (int i = 0; i < 500 && api_server_waiters(server) == 0; i++)
+        usleep(10000);
+    *(size_t *)arg = api_server_waiters(server);
+    struct timeval zero = {0, 0};
+    event_base_once(base, -1, EV_TIMEOUT, recreate_and_bump, NULL, &zero);
+    return NULL;
+}
+
 static void *bump_later(void *arg)
 {
     /* Wait until the query is parked, then change the identity. */
@@ -833,6 +853,49 @@ START_TEST(blocking_query_returns_because_of_notify)
     ck_assert_ptr_nonnull(strstr(r.body, "\"generation\":2"));
     ck_assert_uint_eq(api_server_waiters(server), 0);
     token_free(token);
+}
+END_TEST
+
+/* A client certificate older than the identity's since (the dataplane deleted and applied
+ * again), or for a dataplane without an identity, is 401 on every dataplane endpoint, also for
+ * a query parked before the change; the token and a certificate issued since are taken. */
+START_TEST(certificate_older_than_the_identity_gets_401_also_when_parked)
+{
+    char cert[256], key[256];
+    make_client_cert(mesh_ca, mesh_ca_key, "default", "web-01", "web-01", cert, key);
+    /* Parked with a certificate the identity backs (since 0: a record from before since). */
+    pthread_t t;
+    size_t parked = 0;
+    ck_assert_int_eq(pthread_create(&t, NULL, recreate_later, &parked), 0);
+    reply r = http((call){"GET", IDENTITY("default", "web-01") "?index=1&wait=30s",
+                          .cert_file = cert, .key_file = key});
+    pthread_join(t, NULL);
+    ck_assert_uint_eq(parked, 1);
+    /* The change answers it 401, not with the new identity's certificate. */
+    assert_error(r, 401, "unauthenticated",
+                 "client certificate refused: default/web-01 was registered again after this "
+                 "certificate was issued; authenticate with the dataplane token");
+    ck_assert_ptr_null(strstr(r.body, "CERT"));
+    ck_assert_uint_eq(api_server_waiters(server), 0);
+
+    /* At once, not parked, on the identity; the ack never reaches the controller. */
+    r = http((call){"GET", IDENTITY("default", "web-01") "?index=99&wait=30s", .cert_file = cert,
+                    .key_file = key});
+    assert_error(r, 401, "unauthenticated", "was registered again");
+    ck_assert_uint_eq(api_server_waiters(server), 0);
+    /* The token is taken. */
+    char *token = issue("default", "web-01", time(NULL), 3600);
+    r = http((call){"GET", IDENTITY("default", "web-01"), token});
+    ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
+    token_free(token);
+    /* A certificate issued since the identity was created is taken. */
+    double_ctl.since[0] = (int64_t)time(NULL);
+    r = http((call){"GET", IDENTITY("default", "web-01"), .cert_file = cert, .key_file = key});
+    ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
+    /* No identity at all: refused whatever the certificate's age. */
+    double_ctl.since[0] = IDENTITY_SINCE_NONE;
+    r = http((call){"GET", IDENTITY("default", "web-01"), .cert_file = cert, .key_file = key});
+    assert_error(r, 401, "unauthenticated", "default/web-01 has no identity in the store");
 }
 END_TEST
 
@@ -1270,6 +1333,7 @@ static Suite *api_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, token_of_one_dataplane_gets_403_for_another_dataplane_and_mesh);
     tcase_add_test(tc, revoked_token_gets_401_at_once);
+    tcase_add_test(tc, certificate_older_than_the_identity_gets_401_also_when_parked);
     tcase_add_test(tc, expired_token_gets_401);
     tcase_add_test(tc, missing_or_malformed_credentials_get_401);
     tcase_add_test(tc, healthz_needs_no_credentials_and_unknown_paths_get_json_404);

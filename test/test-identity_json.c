@@ -28,6 +28,11 @@ static char *jansson_encode(const identity *id)
         "regenerations", (json_int_t)id->regenerations, "lastRegeneration", id->last_regeneration);
     if (!obj)
         return NULL;
+    /* since came later: written last, and only when set, so older records are unchanged. */
+    if (id->since && json_object_set_new(obj, "since", json_integer(id->since)) < 0) {
+        json_decref(obj);
+        return NULL;
+    }
     char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(obj);
     return text;
@@ -61,6 +66,7 @@ static identity sample(int i)
         .serial = "0f1e", .not_before = -5, .not_after = 1900000000, .renew_at = 1800000000,
         .ca_fingerprint = "AB:CD", .tags_digest = "kuma.io/service=web\nversion=v1", .rsa = true,
         .cross_signed = false, .regenerations = 3, .last_regeneration = "2026-11-29T14:00:00Z",
+        .since = 1764400000,
     };
     identity pending = {.mesh = "m", .dataplane = "d", .pending_key_pem = (char *)PUB,
                         .pending_csr_pem = "csr\r\n"};
@@ -81,6 +87,7 @@ static identity sample(int i)
         odd.nbundle_backends = 3;
         odd.generation = 9223372036854775807LL;
         odd.not_before = -9223372036854775807LL - 1;
+        odd.since = 9223372036854775807LL;
         odd.regenerations = 0;
         odd.cross_signed = true;
         odd.rsa = false;
@@ -91,6 +98,7 @@ static identity sample(int i)
         odd.tags_digest = odd.last_regeneration = NULL;
         odd.bundle_backends = NULL;
         odd.nbundle_backends = 0;
+        odd.since = 0;   /* a record from before since was kept */
         return odd;
     }
 }
@@ -130,6 +138,7 @@ static void assert_same_identity(const identity *got, const identity *want)
     ck_assert_int_eq(got->cross_signed, want->cross_signed);
     ck_assert_int_eq(got->regenerations, want->regenerations);
     assert_str_or_null(got->last_regeneration, want->last_regeneration);
+    ck_assert(got->since == want->since);
 }
 
 START_TEST(encode_writes_what_jansson_wrote_byte_for_byte)
@@ -353,6 +362,54 @@ START_TEST(decode_refuses_what_it_does_not_take)
 }
 END_TEST
 
+/* since: kept by both writers alike, read by every reader, absent from a record without it. */
+START_TEST(since_round_trips_and_an_older_record_reads_as_zero)
+{
+    fill_all_bytes();
+    identity with = sample(0), without = sample(0);
+    without.since = 0;
+    char *a = identity_json_encode(&with), *b = identity_json_encode(&without);
+    char *ja = jansson_encode(&with), *jb = jansson_encode(&without);
+    ck_assert_str_eq(a, ja);
+    ck_assert_str_eq(b, jb);
+    /* Last, after lastRegeneration, and only when set. */
+    size_t n = strlen(a);
+    ck_assert_int_ge(n, 21);
+    ck_assert_str_eq(a + n - 20, ",\"since\":1764400000}");
+    ck_assert_ptr_null(strstr(b, "since"));
+    ck_assert_str_eq(b + strlen(b) - 42, "\"lastRegeneration\":\"2026-11-29T14:00:00Z\"}");
+
+    identity got;
+    ck_assert_int_eq(identity_json_decode(a, strlen(a), &got), 0);
+    ck_assert(got.since == 1764400000);
+    identity_clear(&got);
+    ck_assert_int_eq(identity_json_decode(b, strlen(b), &got), 0);
+    ck_assert(got.since == 0);
+    /* Written again (every later write), an older record stays as it was: no since appears. */
+    char *again = identity_json_encode(&got);
+    ck_assert_str_eq(again, b);
+    free(again);
+    identity_clear(&got);
+
+    /* A record in any layout jansson reads: since anywhere, or null (as absent). */
+    static const char first[] = "{\"since\":42,\"mesh\":\"m\",\"dataplane\":\"d\","
+                                "\"pendingPublicKey\":\"K\"}";
+    static const char null[] = "{\"mesh\":\"m\",\"dataplane\":\"d\",\"pendingPublicKey\":\"K\","
+                               "\"since\":null}";
+    ck_assert_int_eq(identity_json_decode(first, strlen(first), &got), 0);
+    ck_assert(got.since == 42);
+    identity_clear(&got);
+    ck_assert_int_eq(identity_json_decode(null, strlen(null), &got), 0);
+    ck_assert(got.since == 0);
+    identity_clear(&got);
+    /* A string is not a time. */
+    static const char str[] = "{\"mesh\":\"m\",\"dataplane\":\"d\",\"pendingPublicKey\":\"K\","
+                              "\"since\":\"2026-11-29T14:00:00Z\"}";
+    ck_assert_int_eq(identity_json_decode(str, strlen(str), &got), -1);
+    free(a), free(b), free(ja), free(jb);
+}
+END_TEST
+
 static Suite *identity_json_suite(void)
 {
     Suite *s = suite_create("identity_json");
@@ -364,6 +421,7 @@ static Suite *identity_json_suite(void)
     tcase_add_test(tc, decode_round_trips_every_field);
     tcase_add_test(tc, decode_reads_any_valid_layout_as_jansson_does);
     tcase_add_test(tc, decode_refuses_what_it_does_not_take);
+    tcase_add_test(tc, since_round_trips_and_an_older_record_reads_as_zero);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -21,6 +21,7 @@ static char *encoded(bool pending)
         .serial = "0f1e", .not_before = -5, .not_after = 1900000000, .renew_at = 1800000000,
         .ca_fingerprint = "AB:CD", .tags_digest = "kuma.io/service=web\nversion=v1", .rsa = true,
         .cross_signed = false, .regenerations = 3, .last_regeneration = "2026-11-29T14:00:00Z",
+        .since = pending ? 0 : 1764400000,
     };
     char *text = identity_encode(&id);
     ck_assert_ptr_nonnull(text);
@@ -51,6 +52,7 @@ START_TEST(peek_reads_every_small_field_and_flags_the_large_ones)
     ck_assert(!id.cross_signed);
     ck_assert_int_eq(id.regenerations, 3);
     ck_assert_str_eq(id.last_regeneration, "2026-11-29T14:00:00Z");
+    ck_assert(id.since == 1764400000);
     /* The large fields are only flagged, never copied. */
     ck_assert_uint_eq(flags, PEEK_CERTIFICATE | PEEK_PUBLIC_KEY);
     ck_assert_ptr_null(id.cert_pem);
@@ -62,6 +64,7 @@ START_TEST(peek_reads_every_small_field_and_flags_the_large_ones)
     text = encoded(true);
     ck_assert_int_eq(identity_peek(text, strlen(text), &id, &flags), 0);
     ck_assert_uint_eq(flags, PEEK_CERTIFICATE | PEEK_PUBLIC_KEY | PEEK_PENDING_KEY);
+    ck_assert(id.since == 0);   /* a record from before since was kept */
     identity_clear(&id);
     free(text);
 }

@@ -32,6 +32,7 @@ csr_submission *csr_submission_new(const char *mesh_name, const char *dp_name, c
     memcpy(sub->dataplane, dp_name, strlen(dp_name) + 1);
     sub->key_pem = key_pem;
     sub->cookie = cookie;
+    sub->cert_not_before = IDENTITY_NO_CERT;
     return sub;
 }
 
@@ -50,8 +51,9 @@ void csr_submission_free(csr_submission *sub)
 static int prepare(store *s, csr_submission *sub, char **ret_text, store_op *ops)
 {
     uint64_t version = 0, dp_version = 0;
-    int rc = identity_with_pending_key(s, sub->mesh, sub->dataplane, sub->key_pem, sub->csr_pem,
-                                       ret_text, &version, &dp_version, sub->errbuf);
+    int rc = identity_with_pending_key(s, sub->mesh, sub->dataplane, sub->cert_not_before,
+                                       sub->key_pem, sub->csr_pem, ret_text, &version, &dp_version,
+                                       sub->errbuf);
     if (rc < 0)
         return sub->rc = rc;
     identity_pending_key_ops(sub->mesh, sub->dataplane, *ret_text, version, dp_version, ops);

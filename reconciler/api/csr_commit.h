@@ -4,10 +4,12 @@
 #define MESHCA_API_CSR_COMMIT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 
 #include "manifests/error.h"
+#include "reconciler/state.h"
 #include "reconciler/store.h"
 
 /* One dataplane's submitted key, and once committed what came of it. */
@@ -17,6 +19,9 @@ typedef struct csr_submission {
     char *key_pem;                  /* owned: the PEM "PUBLIC KEY" to sign */
     char *csr_pem;                  /* owned, or NULL: the checked request (Vault signs it) */
     void *cookie;                   /* the caller's (the API's pending answer) */
+    int64_t cert_not_before;        /* the client certificate's notBefore, checked against the
+                                     * identity it would write (identity_with_pending_key), or
+                                     * IDENTITY_NO_CERT (csr_submission_new's) for a token */
     int rc;                         /* 0: durable in the store; else a store or MESHCA_E* code */
     char errbuf[MESHCA_ERRBUF];     /* the one-line reason when rc < 0 */
     struct csr_submission *next;    /* the committer's queues */
@@ -34,8 +39,9 @@ void csr_submission_free(csr_submission *sub);
  * (the later key wins, as it would one after the other) or at store_txn_limit(s) (two ops each:
  * the identity's put, the check of its Dataplane). A dataplane that does not exist, or is
  * deleted before the commit, gets MESHCA_ENOTFOUND and is left out; a transaction that conflicts with
- * another writer (a pass wrote the identity meanwhile) is retried one submission at a time.
- * Sets every item's rc and errbuf. Returns the number of transactions that committed.
+ * another writer (a pass wrote the identity meanwhile) is retried one submission at a time. A
+ * submission whose client certificate the identity no longer backs (cert_not_before) gets
+ * MESHCA_EUNAUTHENTICATED and is left out too. Sets every item's rc and errbuf. Returns the number of transactions that committed.
  */
 size_t csr_commit_batch(store *s, csr_submission *const *items, size_t n);
 

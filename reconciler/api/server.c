@@ -40,6 +40,8 @@ typedef struct waiter {
     struct event *timer;
     struct event *peer; /* the socket turned readable: closed (or pipelining) */
     uint64_t index;
+    api_auth_method method;  /* how the query authenticated: a certificate is checked */
+    int64_t cert_not_before; /* against the identity of each answer (identity_since.h) */
 } waiter;
 
 /* The waiters of one (mesh, dataplane), in a hash bucket chain. */
@@ -150,12 +152,20 @@ static void send_error(struct evhttp_request *req, int status, const char *code,
     send_json(req, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message));
 }
 
-/* A handler's code as an HTTP error. */
-static void send_code(struct evhttp_request *req, int code, const char *message)
+static void log_rejected(api_server *srv, struct evhttp_request *req, int status,
+                         const char *reason);
+
+/* A handler's code as an HTTP error; a 401 (a certificate older than its identity) is logged as
+ * the refusals of authenticate() are. */
+static void send_code(api_server *srv, struct evhttp_request *req, int code, const char *message)
 {
     switch (code) {
     case MESHCA_EINVAL:
         send_error(req, 400, "invalid", "%s", message);
+        break;
+    case MESHCA_EUNAUTHENTICATED:
+        log_rejected(srv, req, 401, message);
+        send_error(req, 401, "unauthenticated", "%s", message);
         break;
     case MESHCA_ENOTFOUND:
         send_error(req, 404, "not-found", "%s", message);
@@ -262,19 +272,40 @@ typedef struct identity_answer {
     int rc;
     uint64_t generation;
     json_t *body;
+    int64_t since; /* the record's, for a client certificate (identity_since.h) */
     char errbuf[MESHCA_ERRBUF];
 } identity_answer;
 
+/* A fetched answer for a query that authenticated with `method`: a client certificate the
+ * identity no longer backs (the dataplane deleted and registered again, or no identity at all)
+ * turns it into the 401, at once. The check rides on get_identity's read: no read of its own. */
+static void check_cert(identity_answer *a, api_auth_method method, int64_t cert_not_before,
+                       const char *mesh_name, const char *dp_name)
+{
+    if (a->rc < 0 || method != API_AUTH_CERT)
+        return;
+    int rc = identity_since_admits(a->since, mesh_name, dp_name, cert_not_before, a->errbuf);
+    if (rc < 0) {
+        json_decref(a->body);
+        a->body = NULL;
+        a->rc = rc;
+    }
+}
+
 /* Fetches the identity; 1 when it should be answered now (final: the wait is over, answer
- * whatever there is), 0 when the query should wait on (and a->body is released). */
-static int fetch_identity(api_server *srv, const char *mesh_name, const char *dp_name,
-                          uint64_t index, int final, identity_answer *a)
+ * whatever there is; or a refused certificate), 0 when the query should wait on (and a->body is
+ * released). */
+static int fetch_identity(api_server *srv, api_auth_method method, int64_t cert_not_before,
+                          const char *mesh_name, const char *dp_name, uint64_t index, int final,
+                          identity_answer *a)
 {
     a->errbuf[0] = '\0';
     a->generation = 0;
     a->body = NULL;
+    a->since = 0;
     a->rc = srv->opts.handlers->get_identity(srv->opts.handlers->ctx, mesh_name, dp_name,
-                                             &a->generation, &a->body, a->errbuf);
+                                             &a->generation, &a->body, &a->since, a->errbuf);
+    check_cert(a, method, cert_not_before, mesh_name, dp_name);
     if (a->rc == 0 && !final && (a->generation <= index || !a->body)) {
         json_decref(a->body);
         a->body = NULL;
@@ -284,11 +315,11 @@ static int fetch_identity(api_server *srv, const char *mesh_name, const char *dp
 }
 
 /* Sends a fetched identity (takes a->body). */
-static void send_identity(struct evhttp_request *req, const char *mesh_name, const char *dp_name,
-                          identity_answer *a)
+static void send_identity(api_server *srv, struct evhttp_request *req, const char *mesh_name,
+                          const char *dp_name, identity_answer *a)
 {
     if (a->rc < 0) {
-        send_code(req, a->rc, a->errbuf);
+        send_code(srv, req, a->rc, a->errbuf);
         return;
     }
     if (!a->body) {
@@ -310,14 +341,16 @@ static int waiter_answer(waiter *w, int final)
 {
     waiter_group *g = w->group;
     identity_answer a;
-    if (!fetch_identity(g->srv, g->mesh, g->dataplane, w->index, final, &a))
+    if (!fetch_identity(g->srv, w->method, w->cert_not_before, g->mesh, g->dataplane, w->index,
+                        final, &a))
         return 0;
     char mesh_name[NAME_BUF], dp_name[NAME_BUF];
     memcpy(mesh_name, g->mesh, sizeof(mesh_name));
     memcpy(dp_name, g->dataplane, sizeof(dp_name));
     struct evhttp_request *req = w->req;
+    api_server *srv = g->srv;
     waiter_remove(w); /* may free g */
-    send_identity(req, mesh_name, dp_name, &a);
+    send_identity(srv, req, mesh_name, dp_name, &a);
     return 1;
 }
 
@@ -341,8 +374,8 @@ static void on_waiter_closed(struct evhttp_connection *evcon, void *arg)
 }
 
 /* Parks req; replies with an error itself when it cannot. */
-static void park(api_server *srv, struct evhttp_request *req, const char *mesh_name,
-                 const char *dp_name, uint64_t index, int wait_s)
+static void park(api_server *srv, struct evhttp_request *req, const api_principal *who,
+                 const char *mesh_name, const char *dp_name, uint64_t index, int wait_s)
 {
     waiter_group *g = find_group(srv, mesh_name, dp_name);
     if (srv->nwaiters >= srv->max_waiters) {
@@ -396,6 +429,8 @@ static void park(api_server *srv, struct evhttp_request *req, const char *mesh_n
     w->group = g;
     w->req = req;
     w->index = index;
+    w->method = who->method;
+    w->cert_not_before = who->cert_not_before;
     w->next = g->head;
     if (g->head)
         g->head->prev = w;
@@ -440,18 +475,23 @@ void api_server_notify(api_server *srv, const char *mesh_name, const char *dp_na
     a.errbuf[0] = '\0';
     a.generation = 0;
     a.body = NULL;
+    a.since = 0;
     a.rc = srv->opts.handlers->get_identity(srv->opts.handlers->ctx, mesh_name, dp_name,
-                                            &a.generation, &a.body, a.errbuf);
+                                            &a.generation, &a.body, &a.since, a.errbuf);
     for (size_t i = 0; i < k; i++) {
         waiter *w = list[i];
-        /* As fetch_identity: a waiter stays parked until its index is passed; errors answer. */
-        if (a.rc == 0 && (a.generation <= w->index || !a.body))
-            continue;
         identity_answer mine = a;
+        /* As fetch_identity: a refused certificate answers at once; a waiter stays parked until
+         * its index is passed; errors answer. */
+        mine.body = NULL;
+        check_cert(&mine, w->method, w->cert_not_before, mesh_name, dp_name);
+        if (mine.rc == 0 && (a.generation <= w->index || !a.body))
+            continue;
+        mine.body = mine.rc == 0 ? a.body : NULL;
         json_incref(mine.body);  /* send_identity takes one reference */
         struct evhttp_request *req = w->req;
         waiter_remove(w); /* may free g */
-        send_identity(req, mesh_name, dp_name, &mine);
+        send_identity(srv, req, mesh_name, dp_name, &mine);
         json_decref(mine.body);  /* left when an error was sent instead */
     }
     json_decref(a.body);
@@ -483,6 +523,7 @@ static void route_metrics(request_ctx *rc)
 /* A CSR POST answered later: its request until answered, NULL once the agent hung up. */
 struct api_pending {
     struct evhttp_request *req;
+    api_server *srv;   /* for the log of a refusal */
 };
 
 static void on_pending_closed(struct evhttp_connection *evcon, void *arg)
@@ -496,6 +537,7 @@ void api_pending_done(api_pending *pending, int code, const char *message)
     if (!pending)
         return;
     struct evhttp_request *req = pending->req;
+    api_server *srv = pending->srv;
     free(pending);
     if (!req)
         return;
@@ -503,7 +545,7 @@ void api_pending_done(api_pending *pending, int code, const char *message)
     if (evcon)
         evhttp_connection_set_closecb(evcon, NULL, NULL);
     if (code < 0)
-        send_code(req, code, message ? message : "");
+        send_code(srv, req, code, message ? message : "");
     else
         send_json(req, 202, json_pack("{s:s}", "status", "accepted"));
 }
@@ -526,7 +568,7 @@ static void route_csr(request_ctx *rc)
     int code = h->key_type(h->ctx, p->mesh, p->dataplane, &want, errbuf);
     if (code < 0) {
         json_decref(doc);
-        send_code(rc->req, code, errbuf);
+        send_code(rc->srv, rc->req, code, errbuf);
         return;
     }
     unsigned char *spki = NULL;
@@ -541,7 +583,7 @@ static void route_csr(request_ctx *rc)
     }
     if (code < 0) {
         json_decref(doc);
-        send_code(rc->req, code, errbuf);
+        send_code(rc->srv, rc->req, code, errbuf);
         return;
     }
     if (h->submit_csr_later) {
@@ -555,10 +597,11 @@ static void route_csr(request_ctx *rc)
         free(spki);
         if (code < 0) {
             free(pending);
-            send_code(rc->req, code, errbuf);
+            send_code(rc->srv, rc->req, code, errbuf);
             return;
         }
         pending->req = rc->req;
+        pending->srv = rc->srv;
         if (evcon)
             evhttp_connection_set_closecb(evcon, on_pending_closed, pending);
         return;
@@ -568,7 +611,7 @@ static void route_csr(request_ctx *rc)
     json_decref(doc);
     free(spki);
     if (code < 0) {
-        send_code(rc->req, code, errbuf);
+        send_code(rc->srv, rc->req, code, errbuf);
         return;
     }
     send_json(rc->req, 202, json_pack("{s:s}", "status", "accepted"));
@@ -623,10 +666,11 @@ static void route_identity(request_ctx *rc)
     const route_params *p = rc->params;
     /* Without ?index the query does not block: Consul's convention. */
     identity_answer a;
-    if (fetch_identity(rc->srv, p->mesh, p->dataplane, index, wait_s == 0, &a))
-        send_identity(rc->req, p->mesh, p->dataplane, &a);
+    if (fetch_identity(rc->srv, rc->who->method, rc->who->cert_not_before, p->mesh, p->dataplane,
+                       index, wait_s == 0, &a))
+        send_identity(rc->srv, rc->req, p->mesh, p->dataplane, &a);
     else
-        park(rc->srv, rc->req, p->mesh, p->dataplane, index, wait_s);
+        park(rc->srv, rc->req, rc->who, p->mesh, p->dataplane, index, wait_s);
 }
 
 static void route_ack(request_ctx *rc)
@@ -643,9 +687,10 @@ static void route_ack(request_ctx *rc)
         return;
     }
     char errbuf[MESHCA_ERRBUF] = "";
-    int code = h->ack(h->ctx, rc->params->mesh, rc->params->dataplane, (uint64_t)g, errbuf);
+    int code = h->ack(h->ctx, rc->who, rc->params->mesh, rc->params->dataplane, (uint64_t)g,
+                      errbuf);
     if (code < 0) {
-        send_code(rc->req, code, errbuf);
+        send_code(rc->srv, rc->req, code, errbuf);
         return;
     }
     send_json(rc->req, 200, json_pack("{s:I}", "generation", g));
@@ -658,7 +703,7 @@ static void route_roots(request_ctx *rc)
     json_t *doc = NULL;
     int code = h->roots(h->ctx, rc->params->mesh, &doc, errbuf);
     if (code < 0) {
-        send_code(rc->req, code, errbuf);
+        send_code(rc->srv, rc->req, code, errbuf);
         return;
     }
     send_json(rc->req, 200, doc);
@@ -775,9 +820,11 @@ static int cert_names(X509 *leaf, char *mesh_name, char *dp_name, char *errbuf)
     return 0;
 }
 
-/* Verifies the peer's chain against the bundle of the mesh it names. 0 or -1 with a reason. */
+/* Verifies the peer's chain against the bundle of the mesh it names; its notBefore in
+ * *ret_not_before (the handlers check it against the identity's `since`). 0 or -1 with a
+ * reason. */
 static int authenticate_cert(api_server *srv, SSL *ssl, char *mesh_name, char *dp_name,
-                             char *errbuf)
+                             int64_t *ret_not_before, char *errbuf)
 {
     X509 *leaf = SSL_get0_peer_certificate(ssl);
     if (!leaf)
@@ -822,6 +869,10 @@ static int authenticate_cert(api_server *srv, SSL *ssl, char *mesh_name, char *d
     if (X509_verify_cert(ctx) != 1) {
         meshca_fail(errbuf, -1, "client certificate does not verify against mesh '%s': %s",
                     mesh_name, X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+        goto out;
+    }
+    if (pki_cert_not_before(leaf, ret_not_before) < 0) {
+        meshca_fail(errbuf, -1, "client certificate has an unreadable notBefore");
         goto out;
     }
     rc = 0;
@@ -946,14 +997,15 @@ static int authenticate(api_server *srv, struct evhttp_request *req, SSL *ssl,
         }
         snprintf(mesh_name, NAME_BUF, "%s", info.mesh);
         snprintf(dp_name, NAME_BUF, "%s", info.dataplane);
-        *who = (api_principal){mesh_name, dp_name, API_AUTH_TOKEN};
+        *who = (api_principal){mesh_name, dp_name, API_AUTH_TOKEN, 0};
         return 0;
     }
-    if (authenticate_cert(srv, ssl, mesh_name, dp_name, errbuf) < 0) {
+    int64_t not_before = 0;
+    if (authenticate_cert(srv, ssl, mesh_name, dp_name, &not_before, errbuf) < 0) {
         reject(srv, req, 401, errbuf);
         return -1;
     }
-    *who = (api_principal){mesh_name, dp_name, API_AUTH_CERT};
+    *who = (api_principal){mesh_name, dp_name, API_AUTH_CERT, not_before};
     return 0;
 }
 
@@ -1006,7 +1058,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
 
     char mesh_name[NAME_BUF] = "", dp_name[NAME_BUF] = "";
-    api_principal who = {NULL, NULL, 0};
+    api_principal who = {NULL, NULL, 0, 0};
     if (found->auth != AUTH_NONE) {
         if (authenticate(srv, req, ssl, &params, mesh_name, dp_name, &who) < 0)
             return;

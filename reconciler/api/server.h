@@ -13,6 +13,7 @@
 #include "reconciler/api/csr.h"
 #include "reconciler/api/metrics_http.h"
 #include "reconciler/store.h"
+#include "reconciler/store/identity_since.h"
 
 struct event_base;
 
@@ -38,6 +39,7 @@ typedef struct api_principal {
     const char *mesh;
     const char *dataplane;
     api_auth_method method;
+    int64_t cert_not_before; /* API_AUTH_CERT: the certificate's notBefore (seconds) */
 } api_principal;
 
 /* A CSR POST whose answer a handler gives later (submit_csr_later). */
@@ -47,8 +49,8 @@ typedef struct api_pending api_pending;
  * The controller's side, called on the loop thread; handlers must not block. ctx is the
  * controller's. Every function returns 0 or a MESHCA_E* code with a one-line message in errbuf
  * (MESHCA_ERRBUF bytes) that is sent to the agent, so it must hold no secret. Codes map to HTTP
- * statuses: EINVAL 400, ENOTFOUND 404, ECONFLICT/ESTATE 409, EUNAVAILABLE 503, anything else
- * 503 (the agent retries). Outputs are new objects the server frees.
+ * statuses: EINVAL 400, EUNAUTHENTICATED 401, ENOTFOUND 404, ECONFLICT/ESTATE 409, EUNAVAILABLE
+ * 503, anything else 503 (the agent retries). Outputs are new objects the server frees.
  */
 typedef struct api_handlers {
     void *ctx;
@@ -58,18 +60,24 @@ typedef struct api_handlers {
     /* A checked public key (SubjectPublicKeyInfo DER, borrowed) to be signed for the dataplane
      * on the controller's next pass; 0 means accepted (202). csr_pem (borrowed) is the checked
      * request itself, for backends that sign CSRs (Vault keeps it in the identity record, S5);
-     * nothing else may be taken from it. */
+     * nothing else may be taken from it. A client certificate (who) the identity no longer
+     * backs is MESHCA_EUNAUTHENTICATED (store/identity_since.h). */
     int (*submit_csr)(void *ctx, const api_principal *who, const char *mesh_name,
                       const char *dp_name, const unsigned char *spki, size_t spki_len,
                       const char *csr_pem, char *errbuf);
     /* The dataplane's current identity: *ret_generation (0 = none issued yet, then *ret_body
      * stays NULL) and the S13 body {"generation","backend","certificate","chain","caBundle",
-     * "notAfter","renewAt"}. ENOTFOUND for an unknown dataplane. */
+     * "notAfter","renewAt"}, and the record's `since` in *ret_since (0: not kept;
+     * IDENTITY_SINCE_NONE: no record), against which the server checks a client certificate
+     * (store/identity_since.h), for one read per request and one per notify. ENOTFOUND for an
+     * unknown dataplane. */
     int (*get_identity)(void *ctx, const char *mesh_name, const char *dp_name,
-                        uint64_t *ret_generation, json_t **ret_body, char *errbuf);
-    /* The agent's proxy loaded `generation`. */
-    int (*ack)(void *ctx, const char *mesh_name, const char *dp_name, uint64_t generation,
-               char *errbuf);
+                        uint64_t *ret_generation, json_t **ret_body, int64_t *ret_since,
+                        char *errbuf);
+    /* The agent's proxy loaded `generation`. A client certificate (who) the identity no longer
+     * backs is MESHCA_EUNAUTHENTICATED, before anything is written. */
+    int (*ack)(void *ctx, const api_principal *who, const char *mesh_name, const char *dp_name,
+               uint64_t generation, char *errbuf);
     /* The mesh's roots document (S8 `roots`). */
     int (*roots)(void *ctx, const char *mesh_name, json_t **ret, char *errbuf);
     /* The mesh's trust bundle (PEM, malloc'd): client certificates are verified against it. */

@@ -230,6 +230,9 @@ char *identity_json_encode(const identity *id)
     field_bool(&o, "crossSigned", id->cross_signed);
     field_int(&o, "regenerations", id->regenerations);
     field_str(&o, "lastRegeneration", id->last_regeneration);
+    /* Only when set: a record without it is written as before this field existed. */
+    if (id->since)
+        field_int(&o, "since", id->since);
     put(&o, "}", 1);
     if (o.failed) {
         free(o.p);
@@ -370,6 +373,7 @@ static long long *int_field(identity *id, const char *key, size_t klen, int64_t 
     *ret64 = KEY("notBefore") ? &id->not_before
            : KEY("notAfter") ? &id->not_after
            : KEY("renewAt") ? &id->renew_at
+           : KEY("since") ? &id->since
            : NULL;
     return KEY("generation") ? &id->generation : KEY("regenerations") ? &id->regenerations : NULL;
 }

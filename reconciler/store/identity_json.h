@@ -9,8 +9,9 @@
 /*
  * The record of *id as JSON text, byte for byte what jansson's json_dumps(JSON_COMPACT |
  * JSON_PRESERVE_ORDER) writes for it (the format identity_read and identity_peek take): keys in
- * a fixed order, an absent optional string as null, strings escaped as jansson does ('"', '\\',
- * \b \f \n \r \t, other control characters as \u00XX). Building a jansson tree per record cost
+ * a fixed order (`since` last, and only when not 0), an absent optional string as null,
+ * strings escaped as jansson does ('"', '\\', \b \f \n \r \t, other control characters as
+ * \u00XX). Building a jansson tree per record cost
  * a full pass 9 % of its time (doc/performance.md). Returns the text (caller frees), or NULL
  * when out of memory, when mesh or dataplane is NULL, or when a string is not valid UTF-8 (as
  * jansson refuses it). A bundle backend name that is NULL or not UTF-8 is left out, as jansson

@@ -138,6 +138,8 @@ int identity_peek(const char *json, size_t len, identity *ret, unsigned *ret_fla
                 id.not_after = v;
             else if (KEY("renewAt"))
                 id.renew_at = v;
+            else if (KEY("since"))
+                id.since = v;
             else if (KEY("regenerations"))
                 id.regenerations = v;
         }

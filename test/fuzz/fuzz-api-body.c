@@ -47,8 +47,8 @@ static int fake_submit_csr(void *ctx, const api_principal *who, const char *mesh
     return 0;
 }
 
-static int fake_ack(void *ctx, const char *mesh_name, const char *dp_name, uint64_t generation,
-                    char *errbuf)
+static int fake_ack(void *ctx, const api_principal *who, const char *mesh_name,
+                    const char *dp_name, uint64_t generation, char *errbuf)
 {
     if (generation < 1)
         abort(); /* the handler refuses a generation below 1 itself */
