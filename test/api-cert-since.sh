@@ -112,6 +112,8 @@ check "a blocking GET with it: 401 at once" code_is 401
 api cert "$WORK/stolen" PUT "$DP_URL/ack" "$WORK/ack.json"
 check "PUT ack with the old certificate: 401" code_is 401
 check "... unauthenticated" grep -q '"code":"unauthenticated"' "$WORK/out"
+check "the refusals of the old certificate are in the controller's log (GET, CSR and ack)" \
+    bash -c '[ "$(grep -c "api: rejected .*/dataplanes/web-01.*401 unauthenticated: .*registered again" "$0")" -ge 3 ]' "$CTL_LOG"
 api cert "$WORK/stolen" GET /v1/meshes/default/roots
 check "the mesh's public roots stay readable with it (200: nothing of the dataplane's)" code_is 200
 
