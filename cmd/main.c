@@ -23,7 +23,8 @@ static const cli_command commands[] = {
     {"roots", "print a mesh's CA roots (Consul shape) or PEM", cmd_roots_usage, cmd_roots},
     {"ca", "ca create: make a CA for a provided backend", cmd_ca_usage, cmd_ca},
     {"token", "issue, revoke or list dataplane tokens for the API", cmd_token_usage, cmd_token},
-    {"cp-ca", "print the control-plane CA certificate agents trust", cmd_cpca_usage, cmd_cpca},
+    {"cp-ca", "print the control-plane CA certificate agents trust, or rotate it", cmd_cpca_usage,
+     cmd_cpca},
     {"version", "print the version of meshca and of the libraries it runs with",
      cmd_version_usage, cmd_version},
 };
