@@ -127,11 +127,6 @@ int cmd_token(int argc, char **argv);
 extern const char cmd_token_usage[];
 int cmd_cpca(int argc, char **argv);
 extern const char cmd_cpca_usage[];
-/* `cp-ca rotate [--switch|--finish]` (cmd/cmd_cpca_rotate.c; argv[0] is "rotate"). */
-int cli_cpca_rotate(int argc, char **argv);
-/* One control-plane CA certificate as {"certificate","subject","notBefore","notAfter",
- * "fingerprintSHA1"} (and "role" unless NULL); NULL after printing why. */
-struct json_t *cli_cpca_cert_json(const char *pem, const char *role, char *errbuf);
 int cmd_version(int argc, char **argv);
 extern const char cmd_version_usage[];
 
