@@ -84,7 +84,6 @@ static const char *rotation_note(cpca_phase phase)
     return NULL;
 }
 
-
 /* "SUBJECT (SHA-1 FP, expires T)" of a certificate into buf; "" when unreadable (said). */
 static void describe(const char *pem, char *buf, size_t size)
 {

@@ -70,7 +70,7 @@ START_TEST(object_of_today_reads_as_no_rotation)
 {
     char err[MESHCA_ERRBUF] = "", old[4096];
     cpca ca = {NULL, NULL};
-    ck_assert_int_eq(cpca_load(s, 1, time(NULL), &ca, err), 0);   /* as `run` or `cp-ca` makes it */
+    ck_assert_int_eq(cpca_load(s, 1, time(NULL), &ca, err), 0); /* as `run` or `cp-ca` makes it */
     cpca_free(&ca);
     loaded(old, sizeof(old));
     cpca_rotation r = {0};
@@ -90,7 +90,7 @@ END_TEST
 START_TEST(three_steps_keep_older_readers_on_the_serving_ca)
 {
     char err[MESHCA_ERRBUF] = "", old[4096], now_loaded[4096], next[4096];
-    int64_t t0 = 1790000000;   /* 2026-09-21T14:13:20Z */
+    int64_t t0 = 1790000000; /* 2026-09-21T14:13:20Z */
     cpca ca = {NULL, NULL};
     ck_assert_int_eq(cpca_load(s, 1, t0, &ca, err), 0);
     cpca_free(&ca);
@@ -115,7 +115,7 @@ START_TEST(three_steps_keep_older_readers_on_the_serving_ca)
     loaded(now_loaded, sizeof(now_loaded));
     ck_assert_str_eq(now_loaded, old);
     char *value = stored(NULL);
-    ck_assert_int_eq(count(value, "PRIVATE KEY-----\\n"), 4);   /* BEGIN and END of two keys */
+    ck_assert_int_eq(count(value, "PRIVATE KEY-----\\n"), 4); /* BEGIN and END of two keys */
     pki_free_secret(value);
 
     /* The new CA names its time: the issuer of a served certificate tells which CA signed it. */
@@ -140,14 +140,14 @@ START_TEST(three_steps_keep_older_readers_on_the_serving_ca)
     ck_assert_ptr_null(r.next_cert);
     ck_assert_uint_eq(cpca_rotation_certs(&r, certs, roles), 2);
     ck_assert_str_eq(roles[0], "previous");
-    ck_assert_str_eq(certs[0], old);   /* the same bundle, in the same order, as after rotate */
+    ck_assert_str_eq(certs[0], old); /* the same bundle, in the same order, as after rotate */
     ck_assert_str_eq(roles[1], "current");
     ck_assert_str_eq(certs[1], next);
     cpca_rotation_free(&r);
     loaded(now_loaded, sizeof(now_loaded));
     ck_assert_str_eq(now_loaded, next);
     value = stored(NULL);
-    ck_assert_int_eq(count(value, "PRIVATE KEY-----\\n"), 2);   /* one key: the new CA's */
+    ck_assert_int_eq(count(value, "PRIVATE KEY-----\\n"), 2); /* one key: the new CA's */
     ck_assert_ptr_null(strstr(value, "\"next\""));
     pki_free_secret(value);
 
@@ -202,10 +202,12 @@ START_TEST(steps_out_of_order_are_refused_naming_the_next_step)
                               "start one with 'meshca cp-ca rotate'");
     refused(CPCA_STEP_FINISH, "no control-plane CA rotation in progress: nothing to finish");
     ck_assert_int_eq(cpca_rotate(s, CPCA_STEP_ROTATE, time(NULL), NULL, err), 0);
-    refused(CPCA_STEP_ROTATE, "a control-plane CA rotation is already in progress (next CA created ");
+    refused(CPCA_STEP_ROTATE,
+            "a control-plane CA rotation is already in progress (next CA created ");
     refused(CPCA_STEP_ROTATE, "then run 'meshca cp-ca rotate --switch'");
-    refused(CPCA_STEP_FINISH, "the control-plane CA rotation is not switched yet: run 'meshca cp-ca "
-                              "rotate --switch' first");
+    refused(CPCA_STEP_FINISH,
+            "the control-plane CA rotation is not switched yet: run 'meshca cp-ca "
+            "rotate --switch' first");
     ck_assert_int_eq(cpca_rotate(s, CPCA_STEP_SWITCH, time(NULL), NULL, err), 0);
     refused(CPCA_STEP_SWITCH, "the control-plane CA rotation is already switched (at ");
     refused(CPCA_STEP_SWITCH, "the next step is 'meshca cp-ca rotate --finish'");
@@ -231,7 +233,8 @@ START_TEST(a_rotate_that_lost_the_race_is_refused)
     ck_assert_int_eq(cpca_rotation_apply(stale, strlen(stale), CPCA_STEP_ROTATE, &next, time(NULL),
                                          &updated, err),
                      0);
-    ck_assert_int_eq(store_put(s, &ca_key, updated, strlen(updated), version, NULL), STORE_ECONFLICT);
+    ck_assert_int_eq(store_put(s, &ca_key, updated, strlen(updated), version, NULL),
+                     STORE_ECONFLICT);
     refused(CPCA_STEP_ROTATE, "already in progress");
     pki_free_secret(updated);
     pki_free_secret(stale);
@@ -246,16 +249,17 @@ START_TEST(objects_of_no_known_shape_are_corrupt)
         "{\"cert\":\"C\"}",
         "{\"cert\":\"C\",\"key\":\"K\",\"next\":{\"cert\":\"N\"}}",
         "{\"cert\":\"C\",\"key\":\"K\",\"previous\":{}}",
-        "{\"cert\":\"C\",\"key\":\"K\",\"next\":{\"cert\":\"N\",\"key\":\"L\"},\"previous\":{\"cert\":\"P\"}}",
+        "{\"cert\":\"C\",\"key\":\"K\",\"next\":{\"cert\":\"N\",\"key\":\"L\"},\"previous\":{"
+        "\"cert\":\"P\"}}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char err[MESHCA_ERRBUF] = "", *out = NULL;
         cpca_rotation r = {0};
         ck_assert_int_eq(cpca_rotation_decode(bad[i], strlen(bad[i]), &r, err), MESHCA_ECORRUPT);
         ck_assert_msg(strstr(err, "controlplane/meshca/ca") != NULL, "%s", err);
-        ck_assert_int_eq(cpca_rotation_apply(bad[i], strlen(bad[i]), CPCA_STEP_FINISH, NULL, 0,
-                                             &out, err),
-                         MESHCA_ECORRUPT);
+        ck_assert_int_eq(
+            cpca_rotation_apply(bad[i], strlen(bad[i]), CPCA_STEP_FINISH, NULL, 0, &out, err),
+            MESHCA_ECORRUPT);
         ck_assert_ptr_null(out);
     }
     /* The shapes written by hand or by an older meshca: createdAt is optional. */

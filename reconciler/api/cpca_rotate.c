@@ -15,7 +15,9 @@
 
 const char *cpca_phase_name(cpca_phase phase)
 {
-    return phase == CPCA_PHASE_STARTED ? "started" : phase == CPCA_PHASE_SWITCHED ? "switched" : "none";
+    return phase == CPCA_PHASE_STARTED    ? "started"
+           : phase == CPCA_PHASE_SWITCHED ? "switched"
+                                          : "none";
 }
 
 /* Wipes the string member name of obj in place (a key about to be freed with its document). */
@@ -59,16 +61,18 @@ static int phase_of(json_t *doc)
     return CPCA_PHASE_NONE;
 }
 
-static int parse(const char *value, size_t len, json_t **ret_doc, cpca_phase *ret_phase, char *errbuf)
+static int parse(const char *value, size_t len, json_t **ret_doc, cpca_phase *ret_phase,
+                 char *errbuf)
 {
     json_t *doc = json_loadb(value, len, 0, NULL);
     int phase = phase_of(doc);
     if (phase < 0) {
         free_doc(doc);
-        return meshca_fail(errbuf, MESHCA_ECORRUPT,
-                           "cp-ca: the stored control-plane CA (%s/%s/%s) is not {\"cert\",\"key\"} "
-                           "with at most one of \"next\" {\"cert\",\"key\"} or \"previous\" {\"cert\"}",
-                           CPCA_KIND, CPCA_MESH, CPCA_NAME);
+        return meshca_fail(
+            errbuf, MESHCA_ECORRUPT,
+            "cp-ca: the stored control-plane CA (%s/%s/%s) is not {\"cert\",\"key\"} "
+            "with at most one of \"next\" {\"cert\",\"key\"} or \"previous\" {\"cert\"}",
+            CPCA_KIND, CPCA_MESH, CPCA_NAME);
     }
     *ret_doc = doc;
     *ret_phase = (cpca_phase)phase;
@@ -168,11 +172,12 @@ static int refuse(json_t *doc, cpca_phase phase, cpca_step step, char *errbuf)
     const char *next_created = str(json_object_get(doc, "next"), "createdAt");
     const char *switched_at = str(doc, "switchedAt");
     if (step == CPCA_STEP_ROTATE && phase == CPCA_PHASE_STARTED)
-        return meshca_fail(errbuf, MESHCA_ESTATE,
-                           "a control-plane CA rotation is already in progress (next CA created %s): "
-                           "give every agent the bundle of 'meshca cp-ca -o pem' as --ca-file, then "
-                           "run 'meshca cp-ca rotate --switch'",
-                           next_created ? next_created : "earlier");
+        return meshca_fail(
+            errbuf, MESHCA_ESTATE,
+            "a control-plane CA rotation is already in progress (next CA created %s): "
+            "give every agent the bundle of 'meshca cp-ca -o pem' as --ca-file, then "
+            "run 'meshca cp-ca rotate --switch'",
+            next_created ? next_created : "earlier");
     if (step == CPCA_STEP_ROTATE && phase == CPCA_PHASE_SWITCHED)
         return meshca_fail(errbuf, MESHCA_ESTATE,
                            "a control-plane CA rotation is already in progress (switched at %s): "
@@ -208,8 +213,8 @@ static int set_text(json_t *obj, const char *name, const char *text)
 int cpca_rotation_apply(const char *value, size_t len, cpca_step step, const cpca *next_ca,
                         int64_t now, char **ret_value, char *errbuf)
 {
-    if (!value || !ret_value || (step == CPCA_STEP_ROTATE && (!next_ca || !next_ca->cert_pem ||
-                                                              !next_ca->key_pem)))
+    if (!value || !ret_value ||
+        (step == CPCA_STEP_ROTATE && (!next_ca || !next_ca->cert_pem || !next_ca->key_pem)))
         return meshca_fail(errbuf, MESHCA_EINVAL, "cp-ca: missing argument");
     json_t *doc = NULL;
     cpca_phase phase;
@@ -241,8 +246,8 @@ int cpca_rotation_apply(const char *value, size_t len, cpca_step step, const cpc
         json_decref(previous);
         /* The old key goes: nothing is signed with it any more (and it may be the leaked one). */
         wipe_member(doc, "key");
-        ok = ok && set_text(doc, "cert", str(next, "cert")) && set_text(doc, "key", str(next, "key")) &&
-             set_text(doc, "switchedAt", when);
+        ok = ok && set_text(doc, "cert", str(next, "cert")) &&
+             set_text(doc, "key", str(next, "key")) && set_text(doc, "switchedAt", when);
         if (ok && next_created)
             ok = set_text(doc, "createdAt", next_created);
         else if (ok)

@@ -41,12 +41,12 @@ typedef enum cpca_step {
 typedef struct cpca_rotation {
     cpca_phase phase;
     char *current_cert;
-    char *current_created;  /* createdAt, "" when the object has none */
-    char *next_cert;        /* started only, else NULL */
+    char *current_created; /* createdAt, "" when the object has none */
+    char *next_cert;       /* started only, else NULL */
     char *next_created;
-    char *previous_cert;    /* switched only, else NULL */
+    char *previous_cert; /* switched only, else NULL */
     char *previous_created;
-    char *switched_at;      /* switched only, else NULL */
+    char *switched_at; /* switched only, else NULL */
 } cpca_rotation;
 
 #define CPCA_ROTATION_MAX_CERTS 2
