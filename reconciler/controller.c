@@ -61,6 +61,8 @@ typedef struct controller {
     struct event *elect_ev;         /* leader election step: see arm_elect */
     server_tls *tls;                /* the API's certificate, renewed in place */
     struct event *sighup_ev;        /* SIGHUP: reload it */
+    struct event *ca_ev;            /* the control-plane CA switched (cp-ca rotate --switch)? */
+    char ca_failing[MESHCA_ERRBUF]; /* that check's failure last said; "" while it works */
     int64_t lease_s;                /* the lease asked for (leader_lease_for_takeover) */
     struct event *watch_fd_evs[CONTROLLER_WATCH_FDS]; /* the store's watch descriptors (etcd) */
     size_t nwatch_fd_evs;
@@ -935,6 +937,21 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg)
     reload_tls(arg, "SIGHUP");
 }
 
+/* Every replica, leader or not, serves from the CA `cp-ca rotate --switch` made current, soon
+ * after it ran, without a SIGHUP. A failure to read is said once per cause. */
+static void on_ca_check(evutil_socket_t fd, short what, void *arg)
+{
+    controller *c = arg;
+    char err[MESHCA_ERRBUF] = "";
+    (void)fd, (void)what;
+    int rc = server_tls_ca_changed(c->tls, (int64_t)time(NULL), err);
+    if (rc < 0 && strcmp(err, c->ca_failing) != 0)
+        say(c, true, "cannot check the control-plane CA for a switch: %s", err);
+    snprintf(c->ca_failing, sizeof(c->ca_failing), "%s", rc < 0 ? err : "");
+    if (rc > 0)
+        reload_tls(c, "the control-plane CA was switched (cp-ca rotate --switch)");
+}
+
 /* Each parked blocking query is one socket: S13 asks for 10,000 of them. */
 static void raise_nofile(void)
 {
@@ -1031,9 +1048,10 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     c.sigterm_ev = evsignal_new(c.base, SIGTERM, on_stop, &c);
     c.sigint_ev = evsignal_new(c.base, SIGINT, on_stop, &c);
     c.sighup_ev = evsignal_new(c.base, SIGHUP, on_sighup, &c);
+    c.ca_ev = event_new(c.base, -1, EV_PERSIST, on_ca_check, &c);
     c.elect_ev = event_new(c.base, -1, EV_PERSIST, on_elect, &c);
     if (!c.pass_ev || !c.poll_ev || !c.interval_ev || !c.sigterm_ev || !c.sigint_ev || !c.elect_ev ||
-        !c.sighup_ev ||
+        !c.sighup_ev || !c.ca_ev ||
         (o->manifests_dir && !c.watch_ev)) {
         rc = meshca_fail(errbuf, MESHCA_ENOMEM, "cannot create the loop's events");
         goto out;
@@ -1069,6 +1087,9 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     event_add(c.sigterm_ev, NULL);
     event_add(c.sigint_ev, NULL);
     event_add(c.sighup_ev, NULL);
+    /* At the passes' interval and at least once a minute: one small read of one object. */
+    int64_t ca_ms = interval < 60000 ? interval : 60000;
+    event_add(c.ca_ev, &(struct timeval){(time_t)(ca_ms / 1000), (suseconds_t)(ca_ms % 1000) * 1000});
     if (c.watch_ev)
         event_add(c.watch_ev, NULL);
     char api_url[300], replica[300], host[256] = "";
@@ -1138,6 +1159,8 @@ out:
         event_free(c.sigint_ev);
     if (c.sighup_ev)
         event_free(c.sighup_ev);
+    if (c.ca_ev)
+        event_free(c.ca_ev);
     api_server_free(c.srv);
     metrics_http_free(c.metrics_http);
     /* Connections are freed in deferred callbacks: one more turn of the loop. */

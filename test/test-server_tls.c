@@ -12,6 +12,7 @@
 
 #include "check-store.h"
 #include "reconciler/api/cpca.h"
+#include "reconciler/api/cpca_rotate.h"
 #include "reconciler/api/server_tls.h"
 #include "reconciler/pki.h"
 
@@ -122,6 +123,73 @@ START_TEST(files_reloaded_and_a_bad_pair_keeps_the_old)
 }
 END_TEST
 
+/* The subject of the CA that issued what ctx serves, and of a PEM certificate. */
+static void served_issuer(SSL_CTX *ctx, char *buf, size_t size)
+{
+    X509_NAME_oneline(X509_get_issuer_name(SSL_CTX_get0_certificate(ctx)), buf, (int)size);
+}
+
+static void subject_of(const char *pem, char *buf, size_t size)
+{
+    char err[MESHCA_ERRBUF];
+    X509 *cert = NULL;
+    ck_assert_int_eq(pki_cert_from_pem(pem, strlen(pem), &cert, err), 0);
+    X509_NAME_oneline(X509_get_subject_name(cert), buf, (int)size);
+    X509_free(cert);
+}
+
+START_TEST(a_switched_control_plane_ca_is_noticed_and_served)
+{
+    server_tls *t = NULL;
+    char err[MESHCA_ERRBUF] = "", issuer[256], want[256];
+    int64_t now = (int64_t)time(NULL);
+    ck_assert_int_eq(server_tls_new(s, "127.0.0.1:5690", NULL, 0, NULL, NULL, &t, err), 0);
+    SSL_CTX *ctx = server_tls_ctx(t);
+    ck_assert_int_eq(server_tls_ca_changed(t, now, err), 0);
+
+    /* A next CA alone changes nothing served: agents may not have the bundle yet. */
+    cpca_rotation r = {0};
+    ck_assert_int_eq(cpca_rotate(s, CPCA_STEP_ROTATE, now, &r, err), 0);
+    ck_assert_int_eq(server_tls_ca_changed(t, now, err), 0);
+    subject_of(r.next_cert, want, sizeof(want));
+    cpca_rotation_free(&r);
+
+    ck_assert_int_eq(cpca_rotate(s, CPCA_STEP_SWITCH, now, NULL, err), 0);
+    ck_assert_int_eq(server_tls_ca_changed(t, now, err), 1);
+    ck_assert_int_eq(server_tls_reload(t, now, NULL, err), 0);
+    ck_assert_ptr_eq(server_tls_ctx(t), ctx);
+    served_issuer(ctx, issuer, sizeof(issuer));
+    ck_assert_str_eq(issuer, want);
+    ck_assert_int_eq(server_tls_ca_changed(t, now, err), 0);   /* said once, not at every check */
+
+    /* finish changes the bundle, not the CA that signs. */
+    ck_assert_int_eq(cpca_rotate(s, CPCA_STEP_FINISH, now, NULL, err), 0);
+    ck_assert_int_eq(server_tls_ca_changed(t, now, err), 0);
+    server_tls_free(t);
+}
+END_TEST
+
+START_TEST(files_never_follow_the_control_plane_ca)
+{
+    cpca ca = {0};
+    char err[MESHCA_ERRBUF] = "", *chain = NULL, *key = NULL, cert_path[256], key_path[256];
+    int64_t now = (int64_t)time(NULL);
+    ck_assert_int_eq(cpca_load(s, 1, now, &ca, err), 0);
+    ck_assert_int_eq(cpca_server_cert(&ca, "127.0.0.1:5690", NULL, 0, now, &chain, &key, err), 0);
+    write_file("api.pem", chain, cert_path, sizeof(cert_path));
+    write_file("api.key", key, key_path, sizeof(key_path));
+    server_tls *t = NULL;
+    ck_assert_int_eq(server_tls_new(s, "127.0.0.1:5690", NULL, 0, cert_path, key_path, &t, err), 0);
+    ck_assert_int_eq(cpca_rotate(s, CPCA_STEP_ROTATE, now, NULL, err), 0);
+    ck_assert_int_eq(cpca_rotate(s, CPCA_STEP_SWITCH, now, NULL, err), 0);
+    ck_assert_int_eq(server_tls_ca_changed(t, now, err), 0);   /* --tls-cert: the user's CA */
+    server_tls_free(t);
+    free(chain);
+    pki_free_secret(key);
+    cpca_free(&ca);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *su = suite_create("server_tls");
@@ -130,6 +198,8 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, signed_due_at_two_thirds_and_reloaded_in_place);
     tcase_add_test(tc, files_reloaded_and_a_bad_pair_keeps_the_old);
+    tcase_add_test(tc, a_switched_control_plane_ca_is_noticed_and_served);
+    tcase_add_test(tc, files_never_follow_the_control_plane_ca);
     suite_add_tcase(su, tc);
     return su;
 }

@@ -62,25 +62,43 @@ static int decode_ca(const char *value, size_t len, cpca *ret, char *errbuf)
     return rc;
 }
 
-static int create_ca(store *s, int64_t now, char *errbuf)
+int cpca_generate(const char *cn, int64_t now, cpca *ret, char *errbuf)
 {
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
-    char *cert_pem = NULL, *key_pem = NULL, *value = NULL;
-    json_t *doc = NULL;
+    char *cert_pem = NULL, *key_pem = NULL;
+    if (!cn || !ret)
+        return meshca_fail(errbuf, MESHCA_EINVAL, "cp-ca: missing argument");
     int rc = pki_generate_key(false, 0, &key, errbuf);
     if (rc == 0)
-        rc = pki_make_root(key, "meshca control plane CA", NULL, now, (int64_t)CPCA_CA_DAYS * 86400,
-                           &cert, errbuf);
+        rc = pki_make_root(key, cn, NULL, now, (int64_t)CPCA_CA_DAYS * 86400, &cert, errbuf);
     if (rc == 0)
         rc = pki_cert_to_pem(cert, &cert_pem, errbuf);
     if (rc == 0)
         rc = pki_key_to_pem(key, &key_pem, errbuf);
+    if (rc == 0) {
+        ret->cert_pem = cert_pem;
+        ret->key_pem = key_pem;
+    } else {
+        free(cert_pem);
+        pki_free_secret(key_pem);
+    }
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+static int create_ca(store *s, int64_t now, char *errbuf)
+{
+    cpca ca = {NULL, NULL};
+    char *value = NULL;
+    json_t *doc = NULL;
+    int rc = cpca_generate(CPCA_CN, now, &ca, errbuf);
     if (rc < 0)
         goto out;
     char created[32];
     pki_format_time(now, created, sizeof(created));
-    doc = json_pack("{s:s, s:s, s:s}", "cert", cert_pem, "key", key_pem, "createdAt", created);
+    doc = json_pack("{s:s, s:s, s:s}", "cert", ca.cert_pem, "key", ca.key_pem, "createdAt", created);
     value = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     if (!value) {
         rc = meshca_fail(errbuf, MESHCA_ENOMEM, "cp-ca: out of memory");
@@ -101,10 +119,7 @@ out:
     }
     json_decref(doc);
     pki_free_secret(value);
-    pki_free_secret(key_pem);
-    free(cert_pem);
-    X509_free(cert);
-    EVP_PKEY_free(key);
+    cpca_free(&ca);
     return rc;
 }
 

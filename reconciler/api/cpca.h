@@ -25,6 +25,7 @@
 #define CPCA_CA_DAYS 3650
 #define CPCA_SERVER_DAYS 90
 #define CPCA_MAX_SANS 32
+#define CPCA_CN "meshca control plane CA"
 
 /* The CA as PEM strings; cpca_free() wipes the key. */
 typedef struct cpca {
@@ -36,6 +37,10 @@ typedef struct cpca {
  * MESHCA_ENOTFOUND (create = 0). now: seconds since the epoch. */
 int cpca_load(store *s, int create, int64_t now, cpca *ret, char *errbuf);
 void cpca_free(cpca *ca);
+
+/* A new control-plane CA (EC P-256, subject CN=cn, CPCA_CA_DAYS), not stored: the first one
+ * (cpca_load) and each rotation's next one (cpca_rotate.h). cpca_free() frees *ret. */
+int cpca_generate(const char *cn, int64_t now, cpca *ret, char *errbuf);
 
 /*
  * Signs a server certificate for the listen address and the names in sans (each an IP address

@@ -28,6 +28,15 @@ int server_tls_due(const server_tls *t, int64_t now);
 /* Re-signs (or re-reads the files) and loads the result into the context; a failure leaves the
  * previous certificate served. *not_after: the new certificate's notAfter. */
 int server_tls_reload(server_tls *t, int64_t now, int64_t *not_after, char *errbuf);
+/*
+ * 1 when the control-plane CA in the store is no longer the one that signed the certificate
+ * served (`meshca cp-ca rotate --switch` ran): the caller reloads, and every replica serves a
+ * certificate of the new CA without a SIGHUP. 0 otherwise, always for --tls-cert's files, and
+ * for SERVER_TLS_CA_RETRY_S after a reload failed; a negative code when the store cannot be
+ * read. One small store read: the controller calls it at least once a minute.
+ */
+#define SERVER_TLS_CA_RETRY_S 60
+int server_tls_ca_changed(server_tls *t, int64_t now, char *errbuf);
 /* notAfter of the certificate served now (0 when unknown): /metrics. */
 int64_t server_tls_not_after(const server_tls *t);
 void server_tls_free(server_tls *t);
