@@ -298,6 +298,15 @@ static bool string(json_scan *s, char **ret)
     if (!buf)
         return false;
     while (p < q) {
+        uint64_t x;
+        /* A PEM's lines are plain ASCII: copied 8 bytes at a time (decoding them byte by byte
+         * was two thirds of the decoder's time in a full pass). */
+        if (q - p >= 8 && (memcpy(&x, p, 8), word_plain(x))) {
+            memcpy(w, p, 8);
+            w += 8;
+            p += 8;
+            continue;
+        }
         unsigned char c = *p;
         if (c >= 0x20 && c < 0x80 && c != '\\') {
             *w++ = (char)*p++;
@@ -380,12 +389,35 @@ static bool *bool_field(identity *id, const char *key, size_t klen)
 #undef KEY
 }
 
+/* A key of plain ASCII (no escape, no control character, as every key a writer of these
+ * records puts) at s->p, read in place: [*ret, *ret + *ret_len). False, reading nothing, for
+ * any other key, which string() reads (and refuses when jansson would). A record has 21 keys:
+ * an allocation each cost more than the key's bytes. */
+static bool plain_key(json_scan *s, const char **ret, size_t *ret_len)
+{
+    if (s->p >= s->end || *s->p != '"')
+        return false;
+    const char *k = s->p + 1, *e = k;
+    while (e < s->end && *e != '"') {
+        unsigned char c = (unsigned char)*e;
+        if (c < 0x20 || c >= 0x80 || c == '\\')
+            return false;
+        e++;
+    }
+    if (e >= s->end)
+        return false;
+    *ret = k;
+    *ret_len = (size_t)(e - k);
+    s->p = e + 1;
+    return true;
+}
+
 int identity_json_decode(const char *json, size_t len, identity *ret)
 {
     json_scan s = {json, json + len};
     identity id = {0};
     bool have_names = false;
-    char *key = NULL;
+    char *key_copy = NULL;
 
     if (!json)
         return -1;
@@ -393,9 +425,14 @@ int identity_json_decode(const char *json, size_t len, identity *ret)
         return -1;
     for (int more = 1; more; ) {
         json_scan_ws(&s);
-        if (!string(&s, &key))
-            goto fail;
-        size_t klen = strlen(key);
+        const char *key;
+        size_t klen;
+        if (!plain_key(&s, &key, &klen)) {
+            if (!string(&s, &key_copy))
+                goto fail;
+            key = key_copy;
+            klen = strlen(key_copy);
+        }
         if (!json_scan_colon(&s))
             goto fail;
         char **str = string_field(&id, key, klen);
@@ -449,8 +486,8 @@ int identity_json_decode(const char *json, size_t len, identity *ret)
             else if (i64)
                 *i64 = v;
         }
-        free(key);
-        key = NULL;
+        free(key_copy);
+        key_copy = NULL;
         if ((more = json_scan_next(&s, '}')) < 0)
             goto fail;
     }
@@ -465,7 +502,7 @@ int identity_json_decode(const char *json, size_t len, identity *ret)
     *ret = id;
     return 0;
 fail:
-    free(key);
+    free(key_copy);
     identity_clear(&id);
     return -1;
 }
