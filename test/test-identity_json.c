@@ -211,6 +211,36 @@ START_TEST(encode_matches_jansson_with_an_escape_at_every_offset_of_a_word)
 }
 END_TEST
 
+/* Integers are written without snprintf: every digit count, both signs, the 64-bit edges. */
+START_TEST(encode_writes_integers_as_jansson_does)
+{
+    long long vals[64];
+    size_t n = 0;
+    vals[n++] = 0;
+    vals[n++] = 9223372036854775807LL;
+    vals[n++] = -9223372036854775807LL - 1;
+    for (long long p = 1; p <= 1000000000000000000LL; p *= 10) {
+        vals[n++] = p;
+        vals[n++] = -p;
+        vals[n++] = p - 1 ? -(p - 1) : 7;
+    }
+    for (size_t i = 0; i < n; i++) {
+        identity id = sample(0);
+        id.generation = vals[i];
+        id.not_before = vals[i];
+        id.not_after = vals[(i + 1) % n];
+        id.renew_at = vals[(i + 2) % n];
+        id.regenerations = vals[(i + 3) % n];
+        char *want = jansson_encode(&id), *got = identity_json_encode(&id);
+        ck_assert_ptr_nonnull(want);
+        ck_assert_ptr_nonnull(got);
+        ck_assert_str_eq(got, want);
+        free(want);
+        free(got);
+    }
+}
+END_TEST
+
 START_TEST(encode_refuses_what_jansson_refused)
 {
     fill_all_bytes();
@@ -445,6 +475,7 @@ static Suite *identity_json_suite(void)
     tcase_add_test(tc, encode_writes_what_jansson_wrote_byte_for_byte);
     tcase_add_test(tc, encode_escapes_as_json_requires);
     tcase_add_test(tc, encode_matches_jansson_with_an_escape_at_every_offset_of_a_word);
+    tcase_add_test(tc, encode_writes_integers_as_jansson_does);
     tcase_add_test(tc, encode_refuses_what_jansson_refused);
     tcase_add_test(tc, decode_round_trips_every_field);
     tcase_add_test(tc, decode_reads_any_valid_layout_as_jansson_does);

@@ -156,9 +156,17 @@ static void put_string(out *o, const char *s)
 /* ,"key": every key but the first (mesh, written after the brace by identity_json_encode). */
 static void put_key(out *o, const char *key)
 {
-    put(o, ",\"", 2);
-    put_lit(o, key);
-    put(o, "\":", 2);
+    size_t n = strlen(key);
+    reserve(o, n + 4);
+    if (o->failed)
+        return;
+    char *w = o->p + o->len;
+    w[0] = ',';
+    w[1] = '"';
+    memcpy(w + 2, key, n);
+    w[n + 2] = '"';
+    w[n + 3] = ':';
+    o->len += n + 4;
 }
 
 static void field_str(out *o, const char *key, const char *v)
@@ -170,12 +178,19 @@ static void field_str(out *o, const char *key, const char *v)
         put(o, "null", 4);
 }
 
+/* v in decimal, as "%lld" writes it (snprintf was a tenth of the encoder's time). */
 static void field_int(out *o, const char *key, long long v)
 {
-    char num[32];
-    int n = snprintf(num, sizeof(num), "%lld", v);
+    char num[24], *w = num + sizeof(num);
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--w = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--w = '-';
     put_key(o, key);
-    put(o, num, (size_t)n);
+    put(o, w, (size_t)(num + sizeof(num) - w));
 }
 
 static void field_bool(out *o, const char *key, bool v)
