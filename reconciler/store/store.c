@@ -605,6 +605,10 @@ int store_txn(store *s, const store_op *ops, size_t nops) {
 }
 
 int store_txn_open(store *s) {
+    return store_txn_open_since(s, STORE_NO_REVISION);
+}
+
+int store_txn_open_since(store *s, uint64_t since) {
     int r;
 
     if (!s)
@@ -622,7 +626,7 @@ int store_txn_open(store *s) {
                                    "under a fence with a deadline (the lease renewal would wait for it)"));
     if ((r = fence_expired(s)) < 0)
         return done(s, r);
-    r = s->ops->txn_open(s->impl, s->err);
+    r = s->ops->txn_open(s->impl, since, s->err);
     s->txn_open = r == STORE_OK;
     return done(s, r);
 }
