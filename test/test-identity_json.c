@@ -219,7 +219,10 @@ START_TEST(encode_writes_integers_as_jansson_does)
     vals[n++] = 0;
     vals[n++] = 9223372036854775807LL;
     vals[n++] = -9223372036854775807LL - 1;
-    for (long long p = 1; p <= 1000000000000000000LL; p *= 10) {
+    for (int e = 0; e <= 18; e++) {
+        long long p = 1;
+        for (int k = 0; k < e; k++)
+            p *= 10;
         vals[n++] = p;
         vals[n++] = -p;
         vals[n++] = p - 1 ? -(p - 1) : 7;
