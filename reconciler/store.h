@@ -264,7 +264,8 @@ int store_txn_close(store *s, const char *failpoint, bool commit);
  * them: a read of the objects' B-tree each). Deletes and leases are checked as always. A store
  * that moved on, or STORE_NO_REVISION, checks everything as store_txn_open. The caller's
  * promise is store_txn_add's rule made strict: each key appears once in the whole transaction,
- * at the version it had at `since` (0: absent).
+ * at the version it had at `since` (0: absent). A fenced handle (store_fence) checks every op,
+ * its fence's too; store_fence is refused while such a transaction is open.
  */
 #define STORE_NO_REVISION UINT64_MAX
 int store_txn_open_since(store *s, uint64_t since);

@@ -180,6 +180,19 @@ START_TEST(fence_applies_to_each_part_and_one_with_a_deadline_holds_none_open)
     ck_assert_int_eq(store_txn_add(s, a, 1), STORE_ECONFLICT);
     ck_assert_ptr_nonnull(strstr(store_errmsg(s), "meshes/leader/leader: version conflict"));
     ck_assert_int_eq(store_txn_close(s, NULL, false), STORE_OK);
+    /* Opened since a revision read after the deposition, the fence's check is still made: its
+     * version is older than that revision. */
+    ck_assert_int_eq(store_txn_open_since(s, rev_of(s)), STORE_OK);
+    ck_assert_int_eq(store_txn_add(s, a, 1), STORE_ECONFLICT);
+    ck_assert_ptr_nonnull(strstr(store_errmsg(s), "meshes/leader/leader: version conflict"));
+    ck_assert_int_eq(store_txn_close(s, NULL, false), STORE_OK);
+    /* No fence is set while a transaction opened since a revision is open. */
+    ck_assert_int_eq(store_fence(s, NULL, 0, NULL), STORE_OK);
+    ck_assert_int_eq(store_txn_open_since(s, rev_of(s)), STORE_OK);
+    ck_assert_int_eq(store_fence(s, &lk, lver, NULL), STORE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(store_errmsg(s), "no fence is set while a transaction"));
+    ck_assert_int_eq(store_txn_close(s, NULL, false), STORE_OK);
+    ck_assert_int_eq(store_fence(s, &lk, lver, NULL), STORE_OK);
     ck_assert_ptr_null(get_dp(other, "a", NULL));
     /* With a deadline (a leader renewing its lease through the same write lock): refused. */
     int64_t deadline = INT64_MAX;
