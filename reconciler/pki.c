@@ -1286,6 +1286,18 @@ int pki_spki_from_pem(const char *pem, size_t len, unsigned char **ret, size_t *
     /* The PEM body is the SPKI DER itself: decoding it builds no EVP_PKEY (no provider decoder). */
     if (!pem_block_der(pem, len, "PUBLIC KEY", &der, &n))
         return pki_fail(errbuf, PKI_EINVAL, "no PUBLIC KEY PEM block");
+    /* An EC P-256 key as every agent sends it: SEQUENCE (91 bytes) { id-ecPublicKey prime256v1,
+     * BIT STRING of 66 bytes, none unused }. The parse below takes these bytes whatever the
+     * point and reads the same verdict; building and freeing its ASN.1 objects cost a full pass
+     * as much as the PEM's base64 (doc/performance.md). */
+    if (n == 91 && der[0] == 0x30 && der[1] == 0x59 &&
+        memcmp(der + 2, pki_tbs_p256_alg, sizeof(pki_tbs_p256_alg)) == 0 && der[23] == 0x03 &&
+        der[24] == 0x42 && der[25] == 0x00) {
+        *ret = der;
+        *ret_len = n;
+        *ret_rsa = false;
+        return PKI_OK;
+    }
     p = der;
     spki = (SPKI_RAW *)ASN1_item_d2i(NULL, &p, (long)n, ASN1_ITEM_rptr(SPKI_RAW));
     if (!spki || p != der + n || !(spki_type_ok(spki->algor, true) || spki_type_ok(spki->algor, false))) {

@@ -412,7 +412,7 @@ static int pass_once(store *s, const reconcile_options *opts, reconcile_report *
                      diag_list *diags)
 {
     int64_t now = opts && opts->now ? opts->now : (int64_t)time(NULL);
-    pass_fence fence = {0};
+    pass_fence fence = {.revision = STORE_NO_REVISION};
     bool targeted = opts && opts->targets;
     /* Targeted: the versions are those pass_targets_load reads with the objects. */
     int frc = targeted ? 0 : pass_fence_load(s, &fence);

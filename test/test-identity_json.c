@@ -220,6 +220,39 @@ START_TEST(encode_matches_jansson_with_an_escape_at_every_offset_of_a_word)
 }
 END_TEST
 
+/* Integers are written without snprintf: every digit count, both signs, the 64-bit edges. */
+START_TEST(encode_writes_integers_as_jansson_does)
+{
+    long long vals[64];
+    size_t n = 0;
+    vals[n++] = 0;
+    vals[n++] = 9223372036854775807LL;
+    vals[n++] = -9223372036854775807LL - 1;
+    for (int e = 0; e <= 18; e++) {
+        long long p = 1;
+        for (int k = 0; k < e; k++)
+            p *= 10;
+        vals[n++] = p;
+        vals[n++] = -p;
+        vals[n++] = p - 1 ? -(p - 1) : 7;
+    }
+    for (size_t i = 0; i < n; i++) {
+        identity id = sample(0);
+        id.generation = vals[i];
+        id.not_before = vals[i];
+        id.not_after = vals[(i + 1) % n];
+        id.renew_at = vals[(i + 2) % n];
+        id.regenerations = vals[(i + 3) % n];
+        char *want = jansson_encode(&id), *got = identity_json_encode(&id);
+        ck_assert_ptr_nonnull(want);
+        ck_assert_ptr_nonnull(got);
+        ck_assert_str_eq(got, want);
+        free(want);
+        free(got);
+    }
+}
+END_TEST
+
 START_TEST(encode_refuses_what_jansson_refused)
 {
     fill_all_bytes();
@@ -305,6 +338,91 @@ START_TEST(decode_reads_any_valid_layout_as_jansson_does)
     ck_assert_uint_eq(id.nbundle_backends, 0);
     ck_assert_str_eq(id.pending_key_pem, "K");
     identity_clear(&id);
+}
+END_TEST
+
+/* The decoder copies plain runs 8 bytes at a time and reads plain keys in place: an escape,
+ * a UTF-8 sequence, a control character or an invalid byte at any offset of a run must still
+ * read as jansson reads it, or be refused as jansson refuses it. */
+START_TEST(decode_matches_jansson_with_an_escape_at_every_offset_of_a_word)
+{
+    static const char *const specials[] = {"\"", "\\", "/", "\n", "\t", "\x01", "\x1f", "\x7f",
+                                           " ", "~", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    char text[64];
+    for (size_t len = 0; len <= 24; len++)
+        for (size_t pos = 0; pos <= len; pos++)
+            for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+                size_t sl = strlen(specials[k]);
+                memset(text, 'a' + (int)(len % 26), len);
+                memcpy(text + pos, specials[k], sl);
+                text[pos + sl] = '\0';
+                if (pos + sl < len)
+                    text[len] = '\0';
+                identity want = sample(0), got;
+                want.serial = text;
+                want.cert_pem = text;
+                char *json = jansson_encode(&want);
+                ck_assert_ptr_nonnull(json);
+                ck_assert_int_eq(identity_json_decode(json, strlen(json), &got), 0);
+                assert_same_identity(&got, &want);
+                identity_clear(&got);
+                free(json);
+            }
+    /* A raw control character, a stray '"' ending the string early, or an invalid byte at any
+     * offset of a long string is refused: the caller then asks identity_read, which names it. */
+    static const char *const raw_bad[] = {"\n", "\x01", "\x1f", "\xff", "\x80", "\xc0"};
+    for (size_t pos = 0; pos < 24; pos++)
+        for (size_t k = 0; k < sizeof(raw_bad) / sizeof(raw_bad[0]); k++) {
+            char json[256];
+            memset(text, 'Q', 24);
+            text[24] = '\0';
+            text[pos] = raw_bad[k][0];
+            snprintf(json, sizeof(json), "{\"mesh\":\"m\",\"dataplane\":\"d\","
+                     "\"pendingPublicKey\":\"%s\"}", text);
+            identity id = {0};
+            ck_assert_msg(identity_json_decode(json, strlen(json), &id) == -1,
+                          "took byte 0x%02x at %zu", (unsigned char)raw_bad[k][0], pos);
+            ck_assert_ptr_null(id.mesh);
+        }
+}
+END_TEST
+
+/* Keys are read in place when plain; any other key is unescaped first, as jansson does. */
+START_TEST(decode_reads_escaped_keys_as_jansson_does)
+{
+    /* "\u006d\u0065sh" is "mesh", "data\/plane" is not "dataplane" but "data/plane". */
+    static const char esc[] = "{\"\\u006d\\u0065sh\":\"m\",\"dataplane\":\"d\",\"data\\/plane\":\"x\","
+                              "\"pending\\u0050ublicKey\":\"K\",\"\\u00e9t\\u00e9\":1}";
+    json_error_t jerr;
+    json_t *tree = json_loads(esc, 0, &jerr);
+    ck_assert_ptr_nonnull(tree);
+    ck_assert_str_eq(json_string_value(json_object_get(tree, "mesh")), "m");
+    json_decref(tree);
+    identity id;
+    ck_assert_int_eq(identity_json_decode(esc, strlen(esc), &id), 0);
+    ck_assert_str_eq(id.mesh, "m");
+    ck_assert_str_eq(id.dataplane, "d");
+    ck_assert_str_eq(id.pending_key_pem, "K");
+    identity_clear(&id);
+    /* A key of raw UTF-8 is taken (an unknown field); one with a raw control character or an
+     * invalid byte is not, as jansson refuses it. */
+    static const char utf8_key[] = "{\"mesh\":\"m\",\"\xc3\xa9\":2,\"dataplane\":\"d\","
+                                   "\"pendingPublicKey\":\"K\"}";
+    ck_assert_int_eq(identity_json_decode(utf8_key, strlen(utf8_key), &id), 0);
+    ck_assert_str_eq(id.dataplane, "d");
+    identity_clear(&id);
+    static const char *const bad[] = {
+        "{\"mesh\":\"m\",\"a\tb\":2,\"dataplane\":\"d\",\"pendingPublicKey\":\"K\"}",
+        "{\"mesh\":\"m\",\"a\xff\":2,\"dataplane\":\"d\",\"pendingPublicKey\":\"K\"}",
+        "{\"mesh\":\"m\",\"a\\u0000\":2,\"dataplane\":\"d\",\"pendingPublicKey\":\"K\"}",
+        "{\"mesh\":\"m\",\"dataplane",   /* a key cut off */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        identity none = {0};
+        ck_assert_ptr_null(json_loads(bad[i], 0, &jerr));
+        ck_assert_msg(identity_json_decode(bad[i], strlen(bad[i]), &none) == -1, "took: %s", bad[i]);
+        ck_assert_ptr_null(none.mesh);
+    }
 }
 END_TEST
 
@@ -417,11 +535,14 @@ static Suite *identity_json_suite(void)
     tcase_add_test(tc, encode_writes_what_jansson_wrote_byte_for_byte);
     tcase_add_test(tc, encode_escapes_as_json_requires);
     tcase_add_test(tc, encode_matches_jansson_with_an_escape_at_every_offset_of_a_word);
+    tcase_add_test(tc, encode_writes_integers_as_jansson_does);
     tcase_add_test(tc, encode_refuses_what_jansson_refused);
     tcase_add_test(tc, decode_round_trips_every_field);
     tcase_add_test(tc, decode_reads_any_valid_layout_as_jansson_does);
     tcase_add_test(tc, decode_refuses_what_it_does_not_take);
     tcase_add_test(tc, since_round_trips_and_an_older_record_reads_as_zero);
+    tcase_add_test(tc, decode_matches_jansson_with_an_escape_at_every_offset_of_a_word);
+    tcase_add_test(tc, decode_reads_escaped_keys_as_jansson_does);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1362,6 +1362,71 @@ START_TEST(an_identity_changed_during_the_pass_is_left_to_the_next_and_the_rest_
 }
 END_TEST
 
+/* Issue 13: a pass that flushes into an open transaction leaves its version checks out only
+ * while the store is still at the revision it read before anything else
+ * (store_txn_open_since). An identity another writer changed before the first flush (an agent's
+ * CSR) moved the store on: the checks are made, the change is not overwritten, and nothing of
+ * the pass is written (an open transaction cannot drop a part: the next pass does it all). */
+START_TEST(a_change_before_the_first_flush_is_caught_by_the_flushed_checks)
+{
+    store *s = test_store_open(url);
+    test_seed(s, MESH_ADD);
+    char *pubs[4] = {NULL};
+    seed_pending(s, pubs);
+    reconcile_options opts = RECONCILE_OPTIONS_INIT;
+    reconcile_report rep = RECONCILE_REPORT_INIT;
+    diag_list diags = DIAG_LIST_INIT;
+    opts.sign_workers = 2;
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_uint_eq(rep.issued, REFUSE_DPS);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+
+    /* A switch re-signs every key in three batches; dp-0005 is written by another handle once
+     * the pass decided its first dataplane, before any flush. */
+    test_seed(s, MESH_SWITCH);
+    late_change lc = {url, "dp-0005", false, 0};
+    opts.progress = change_identity_late;
+    opts.progress_userdata = &lc;
+    uint64_t rev_before = revision(s);
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_int_eq(lc.done, 1);
+    ck_assert_uint_eq(rep.reissued, 0);
+    ck_assert_uint_eq(rep.nactions, 0);
+    const diag *d = find_diag(&diags, "conflict");
+    ck_assert_int_eq(d->severity, DIAG_WARNING);
+    ck_assert_msg(strstr(d->message, "the store changed while this pass worked (") == d->message &&
+                      strstr(d->message, "identities/default/dp-0005: version conflict") &&
+                      strstr(d->message, "nothing written, left to the next pass"),
+                  "%s", d->message);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    /* Only the touch was written: dp-0005 as the other writer left it, still of ca-1. */
+    ck_assert_uint_eq(revision(s), rev_before + 1);
+    identity id = {0};
+    uint64_t ver = 0;
+    ck_assert_int_eq(identity_get(s, "default", "dp-0005", &id, &ver), 0);
+    ck_assert_uint_eq(ver, rev_before + 1);
+    ck_assert_str_eq(id.backend, "ca-1");
+    identity_clear(&id);
+
+    /* Unchanged since it read the store, the next pass writes everything. */
+    opts.progress = NULL;
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    ck_assert_msg(!diag_has_errors(&diags), "%s", diags.count ? diags.items[0].message : "");
+    ck_assert_uint_eq(rep.reissued, REFUSE_DPS);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    ck_assert_uint_eq(revision(s), rev_before + 2);
+    ck_assert_int_eq(identity_get(s, "default", "dp-0005", &id, &ver), 0);
+    ck_assert_str_eq(id.backend, "ca-2");
+    identity_clear(&id);
+    for (int k = 0; k < 4; k++)
+        free(pubs[k]);
+    store_close(s);
+}
+END_TEST
+
 START_TEST(two_signing_workers_issue_one_strictly_valid_leaf_per_dataplane)
 {
     store *s = test_store_open(url);
@@ -1482,6 +1547,7 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, flush_failed_in_the_loop_drops_the_later_batches_and_leaves_no_transaction_open);
     tcase_add_test(tc, identities_are_read_range_by_range_as_the_pass_decides);
     tcase_add_test(tc, an_identity_changed_during_the_pass_is_left_to_the_next_and_the_rest_commits);
+    tcase_add_test(tc, a_change_before_the_first_flush_is_caught_by_the_flushed_checks);
     suite_add_tcase(suite, tc);
     return suite;
 }

@@ -180,6 +180,19 @@ START_TEST(fence_applies_to_each_part_and_one_with_a_deadline_holds_none_open)
     ck_assert_int_eq(store_txn_add(s, a, 1), STORE_ECONFLICT);
     ck_assert_ptr_nonnull(strstr(store_errmsg(s), "meshes/leader/leader: version conflict"));
     ck_assert_int_eq(store_txn_close(s, NULL, false), STORE_OK);
+    /* Opened since a revision read after the deposition, the fence's check is still made: its
+     * version is older than that revision. */
+    ck_assert_int_eq(store_txn_open_since(s, rev_of(s)), STORE_OK);
+    ck_assert_int_eq(store_txn_add(s, a, 1), STORE_ECONFLICT);
+    ck_assert_ptr_nonnull(strstr(store_errmsg(s), "meshes/leader/leader: version conflict"));
+    ck_assert_int_eq(store_txn_close(s, NULL, false), STORE_OK);
+    /* No fence is set while a transaction opened since a revision is open. */
+    ck_assert_int_eq(store_fence(s, NULL, 0, NULL), STORE_OK);
+    ck_assert_int_eq(store_txn_open_since(s, rev_of(s)), STORE_OK);
+    ck_assert_int_eq(store_fence(s, &lk, lver, NULL), STORE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(store_errmsg(s), "no fence is set while a transaction"));
+    ck_assert_int_eq(store_txn_close(s, NULL, false), STORE_OK);
+    ck_assert_int_eq(store_fence(s, &lk, lver, NULL), STORE_OK);
     ck_assert_ptr_null(get_dp(other, "a", NULL));
     /* With a deadline (a leader renewing its lease through the same write lock): refused. */
     int64_t deadline = INT64_MAX;
@@ -188,6 +201,79 @@ START_TEST(fence_applies_to_each_part_and_one_with_a_deadline_holds_none_open)
     ck_assert_ptr_nonnull(strstr(store_errmsg(s), "fence with a deadline"));
     ck_assert_int_eq(store_fence(s, NULL, 0, NULL), STORE_OK);
     ck_assert_int_eq(store_txn_open(s), STORE_OK);
+    ck_assert_int_eq(store_txn_close(s, NULL, false), STORE_OK);
+    store_close(other);
+    store_close(s);
+}
+END_TEST
+
+/* store_txn_open_since (a reconcile pass): while the store is still at the revision the writer
+ * read everything at, its puts and checks are not read again; once anything was written since,
+ * or without a revision, every op is checked as store_txn_open checks it. Deletes and leases are
+ * checked either way. */
+START_TEST(opened_since_an_unchanged_revision_reads_no_version_again)
+{
+    store *s = open_store(), *other = open_store();
+    store_key mk = {"meshes", NULL, "default"}, xk = {"dataplanes", "default", "x"};
+    uint64_t mver = 0, xver = 0;
+    ck_assert_int_eq(store_put(s, &mk, "m", 1, 0, &mver), STORE_OK);
+    ck_assert_int_eq(store_put(s, &xk, "x1", 2, 0, &xver), STORE_OK);
+    store_lease_id lease = 0;
+    ck_assert_int_eq(store_lease_grant(s, 60, &lease), STORE_OK);
+    ck_assert_int_eq(store_lease_revoke(s, lease), STORE_OK);
+    uint64_t since = rev_of(s);
+
+    /* Another writer moved the store on: the stale version is caught, nothing written. */
+    store_key yk = {"dataplanes", "default", "y"};
+    ck_assert_int_eq(store_put(other, &yk, "y", 1, 0, NULL), STORE_OK);
+    ck_assert_int_eq(store_txn_open_since(s, since), STORE_OK);
+    store_op stale[1] = {put_op("x", "x2", xver + 7)};
+    ck_assert_int_eq(store_txn_add(s, stale, 1), STORE_ECONFLICT);
+    ck_assert_ptr_nonnull(strstr(store_errmsg(s), "dataplanes/default/x: version conflict"));
+    ck_assert_int_eq(store_txn_close(s, NULL, false), STORE_OK);
+    /* No revision given: checked as store_txn_open. */
+    since = rev_of(s);
+    ck_assert_int_eq(store_txn_open_since(s, STORE_NO_REVISION), STORE_OK);
+    ck_assert_int_eq(store_txn_add(s, stale, 1), STORE_ECONFLICT);
+    ck_assert_int_eq(store_txn_close(s, NULL, false), STORE_OK);
+    ck_assert_uint_eq(rev_of(s), since);
+
+    /* Unchanged since: a delete of a missing key and a put on a revoked lease still fail. */
+    ck_assert_int_eq(store_txn_open_since(s, since), STORE_OK);
+    store_op del[1] = {{STORE_OP_DELETE, {"dataplanes", "default", "nobody"}, NULL, 0, 3}};
+    ck_assert_int_eq(store_txn_add(s, del, 1), STORE_ENOTFOUND);
+    ck_assert_int_eq(store_txn_close(s, NULL, false), STORE_OK);
+    ck_assert_int_eq(store_txn_open_since(s, since), STORE_OK);
+    store_op leased[1] = {put_op("z", "Z", 0)};
+    leased[0].lease = lease;
+    ck_assert_int_eq(store_txn_add(s, leased, 1), STORE_ENOTFOUND);
+    ck_assert_ptr_nonnull(strstr(store_errmsg(s), "has expired or was revoked"));
+    ck_assert_int_eq(store_txn_close(s, NULL, false), STORE_OK);
+
+    /* Unchanged since: puts and checks are applied without reading their versions again. The
+     * versions are the writer's promise (store.h): one it got wrong here shows that nothing
+     * read them. */
+    ck_assert_int_eq(store_txn_open_since(s, since), STORE_OK);
+    store_op a[3] = {put_op("a", "A", 0),
+                     {STORE_OP_CHECK, {"meshes", NULL, "default"}, NULL, 0, mver},
+                     put_op("x", "x3", xver)};
+    ck_assert_int_eq(store_txn_add(s, a, 3), STORE_OK);
+    store_op promised_wrong[2] = {put_op("b", "B", 5),
+                                  {STORE_OP_CHECK, {"meshes", NULL, "default"}, NULL, 0, mver + 9}};
+    ck_assert_int_eq(store_txn_add(s, promised_wrong, 2), STORE_OK);
+    ck_assert_int_eq(store_txn_close(s, NULL, true), STORE_OK);
+    ck_assert_uint_eq(rev_of(other), since + 1);
+    static const char *const names[] = {"a", "b", "x"};
+    for (size_t i = 0; i < 3; i++) {
+        uint64_t ver = 0;
+        char *v = get_dp(other, names[i], &ver);
+        ck_assert_msg(v != NULL, "%s not written", names[i]);
+        free(v);
+        ck_assert_uint_eq(ver, since + 1);
+    }
+    /* The next transaction opened plainly checks again. */
+    ck_assert_int_eq(store_txn_open(s), STORE_OK);
+    ck_assert_int_eq(store_txn_add(s, stale, 1), STORE_ECONFLICT);
     ck_assert_int_eq(store_txn_close(s, NULL, false), STORE_OK);
     store_close(other);
     store_close(s);
@@ -217,6 +303,7 @@ static Suite *store_txn_suite(void)
     tcase_add_test(tc, failed_part_or_rollback_leaves_the_store_as_before);
     tcase_add_test(tc, fence_applies_to_each_part_and_one_with_a_deadline_holds_none_open);
     tcase_add_test(tc, closing_the_store_with_a_transaction_open_rolls_it_back);
+    tcase_add_test(tc, opened_since_an_unchanged_revision_reads_no_version_again);
     suite_add_tcase(suite, tc);
     return suite;
 }

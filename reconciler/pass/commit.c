@@ -85,6 +85,9 @@ int pass_queue_identity(pass_txn *tx, const identity *id, uint64_t version)
 
 int pass_fence_load(store *s, pass_fence *f)
 {
+    /* First: nothing written after it can hide behind the versions read below. */
+    if (store_revision(s, &f->revision) < 0)
+        f->revision = STORE_NO_REVISION;   /* the transaction then checks every version */
     /* Only versions are needed: the values are read again by state_load_resources. */
     int rc = store_list_keys(s, STATE_MESHES, NULL, &f->meshes, &f->nmeshes);
     if (rc == 0)
@@ -164,7 +167,8 @@ int pass_flush(store *s, pass_txn *tx)
         return 0;
     }
     if (!tx->s) {
-        int rc = store_txn_open(s);
+        /* Unchanged since the pass read the store: the version checks are not made again. */
+        int rc = store_txn_open_since(s, tx->fence ? tx->fence->revision : STORE_NO_REVISION);
         if (rc < 0) {
             /* Not supported (etcd), or the store busy now: the commit writes everything. */
             tx->no_flush = true;

@@ -143,6 +143,9 @@ typedef struct quick_record {
 struct pass_fence {
     store_entry *meshes, *dps;
     size_t nmeshes, ndps;
+    /* The store's revision read before the versions above and everything the pass reads
+     * (store_txn_open_since); STORE_NO_REVISION when not read (a targeted pass). */
+    uint64_t revision;
 };
 
 static inline bool str_eq(const char *a, const char *b)

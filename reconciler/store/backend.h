@@ -40,7 +40,8 @@ struct store_ops {
     size_t (*txn_limit)(void *impl);
     /* store_txn_open, _add, _close (store.h); NULL: not supported (STORE_EUNSUPPORTED). The front
      * validates each part's ops as for txn and adds the fence's check to each part. */
-    int (*txn_open)(void *impl, char *err);
+    /* since: store_txn_open_since's revision, or STORE_NO_REVISION (store_txn_open). */
+    int (*txn_open)(void *impl, uint64_t since, char *err);
     int (*txn_add)(void *impl, const store_op *ops, size_t nops, char *err);
     int (*txn_close)(void *impl, int commit, char *err);
     void (*close)(void *impl);

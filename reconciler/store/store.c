@@ -22,6 +22,7 @@ struct store {
     void *impl;
     struct store_fence_state fence;
     int txn_open; /* store_txn_open: every write goes through it until store_txn_close */
+    int txn_since; /* opened by store_txn_open_since with a revision: no fence may be set */
     char err[MESHCA_ERRBUF]; /* the last failed call's message (store_errmsg) */
 };
 
@@ -331,6 +332,10 @@ int store_fence(store *s, const store_key *key, uint64_t version, const int64_t 
         memset(&s->fence, 0, sizeof(s->fence));
         return STORE_OK;
     }
+    /* Its check would be one the open transaction does not make (store_txn_open_since). */
+    if (s->txn_since)
+        return done(s, meshca_fail(s->err, STORE_EINVAL, "store: no fence is set while a "
+                                   "transaction opened since a revision is open"));
     if (version == 0 || version == STORE_ANY_VERSION)
         return done(s, meshca_fail(s->err, STORE_EINVAL, "store: fence with expected version %s",
                                    version ? "any" : "0"));
@@ -605,6 +610,10 @@ int store_txn(store *s, const store_op *ops, size_t nops) {
 }
 
 int store_txn_open(store *s) {
+    return store_txn_open_since(s, STORE_NO_REVISION);
+}
+
+int store_txn_open_since(store *s, uint64_t since) {
     int r;
 
     if (!s)
@@ -622,8 +631,13 @@ int store_txn_open(store *s) {
                                    "under a fence with a deadline (the lease renewal would wait for it)"));
     if ((r = fence_expired(s)) < 0)
         return done(s, r);
-    r = s->ops->txn_open(s->impl, s->err);
+    /* The fence's check rides in every part, and its version was read whenever the fence was
+     * set, not at `since`: a fenced handle's transaction checks every op. */
+    if (s->fence.on)
+        since = STORE_NO_REVISION;
+    r = s->ops->txn_open(s->impl, since, s->err);
     s->txn_open = r == STORE_OK;
+    s->txn_since = s->txn_open && since != STORE_NO_REVISION;
     return done(s, r);
 }
 
@@ -639,6 +653,7 @@ int store_txn_close(store *s, const char *failpoint, bool commit) {
     begin(s);
     if (!s->txn_open)
         return done(s, meshca_fail(s->err, STORE_EINVAL, "store: no transaction is open"));
+    s->txn_since = 0;
     /* Past the fence's deadline, or the failpoint armed: rolled back, nothing written. */
     if (commit && (r = fence_expired(s)) == STORE_OK && failpoint)
         r = FAILPOINT(failpoint, s->err);
