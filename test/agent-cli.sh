@@ -11,24 +11,7 @@ MESHCA=$(readlink -f "$MESHCA")
 PIDS=()   # processes this script started that must not outlive it
 trap 'for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done; stop_controller KILL; rm -rf "$WORK"' EXIT
 
-cat >"$WORK/mesh.yaml" <<'YAML'
-type: Mesh
-name: default
-mtls:
-  enabledBackend: ca-1
-  backends:
-  - name: ca-1
-    type: builtin
----
-type: Dataplane
-mesh: default
-name: web-01
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: 8443
-    tags: {kuma.io/service: web}
-YAML
+mesh_fixture >"$WORK/mesh.yaml"
 run apply -f "$WORK/mesh.yaml"
 check "set-up: apply" exit_is 0
 start_controller --interval 1s

@@ -9,24 +9,7 @@ MESHCA=$(readlink -f "$MESHCA")
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
 DP_URL=/v1/meshes/default/dataplanes/web-01
 
-cat >"$WORK/mesh.yaml" <<'YAML'
-type: Mesh
-name: default
-mtls:
-  enabledBackend: ca-1
-  backends:
-  - name: ca-1
-    type: builtin
----
-type: Dataplane
-mesh: default
-name: web-01
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: 8443
-    tags: {kuma.io/service: web}
-YAML
+mesh_fixture >"$WORK/mesh.yaml"
 sed -n '/^type: Dataplane/,$p' "$WORK/mesh.yaml" >"$WORK/web-01.yaml"
 
 # api AUTH METHOD PATH [BODY-FILE]: one request; AUTH is "cert DIR" (DIR/cert.pem, DIR/key.pem)

@@ -74,3 +74,17 @@ settle() {
 }
 
 trap 'stop_controller; rm -rf "$WORK"' EXIT
+
+# mesh_fixture [NAME[:PORT[:SERVICE]]]...: the YAML most API scripts start from, on stdout: Mesh
+# "default" with one builtin backend ca-1, and these Dataplanes on 127.0.0.1 (default: web-01,
+# port 8443, service web).
+mesh_fixture() {
+    printf 'type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n'
+    [ $# -gt 0 ] || set -- web-01
+    local dp name port service
+    for dp in "$@"; do
+        IFS=: read -r name port service <<<"$dp"
+        printf -- '---\ntype: Dataplane\nmesh: default\nname: %s\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: %s\n    tags: {kuma.io/service: %s}\n' \
+            "$name" "${port:-8443}" "${service:-web}"
+    done
+}

@@ -9,24 +9,7 @@ on_sqlite || { echo "1..0 # SKIP sqlite only"; exit 77; }
 command -v sqlite3 >/dev/null || { echo "1..0 # SKIP no sqlite3 (tools/deps.sh installs it)"; exit 77; }
 export MESHCA_STORE="sqlite://$WORK/store/meshca.db"
 
-cat >"$WORK/mesh.yaml" <<'YAML'
-type: Mesh
-name: default
-mtls:
-  enabledBackend: ca-1
-  backends:
-  - name: ca-1
-    type: builtin
----
-type: Dataplane
-mesh: default
-name: web-01
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: 8443
-    tags: {kuma.io/service: web}
-YAML
+mesh_fixture >"$WORK/mesh.yaml"
 run apply -f "$WORK/mesh.yaml"
 check "set-up: apply" exit_is 0
 start_controller --interval 1s

@@ -9,7 +9,7 @@ source "$(dirname "$0")/api-lib.sh"
 MESHCA=$(readlink -f "$MESHCA")
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
 
-printf 'type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n---\ntype: Dataplane\nmesh: default\nname: web-01\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 8443\n    tags: {kuma.io/service: web}\n---\ntype: Dataplane\nmesh: default\nname: db-01\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 5432\n    tags: {kuma.io/service: db}\n' >"$WORK/mesh.yaml"
+mesh_fixture web-01 db-01:5432:db >"$WORK/mesh.yaml"
 run apply -f "$WORK/mesh.yaml"
 check "set-up: apply" exit_is 0
 

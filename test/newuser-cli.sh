@@ -13,24 +13,7 @@ export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
 BG=   # an agent started in the background, killed on exit
 trap '[ -n "$BG" ] && kill -KILL "$BG" 2>/dev/null; stop_controller KILL; rm -rf "$WORK"' EXIT
 
-cat >"$WORK/mesh.yaml" <<'YAML'
-type: Mesh
-name: default
-mtls:
-  enabledBackend: ca-1
-  backends:
-  - name: ca-1
-    type: builtin
----
-type: Dataplane
-mesh: default
-name: web-01
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: 8443
-    tags: {kuma.io/service: web}
-YAML
+mesh_fixture >"$WORK/mesh.yaml"
 run apply -f "$WORK/mesh.yaml"
 check "set-up: apply" exit_is 0
 MPORT=$(free_port)
