@@ -443,7 +443,8 @@ int pass_sign_pending(const mesh *m, const dataplane *dp, const pass_cas *pc, in
                          "key dropped: %s", m->name.value, dp->name.value, errbuf);
             r = ISSUE_SKIPPED;
         } else {
-            r = pass_issue(m, dp, pc, now, id, pub, diags);
+            /* Not before the record's since (a CSR committed after the pass read its clock). */
+            r = pass_issue(m, dp, pc, id->since > now ? id->since : now, id, pub, diags);
         }
         EVP_PKEY_free(pub);
     }
