@@ -127,9 +127,9 @@ static void sign_batch_start(sign_batch *b, const mesh *m, const pass_cas *pc, i
         deferred *d = &b->items[i];
         if (!d->sign)
             continue;
-        /* A record made after the pass read the clock (a first CSR committed meanwhile) is
-         * signed at its since: an earlier notBefore is one identity_since.c refuses. */
-        b->jobs[nj] = (sign_pool_job){.req = d->req, .now = d->id.since > now ? d->id.since : 0};
+        /* A record made after the pass read the clock is signed at its since (pass_sign_time). */
+        int64_t at = pass_sign_time(&d->id, now);
+        b->jobs[nj] = (sign_pool_job){.req = d->req, .now = at != now ? at : 0};
         if (d->spki) {
             b->jobs[nj].spki_der = d->spki;
             b->jobs[nj].spki_len = d->spki_len;
