@@ -46,6 +46,8 @@ struct sign_pool {
 static void sign_one(pki_leaf_signer *signer, sign_pool_job *job, int64_t now)
 {
     memset(&job->leaf, 0, sizeof(job->leaf));
+    if (job->now)
+        now = job->now;
     if (job->csr_pem && !job->spki_der)
         job->result = pki_sign_csr(signer, job->csr_pem, job->csr_len, &job->req, now, &job->leaf,
                                    NULL, NULL, NULL);

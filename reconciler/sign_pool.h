@@ -26,6 +26,7 @@ typedef struct sign_pool_job {
     const char *csr_pem;
     size_t csr_len;
     pki_leaf_request req;   /* its uris and cn are borrowed too */
+    int64_t now;            /* the clock this leaf is signed at; 0: the batch's */
     /* Written by sign_pool_run: 0 and leaf (free with pki_signed_leaf_clear()), or a negative
      * PKI_* code and an empty leaf. */
     int result;

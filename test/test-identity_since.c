@@ -213,6 +213,72 @@ START_TEST(an_older_record_without_since_refuses_nothing)
 }
 END_TEST
 
+/* A pass reads the identities after it started: a first CSR committed meanwhile has a since
+ * later than the pass's clock. Its certificate must be one the record backs. */
+START_TEST(a_record_made_after_the_pass_started_is_signed_for_it)
+{
+    char err[MESHCA_ERRBUF] = "";
+    ck_assert_msg(submit(IDENTITY_NO_CERT, err) == 0, "%s", err);
+    identity id = stored();
+    int64_t since = id.since;
+    identity_clear(&id);
+
+    reconcile_options opts = RECONCILE_OPTIONS_INIT;
+    reconcile_report rep = RECONCILE_REPORT_INIT;
+    diag_list diags = DIAG_LIST_INIT;
+    opts.sign_workers = 1;
+    opts.now = since - 30; /* the pass started half a minute before the CSR's commit */
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    id = stored();
+    ck_assert_int_eq(id.generation, 1);
+    ck_assert(id.since == since);
+    X509 *cert = NULL;
+    int64_t not_before = 0;
+    ck_assert_msg(pki_cert_from_pem(id.cert_pem, strlen(id.cert_pem), &cert, err) == 0, "%s", err);
+    ck_assert_int_eq(pki_cert_not_before(cert, &not_before), 0);
+    X509_free(cert);
+    ck_assert(id.not_before == not_before);
+    identity_clear(&id);
+    /* Not earlier than the record allows (the agent's next CSR, GET and ack with it: not 401). */
+    ck_assert_msg(identity_cert_current(s, "default", "web-01", not_before, err) == 0,
+                  "notBefore %lld, since %lld: %s", (long long)not_before, (long long)since, err);
+    ck_assert_int_eq(not_before, since - PKI_LEAF_BACKDATE_S);
+}
+END_TEST
+
+/* A since far ahead of the signer's clock (a replica's clock an hour off): signed at the
+ * pass's clock as before, not at since, which would start the certificate in the future. */
+START_TEST(a_since_far_ahead_of_the_signers_clock_does_not_date_the_certificate)
+{
+    char err[MESHCA_ERRBUF] = "";
+    ck_assert_msg(submit(IDENTITY_NO_CERT, err) == 0, "%s", err);
+    identity id = stored();
+    uint64_t version = 0;
+    ck_assert_int_eq(state_object_version(s, &(store_key){STATE_IDENTITIES, "default", "web-01"},
+                                          &version),
+                     0);
+    int64_t now = (int64_t)time(NULL);
+    id.since = now + 3600;
+    ck_assert_int_eq(identity_put(s, &id, version, NULL), 0);
+    identity_clear(&id);
+
+    reconcile_options opts = RECONCILE_OPTIONS_INIT;
+    reconcile_report rep = RECONCILE_REPORT_INIT;
+    diag_list diags = DIAG_LIST_INIT;
+    opts.sign_workers = 1;
+    opts.now = now;
+    ck_assert_int_eq(reconcile_once(s, &opts, &rep, &diags), 0);
+    reconcile_report_free(&rep);
+    diag_list_free(&diags);
+    id = stored();
+    ck_assert_int_eq(id.generation, 1);
+    ck_assert_int_eq(id.not_before, now - PKI_LEAF_BACKDATE_S);
+    identity_clear(&id);
+}
+END_TEST
+
 static Suite *identity_since_suite(void)
 {
     Suite *su = suite_create("identity_since");
@@ -223,6 +289,8 @@ static Suite *identity_since_suite(void)
     tcase_add_test(tc, a_new_record_gets_since_and_every_later_write_keeps_it);
     tcase_add_test(tc, without_a_record_a_certificate_is_refused_and_a_token_starts_one);
     tcase_add_test(tc, an_older_record_without_since_refuses_nothing);
+    tcase_add_test(tc, a_record_made_after_the_pass_started_is_signed_for_it);
+    tcase_add_test(tc, a_since_far_ahead_of_the_signers_clock_does_not_date_the_certificate);
     suite_add_tcase(su, tc);
     return su;
 }

@@ -400,6 +400,19 @@ void pass_pending_done(identity *id, int r)
     id->pending_csr_pem = NULL;
 }
 
+/* The clock a leaf for *id is signed at: the pass's now, or the record's since when that is
+ * later (a first CSR committed after the pass read its clock, or by a replica whose clock is
+ * ahead): a notBefore below since less the backdating is one identity_since.c refuses, and the
+ * new host's own certificate would be refused. Not when since is more than the backdating
+ * ahead of this host's clock: that certificate would start in the future (a replica's clock
+ * far off; doc/api.md asks for them within the minute). */
+int64_t pass_sign_time(const identity *id, int64_t now)
+{
+    if (id->since <= now || id->since > (int64_t)time(NULL) + PKI_LEAF_BACKDATE_S)
+        return now;
+    return id->since;
+}
+
 /* Signs a pending key (the agent's CSR): 0 with *id filled, ISSUE_DEFERRED (*id moved into the
  * batch), ISSUE_SKIPPED, ISSUE_REFUSED or MESHCA_ENOMEM. A pending key of the wrong type
  * (keyType changed after the CSR) is dropped: the agent sends another. */
@@ -443,7 +456,7 @@ int pass_sign_pending(const mesh *m, const dataplane *dp, const pass_cas *pc, in
                          "key dropped: %s", m->name.value, dp->name.value, errbuf);
             r = ISSUE_SKIPPED;
         } else {
-            r = pass_issue(m, dp, pc, now, id, pub, diags);
+            r = pass_issue(m, dp, pc, pass_sign_time(id, now), id, pub, diags);
         }
         EVP_PKEY_free(pub);
     }

@@ -178,6 +178,7 @@ int pass_issue_store(const mesh *m, const dataplane *dp, const pass_cas *pc, int
                      int64_t na, char *digest);
 int pass_issue(const mesh *m, const dataplane *dp, const pass_cas *pc, int64_t now, identity *id,
                EVP_PKEY *pub, diag_list *diags);
+int64_t pass_sign_time(const identity *id, int64_t now);
 const char *pass_why_change(const mesh *m, const pass_cas *pc, const identity *id,
                             const char *digest, int64_t now, reconcile_verb *ret_verb,
                             int *ret_ask);

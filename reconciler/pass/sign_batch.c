@@ -127,7 +127,9 @@ static void sign_batch_start(sign_batch *b, const mesh *m, const pass_cas *pc, i
         deferred *d = &b->items[i];
         if (!d->sign)
             continue;
-        b->jobs[nj] = (sign_pool_job){.req = d->req};
+        /* A record made after the pass read the clock is signed at its since (pass_sign_time). */
+        int64_t at = pass_sign_time(&d->id, now);
+        b->jobs[nj] = (sign_pool_job){.req = d->req, .now = at != now ? at : 0};
         if (d->spki) {
             b->jobs[nj].spki_der = d->spki;
             b->jobs[nj].spki_len = d->spki_len;
@@ -175,7 +177,7 @@ static int sign_batch_finish(sign_batch *b, const mesh *m, const pass_cas *pc, i
             continue;
         }
         if (job && job->result == 0) {
-            r = pass_issue_store(m, d->dp, pc, now, &d->id, d->req.rsa, job->leaf.pem,
+            r = pass_issue_store(m, d->dp, pc, job->now ? job->now : now, &d->id, d->req.rsa, job->leaf.pem,
                                  job->leaf.serial_hex, job->leaf.not_before, job->leaf.not_after,
                                  d->digest);
             job->leaf.pem = NULL;
