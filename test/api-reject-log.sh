@@ -8,25 +8,7 @@ source "$(dirname "$0")/api-lib.sh"
 cd "$WORK" || exit 2
 MESHCA=$(readlink -f "$MESHCA")
 
-cat >"$WORK/mesh.yaml" <<'YAML'
-type: Mesh
-name: default
-mtls:
-  enabledBackend: ca-1
-  backends:
-  - name: ca-1
-    type: builtin
----
-type: Dataplane
-mesh: default
-name: web-01
-networking: {address: 127.0.0.1, inbound: [{port: 8443, tags: {kuma.io/service: web}}]}
----
-type: Dataplane
-mesh: default
-name: db-01
-networking: {address: 127.0.0.1, inbound: [{port: 9443, tags: {kuma.io/service: db}}]}
-YAML
+mesh_fixture web-01 db-01:9443:db >"$WORK/mesh.yaml"
 run apply -f "$WORK/mesh.yaml"
 check "set-up: apply" exit_is 0
 start_controller --interval 1s
