@@ -883,7 +883,7 @@ int main(int argc, char **argv)
         long nbig = large ? 100000 : 10000;
         json_t *e = skip_reconcile ? NULL : reconcile_entry(rec, nbig);
         const char *why = skip_reconcile ? "--no-reconcile" : "bench-reconcile printed no such size";
-        char note[640];
+        char note[900];
 
         if (e) {
             json_t *full = json_object_get(e, "full"), *noop = json_object_get(e, "noop");
@@ -904,18 +904,24 @@ int main(int argc, char **argv)
                     continue;
                 }
                 snprintf(note, sizeof(note),
-                         "%ld dataplanes%s, %lld signing workers; pure signing = the same leaves "
+                         "%ld dataplanes%s, signing workers: %lld; pure signing = the same leaves "
                          "re-signed on a sign_pool of the same worker count; CPU seconds %.2f vs "
-                         "%.2f (ratio %.2f). Bound (perf of the switch pass, doc/performance.md): "
-                         "the pass's own thread costs 1.1-1.4x the signatures' CPU (decide, "
-                         "record, encode, SQLite writes of ~1.9 KB records); with 1 worker that "
-                         "thread sets the pace (ratio near 1.1-1.4), with 2 workers on 2 cores "
-                         "the CPU near 2.2-2.6",
+                         "%.2f (ratio %.2f). The machine's bound: SQLite alone reading and "
+                         "rewriting %ld records of %lld bytes (the stored identities' mean) in "
+                         "one durable transaction takes %.2f CPU s; with the signatures on %lld "
+                         "cpus no pass can take less than %.2f s = %.2fx pure signing. The rest "
+                         "is the pass's own thread (decode, decide, encode, the store front; "
+                         "perf in doc/performance.md)",
                          nbig, large ? "" : " (--quick: 100,000 without it)",
                          (long long)json_integer_value(json_object_get(entry, "sign_workers")),
                          json_number_value(json_object_get(f, "cpu_s")),
                          json_number_value(json_object_get(f, "pure_resign_cpu_s")),
-                         json_number_value(json_object_get(f, "cpu_ratio_to_pure_signing")));
+                         json_number_value(json_object_get(f, "cpu_ratio_to_pure_signing")), nbig,
+                         (long long)json_integer_value(json_object_get(f, "identity_record_bytes")),
+                         json_number_value(json_object_get(f, "store_raw_rewrite_cpu_s")),
+                         (long long)json_integer_value(json_object_get(f, "online_cpus")),
+                         json_number_value(json_object_get(f, "bound_s")),
+                         json_number_value(json_object_get(f, "bound_ratio_to_pure_signing")));
                 json_array_append_new(
                     targets, target(what, json_number_value(json_object_get(f, "wall_s")),
                                     json_number_value(json_object_get(f, "pure_resign_s")), "s",
