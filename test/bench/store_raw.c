@@ -82,6 +82,65 @@ static int read_all(sqlite3_stmt *list, long n, size_t *ret_bytes)
     return rc == SQLITE_DONE && rows == n ? SQLITE_OK : SQLITE_ERROR;
 }
 
+/* Opens a new SQLite file under dir with the store's settings and tables, and its put and
+ * change statements. */
+static int open_raw(const char *dir, char *path, size_t pathlen, sqlite3 **db, sqlite3_stmt **put,
+                    sqlite3_stmt **change)
+{
+    int rc;
+
+    snprintf(path, pathlen, "%s/store-raw.db", dir);
+    rc = sqlite3_open(path, db);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(*db, setup_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(*db, "INSERT OR REPLACE INTO objects (kind, mesh, name, value, version, lease)"
+                                " VALUES ('identities', 'default', ?1, ?2, ?3, 0)", -1, put, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(*db, "INSERT INTO changes (revision, kind, mesh, name, op)"
+                                " VALUES (?1, 'identities', 'default', ?2, 0)", -1, change, NULL);
+    return rc;
+}
+
+/* Closes and removes what open_raw made. */
+static void close_raw(const char *dir, char *path, size_t pathlen, sqlite3 *db, sqlite3_stmt *put,
+                      sqlite3_stmt *change)
+{
+    sqlite3_finalize(put);
+    sqlite3_finalize(change);
+    sqlite3_close(db);
+    unlink(path);
+    snprintf(path, pathlen, "%s/store-raw.db-wal", dir);
+    unlink(path);
+    snprintf(path, pathlen, "%s/store-raw.db-shm", dir);
+    unlink(path);
+}
+
+int store_raw_commit_rate(const char *dir, size_t value_len, double max_s, long max_n, double *ret_rate)
+{
+    char path[512];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *put = NULL, *change = NULL;
+    unsigned char *value = calloc(value_len ? value_len : 1, 1);
+    double start;
+    long done = 0;
+    int rc;
+
+    if (!value || value_len == 0 || max_n <= 0)
+        return free(value), -1;
+    rc = open_raw(dir, path, sizeof(path), &db, &put, &change);
+    start = wall_s();
+    /* One record per transaction, each its own revision, as a CSR's group commit of one key. */
+    while (rc == SQLITE_OK && done < max_n && wall_s() - start < max_s) {
+        done++;
+        rc = put_all(db, put, change, 1, value, value_len, done);
+    }
+    *ret_rate = done / (wall_s() - start);
+    close_raw(dir, path, sizeof(path), db, put, change);
+    free(value);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
 int store_raw_rewrite(const char *dir, long n, size_t value_len, store_raw_result *ret)
 {
     char path[512];
@@ -96,16 +155,7 @@ int store_raw_rewrite(const char *dir, long n, size_t value_len, store_raw_resul
         return free(value), -1;
     for (size_t i = 0; i < value_len; i++)
         value[i] = (unsigned char)('A' + i * 7 % 26);
-    snprintf(path, sizeof(path), "%s/store-raw.db", dir);
-    rc = sqlite3_open(path, &db);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, setup_sql, NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO objects (kind, mesh, name, value, version, lease)"
-                                " VALUES ('identities', 'default', ?1, ?2, ?3, 0)", -1, &put, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(db, "INSERT INTO changes (revision, kind, mesh, name, op)"
-                                " VALUES (?1, 'identities', 'default', ?2, 0)", -1, &change, NULL);
+    rc = open_raw(dir, path, sizeof(path), &db, &put, &change);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(db, "SELECT name, value, version FROM objects WHERE kind = 'identities'"
                                 " AND mesh = 'default' ORDER BY mesh, name", -1, &list, NULL);
@@ -121,15 +171,8 @@ int store_raw_rewrite(const char *dir, long n, size_t value_len, store_raw_resul
     ret->cpu_s = cpu_s() - c;
     ret->wall_s = wall_s() - w;
     ret->bytes_read = bytes;
-    sqlite3_finalize(put);
-    sqlite3_finalize(change);
     sqlite3_finalize(list);
-    sqlite3_close(db);
+    close_raw(dir, path, sizeof(path), db, put, change);
     free(value);
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/store-raw.db-wal", dir);
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/store-raw.db-shm", dir);
-    unlink(path);
     return rc == SQLITE_OK ? 0 : -1;
 }

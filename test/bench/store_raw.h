@@ -16,4 +16,9 @@ typedef struct store_raw_result {
  * pass reads and rewrites every identity with no decoding, signing or checking. 0 or -1. */
 int store_raw_rewrite(const char *dir, long n, size_t value_len, store_raw_result *ret);
 
+/* The same file and settings: one record of value_len bytes put per transaction, each durable
+ * (an fsync of the WAL), for max_s seconds or max_n commits; *ret_rate = commits per second.
+ * What a request that may not be answered before its commit waits for, at the least. */
+int store_raw_commit_rate(const char *dir, size_t value_len, double max_s, long max_n, double *ret_rate);
+
 #endif
