@@ -458,7 +458,8 @@ void mesh_bundle_clear(mesh_bundle *b)
     if (!b)
         return;
     free(b->pem);
-    for (size_t i = 0; i < b->nbackends; i++)
+    /* backends NULL with nbackends set: its allocation failed (state_read_bundle). */
+    for (size_t i = 0; b->backends && i < b->nbackends; i++)
         free(b->backends[i]);
     free(b->backends);
     free(b->digest);
