@@ -9,6 +9,8 @@ struct ca_backend {
     EVP_PKEY *key;           /* private key of chain[0], NULL for remote backends (owned) */
     void *state;             /* a remote backend's own state (its ops free it) */
     char warning[PKI_ERRBUF];   /* "" when none */
+    struct sign_pool *pool;  /* ca_backend_sign_pool's workers, kept with the CA (owned) */
+    unsigned pool_threads;   /* the nthreads it was asked for */
 };
 
 #include <stdio.h>
@@ -108,8 +110,10 @@ int ca_backend_cross_sign(ca_backend *ca, X509 *other_ca, int64_t now, int64_t n
 
 void ca_backend_free(ca_backend *ca)
 {
-    if (ca)
-        ca->ops->free(ca);
+    if (!ca)
+        return;
+    sign_pool_free(ca->pool);   /* the workers' copies of the key are wiped */
+    ca->ops->free(ca);
 }
 
 bool ca_backend_signs_locally(const ca_backend *ca)
@@ -117,15 +121,26 @@ bool ca_backend_signs_locally(const ca_backend *ca)
     return ca && ca->key && ca->chain && sk_X509_num(ca->chain) > 0;
 }
 
-int ca_backend_sign_pool_new(ca_backend *ca, unsigned nthreads, struct sign_pool **ret,
-                             char *errbuf)
+int ca_backend_sign_pool(ca_backend *ca, unsigned nthreads, struct sign_pool **ret,
+                         char *errbuf)
 {
     if (!ret)
         return PKI_EINVAL;
     *ret = NULL;
     if (!ca_backend_signs_locally(ca))
         return PKI_OK;
-    return sign_pool_new(ca_backend_cert(ca), ca->key, nthreads, ret, errbuf);
+    if (ca->pool && ca->pool_threads == nthreads) {
+        *ret = ca->pool;
+        return PKI_OK;
+    }
+    sign_pool_free(ca->pool);
+    ca->pool = NULL;
+    int r = sign_pool_new(ca_backend_cert(ca), ca->key, nthreads, &ca->pool, errbuf);
+    if (r < 0)
+        return r;
+    ca->pool_threads = nthreads;
+    *ret = ca->pool;
+    return PKI_OK;
 }
 
 X509 *ca_backend_cert(ca_backend *ca)

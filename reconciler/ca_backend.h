@@ -135,12 +135,15 @@ void ca_backend_free(ca_backend *ca);   /* accepts NULL; wipes the key */
 
 /* Signing workers for a CA whose key is local (builtin, provided): sign_pool.c with nthreads
  * workers (0: the online CPUs), each with its own copy of the key. *ret is NULL for a CA that
- * signs remotely (its leaves go through ca_backend_sign_leaf). Caller frees with
- * sign_pool_free(). */
+ * signs remotely (its leaves go through ca_backend_sign_leaf). *ret is borrowed: the pool is
+ * made at the first call and kept with the CA (made again only for another nthreads), so a
+ * controller's CA kept across passes (ca_cache.h) starts its threads and copies its key once,
+ * not at every pass that signs one CSR; ca_backend_free() stops it. One batch at a time: the
+ * CA is used by one pass at a time. */
 struct sign_pool;
 bool ca_backend_signs_locally(const ca_backend *ca);
-int ca_backend_sign_pool_new(ca_backend *ca, unsigned nthreads, struct sign_pool **ret,
-                             char *errbuf);
+int ca_backend_sign_pool(ca_backend *ca, unsigned nthreads, struct sign_pool **ret,
+                         char *errbuf);
 
 /* Descriptions of a loaded CA. */
 typedef struct ca_info {

@@ -1,6 +1,7 @@
 /* test-reconcile.c - Check suite for the reconcile pass in CSR mode: sign, bundle, switch, renew, ack. */
 #define _GNU_SOURCE 1
 #include <check.h>
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "check-store.h"
 #include "manifests/manifest.h"
 #include "reconciler/ack.h"
+#include "reconciler/ca/ca_cache.h"
 #include "reconciler/failpoint.h"
 #include "reconciler/pki.h"
 #include "reconciler/reconcile.h"
@@ -1517,6 +1519,109 @@ START_TEST(status_index_finds_each_dataplane_of_one_mesh_by_name)
 }
 END_TEST
 
+/* This process's thread ids (/proc/self/task), sorted, as one string; *ret_n: how many. */
+static char *thread_ids(int *ret_n)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    long ids[256];
+    int n = 0;
+    char *out = calloc(256, 12);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_ptr_nonnull(out);
+    while ((e = readdir(d)) && n < 256)
+        if (e->d_name[0] != '.')
+            ids[n++] = atol(e->d_name);
+    closedir(d);
+    for (int i = 1; i < n; i++)   /* insertion sort: a handful of threads */
+        for (int j = i; j > 0 && ids[j - 1] > ids[j]; j--) {
+            long t = ids[j];
+            ids[j] = ids[j - 1];
+            ids[j - 1] = t;
+        }
+    for (int i = 0; i < n; i++)
+        snprintf(out + strlen(out), 12, "%ld ", ids[i]);
+    *ret_n = n;
+    return out;
+}
+
+/* A pass with the controller's CA cache and 2 signing workers. */
+static void cached_pass(store *s, ca_cache *cache, reconcile_report *ret)
+{
+    reconcile_options opts = RECONCILE_OPTIONS_INIT;
+    diag_list diags = DIAG_LIST_INIT;
+    opts.ca_cache = cache;
+    opts.sign_workers = 2;
+    *ret = (reconcile_report)RECONCILE_REPORT_INIT;
+    ck_assert_int_eq(reconcile_once(s, &opts, ret, &diags), 0);
+    ck_assert_msg(!diag_has_errors(&diags), "reconcile: %s", diags.count ? diags.items[0].message : "");
+    diag_list_free(&diags);
+}
+
+/* A controller's passes that each sign one CSR (an agent's renewal) start the CA's signing
+ * workers once and build the mesh's bundle once: both were made anew at every pass, most of
+ * the controller's CPU per CSR besides the signature. A changed bundle is still built anew. */
+START_TEST(cached_ca_keeps_its_workers_and_bundle_across_passes)
+{
+    store *s = test_store_open(url);
+    ca_cache *cache = ca_cache_new();
+    ca_cache_stats st;
+    reconcile_report rep;
+    identity id = {0};
+    int base, n;
+    free(thread_ids(&base));
+    test_seed(s, MESH_CA1);
+    test_seed(s, DATAPLANES);
+    /* The first pass creates the builtin CA (its Secrets): the next opens it from the store. */
+    cached_pass(s, cache, &rep);
+    ck_assert_uint_eq(rep.issued, 0);
+    reconcile_report_free(&rep);
+
+    EVP_PKEY_free(submit(s, "default", "web-01", false));
+    cached_pass(s, cache, &rep);
+    ck_assert_uint_eq(rep.issued, 1);
+    reconcile_report_free(&rep);
+    char *workers1 = thread_ids(&n);
+    ck_assert_int_eq(n, base + 2);   /* the workers stay with the cached CA */
+    char *bundle1 = mesh_bundle_pem(s, "default");
+
+    EVP_PKEY_free(submit(s, "default", "db-01", false));
+    cached_pass(s, cache, &rep);
+    ck_assert_uint_eq(rep.issued, 1);
+    reconcile_report_free(&rep);
+    char *workers2 = thread_ids(&n);
+    ck_assert_str_eq(workers2, workers1);   /* the same two threads, not two new ones */
+    ca_cache_get_stats(cache, &st);
+    ck_assert_uint_eq(st.bundle_hits, 2);   /* built at the first pass, then taken twice */
+    char *bundle2 = mesh_bundle_pem(s, "default");
+    ck_assert_str_eq(bundle2, bundle1);
+    ck_assert_int_eq(identity_get(s, "default", "db-01", &id, NULL), 0);
+    ck_assert_int_eq(verify_identity(s, &id), 0);
+    identity_clear(&id);
+
+    /* A second backend: other chains, so the bundle is built again and holds both CAs. */
+    test_seed(s, MESH_ADD);
+    cached_pass(s, cache, &rep);
+    ck_assert_uint_eq(rep.rebundled, 2);
+    reconcile_report_free(&rep);
+    char *bundle3 = mesh_bundle_pem(s, "default");
+    ck_assert_int_eq(count_certs(bundle3), 2);
+    ck_assert_int_eq(identity_get(s, "default", "web-01", &id, NULL), 0);
+    ck_assert_int_eq(verify_identity(s, &id), 0);
+    identity_clear(&id);
+
+    ca_cache_free(cache);   /* stops the workers */
+    free(thread_ids(&n));
+    ck_assert_int_eq(n, base);
+    free(workers1);
+    free(workers2);
+    free(bundle1);
+    free(bundle2);
+    free(bundle3);
+    store_close(s);
+}
+END_TEST
+
 static Suite *reconcile_suite(void)
 {
     Suite *suite = suite_create("reconcile");
@@ -1548,6 +1653,7 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, identities_are_read_range_by_range_as_the_pass_decides);
     tcase_add_test(tc, an_identity_changed_during_the_pass_is_left_to_the_next_and_the_rest_commits);
     tcase_add_test(tc, a_change_before_the_first_flush_is_caught_by_the_flushed_checks);
+    tcase_add_test(tc, cached_ca_keeps_its_workers_and_bundle_across_passes);
     suite_add_tcase(suite, tc);
     return suite;
 }

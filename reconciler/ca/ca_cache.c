@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 
 #include "manifests/node.h"
+#include "reconciler/bundle.h"
 
 #define DIGEST_HEX 65
 #define MAX_FILE_READ (8 * 1024 * 1024)
@@ -38,6 +39,10 @@ typedef struct entry {
     int64_t sign_retry_at, sign_backoff_s;
     char sign_error[MESHCA_ERRBUF];
     bool seen;   /* opened through the cache since the last sweep */
+    /* The mesh's trust bundle built last from this (enabled) backend's pass: bundle_build's
+     * inputs, each with its NUL, and its output (ca_cache_bundle). */
+    char *bundle_in, *bundle_pem;
+    size_t bundle_in_len;
 } entry;
 
 struct ca_cache {
@@ -75,6 +80,8 @@ static void entry_free(entry *e)
 {
     entry_clear_source(e);
     ca_backend_free(e->ca);   /* wipes a key, a token */
+    free(e->bundle_in);
+    free(e->bundle_pem);
     free(e->mesh);
     free(e->backend);
     memset(e, 0, sizeof(*e));
@@ -435,4 +442,53 @@ void ca_cache_get_stats(const ca_cache *c, ca_cache_stats *ret)
         *ret = c->stats;
     else
         memset(ret, 0, sizeof(*ret));
+}
+
+/* The chains as one buffer, each with its NUL: equal buffers, equal bundle_build inputs. */
+static char *bundle_key(const char *const *chains, size_t n, size_t *ret_len)
+{
+    size_t len = 0, off = 0;
+    char *key;
+
+    for (size_t i = 0; i < n; i++)
+        len += (chains[i] ? strlen(chains[i]) : 0) + 1;
+    if (!(key = malloc(len ? len : 1)))
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = chains[i] ? strlen(chains[i]) : 0;
+
+        memcpy(key + off, chains[i] ? chains[i] : "", l + 1);
+        off += l + 1;
+    }
+    *ret_len = len;
+    return key;
+}
+
+int ca_cache_bundle(ca_cache *c, const char *mesh_name, const char *enabled_backend,
+                    const char *const *chains, size_t n, char **ret_pem, char *errbuf)
+{
+    entry *e = c ? find(c, mesh_name, enabled_backend) : NULL;
+    size_t len = 0;
+    char *key, *pem;
+    int r;
+
+    if (!e)
+        return bundle_build(chains, n, 0, ret_pem, errbuf);
+    if (!(key = bundle_key(chains, n, &len)))
+        return MESHCA_ENOMEM;
+    if (e->bundle_pem && e->bundle_in_len == len && memcmp(e->bundle_in, key, len) == 0) {
+        free(key);
+        c->stats.bundle_hits++;
+        return (*ret_pem = strdup(e->bundle_pem)) ? 0 : MESHCA_ENOMEM;
+    }
+    if ((r = bundle_build(chains, n, 0, ret_pem, errbuf)) < 0 || !(pem = strdup(*ret_pem))) {
+        free(key);
+        return r < 0 ? r : 0;   /* no copy to keep: built, not cached */
+    }
+    free(e->bundle_in);
+    free(e->bundle_pem);
+    e->bundle_in = key;
+    e->bundle_in_len = len;
+    e->bundle_pem = pem;
+    return 0;
 }

@@ -49,9 +49,18 @@ void ca_cache_prune(ca_cache *c, const char *mesh_name, const char *const *names
  * mesh deleted, or its mTLS turned off), so the cache holds what the store still names. */
 void ca_cache_sweep(ca_cache *c);
 
+/* bundle_build(chains, n, 0, ...) (bundle.h) through the cache: while the chains are the same
+ * strings as last time, the bundle built then for the mesh whose enabled backend is
+ * enabled_backend (kept with that backend's entry, dropped with it) is returned as a copy, with
+ * no certificate parsed or encoded (a pass that signs one CSR built it anew each time). With no
+ * such entry (c NULL, the backend not opened through the cache) it is built as before. */
+int ca_cache_bundle(ca_cache *c, const char *mesh_name, const char *enabled_backend,
+                    const char *const *chains, size_t n, char **ret_pem, char *errbuf);
+
 /* Counters for tests and metrics: CAs opened (ensure_ca calls) and opens served from the cache. */
 typedef struct ca_cache_stats {
     unsigned long opens, hits, backoffs;
+    unsigned long bundle_hits;   /* ca_cache_bundle answered from the cache */
 } ca_cache_stats;
 void ca_cache_get_stats(const ca_cache *c, ca_cache_stats *ret);
 

@@ -183,7 +183,7 @@ int pass_open_cas(store *s, const mesh *m, int64_t now, ca_cache *cache, pass_ca
             pc->bundle_backends[pc->nbundle] = m->backends[i].name.value;
             chains[pc->nbundle++] = pc->cas[i].bundle_pem;
         }
-    r = bundle_build(chains, pc->nbundle, 0, &pc->bundle_pem, errbuf);
+    r = ca_cache_bundle(cache, mesh_name, enabled, chains, pc->nbundle, &pc->bundle_pem, errbuf);
     free(chains);
     if (r < 0) {
         if (r == MESHCA_ENOMEM)

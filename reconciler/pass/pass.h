@@ -101,7 +101,7 @@ typedef struct deferred {
 typedef struct sign_batch {
     ca_backend *ca;          /* borrowed; NULL: the CA signs remotely and nothing is deferred */
     unsigned workers;        /* 0: the online CPUs */
-    sign_pool *pool;         /* made for the first batch that signs */
+    sign_pool *pool;         /* the CA's (borrowed), taken at the first batch that signs */
     /* The batch being filled (by defer), then, once started, the one the workers sign (fl_*):
      * sign_batch_cycle swaps them. */
     deferred *items;         /* SIGN_BATCH of them, allocated once (req.uris points inside) */

@@ -72,8 +72,7 @@ void sign_batch_free(sign_batch *b)
     free(b->jobs);
     free(b->fl_items);
     free(b->fl_jobs);
-    sign_pool_free(b->pool);
-    memset(b, 0, sizeof(*b));
+    memset(b, 0, sizeof(*b));   /* the pool is the CA's (ca_backend_sign_pool) */
 }
 
 /* Queues *id (moved out: *id is left empty) to be finished by the batch, signed when spki (taken
@@ -140,7 +139,7 @@ static void sign_batch_start(sign_batch *b, const mesh *m, const pass_cas *pc, i
         nj++;
     }
     if (nj && !b->pool && !b->stop) {
-        int r = ca_backend_sign_pool_new(b->ca, b->workers, &b->pool, perr);
+        int r = ca_backend_sign_pool(b->ca, b->workers, &b->pool, perr);
         if (r < 0 || !b->pool)
             b->stop = r == MESHCA_ENOMEM ? r
                                          : pass_sign_refused(m, b->items[0].dp, pc,
