@@ -1094,7 +1094,8 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     event_add(c.sigterm_ev, NULL);
     event_add(c.sigint_ev, NULL);
     event_add(c.sighup_ev, NULL);
-    /* At the passes' interval and at least once a minute: one small read of one object. */
+    /* At the passes' interval and at least once a minute: the store's revision, then the CA's
+     * object only when the revision moved, decoded only when its version did (cpca_watch). */
     int64_t ca_ms = interval < 60000 ? interval : 60000;
     event_add(c.ca_ev, &(struct timeval){(time_t)(ca_ms / 1000), (suseconds_t)(ca_ms % 1000) * 1000});
     on_ca_check(-1, 0, &c);   /* the first scrape already shows the control-plane CA */

@@ -170,6 +170,62 @@ START_TEST(an_unreadable_store_keeps_the_last_state_and_says_why)
 }
 END_TEST
 
+/*
+ * The controller's CA check (on_ca_check): a switch made by another process (`cp-ca rotate
+ * --switch` on its own store handle) is noticed and calls for a reload, while a check of a
+ * store where nothing moved, or where only other objects moved, decodes nothing.
+ */
+START_TEST(a_switch_is_noticed_and_an_unmoved_object_is_not_decoded)
+{
+    char err[MESHCA_ERRBUF] = "";
+    int64_t now = (int64_t)time(NULL);
+    server_tls *tls = NULL;
+    ck_assert_int_eq(server_tls_new(s, "127.0.0.1:5690", NULL, 0, NULL, NULL, &tls, err), 0);
+    store *cli = test_store_open(url);   /* what `meshca cp-ca rotate` runs on */
+    cpca_watch w = CPCA_WATCH_INIT;
+
+    ck_assert_int_eq(cpca_watch_poll(&w, s, err), 1);
+    ck_assert_uint_eq(w.decodes, 1);
+    ck_assert_int_eq(server_tls_ca_differs(tls, w.r.current_cert, now), 0);
+    /* Nothing written: the revision alone says so. */
+    ck_assert_int_eq(cpca_watch_poll(&w, s, err), 0);
+    ck_assert_uint_eq(w.decodes, 1);
+    /* Other objects written (the revision moves, the CA's version does not). */
+    test_seed(cli, "type: Mesh\nname: other\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+                   "  - {name: ca-1, type: builtin}\n");
+    ck_assert_int_eq(cpca_watch_poll(&w, s, err), 0);
+    ck_assert_uint_eq(w.decodes, 1);
+    ck_assert_int_eq(w.r.phase, CPCA_PHASE_NONE);
+
+    /* rotate: decoded once; a next CA alone changes nothing served. */
+    cpca_rotation r = {0};
+    ck_assert_int_eq(cpca_rotate(cli, CPCA_STEP_ROTATE, now, &r, err), 0);
+    ck_assert_int_eq(cpca_watch_poll(&w, s, err), 1);
+    ck_assert_uint_eq(w.decodes, 2);
+    ck_assert_int_eq(w.r.phase, CPCA_PHASE_STARTED);
+    ck_assert_int_eq(server_tls_ca_differs(tls, w.r.current_cert, now), 0);
+    ck_assert_int_eq(cpca_watch_poll(&w, s, err), 0);
+    ck_assert_uint_eq(w.decodes, 2);
+
+    /* --switch: noticed, and the served certificate is found to be the old CA's. */
+    ck_assert_int_eq(cpca_rotate(cli, CPCA_STEP_SWITCH, now, NULL, err), 0);
+    ck_assert_int_eq(cpca_watch_poll(&w, s, err), 1);
+    ck_assert_uint_eq(w.decodes, 3);
+    ck_assert_int_eq(w.r.phase, CPCA_PHASE_SWITCHED);
+    ck_assert_str_eq(w.r.current_cert, r.next_cert);
+    ck_assert_int_eq(server_tls_ca_differs(tls, w.r.current_cert, now), 1);
+    ck_assert_int_eq(server_tls_reload(tls, now, NULL, err), 0);
+    ck_assert_int_eq(server_tls_ca_differs(tls, w.r.current_cert, now), 0);
+    /* The reload wrote nothing: the next check is the revision alone again. */
+    ck_assert_int_eq(cpca_watch_poll(&w, s, err), 0);
+    ck_assert_uint_eq(w.decodes, 3);
+    cpca_rotation_free(&r);
+    cpca_watch_free(&w);
+    store_close(cli);
+    server_tls_free(tls);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *su = suite_create("cpca_watch");
@@ -178,6 +234,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, expiry_by_role_and_one_phase_series_each_through_a_rotation);
     tcase_add_test(tc, an_unreadable_store_keeps_the_last_state_and_says_why);
+    tcase_add_test(tc, a_switch_is_noticed_and_an_unmoved_object_is_not_decoded);
     suite_add_tcase(su, tc);
     return su;
 }

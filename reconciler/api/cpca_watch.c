@@ -1,5 +1,6 @@
 /* cpca_watch.c - what the controller holds of the control-plane CA between its checks: the rotation's phase and each certificate's expiry, decoded only when the object moved. */
 #define _GNU_SOURCE 1 /* strptime, timegm */
+#define _GNU_SOURCE 1 /* strptime, timegm */
 #include "reconciler/api/cpca_watch.h"
 
 #include <stdlib.h>
@@ -57,6 +58,9 @@ int cpca_watch_poll(cpca_watch *w, store *s, char *errbuf)
     if (rc < 0)
         return meshca_fail(errbuf, rc, "cannot read the store's revision: %s",
                            store_errmsg(s)[0] ? store_errmsg(s) : store_strerror(rc));
+    /* Nothing was written anywhere since the last check: the object is as held. */
+    if (w->revision && rev == w->revision)
+        return 0;
     const store_key k = {CPCA_KIND, CPCA_MESH, CPCA_NAME};
     char *value = NULL;
     size_t len = 0;
@@ -71,6 +75,12 @@ int cpca_watch_poll(cpca_watch *w, store *s, char *errbuf)
     if (rc < 0)
         return meshca_fail(errbuf, rc, "cp-ca: cannot read the control-plane CA: %s",
                            store_errmsg(s)[0] ? store_errmsg(s) : store_strerror(rc));
+    /* Other objects were written (dataplanes, identities): this one is as held. */
+    if (w->known && version == w->version) {
+        pki_free_secret(value);
+        w->revision = rev;
+        return 0;
+    }
     cpca_rotation r = {0};
     rc = cpca_rotation_decode(value, len, &r, errbuf);
     pki_free_secret(value);   /* it holds the CA's key */

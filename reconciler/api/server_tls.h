@@ -33,7 +33,8 @@ int server_tls_reload(server_tls *t, int64_t now, int64_t *not_after, char *errb
  * served (`meshca cp-ca rotate --switch` ran): the caller reloads, and every replica serves a
  * certificate of the new CA without a SIGHUP. 0 otherwise, always for --tls-cert's files, and
  * for SERVER_TLS_CA_RETRY_S after a reload failed; a negative code when the store cannot be
- * read. One small store read: the controller calls it at least once a minute.
+ * read. One store read and a decode each call: the controller's timer checks through cpca_watch
+ * (the store's revision first) and server_tls_ca_differs instead.
  */
 #define SERVER_TLS_CA_RETRY_S 60
 int server_tls_ca_changed(server_tls *t, int64_t now, char *errbuf);
