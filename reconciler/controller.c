@@ -23,6 +23,7 @@
 #include "reconciler/api/cpca_watch.h"
 #include "reconciler/api/csr_commit.h"
 #include "reconciler/api/metrics_http.h"
+#include "reconciler/api/readiness.h"
 #include "reconciler/api/server.h"
 #include "reconciler/api/server_tls.h"
 #include "reconciler/controller.h"
@@ -873,6 +874,24 @@ static int h_metrics(void *ctx, metrics_text *t, char *errbuf)
     return metrics_collect(c->s, (int64_t)time(NULL), t, errbuf);
 }
 
+/* GET /readyz: from what the loop last saw (no store read: probes add no load). */
+static const char *h_ready(void *ctx, char *errbuf)
+{
+    controller *c = ctx;
+    bool leading = leader_leading(c->le, leader_now_ms());
+    const readiness_input in = {
+        .election_failure = c->elect_failing,
+        .ca_check_failure = c->ca_failing,
+        .pass_failure = c->failing,
+        .tls_loaded = server_tls_ctx(c->tls) != NULL,
+        .tls_not_after = server_tls_not_after(c->tls),
+        .leading = leading,
+        .leader = leader_holder(c->le),
+        .now = (int64_t)time(NULL),
+    };
+    return readiness_check(&in, errbuf);
+}
+
 /* A rejected API request (401/403), already rate-limited by the server: to stderr. */
 static void h_log(void *ctx, const char *line)
 {
@@ -994,6 +1013,7 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     handlers.metrics = o->metrics_listen ? NULL : h_metrics;
     handlers.observe = h_observe;
     handlers.log = h_log;
+    handlers.ready = h_ready;
     handlers.identity_generation = h_identity_generation;
     char maddr[256];
     uint16_t mport = 0;
