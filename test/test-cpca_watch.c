@@ -1,4 +1,5 @@
-/* test-cpca_watch.c - the control-plane CA as the controller's check holds it: each certificate's expiry by role and the rotation's phase, as /metrics writes them. */
+/* test-cpca_watch.c - the control-plane CA as the controller's check holds it: each certificate's
+ * expiry by role and the rotation's phase, as /metrics writes them. */
 #define _GNU_SOURCE 1
 #include <check.h>
 #include <stdarg.h>
@@ -62,7 +63,8 @@ static bool has_line(const metrics_text *t, const char *line)
     return false;
 }
 
-static void assert_line(const metrics_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void assert_line(const metrics_text *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void assert_line(const metrics_text *t, const char *fmt, ...)
 {
     char line[512];
@@ -114,7 +116,8 @@ START_TEST(expiry_by_role_and_one_phase_series_each_through_a_rotation)
     assert_line(&t, "meshca_cp_ca_rotation_phase{phase=\"none\"} 0");
     assert_line(&t, "meshca_cp_ca_rotation_phase{phase=\"started\"} 1");
     assert_line(&t, "meshca_cp_ca_rotation_phase{phase=\"switched\"} 0");
-    assert_line(&t, "meshca_cp_ca_rotation_phase_since_seconds{phase=\"started\"} %lld", (long long)now);
+    assert_line(&t, "meshca_cp_ca_rotation_phase_since_seconds{phase=\"started\"} %lld",
+                (long long)now);
 
     /* --switch an hour later: the next CA is current, the old one previous. */
     ck_assert_int_eq(cpca_rotate(s, CPCA_STEP_SWITCH, now + 3600, NULL, err), 0);
@@ -181,7 +184,7 @@ START_TEST(a_switch_is_noticed_and_an_unmoved_object_is_not_decoded)
     int64_t now = (int64_t)time(NULL);
     server_tls *tls = NULL;
     ck_assert_int_eq(server_tls_new(s, "127.0.0.1:5690", NULL, 0, NULL, NULL, &tls, err), 0);
-    store *cli = test_store_open(url);   /* what `meshca cp-ca rotate` runs on */
+    store *cli = test_store_open(url); /* what `meshca cp-ca rotate` runs on */
     cpca_watch w = CPCA_WATCH_INIT;
 
     ck_assert_int_eq(cpca_watch_poll(&w, s, err), 1);

@@ -1,4 +1,5 @@
-/* cpca_watch.c - what the controller holds of the control-plane CA between its checks: the rotation's phase and each certificate's expiry, decoded only when the object moved. */
+/* cpca_watch.c - what the controller holds of the control-plane CA between its checks: the
+ * rotation's phase and each certificate's expiry, decoded only when the object moved. */
 #define _GNU_SOURCE 1 /* strptime, timegm */
 #define _GNU_SOURCE 1 /* strptime, timegm */
 #include "reconciler/api/cpca_watch.h"
@@ -83,7 +84,7 @@ int cpca_watch_poll(cpca_watch *w, store *s, char *errbuf)
     }
     cpca_rotation r = {0};
     rc = cpca_rotation_decode(value, len, &r, errbuf);
-    pki_free_secret(value);   /* it holds the CA's key */
+    pki_free_secret(value); /* it holds the CA's key */
     if (rc < 0)
         return rc;
     cpca_watch_free(w);

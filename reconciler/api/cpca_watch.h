@@ -1,4 +1,5 @@
-/* cpca_watch.h - what the controller holds of the control-plane CA between its checks: the rotation's phase and each certificate's expiry, decoded only when the object moved. */
+/* cpca_watch.h - what the controller holds of the control-plane CA between its checks: the
+ * rotation's phase and each certificate's expiry, decoded only when the object moved. */
 #ifndef MESHCA_API_CPCA_WATCH_H
 #define MESHCA_API_CPCA_WATCH_H
 
@@ -18,16 +19,19 @@
  * Loop thread only. Zero-initialise (CPCA_WATCH_INIT); cpca_watch_free() frees.
  */
 typedef struct cpca_watch {
-    uint64_t revision;      /* store revision at the last successful check; 0: none yet */
-    uint64_t version;       /* the object's version when it was last decoded */
-    bool known;             /* r and the times below describe the object at `version` */
-    cpca_rotation r;        /* certificates only, never a key */
-    int64_t not_after[3];   /* by CPCA_WATCH_ROLE_*; 0 when the role has no certificate */
-    int64_t phase_since;    /* started: the next CA's createdAt; switched: switchedAt; else 0 */
-    unsigned long decodes;  /* how many times the object was decoded (what the check saves) */
+    uint64_t revision;     /* store revision at the last successful check; 0: none yet */
+    uint64_t version;      /* the object's version when it was last decoded */
+    bool known;            /* r and the times below describe the object at `version` */
+    cpca_rotation r;       /* certificates only, never a key */
+    int64_t not_after[3];  /* by CPCA_WATCH_ROLE_*; 0 when the role has no certificate */
+    int64_t phase_since;   /* started: the next CA's createdAt; switched: switchedAt; else 0 */
+    unsigned long decodes; /* how many times the object was decoded (what the check saves) */
 } cpca_watch;
 
-#define CPCA_WATCH_INIT {0, 0, false, {0}, {0, 0, 0}, 0, 0}
+#define CPCA_WATCH_INIT                                                                            \
+    {                                                                                              \
+        0, 0, false, {0}, {0, 0, 0}, 0, 0                                                          \
+    }
 
 enum { CPCA_WATCH_ROLE_CURRENT, CPCA_WATCH_ROLE_NEXT, CPCA_WATCH_ROLE_PREVIOUS };
 

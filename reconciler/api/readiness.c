@@ -1,4 +1,5 @@
-/* readiness.c - whether a controller replica can serve the dataplane API now (GET /readyz), decided from what its loop last saw, without I/O. */
+/* readiness.c - whether a controller replica can serve the dataplane API now (GET /readyz), decided
+ * from what its loop last saw, without I/O. */
 #include "reconciler/api/readiness.h"
 
 #include <stdio.h>
@@ -13,8 +14,8 @@ static bool failing(const char *line)
 
 const char *readiness_check(const readiness_input *in, char *errbuf)
 {
-    const char *store = failing(in->election_failure)   ? in->election_failure
-                        : failing(in->ca_check_failure) ? in->ca_check_failure
+    const char *store = failing(in->election_failure)              ? in->election_failure
+                        : failing(in->ca_check_failure)            ? in->ca_check_failure
                         : in->leading && failing(in->pass_failure) ? in->pass_failure
                                                                    : NULL;
     if (store) {

@@ -1,4 +1,5 @@
-/* readiness.h - whether a controller replica can serve the dataplane API now (GET /readyz), decided from what its loop last saw, without I/O. */
+/* readiness.h - whether a controller replica can serve the dataplane API now (GET /readyz), decided
+ * from what its loop last saw, without I/O. */
 #ifndef MESHCA_API_READINESS_H
 #define MESHCA_API_READINESS_H
 
@@ -11,14 +12,14 @@
  * read of its own: a probe every few seconds adds nothing to the store's load.
  */
 typedef struct readiness_input {
-    const char *election_failure;  /* the leader election's last step */
-    const char *ca_check_failure;  /* the control-plane CA check's last tick */
-    const char *pass_failure;      /* the last reconcile pass's store failure (leader only) */
-    bool tls_loaded;               /* the API's SSL_CTX holds a certificate */
-    int64_t tls_not_after;         /* its notAfter (0: unknown) */
-    bool leading;                  /* this replica leads now */
-    const char *leader;            /* the leader this follower last saw ("" or NULL: none) */
-    int64_t now;                   /* seconds since the epoch */
+    const char *election_failure; /* the leader election's last step */
+    const char *ca_check_failure; /* the control-plane CA check's last tick */
+    const char *pass_failure;     /* the last reconcile pass's store failure (leader only) */
+    bool tls_loaded;              /* the API's SSL_CTX holds a certificate */
+    int64_t tls_not_after;        /* its notAfter (0: unknown) */
+    bool leading;                 /* this replica leads now */
+    const char *leader;           /* the leader this follower last saw ("" or NULL: none) */
+    int64_t now;                  /* seconds since the epoch */
 } readiness_input;
 
 /* The reason codes of a 503 from /readyz (its JSON error code). */
