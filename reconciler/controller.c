@@ -20,8 +20,10 @@
 #include "manifests/manifest.h"
 #include "reconciler/ack.h"
 #include "reconciler/api/cpca.h"
+#include "reconciler/api/cpca_watch.h"
 #include "reconciler/api/csr_commit.h"
 #include "reconciler/api/metrics_http.h"
+#include "reconciler/api/readiness.h"
 #include "reconciler/api/server.h"
 #include "reconciler/api/server_tls.h"
 #include "reconciler/controller.h"
@@ -63,6 +65,7 @@ typedef struct controller {
     struct event *sighup_ev;        /* SIGHUP: reload it */
     struct event *ca_ev;            /* the control-plane CA switched (cp-ca rotate --switch)? */
     char ca_failing[MESHCA_ERRBUF]; /* that check's failure last said; "" while it works */
+    cpca_watch cpca;                /* the control-plane CA as of that check (/metrics) */
     int64_t lease_s;                /* the lease asked for (leader_lease_for_takeover) */
     struct event *watch_fd_evs[CONTROLLER_WATCH_FDS]; /* the store's watch descriptors (etcd) */
     size_t nwatch_fd_evs;
@@ -866,7 +869,27 @@ static int h_metrics(void *ctx, metrics_text *t, char *errbuf)
                         "When the dataplane API's server certificate expires (seconds since the epoch)");
     metrics_text_sample(t, "meshca_api_cert_not_after_seconds", NULL,
                         (double)server_tls_not_after(c->tls));
+    /* As of the last CA check (at most min(--interval, 60 s) old): no store read here. */
+    cpca_watch_render(&c->cpca, t);
     return metrics_collect(c->s, (int64_t)time(NULL), t, errbuf);
+}
+
+/* GET /readyz: from what the loop last saw (no store read: probes add no load). */
+static const char *h_ready(void *ctx, char *errbuf)
+{
+    controller *c = ctx;
+    bool leading = leader_leading(c->le, leader_now_ms());
+    const readiness_input in = {
+        .election_failure = c->elect_failing,
+        .ca_check_failure = c->ca_failing,
+        .pass_failure = c->failing,
+        .tls_loaded = server_tls_ctx(c->tls) != NULL,
+        .tls_not_after = server_tls_not_after(c->tls),
+        .leading = leading,
+        .leader = leader_holder(c->le),
+        .now = (int64_t)time(NULL),
+    };
+    return readiness_check(&in, errbuf);
 }
 
 /* A rejected API request (401/403), already rate-limited by the server: to stderr. */
@@ -938,17 +961,20 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Every replica, leader or not, serves from the CA `cp-ca rotate --switch` made current, soon
- * after it ran, without a SIGHUP. A failure to read is said once per cause. */
+ * after it ran, without a SIGHUP; what the check read is what /metrics shows of the
+ * control-plane CA. A failure to read is said once per cause. */
 static void on_ca_check(evutil_socket_t fd, short what, void *arg)
 {
     controller *c = arg;
     char err[MESHCA_ERRBUF] = "";
     (void)fd, (void)what;
-    int rc = server_tls_ca_changed(c->tls, (int64_t)time(NULL), err);
+    int rc = cpca_watch_poll(&c->cpca, c->s, err);
     if (rc < 0 && strcmp(err, c->ca_failing) != 0)
         say(c, true, "cannot check the control-plane CA for a switch: %s", err);
     snprintf(c->ca_failing, sizeof(c->ca_failing), "%s", rc < 0 ? err : "");
-    if (rc > 0)
+    /* Also when nothing moved: a reload that failed is tried again (server_tls retry). */
+    if (c->cpca.known &&
+        server_tls_ca_differs(c->tls, c->cpca.r.current_cert, (int64_t)time(NULL)) > 0)
         reload_tls(c, "the control-plane CA was switched (cp-ca rotate --switch)");
 }
 
@@ -987,6 +1013,7 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     handlers.metrics = o->metrics_listen ? NULL : h_metrics;
     handlers.observe = h_observe;
     handlers.log = h_log;
+    handlers.ready = h_ready;
     handlers.identity_generation = h_identity_generation;
     char maddr[256];
     uint16_t mport = 0;
@@ -1087,9 +1114,11 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     event_add(c.sigterm_ev, NULL);
     event_add(c.sigint_ev, NULL);
     event_add(c.sighup_ev, NULL);
-    /* At the passes' interval and at least once a minute: one small read of one object. */
+    /* At the passes' interval and at least once a minute: the store's revision, then the CA's
+     * object only when the revision moved, decoded only when its version did (cpca_watch). */
     int64_t ca_ms = interval < 60000 ? interval : 60000;
     event_add(c.ca_ev, &(struct timeval){(time_t)(ca_ms / 1000), (suseconds_t)(ca_ms % 1000) * 1000});
+    on_ca_check(-1, 0, &c);   /* the first scrape already shows the control-plane CA */
     if (c.watch_ev)
         event_add(c.watch_ev, NULL);
     char api_url[300], replica[300], host[256] = "";
@@ -1172,5 +1201,6 @@ out:
     free(c.last_said);
     metrics_free(c.metrics);
     ca_cache_free(c.cas);   /* wipes keys and tokens */
+    cpca_watch_free(&c.cpca);
     return rc;
 }

@@ -297,6 +297,8 @@ const char *metrics_api_path_class(const char *path)
         return "other";
     if (strcmp(path, "/healthz") == 0)
         return "healthz";
+    if (strcmp(path, "/readyz") == 0)
+        return "readyz";
     if (strcmp(path, "/metrics") == 0)
         return "metrics";
     if (strncmp(path, "/v1/meshes/", 11) != 0)

@@ -66,7 +66,7 @@ void metrics_observe_pass(metrics *m, double seconds, int64_t end, bool ok);
 void metrics_render(metrics *m, metrics_text *t);
 
 /* The class of an API request path, a bounded label value: "csr", "identity", "ack", "roots",
- * "healthz", "metrics" or "other". */
+ * "healthz", "readyz", "metrics" or "other". */
 const char *metrics_api_path_class(const char *path);
 
 #endif

@@ -198,6 +198,66 @@ check "the pending change has a since time" bash -c "
     s=\$(awk '/^meshca_mesh_pending_since_seconds\\{mesh=\"default\"\\} /{print \$2}' '$WORK/scrape')
     [ -n \"\$s\" ] && [ \"\$s\" -le \"\$(date +%s)\" ] && [ \"\$s\" -gt \$((\$(date +%s) - 600)) ]"
 
+# --- the control-plane CA: each certificate's expiry by role, the rotation's phase (cp-ca rotate) ---
+# Scraped on the API port, trusting the CA bundle (both CAs once rotate ran: --switch changes
+# the certificate the API serves).
+cp "$WORK/cp-ca.pem" "$WORK/cpca-bundle.pem"
+cpca_scrape() { scrape "$API_URL/metrics" --cacert "$WORK/cpca-bundle.pem"; }
+# wait_cpca 'NAME{LABELS}' VALUE: scrapes until the sample has VALUE (bounded: 100 scrapes; the
+# controller's CA check runs every --interval, here 1 s).
+wait_cpca() {
+    local i
+    for i in $(seq 100); do
+        cpca_scrape
+        [ "$(val "$1")" = "$2" ] && return 0
+        sleep 0.1
+    done
+    echo "  $1 = '$(val "$1")', expected '$2'"
+    return 1
+}
+cpca_scrape
+old_cpca_end=$(enddate "$WORK/cp-ca.pem")
+check "control-plane CA: the current certificate's notAfter equals cp-ca -o pem's (openssl)" \
+    is 'meshca_cp_ca_cert_not_after_seconds{role="current"}' "$old_cpca_end"
+check "control-plane CA: no rotation (phase none 1, started 0, switched 0)" bash -c "
+    grep -qx 'meshca_cp_ca_rotation_phase{phase=\"none\"} 1' '$WORK/scrape' &&
+    grep -qx 'meshca_cp_ca_rotation_phase{phase=\"started\"} 0' '$WORK/scrape' &&
+    grep -qx 'meshca_cp_ca_rotation_phase{phase=\"switched\"} 0' '$WORK/scrape'"
+check "control-plane CA: no next or previous certificate, no phase-since series" \
+    bash -c "! grep -qE 'role=\"(next|previous)\"|^meshca_cp_ca_rotation_phase_since_seconds' '$WORK/scrape'"
+before_rotate=$(date +%s)
+run cp-ca rotate
+check "cp-ca rotate" exit_is 0
+"$MESHCA" cp-ca -o pem >"$WORK/cpca-bundle.pem"
+# The bundle is oldest first: the next CA is its second certificate.
+awk 'n >= 1 {print} /END CERTIFICATE/ {n++}' "$WORK/cpca-bundle.pem" >"$WORK/cpca-next.pem"
+check "after rotate, the controller's check shows phase started" \
+    wait_cpca 'meshca_cp_ca_rotation_phase{phase="started"}' 1
+check "... phase none is 0" is 'meshca_cp_ca_rotation_phase{phase="none"}' 0
+check "... the next certificate's notAfter equals the new CA's (openssl)" \
+    is 'meshca_cp_ca_cert_not_after_seconds{role="next"}' "$(enddate "$WORK/cpca-next.pem")"
+check "... the current one is unchanged" is 'meshca_cp_ca_cert_not_after_seconds{role="current"}' "$old_cpca_end"
+check "... started since the rotate (between its start and now)" bash -c "
+    s=\$(awk '/^meshca_cp_ca_rotation_phase_since_seconds\\{phase=\"started\"\\} /{print \$2}' '$WORK/scrape')
+    [ -n \"\$s\" ] && [ \"\$s\" -ge $before_rotate ] && [ \"\$s\" -le \$(date +%s) ]"
+check "during the control-plane CA rotation: promtool reports nothing" promtool_clean
+run cp-ca rotate --switch
+check "cp-ca rotate --switch" exit_is 0
+check "after --switch, phase switched" wait_cpca 'meshca_cp_ca_rotation_phase{phase="switched"}' 1
+check "... the former next is current, the former current previous" bash -c "
+    grep -qx 'meshca_cp_ca_cert_not_after_seconds{role=\"current\"} $(enddate "$WORK/cpca-next.pem")' '$WORK/scrape' &&
+    grep -qx 'meshca_cp_ca_cert_not_after_seconds{role=\"previous\"} $old_cpca_end' '$WORK/scrape' &&
+    ! grep -q 'role=\"next\"' '$WORK/scrape'"
+check "... the phase-since series names switched, not started" bash -c "
+    grep -q '^meshca_cp_ca_rotation_phase_since_seconds{phase=\"switched\"} ' '$WORK/scrape' &&
+    ! grep -q 'phase_since_seconds{phase=\"started\"}' '$WORK/scrape'"
+run cp-ca rotate --finish
+check "cp-ca rotate --finish" exit_is 0
+check "after --finish, phase none again" wait_cpca 'meshca_cp_ca_rotation_phase{phase="none"}' 1
+check "... no previous certificate, no phase-since series" \
+    bash -c "! grep -qE 'role=\"previous\"|^meshca_cp_ca_rotation_phase_since_seconds' '$WORK/scrape'"
+check "after the control-plane CA rotation: promtool reports nothing" promtool_clean
+
 # --- the alerting rules shipped in doc/ load in Prometheus ---
 promtool check rules "$SOURCE_ROOT/doc/alerting-rules.yml" >"$WORK/out" 2>"$WORK/err"
 rc=$?

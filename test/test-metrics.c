@@ -242,6 +242,7 @@ START_TEST(api_paths_fall_into_a_bounded_set_of_classes)
     ck_assert_str_eq(metrics_api_path_class("/v1/meshes/default/dataplanes/web-01/ack"), "ack");
     ck_assert_str_eq(metrics_api_path_class("/v1/meshes/default/roots"), "roots");
     ck_assert_str_eq(metrics_api_path_class("/healthz"), "healthz");
+    ck_assert_str_eq(metrics_api_path_class("/readyz"), "readyz");
     ck_assert_str_eq(metrics_api_path_class("/metrics"), "metrics");
     ck_assert_str_eq(metrics_api_path_class("/v1/meshes/x/whatever-csr"), "other");
     ck_assert_str_eq(metrics_api_path_class("/etc/passwd"), "other");

@@ -510,6 +510,20 @@ static void route_healthz(request_ctx *rc)
     send_json(rc->req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* Readiness, unlike liveness (/healthz): 503 while this replica cannot serve, so a load balancer
+ * or Kubernetes sends agents to another one meanwhile. */
+static void route_readyz(request_ctx *rc)
+{
+    const api_handlers *h = rc->srv->opts.handlers;
+    char errbuf[MESHCA_ERRBUF] = "";
+    const char *reason = h->ready ? h->ready(h->ctx, errbuf) : NULL;
+    if (reason) {
+        send_error(rc->req, 503, reason, "%s", errbuf);
+        return;
+    }
+    send_json(rc->req, 200, json_pack("{s:s}", "status", "ready"));
+}
+
 static void route_metrics(request_ctx *rc)
 {
     const api_handlers *h = rc->srv->opts.handlers;
@@ -726,6 +740,7 @@ typedef struct route {
 
 static const route routes[] = {
     {EVHTTP_REQ_GET, "/healthz", AUTH_NONE, route_healthz},
+    {EVHTTP_REQ_GET, "/readyz", AUTH_NONE, route_readyz},
     {EVHTTP_REQ_GET, "/metrics", AUTH_NONE, route_metrics},
     {EVHTTP_REQ_POST, "/v1/meshes/{mesh}/dataplanes/{dp}/csr", AUTH_DATAPLANE, route_csr},
     {EVHTTP_REQ_GET, "/v1/meshes/{mesh}/dataplanes/{dp}/identity", AUTH_DATAPLANE, route_identity},

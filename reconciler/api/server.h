@@ -99,6 +99,9 @@ typedef struct api_handlers {
      * pending key, for one, is a write that changes no generation). < 0: get_identity decides. */
     int (*identity_generation)(void *ctx, const char *mesh_name, const char *dp_name,
                                uint64_t *ret_generation, char *errbuf);
+    /* Optional. Whether this replica can serve (GET /readyz): NULL when it can, else a short
+     * reason code (readiness.h), answered 503 with a line written to errbuf. NULL: always. */
+    const char *(*ready)(void *ctx, char *errbuf);
     /* Optional. A line for the operator's log: one per rejected request (401, 403) with the
      * peer, method, path, status and reason, at most API_REJECT_LOG_PER_S a second, then one
      * "suppressed K" line (reject_log.h). Never a token, a header value or a key. */

@@ -135,9 +135,16 @@ int server_tls_ca_changed(server_tls *t, int64_t now, char *errbuf)
         return 0; /* nothing to switch to: a reload would make a CA, SIGHUP does that */
     if (rc < 0)
         return rc;
-    rc = strcmp(r.current_cert, t->ca_cert) != 0;
+    rc = server_tls_ca_differs(t, r.current_cert, now);
     cpca_rotation_free(&r);
     return rc;
+}
+
+int server_tls_ca_differs(const server_tls *t, const char *current_cert, int64_t now)
+{
+    if (!t || !t->ca_cert || !current_cert || now < t->ca_retry_at)
+        return 0;
+    return strcmp(current_cert, t->ca_cert) != 0;
 }
 
 int64_t server_tls_not_after(const server_tls *t)

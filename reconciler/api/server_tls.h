@@ -33,10 +33,14 @@ int server_tls_reload(server_tls *t, int64_t now, int64_t *not_after, char *errb
  * served (`meshca cp-ca rotate --switch` ran): the caller reloads, and every replica serves a
  * certificate of the new CA without a SIGHUP. 0 otherwise, always for --tls-cert's files, and
  * for SERVER_TLS_CA_RETRY_S after a reload failed; a negative code when the store cannot be
- * read. One small store read: the controller calls it at least once a minute.
+ * read. One store read and a decode each call: the controller's timer checks through cpca_watch
+ * (the store's revision first) and server_tls_ca_differs instead.
  */
 #define SERVER_TLS_CA_RETRY_S 60
 int server_tls_ca_changed(server_tls *t, int64_t now, char *errbuf);
+/* The same decision on a current CA certificate the caller already holds (cpca_watch), without
+ * reading the store: 1 when it is not the one that signed the certificate served. */
+int server_tls_ca_differs(const server_tls *t, const char *current_cert, int64_t now);
 /* notAfter of the certificate served now (0 when unknown): /metrics. */
 int64_t server_tls_not_after(const server_tls *t);
 void server_tls_free(server_tls *t);
