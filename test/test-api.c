@@ -1229,6 +1229,107 @@ static int healthz_with(SSL_CTX *ctx)
     return status;
 }
 
+/* GET path over a raw OpenSSL connection made with ctx, offering `resume` (may be NULL);
+ * *ret_session (may be NULL) gets the connection's session, *ret_reused whether the server
+ * resumed it. Returns the status line's code, or -1 when the handshake fails. */
+/* The client's new-session callback: keeps the last session (ticket) in the context. */
+static int keep_session(SSL *ssl, SSL_SESSION *sess)
+{
+    SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+    SSL_SESSION_free(SSL_CTX_get_ex_data(ctx, 0));
+    SSL_CTX_set_ex_data(ctx, 0, sess);
+    return 1; /* the reference is ours */
+}
+
+static int get_with_session(SSL_CTX *ctx, const char *path, SSL_SESSION *resume,
+                            SSL_SESSION **ret_session, int *ret_reused)
+{
+    char hostport[64], req[256], buf[8192] = "";
+    snprintf(hostport, sizeof(hostport), "127.0.0.1:%u", api_server_port(server));
+    BIO *conn = BIO_new_connect(hostport);
+    ck_assert_ptr_nonnull(conn);
+    SSL *ssl = SSL_new(ctx);
+    ck_assert_ptr_nonnull(ssl);
+    ck_assert_int_eq(SSL_set1_host(ssl, "127.0.0.1"), 1);
+    if (resume)
+        ck_assert_int_eq(SSL_set_session(ssl, resume), 1);
+    SSL_set_bio(ssl, conn, conn);
+    int status = -1;
+    if (SSL_connect(ssl) == 1) {
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+        ck_assert_int_eq(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+        /* The answer's first record: a TLS 1.3 server's session tickets come before it. */
+        int n = SSL_read(ssl, buf, sizeof(buf) - 1);
+        ck_assert_int_gt(n, 12);
+        buf[n] = '\0';
+        ck_assert_int_eq(sscanf(buf, "HTTP/1.1 %d", &status), 1);
+        if (ret_reused)
+            *ret_reused = SSL_session_reused(ssl);
+        if (ret_session) {
+            *ret_session = SSL_CTX_get_ex_data(ctx, 0);
+            SSL_CTX_set_ex_data(ctx, 0, NULL);
+        }
+        /* A connection freed without a close_notify sent marks its session not resumable. */
+        (void)SSL_shutdown(ssl);
+    }
+    ERR_clear_error();
+    SSL_free(ssl);
+    return status;
+}
+
+/* Regression: the server asked for client certificates without a session id context, so
+ * OpenSSL ended every resumption attempt (a TLS 1.2 session id or a TLS 1.3 ticket) with a
+ * fatal internal_error alert: a client that caches sessions (Go, curl's share, nginx) could not
+ * reconnect. A resumed session still authenticates a dataplane by its certificate. */
+START_TEST(tls_sessions_resume_and_keep_the_client_certificate)
+{
+    char err[MESHCA_ERRBUF] = "", cert[256], key[256];
+    make_client_cert(mesh_ca, mesh_ca_key, "default", "web-01", "resume", cert, key);
+    cpca ca = {NULL, NULL};
+    ck_assert_int_eq(cpca_load(st, 0, time(NULL), &ca, err), 0);
+    FILE *f = fopen(cert, "r");
+    char cert_pem[8192] = "", key_pem[8192] = "";
+    ck_assert_uint_gt(fread(cert_pem, 1, sizeof(cert_pem) - 1, f), 0);
+    fclose(f);
+    f = fopen(key, "r");
+    ck_assert_uint_gt(fread(key_pem, 1, sizeof(key_pem) - 1, f), 0);
+    fclose(f);
+    for (int v = 0; v < 2; v++) {
+        SSL_CTX *ctx = NULL;
+        ck_assert_msg(cpca_client_ctx(ca.cert_pem, cert_pem, key_pem, &ctx, err) == 0, "%s", err);
+        ck_assert_int_eq(
+            SSL_CTX_set_max_proto_version(ctx, v ? TLS1_2_VERSION : TLS1_3_VERSION), 1);
+        SSL_CTX_set_session_cache_mode(ctx,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, keep_session);
+        SSL_SESSION *sess = NULL;
+        int reused = -1;
+        ck_assert_int_eq(get_with_session(ctx, IDENTITY("default", "web-01"), NULL, &sess, &reused),
+                         200);
+        ck_assert_int_eq(reused, 0);
+        ck_assert_ptr_nonnull(sess);
+        ck_assert_msg(SSL_SESSION_is_resumable(sess) == 1, "TLS 1.%d: session not resumable",
+                      v ? 2 : 3);
+        /* Before the fix: -1, the handshake ended by the server's alert. */
+        SSL_SESSION *next = NULL;
+        int status = get_with_session(ctx, IDENTITY("default", "web-01"), sess, &next, &reused);
+        ck_assert_msg(status == 200, "TLS 1.%d resumption: status %d", v ? 2 : 3, status);
+        ck_assert_int_eq(reused, 1);
+        /* The certificate of the resumed session is still the one checked: web-01's only. A
+         * TLS 1.3 client resumes with the ticket of its last connection (ready for one use). */
+        SSL_SESSION *third = next ? next : sess;
+        ck_assert_int_eq(get_with_session(ctx, IDENTITY("default", "web-02"), third, NULL, &reused),
+                         403);
+        ck_assert_int_eq(reused, 1);
+        SSL_SESSION_free(sess);
+        SSL_SESSION_free(next);
+        SSL_SESSION_free(SSL_CTX_get_ex_data(ctx, 0));
+        SSL_CTX_free(ctx);
+    }
+    cpca_free(&ca);
+}
+END_TEST
+
 START_TEST(client_context_trusts_the_control_plane_ca_only)
 {
     char err[MESHCA_ERRBUF] = "";
@@ -1357,6 +1458,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, headers_over_16k_are_refused);
     tcase_add_test(tc, slow_client_is_disconnected_at_the_timeout);
     tcase_add_test(tc, client_context_trusts_the_control_plane_ca_only);
+    tcase_add_test(tc, tls_sessions_resume_and_keep_the_client_certificate);
     tcase_add_test(tc, server_context_from_the_users_files);
     suite_add_tcase(s, tc);
     return s;
