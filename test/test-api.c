@@ -899,6 +899,57 @@ START_TEST(certificate_older_than_the_identity_gets_401_also_when_parked)
 }
 END_TEST
 
+/* On the test thread: once a query is parked, the token of default/web-01 is revoked, then its
+ * identity changes (the notify that used to answer it with the new certificate). */
+static void *revoke_then_bump_later(void *arg)
+{
+    char err[MESHCA_ERRBUF] = "";
+    for (int i = 0; i < 500 && api_server_waiters(server) == 0; i++)
+        usleep(10000);
+    *(size_t *)arg = api_server_waiters(server);
+    size_t n = 0;
+    ck_assert_msg(token_revoke(st, "default", "web-01", &n, err) == 0, "revoke: %s", err);
+    ck_assert_uint_eq(n, 1);
+    struct timeval zero = {0, 0};
+    event_base_once(base, -1, EV_TIMEOUT, bump_generation, NULL, &zero);
+    return NULL;
+}
+
+/* Regression: a blocking query parked with a token was answered with the identity after the
+ * token was revoked (by the notify of a change) or had expired (at the end of its wait): the
+ * token was looked up only when the query arrived. Both now get the 401 a new request gets. */
+START_TEST(token_revoked_or_expired_while_parked_gets_401_not_the_identity)
+{
+    char *token = issue("default", "web-01", time(NULL), 3600);
+    pthread_t t;
+    size_t parked = 0;
+    ck_assert_int_eq(pthread_create(&t, NULL, revoke_then_bump_later, &parked), 0);
+    reply r = http((call){"GET", IDENTITY("default", "web-01") "?index=1&wait=30s", token});
+    pthread_join(t, NULL);
+    ck_assert_uint_eq(parked, 1);
+    ck_assert_int_eq(double_ctl.generation[0], 2); /* the change happened, and was not sent */
+    assert_error(r, 401, "unauthenticated", "unknown or revoked token");
+    ck_assert_ptr_null(strstr(r.body, "CERT"));
+    ck_assert_str_eq(r.index, "");
+    ck_assert_uint_eq(api_server_waiters(server), 0);
+    token_free(token);
+
+    /* Valid for 2 s more when parked for 3 s: the end of the wait answers 401, not generation 2. */
+    token = issue("default", "web-01", time(NULL) - 3600 + 2, 3600);
+    r = http((call){"GET", IDENTITY("default", "web-01") "?index=2&wait=3s", token});
+    assert_error(r, 401, "unauthenticated", "token: expired (dataplane default/web-01)");
+    ck_assert_str_eq(r.index, "");
+    ck_assert_uint_eq(api_server_waiters(server), 0);
+    /* A token still valid at the end of its wait gets the identity as before. */
+    char *fresh = issue("default", "web-01", time(NULL), 3600);
+    r = http((call){"GET", IDENTITY("default", "web-01") "?index=2&wait=1s", fresh});
+    ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
+    ck_assert_str_eq(r.index, "2");
+    token_free(fresh);
+    token_free(token);
+}
+END_TEST
+
 /* A notify that changes no generation reads only the generation (identity_generation), not the
  * identity and its bundle, and leaves the query parked; the next change answers it. */
 START_TEST(notify_without_a_change_reads_only_the_generation_and_keeps_the_query)
@@ -1435,6 +1486,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, token_of_one_dataplane_gets_403_for_another_dataplane_and_mesh);
     tcase_add_test(tc, revoked_token_gets_401_at_once);
     tcase_add_test(tc, certificate_older_than_the_identity_gets_401_also_when_parked);
+    tcase_add_test(tc, token_revoked_or_expired_while_parked_gets_401_not_the_identity);
     tcase_add_test(tc, expired_token_gets_401);
     tcase_add_test(tc, missing_or_malformed_credentials_get_401);
     tcase_add_test(tc, healthz_needs_no_credentials_and_unknown_paths_get_json_404);

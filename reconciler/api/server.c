@@ -292,6 +292,33 @@ static void check_cert(identity_answer *a, api_auth_method method, int64_t cert_
     }
 }
 
+/* A query that authenticated with a token (method) and is answered after a wait: the token is
+ * looked up again, from the request's own Authorization header, so a revoke or an expiry during
+ * the wait gets the 401 a new request would, not the identity (SPEC S13: a revoke takes effect
+ * at once). A store error answers 503, as authenticate() does. */
+static void check_token(api_server *srv, struct evhttp_request *req, api_auth_method method,
+                        const char *mesh_name, const char *dp_name, identity_answer *a)
+{
+    if (a->rc < 0 || method != API_AUTH_TOKEN)
+        return;
+    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    char err[MESHCA_ERRBUF] = "";
+    token_info info;
+    int rc = auth && strlen(auth) > 7
+                 ? token_verify(srv->opts.tokens, auth + 7, mesh_name, server_now(srv), &info, err)
+                 : meshca_fail(err, MESHCA_EINVAL, "token: malformed bearer token");
+    if (rc == 0 && (strcmp(info.mesh, mesh_name) != 0 || strcmp(info.dataplane, dp_name) != 0))
+        rc = meshca_fail(err, MESHCA_ENOTFOUND, "token: unknown or revoked token");
+    if (rc == 0)
+        return;
+    json_decref(a->body);
+    a->body = NULL;
+    a->rc = rc == MESHCA_EINVAL || rc == MESHCA_ENOTFOUND || rc == MESHCA_EEXPIRED
+                ? MESHCA_EUNAUTHENTICATED
+                : rc;
+    snprintf(a->errbuf, sizeof(a->errbuf), "%s", err);
+}
+
 /* Fetches the identity; 1 when it should be answered now (final: the wait is over, answer
  * whatever there is; or a refused certificate), 0 when the query should wait on (and a->body is
  * released). */
@@ -344,6 +371,7 @@ static int waiter_answer(waiter *w, int final)
     if (!fetch_identity(g->srv, w->method, w->cert_not_before, g->mesh, g->dataplane, w->index,
                         final, &a))
         return 0;
+    check_token(g->srv, w->req, w->method, g->mesh, g->dataplane, &a);
     char mesh_name[NAME_BUF], dp_name[NAME_BUF];
     memcpy(mesh_name, g->mesh, sizeof(mesh_name));
     memcpy(dp_name, g->dataplane, sizeof(dp_name));
@@ -487,6 +515,7 @@ void api_server_notify(api_server *srv, const char *mesh_name, const char *dp_na
         check_cert(&mine, w->method, w->cert_not_before, mesh_name, dp_name);
         if (mine.rc == 0 && (a.generation <= w->index || !a.body))
             continue;
+        check_token(srv, w->req, w->method, mesh_name, dp_name, &mine);
         mine.body = mine.rc == 0 ? a.body : NULL;
         json_incref(mine.body);  /* send_identity takes one reference */
         struct evhttp_request *req = w->req;
