@@ -3,6 +3,7 @@
 #include "reconciler/api/server.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <sys/queue.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -31,6 +33,8 @@
 #define NAME_BUF (STORE_NAME_MAX + 1)
 #define WAITER_BUCKETS 4096
 #define DP_URN_PREFIX "urn:meshca:dataplane:"
+#define ACCEPT_PAUSE_MS 500     /* accept() out of descriptors or memory: try again after this */
+#define ACCEPT_LOG_EVERY_MS 60000 /* and say so at most this often */
 
 /* A blocking query parked until its dataplane's identity changes or its wait passes. */
 typedef struct waiter {
@@ -68,7 +72,16 @@ struct api_server {
     api_reject_log reject_log;       /* the lines of rejected requests, bounded */
     struct event *reject_flush;      /* says the suppressed count when its window ends; NULL:
                                       * said with the next rejected request instead */
+    struct event *accept_resume;     /* re-enables accepting after a failed accept(); NULL: none */
+    int64_t accept_logged_ms;        /* when a failed accept() was last said (monotonic), or 0 */
+    struct api_server *next_listening; /* in `listening` (on_accept_error) */
 };
+
+/* The servers whose listener has on_accept_error: libevent passes that callback the evhttp (the
+ * listener's user data is evhttp's own), from which this finds the server. Few (one per
+ * controller), so a list; the lock because servers are made and freed off the loop thread. */
+static pthread_mutex_t listening_lock = PTHREAD_MUTEX_INITIALIZER;
+static api_server *listening;
 
 /* Path parameters of a request. */
 typedef struct route_params {
@@ -996,6 +1009,45 @@ static void log_rejected(api_server *srv, struct evhttp_request *req, int status
     h->log(h->ctx, line);
 }
 
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    api_server *srv = arg;
+    evconnlistener_enable(evhttp_bound_socket_get_listener(srv->socket));
+}
+
+/* accept() failed in a way libevent does not retry by itself: out of file descriptors (EMFILE,
+ * ENFILE: a flood of connections) or of memory. Its listener is level-triggered, so left enabled
+ * it calls accept() again at once, in a loop that took the loop's CPU and wrote libevent's
+ * warning per call (100 MB of log in 6 s). Accepting pauses instead; the connections already
+ * open are served meanwhile, and the descriptors they free let the next accept through. */
+static void on_accept_error(struct evconnlistener *lis, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    api_server *srv = NULL;
+    pthread_mutex_lock(&listening_lock);
+    for (srv = listening; srv && srv->http != arg; srv = srv->next_listening)
+        ;
+    pthread_mutex_unlock(&listening_lock);
+    if (!srv)
+        return; /* cannot happen: a server is listed until its listener is freed */
+    evconnlistener_disable(lis);
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    if (evtimer_add(srv->accept_resume, &tv) < 0)
+        evconnlistener_enable(lis); /* cannot happen with a made timer; never stop accepting */
+    const api_handlers *h = srv->opts.handlers;
+    int64_t now = monotonic_ms();
+    if (h->log && (!srv->accept_logged_ms || now - srv->accept_logged_ms >= ACCEPT_LOG_EVERY_MS)) {
+        char line[256];
+        snprintf(line, sizeof(line),
+                 "api: cannot accept connections: %s; accepting again every %d ms meanwhile "
+                 "(said at most once a minute)",
+                 evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS);
+        h->log(h->ctx, line);
+        srv->accept_logged_ms = now;
+    }
+}
+
 /* Answers req with a 401 or 403 and logs it (log_rejected). */
 static void reject(api_server *srv, struct evhttp_request *req, int status, const char *reason)
 {
@@ -1165,6 +1217,15 @@ int api_server_new(struct event_base *base, const api_server_options *opts, api_
         return meshca_fail(errbuf, MESHCA_EIO, "api: cannot listen on %s:%u: %s", opts->address,
                            (unsigned)opts->port, strerror(e));
     }
+    /* Without the timer (no memory) libevent keeps its own handling of a failed accept(). */
+    srv->accept_resume = evtimer_new(base, on_accept_resume, srv);
+    if (srv->accept_resume) {
+        pthread_mutex_lock(&listening_lock);
+        srv->next_listening = listening;
+        listening = srv;
+        pthread_mutex_unlock(&listening_lock);
+        evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(srv->socket), on_accept_error);
+    }
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     evutil_socket_t fd = evhttp_bound_socket_get_fd(srv->socket);
@@ -1200,8 +1261,17 @@ void api_server_free(api_server *srv)
             send_error(req, 503, "unavailable", "the controller is shutting down");
         }
     evhttp_free(srv->http);
+    pthread_mutex_lock(&listening_lock);
+    for (api_server **pp = &listening; *pp; pp = &(*pp)->next_listening)
+        if (*pp == srv) {
+            *pp = srv->next_listening;
+            break;
+        }
+    pthread_mutex_unlock(&listening_lock);
     if (srv->reject_flush)
         event_free(srv->reject_flush);
+    if (srv->accept_resume)
+        event_free(srv->accept_resume);
     pki_p256_verifier_free(srv->csr_verifier);
     free(srv);
 }
