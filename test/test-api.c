@@ -26,6 +26,7 @@
 #include "reconciler/api/client.h"
 #include "reconciler/api/cpca.h"
 #include "reconciler/api/csr.h"
+#include "reconciler/api/csr_limit.h"
 #include "reconciler/api/server.h"
 #include "reconciler/api/token.h"
 #include "reconciler/pki.h"
@@ -571,6 +572,87 @@ START_TEST(csr_with_bad_signature_gets_400_naming_proof_of_possession)
     token_free(token);
     EVP_PKEY_free(key);
     EVP_PKEY_free(other);
+}
+END_TEST
+
+/* POST body to the CSR endpoint of dp with token on the keep-alive handle h; the status, the
+ * body in *r and the Retry-After header's value in r->index. */
+static long post_csr_on(CURL *h, const char *dp, const char *token, const char *body, reply *r)
+{
+    char url[256], auth[128];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%u/v1/meshes/default/dataplanes/%s/csr",
+             api_server_port(server), dp);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    struct curl_slist *hdrs = curl_slist_append(NULL, auth);
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    memset(r, 0, sizeof(*r));
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+    ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+    struct curl_header *retry = NULL;
+    if (curl_easy_header(h, "Retry-After", 0, CURLH_HEADER, -1, &retry) == CURLHE_OK)
+        snprintf(r->index, sizeof(r->index), "%s", retry->value);
+    curl_slist_free_all(hdrs);
+    return r->status;
+}
+
+/* Regression: every CSR the API took cost a signature, a store write and a generation (30
+ * CSRs in 0.5 s from one token made generation 30). Past API_CSR_BURST a dataplane gets 429
+ * too-many-csrs with Retry-After, and its CSRs reach the controller no more; another
+ * dataplane's are still taken. */
+START_TEST(csr_flood_of_one_dataplane_gets_429_past_the_burst)
+{
+    char err[MESHCA_ERRBUF] = "";
+    EVP_PKEY *key = NULL;
+    ck_assert_int_eq(pki_generate_key(false, 0, &key, err), 0);
+    char *pem = make_csr(key, key), *body = csr_body(pem);
+    char *token = issue("default", "web-01", time(NULL), 3600);
+    char *token2 = issue("default", "web-02", time(NULL), 3600);
+    CURL *h = curl_easy_init();
+    reply r;
+    for (int i = 0; i < API_CSR_BURST; i++)
+        ck_assert_msg(post_csr_on(h, "web-01", token, body, &r) == 202, "CSR %d: %ld %s", i + 1,
+                      r.status, r.body);
+    ck_assert_int_eq(double_ctl.csr_count, API_CSR_BURST);
+    ck_assert_int_eq(post_csr_on(h, "web-01", token, body, &r), 429);
+    assert_error(r, 429, "too-many-csrs",
+                 "default/web-01 sent more than 128 CSRs (one per 10 s after them); retry in ");
+    ck_assert_msg(atoi(r.index) >= 1 && atoi(r.index) <= 10, "Retry-After: '%s'", r.index);
+    ck_assert_int_eq(double_ctl.csr_count, API_CSR_BURST); /* it reached nothing */
+    ck_assert_int_eq(post_csr_on(h, "web-02", token2, body, &r), 202);
+    ck_assert_int_eq(double_ctl.csr_count, API_CSR_BURST + 1);
+    curl_easy_cleanup(h);
+    token_free(token);
+    token_free(token2);
+    free(pem);
+    free(body);
+    EVP_PKEY_free(key);
+}
+END_TEST
+
+/* GCRA: the burst, then one per interval as time passes; a slot taken over starts afresh. */
+START_TEST(csr_limit_refills_one_per_interval)
+{
+    csr_limit *l = csr_limit_new();
+    ck_assert_ptr_nonnull(l);
+    int64_t retry = 0, t = 1000000;
+    for (int i = 0; i < API_CSR_BURST; i++)
+        ck_assert(csr_limit_take(l, "m", "d", t, &retry));
+    ck_assert(!csr_limit_take(l, "m", "d", t, &retry));
+    ck_assert_int_eq(retry, API_CSR_INTERVAL_MS / 1000);
+    ck_assert(!csr_limit_take(l, "m", "d", t + API_CSR_INTERVAL_MS - 1, &retry));
+    ck_assert_int_eq(retry, 1);
+    ck_assert(csr_limit_take(l, "m", "d", t + API_CSR_INTERVAL_MS, &retry));
+    ck_assert(!csr_limit_take(l, "m", "d", t + API_CSR_INTERVAL_MS, &retry));
+    ck_assert(csr_limit_take(l, "m", "d2", t, &retry)); /* another dataplane */
+    ck_assert(csr_limit_take(NULL, "m", "d", t, &retry)); /* no table: not limited */
+    csr_limit_free(l);
 }
 END_TEST
 
@@ -1495,6 +1577,8 @@ static Suite *api_suite(void)
     tcase_add_test(tc, csr_is_accepted_and_only_its_public_key_reaches_the_controller);
     tcase_add_test(tc, csr_with_bad_signature_gets_400_naming_proof_of_possession);
     tcase_add_test(tc, csr_with_wrong_key_type_gets_400_naming_both_types);
+    tcase_add_test(tc, csr_flood_of_one_dataplane_gets_429_past_the_burst);
+    tcase_add_test(tc, csr_limit_refills_one_per_interval);
     tcase_add_test(tc, csr_body_over_64k_gets_413_and_csr_over_16k_gets_400);
     tcase_add_test(tc, csr_fast_check_gives_csr_checks_verdict_message_and_key);
     tcase_add_test(tc, hostile_api_bodies_get_400_with_their_code_and_reach_nothing);

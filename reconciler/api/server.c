@@ -27,6 +27,7 @@
 #include <openssl/x509v3.h>
 
 #include "manifests/model.h"
+#include "reconciler/api/csr_limit.h"
 #include "reconciler/api/reject_log.h"
 #include "reconciler/api/token.h"
 
@@ -75,6 +76,7 @@ struct api_server {
     struct event *accept_resume;     /* re-enables accepting after a failed accept(); NULL: none */
     int64_t accept_logged_ms;        /* when a failed accept() was last said (monotonic), or 0 */
     struct api_server *next_listening; /* in `listening` (on_accept_error) */
+    csr_limit *csr_limit;              /* CSRs per dataplane; NULL (no memory): not limited */
 };
 
 /* The servers whose listener has on_accept_error: libevent passes that callback the evhttp (the
@@ -167,6 +169,7 @@ static void send_error(struct evhttp_request *req, int status, const char *code,
 
 static void log_rejected(api_server *srv, struct evhttp_request *req, int status,
                          const char *reason);
+static int64_t monotonic_ms(void);
 
 /* A handler's code as an HTTP error; a 401 (a certificate older than its identity) is logged as
  * the refusals of authenticate() are. */
@@ -626,6 +629,20 @@ static void route_csr(request_ctx *rc)
     if (code < 0) {
         json_decref(doc);
         send_code(rc->srv, rc->req, code, errbuf);
+        return;
+    }
+    /* Each CSR taken costs a signature: a flood from one dataplane gets 429 past the burst. */
+    int64_t retry_s = 0;
+    if (!csr_limit_take(rc->srv->csr_limit, p->mesh, p->dataplane, monotonic_ms(), &retry_s)) {
+        json_decref(doc);
+        free(spki);
+        char retry[24];
+        snprintf(retry, sizeof(retry), "%lld", (long long)retry_s);
+        evhttp_add_header(evhttp_request_get_output_headers(rc->req), "Retry-After", retry);
+        send_error(rc->req, 429, "too-many-csrs",
+                   "%s/%s sent more than %d CSRs (one per %d s after them); retry in %lld s",
+                   p->mesh, p->dataplane, API_CSR_BURST, API_CSR_INTERVAL_MS / 1000,
+                   (long long)retry_s);
         return;
     }
     if (h->submit_csr_later) {
@@ -1189,6 +1206,7 @@ int api_server_new(struct event_base *base, const api_server_options *opts, api_
     /* Without it (no memory) every CSR takes OpenSSL's generic path: slower, the same verdicts. */
     srv->csr_verifier = pki_p256_verifier_new();
     srv->reject_log = (api_reject_log)API_REJECT_LOG_INIT;
+    srv->csr_limit = csr_limit_new();
     /* Without it (no memory) the suppressed count is said with the next rejected request. */
     srv->reject_flush = h->log ? evtimer_new(base, on_reject_flush, srv) : NULL;
     srv->http = evhttp_new(base);
@@ -1196,6 +1214,7 @@ int api_server_new(struct event_base *base, const api_server_options *opts, api_
         if (srv->reject_flush)
             event_free(srv->reject_flush);
         pki_p256_verifier_free(srv->csr_verifier);
+        csr_limit_free(srv->csr_limit);
         free(srv);
         return meshca_fail(errbuf, MESHCA_ENOMEM, "api: cannot create the HTTP server");
     }
@@ -1213,6 +1232,7 @@ int api_server_new(struct event_base *base, const api_server_options *opts, api_
         if (srv->reject_flush)
             event_free(srv->reject_flush);
         pki_p256_verifier_free(srv->csr_verifier);
+        csr_limit_free(srv->csr_limit);
         free(srv);
         return meshca_fail(errbuf, MESHCA_EIO, "api: cannot listen on %s:%u: %s", opts->address,
                            (unsigned)opts->port, strerror(e));
@@ -1273,5 +1293,6 @@ void api_server_free(api_server *srv)
     if (srv->accept_resume)
         event_free(srv->accept_resume);
     pki_p256_verifier_free(srv->csr_verifier);
+    csr_limit_free(srv->csr_limit);
     free(srv);
 }
