@@ -65,4 +65,46 @@ refused bundle-junk "caBundle: cannot parse certificate chain PEM"
 refused bundle-other "the certificate does not verify against the caBundle sent with it: unable to get local issuer certificate"
 refused chain-junk "chain: cannot parse certificate chain PEM"
 
+# --ca-file is the only CA an agent trusts for its controller. libcurl (Debian: built with
+# --with-ca-path=/etc/ssl/certs) kept the system CA directory beside CURLOPT_CAINFO, so a server
+# with a certificate from any CA there passed as the controller and got the token. A CA put in
+# a private /etc/ssl/certs (a mount namespace: the system's is never touched) must not be
+# trusted. Runs where a mount namespace can be made (root, or unprivileged user namespaces).
+ns() { unshare -m --propagation private true 2>/dev/null && echo "unshare -m --propagation private" ||
+    { unshare -rm --propagation private true 2>/dev/null && echo "unshare -rm --propagation private"; }; }
+NS=$(ns)
+if [ -z "$NS" ]; then
+    echo "ok - system CA directory not trusted # SKIP no mount namespace here"
+else
+    mkdir -p "$WORK/sys-certs" "$D/rogue"
+    cp "$D/mesh-ca.pem" "$D/mesh-ca-key.pem" "$D/other-ca.pem" "$D/rogue/"
+    ec -keyout "$D/rogue-ca-key.pem" -out "$WORK/sys-certs/rogue-ca.pem" -subj /CN=public-ca
+    ln -s rogue-ca.pem "$WORK/sys-certs/$(openssl x509 -in "$WORK/sys-certs/rogue-ca.pem" -noout -hash).0"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$D/rogue/tls-key.pem" \
+        -subj /CN=127.0.0.1 -out "$D/rogue/tls.csr" 2>/dev/null
+    openssl x509 -req -in "$D/rogue/tls.csr" -CA "$WORK/sys-certs/rogue-ca.pem" -CAkey "$D/rogue-ca-key.pem" \
+        -CAcreateserial -days 1 -extfile "$D/tls.cnf" -out "$D/rogue/tls.pem" 2>/dev/null
+    echo ok >"$D/rogue/mode"
+    RPORT=$(python3 "$(dirname "$0")/free-ports.py" 1)
+    python3 "$(dirname "$0")/doubles/hostile_controller.py" "$RPORT" "$D/rogue" 2>>"$WORK/ctl.log" &
+    ROGUE=$!
+    for _ in $(seq 100); do [ -e "$D/rogue/ready" ] && break; sleep 0.1; done
+    rm -rf "$WORK/dp"
+    # The agent alone sees the private /etc/ssl/certs holding the rogue CA. A certificate it
+    # cannot verify is a controller it cannot reach: --once would retry for a minute; its first
+    # round is all this needs.
+    timeout 5 $NS sh -c 'mount --bind "$1" /etc/ssl/certs && shift && exec "$@"' sh "$WORK/sys-certs" \
+        "$MESHCA" agent -m default -d web-01 --out "$WORK/dp" --server "https://127.0.0.1:$RPORT" \
+        --ca-file "$WORK/cp-ca.pem" --token-file "$WORK/token" --once >"$WORK/out" 2>"$WORK/err"
+    rc=$?
+    kill -KILL "$ROGUE" 2>/dev/null
+    check "a CA of the system's directory is not the controller's: not loaded (exit $rc)" \
+        test "$rc" -ne 0
+    check "a CA of the system's directory is not the controller's: the reason" \
+        err_has "(--ca-file is not the CA of this controller's certificate"
+    check "a CA of the system's directory is not the controller's: no request reached it (no CSR, no token)" \
+        test ! -e "$D/rogue/csr.pem"
+    check "a CA of the system's directory is not the controller's: nothing installed" test ! -e "$WORK/dp/cert.pem"
+fi
+
 finish
