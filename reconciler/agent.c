@@ -341,7 +341,9 @@ static int load_generation(agent_state *st, json_t *body, uint64_t gen, char *er
     /* A controller that sends another dataplane's or mesh's certificate, or a bundle the
      * certificate does not chain to, must not get it in front of the proxy. */
     char refused[MESHCA_ERRBUF];
-    int rc = agent_identity_check(o->mesh, o->dataplane, cert, chain, bundle, refused);
+    int rc = agent_identity_check_leaf_pem(leaf, refused);
+    if (rc == 0)
+        rc = agent_identity_check(o->mesh, o->dataplane, cert, chain, bundle, refused);
     X509_free(cert);
     if (rc < 0)
         return meshca_fail(errbuf, rc, "generation %llu refused, the files are kept: %s",

@@ -91,3 +91,17 @@ int agent_identity_check(const char *mesh_name, const char *dp_name, X509 *leaf,
     sk_X509_pop_free(chain, X509_free);
     return rc;
 }
+
+int agent_identity_check_leaf_pem(const char *leaf_pem, char *errbuf)
+{
+    STACK_OF(X509) *certs = NULL;
+    char why[MESHCA_ERRBUF] = "";
+    if (!leaf_pem || pki_chain_from_pem(leaf_pem, strlen(leaf_pem), &certs, why) < 0)
+        return meshca_fail(errbuf, MESHCA_EINVAL, "certificate: %s", why[0] ? why : "missing");
+    int n = sk_X509_num(certs);
+    sk_X509_pop_free(certs, X509_free);
+    if (n != 1)
+        return meshca_fail(errbuf, MESHCA_EINVAL,
+                           "certificate: %d certificates where one leaf is expected", n);
+    return 0;
+}

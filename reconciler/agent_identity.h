@@ -21,4 +21,8 @@
 int agent_identity_check(const char *mesh_name, const char *dp_name, X509 *leaf,
                          const char *chain_pem, const char *bundle_pem, char *errbuf);
 
+/* The answer's `certificate` (leaf_pem) is written to cert.pem as sent: it must hold exactly one
+ * certificate (a second would stand in the proxy's chain). 0 or MESHCA_EINVAL. */
+int agent_identity_check_leaf_pem(const char *leaf_pem, char *errbuf);
+
 #endif

@@ -2,8 +2,9 @@
 # agent-hostile-controller.sh - an agent does not install what a compromised or broken
 # controller sends (test/doubles/hostile_controller.py): a certificate for its own key that names
 # another dataplane or mesh, a caBundle that is not certificates or not the certificate's CA, a
-# chain that is junk. Each is refused with exit 1 naming why, nothing written (no cert.pem,
-# key.pem or ca-bundle.pem), nothing acknowledged; the right answer is installed (the control).
+# chain that is junk, a second certificate in `certificate`. Each is refused with exit 1 naming
+# why, nothing written (no cert.pem, key.pem or ca-bundle.pem), nothing acknowledged; the right
+# answer is installed (the control). And --ca-file is the only CA trusted for the controller.
 source "$(dirname "$0")/lib.sh"
 cd "$WORK" || exit 2
 MESHCA=$(readlink -f "$MESHCA")
@@ -64,6 +65,7 @@ refused spiffe-other "the certificate's SAN spiffe://other/web is not of mesh 'd
 refused bundle-junk "caBundle: cannot parse certificate chain PEM"
 refused bundle-other "the certificate does not verify against the caBundle sent with it: unable to get local issuer certificate"
 refused chain-junk "chain: cannot parse certificate chain PEM"
+refused leaf-extra "certificate: 2 certificates where one leaf is expected"
 
 # --ca-file is the only CA an agent trusts for its controller. libcurl (Debian: built with
 # --with-ca-path=/etc/ssl/certs) kept the system CA directory beside CURLOPT_CAINFO, so a server

@@ -11,6 +11,7 @@ signs with), other-ca.pem (a CA that did not sign), and `mode`, read on every re
   bundle-junk  the right certificate, caBundle "not a certificate"
   bundle-other the right certificate, caBundle of a CA that did not sign it
   chain-junk   the right certificate, chain "junk"
+  leaf-extra   the right certificate with another certificate after it in `certificate`
 Every ack is appended to DIR/acks. Listens on 127.0.0.1 only; the script kills it.
 """
 import http.server, json, os, ssl, subprocess, sys
@@ -84,6 +85,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             bundle = open(path("other-ca.pem")).read()
         elif mode == "chain-junk":
             chain = "junk\n"
+        elif mode == "leaf-extra":
+            leaf += open(path("other-ca.pem")).read()
         self.reply(200, {"generation": 1, "backend": "ca-1", "certificate": leaf, "chain": chain,
                          "caBundle": bundle, "notAfter": "2099-01-01T00:00:00Z",
                          "renewAt": "2098-01-01T00:00:00Z"}, index=1)
