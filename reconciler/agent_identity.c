@@ -54,7 +54,8 @@ int agent_identity_check(const char *mesh_name, const char *dp_name, X509 *leaf,
                          const char *chain_pem, const char *bundle_pem, char *errbuf)
 {
     if (!mesh_name || !dp_name || !leaf || !bundle_pem)
-        return meshca_fail(errbuf, MESHCA_EINVAL, "identity answer without certificate or caBundle");
+        return meshca_fail(errbuf, MESHCA_EINVAL,
+                           "identity answer without certificate or caBundle");
     int rc = check_names(mesh_name, dp_name, leaf, errbuf);
     if (rc < 0)
         return rc;
@@ -80,9 +81,10 @@ int agent_identity_check(const char *mesh_name, const char *dp_name, X509 *leaf,
         X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
         X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_NO_CHECK_TIME);
         if (X509_verify_cert(ctx) != 1)
-            rc = meshca_fail(errbuf, MESHCA_EINVAL,
-                             "the certificate does not verify against the caBundle sent with it: %s",
-                             X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+            rc = meshca_fail(
+                errbuf, MESHCA_EINVAL,
+                "the certificate does not verify against the caBundle sent with it: %s",
+                X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
     }
     ERR_clear_error();
     X509_STORE_CTX_free(ctx);
