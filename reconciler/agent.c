@@ -18,6 +18,7 @@
 #include <openssl/pem.h>
 
 #include "reconciler/agent.h"
+#include "reconciler/agent_identity.h"
 #include "reconciler/api/client.h"
 #include "reconciler/atomic_dir.h"
 #include "reconciler/pki.h"
@@ -331,15 +332,26 @@ static int load_generation(agent_state *st, json_t *body, uint64_t gen, char *er
     } else if (st->key && pki_key_matches(cert, st->key)) {
         key = st->key;
     }
-    X509_free(cert);
     ERR_clear_error();
-    if (!key)
+    if (!key) {
+        X509_free(cert);
         return meshca_fail(errbuf, MESHCA_ENOTFOUND, "generation %llu certifies a key this agent "
                            "does not hold", (unsigned long long)gen);
+    }
+    /* A controller that sends another dataplane's or mesh's certificate, or a bundle the
+     * certificate does not chain to, must not get it in front of the proxy. */
+    char refused[MESHCA_ERRBUF];
+    int rc = agent_identity_check_leaf_pem(leaf, refused);
+    if (rc == 0)
+        rc = agent_identity_check(o->mesh, o->dataplane, cert, chain, bundle, refused);
+    X509_free(cert);
+    if (rc < 0)
+        return meshca_fail(errbuf, rc, "generation %llu refused, the files are kept: %s",
+                           (unsigned long long)gen, refused);
 
     char *cert_pem = NULL, *key_pem = NULL;
     size_t clen = 0;
-    int rc = append_pem(&cert_pem, &clen, leaf);
+    rc = append_pem(&cert_pem, &clen, leaf);
     if (rc == 0 && chain && *chain)
         rc = append_pem(&cert_pem, &clen, chain);
     if (rc == 0)

@@ -26,6 +26,7 @@
 #include "reconciler/api/client.h"
 #include "reconciler/api/cpca.h"
 #include "reconciler/api/csr.h"
+#include "reconciler/api/csr_limit.h"
 #include "reconciler/api/server.h"
 #include "reconciler/api/token.h"
 #include "reconciler/pki.h"
@@ -574,6 +575,87 @@ START_TEST(csr_with_bad_signature_gets_400_naming_proof_of_possession)
 }
 END_TEST
 
+/* POST body to the CSR endpoint of dp with token on the keep-alive handle h; the status, the
+ * body in *r and the Retry-After header's value in r->index. */
+static long post_csr_on(CURL *h, const char *dp, const char *token, const char *body, reply *r)
+{
+    char url[256], auth[128];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%u/v1/meshes/default/dataplanes/%s/csr",
+             api_server_port(server), dp);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    struct curl_slist *hdrs = curl_slist_append(NULL, auth);
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    memset(r, 0, sizeof(*r));
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+    ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+    struct curl_header *retry = NULL;
+    if (curl_easy_header(h, "Retry-After", 0, CURLH_HEADER, -1, &retry) == CURLHE_OK)
+        snprintf(r->index, sizeof(r->index), "%s", retry->value);
+    curl_slist_free_all(hdrs);
+    return r->status;
+}
+
+/* Regression: every CSR the API took cost a signature, a store write and a generation (30
+ * CSRs in 0.5 s from one token made generation 30). Past API_CSR_BURST a dataplane gets 429
+ * too-many-csrs with Retry-After, and its CSRs reach the controller no more; another
+ * dataplane's are still taken. */
+START_TEST(csr_flood_of_one_dataplane_gets_429_past_the_burst)
+{
+    char err[MESHCA_ERRBUF] = "";
+    EVP_PKEY *key = NULL;
+    ck_assert_int_eq(pki_generate_key(false, 0, &key, err), 0);
+    char *pem = make_csr(key, key), *body = csr_body(pem);
+    char *token = issue("default", "web-01", time(NULL), 3600);
+    char *token2 = issue("default", "web-02", time(NULL), 3600);
+    CURL *h = curl_easy_init();
+    reply r;
+    for (int i = 0; i < API_CSR_BURST; i++)
+        ck_assert_msg(post_csr_on(h, "web-01", token, body, &r) == 202, "CSR %d: %ld %s", i + 1,
+                      r.status, r.body);
+    ck_assert_int_eq(double_ctl.csr_count, API_CSR_BURST);
+    ck_assert_int_eq(post_csr_on(h, "web-01", token, body, &r), 429);
+    assert_error(r, 429, "too-many-csrs",
+                 "default/web-01 sent more than 128 CSRs (one per 10 s after them); retry in ");
+    ck_assert_msg(atoi(r.index) >= 1 && atoi(r.index) <= 10, "Retry-After: '%s'", r.index);
+    ck_assert_int_eq(double_ctl.csr_count, API_CSR_BURST); /* it reached nothing */
+    ck_assert_int_eq(post_csr_on(h, "web-02", token2, body, &r), 202);
+    ck_assert_int_eq(double_ctl.csr_count, API_CSR_BURST + 1);
+    curl_easy_cleanup(h);
+    token_free(token);
+    token_free(token2);
+    free(pem);
+    free(body);
+    EVP_PKEY_free(key);
+}
+END_TEST
+
+/* GCRA: the burst, then one per interval as time passes; a slot taken over starts afresh. */
+START_TEST(csr_limit_refills_one_per_interval)
+{
+    csr_limit *l = csr_limit_new();
+    ck_assert_ptr_nonnull(l);
+    int64_t retry = 0, t = 1000000;
+    for (int i = 0; i < API_CSR_BURST; i++)
+        ck_assert(csr_limit_take(l, "m", "d", t, &retry));
+    ck_assert(!csr_limit_take(l, "m", "d", t, &retry));
+    ck_assert_int_eq(retry, API_CSR_INTERVAL_MS / 1000);
+    ck_assert(!csr_limit_take(l, "m", "d", t + API_CSR_INTERVAL_MS - 1, &retry));
+    ck_assert_int_eq(retry, 1);
+    ck_assert(csr_limit_take(l, "m", "d", t + API_CSR_INTERVAL_MS, &retry));
+    ck_assert(!csr_limit_take(l, "m", "d", t + API_CSR_INTERVAL_MS, &retry));
+    ck_assert(csr_limit_take(l, "m", "d2", t, &retry)); /* another dataplane */
+    ck_assert(csr_limit_take(NULL, "m", "d", t, &retry)); /* no table: not limited */
+    csr_limit_free(l);
+}
+END_TEST
+
 START_TEST(csr_with_wrong_key_type_gets_400_naming_both_types)
 {
     char err[MESHCA_ERRBUF] = "";
@@ -896,6 +978,57 @@ START_TEST(certificate_older_than_the_identity_gets_401_also_when_parked)
     double_ctl.since[0] = IDENTITY_SINCE_NONE;
     r = http((call){"GET", IDENTITY("default", "web-01"), .cert_file = cert, .key_file = key});
     assert_error(r, 401, "unauthenticated", "default/web-01 has no identity in the store");
+}
+END_TEST
+
+/* On the test thread: once a query is parked, the token of default/web-01 is revoked, then its
+ * identity changes (the notify that used to answer it with the new certificate). */
+static void *revoke_then_bump_later(void *arg)
+{
+    char err[MESHCA_ERRBUF] = "";
+    for (int i = 0; i < 500 && api_server_waiters(server) == 0; i++)
+        usleep(10000);
+    *(size_t *)arg = api_server_waiters(server);
+    size_t n = 0;
+    ck_assert_msg(token_revoke(st, "default", "web-01", &n, err) == 0, "revoke: %s", err);
+    ck_assert_uint_eq(n, 1);
+    struct timeval zero = {0, 0};
+    event_base_once(base, -1, EV_TIMEOUT, bump_generation, NULL, &zero);
+    return NULL;
+}
+
+/* Regression: a blocking query parked with a token was answered with the identity after the
+ * token was revoked (by the notify of a change) or had expired (at the end of its wait): the
+ * token was looked up only when the query arrived. Both now get the 401 a new request gets. */
+START_TEST(token_revoked_or_expired_while_parked_gets_401_not_the_identity)
+{
+    char *token = issue("default", "web-01", time(NULL), 3600);
+    pthread_t t;
+    size_t parked = 0;
+    ck_assert_int_eq(pthread_create(&t, NULL, revoke_then_bump_later, &parked), 0);
+    reply r = http((call){"GET", IDENTITY("default", "web-01") "?index=1&wait=30s", token});
+    pthread_join(t, NULL);
+    ck_assert_uint_eq(parked, 1);
+    ck_assert_int_eq(double_ctl.generation[0], 2); /* the change happened, and was not sent */
+    assert_error(r, 401, "unauthenticated", "unknown or revoked token");
+    ck_assert_ptr_null(strstr(r.body, "CERT"));
+    ck_assert_str_eq(r.index, "");
+    ck_assert_uint_eq(api_server_waiters(server), 0);
+    token_free(token);
+
+    /* Valid for 2 s more when parked for 3 s: the end of the wait answers 401, not generation 2. */
+    token = issue("default", "web-01", time(NULL) - 3600 + 2, 3600);
+    r = http((call){"GET", IDENTITY("default", "web-01") "?index=2&wait=3s", token});
+    assert_error(r, 401, "unauthenticated", "token: expired (dataplane default/web-01)");
+    ck_assert_str_eq(r.index, "");
+    ck_assert_uint_eq(api_server_waiters(server), 0);
+    /* A token still valid at the end of its wait gets the identity as before. */
+    char *fresh = issue("default", "web-01", time(NULL), 3600);
+    r = http((call){"GET", IDENTITY("default", "web-01") "?index=2&wait=1s", fresh});
+    ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
+    ck_assert_str_eq(r.index, "2");
+    token_free(fresh);
+    token_free(token);
 }
 END_TEST
 
@@ -1229,6 +1362,107 @@ static int healthz_with(SSL_CTX *ctx)
     return status;
 }
 
+/* GET path over a raw OpenSSL connection made with ctx, offering `resume` (may be NULL);
+ * *ret_session (may be NULL) gets the connection's session, *ret_reused whether the server
+ * resumed it. Returns the status line's code, or -1 when the handshake fails. */
+/* The client's new-session callback: keeps the last session (ticket) in the context. */
+static int keep_session(SSL *ssl, SSL_SESSION *sess)
+{
+    SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+    SSL_SESSION_free(SSL_CTX_get_ex_data(ctx, 0));
+    SSL_CTX_set_ex_data(ctx, 0, sess);
+    return 1; /* the reference is ours */
+}
+
+static int get_with_session(SSL_CTX *ctx, const char *path, SSL_SESSION *resume,
+                            SSL_SESSION **ret_session, int *ret_reused)
+{
+    char hostport[64], req[256], buf[8192] = "";
+    snprintf(hostport, sizeof(hostport), "127.0.0.1:%u", api_server_port(server));
+    BIO *conn = BIO_new_connect(hostport);
+    ck_assert_ptr_nonnull(conn);
+    SSL *ssl = SSL_new(ctx);
+    ck_assert_ptr_nonnull(ssl);
+    ck_assert_int_eq(SSL_set1_host(ssl, "127.0.0.1"), 1);
+    if (resume)
+        ck_assert_int_eq(SSL_set_session(ssl, resume), 1);
+    SSL_set_bio(ssl, conn, conn);
+    int status = -1;
+    if (SSL_connect(ssl) == 1) {
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+        ck_assert_int_eq(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+        /* The answer's first record: a TLS 1.3 server's session tickets come before it. */
+        int n = SSL_read(ssl, buf, sizeof(buf) - 1);
+        ck_assert_int_gt(n, 12);
+        buf[n] = '\0';
+        ck_assert_int_eq(sscanf(buf, "HTTP/1.1 %d", &status), 1);
+        if (ret_reused)
+            *ret_reused = SSL_session_reused(ssl);
+        if (ret_session) {
+            *ret_session = SSL_CTX_get_ex_data(ctx, 0);
+            SSL_CTX_set_ex_data(ctx, 0, NULL);
+        }
+        /* A connection freed without a close_notify sent marks its session not resumable. */
+        (void)SSL_shutdown(ssl);
+    }
+    ERR_clear_error();
+    SSL_free(ssl);
+    return status;
+}
+
+/* Regression: the server asked for client certificates without a session id context, so
+ * OpenSSL ended every resumption attempt (a TLS 1.2 session id or a TLS 1.3 ticket) with a
+ * fatal internal_error alert: a client that caches sessions (Go, curl's share, nginx) could not
+ * reconnect. A resumed session still authenticates a dataplane by its certificate. */
+START_TEST(tls_sessions_resume_and_keep_the_client_certificate)
+{
+    char err[MESHCA_ERRBUF] = "", cert[256], key[256];
+    make_client_cert(mesh_ca, mesh_ca_key, "default", "web-01", "resume", cert, key);
+    cpca ca = {NULL, NULL};
+    ck_assert_int_eq(cpca_load(st, 0, time(NULL), &ca, err), 0);
+    FILE *f = fopen(cert, "r");
+    char cert_pem[8192] = "", key_pem[8192] = "";
+    ck_assert_uint_gt(fread(cert_pem, 1, sizeof(cert_pem) - 1, f), 0);
+    fclose(f);
+    f = fopen(key, "r");
+    ck_assert_uint_gt(fread(key_pem, 1, sizeof(key_pem) - 1, f), 0);
+    fclose(f);
+    for (int v = 0; v < 2; v++) {
+        SSL_CTX *ctx = NULL;
+        ck_assert_msg(cpca_client_ctx(ca.cert_pem, cert_pem, key_pem, &ctx, err) == 0, "%s", err);
+        ck_assert_int_eq(
+            SSL_CTX_set_max_proto_version(ctx, v ? TLS1_2_VERSION : TLS1_3_VERSION), 1);
+        SSL_CTX_set_session_cache_mode(ctx,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, keep_session);
+        SSL_SESSION *sess = NULL;
+        int reused = -1;
+        ck_assert_int_eq(get_with_session(ctx, IDENTITY("default", "web-01"), NULL, &sess, &reused),
+                         200);
+        ck_assert_int_eq(reused, 0);
+        ck_assert_ptr_nonnull(sess);
+        ck_assert_msg(SSL_SESSION_is_resumable(sess) == 1, "TLS 1.%d: session not resumable",
+                      v ? 2 : 3);
+        /* Before the fix: -1, the handshake ended by the server's alert. */
+        SSL_SESSION *next = NULL;
+        int status = get_with_session(ctx, IDENTITY("default", "web-01"), sess, &next, &reused);
+        ck_assert_msg(status == 200, "TLS 1.%d resumption: status %d", v ? 2 : 3, status);
+        ck_assert_int_eq(reused, 1);
+        /* The certificate of the resumed session is still the one checked: web-01's only. A
+         * TLS 1.3 client resumes with the ticket of its last connection (ready for one use). */
+        SSL_SESSION *third = next ? next : sess;
+        ck_assert_int_eq(get_with_session(ctx, IDENTITY("default", "web-02"), third, NULL, &reused),
+                         403);
+        ck_assert_int_eq(reused, 1);
+        SSL_SESSION_free(sess);
+        SSL_SESSION_free(next);
+        SSL_SESSION_free(SSL_CTX_get_ex_data(ctx, 0));
+        SSL_CTX_free(ctx);
+    }
+    cpca_free(&ca);
+}
+END_TEST
+
 START_TEST(client_context_trusts_the_control_plane_ca_only)
 {
     char err[MESHCA_ERRBUF] = "";
@@ -1334,6 +1568,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, token_of_one_dataplane_gets_403_for_another_dataplane_and_mesh);
     tcase_add_test(tc, revoked_token_gets_401_at_once);
     tcase_add_test(tc, certificate_older_than_the_identity_gets_401_also_when_parked);
+    tcase_add_test(tc, token_revoked_or_expired_while_parked_gets_401_not_the_identity);
     tcase_add_test(tc, expired_token_gets_401);
     tcase_add_test(tc, missing_or_malformed_credentials_get_401);
     tcase_add_test(tc, healthz_needs_no_credentials_and_unknown_paths_get_json_404);
@@ -1342,6 +1577,8 @@ static Suite *api_suite(void)
     tcase_add_test(tc, csr_is_accepted_and_only_its_public_key_reaches_the_controller);
     tcase_add_test(tc, csr_with_bad_signature_gets_400_naming_proof_of_possession);
     tcase_add_test(tc, csr_with_wrong_key_type_gets_400_naming_both_types);
+    tcase_add_test(tc, csr_flood_of_one_dataplane_gets_429_past_the_burst);
+    tcase_add_test(tc, csr_limit_refills_one_per_interval);
     tcase_add_test(tc, csr_body_over_64k_gets_413_and_csr_over_16k_gets_400);
     tcase_add_test(tc, csr_fast_check_gives_csr_checks_verdict_message_and_key);
     tcase_add_test(tc, hostile_api_bodies_get_400_with_their_code_and_reach_nothing);
@@ -1357,6 +1594,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, headers_over_16k_are_refused);
     tcase_add_test(tc, slow_client_is_disconnected_at_the_timeout);
     tcase_add_test(tc, client_context_trusts_the_control_plane_ca_only);
+    tcase_add_test(tc, tls_sessions_resume_and_keep_the_client_certificate);
     tcase_add_test(tc, server_context_from_the_users_files);
     suite_add_tcase(s, tc);
     return s;

@@ -248,6 +248,10 @@ static int request(api_client *c, const char *method, const char *path, const ch
             curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
             curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
             curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+            /* --ca-file alone: libcurl keeps its built-in CA directory (Debian's
+             * /etc/ssl/certs) beside CAINFO, so any CA there would pass as the controller
+             * and get the token. */
+            curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
             curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
             curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
             curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);

@@ -345,6 +345,14 @@ int cpca_server_ctx(const char *chain_pem, const char *key_pem, SSL_CTX **ret, c
     }
     /* Request, do not require: an agent's first contact carries a token, not a certificate. */
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_client_cert);
+    /* With SSL_VERIFY_PEER and no session id context OpenSSL ends every resumption attempt
+     * (session id or ticket) with a fatal internal_error alert. Resuming is safe here: the
+     * certificate a session carries is verified again on every request (server.c). */
+    static const unsigned char sid_ctx[] = "meshca-api";
+    if (SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1) != 1) {
+        SSL_CTX_free(ctx);
+        return crypto_fail(errbuf, "cannot set the TLS session id context");
+    }
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     /* Most connections sit in a blocking query: let idle ones give their TLS buffers back. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);

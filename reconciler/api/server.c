@@ -3,6 +3,7 @@
 #include "reconciler/api/server.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,18 +20,22 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <sys/queue.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "manifests/model.h"
+#include "reconciler/api/csr_limit.h"
 #include "reconciler/api/reject_log.h"
 #include "reconciler/api/token.h"
 
 #define NAME_BUF (STORE_NAME_MAX + 1)
 #define WAITER_BUCKETS 4096
 #define DP_URN_PREFIX "urn:meshca:dataplane:"
+#define ACCEPT_PAUSE_MS 500     /* accept() out of descriptors or memory: try again after this */
+#define ACCEPT_LOG_EVERY_MS 60000 /* and say so at most this often */
 
 /* A blocking query parked until its dataplane's identity changes or its wait passes. */
 typedef struct waiter {
@@ -68,7 +73,17 @@ struct api_server {
     api_reject_log reject_log;       /* the lines of rejected requests, bounded */
     struct event *reject_flush;      /* says the suppressed count when its window ends; NULL:
                                       * said with the next rejected request instead */
+    struct event *accept_resume;     /* re-enables accepting after a failed accept(); NULL: none */
+    int64_t accept_logged_ms;        /* when a failed accept() was last said (monotonic), or 0 */
+    struct api_server *next_listening; /* in `listening` (on_accept_error) */
+    csr_limit *csr_limit;              /* CSRs per dataplane; NULL (no memory): not limited */
 };
+
+/* The servers whose listener has on_accept_error: libevent passes that callback the evhttp (the
+ * listener's user data is evhttp's own), from which this finds the server. Few (one per
+ * controller), so a list; the lock because servers are made and freed off the loop thread. */
+static pthread_mutex_t listening_lock = PTHREAD_MUTEX_INITIALIZER;
+static api_server *listening;
 
 /* Path parameters of a request. */
 typedef struct route_params {
@@ -154,6 +169,7 @@ static void send_error(struct evhttp_request *req, int status, const char *code,
 
 static void log_rejected(api_server *srv, struct evhttp_request *req, int status,
                          const char *reason);
+static int64_t monotonic_ms(void);
 
 /* A handler's code as an HTTP error; a 401 (a certificate older than its identity) is logged as
  * the refusals of authenticate() are. */
@@ -292,6 +308,33 @@ static void check_cert(identity_answer *a, api_auth_method method, int64_t cert_
     }
 }
 
+/* A query that authenticated with a token (method) and is answered after a wait: the token is
+ * looked up again, from the request's own Authorization header, so a revoke or an expiry during
+ * the wait gets the 401 a new request would, not the identity (SPEC S13: a revoke takes effect
+ * at once). A store error answers 503, as authenticate() does. */
+static void check_token(api_server *srv, struct evhttp_request *req, api_auth_method method,
+                        const char *mesh_name, const char *dp_name, identity_answer *a)
+{
+    if (a->rc < 0 || method != API_AUTH_TOKEN)
+        return;
+    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    char err[MESHCA_ERRBUF] = "";
+    token_info info;
+    int rc = auth && strlen(auth) > 7
+                 ? token_verify(srv->opts.tokens, auth + 7, mesh_name, server_now(srv), &info, err)
+                 : meshca_fail(err, MESHCA_EINVAL, "token: malformed bearer token");
+    if (rc == 0 && (strcmp(info.mesh, mesh_name) != 0 || strcmp(info.dataplane, dp_name) != 0))
+        rc = meshca_fail(err, MESHCA_ENOTFOUND, "token: unknown or revoked token");
+    if (rc == 0)
+        return;
+    json_decref(a->body);
+    a->body = NULL;
+    a->rc = rc == MESHCA_EINVAL || rc == MESHCA_ENOTFOUND || rc == MESHCA_EEXPIRED
+                ? MESHCA_EUNAUTHENTICATED
+                : rc;
+    snprintf(a->errbuf, sizeof(a->errbuf), "%s", err);
+}
+
 /* Fetches the identity; 1 when it should be answered now (final: the wait is over, answer
  * whatever there is; or a refused certificate), 0 when the query should wait on (and a->body is
  * released). */
@@ -344,6 +387,7 @@ static int waiter_answer(waiter *w, int final)
     if (!fetch_identity(g->srv, w->method, w->cert_not_before, g->mesh, g->dataplane, w->index,
                         final, &a))
         return 0;
+    check_token(g->srv, w->req, w->method, g->mesh, g->dataplane, &a);
     char mesh_name[NAME_BUF], dp_name[NAME_BUF];
     memcpy(mesh_name, g->mesh, sizeof(mesh_name));
     memcpy(dp_name, g->dataplane, sizeof(dp_name));
@@ -487,6 +531,7 @@ void api_server_notify(api_server *srv, const char *mesh_name, const char *dp_na
         check_cert(&mine, w->method, w->cert_not_before, mesh_name, dp_name);
         if (mine.rc == 0 && (a.generation <= w->index || !a.body))
             continue;
+        check_token(srv, w->req, w->method, mesh_name, dp_name, &mine);
         mine.body = mine.rc == 0 ? a.body : NULL;
         json_incref(mine.body);  /* send_identity takes one reference */
         struct evhttp_request *req = w->req;
@@ -598,6 +643,20 @@ static void route_csr(request_ctx *rc)
     if (code < 0) {
         json_decref(doc);
         send_code(rc->srv, rc->req, code, errbuf);
+        return;
+    }
+    /* Each CSR taken costs a signature: a flood from one dataplane gets 429 past the burst. */
+    int64_t retry_s = 0;
+    if (!csr_limit_take(rc->srv->csr_limit, p->mesh, p->dataplane, monotonic_ms(), &retry_s)) {
+        json_decref(doc);
+        free(spki);
+        char retry[24];
+        snprintf(retry, sizeof(retry), "%lld", (long long)retry_s);
+        evhttp_add_header(evhttp_request_get_output_headers(rc->req), "Retry-After", retry);
+        send_error(rc->req, 429, "too-many-csrs",
+                   "%s/%s sent more than %d CSRs (one per %d s after them); retry in %lld s",
+                   p->mesh, p->dataplane, API_CSR_BURST, API_CSR_INTERVAL_MS / 1000,
+                   (long long)retry_s);
         return;
     }
     if (h->submit_csr_later) {
@@ -982,6 +1041,45 @@ static void log_rejected(api_server *srv, struct evhttp_request *req, int status
     h->log(h->ctx, line);
 }
 
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    api_server *srv = arg;
+    evconnlistener_enable(evhttp_bound_socket_get_listener(srv->socket));
+}
+
+/* accept() failed in a way libevent does not retry by itself: out of file descriptors (EMFILE,
+ * ENFILE: a flood of connections) or of memory. Its listener is level-triggered, so left enabled
+ * it calls accept() again at once, in a loop that took the loop's CPU and wrote libevent's
+ * warning per call (100 MB of log in 6 s). Accepting pauses instead; the connections already
+ * open are served meanwhile, and the descriptors they free let the next accept through. */
+static void on_accept_error(struct evconnlistener *lis, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    api_server *srv = NULL;
+    pthread_mutex_lock(&listening_lock);
+    for (srv = listening; srv && srv->http != arg; srv = srv->next_listening)
+        ;
+    pthread_mutex_unlock(&listening_lock);
+    if (!srv)
+        return; /* cannot happen: a server is listed until its listener is freed */
+    evconnlistener_disable(lis);
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    if (evtimer_add(srv->accept_resume, &tv) < 0)
+        evconnlistener_enable(lis); /* cannot happen with a made timer; never stop accepting */
+    const api_handlers *h = srv->opts.handlers;
+    int64_t now = monotonic_ms();
+    if (h->log && (!srv->accept_logged_ms || now - srv->accept_logged_ms >= ACCEPT_LOG_EVERY_MS)) {
+        char line[256];
+        snprintf(line, sizeof(line),
+                 "api: cannot accept connections: %s; accepting again every %d ms meanwhile "
+                 "(said at most once a minute)",
+                 evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS);
+        h->log(h->ctx, line);
+        srv->accept_logged_ms = now;
+    }
+}
+
 /* Answers req with a 401 or 403 and logs it (log_rejected). */
 static void reject(api_server *srv, struct evhttp_request *req, int status, const char *reason)
 {
@@ -1123,6 +1221,7 @@ int api_server_new(struct event_base *base, const api_server_options *opts, api_
     /* Without it (no memory) every CSR takes OpenSSL's generic path: slower, the same verdicts. */
     srv->csr_verifier = pki_p256_verifier_new();
     srv->reject_log = (api_reject_log)API_REJECT_LOG_INIT;
+    srv->csr_limit = csr_limit_new();
     /* Without it (no memory) the suppressed count is said with the next rejected request. */
     srv->reject_flush = h->log ? evtimer_new(base, on_reject_flush, srv) : NULL;
     srv->http = evhttp_new(base);
@@ -1130,6 +1229,7 @@ int api_server_new(struct event_base *base, const api_server_options *opts, api_
         if (srv->reject_flush)
             event_free(srv->reject_flush);
         pki_p256_verifier_free(srv->csr_verifier);
+        csr_limit_free(srv->csr_limit);
         free(srv);
         return meshca_fail(errbuf, MESHCA_ENOMEM, "api: cannot create the HTTP server");
     }
@@ -1147,9 +1247,19 @@ int api_server_new(struct event_base *base, const api_server_options *opts, api_
         if (srv->reject_flush)
             event_free(srv->reject_flush);
         pki_p256_verifier_free(srv->csr_verifier);
+        csr_limit_free(srv->csr_limit);
         free(srv);
         return meshca_fail(errbuf, MESHCA_EIO, "api: cannot listen on %s:%u: %s", opts->address,
                            (unsigned)opts->port, strerror(e));
+    }
+    /* Without the timer (no memory) libevent keeps its own handling of a failed accept(). */
+    srv->accept_resume = evtimer_new(base, on_accept_resume, srv);
+    if (srv->accept_resume) {
+        pthread_mutex_lock(&listening_lock);
+        srv->next_listening = listening;
+        listening = srv;
+        pthread_mutex_unlock(&listening_lock);
+        evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(srv->socket), on_accept_error);
     }
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
@@ -1186,8 +1296,18 @@ void api_server_free(api_server *srv)
             send_error(req, 503, "unavailable", "the controller is shutting down");
         }
     evhttp_free(srv->http);
+    pthread_mutex_lock(&listening_lock);
+    for (api_server **pp = &listening; *pp; pp = &(*pp)->next_listening)
+        if (*pp == srv) {
+            *pp = srv->next_listening;
+            break;
+        }
+    pthread_mutex_unlock(&listening_lock);
     if (srv->reject_flush)
         event_free(srv->reject_flush);
+    if (srv->accept_resume)
+        event_free(srv->accept_resume);
     pki_p256_verifier_free(srv->csr_verifier);
+    csr_limit_free(srv->csr_limit);
     free(srv);
 }

@@ -126,8 +126,12 @@ int http_client_new(const http_client_options *opts, http_client **ret, char *er
     bad |= curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data) != CURLE_OK;
     bad |= curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE,
                             (curl_off_t)opts->max_response) != CURLE_OK;
-    if (opts->ca_pem)
+    if (opts->ca_pem) {
         bad |= set_blob(curl, CURLOPT_CAINFO_BLOB, opts->ca_pem, opts->ca_pem_len) != 0;
+        /* The CA given is the only one: libcurl would keep its built-in CA directory
+         * (/etc/ssl/certs) beside it, and any CA there could pass as Vault and get the token. */
+        bad |= curl_easy_setopt(curl, CURLOPT_CAPATH, NULL) != CURLE_OK;
+    }
     if (opts->skip_verify) {
         bad |= curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK;
         bad |= curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK;

@@ -486,8 +486,11 @@ static int set_common(etcd_client *c, CURL *h, const char *url, char *curlerr)
         /* Peer verification is never switched off for etcd: it holds CA keys. */
         bad |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
         bad |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
-        if (c->cacert)
+        if (c->cacert) {
             bad |= curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert) != CURLE_OK;
+            /* --etcd-cacert alone: not libcurl's built-in CA directory (/etc/ssl/certs) too. */
+            bad |= curl_easy_setopt(h, CURLOPT_CAPATH, NULL) != CURLE_OK;
+        }
         if (c->cert) {
             bad |= curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert) != CURLE_OK;
             bad |= curl_easy_setopt(h, CURLOPT_SSLKEY, c->key) != CURLE_OK;
