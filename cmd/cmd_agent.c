@@ -181,22 +181,12 @@ int cmd_agent(int argc, char **argv)
     }
 
     char err[MESHCA_ERRBUF] = "", warn[MESHCA_ERRBUF] = "";
-    /* Before --out is created: an agent that cannot start leaves nothing behind. */
+    /* Every flag is checked before --out is created: an agent that cannot start leaves
+     * nothing behind. */
     if (api_ca_file_check(ca_file, err) < 0) {
         cli_error("--ca-file: %s", err);
         return EXIT_TROUBLE;
     }
-    bool created = false;
-    int rc = atomic_dir_prepare(out, &created, warn, err);
-    if (rc < 0) {
-        cli_error("--out: %s", err);
-        return EXIT_TROUBLE;
-    }
-    if (warn[0])
-        fprintf(stderr, "meshca: warning: --out: %s\n", warn);
-    if (created)
-        printf("created %s (mode 0700)\n", out);
-
     /* --server a,b,c: failover in this order. */
     char *list = strdup(servers_arg);
     const char *servers[API_CLIENT_MAX_SERVERS];
@@ -211,9 +201,14 @@ int cmd_agent(int argc, char **argv)
             *next++ = '\0';
         if (!*tok)
             continue;
-        if (nservers == API_CLIENT_MAX_SERVERS || strncmp(tok, "https://", 8) != 0) {
-            cli_error("--server: '%s' is not an https:// URL (at most %d URLs)", tok,
-                      API_CLIENT_MAX_SERVERS);
+        if (strncmp(tok, "https://", 8) != 0) {
+            cli_error("--server: '%s' is not an https:// URL (the controller's API is served "
+                      "over HTTPS only, e.g. https://127.0.0.1:5690)", tok);
+            free(list);
+            return EXIT_TROUBLE;
+        }
+        if (nservers == API_CLIENT_MAX_SERVERS) {
+            cli_error("--server: more than %d URLs", API_CLIENT_MAX_SERVERS);
             free(list);
             return EXIT_TROUBLE;
         }
@@ -230,6 +225,22 @@ int cmd_agent(int argc, char **argv)
         free(list);
         return EXIT_TROUBLE;
     }
+    /* Only now, with every flag checked: a usage error leaves no --out behind. */
+    bool created = false;
+    int rc = atomic_dir_prepare(out, &created, warn, err);
+    if (rc < 0) {
+        cli_error("--out: %s", err);
+        if (token) {
+            explicit_bzero(token, strlen(token));
+            free(token);
+        }
+        free(list);
+        return EXIT_TROUBLE;
+    }
+    if (warn[0])
+        fprintf(stderr, "meshca: warning: --out: %s\n", warn);
+    if (created)
+        printf("created %s (mode 0700)\n", out);
     /* Also with --once: a signal must reach a running reload command's group, not orphan it. */
     cli_install_stop_handler();
     char who[600];

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# newcomer-cli.sh - what a first trial from a fresh clone ran into (the eighth such trial): an
+# agent with a plain-http or scheme-less --server left an empty --out behind.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/api-lib.sh"
+export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
+BG=   # an agent started in the background, killed on exit
+trap '[ -n "$BG" ] && kill -KILL "$BG" 2>/dev/null; stop_controller KILL; rm -rf "$WORK"' EXIT
+
+mesh_fixture >"$WORK/mesh.yaml"
+run apply -f "$WORK/mesh.yaml"
+check "set-up: apply" exit_is 0
+start_controller --interval 1m
+check "set-up: the controller serves the API" grep -q "serving the dataplane API on $API_URL" "$CTL_LOG"
+TOKEN=$(token_for web-01)
+PORT=${API_URL##*:}
+
+# --- a --server that is not https:// is a usage error, found before --out is created ---------
+# (Before: "created DIR (mode 0700)" and then the error, the empty directory left behind.)
+run agent -m default -d web-01 --out "$WORK/out-1" --server "http://127.0.0.1:$PORT" \
+    --ca-file "$WORK/cp-ca.pem" --token-file "$TOKEN" --once
+check "agent_http_server: exit 2" exit_is 2
+check "agent_http_server: says the API is HTTPS only, with an example" \
+    err_has "meshca: error: --server: 'http://127.0.0.1:$PORT' is not an https:// URL (the controller's API is served over HTTPS only, e.g. https://127.0.0.1:5690)"
+check "agent_http_server: no 'at most 16 URLs' aside about another mistake" out_lacks "at most"
+check "agent_http_server: --out not created" test ! -e "$WORK/out-1"
+check "agent_http_server: no 'created' line" out_lacks "created"
+
+run agent -m default -d web-01 --out "$WORK/out-1" --server "127.0.0.1:$PORT" \
+    --ca-file "$WORK/cp-ca.pem" --token-file "$TOKEN" --once
+check "agent_server_without_scheme: exit 2" exit_is 2
+check "agent_server_without_scheme: names the URL" \
+    err_has "meshca: error: --server: '127.0.0.1:$PORT' is not an https:// URL"
+check "agent_server_without_scheme: --out not created" test ! -e "$WORK/out-1"
+
+many=$(printf "$API_URL,%.0s" $(seq 17))
+run agent -m default -d web-01 --out "$WORK/out-1" --server "$many" \
+    --ca-file "$WORK/cp-ca.pem" --token-file "$TOKEN" --once
+check "agent_too_many_servers: exit 2" exit_is 2
+check "agent_too_many_servers: says the limit, not that an https URL is not one" \
+    err_has "meshca: error: --server: more than 16 URLs"
+check "agent_too_many_servers: --out not created" test ! -e "$WORK/out-1"
+
+run agent -m default -d web-01 --out "$WORK/out-1" --server "$API_URL" \
+    --ca-file "$WORK/cp-ca.pem" --token-file "$WORK/no-such.token" --once
+check "agent_missing_token_file: exit 2" exit_is 2
+check "agent_missing_token_file: names the flag and the file" \
+    err_has "meshca: error: --token-file: cannot read a token from $WORK/no-such.token"
+check "agent_missing_token_file: --out not created" test ! -e "$WORK/out-1"
+
+finish
