@@ -559,6 +559,12 @@ int agent_run(const agent_options *o, char *errbuf)
             meshca_fail(errbuf, rc, "%s", err);
             break;
         }
+        /* Stopped (Ctrl-C, SIGTERM) in the middle of a request: the files stay as they are,
+         * and the interrupted request is no error to report, except to a --once caller. */
+        if (stopping(&st) && rc == MESHCA_EUNAVAILABLE && !o->once) {
+            rc = 0;
+            break;
+        }
         /* With --once, the failure that ends the run is the caller's to print, once. */
         if (o->once && (rc != MESHCA_EUNAVAILABLE || backoff >= AGENT_MAX_BACKOFF_MS)) {
             meshca_fail(errbuf, rc, "%s", err);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # newcomer-cli.sh - what a first trial from a fresh clone ran into (the eighth such trial): an
-# agent with a plain-http or scheme-less --server left an empty --out behind.
+# agent with a plain-http or scheme-less --server left an empty --out behind, and Ctrl-C of a
+# connected agent printed libcurl's "Callback aborted" as a failing controller.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
@@ -47,5 +48,29 @@ check "agent_missing_token_file: exit 2" exit_is 2
 check "agent_missing_token_file: names the flag and the file" \
     err_has "meshca: error: --token-file: cannot read a token from $WORK/no-such.token"
 check "agent_missing_token_file: --out not created" test ! -e "$WORK/out-1"
+
+# --- Ctrl-C of an agent parked on its blocking query ends it quietly ------------------------
+# (Before: "meshca: default/web-01: https://...: Callback aborted; keeping the current files",
+# libcurl's words for the agent's own interruption, read as a controller failing.)
+"$MESHCA" agent -m default -d web-01 --out "$WORK/out-2" --server "$API_URL" \
+    --ca-file "$WORK/cp-ca.pem" --token-file "$TOKEN" >"$WORK/out" 2>"$WORK/err" &
+BG=$!
+for i in $(seq 150); do
+    grep -q "generation 1 loaded and acknowledged" "$WORK/out" && break
+    kill -0 "$BG" 2>/dev/null || break
+    sleep 0.1
+done
+check "set-up: the agent loaded generation 1" out_has "default/web-01: generation 1 loaded and acknowledged (backend ca-1)"
+sleep 0.5   # its next request, the blocking query, is on the wire
+kill -INT "$BG"
+for i in $(seq 50); do kill -0 "$BG" 2>/dev/null || break; sleep 0.1; done
+check "agent_ctrl_c_while_connected: it ended" bash -c "! kill -0 $BG 2>/dev/null"
+wait "$BG"
+rc=$?
+BG=
+check "agent_ctrl_c_while_connected: exit 0" exit_is 0
+check "agent_ctrl_c_while_connected: no libcurl 'Callback aborted'" out_lacks "Callback aborted"
+check "agent_ctrl_c_while_connected: nothing on standard error" test ! -s "$WORK/err"
+check "agent_ctrl_c_while_connected: its files stay" test -s "$WORK/out-2/cert.pem"
 
 finish
