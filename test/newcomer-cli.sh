@@ -1,12 +1,46 @@
 #!/usr/bin/env bash
 # newcomer-cli.sh - what a first trial from a fresh clone ran into (the eighth such trial): an
-# agent with a plain-http or scheme-less --server left an empty --out behind, and Ctrl-C of a
-# connected agent printed libcurl's "Callback aborted" as a failing controller.
+# agent with a plain-http or scheme-less --server left an empty --out behind, Ctrl-C of a
+# connected agent printed libcurl's "Callback aborted" as a failing controller, and a misspelt
+# command or flag got no "did you mean".
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
 BG=   # an agent started in the background, killed on exit
 trap '[ -n "$BG" ] && kill -KILL "$BG" 2>/dev/null; stop_controller KILL; rm -rf "$WORK"' EXIT
+
+# --- a misspelt command or flag gets the nearest one, as kubectl and git do -----------------
+# (Before: "unknown command 'aply'; run 'meshca --help'" and nothing nearer.)
+run aply -f "$WORK/mesh.yaml"
+check "misspelt_command: exit 2" exit_is 2
+check "misspelt_command: suggests apply" \
+    err_has "meshca: error: unknown command 'aply' (did you mean 'apply'?); run 'meshca --help'"
+run help inpsect
+check "help_of_misspelt_command: exit 2, suggests inspect" \
+    bash -c "[ $rc -eq 2 ] && grep -qF \"unknown command 'inpsect' (did you mean 'inspect'?)\" '$WORK/err'"
+run ls
+check "two_letter_command: no guess (ls is not 'ca')" \
+    bash -c "[ $rc -eq 2 ] && grep -qxF \"meshca: error: unknown command 'ls'; run 'meshca --help'\" '$WORK/err'"
+run apply -f "$WORK/mesh.yaml" --dryrun
+check "misspelt_flag: exit 2" exit_is 2
+check "misspelt_flag: suggests the command's own flag" \
+    err_has "meshca: error: unknown flag '--dryrun' (did you mean '--dry-run'?); run 'meshca help apply'"
+check "misspelt_flag: nothing applied" test ! -e "$WORK/store"
+run agent -m default -d web-01 --sever https://127.0.0.1:1 --out "$WORK/out-0"
+check "misspelt_agent_flag: suggests --server" \
+    bash -c "[ $rc -eq 2 ] && grep -qF \"unknown flag '--sever' (did you mean '--server'?); run 'meshca help agent'\" '$WORK/err'"
+run get meshes --stroe "sqlite://$WORK/x.db"
+check "misspelt_global_flag_after_the_command: suggests --store" \
+    bash -c "[ $rc -eq 2 ] && grep -qF \"unknown flag '--stroe' (did you mean '--store'?)\" '$WORK/err'"
+run --stroe "sqlite://$WORK/x.db" get meshes
+check "misspelt_global_flag_before_the_command: suggests --store" \
+    bash -c "[ $rc -eq 2 ] && grep -qF \"unknown flag '--stroe' (did you mean '--store'?); run 'meshca --help'\" '$WORK/err'"
+run apply -f "$WORK/mesh.yaml" --dry-run=true
+check "flag_without_value_given_one: says it takes no value" \
+    bash -c "[ $rc -eq 2 ] && grep -qxF \"meshca: error: flag '--dry-run' takes no value; run 'meshca help apply'\" '$WORK/err'"
+run reconcile --frobnicate
+check "unknown_flag_far_from_any: no guess" \
+    bash -c "[ $rc -eq 2 ] && grep -qxF \"meshca: error: unknown flag '--frobnicate'; run 'meshca help reconcile'\" '$WORK/err'"
 
 mesh_fixture >"$WORK/mesh.yaml"
 run apply -f "$WORK/mesh.yaml"
