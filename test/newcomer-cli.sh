@@ -42,6 +42,15 @@ run reconcile --frobnicate
 check "unknown_flag_far_from_any: no guess" \
     bash -c "[ $rc -eq 2 ] && grep -qxF \"meshca: error: unknown flag '--frobnicate'; run 'meshca help reconcile'\" '$WORK/err'"
 
+# --- the --metrics port the docs give is not Prometheus's own 9090 -------------------------
+# A loopback --metrics is scraped by a Prometheus on the same host, which listens on 9090 by
+# default: run exited 2 ("--metrics: cannot listen on 127.0.0.1:9090: Address already in use").
+run help run
+check "help_run_metrics_example: not Prometheus's port" \
+    bash -c "grep -qF 'e.g. 127.0.0.1:5691; not 9090' '$WORK/out' && ! grep -q '127.0.0.1:9090' '$WORK/out'"
+check "docs_metrics_examples: no --metrics or scrape target on 9090 in the README or doc/" \
+    bash -c "! grep -rnE -- '--metrics [^ ]*:9090|targets: \\[\"[^\"]*:9090' '$SOURCE_ROOT/README.md' '$SOURCE_ROOT/doc'"
+
 mesh_fixture >"$WORK/mesh.yaml"
 run apply -f "$WORK/mesh.yaml"
 check "set-up: apply" exit_is 0
