@@ -53,10 +53,10 @@ const char cmd_agent_usage[] =
     "      --renew             send a CSR for a fresh key now, whatever the renewal point says\n"
     "  -h, --help              show this help\n"
     "\n"
-    "Exit codes: 0 done (or stopped by a signal); 1 the controller refused (bad token, unknown\n"
-    "dataplane) or the reload command failed (--once); 2 usage error, DIR refused or not\n"
-    "writable, --ca-file unreadable or without a certificate, no controller reachable\n"
-    "(--once).\n";
+    "Exit codes: 0 done (or stopped by a signal, without --once); 1 the controller refused (bad\n"
+    "token, unknown dataplane) or the reload command failed (--once); 2 usage error, DIR refused\n"
+    "or not writable, --ca-file unreadable or without a certificate, no controller reachable\n"
+    "(--once, after about a minute), stopped by a signal before anything loaded (--once).\n";
 
 /* The API says why a token is refused (expired, revoked, malformed), not how to go on. */
 static const char *token_hint(const char *line)

@@ -116,4 +116,32 @@ check "agent_ctrl_c_while_connected: no libcurl 'Callback aborted'" out_lacks "C
 check "agent_ctrl_c_while_connected: nothing on standard error" test ! -s "$WORK/err"
 check "agent_ctrl_c_while_connected: its files stay" test -s "$WORK/out-2/cert.pem"
 
+# --- agent --once against a controller that does not answer: says it retries, Ctrl-C fails ---
+# (Before: one line ending "keeping the current files", then a minute of silence; and Ctrl-C in
+# that minute ended it with exit 0, as if it had loaded something, leaving --out behind.)
+DEAD=$(free_port)
+: >"$WORK/out"
+: >"$WORK/err"
+"$MESHCA" agent -m default -d web-01 --out "$WORK/out-3" --server "https://127.0.0.1:$DEAD" \
+    --ca-file "$WORK/cp-ca.pem" --token-file "$TOKEN" --once >"$WORK/out" 2>"$WORK/err" &
+BG=$!
+for i in $(seq 150); do
+    grep -qF "keeping the current files" "$WORK/err" && break
+    kill -0 "$BG" 2>/dev/null || break
+    sleep 0.1
+done
+check "agent_once_unreachable: the retry line says --once gives up after about a minute" \
+    err_has "https://127.0.0.1:$DEAD: Failed to connect to 127.0.0.1 port $DEAD"
+check "agent_once_unreachable: ... and how long it tries" \
+    err_has "; keeping the current files (--once: trying again for about a minute before giving up)"
+kill -INT "$BG"
+for i in $(seq 50); do kill -0 "$BG" 2>/dev/null || break; sleep 0.1; done
+wait "$BG"
+rc=$?
+BG=
+check "agent_once_ctrl_c_before_anything_loaded: exit 2, not 0" exit_is 2
+check "agent_once_ctrl_c_before_anything_loaded: says nothing was loaded" \
+    err_has "meshca: error: stopped before a generation was loaded and acknowledged"
+check "agent_once_ctrl_c_before_anything_loaded: the --out it created is removed" test ! -e "$WORK/out-3"
+
 finish
