@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # newcomer-cli.sh - what a first trial from a fresh clone ran into (the eighth such trial): an
 # agent with a plain-http or scheme-less --server left an empty --out behind, Ctrl-C of a
-# connected agent printed libcurl's "Callback aborted" as a failing controller, and a misspelt
-# command or flag got no "did you mean".
+# connected agent printed libcurl's "Callback aborted" as a failing controller, a misspelt
+# command or flag got no "did you mean", and a misspelt backend type was also an in-place change.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/api-lib.sh"
 export MESHCA_STORE="${TEST_STORE_URL:-sqlite://$WORK/store/meshca.db}"
@@ -58,6 +58,20 @@ start_controller --interval 1m
 check "set-up: the controller serves the API" grep -q "serving the dataplane API on $API_URL" "$CTL_LOG"
 TOKEN=$(token_for web-01)
 PORT=${API_URL##*:}
+
+# --- a misspelt backend type over a stored mesh is one error, not two ------------------------
+# (Before: also "backend 'ca-1' changed type or conf in place while it is the enabled backend;
+# add the new CA under a new name and rotate to it", advice about a rotation nobody meant.)
+printf 'type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: bultin\n' >"$WORK/typo.yaml"
+run apply -f "$WORK/typo.yaml"
+check "misspelt_backend_type_over_stored_mesh: exit 1" exit_is 1
+check "misspelt_backend_type_over_stored_mesh: the typo, with its place and the fix" \
+    err_has "typo.yaml:7:11: error: mtls.backends[0].type: unknown backend type 'bultin' (did you mean 'builtin'?)"
+check "misspelt_backend_type_over_stored_mesh: no in-place change reported" out_lacks "in place"
+check "misspelt_backend_type_over_stored_mesh: one error" err_has "nothing applied: 1 error"
+run validate -f "$WORK/typo.yaml" --from "$WORK/mesh.yaml"
+check "misspelt_backend_type_validate_from: one error, no in-place change" \
+    bash -c "[ $rc -eq 1 ] && grep -qF '1 error, 0 warnings' '$WORK/out' && ! grep -q 'in place' '$WORK/out' '$WORK/err'"
 
 # --- a --server that is not https:// is a usage error, found before --out is created ---------
 # (Before: "created DIR (mode 0700)" and then the error, the empty directory left behind.)
