@@ -1,8 +1,10 @@
 /* cmd_agent.c - `meshca agent`: keeps one dataplane's cert, key and bundle files current and acknowledged. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cmd/cli.h"
 #include "reconciler/agent.h"
@@ -224,6 +226,16 @@ int cmd_agent(int argc, char **argv)
         cli_error("--token-file: cannot read a token from %s", token_file);
         free(list);
         return EXIT_TROUBLE;
+    }
+    /* A --out that does not exist holds no certificate: without a token the controller
+     * cannot be reached at all, said before the directory is made (agent.c says the same
+     * for a DIR without a certificate). */
+    struct stat out_st;
+    if (!token && stat(out, &out_st) != 0 && errno == ENOENT) {
+        cli_error("no certificate yet and no token: pass --token-file (meshca token issue -m %s "
+                  "-d %s)", mesh_name, dp);
+        free(list);
+        return EXIT_INVALID;
     }
     /* Only now, with every flag checked: a usage error leaves no --out behind. */
     bool created = false;

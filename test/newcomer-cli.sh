@@ -106,6 +106,15 @@ check "agent_missing_token_file: names the flag and the file" \
     err_has "meshca: error: --token-file: cannot read a token from $WORK/no-such.token"
 check "agent_missing_token_file: --out not created" test ! -e "$WORK/out-1"
 
+# --- no --token-file and a fresh --out: said before the directory is made -------------------
+# (Before: "created DIR (mode 0700)", the error, then "removed DIR again".)
+run agent -m default -d web-01 --out "$WORK/out-1" --server "$API_URL" --ca-file "$WORK/cp-ca.pem" --once
+check "agent_first_run_without_token: exit 1" exit_is 1
+check "agent_first_run_without_token: says to pass --token-file and how to get one" \
+    err_has "meshca: error: no certificate yet and no token: pass --token-file (meshca token issue -m default -d web-01)"
+check "agent_first_run_without_token: --out never created" \
+    bash -c "[ ! -e '$WORK/out-1' ] && ! grep -q 'created\|removed' '$WORK/out'"
+
 # --- Ctrl-C of an agent parked on its blocking query ends it quietly ------------------------
 # (Before: "meshca: default/web-01: https://...: Callback aborted; keeping the current files",
 # libcurl's words for the agent's own interruption, read as a controller failing.)
