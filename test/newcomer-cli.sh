@@ -167,4 +167,24 @@ check "agent_once_ctrl_c_before_anything_loaded: says nothing was loaded" \
     err_has "meshca: error: stopped before a generation was loaded and acknowledged"
 check "agent_once_ctrl_c_before_anything_loaded: the --out it created is removed" test ! -e "$WORK/out-3"
 
+# --- run --manifests names the file, line and column of what it could not apply --------------
+# (Before: "manifests: not applied, : did not find expected key ..." with neither file nor
+# place; and a Dataplane of a mesh that does not exist was refused without a word.)
+mkdir -p "$WORK/m"
+mesh_fixture >"$WORK/m/mesh.yaml"
+start_controller --interval 1s --manifests "$WORK/m"
+# logged TEXT: the controller's log has TEXT (at most 15 s).
+logged() { local i; for i in $(seq 150); do grep -qF -- "$1" "$CTL_LOG" && return 0; sleep 0.1; done; return 1; }
+printf 'type: Dataplane\nmesh: default\nname: x\nnetworking:\n  address: 1.2.3.4\n  inbound:\n  - port: 80\n   tags: {kuma.io/service: a}\n' >"$WORK/m/dp.yaml"
+check "manifests_yaml_syntax_error: the log names file, line and column" \
+    logged "manifests: not applied, $WORK/m/dp.yaml:8:4: did not find expected key (while parsing a block mapping at line 5, column 3)"
+printf 'type: Dataplane\nmesh: default\nname: x\nnetworking:\n  address: 1.2.3.4\n  inbound:\n  - port: 99999\n    tags: {kuma.io/service: a}\n' >"$WORK/m/dp.yaml"
+check "manifests_invalid_field: the log names file, line, column and field path" \
+    logged "manifests: not applied, $WORK/m/dp.yaml:7:11: networking.inbound[0].port: port 99999 is out of range 1-65535"
+printf 'type: Dataplane\nmesh: nomesh\nname: x\nnetworking:\n  address: 1.2.3.4\n  inbound:\n  - port: 80\n    tags: {kuma.io/service: a}\n' >"$WORK/m/dp.yaml"
+check "manifests_dataplane_of_missing_mesh: refused, and said with its place" \
+    logged "manifests: refused: $WORK/m/dp.yaml:2:7: mesh: mesh 'nomesh' does not exist: apply the Mesh first, or in the same apply"
+run get dataplanes x
+check "manifests_dataplane_of_missing_mesh: nothing stored" exit_is 1
+
 finish
