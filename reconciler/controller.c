@@ -991,11 +991,15 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     char maddr[256];
     uint16_t mport = 0;
 
+    /* ":5690" (Go's every-interface form) is refused: every interface is asked for by name. */
+    static const char no_address[] = " (the address is required: 127.0.0.1:PORT for this host "
+                                     "only, 0.0.0.0:PORT for every interface)";
     if (parse_listen(listen, addr, sizeof(addr), &port) < 0)
-        return meshca_fail(errbuf, MESHCA_EINVAL, "--listen: '%s' is not ADDRESS:PORT", listen);
+        return meshca_fail(errbuf, MESHCA_EINVAL, "--listen: '%s' is not ADDRESS:PORT%s", listen,
+                           listen[0] == ':' ? no_address : "");
     if (o->metrics_listen && parse_listen(o->metrics_listen, maddr, sizeof(maddr), &mport) < 0)
-        return meshca_fail(errbuf, MESHCA_EINVAL, "--metrics: '%s' is not ADDRESS:PORT",
-                           o->metrics_listen);
+        return meshca_fail(errbuf, MESHCA_EINVAL, "--metrics: '%s' is not ADDRESS:PORT%s",
+                           o->metrics_listen, o->metrics_listen[0] == ':' ? no_address : "");
     if (metrics_new(&c.metrics) < 0)
         return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
     raise_nofile();

@@ -73,6 +73,15 @@ run validate -f "$WORK/typo.yaml" --from "$WORK/mesh.yaml"
 check "misspelt_backend_type_validate_from: one error, no in-place change" \
     bash -c "[ $rc -eq 1 ] && grep -qF '1 error, 0 warnings' '$WORK/out' && ! grep -q 'in place' '$WORK/out' '$WORK/err'"
 
+# --- run --listen :PORT (Go's every-interface form) says what to write instead -------------------
+# (Before: "--listen: ':5690' is not ADDRESS:PORT", and no word of which address.)
+run run --listen :5690
+check "run_listen_port_only: exit 2, says an address is needed and which" \
+    bash -c "[ $rc -eq 2 ] && grep -qxF \"meshca: error: --listen: ':5690' is not ADDRESS:PORT (the address is required: 127.0.0.1:PORT for this host only, 0.0.0.0:PORT for every interface)\" '$WORK/err'"
+run run --listen 127.0.0.1:0 --metrics :5691
+check "run_metrics_port_only: the same hint for --metrics" \
+    bash -c "[ $rc -eq 2 ] && grep -qF \"meshca: error: --metrics: ':5691' is not ADDRESS:PORT (the address is required\" '$WORK/err'"
+
 # --- a --server that is not https:// is a usage error, found before --out is created ---------
 # (Before: "created DIR (mode 0700)" and then the error, the empty directory left behind.)
 run agent -m default -d web-01 --out "$WORK/out-1" --server "http://127.0.0.1:$PORT" \
