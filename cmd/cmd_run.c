@@ -205,6 +205,12 @@ int cmd_run(int argc, char **argv)
     opts.out.pass = run_pass_out;
     opts.out.line = run_line_out;
 
+    /* Before the store is opened: a mistyped address must not leave a new store behind. */
+    char addr_err[MESHCA_ERRBUF] = "";
+    if (controller_check_addresses(&opts, addr_err) < 0) {
+        cli_error("%s", addr_err);
+        return EXIT_TROUBLE;
+    }
     store *s = cli_open_store();
     if (!s)
         return EXIT_TROUBLE;

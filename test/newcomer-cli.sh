@@ -81,6 +81,10 @@ check "run_listen_port_only: exit 2, says an address is needed and which" \
 run run --listen 127.0.0.1:0 --metrics :5691
 check "run_metrics_port_only: the same hint for --metrics" \
     bash -c "[ $rc -eq 2 ] && grep -qF \"meshca: error: --metrics: ':5691' is not ADDRESS:PORT (the address is required\" '$WORK/err'"
+# (Before: the store was opened first, so a new directory got an empty .meshca/meshca.db.)
+MESHCA_STORE="sqlite://$WORK/fresh/meshca.db" run run --listen :5690
+check "run_bad_listen_creates_no_store: exit 2, no store left behind" \
+    bash -c "[ $rc -eq 2 ] && [ ! -e '$WORK/fresh' ]"
 
 # --- a --server that is not https:// is a usage error, found before --out is created ---------
 # (Before: "created DIR (mode 0700)" and then the error, the empty directory left behind.)
