@@ -42,6 +42,25 @@ run reconcile --frobnicate
 check "unknown_flag_far_from_any: no guess" \
     bash -c "[ $rc -eq 2 ] && grep -qxF \"meshca: error: unknown flag '--frobnicate'; run 'meshca help reconcile'\" '$WORK/err'"
 
+# --- one mistake in an inbound port is one error, at the value --------------------------------
+# (Before: also "inbound port must be in 1..65535" at the inbound's first column, a second error
+# in other words for the same mistake, whether the port was out of range, not a number or absent.)
+for case in "99999:7:11:port 99999 is out of range 1-65535" "eighty:7:11:expected an integer, got a string"; do
+    IFS=: read -r value line col msg <<<"$case"
+    printf 'type: Dataplane\nmesh: default\nname: x\nnetworking:\n  address: 1.2.3.4\n  inbound:\n  - port: %s\n    tags: {kuma.io/service: a}\n' "$value" >"$WORK/port.yaml"
+    run validate -f "$WORK/port.yaml"
+    check "inbound_port_$value: exit 1, one error at the value" \
+        bash -c "[ $rc -eq 1 ] && grep -qxF 'port.yaml:$line:$col: error: networking.inbound[0].port: $msg' <(sed 's|^.*/||' '$WORK/out') && grep -qF '1 error, 0 warnings' '$WORK/out'"
+done
+printf 'type: Dataplane\nmesh: default\nname: x\nnetworking:\n  address: 1.2.3.4\n  inbound:\n  - tags: {kuma.io/service: a}\n' >"$WORK/port.yaml"
+run validate -f "$WORK/port.yaml"
+check "inbound_port_missing: one error, the missing field" \
+    bash -c "[ $rc -eq 1 ] && grep -qF \"required field 'networking.inbound[0].port' is missing\" '$WORK/out' && grep -qF '1 error, 0 warnings' '$WORK/out'"
+printf 'type: Dataplane\nmesh: default\nname: x\nnetworking:\n  address: 1.2.3.4\n  inbound:\n  - port: 0\n    tags: {kuma.io/service: a}\n' >"$WORK/port.yaml"
+run validate -f "$WORK/port.yaml"
+check "inbound_port_zero: still refused, once (invalid-port)" \
+    bash -c "[ $rc -eq 1 ] && grep -qF 'inbound port must be in 1..65535' '$WORK/out' && grep -qF '1 error, 0 warnings' '$WORK/out'"
+
 # --- the --metrics port the docs give is not Prometheus's own 9090 -------------------------
 # A loopback --metrics is scraped by a Prometheus on the same host, which listens on 9090 by
 # default: run exited 2 ("--metrics: cannot listen on 127.0.0.1:9090: Address already in use").
