@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmd/cli.h"
@@ -211,6 +212,13 @@ int cmd_run(int argc, char **argv)
         cli_error("%s", addr_err);
         return EXIT_TROUBLE;
     }
+    /* Also before the store: a mistyped checkout path is refused, not watched later. */
+    struct stat dir_st;
+    if (opts.manifests_dir && stat(opts.manifests_dir, &dir_st) != 0) {
+        cli_error("--manifests: cannot read %s: %s", opts.manifests_dir, strerror(errno));
+        return EXIT_TROUBLE;
+    }
+
     store *s = cli_open_store();
     if (!s)
         return EXIT_TROUBLE;

@@ -104,6 +104,9 @@ check "run_metrics_port_only: the same hint for --metrics" \
 MESHCA_STORE="sqlite://$WORK/fresh/meshca.db" run run --listen :5690
 check "run_bad_listen_creates_no_store: exit 2, no store left behind" \
     bash -c "[ $rc -eq 2 ] && [ ! -e '$WORK/fresh' ]"
+MESHCA_STORE="sqlite://$WORK/fresh/meshca.db" run run --listen 127.0.0.1:0 --manifests "$WORK/no-such-dir"
+check "run_missing_manifests_dir: exit 2, names the flag and the directory, no store left behind" \
+    bash -c "[ $rc -eq 2 ] && grep -qxF \"meshca: error: --manifests: cannot read $WORK/no-such-dir: No such file or directory\" '$WORK/err' && [ ! -e '$WORK/fresh' ]"
 
 # --- a --server that is not https:// is a usage error, found before --out is created ---------
 # (Before: "created DIR (mode 0700)" and then the error, the empty directory left behind.)
