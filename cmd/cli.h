@@ -134,6 +134,12 @@ extern const char cmd_completion_usage[];
 /* Every command (main.c's table) and the help of the global flags, for `meshca completion`. */
 const cli_command *cli_commands(size_t *ret_n);
 extern const char cli_global_flags_help[];
+/* The command nearest to a misspelt one (suggest.c), or NULL when none is near enough. */
+const char *cli_suggest_command(const char *word);
+/* The "--flag" of `command`'s help (or a global one; only those with a NULL command) nearest to
+ * a misspelt long flag ("--name" or "--name=value"), written to buf; the flag's own name when it
+ * is one; NULL when none is near enough. */
+const char *cli_suggest_flag(const char *command, const char *flag, char *buf, size_t size);
 
 /* Long-running commands (loop.c). The longest --interval accepted. */
 #define CLI_MAX_INTERVAL_MS (24LL * 3600 * 1000)

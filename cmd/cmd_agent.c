@@ -1,8 +1,10 @@
 /* cmd_agent.c - `meshca agent`: keeps one dataplane's cert, key and bundle files current and acknowledged. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cmd/cli.h"
 #include "reconciler/agent.h"
@@ -53,10 +55,10 @@ const char cmd_agent_usage[] =
     "      --renew             send a CSR for a fresh key now, whatever the renewal point says\n"
     "  -h, --help              show this help\n"
     "\n"
-    "Exit codes: 0 done (or stopped by a signal); 1 the controller refused (bad token, unknown\n"
-    "dataplane) or the reload command failed (--once); 2 usage error, DIR refused or not\n"
-    "writable, --ca-file unreadable or without a certificate, no controller reachable\n"
-    "(--once).\n";
+    "Exit codes: 0 done (or stopped by a signal, without --once); 1 the controller refused (bad\n"
+    "token, unknown dataplane) or the reload command failed (--once); 2 usage error, DIR refused\n"
+    "or not writable, --ca-file unreadable or without a certificate, no controller reachable\n"
+    "(--once, after about a minute), stopped by a signal before anything loaded (--once).\n";
 
 /* The API says why a token is refused (expired, revoked, malformed), not how to go on. */
 static const char *token_hint(const char *line)
@@ -181,22 +183,12 @@ int cmd_agent(int argc, char **argv)
     }
 
     char err[MESHCA_ERRBUF] = "", warn[MESHCA_ERRBUF] = "";
-    /* Before --out is created: an agent that cannot start leaves nothing behind. */
+    /* Every flag is checked before --out is created: an agent that cannot start leaves
+     * nothing behind. */
     if (api_ca_file_check(ca_file, err) < 0) {
         cli_error("--ca-file: %s", err);
         return EXIT_TROUBLE;
     }
-    bool created = false;
-    int rc = atomic_dir_prepare(out, &created, warn, err);
-    if (rc < 0) {
-        cli_error("--out: %s", err);
-        return EXIT_TROUBLE;
-    }
-    if (warn[0])
-        fprintf(stderr, "meshca: warning: --out: %s\n", warn);
-    if (created)
-        printf("created %s (mode 0700)\n", out);
-
     /* --server a,b,c: failover in this order. */
     char *list = strdup(servers_arg);
     const char *servers[API_CLIENT_MAX_SERVERS];
@@ -211,9 +203,14 @@ int cmd_agent(int argc, char **argv)
             *next++ = '\0';
         if (!*tok)
             continue;
-        if (nservers == API_CLIENT_MAX_SERVERS || strncmp(tok, "https://", 8) != 0) {
-            cli_error("--server: '%s' is not an https:// URL (at most %d URLs)", tok,
-                      API_CLIENT_MAX_SERVERS);
+        if (strncmp(tok, "https://", 8) != 0) {
+            cli_error("--server: '%s' is not an https:// URL (the controller's API is served "
+                      "over HTTPS only, e.g. https://127.0.0.1:5690)", tok);
+            free(list);
+            return EXIT_TROUBLE;
+        }
+        if (nservers == API_CLIENT_MAX_SERVERS) {
+            cli_error("--server: more than %d URLs", API_CLIENT_MAX_SERVERS);
             free(list);
             return EXIT_TROUBLE;
         }
@@ -230,6 +227,32 @@ int cmd_agent(int argc, char **argv)
         free(list);
         return EXIT_TROUBLE;
     }
+    /* A --out that does not exist holds no certificate: without a token the controller
+     * cannot be reached at all, said before the directory is made (agent.c says the same
+     * for a DIR without a certificate). */
+    struct stat out_st;
+    if (!token && stat(out, &out_st) != 0 && errno == ENOENT) {
+        cli_error("no certificate yet and no token: pass --token-file (meshca token issue -m %s "
+                  "-d %s)", mesh_name, dp);
+        free(list);
+        return EXIT_INVALID;
+    }
+    /* Only now, with every flag checked: a usage error leaves no --out behind. */
+    bool created = false;
+    int rc = atomic_dir_prepare(out, &created, warn, err);
+    if (rc < 0) {
+        cli_error("--out: %s", err);
+        if (token) {
+            explicit_bzero(token, strlen(token));
+            free(token);
+        }
+        free(list);
+        return EXIT_TROUBLE;
+    }
+    if (warn[0])
+        fprintf(stderr, "meshca: warning: --out: %s\n", warn);
+    if (created)
+        printf("created %s (mode 0700)\n", out);
     /* Also with --once: a signal must reach a running reload command's group, not orphan it. */
     cli_install_stop_handler();
     char who[600];

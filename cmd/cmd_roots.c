@@ -16,8 +16,8 @@ const char cmd_roots_usage[] =
     "\n"
     "Prints the CA roots of MESH, one per backend, in the shape of Consul's\n"
     "/v1/connect/ca/roots: {\"ActiveRootID\",\"TrustDomain\",\"Roots\":[...]} (default), the\n"
-    "same document as YAML (-o yaml), or the CA certificates as PEM, the enabled backend first\n"
-    "(-o pem). Never prints private keys.\n"
+    "same document as YAML (-o yaml), or the trust bundle as PEM, the enabled backend first:\n"
+    "what agents write to ca-bundle.pem (-o pem). Never prints private keys.\n"
     "\n"
     "Flags:\n"
     "  -m, --mesh MESH        the mesh (required)\n"
@@ -131,11 +131,14 @@ int cmd_roots(int argc, char **argv)
         };
     }
     if (format == OUTPUT_PEM) {
-        /* Enabled backend first, as in the trust bundle. */
+        /* Enabled backend first, and from each what the trust bundle takes (a cfssl backend's
+         * root alone, not meshca's intermediate): the agents' ca-bundle.pem. */
         for (int pass = 0; pass < 2; pass++)
-            for (size_t i = 0; i < n; i++)
-                if (entries[i].active == (pass == 0))
-                    fputs(entries[i].chain_pem, stdout);
+            for (size_t i = 0; i < m->nbackends; i++) {
+                bool active = enabled && strcmp(enabled, cas[i].backend->name.value) == 0;
+                if (cas[i].chain_pem && active == (pass == 0))
+                    fputs(cas[i].bundle_pem ? cas[i].bundle_pem : cas[i].chain_pem, stdout);
+            }
         exit_code = EXIT_OK;
         goto out;
     }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmd/cli.h"
@@ -69,7 +70,8 @@ const char cmd_run_usage[] =
     "      --interval D     longest time between passes (default 2s; e.g. 500ms, 1m)\n"
     "      --metrics ADDR:PORT\n"
     "                       serve Prometheus metrics over plain HTTP on ADDR:PORT/metrics\n"
-    "                       (e.g. 127.0.0.1:9090) instead of on the API port (see above)\n"
+    "                       (e.g. 127.0.0.1:5691; not 9090, Prometheus's own port) instead\n"
+    "                       of on the API port (see above)\n"
     "      --sign-workers N  threads signing leaves of builtin and provided CAs\n"
     "                       (default: the online CPUs)\n"
     "      --lease-ttl D    leader lease of this replica (default 10s, whole seconds): several\n"
@@ -203,6 +205,19 @@ int cmd_run(int argc, char **argv)
     opts.interval_ms = interval_ms;
     opts.out.pass = run_pass_out;
     opts.out.line = run_line_out;
+
+    /* Before the store is opened: a mistyped address must not leave a new store behind. */
+    char addr_err[MESHCA_ERRBUF] = "";
+    if (controller_check_addresses(&opts, addr_err) < 0) {
+        cli_error("%s", addr_err);
+        return EXIT_TROUBLE;
+    }
+    /* Also before the store: a mistyped checkout path is refused, not watched later. */
+    struct stat dir_st;
+    if (opts.manifests_dir && stat(opts.manifests_dir, &dir_st) != 0) {
+        cli_error("--manifests: cannot read %s: %s", opts.manifests_dir, strerror(errno));
+        return EXIT_TROUBLE;
+    }
 
     store *s = cli_open_store();
     if (!s)

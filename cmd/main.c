@@ -77,6 +77,15 @@ static const cli_command *find_command(const char *name)
     return NULL;
 }
 
+static void unknown_command(const char *name)
+{
+    const char *near = cli_suggest_command(name);
+    if (near)
+        cli_error("unknown command '%s' (did you mean '%s'?); run 'meshca --help'", name, near);
+    else
+        cli_error("unknown command '%s'; run 'meshca --help'", name);
+}
+
 static int help(const char *name)
 {
     /* 'meshca help --help' (or 'help help') asks how help works: the overview says it. */
@@ -87,7 +96,7 @@ static int help(const char *name)
     }
     const cli_command *cmd = find_command(name);
     if (!cmd) {
-        cli_error("unknown command '%s'; run 'meshca --help'", name);
+        unknown_command(name);
         return EXIT_TROUBLE;
     }
     fputs(cmd->usage, stdout);
@@ -201,7 +210,12 @@ int main(int argc, char **argv)
             return EXIT_TROUBLE;
         if (taken)
             continue;
-        cli_error("unknown flag '%s'; run 'meshca --help'", argv[i]);
+        char near[64];
+        const char *s = cli_suggest_flag(NULL, argv[i], near, sizeof(near));
+        if (s && strcmp(s, argv[i]) != 0)
+            cli_error("unknown flag '%s' (did you mean '%s'?); run 'meshca --help'", argv[i], s);
+        else
+            cli_error("unknown flag '%s'; run 'meshca --help'", argv[i]);
         return EXIT_TROUBLE;
     }
     if (i >= argc) {
@@ -213,7 +227,7 @@ int main(int argc, char **argv)
 
     const cli_command *cmd = find_command(argv[i]);
     if (!cmd) {
-        cli_error("unknown command '%s'; run 'meshca --help'", argv[i]);
+        unknown_command(argv[i]);
         return EXIT_TROUBLE;
     }
     if ((argc = take_global_flags(argc, argv, i + 1)) < 0)

@@ -30,8 +30,18 @@ void cli_flag_error(int c, int argc, char **argv)
     const char *flag = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
     if (c == ':')
         cli_error("flag '%s' needs a value; run 'meshca help %s'", flag, argv[0]);
-    else
-        cli_error("unknown flag '%s'; run 'meshca help %s'", flag, argv[0]);
+    else {
+        char near[64];
+        const char *s = cli_suggest_flag(argv[0], flag, near, sizeof(near));
+        size_t len = strcspn(flag, "=");
+        if (s && flag[len] == '=' && strlen(s) == len && strncmp(s, flag, len) == 0)
+            cli_error("flag '%s' takes no value; run 'meshca help %s'", s, argv[0]);
+        else if (s && strcmp(s, flag) != 0)
+            cli_error("unknown flag '%s' (did you mean '%s'?); run 'meshca help %s'", flag, s,
+                      argv[0]);
+        else
+            cli_error("unknown flag '%s'; run 'meshca help %s'", flag, argv[0]);
+    }
 }
 
 bool cli_diagnostics_out_of_memory(const diag_list *diags)

@@ -284,14 +284,17 @@ static void build_inbound(builder *b, const mnode *item, const char *path, datap
     const mnode *port = mnode_get(item, "port");
     path_key(p, path, "port");
     long long v = 0;
+    in->port_refused = true;
     if (!given(port))
         missing(b, &item->mark, p);
     else if (!mnode_as_int(port, &v))
         wrong_type(b, port, p, "an integer");
     else if (v < 0 || v > 65535)
         diag_error(b->diags, "bad-port", &port->mark, p, "port %lld is out of range 1-65535", v);
-    else
+    else {
         in->port = (long)v;
+        in->port_refused = false;
+    }
 
     const mnode *tags = mnode_get(item, "tags");
     path_key(p, path, "tags");

@@ -73,6 +73,7 @@ typedef struct dataplane_inbound {
     long port;
     model_tag *tags;
     size_t ntags;
+    bool port_refused;   /* the builder already said what is wrong with port (left 0) */
 } dataplane_inbound;
 
 typedef struct dataplane {

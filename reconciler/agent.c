@@ -558,17 +558,29 @@ int agent_run(const agent_options *o, char *errbuf)
 
     int64_t backoff = 0;
     int rc = 0;
+    bool done = false;   /* --once: a generation loaded and acknowledged */
     while (!stopping(&st)) {
         char err[MESHCA_ERRBUF] = "";
         rc = step(&st, err);
         if (rc == 0) {
             backoff = 0;
-            if (o->once && st.loaded && st.loaded == st.index && !st.next_sent && !st.force_renew)
+            if (o->once && st.loaded && st.loaded == st.index && !st.next_sent && !st.force_renew) {
+                done = true;
                 break;
+            }
             continue;
         }
         if (rc == MESHCA_ENOMEM || rc == MESHCA_EIO) {
             meshca_fail(errbuf, rc, "%s", err);
+            break;
+        }
+        /* Stopped (Ctrl-C, SIGTERM) in the middle of a request: the files stay as they are,
+         * and the interrupted request is no error to report, except to a --once caller. */
+        if (stopping(&st) && rc == MESHCA_EUNAVAILABLE) {
+            if (o->once)
+                meshca_fail(errbuf, rc, "%s", err);
+            else
+                rc = 0;
             break;
         }
         /* With --once, the failure that ends the run is the caller's to print, once. */
@@ -577,12 +589,21 @@ int agent_run(const agent_options *o, char *errbuf)
             break;
         }
         /* Keep serving the files we have; retry with backoff. */
-        say(&st, true, "%s%s", err, rc == MESHCA_EUNAVAILABLE ? "; keeping the current files" : "");
+        /* --once gives up only after the backoff reaches its longest step, about a minute
+         * later: said, so that the silence until then does not look like a hang. */
+        say(&st, true, "%s%s%s", err, rc == MESHCA_EUNAVAILABLE ? "; keeping the current files" : "",
+            o->once && rc == MESHCA_EUNAVAILABLE
+                ? " (--once: trying again for about a minute before giving up)"
+                : "");
         backoff = !backoff ? 500 : backoff * 2 > AGENT_MAX_BACKOFF_MS ? AGENT_MAX_BACKOFF_MS
                                                                      : backoff * 2;
         sleep_ms(&st, backoff);
         rc = 0;
     }
+    /* --once stopped (Ctrl-C, SIGTERM) before it got anywhere is no success for a script. */
+    if (o->once && !done && rc == 0)
+        rc = meshca_fail(errbuf, MESHCA_EUNAVAILABLE,
+                         "stopped before a generation was loaded and acknowledged");
     if (rc < 0 && o->out_created && !st.key && !st.next_sent)
         forget_created_dir(&st);
     EVP_PKEY_free(st.key);

@@ -988,6 +988,24 @@ static void raise_nofile(void)
     }
 }
 
+/* ":5690" (Go's every-interface form) is refused: every interface is asked for by name. */
+static const char no_address[] = " (the address is required: 127.0.0.1:PORT for this host "
+                                 "only, 0.0.0.0:PORT for every interface)";
+
+int controller_check_addresses(const controller_options *o, char *errbuf)
+{
+    const char *listen = o->listen ? o->listen : CONTROLLER_DEFAULT_LISTEN;
+    char addr[256];
+    uint16_t port = 0;
+    if (parse_listen(listen, addr, sizeof(addr), &port) < 0)
+        return meshca_fail(errbuf, MESHCA_EINVAL, "--listen: '%s' is not ADDRESS:PORT%s", listen,
+                           listen[0] == ':' ? no_address : "");
+    if (o->metrics_listen && parse_listen(o->metrics_listen, addr, sizeof(addr), &port) < 0)
+        return meshca_fail(errbuf, MESHCA_EINVAL, "--metrics: '%s' is not ADDRESS:PORT%s",
+                           o->metrics_listen, o->metrics_listen[0] == ':' ? no_address : "");
+    return 0;
+}
+
 int controller_run(store *s, const controller_options *o, char *errbuf)
 {
     controller c;
@@ -1018,11 +1036,10 @@ int controller_run(store *s, const controller_options *o, char *errbuf)
     char maddr[256];
     uint16_t mport = 0;
 
-    if (parse_listen(listen, addr, sizeof(addr), &port) < 0)
-        return meshca_fail(errbuf, MESHCA_EINVAL, "--listen: '%s' is not ADDRESS:PORT", listen);
-    if (o->metrics_listen && parse_listen(o->metrics_listen, maddr, sizeof(maddr), &mport) < 0)
-        return meshca_fail(errbuf, MESHCA_EINVAL, "--metrics: '%s' is not ADDRESS:PORT",
-                           o->metrics_listen);
+    if (controller_check_addresses(o, errbuf) < 0 ||
+        parse_listen(listen, addr, sizeof(addr), &port) < 0 ||
+        (o->metrics_listen && parse_listen(o->metrics_listen, maddr, sizeof(maddr), &mport) < 0))
+        return MESHCA_EINVAL;
     if (metrics_new(&c.metrics) < 0)
         return meshca_fail(errbuf, MESHCA_ENOMEM, "out of memory");
     raise_nofile();

@@ -78,5 +78,9 @@ typedef struct controller_options {
  * cannot watch) with a line in errbuf, before serving.
  */
 int controller_run(store *s, const controller_options *opts, char *errbuf);
+/* The --listen and --metrics addresses of opts, checked as controller_run checks them, for a
+ * caller that must refuse them before it opens (and so creates) a store: 0 or MESHCA_EINVAL
+ * with the same line in errbuf. */
+int controller_check_addresses(const controller_options *opts, char *errbuf);
 
 #endif

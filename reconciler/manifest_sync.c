@@ -89,6 +89,22 @@ static void say_once(const sayer *to, char **last, const char *fmt, ...)
         to->fn(to->ctx, line);
 }
 
+/* "FILE:LINE:COLUMN: PATH: MESSAGE", as the CLI prints a diagnostic, so that the log names the
+ * place to fix (a YAML syntax error has no field path; a store-only problem no file). */
+static const char *diag_line(const diag *d, char *buf, size_t size)
+{
+    int n = 0;
+    if (d->file && d->line)
+        n = snprintf(buf, size, "%s:%u:%u: ", d->file, d->line, d->column);
+    else if (d->file)
+        n = snprintf(buf, size, "%s: ", d->file);
+    if (n < 0 || (size_t)n >= size)
+        n = 0;
+    snprintf(buf + n, size - (size_t)n, "%s%s%s", d->path && *d->path ? d->path : "",
+             d->path && *d->path ? ": " : "", d->message ? d->message : "");
+    return buf;
+}
+
 void manifest_sync(store *s, const char *dir, bool prune, char **last_said,
                    manifest_sync_say_fn say, void *say_ctx)
 {
@@ -100,8 +116,13 @@ void manifest_sync(store *s, const char *dir, bool prune, char **last_said,
 
     if (manifest_load_path(set, dir, &diags) != MANIFEST_OK || diag_has_errors(&diags)) {
         const diag *d = diags.count ? &diags.items[0] : NULL;
-        say_once(&to, last_said, "manifests: not applied, %s: %s", d ? d->path : dir,
-                 d ? d->message : "unreadable");
+        for (size_t i = 0; d && i < diags.count && d->severity != DIAG_ERROR; i++)
+            d = &diags.items[i];
+        char where[768];
+        if (d)
+            say_once(&to, last_said, "manifests: not applied, %s", diag_line(d, where, sizeof(where)));
+        else
+            say_once(&to, last_said, "manifests: not applied, %s: unreadable", dir);
         goto out;
     }
     int rc = apply_set(s, set, &opts, &diags, &result);
@@ -110,15 +131,18 @@ void manifest_sync(store *s, const char *dir, bool prune, char **last_said,
         const diag *d = &diags.items[0];
         for (size_t i = 0; i < diags.count && d->severity != DIAG_ERROR; i++)
             d = &diags.items[i];
-        say_once(&to, last_said, "manifests: not applied, %s: %s", d->path, d->message);
+        char where[768];
+        say_once(&to, last_said, "manifests: not applied, %s", diag_line(d, where, sizeof(where)));
         goto out;
     }
     if (rc < 0) {
         say_once(&to, last_said, "manifests: store error: %s", store_strerror(rc));
         goto out;
     }
+    bool said = false;   /* a mesh's line gave the reason the set was refused */
     for (size_t m = 0; m < result.nmeshes; m++) {
         const apply_mesh_result *mr = &result.meshes[m];
+        said = said || mr->refused;
         char *change = apply_describe_steps(mr->steps);
         if (!mr->refused) {
             set_status_field(s, mr->mesh, "pending", NULL, NULL);
@@ -137,8 +161,15 @@ void manifest_sync(store *s, const char *dir, bool prune, char **last_said,
         }
         free(change);
     }
-    if (result.refused && result.nmeshes == 0 && diags.count)
-        say_once(&to, last_said, "manifests: refused: %s", diags.items[0].message);
+    /* Refused for another resource than a mesh (a Dataplane of a mesh that does not exist)
+     * while every mesh of the set is fine: said too, or the log stays silent. */
+    if (result.refused && !said && diags.count) {
+        const diag *d = &diags.items[0];
+        for (size_t i = 0; i < diags.count && d->severity != DIAG_ERROR; i++)
+            d = &diags.items[i];
+        char where[768];
+        say_once(&to, last_said, "manifests: refused: %s", diag_line(d, where, sizeof(where)));
+    }
     if (!result.refused) {
         for (size_t i = 0; i < result.nchanges; i++) {
             if (strcmp(result.changes[i].what, "unchanged") == 0)

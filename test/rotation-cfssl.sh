@@ -235,7 +235,10 @@ check "cfssl down at diff: exit 2, naming the backend" bash -c "[ $rc -eq 2 ] &&
 mkdir -p "$WORK/manifests"
 cp "$WORK/down.yaml" "$WORK/manifests/"
 start_controller --manifests "$WORK/manifests" --interval 1s
-synced_refused() { grep -qF "manifests: not applied, mtls.backends[0].conf: cfssl backend 'ca-x' (mesh other): info (POST /api/v1/cfssl/info): cfssl at $CFSSL_URL unreachable" "$CTL_LOG"; }
+synced_refused() {  # the line names the file, line and column first (FILE:L:C: PATH: MESSAGE)
+    grep -F "mtls.backends[0].conf: cfssl backend 'ca-x' (mesh other): info (POST /api/v1/cfssl/info): cfssl at $CFSSL_URL unreachable" "$CTL_LOG" |
+        grep -qE "^manifests: not applied, $WORK/manifests/down.yaml:[0-9]+:[0-9]+: mtls"
+}
 for _ in $(seq 100); do synced_refused && break; sleep 0.1; done
 check "cfssl down at a manifests sync: not applied, the log names the backend and the cause" synced_refused
 stop_controller

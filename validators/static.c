@@ -243,10 +243,10 @@ void validate_dataplane(const dataplane *dp, diag_list *out)
     for (size_t i = 0; i < dp->ninbounds; i++) {
         const dataplane_inbound *in = &dp->inbounds[i];
         char path[64];
-        if (in->port < 1 || in->port > 65535) {
+        /* A port the builder refused (absent, not a number, out of range) was said there,
+         * at the value: once is enough for one mistake. */
+        if (!in->port_refused && (in->port < 1 || in->port > 65535)) {
             snprintf(path, sizeof path, "networking.inbound[%zu].port", i);
-            /* The builder leaves 0 for a port it already refused (absent, not a number, out
-             * of range), so the value is not echoed: it may not be what the user wrote. */
             diag_error(out, "invalid-port", &in->mark, path, "inbound port must be in 1..65535");
         }
         const model_tag *service = NULL;

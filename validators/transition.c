@@ -349,9 +349,23 @@ static void check_remove(ctx *c, const char *name, const char *from, const char 
     free(holding);
 }
 
+/* A type the static rules refuse (unknown-backend-type, missing-field), e.g. a misspelt
+ * 'bultin': that error says what to fix, and an in-place change it would also be is noise. */
+static bool type_refused(const mesh_backend *b)
+{
+    if (!b->type.value || !*b->type.value)
+        return true;
+    for (size_t i = 0; validate_backend_types[i]; i++)
+        if (strcmp(b->type.value, validate_backend_types[i]) == 0)
+            return false;
+    return true;
+}
+
 static void check_change(ctx *c, const char *name, size_t index, const char *from, const char *to)
 {
     const mesh_backend *b = &c->next->backends[index];
+    if (type_refused(b))
+        return;
     /* Same type and conf: the CA changed through a Secret the backend reads. */
     const char *what = mesh_backend_same_ca(mesh_find_backend(c->prev, name), b)
                            ? "its CA (a Secret it reads holds another CA now)"

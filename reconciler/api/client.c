@@ -283,6 +283,12 @@ static int request(api_client *c, const char *method, const char *path, const ch
             curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
             curl_easy_cleanup(h);
             free_headers(headers);
+            /* Ctrl-C or SIGTERM: not a failing controller (libcurl's "Callback aborted"). */
+            if (cc == CURLE_ABORTED_BY_CALLBACK && c->stop_requested && c->stop_requested()) {
+                free(r.data);
+                return meshca_fail(errbuf, MESHCA_EUNAVAILABLE,
+                                   "%s: request interrupted: the agent is stopping", server);
+            }
             if (cc != CURLE_OK || status == 429 || status == 503 || status >= 500) {
                 if (cc != CURLE_OK)
                     meshca_fail(errbuf, MESHCA_EUNAVAILABLE, "%s: %s%s", server,
