@@ -11,6 +11,7 @@
 #include "reconciler/ca_backend.h"
 #include "reconciler/lifetime.h"
 #include "reconciler/state.h"
+#include "reconciler/status_readd.h"
 #include "validators/validators.h"
 
 /* Refusals that pass by themselves once the dataplanes catch up (R3 propagation, R4 in use). */
@@ -576,6 +577,7 @@ typedef struct attempt {
     transition_result *trs;   /* per result.meshes entry */
     const mesh **prevs;
     char **status_texts;      /* mesh status values to write */
+    status_readd *readds;     /* per result.meshes entry: trust in re-added names forgotten */
     store_op *ops;
 } attempt;
 
@@ -592,6 +594,9 @@ static void attempt_free(attempt *a)
     for (size_t i = 0; a->status_texts && i < a->n; i++)
         free(a->status_texts[i]);
     free(a->status_texts);
+    for (size_t i = 0; a->readds && i < a->n; i++)
+        status_readd_free(&a->readds[i]);
+    free(a->readds);
     free(a->ops);
 }
 
@@ -651,9 +656,10 @@ static int apply_once(store *s, manifest_set *next, const apply_options *opts, i
     a.prevs = calloc(a.n + 1, sizeof(*a.prevs));
     a.status_texts = calloc(a.n + 1, sizeof(*a.status_texts));
     a.ops = calloc(2 * a.n + 1, sizeof(*a.ops));
+    a.readds = calloc(a.n + 1, sizeof(*a.readds));
     result->meshes = calloc(a.n + 1, sizeof(*result->meshes));
     result->changes = calloc(a.n + 1, sizeof(*result->changes));
-    if (rc == 0 && (!a.values || !a.trs || !a.prevs || !a.status_texts || !a.ops ||
+    if (rc == 0 && (!a.values || !a.trs || !a.prevs || !a.status_texts || !a.ops || !a.readds ||
                     !result->meshes || !result->changes))
         rc = STORE_ENOMEM;
     for (size_t i = 0; rc == 0 && i < a.n; i++) {
@@ -731,6 +737,28 @@ static int apply_once(store *s, manifest_set *next, const apply_options *opts, i
         result->meshes[m].waiting_only = result->meshes[m].refused && result->waiting_only;
     if (result->refused)
         goto out;
+
+    /* A backend name added (again) is trusted by no dataplane yet: forget what statuses say of
+     * it, first in the transaction (status_readd.h). */
+    size_t nreadd = 0;
+    for (size_t m = 0; m < result->nmeshes && !opts->dry_run; m++) {
+        const mesh *n = manifest_set_find_mesh(next, result->meshes[m].mesh);
+        if ((rc = status_readd_plan(s, a.prevs[m], n, status, &a.readds[m])) < 0)
+            goto out;
+        nreadd += a.readds[m].n;
+    }
+    if (nreadd > 0) {
+        store_op *ops = calloc(2 * a.n + 1 + nreadd, sizeof(*ops));
+        if (!ops) {
+            rc = STORE_ENOMEM;
+            goto out;
+        }
+        free(a.ops);
+        a.ops = ops;
+        for (size_t m = 0; m < result->nmeshes; m++)
+            for (size_t k = 0; k < a.readds[m].n; k++)
+                a.ops[nops++] = a.readds[m].ops[k];
+    }
 
     for (size_t i = 0; i < a.n; i++) {
         const resource *res = manifest_set_get(next, i);

@@ -1,0 +1,111 @@
+/* status_readd.c - forgets stored trust in a backend name that an apply adds (again): see the
+ * header. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "reconciler/state.h"
+#include "reconciler/status_readd.h"
+
+static bool str_eq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+/* Whether `name` is a backend that next brings in: not in prev, or there as another CA. */
+static bool is_added(const mesh *prev, const mesh *next, const char *name)
+{
+    const mesh_backend *nb = mesh_find_backend(next, name);
+    if (!nb)
+        return false;
+    const mesh_backend *pb = prev ? mesh_find_backend(prev, name) : NULL;
+    return !pb || !mesh_backend_same_ca(pb, nb);
+}
+
+/* Removes from st->supported_backends every name that next adds; true when any went. */
+static bool forget_added(dataplane_status *st, const mesh *prev, const mesh *next)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < st->nsupported; i++) {
+        if (is_added(prev, next, st->supported_backends[i]))
+            free(st->supported_backends[i]);
+        else
+            st->supported_backends[kept++] = st->supported_backends[i];
+    }
+    bool changed = kept != st->nsupported;
+    st->nsupported = kept;
+    return changed;
+}
+
+static bool lists_added(const dataplane_status *st, const mesh *prev, const mesh *next)
+{
+    for (size_t i = 0; i < st->nsupported; i++)
+        if (is_added(prev, next, st->supported_backends[i]))
+            return true;
+    return false;
+}
+
+void status_readd_free(status_readd *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        free(r->texts[i]);
+    free(r->texts);
+    free(r->ops);
+    *r = (status_readd)STATUS_READD_INIT;
+}
+
+int status_readd_plan(store *s, const mesh *prev, const mesh *next, const status_set *status,
+                      status_readd *ret)
+{
+    status_readd r = STATUS_READD_INIT;
+    const char *mesh_name = next->name.value;
+    size_t want = 0;
+    *ret = r;
+    if (!mesh_name || !status)
+        return 0;
+    for (size_t i = 0; i < status->count; i++)
+        if (str_eq(status->items[i].mesh, mesh_name) &&
+            lists_added(&status->items[i], prev, next))
+            want++;
+    if (want == 0)
+        return 0;
+    r.ops = calloc(want, sizeof(*r.ops));
+    r.texts = calloc(want, sizeof(*r.texts));
+    if (!r.ops || !r.texts) {
+        status_readd_free(&r);
+        return STORE_ENOMEM;
+    }
+    for (size_t i = 0; i < status->count && r.n < want; i++) {
+        const dataplane_status *seen = &status->items[i];
+        if (!str_eq(seen->mesh, mesh_name) || !lists_added(seen, prev, next))
+            continue;
+        /* The version to compare against, and the status as it is now. */
+        dataplane_status st;
+        uint64_t version = 0;
+        memset(&st, 0, sizeof(st));
+        int rc = state_get_status(s, mesh_name, seen->name, &st, &version);
+        if (rc == STORE_ENOTFOUND)
+            continue;   /* deleted since: nothing to forget */
+        if (rc < 0) {
+            dataplane_status_clear(&st);
+            status_readd_free(&r);
+            return rc;
+        }
+        bool forgot = forget_added(&st, prev, next);
+        char *text = forgot ? status_to_json(&st) : NULL;
+        dataplane_status_clear(&st);
+        if (!forgot)
+            continue;   /* acknowledged again since without the name */
+        if (!text) {
+            status_readd_free(&r);
+            return STORE_ENOMEM;
+        }
+        r.texts[r.n] = text;
+        r.ops[r.n] = (store_op){STORE_OP_PUT, {STATE_DPSTATUS, mesh_name, seen->name}, text,
+                                strlen(text), version};
+        r.n++;
+    }
+    *ret = r;
+    return 0;
+}
