@@ -287,6 +287,32 @@ static int open_fingerprint(store *s, const char *mesh_name, const manifest_set 
     return rc;
 }
 
+/* The backend names next brings in whose CA is the one the mesh's last bundle served under that
+ * name (mTLS off and on again, a removal undone before any pass): their statuses still hold
+ * (status_readd.h). Into keep[] (MODEL_MAX_BACKENDS + 1 entries, borrowed from next). */
+static size_t readd_keep(store *s, const manifest_set *set, const mesh *prev, const mesh *next,
+                         const status_set *status, int64_t now, const char **keep)
+{
+    size_t n = 0;
+    for (size_t b = 0; b < next->nbackends && n < MODEL_MAX_BACKENDS; b++) {
+        const mesh_backend *nb = &next->backends[b];
+        char fp[64] = "", errbuf[PKI_ERRBUF] = "";
+        if (!nb->name.value || !status_readd_is_added(prev, next, nb->name.value))
+            continue;
+        /* Opening a CA may cost a request (vault, cfssl): only for a name some status lists. */
+        bool listed = false;
+        for (size_t i = 0; i < status->count && !listed; i++)
+            listed = str_eq(status->items[i].mesh, next->name.value) &&
+                     status_supports(&status->items[i], nb->name.value);
+        if (!listed)
+            continue;
+        if (open_fingerprint(s, next->name.value, set, nb, b, now, fp, sizeof(fp), errbuf) == 0 &&
+            status_readd_bundle_serves(s, next->name.value, nb->name.value, fp))
+            keep[n++] = nb->name.value;
+    }
+    return n;
+}
+
 /* Everything one mesh's change needs checked. */
 typedef struct mesh_check {
     const mesh *prev;                 /* as last applied, NULL: created */
@@ -743,7 +769,9 @@ static int apply_once(store *s, manifest_set *next, const apply_options *opts, i
     size_t nreadd = 0;
     for (size_t m = 0; m < result->nmeshes && !opts->dry_run; m++) {
         const mesh *n = manifest_set_find_mesh(next, result->meshes[m].mesh);
-        if ((rc = status_readd_plan(s, a.prevs[m], n, status, &a.readds[m])) < 0)
+        const char *keep[MODEL_MAX_BACKENDS + 1];
+        size_t nkeep = readd_keep(s, next, a.prevs[m], n, status, now, keep);
+        if ((rc = status_readd_plan(s, a.prevs[m], n, status, keep, nkeep, &a.readds[m])) < 0)
             goto out;
         nreadd += a.readds[m].n;
     }

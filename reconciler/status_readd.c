@@ -3,6 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "reconciler/pki.h"
 #include "reconciler/state.h"
 #include "reconciler/status_readd.h"
 
@@ -11,8 +17,7 @@ static bool str_eq(const char *a, const char *b)
     return a && b && strcmp(a, b) == 0;
 }
 
-/* Whether `name` is a backend that next brings in: not in prev, or there as another CA. */
-static bool is_added(const mesh *prev, const mesh *next, const char *name)
+bool status_readd_is_added(const mesh *prev, const mesh *next, const char *name)
 {
     const mesh_backend *nb = mesh_find_backend(next, name);
     if (!nb)
@@ -21,12 +26,29 @@ static bool is_added(const mesh *prev, const mesh *next, const char *name)
     return !pb || !mesh_backend_same_ca(pb, nb);
 }
 
-/* Removes from st->supported_backends every name that next adds; true when any went. */
-static bool forget_added(dataplane_status *st, const mesh *prev, const mesh *next)
+/* The names whose trust an apply of prev -> next forgets. */
+typedef struct forget {
+    const mesh *prev, *next;
+    const char *const *keep;
+    size_t nkeep;
+} forget;
+
+static bool forgets(const forget *f, const char *name)
+{
+    if (!status_readd_is_added(f->prev, f->next, name))
+        return false;
+    for (size_t i = 0; i < f->nkeep; i++)
+        if (str_eq(f->keep[i], name))
+            return false;
+    return true;
+}
+
+/* Removes from st->supported_backends every name forgotten; true when any went. */
+static bool forget_added(dataplane_status *st, const forget *f)
 {
     size_t kept = 0;
     for (size_t i = 0; i < st->nsupported; i++) {
-        if (is_added(prev, next, st->supported_backends[i]))
+        if (forgets(f, st->supported_backends[i]))
             free(st->supported_backends[i]);
         else
             st->supported_backends[kept++] = st->supported_backends[i];
@@ -36,12 +58,38 @@ static bool forget_added(dataplane_status *st, const mesh *prev, const mesh *nex
     return changed;
 }
 
-static bool lists_added(const dataplane_status *st, const mesh *prev, const mesh *next)
+static bool lists_added(const dataplane_status *st, const forget *f)
 {
     for (size_t i = 0; i < st->nsupported; i++)
-        if (is_added(prev, next, st->supported_backends[i]))
+        if (forgets(f, st->supported_backends[i]))
             return true;
     return false;
+}
+
+bool status_readd_bundle_serves(store *s, const char *mesh_name, const char *name,
+                                const char *fp)
+{
+    mesh_bundle b;
+    char errbuf[MESHCA_ERRBUF] = "";
+    bool listed = false, holds = false;
+    memset(&b, 0, sizeof(b));
+    if (!fp || state_read_bundle(s, mesh_name, &b, NULL, errbuf) < 0 || !b.pem)
+        goto out;
+    for (size_t i = 0; i < b.nbackends && !listed; i++)
+        listed = str_eq(b.backends[i], name);
+    if (!listed)
+        goto out;
+    BIO *bio = BIO_new_mem_buf(b.pem, -1);
+    for (X509 *cert; bio && !holds && (cert = PEM_read_bio_X509(bio, NULL, NULL, NULL));) {
+        char got[64];   /* pki.h: a fingerprint needs 60 */
+        holds = pki_fingerprint_sha1(cert, got, sizeof(got)) == 0 && str_eq(got, fp);
+        X509_free(cert);
+    }
+    BIO_free(bio);
+    ERR_clear_error();   /* the end of the PEM text reads as an error */
+out:
+    mesh_bundle_clear(&b);
+    return listed && holds;
 }
 
 void status_readd_free(status_readd *r)
@@ -56,9 +104,10 @@ void status_readd_free(status_readd *r)
 }
 
 int status_readd_plan(store *s, const mesh *prev, const mesh *next, const status_set *status,
-                      status_readd *ret)
+                      const char *const *keep, size_t nkeep, status_readd *ret)
 {
     status_readd r = STATUS_READD_INIT;
+    const forget f = {prev, next, keep, nkeep};
     const char *mesh_name = next->name.value;
     size_t want = 0;
     *ret = r;
@@ -66,7 +115,7 @@ int status_readd_plan(store *s, const mesh *prev, const mesh *next, const status
         return 0;
     for (size_t i = 0; i < status->count; i++)
         if (str_eq(status->items[i].mesh, mesh_name) &&
-            lists_added(&status->items[i], prev, next))
+            lists_added(&status->items[i], &f))
             want++;
     if (want == 0)
         return 0;
@@ -78,7 +127,7 @@ int status_readd_plan(store *s, const mesh *prev, const mesh *next, const status
     }
     for (size_t i = 0; i < status->count && r.n < want; i++) {
         const dataplane_status *seen = &status->items[i];
-        if (!str_eq(seen->mesh, mesh_name) || !lists_added(seen, prev, next))
+        if (!str_eq(seen->mesh, mesh_name) || !lists_added(seen, &f))
             continue;
         /* The version to compare against, and the status as it is now. */
         dataplane_status st;
@@ -92,7 +141,7 @@ int status_readd_plan(store *s, const mesh *prev, const mesh *next, const status
             status_readd_free(&r);
             return rc;
         }
-        bool forgot = forget_added(&st, prev, next);
+        bool forgot = forget_added(&st, &f);
         char *text = forgot ? status_to_json(&st) : NULL;
         dataplane_status_clear(&st);
         if (!forgot)

@@ -16,6 +16,11 @@
  * the supportedBackends of every stored status of the mesh that lists it; the next
  * acknowledgement of a generation issued with the new bundle puts it back.
  *
+ * Not when the CA now behind the name is the one the mesh's last trust bundle served under it
+ * (`keep`, from status_readd_bundle_serves): then the claims are still true, and no new
+ * generation would come to renew them (mTLS turned off and on again, or a backend removed and
+ * re-added before any pass): forgetting would hold a switch until the next renewal.
+ *
  * The writes are compare-and-swap on the status versions read here (a concurrent ack makes the
  * apply retry). They go before the Mesh's own write in a transaction, so that a transaction
  * split into parts (etcd) never stores the Mesh without them.
@@ -28,11 +33,22 @@ typedef struct status_readd {
 
 #define STATUS_READD_INIT {NULL, 0, 0}
 
+/* Whether next brings in backend `name`: absent from prev (NULL: created), or there with
+ * another type or conf. */
+bool status_readd_is_added(const mesh *prev, const mesh *next, const char *name);
+
+/* Whether the mesh's stored trust bundle (the last pass's) lists `name` and holds a CA
+ * certificate of SHA-1 fingerprint `fp` (pki_fingerprint_sha1 form). False when there is no
+ * bundle or it cannot be read: the careful answer. */
+bool status_readd_bundle_serves(store *s, const char *mesh_name, const char *name,
+                                const char *fp);
+
 /* Plans the writes for the change prev -> next (prev NULL: created) against `status` (the
- * stored statuses, any mesh; re-read here for their versions). 0, STORE_ENOMEM, or a store
- * code. *ret holds the ops (none when nothing needs forgetting); free with status_readd_free. */
+ * stored statuses, any mesh; re-read here for their versions), leaving the names in `keep`
+ * alone. 0, STORE_ENOMEM, or a store code. *ret holds the ops (none when nothing needs
+ * forgetting); free with status_readd_free. */
 int status_readd_plan(store *s, const mesh *prev, const mesh *next, const status_set *status,
-                      status_readd *ret);
+                      const char *const *keep, size_t nkeep, status_readd *ret);
 void status_readd_free(status_readd *r);
 
 #endif

@@ -372,6 +372,53 @@ START_TEST(adding_a_new_backend_name_leaves_statuses_alone)
 }
 END_TEST
 
+/* The same CA back under its name before any pass ran since its removal: the last bundle still
+ * serves it, no new generation will come, and the statuses are still true; they stay, and the
+ * switch passes. Once a pass served a bundle without it, the re-add forgets as above. */
+START_TEST(readding_the_ca_the_last_bundle_served_keeps_the_trust)
+{
+    /* CAs of the default lifetime: a pass makes them, and apply lints them against the leaves */
+    static const char MESH_ONE[] =
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+        "  - name: ca-1\n    type: builtin\n";
+    static const char MESH_TWO[] =
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+        "  - name: ca-1\n    type: builtin\n  - name: ca-2\n    type: builtin\n";
+    static const char MESH_TWO_SWITCH[] =
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-2\n  backends:\n"
+        "  - name: ca-1\n    type: builtin\n  - name: ca-2\n    type: builtin\n";
+    static const char TRUSTED_BOTH[] =
+        "[{\"mesh\":\"default\",\"name\":\"web-01\",\"mtls\":{\"issuedBackend\":\"ca-1\","
+        "\"supportedBackends\":[\"ca-1\",\"ca-2\"],\"generation\":2,\"acknowledgedGeneration\":2}}]";
+    store *s = open_store();
+    apply_ok(s, MESH_ONE, false, NOW0);
+    apply_ok(s, MESH_TWO, false, NOW0);
+    generate_cas(s, NOW0);            /* the CAs and the bundle {ca-1, ca-2} */
+    put_status(s, TRUSTED_BOTH);
+    apply_ok(s, MESH_ONE, false, NOW0);   /* remove ca-2; no pass */
+    apply_ok(s, MESH_TWO, false, NOW0);   /* the same ca-2 back (its Secrets were kept) */
+    dataplane_status st;
+    memset(&st, 0, sizeof(st));
+    ck_assert_int_eq(state_get_status(s, "default", "web-01", &st, NULL), 0);
+    ck_assert_uint_eq(st.nsupported, 2);
+    ck_assert_str_eq(st.supported_backends[1], "ca-2");
+    dataplane_status_clear(&st);
+    apply_ok(s, MESH_TWO_SWITCH, false, NOW0);
+
+    /* Back to ca-1 enabled, remove ca-2, and this time a pass serves the bundle without it. */
+    apply_ok(s, MESH_TWO, false, NOW0);
+    apply_ok(s, MESH_ONE, false, NOW0);
+    generate_cas(s, NOW0);
+    apply_ok(s, MESH_TWO, false, NOW0);
+    memset(&st, 0, sizeof(st));
+    ck_assert_int_eq(state_get_status(s, "default", "web-01", &st, NULL), 0);
+    ck_assert_uint_eq(st.nsupported, 1);
+    ck_assert_str_eq(st.supported_backends[0], "ca-1");
+    dataplane_status_clear(&st);
+    store_close(s);
+}
+END_TEST
+
 static Suite *apply_suite(void)
 {
     Suite *suite = suite_create("apply");
@@ -385,6 +432,7 @@ static Suite *apply_suite(void)
     tcase_add_test(tc, forced_switch_away_from_an_expired_ca_logs_cross_signing_unavailable);
     tcase_add_test(tc, switch_refused_to_a_readded_backend_until_dataplanes_acknowledge_it_again);
     tcase_add_test(tc, adding_a_new_backend_name_leaves_statuses_alone);
+    tcase_add_test(tc, readding_the_ca_the_last_bundle_served_keeps_the_trust);
     suite_add_tcase(suite, tc);
     return suite;
 }
