@@ -75,18 +75,25 @@ bool status_readd_bundle_serves(store *s, const char *mesh_name, const char *nam
     memset(&b, 0, sizeof(b));
     if (!fp || state_read_bundle(s, mesh_name, &b, NULL, errbuf) < 0 || !b.pem)
         goto out;
+    size_t index = 0;
     for (size_t i = 0; i < b.nbackends && !listed; i++)
-        listed = str_eq(b.backends[i], name);
+        if ((listed = str_eq(b.backends[i], name)))
+            index = i;
     if (!listed)
         goto out;
+    /* The certificate at the name's place, and only when the bundle has one per name: one
+     * de-duplicated away (two backends with one CA) leaves the places unknown. */
     BIO *bio = BIO_new_mem_buf(b.pem, -1);
-    for (X509 *cert; bio && !holds && (cert = PEM_read_bio_X509(bio, NULL, NULL, NULL));) {
+    size_t count = 0;
+    for (X509 *cert; bio && (cert = PEM_read_bio_X509(bio, NULL, NULL, NULL)); count++) {
         char got[64];   /* pki.h: a fingerprint needs 60 */
-        holds = pki_fingerprint_sha1(cert, got, sizeof(got)) == 0 && str_eq(got, fp);
+        if (count == index)
+            holds = pki_fingerprint_sha1(cert, got, sizeof(got)) == 0 && str_eq(got, fp);
         X509_free(cert);
     }
     BIO_free(bio);
     ERR_clear_error();   /* the end of the PEM text reads as an error */
+    holds = holds && count == b.nbackends;
 out:
     mesh_bundle_clear(&b);
     return listed && holds;

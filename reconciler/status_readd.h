@@ -37,9 +37,9 @@ typedef struct status_readd {
  * another type or conf. */
 bool status_readd_is_added(const mesh *prev, const mesh *next, const char *name);
 
-/* Whether the mesh's stored trust bundle (the last pass's) lists `name` and holds a CA
- * certificate of SHA-1 fingerprint `fp` (pki_fingerprint_sha1 form). False when there is no
- * bundle or it cannot be read: the careful answer. */
+/* Whether the mesh's stored trust bundle (the last pass's) lists `name` with, at its place, the
+ * CA certificate of SHA-1 fingerprint `fp` (pki_fingerprint_sha1 form). False when there is no
+ * bundle, it cannot be read, or it was de-duplicated (its places unknown): the careful answer. */
 bool status_readd_bundle_serves(store *s, const char *mesh_name, const char *name,
                                 const char *fp);
 
