@@ -177,7 +177,8 @@ START_TEST(forced_switch_is_one_transaction_with_its_force_log)
     store *s = open_seeded_store();
     generate_cas(s, NOW0);
     put_status(s, "[{\"mesh\":\"default\",\"name\":\"web-01\",\"mtls\":{\"issuedBackend\":\"ca-1\","
-                  "\"supportedBackends\":[\"ca-1\"],\"generation\":1,\"acknowledgedGeneration\":1}}]");
+                  "\"supportedBackends\":[\"ca-1\"],\"generation\":1,"
+                  "\"acknowledgedGeneration\":1}}]");
     apply_ok(s, MESH_SWITCH, true, NOW0);
 
     uint64_t mesh_version = 0, status_version = 0;
@@ -311,9 +312,11 @@ START_TEST(switch_refused_to_a_readded_backend_until_dataplanes_acknowledge_it_a
         "  - name: ca-2\n    type: builtin\n    conf: {caCert: {expiration: 5y}}\n";
     static const char TRUSTED_BOTH[] =
         "[{\"mesh\":\"default\",\"name\":\"web-01\",\"mtls\":{\"issuedBackend\":\"ca-1\","
-        "\"supportedBackends\":[\"ca-1\",\"ca-2\"],\"generation\":2,\"acknowledgedGeneration\":2}},"
+        "\"supportedBackends\":[\"ca-1\",\"ca-2\"],\"generation\":2,"
+        "\"acknowledgedGeneration\":2}},"
         "{\"mesh\":\"default\",\"name\":\"db-01\",\"mtls\":{\"issuedBackend\":\"ca-1\","
-        "\"supportedBackends\":[\"ca-1\",\"ca-2\"],\"generation\":2,\"acknowledgedGeneration\":2}}]";
+        "\"supportedBackends\":[\"ca-1\",\"ca-2\"],\"generation\":2,"
+        "\"acknowledgedGeneration\":2}}]";
     store *s = open_seeded_store();   /* ca-1 enabled, ca-2 added */
     put_status(s, TRUSTED_BOTH);
     apply_ok(s, MESH_ONE, false, NOW0);     /* remove ca-2: nobody holds its certificates */
@@ -361,7 +364,8 @@ START_TEST(adding_a_new_backend_name_leaves_statuses_alone)
     apply_ok(s, MESH_ONE, false, NOW0);
     apply_ok(s, DATAPLANES, false, NOW0);
     put_status(s, "[{\"mesh\":\"default\",\"name\":\"web-01\",\"mtls\":{\"issuedBackend\":\"ca-1\","
-                  "\"supportedBackends\":[\"ca-1\"],\"generation\":1,\"acknowledgedGeneration\":1}}]");
+                  "\"supportedBackends\":[\"ca-1\"],\"generation\":1,"
+                  "\"acknowledgedGeneration\":1}}]");
     uint64_t before = 0, after = 0;
     store_key key = {STATE_DPSTATUS, "default", "web-01"};
     ck_assert_int_eq(state_object_version(s, &key, &before), 0);
@@ -389,7 +393,8 @@ START_TEST(readding_the_ca_the_last_bundle_served_keeps_the_trust)
         "  - name: ca-1\n    type: builtin\n  - name: ca-2\n    type: builtin\n";
     static const char TRUSTED_BOTH[] =
         "[{\"mesh\":\"default\",\"name\":\"web-01\",\"mtls\":{\"issuedBackend\":\"ca-1\","
-        "\"supportedBackends\":[\"ca-1\",\"ca-2\"],\"generation\":2,\"acknowledgedGeneration\":2}}]";
+        "\"supportedBackends\":[\"ca-1\",\"ca-2\"],\"generation\":2,"
+        "\"acknowledgedGeneration\":2}}]";
     store *s = open_store();
     apply_ok(s, MESH_ONE, false, NOW0);
     apply_ok(s, MESH_TWO, false, NOW0);

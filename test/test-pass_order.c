@@ -81,8 +81,8 @@ static void pass_ok(store *s)
 START_TEST(split_pass_never_stores_a_leaf_naming_a_ca_before_the_bundle_holding_it)
 {
     char yaml[8192];
-    int off = snprintf(yaml, sizeof(yaml), "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n"
-                                           "  backends:\n  - name: ca-1\n    type: builtin\n");
+    int off = snprintf(yaml, sizeof(yaml), "type: Mesh\nname: default\nmtls:\n"
+                       "  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n");
     for (int i = 0; i < NDP; i++)
         off += snprintf(yaml + off, sizeof(yaml) - (size_t)off,
                         "---\ntype: Dataplane\nmesh: default\nname: dp-%d\nnetworking:\n"
