@@ -11,6 +11,7 @@
 #include "reconciler/ca_backend.h"
 #include "reconciler/lifetime.h"
 #include "reconciler/state.h"
+#include "reconciler/status_readd.h"
 #include "validators/validators.h"
 
 /* Refusals that pass by themselves once the dataplanes catch up (R3 propagation, R4 in use). */
@@ -284,6 +285,32 @@ static int open_fingerprint(store *s, const char *mesh_name, const manifest_set 
         rc = pki_fingerprint_sha1(ca_backend_cert(ca), ret_fp, size);
     ca_backend_free(ca);
     return rc;
+}
+
+/* The backend names next brings in whose CA is the one the mesh's last bundle served under that
+ * name (mTLS off and on again, a removal undone before any pass): their statuses still hold
+ * (status_readd.h). Into keep[] (MODEL_MAX_BACKENDS + 1 entries, borrowed from next). */
+static size_t readd_keep(store *s, const manifest_set *set, const mesh *prev, const mesh *next,
+                         const status_set *status, int64_t now, const char **keep)
+{
+    size_t n = 0;
+    for (size_t b = 0; b < next->nbackends && n < MODEL_MAX_BACKENDS; b++) {
+        const mesh_backend *nb = &next->backends[b];
+        char fp[64] = "", errbuf[PKI_ERRBUF] = "";
+        if (!nb->name.value || !status_readd_is_added(prev, next, nb->name.value))
+            continue;
+        /* Opening a CA may cost a request (vault, cfssl): only for a name some status lists. */
+        bool listed = false;
+        for (size_t i = 0; i < status->count && !listed; i++)
+            listed = str_eq(status->items[i].mesh, next->name.value) &&
+                     status_supports(&status->items[i], nb->name.value);
+        if (!listed)
+            continue;
+        if (open_fingerprint(s, next->name.value, set, nb, b, now, fp, sizeof(fp), errbuf) == 0 &&
+            status_readd_bundle_serves(s, next->name.value, nb->name.value, fp))
+            keep[n++] = nb->name.value;
+    }
+    return n;
 }
 
 /* Everything one mesh's change needs checked. */
@@ -576,6 +603,7 @@ typedef struct attempt {
     transition_result *trs;   /* per result.meshes entry */
     const mesh **prevs;
     char **status_texts;      /* mesh status values to write */
+    status_readd *readds;     /* per result.meshes entry: trust in re-added names forgotten */
     store_op *ops;
 } attempt;
 
@@ -592,6 +620,9 @@ static void attempt_free(attempt *a)
     for (size_t i = 0; a->status_texts && i < a->n; i++)
         free(a->status_texts[i]);
     free(a->status_texts);
+    for (size_t i = 0; a->readds && i < a->n; i++)
+        status_readd_free(&a->readds[i]);
+    free(a->readds);
     free(a->ops);
 }
 
@@ -651,9 +682,10 @@ static int apply_once(store *s, manifest_set *next, const apply_options *opts, i
     a.prevs = calloc(a.n + 1, sizeof(*a.prevs));
     a.status_texts = calloc(a.n + 1, sizeof(*a.status_texts));
     a.ops = calloc(2 * a.n + 1, sizeof(*a.ops));
+    a.readds = calloc(a.n + 1, sizeof(*a.readds));
     result->meshes = calloc(a.n + 1, sizeof(*result->meshes));
     result->changes = calloc(a.n + 1, sizeof(*result->changes));
-    if (rc == 0 && (!a.values || !a.trs || !a.prevs || !a.status_texts || !a.ops ||
+    if (rc == 0 && (!a.values || !a.trs || !a.prevs || !a.status_texts || !a.ops || !a.readds ||
                     !result->meshes || !result->changes))
         rc = STORE_ENOMEM;
     for (size_t i = 0; rc == 0 && i < a.n; i++) {
@@ -731,6 +763,30 @@ static int apply_once(store *s, manifest_set *next, const apply_options *opts, i
         result->meshes[m].waiting_only = result->meshes[m].refused && result->waiting_only;
     if (result->refused)
         goto out;
+
+    /* A backend name added (again) is trusted by no dataplane yet: forget what statuses say of
+     * it, first in the transaction (status_readd.h). */
+    size_t nreadd = 0;
+    for (size_t m = 0; m < result->nmeshes && !opts->dry_run; m++) {
+        const mesh *n = manifest_set_find_mesh(next, result->meshes[m].mesh);
+        const char *keep[MODEL_MAX_BACKENDS + 1];
+        size_t nkeep = readd_keep(s, next, a.prevs[m], n, status, now, keep);
+        if ((rc = status_readd_plan(s, a.prevs[m], n, status, keep, nkeep, &a.readds[m])) < 0)
+            goto out;
+        nreadd += a.readds[m].n;
+    }
+    if (nreadd > 0) {
+        store_op *ops = calloc(2 * a.n + 1 + nreadd, sizeof(*ops));
+        if (!ops) {
+            rc = STORE_ENOMEM;
+            goto out;
+        }
+        free(a.ops);
+        a.ops = ops;
+        for (size_t m = 0; m < result->nmeshes; m++)
+            for (size_t k = 0; k < a.readds[m].n; k++)
+                a.ops[nops++] = a.readds[m].ops[k];
+    }
 
     for (size_t i = 0; i < a.n; i++) {
         const resource *res = manifest_set_get(next, i);

@@ -276,6 +276,7 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
         }
     }
     bool status_changed = false;
+    bool bundle_queued = false, rebundled = false;   /* the bundle's write: see below */
     rc = pass_open_cas(s, m, now, cache, &pc, conditions, &status_changed, diags);
     if (rc == ISSUE_REFUSED) {
         mr->failed = true;
@@ -304,6 +305,23 @@ static int reconcile_mesh(store *s, const manifest_set *set, const mesh *m, int6
     int cross_flag = pass_prepare_cross_sign(s, m, dps, ndps, mstatus, now, &pc, diags);
     if ((rc = cross_flag) < 0)
         goto out;
+    /* The mesh's trust bundle goes first in the pass's writes. A pass split into several
+     * transactions (etcd) otherwise stored leaves before it: an agent fetching in between got a
+     * generation whose bundle names (what its ack records as supportedBackends) included a CA
+     * the bundle it was served lacked, and nothing sent it the bundle later (the generation does
+     * not change): a switch passed the gate with that proxy not trusting the new CA. */
+    if (pc.bundle_pem) {
+        size_t before = tx->n;
+        bundle_queued = true;
+        if ((rc = pass_queue_bundle(s, mesh_name, &pc, tx, errbuf)) < 0) {
+            if (rc == MESHCA_ENOMEM)
+                goto out;
+            store_failed(rep, mr, rc, mesh_name, errbuf, diags);
+            rc = 0;
+            goto status;
+        }
+        rebundled = tx->n > before;
+    }
     if (ca_backend_signs_locally(pc.cas[pc.enabled].ca))
         batch.ca = pc.cas[pc.enabled].ca;
     /* Targeted: a few identities, each read by reconcile_dataplane, not a scan of the mesh.
@@ -387,16 +405,18 @@ status:
             goto out;
         }
     }
-    /* The mesh's one trust bundle (and the cross-signed CA, for roots), when it changed. */
+    /* The mesh's one trust bundle (and the cross-signed CA, for roots), when it changed and was
+     * not queued before the leaves (a CA that could not be opened). */
     size_t nqueued = tx->n;
-    if (!mr->store_failed && pc.bundle_pem &&
+    if (!bundle_queued && !mr->store_failed && pc.bundle_pem &&
         (rc = pass_queue_bundle(s, mesh_name, &pc, tx, errbuf)) < 0) {
         if (rc == MESHCA_ENOMEM)
             goto out;
         store_failed(rep, mr, rc, mesh_name, errbuf, diags);
     }
+    rebundled |= tx->n > nqueued;
     /* Targeted: a new bundle or status concerns every dataplane of the mesh. */
-    if (targeted && (status_changed || tx->n > nqueued))
+    if (targeted && (status_changed || rebundled))
         rep->need_full = true;
     rc = 0;
 out:

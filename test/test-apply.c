@@ -177,7 +177,8 @@ START_TEST(forced_switch_is_one_transaction_with_its_force_log)
     store *s = open_seeded_store();
     generate_cas(s, NOW0);
     put_status(s, "[{\"mesh\":\"default\",\"name\":\"web-01\",\"mtls\":{\"issuedBackend\":\"ca-1\","
-                  "\"supportedBackends\":[\"ca-1\"],\"generation\":1,\"acknowledgedGeneration\":1}}]");
+                  "\"supportedBackends\":[\"ca-1\"],\"generation\":1,"
+                  "\"acknowledgedGeneration\":1}}]");
     apply_ok(s, MESH_SWITCH, true, NOW0);
 
     uint64_t mesh_version = 0, status_version = 0;
@@ -292,6 +293,137 @@ START_TEST(forced_switch_away_from_an_expired_ca_logs_cross_signing_unavailable)
 }
 END_TEST
 
+/* Removing ca-2 and adding a backend named ca-2 again (here another CA: a new conf) left the
+ * statuses saying ca-2 was trusted, from bundles holding the old ca-2: a switch to the new one
+ * passed although no proxy had loaded it. The re-add forgets that trust; an acknowledgement of a
+ * bundle with the new ca-2 gives it back. */
+START_TEST(switch_refused_to_a_readded_backend_until_dataplanes_acknowledge_it_again)
+{
+    static const char MESH_ONE[] =
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+        "  - name: ca-1\n    type: builtin\n    conf: {caCert: {expiration: 1h}}\n";
+    static const char MESH_READD[] =
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+        "  - name: ca-1\n    type: builtin\n    conf: {caCert: {expiration: 1h}}\n"
+        "  - name: ca-2\n    type: builtin\n    conf: {caCert: {expiration: 5y}}\n";
+    static const char MESH_READD_SWITCH[] =
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-2\n  backends:\n"
+        "  - name: ca-1\n    type: builtin\n    conf: {caCert: {expiration: 1h}}\n"
+        "  - name: ca-2\n    type: builtin\n    conf: {caCert: {expiration: 5y}}\n";
+    static const char TRUSTED_BOTH[] =
+        "[{\"mesh\":\"default\",\"name\":\"web-01\",\"mtls\":{\"issuedBackend\":\"ca-1\","
+        "\"supportedBackends\":[\"ca-1\",\"ca-2\"],\"generation\":2,"
+        "\"acknowledgedGeneration\":2}},"
+        "{\"mesh\":\"default\",\"name\":\"db-01\",\"mtls\":{\"issuedBackend\":\"ca-1\","
+        "\"supportedBackends\":[\"ca-1\",\"ca-2\"],\"generation\":2,"
+        "\"acknowledgedGeneration\":2}}]";
+    store *s = open_seeded_store();   /* ca-1 enabled, ca-2 added */
+    put_status(s, TRUSTED_BOTH);
+    apply_ok(s, MESH_ONE, false, NOW0);     /* remove ca-2: nobody holds its certificates */
+    apply_ok(s, MESH_READD, false, NOW0);   /* a ca-2 again, another CA */
+
+    diag_list diags = DIAG_LIST_INIT;
+    bool refused = false;
+    ck_assert_int_eq(apply_yaml(s, MESH_READD_SWITCH, false, NOW0, &refused, &diags), 0);
+    ck_assert(refused);
+    const diag *d = NULL;
+    for (size_t i = 0; i < diags.count && !d; i++)
+        if (strcmp(diags.items[i].code, "switch-not-propagated") == 0)
+            d = &diags.items[i];
+    ck_assert_msg(d != NULL, "no switch-not-propagated (first: %s)",
+                  diags.count ? diags.items[0].code : "none");
+    ck_assert_str_eq(d->path, "mtls.enabledBackend");
+    ck_assert_uint_eq(d->line, 4);
+    ck_assert_msg(strstr(d->message, "2 of 2 dataplanes do not trust it (db-01, web-01)"), "%s",
+                  d->message);
+    diag_list_free(&diags);
+    /* What it refused on: ca-2 left web-01's supportedBackends, the rest as acknowledged. */
+    dataplane_status st;
+    memset(&st, 0, sizeof(st));
+    ck_assert_int_eq(state_get_status(s, "default", "web-01", &st, NULL), 0);
+    ck_assert_uint_eq(st.nsupported, 1);
+    ck_assert_str_eq(st.supported_backends[0], "ca-1");
+    ck_assert_str_eq(st.issued_backend, "ca-1");
+    ck_assert_int_eq(st.acknowledged_generation, 2);
+    dataplane_status_clear(&st);
+
+    /* Both acknowledge a generation whose bundle holds the new ca-2: the switch passes. */
+    put_status(s, TRUSTED_BOTH);
+    apply_ok(s, MESH_READD_SWITCH, false, NOW0);
+    store_close(s);
+}
+END_TEST
+
+/* Adding a backend under a name no status lists writes no status (and a dry run none at all). */
+START_TEST(adding_a_new_backend_name_leaves_statuses_alone)
+{
+    store *s = open_store();
+    static const char MESH_ONE[] =
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+        "  - name: ca-1\n    type: builtin\n    conf: {caCert: {expiration: 1h}}\n";
+    apply_ok(s, MESH_ONE, false, NOW0);
+    apply_ok(s, DATAPLANES, false, NOW0);
+    put_status(s, "[{\"mesh\":\"default\",\"name\":\"web-01\",\"mtls\":{\"issuedBackend\":\"ca-1\","
+                  "\"supportedBackends\":[\"ca-1\"],\"generation\":1,"
+                  "\"acknowledgedGeneration\":1}}]");
+    uint64_t before = 0, after = 0;
+    store_key key = {STATE_DPSTATUS, "default", "web-01"};
+    ck_assert_int_eq(state_object_version(s, &key, &before), 0);
+    apply_ok(s, MESH_ADD, false, NOW0);
+    ck_assert_int_eq(state_object_version(s, &key, &after), 0);
+    ck_assert_uint_eq(before, after);
+    store_close(s);
+}
+END_TEST
+
+/* The same CA back under its name before any pass ran since its removal: the last bundle still
+ * serves it, no new generation will come, and the statuses are still true; they stay, and the
+ * switch passes. Once a pass served a bundle without it, the re-add forgets as above. */
+START_TEST(readding_the_ca_the_last_bundle_served_keeps_the_trust)
+{
+    /* CAs of the default lifetime: a pass makes them, and apply lints them against the leaves */
+    static const char MESH_ONE[] =
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+        "  - name: ca-1\n    type: builtin\n";
+    static const char MESH_TWO[] =
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+        "  - name: ca-1\n    type: builtin\n  - name: ca-2\n    type: builtin\n";
+    static const char MESH_TWO_SWITCH[] =
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-2\n  backends:\n"
+        "  - name: ca-1\n    type: builtin\n  - name: ca-2\n    type: builtin\n";
+    static const char TRUSTED_BOTH[] =
+        "[{\"mesh\":\"default\",\"name\":\"web-01\",\"mtls\":{\"issuedBackend\":\"ca-1\","
+        "\"supportedBackends\":[\"ca-1\",\"ca-2\"],\"generation\":2,"
+        "\"acknowledgedGeneration\":2}}]";
+    store *s = open_store();
+    apply_ok(s, MESH_ONE, false, NOW0);
+    apply_ok(s, MESH_TWO, false, NOW0);
+    generate_cas(s, NOW0);            /* the CAs and the bundle {ca-1, ca-2} */
+    put_status(s, TRUSTED_BOTH);
+    apply_ok(s, MESH_ONE, false, NOW0);   /* remove ca-2; no pass */
+    apply_ok(s, MESH_TWO, false, NOW0);   /* the same ca-2 back (its Secrets were kept) */
+    dataplane_status st;
+    memset(&st, 0, sizeof(st));
+    ck_assert_int_eq(state_get_status(s, "default", "web-01", &st, NULL), 0);
+    ck_assert_uint_eq(st.nsupported, 2);
+    ck_assert_str_eq(st.supported_backends[1], "ca-2");
+    dataplane_status_clear(&st);
+    apply_ok(s, MESH_TWO_SWITCH, false, NOW0);
+
+    /* Back to ca-1 enabled, remove ca-2, and this time a pass serves the bundle without it. */
+    apply_ok(s, MESH_TWO, false, NOW0);
+    apply_ok(s, MESH_ONE, false, NOW0);
+    generate_cas(s, NOW0);
+    apply_ok(s, MESH_TWO, false, NOW0);
+    memset(&st, 0, sizeof(st));
+    ck_assert_int_eq(state_get_status(s, "default", "web-01", &st, NULL), 0);
+    ck_assert_uint_eq(st.nsupported, 1);
+    ck_assert_str_eq(st.supported_backends[0], "ca-1");
+    dataplane_status_clear(&st);
+    store_close(s);
+}
+END_TEST
+
 static Suite *apply_suite(void)
 {
     Suite *suite = suite_create("apply");
@@ -303,6 +435,9 @@ static Suite *apply_suite(void)
     tcase_add_test(tc, force_log_of_a_forced_removal_says_remove_and_who_was_bypassed);
     tcase_add_test(tc, force_log_of_a_forced_disable_says_disable_without_cross_signing);
     tcase_add_test(tc, forced_switch_away_from_an_expired_ca_logs_cross_signing_unavailable);
+    tcase_add_test(tc, switch_refused_to_a_readded_backend_until_dataplanes_acknowledge_it_again);
+    tcase_add_test(tc, adding_a_new_backend_name_leaves_statuses_alone);
+    tcase_add_test(tc, readding_the_ca_the_last_bundle_served_keeps_the_trust);
     suite_add_tcase(suite, tc);
     return suite;
 }

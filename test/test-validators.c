@@ -700,6 +700,56 @@ START_TEST(dataplane_that_never_acknowledged_blocks_a_switch)
 }
 END_TEST
 
+/* A snapshot listing web-01 twice (two snapshots merged): the verdict was whichever entry the
+ * sort put first, so one order let the switch through. Every entry must trust the new CA. */
+START_TEST(status_listing_a_dataplane_twice_blocks_a_switch_unless_every_entry_trusts)
+{
+    for (int order = 0; order < 2; order++) {
+        status_set s = STATUS_SET_INIT;
+        add_status(&s, "db-01", "ca-1", "ca-1", "ca-2", NULL);
+        add_status(&s, "web-01", "ca-1", "ca-1", order == 0 ? "ca-2" : NULL, NULL);
+        add_status(&s, "web-01", "ca-1", "ca-1", order == 0 ? NULL : "ca-2", NULL);
+        trans t;
+        transition(MESH_ADDED, MESH_SWITCHED, &s, true, false, NULL, 0, &t);
+        const diag *x = assert_diag(&t.d, "switch-not-propagated", "mtls.enabledBackend", 4);
+        ck_assert_msg(strstr(x->message, "1 of 2 dataplanes do not trust it (web-01)") != NULL,
+                      "order %d: %s", order, x->message);
+        ck_assert(t.r.refused);
+        diag_list_free(&t.d);
+        status_set_free(&s);
+    }
+}
+END_TEST
+
+/* The same for a removal: any entry still holding a certificate of the backend blocks it; and
+ * any entry trusting a backend blocks changing it in place. */
+START_TEST(status_listing_a_dataplane_twice_blocks_a_removal_if_any_entry_holds)
+{
+    for (int order = 0; order < 2; order++) {
+        status_set s = STATUS_SET_INIT;
+        add_status(&s, "web-01", order == 0 ? "ca-2" : "ca-1", "ca-1", "ca-2", NULL);
+        add_status(&s, "web-01", order == 0 ? "ca-1" : "ca-2", "ca-1", "ca-2", NULL);
+        trans t;
+        transition(MESH_SWITCHED, MESH_REMOVED, &s, true, false, NULL, 0, &t);
+        const diag *x = assert_diag(&t.d, "remove-still-in-use", "mtls.backends", 6);
+        ck_assert_msg(strstr(x->message, "1 of 1 dataplanes still use a certificate it issued "
+                                         "(web-01)") != NULL, "order %d: %s", order, x->message);
+        diag_list_free(&t.d);
+        status_set_free(&s);
+
+        const char *next = MESH_CA1 "  - name: ca-2\n    type: builtin\n";   /* was provided */
+        s = (status_set)STATUS_SET_INIT;
+        add_status(&s, "web-01", "ca-1", "ca-1", order == 0 ? "ca-2" : NULL, NULL);
+        add_status(&s, "web-01", "ca-1", "ca-1", order == 0 ? NULL : "ca-2", NULL);
+        transition(MESH_ADDED, next, &s, true, false, NULL, 0, &t);
+        x = assert_diag(&t.d, "backend-changed-in-place", "mtls.backends[1]", 8);
+        ck_assert_ptr_nonnull(strstr(x->message, "web-01"));
+        diag_list_free(&t.d);
+        status_set_free(&s);
+    }
+}
+END_TEST
+
 START_TEST(dataplanes_of_other_meshes_are_ignored)
 {
     status_set s = STATUS_SET_INIT;
@@ -1442,6 +1492,8 @@ static Suite *validators_suite(void)
     tcase_add_test(tr, switch_message_names_at_most_ten_dataplanes);
     tcase_add_test(tr, dataplane_that_never_acknowledged_blocks_a_switch);
     tcase_add_test(tr, dataplanes_of_other_meshes_are_ignored);
+    tcase_add_test(tr, status_listing_a_dataplane_twice_blocks_a_switch_unless_every_entry_trusts);
+    tcase_add_test(tr, status_listing_a_dataplane_twice_blocks_a_removal_if_any_entry_holds);
     tcase_add_test(tr, add_and_switch_at_once_refused_as_multi_step);
     tcase_add_test(tr, switch_that_drops_the_old_backend_refused);
     tcase_add_test(tr, switch_to_a_backend_whose_conf_changed_refused);

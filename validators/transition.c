@@ -85,10 +85,14 @@ static const char *sb_str(const sbuf *sb)
 }
 
 /* One dataplane of the mesh as the gates see it: its name and what it acknowledged (NULL when it
- * never reported, or never acknowledged a generation). */
+ * never reported, or never acknowledged a generation). A snapshot that lists the same dataplane
+ * more than once (two snapshots merged, one taken during a pass) holds `nst` entries from `st` on
+ * (adjacent in the index): each gate reads them the careful way, so the verdict does not depend
+ * on which of them the sort put first. */
 typedef struct member {
     const char *name;
-    const dataplane_status *st;
+    const dataplane_status *const *st;
+    size_t nst;
 } member;
 
 /* The controller issued something the agent never loaded: the lists describe nothing real. */
@@ -97,24 +101,32 @@ static bool never_acknowledged(const dataplane_status *st)
     return st->acknowledged_generation == 0 && st->generation > 0;
 }
 
+/* How many entries of the index, from `first` on, name the same dataplane. */
+static size_t run_length(const status_index *idx, const dataplane_status *const *first)
+{
+    const dataplane_status *const *end = (const dataplane_status *const *)idx->items + idx->count;
+    size_t n = 1;
+    while (first + n < end && strcmp(first[n]->name, first[0]->name) == 0)
+        n++;
+    return n;
+}
+
 /* Builds the union of `dataplanes` and the mesh's entries of `status`, each once, in a stable
  * order (declared dataplanes first, then status-only ones sorted by name). O(n log n) so that a
- * 100,000-dataplane status is cheap. Caller frees the array; NULL when out of memory. */
-static member *collect_members(const char *mesh_name, const dataplane_status *status,
-                               size_t nstatus, const dataplane *const *dataplanes,
-                               size_t ndataplanes, size_t *ret_count)
+ * 100,000-dataplane status is cheap. Members point into *idx, which the caller builds and frees
+ * after them. Caller frees the array; NULL when out of memory. */
+static member *collect_members(const status_index *idx, const dataplane *const *dataplanes,
+                               size_t ndataplanes, const char *mesh_name, size_t *ret_count)
 {
-    status_index idx = STATUS_INDEX_INIT;
-    bool *used = calloc(nstatus ? nstatus : 1, sizeof *used);
-    member *members = calloc(nstatus + ndataplanes + 1, sizeof *members);
-    if (!used || !members || status_index_build(status, nstatus, mesh_name, &idx) < 0) {
-        status_index_free(&idx);
+    bool *used = calloc(idx->count + 1, sizeof *used);
+    member *members = calloc(idx->count + ndataplanes + 1, sizeof *members);
+    if (!used || !members) {
         free(used);
         free(members);
         return NULL;
     }
-    const dataplane_status **sorted = idx.items;
-    size_t ns = idx.count, count = 0;
+    const dataplane_status **sorted = idx->items;
+    size_t ns = idx->count, count = 0;
 
     for (size_t i = 0; i < ndataplanes; i++) {
         const dataplane *dp = dataplanes[i];
@@ -122,13 +134,11 @@ static member *collect_members(const char *mesh_name, const dataplane_status *st
             continue;
         if (dp->mesh.value && *dp->mesh.value && mesh_name && strcmp(dp->mesh.value, mesh_name) != 0)
             continue;
-        const dataplane_status *const *hit = status_index_find(&idx, dp->name.value);
-        const dataplane_status *st = NULL;
-        if (hit) {
+        const dataplane_status *const *hit = status_index_find(idx, dp->name.value);
+        size_t n = hit ? run_length(idx, hit) : 0;
+        if (hit)
             used[hit - sorted] = true;
-            st = *hit;
-        }
-        members[count++] = (member){dp->name.value, st && !never_acknowledged(st) ? st : NULL};
+        members[count++] = (member){dp->name.value, hit, n};
     }
     for (size_t i = 0; i < ns; i++) {
         if (used[i])
@@ -136,9 +146,8 @@ static member *collect_members(const char *mesh_name, const dataplane_status *st
         /* The same name twice in a status snapshot is one dataplane. */
         if (i > 0 && strcmp(sorted[i]->name, sorted[i - 1]->name) == 0)
             continue;
-        members[count++] = (member){sorted[i]->name, never_acknowledged(sorted[i]) ? NULL : sorted[i]};
+        members[count++] = (member){sorted[i]->name, &sorted[i], run_length(idx, &sorted[i])};
     }
-    status_index_free(&idx);
     free(used);
     *ret_count = count;
     return members;
@@ -159,14 +168,42 @@ static bool same_name(const char *a, const char *b)
     return a && b && strcmp(a, b) == 0;
 }
 
-static bool holds_issued(const member *m, const char *backend)
+/* An entry that acknowledged nothing holds no certificate and trusts nothing (SPEC S4). */
+static bool entry_holds(const dataplane_status *st, const char *backend)
 {
-    return m->st && same_name(m->st->issued_backend, backend);
+    return !never_acknowledged(st) && same_name(st->issued_backend, backend);
 }
 
+static bool entry_trusts(const dataplane_status *st, const char *backend)
+{
+    return !never_acknowledged(st) && status_supports(st, backend);
+}
+
+/* Still holds a certificate of `backend` by any of its entries: blocks a removal. */
+static bool holds_issued(const member *m, const char *backend)
+{
+    for (size_t i = 0; i < m->nst; i++)
+        if (entry_holds(m->st[i], backend))
+            return true;
+    return false;
+}
+
+/* Trusts `backend` by every one of its entries: only then may a switch count it. */
 static bool trusts(const member *m, const char *backend)
 {
-    return m->st && status_supports(m->st, backend);
+    for (size_t i = 0; i < m->nst; i++)
+        if (!entry_trusts(m->st[i], backend))
+            return false;
+    return m->nst > 0;
+}
+
+/* Trusts `backend` by any of its entries: an in-place change would break it. */
+static bool trusts_any(const member *m, const char *backend)
+{
+    for (size_t i = 0; i < m->nst; i++)
+        if (entry_trusts(m->st[i], backend))
+            return true;
+    return false;
 }
 
 typedef struct ctx {
@@ -384,7 +421,7 @@ static void check_change(ctx *c, const char *name, size_t index, const char *fro
     size_t using = 0;
     const char *first = NULL;
     for (size_t i = 0; i < c->nmembers; i++)
-        if (trusts(&c->members[i], name) || holds_issued(&c->members[i], name)) {
+        if (trusts_any(&c->members[i], name) || holds_issued(&c->members[i], name)) {
             if (!first)
                 first = c->members[i].name;
             using++;
@@ -516,9 +553,13 @@ void validate_transition(const mesh *prev, const mesh *next, const dataplane_sta
     }
 
     size_t nmembers = 0;
-    member *members = collect_members(next->name.value ? next->name.value : prev->name.value,
-                                      status, nstatus, dataplanes, ndataplanes, &nmembers);
+    const char *mesh_name = next->name.value ? next->name.value : prev->name.value;
+    status_index idx = STATUS_INDEX_INIT;
+    member *members = NULL;
+    if (status_index_build(status, nstatus, mesh_name, &idx) == 0)
+        members = collect_members(&idx, dataplanes, ndataplanes, mesh_name, &nmembers);
     if (!members) {
+        status_index_free(&idx);
         out->out_of_memory = true;
         goto free_lists;
     }
@@ -557,6 +598,7 @@ void validate_transition(const mesh *prev, const mesh *next, const dataplane_sta
         free(also.data);
     }
     free(members);
+    status_index_free(&idx);
 
 free_lists:
     free(added);
