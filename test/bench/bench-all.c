@@ -24,6 +24,7 @@
 #include "reconciler/sign_pool.h"
 #include "test/bench/bench-etcd.h"
 #include "test/bench/store_raw.h"
+#include "test/bench/bench_clock.h"
 
 /* Every loop is bounded by time and count, so the whole run stays within a few minutes. */
 #define RAW_SECONDS 1.0
@@ -46,14 +47,6 @@ static const char *const URIS[] = {"spiffe://default/web", "kuma://kuma.io/servi
 
 static char tmpdir[64];
 static char cfssl_pid_file[192];
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double best(double a, double b)
 {

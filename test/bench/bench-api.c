@@ -24,6 +24,7 @@
 #include "reconciler/pki.h"
 #include "reconciler/state.h"
 #include "reconciler/store/identity_peek.h"
+#include "test/bench/bench_clock.h"
 
 /* Bounds: every loop ends, whatever the controller does. */
 #define MAX_CSRS 100000
@@ -40,13 +41,6 @@
 static char tmpdir[64], url_base[64], ca_file[128], log_file[128];
 static pid_t controller = -1;
 static int in_flight = IN_FLIGHT;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {

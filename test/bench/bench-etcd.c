@@ -13,6 +13,7 @@
 #include "reconciler/store.h"
 #include "reconciler/store/etcd_client.h"
 #include "test/etcd-harness.h"
+#include "test/bench/bench_clock.h"
 
 /* The put-rate loop: bounded by time and by count. */
 #define PUT_SECONDS 3.0
@@ -20,14 +21,6 @@
 /* An identity record after a pass (key, CSR, leaf and chain PEM in JSON) is about 2 KiB. */
 #define PUT_VALUE_BYTES 2048
 #define CMD_MAX 2048
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static json_t *fail(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static json_t *fail(char *why, size_t whylen, const char *fmt, ...)

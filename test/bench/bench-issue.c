@@ -7,16 +7,9 @@
 #include <openssl/x509.h>
 
 #include "reconciler/pki.h"
+#include "test/bench/bench_clock.h"
 
 #define BENCH_MAX_COUNT 100000
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* The machine's own limit: generate a key and sign a bare certificate with the CA key. */
 static int raw_once(bool rsa, X509 *ca, EVP_PKEY *ca_key)

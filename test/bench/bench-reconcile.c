@@ -23,6 +23,7 @@
 #include "validators/validators.h"
 
 #include "store_raw.h"
+#include "test/bench/bench_clock.h"
 
 /* Sizes are bounded: each reconcile size writes N identities to a temp dir. */
 #define BENCH_MAX_DATAPLANES 200000
@@ -38,23 +39,6 @@ static const char MESH_ADD[] =
 static const char MESH_SWITCH[] =
     "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-2\n  backends:\n"
     "  - name: ca-1\n    type: builtin\n  - name: ca-2\n    type: builtin\n";
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* CPU seconds of this process: on a shared machine the wall time also holds other load. */
-static double cpu_now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Peak resident set of this process so far, in KiB (Linux ru_maxrss unit). */
 static long maxrss_kib(void)

@@ -1,6 +1,7 @@
 /* store_raw.c - the store's own limit for a full pass: SQLite alone reading and rewriting N records. */
 #define _GNU_SOURCE 1
 #include "store_raw.h"
+#include "test/bench/bench_clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,22 +23,6 @@ static const char setup_sql[] =
     " PRIMARY KEY (kind, mesh, name)) WITHOUT ROWID;"
     "CREATE TABLE changes (revision INTEGER NOT NULL, kind TEXT NOT NULL, mesh TEXT NOT NULL,"
     " name TEXT NOT NULL, op INTEGER NOT NULL, PRIMARY KEY (revision, kind, mesh, name)) WITHOUT ROWID;";
-
-static double cpu_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double wall_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* One transaction putting every record with value bytes (and its change row at revision). */
 static int put_all(sqlite3 *db, sqlite3_stmt *put, sqlite3_stmt *change, long n,
@@ -129,13 +114,13 @@ int store_raw_commit_rate(const char *dir, size_t value_len, double max_s, long 
     if (!value || value_len == 0 || max_n <= 0)
         return free(value), -1;
     rc = open_raw(dir, path, sizeof(path), &db, &put, &change);
-    start = wall_s();
+    start = now_s();
     /* One record per transaction, each its own revision, as a CSR's group commit of one key. */
-    while (rc == SQLITE_OK && done < max_n && wall_s() - start < max_s) {
+    while (rc == SQLITE_OK && done < max_n && now_s() - start < max_s) {
         done++;
         rc = put_all(db, put, change, 1, value, value_len, done);
     }
-    *ret_rate = done / (wall_s() - start);
+    *ret_rate = done / (now_s() - start);
     close_raw(dir, path, sizeof(path), db, put, change);
     free(value);
     return rc == SQLITE_OK ? 0 : -1;
@@ -162,14 +147,14 @@ int store_raw_rewrite(const char *dir, long n, size_t value_len, store_raw_resul
     /* The records as the CSR pass left them (not timed), then the switch's read and rewrite. */
     if (rc == SQLITE_OK)
         rc = put_all(db, put, change, n, value, value_len, 1);
-    c = cpu_s();
-    w = wall_s();
+    c = cpu_now_s();
+    w = now_s();
     if (rc == SQLITE_OK)
         rc = read_all(list, n, &bytes);
     if (rc == SQLITE_OK)
         rc = put_all(db, put, change, n, value, value_len, 2);
-    ret->cpu_s = cpu_s() - c;
-    ret->wall_s = wall_s() - w;
+    ret->cpu_s = cpu_now_s() - c;
+    ret->wall_s = now_s() - w;
     ret->bytes_read = bytes;
     sqlite3_finalize(list);
     close_raw(dir, path, sizeof(path), db, put, change);
