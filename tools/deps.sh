@@ -18,6 +18,7 @@ packages=(
     bsdutils                                # script(1): progress-cli.sh runs meshca on a pseudo-terminal
     e2fsprogs                               # chattr(1): faults.sh makes the SQLite store immutable
     zsh                                     # help-cli.sh: 'meshca completion zsh' run through zsh's bashcompinit
+    mount                                   # mount --bind in a private namespace: agent-hostile-controller.sh, extca-ca-pinned.sh
 )
 
 missing=()
